@@ -1,0 +1,163 @@
+"""The one configuration loader: ``config/gateway.toml`` into a typed, frozen ``Settings``.
+
+Relative paths in the file are resolved against the folder that holds the file, so a gateway behaves the same
+whatever directory it is started from. Unknown keys are errors: a misspelt key must not become a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+
+PARTY_ID_TYPE_UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdentitySettings(_Section):
+    party_id: Annotated[str, Field(min_length=1, description="our ebMS PartyId, e.g. BE-FAMHP")]
+    party_id_type: str = PARTY_ID_TYPE_UNREGISTERED
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country code")]
+    authority_name: Annotated[str, Field(min_length=1)]
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8480
+    public_url: str | None = Field(
+        default=None, description="the AS4 endpoint URL partners use; default http://HOST:PORT/as4"
+    )
+
+    def as4_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}/as4"
+
+
+class KeySettings(_Section):
+    private_key: Path = Path("../var/keys/gateway.key.pem")
+    certificate: Path = Path("../var/keys/gateway.crt.pem")
+    passphrase_env: str | None = Field(
+        default=None, description="environment variable holding the private key's passphrase, if encrypted"
+    )
+
+    def passphrase(self) -> bytes | None:
+        if self.passphrase_env is None:
+            return None
+        value = os.environ.get(self.passphrase_env)
+        if value is None:
+            raise ConfigError(
+                f"[keys].passphrase_env names the environment variable {self.passphrase_env!r}, "
+                "which is not set; export it or remove the key"
+            )
+        return value.encode()
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite+aiosqlite:///../var/gateway.db"
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL")
+        return value
+
+
+class ProfileSettings(_Section):
+    folder: Path = Path("../partner_profiles")
+    certificates: Path = Field(
+        default=Path("../partner_profiles/certs"),
+        description="folder against which relative certificate paths in profiles are resolved",
+    )
+
+
+class FolderSettings(_Section):
+    outbox: Path = Path("../var/outbox")
+    inbox: Path = Path("../var/inbox")
+    rejected: Path = Path("../var/rejected")
+
+
+class OutboundSettings(_Section):
+    sweep_seconds: Annotated[float, Field(gt=0)] = 30.0
+    http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_delays_seconds: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
+
+
+class Settings(_Section):
+    identity: IdentitySettings
+    http: HttpSettings = HttpSettings()
+    data_dir: Path = Path("../var")
+    keys: KeySettings = KeySettings()
+    store: StoreSettings = StoreSettings()
+    profiles: ProfileSettings = ProfileSettings()
+    folders: FolderSettings = FolderSettings()
+    outbound: OutboundSettings = OutboundSettings()
+
+
+def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Make the relative paths and the SQLite URL of a parsed file absolute, against ``base``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out[key] = _resolve(base, value)
+        elif key == "url" and isinstance(value, str) and value.startswith("sqlite+aiosqlite:///"):
+            path = value.removeprefix("sqlite+aiosqlite:///")
+            out[key] = f"sqlite+aiosqlite:///{(base / path).resolve()}" if not path.startswith("/") else value
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(base: Path, settings: Settings) -> Settings:
+    def fix(model: BaseModel) -> BaseModel:
+        updates: dict[str, Any] = {}
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, Path) and not value.is_absolute():
+                updates[name] = (base / value).resolve()
+            elif isinstance(value, BaseModel):
+                updates[name] = fix(value)
+        return model.model_copy(update=updates)
+
+    fixed = fix(settings)
+    assert isinstance(fixed, Settings)
+    return fixed
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    section, _, key = loc.rpartition(".")
+    where = f"[{section}].{key}" if section else key
+    got = error.get("input")
+    got_text = "" if error["type"] == "missing" else f" (got {got!r})"
+    return f"{where}: {error['msg']}{got_text}"
+
+
+def settings_from_dict(data: dict[str, Any], *, base: Path, source: str = "<settings>") -> Settings:
+    """Build settings from already-parsed TOML data; relative paths resolve against ``base``."""
+    try:
+        settings = Settings.model_validate(_resolve(base, data))
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration"]
+        lines += [f"  {_describe(err)}" for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    return _resolve_paths(base, settings)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration file; every problem is reported with the file and the key."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found (pass --config PATH)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, base=path.parent, source=str(path))
