@@ -49,7 +49,8 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "d
         line, column = exc.position
         raise XmlInputError(f"{what} is not well-formed XML: {exc.msg}", line=line, column=column) from None
     tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo = tree.docinfo
+    if getattr(docinfo, "doctype", "") or getattr(docinfo, "internalDTD", None) is not None:
         raise XmlInputError(f"{what} carries a DOCTYPE; DTDs are refused")
     return root
 
@@ -72,12 +73,10 @@ class _CatalogResolver(etree.Resolver):
         super().__init__()
         catalog = etree.parse(str(root / "catalog.xml"), safe_parser()).getroot()
         self._map = {
-            el.get("name"): str(root / str(el.get("uri")))
-            for el in catalog
-            if el.tag == f"{_CATALOG_NS}uri"
+            el.get("name"): str(root / str(el.get("uri"))) for el in catalog if el.tag == f"{_CATALOG_NS}uri"
         }
 
-    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:  # type: ignore[override]
         target = self._map.get(system_url)
         return self.resolve_filename(target, context) if target else None
 
