@@ -1,0 +1,86 @@
+"""The message lifecycle: one table of legal moves. Anything not in it is an ``IllegalTransition``.
+
+The store applies a move as ``UPDATE ... WHERE id = :id AND state = :expected``, so the database enforces
+this table even with several gateway nodes on one database.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gateway.errors import StoreError
+
+
+class Direction(StrEnum):
+    OUTBOUND = "out"
+    INBOUND = "in"
+
+
+class State(StrEnum):
+    # outbound
+    SUBMITTED = "SUBMITTED"
+    SENDING = "SENDING"
+    RETRY_WAIT = "RETRY_WAIT"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    FAILED = "FAILED"
+    # inbound
+    RECEIVED = "RECEIVED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    DELIVERED = "DELIVERED"
+
+
+class Event(StrEnum):
+    CLAIM = "claim"
+    RECEIPT_OK = "receipt_ok"
+    SEND_FAILED = "send_failed"
+    FINAL_ERROR = "final_error"
+    GIVE_UP = "give_up"
+    LEASE_EXPIRED = "lease_expired"
+    OPERATOR_RETRY = "operator_retry"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    DELIVER = "deliver"
+
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.SUBMITTED, Event.CLAIM): State.SENDING,
+    (State.RETRY_WAIT, Event.CLAIM): State.SENDING,
+    (State.SENDING, Event.RECEIPT_OK): State.ACKNOWLEDGED,
+    (State.SENDING, Event.SEND_FAILED): State.RETRY_WAIT,
+    (State.SENDING, Event.FINAL_ERROR): State.FAILED,
+    (State.SENDING, Event.GIVE_UP): State.FAILED,
+    (State.RETRY_WAIT, Event.GIVE_UP): State.FAILED,
+    (State.SENDING, Event.LEASE_EXPIRED): State.RETRY_WAIT,
+    (State.FAILED, Event.OPERATOR_RETRY): State.RETRY_WAIT,
+    (State.RECEIVED, Event.ACCEPT): State.ACCEPTED,
+    (State.RECEIVED, Event.REJECT): State.REJECTED,
+    (State.ACCEPTED, Event.DELIVER): State.DELIVERED,
+}
+
+INITIAL = {Direction.OUTBOUND: State.SUBMITTED, Direction.INBOUND: State.RECEIVED}
+FINAL = frozenset({State.ACKNOWLEDGED, State.FAILED, State.REJECTED, State.DELIVERED})
+
+
+class IllegalTransition(StoreError):
+    def __init__(self, state: State, event: Event, message_id: str | None = None) -> None:
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s is state)
+        subject = f"message {message_id!r} " if message_id else ""
+        super().__init__(
+            f"{subject}cannot take event {event.value!r} in state {state.value}; "
+            f"allowed there: {', '.join(allowed) or 'nothing (final state)'}"
+        )
+        self.state = state
+        self.event = event
+
+
+def transition(state: State, event: Event) -> State:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+def sources(event: Event) -> tuple[State, ...]:
+    """The states from which ``event`` is legal (for conditional updates that accept any of them)."""
+    return tuple(s for (s, e) in TRANSITIONS if e is event)

@@ -1,0 +1,135 @@
+"""The SQLite store: migrations, insert-or-nothing duplicates, conditional moves, leases, evidence."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from gateway.clock import FixedClock
+from gateway.store import (
+    Direction,
+    Event,
+    IllegalTransition,
+    MessageStore,
+    NewMessage,
+    PayloadStore,
+    State,
+    create_engine,
+    upgrade,
+)
+from gateway.store.schema import metadata
+from tests.conftest import NOW
+
+
+def _new(message_id: str = "m1@be", direction: Direction = Direction.OUTBOUND) -> NewMessage:
+    return NewMessage(
+        direction=direction,
+        message_id=message_id,
+        conversation_id="c1",
+        partner_id="ch-swissmedic",
+        from_party="BE-FAMHP",
+        to_party="CH-SWISSMEDIC",
+        service="svc",
+        action="ImportAuthorization",
+        payload_sha256="0" * 64,
+        payload_mime_type="application/xml",
+    )
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FixedClock) -> AsyncIterator[MessageStore]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade(engine)
+    yield MessageStore(engine, clock)
+    await engine.dispose()
+
+
+async def test_migration_matches_the_tables(store: MessageStore) -> None:
+    async with store.engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+    assert diff == []
+
+
+async def test_upgrade_is_idempotent(store: MessageStore) -> None:
+    await upgrade(store.engine)
+
+
+async def test_duplicate_insert_returns_the_stored_message(store: MessageStore) -> None:
+    first, created = await store.add(_new())
+    again, created_again = await store.add(_new())
+    assert created and not created_again
+    assert again.id == first.id
+    assert [e.kind for e in await store.events(first.id)] == ["submitted"]
+
+
+async def test_same_id_in_other_direction_is_a_different_message(store: MessageStore) -> None:
+    out, _ = await store.add(_new())
+    inbound, created = await store.add(_new(direction=Direction.INBOUND))
+    assert created and inbound.id != out.id and inbound.state is State.RECEIVED
+
+
+async def test_illegal_move_is_refused_by_the_database(store: MessageStore) -> None:
+    record, _ = await store.add(_new())
+    with pytest.raises(IllegalTransition) as caught:
+        await store.move(record.id, Event.RECEIPT_OK)
+    assert "SUBMITTED" in str(caught.value)
+    assert (await store.get(record.id)).state is State.SUBMITTED
+
+
+async def test_claim_send_acknowledge(store: MessageStore) -> None:
+    record, _ = await store.add(_new())
+    claimed = await store.claim_due("node-a", limit=10, lease=timedelta(minutes=1))
+    assert [c.id for c in claimed] == [record.id]
+    assert claimed[0].state is State.SENDING and claimed[0].attempts == 1
+    assert await store.claim_due("node-b", limit=10, lease=timedelta(minutes=1)) == []
+    done = await store.move(record.id, Event.RECEIPT_OK, detail={"receipt": "r1"})
+    assert done.state is State.ACKNOWLEDGED and done.is_final
+    kinds = [e.kind for e in await store.events(record.id)]
+    assert kinds == ["submitted", "receipt_ok"]
+
+
+async def test_retry_waits_until_due(store: MessageStore, clock: FixedClock) -> None:
+    record, _ = await store.add(_new())
+    await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
+    await store.move(record.id, Event.SEND_FAILED, next_attempt_at=NOW + timedelta(seconds=30))
+    assert await store.claim_due("a", limit=1, lease=timedelta(minutes=1)) == []
+    clock.advance(timedelta(seconds=31))
+    again = await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
+    assert again[0].attempts == 2
+
+
+async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock) -> None:
+    record, _ = await store.add(_new())
+    await store.claim_due("dead-node", limit=1, lease=timedelta(seconds=30))
+    assert await store.recover_leases() == 0
+    clock.advance(timedelta(seconds=31))
+    assert await store.recover_leases() == 1
+    assert (await store.get(record.id)).state is State.RETRY_WAIT
+    assert [c.id for c in await store.claim_due("live-node", limit=1, lease=timedelta(seconds=30))] == [record.id]
+
+
+async def test_evidence_is_kept(store: MessageStore) -> None:
+    record, _ = await store.add(_new())
+    await store.put_evidence(record.id, "receipt", "application/soap+xml", b"<r/>")
+    assert await store.get_evidence(record.id, "receipt") == ("application/soap+xml", b"<r/>")
+    assert await store.get_evidence(record.id, "other") is None
+
+
+def test_payload_store_is_content_addressed(tmp_path: Path) -> None:
+    payloads = PayloadStore(tmp_path)
+    sha = payloads.put(b"permit")
+    assert payloads.put(b"permit") == sha
+    assert payloads.get(sha) == b"permit"
+    payloads.path(sha).write_bytes(b"tampered")
+    with pytest.raises(Exception, match="does not match"):
+        payloads.get(sha)
