@@ -87,7 +87,6 @@ class FolderSettings(_Section):
 class OutboundSettings(_Section):
     sweep_seconds: Annotated[float, Field(gt=0)] = 30.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
-    retry_delays_seconds: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0)
 
 
 class Settings(_Section):

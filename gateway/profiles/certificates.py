@@ -1,0 +1,142 @@
+"""Partner certificates and our private key: loading, validity and fitness for a profile's security suite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
+
+from gateway.errors import KeyMaterialError
+from gateway.profiles.model import PartnerProfile, SecuritySuite
+
+MIN_RSA_KEY_BITS = 2048
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KeyMaterialError(f"{what} file {path} not found") from None
+    except OSError as exc:
+        raise KeyMaterialError(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """Read an X.509 certificate, PEM or DER."""
+    data = _read(path, "certificate")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise KeyMaterialError(
+            f"certificate file {path} holds no X.509 certificate; expected one in PEM or DER form"
+        ) from None
+
+
+def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
+    """Read a private key, PEM or DER (PKCS#8 or traditional), decrypting it with ``passphrase`` if given."""
+    data = _read(path, "private key")
+    load = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
+    try:
+        return load(data, password=passphrase)
+    except TypeError:
+        needs = "is not encrypted, so give no passphrase" if passphrase else "is encrypted and needs a passphrase"
+        raise KeyMaterialError(f"private key file {path} {needs}") from None
+    except ValueError:
+        raise KeyMaterialError(
+            f"private key file {path} cannot be loaded: wrong passphrase, or not a PEM/DER private key"
+        ) from None
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime (use gateway.clock)")
+
+
+def days_to_expiry(cert: x509.Certificate, *, now: datetime) -> int:
+    """Whole days left before ``cert`` expires; negative once it has expired."""
+    _require_aware(now)
+    return (cert.not_valid_after_utc - now).days
+
+
+def check_certificate(cert: x509.Certificate, *, now: datetime, purpose: str) -> None:
+    """Refuse a certificate that is not valid at ``now``; ``purpose`` says what it is for, in the message."""
+    _require_aware(now)
+    subject = cert.subject.rfc4514_string()
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        raise KeyMaterialError(
+            f"{purpose} ({subject}) is not valid before {start:%Y-%m-%d %H:%M} UTC "
+            f"(it is now {now:%Y-%m-%d %H:%M} UTC); check this host's clock or wait until then"
+        )
+    if now > end:
+        raise KeyMaterialError(
+            f"{purpose} ({subject}) expired on {end:%Y-%m-%d %H:%M} UTC "
+            f"(valid from {start:%Y-%m-%d}, it is now {now:%Y-%m-%d %H:%M} UTC); "
+            "obtain the renewed certificate and replace the file"
+        )
+
+
+def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: str) -> None:
+    """Refuse a certificate whose key the suite's algorithms cannot use."""
+    expected = _suite_key_requirement(suite, cert.public_key())
+    if expected is not None:
+        raise KeyMaterialError(
+            f"{purpose} ({cert.subject.rfc4514_string()}) has {_describe_key(cert)}; "
+            f"suite {suite.value} needs {expected}"
+        )
+
+
+def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes) -> str | None:
+    """What ``suite`` needs of a certificate key, or None when ``key`` fits."""
+    match suite:
+        case SecuritySuite.EDELIVERY_AS4_1_15:
+            if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_KEY_BITS:
+                return None
+            return (
+                f"an RSA key of at least {MIN_RSA_KEY_BITS} bits (rsa-sha256 signatures, RSA-OAEP key transport)"
+            )
+
+
+def _describe_key(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"an RSA key of {key.key_size} bits"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"an elliptic-curve key ({key.curve.name})"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "an EdDSA key"
+    return "a key of another type"
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCertificates:
+    """A partner's certificates, loaded once from its profile."""
+
+    profile_id: str
+    signing: x509.Certificate
+    encryption: x509.Certificate
+
+    def check(self, *, now: datetime) -> None:
+        """Refuse to use the certificates when either is not valid at ``now``."""
+        check_certificate(self.signing, now=now, purpose=f"signing certificate of partner {self.profile_id!r}")
+        check_certificate(
+            self.encryption, now=now, purpose=f"encryption certificate of partner {self.profile_id!r}"
+        )
+
+
+def resolve_certificates(profile: PartnerProfile) -> PartnerCertificates:
+    """Load a profile's signing and encryption certificates (one read when they are the same file)."""
+    security = profile.security
+    signing = load_certificate(security.signing_certificate)
+    encryption_path = security.effective_encryption_certificate
+    encryption = signing if encryption_path == security.signing_certificate else load_certificate(encryption_path)
+    check_suite_key(signing, security.suite, purpose=f"signing certificate of partner {profile.id!r}")
+    check_suite_key(encryption, security.suite, purpose=f"encryption certificate of partner {profile.id!r}")
+    return PartnerCertificates(profile_id=profile.id, signing=signing, encryption=encryption)

@@ -1,0 +1,326 @@
+"""Reading partner profiles: one YAML file per partner, every problem reported with file, line and field.
+
+The round-trip loader keeps the position of every key, so a pydantic error location such as
+``('security', 'suite')`` becomes ``be-famhp.yaml:9:3 security.suite``. All problems of a file are reported
+at once; a folder is loaded whole or not at all, so a reload can validate first and then swap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+from gateway.errors import KeyMaterialError, ProfileError
+from gateway.profiles.certificates import check_certificate, check_suite_key, load_certificate
+from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
+from gateway.profiles.registry import ProfileRegistry
+
+PROFILE_SUFFIXES = (".yaml", ".yml")
+_CERTIFICATE_KEYS = ("signing_certificate", "encryption_certificate")
+
+Loc = tuple[int | str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    loc: Loc
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    path: Path
+    document: CommentedMap
+    profile: PartnerProfile
+
+    def where(self, loc: Loc) -> str:
+        line, column = _locate(self.document, loc)
+        return f"{self.path}:{line}:{column}"
+
+
+def load_profile(path: Path, *, certificates_dir: Path, now: datetime | None = None) -> PartnerProfile:
+    """Read and validate one partner profile; relative certificate paths resolve against ``certificates_dir``.
+
+    The certificate files must exist, hold a certificate and suit the profile's security suite. With ``now``,
+    they must also be valid at that time; without it, validity is left to each use
+    (``PartnerCertificates.check``), so one expiring partner cannot keep all the others from loading.
+    """
+    return _load(path, certificates_dir=certificates_dir, now=now).profile
+
+
+def load_profiles(folder: Path, *, certificates_dir: Path, now: datetime | None = None) -> ProfileRegistry:
+    """Load every ``*.yaml``/``*.yml`` directly in ``folder`` (not in subfolders such as ``examples/``)."""
+    if not folder.is_dir():
+        raise ProfileError(f"{folder}: partner profile folder not found; create it or fix [profiles].folder")
+    loaded: list[_Loaded] = []
+    errors: list[str] = []
+    for path in _profile_files(folder):
+        try:
+            loaded.append(_load(path, certificates_dir=certificates_dir, now=now))
+        except ProfileError as exc:
+            errors.append(str(exc))
+    errors += _duplicates(loaded)
+    if errors:
+        raise ProfileError("\n".join(errors))
+    return ProfileRegistry(item.profile for item in loaded)
+
+
+def _profile_files(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.iterdir()):
+        if path.suffix in PROFILE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            yield path
+
+
+def _load(path: Path, *, certificates_dir: Path, now: datetime | None) -> _Loaded:
+    document = _read_yaml(path)
+    profile, problems = _validate(document)
+    problems += _certificate_problems(document, certificates_dir=certificates_dir, now=now)
+    if problems or profile is None:
+        raise ProfileError(_report(path, document, problems))
+    return _Loaded(path, document, _resolve_certificate_paths(profile, certificates_dir))
+
+
+def _read_yaml(path: Path) -> CommentedMap:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: partner profile file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ProfileError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(document, CommentedMap):
+        got = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
+    return document
+
+
+def _plain(node: Any) -> Any:
+    """The YAML tree as plain Python values, so that validation sees no ruamel subclasses."""
+    if isinstance(node, dict):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    if isinstance(node, ScalarBoolean):
+        return bool(node)
+    for kind in (bool, int, float, str):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+def _validate(document: CommentedMap) -> tuple[PartnerProfile | None, list[_Problem]]:
+    try:
+        return PartnerProfile.model_validate(_plain(document)), []
+    except ValidationError as exc:
+        return None, [_problem(error) for error in exc.errors()]
+
+
+def _problem(error: ErrorDetails) -> _Problem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    got = f"got {_short(error.get('input'))}"
+    if kind == "missing":
+        return _Problem(loc, "required key is missing")
+    if kind == "extra_forbidden":
+        return _Problem(loc, _unknown_key(loc))
+    declared = _declared_type(loc)
+    if kind == "enum" and isinstance(declared, type) and issubclass(declared, Enum):
+        return _Problem(loc, f"{got}, expected one of: {', '.join(str(m.value) for m in declared)}")
+    if kind == "model_type" and isinstance(declared, type) and issubclass(declared, BaseModel):
+        return _Problem(loc, f"{got}, expected a mapping with the keys: {', '.join(declared.model_fields)}")
+    if kind in ("tuple_type", "list_type"):
+        return _Problem(loc, f"{got}, expected a list")
+    if kind == "bool_parsing":
+        return _Problem(loc, f"{got}, expected true or false")
+    if kind == "path_type":
+        return _Problem(loc, f"{got}, expected a file path")
+    field = _field_info(loc)
+    if kind == "string_pattern_mismatch" and field is not None and field.description:
+        return _Problem(loc, f"{got}, expected {field.description}")
+    if kind == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return _Problem(loc, message if isinstance(error.get("input"), dict) else f"{got}, {message}")
+    return _Problem(loc, f"{got}, {_as_expectation(error['msg'])}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_expectation(message: str) -> str:
+    """Turn pydantic's "Input should be ..." into "expected ..."."""
+    message = re.sub(r"^\w+ should be (greater|less)", r"expected a value \1", message, count=1)
+    return re.sub(r"^\w+ should (be |have )?", "expected ", message, count=1)
+
+
+def _unknown_key(loc: Loc) -> str:
+    parent = _declared_type(loc[:-1])
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return "unknown key"
+    allowed = list(parent.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}expected one of: {', '.join(allowed)}"
+
+
+def _declared_type(loc: Loc) -> Any:
+    """The type the model declares at ``loc``, or None when ``loc`` is not in the model."""
+    current: Any = PartnerProfile
+    for part in loc:
+        current = _without_none(current)
+        if isinstance(part, int):
+            items = [arg for arg in get_args(current) if arg is not Ellipsis]
+            if not items:
+                return None
+            current = items[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        else:
+            return None
+    return _without_none(current)
+
+
+def _field_info(loc: Loc) -> FieldInfo | None:
+    parent = _declared_type(loc[:-1])
+    if loc and isinstance(parent, type) and issubclass(parent, BaseModel):
+        return parent.model_fields.get(str(loc[-1]))
+    return None
+
+
+def _without_none(annotation: Any) -> Any:
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _certificate_problems(
+    document: CommentedMap, *, certificates_dir: Path, now: datetime | None
+) -> list[_Problem]:
+    """Check the certificate files named in the raw document, so they are reported with any other problem."""
+    security = document.get("security")
+    if not isinstance(security, dict):
+        return []
+    suite = _suite(security.get("suite", Security.model_fields["suite"].default))
+    problems: list[_Problem] = []
+    for key in _CERTIFICATE_KEYS:
+        value = security.get(key)
+        if isinstance(value, str):
+            text = _certificate_problem(value, certificates_dir=certificates_dir, suite=suite, now=now)
+            if text:
+                problems.append(_Problem(("security", key), text))
+    return problems
+
+
+def _suite(value: object) -> SecuritySuite | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return SecuritySuite(value)
+    except ValueError:
+        return None
+
+
+def _certificate_problem(
+    value: str, *, certificates_dir: Path, suite: SecuritySuite | None, now: datetime | None
+) -> str | None:
+    path = certificates_dir / value
+    if not path.is_file():
+        return (
+            f"got {value!r}, but {path} is not a file; expected the partner's certificate (PEM or DER) "
+            f"there (relative paths resolve against {certificates_dir})"
+        )
+    purpose = f"certificate {path}"
+    try:
+        certificate = load_certificate(path)
+        if suite is not None:
+            check_suite_key(certificate, suite, purpose=purpose)
+        if now is not None:
+            check_certificate(certificate, now=now, purpose=purpose)
+    except KeyMaterialError as exc:
+        return str(exc)
+    return None
+
+
+def _resolve_certificate_paths(profile: PartnerProfile, certificates_dir: Path) -> PartnerProfile:
+    security = profile.security
+    update = {"signing_certificate": certificates_dir / security.signing_certificate}
+    if security.encryption_certificate is not None:
+        update["encryption_certificate"] = certificates_dir / security.encryption_certificate
+    return profile.model_copy(update={"security": security.model_copy(update=update)})
+
+
+def _report(path: Path, document: CommentedMap, problems: Sequence[_Problem]) -> str:
+    lines = []
+    for problem in problems:
+        line, column = _locate(document, problem.loc)
+        lines.append((line, column, f"{path}:{line}:{column} {_dotted(problem.loc)}: {problem.text}"))
+    return "\n".join(text for _, _, text in sorted(lines))
+
+
+def _locate(document: CommentedMap, loc: Loc) -> tuple[int, int]:
+    """1-based line and column of the deepest key of ``loc`` present in the document."""
+    node: Any = document
+    line, column = document.lc.line, document.lc.col
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line, column = node.lc.key(part)
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, column = node.lc.item(part)
+            else:
+                break
+        except KeyError:
+            break
+        node = node[part]
+    return line + 1, column + 1
+
+
+def _dotted(loc: Loc) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    return text or "(profile)"
+
+
+def _duplicates(loaded: Sequence[_Loaded]) -> list[str]:
+    errors: list[str] = []
+    by_id: dict[str, _Loaded] = {}
+    by_party: dict[tuple[str, str], _Loaded] = {}
+    for item in loaded:
+        profile = item.profile
+        first = by_id.setdefault(profile.id, item)
+        if first is not item:
+            errors.append(
+                f"{item.where(('id',))} id: {profile.id!r} is already the id of the profile in "
+                f"{first.where(('id',))}; give each partner its own id"
+            )
+        first = by_party.setdefault((profile.party_id_type, profile.party_id), item)
+        if first is not item:
+            errors.append(
+                f"{item.where(('party_id',))} party_id: {profile.party_id!r} (type {profile.party_id_type}) "
+                f"is already the PartyId of profile {first.profile.id!r} in {first.where(('party_id',))}; "
+                "a PartyId must name one partner"
+            )
+    return errors

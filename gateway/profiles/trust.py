@@ -1,0 +1,83 @@
+"""Trust in use: each partner's loaded certificates and AS4 security policy, and our own key pair.
+
+``Partners`` wraps one immutable ``ProfileRegistry``; a reload swaps the registry whole, so a message in
+flight keeps the partner it started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.as4 import KeyPair, SecurityPolicy
+from gateway.errors import KeyMaterialError, ProfileError
+from gateway.profiles.certificates import (
+    PartnerCertificates,
+    check_certificate,
+    load_certificate,
+    load_private_key,
+    resolve_certificates,
+)
+from gateway.profiles.model import PartnerProfile
+from gateway.profiles.registry import ProfileRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    profile: PartnerProfile
+    certificates: PartnerCertificates
+    policy: SecurityPolicy
+
+
+def partner_of(profile: PartnerProfile) -> Partner:
+    certificates = resolve_certificates(profile)
+    policy = SecurityPolicy(signing_certificates=(certificates.signing,))
+    return Partner(profile=profile, certificates=certificates, policy=policy)
+
+
+class Partners:
+    """The partners we exchange with, their certificates loaded once per registry."""
+
+    def __init__(self, registry: ProfileRegistry) -> None:
+        self._registry = registry
+        self._partners = {p.id: partner_of(p) for p in registry}
+
+    @property
+    def registry(self) -> ProfileRegistry:
+        return self._registry
+
+    def get(self, profile_id: str) -> Partner:
+        return self._partners[self._registry.get(profile_id).id]
+
+    def by_party(self, party_id: str, party_id_type: str | None = None) -> Partner:
+        return self._partners[self._registry.by_party(party_id, party_id_type).id]
+
+    def for_country(self, country: str, *, exclude_party: str | None = None) -> list[Partner]:
+        return [
+            p
+            for p in self._partners.values()
+            if p.profile.country == country and p.profile.party_id != exclude_party
+        ]
+
+    def usable(self, partner: Partner, now: datetime) -> None:
+        """Refuse a partner that is suspended or whose certificates are not valid now."""
+        if not partner.profile.enabled:
+            raise ProfileError(f"partner {partner.profile.id!r} is suspended (enabled: false in its profile)")
+        partner.certificates.check(now=now)
+
+
+def load_key_pair(private_key: Path, certificate: Path, passphrase: bytes | None, *, now: datetime) -> KeyPair:
+    """Our signing and decryption key with its certificate; both must match and be valid now."""
+    key = load_private_key(private_key, passphrase)
+    cert = load_certificate(certificate)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyMaterialError(f"{private_key}: eDelivery AS4 1.15 needs an RSA private key")
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise KeyMaterialError(
+            f"{certificate} does not belong to the private key {private_key}: configure the matching pair"
+        )
+    check_certificate(cert, now=now, purpose=f"our certificate {certificate}")
+    return KeyPair(private_key=key, certificate=cert)
