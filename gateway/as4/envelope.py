@@ -63,7 +63,9 @@ def parse_envelope(data: bytes) -> Incoming:
         raise EbmsError(EbmsCode.INVALID_HEADER, f"{exc}{where}") from None
     soap_ns = etree.QName(root).namespace
     if etree.QName(root).localname != "Envelope" or soap_ns not in (ns.S12, ns.S11):
-        raise EbmsError(EbmsCode.INVALID_HEADER, f"root element {etree.QName(root).text} is not a SOAP 1.2 or 1.1 Envelope")
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER, f"root element {etree.QName(root).text} is not a SOAP 1.2 or 1.1 Envelope"
+        )
     assert soap_ns is not None
     header = root.find(q(soap_ns, "Header"))
     body = root.find(q(soap_ns, "Body"))

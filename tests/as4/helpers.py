@@ -18,7 +18,11 @@ from gateway.as4 import (
 )
 
 PARTY_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
-PERMIT = b'<?xml version="1.0" encoding="UTF-8"?><ImportAuthorization xmlns="urn:test">' + b"x" * 200 + b"</ImportAuthorization>"
+PERMIT = (
+    b'<?xml version="1.0" encoding="UTF-8"?><ImportAuthorization xmlns="urn:test">'
+    + b"x" * 200
+    + b"</ImportAuthorization>"
+)
 
 
 def user_message(now: datetime, message_id: str = "m-1@be-famhp.test") -> UserMessage:
@@ -36,7 +40,11 @@ def user_message(now: datetime, message_id: str = "m-1@be-famhp.test") -> UserMe
 def build(sender: KeyPair, recipient: KeyPair, now: datetime, data: bytes = PERMIT, **kw: object) -> Outgoing:
     payload = Payload(content_id="permit@be-famhp.test", mime_type="application/xml", data=data)
     return build_user_message(
-        user_message(now), [payload], sender=sender, recipient_certificate=recipient.certificate, **kw  # type: ignore[arg-type]
+        user_message(now),
+        [payload],
+        sender=sender,
+        recipient_certificate=recipient.certificate,
+        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -46,7 +46,12 @@ def test_receipt_with_a_wrong_digest_is_invalid(alice: KeyPair, bob: KeyPair) ->
     out = build(alice, bob, NOW)
     event = parse_incoming(out.content_type, out.body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW)
     attachment = next(r for r in event.references if r.uri.startswith("cid:"))
-    forged = replace(attachment, xml=attachment.xml.replace(attachment.digest_value.encode(), b"AAAA" + attachment.digest_value[4:].encode()))
+    forged = replace(
+        attachment,
+        xml=attachment.xml.replace(
+            attachment.digest_value.encode(), b"AAAA" + attachment.digest_value[4:].encode()
+        ),
+    )
     refs = [forged if r is attachment else r for r in event.references]
     receipt = build_receipt(out.message_id, refs, key=bob, message_id="r-2@ch", now=NOW)
     with pytest.raises(EbmsError) as caught:
@@ -58,7 +63,9 @@ def test_receipt_with_a_wrong_digest_is_invalid(alice: KeyPair, bob: KeyPair) ->
 def test_receipt_for_another_message_is_invalid(alice: KeyPair, bob: KeyPair) -> None:
     first = build(alice, bob, NOW)
     second = build(alice, bob, NOW)
-    event = parse_incoming(second.content_type, second.body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW)
+    event = parse_incoming(
+        second.content_type, second.body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW
+    )
     receipt = build_receipt(first.message_id, event.references, key=bob, message_id="r-2@ch", now=NOW)
     with pytest.raises(EbmsError) as caught:
         parse_response(receipt.content_type, receipt.body, sent=first, policy=policy_of(bob), now=NOW)

@@ -1,0 +1,79 @@
+"""XSD validation of permit documents, with a location and a fix for every schema error."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from gateway.documents._findings import Finding, element_path, path_prefix
+from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
+from gateway.xmlsafe import load_schema
+
+_FACET_RANGE = "Bring the value into the range the message gives (a BaseConversionFactor lies in (0, 1])."
+_FACET_LENGTH = "Shorten the value, or fill it in, to the length the message allows."
+_FACET_DIGITS = "Round the value to the number of digits the message allows."
+_HINTS = {
+    "SCHEMAV_ELEMENT_CONTENT": "Add the element the message says is expected here, or remove or move the "
+    "unexpected one; {schema} gives the order of the elements.",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_3": "Remove the stray text; this element holds only child elements.",
+    "SCHEMAV_CVC_COMPLEX_TYPE_3_2_1": "Remove the attribute; {schema} does not define it on this element.",
+    "SCHEMAV_CVC_COMPLEX_TYPE_3_2_2": "Remove the attribute; {schema} does not define it on this element.",
+    "SCHEMAV_CVC_COMPLEX_TYPE_4": "Add the required attribute the message names (on the root element: "
+    'schemaVersion="1.0").',
+    "SCHEMAV_CVC_DATATYPE_VALID_1_2_1": "Write the value in its type's format: dates as YYYY-MM-DD, numbers "
+    "with a dot as decimal separator, booleans as true or false.",
+    "SCHEMAV_CVC_PATTERN_VALID": "Write the value in the form the pattern shows: countries as two upper-case "
+    "letters (BE), authority ids like BE-FAMHP, substance ids like morphine, "
+    "unit codes like KGM, dates as YYYY-MM-DD without time zone.",
+    "SCHEMAV_CVC_ENUMERATION_VALID": "Use one of the values the message lists; they are case-sensitive.",
+    "SCHEMAV_CVC_IDC": "Give each SubstanceLine its own LineNumber.",
+    "SCHEMAV_CVC_MINLENGTH_VALID": _FACET_LENGTH,
+    "SCHEMAV_CVC_MAXLENGTH_VALID": _FACET_LENGTH,
+    "SCHEMAV_CVC_LENGTH_VALID": _FACET_LENGTH,
+    "SCHEMAV_CVC_MININCLUSIVE_VALID": _FACET_RANGE,
+    "SCHEMAV_CVC_MINEXCLUSIVE_VALID": _FACET_RANGE,
+    "SCHEMAV_CVC_MAXINCLUSIVE_VALID": _FACET_RANGE,
+    "SCHEMAV_CVC_MAXEXCLUSIVE_VALID": _FACET_RANGE,
+    "SCHEMAV_CVC_FRACTIONDIGITS_VALID": _FACET_DIGITS,
+    "SCHEMAV_CVC_TOTALDIGITS_VALID": _FACET_DIGITS,
+}
+_DEFAULT_HINT = "Correct the document as the message says; {schema} defines what is allowed here."
+
+
+def schema_file(document_type: DocumentType) -> str:
+    """The XSD of a document type, relative to ``gateway.xmlsafe.schema_root()``."""
+    return f"permits/{document_type.value}.xsd"
+
+
+def schema_findings(root: etree._Element, document_type: DocumentType) -> tuple[Finding, ...]:
+    """All XSD errors of the tree, in document order; empty when it is valid."""
+    schema = load_schema(schema_file(document_type))
+    if schema.validate(root):
+        return ()
+    prefix = path_prefix(document_type)
+    return tuple(_finding(entry, root, prefix, document_type) for entry in schema.error_log)
+
+
+def _finding(entry: etree._LogEntry, root: etree._Element, prefix: str, document_type: DocumentType) -> Finding:
+    schema = f"schemas/xsd/{schema_file(document_type)}"
+    return Finding(
+        rule="XSD",
+        severity="error",
+        message=entry.message.replace(f"{{{PERMITS_NAMESPACE}}}", f"{prefix}:"),
+        line=entry.line or None,
+        column=entry.column or None,
+        path=_path(entry.path, root, prefix),
+        hint=_HINTS.get(entry.type_name, _DEFAULT_HINT).format(schema=schema),
+    )
+
+
+def _path(libxml2_path: str | None, root: etree._Element, prefix: str) -> str | None:
+    """libxml2 reports positional paths (``/*/*[6]/*[1]``); turn them into named ones."""
+    if not libxml2_path:
+        return None
+    try:
+        found = root.xpath(libxml2_path)
+    except etree.XPathError:
+        return libxml2_path
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return element_path(found[0], prefix)
+    return libxml2_path

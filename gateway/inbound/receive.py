@@ -1,0 +1,201 @@
+"""The receive path: verify, drop duplicates, validate the permit, store, and only then answer with a receipt."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.as4 import (
+    EbmsCode,
+    EbmsError,
+    KeyPair,
+    Outgoing,
+    SecurityPolicy,
+    UserMessage,
+    UserMessageReceived,
+    build_error_signal,
+    build_receipt,
+    parse_incoming,
+)
+from gateway.clock import Clock
+from gateway.documents import PermitDocument, PermitDocumentRejected, validate_document
+from gateway.documents.types import document_type_for
+from gateway.errors import GatewayError
+from gateway.profiles.trust import Partner, Partners
+from gateway.settings import IdentitySettings
+from gateway.store import Direction, Event, MessageRecord, MessageStore, NewMessage, PayloadStore, State
+
+log = structlog.get_logger("gateway.inbound")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reception:
+    """The HTTP answer for one incoming message, and the stored message when there is one."""
+
+    response: Outgoing
+    record: MessageRecord | None = None
+    duplicate: bool = False
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        payloads: PayloadStore,
+        partners: Partners,
+        identity: IdentitySettings,
+        keys: tuple[KeyPair, ...],
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._payloads = payloads
+        self._partners = partners
+        self._identity = identity
+        self._keys = keys
+        self._clock = clock
+
+    def use_partners(self, partners: Partners) -> None:
+        self._partners = partners
+
+    def _new_id(self) -> str:
+        return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
+
+    async def receive(self, content_type: str, body: bytes) -> Reception:
+        """Never raises for bad input: every refusal becomes a signed ebMS error signal."""
+        now = self._clock.now()
+        try:
+            received = parse_incoming(content_type, body, policy_for=self._policy_for, keys=self._keys, now=now)
+            return await self._accept(received, content_type, body)
+        except EbmsError as exc:
+            log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
+            return Reception(
+                response=build_error_signal(exc, key=self._keys[0], message_id=self._new_id(), now=now)
+            )
+
+    def _policy_for(self, user_message: UserMessage) -> SecurityPolicy:
+        partner = self._partner(user_message)
+        self._check_agreement(user_message, partner)
+        return partner.policy
+
+    def _partner(self, user_message: UserMessage) -> Partner:
+        sender = user_message.from_party.primary
+        try:
+            partner = self._partners.by_party(sender.value, sender.type)
+            self._partners.usable(partner, self._clock.now())
+        except GatewayError as exc:
+            raise EbmsError(EbmsCode.PROCESSING_MODE_MISMATCH, f"From PartyId {sender.value!r}: {exc}") from None
+        return partner
+
+    def _check_agreement(self, user_message: UserMessage, partner: Partner) -> None:
+        recipient = user_message.to_party.primary
+        if recipient.value != self._identity.party_id:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"To PartyId is {recipient.value!r}; this gateway is {self._identity.party_id!r}",
+            )
+        document_type = document_type_for(user_message.service, user_message.action)
+        if document_type is None or document_type not in partner.profile.documents.receive:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"Service {user_message.service!r} / Action {user_message.action!r} is not agreed with partner "
+                f"{partner.profile.id!r} (documents.receive: {', '.join(partner.profile.documents.receive)})",
+            )
+
+    async def _accept(self, received: UserMessageReceived, content_type: str, body: bytes) -> Reception:
+        user_message = received.user_message
+        stored = await self._store.find(
+            Direction.INBOUND, user_message.message_id, user_message.from_party.primary.value
+        )
+        if stored is not None and stored.state is not State.RECEIVED:
+            return await self._duplicate(stored, received)
+        if len(received.payloads) != 1:
+            raise EbmsError(
+                EbmsCode.VALUE_INCONSISTENT,
+                f"a permit message carries exactly one payload; this one has {len(received.payloads)}",
+            )
+        payload = received.payloads[0]
+        new = self._new_message(received, content_type, body)
+        record, _ = await self._store.add(new, detail={"signer": received.signer_certificate_sha256})
+        document = await self._validate(record, payload.data)
+        receipt = build_receipt(
+            user_message.message_id,
+            received.references,
+            key=self._keys[0],
+            message_id=self._new_id(),
+            now=self._clock.now(),
+        )
+        await self._store.put_evidence(record.id, "receipt", receipt.content_type, receipt.body)
+        record = await self._store.move(
+            record.id,
+            Event.ACCEPT,
+            detail={"document_type": document.document_type.value, "document_number": document.number},
+            document_number=document.number,
+            next_attempt_at=self._clock.now(),
+        )
+        log.info("message accepted", message_id=user_message.message_id, document=document.number)
+        return Reception(response=receipt, record=record)
+
+    def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
+        """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""
+        user_message = received.user_message
+        payload = received.payloads[0]
+        partner = self._partners.by_party(
+            user_message.from_party.primary.value, user_message.from_party.primary.type
+        )
+        document_type = document_type_for(user_message.service, user_message.action)
+        return NewMessage(
+            direction=Direction.INBOUND,
+            message_id=user_message.message_id,
+            conversation_id=user_message.conversation_id,
+            ref_to_message_id=user_message.ref_to_message_id,
+            partner_id=partner.profile.id,
+            from_party=user_message.from_party.primary.value,
+            to_party=user_message.to_party.primary.value,
+            service=user_message.service,
+            action=user_message.action,
+            document_type=document_type.value if document_type else None,
+            payload_sha256=self._payloads.put(payload.data),
+            payload_mime_type=payload.mime_type,
+            wire_sha256=self._payloads.put(body),
+            wire_content_type=content_type,
+            signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in received.references],
+        )
+
+    async def _validate(self, record: MessageRecord, data: bytes) -> PermitDocument:
+        try:
+            return validate_document(data, as_of=self._clock.now().date())
+        except PermitDocumentRejected as exc:
+            reason = str(exc)
+            await self._store.move(
+                record.id, Event.REJECT, detail={"findings": [str(f) for f in exc.findings]}, last_error=reason
+            )
+            raise EbmsError(
+                EbmsCode.DELIVERY_FAILURE,
+                f"the permit document was refused by the receiving authority's checks: {reason}",
+                ref_to_message_id=record.message_id,
+            ) from None
+
+    async def _duplicate(self, stored: MessageRecord, received: UserMessageReceived) -> Reception:
+        if any(hashlib.sha256(p.data).hexdigest() != stored.payload_sha256 for p in received.payloads[:1]):
+            await self._store.note(stored.id, "duplicate_refused", {"reason": "same MessageId, different content"})
+            raise EbmsError(
+                EbmsCode.VALUE_INCONSISTENT,
+                f"MessageId {stored.message_id!r} was already received with different content; a retry must resend "
+                "the same message, a new message needs a new MessageId",
+                ref_to_message_id=stored.message_id,
+            )
+        evidence = await self._store.get_evidence(stored.id, "receipt")
+        if evidence is None:
+            raise EbmsError(
+                EbmsCode.DELIVERY_FAILURE,
+                f"MessageId {stored.message_id!r} was received before and refused ({stored.last_error})",
+                ref_to_message_id=stored.message_id,
+            )
+        await self._store.note(stored.id, "duplicate", {"answer": "original receipt"})
+        content_type, body = evidence
+        response = Outgoing(message_id=stored.message_id, content_type=content_type, body=body)
+        return Reception(response=response, record=stored, duplicate=True)

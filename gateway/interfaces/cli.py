@@ -1,0 +1,130 @@
+"""The ``permit-gateway`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from aiohttp import web
+from rich.console import Console
+
+from gateway.clock import SystemClock
+from gateway.documents import PermitDocumentRejected, validate_document
+from gateway.errors import GatewayError
+from gateway.interfaces import logs
+from gateway.settings import load_settings
+
+app = typer.Typer(help="Permit Gateway: AS4 exchange of controlled-substance import and export authorizations.")
+db_app = typer.Typer(help="The message store.")
+app.add_typer(db_app, name="db")
+console = Console(width=max(Console().width, 132))
+err = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the gateway configuration file")]
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error[/]: {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    """Run a gateway: the AS4 endpoint, the REST API, the send loop and the outbox folder watcher."""
+    from gateway.interfaces.node import create_app
+
+    logs.configure(log_level)
+    try:
+        settings = load_settings(config)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    web.run_app(create_app(settings), host=settings.http.host, port=settings.http.port, print=None)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its PKI, stores and inboxes")] = Path(
+        "var/demo"
+    ),
+    profiles: Annotated[Path, typer.Option(help="the partner profile folder")] = Path("partner_profiles"),
+    examples: Annotated[Path, typer.Option(help="the folder with the example permits")] = Path("examples/valid"),
+    keep_running: Annotated[bool, typer.Option(help="leave both gateways up afterwards")] = False,
+) -> None:
+    """Two gateways on loopback exchange an ImportAuthorization and its ExportAuthorization over AS4."""
+    from gateway.interfaces.demo import run_demo
+
+    logs.configure("ERROR")
+    try:
+        code = asyncio.run(
+            run_demo(
+                data_dir=data_dir.resolve(),
+                profiles=profiles.resolve(),
+                examples=examples.resolve(),
+                console=console,
+                keep_running=keep_running,
+            )
+        )
+    except GatewayError as exc:
+        raise _fail(f"demo failed: {exc}") from None
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="permit documents to check")],
+    as_of: Annotated[str | None, typer.Option(help="check as on this date (YYYY-MM-DD); default today")] = None,
+) -> None:
+    """Check permit documents against the XSDs and the treaty rules, as a submission would."""
+    day = date.fromisoformat(as_of) if as_of else SystemClock().now().date()
+    failed = 0
+    for path in files:
+        try:
+            document = validate_document(path.read_bytes(), as_of=day)
+        except PermitDocumentRejected as exc:
+            failed += 1
+            err.print(f"[bold red]{path}[/]: rejected", highlight=False)
+            for finding in exc.findings:
+                err.print(f"  {path}: {finding}", highlight=False, soft_wrap=True)
+            continue
+        except OSError as exc:
+            failed += 1
+            err.print(f"[bold red]{path}[/]: {exc}", highlight=False)
+            continue
+        console.print(f"{path}: OK ({document.document_type} {document.number})", highlight=False)
+        for finding in document.findings:
+            console.print(f"  {path}: {finding}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Create or migrate the message store's tables to the current schema."""
+    from gateway.store import create_engine, upgrade
+
+    try:
+        settings = load_settings(config)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+
+    async def run() -> None:
+        engine = create_engine(settings.store.url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    console.print(f"store at {settings.store.url} is up to date")
+
+
+def main() -> None:
+    app()

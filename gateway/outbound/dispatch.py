@@ -1,0 +1,197 @@
+"""The reliable send loop: claim due messages, POST the stored bytes, verify the receipt, retry or give up."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+
+from gateway.as4 import EbmsError, ErrorReceived, Outgoing, ReceiptReceived, SignedReference, parse_response
+from gateway.clock import Clock
+from gateway.errors import GatewayError
+from gateway.profiles.trust import Partner, Partners
+from gateway.store import Event, MessageRecord, MessageStore, PayloadStore
+
+log = structlog.get_logger("gateway.outbound")
+
+# Error signals that may clear by themselves; the others need a person (profile, certificate, document).
+RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0202", "EBMS:0301", "EBMS:0302"})
+JITTER = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """What one POST produced: a receipt, or a failure that is retryable or final."""
+
+    receipt: ReceiptReceived | None
+    retryable: bool
+    reason: str
+    http_status: int | None
+    latency_ms: float
+    error_codes: tuple[str, ...] = ()
+
+    def detail(self, attempt: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
+        if self.receipt is None:
+            out["reason"] = self.reason
+        if self.error_codes:
+            out["error_codes"] = list(self.error_codes)
+        return out
+
+
+def stored_outgoing(record: MessageRecord, payloads: PayloadStore) -> Outgoing:
+    assert record.wire_sha256 is not None and record.wire_content_type is not None
+    references = tuple(
+        SignedReference(uri=r["uri"], digest_method="", digest_value=r["digest"], xml=b"")
+        for r in record.signed_references or []
+    )
+    return Outgoing(
+        message_id=record.message_id,
+        content_type=record.wire_content_type,
+        body=payloads.get(record.wire_sha256),
+        references=references,
+    )
+
+
+def _error_attempt(event: ErrorReceived, status: int, latency_ms: float) -> Attempt:
+    codes = tuple(e.code for e in event.errors)
+    described = "; ".join(
+        f"{e.code} {e.short_description}: {e.detail or e.description or ''}" for e in event.errors
+    )
+    retryable = all(code in RETRYABLE_CODES for code in codes) or not event.is_failure
+    return Attempt(
+        receipt=None,
+        retryable=retryable,
+        reason=f"partner answered with an error signal: {described}",
+        http_status=status,
+        latency_ms=latency_ms,
+        error_codes=codes,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        payloads: PayloadStore,
+        partners: Partners,
+        clock: Clock,
+        session: aiohttp.ClientSession,
+        node_id: str,
+        http_timeout: float,
+    ) -> None:
+        self._store = store
+        self._payloads = payloads
+        self._partners = partners
+        self._clock = clock
+        self._session = session
+        self._node_id = node_id
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._lease = timedelta(seconds=http_timeout * 2 + 30)
+
+    def use_partners(self, partners: Partners) -> None:
+        self._partners = partners
+
+    async def run_once(self, limit: int = 20) -> int:
+        """Send every due message (in batches of ``limit``); returns how many were attempted."""
+        total = 0
+        while batch := await self._store.claim_due(self._node_id, limit=limit, lease=self._lease):
+            await asyncio.gather(*(self._send(record) for record in batch))
+            total += len(batch)
+        return total
+
+    async def _send(self, record: MessageRecord) -> None:
+        try:
+            partner = self._partners.get(record.partner_id)
+            self._partners.usable(partner, self._clock.now())
+        except GatewayError as exc:
+            await self._store.move(record.id, Event.FINAL_ERROR, last_error=str(exc), detail={"reason": str(exc)})
+            log.error("message failed", message_id=record.message_id, reason=str(exc))
+            return
+        if record.expires_at is not None and self._clock.now() > record.expires_at:
+            await self._give_up(record, "its time to live ran out before it could be sent")
+            return
+        attempt = await self._post(record, partner)
+        await self._settle(record, partner, attempt)
+
+    async def _post(self, record: MessageRecord, partner: Partner) -> Attempt:
+        sent = stored_outgoing(record, self._payloads)
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                partner.profile.endpoint,
+                data=sent.body,
+                headers={"Content-Type": sent.content_type},
+                timeout=self._timeout,
+            ) as response:
+                body = await response.read()
+                content_type = response.headers.get("Content-Type", "")
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            latency = round((time.perf_counter() - started) * 1000, 1)
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        try:
+            answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
+        except EbmsError as exc:
+            reason = f"HTTP {status}; {exc}"
+            return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
+        if isinstance(answer, ErrorReceived):
+            return _error_attempt(answer, status, latency)
+        await self._store.put_evidence(record.id, "receipt", content_type, body)
+        return Attempt(receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency)
+
+    async def _settle(self, record: MessageRecord, partner: Partner, attempt: Attempt) -> None:
+        detail = attempt.detail(record.attempts)
+        if attempt.receipt is not None:
+            detail["receipt_message_id"] = attempt.receipt.message_id
+            await self._store.move(record.id, Event.RECEIPT_OK, detail=detail, lease_owner=None, last_error=None)
+            log.info("message acknowledged", message_id=record.message_id, attempt=record.attempts)
+            return
+        if not attempt.retryable:
+            await self._store.move(record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason)
+            log.error("message failed", message_id=record.message_id, reason=attempt.reason)
+            return
+        awareness = partner.profile.reception_awareness
+        if record.attempts > awareness.retries:
+            await self._give_up(
+                record, f"no receipt after {record.attempts} attempts; last: {attempt.reason}", detail
+            )
+            return
+        delay = awareness.retry_delay(record.attempts) * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
+        due = self._clock.now() + timedelta(seconds=delay)
+        if record.expires_at is not None and due > record.expires_at:
+            await self._give_up(
+                record, f"the next retry would fall after its time to live; last: {attempt.reason}", detail
+            )
+            return
+        detail["next_attempt_at"] = due.isoformat()
+        await self._store.move(
+            record.id,
+            Event.SEND_FAILED,
+            detail=detail,
+            next_attempt_at=due,
+            lease_owner=None,
+            last_error=attempt.reason,
+        )
+        log.warning(
+            "send failed, will retry", message_id=record.message_id, reason=attempt.reason, at=due.isoformat()
+        )
+
+    async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
+        await self._store.move(
+            record.id,
+            Event.GIVE_UP,
+            detail=(detail or {}) | {"reason": reason},
+            last_error=reason,
+            lease_owner=None,
+        )
+        log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
