@@ -1,0 +1,115 @@
+"""Two real gateways (Belgium, Switzerland) on loopback ports, with a dev PKI and profiles made for the test."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.as4 import KeyPair
+from gateway.clock import FixedClock
+from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway
+from gateway.profiles.devpki import DevPki, generate_dev_pki
+from gateway.profiles.trust import load_key_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+PROFILE = """\
+id: {id}
+authority_name: {name}
+country: {country}
+party_id: {party}
+endpoint: http://127.0.0.1:{port}/as4
+security:
+  signing_certificate: {stem}.crt.pem
+reception_awareness:
+  retries: 3
+  retry_delays_seconds: [60, 120]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    return generate_dev_pki(tmp_path_factory.mktemp("pki"), AUTHORITIES, now=datetime.now(UTC))
+
+
+@dataclass
+class Harness:
+    tmp: Path
+    pki: DevPki
+    clock: FixedClock
+    ports: dict[str, int]
+    running: dict[str, Running]
+
+    async def start(self, party_id: str) -> Running:
+        authority = next(a for a in AUTHORITIES if a.party_id == party_id)
+        settings = gateway_settings(
+            authority,
+            self.pki,
+            port=self.ports[party_id],
+            data_dir=self.tmp / "data",
+            profiles=self.tmp / "profiles",
+        )
+        gateway = await start_gateway(party_id[:2], settings, self.clock)
+        self.running[party_id] = gateway
+        return gateway
+
+    async def stop(self, party_id: str) -> None:
+        gateway = self.running.pop(party_id)
+        await gateway.runner.cleanup()
+
+    def keys(self, party_id: str) -> KeyPair:
+        files = self.pki.files_for(party_id)
+        return load_key_pair(files.key, files.certificate, None, now=self.clock.now())
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, pki: DevPki) -> AsyncIterator[Harness]:
+    ports = {a.party_id: free_port() for a in AUTHORITIES}
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for authority in AUTHORITIES:
+        stem = authority.party_id.lower()
+        (profiles / f"{stem}.yaml").write_text(
+            PROFILE.format(
+                id=stem,
+                name=authority.authority_name,
+                country=authority.country,
+                party=authority.party_id,
+                port=ports[authority.party_id],
+                stem=stem,
+            )
+        )
+    harness = Harness(tmp=tmp_path, pki=pki, clock=FixedClock(datetime.now(UTC)), ports=ports, running={})
+    yield harness
+    for party_id in list(harness.running):
+        await harness.stop(party_id)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def example(name: str, *, today: datetime, folder: str = "valid") -> bytes:
+    """An example permit, re-dated from the day the examples were written for to ``today``."""
+    from datetime import date
+
+    from gateway.interfaces.demo import redate
+
+    as_of = date.fromisoformat((EXAMPLES / "as-of.txt").read_text().strip())
+    return redate((EXAMPLES / folder / name).read_bytes(), (today.date() - as_of).days)

@@ -1,0 +1,190 @@
+"""Two gateways on loopback exchange permits over real AS4: HTTP, XML-DSig, XML-Enc, SQLite, inbox files."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import aiohttp
+
+from gateway.as4 import (
+    ROLE_INITIATOR,
+    ROLE_RESPONDER,
+    ErrorReceived,
+    Outgoing,
+    Party,
+    PartyId,
+    Payload,
+    SecurityPolicy,
+    UserMessage,
+    build_user_message,
+    parse_response,
+)
+from gateway.documents import PERMITS_SERVICE
+from gateway.interfaces import folder
+from gateway.interfaces.demo import exchange, message, wait_for
+from gateway.interfaces.keys import NODE
+from tests.e2e.conftest import Harness, example
+
+IA = "BE-IA-2026-0001.xml"
+EA = "CH-EA-2026-0001.xml"
+
+
+async def test_import_authorization_crosses_and_the_export_authorization_answers(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    first = await exchange(session, be, ch, ia, IA)
+    second = await exchange(session, ch, be, example(EA, today=harness.clock.now()), EA)
+    sent = await message(session, be, first.message_id)
+    assert sent is not None and sent["state"] == "ACKNOWLEDGED" and sent["attempts"] == 1
+    kinds = [e["kind"] for e in sent["events"]]
+    assert kinds == ["submitted", "receipt_ok"]
+    received = await message(session, be, second.message_id)
+    assert received is not None and received["state"] == "DELIVERED"
+    assert received["document_number"] == "CH-EA-2026-0001"
+    delivered = sorted(p.name for p in be.inbox.iterdir())
+    assert len(delivered) == 2 and delivered[0].startswith("CH-EA-2026-0001.")
+    meta = json.loads((be.inbox / delivered[0]).read_text())
+    assert meta["message_id"] == second.message_id and meta["from_party"] == "CH-SWISSMEDIC"
+
+
+async def test_invalid_permit_is_refused_at_submission_with_the_rule(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    bad = example("IA-001-importing-country-not-issuer.xml", today=harness.clock.now(), folder="invalid")
+    async with session.post(f"{be.url}/api/v1/documents", data=bad) as response:
+        body = await response.json()
+    assert response.status == 422
+    assert [f["rule"] for f in body["findings"] if f["severity"] == "error"] == ["IA-001"]
+    assert all(f["hint"] for f in body["findings"])
+    async with session.get(f"{be.url}/api/v1/messages") as listing:
+        assert (await listing.json())["messages"] == []
+
+
+def _forged_user_message(harness: Harness, document: bytes, message_id: str) -> tuple[str, bytes]:
+    be_keys, ch_keys = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC")
+    um = UserMessage(
+        message_id=message_id,
+        timestamp=harness.clock.now(),
+        from_party=Party(party_ids=(PartyId(value="BE-FAMHP", type=_TYPE),), role=ROLE_INITIATOR),
+        to_party=Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=_TYPE),), role=ROLE_RESPONDER),
+        service=PERMITS_SERVICE,
+        action="ImportAuthorization",
+        conversation_id="c-1",
+    )
+    payload = Payload(content_id="permit@test", mime_type="application/xml", data=document)
+    out = build_user_message(um, [payload], sender=be_keys, recipient_certificate=ch_keys.certificate)
+    return out.content_type, out.body
+
+
+_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+
+
+async def _post_as4(
+    session: aiohttp.ClientSession, url: str, content_type: str, body: bytes
+) -> tuple[int, str, bytes]:
+    async with session.post(f"{url}/as4", data=body, headers={"Content-Type": content_type}) as response:
+        return response.status, response.headers["Content-Type"], await response.read()
+
+
+async def _error_code(harness: Harness, status: int, content_type: str, body: bytes) -> str:
+    policy = SecurityPolicy(signing_certificates=(harness.keys("CH-SWISSMEDIC").certificate,))
+    sent = Outgoing(message_id="x", content_type="", body=b"")
+    answer = parse_response(content_type, body, sent=sent, policy=policy, now=harness.clock.now())
+    assert isinstance(answer, ErrorReceived) and answer.signed
+    return answer.errors[0].code
+
+
+async def test_tampered_messages_are_refused_and_not_delivered(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    content_type, body = _forged_user_message(harness, ia, "t1@be-famhp.test")
+    edited = body.replace(b">ImportAuthorization</eb:Action>", b">ExportAuthorization</eb:Action>")
+    status, answer_type, answer = await _post_as4(session, ch.url, content_type, edited)
+    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0101"
+    cut = body.rindex(b"\r\n--MIMEBoundary") - 5
+    flipped = body[:cut] + bytes([body[cut] ^ 0xFF]) + body[cut + 1 :]
+    status, answer_type, answer = await _post_as4(session, ch.url, content_type, flipped)
+    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0102"
+    assert await message(session, ch, "t1@be-famhp.test") is None
+    assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
+
+
+async def test_a_retry_gets_the_original_receipt_and_is_delivered_once(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch = await harness.start("CH-SWISSMEDIC")
+    content_type, body = _forged_user_message(harness, example(IA, today=harness.clock.now()), "r1@be-famhp.test")
+    first = await _post_as4(session, ch.url, content_type, body)
+    second = await _post_as4(session, ch.url, content_type, body)
+    assert first[0] == second[0] == 200
+    assert first[2] == second[2]
+    await wait_for(session, ch, "r1@be-famhp.test", "DELIVERED")
+    assert len(list(ch.inbox.glob("*.xml"))) == 1
+    record = await message(session, ch, "r1@be-famhp.test")
+    assert record is not None and [e["kind"] for e in record["events"]].count("duplicate") == 1
+
+
+async def test_same_message_id_with_other_content_is_refused(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    first = _forged_user_message(harness, ia, "d1@be-famhp.test")
+    other = _forged_user_message(harness, ia.replace(b"Mechelen", b"Antwerpen"), "d1@be-famhp.test")
+    assert (await _post_as4(session, ch.url, *first))[0] == 200
+    status, answer_type, answer = await _post_as4(session, ch.url, *other)
+    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0003"
+
+
+async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_failure(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch = await harness.start("CH-SWISSMEDIC")
+    bad = example("X-006-negative-quantity.xml", today=harness.clock.now(), folder="invalid")
+    status, answer_type, answer = await _post_as4(
+        session, ch.url, *_forged_user_message(harness, bad, "u1@be-famhp.test")
+    )
+    assert status == 500 and await _error_code(harness, status, answer_type, answer) == "EBMS:0202"
+    record = await message(session, ch, "u1@be-famhp.test")
+    assert record is not None and record["state"] == "REJECTED" and "X-006" in record["last_error"]
+    assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
+
+
+async def test_partner_down_then_back_gets_the_message_with_the_same_id(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
+        message_id = (await response.json())["message_id"]
+    waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
+    assert "ClientConnectorError" in waiting["last_error"]
+    ch = await harness.start("CH-SWISSMEDIC")
+    harness.clock.advance(timedelta(seconds=80))
+    be.runner.app[NODE].dispatch_pump.wake()
+    done = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    assert done["attempts"] == 2
+    await wait_for(session, ch, message_id, "DELIVERED")
+
+
+async def test_outbox_folder_sends_and_rejects_with_the_reason_beside(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    outbox = be.settings.folders.outbox
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / "ia.xml").write_bytes(example(IA, today=harness.clock.now()))
+    (outbox / "bad.xml").write_bytes(b"<ImportAuthorization")
+    assert await folder.scan(be.runner.app) == 2
+    sent = json.loads((outbox / "sent" / "ia.xml.json").read_text())
+    await wait_for(session, ch, sent["message_id"], "DELIVERED")
+    errors = (be.settings.folders.rejected / "bad.xml.errors.txt").read_text()
+    assert "[XML]" in errors and "line 1" in errors
+    assert (be.settings.folders.rejected / "bad.xml").read_bytes() == b"<ImportAuthorization"

@@ -1,0 +1,63 @@
+"""The configuration file: the shipped one loads, and mistakes name the file, the key and the expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_config_loads_with_paths_resolved_against_its_folder() -> None:
+    settings = load_settings(ROOT / "config" / "gateway.toml")
+    assert settings.identity.party_id == "BE-FAMHP"
+    assert settings.profiles.folder == ROOT / "partner_profiles"
+    assert settings.store.url == f"sqlite+aiosqlite:///{ROOT / 'var' / 'gateway.db'}"
+    assert settings.http.as4_url() == "http://127.0.0.1:8480/as4"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_missing_file_names_its_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nothere\.toml: configuration file not found"):
+        load_settings(tmp_path / "nothere.toml")
+
+
+def test_misspelt_key_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[identity]\nparty_id="X"\ncountry="BE"\nauthority_name="A"\n[http]\nprot=1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+    assert "[http].prot: Extra inputs are not permitted" in str(caught.value)
+
+
+def test_missing_required_key_and_wrong_value_are_both_reported(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[identity]\nparty_id="X"\ncountry="Belgium"\n[http]\nport="eighty"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "[identity].country: String should match pattern" in message
+    assert "[identity].authority_name: Field required" in message
+    assert "[http].port: Input should be a valid integer" in message and "'eighty'" in message
+
+
+def test_store_url_needs_an_async_driver(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, '[identity]\nparty_id="X"\ncountry="BE"\nauthority_name="A"\n[store]\nurl="sqlite:///x.db"\n'
+    )
+    with pytest.raises(ConfigError, match=r"\[store\]\.url: Value error, expected a sqlite\+aiosqlite"):
+        load_settings(path)
+
+
+def test_bad_toml_says_where(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[identity\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)
