@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/permit-gateway demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy gateway
 
 test: lint
