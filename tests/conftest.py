@@ -1,9 +1,14 @@
-"""Shared fixtures: a small development PKI made once per session (real RSA keys, real certificates)."""
+"""Shared fixtures: real RSA key pairs and certificates, and fresh PostgreSQL databases."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -46,3 +51,30 @@ def bob() -> KeyPair:
 @pytest.fixture(scope="session")
 def mallory() -> KeyPair:
     return make_key_pair("MALLORY")
+
+
+def _pg_base_url() -> str:
+    url = os.environ.get("PG_TEST_URL")
+    if url:
+        return url
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but PG_TEST_URL is not set: .ci/run must start PostgreSQL (.ci/postgres.sh)")
+    pytest.skip("PostgreSQL tests need a server: run `source .ci/postgres.sh` first (it installs and starts one)")
+
+
+async def _admin(base: str, statement: str) -> None:
+    connection = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    base = _pg_base_url()
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -26,7 +25,16 @@ from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
-from gateway.store import Direction, Event, MessageRecord, MessageStore, NewMessage, PayloadStore, State
+from gateway.store import (
+    Direction,
+    Event,
+    IllegalTransition,
+    MessageRecord,
+    MessageStore,
+    NewMessage,
+    PayloadStore,
+    State,
+)
 
 log = structlog.get_logger("gateway.inbound")
 
@@ -106,21 +114,18 @@ class Receiver:
             )
 
     async def _accept(self, received: UserMessageReceived, content_type: str, body: bytes) -> Reception:
+        """Store first, receipt second: a crash anywhere here leaves a state the sender's retry completes."""
         user_message = received.user_message
-        stored = await self._store.find(
-            Direction.INBOUND, user_message.message_id, user_message.from_party.primary.value
-        )
-        if stored is not None and stored.state is not State.RECEIVED:
-            return await self._duplicate(stored, received)
         if len(received.payloads) != 1:
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
                 f"a permit message carries exactly one payload; this one has {len(received.payloads)}",
             )
-        payload = received.payloads[0]
         new = self._new_message(received, content_type, body)
-        record, _ = await self._store.add(new, detail={"signer": received.signer_certificate_sha256})
-        document = await self._validate(record, payload.data)
+        record, created = await self._store.add(new, detail={"signer": received.signer_certificate_sha256})
+        if not created and (record.state is not State.RECEIVED or record.payload_sha256 != new.payload_sha256):
+            return await self._duplicate(record, new.payload_sha256)
+        document = await self._validate(record, received.payloads[0].data)
         receipt = build_receipt(
             user_message.message_id,
             received.references,
@@ -128,16 +133,22 @@ class Receiver:
             message_id=self._new_id(),
             now=self._clock.now(),
         )
-        await self._store.put_evidence(record.id, "receipt", receipt.content_type, receipt.body)
-        record = await self._store.move(
-            record.id,
-            Event.ACCEPT,
-            detail={"document_type": document.document_type.value, "document_number": document.number},
-            document_number=document.number,
-            next_attempt_at=self._clock.now(),
+        kept_type, kept_body = await self._store.put_evidence(
+            record.id, "receipt", receipt.content_type, receipt.body
         )
+        try:
+            record = await self._store.move(
+                record.id,
+                Event.ACCEPT,
+                detail={"document_type": document.document_type.value, "document_number": document.number},
+                document_number=document.number,
+                next_attempt_at=self._clock.now(),
+            )
+        except IllegalTransition:
+            return await self._duplicate(await self._store.get(record.id), new.payload_sha256)
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
-        return Reception(response=receipt, record=record)
+        response = Outgoing(message_id=receipt.message_id, content_type=kept_type, body=kept_body)
+        return Reception(response=response, record=record)
 
     def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
         """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""
@@ -179,8 +190,8 @@ class Receiver:
                 ref_to_message_id=record.message_id,
             ) from None
 
-    async def _duplicate(self, stored: MessageRecord, received: UserMessageReceived) -> Reception:
-        if any(hashlib.sha256(p.data).hexdigest() != stored.payload_sha256 for p in received.payloads[:1]):
+    async def _duplicate(self, stored: MessageRecord, payload_sha256: str) -> Reception:
+        if stored.payload_sha256 != payload_sha256:
             await self._store.note(stored.id, "duplicate_refused", {"reason": "same MessageId, different content"})
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Select, event, func, insert, select, update
+from sqlalchemy import Insert, Select, Table, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -107,11 +107,11 @@ def _record(row: Any) -> MessageRecord:
     return MessageRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 
-def _insert_ignoring_duplicates(dialect: Dialect, values: dict[str, Any]) -> Insert:
+def _insert_ignoring_duplicates(dialect: Dialect, table: Table, values: dict[str, Any]) -> Insert:
     """The one place the dialects differ: INSERT ... ON CONFLICT DO NOTHING."""
     if dialect.name == "postgresql":
-        return postgresql.insert(messages).values(values).on_conflict_do_nothing()
-    return sqlite.insert(messages).values(values).on_conflict_do_nothing()
+        return postgresql.insert(table).values(values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(values).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -159,7 +159,7 @@ class MessageStore:
         values.update(state=state, attempts=0, created_at=now, updated_at=now)
         values["next_attempt_at"] = new.next_attempt_at or now
         async with self._engine.begin() as conn:
-            result = await conn.execute(_insert_ignoring_duplicates(conn.dialect, values))
+            result = await conn.execute(_insert_ignoring_duplicates(conn.dialect, messages, values))
             found = await self._find(conn, new.direction, new.message_id, new.from_party)
             assert found is not None
             created = result.rowcount == 1
@@ -277,13 +277,21 @@ class MessageStore:
                     await self._log(conn, pk, Event.LEASE_EXPIRED.value, State.RETRY_WAIT, {})
             return recovered
 
-    async def put_evidence(self, pk: int, kind: str, content_type: str, body: bytes) -> None:
+    async def put_evidence(self, pk: int, kind: str, content_type: str, body: bytes) -> tuple[str, bytes]:
+        """Keep evidence once: the first receipt stored for a message stays, and is what this returns."""
+        values = {"message_pk": pk, "kind": kind, "content_type": content_type, "body": body}
         async with self._engine.begin() as conn:
             await conn.execute(
-                insert(evidence).values(
-                    message_pk=pk, kind=kind, content_type=content_type, body=body, created_at=self._clock.now()
-                )
+                _insert_ignoring_duplicates(conn.dialect, evidence, values | {"created_at": self._clock.now()})
             )
+            row = (
+                await conn.execute(
+                    select(evidence.c.content_type, evidence.c.body).where(
+                        evidence.c.message_pk == pk, evidence.c.kind == kind
+                    )
+                )
+            ).one()
+        return row.content_type, bytes(row.body)
 
     # --- reading ---------------------------------------------------------------------------------------
 

@@ -46,9 +46,17 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
-async def store(tmp_path: Path, clock: FixedClock) -> AsyncIterator[MessageStore]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+async def store(store_url: str, clock: FixedClock) -> AsyncIterator[MessageStore]:
+    engine = create_engine(store_url)
     await upgrade(engine)
     yield MessageStore(engine, clock)
     await engine.dispose()

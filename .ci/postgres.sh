@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install (Debian packages) and start a PostgreSQL server on loopback for the tests, then export PG_TEST_URL.
+# CI runs as root and initdb refuses root, so the cluster is managed with Debian's pg_ctlcluster tools.
+set -euo pipefail
+
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main"; then
+  pg_createcluster "$version" main >/dev/null
+fi
+pg_ctlcluster "$version" main start 2>/dev/null || pg_ctlcluster "$version" main status >/dev/null
+port=$(pg_lsclusters -h | awk -v v="$version" '$1==v && $2=="main" {print $3}')
+for _ in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p "$port" && break
+  sleep 1
+done
+su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gateway') THEN
+    CREATE ROLE gateway LOGIN CREATEDB PASSWORD 'gateway';
+  END IF;
+END $$;
+SQL
+export PG_TEST_URL="postgresql+asyncpg://gateway:gateway@127.0.0.1:${port}/postgres"
+echo "PostgreSQL $version listening on 127.0.0.1:$port (PG_TEST_URL set)"
