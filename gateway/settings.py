@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.errors import ConfigError
 
@@ -46,8 +46,24 @@ class KeySettings(_Section):
     passphrase_env: str | None = Field(
         default=None, description="environment variable holding the private key's passphrase, if encrypted"
     )
+    passphrase_file: Path | None = Field(
+        default=None, description="file holding the passphrase (first line), instead of passphrase_env"
+    )
+    keystore: Path | None = Field(
+        default=None,
+        description="keystore folder (current, next, previous keys); replaces private_key and certificate",
+    )
+    expiry_warning_days: Annotated[int, Field(ge=1)] = 60
+
+    @model_validator(mode="after")
+    def _one_passphrase_source(self) -> KeySettings:
+        if self.passphrase_env is not None and self.passphrase_file is not None:
+            raise ValueError("set passphrase_env or passphrase_file, not both")
+        return self
 
     def passphrase(self) -> bytes | None:
+        if self.passphrase_file is not None:
+            return _first_line(self.passphrase_file, "[keys].passphrase_file")
         if self.passphrase_env is None:
             return None
         value = os.environ.get(self.passphrase_env)
@@ -57,6 +73,43 @@ class KeySettings(_Section):
                 "which is not set; export it or remove the key"
             )
         return value.encode()
+
+    def keystore_passphrase(self) -> bytes:
+        """The keystore's passphrase: its private keys are always encrypted at rest."""
+        passphrase = self.passphrase()
+        if not passphrase:
+            raise ConfigError(
+                "[keys].keystore needs a passphrase: set [keys].passphrase_env or [keys].passphrase_file"
+            )
+        return passphrase
+
+
+def _first_line(path: Path, key: str) -> bytes:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if not lines or not lines[0]:
+        raise ConfigError(f"{key}: {path} is empty; expected the passphrase on its first line")
+    return lines[0].encode()
+
+
+class AdminSettings(_Section):
+    token_env: str | None = Field(
+        default=None,
+        description="environment variable holding the admin API's bearer token; unset: the admin API is off",
+    )
+
+    def token(self) -> SecretStr | None:
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise ConfigError(
+                f"[admin].token_env names the environment variable {self.token_env!r}, which is not set or "
+                "empty; export a long random token or remove the key to turn the admin API off"
+            )
+        return SecretStr(value)
 
 
 class StoreSettings(_Section):
@@ -76,6 +129,9 @@ class ProfileSettings(_Section):
         default=Path("../partner_profiles/certs"),
         description="folder against which relative certificate paths in profiles are resolved",
     )
+    poll_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="how often the profile folder and the keystore are checked for changes"
+    )
 
 
 class FolderSettings(_Section):
@@ -87,6 +143,15 @@ class FolderSettings(_Section):
 class OutboundSettings(_Section):
     sweep_seconds: Annotated[float, Field(gt=0)] = 30.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    lease_seconds: Annotated[float, Field(gt=0, description="how long a node owns a message it is sending")] = (
+        120.0
+    )
+
+
+class FaultSettings(_Section):
+    crash: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="crash-test only: point name -> probability of SIGKILL there"
+    )
 
 
 class Settings(_Section):
@@ -98,6 +163,8 @@ class Settings(_Section):
     profiles: ProfileSettings = ProfileSettings()
     folders: FolderSettings = FolderSettings()
     outbound: OutboundSettings = OutboundSettings()
+    faults: FaultSettings = FaultSettings()
+    admin: AdminSettings = AdminSettings()
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:

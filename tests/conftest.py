@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.as4 import KeyPair
+from gateway.interfaces.demo import AUTHORITIES
+from gateway.profiles.devpki import DevPki, generate_dev_pki
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -78,3 +81,15 @@ def pg_url() -> Iterator[str]:
     asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
     yield base.rsplit("/", 1)[0] + f"/{name}"
     asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    return generate_dev_pki(tmp_path_factory.mktemp("pki"), AUTHORITIES, now=datetime.now(UTC))

@@ -1,25 +1,52 @@
 """The AS4 protocol core (ebMS 3.0, AS4, eDelivery AS4 1.15), sans-IO.
 
 Bytes and values in, bytes and events out: this package never touches sockets, the database, the clock or
-the filesystem; the caller passes the time, the message ids and the key material.
+the filesystem; the caller passes the time, the message ids, the key material and (for large messages) a
+spool factory.
+
+Sending: ``build_user_message`` -> ``Outgoing``; answers: ``build_receipt``, ``build_error_signal``,
+``build_pull_request``. Receiving: ``parse_incoming`` (user messages) or ``parse_request`` (user messages and
+PullRequests) -> an event, or ``EbmsError``; ``parse_response`` checks the partner's synchronous answer.
+
+Large messages are received incrementally, without the core doing I/O::
+
+    assembler = PackageAssembler(content_type, spool=temp_file_factory, spool_threshold=8 << 20)
+    for chunk in request_body_chunks:
+        assembler.feed(chunk)
+    event = parse_request(content_type, assembler.close(), policy_for=..., keys=..., now=...,
+                          spool=temp_file_factory, spool_threshold=8 << 20)
+
+``MimeReader`` underneath is h11-style: ``feed(chunk) -> [PartStarted | PartData | PartEnded]``, ``close()``.
 """
 
-from gateway.as4._ns import DEFAULT_MPC, ROLE_INITIATOR, ROLE_RESPONDER, TEST_ACTION, TEST_SERVICE
+from gateway.as4._ns import DEFAULT_MPC, ROLE_INITIATOR, ROLE_RESPONDER, TEST_ACTION, TEST_SERVICE, SoapVersion
 from gateway.as4.errors import EbmsCode, EbmsError
-from gateway.as4.events import ErrorReceived, Event, ReceiptReceived, UserMessageReceived
+from gateway.as4.events import ErrorReceived, Event, PullRequestReceived, ReceiptReceived, UserMessageReceived
+from gateway.as4.mime import (
+    MimeReader,
+    Package,
+    PackageAssembler,
+    PartData,
+    PartEnded,
+    PartStarted,
+    in_memory_spool,
+)
 from gateway.as4.model import (
     ErrorDetail,
     PartInfo,
+    PartSchema,
     Party,
     PartyId,
     Payload,
     Property,
+    PullRequest,
     SignedReference,
     UserMessage,
+    is_message_id,
 )
-from gateway.as4.msh import build_user_message, parse_incoming
+from gateway.as4.msh import build_user_message, parse_incoming, parse_request
 from gateway.as4.policy import KeyPair, SecurityPolicy
-from gateway.as4.signals import Outgoing, build_error_signal, build_receipt, parse_response
+from gateway.as4.signals import Outgoing, build_error_signal, build_pull_request, build_receipt, parse_response
 
 __all__ = [
     "DEFAULT_MPC",
@@ -33,20 +60,34 @@ __all__ = [
     "ErrorReceived",
     "Event",
     "KeyPair",
+    "MimeReader",
     "Outgoing",
+    "Package",
+    "PackageAssembler",
+    "PartData",
+    "PartEnded",
     "PartInfo",
+    "PartSchema",
+    "PartStarted",
     "Party",
     "PartyId",
     "Payload",
     "Property",
+    "PullRequest",
+    "PullRequestReceived",
     "ReceiptReceived",
     "SecurityPolicy",
     "SignedReference",
+    "SoapVersion",
     "UserMessage",
     "UserMessageReceived",
     "build_error_signal",
+    "build_pull_request",
     "build_receipt",
     "build_user_message",
+    "in_memory_spool",
+    "is_message_id",
     "parse_incoming",
+    "parse_request",
     "parse_response",
 ]

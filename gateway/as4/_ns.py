@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 EB = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/"
 EBBP = "http://docs.oasis-open.org/ebxml-bp/ebbp-signals-2.0"
 S12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -36,6 +38,27 @@ SWA_CIPHERTEXT_TRANSFORM = (
 )
 
 COMPRESSION_GZIP = "application/gzip"
+
+SOAP12_CONTENT_TYPE = "application/soap+xml"
+SOAP11_CONTENT_TYPE = "text/xml"
+SOAP12_ROLE_NEXT = "http://www.w3.org/2003/05/soap-envelope/role/next"
+SOAP12_ROLE_ULTIMATE_RECEIVER = "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
+SOAP11_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
+
+
+class SoapVersion(StrEnum):
+    """A SOAP version, valued by its envelope namespace."""
+
+    SOAP12 = S12
+    SOAP11 = S11
+
+    @property
+    def content_type(self) -> str:
+        return SOAP12_CONTENT_TYPE if self is SoapVersion.SOAP12 else SOAP11_CONTENT_TYPE
+
+    @property
+    def label(self) -> str:
+        return "SOAP 1.2" if self is SoapVersion.SOAP12 else "SOAP 1.1"
 
 
 def q(ns: str, name: str) -> str:

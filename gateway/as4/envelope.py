@@ -1,20 +1,33 @@
-"""SOAP envelopes: a fresh one to fill, and an incoming one split into the pieces the AS4 layer uses."""
+"""SOAP envelopes: a fresh one to fill, and an incoming one split into the pieces the AS4 layer uses.
+
+The structure of an incoming envelope is checked before anything else looks at it, because signature
+wrapping lives in structure: one Header and one Body directly under the Envelope, exactly one eb:Messaging
+in the whole document and it directly in the Header, every ebMS message unit inside that one block, and no
+mustUnderstand header block addressed to us that we do not process.
+"""
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from dataclasses import dataclass
 
 from lxml import etree
 
 from gateway.as4 import _ns as ns
-from gateway.as4._ns import q
+from gateway.as4._ns import SoapVersion, q
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.header import new_messaging, validate_messaging
+from gateway.as4.mime import MAX_ROOT_PART_BYTES
 from gateway.xmlsafe import XmlInputError, parse_xml
 
-MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+MAX_ENVELOPE_BYTES = MAX_ROOT_PART_BYTES
+"""Bytes of a SOAP envelope (the payloads travel as MIME parts and do not count)."""
 _UNDERSTOOD = {q(ns.EB, "Messaging"), q(ns.WSSE, "Security")}
+_UNITS = {q(ns.EB, "UserMessage"), q(ns.EB, "SignalMessage")}
+_OUR_ROLES = {
+    SoapVersion.SOAP12: {None, ns.SOAP12_ROLE_NEXT, ns.SOAP12_ROLE_ULTIMATE_RECEIVER},
+    SoapVersion.SOAP11: {None, ns.SOAP11_ACTOR_NEXT},
+}
 
 
 @dataclass(slots=True)
@@ -25,17 +38,21 @@ class Draft:
     header: etree._Element
     messaging: etree._Element
     body: etree._Element
+    soap_version: SoapVersion = SoapVersion.SOAP12
 
     def serialize(self) -> bytes:
         return etree.tostring(self.root, xml_declaration=True, encoding="UTF-8")
 
 
-def new_draft() -> Draft:
-    root = etree.Element(q(ns.S12, "Envelope"), nsmap={"env": ns.S12})
-    header = etree.SubElement(root, q(ns.S12, "Header"))
-    messaging = new_messaging(header, wsu_id=f"_{uuid.uuid4()}")
-    body = etree.SubElement(root, q(ns.S12, "Body"), {q(ns.WSU, "Id"): f"_{uuid.uuid4()}"}, nsmap={"wsu": ns.WSU})
-    return Draft(root=root, header=header, messaging=messaging, body=body)
+def new_draft(soap_version: SoapVersion = SoapVersion.SOAP12) -> Draft:
+    soap_ns = soap_version.value
+    root = etree.Element(q(soap_ns, "Envelope"), nsmap={"env": soap_ns})
+    header = etree.SubElement(root, q(soap_ns, "Header"))
+    messaging = new_messaging(header, wsu_id=f"_{secrets.token_hex(16)}", soap_ns=soap_ns)
+    body = etree.SubElement(
+        root, q(soap_ns, "Body"), {q(ns.WSU, "Id"): f"_{secrets.token_hex(16)}"}, nsmap={"wsu": ns.WSU}
+    )
+    return Draft(root=root, header=header, messaging=messaging, body=body, soap_version=soap_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,69 +60,134 @@ class Incoming:
     """A parsed incoming envelope. Nothing here is trusted until ``wss.verify`` says which parts are signed."""
 
     root: etree._Element
-    soap_ns: str
+    soap_version: SoapVersion
     header: etree._Element
     body: etree._Element
     messaging: etree._Element
     unit: etree._Element
 
     @property
+    def soap_ns(self) -> str:
+        return self.soap_version.value
+
+    @property
     def kind(self) -> str:
         return etree.QName(self.unit).localname
 
 
-def parse_envelope(data: bytes) -> Incoming:
-    """Parse and structurally check an envelope: SOAP 1.2 or 1.1, one eb:Messaging, one message unit."""
+def read_envelope(data: bytes) -> tuple[etree._Element, SoapVersion]:
+    """Parse XML that must be a SOAP 1.2 or 1.1 Envelope; failures are EBMS:0009, envelope unreadable."""
     try:
         root = parse_xml(data, max_bytes=MAX_ENVELOPE_BYTES, what="SOAP envelope")
     except XmlInputError as exc:
-        where = f" at line {exc.line}, column {exc.column}" if exc.line else ""
-        raise EbmsError(EbmsCode.INVALID_HEADER, f"{exc}{where}") from None
-    soap_ns = etree.QName(root).namespace
-    if etree.QName(root).localname != "Envelope" or soap_ns not in (ns.S12, ns.S11):
+        where = f" (line {exc.line}, column {exc.column})" if exc.line else ""
+        raise EbmsError(EbmsCode.INVALID_HEADER, f"{exc}{where}", envelope_unreadable=True) from None
+    name = etree.QName(root)
+    if name.localname != "Envelope" or name.namespace not in (ns.S12, ns.S11):
         raise EbmsError(
-            EbmsCode.INVALID_HEADER, f"root element {etree.QName(root).text} is not a SOAP 1.2 or 1.1 Envelope"
+            EbmsCode.INVALID_HEADER,
+            f"root element {name.text} is not a SOAP 1.2 or SOAP 1.1 Envelope",
+            envelope_unreadable=True,
         )
-    assert soap_ns is not None
-    header = root.find(q(soap_ns, "Header"))
-    body = root.find(q(soap_ns, "Body"))
-    if header is None or body is None:
-        raise EbmsError(EbmsCode.INVALID_HEADER, "the SOAP envelope needs both a Header and a Body")
-    _check_must_understand(header, soap_ns)
-    messaging = _one_messaging(header)
+    return root, SoapVersion(name.namespace)
+
+
+def split_envelope(root: etree._Element, soap_version: SoapVersion) -> tuple[etree._Element, etree._Element]:
+    """(Header, Body): exactly one of each, directly under the Envelope, and nothing else there."""
+    soap_ns = soap_version.value
+    children = list(root.iterchildren(etree.Element))
+    names = [c.tag for c in children]
+    if names != [q(soap_ns, "Header"), q(soap_ns, "Body")]:
+        found = ", ".join(etree.QName(c).localname for c in children) or "nothing"
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER,
+            f"the {soap_version.label} Envelope must contain exactly one Header followed by one Body; found {found}",
+        )
+    return children[0], children[1]
+
+
+def parse_envelope(data: bytes) -> Incoming:
+    """Parse and structurally check an envelope: one eb:Messaging in the Header, one message unit."""
+    root, soap_version = read_envelope(data)
+    header, body = split_envelope(root, soap_version)
+    messaging = _one_messaging(root, header)
+    check_must_understand(header, soap_version)
     validate_messaging(messaging)
     return Incoming(
-        root=root, soap_ns=soap_ns, header=header, body=body, messaging=messaging, unit=_one_unit(messaging)
+        root=root,
+        soap_version=soap_version,
+        header=header,
+        body=body,
+        messaging=messaging,
+        unit=_one_unit(root, messaging),
     )
 
 
-def _check_must_understand(header: etree._Element, soap_ns: str) -> None:
+def targets_us(block: etree._Element, soap_version: SoapVersion) -> bool:
+    """A header block addressed to us: no role/actor, or the next/ultimateReceiver role."""
+    attribute = q(ns.S12, "role") if soap_version is SoapVersion.SOAP12 else q(ns.S11, "actor")
+    role = block.get(attribute)
+    return (role.strip() if role is not None else None) in _OUR_ROLES[soap_version]
+
+
+def check_must_understand(header: etree._Element, soap_version: SoapVersion) -> None:
+    soap_ns = soap_version.value
     for block in header.iterchildren(etree.Element):
         flag = block.get(q(soap_ns, "mustUnderstand"), "false").strip()
-        if flag in ("true", "1") and block.tag not in _UNDERSTOOD:
+        if flag not in ("true", "1", "false", "0"):
+            raise EbmsError(
+                EbmsCode.INVALID_HEADER,
+                f"mustUnderstand={flag!r} on header block {etree.QName(block).text} is not a boolean",
+            )
+        if flag in ("true", "1") and block.tag not in _UNDERSTOOD and targets_us(block, soap_version):
             raise EbmsError(
                 EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
-                f"header block {etree.QName(block).text} is marked mustUnderstand, and this gateway does not process it",
+                f"header block {etree.QName(block).text} is marked mustUnderstand and addressed to us, and this "
+                "gateway does not process it",
             )
 
 
-def _one_messaging(header: etree._Element) -> etree._Element:
-    blocks = header.findall(q(ns.EB, "Messaging"))
-    if len(blocks) != 1:
+def _one_messaging(root: etree._Element, header: etree._Element) -> etree._Element:
+    blocks = list(root.iter(q(ns.EB, "Messaging")))
+    if not blocks:
+        raise EbmsError(EbmsCode.INVALID_HEADER, "the SOAP Header has no eb:Messaging header block")
+    misplaced = [b for b in blocks if b.getparent() is not header]
+    if misplaced:
+        parent = misplaced[0].getparent()
+        where = etree.QName(parent).text if parent is not None else "the document"
         raise EbmsError(
-            EbmsCode.INVALID_HEADER, f"expected exactly one eb:Messaging header block, found {len(blocks)}"
+            EbmsCode.INVALID_HEADER,
+            f"an eb:Messaging element sits inside {where}; exactly one eb:Messaging, directly in the SOAP Header, "
+            "is accepted",
+        )
+    if len(blocks) > 1:
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER,
+            f"the SOAP Header holds {len(blocks)} eb:Messaging blocks; exactly one is accepted",
         )
     return blocks[0]
 
 
-def _one_unit(messaging: etree._Element) -> etree._Element:
-    units = [el for el in messaging.iterchildren(etree.Element) if el.tag != q(ns.DS, "Signature")]
+def _one_unit(root: etree._Element, messaging: etree._Element) -> etree._Element:
+    stray = [el for el in root.iter(*_UNITS) if el.getparent() is not messaging]
+    if stray:
+        parent = stray[0].getparent()
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER,
+            f"an eb:{etree.QName(stray[0]).localname} sits inside "
+            f"{etree.QName(parent).text if parent is not None else 'the document'}, outside eb:Messaging",
+        )
+    units = [el for el in messaging.iterchildren(etree.Element) if el.tag in _UNITS]
     if not units:
-        raise EbmsError(EbmsCode.INVALID_HEADER, "eb:Messaging contains no UserMessage or SignalMessage")
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER,
+            "eb:Messaging contains no UserMessage or SignalMessage (ebMS 3.0 section 5.2.1: at least one unit)",
+        )
     if len(units) > 1:
         names = ", ".join(etree.QName(u).localname for u in units)
         raise EbmsError(
-            EbmsCode.FEATURE_NOT_SUPPORTED,
-            f"eb:Messaging bundles {len(units)} message units ({names}); this gateway accepts one per message",
+            EbmsCode.VALUE_INCONSISTENT,
+            f"eb:Messaging bundles {len(units)} message units ({names}); AS4 section 5.1.2 and eDelivery AS4 allow "
+            "one per message, and this gateway accepts one",
         )
     return units[0]

@@ -8,27 +8,139 @@ from gateway.errors import GatewayError
 
 
 class EbmsCode(Enum):
-    """Each member carries (code, short description, severity, category)."""
+    """Each member carries (code, short description, severity, category, description).
 
-    VALUE_NOT_RECOGNIZED = ("EBMS:0001", "ValueNotRecognized", "failure", "Content")
-    FEATURE_NOT_SUPPORTED = ("EBMS:0002", "FeatureNotSupported", "warning", "Content")
-    VALUE_INCONSISTENT = ("EBMS:0003", "ValueInconsistent", "failure", "Content")
-    OTHER = ("EBMS:0004", "Other", "failure", "Content")
-    CONNECTION_FAILURE = ("EBMS:0005", "ConnectionFailure", "failure", "Communication")
-    EMPTY_MPC = ("EBMS:0006", "EmptyMessagePartitionChannel", "warning", "Communication")
-    MIME_INCONSISTENCY = ("EBMS:0007", "MimeInconsistency", "failure", "Unpackaging")
-    FEATURE_NOT_SUPPORTED_UNPACKAGING = ("EBMS:0008", "FeatureNotSupported", "failure", "Unpackaging")
-    INVALID_HEADER = ("EBMS:0009", "InvalidHeader", "failure", "Unpackaging")
-    PROCESSING_MODE_MISMATCH = ("EBMS:0010", "ProcessingModeMismatch", "failure", "Processing")
-    EXTERNAL_PAYLOAD_ERROR = ("EBMS:0011", "ExternalPayloadError", "failure", "Content")
-    FAILED_AUTHENTICATION = ("EBMS:0101", "FailedAuthentication", "failure", "Processing")
-    FAILED_DECRYPTION = ("EBMS:0102", "FailedDecryption", "failure", "Processing")
-    POLICY_NONCOMPLIANCE = ("EBMS:0103", "PolicyNoncompliance", "failure", "Processing")
-    DYSFUNCTIONAL_RELIABILITY = ("EBMS:0201", "DysfunctionalReliability", "failure", "Processing")
-    DELIVERY_FAILURE = ("EBMS:0202", "DeliveryFailure", "failure", "Communication")
-    MISSING_RECEIPT = ("EBMS:0301", "MissingReceipt", "failure", "Communication")
-    INVALID_RECEIPT = ("EBMS:0302", "InvalidReceipt", "failure", "Communication")
-    DECOMPRESSION_FAILURE = ("EBMS:0303", "DecompressionFailure", "failure", "Communication")
+    The description is the meaning of the code in our own words (the ``eb:Description`` of an error signal);
+    the ``EbmsError.detail`` says what exactly was wrong with one message (the ``eb:ErrorDetail``).
+    """
+
+    VALUE_NOT_RECOGNIZED = (
+        "EBMS:0001",
+        "ValueNotRecognized",
+        "failure",
+        "Content",
+        "A header element or attribute holds a value this MSH does not recognize.",
+    )
+    FEATURE_NOT_SUPPORTED = (
+        "EBMS:0002",
+        "FeatureNotSupported",
+        "warning",
+        "Content",
+        "The message asks for an optional feature this MSH does not support.",
+    )
+    VALUE_INCONSISTENT = (
+        "EBMS:0003",
+        "ValueInconsistent",
+        "failure",
+        "Content",
+        "Header values are inconsistent with each other, with the message content or with the P-Mode.",
+    )
+    OTHER = ("EBMS:0004", "Other", "failure", "Content", "An error that no other ebMS code describes.")
+    CONNECTION_FAILURE = (
+        "EBMS:0005",
+        "ConnectionFailure",
+        "failure",
+        "Communication",
+        "The transport could not be established or failed temporarily.",
+    )
+    EMPTY_MPC = (
+        "EBMS:0006",
+        "EmptyMessagePartitionChannel",
+        "warning",
+        "Communication",
+        "The pulled message partition channel holds no message.",
+    )
+    MIME_INCONSISTENCY = (
+        "EBMS:0007",
+        "MimeInconsistency",
+        "failure",
+        "Unpackaging",
+        "The MIME packaging is broken or does not match the ebMS header.",
+    )
+    FEATURE_NOT_SUPPORTED_UNPACKAGING = (
+        "EBMS:0008",
+        "FeatureNotSupported",
+        "failure",
+        "Unpackaging",
+        "The packaging uses a feature this MSH does not support.",
+    )
+    INVALID_HEADER = (
+        "EBMS:0009",
+        "InvalidHeader",
+        "failure",
+        "Unpackaging",
+        "The SOAP envelope or ebMS header is not well-formed or does not validate.",
+    )
+    PROCESSING_MODE_MISMATCH = (
+        "EBMS:0010",
+        "ProcessingModeMismatch",
+        "failure",
+        "Processing",
+        "The message does not match the P-Mode agreed with the sender.",
+    )
+    EXTERNAL_PAYLOAD_ERROR = (
+        "EBMS:0011",
+        "ExternalPayloadError",
+        "failure",
+        "Content",
+        "A payload the header refers to cannot be resolved.",
+    )
+    FAILED_AUTHENTICATION = (
+        "EBMS:0101",
+        "FailedAuthentication",
+        "failure",
+        "Processing",
+        "The signature or the signer's certificate did not verify.",
+    )
+    FAILED_DECRYPTION = (
+        "EBMS:0102",
+        "FailedDecryption",
+        "failure",
+        "Processing",
+        "Encrypted content could not be decrypted.",
+    )
+    POLICY_NONCOMPLIANCE = (
+        "EBMS:0103",
+        "PolicyNoncompliance",
+        "failure",
+        "Processing",
+        "The security of the message does not meet the P-Mode's security policy.",
+    )
+    DYSFUNCTIONAL_RELIABILITY = (
+        "EBMS:0201",
+        "DysfunctionalReliability",
+        "failure",
+        "Processing",
+        "The reliability function failed.",
+    )
+    DELIVERY_FAILURE = (
+        "EBMS:0202",
+        "DeliveryFailure",
+        "failure",
+        "Communication",
+        "The message could not be delivered to or processed for the consumer.",
+    )
+    MISSING_RECEIPT = (
+        "EBMS:0301",
+        "MissingReceipt",
+        "failure",
+        "Communication",
+        "No receipt arrived for the message after all retries.",
+    )
+    INVALID_RECEIPT = (
+        "EBMS:0302",
+        "InvalidReceipt",
+        "failure",
+        "Communication",
+        "A receipt arrived but is not valid for the message sent.",
+    )
+    DECOMPRESSION_FAILURE = (
+        "EBMS:0303",
+        "DecompressionFailure",
+        "failure",
+        "Communication",
+        "A compressed payload could not be decompressed.",
+    )
 
     @property
     def code(self) -> str:
@@ -46,6 +158,15 @@ class EbmsCode(Enum):
     def category(self) -> str:
         return self.value[3]
 
+    @property
+    def description(self) -> str:
+        return self.value[4]
+
+    @property
+    def origin(self) -> str:
+        """``eb:Error/@origin``: "security" for the 01xx codes (WS-Security), "ebMS" for the others."""
+        return "security" if self.code.startswith("EBMS:01") else "ebMS"
+
     @classmethod
     def from_code(cls, code: str) -> EbmsCode | None:
         for member in cls:
@@ -55,16 +176,39 @@ class EbmsCode(Enum):
 
 
 class EbmsError(GatewayError):
-    """Bad input from a partner, with the ebMS code to answer and a detail that names exactly what was wrong."""
+    """Bad input from a partner, with the ebMS code to answer and a detail that names exactly what was wrong.
 
-    def __init__(self, code: EbmsCode, detail: str, *, ref_to_message_id: str | None = None) -> None:
+    ``envelope_unreadable`` marks errors found before a SOAP envelope could be read (broken MIME, XML that is
+    not well-formed, no SOAP Envelope): the answer is then a SOAP Fault carrying the ebMS error, since there
+    is no ebMS header to answer.
+    """
+
+    def __init__(
+        self,
+        code: EbmsCode,
+        detail: str,
+        *,
+        ref_to_message_id: str | None = None,
+        envelope_unreadable: bool = False,
+    ) -> None:
         super().__init__(f"{code.code} {code.short_description}: {detail}")
         self.code = code
         self.detail = detail
         self.ref_to_message_id = ref_to_message_id
+        self.envelope_unreadable = envelope_unreadable
 
     def with_ref(self, message_id: str | None) -> EbmsError:
         """The same error, now pointing at the message it concerns (known only after the header parsed)."""
         if self.ref_to_message_id is not None or message_id is None:
             return self
-        return EbmsError(self.code, self.detail, ref_to_message_id=message_id)
+        return EbmsError(
+            self.code, self.detail, ref_to_message_id=message_id, envelope_unreadable=self.envelope_unreadable
+        )
+
+    def unreadable(self) -> EbmsError:
+        """The same error, marked as found before any envelope could be read."""
+        if self.envelope_unreadable:
+            return self
+        return EbmsError(
+            self.code, self.detail, ref_to_message_id=self.ref_to_message_id, envelope_unreadable=True
+        )

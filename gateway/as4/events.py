@@ -1,11 +1,17 @@
-"""What ``parse_incoming`` and ``parse_response`` return: small frozen events, matched with ``match``."""
+"""What ``parse_incoming``, ``parse_request`` and ``parse_response`` return: small frozen events for ``match``.
+
+An event that exists is valid: the core emits one only after the partner's security policy was enforced
+(``PullRequestReceived`` and ``UserMessageReceived`` are signed by a trusted certificate unless the policy
+explicitly does not require signatures, which ``signer_certificate_sha256 == ""`` then shows).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gateway.as4.model import ErrorDetail, Payload, SignedReference, UserMessage
+from gateway.as4._ns import SoapVersion
+from gateway.as4.model import ErrorDetail, Payload, PullRequest, SignedReference, UserMessage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,6 +22,30 @@ class UserMessageReceived:
     payloads: tuple[Payload, ...]
     references: tuple[SignedReference, ...]
     signer_certificate_sha256: str
+    soap_version: SoapVersion = SoapVersion.SOAP12
+
+    @property
+    def message_id(self) -> str:
+        return self.user_message.message_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullRequestReceived:
+    """A verified ``eb:PullRequest``: the partner asks for the next user message waiting on ``mpc``.
+
+    Authorizing the pull (may this signer drain this MPC?) is the caller's job, with ``signer_certificate_sha256``.
+    """
+
+    mpc: str
+    message_id: str
+    timestamp: datetime
+    references: tuple[SignedReference, ...]
+    signer_certificate_sha256: str
+    soap_version: SoapVersion = SoapVersion.SOAP12
+
+    @property
+    def pull_request(self) -> PullRequest:
+        return PullRequest(message_id=self.message_id, timestamp=self.timestamp, mpc=self.mpc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +60,7 @@ class ReceiptReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorReceived:
-    """An ebMS error signal from the partner, in answer to one of our messages."""
+    """An ebMS error signal (or a SOAP Fault carrying one) from the partner, in answer to one of our messages."""
 
     message_id: str
     ref_to_message_id: str | None
@@ -43,4 +73,4 @@ class ErrorReceived:
         return any(e.severity == "failure" for e in self.errors)
 
 
-Event = UserMessageReceived | ReceiptReceived | ErrorReceived
+Event = UserMessageReceived | PullRequestReceived | ReceiptReceived | ErrorReceived

@@ -1,27 +1,168 @@
-"""SOAP-with-Attachments packaging: a ``multipart/related`` body with the SOAP envelope as its root part."""
+"""SOAP-with-Attachments packaging: a ``multipart/related`` body with the SOAP envelope as its root part.
+
+Receiving goes through one incremental parser, ``MimeReader``, in h11's style: ``feed(chunk)`` returns the
+events that chunk completes (``PartStarted``, ``PartData``, ``PartEnded``), ``close()`` checks the body
+ended properly. It keeps at most one delimiter's worth of bytes (or one header block) buffered, whatever
+the chunk size. ``PackageAssembler`` turns those events into a ``Package``, spooling parts larger than a
+threshold through a caller-supplied ``spool()`` factory: the core itself never opens a file. ``parse`` is
+the one-shot form of the same two.
+
+Both CRLF and bare-LF line ends are accepted; Content-IDs with or without angle brackets; ``cid:`` URLs are
+URL-decoded before they are compared (RFC 2392).
+"""
 
 from __future__ import annotations
 
-import base64
 import binascii
+import io
 import re
 import secrets
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
-from email.parser import BytesHeaderParser
+from typing import BinaryIO
+from urllib.parse import quote, unquote
 
+from gateway.as4._ns import SOAP11_CONTENT_TYPE, SOAP12_CONTENT_TYPE
 from gateway.as4.errors import EbmsCode, EbmsError
 
-SOAP12_CONTENT_TYPE = "application/soap+xml"
 MAX_PARTS = 100
+"""MIME parts in one message (envelope included)."""
+MAX_PART_HEADER_BYTES = 8 * 1024
+"""Bytes of one part's header block."""
+MAX_PART_HEADERS = 32
+"""Header fields in one part."""
+MAX_PART_BYTES = (1 << 30) + (1 << 24)
+"""Bytes of one part's (decoded) content: 1 GiB of payload plus room for compression and GCM overhead."""
+MAX_MESSAGE_BYTES = 1 << 31
+"""Bytes of a whole multipart body."""
+MAX_ROOT_PART_BYTES = 4 * 1024 * 1024
+"""Bytes of the root part, the SOAP envelope (the same limit as ``envelope.MAX_ENVELOPE_BYTES``)."""
+MAX_BOUNDARY_LENGTH = 70  # RFC 2046 section 5.1.1
+MAX_TRANSPORT_PADDING = 256
+CHUNK_SIZE = 1 << 20
+"""Size of the chunks read back from spooled parts."""
+
+Spool = Callable[[], BinaryIO]
+
 _CRLF = b"\r\n"
+_BCHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
+_CONTENT_ID = re.compile(r"[^\s<>\"\x00-\x1f\x7f]+")
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except the colon
+_CID_SAFE = "@!$&'()*+,;=:~-._"  # left unencoded in cid: URLs (RFC 3986 sub-delims and unreserved, "@" and ":")
+
+
+def in_memory_spool() -> BinaryIO:
+    """The default spool: memory, so the core never touches a filesystem."""
+    return io.BytesIO()
+
+
+# --- content ids ---------------------------------------------------------------------------------------
+
+
+def cid_url(content_id: str) -> str:
+    """The ``cid:`` URL of a Content-ID (RFC 2392: URL-encoded, no angle brackets)."""
+    return "cid:" + quote(content_id, safe=_CID_SAFE)
+
+
+def cid_of_url(url: str) -> str | None:
+    """The Content-ID a ``cid:`` URL names (URL-decoded), or None for any other URL."""
+    if url[:4].lower() != "cid:":
+        return None
+    if "%" not in url:
+        return url[4:]
+    try:
+        return unquote(url[4:], errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
+def content_id_of_header(value: str | None) -> str:
+    """A Content-ID header value without its angle brackets, which some senders omit."""
+    text = (value or "").strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text
+
+
+# --- part content ----------------------------------------------------------------------------------------
+
+
+class PartBody:
+    """The content of one MIME part: chunks in memory, or a spooled file (read back in ``CHUNK_SIZE`` pieces)."""
+
+    __slots__ = ("_chunks", "_file", "size")
+
+    def __init__(self, chunks: Sequence[bytes | memoryview] = (), *, file: BinaryIO | None = None, size: int = 0):
+        self._chunks = tuple(c for c in chunks if len(c))
+        self._file = file
+        self.size = size if file is not None else sum(len(c) for c in self._chunks)
+
+    @classmethod
+    def of(cls, data: bytes | memoryview) -> PartBody:
+        return cls((data,))
+
+    @property
+    def spooled(self) -> bool:
+        return self._file is not None
+
+    @property
+    def file(self) -> BinaryIO | None:
+        return self._file
+
+    def chunks(self, start: int = 0, end: int | None = None) -> Iterator[bytes | memoryview]:
+        """The bytes from ``start`` to ``end`` in order, without copying what is in memory."""
+        end = self.size if end is None else min(end, self.size)
+        if start >= end:
+            return
+        if self._file is not None:
+            self._file.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                block = self._file.read(min(CHUNK_SIZE, remaining))
+                if not block:
+                    raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "a spooled MIME part ended early")
+                remaining -= len(block)
+                yield block
+            return
+        offset = 0
+        for chunk in self._chunks:
+            lo, hi = max(start - offset, 0), min(end - offset, len(chunk))
+            if lo < hi:
+                yield chunk if (lo, hi) == (0, len(chunk)) else memoryview(chunk)[lo:hi]
+            offset += len(chunk)
+            if offset >= end:
+                return
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        pieces = list(self.chunks(start, end))
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MimePart:
     content_id: str
     content_type: str
-    data: bytes = field(repr=False)
+    body: PartBody = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def of(cls, content_id: str, content_type: str, data: bytes) -> MimePart:
+        return cls(content_id=content_id, content_type=content_type, body=PartBody.of(data))
+
+    @property
+    def data(self) -> bytes:
+        """The whole content in memory (a copy for spooled parts: use ``body.chunks()`` for large ones)."""
+        return self.body.read()
+
+    @property
+    def size(self) -> int:
+        return self.body.size
+
+    @property
+    def media_type(self) -> str:
+        return self.content_type.split(";")[0].strip().lower()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,114 +171,509 @@ class Package:
 
     envelope: bytes = field(repr=False)
     attachments: dict[str, MimePart] = field(default_factory=dict)
+    envelope_content_type: str = SOAP12_CONTENT_TYPE
+
+
+_RFC2045_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_MEDIA_TYPE = re.compile(rf"\s*({_RFC2045_CHARS}/{_RFC2045_CHARS})\s*")
+_PARAMETER = re.compile(rf';\s*({_RFC2045_CHARS})\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s"]*)\s*')  # lenient: type=text/xml
 
 
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
-    msg = Message()
-    msg["content-type"] = header
-    params = {k.lower(): v for k, v in msg.get_params(failobj=[])[1:] if isinstance(v, str)}
-    return msg.get_content_type(), params
+    """(media type in lower case, parameters by lower-case name) of a Content-Type (RFC 2045 section 5.1).
+
+    A header that does not parse gives the media type "" and no parameters, which every caller refuses.
+    """
+    match = _MEDIA_TYPE.match(header)
+    if match is None:
+        return "", {}
+    params: dict[str, str] = {}
+    position = match.end()
+    while position < len(header):
+        param = _PARAMETER.match(header, position)
+        if param is None:
+            if header[position:].strip(" \t;"):
+                return "", {}
+            break
+        value = param.group(2)
+        if value.startswith('"'):
+            value = value[1:-1]
+            if "\\" in value:
+                value = re.sub(r"\\(.)", r"\1", value)
+        params.setdefault(param.group(1).lower(), value)
+        position = param.end()
+    return match.group(1).lower(), params
 
 
-def build(envelope: bytes, attachments: list[MimePart]) -> tuple[str, bytes]:
+# --- building ----------------------------------------------------------------------------------------------
+
+
+def build(
+    envelope: bytes, attachments: Sequence[MimePart], *, envelope_content_type: str = SOAP12_CONTENT_TYPE
+) -> tuple[str, bytes]:
     """The HTTP Content-Type and body for an envelope; plain SOAP when there is nothing to attach."""
     if not attachments:
-        return f'{SOAP12_CONTENT_TYPE}; charset="UTF-8"', envelope
+        return f'{envelope_content_type}; charset="UTF-8"', envelope
     boundary = f"MIMEBoundary_{secrets.token_hex(16)}"
     root_id = f"root.{secrets.token_hex(8)}@permit-gateway"
-    chunks = [
-        _part_head(boundary, f'{SOAP12_CONTENT_TYPE}; charset="UTF-8"', root_id),
+    chunks: list[bytes | memoryview] = [
+        _part_head(boundary, f'{envelope_content_type}; charset="UTF-8"', root_id),
         envelope,
     ]
     for part in attachments:
-        chunks += [_CRLF, _part_head(boundary, part.content_type, part.content_id), part.data]
+        chunks += [_CRLF, _part_head(boundary, part.content_type, part.content_id)]
+        chunks += part.body.chunks()
     chunks.append(_CRLF + f"--{boundary}--".encode() + _CRLF)
-    content_type = f'multipart/related; boundary="{boundary}"; type="{SOAP12_CONTENT_TYPE}"; start="<{root_id}>"'
+    content_type = f'multipart/related; boundary="{boundary}"; type="{envelope_content_type}"; start="<{root_id}>"'
     return content_type, b"".join(chunks)
 
 
 def _part_head(boundary: str, content_type: str, content_id: str) -> bytes:
+    if _CONTENT_ID.fullmatch(content_id) is None or any(c in content_type for c in "\r\n"):
+        raise ValueError(f"Content-ID {content_id!r} or Content-Type {content_type!r} cannot go in a MIME header")
     return (
         f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: binary\r\n"
         f"Content-ID: <{content_id}>\r\n\r\n"
     ).encode()
 
 
-def parse(content_type: str, body: bytes) -> Package:
-    """Split an incoming body into envelope and attachments; EBMS:0007 says what is inconsistent."""
-    media_type, params = parse_content_type(content_type)
-    if media_type in (SOAP12_CONTENT_TYPE, "text/xml"):
-        return Package(envelope=body)
-    if media_type != "multipart/related":
-        raise EbmsError(
-            EbmsCode.MIME_INCONSISTENCY,
-            f"Content-Type {media_type!r} is neither application/soap+xml nor multipart/related",
-        )
-    boundary = params.get("boundary")
-    if not boundary:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "multipart/related Content-Type has no boundary parameter")
-    parts = [_parse_part(raw) for raw in _split(body, boundary.encode())]
-    return _assemble(parts, params.get("start"))
+# --- the incremental reader ----------------------------------------------------------------------------
 
 
-def _split(body: bytes, boundary: bytes) -> list[bytes]:
-    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|$)")
-    pieces: list[bytes] = []
-    last_end: int | None = None
-    closed = False
-    for match in delimiter.finditer(body):
-        if last_end is not None:
-            pieces.append(body[last_end : match.start()])
-        last_end = match.end()
-        if match.group(1):
-            closed = True
-            break
-    if last_end is None:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "body contains no MIME boundary delimiter")
-    if not closed:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "multipart body has no closing boundary delimiter")
-    if not pieces:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "multipart body has no parts")
-    if len(pieces) > MAX_PARTS:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, f"{len(pieces)} MIME parts exceed the limit of {MAX_PARTS}")
-    return pieces
+@dataclass(frozen=True, slots=True)
+class PartStarted:
+    """A part's header block was read. ``headers`` are (name, value) in order, names as sent."""
+
+    index: int
+    headers: tuple[tuple[str, str], ...]
+
+    def get(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers if k.lower() == wanted), None)
+
+    @property
+    def content_id(self) -> str:
+        return content_id_of_header(self.get("Content-ID"))
+
+    @property
+    def content_type(self) -> str:
+        return (self.get("Content-Type") or "").strip()
 
 
-def _parse_part(raw: bytes) -> MimePart:
-    match = re.search(rb"\r?\n\r?\n", raw)
-    if match is None:
-        raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "MIME part has no blank line between headers and content")
-    headers = BytesHeaderParser().parsebytes(raw[: match.start()] + b"\r\n\r\n")
-    data = raw[match.end() :]
-    encoding = (headers.get("Content-Transfer-Encoding") or "binary").strip().lower()
-    if encoding == "base64":
+@dataclass(frozen=True, slots=True)
+class PartData:
+    """Some (decoded) content of the current part."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnded:
+    index: int
+    size: int
+
+
+MimeEvent = PartStarted | PartData | PartEnded
+
+_PREAMBLE, _DELIMITER_LINE, _HEADERS, _BODY, _EPILOGUE, _ERROR = range(6)
+
+
+class MimeReader:
+    """Incremental ``multipart/related`` parser: ``feed(chunk) -> events``, then ``close() -> events``.
+
+    After an ``EbmsError`` the reader is in an error state and refuses further input.
+    """
+
+    def __init__(
+        self,
+        content_type: str,
+        *,
+        max_parts: int = MAX_PARTS,
+        max_part_bytes: int = MAX_PART_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        media_type, params = parse_content_type(content_type)
+        if media_type != "multipart/related":
+            raise _fail(f"Content-Type {media_type!r} is not multipart/related")
+        boundary = params.get("boundary")
+        if not boundary:
+            raise _fail("multipart/related Content-Type has no boundary parameter")
+        if len(boundary) > MAX_BOUNDARY_LENGTH or _BCHARS.fullmatch(boundary) is None:
+            raise _fail(f"MIME boundary {boundary!r} is not a valid RFC 2046 boundary")
+        self.params = params
+        self._dash_boundary = b"--" + boundary.encode("ascii")
+        self._delimiter = b"\n" + self._dash_boundary
+        self._buf = bytearray()
+        self._state = _PREAMBLE
+        self._scan = 0
+        self._at_start = True
+        self._part_index = -1
+        self._part_size = 0
+        self._total = 0
+        self._base64: bytearray | None = None
+        self._max_parts = max_parts
+        self._max_part_bytes = max_part_bytes
+        self._max_message_bytes = max_message_bytes
+
+    def feed(self, chunk: bytes) -> list[MimeEvent]:
+        if self._state == _ERROR:
+            raise _fail("the MIME reader already failed on this message")
+        self._total += len(chunk)
+        if self._total > self._max_message_bytes:
+            self._state = _ERROR
+            raise _fail(f"the multipart body exceeds the limit of {self._max_message_bytes} bytes")
+        events: list[MimeEvent] = []
+        if self._state == _EPILOGUE or not chunk:
+            return events
+        if self._buf:
+            self._buf += chunk
+            view: bytes | bytearray = self._buf
+        else:
+            view = chunk
         try:
-            data = base64.b64decode(data, validate=False)
+            consumed = self._run(view, events, final=False)
+        except EbmsError:
+            self._state = _ERROR
+            raise
+        if view is self._buf:
+            del self._buf[:consumed]
+        else:
+            self._buf = bytearray(memoryview(chunk)[consumed:])
+        self._scan = max(0, self._scan - consumed)
+        return events
+
+    def close(self) -> list[MimeEvent]:
+        """The last events; EBMS:0007 unless the closing delimiter was seen."""
+        if self._state == _ERROR:
+            raise _fail("the MIME reader already failed on this message")
+        events: list[MimeEvent] = []
+        if self._state != _EPILOGUE:
+            try:
+                self._run(self._buf, events, final=True)
+            except EbmsError:
+                self._state = _ERROR
+                raise
+            self._state = _ERROR
+            if self._part_index < 0 and not events:
+                raise _fail("the body contains no MIME boundary delimiter")
+            raise _fail("the multipart body has no closing boundary delimiter (truncated?)")
+        self._buf = bytearray()
+        return events
+
+    # the state machine ---------------------------------------------------------------------------------
+
+    def _run(self, view: bytes | bytearray, events: list[MimeEvent], *, final: bool) -> int:
+        pos = 0
+        while True:
+            if self._state == _PREAMBLE:
+                found = self._find_first_delimiter(view)
+                if found < 0:
+                    return max(pos, len(view) - len(self._delimiter))
+                pos = found
+                self._state = _DELIMITER_LINE
+            elif self._state == _DELIMITER_LINE:
+                end = self._delimiter_line(view, pos)
+                if end is None:
+                    return pos
+                if end < 0:  # the close delimiter
+                    self._state = _EPILOGUE
+                    return len(view)
+                pos = end
+                self._state = _HEADERS
+                self._scan = pos
+            elif self._state == _HEADERS:
+                end = self._headers(view, pos, events)
+                if end is None:
+                    return pos
+                pos = end
+                self._state = _BODY
+                self._scan = pos
+            elif self._state == _BODY:
+                pos, done = self._body(view, pos, events, final=final)
+                if not done:
+                    return pos
+                if self._base64:
+                    raise _fail(f"MIME part {self._part_index + 1} ends inside a base64 quantum")
+                events.append(PartEnded(self._part_index, self._part_size))
+                self._state = _DELIMITER_LINE
+            else:  # _EPILOGUE: ignored
+                return len(view)
+
+    def _find_first_delimiter(self, view: bytes | bytearray) -> int:
+        """Position of the first dash-boundary that starts a line (the preamble before it is ignored)."""
+        if self._at_start:
+            if len(view) < len(self._dash_boundary) and self._dash_boundary.startswith(bytes(view)):
+                return -1
+            self._at_start = False
+            if view.startswith(self._dash_boundary):
+                return 0
+        found = view.find(self._delimiter, self._scan)
+        if found < 0:
+            self._scan = max(0, len(view) - len(self._delimiter))
+            return -1
+        return found + 1
+
+    def _delimiter_line(self, view: bytes | bytearray, pos: int) -> int | None:
+        """After ``--boundary`` at ``pos``: where the next part starts, -1 after the close delimiter, None: need data."""
+        after = pos + len(self._dash_boundary)
+        if len(view) < after + 2:
+            return None
+        if view[after : after + 2] == b"--":
+            return -1
+        line_end = view.find(b"\n", after, after + MAX_TRANSPORT_PADDING + 2)
+        if line_end < 0:
+            if len(view) - after > MAX_TRANSPORT_PADDING + 1:
+                raise _fail("a MIME boundary delimiter is followed by text instead of a line end")
+            return None
+        padding = bytes(view[after:line_end]).rstrip(b"\r")
+        if padding.strip(b" \t"):
+            raise _fail("a MIME boundary delimiter is followed by text instead of a line end")
+        self._part_index += 1
+        if self._part_index >= self._max_parts:
+            raise _fail(f"the message has more than {self._max_parts} MIME parts")
+        return line_end + 1
+
+    def _headers(self, view: bytes | bytearray, pos: int, events: list[MimeEvent]) -> int | None:
+        if view[pos : pos + 2] == _CRLF or view[pos : pos + 1] == b"\n":
+            raise _fail(f"MIME part {self._part_index + 1} has no header fields")
+        start = max(pos, self._scan - 2)
+        ends = [(e, w) for e, w in ((view.find(b"\n\n", start), 2), (view.find(b"\n\r\n", start), 3)) if e >= 0]
+        if not ends:
+            if len(view) - pos > MAX_PART_HEADER_BYTES:
+                raise _fail(
+                    f"the header block of MIME part {self._part_index + 1} exceeds {MAX_PART_HEADER_BYTES} bytes "
+                    "or has no blank line before the content"
+                )
+            self._scan = len(view)
+            return None
+        end, width = min(ends)
+        if end + width - pos > MAX_PART_HEADER_BYTES:
+            raise _fail(
+                f"the header block of MIME part {self._part_index + 1} exceeds {MAX_PART_HEADER_BYTES} bytes"
+            )
+        lines = _header_lines(bytes(view[pos : end + 1]))
+        if len(lines) > MAX_PART_HEADERS:
+            raise _fail(f"MIME part {self._part_index + 1} has more than {MAX_PART_HEADERS} header fields")
+        headers = []
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            if not colon or _FIELD_NAME.fullmatch(name) is None:
+                raise _fail(
+                    f"the header block of MIME part {self._part_index + 1} has a line that is not a header field"
+                )
+            headers.append((name.decode("ascii"), value.strip().decode("latin-1")))
+        started = PartStarted(self._part_index, tuple(headers))
+        encoding = (started.get("Content-Transfer-Encoding") or "binary").strip().lower()
+        if encoding == "base64":
+            self._base64 = bytearray()
+        elif encoding in ("binary", "8bit", "7bit"):
+            self._base64 = None
+        else:
+            raise EbmsError(
+                EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
+                f"Content-Transfer-Encoding {encoding!r} of MIME part {self._part_index + 1} is not supported "
+                "(binary, 8bit, 7bit and base64 are)",
+                envelope_unreadable=True,
+            )
+        self._part_size = 0
+        events.append(started)
+        return end + width
+
+    def _body(
+        self, view: bytes | bytearray, pos: int, events: list[MimeEvent], *, final: bool
+    ) -> tuple[int, bool]:
+        """Emit content up to the next delimiter: (new position, True) at a delimiter, else (kept from, False)."""
+        search = max(pos, self._scan)
+        while True:
+            found = view.find(self._delimiter, search)
+            if found < 0:
+                break
+            after = found + len(self._delimiter)
+            content_end = found - 1 if found > pos and view[found - 1] == 0x0D else found
+            if len(view) < after + 2:
+                if final:
+                    break
+                self._emit(view, pos, content_end, events)
+                self._scan = content_end
+                return content_end, False
+            follow = view[after : after + 1]
+            if follow in (b"-", b"\r", b"\n", b" ", b"\t") and (follow != b"-" or view[after + 1] == 0x2D):
+                self._emit(view, pos, content_end, events)
+                return found + 1, True
+            search = found + 1
+        safe = max(pos, len(view) - len(self._delimiter) - 1)
+        self._emit(view, pos, safe, events)
+        self._scan = safe
+        return safe, False
+
+    def _emit(self, view: bytes | bytearray, start: int, end: int, events: list[MimeEvent]) -> None:
+        if end <= start:
+            return
+        data = view[start:end] if isinstance(view, bytes) else bytes(memoryview(view)[start:end])
+        if self._base64 is not None:
+            data = self._decode_base64(data)
+            if not data:
+                return
+        self._part_size += len(data)
+        if self._part_size > self._max_part_bytes:
+            raise _fail(f"MIME part {self._part_index + 1} exceeds the limit of {self._max_part_bytes} bytes")
+        events.append(PartData(data))
+
+    def _decode_base64(self, data: bytes) -> bytes:
+        assert self._base64 is not None
+        self._base64 += b"".join(data.split())
+        usable = len(self._base64) - len(self._base64) % 4
+        if not usable:
+            return b""
+        block = bytes(self._base64[:usable])
+        del self._base64[:usable]
+        try:
+            return binascii.a2b_base64(block, strict_mode=True)
         except binascii.Error:
-            raise EbmsError(EbmsCode.MIME_INCONSISTENCY, "MIME part declared base64 is not valid base64") from None
-    elif encoding not in ("binary", "8bit", "7bit"):
-        raise EbmsError(
-            EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING, f"Content-Transfer-Encoding {encoding!r} is not supported"
+            raise _fail(f"MIME part {self._part_index + 1} is declared base64 but is not valid base64") from None
+
+
+class PackageAssembler:
+    """Collects ``MimeReader`` events into a ``Package``; parts above ``spool_threshold`` go to ``spool()``.
+
+    The root part (named by the ``start`` parameter, else the first) is the SOAP envelope: it is never
+    spooled and may not exceed ``MAX_ROOT_PART_BYTES``.
+    """
+
+    def __init__(
+        self, content_type: str, *, spool: Spool = in_memory_spool, spool_threshold: int | None = None
+    ) -> None:
+        self._reader = MimeReader(content_type)
+        start = self._reader.params.get("start")
+        self._start = content_id_of_header(start) if start is not None else None
+        self._type = (self._reader.params.get("type") or "").strip().lower() or None
+        self._spool = spool
+        self._threshold = spool_threshold
+        self._parts: list[MimePart] = []
+        self._root_index: int | None = None
+        self._current: PartStarted | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._file: BinaryIO | None = None
+        self._is_root = False
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self._reader.feed(chunk):
+            self._on(event)
+
+    def close(self) -> Package:
+        for event in self._reader.close():
+            self._on(event)
+        return self._assemble()
+
+    def _on(self, event: MimeEvent) -> None:
+        if isinstance(event, PartStarted):
+            self._current = event
+            self._chunks, self._size, self._file = [], 0, None
+            self._is_root = (self._start is None and event.index == 0) or (
+                self._start is not None and event.content_id == self._start
+            )
+        elif isinstance(event, PartData):
+            self._size += len(event.data)
+            if self._is_root:
+                if self._size > MAX_ROOT_PART_BYTES:
+                    raise EbmsError(
+                        EbmsCode.INVALID_HEADER,
+                        f"the SOAP envelope part exceeds the limit of {MAX_ROOT_PART_BYTES} bytes",
+                        envelope_unreadable=True,
+                    )
+                self._chunks.append(event.data)
+            elif self._file is not None:
+                self._file.write(event.data)
+            elif self._threshold is not None and self._size > self._threshold:
+                self._file = self._spool()
+                for pending in self._chunks:
+                    self._file.write(pending)
+                self._file.write(event.data)
+                self._chunks = []
+            else:
+                self._chunks.append(event.data)
+        else:
+            assert self._current is not None
+            started = self._current
+            if self._file is not None:
+                self._file.flush()
+                body = PartBody(file=self._file, size=self._size)
+            else:
+                body = PartBody(self._chunks)
+            if self._is_root:
+                if self._root_index is not None:
+                    raise _fail(f"two MIME parts carry the start Content-ID <{self._start}>")
+                self._root_index = len(self._parts)
+            self._parts.append(
+                MimePart(
+                    content_id=started.content_id,
+                    content_type=started.content_type,
+                    body=body,
+                    headers=started.headers,
+                )
+            )
+            self._current = None
+
+    def _assemble(self) -> Package:
+        if not self._parts:
+            raise _fail("the multipart body has no parts")
+        if self._root_index is None:
+            raise _fail(f"the start parameter <{self._start}> names no MIME part")
+        root = self._parts[self._root_index]
+        if root.media_type not in (SOAP12_CONTENT_TYPE, SOAP11_CONTENT_TYPE):
+            raise _fail(
+                f"the root MIME part has Content-Type {root.content_type!r}, not {SOAP12_CONTENT_TYPE} "
+                f"or {SOAP11_CONTENT_TYPE}"
+            )
+        if self._type is not None and self._type != root.media_type:
+            raise _fail(
+                f"the multipart type parameter {self._type!r} does not match the root part's "
+                f"Content-Type {root.media_type!r}"
+            )
+        attachments: dict[str, MimePart] = {}
+        for index, part in enumerate(self._parts):
+            if index == self._root_index:
+                continue
+            if not part.content_id:
+                raise _fail(f"MIME part {index + 1} has no Content-ID")
+            if _CONTENT_ID.fullmatch(part.content_id) is None:
+                raise _fail(f"MIME part {index + 1} has an unusable Content-ID {part.content_id!r}")
+            if part.content_id in attachments or part.content_id == root.content_id:
+                raise _fail(f"Content-ID <{part.content_id}> appears on two MIME parts")
+            attachments[part.content_id] = part
+        return Package(envelope=root.body.read(), attachments=attachments, envelope_content_type=root.media_type)
+
+
+def parse(
+    content_type: str, body: bytes, *, spool: Spool = in_memory_spool, spool_threshold: int | None = None
+) -> Package:
+    """Split an incoming body into envelope and attachments; EBMS:0007 says what is inconsistent."""
+    media_type, _ = parse_content_type(content_type)
+    if media_type in (SOAP12_CONTENT_TYPE, SOAP11_CONTENT_TYPE):
+        return Package(envelope=body, envelope_content_type=media_type)
+    if media_type != "multipart/related":
+        raise _fail(
+            f"Content-Type {media_type!r} is neither {SOAP12_CONTENT_TYPE}, {SOAP11_CONTENT_TYPE} nor multipart/related"
         )
-    content_id = (headers.get("Content-ID") or "").strip().removeprefix("<").removesuffix(">")
-    return MimePart(content_id=content_id, content_type=headers.get("Content-Type") or "", data=data)
+    assembler = PackageAssembler(content_type, spool=spool, spool_threshold=spool_threshold)
+    assembler.feed(body)
+    return assembler.close()
 
 
-def _assemble(parts: list[MimePart], start: str | None) -> Package:
-    start_id = start.strip().removeprefix("<").removesuffix(">") if start else None
-    root_index = 0
-    if start_id:
-        matches = [i for i, p in enumerate(parts) if p.content_id == start_id]
-        if not matches:
-            raise EbmsError(EbmsCode.MIME_INCONSISTENCY, f"start parameter <{start_id}> names no MIME part")
-        root_index = matches[0]
-    attachments: dict[str, MimePart] = {}
-    for i, part in enumerate(parts):
-        if i == root_index:
+def _header_lines(raw: bytes) -> list[bytes]:
+    """Logical header lines: folded continuations joined (RFC 5322 unfolding), line ends dropped."""
+    lines: list[bytes] = []
+    for line in raw.split(b"\n"):
+        line = line.removesuffix(b"\r")
+        if not line:
             continue
-        if not part.content_id:
-            raise EbmsError(EbmsCode.MIME_INCONSISTENCY, f"MIME part {i + 1} has no Content-ID")
-        if part.content_id in attachments:
-            raise EbmsError(EbmsCode.MIME_INCONSISTENCY, f"Content-ID <{part.content_id}> appears twice")
-        attachments[part.content_id] = part
-    return Package(envelope=parts[root_index].data, attachments=attachments)
+        if line[:1] in (b" ", b"\t") and lines:
+            lines[-1] += line
+        else:
+            lines.append(line)
+    return lines
+
+
+def _fail(detail: str) -> EbmsError:
+    return EbmsError(EbmsCode.MIME_INCONSISTENCY, detail, envelope_unreadable=True)

@@ -1,6 +1,7 @@
 """User messages: build (compress, sign, encrypt, package) and parse (unpackage, decrypt, verify, decompress).
 
-Sans-IO: bytes and values in, bytes and events out. The clock, the ids and the keys are arguments.
+Sans-IO: bytes and values in, bytes and events out. The clock, the ids, the keys and (for large parts) the
+spool factory are arguments.
 """
 
 from __future__ import annotations
@@ -10,23 +11,48 @@ import gzip
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import BinaryIO
 
 from cryptography import x509
 from lxml import etree
 
 from gateway.as4 import _ns as ns
 from gateway.as4 import mime, wss
+from gateway.as4._ns import SoapVersion, q
 from gateway.as4.envelope import Incoming, new_draft, parse_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
-from gateway.as4.events import UserMessageReceived
-from gateway.as4.header import add_user_message, parse_user_message
-from gateway.as4.mime import MimePart
-from gateway.as4.model import PartInfo, Payload, Property, UserMessage
+from gateway.as4.events import PullRequestReceived, UserMessageReceived
+from gateway.as4.header import (
+    add_user_message,
+    format_timestamp,
+    parse_pull_request,
+    parse_user_message,
+    signal_kind,
+)
+from gateway.as4.mime import MimePart, Package, PartBody, Spool, cid_url, in_memory_spool
+from gateway.as4.model import (
+    CHARACTER_SET,
+    COMPRESSION_TYPE,
+    MIME_TYPE,
+    PartInfo,
+    Payload,
+    Property,
+    PullRequest,
+    SignedReference,
+    UserMessage,
+)
 from gateway.as4.policy import KeyPair, SecurityPolicy
-from gateway.as4.signals import Outgoing
+from gateway.as4.signals import Outgoing, verify_signal
 
 GZIP_LEVEL = 6
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+"""Default cap on the decompressed payloads of one message, all together (gzip bombs); ``max_payload_bytes``
+sets another (the 1 GiB target spools with a higher one)."""
+_INFLATE_CHUNK = 1 << 20
+BODY_CONTENT_ID = "soap-body"
+
+PolicyLookup = Callable[[UserMessage], SecurityPolicy]
+PullPolicyLookup = Callable[[PullRequest], SecurityPolicy]
 
 
 def build_user_message(
@@ -36,140 +62,427 @@ def build_user_message(
     sender: KeyPair,
     recipient_certificate: x509.Certificate,
     compress: bool = True,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
 ) -> Outgoing:
-    """Pack a user message as eDelivery AS4 1.15 requires: gzip, then sign, then encrypt every attachment."""
+    """Pack a user message as eDelivery AS4 1.15 requires: gzip, then sign, then encrypt every attachment.
+
+    ``user_message.parts`` is replaced by one PartInfo per payload (MimeType, CharacterSet, CompressionType
+    and the payload's extra properties). Raises ``ValueError`` for caller mistakes (duplicate Content-IDs).
+    SOAP 1.1 exists for partners whose profile says so; AS4 and eDelivery use SOAP 1.2.
+    """
+    content_ids = [p.content_id for p in payloads]
+    repeated = sorted({c for c in content_ids if content_ids.count(c) > 1})
+    if repeated:
+        raise ValueError(f"two payloads share the Content-ID {repeated[0]!r}")
     parts = [_attachment(p, compress) for p in payloads]
     user_message = dataclasses.replace(user_message, parts=tuple(_part_info(p, compress) for p in payloads))
-    draft = new_draft()
+    draft = new_draft(soap_version)
     add_user_message(draft.messaging, user_message)
-    security = wss.security_header(draft.header)
+    security = wss.security_header(draft.header, soap_version)
     targets = [wss.element_target(draft.body), wss.element_target(draft.messaging)]
     references = wss.sign(security, targets + [wss.attachment_target(p) for p in parts], sender)
     encrypted = wss.encrypt_attachments(security, parts, recipient_certificate) if parts else []
-    content_type, body = mime.build(draft.serialize(), encrypted)
+    content_type, body = mime.build(draft.serialize(), encrypted, envelope_content_type=soap_version.content_type)
     return Outgoing(
         message_id=user_message.message_id, content_type=content_type, body=body, references=references
     )
 
 
 def _attachment(payload: Payload, compress: bool) -> MimePart:
+    data = payload.read()
     if compress:
-        data = gzip.compress(payload.data, compresslevel=GZIP_LEVEL, mtime=0)
-        return MimePart(content_id=payload.content_id, content_type=ns.COMPRESSION_GZIP, data=data)
-    return MimePart(content_id=payload.content_id, content_type=payload.mime_type, data=payload.data)
+        data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        return MimePart.of(payload.content_id, ns.COMPRESSION_GZIP, data)
+    return MimePart.of(payload.content_id, payload.mime_type, data)
 
 
 def _part_info(payload: Payload, compress: bool) -> PartInfo:
-    props = [Property(name="MimeType", value=payload.mime_type)]
+    props = [Property(name=MIME_TYPE, value=payload.mime_type)]
     if payload.character_set:
-        props.append(Property(name="CharacterSet", value=payload.character_set))
+        props.append(Property(name=CHARACTER_SET, value=payload.character_set))
     if compress:
-        props.append(Property(name="CompressionType", value=ns.COMPRESSION_GZIP))
-    return PartInfo(href=f"cid:{payload.content_id}", properties=tuple(props))
+        props.append(Property(name=COMPRESSION_TYPE, value=ns.COMPRESSION_GZIP))
+    return PartInfo(
+        href=cid_url(payload.content_id),
+        properties=(*props, *payload.properties),
+        schemas=payload.schemas,
+        description=payload.description,
+    )
 
 
-PolicyLookup = Callable[[UserMessage], SecurityPolicy]
+# --- receiving -------------------------------------------------------------------------------------------
 
 
 def parse_incoming(
     content_type: str,
-    body: bytes,
+    body: bytes | Package,
     *,
     policy_for: PolicyLookup,
     keys: Sequence[KeyPair],
     now: datetime,
+    spool: Spool = in_memory_spool,
+    spool_threshold: int | None = None,
+    max_payload_bytes: int = MAX_DECOMPRESSED_BYTES,
 ) -> UserMessageReceived:
     """Unpack, decrypt and verify an incoming user message, or raise ``EbmsError`` saying exactly why not.
 
     ``policy_for`` picks the partner's policy from the (not yet trusted) header; it raises ``EbmsError``
-    (EBMS:0010 or EBMS:0003) when no partner profile matches.
+    (EBMS:0010 or EBMS:0003) when no partner profile matches. A PullRequest is refused with EBMS:0010 here;
+    ``parse_request`` accepts both. With ``spool_threshold`` set, parts (and payloads) larger than it live
+    in ``spool()`` files instead of memory, and such payloads must be read with ``Payload.read()``/``file``.
     """
-    package = mime.parse(content_type, body)
+    event = parse_request(
+        content_type,
+        body,
+        policy_for=policy_for,
+        keys=keys,
+        now=now,
+        spool=spool,
+        spool_threshold=spool_threshold,
+        max_payload_bytes=max_payload_bytes,
+    )
+    assert isinstance(event, UserMessageReceived)
+    return event
+
+
+def parse_request(
+    content_type: str,
+    body: bytes | Package,
+    *,
+    policy_for: PolicyLookup,
+    keys: Sequence[KeyPair],
+    now: datetime,
+    pull_policy_for: PullPolicyLookup | None = None,
+    spool: Spool = in_memory_spool,
+    spool_threshold: int | None = None,
+    max_payload_bytes: int = MAX_DECOMPRESSED_BYTES,
+) -> UserMessageReceived | PullRequestReceived:
+    """A request arriving at our endpoint: a pushed user message, or (with ``pull_policy_for``) a PullRequest.
+
+    ``body`` may be the raw HTTP body or a ``Package`` a streaming caller assembled with ``MimeReader`` /
+    ``PackageAssembler``. Every refusal is an ``EbmsError``; nothing else escapes for bad input.
+    """
+    package = (
+        body
+        if isinstance(body, Package)
+        else mime.parse(content_type, body, spool=spool, spool_threshold=spool_threshold)
+    )
     incoming = parse_envelope(package.envelope)
-    if incoming.kind != "UserMessage":
-        raise EbmsError(EbmsCode.VALUE_NOT_RECOGNIZED, f"expected a UserMessage, got a {incoming.kind}")
-    user_message = parse_user_message(incoming.unit)
-    try:
-        return _open(incoming, package, user_message, policy_for(user_message), keys, now)
-    except EbmsError as exc:
-        raise exc.with_ref(user_message.message_id) from None
+    if incoming.kind == "UserMessage":
+        user_message = parse_user_message(incoming.unit)
+        try:
+            policy = policy_for(user_message)
+            return _open(incoming, package, user_message, policy, keys, now, spool, max_payload_bytes)
+        except EbmsError as exc:
+            raise exc.with_ref(user_message.message_id) from None
+    kind = signal_kind(incoming.unit)
+    if kind == "PullRequest":
+        pull = parse_pull_request(incoming.unit)
+        if pull_policy_for is None:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"PullRequest for MPC {pull.mpc!r}: this endpoint serves no pull P-Mode (push only)",
+                ref_to_message_id=pull.message_id,
+            )
+        try:
+            return _open_pull(incoming, package, pull, pull_policy_for(pull), now)
+        except EbmsError as exc:
+            raise exc.with_ref(pull.message_id) from None
+    if kind:
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            f"a {kind} signal arrived as a request; this gateway takes receipts and errors only on the HTTP "
+            "response (PMode[1].Security.SendReceipt.ReplyPattern = Response)",
+        )
+    others = [etree.QName(c).text for c in incoming.unit.iterchildren(etree.Element)]
+    unknown = [name for name in others if not name.startswith(f"{{{ns.EB}}}")]
+    if unknown:
+        raise EbmsError(
+            EbmsCode.VALUE_NOT_RECOGNIZED, f"the SignalMessage carries {unknown[0]}, an unknown signal"
+        )
+    raise EbmsError(EbmsCode.INVALID_HEADER, "the SignalMessage holds no Receipt, Error or PullRequest")
+
+
+def check_clock(timestamp: datetime, policy: SecurityPolicy, now: datetime, what: str = "eb:Timestamp") -> None:
+    """EBMS:0003 for a timestamp beyond the clock skew in the future, or older than ``policy.max_age``."""
+    if timestamp > now + policy.clock_skew:
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"{what} {format_timestamp(timestamp)} lies in the future beyond the allowed clock skew of "
+            f"{policy.clock_skew} (receiver time {format_timestamp(now)})",
+        )
+    if policy.max_age is not None and timestamp < now - policy.max_age:
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"{what} {format_timestamp(timestamp)} is older than the partner profile's maximum message age of "
+            f"{policy.max_age} (receiver time {format_timestamp(now)})",
+        )
+
+
+def _check_soap_version(incoming: Incoming, policy: SecurityPolicy) -> None:
+    if incoming.soap_version is SoapVersion.SOAP11 and not policy.accept_soap11:
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            "the message is SOAP 1.1; the partner profile expects SOAP 1.2 (PMode[1].Protocol.SOAPVersion)",
+        )
 
 
 def _open(
     incoming: Incoming,
-    package: mime.Package,
+    package: Package,
     user_message: UserMessage,
     policy: SecurityPolicy,
     keys: Sequence[KeyPair],
     now: datetime,
+    spool: Spool,
+    max_payload_bytes: int,
 ) -> UserMessageReceived:
-    if user_message.timestamp > now + policy.clock_skew:
-        raise EbmsError(
-            EbmsCode.VALUE_INCONSISTENT,
-            f"eb:Timestamp {user_message.timestamp.isoformat()} lies in the future beyond the allowed clock skew "
-            f"of {policy.clock_skew}",
-        )
+    _check_soap_version(incoming, policy)
+    check_clock(user_message.timestamp, policy, now)
     ids = wss.index_ids(incoming.root)
-    security = wss.find_security(incoming.header)
-    plain = wss.decrypt_attachments(security, package.attachments, keys, policy, ids)
-    expected = {"eb:Messaging": incoming.messaging, "the SOAP Body": incoming.body}
-    verified = wss.verify(security, ids, expected, plain, policy, now)
-    payloads = _payloads(user_message, plain, incoming.body)
+    security = wss.find_security(incoming.header, incoming.soap_version)
+    signed = security is not None and security.find(q(ns.DS, "Signature")) is not None
+    if policy.require_signature and not signed:
+        wss.the_signature(security)  # raises EBMS:0103 "not signed" before anything else is looked at
+    plain = wss.decrypt_attachments(security, package.attachments, keys, policy, ids, spool=spool)
+    references: tuple[SignedReference, ...] = ()
+    signer = ""
+    if signed or policy.require_signature:
+        expected = {"eb:Messaging": incoming.messaging, "the SOAP Body": incoming.body}
+        verified = wss.verify(security, ids, expected, plain, policy, now)
+        references, signer = verified.references, wss.fingerprint(verified.certificate)
+    payloads = _payloads(user_message, plain, incoming.body, policy, spool, max_payload_bytes)
     return UserMessageReceived(
         user_message=user_message,
         payloads=payloads,
-        references=verified.references,
-        signer_certificate_sha256=wss.fingerprint(verified.certificate),
+        references=references,
+        signer_certificate_sha256=signer,
+        soap_version=incoming.soap_version,
     )
 
 
-def _payloads(user_message: UserMessage, parts: dict[str, MimePart], body: etree._Element) -> tuple[Payload, ...]:
-    named = {p.content_id for p in user_message.parts if p.content_id}
-    unnamed = sorted(set(parts) - named)
+def _open_pull(
+    incoming: Incoming, package: Package, pull: PullRequest, policy: SecurityPolicy, now: datetime
+) -> PullRequestReceived:
+    _check_soap_version(incoming, policy)
+    check_clock(pull.timestamp, policy, now)
+    if package.attachments:
+        raise EbmsError(
+            EbmsCode.MIME_INCONSISTENCY, f"a PullRequest carries {len(package.attachments)} MIME attachments"
+        )
+    if next(incoming.body.iterchildren(etree.Element), None) is not None:
+        raise EbmsError(EbmsCode.VALUE_INCONSISTENT, "a PullRequest must have an empty SOAP Body")
+    security = wss.find_security(incoming.header, incoming.soap_version)
+    signed = security is not None and security.find(q(ns.DS, "Signature")) is not None
+    references: tuple[SignedReference, ...] = ()
+    signer = ""
+    if signed or policy.require_signature:
+        verified = verify_signal(incoming, policy, now)
+        references, signer = verified.references, wss.fingerprint(verified.certificate)
+    return PullRequestReceived(
+        mpc=pull.mpc,
+        message_id=pull.message_id,
+        timestamp=pull.timestamp,
+        references=references,
+        signer_certificate_sha256=signer,
+        soap_version=incoming.soap_version,
+    )
+
+
+def _payloads(
+    user_message: UserMessage,
+    parts: dict[str, MimePart],
+    body: etree._Element,
+    policy: SecurityPolicy,
+    spool: Spool,
+    max_payload_bytes: int,
+) -> tuple[Payload, ...]:
+    named: list[str] = []
+    body_parts = 0
+    for info in user_message.parts:
+        if info.href is None:
+            body_parts += 1
+            continue
+        cid = info.content_id
+        if cid is None:
+            raise EbmsError(
+                EbmsCode.EXTERNAL_PAYLOAD_ERROR,
+                f"eb:PartInfo href {info.href!r} is not a cid: reference to a MIME part of this message; "
+                "external payloads are not supported",
+            )
+        if cid in named:
+            raise EbmsError(EbmsCode.VALUE_INCONSISTENT, f"two eb:PartInfo elements refer to {info.href!r}")
+        named.append(cid)
+    if body_parts > 1:
+        raise EbmsError(EbmsCode.VALUE_INCONSISTENT, f"{body_parts} eb:PartInfo elements refer to the SOAP Body")
+    unnamed = sorted(set(parts) - set(named))
     if unnamed:
         raise EbmsError(EbmsCode.MIME_INCONSISTENCY, f"MIME part <{unnamed[0]}> has no eb:PartInfo")
-    return tuple(_payload(info, parts, body) for info in user_message.parts)
+    body_children = list(body.iterchildren(etree.Element))
+    if body_children and not body_parts:
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"the SOAP Body carries {etree.QName(body_children[0]).text}, but no eb:PartInfo refers to the Body",
+        )
+    payloads: list[Payload] = []
+    budget = max_payload_bytes  # for all payloads together: a hundred small bombs are one big one
+    for info in user_message.parts:
+        payload = _payload(info, parts, body_children, policy, spool, budget)
+        budget -= payload.size
+        payloads.append(payload)
+    return tuple(payloads)
 
 
-def _payload(info: PartInfo, parts: dict[str, MimePart], body: etree._Element) -> Payload:
-    mime_type = info.get_property("MimeType")
+def _payload(
+    info: PartInfo,
+    parts: dict[str, MimePart],
+    body_children: list[etree._Element],
+    policy: SecurityPolicy,
+    spool: Spool,
+    max_payload_bytes: int,
+) -> Payload:
+    mime_type = info.get_property(MIME_TYPE)
+    extra = tuple(p for p in info.properties if p.name not in (MIME_TYPE, CHARACTER_SET, COMPRESSION_TYPE))
     if info.href is None:
-        children = list(body.iterchildren(etree.Element))
-        if len(children) != 1:
-            raise EbmsError(EbmsCode.VALUE_INCONSISTENT, "a PartInfo without href needs exactly one Body child")
-        data = etree.tostring(children[0], encoding="UTF-8")
-        return Payload(content_id="soap-body", mime_type=mime_type or "application/xml", data=data)
+        if len(body_children) != 1:
+            raise EbmsError(
+                EbmsCode.VALUE_INCONSISTENT,
+                f"an eb:PartInfo without href names the SOAP Body, which has {len(body_children)} child elements "
+                "(exactly one expected)",
+            )
+        if body_children[0].tag == q(ns.XENC, "EncryptedData"):
+            raise EbmsError(
+                EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
+                "an encrypted SOAP Body payload is not supported; eDelivery sends payloads as MIME parts",
+            )
+        if policy.require_encryption:
+            raise EbmsError(
+                EbmsCode.POLICY_NONCOMPLIANCE,
+                "the payload in the SOAP Body is not encrypted; the partner profile requires encryption of every "
+                "payload",
+            )
+        data = etree.tostring(body_children[0], encoding="UTF-8")
+        return _make_payload(info, BODY_CONTENT_ID, mime_type or "application/xml", data, None, extra)
     cid = info.content_id
-    if cid is None or cid not in parts:
-        raise EbmsError(EbmsCode.EXTERNAL_PAYLOAD_ERROR, f"eb:PartInfo href {info.href!r} names no MIME part")
-    part = parts[cid]
-    data = part.data
-    if info.get_property("CompressionType") is not None:
-        data = _gunzip(data, cid, info.get_property("CompressionType"))
-    return Payload(
-        content_id=cid,
-        mime_type=mime_type or part.content_type,
-        data=data,
-        character_set=info.get_property("CharacterSet"),
-    )
+    assert cid is not None
+    part = parts.get(cid)
+    if part is None:
+        raise EbmsError(
+            EbmsCode.MIME_INCONSISTENCY, f"eb:PartInfo href {info.href!r} names no MIME part of this message"
+        )
+    compression = info.get_property(COMPRESSION_TYPE)
+    content: PartBody = part.body
+    if compression is not None:
+        if mime_type is None:
+            raise EbmsError(
+                EbmsCode.VALUE_INCONSISTENT,
+                f"eb:PartInfo {info.href!r} is compressed but has no MimeType part property (AS4 section 3.1)",
+            )
+        content = _gunzip(part.body, cid, compression, max_payload_bytes, spool)
+    if content.spooled:
+        assert content.file is not None
+        content.file.seek(0)
+        return _make_payload(
+            info, cid, mime_type or part.content_type, b"", content.file, extra, size=content.size
+        )
+    return _make_payload(info, cid, mime_type or part.content_type, content.read(), None, extra)
 
 
-def _gunzip(data: bytes, cid: str, compression: str | None) -> bytes:
+def _make_payload(
+    info: PartInfo,
+    content_id: str,
+    mime_type: str,
+    data: bytes,
+    file: BinaryIO | None,
+    extra: tuple[Property, ...],
+    *,
+    size: int = -1,
+) -> Payload:
+    try:
+        return Payload(
+            content_id=content_id,
+            mime_type=mime_type,
+            data=data,
+            file=file,
+            size=size,
+            character_set=info.get_property(CHARACTER_SET),
+            properties=extra,
+            schemas=info.schemas,
+            description=info.description,
+        )
+    except ValueError as exc:
+        raise EbmsError(EbmsCode.VALUE_INCONSISTENT, f"eb:PartInfo {info.href!r}: {exc}") from None
+
+
+def _gunzip(body: PartBody, cid: str, compression: str, limit: int, spool: Spool) -> PartBody:
+    """Inflate a gzip part (several members allowed); EBMS:0303 for bad data or more than ``limit`` bytes."""
     if compression != ns.COMPRESSION_GZIP:
         raise EbmsError(
             EbmsCode.DECOMPRESSION_FAILURE,
-            f"part <{cid}> has CompressionType {compression!r}; only application/gzip is supported",
+            f"part <{cid}> has CompressionType {compression!r}; only {ns.COMPRESSION_GZIP} is supported",
         )
+    limit = max(limit, 0)  # zlib reads a max_length of 0 as "no limit": never pass it one
+    if not body.spooled:
+        return PartBody.of(_gunzip_bytes(body.read(), cid, limit))
+    out = spool()
+    total = 0
     inflater = zlib.decompressobj(wbits=31)
     try:
-        out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
+        for chunk in body.chunks():
+            data = bytes(chunk)
+            while data:
+                if inflater.eof:
+                    inflater = zlib.decompressobj(wbits=31)
+                total = _write(out, inflater.decompress(data, _INFLATE_CHUNK), total, cid, limit)
+                data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+        total = _write(out, inflater.flush(), total, cid, limit)
     except zlib.error as exc:
         raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is not valid gzip: {exc}") from None
-    if inflater.unconsumed_tail:
-        raise EbmsError(
-            EbmsCode.DECOMPRESSION_FAILURE,
-            f"part <{cid}> inflates beyond the limit of {MAX_DECOMPRESSED_BYTES} bytes",
-        )
     if not inflater.eof:
         raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is a truncated gzip stream")
-    return out
+    out.flush()
+    return PartBody(file=out, size=total)
+
+
+def _write(out: BinaryIO, piece: bytes, total: int, cid: str, limit: int) -> int:
+    total += len(piece)
+    if total > limit:
+        raise _bomb(cid, limit)
+    out.write(piece)
+    return total
+
+
+def _gunzip_bytes(data: bytes, cid: str, limit: int) -> bytes:
+    """Inflate in memory. The gzip trailer's ISIZE sizes the output buffer (one allocation, no regrowth);
+    it is only a hint: a wrong one costs more calls, never a wrong or a bigger result (zlib checks ISIZE)."""
+    pieces: list[bytes] = []
+    total = 0
+    pending = data
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits=31)
+            hint = int.from_bytes(pending[-4:], "little") if len(pending) >= 18 else limit
+            out = inflater.decompress(pending, min(hint, limit - total) + 1)
+            while not inflater.eof and total + len(out) <= limit:
+                more = inflater.decompress(inflater.unconsumed_tail, limit - total - len(out) + 1)
+                if not more:
+                    break
+                out += more
+            total += len(out)
+            if total > limit:
+                raise _bomb(cid, limit)
+            if not inflater.eof:
+                raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is a truncated gzip stream")
+            pieces.append(out)
+            pending = inflater.unused_data
+            if not pending:
+                break
+    except zlib.error as exc:
+        raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is not valid gzip: {exc}") from None
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _bomb(cid: str, limit: int) -> EbmsError:
+    return EbmsError(
+        EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> inflates beyond the limit of {limit} bytes (gzip bomb?)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,9 +22,16 @@ class KeyPair:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SecurityPolicy:
-    """A partner's pinned certificates and the algorithms we accept from it (eDelivery AS4 1.15 by default).
+    """A partner's trusted certificates and the algorithms we accept from it (eDelivery AS4 1.15 by default).
 
-    There is no "trust any CA" mode: a signature verifies only against a certificate listed here.
+    There is no "trust any CA" mode. A signing certificate is accepted when it is one of
+    ``signing_certificates`` (pinned), or, only when ``trust_anchors`` is set, when it was issued directly by
+    one of the anchors and its subject, as an RFC 4514 string (most specific attribute first, as in
+    ``CN=BE-FAMHP AS4 2027,O=FAMHP,C=BE``), fully matches the regular expression ``subject_pattern``. Either way it
+    must be valid at the time of the check and, if it has a KeyUsage extension, allow digitalSignature.
+
+    ``max_age`` refuses messages whose eb:Timestamp is older than that (EBMS:0003); duplicate detection over
+    a longer window is the store's job. ``accept_soap11`` admits SOAP 1.1 envelopes (AS4 uses SOAP 1.2).
     """
 
     signing_certificates: tuple[x509.Certificate, ...]
@@ -35,7 +43,34 @@ class SecurityPolicy:
     require_signature: bool = True
     require_encryption: bool = True
     clock_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta | None = None
+    trust_anchors: tuple[x509.Certificate, ...] = ()
+    subject_pattern: str | None = None
+    accept_soap11: bool = False
 
     def __post_init__(self) -> None:
-        if self.require_signature and not self.signing_certificates:
-            raise ValueError("a SecurityPolicy that requires signatures needs at least one pinned certificate")
+        if self.require_signature and not (self.signing_certificates or self.trust_anchors):
+            raise ValueError(
+                "a SecurityPolicy that requires signatures needs at least one pinned certificate or trust anchor"
+            )
+        if self.trust_anchors and not self.subject_pattern:
+            raise ValueError(
+                "trust_anchors need a subject_pattern: an anchor alone would trust every certificate it issued"
+            )
+        if self.subject_pattern is not None:
+            try:
+                re.compile(self.subject_pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"subject_pattern {self.subject_pattern!r} is not a regular expression: {exc}"
+                ) from None
+        if self.max_age is not None and self.max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+        if self.clock_skew < timedelta(0):
+            raise ValueError("clock_skew must not be negative")
+        for name in ("signature_methods", "digest_methods", "data_encryption", "key_transport", "mask_generation"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must allow at least one algorithm")
+
+    def subject_matches(self, subject: str) -> bool:
+        return self.subject_pattern is not None and re.fullmatch(self.subject_pattern, subject) is not None

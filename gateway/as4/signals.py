@@ -1,4 +1,4 @@
-"""Signal messages: non-repudiation receipts and ebMS error signals, built, signed, parsed and checked."""
+"""Signal messages: non-repudiation receipts, ebMS error signals and pull requests, built, signed and checked."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from lxml import etree
 
 from gateway.as4 import _ns as ns
 from gateway.as4 import mime, wss
-from gateway.as4._ns import q
-from gateway.as4.envelope import Incoming, new_draft, parse_envelope
+from gateway.as4._ns import SoapVersion, q
+from gateway.as4.envelope import Incoming, new_draft, parse_envelope, read_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import ErrorReceived, ReceiptReceived
-from gateway.as4.header import add_message_info, parse_message_info
-from gateway.as4.model import ErrorDetail, SignedReference
+from gateway.as4.header import add_message_info, add_pull_request, parse_message_info, signal_kind
+from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
 from gateway.as4.policy import KeyPair, SecurityPolicy
 from gateway.xmlsafe import parse_xml
 
@@ -39,9 +39,14 @@ def build_receipt(
     key: KeyPair,
     message_id: str,
     now: datetime,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
 ) -> Outgoing:
     """A signed receipt whose NRI holds a copy of every ds:Reference of the received message's signature."""
-    draft = new_draft()
+    check_message_id(message_id)
+    check_message_id(ref_to_message_id, "RefToMessageId")
+    if not references:
+        raise ValueError("a non-repudiation receipt needs the signed references of the received message")
+    draft = new_draft(soap_version)
     signal = etree.SubElement(draft.messaging, q(ns.EB, "SignalMessage"))
     add_message_info(signal, message_id=message_id, timestamp=now, ref_to=ref_to_message_id)
     receipt = etree.SubElement(signal, q(ns.EB, "Receipt"))
@@ -49,50 +54,113 @@ def build_receipt(
     for reference in references:
         part = etree.SubElement(nri, q(ns.EBBP, "MessagePartNRInformation"))
         part.append(parse_xml(reference.xml, what="stored ds:Reference"))
-    _sign_signal(draft.header, draft.messaging, draft.body, key)
-    content_type, body = mime.build(draft.serialize(), [])
+    _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+    content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=message_id, content_type=content_type, body=body)
 
 
-def build_error_signal(error: EbmsError, *, key: KeyPair | None, message_id: str, now: datetime) -> Outgoing:
-    """An ebMS error signal (with a SOAP Fault in the Body, as Domibus expects), signed when we have a key."""
-    draft = new_draft()
+def build_pull_request(
+    pull: PullRequest, *, key: KeyPair, soap_version: SoapVersion = SoapVersion.SOAP12
+) -> Outgoing:
+    """A signed ``eb:PullRequest`` for ``pull.mpc`` (the pull MEP itself comes with the pull work)."""
+    draft = new_draft(soap_version)
+    add_pull_request(draft.messaging, pull)
+    references = _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+    content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
+    return Outgoing(message_id=pull.message_id, content_type=content_type, body=body, references=references)
+
+
+def build_error_signal(
+    error: EbmsError,
+    *,
+    key: KeyPair | None,
+    message_id: str,
+    now: datetime,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
+) -> Outgoing:
+    """The answer to a refused message.
+
+    Normally an ebMS error signal with a SOAP Fault in the Body (as Domibus expects), signed when we have a
+    key. When the envelope could not be read at all (``error.envelope_unreadable``) there is no ebMS header
+    to answer, so the answer is a SOAP Fault only, carrying the eb:Error in its Detail.
+    """
+    check_message_id(message_id)
+    sender_fault = error.code not in (EbmsCode.OTHER, EbmsCode.DELIVERY_FAILURE)
+    status = 400 if sender_fault else 500
+    if error.envelope_unreadable:
+        return _fault_only(error, message_id, sender_fault, status, soap_version)
+    draft = new_draft(soap_version)
     signal = etree.SubElement(draft.messaging, q(ns.EB, "SignalMessage"))
-    add_message_info(signal, message_id=message_id, timestamp=now, ref_to=error.ref_to_message_id)
+    ref = error.ref_to_message_id if error.ref_to_message_id and is_message_id(error.ref_to_message_id) else None
+    add_message_info(signal, message_id=message_id, timestamp=now, ref_to=ref)
+    signal.append(error_element(error))
+    _add_fault(draft.body, error, sender_fault, soap_version)
+    if key is not None:
+        _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+    content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
+    return Outgoing(message_id=message_id, content_type=content_type, body=body, http_status=status)
+
+
+def error_element(error: EbmsError) -> etree._Element:
+    """The ``eb:Error`` for an ``EbmsError``: code, severity, category, origin from the code; the detail."""
     attrs = {
         "category": error.code.category,
         "errorCode": error.code.code,
-        "origin": "ebMS" if not error.code.code.startswith("EBMS:01") else "security",
+        "origin": error.code.origin,
         "severity": error.code.severity,
         "shortDescription": error.code.short_description,
     }
     if error.ref_to_message_id:
         attrs["refToMessageInError"] = error.ref_to_message_id
-    error_el = etree.SubElement(signal, q(ns.EB, "Error"), attrs)
+    error_el = etree.Element(q(ns.EB, "Error"), attrs, nsmap={"eb": ns.EB})
     description = etree.SubElement(error_el, q(ns.EB, "Description"), {q(ns.XML, "lang"): "en"})
-    description.text = error.detail
+    description.text = error.code.description
     etree.SubElement(error_el, q(ns.EB, "ErrorDetail")).text = error.detail
-    sender_fault = error.code not in (EbmsCode.OTHER, EbmsCode.DELIVERY_FAILURE)
-    _add_fault(draft.body, error, sender_fault)
-    if key is not None:
-        _sign_signal(draft.header, draft.messaging, draft.body, key)
-    content_type, body = mime.build(draft.serialize(), [])
-    status = 400 if sender_fault else 500
-    return Outgoing(message_id=message_id, content_type=content_type, body=body, http_status=status)
+    return error_el
 
 
-def _add_fault(body: etree._Element, error: EbmsError, sender_fault: bool) -> None:
+def _fault_only(
+    error: EbmsError, message_id: str, sender_fault: bool, status: int, soap_version: SoapVersion
+) -> Outgoing:
+    soap_ns = soap_version.value
+    root = etree.Element(q(soap_ns, "Envelope"), nsmap={"env": soap_ns})
+    etree.SubElement(root, q(soap_ns, "Header"))
+    body = etree.SubElement(root, q(soap_ns, "Body"))
+    fault = _add_fault(body, error, sender_fault, soap_version)
+    detail_tag = q(soap_ns, "Detail") if soap_version is SoapVersion.SOAP12 else "detail"
+    etree.SubElement(fault, detail_tag).append(error_element(error))
+    envelope = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    content_type, data = mime.build(envelope, [], envelope_content_type=soap_version.content_type)
+    return Outgoing(message_id=message_id, content_type=content_type, body=data, http_status=status)
+
+
+def _add_fault(
+    body: etree._Element, error: EbmsError, sender_fault: bool, soap_version: SoapVersion
+) -> etree._Element:
+    reason_text = f"{error.code.code} {error.code.short_description}: {error.detail}"
+    if soap_version is SoapVersion.SOAP11:
+        fault = etree.SubElement(body, q(ns.S11, "Fault"))
+        etree.SubElement(fault, "faultcode").text = "env:Client" if sender_fault else "env:Server"
+        etree.SubElement(fault, "faultstring").text = reason_text
+        return fault
     fault = etree.SubElement(body, q(ns.S12, "Fault"))
     code = etree.SubElement(fault, q(ns.S12, "Code"))
     etree.SubElement(code, q(ns.S12, "Value")).text = "env:Sender" if sender_fault else "env:Receiver"
     reason = etree.SubElement(fault, q(ns.S12, "Reason"))
     text = etree.SubElement(reason, q(ns.S12, "Text"), {q(ns.XML, "lang"): "en"})
-    text.text = f"{error.code.code} {error.code.short_description}: {error.detail}"
+    text.text = reason_text
+    return fault
 
 
-def _sign_signal(header: etree._Element, messaging: etree._Element, body: etree._Element, key: KeyPair) -> None:
-    security = wss.security_header(header)
-    wss.sign(security, [wss.element_target(body), wss.element_target(messaging)], key)
+def _sign_signal(
+    header: etree._Element,
+    messaging: etree._Element,
+    body: etree._Element,
+    key: KeyPair,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
+) -> tuple[SignedReference, ...]:
+    security = wss.security_header(header, soap_version)
+    return wss.sign(security, [wss.element_target(body), wss.element_target(messaging)], key)
 
 
 # --- parsing the answer to a message we sent ----------------------------------------------------------
@@ -108,19 +176,39 @@ def parse_response(
 ) -> ReceiptReceived | ErrorReceived:
     """Check the partner's synchronous answer: a valid receipt for ``sent``, or an error signal.
 
-    Anything wrong with a receipt is EBMS:0302 InvalidReceipt naming the cause; the message stays unacknowledged.
+    Anything wrong with a receipt is EBMS:0302 InvalidReceipt naming the cause; the message stays
+    unacknowledged. A SOAP Fault that carries an eb:Error (our own answer to an unreadable envelope has this
+    form) is an ``ErrorReceived`` too.
     """
     try:
-        incoming = parse_envelope(mime.parse(content_type, body).envelope)
+        envelope = mime.parse(content_type, body).envelope
+        fault = _fault_error(envelope, body)
+        if fault is not None:
+            return fault
+        incoming = parse_envelope(envelope)
     except EbmsError as exc:
-        raise EbmsError(EbmsCode.INVALID_RECEIPT, f"the response is not an ebMS signal: {exc.detail}") from None
+        raise EbmsError(
+            EbmsCode.INVALID_RECEIPT, f"the response is not an ebMS signal: {exc.code.code} {exc.detail}"
+        ) from None
+    if incoming.soap_version is SoapVersion.SOAP11 and not policy.accept_soap11:
+        raise EbmsError(
+            EbmsCode.INVALID_RECEIPT,
+            "the response is SOAP 1.1; the partner profile expects SOAP 1.2 (PMode[1].Protocol.SOAPVersion)",
+        )
     if incoming.kind != "SignalMessage":
         raise EbmsError(EbmsCode.INVALID_RECEIPT, f"the response carries a {incoming.kind}, not a SignalMessage")
-    message_id, timestamp, ref_to = parse_message_info(incoming.unit)
-    if incoming.unit.find(q(ns.EB, "Error")) is not None:
+    try:
+        message_id, timestamp, ref_to = parse_message_info(incoming.unit)
+        kind = signal_kind(incoming.unit)
+    except EbmsError as exc:
+        raise EbmsError(EbmsCode.INVALID_RECEIPT, f"{exc.code.code}: {exc.detail}") from None
+    if kind == "Error":
         return _error_received(incoming, message_id, ref_to, body, policy, now)
-    if incoming.unit.find(q(ns.EB, "Receipt")) is None:
-        raise EbmsError(EbmsCode.INVALID_RECEIPT, "the SignalMessage holds neither a Receipt nor an Error")
+    if kind != "Receipt":
+        raise EbmsError(
+            EbmsCode.INVALID_RECEIPT,
+            f"the SignalMessage holds {'a ' + kind if kind else 'neither a Receipt nor an Error'}, not a Receipt",
+        )
     try:
         _check_receipt(incoming, ref_to, sent, policy, now)
     except EbmsError as exc:
@@ -131,9 +219,31 @@ def parse_response(
     return ReceiptReceived(message_id=message_id, ref_to_message_id=ref_to, timestamp=timestamp, evidence=body)
 
 
-def _verify_signal(incoming: Incoming, policy: SecurityPolicy, now: datetime) -> wss.Verified:
+def _fault_error(envelope: bytes, evidence: bytes) -> ErrorReceived | None:
+    """A SOAP Fault without eb:Messaging whose Detail carries eb:Error elements, as an ``ErrorReceived``."""
+    root, soap_version = read_envelope(envelope)
+    if root.find(f".//{q(ns.EB, 'Messaging')}") is not None:
+        return None
+    soap_body = root.find(q(soap_version.value, "Body"))
+    fault = soap_body.find(q(soap_version.value, "Fault")) if soap_body is not None else None
+    if fault is None:
+        return None
+    errors = tuple(error_detail(el) for el in fault.iter(q(ns.EB, "Error")))
+    if not errors:
+        return None
+    return ErrorReceived(
+        message_id="",
+        ref_to_message_id=errors[0].ref_to_message_in_error,
+        errors=errors,
+        signed=False,
+        evidence=evidence,
+    )
+
+
+def verify_signal(incoming: Incoming, policy: SecurityPolicy, now: datetime) -> wss.Verified:
+    """Verify a signal's signature over eb:Messaging and the Body (signals carry no attachments)."""
     ids = wss.index_ids(incoming.root)
-    security = wss.find_security(incoming.header)
+    security = wss.find_security(incoming.header, incoming.soap_version)
     expected = {"eb:Messaging": incoming.messaging, "the SOAP Body": incoming.body}
     signal_policy = dataclasses.replace(policy, require_encryption=False)
     return wss.verify(security, ids, expected, {}, signal_policy, now)
@@ -147,8 +257,8 @@ def _check_receipt(
             EbmsCode.INVALID_RECEIPT,
             f"receipt RefToMessageId {ref_to!r} is not the message sent ({sent.message_id!r})",
         )
-    _verify_signal(incoming, policy, now)
     received = _nri_digests(incoming.unit)
+    verify_signal(incoming, policy, now)
     expected = {r.uri: r.digest_value for r in sent.references}
     for uri, digest in expected.items():
         if uri not in received:
@@ -164,26 +274,51 @@ def _check_receipt(
 
 
 def _nri_digests(unit: etree._Element) -> dict[str, str]:
-    path = "eb:Receipt/ebbp:NonRepudiationInformation/ebbp:MessagePartNRInformation/ds:Reference"
-    refs = unit.findall(path, {"eb": ns.EB, "ebbp": ns.EBBP, "ds": ns.DS})
-    if not refs:
-        raise EbmsError(EbmsCode.INVALID_RECEIPT, "the receipt has no ebbp:NonRepudiationInformation references")
-    return {(r.get("URI") or ""): (r.findtext(q(ns.DS, "DigestValue")) or "").strip() for r in refs}
+    receipt = unit.find(q(ns.EB, "Receipt"))
+    assert receipt is not None
+    nri = receipt.find(q(ns.EBBP, "NonRepudiationInformation"))
+    if nri is None:
+        found = ", ".join(etree.QName(c).text for c in receipt.iterchildren(etree.Element)) or "nothing"
+        raise EbmsError(
+            EbmsCode.INVALID_RECEIPT,
+            f"eb:Receipt holds {found}, not ebbp:NonRepudiationInformation ({ns.EBBP}); eDelivery AS4 requires "
+            "non-repudiation receipts",
+        )
+    digests: dict[str, str] = {}
+    for part in nri.iterchildren(etree.Element):
+        if part.tag != q(ns.EBBP, "MessagePartNRInformation"):
+            raise EbmsError(
+                EbmsCode.INVALID_RECEIPT, f"ebbp:NonRepudiationInformation holds {etree.QName(part).text}"
+            )
+        refs = list(part.iterchildren(etree.Element))
+        if len(refs) != 1 or refs[0].tag != q(ns.DS, "Reference"):
+            found = ", ".join(etree.QName(r).text for r in refs) or "nothing"
+            raise EbmsError(
+                EbmsCode.INVALID_RECEIPT,
+                f"ebbp:MessagePartNRInformation must hold one ds:Reference ({ns.DS}); it holds {found}",
+            )
+        uri = refs[0].get("URI") or ""
+        if uri in digests:
+            raise EbmsError(EbmsCode.INVALID_RECEIPT, f"the receipt's NRI names {uri!r} twice")
+        digests[uri] = (refs[0].findtext(q(ns.DS, "DigestValue")) or "").strip()
+    if not digests:
+        raise EbmsError(EbmsCode.INVALID_RECEIPT, "the receipt's ebbp:NonRepudiationInformation is empty")
+    return digests
 
 
 def _error_received(
     incoming: Incoming, message_id: str, ref_to: str | None, evidence: bytes, policy: SecurityPolicy, now: datetime
 ) -> ErrorReceived:
-    signed = wss.find_security(incoming.header) is not None
+    signed = wss.find_security(incoming.header, incoming.soap_version) is not None
     if signed:
-        _verify_signal(incoming, policy, now)
-    errors = tuple(_error_detail(el) for el in incoming.unit.findall(q(ns.EB, "Error")))
+        verify_signal(incoming, policy, now)
+    errors = tuple(error_detail(el) for el in incoming.unit.findall(q(ns.EB, "Error")))
     return ErrorReceived(
         message_id=message_id, ref_to_message_id=ref_to, errors=errors, signed=signed, evidence=evidence
     )
 
 
-def _error_detail(el: etree._Element) -> ErrorDetail:
+def error_detail(el: etree._Element) -> ErrorDetail:
     return ErrorDetail(
         code=el.get("errorCode", ""),
         severity=el.get("severity", "failure"),

@@ -4,15 +4,21 @@ attachment encryption (SwA Attachment-Content-Only) with an RSA-OAEP EncryptedKe
 Canonicalization is lxml's (libxml2) exclusive C14N; digests are hashlib; signatures, key transport and
 AES-GCM are ``cryptography``. libxmlsec has no Attachment-Content-Signature-Transform, so the reference
 digests are ours to compute and to check, and we check every one of them on receipt.
+
+Attachments are processed in chunks (``PartBody.chunks()``): digests are fed piece by piece and AES-GCM
+decryption uses ``Cipher(AES, GCM(iv, tag))`` with the tag read from the end of the part, so a spooled
+part is never loaded whole. Decrypted bytes are released to the caller only after the tag verified.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import hmac
 import os
-import uuid
-from collections.abc import Iterable, Sequence
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,11 +26,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
 from gateway.as4 import _ns as ns
-from gateway.as4._ns import q
+from gateway.as4._ns import SoapVersion, q
 from gateway.as4.algorithms import (
     DataEncryption,
     DigestMethod,
@@ -33,11 +40,23 @@ from gateway.as4.algorithms import (
     SignatureMethod,
     Transform,
 )
+from gateway.as4.envelope import targets_us
 from gateway.as4.errors import EbmsCode, EbmsError
-from gateway.as4.mime import MimePart
+from gateway.as4.mime import MimePart, PartBody, Spool, cid_of_url, cid_url
 from gateway.as4.model import SignedReference
 from gateway.as4.policy import KeyPair, SecurityPolicy
+from gateway.xmlsafe import XmlInputError, parse_xml
 
+MIN_RSA_KEY_BITS = 2048
+MAX_XML_ATTACHMENT_BYTES = 16 * 1024 * 1024
+"""An uncompressed XML attachment is parsed to canonicalize it for its digest; larger ones must be compressed."""
+
+_HASHLIB_NAMES: dict[str, str] = {
+    DigestMethod.SHA256: "sha256",
+    DigestMethod.SHA384: "sha384",
+    DigestMethod.SHA512: "sha512",
+    DigestMethod.SHA1: "sha1",
+}
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     DigestMethod.SHA256: hashes.SHA256,
     DigestMethod.SHA384: hashes.SHA384,
@@ -54,38 +73,54 @@ _MGF_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     MaskGeneration.MGF1_SHA1: hashes.SHA1,
     MaskGeneration.MGF1_SHA256: hashes.SHA256,
 }
-_ID_ATTRIBUTES = (q(ns.WSU, "Id"), "Id", "ID", "id")
+_AES_KEY_BYTES = {DataEncryption.AES128_GCM: 16, DataEncryption.AES256_GCM: 32}
+_ID_VALUES = etree.XPath("//@wsu:Id | //@Id | //@ID | //@id", namespaces={"wsu": ns.WSU}, smart_strings=True)
 _NS = {"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC, "xenc11": ns.XENC11, "ec": ns.EC}
 _GCM_IV_BYTES = 12
+_CACHED_DER_BYTES = 8 * 1024
+_GCM_TAG_BYTES = 16
+_XML_MEDIA = ("text/xml", "application/xml")
+
+
+@functools.cache
+def _steps(path: str) -> tuple[bool, tuple[str, ...]]:
+    """A prefixed path ("ds:A/ds:B", ".//ds:C") as Clark tags; parsed once per path."""
+    descendant = path.startswith(".//")
+    names = path.removeprefix(".//").split("/")
+    return descendant, tuple(q(_NS[name.split(":")[0]], name.split(":")[1]) for name in names)
+
+
+def _findall(element: etree._Element, path: str) -> list[etree._Element]:
+    """``element.findall(path, _NS)`` by C-level child iteration (lxml's ElementPath is pure Python)."""
+    descendant, tags = _steps(path)
+    current = list(element.iter(tags[0])) if descendant else list(element.iterchildren(tags[0]))
+    for tag in tags[1:]:
+        current = [child for parent in current for child in parent.iterchildren(tag)]
+    return current
+
+
+def _find(element: etree._Element, path: str) -> etree._Element | None:
+    descendant, tags = _steps(path)
+    if len(tags) == 1 and not descendant:
+        return next(element.iterchildren(tags[0]), None)
+    found = _findall(element, path)
+    return found[0] if found else None
+
+
+def _findtext(element: etree._Element, path: str, default: str | None = None) -> str | None:
+    found = _find(element, path)
+    return default if found is None else (found.text or "")
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4()}"
+    """A fresh XML id: 128 random bits (as a UUID would carry), cheaper to make than ``uuid.uuid4()``."""
+    return f"{prefix}-{secrets.token_hex(16)}"
 
 
 def exc_c14n(element: etree._Element, prefixes: Sequence[str] = ()) -> bytes:
     return etree.tostring(
         element, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=list(prefixes) or None
     )
-
-
-def attachment_octets(part: MimePart) -> bytes:
-    """What the Attachment-Content-Signature-Transform yields: XML content canonicalized, the rest as is."""
-    media = part.content_type.split(";")[0].strip().lower()
-    if media in ("text/xml", "application/xml") or media.endswith("+xml"):
-        from gateway.xmlsafe import parse_xml
-
-        root = parse_xml(part.data, what=f"attachment <{part.content_id}>")
-        return etree.tostring(root.getroottree(), method="c14n", with_comments=False)
-    if media.startswith("text/"):
-        return part.data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return part.data
-
-
-def _digest(method: str, data: bytes) -> str:
-    digest = hashes.Hash(_HASHES[method]())
-    digest.update(data)
-    return base64.b64encode(digest.finalize()).decode()
 
 
 def _b64(data: bytes) -> str:
@@ -99,6 +134,59 @@ def _unb64(text: str | None, what: str, code: EbmsCode) -> bytes:
         raise EbmsError(code, f"{what} is not valid base64") from None
 
 
+def digest_chunks(method: str, chunks: Iterable[bytes | memoryview]) -> str:
+    """Base64 digest of the concatenated chunks (hashlib, fed piece by piece)."""
+    digest = hashlib.new(_HASHLIB_NAMES[method])
+    for chunk in chunks:
+        digest.update(chunk)
+    return _b64(digest.digest())
+
+
+def _is_xml(media_type: str) -> bool:
+    return media_type in _XML_MEDIA or media_type.endswith("+xml")
+
+
+def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
+    """What the Attachment-Content-Signature-Transform yields (SwA profile 1.1 section 5.4.2), in chunks.
+
+    XML content is canonicalized with exclusive C14N (no comments), other text gets CRLF line ends, and
+    anything else (``application/gzip`` in eDelivery) is the content as is.
+    """
+    media = part.media_type
+    if _is_xml(media):
+        if part.size > MAX_XML_ATTACHMENT_BYTES:
+            raise EbmsError(
+                EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
+                f"uncompressed XML attachment <{part.content_id}> is {part.size} bytes; XML attachments over "
+                f"{MAX_XML_ATTACHMENT_BYTES} bytes must be sent compressed",
+            )
+        try:
+            root = parse_xml(part.data, max_bytes=MAX_XML_ATTACHMENT_BYTES, what=f"attachment <{part.content_id}>")
+        except XmlInputError as exc:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{exc}; its Content-Type {media} requires XML canonicalization for the signature digest",
+            ) from None
+        yield etree.tostring(root.getroottree(), method="c14n", exclusive=True, with_comments=False)
+    elif media.startswith("text/"):
+        yield from _crlf(part.body.chunks())
+    else:
+        yield from part.body.chunks()
+
+
+def _crlf(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+    """Line ends as CRLF (SwA text canonicalization), carrying a trailing CR across chunk boundaries."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + bytes(chunk)
+        carry = b""
+        if data.endswith(b"\r"):
+            data, carry = data[:-1], b"\r"
+        yield data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if carry:
+        yield carry
+
+
 def _el(
     parent: etree._Element, tag: str, attrs: dict[str, str] | None = None, text: str | None = None
 ) -> etree._Element:
@@ -108,13 +196,20 @@ def _el(
     return el
 
 
-def security_header(header: etree._Element, soap_ns: str = ns.S12) -> etree._Element:
+def security_header(header: etree._Element, soap_version: SoapVersion = SoapVersion.SOAP12) -> etree._Element:
+    soap_ns = soap_version.value
     return etree.SubElement(
         header,
         q(ns.WSSE, "Security"),
-        {q(soap_ns, "mustUnderstand"): "true"},
+        {q(soap_ns, "mustUnderstand"): "true" if soap_version is SoapVersion.SOAP12 else "1"},
         nsmap={"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC},
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _der_b64(cert: x509.Certificate) -> str:
+    """A certificate's DER in base64, computed once per certificate (it goes into every message we sign)."""
+    return _b64(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _binary_security_token(parent: etree._Element, cert: x509.Certificate, index: int | None = None) -> str:
@@ -123,7 +218,7 @@ def _binary_security_token(parent: etree._Element, cert: x509.Certificate, index
         q(ns.WSSE, "BinarySecurityToken"),
         {"EncodingType": ns.BASE64_ENCODING, "ValueType": ns.X509V3, q(ns.WSU, "Id"): token_id},
     )
-    bst.text = _b64(cert.public_bytes(serialization.Encoding.DER))
+    bst.text = _der_b64(cert)
     if index is None:
         parent.append(bst)
     else:
@@ -141,11 +236,20 @@ def _token_reference(parent: etree._Element, token_id: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignTarget:
-    """A part to sign: an element carrying a wsu:Id, or an attachment by Content-ID."""
+    """A part to sign: an element carrying a wsu:Id (canonical bytes), or an attachment."""
 
     uri: str
-    octets: bytes = field(repr=False)
     transform: Transform
+    octets: bytes = field(default=b"", repr=False)
+    part: MimePart | None = field(default=None, repr=False)
+
+    def digest(self, method: str) -> str:
+        if self.part is None:
+            return digest_chunks(method, (self.octets,))
+        try:
+            return digest_chunks(method, attachment_octets(self.part))
+        except EbmsError as exc:  # our own payload: the caller's mistake, not a partner's
+            raise ValueError(f"payload <{self.part.content_id}> cannot be signed: {exc.detail}") from None
 
 
 def element_target(element: etree._Element) -> SignTarget:
@@ -156,11 +260,7 @@ def element_target(element: etree._Element) -> SignTarget:
 
 
 def attachment_target(part: MimePart) -> SignTarget:
-    return SignTarget(
-        uri=f"cid:{part.content_id}",
-        octets=attachment_octets(part),
-        transform=Transform.ATTACHMENT_CONTENT_SIGNATURE,
-    )
+    return SignTarget(uri=cid_url(part.content_id), part=part, transform=Transform.ATTACHMENT_CONTENT_SIGNATURE)
 
 
 def sign(
@@ -183,7 +283,7 @@ def sign(
         transforms = _el(ref, q(ns.DS, "Transforms"))
         _el(transforms, q(ns.DS, "Transform"), {"Algorithm": target.transform})
         _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
-        value = _digest(digest, target.octets)
+        value = target.digest(digest)
         _el(ref, q(ns.DS, "DigestValue"), text=value)
         references.append(
             SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
@@ -202,7 +302,10 @@ def sign(
 def encrypt_attachments(
     security: etree._Element, parts: Sequence[MimePart], recipient: x509.Certificate
 ) -> list[MimePart]:
-    """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient`` (RSA-OAEP)."""
+    """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient`` (RSA-OAEP).
+
+    Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here).
+    """
     public_key = recipient.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
@@ -232,7 +335,7 @@ def encrypt_attachments(
             MimePart(
                 content_id=part.content_id,
                 content_type="application/octet-stream",
-                data=iv + aes.encrypt(iv, part.data, None),
+                body=PartBody((iv, aes.encrypt(iv, part.body.read(), None))),
             )
         )
     return encrypted_parts
@@ -254,7 +357,7 @@ def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element
     )
     _el(str_el, q(ns.WSSE, "Reference"), {"URI": f"#{key_id}"})
     cipher_ref = _el(
-        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": f"cid:{part.content_id}"}
+        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": cid_url(part.content_id)}
     )
     transforms = _el(cipher_ref, q(ns.XENC, "Transforms"))
     _el(transforms, q(ns.DS, "Transform"), {"Algorithm": ns.SWA_CIPHERTEXT_TRANSFORM})
@@ -268,31 +371,32 @@ def _oaep(mgf: str, digest: str) -> padding.OAEP:
 # --- receiving: security header, tokens, ids ------------------------------------------------------------
 
 
-def find_security(header: etree._Element | None) -> etree._Element | None:
-    """The one wsse:Security header addressed to us (no actor/role); two of them is an attack or an error."""
+def find_security(
+    header: etree._Element | None, soap_version: SoapVersion = SoapVersion.SOAP12
+) -> etree._Element | None:
+    """The one wsse:Security header addressed to us; two of them is an attack or an error (EBMS:0103)."""
     if header is None:
         return None
-    ours = [
-        el
-        for el in header.findall("wsse:Security", _NS)
-        if el.get(q(ns.S12, "role")) is None and el.get(q(ns.S11, "actor")) is None
-    ]
+    ours = [el for el in _findall(header, "wsse:Security") if targets_us(el, soap_version)]
     if len(ours) > 1:
-        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "more than one wsse:Security header without a role")
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE, f"{len(ours)} wsse:Security headers are addressed to us; one is allowed"
+        )
     return ours[0] if ours else None
 
 
 def index_ids(root: etree._Element) -> dict[str, etree._Element]:
     """Every element id in the envelope; a repeated id is refused because it enables signature wrapping."""
     found: dict[str, etree._Element] = {}
-    for el in root.iter(etree.Element):
-        for attr in _ID_ATTRIBUTES:
-            value = el.get(attr)
-            if value is None:
-                continue
-            if value in found and found[value] is not el:
-                raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, f"id {value!r} occurs on more than one element")
-            found[value] = el
+    for attribute in _ID_VALUES(root):
+        el, value = attribute.getparent(), str(attribute)
+        if value in found and found[value] is not el:
+            raise EbmsError(
+                EbmsCode.POLICY_NONCOMPLIANCE,
+                f"id {value!r} occurs on more than one element ({etree.QName(found[value]).localname} and "
+                f"{etree.QName(el).localname}); duplicate ids are refused as signature wrapping",
+            )
+        found[value] = el
     return found
 
 
@@ -301,16 +405,29 @@ def _certificate_from_token(token: etree._Element) -> x509.Certificate:
     der = _unb64(token.text, "wsse:BinarySecurityToken", EbmsCode.FAILED_AUTHENTICATION)
     try:
         if value_type == ns.X509V3:
-            return x509.load_der_x509_certificate(der)
+            return _load_der(der)
         if value_type == ns.X509_PKIPATH:
             return _pkipath_leaf(der)
     except ValueError as exc:
         raise EbmsError(
-            EbmsCode.FAILED_AUTHENTICATION, f"BinarySecurityToken is not a certificate: {exc}"
+            EbmsCode.FAILED_AUTHENTICATION, f"wsse:BinarySecurityToken is not a certificate: {exc}"
         ) from None
     raise EbmsError(
-        EbmsCode.POLICY_NONCOMPLIANCE, f"BinarySecurityToken ValueType {value_type!r} is not supported"
+        EbmsCode.POLICY_NONCOMPLIANCE, f"wsse:BinarySecurityToken ValueType {value_type!r} is not supported"
     )
+
+
+def _load_der(der: bytes) -> x509.Certificate:
+    """A certificate from DER; ordinary-sized ones are parsed once, since partners send the same few tokens
+    in every message (the size bound keeps hostile giant tokens from being kept in the cache)."""
+    if len(der) > _CACHED_DER_BYTES:
+        return x509.load_der_x509_certificate(der)
+    return _load_small_der(der)
+
+
+@functools.lru_cache(maxsize=128)
+def _load_small_der(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
 
 
 def _pkipath_leaf(der: bytes) -> x509.Certificate:
@@ -334,6 +451,8 @@ def _der_header(der: bytes, offset: int) -> tuple[int, int]:
     length, header = der[offset + 1], 2
     if length & 0x80:
         count = length & 0x7F
+        if count == 0 or count > 4:
+            raise ValueError("unsupported DER length")
         length = int.from_bytes(der[offset + 2 : offset + 2 + count], "big")
         header += count
     if offset + header + length > len(der):
@@ -358,7 +477,7 @@ def resolve_certificate(
     if key_info is None:
         raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "ds:KeyInfo is missing")
     candidates = list(candidates)
-    ref = key_info.find("wsse:SecurityTokenReference/wsse:Reference", _NS)
+    ref = _find(key_info, "wsse:SecurityTokenReference/wsse:Reference")
     if ref is not None:
         token = ids.get((ref.get("URI") or "").removeprefix("#"))
         if token is None or token.tag != q(ns.WSSE, "BinarySecurityToken"):
@@ -367,21 +486,29 @@ def resolve_certificate(
                 f"token reference {ref.get('URI')!r} resolves to no BinarySecurityToken",
             )
         return _certificate_from_token(token)
-    ski = key_info.find("wsse:SecurityTokenReference/wsse:KeyIdentifier", _NS)
+    ski = _find(key_info, "wsse:SecurityTokenReference/wsse:KeyIdentifier")
     if ski is not None and ski.get("ValueType") == ns.X509_SKI:
         wanted = _unb64(ski.text, "wsse:KeyIdentifier", EbmsCode.FAILED_AUTHENTICATION)
         return _pick(candidates, lambda c: hmac.compare_digest(_ski(c), wanted), "SubjectKeyIdentifier")
-    serial = key_info.find(".//ds:X509IssuerSerial", _NS)
+    serial = _find(key_info, ".//ds:X509IssuerSerial")
     if serial is not None:
-        number = int((serial.findtext("ds:X509SerialNumber", "", _NS) or "0").strip())
-        issuer = (serial.findtext("ds:X509IssuerName", "", _NS) or "").strip()
+        text = (_findtext(serial, "ds:X509SerialNumber", "") or "").strip()
+        if not text.isdigit():
+            raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"ds:X509SerialNumber {text[:60]!r} is not a number")
+        number = int(text)
+        issuer = (_findtext(serial, "ds:X509IssuerName", "") or "").strip()
         return _pick(
             candidates, lambda c: c.serial_number == number and _same_name(c.issuer, issuer), "IssuerSerial"
         )
-    certificate = key_info.find(".//ds:X509Certificate", _NS)
+    certificate = _find(key_info, ".//ds:X509Certificate")
     if certificate is not None:
         der = _unb64(certificate.text, "ds:X509Certificate", EbmsCode.FAILED_AUTHENTICATION)
-        return x509.load_der_x509_certificate(der)
+        try:
+            return x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION, f"ds:X509Certificate is not a certificate: {exc}"
+            ) from None
     raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "ds:KeyInfo uses no supported token reference")
 
 
@@ -398,28 +525,93 @@ def _pick(candidates: list[x509.Certificate], match: object, how: str) -> x509.C
         if match(cert):
             return cert
     raise EbmsError(
-        EbmsCode.FAILED_AUTHENTICATION, f"the {how} in ds:KeyInfo matches none of the expected certificates"
+        EbmsCode.FAILED_AUTHENTICATION,
+        f"the {how} in ds:KeyInfo matches none of the certificates pinned in the partner profile",
     )
 
 
+@functools.lru_cache(maxsize=64)
 def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the certificate's DER, hex (cached: called for trusted signers, the same few every time)."""
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def check_certificate(
-    cert: x509.Certificate, pinned: Sequence[x509.Certificate], now: datetime, role: str
-) -> None:
-    if fingerprint(cert) not in {fingerprint(c) for c in pinned}:
-        raise EbmsError(
-            EbmsCode.FAILED_AUTHENTICATION,
-            f"{role} certificate {cert.subject.rfc4514_string()!r} (SHA-256 {fingerprint(cert)[:16]}...) "
-            "is not among the certificates pinned in the partner profile",
-        )
+def _describe(cert: x509.Certificate) -> str:
+    """For error details: an untrusted certificate, so its fingerprint is not cached."""
+    return f"{cert.subject.rfc4514_string()!r} (SHA-256 {cert.fingerprint(hashes.SHA256()).hex()[:16]}...)"
+
+
+def _valid_at(cert: x509.Certificate, now: datetime, what: str) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,
-            f"{role} certificate {cert.subject.rfc4514_string()!r} is valid from {cert.not_valid_before_utc:%Y-%m-%d} "
-            f"to {cert.not_valid_after_utc:%Y-%m-%d}, not at {now:%Y-%m-%dT%H:%M:%SZ}",
+            f"{what} {cert.subject.rfc4514_string()!r} is valid from {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ} "
+            f"to {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}, not at {now:%Y-%m-%dT%H:%M:%SZ}",
+        )
+
+
+def _issued_by_anchor(cert: x509.Certificate, policy: SecurityPolicy, now: datetime) -> x509.Certificate | None:
+    for anchor in policy.trust_anchors:
+        if cert.issuer != anchor.subject:
+            continue
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        _valid_at(anchor, now, "trust anchor")
+        return anchor
+    return None
+
+
+def trust_certificate(
+    cert: x509.Certificate, policy: SecurityPolicy, now: datetime, role: str = "signing"
+) -> None:
+    """Is ``cert`` trusted to sign for this partner at ``now``? EBMS:0101 (or 0103 for a weak key) if not.
+
+    Pinned certificates are trusted as they are. Any other certificate needs a trust anchor that issued it
+    directly and a subject matching the policy's pattern. Both need validity at ``now`` and, when the
+    certificate has a KeyUsage extension, the digitalSignature bit.
+    """
+    if cert not in policy.signing_certificates:
+        if not policy.trust_anchors:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{role} certificate {_describe(cert)} is not among the certificates pinned in the partner profile",
+            )
+        if _issued_by_anchor(cert, policy, now) is None:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{role} certificate {_describe(cert)} is neither pinned nor issued directly by one of the partner "
+                f"profile's {len(policy.trust_anchors)} trust anchors (issuer {cert.issuer.rfc4514_string()!r})",
+            )
+        subject = cert.subject.rfc4514_string()
+        if not policy.subject_matches(subject):
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{role} certificate subject {subject!r} does not match the partner profile's subject pattern "
+                f"{policy.subject_pattern!r}",
+            )
+    _valid_at(cert, now, f"{role} certificate")
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        raise EbmsError(
+            EbmsCode.FAILED_AUTHENTICATION,
+            f"{role} certificate {_describe(cert)} has a KeyUsage extension without digitalSignature",
+        )
+    public_key = cert.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"{role} certificate {_describe(cert)} has no RSA key (eDelivery AS4 1.15)",
+        )
+    if public_key.key_size < MIN_RSA_KEY_BITS:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"{role} certificate {_describe(cert)} has an RSA-{public_key.key_size} key; at least "
+            f"{MIN_RSA_KEY_BITS} bits are required",
         )
 
 
@@ -432,14 +624,24 @@ def decrypt_attachments(
     keys: Sequence[KeyPair],
     policy: SecurityPolicy,
     ids: dict[str, etree._Element],
+    *,
+    spool: Spool | None = None,
 ) -> dict[str, MimePart]:
-    """Decrypt every encrypted attachment; with ``require_encryption`` an unencrypted one is EBMS:0103."""
-    encrypted = security.findall("xenc:EncryptedData", _NS) if security is not None else []
+    """Decrypt every encrypted attachment; with ``require_encryption`` an unencrypted one is EBMS:0103.
+
+    A spooled ciphertext is decrypted into a new ``spool()`` file; anything else stays in memory.
+    """
+    encrypted = _findall(security, "xenc:EncryptedData") if security is not None else []
     result = dict(attachments)
-    covered = set()
+    covered: set[str] = set()
     content_keys = _content_keys(security, keys, policy, ids) if encrypted else {}
     for data in encrypted:
-        cid, part = _decrypt_one(data, attachments, content_keys, policy, ids)
+        cid, part = _decrypt_one(data, attachments, content_keys, policy, spool)
+        if cid in covered:
+            raise EbmsError(
+                EbmsCode.POLICY_NONCOMPLIANCE,
+                f"attachment <{cid}> is the target of two xenc:EncryptedData elements",
+            )
         covered.add(cid)
         result[cid] = part
     missing = sorted(set(attachments) - covered)
@@ -451,20 +653,30 @@ def decrypt_attachments(
     return result
 
 
-def _content_keys(
+def content_keys(
     security: etree._Element | None,
     keys: Sequence[KeyPair],
     policy: SecurityPolicy,
     ids: dict[str, etree._Element],
 ) -> dict[str, bytes]:
     """Unwrap every EncryptedKey meant for one of our keys; map its Id and its DataReferences to the key."""
+    return _content_keys(security, keys, policy, ids)
+
+
+def _content_keys(
+    security: etree._Element | None,
+    keys: Sequence[KeyPair],
+    policy: SecurityPolicy,
+    ids: dict[str, etree._Element],
+) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
-    assert security is not None
-    for encrypted_key in security.findall("xenc:EncryptedKey", _NS):
+    if security is None:
+        return found
+    for encrypted_key in _findall(security, "xenc:EncryptedKey"):
         content_key = _unwrap(encrypted_key, keys, policy, ids)
         if encrypted_key.get("Id"):
             found[str(encrypted_key.get("Id"))] = content_key
-        for data_ref in encrypted_key.findall("xenc:ReferenceList/xenc:DataReference", _NS):
+        for data_ref in _findall(encrypted_key, "xenc:ReferenceList/xenc:DataReference"):
             found[(data_ref.get("URI") or "").removeprefix("#")] = content_key
     return found
 
@@ -472,34 +684,40 @@ def _content_keys(
 def _unwrap(
     encrypted_key: etree._Element, keys: Sequence[KeyPair], policy: SecurityPolicy, ids: dict[str, etree._Element]
 ) -> bytes:
-    method = encrypted_key.find("xenc:EncryptionMethod", _NS)
+    key_id = encrypted_key.get("Id") or "(no Id)"
+    method = _find(encrypted_key, "xenc:EncryptionMethod")
     algorithm = method.get("Algorithm") if method is not None else None
-    if algorithm not in {k.value for k in policy.key_transport}:
+    if method is None or algorithm not in {k.value for k in policy.key_transport}:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"key transport {algorithm!r} is not allowed by the partner profile (expected one of "
-            f"{sorted(k.value for k in policy.key_transport)})",
+            f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile does not "
+            f"allow (allowed: {', '.join(sorted(k.value for k in policy.key_transport))})",
         )
-    assert method is not None
-    digest = method.find("ds:DigestMethod", _NS)
-    digest_uri = digest.get("Algorithm") if digest is not None else DigestMethod.SHA1
-    mgf_el = method.find("xenc11:MGF", _NS)
-    mgf = mgf_el.get("Algorithm") if mgf_el is not None else MaskGeneration.MGF1_SHA1
+    digest = _find(method, "ds:DigestMethod")
+    digest_uri = str(digest.get("Algorithm")) if digest is not None else DigestMethod.SHA1.value
+    mgf_el = _find(method, "xenc11:MGF")
+    mgf = str(mgf_el.get("Algorithm")) if mgf_el is not None else MaskGeneration.MGF1_SHA1.value
     if algorithm == KeyTransport.RSA_OAEP and mgf not in {m.value for m in policy.mask_generation}:
-        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, f"RSA-OAEP mask generation {mgf!r} is not allowed")
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:EncryptedKey {key_id}: RSA-OAEP mask generation {mgf!r} is not allowed by the partner profile",
+        )
     if digest_uri not in _HASHES or mgf not in _MGF_HASHES:
-        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, f"unsupported OAEP parameters {digest_uri!r}, {mgf!r}")
-    key = _our_key(encrypted_key.find("ds:KeyInfo", _NS), keys, ids)
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:EncryptedKey {key_id}: unsupported OAEP parameters digest {digest_uri!r}, MGF {mgf!r}",
+        )
+    key = _our_key(_find(encrypted_key, "ds:KeyInfo"), keys, ids)
     wrapped = _unb64(
-        encrypted_key.findtext("xenc:CipherData/xenc:CipherValue", None, _NS),
-        "EncryptedKey CipherValue",
+        _findtext(encrypted_key, "xenc:CipherData/xenc:CipherValue", None),
+        f"xenc:EncryptedKey {key_id} CipherValue",
         EbmsCode.FAILED_DECRYPTION,
     )
     try:
-        return key.private_key.decrypt(wrapped, _oaep(str(mgf), str(digest_uri)))
+        return key.private_key.decrypt(wrapped, _oaep(mgf, digest_uri))
     except ValueError:
         raise EbmsError(
-            EbmsCode.FAILED_DECRYPTION, "the EncryptedKey could not be unwrapped with our private key"
+            EbmsCode.FAILED_DECRYPTION, f"xenc:EncryptedKey {key_id} could not be unwrapped with our private key"
         ) from None
 
 
@@ -507,13 +725,15 @@ def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict
     try:
         cert = resolve_certificate(key_info, ids, [k.certificate for k in keys])
     except EbmsError as exc:
-        raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"EncryptedKey names no key of ours: {exc.detail}") from None
+        raise EbmsError(
+            EbmsCode.FAILED_DECRYPTION, f"the EncryptedKey names no key of ours: {exc.detail}"
+        ) from None
     for key in keys:
-        if fingerprint(key.certificate) == fingerprint(cert):
+        if key.certificate == cert:
             return key
     raise EbmsError(
         EbmsCode.FAILED_DECRYPTION,
-        f"payload is encrypted for {cert.subject.rfc4514_string()!r}, which is not one of our current keys",
+        f"the payload is encrypted for {cert.subject.rfc4514_string()!r}, which is not one of our current keys",
     )
 
 
@@ -522,44 +742,86 @@ def _decrypt_one(
     attachments: dict[str, MimePart],
     content_keys: dict[str, bytes],
     policy: SecurityPolicy,
-    ids: dict[str, etree._Element],
+    spool: Spool | None,
 ) -> tuple[str, MimePart]:
     data_id = data.get("Id") or ""
-    algorithm = data.find("xenc:EncryptionMethod", _NS)
+    algorithm = _find(data, "xenc:EncryptionMethod")
     uri = algorithm.get("Algorithm") if algorithm is not None else None
     if uri not in {a.value for a in policy.data_encryption}:
         raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE, f"data encryption {uri!r} of EncryptedData {data_id!r} is not allowed"
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:EncryptedData {data_id!r} uses {uri!r}, which the partner profile does not allow",
         )
     if data.get("Type") != ns.SWA_CONTENT_ONLY:
         raise EbmsError(
             EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
-            f"EncryptedData Type {data.get('Type')!r} is not supported (expected Attachment-Content-Only)",
+            f"xenc:EncryptedData {data_id!r} Type {data.get('Type')!r} is not supported (expected "
+            "Attachment-Content-Only)",
         )
-    cid = data.findtext("xenc:CipherData/xenc:CipherReference[@URI]", None, _NS) or ""
-    ref = data.find("xenc:CipherData/xenc:CipherReference", _NS)
-    cid = (ref.get("URI") or "") if ref is not None else cid
-    if not cid.startswith("cid:") or cid[4:] not in attachments:
+    ref = _find(data, "xenc:CipherData/xenc:CipherReference")
+    url = (ref.get("URI") or "") if ref is not None else ""
+    cid = cid_of_url(url)
+    if cid is None or cid not in attachments:
         raise EbmsError(
             EbmsCode.MIME_INCONSISTENCY,
-            f"EncryptedData {data_id!r} refers to {cid!r}, which is not a MIME part of this message",
+            f"xenc:EncryptedData {data_id!r} refers to {url!r}, which is not a MIME part of this message",
+        )
+    transforms = (
+        [t.get("Algorithm") for t in _findall(ref, "xenc:Transforms/ds:Transform")] if ref is not None else []
+    )
+    if transforms != [ns.SWA_CIPHERTEXT_TRANSFORM]:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:CipherReference {url!r} must use exactly the Attachment-Ciphertext-Transform, not {transforms}",
         )
     key = content_keys.get(data_id) or content_keys.get(_key_reference(data))
     if key is None:
-        raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"no EncryptedKey covers EncryptedData {data_id!r}")
-    ciphertext = attachments[cid[4:]].data
-    try:
-        plain = AESGCM(key).decrypt(ciphertext[:_GCM_IV_BYTES], ciphertext[_GCM_IV_BYTES:], None)
-    except (InvalidTag, ValueError):
+        raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"no xenc:EncryptedKey covers xenc:EncryptedData {data_id!r}")
+    expected_length = _AES_KEY_BYTES[DataEncryption(uri)]
+    if len(key) != expected_length:
         raise EbmsError(
-            EbmsCode.FAILED_DECRYPTION, f"attachment <{cid[4:]}> failed AES-GCM authentication"
-        ) from None
+            EbmsCode.FAILED_DECRYPTION,
+            f"the content key for xenc:EncryptedData {data_id!r} is {len(key)} bytes; {uri} needs {expected_length}",
+        )
+    body = decrypt_gcm(key, attachments[cid].body, f"attachment <{cid}>", spool=spool)
     mime_type = data.get("MimeType") or "application/octet-stream"
-    return cid[4:], MimePart(content_id=cid[4:], content_type=mime_type, data=plain)
+    return cid, MimePart(content_id=cid, content_type=mime_type, body=body)
+
+
+def decrypt_gcm(key: bytes, body: PartBody, what: str, *, spool: Spool | None = None) -> PartBody:
+    """AES-GCM over IV || ciphertext || tag, chunk by chunk; EBMS:0102 unless the tag verifies."""
+    if body.size < _GCM_IV_BYTES + _GCM_TAG_BYTES:
+        raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} is {body.size} bytes, too short for AES-GCM")
+    iv = body.read(0, _GCM_IV_BYTES)
+    if not body.spooled:
+        whole = body.read()  # one chunk in memory: no copy, and the one-shot AEAD is the cheapest call
+        try:
+            return PartBody.of(AESGCM(key).decrypt(iv, memoryview(whole)[_GCM_IV_BYTES:], None))
+        except InvalidTag:
+            raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} failed AES-GCM authentication") from None
+    tag = body.read(body.size - _GCM_TAG_BYTES)
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(iv, tag)).decryptor()
+    chunks = body.chunks(_GCM_IV_BYTES, body.size - _GCM_TAG_BYTES)
+    try:
+        if body.spooled and spool is not None:
+            out = spool()
+            size = 0
+            for chunk in chunks:
+                plain = decryptor.update(chunk)
+                size += len(plain)
+                out.write(plain)
+            out.write(decryptor.finalize())
+            out.flush()
+            return PartBody(file=out, size=size)
+        pieces = [decryptor.update(chunk) for chunk in chunks]
+        pieces.append(decryptor.finalize())
+    except InvalidTag:
+        raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} failed AES-GCM authentication") from None
+    return PartBody(pieces)
 
 
 def _key_reference(data: etree._Element) -> str:
-    ref = data.find("ds:KeyInfo/wsse:SecurityTokenReference/wsse:Reference", _NS)
+    ref = _find(data, "ds:KeyInfo/wsse:SecurityTokenReference/wsse:Reference")
     return (ref.get("URI") or "").removeprefix("#") if ref is not None else ""
 
 
@@ -572,6 +834,23 @@ class Verified:
     certificate: x509.Certificate
 
 
+def the_signature(security: etree._Element | None) -> tuple[etree._Element, etree._Element]:
+    """(ds:Signature, ds:SignedInfo) of the Security header: exactly one signature, or EBMS:0103."""
+    signatures = _findall(security, "ds:Signature") if security is not None else []
+    if not signatures:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE, "the message is not signed; the partner profile requires a signature"
+        )
+    if len(signatures) > 1:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE, f"{len(signatures)} ds:Signature elements; exactly one is allowed"
+        )
+    signed_info = _find(signatures[0], "ds:SignedInfo")
+    if signed_info is None:
+        raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, "ds:Signature has no ds:SignedInfo")
+    return signatures[0], signed_info
+
+
 def verify(
     security: etree._Element | None,
     ids: dict[str, etree._Element],
@@ -582,43 +861,39 @@ def verify(
 ) -> Verified:
     """Verify the one ds:Signature and check that it covers exactly ``expected_elements`` and every attachment.
 
-    ``expected_elements`` maps a role (``eb:Messaging``, ``Body``) to the element we will go on to use.
+    ``expected_elements`` maps a role (``eb:Messaging``, ``the SOAP Body``) to the element we will go on to
+    use; a reference to anything else, or two references to one thing, is refused.
     """
-    signatures = security.findall("ds:Signature", _NS) if security is not None else []
-    if not signatures:
-        raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE, "the message is not signed; the partner profile requires a signature"
-        )
-    if len(signatures) > 1:
-        raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE, f"{len(signatures)} ds:Signature elements; exactly one is allowed"
-        )
-    signature = signatures[0]
-    signed_info = signature.find("ds:SignedInfo", _NS)
-    if signed_info is None:
-        raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, "ds:Signature has no ds:SignedInfo")
-    method = _signature_method(signed_info, policy)
-    cert = resolve_certificate(signature.find("ds:KeyInfo", _NS), ids, policy.signing_certificates)
-    check_certificate(cert, policy.signing_certificates, now, "signing")
-    _check_signature_value(signature, signed_info, method, cert)
-    references = tuple(
-        _check_reference(ref, ids, attachments, policy) for ref in signed_info.findall("ds:Reference", _NS)
-    )
+    signature, signed_info = the_signature(security)
+    method = signature_method(signed_info, policy)
+    cert = resolve_certificate(_find(signature, "ds:KeyInfo"), ids, policy.signing_certificates)
+    trust_certificate(cert, policy, now)
+    check_signature_value(signature, signed_info, method, cert)
+    refs = _findall(signed_info, "ds:Reference")
+    uris = [r.get("URI") or "" for r in refs]
+    repeated = sorted({u for u in uris if uris.count(u) > 1})
+    if repeated:
+        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, f"ds:Reference {repeated[0]!r} appears more than once")
+    references = tuple(check_reference(ref, ids, attachments, policy) for ref in refs)
     _check_coverage(references, ids, expected_elements, attachments)
     return Verified(references=references, certificate=cert)
 
 
-def _signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> SignatureMethod:
-    c14n = signed_info.find("ds:CanonicalizationMethod", _NS)
+def signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> SignatureMethod:
+    c14n = _find(signed_info, "ds:CanonicalizationMethod")
     if c14n is None or c14n.get("Algorithm") != Transform.EXC_C14N:
-        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "ds:CanonicalizationMethod must be exclusive C14N")
-    method_el = signed_info.find("ds:SignatureMethod", _NS)
+        uri = c14n.get("Algorithm") if c14n is not None else None
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"ds:CanonicalizationMethod {uri!r} is not allowed; it must be exclusive C14N ({Transform.EXC_C14N})",
+        )
+    method_el = _find(signed_info, "ds:SignatureMethod")
     uri = method_el.get("Algorithm") if method_el is not None else None
     allowed = {m.value for m in policy.signature_methods}
     if uri not in allowed:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"ds:SignatureMethod {uri!r} is not allowed by the partner profile (expected one of {sorted(allowed)})",
+            f"ds:SignatureMethod {uri!r} is not allowed by the partner profile (allowed: {', '.join(sorted(allowed))})",
         )
     return SignatureMethod(uri)
 
@@ -626,17 +901,17 @@ def _signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> Si
 def _prefixes(parent: etree._Element | None) -> list[str]:
     if parent is None:
         return []
-    inclusive = parent.find("ec:InclusiveNamespaces", _NS)
+    inclusive = _find(parent, "ec:InclusiveNamespaces")
     return (inclusive.get("PrefixList") or "").split() if inclusive is not None else []
 
 
-def _check_signature_value(
+def check_signature_value(
     signature: etree._Element, signed_info: etree._Element, method: SignatureMethod, cert: x509.Certificate
 ) -> None:
     value = _unb64(
-        signature.findtext("ds:SignatureValue", None, _NS), "ds:SignatureValue", EbmsCode.FAILED_AUTHENTICATION
+        _findtext(signature, "ds:SignatureValue", None), "ds:SignatureValue", EbmsCode.FAILED_AUTHENTICATION
     )
-    octets = exc_c14n(signed_info, _prefixes(signed_info.find("ds:CanonicalizationMethod", _NS)))
+    octets = exc_c14n(signed_info, _prefixes(_find(signed_info, "ds:CanonicalizationMethod")))
     public_key = cert.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "the signing certificate's key is not RSA")
@@ -649,23 +924,25 @@ def _check_signature_value(
         ) from None
 
 
-def _check_reference(
+def check_reference(
     ref: etree._Element, ids: dict[str, etree._Element], attachments: dict[str, MimePart], policy: SecurityPolicy
 ) -> SignedReference:
+    """Recompute one ds:Reference's digest; EBMS:0101 naming the reference if it differs."""
     uri = ref.get("URI") or ""
-    digest_el = ref.find("ds:DigestMethod", _NS)
+    digest_el = _find(ref, "ds:DigestMethod")
     digest_uri = digest_el.get("Algorithm") if digest_el is not None else None
     if digest_uri not in {d.value for d in policy.digest_methods}:
         raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE, f"ds:DigestMethod {digest_uri!r} of reference {uri!r} is not allowed"
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"ds:DigestMethod {digest_uri!r} of reference {uri!r} is not allowed by the partner profile",
         )
-    transforms = [t.get("Algorithm") for t in ref.findall("ds:Transforms/ds:Transform", _NS)]
-    octets = _referenced_octets(ref, uri, transforms, ids, attachments)
-    expected = (ref.findtext("ds:DigestValue", "", _NS) or "").strip()
-    actual = _digest(str(digest_uri), octets)
+    transforms = [t.get("Algorithm") for t in _findall(ref, "ds:Transforms/ds:Transform")]
+    actual = digest_chunks(str(digest_uri), _referenced_octets(ref, uri, transforms, ids, attachments))
+    expected = (_findtext(ref, "ds:DigestValue", "") or "").strip()
     if not hmac.compare_digest(actual, expected):
         raise EbmsError(
-            EbmsCode.FAILED_AUTHENTICATION, f"digest of {uri!r} does not match: the part was changed after signing"
+            EbmsCode.FAILED_AUTHENTICATION,
+            f"the digest of signed reference {uri!r} does not match: the part was changed after signing",
         )
     return SignedReference(uri=uri, digest_method=str(digest_uri), digest_value=expected, xml=etree.tostring(ref))
 
@@ -676,14 +953,15 @@ def _referenced_octets(
     transforms: list[str | None],
     ids: dict[str, etree._Element],
     attachments: dict[str, MimePart],
-) -> bytes:
-    if uri.startswith("cid:"):
+) -> Iterator[bytes | memoryview]:
+    cid = cid_of_url(uri)
+    if cid is not None:
         if transforms != [Transform.ATTACHMENT_CONTENT_SIGNATURE]:
             raise EbmsError(
                 EbmsCode.POLICY_NONCOMPLIANCE,
-                f"reference {uri!r} must use only the Attachment-Content-Signature-Transform",
+                f"reference {uri!r} must use exactly the Attachment-Content-Signature-Transform, not {transforms}",
             )
-        part = attachments.get(uri[4:])
+        part = attachments.get(cid)
         if part is None:
             raise EbmsError(
                 EbmsCode.MIME_INCONSISTENCY, f"signed reference {uri!r} names no MIME part of this message"
@@ -691,12 +969,14 @@ def _referenced_octets(
         return attachment_octets(part)
     if not uri.startswith("#") or transforms != [Transform.EXC_C14N]:
         raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE, f"reference {uri!r} must be a same-document #id with exclusive C14N"
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"reference {uri!r} must be a same-document #id with exactly the exclusive C14N transform "
+            f"(found transforms {transforms})",
         )
     target = ids.get(uri[1:])
     if target is None:
         raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"signed reference {uri!r} resolves to no element")
-    return exc_c14n(target, _prefixes(ref.find("ds:Transforms/ds:Transform", _NS)))
+    return iter((exc_c14n(target, _prefixes(_find(ref, "ds:Transforms/ds:Transform"))),))
 
 
 def _check_coverage(
@@ -713,9 +993,10 @@ def _check_coverage(
     if stray:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"the signature covers an unexpected element {etree.QName(stray[0]).text}",
+            f"the signature covers {etree.QName(stray[0]).text}, which is not part of what this message delivers "
+            "(signature wrapping?)",
         )
-    signed_cids = {r.uri[4:] for r in references if r.uri.startswith("cid:")}
+    signed_cids = {cid_of_url(r.uri) for r in references} - {None}
     unsigned = sorted(set(attachments) - signed_cids)
     if unsigned:
         raise EbmsError(

@@ -1,14 +1,21 @@
 """What a permit is: the permit document types, their schemas, reference data and business rules.
 
-``validate_document(data, as_of=...)`` turns the bytes of an ImportAuthorization or ExportAuthorization
-into a ``PermitDocument``, or raises ``PermitDocumentRejected`` whose ``findings`` say what is wrong, where,
-under which rule, and how to fix it.
+``validate_document(data, as_of=..., context=...)`` turns the bytes of a permit document into a
+``PermitDocument``, or raises ``PermitDocumentRejected`` whose ``findings`` say what is wrong, where, under
+which rule, and how to fix it. ``validation_report`` returns the same findings as a ``ValidationReport``
+whatever the outcome. Cross-document rules ask a ``DocumentContext`` (``InMemoryContext`` here, the store in
+production); reference data (``ReferenceData``) and the administrator's control tables (``ControlTables``)
+load from CSV files that can be replaced without a release.
 """
 
+from gateway.documents._csv import ReferenceDataError, TableInfo
 from gateway.documents._findings import Finding, PermitDocumentRejected, Severity
-from gateway.documents._model import DocumentReference, PermitDocument, PermitLine
-from gateway.documents._validate import validate_document
-from gateway.documents.reference import Substance, is_country, substance
+from gateway.documents._model import DocumentKey, DocumentReference, Party, PermitDocument, PermitLine
+from gateway.documents._report import ValidationReport
+from gateway.documents._validate import validate_document, validation_report
+from gateway.documents.context import DocumentContext, DocumentStatus, InMemoryContext
+from gateway.documents.control import ControlTables, Estimate, ImportRequirement, Prohibition
+from gateway.documents.reference import ReferenceData, Substance, Unit, is_country, substance
 from gateway.documents.rules import RULES, Rule
 from gateway.documents.types import PERMITS_NAMESPACE, PERMITS_SERVICE, DocumentType
 
@@ -16,16 +23,31 @@ __all__ = [
     "PERMITS_NAMESPACE",
     "PERMITS_SERVICE",
     "RULES",
+    "ControlTables",
+    "DocumentContext",
+    "DocumentKey",
     "DocumentReference",
+    "DocumentStatus",
     "DocumentType",
+    "Estimate",
     "Finding",
+    "ImportRequirement",
+    "InMemoryContext",
+    "Party",
     "PermitDocument",
     "PermitDocumentRejected",
     "PermitLine",
+    "Prohibition",
+    "ReferenceData",
+    "ReferenceDataError",
     "Rule",
     "Severity",
     "Substance",
+    "TableInfo",
+    "Unit",
+    "ValidationReport",
     "is_country",
     "substance",
     "validate_document",
+    "validation_report",
 ]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lxml import etree
 
-from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
+from gateway.documents.types import PERMITS_NAMESPACE, RULE_PREFIX, DocumentType
 from gateway.errors import DocumentRejected
 
-Severity = Literal["error", "warning"]
+if TYPE_CHECKING:
+    from gateway.documents._report import ValidationReport
+
+# Rules are errors (the document is refused) or warnings; "info" only says what was not checked.
+Severity = Literal["error", "warning", "info"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +32,7 @@ class Finding:
     basis: str | None = None
 
     def __str__(self) -> str:
-        label = self.rule if self.severity == "error" else f"{self.rule} warning"
+        label = self.rule if self.severity == "error" else f"{self.rule} {self.severity}"
         basis = f" ({self.basis})" if self.basis else ""
         text = f"[{label}] {self.message.rstrip('.')}{basis}. Fix: {self.hint}"
         where = self.where()
@@ -42,43 +46,51 @@ class Finding:
         path = f"({self.path})" if self.path else ""
         return " ".join(part for part in (position, path) if part)
 
+    def to_json(self) -> dict[str, Any]:
+        """The finding as a JSON object, the same for every face (REST, folder, SOAP, CLI)."""
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "hint": self.hint,
+            "basis": self.basis,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "text": str(self),
+        }
+
 
 class PermitDocumentRejected(DocumentRejected):
     """A permit document has at least one error-severity finding; ``findings`` lists all of them."""
 
-    def __init__(self, findings: Iterable[Finding]) -> None:
+    def __init__(self, findings: Iterable[Finding], *, report: ValidationReport | None = None) -> None:
         self.findings: tuple[Finding, ...] = tuple(findings)
+        self.report = report
         errors = sum(1 for f in self.findings if f.severity == "error")
-        warnings = len(self.findings) - errors
+        warnings = sum(1 for f in self.findings if f.severity == "warning")
         head = f"permit document rejected: {errors} error(s), {warnings} warning(s)"
         super().__init__("\n".join([head, *(f"  {f}" for f in self.findings)]))
 
 
-_PREFIXES = {DocumentType.IMPORT_AUTHORIZATION: "ia", DocumentType.EXPORT_AUTHORIZATION: "ea"}
 _DSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
 
 
 def path_prefix(document_type: DocumentType) -> str:
-    """The namespace prefix findings use for this document type (``ia``, ``ea``)."""
-    return _PREFIXES[document_type]
+    """The namespace prefix findings use for this document type (``ia``, ``ea``, ``en``...)."""
+    return RULE_PREFIX[document_type].lower()
 
 
 def element_path(element: etree._Element, prefix: str) -> str:
     """An XPath-like location such as ``/ia:ImportAuthorization/ia:SubstanceLine[2]/ia:GrossQuantity``."""
-    steps: list[str] = []
-    node: etree._Element | None = element
-    while node is not None:
-        steps.append(_step(node, prefix))
-        node = node.getparent()
-    return "/" + "/".join(reversed(steps))
+    tree = element.getroottree()
+    root = tree.getroot()
+    head = f"/{_named(etree.QName(root).text, prefix)}"
+    if element is root:
+        return head
+    return f"{head}/{_named(tree.getelementpath(element), prefix)}"
 
 
-def _step(node: etree._Element, prefix: str) -> str:
-    qname = etree.QName(node)
-    known = {PERMITS_NAMESPACE: prefix, _DSIG_NAMESPACE: "ds"}.get(qname.namespace or "")
-    name = f"{known}:{qname.localname}" if known else qname.text
-    parent = node.getparent()
-    if parent is None:
-        return name
-    siblings = list(parent.iterchildren(qname.text))
-    return f"{name}[{siblings.index(node) + 1}]" if len(siblings) > 1 else name
+def _named(clark: str, prefix: str) -> str:
+    """``{urn:...cs-permits:1}Importer`` → ``ia:Importer``; other namespaces stay in Clark notation."""
+    return clark.replace(f"{{{PERMITS_NAMESPACE}}}", f"{prefix}:").replace(f"{{{_DSIG_NAMESPACE}}}", "ds:")

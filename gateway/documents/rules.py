@@ -1,59 +1,81 @@
 """The business rules a schema-valid permit document must pass: one table, one short check per rule.
 
-Rule ids are stable (acknowledgements and partners quote them): ``IA-`` for ImportAuthorization only,
-``EA-`` for ExportAuthorization only, ``X-`` for rules common to every permit document type. A check reads
-a ``Draft`` and yields a ``Hit`` per violation; the hit's element gives the finding its line and path, and
-its params fill the rule's message and hint. ``BR-nn`` in a basis refers to section 4.5 of the shared
-PERMITS-NOTES.md.
+Rule ids are stable (acknowledgements and partners quote them). The prefix names the document type a rule
+guards: ``IA-`` ImportAuthorization, ``EA-`` ExportAuthorization, ``EX-`` ExportExecution, ``EN-``
+ImportEndorsement, ``AM-`` Amendment, ``CA-`` Cancellation, ``ED-`` ExportDeclaration, ``PN-``
+PreExportNotification, ``PR-`` its response, ``AK-`` Acknowledgement; ``X-`` rules are common to several
+types or look across documents. A check reads a ``Draft`` and yields a ``Hit`` per violation; the hit's
+element gives the finding its line and path, and its params fill the rule's message and hint. ``BR-nn`` in a
+basis refers to section 4.5 of the shared PERMITS-NOTES.md.
+
+``needs`` says what a rule cannot run without: ``as_of`` (the receiving day) or ``context`` (what the
+gateway has sent and received). Without it the rule is skipped, and the report says which were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
-from typing import Any, NamedTuple
+from functools import cache
+from typing import Literal
 
-from lxml import etree
-
-from gateway.documents import reference
-from gateway.documents._extract import At, Draft, LineDraft
-from gateway.documents._findings import Finding, Severity, element_path, path_prefix
+from gateway.documents import _checks as c
+from gateway.documents import _cross as x
+from gateway.documents._engine import Check, Env, Hit
+from gateway.documents._extract import Draft
+from gateway.documents._findings import Finding, element_path, path_prefix
 from gateway.documents.types import DocumentType
 
-BASE_QUANTITY_TOLERANCE_GRAMS = Decimal("0.001")
-
-
-class Hit(NamedTuple):
-    element: etree._Element
-    params: Mapping[str, object]
-
-
-Check = Callable[[Draft, date | None], Iterator[Hit]]
+RuleSeverity = Literal["error", "warning"]
+Needs = Literal["document", "as_of", "context"]
+BASE_QUANTITY_TOLERANCE_GRAMS = c.BASE_QUANTITY_TOLERANCE_GRAMS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
     id: str
-    severity: Severity
+    severity: RuleSeverity
     basis: str
     message: str
     hint: str
     applies_to: frozenset[DocumentType]
     check: Check
+    needs: Needs = "document"
 
 
-def check_document(draft: Draft, as_of: date | None) -> tuple[Finding, ...]:
-    """Every finding of every rule that applies to the draft's document type, in document order."""
+def check_document(draft: Draft, env: Env) -> tuple[Finding, ...]:
+    """Every finding of every rule that applies to the draft (and to an amendment's replacement), in
+    document order, then a note per kind of rule that could not run.
+
+    Cross-document rules run only on a document whose own rules found no error, as business rules run only
+    on a schema-valid one: a document wrong in itself would mostly draw echoes of the same mistake.
+    """
     prefix = path_prefix(draft.document_type)
-    findings = [
+    parts = (draft,) if draft.replacement is None else (draft, draft.replacement)
+    own = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs != "context"]
+    cross = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs == "context"]
+    findings = _run(own, env, prefix)
+    blocked = any(f.severity == "error" for f in findings)
+    if env.context is not None and not blocked:
+        findings += _run(cross, env, prefix)
+    findings.sort(key=lambda f: f.line or 0)
+    skipped_as_of = sorted({rule.id for _, rule in own if rule.needs == "as_of" and env.as_of is None})
+    skipped_cross = sorted({rule.id for _, rule in cross}) if env.context is None or blocked else []
+    return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, blocked))
+
+
+def _run(pairs: list[tuple[Draft, Rule]], env: Env, prefix: str) -> list[Finding]:
+    return [
         _finding(rule, hit, prefix)
-        for rule in RULES
-        if draft.document_type in rule.applies_to
-        for hit in rule.check(draft, as_of)
+        for part, rule in pairs
+        if rule.needs != "as_of" or env.as_of is not None
+        for hit in rule.check(part, env)
     ]
-    return tuple(sorted(findings, key=lambda f: f.line or 0))
+
+
+@cache
+def rules_for(document_type: DocumentType) -> tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if document_type in rule.applies_to)
 
 
 def _finding(rule: Rule, hit: Hit, prefix: str) -> Finding:
@@ -68,193 +90,68 @@ def _finding(rule: Rule, hit: Hit, prefix: str) -> Finding:
     )
 
 
-def _at(field: At[Any], **params: object) -> Hit:
-    return Hit(field.element, params)
+def _skipped_notes(cross: list[str], as_of: list[str], blocked: bool) -> Iterable[Finding]:
+    if cross:
+        why = "the document already has errors" if blocked else "no document context was given"
+        yield Finding(
+            rule="CONTEXT",
+            severity="info",
+            message=f"the cross-document rules were not run, because {why}: {', '.join(cross)}",
+            hint="Correct the errors first."
+            if blocked
+            else "Validate with the documents the gateway has sent and received (the store; on the command "
+            "line, --context FOLDER) to run them.",
+        )
+    if as_of:
+        yield Finding(
+            rule="AS-OF",
+            severity="info",
+            message=f"the date rules were not run, because no as-of day was given: {', '.join(as_of)}",
+            hint="Pass as_of (on the command line, --as-of YYYY-MM-DD) to run them.",
+        )
 
 
-# Checks: one per rule, in the order of the table below.
-
-
-def _importing_country_is_issuer(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if d.importing_country.value != d.issuing_country.value:
-        yield _at(d.importing_country, importing=d.importing_country.value, issuing=d.issuing_country.value)
-
-
-def _exporting_country_is_issuer(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if d.exporting_country.value != d.issuing_country.value:
-        yield _at(d.exporting_country, exporting=d.exporting_country.value, issuing=d.issuing_country.value)
-
-
-def _ia_issued_by_importing_country(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    ref = d.import_authorization_ref
-    if ref and ref.country.value != d.importing_country.value:
-        yield _at(ref.country, number=ref.number, country=ref.country.value, importing=d.importing_country.value)
-
-
-def _ia_issued_before_ea(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    ref = d.import_authorization_ref
-    if ref and ref.issue_date.value > d.issue_date.value:
-        yield _at(ref.issue_date, number=ref.number, ia_date=ref.issue_date.value, ea_date=d.issue_date.value)
-
-
-def _ea_valid_from_after_ia_issue(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    ref = d.import_authorization_ref
-    if ref and d.valid_from.value < ref.issue_date.value:
-        yield _at(d.valid_from, valid_from=d.valid_from.value, number=ref.number, ia_date=ref.issue_date.value)
-
-
-def _countries_exist(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    fields = [d.issuing_country, d.importing_country, d.exporting_country, *(p.country for p in d.parties())]
-    if d.import_authorization_ref:
-        fields.append(d.import_authorization_ref.country)
-    for field in fields:
-        if not reference.is_country(field.value):
-            yield _at(field, code=field.value)
-
-
-def _trade_crosses_border(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if d.importing_country.value == d.exporting_country.value:
-        yield _at(d.exporting_country, country=d.exporting_country.value)
-
-
-def _validity_ordered(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if d.valid_from.value > d.valid_until.value:
-        yield _at(d.valid_until, valid_from=d.valid_from.value, valid_until=d.valid_until.value)
-
-
-def _issued_before_validity_ends(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if d.issue_date.value > d.valid_until.value:
-        yield _at(d.issue_date, issue_date=d.issue_date.value, valid_until=d.valid_until.value)
-
-
-def _parties_in_their_countries(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for party, expected in ((d.importer, d.importing_country), (d.exporter, d.exporting_country)):
-        if party.country.value != expected.value:
-            yield _at(party.country, role=party.role, country=party.country.value, expected=expected.value)
-
-
-def _quantities_positive(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        for name, field in (("GrossQuantity", line.gross), ("BaseQuantityGrams", line.base_grams)):
-            if field.value <= 0:
-                yield _at(field, line=line.number, name=name, value=field.value)
-
-
-def _base_quantity_matches(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        expected = _expected_base_grams(line)
-        if expected is not None and abs(expected - line.base_grams.value) > BASE_QUANTITY_TOLERANCE_GRAMS:
-            yield _at(
-                line.base_grams,
-                line=line.number,
-                declared=line.base_grams.value,
-                expected=expected.quantize(BASE_QUANTITY_TOLERANCE_GRAMS),
-                gross=line.gross.value,
-                unit=line.unit,
-                factor=line.factor,
-            )
-
-
-def _base_quantity_not_recomputable(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        if line.unit in reference.UNITS and reference.grams_per_unit(line.unit) is None:
-            yield _at(line.gross, line=line.number, unit=line.unit)
-
-
-def _unit_known(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        if line.unit not in reference.UNITS:
-            yield _at(line.gross, line=line.number, unit=line.unit, known=", ".join(reference.UNITS))
-
-
-def _substance_known(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        found = reference.substance(line.substance_id.value)
-        if found is None or found.id != line.substance_id.value:
-            suggestion = f" ('{found.id}' for {found.name})" if found else ""
-            yield _at(line.substance_id, line=line.number, id=line.substance_id.value, suggestion=suggestion)
-
-
-def _substance_data_agrees(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        found = reference.substance(line.substance_id.value)
-        if found is None or found.id != line.substance_id.value:
-            continue
-        if line.inn and line.inn.value.strip().casefold() not in found.names:
-            yield _at(
-                line.inn, line=line.number, name="INN", declared=line.inn.value, expected=found.inn, id=found.id
-            )
-        if line.treaty.value != found.treaty:
-            yield _at(
-                line.treaty,
-                line=line.number,
-                name="Treaty",
-                declared=line.treaty.value,
-                expected=found.treaty,
-                id=found.id,
-            )
-        if line.schedule.value not in found.schedules:
-            yield _at(
-                line.schedule,
-                line=line.number,
-                name="Schedule",
-                declared=line.schedule.value,
-                expected=" or ".join(sorted(found.schedules)),
-                id=found.id,
-            )
-
-
-def _substance_needs_authorization(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for line in d.lines:
-        found = reference.substance(line.substance_id.value)
-        if found and found.treaty == "1988":
-            yield _at(line.substance_id, line=line.number, name=found.name, table=" or ".join(found.schedules))
-
-
-def _licence_present(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    for party in (d.importer, d.exporter):
-        if party.category == "enterprise" and party.licence is None:
-            yield Hit(party.element, {"role": party.role})
-
-
-def _not_issued_in_future(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if as_of and d.issue_date.value > as_of:
-        yield _at(d.issue_date, issue_date=d.issue_date.value, as_of=as_of)
-
-
-def _not_expired(d: Draft, as_of: date | None) -> Iterator[Hit]:
-    if as_of and d.valid_until.value < as_of:
-        yield _at(d.valid_until, valid_until=d.valid_until.value, as_of=as_of)
-
-
-def _expected_base_grams(line: LineDraft) -> Decimal | None:
-    grams = reference.grams_per_unit(line.unit)
-    if grams is None or line.gross.value <= 0:
-        return None
-    return line.gross.value * grams * line.factor
-
-
-_IA = frozenset({DocumentType.IMPORT_AUTHORIZATION})
-_EA = frozenset({DocumentType.EXPORT_AUTHORIZATION})
+T = DocumentType
+_IA = frozenset({T.IMPORT_AUTHORIZATION})
+_EA = frozenset({T.EXPORT_AUTHORIZATION})
+_EX = frozenset({T.EXPORT_EXECUTION})
+_EN = frozenset({T.IMPORT_ENDORSEMENT})
+_AM = frozenset({T.AMENDMENT})
+_CA = frozenset({T.CANCELLATION})
+_ED = frozenset({T.EXPORT_DECLARATION})
+_PN = frozenset({T.PRE_EXPORT_NOTIFICATION})
+_PR = frozenset({T.PRE_EXPORT_NOTIFICATION_RESPONSE})
+_AK = frozenset({T.ACKNOWLEDGEMENT})
 _ALL = frozenset(DocumentType)
+_AUTHORIZATIONS = _IA | _EA
+_WITH_PARTIES = _IA | _EA | _ED | _PN
+_WITH_LINES = _WITH_PARTIES | _EX | _EN
+_WITH_BASE = _IA | _EA | _ED | _EX | _EN
+_TREATY_LINES = _IA | _EA | _ED
+_NOT_IA_OR_EA = _ALL - _AUTHORIZATIONS
+_REFERRING = _EA | _EX | _EN | _AM | _CA | _PR | _AK
 _LISTS = "the INCB Yellow, Green and Red Lists"
+_ART_31 = "1961 Art. 31(4)(b); 1971 Art. 12(1)(b)"
+_ENDORSEMENT = "1961 Art. 31(7); 1971 Art. 12(1)(e)"
 
 RULES: tuple[Rule, ...] = (
+    # ImportAuthorization
     Rule(
         id="IA-001",
         severity="error",
         applies_to=_IA,
-        check=_importing_country_is_issuer,
+        check=c.importing_country_is_issuer,
         basis="1961 Art. 31(5); 1971 Art. 12(1)(c)",
         message="ImportingCountry {importing} differs from the issuing authority's country {issuing}; an "
         "ImportAuthorization is issued by the importing country's competent authority",
         hint="Set ImportingCountry to {issuing}, or have the authority of {importing} issue the document.",
     ),
+    # ExportAuthorization
     Rule(
         id="EA-001",
         severity="error",
         applies_to=_EA,
-        check=_exporting_country_is_issuer,
+        check=c.exporting_country_is_issuer,
         basis="1961 Art. 31(4)(a); 1971 Art. 12(1)(a)",
         message="ExportingCountry {exporting} differs from the issuing authority's country {issuing}; an "
         "ExportAuthorization is issued by the exporting country's competent authority",
@@ -264,7 +161,7 @@ RULES: tuple[Rule, ...] = (
         id="EA-002",
         severity="error",
         applies_to=_EA,
-        check=_ia_issued_by_importing_country,
+        check=c.import_authorization_from_importing_country,
         basis="1961 Art. 31(4)(c), 31(5); 1971 Art. 12(1)(b)-(c); BR-06",
         message="the referenced ImportAuthorization {number} was issued in {country}, not in the importing "
         "country {importing}",
@@ -275,7 +172,7 @@ RULES: tuple[Rule, ...] = (
         id="EA-003",
         severity="error",
         applies_to=_EA,
-        check=_ia_issued_before_ea,
+        check=c.import_authorization_dated_before_export,
         basis="1961 Art. 31(5); 1971 Art. 12(1)(c)",
         message="the referenced ImportAuthorization {number} is dated {ia_date}, after this "
         "ExportAuthorization's issue date {ea_date}",
@@ -286,27 +183,354 @@ RULES: tuple[Rule, ...] = (
         id="EA-004",
         severity="error",
         applies_to=_EA,
-        check=_ea_valid_from_after_ia_issue,
+        check=c.export_valid_from_after_import_issue,
         basis="1961 Art. 31(5); 1971 Art. 12(1)(c); BR-09",
         message="ValidFrom {valid_from} is before the referenced ImportAuthorization {number} was issued "
         "({ia_date})",
         hint="Start the ExportAuthorization's validity on or after {ia_date}.",
     ),
     Rule(
+        id="EA-005",
+        severity="error",
+        applies_to=_EA,
+        check=x.import_authorization_unexpired,
+        needs="context",
+        basis="1961 Art. 31(5); 1971 Art. 12(1)(c); BR-05, BR-09",
+        message="ImportAuthorization {number} expired on {valid_until}, before this ExportAuthorization was "
+        "issued on {issue_date}",
+        hint="Ask the importer for a new or extended ImportAuthorization and issue the export against it.",
+    ),
+    Rule(
+        id="EA-006",
+        severity="error",
+        applies_to=_EA,
+        check=x.export_within_import_validity,
+        needs="context",
+        basis="BR-09; UK practice (an export licence ends when the import permit does)",
+        message="ValidUntil {valid_until} is after the end of ImportAuthorization {number} ({ia_until})",
+        hint="End the ExportAuthorization's validity on or before {ia_until}.",
+    ),
+    Rule(
+        id="EA-007",
+        severity="error",
+        applies_to=_EA,
+        check=x.same_parties_as_import,
+        needs="context",
+        basis=f"{_ART_31}; BR-06",
+        message="the {role}'s {name} is '{stated}', but ImportAuthorization {number} names '{known}'",
+        hint="Copy the {role} exactly as ImportAuthorization {number} names it; a different party needs its "
+        "own ImportAuthorization.",
+    ),
+    Rule(
+        id="EA-008",
+        severity="error",
+        applies_to=_EA,
+        check=x.lines_match_import,
+        needs="context",
+        basis="1971 Art. 12(1)(b); BR-07",
+        message="line {line} draws on line {ref_line} of {type} {number}, which {problem}",
+        hint="Set ImportLineNumber to the ImportAuthorization line that authorizes this substance in this form.",
+    ),
+    Rule(
+        id="EA-009",
+        severity="error",
+        applies_to=_EA,
+        check=x.within_remaining_quantity,
+        needs="context",
+        basis="1961 Art. 31(4)(d); BR-08",
+        message="line(s) {lines} export {total} g base against line {ia_line} of ImportAuthorization {number}, "
+        "which has {remaining} g left",
+        hint="Reduce the quantity to at most {remaining} g base, or ask the importer for a further "
+        "ImportAuthorization.",
+    ),
+    Rule(
+        id="EA-010",
+        severity="error",
+        applies_to=_EA,
+        check=x.consignments_allowed,
+        needs="context",
+        basis="1961 Art. 31(4)(d); BR-08",
+        message="ImportAuthorization {number} allows a single consignment, and {others} already drew on it",
+        hint="Export the rest under a new ImportAuthorization, or have the importing authority amend "
+        "{number} to allow several consignments.",
+    ),
+    # ExportExecution
+    Rule(
+        id="EX-001",
+        severity="error",
+        applies_to=_EX,
+        check=c.execution_of_own_export,
+        basis="1961 Art. 31(7)",
+        message="ExportAuthorization {number} was issued in {country}; an ExportExecution records an export "
+        "under the issuing country's ({issuing}) own ExportAuthorization",
+        hint="Reference an ExportAuthorization of {issuing}, or have {country}'s authority report the export.",
+    ),
+    Rule(
+        id="EX-002",
+        severity="error",
+        applies_to=_EX,
+        check=c.event_not_after_issue,
+        basis="1961 Art. 31(7)",
+        message="{name} {date} is after the IssueDate {issue_date}: an execution reports a shipment that has left",
+        hint="Send the ExportExecution once the goods have been dispatched, with the real dispatch date.",
+    ),
+    Rule(
+        id="EX-003",
+        severity="error",
+        applies_to=_EX,
+        check=x.lines_match_export,
+        needs="context",
+        basis="1961 Art. 31(7)",
+        message="line {line} reports on line {ref_line} of {type} {number}, which {problem}",
+        hint="Set ExportLineNumber to the ExportAuthorization line the goods were shipped under.",
+    ),
+    Rule(
+        id="EX-004",
+        severity="error",
+        applies_to=_EX,
+        check=x.shipped_within_authorized,
+        needs="context",
+        basis="1961 Art. 31(7); UK practice (shipping less than licensed is allowed, more is not)",
+        message="line(s) {lines} report {total} g base shipped on line {ref_line} of ExportAuthorization "
+        "{number}, which authorizes {limit} g",
+        hint="Correct the quantity; shipping more than authorized needs a new ExportAuthorization.",
+    ),
+    Rule(
+        id="EX-005",
+        severity="error",
+        applies_to=_EX,
+        check=x.dispatched_within_export_validity,
+        needs="context",
+        basis=f"{_ART_31}",
+        message="DispatchDate {date} is outside the validity of ExportAuthorization {number} ({start} to {end})",
+        hint="Correct DispatchDate; goods dispatched outside the period were exported without authorization.",
+    ),
+    # ImportEndorsement
+    Rule(
+        id="EN-001",
+        severity="error",
+        applies_to=_EN,
+        check=c.endorsement_references_match_countries,
+        basis=_ENDORSEMENT,
+        message="{role} {number} was issued in {country}, not in the {side} country {expected}",
+        hint="Reference the ExportAuthorization of the exporting country and the ImportAuthorization of the "
+        "importing country of this trade.",
+    ),
+    Rule(
+        id="EN-002",
+        severity="error",
+        applies_to=_EN,
+        check=c.event_not_after_issue,
+        basis=_ENDORSEMENT,
+        message="{name} {date} is after the IssueDate {issue_date}: the endorsement certifies an import "
+        "that has taken place",
+        hint="Endorse once the goods have arrived, with the real date of receipt.",
+    ),
+    Rule(
+        id="EN-003",
+        severity="error",
+        applies_to=_EN,
+        check=x.lines_match_export,
+        needs="context",
+        basis=_ENDORSEMENT,
+        message="line {line} endorses line {ref_line} of {type} {number}, which {problem}",
+        hint="Set ExportLineNumber to the ExportAuthorization line the goods arrived under.",
+    ),
+    Rule(
+        id="EN-004",
+        severity="error",
+        applies_to=_EN,
+        check=x.endorsed_within_exported,
+        needs="context",
+        basis=f"{_ENDORSEMENT}; BR-16",
+        message="line(s) {lines} endorse {total} g base received on line {ref_line} of ExportAuthorization "
+        "{number}, which exported {limit} g",
+        hint="Endorse the quantity actually received; if more arrived than was exported, report it to both "
+        "authorities as a discrepancy instead.",
+    ),
+    Rule(
+        id="EN-005",
+        severity="error",
+        applies_to=_EN,
+        check=x.endorsed_once,
+        needs="context",
+        basis=f"{_ENDORSEMENT}; BR-16",
+        message="ExportAuthorization {number} is already endorsed ({others})",
+        hint="Send one endorsement per ExportAuthorization; to correct it, cancel the earlier one first.",
+    ),
+    Rule(
+        id="EN-006",
+        severity="error",
+        applies_to=_EN,
+        check=x.endorsement_names_the_export_import,
+        needs="context",
+        basis=_ENDORSEMENT,
+        message="the endorsement names ImportAuthorization {stated}, but ExportAuthorization {number} was "
+        "issued against {known}",
+        hint="Reference ImportAuthorization {known}.",
+    ),
+    # Amendment
+    Rule(
+        id="AM-001",
+        severity="error",
+        applies_to=_AM,
+        check=c.replacement_is_the_amended_document,
+        basis="BR-14",
+        message="the replacement is {type} {number}, but the amendment is for {ref_type} {ref_number}",
+        hint="Put the whole amended {ref_type} {ref_number} in Replacement, with its number unchanged.",
+    ),
+    Rule(
+        id="AM-002",
+        severity="error",
+        applies_to=_AM,
+        check=c.amended_by_its_issuer,
+        basis="BR-14, BR-15",
+        message="{what} was issued by {authority}, but this amendment by {issuer}",
+        hint="Only the authority that issued a document may amend it; ask {authority}.",
+    ),
+    Rule(
+        id="AM-003",
+        severity="error",
+        applies_to=_AM,
+        check=c.replacement_keeps_the_trade,
+        basis="BR-14",
+        message="the replacement's {name} is {replacement}, the amendment's {amendment}",
+        hint="An amendment changes a document, not the trade: keep both countries, or issue a new document.",
+    ),
+    Rule(
+        id="AM-004",
+        severity="error",
+        applies_to=_AM,
+        check=x.amended_document_open,
+        needs="context",
+        basis="BR-14",
+        message="{number} is {status} as of {date}; only open documents can be amended",
+        hint="Issue a new document instead of amending one that has expired, been used up or been endorsed.",
+    ),
+    Rule(
+        id="AM-005",
+        severity="error",
+        applies_to=_AM,
+        check=x.amendment_keeps_what_was_exported,
+        needs="context",
+        basis="1961 Art. 31(4)(d); BR-08, BR-14",
+        message="line {line} of {number} would authorize {kept} g base, but {drawn} g have already been "
+        "exported against it",
+        hint="Keep at least {drawn} g base on line {line}.",
+    ),
+    Rule(
+        id="AM-006",
+        severity="error",
+        applies_to=_AM,
+        check=x.version_increases,
+        needs="context",
+        basis="BR-14",
+        message="Version {version} is not above the current version {current} of {number}",
+        hint="Number the amendment {next}; the original document is version 1.",
+    ),
+    # Cancellation
+    Rule(
+        id="CA-001",
+        severity="error",
+        applies_to=_CA,
+        check=c.cancelled_by_its_issuer,
+        basis="BR-15",
+        message="{number} was issued by {authority}; {issuer} cannot cancel it",
+        hint="Only the issuing authority cancels a document; ask {authority} to.",
+    ),
+    Rule(
+        id="CA-002",
+        severity="warning",
+        applies_to=_CA,
+        check=x.cancelled_without_live_exports,
+        needs="context",
+        basis="BR-15",
+        message="ExportAuthorizations were issued against ImportAuthorization {number}: {exports}",
+        hint="Tell their issuing authorities that {number} is cancelled, so that they revoke them.",
+    ),
+    # ExportDeclaration
+    Rule(
+        id="ED-001",
+        severity="warning",
+        applies_to=_ED,
+        check=c.declared_within_90_days,
+        basis="1971 Art. 12(2)(c); BR-19",
+        message="the declaration is issued {days} days after despatch ({despatch}); the treaty allows 90",
+        hint="Send export declarations to the importing country as soon as possible after despatch.",
+    ),
+    Rule(
+        id="ED-002",
+        severity="error",
+        applies_to=_ED,
+        check=x.declaration_allowed_by_importing_country,
+        needs="context",
+        basis="ECOSOC 1985/15, 1991/44; E/INCB/1993/3; BR-03",
+        message="line {line}: {country} requires an import authorization for {treaty} Schedule {schedule}",
+        hint="Issue an ExportAuthorization against {country}'s ImportAuthorization instead of a declaration.",
+    ),
+    # PreExportNotification and its response
+    Rule(
+        id="PN-001",
+        severity="error",
+        applies_to=_PN,
+        check=c.notified_before_dispatch,
+        basis="1988 Art. 12(10)(a)",
+        message="ExpectedDispatchDate {dispatch} is before the notification's IssueDate {issue_date}",
+        hint="Notify before the export: the importing country needs time to object.",
+    ),
+    Rule(
+        id="PR-001",
+        severity="error",
+        applies_to=_PR,
+        check=c.objection_has_reason,
+        basis="1988 Art. 12(10); PEN Online practice",
+        message="Decision {decision} has no Reason",
+        hint="Say why: the exporting authority acts on the reason (stop the shipment, send information).",
+    ),
+    Rule(
+        id="PR-002",
+        severity="error",
+        applies_to=_PR,
+        check=c.response_to_exporting_country,
+        basis="1988 Art. 12(10)(a)",
+        message="the notification {number} was issued in {country}, not in the exporting country {exporting}",
+        hint="Answer the PreExportNotification of the exporting country of this trade.",
+    ),
+    # Acknowledgement
+    Rule(
+        id="AK-001",
+        severity="error",
+        applies_to=_AK,
+        check=c.status_agrees_with_findings,
+        basis="gateway acknowledgement protocol",
+        message="Status is {status}, but the findings ({counts}) make it {expected}",
+        hint="Rejected needs an error finding, acceptedWithWarnings a warning and no error, accepted neither.",
+    ),
+    Rule(
+        id="AK-002",
+        severity="error",
+        applies_to=_AK,
+        check=c.acknowledges_a_foreign_document,
+        basis="gateway acknowledgement protocol",
+        message="{number} was issued in {country}, the acknowledging country itself",
+        hint="Acknowledge documents received from the other country of the trade.",
+    ),
+    # Common rules
+    Rule(
         id="X-001",
         severity="error",
         applies_to=_ALL,
-        check=_countries_exist,
+        check=c.countries_exist,
         basis="ISO 3166-1; BR-18",
         message="{code} is not an ISO 3166-1 alpha-2 country code",
-        hint="Use the two-letter code from gateway/documents/data/countries.csv (GB for the United Kingdom, "
-        "CH for Switzerland).",
+        hint="Use the two-letter code from the countries reference table (GB for the United Kingdom, CH for "
+        "Switzerland).",
     ),
     Rule(
         id="X-002",
         severity="error",
         applies_to=_ALL,
-        check=_trade_crosses_border,
+        check=c.trade_crosses_border,
         basis="1961 Art. 31(4)(a); 1971 Art. 12(1)(a); BR-18",
         message="ImportingCountry and ExportingCountry are both {country}; permits cover international trade",
         hint="Set ExportingCountry to the country the goods leave from; domestic transfers need no permit "
@@ -315,26 +539,26 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="X-003",
         severity="error",
-        applies_to=_ALL,
-        check=_validity_ordered,
-        basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b)",
+        applies_to=_AUTHORIZATIONS,
+        check=c.validity_ordered,
+        basis=_ART_31,
         message="ValidUntil {valid_until} is before ValidFrom {valid_from}",
         hint="Swap or correct the dates so that ValidFrom <= ValidUntil.",
     ),
     Rule(
         id="X-004",
         severity="error",
-        applies_to=_ALL,
-        check=_issued_before_validity_ends,
-        basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b)",
+        applies_to=_AUTHORIZATIONS,
+        check=c.issued_before_validity_ends,
+        basis=_ART_31,
         message="IssueDate {issue_date} is after ValidUntil {valid_until}: the document would be born expired",
         hint="Correct IssueDate, or extend ValidUntil to the period the import or export may take place in.",
     ),
     Rule(
         id="X-005",
         severity="error",
-        applies_to=_ALL,
-        check=_parties_in_their_countries,
+        applies_to=_WITH_PARTIES,
+        check=c.parties_in_their_countries,
         basis="1961 Art. 31(4)(b); BR-18",
         message="the {role}'s address is in {country}, but the document says the {role} trades from {expected}",
         hint="Correct the {role}'s Address/CountryCode, or the document's ImportingCountry/ExportingCountry.",
@@ -342,17 +566,18 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="X-006",
         severity="error",
-        applies_to=_ALL,
-        check=_quantities_positive,
-        basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b)",
-        message="line {line}: {name} is {value}; quantities must be greater than zero",
-        hint="Enter the quantity authorized; remove the line if nothing of this substance is traded.",
+        applies_to=_WITH_LINES,
+        check=c.quantities_positive,
+        basis=_ART_31,
+        message="line {line}: {name} is {value}; it must be {least}",
+        hint="Enter the quantity authorized or actually moved; remove the line if nothing of this substance "
+        "is traded.",
     ),
     Rule(
         id="X-007",
         severity="error",
-        applies_to=_ALL,
-        check=_base_quantity_matches,
+        applies_to=_WITH_BASE,
+        check=c.base_quantity_matches,
         basis="BR-13; pure base content as in the INCB Yellow and Green Lists",
         message="line {line}: BaseQuantityGrams is {declared}, but {gross} {unit} x {factor} = {expected} g",
         hint="Recompute BaseQuantityGrams as gross quantity in grams x BaseConversionFactor (tolerance "
@@ -361,19 +586,19 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="X-008",
         severity="warning",
-        applies_to=_ALL,
-        check=_base_quantity_not_recomputable,
+        applies_to=_WITH_BASE,
+        check=c.base_quantity_not_recomputable,
         basis="BR-13",
-        message="line {line}: the gross quantity is in {unit}, not a mass unit, so BaseQuantityGrams cannot "
-        "be recomputed",
-        hint="State the gross quantity in KGM, GRM or MGM where possible; otherwise check BaseQuantityGrams "
-        "against the strength by hand.",
+        message="line {line}: the gross quantity is in {unit}, a {kind} unit, so BaseQuantityGrams cannot be "
+        "recomputed",
+        hint="State the gross quantity in a mass unit (KGM, GRM, MGM) where possible; otherwise check "
+        "BaseQuantityGrams against the strength by hand.",
     ),
     Rule(
         id="X-009",
         severity="error",
-        applies_to=_ALL,
-        check=_unit_known,
+        applies_to=_WITH_LINES,
+        check=c.unit_known,
         basis="UN/ECE Recommendation 20",
         message="line {line}: unit code {unit} is not one the gateway accepts",
         hint="Use one of the UN/ECE Rec. 20 codes {known}.",
@@ -381,38 +606,37 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="X-010",
         severity="error",
-        applies_to=_ALL,
-        check=_substance_known,
+        applies_to=_WITH_LINES,
+        check=c.substance_known,
         basis=f"BR-02; {_LISTS}",
         message="line {line}: SubstanceId '{id}' is not a substance id in the gateway's reference list",
-        hint="Use the id of the substance in gateway/documents/data/substances.csv{suggestion}; ids are the "
-        "names in lower case with hyphens.",
+        hint="Use the id of the substance in the substances reference table{suggestion}; ids are the names "
+        "in lower case with hyphens.",
     ),
     Rule(
         id="X-011",
         severity="error",
-        applies_to=_ALL,
-        check=_substance_data_agrees,
-        basis=f"1961 Art. 31(4)(b); 1971 Art. 12(1)(b); BR-02; {_LISTS}",
+        applies_to=_WITH_LINES,
+        check=c.substance_data_agrees,
+        basis=f"{_ART_31}; BR-02; {_LISTS}",
         message="line {line}: {name} is '{declared}', but the reference list has '{expected}' for {id}",
         hint="Write {name} as '{expected}', or check that SubstanceId names the intended substance.",
     ),
     Rule(
         id="X-012",
         severity="error",
-        applies_to=_ALL,
-        check=_substance_needs_authorization,
-        basis="1988 Art. 12(10); BR-03",
-        message="line {line}: {name} is a 1988 Convention precursor ({table}), not a narcotic drug or "
-        "psychotropic substance",
-        hint="Send precursors as a pre-export notification (PEN Online), not on an import or export "
-        "authorization.",
+        applies_to=_WITH_LINES,
+        check=c.substance_fits_document,
+        basis="1961 Art. 31; 1971 Art. 12; 1988 Art. 12(10); BR-03",
+        message="line {line}: {name} is a {treaty} Convention substance ({schedule}); {type} documents cover "
+        "{covers}",
+        hint="For this substance, {instead}.",
     ),
     Rule(
         id="X-013",
         severity="warning",
-        applies_to=_ALL,
-        check=_licence_present,
+        applies_to=_WITH_PARTIES,
+        check=c.licence_present,
         basis="1961 Art. 31(3)",
         message="the {role} is an enterprise but has no NationalLicenceNumber",
         hint="Add the {role}'s national licence or registration number; persons and enterprises in the "
@@ -422,7 +646,8 @@ RULES: tuple[Rule, ...] = (
         id="X-014",
         severity="error",
         applies_to=_ALL,
-        check=_not_issued_in_future,
+        check=c.not_issued_in_future,
+        needs="as_of",
         basis="gateway policy; BR-09",
         message="IssueDate {issue_date} is after today ({as_of})",
         hint="Correct IssueDate; a competent authority cannot issue a document in the future (check the "
@@ -431,11 +656,156 @@ RULES: tuple[Rule, ...] = (
     Rule(
         id="X-015",
         severity="warning",
-        applies_to=_ALL,
-        check=_not_expired,
-        basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b)",
+        applies_to=_AUTHORIZATIONS,
+        check=c.not_expired,
+        needs="as_of",
+        basis=_ART_31,
         message="the document expired on {valid_until} (today is {as_of})",
         hint="No import or export may take place under it any more; ask the issuer for a new document if "
         "the trade is still to happen.",
+    ),
+    Rule(
+        id="X-016",
+        severity="error",
+        applies_to=_NOT_IA_OR_EA,
+        check=c.issuer_on_its_side,
+        basis="1961 Art. 31(7); 1971 Art. 12; 1988 Art. 12(10)",
+        message="the issuing authority is in {issuing}, but a {type} is issued by {who} country",
+        hint="Have the competent authority of {expected} issue it, or correct ImportingCountry or "
+        "ExportingCountry.",
+    ),
+    Rule(
+        id="X-017",
+        severity="error",
+        applies_to=_TREATY_LINES,
+        check=c.pharmaceutical_form_given,
+        basis="1971 Art. 12(1)(b), 12(2)(a)",
+        message="line {line} is a 1971 substance without a PharmaceuticalForm",
+        hint="Add PharmaceuticalForm (tablets, powder, solution for injection...) before GrossQuantity.",
+    ),
+    Rule(
+        id="X-018",
+        severity="error",
+        applies_to=_TREATY_LINES,
+        check=c.preparation_named,
+        basis="1971 Art. 12(1)(b), 12(2)(a)",
+        message="line {line} is a preparation of a 1971 substance without a PreparationName",
+        hint="Add the preparation's name (PreparationName) before PharmaceuticalForm.",
+    ),
+    Rule(
+        id="X-019",
+        severity="error",
+        applies_to=_WITH_BASE,
+        check=c.factor_matches_reference,
+        basis="BR-13; pure base content as in the INCB Yellow and Green Lists",
+        message="line {line}: BaseConversionFactor is {declared}, but the verified factor for {form} of {id} "
+        "is {expected}",
+        hint="Use {expected} and recompute BaseQuantityGrams, or name the salt actually traded in SaltOrBaseForm.",
+    ),
+    Rule(
+        id="X-020",
+        severity="warning",
+        applies_to=_WITH_BASE,
+        check=c.factor_not_checked,
+        basis="BR-13",
+        message="line {line}: the factor {factor} for {form} could not be checked: it {why}; the "
+        "document's own factor was used",
+        hint="Check the factor against the current INCB Yellow or Green List; the administrator can add a "
+        "verified row to base-factors.csv.",
+    ),
+    Rule(
+        id="X-021",
+        severity="warning",
+        applies_to=_AUTHORIZATIONS,
+        check=c.validity_within_national_limit,
+        basis="BR-21; national law as in validity-limits.csv",
+        message="valid from {valid_from} to {valid_until}: longer than the {months} months {country} allows "
+        "({basis})",
+        hint="End the validity on or before {latest}, or correct validity-limits.csv if the law changed.",
+    ),
+    Rule(
+        id="X-022",
+        severity="error",
+        applies_to=_ALL,
+        check=x.number_not_taken,
+        needs="context",
+        basis="BR-04",
+        message="{country} already issued a different {type} numbered {number}",
+        hint="Give the document a new number; to change an issued document, send an Amendment.",
+    ),
+    Rule(
+        id="X-023",
+        severity="error",
+        applies_to=_REFERRING,
+        check=x.reference_known,
+        needs="context",
+        basis="1961 Art. 31(5); 1971 Art. 12(1)(c); BR-05",
+        message="{type} {number} of {country} is not known to this gateway",
+        hint="Check the number and issuing country; the referenced document must have been exchanged "
+        "through the gateway first.",
+    ),
+    Rule(
+        id="X-024",
+        severity="error",
+        applies_to=_REFERRING,
+        check=x.reference_agrees,
+        needs="context",
+        basis="1961 Art. 31(4)(c); 1971 Art. 12(1)(b); ECOSOC 1981/7 (authenticity)",
+        message="the reference to {number} gives {name} {stated}, but the document has {known}",
+        hint="Copy {name} from document {number} itself; a mismatch may mean a forged or misread document.",
+    ),
+    Rule(
+        id="X-025",
+        severity="error",
+        applies_to=_EA | _EX | _EN | _AM | _CA,
+        check=x.reference_not_cancelled,
+        needs="context",
+        basis="BR-05, BR-15",
+        message="{type} {number} is cancelled as of {date}",
+        hint="A cancelled document cannot be used, amended or cancelled again; refer to its replacement.",
+    ),
+    Rule(
+        id="X-026",
+        severity="error",
+        applies_to=_AUTHORIZATIONS,
+        check=x.estimate_exceeded,
+        needs="context",
+        basis="1961 Arts. 19, 21, 31(1)(b); ECOSOC 1981/7 (assessments); BR-10",
+        message="{country}'s {year} {kind} for {id} is {estimate} g; with {before} g already on other {type}s, "
+        "this one's {this} g exceeds it",
+        hint="Ask {country} to furnish a supplementary {kind} to INCB, or mark an urgent delivery with "
+        "EmergencyDelivery and its reason.",
+    ),
+    Rule(
+        id="X-027",
+        severity="warning",
+        applies_to=_AUTHORIZATIONS,
+        check=x.estimate_exceeded_in_emergency,
+        needs="context",
+        basis="INCB emergency procedure (2020); 1961 Art. 21(4)",
+        message="{country}'s {year} {kind} for {id} ({estimate} g) is exceeded ({before} g + {this} g), let "
+        "through as an emergency delivery: {reason}",
+        hint="Report the delivery to INCB; the {kind} needs a supplement.",
+    ),
+    Rule(
+        id="X-028",
+        severity="warning",
+        applies_to=_AUTHORIZATIONS,
+        check=x.estimate_known,
+        needs="context",
+        basis="1961 Art. 19; ECOSOC 1981/7; BR-10",
+        message="no {year} estimate or assessment of {country} for {id} is in the estimates table, so it "
+        "was not checked",
+        hint="The administrator adds the current INCB figure to estimates.csv.",
+    ),
+    Rule(
+        id="X-029",
+        severity="error",
+        applies_to=_EA | _ED,
+        check=x.import_not_prohibited,
+        needs="context",
+        basis="1971 Art. 13; Green List Part three; BR-11",
+        message="line {line}: {country} prohibits the import of {id}{since} ({reference})",
+        hint="No export of this substance to {country} may be authorized.",
     ),
 )

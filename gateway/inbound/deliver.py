@@ -17,6 +17,8 @@ from pathlib import Path
 import structlog
 
 from gateway.clock import Clock
+from gateway.faults import NO_FAULTS, Faults
+from gateway.metrics import DELIVERY_LATENCY
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore
 
 log = structlog.get_logger("gateway.inbound")
@@ -61,18 +63,28 @@ def metadata(record: MessageRecord) -> dict[str, str | None]:
 
 class FolderDelivery:
     def __init__(
-        self, *, store: MessageStore, payloads: PayloadStore, inbox: Path, clock: Clock, node_id: str
+        self,
+        *,
+        store: MessageStore,
+        payloads: PayloadStore,
+        inbox: Path,
+        clock: Clock,
+        node_id: str,
+        lease: timedelta = RETRY_DELAY,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._store = store
         self._payloads = payloads
         self._inbox = inbox
         self._clock = clock
         self._node_id = node_id
+        self._faults = faults
+        self._lease = lease
 
     async def run_once(self, limit: int = 50) -> int:
         delivered = 0
         while batch := await self._store.claim_due(
-            self._node_id, limit=limit, lease=RETRY_DELAY, direction=Direction.INBOUND
+            self._node_id, limit=limit, lease=self._lease, direction=Direction.INBOUND
         ):
             for record in batch:
                 delivered += await self._deliver(record)
@@ -86,11 +98,15 @@ class FolderDelivery:
             meta = json.dumps(metadata(record), indent=2).encode()
             _write_atomically(self._inbox / f"{name}.json", meta)
             _write_atomically(self._inbox / f"{name}.xml", data)
+            self._faults.hit("deliver.after_write")
         except OSError as exc:
-            due = self._clock.now() + RETRY_DELAY
+            due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
             log.warning("delivery to inbox failed", message_id=record.message_id, reason=str(exc))
             return 0
         await self._store.move(record.id, Event.DELIVER, detail={"file": f"{name}.xml"}, lease_owner=None)
+        DELIVERY_LATENCY.labels(partner=record.partner_id).observe(
+            (self._clock.now() - record.created_at).total_seconds()
+        )
         log.info("delivered to inbox", message_id=record.message_id, file=f"{name}.xml")
         return 1

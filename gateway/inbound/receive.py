@@ -23,6 +23,8 @@ from gateway.clock import Clock
 from gateway.documents import PermitDocument, PermitDocumentRejected, validate_document
 from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
+from gateway.faults import NO_FAULTS, Faults
+from gateway.metrics import DUPLICATES, EBMS_ERRORS_SENT, FAILURES
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import (
@@ -58,6 +60,7 @@ class Receiver:
         identity: IdentitySettings,
         keys: tuple[KeyPair, ...],
         clock: Clock,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -65,9 +68,16 @@ class Receiver:
         self._identity = identity
         self._keys = keys
         self._clock = clock
+        self._faults = faults
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
+
+    def use_keys(self, keys: tuple[KeyPair, ...]) -> None:
+        """Decrypt with any of ``keys`` (current, next, previous); sign receipts with the first."""
+        if not keys:
+            raise ValueError("the receiver needs at least one key")
+        self._keys = keys
 
     def _new_id(self) -> str:
         return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
@@ -80,6 +90,7 @@ class Receiver:
             return await self._accept(received, content_type, body)
         except EbmsError as exc:
             log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
+            EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
             return Reception(
                 response=build_error_signal(exc, key=self._keys[0], message_id=self._new_id(), now=now)
             )
@@ -146,6 +157,7 @@ class Receiver:
             )
         except IllegalTransition:
             return await self._duplicate(await self._store.get(record.id), new.payload_sha256)
+        self._faults.hit("receive.before_answer")
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         response = Outgoing(message_id=receipt.message_id, content_type=kept_type, body=kept_body)
         return Reception(response=response, record=record)
@@ -184,6 +196,7 @@ class Receiver:
             await self._store.move(
                 record.id, Event.REJECT, detail={"findings": [str(f) for f in exc.findings]}, last_error=reason
             )
+            FAILURES.labels(direction="inbound", partner=record.partner_id).inc()
             raise EbmsError(
                 EbmsCode.DELIVERY_FAILURE,
                 f"the permit document was refused by the receiving authority's checks: {reason}",
@@ -193,6 +206,7 @@ class Receiver:
     async def _duplicate(self, stored: MessageRecord, payload_sha256: str) -> Reception:
         if stored.payload_sha256 != payload_sha256:
             await self._store.note(stored.id, "duplicate_refused", {"reason": "same MessageId, different content"})
+            DUPLICATES.labels(partner=stored.partner_id, outcome="refused").inc()
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
                 f"MessageId {stored.message_id!r} was already received with different content; a retry must resend "
@@ -207,6 +221,7 @@ class Receiver:
                 ref_to_message_id=stored.message_id,
             )
         await self._store.note(stored.id, "duplicate", {"answer": "original receipt"})
+        DUPLICATES.labels(partner=stored.partner_id, outcome="receipt_resent").inc()
         content_type, body = evidence
         response = Outgoing(message_id=stored.message_id, content_type=content_type, body=body)
         return Reception(response=response, record=stored, duplicate=True)

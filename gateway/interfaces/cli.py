@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -11,15 +10,16 @@ import typer
 from aiohttp import web
 from rich.console import Console
 
-from gateway.clock import SystemClock
-from gateway.documents import PermitDocumentRejected, validate_document
 from gateway.errors import GatewayError
-from gateway.interfaces import logs
+from gateway.interfaces import logs, validate_cli
+from gateway.interfaces.profiles_cli import keys_app, profiles_app
 from gateway.settings import load_settings
 
 app = typer.Typer(help="Permit Gateway: AS4 exchange of controlled-substance import and export authorizations.")
 db_app = typer.Typer(help="The message store.")
 app.add_typer(db_app, name="db")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(keys_app, name="keys")
 console = Console(width=max(Console().width, 132))
 err = Console(stderr=True)
 
@@ -78,31 +78,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command()
-def validate(
-    files: Annotated[list[Path], typer.Argument(help="permit documents to check")],
-    as_of: Annotated[str | None, typer.Option(help="check as on this date (YYYY-MM-DD); default today")] = None,
-) -> None:
-    """Check permit documents against the XSDs and the treaty rules, as a submission would."""
-    day = date.fromisoformat(as_of) if as_of else SystemClock().now().date()
-    failed = 0
-    for path in files:
-        try:
-            document = validate_document(path.read_bytes(), as_of=day)
-        except PermitDocumentRejected as exc:
-            failed += 1
-            err.print(f"[bold red]{path}[/]: rejected", highlight=False)
-            for finding in exc.findings:
-                err.print(f"  {path}: {finding}", highlight=False, soft_wrap=True)
-            continue
-        except OSError as exc:
-            failed += 1
-            err.print(f"[bold red]{path}[/]: {exc}", highlight=False)
-            continue
-        console.print(f"{path}: OK ({document.document_type} {document.number})", highlight=False)
-        for finding in document.findings:
-            console.print(f"  {path}: {finding}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1 if failed else 0)
+validate_cli.register(app)
 
 
 @db_app.command("upgrade")

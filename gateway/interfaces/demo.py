@@ -62,7 +62,13 @@ class Running:
 
 
 def gateway_settings(
-    authority: DevAuthority, pki: DevPki, *, port: int, data_dir: Path, profiles: Path
+    authority: DevAuthority,
+    pki: DevPki,
+    *,
+    port: int,
+    data_dir: Path,
+    profiles: Path,
+    outbound: dict[str, float] | None = None,
 ) -> Settings:
     files = pki.files_for(authority.party_id)
     folder = data_dir / authority.party_id.lower()
@@ -82,7 +88,7 @@ def gateway_settings(
             "inbox": str(folder / "inbox"),
             "rejected": str(folder / "rejected"),
         },
-        "outbound": {"sweep_seconds": 5.0, "http_timeout_seconds": 10.0},
+        "outbound": outbound or {"sweep_seconds": 5.0, "http_timeout_seconds": 10.0},
     }
     return settings_from_dict(data, base=data_dir)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from gateway.clock import Clock
+from gateway.profiles.editor import ProfileEditor
+from gateway.profiles.watcher import ProfileWatcher
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,3 +18,7 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 NODE: web.AppKey[Node] = web.AppKey("node")
+# The admin API (gateway/interfaces/admin.py): the profile editor, the watcher whose set is active, the token.
+PROFILE_EDITOR = web.AppKey("profile_editor", ProfileEditor)
+PROFILE_WATCHER = web.AppKey("profile_watcher", ProfileWatcher)
+ADMIN_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("admin_token")

@@ -7,6 +7,8 @@ store, HTTP client, services, background work (scheduler, pumps, folder watcher)
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -20,16 +22,21 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.clock import Clock, SystemClock
+from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
 from gateway.inbound.http import ON_ACCEPTED, RECEIVER
 from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import folder, rest
-from gateway.interfaces.keys import CLOCK, NODE, SETTINGS
+from gateway.interfaces.keys import ADMIN_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.submit import Submitter
-from gateway.profiles.loader import load_profiles
-from gateway.profiles.trust import Partners, load_key_pair
+from gateway.profiles.editor import ProfileEditor
+from gateway.profiles.expiry import check_expiry
+from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_own_keys
+from gateway.profiles.loader import load_profiles, profile_files
+from gateway.profiles.trust import Partners
+from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
 from gateway.settings import Settings
 from gateway.store import MessageStore, PayloadStore, create_engine, upgrade
 
@@ -73,6 +80,7 @@ class Node:
     delivery: FolderDelivery
     dispatch_pump: Pump
     delivery_pump: Pump
+    keys: OwnKeys
 
 
 def new_node_id() -> str:
@@ -88,13 +96,16 @@ async def open_store(settings: Settings, clock: Clock) -> MessageStore:
 
 def _services(settings: Settings, clock: Clock, store: MessageStore, session: aiohttp.ClientSession) -> Node:
     now: datetime = clock.now()
-    keys = load_key_pair(settings.keys.private_key, settings.keys.certificate, settings.keys.passphrase(), now=now)
-    partners = Partners(load_profiles(settings.profiles.folder, certificates_dir=settings.profiles.certificates))
+    keys = load_own_keys(settings.keys, now=now)
+    partners = Partners(
+        load_profiles(settings.profiles.folder, certificates_dir=settings.profiles.certificates), now=now
+    )
     payloads = PayloadStore(settings.data_dir / "payloads")
     node_id = new_node_id()
     identity = settings.identity
+    faults = Faults(settings.faults.crash)
     submitter = Submitter(
-        store=store, payloads=payloads, partners=partners, identity=identity, keys=keys, clock=clock
+        store=store, payloads=payloads, partners=partners, identity=identity, keys=keys.signing, clock=clock
     )
     dispatcher = Dispatcher(
         store=store,
@@ -104,12 +115,26 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         session=session,
         node_id=node_id,
         http_timeout=settings.outbound.http_timeout_seconds,
+        lease=timedelta(seconds=settings.outbound.lease_seconds),
+        faults=faults,
     )
     receiver = Receiver(
-        store=store, payloads=payloads, partners=partners, identity=identity, keys=(keys,), clock=clock
+        store=store,
+        payloads=payloads,
+        partners=partners,
+        identity=identity,
+        keys=keys.decryption,
+        clock=clock,
+        faults=faults,
     )
     delivery = FolderDelivery(
-        store=store, payloads=payloads, inbox=settings.folders.inbox, clock=clock, node_id=node_id
+        store=store,
+        payloads=payloads,
+        inbox=settings.folders.inbox,
+        clock=clock,
+        node_id=node_id,
+        lease=timedelta(seconds=settings.outbound.lease_seconds),
+        faults=faults,
     )
     return Node(
         settings=settings,
@@ -124,6 +149,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         delivery=delivery,
         dispatch_pump=Pump("dispatch", dispatcher.run_once),
         delivery_pump=Pump("delivery", delivery.run_once),
+        keys=keys,
     )
 
 
@@ -148,6 +174,11 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _recover(node: Node) -> None:
+    if await node.store.recover_leases():
+        node.dispatch_pump.wake()
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     tasks = [asyncio.create_task(p.run(), name=p.name) for p in (node.dispatch_pump, node.delivery_pump)]
@@ -155,7 +186,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     sweep = timedelta(seconds=node.settings.outbound.sweep_seconds)
     scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
     scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
-    scheduler.add_job(node.store.recover_leases, "interval", seconds=30, id="lease-recovery")
+    scheduler.add_job(_recover, "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery")
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()
@@ -168,12 +199,82 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# --- partner profiles, our keys, certificate expiry: hot reload and the admin API ------------------------
+
+
+def use_partners(node: Node, partners: Partners) -> None:
+    """Swap a new profile set into every service; a message in flight keeps the ``Partner`` it holds."""
+    node.submitter.use_partners(partners)
+    node.dispatcher.use_partners(partners)
+    node.receiver.use_partners(partners)
+    node.partners = partners
+
+
+def use_keys(node: Node, keystore: Keystore) -> None:
+    """After a key rollover: sign with the new current key, decrypt with current, next and previous."""
+    node.keys = OwnKeys.of(keystore)
+    node.submitter.use_keys(node.keys.signing)
+    node.receiver.use_keys(node.keys.decryption)
+
+
+def check_certificates(node: Node) -> None:
+    """The expiry check: at start and daily, ours and every partner's (log + metric)."""
+    own = node.keys.own_certificates()
+    check_expiry(node.partners, own, now=node.clock.now(), warning_days=node.settings.keys.expiry_warning_days)
+
+
+async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The profile watcher, the profile editor behind the admin API, the keystore watcher, the expiry job."""
+    node, settings = app[NODE], app[SETTINGS]
+    folder, certificates = settings.profiles.folder, settings.profiles.certificates
+    active = ActiveProfiles(
+        partners=node.partners, files=profile_files(folder), since=node.clock.now(), reason="start"
+    )
+    watcher = ProfileWatcher(
+        folder,
+        certificates_dir=certificates,
+        clock=node.clock,
+        on_reload=functools.partial(use_partners, node),
+        active=active,
+        interval=settings.profiles.poll_seconds,
+    )
+    app[PROFILE_WATCHER] = watcher
+    app[PROFILE_EDITOR] = ProfileEditor(
+        folder,
+        certificates_dir=certificates,
+        data_dir=settings.data_dir,
+        clock=node.clock,
+        on_change=watcher.reload,
+        warning_days=settings.keys.expiry_warning_days,
+    )
+    app[ADMIN_TOKEN] = settings.admin.token()
+    check_certificates(node)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(check_certificates, "interval", args=[node], days=1, id="certificate-expiry")
+    scheduler.start()
+    try:
+        async with contextlib.AsyncExitStack() as running:
+            await running.enter_async_context(watcher.running())
+            if node.keys.keystore is not None:
+                keystore = KeystoreWatcher(
+                    node.keys.keystore,
+                    settings.keys.keystore_passphrase(),
+                    on_change=functools.partial(use_keys, node),
+                    interval=settings.profiles.poll_seconds,
+                )
+                await running.enter_async_context(keystore.running())
+            yield
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: bool = True) -> web.Application:
     """The gateway's one aiohttp application: the AS4 endpoint, the REST API and the background work."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_profiles_ctx)
     app.cleanup_ctx.append(_background_ctx)
     if watch_outbox:
         app.cleanup_ctx.append(folder.outbox_ctx)

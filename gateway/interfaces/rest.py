@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.documents import PermitDocumentRejected
 from gateway.errors import GatewayError
 from gateway.interfaces.keys import NODE
+from gateway.metrics import QUEUE_DEPTH, REGISTRY
 from gateway.store import Direction, EventRecord, MessageRecord
 
 API = "/api/v1"
@@ -98,9 +100,18 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "party_id": node.settings.identity.party_id, "node": node.node_id})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    depth = await request.app[NODE].store.count_by_state()
+    QUEUE_DEPTH.clear()
+    for (direction, partner, state), count in depth.items():
+        QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
     web.get("/health", health),
+    web.get("/metrics", metrics),
 ]

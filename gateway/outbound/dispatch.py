@@ -15,6 +15,8 @@ import structlog
 from gateway.as4 import EbmsError, ErrorReceived, Outgoing, ReceiptReceived, SignedReference, parse_response
 from gateway.clock import Clock
 from gateway.errors import GatewayError
+from gateway.faults import NO_FAULTS, Faults
+from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Event, MessageRecord, MessageStore, PayloadStore
 
@@ -86,6 +88,8 @@ class Dispatcher:
         session: aiohttp.ClientSession,
         node_id: str,
         http_timeout: float,
+        lease: timedelta,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -94,7 +98,8 @@ class Dispatcher:
         self._session = session
         self._node_id = node_id
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
-        self._lease = timedelta(seconds=http_timeout * 2 + 30)
+        self._lease = max(lease, timedelta(seconds=http_timeout * 2))
+        self._faults = faults
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -139,6 +144,7 @@ class Dispatcher:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
         latency = round((time.perf_counter() - started) * 1000, 1)
+        self._faults.hit("send.after_post")
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
         except EbmsError as exc:
@@ -154,10 +160,16 @@ class Dispatcher:
         if attempt.receipt is not None:
             detail["receipt_message_id"] = attempt.receipt.message_id
             await self._store.move(record.id, Event.RECEIPT_OK, detail=detail, lease_owner=None, last_error=None)
+            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="receipt").inc()
+            SEND_LATENCY.labels(partner=record.partner_id).observe(
+                (self._clock.now() - record.created_at).total_seconds()
+            )
             log.info("message acknowledged", message_id=record.message_id, attempt=record.attempts)
             return
         if not attempt.retryable:
             await self._store.move(record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason)
+            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
+            FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
             log.error("message failed", message_id=record.message_id, reason=attempt.reason)
             return
         awareness = partner.profile.reception_awareness
@@ -174,6 +186,7 @@ class Dispatcher:
             )
             return
         detail["next_attempt_at"] = due.isoformat()
+        SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="retry").inc()
         await self._store.move(
             record.id,
             Event.SEND_FAILED,
@@ -194,4 +207,5 @@ class Dispatcher:
             last_error=reason,
             lease_owner=None,
         )
+        FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
         log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)

@@ -92,6 +92,10 @@ class Submitter:
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
+    def use_keys(self, keys: KeyPair) -> None:
+        """Sign new messages with ``keys`` (after a rollover); stored messages keep their signatures."""
+        self._keys = keys
+
     async def submit(self, data: bytes, *, partner_id: str | None = None) -> Submitted:
         """Validate, route, pack and store one permit document; raises with the reason when it cannot go."""
         now = self._clock.now()

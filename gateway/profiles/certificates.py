@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
@@ -115,28 +115,108 @@ def _describe_key(cert: x509.Certificate) -> str:
     return "a key of another type"
 
 
+def valid_at(cert: x509.Certificate, now: datetime) -> bool:
+    _require_aware(now)
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint in hex, as ``keys list`` and the logs show it."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
 @dataclass(frozen=True, slots=True)
 class PartnerCertificates:
-    """A partner's certificates, loaded once from its profile."""
+    """A partner's certificates, loaded once from its profile.
+
+    ``signing`` holds every pinned signing certificate (several during a rollover); ``encryption`` is the one
+    we encrypt for, chosen when the profile was loaded (see ``resolve_certificates``).
+    """
 
     profile_id: str
-    signing: x509.Certificate
+    signing: tuple[x509.Certificate, ...]
     encryption: x509.Certificate
+    trust_anchor: x509.Certificate | None = None
+    subject: str | None = None
+
+    def valid_signing(self, now: datetime) -> tuple[x509.Certificate, ...]:
+        return tuple(cert for cert in self.signing if valid_at(cert, now))
 
     def check(self, *, now: datetime) -> None:
-        """Refuse to use the certificates when either is not valid at ``now``."""
-        check_certificate(self.signing, now=now, purpose=f"signing certificate of partner {self.profile_id!r}")
+        """Refuse to use the partner when no signing certificate, or the encryption certificate, is valid now."""
+        self._check_signing(now)
         check_certificate(
             self.encryption, now=now, purpose=f"encryption certificate of partner {self.profile_id!r}"
         )
 
+    def _check_signing(self, now: datetime) -> None:
+        if self.valid_signing(now):
+            return
+        if self.trust_anchor is not None:
+            check_certificate(self.trust_anchor, now=now, purpose=f"trust anchor of partner {self.profile_id!r}")
+            return
+        reasons = []
+        for cert in self.signing:
+            try:
+                check_certificate(cert, now=now, purpose=f"signing certificate of partner {self.profile_id!r}")
+            except KeyMaterialError as exc:
+                reasons.append(str(exc))
+        if len(reasons) == 1:
+            raise KeyMaterialError(reasons[0])
+        raise KeyMaterialError(
+            f"partner {self.profile_id!r} has no signing certificate valid now; " + "; ".join(reasons)
+        )
 
-def resolve_certificates(profile: PartnerProfile) -> PartnerCertificates:
-    """Load a profile's signing and encryption certificates (one read when they are the same file)."""
+    def every(self) -> tuple[tuple[str, x509.Certificate], ...]:
+        """(purpose, certificate) for every distinct certificate: signing, encryption, trust-anchor."""
+        seen: dict[bytes, tuple[str, x509.Certificate]] = {}
+        for purpose, cert in [("signing", c) for c in self.signing] + [("encryption", self.encryption)]:
+            seen.setdefault(cert.fingerprint(hashes.SHA256()), (purpose, cert))
+        if self.trust_anchor is not None:
+            seen.setdefault(self.trust_anchor.fingerprint(hashes.SHA256()), ("trust-anchor", self.trust_anchor))
+        return tuple(seen.values())
+
+    def changes_at(self, now: datetime) -> datetime | None:
+        """The next time a certificate becomes valid or expires, when the choice of certificates may change."""
+        moments = [
+            moment
+            for _, cert in self.every()
+            for moment in (cert.not_valid_before_utc, cert.not_valid_after_utc)
+            if moment > now
+        ]
+        return min(moments, default=None)
+
+
+def resolve_certificates(profile: PartnerProfile, *, now: datetime | None = None) -> PartnerCertificates:
+    """Load a profile's certificates, each file once, and choose the one we encrypt for.
+
+    The encryption certificate is the newest (latest start of validity) of the candidates valid at ``now``
+    (``encryption_certificate``, else every pinned signing certificate); when none is valid, or without ``now``,
+    the newest of all, so that ``PartnerCertificates.check`` names what is wrong with it.
+    """
     security = profile.security
-    signing = load_certificate(security.signing_certificate)
-    encryption_path = security.effective_encryption_certificate
-    encryption = signing if encryption_path == security.signing_certificate else load_certificate(encryption_path)
-    check_suite_key(signing, security.suite, purpose=f"signing certificate of partner {profile.id!r}")
-    check_suite_key(encryption, security.suite, purpose=f"encryption certificate of partner {profile.id!r}")
-    return PartnerCertificates(profile_id=profile.id, signing=signing, encryption=encryption)
+    loaded: dict[Path, x509.Certificate] = {}
+
+    def load(path: Path, purpose: str) -> x509.Certificate:
+        if path not in loaded:
+            loaded[path] = load_certificate(path)
+            check_suite_key(
+                loaded[path], security.suite, purpose=f"{purpose} certificate of partner {profile.id!r}"
+            )
+        return loaded[path]
+
+    signing = tuple(load(path, "signing") for path in security.pinned_certificates)
+    candidates = [load(path, "encryption") for path in security.encryption_candidates]
+    anchor = load_certificate(security.trust_anchor) if security.trust_anchor is not None else None
+    return PartnerCertificates(
+        profile_id=profile.id,
+        signing=signing,
+        encryption=_newest(candidates, now),
+        trust_anchor=anchor,
+        subject=security.subject,
+    )
+
+
+def _newest(candidates: list[x509.Certificate], now: datetime | None) -> x509.Certificate:
+    valid = [cert for cert in candidates if now is None or valid_at(cert, now)]
+    return max(valid or candidates, key=lambda cert: cert.not_valid_before_utc)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from types import UnionType
+from types import MappingProxyType, UnionType
 from typing import Any, Union, get_args, get_origin
 
+from cryptography import x509
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -31,7 +32,6 @@ from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
-_CERTIFICATE_KEYS = ("signing_certificate", "encryption_certificate")
 
 Loc = tuple[int | str, ...]
 
@@ -57,51 +57,104 @@ def load_profile(path: Path, *, certificates_dir: Path, now: datetime | None = N
     """Read and validate one partner profile; relative certificate paths resolve against ``certificates_dir``.
 
     The certificate files must exist, hold a certificate and suit the profile's security suite. With ``now``,
-    they must also be valid at that time; without it, validity is left to each use
-    (``PartnerCertificates.check``), so one expiring partner cannot keep all the others from loading.
+    each purpose (signing, encryption, trust anchor, TLS client) must also have a certificate valid at that
+    time; without it, validity is left to each use (``PartnerCertificates.check``), so one expiring partner
+    cannot keep all the others from loading.
     """
-    return _load(path, certificates_dir=certificates_dir, now=now).profile
+    return _load(path, None, certificates_dir=certificates_dir, now=now).profile
+
+
+def load_profile_text(
+    text: str, *, path: Path, certificates_dir: Path, now: datetime | None = None
+) -> PartnerProfile:
+    """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were."""
+    return _load(path, text, certificates_dir=certificates_dir, now=now).profile
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedProfiles:
+    """A valid profile folder: the registry, and the file each profile came from."""
+
+    registry: ProfileRegistry
+    files: Mapping[str, Path]
 
 
 def load_profiles(folder: Path, *, certificates_dir: Path, now: datetime | None = None) -> ProfileRegistry:
     """Load every ``*.yaml``/``*.yml`` directly in ``folder`` (not in subfolders such as ``examples/``)."""
+    return load_profile_folder(folder, certificates_dir=certificates_dir, now=now).registry
+
+
+def load_profile_folder(
+    folder: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime | None = None,
+    overrides: Mapping[Path, str | None] | None = None,
+) -> LoadedProfiles:
+    """Load a folder whole or not at all; ``overrides`` puts text in place of a file (None: as if removed).
+
+    Every problem of every file is reported at once, then the problems across files (ids, PartyIds).
+    """
     if not folder.is_dir():
         raise ProfileError(f"{folder}: partner profile folder not found; create it or fix [profiles].folder")
+    changes = dict(overrides or {})
     loaded: list[_Loaded] = []
     errors: list[str] = []
-    for path in _profile_files(folder):
+    for path in _profile_files(folder, changes):
         try:
-            loaded.append(_load(path, certificates_dir=certificates_dir, now=now))
+            loaded.append(_load(path, changes.get(path), certificates_dir=certificates_dir, now=now))
         except ProfileError as exc:
             errors.append(str(exc))
     errors += _duplicates(loaded)
     if errors:
         raise ProfileError("\n".join(errors))
-    return ProfileRegistry(item.profile for item in loaded)
+    registry = ProfileRegistry(item.profile for item in loaded)
+    return LoadedProfiles(registry=registry, files=MappingProxyType({i.profile.id: i.path for i in loaded}))
 
 
-def _profile_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.iterdir()):
-        if path.suffix in PROFILE_SUFFIXES and path.is_file() and not path.name.startswith("."):
-            yield path
+def is_profile_file(path: Path) -> bool:
+    return path.suffix in PROFILE_SUFFIXES and not path.name.startswith(".")
 
 
-def _load(path: Path, *, certificates_dir: Path, now: datetime | None) -> _Loaded:
-    document = _read_yaml(path)
+def profile_files(folder: Path) -> dict[str, Path]:
+    """Each profile file of ``folder`` by the ``id`` it declares (its stem when it declares none it can read).
+
+    Tolerant on purpose: an administrator must be able to fetch and fix a broken file.
+    """
+    found: dict[str, Path] = {}
+    for path in _profile_files(folder, {}):
+        try:
+            declared = _read_yaml(path).get("id")
+        except ProfileError:
+            declared = None
+        found.setdefault(declared if isinstance(declared, str) and declared else path.stem, path)
+    return found
+
+
+def where(path: Path, text: str, loc: Loc) -> str:
+    """``path:line:column`` of the key at ``loc`` in ``text`` (of its nearest present parent)."""
+    line, column = _locate(_read_yaml(path, text), loc)
+    return f"{path}:{line}:{column}"
+
+
+def _profile_files(folder: Path, changes: Mapping[Path, str | None]) -> list[Path]:
+    found = {path for path in folder.iterdir() if is_profile_file(path) and path.is_file()}
+    found |= {path for path, text in changes.items() if text is not None}
+    return sorted(found - {path for path, text in changes.items() if text is None})
+
+
+def _load(path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None) -> _Loaded:
+    document = _read_yaml(path, text)
     profile, problems = _validate(document)
-    problems += _certificate_problems(document, certificates_dir=certificates_dir, now=now)
+    problems += _file_problems(document, certificates_dir=certificates_dir, now=now)
     if problems or profile is None:
         raise ProfileError(_report(path, document, problems))
-    return _Loaded(path, document, _resolve_certificate_paths(profile, certificates_dir))
+    return _Loaded(path, document, _resolve_paths(profile, certificates_dir, path.parent))
 
 
-def _read_yaml(path: Path) -> CommentedMap:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: partner profile file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
+    if text is None:
+        text = _read_text(path)
     try:
         document = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
@@ -114,6 +167,15 @@ def _read_yaml(path: Path) -> CommentedMap:
         got = "an empty file" if document is None else f"a {type(document).__name__}"
         raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
     return document
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: partner profile file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
 
 
 def _plain(node: Any) -> Any:
@@ -217,22 +279,123 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _certificate_problems(
-    document: CommentedMap, *, certificates_dir: Path, now: datetime | None
-) -> list[_Problem]:
-    """Check the certificate files named in the raw document, so they are reported with any other problem."""
+@dataclass(frozen=True, slots=True)
+class _FileRef:
+    """A file named in a profile: where, what it must hold, and which purpose its certificate serves."""
+
+    loc: Loc
+    value: str
+    kind: str
+    purpose: str
+
+
+_EXPECTED_FILE = {
+    "certificate": "the partner's certificate (PEM or DER)",
+    "anchor": "the CA certificate (PEM or DER) that issues the partner's certificates",
+    "bundle": "CA certificates (PEM)",
+    "tls": "our TLS client certificate (PEM)",
+    "key": "the private key of the TLS client certificate (PEM)",
+}
+
+
+def _file_refs(document: CommentedMap) -> list[_FileRef]:
     security = document.get("security")
-    if not isinstance(security, dict):
-        return []
-    suite = _suite(security.get("suite", Security.model_fields["suite"].default))
+    security = security if isinstance(security, dict) else {}
+    tls = document.get("tls")
+    tls = tls if isinstance(tls, dict) else {}
+    pinned = security.get("signing_certificates")
+    pinned = pinned if isinstance(pinned, list) else []
+    candidates: list[tuple[Loc, object, str, str]] = [
+        (("security", "signing_certificate"), security.get("signing_certificate"), "certificate", "signing"),
+        *((("security", "signing_certificates", i), v, "certificate", "signing") for i, v in enumerate(pinned)),
+        (
+            ("security", "encryption_certificate"),
+            security.get("encryption_certificate"),
+            "certificate",
+            "encryption",
+        ),
+        (("security", "trust_anchor"), security.get("trust_anchor"), "anchor", "trust-anchor"),
+        (("tls", "ca_bundle"), tls.get("ca_bundle"), "bundle", "tls-ca"),
+        (("tls", "client_certificate"), tls.get("client_certificate"), "tls", "tls-client"),
+        (("tls", "client_key"), tls.get("client_key"), "key", "tls-client"),
+    ]
+    return [
+        _FileRef(loc, value, kind, purpose) for loc, value, kind, purpose in candidates if isinstance(value, str)
+    ]
+
+
+def _file_problems(document: CommentedMap, *, certificates_dir: Path, now: datetime | None) -> list[_Problem]:
+    """Check the files named in the raw document, so they are reported with any other problem.
+
+    With ``now``, a purpose (signing, encryption, trust anchor, TLS client) whose certificates are all invalid
+    at ``now`` is a problem at each of them; one expired certificate beside a valid one is fine (a rollover).
+    """
+    security = document.get("security")
+    suite = _suite(
+        security.get("suite", Security.model_fields["suite"].default) if isinstance(security, dict) else None
+    )
     problems: list[_Problem] = []
-    for key in _CERTIFICATE_KEYS:
-        value = security.get(key)
-        if isinstance(value, str):
-            text = _certificate_problem(value, certificates_dir=certificates_dir, suite=suite, now=now)
-            if text:
-                problems.append(_Problem(("security", key), text))
-    return problems
+    invalid: dict[str, list[_Problem]] = {}
+    valid: set[str] = set()
+    for ref in _file_refs(document):
+        path = certificates_dir / ref.value
+        try:
+            certificate = _check_file(ref, path, certificates_dir=certificates_dir, suite=suite)
+            if now is not None and certificate is not None:
+                check_certificate(certificate, now=now, purpose=f"certificate {path}")
+                valid.add(ref.purpose)
+        except _Unfit as exc:
+            problems.append(_Problem(ref.loc, str(exc)))
+        except KeyMaterialError as exc:
+            invalid.setdefault(ref.purpose, []).append(_Problem(ref.loc, str(exc)))
+    return problems + [p for purpose, found in invalid.items() if purpose not in valid for p in found]
+
+
+class _Unfit(Exception):
+    """A named file is missing or holds the wrong thing (as opposed to a certificate not valid now)."""
+
+
+def _check_file(
+    ref: _FileRef, path: Path, *, certificates_dir: Path, suite: SecuritySuite | None
+) -> x509.Certificate | None:
+    if not path.is_file():
+        raise _Unfit(
+            f"got {ref.value!r}, but {path} is not a file; expected {_EXPECTED_FILE[ref.kind]} there "
+            f"(relative paths resolve against {certificates_dir})"
+        )
+    try:
+        if ref.kind == "key":
+            return None
+        if ref.kind == "bundle":
+            _load_bundle(path)
+            return None
+        certificate = load_certificate(path)
+        if ref.kind == "certificate" and suite is not None:
+            check_suite_key(certificate, suite, purpose=f"certificate {path}")
+        if ref.kind == "anchor":
+            _check_ca(certificate, path)
+    except KeyMaterialError as exc:
+        raise _Unfit(str(exc)) from None
+    return certificate
+
+
+def _load_bundle(path: Path) -> None:
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except (ValueError, OSError):
+        raise KeyMaterialError(f"CA bundle {path} holds no PEM certificates; expected one or more") from None
+
+
+def _check_ca(certificate: x509.Certificate, path: Path) -> None:
+    try:
+        is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise KeyMaterialError(
+            f"certificate {path} ({certificate.subject.rfc4514_string()}) is not a CA certificate "
+            "(no basicConstraints CA:TRUE); expected the certificate of the CA that issues the partner's"
+        )
 
 
 def _suite(value: object) -> SecuritySuite | None:
@@ -244,33 +407,32 @@ def _suite(value: object) -> SecuritySuite | None:
         return None
 
 
-def _certificate_problem(
-    value: str, *, certificates_dir: Path, suite: SecuritySuite | None, now: datetime | None
-) -> str | None:
-    path = certificates_dir / value
-    if not path.is_file():
-        return (
-            f"got {value!r}, but {path} is not a file; expected the partner's certificate (PEM or DER) "
-            f"there (relative paths resolve against {certificates_dir})"
-        )
-    purpose = f"certificate {path}"
-    try:
-        certificate = load_certificate(path)
-        if suite is not None:
-            check_suite_key(certificate, suite, purpose=purpose)
-        if now is not None:
-            check_certificate(certificate, now=now, purpose=purpose)
-    except KeyMaterialError as exc:
-        return str(exc)
-    return None
+def _resolve_paths(profile: PartnerProfile, certificates_dir: Path, profile_dir: Path) -> PartnerProfile:
+    """Make relative paths absolute: key material against ``certificates_dir``, the inbox against the profile."""
+    security, tls, delivery = profile.security, profile.tls, profile.delivery
 
+    def under(path: Path | None, base: Path = certificates_dir) -> Path | None:
+        return None if path is None else base / path
 
-def _resolve_certificate_paths(profile: PartnerProfile, certificates_dir: Path) -> PartnerProfile:
-    security = profile.security
-    update = {"signing_certificate": certificates_dir / security.signing_certificate}
-    if security.encryption_certificate is not None:
-        update["encryption_certificate"] = certificates_dir / security.encryption_certificate
-    return profile.model_copy(update={"security": security.model_copy(update=update)})
+    resolved_security = security.model_copy(
+        update={
+            "signing_certificate": under(security.signing_certificate),
+            "signing_certificates": tuple(certificates_dir / p for p in security.signing_certificates),
+            "encryption_certificate": under(security.encryption_certificate),
+            "trust_anchor": under(security.trust_anchor),
+        }
+    )
+    resolved_tls = tls.model_copy(
+        update={
+            "ca_bundle": under(tls.ca_bundle),
+            "client_certificate": under(tls.client_certificate),
+            "client_key": under(tls.client_key),
+        }
+    )
+    resolved_delivery = delivery.model_copy(update={"folder": under(delivery.folder, profile_dir)})
+    return profile.model_copy(
+        update={"security": resolved_security, "tls": resolved_tls, "delivery": resolved_delivery}
+    )
 
 
 def _report(path: Path, document: CommentedMap, problems: Sequence[_Problem]) -> str:

@@ -7,9 +7,10 @@ accept from it.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +20,8 @@ from gateway.settings import PARTY_ID_TYPE_UNREGISTERED
 
 EBMS_DEFAULT_INITIATOR_ROLE = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/initiator"
 EBMS_DEFAULT_RESPONDER_ROLE = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/responder"
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 
 _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -48,17 +51,135 @@ class Roles(_Section):
 
 
 class Security(_Section):
+    """Whom we trust for the partner's signatures, and the certificate we encrypt for.
+
+    Signatures verify against the pinned certificates (``signing_certificate`` and ``signing_certificates``,
+    both accepted, so a rollover lists the old and the new one side by side), or against any certificate
+    issued by ``trust_anchor`` whose subject matches ``subject``.
+    """
+
     suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15
-    signing_certificate: Path = Field(
-        description="the partner's certificate that verifies its signatures (PEM or DER)"
+    signing_certificate: Path | None = Field(
+        default=None, description="the partner's certificate that verifies its signatures (PEM or DER)"
+    )
+    signing_certificates: tuple[Path, ...] = Field(
+        default=(),
+        description="more pinned signing certificates, e.g. the old and the new one during a rollover",
+    )
+    trust_anchor: Path | None = Field(
+        default=None, description="a CA certificate: trust signing certificates it issued whose subject matches"
+    )
+    subject: str | None = Field(
+        default=None,
+        description="a regular expression the whole RFC 4514 subject of a certificate from trust_anchor must match",
     )
     encryption_certificate: Path | None = Field(
-        default=None, description="the partner's certificate we encrypt for; default: signing_certificate"
+        default=None,
+        description="the partner's certificate we encrypt for; default: the newest valid signing certificate",
     )
 
+    @field_validator("subject")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"expected a regular expression ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _someone_to_trust(self) -> Security:
+        if not self.pinned_certificates and self.trust_anchor is None:
+            raise ValueError(
+                "expected signing_certificate, signing_certificates, or trust_anchor with subject: "
+                "without one, no signature of the partner can be verified"
+            )
+        if (self.trust_anchor is None) != (self.subject is None):
+            raise ValueError("expected trust_anchor and subject together: a CA is trusted only for one subject")
+        if not self.pinned_certificates and self.encryption_certificate is None:
+            raise ValueError(
+                "expected encryption_certificate: with only a trust_anchor there is nothing to encrypt for"
+            )
+        return self
+
     @property
-    def effective_encryption_certificate(self) -> Path:
-        return self.encryption_certificate or self.signing_certificate
+    def pinned_certificates(self) -> tuple[Path, ...]:
+        """Every pinned signing certificate, ``signing_certificate`` first, each once."""
+        single = () if self.signing_certificate is None else (self.signing_certificate,)
+        return tuple(dict.fromkeys(single + self.signing_certificates))
+
+    @property
+    def encryption_candidates(self) -> tuple[Path, ...]:
+        """The certificates we may encrypt for: the explicit one, else every pinned signing certificate."""
+        if self.encryption_certificate is not None:
+            return (self.encryption_certificate,)
+        return self.pinned_certificates
+
+
+class Transport(StrEnum):
+    """Who opens the connection: we push to the partner's endpoint, or the partner pulls from us."""
+
+    PUSH = "push"
+    PULL = "pull"
+
+
+class Tls(_Section):
+    """TLS towards the partner's endpoint (https:// only); defaults use the system CA store and no client cert."""
+
+    ca_bundle: Path | None = Field(
+        default=None, description="CA certificates (PEM) that verify the partner's TLS server certificate"
+    )
+    client_certificate: Path | None = Field(
+        default=None, description="our TLS client certificate (PEM) for mutual TLS"
+    )
+    client_key: Path | None = Field(
+        default=None,
+        description="the private key of client_certificate (PEM, encrypted with the [keys] passphrase)",
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("expected client_certificate and client_key together (mutual TLS needs both)")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return any(value is not None for value in (self.ca_bundle, self.client_certificate, self.client_key))
+
+
+class DeliveryMethod(StrEnum):
+    FOLDER = "folder"
+    WEBHOOK = "webhook"
+    SOAP = "soap"
+    REST_PULL = "rest-pull"
+
+
+class Delivery(_Section):
+    """Where documents received from the partner go: a folder (default), a webhook or SOAP URL, or REST pull."""
+
+    method: DeliveryMethod = DeliveryMethod.FOLDER
+    folder: Path | None = Field(
+        default=None, description="the inbox folder for this partner; default: [folders].inbox"
+    )
+    url: str | None = Field(default=None, description="the national system's URL (webhook and soap only)")
+
+    @model_validator(mode="after")
+    def _target(self) -> Delivery:
+        needs_url = self.method in (DeliveryMethod.WEBHOOK, DeliveryMethod.SOAP)
+        if needs_url and self.url is None:
+            raise ValueError(f"expected url: delivery method {self.method.value} posts to a URL")
+        if not needs_url and self.url is not None:
+            raise ValueError(f"expected no url: delivery method {self.method.value} does not post anywhere")
+        if self.folder is not None and self.method is not DeliveryMethod.FOLDER:
+            raise ValueError(f"expected no folder: delivery method is {self.method.value}, not folder")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
 
 
 class Documents(_Section):
@@ -113,9 +234,15 @@ class PartnerProfile(_Section):
     party_id_type: Annotated[str, Field(min_length=1)] = PARTY_ID_TYPE_UNREGISTERED
     roles: Roles = Roles()
     endpoint: str = Field(description="the partner's AS4 endpoint URL")
+    transport: Transport = Field(default=Transport.PUSH, description="push: we POST to endpoint; pull: it pulls")
+    tls: Tls = Tls()
     security: Security
     documents: Documents = Documents()
     compression: bool = Field(default=True, description="gzip payloads (AS4 compression feature)")
+    max_payload_bytes: Annotated[int, Field(gt=0, description="the largest payload we send or accept")] = (
+        DEFAULT_MAX_PAYLOAD_BYTES
+    )
+    delivery: Delivery = Delivery()
     reception_awareness: ReceptionAwareness = ReceptionAwareness()
     enabled: bool = True
     contacts: tuple[Contact, ...] = ()
@@ -123,12 +250,37 @@ class PartnerProfile(_Section):
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        expected = "expected an http:// or https:// URL with a host, such as https://as4.example.org/as4"
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise ValueError(expected) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
-            raise ValueError(expected)
-        return value
+        return _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> PartnerProfile:
+        if self.tls.configured and not self.endpoint.lower().startswith("https://"):
+            raise ValueError(
+                f"expected an https:// endpoint: tls settings apply to https only, got {self.endpoint!r}"
+            )
+        return self
+
+
+def _check_http_url(value: str) -> str:
+    expected = "expected an http:// or https:// URL with a host, such as https://as4.example.org/as4"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError(expected)
+    return value
+
+
+SCHEMA_ID = "https://permit-gateway.example/schemas/partner-profile.json"
+
+
+def profile_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a profile file (``permit-gateway profiles schema``), for editors that check YAML."""
+    schema = PartnerProfile.model_json_schema()
+    schema["title"] = "Permit Gateway partner profile"
+    schema["description"] = (
+        "One YAML file per partner authority (its PMode). Only what differs from the defaults needs to be written."
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

@@ -6,6 +6,7 @@ flight keeps the partner it started with.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,22 +33,54 @@ class Partner:
     policy: SecurityPolicy
 
 
-def partner_of(profile: PartnerProfile) -> Partner:
-    certificates = resolve_certificates(profile)
-    policy = SecurityPolicy(signing_certificates=(certificates.signing,))
-    return Partner(profile=profile, certificates=certificates, policy=policy)
+def partner_of(profile: PartnerProfile, *, now: datetime | None = None) -> Partner:
+    """Load a profile's certificates and derive its security policy (the certificates valid at ``now``)."""
+    certificates = resolve_certificates(profile, now=now)
+    return Partner(profile=profile, certificates=certificates, policy=security_policy(certificates, now=now))
+
+
+def security_policy(certificates: PartnerCertificates, *, now: datetime | None = None) -> SecurityPolicy:
+    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), and the trust anchor.
+
+    When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
+    certificate and its validity (``Partners.usable`` refuses such a partner for sending first). A profile
+    with ``trust_anchor`` also trusts certificates the anchor issued whose subject fully matches ``subject``.
+    """
+    pinned = certificates.signing if now is None else certificates.valid_signing(now)
+    anchor = certificates.trust_anchor
+    return SecurityPolicy(
+        signing_certificates=pinned or certificates.signing,
+        trust_anchors=() if anchor is None else (anchor,),
+        subject_pattern=None if anchor is None else certificates.subject,
+    )
 
 
 class Partners:
-    """The partners we exchange with, their certificates loaded once per registry."""
+    """The partners we exchange with, their certificates loaded once per registry.
 
-    def __init__(self, registry: ProfileRegistry) -> None:
+    Immutable: a reload builds a new ``Partners`` and swaps it in whole. ``changes_at`` is the next moment a
+    certificate becomes valid or expires, after which a rebuild chooses certificates again.
+    """
+
+    def __init__(self, registry: ProfileRegistry, *, now: datetime | None = None) -> None:
         self._registry = registry
-        self._partners = {p.id: partner_of(p) for p in registry}
+        self._partners = {p.id: partner_of(p, now=now) for p in registry}
+        moments = [p.certificates.changes_at(now) for p in self._partners.values()] if now is not None else []
+        self._changes_at = min((m for m in moments if m is not None), default=None)
+
+    @property
+    def changes_at(self) -> datetime | None:
+        return self._changes_at
 
     @property
     def registry(self) -> ProfileRegistry:
         return self._registry
+
+    def __iter__(self) -> Iterator[Partner]:
+        return (self._partners[profile.id] for profile in self._registry)
+
+    def __len__(self) -> int:
+        return len(self._partners)
 
     def get(self, profile_id: str) -> Partner:
         return self._partners[self._registry.get(profile_id).id]

@@ -6,19 +6,33 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.documents import PermitDocument, PermitDocumentRejected, validate_document
+from gateway.documents import (
+    ControlTables,
+    InMemoryContext,
+    PermitDocument,
+    PermitDocumentRejected,
+    validate_document,
+)
 from gateway.xmlsafe import parse_xml
-from tests.documents.conftest import EXAMPLES
+from tests.documents.conftest import AS_OF, EXAMPLES
 
 VALID = [path.read_bytes() for path in sorted((EXAMPLES / "valid").glob("*.xml"))]
 LEAF_TEXT = st.text(alphabet="0123456789-+.eEZ: ABCHKMGRLx", max_size=14)
+# Mutants are also checked against the examples' context, as of their day, so the cross-document rules see
+# every odd value too.
+CONTEXT = InMemoryContext(
+    [validate_document(data, as_of=AS_OF) for data in VALID], ControlTables.load(EXAMPLES / "context")
+)
 
 
-def outcome(data: bytes) -> PermitDocument | PermitDocumentRejected:
-    try:
-        return validate_document(data)
-    except PermitDocumentRejected as error:
-        return error
+def outcomes(data: bytes) -> list[PermitDocument | PermitDocumentRejected]:
+    found: list[PermitDocument | PermitDocumentRejected] = []
+    for as_of, context in ((None, None), (AS_OF, CONTEXT)):
+        try:
+            found.append(validate_document(data, as_of=as_of, context=context))
+        except PermitDocumentRejected as error:
+            found.append(error)
+    return found
 
 
 def with_leaf_text(source: bytes, index: int, text: str) -> bytes:
@@ -31,7 +45,8 @@ def with_leaf_text(source: bytes, index: int, text: str) -> bytes:
 @settings(max_examples=300, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(source=st.sampled_from(VALID), index=st.integers(min_value=0), text=LEAF_TEXT)
 def test_any_leaf_value_validates_or_is_rejected(source: bytes, index: int, text: str) -> None:
-    assert isinstance(outcome(with_leaf_text(source, index, text)), PermitDocument | PermitDocumentRejected)
+    for outcome in outcomes(with_leaf_text(source, index, text)):
+        assert isinstance(outcome, PermitDocument | PermitDocumentRejected)
 
 
 @settings(max_examples=300, derandomize=True)
@@ -44,4 +59,5 @@ def test_any_leaf_value_validates_or_is_rejected(source: bytes, index: int, text
 def test_any_byte_splice_validates_or_is_rejected(source: bytes, start: int, length: int, insert: bytes) -> None:
     start %= len(source)
     data = source[:start] + insert + source[start + length :]
-    assert isinstance(outcome(data), PermitDocument | PermitDocumentRejected)
+    for outcome in outcomes(data):
+        assert isinstance(outcome, PermitDocument | PermitDocumentRejected)

@@ -3,10 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
-from gateway.documents import PERMITS_NAMESPACE, DocumentType
+from gateway.documents import PERMITS_NAMESPACE, DocumentType, PermitDocumentRejected, validate_document
 from gateway.documents._schema import schema_file
 from gateway.xmlsafe import load_schema, parse_xml, schema_root
+from tests.documents.conftest import EXAMPLES
 
 PERMITS = schema_root() / "permits"
 XSDS = sorted(PERMITS.glob("*.xsd"))
@@ -38,3 +40,47 @@ def test_no_substance_country_or_unit_is_enumerated() -> None:
     for name in ("CountryCodeType", "SubstanceIdType", "UnitCodeType"):
         (simple,) = components.xpath(f"xs:simpleType[@name='{name}']", namespaces=ns)
         assert not simple.xpath(".//xs:enumeration", namespaces=ns), name
+
+
+# What the treaties require is mandatory in the schema: dropping it fails XSD validation.
+MANDATORY = [
+    ("BE-IA-2026-0001.xml", "Importer"),
+    ("BE-IA-2026-0001.xml", "Exporter"),
+    ("BE-IA-2026-0001.xml", "Validity"),
+    ("BE-IA-2026-0001.xml", "GrossQuantity"),
+    ("BE-IA-2026-0001.xml", "BaseQuantityGrams"),
+    ("BE-IA-2026-0001.xml", "BaseConversionFactor"),
+    ("CH-EA-2026-0001.xml", "ImportAuthorizationReference"),
+    ("CH-EA-2026-0001.xml", "ImportLineNumber"),
+    ("CH-EX-2026-0001.xml", "DispatchDate"),
+    ("BE-EN-2026-0001.xml", "ExportAuthorizationReference"),
+    ("BE-EN-2026-0001.xml", "ImportAuthorizationReference"),
+    ("DE-AM-2026-0009.xml", "Replacement"),
+    ("DE-CA-2026-0003.xml", "EffectiveDate"),
+    ("CH-ED-2026-0042.xml", "DateOfDespatch"),
+    ("CH-ED-2026-0042.xml", "Importer"),
+    ("NL-PN-2026-0815.xml", "ExpectedPointOfEntry"),
+    ("NL-PN-2026-0815.xml", "ExpectedDispatchDate"),
+    ("CH-PR-2026-0077.xml", "Decision"),
+    ("BE-AK-2026-0001.xml", "Status"),
+]
+
+
+@pytest.mark.parametrize(("example", "element"), MANDATORY, ids=[f"{e}-{n}" for e, n in MANDATORY])
+def test_treaty_elements_are_mandatory(example: str, element: str) -> None:
+    root = parse_xml((EXAMPLES / "valid" / example).read_bytes())
+    (first, *_) = root.iter(f"{{{PERMITS_NAMESPACE}}}{element}")
+    parent = first.getparent()
+    assert parent is not None
+    parent.remove(first)
+    with pytest.raises(PermitDocumentRejected) as info:
+        validate_document(etree.tostring(root))
+    assert {f.rule for f in info.value.findings} == {"XSD"}
+
+
+def test_a_line_needs_an_inn_or_a_schedule_designation() -> None:
+    data = (EXAMPLES / "valid" / "BE-IA-2026-0001.xml").read_bytes()
+    designated = data.replace(b"<INN>morphine</INN>", b"<ScheduleDesignation>morphine</ScheduleDesignation>")
+    validate_document(designated)
+    with pytest.raises(PermitDocumentRejected):
+        validate_document(data.replace(b"    <INN>morphine</INN>\n", b""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,8 +13,9 @@ import pytest
 from gateway.as4 import KeyPair
 from gateway.clock import FixedClock
 from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway
-from gateway.profiles.devpki import DevPki, generate_dev_pki
+from gateway.profiles.devpki import DevPki
 from gateway.profiles.trust import load_key_pair
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -32,18 +32,6 @@ reception_awareness:
   retries: 3
   retry_delays_seconds: [60, 120]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
-    return generate_dev_pki(tmp_path_factory.mktemp("pki"), AUTHORITIES, now=datetime.now(UTC))
 
 
 @dataclass

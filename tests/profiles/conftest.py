@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.profiles import DevAuthority, DevPki, generate_dev_pki
+
+from .helpers import default_structlog
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -47,3 +49,8 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    yield from default_structlog()

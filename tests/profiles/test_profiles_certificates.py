@@ -130,7 +130,8 @@ def test_resolve_certificates_loads_signing_and_encryption(pki: DevPki) -> None:
 
     certificates = resolve_certificates(profile)
 
-    assert certificates.signing.subject.rfc4514_string().endswith("CN=BE-FAMHP")
+    [signing] = certificates.signing
+    assert signing.subject.rfc4514_string().endswith("CN=BE-FAMHP")
     assert certificates.encryption.subject.rfc4514_string().endswith("CN=DE-BFARM")
     certificates.check(now=NOW)
     with pytest.raises(KeyMaterialError, match=r"^signing certificate of partner 'be-famhp' .* expired on"):

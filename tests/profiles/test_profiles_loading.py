@@ -35,7 +35,7 @@ def test_demo_profiles_load(pki: DevPki) -> None:
     assert (be.party_id, be.country, be.endpoint) == ("BE-FAMHP", "BE", "http://127.0.0.1:18481/as4")
     assert (ch.party_id, ch.country, ch.endpoint) == ("CH-SWISSMEDIC", "CH", "http://127.0.0.1:18482/as4")
     assert be.security.signing_certificate == pki.files_for("BE-FAMHP").certificate
-    assert ch.security.effective_encryption_certificate == pki.files_for("CH-SWISSMEDIC").certificate
+    assert ch.security.encryption_candidates == (pki.files_for("CH-SWISSMEDIC").certificate,)
 
 
 def test_demo_profile_gets_the_model_defaults(pki: DevPki) -> None:
@@ -59,8 +59,8 @@ def test_demo_certificates_resolve(pki: DevPki) -> None:
 
     certificates = resolve_certificates(registry.get("ch-swissmedic"))
 
-    assert certificates.signing is certificates.encryption
-    assert certificates.signing.subject.rfc4514_string().endswith("CN=CH-SWISSMEDIC")
+    assert certificates.signing == (certificates.encryption,)
+    assert certificates.encryption.subject.rfc4514_string().endswith("CN=CH-SWISSMEDIC")
     certificates.check(now=NOW)
 
 

@@ -24,8 +24,8 @@ def test_required_fields_are_enough() -> None:
     profile = PartnerProfile.model_validate(REQUIRED)
 
     assert profile.security.suite is SecuritySuite.EDELIVERY_AS4_1_15
-    assert profile.security.effective_encryption_certificate == Path("ch.crt.pem")
-    assert profile.documents.send == (DocumentType.IMPORT_AUTHORIZATION, DocumentType.EXPORT_AUTHORIZATION)
+    assert profile.security.encryption_candidates == (Path("ch.crt.pem"),)
+    assert profile.documents.send == tuple(DocumentType)
     assert profile.reception_awareness.retry_delays_seconds == (5.0, 30.0, 120.0, 600.0, 1800.0)
     assert profile.reception_awareness.receipt_timeout_seconds == 60.0
     assert profile.reception_awareness.time_to_live_hours == 72.0
@@ -42,7 +42,7 @@ def test_profile_is_frozen_and_hashable() -> None:
 def test_explicit_encryption_certificate_wins() -> None:
     security = Security(signing_certificate=Path("sign.pem"), encryption_certificate=Path("enc.pem"))
 
-    assert security.effective_encryption_certificate == Path("enc.pem")
+    assert security.encryption_candidates == (Path("enc.pem"),)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:18482/as4", "https://as4.example.org", "HTTPS://Host/x?y=1"])

@@ -12,12 +12,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.documents.types import DocumentType
 from gateway.errors import ProfileError
 from gateway.profiles import DevPki, load_profile, load_profiles
 
 from .conftest import MINIMAL, NOW
 
 WriteProfile = Callable[..., Path]
+DOCUMENT_TYPES = ", ".join(DocumentType)
 
 
 def problems(path: Path, pki: DevPki, **kwargs: object) -> list[str]:
@@ -39,7 +41,10 @@ def test_missing_required_field(pki: DevPki, write_profile: WriteProfile) -> Non
 def test_missing_nested_field_points_at_its_section(pki: DevPki, write_profile: WriteProfile) -> None:
     path = write_profile(MINIMAL.replace("  signing_certificate: ch-swissmedic.crt.pem\n", ""))
 
-    assert problems(path, pki) == [f"{path}:7:1 security.signing_certificate: required key is missing"]
+    assert problems(path, pki) == [
+        f"{path}:7:1 security: expected signing_certificate, signing_certificates, or trust_anchor with subject: "
+        "without one, no signature of the partner can be verified"
+    ]
 
 
 def test_bad_suite(pki: DevPki, write_profile: WriteProfile) -> None:
@@ -74,8 +79,7 @@ def test_unknown_document_type_in_flow_list(pki: DevPki, write_profile: WritePro
     path = write_profile(MINIMAL + "documents:\n  send: [ImportAuthorization, PermitRequest]\n")
 
     assert problems(path, pki) == [
-        f"{path}:11:31 documents.send[1]: got 'PermitRequest', "
-        "expected one of: ImportAuthorization, ExportAuthorization"
+        f"{path}:11:31 documents.send[1]: got 'PermitRequest', expected one of: {DOCUMENT_TYPES}"
     ]
 
 
@@ -83,8 +87,7 @@ def test_unknown_document_type_in_block_list(pki: DevPki, write_profile: WritePr
     path = write_profile(MINIMAL + "documents:\n  receive:\n    - ExportAuthorisation\n")
 
     assert problems(path, pki) == [
-        f"{path}:12:7 documents.receive[0]: got 'ExportAuthorisation', "
-        "expected one of: ImportAuthorization, ExportAuthorization"
+        f"{path}:12:7 documents.receive[0]: got 'ExportAuthorisation', expected one of: {DOCUMENT_TYPES}"
     ]
 
 
@@ -103,7 +106,8 @@ def test_misspelt_nested_key(pki: DevPki, write_profile: WriteProfile) -> None:
 
     assert problems(path, pki) == [
         f"{path}:8:3 security.suit: unknown key; did you mean 'suite'? "
-        "expected one of: suite, signing_certificate, encryption_certificate"
+        "expected one of: suite, signing_certificate, signing_certificates, trust_anchor, subject, "
+        "encryption_certificate"
     ]
 
 
@@ -331,7 +335,8 @@ def test_empty_and_null_values(pki: DevPki, write_profile: WriteProfile) -> None
 
     assert problems(path, pki) == [
         f"{path}:3:1 authority_name: got None, expected a valid string",
-        f"{path}:9:3 security.signing_certificate: got None, expected a file path",
+        f"{path}:7:1 security: expected signing_certificate, signing_certificates, or trust_anchor with "
+        "subject: without one, no signature of the partner can be verified",
         f"{path}:10:3 security.encryption_certificate: got '', but {pki.folder} is not a file; "
         f"expected the partner's certificate (PEM or DER) there (relative paths resolve against {pki.folder})",
         f"{path}:12:3 reception_awareness.time_to_live_hours: got inf, expected a finite number",

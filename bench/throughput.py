@@ -1,0 +1,186 @@
+"""End-to-end throughput: two gateways (Belgium, Switzerland) as separate processes on this machine exchange
+N permits (about 1 KiB each: gzip + sign + encrypt + signed receipt + durable state on both sides).
+
+Prints exchanges per second and p50/p99 submit-to-receipt latency, on SQLite and (when PG_BENCH_URL or
+PG_TEST_URL names a server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of
+one exchange (the AS4 pipeline floor's sender and receiver plus one receipt signature and its verification),
+spread over the machine's cores. Target: end-to-end >= 60 % of that floor.
+
+    .venv/bin/python bench/throughput.py [--messages 400] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.as4_pipeline import floor_exchange_seconds  # noqa: E402
+from gateway.interfaces.demo import AUTHORITIES, gateway_settings, redate  # noqa: E402
+from gateway.profiles.devpki import generate_dev_pki  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+
+def _serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from gateway.interfaces import logs
+    from gateway.interfaces.node import create_app
+
+    logs.configure("ERROR", json=True)
+    web.run_app(create_app(settings, watch_outbox=False), host="127.0.0.1", port=settings.http.port, print=None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _profiles(folder: Path, ports: dict[str, int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for authority in AUTHORITIES:
+        stem = authority.party_id.lower()
+        (folder / f"{stem}.yaml").write_text(
+            f"id: {stem}\nauthority_name: {authority.authority_name}\ncountry: {authority.country}\n"
+            f"party_id: {authority.party_id}\nendpoint: http://127.0.0.1:{ports[authority.party_id]}/as4\n"
+            f"security:\n  signing_certificate: {stem}.crt.pem\n"
+        )
+
+
+def _documents(count: int) -> list[bytes]:
+    example = ROOT / "examples" / "valid" / "BE-IA-2026-0001.xml"
+    as_of = date.fromisoformat((ROOT / "examples" / "as-of.txt").read_text().strip())
+    text = redate(example.read_bytes(), (datetime.now(UTC).date() - as_of).days)
+    run = uuid.uuid4().hex[:4].upper()
+    return [text.replace(b"BE-IA-2026-0001", f"BE-IA-{run}-{n:05d}".encode()) for n in range(count)]
+
+
+async def _ready(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{url}/health") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"gateway at {url} did not start")
+
+
+async def _drive(be_url: str, ch_url: str, documents: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession() as session:
+        await _ready(session, be_url)
+        await _ready(session, ch_url)
+
+        async def one(document: bytes) -> str:
+            async with limit, session.post(f"{be_url}/api/v1/documents", data=document) as response:
+                assert response.status == 202, await response.text()
+                return str((await response.json())["message_id"])
+
+        started = time.perf_counter()
+        ids = set(await asyncio.gather(*(one(d) for d in documents)))
+        while True:
+            async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
+                records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
+            if len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records):
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    latencies = [
+        (datetime.fromisoformat(m["updated_at"]) - datetime.fromisoformat(m["created_at"])).total_seconds()
+        for m in records
+    ]
+    return elapsed, latencies
+
+
+def _pg_database(base: str) -> str:
+    import asyncpg
+
+    name = f"gw_bench_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://"))
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.close()
+
+    asyncio.run(create())
+    return base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def run(store: str, messages: int, concurrency: int, pg_base: str | None) -> tuple[float, list[float]]:
+    with tempfile.TemporaryDirectory(prefix="permit-bench-") as tmp:
+        folder = Path(tmp)
+        pki = generate_dev_pki(folder / "pki", AUTHORITIES, now=datetime.now(UTC))
+        ports = {a.party_id: _free_port() for a in AUTHORITIES}
+        _profiles(folder / "profiles", ports)
+        outbound = {"sweep_seconds": 5.0, "http_timeout_seconds": 30.0}
+        settings = [
+            gateway_settings(
+                a, pki, port=ports[a.party_id], data_dir=folder, profiles=folder / "profiles", outbound=outbound
+            )
+            for a in AUTHORITIES
+        ]
+        if store == "postgresql":
+            assert pg_base is not None
+            settings = [
+                s.model_copy(update={"store": s.store.model_copy(update={"url": _pg_database(pg_base)})})
+                for s in settings
+            ]
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_serve, args=(s,), daemon=True) for s in settings]
+        for process in processes:
+            process.start()
+        try:
+            be_url, ch_url = (f"http://127.0.0.1:{ports[a.party_id]}" for a in AUTHORITIES)
+            return asyncio.run(_drive(be_url, ch_url, _documents(messages), concurrency))
+        finally:
+            for process in processes:
+                process.terminate()
+                process.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    floor_seconds = floor_exchange_seconds()
+    floor_rate = cores / floor_seconds
+    print(
+        f"floor: {floor_seconds * 1000:.2f} ms of library calls per exchange on one core; x{cores} cores = {floor_rate:,.0f} exchanges/s"
+    )
+    pg_base = os.environ.get("PG_BENCH_URL") or os.environ.get("PG_TEST_URL")
+    for store in ("sqlite", "postgresql"):
+        if store == "postgresql" and not pg_base:
+            print("postgresql: skipped (set PG_BENCH_URL, or `source .ci/postgres.sh`)")
+            continue
+        elapsed, latencies = run(store, args.messages, args.concurrency, pg_base)
+        rate = len(latencies) / elapsed
+        cuts = statistics.quantiles(latencies, n=100)
+        print(
+            f"{store:10s}: {len(latencies)} permits in {elapsed:.2f} s = {rate:,.1f} exchanges/s "
+            f"({rate / floor_rate:.0%} of floor; target >= 60%); submit-to-receipt p50 {cuts[49] * 1000:.0f} ms, "
+            f"p99 {cuts[98] * 1000:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

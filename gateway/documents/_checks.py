@@ -1,0 +1,455 @@
+"""Checks that need nothing but the document, the reference tables and the receiving day.
+
+One function per rule; ``rules.py`` holds the table that gives each its id, severity, basis and texts.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+from lxml import etree
+
+from gateway.documents._engine import Env, Hit, at
+from gateway.documents._extract import Draft, LineDraft
+from gateway.documents.reference import Substance
+from gateway.documents.types import ISSUED_BY, DocumentType
+
+BASE_QUANTITY_TOLERANCE_GRAMS = Decimal("0.001")
+FACTOR_TOLERANCE = Decimal("0.00005")
+EXPORT_DECLARATION_DAYS = 90
+BASE_ITSELF = Decimal(1)  # a line that names no salt is the anhydrous base: its base content is 1 by definition
+_COMPOSED = {"preparation": "preparation's composition", "rawMaterial": "raw material's assay"}
+
+
+# Issuers and countries
+
+
+def importing_country_is_issuer(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.importing_country.value != d.issuing_country.value:
+        yield at(d.importing_country, importing=d.importing_country.value, issuing=d.issuing_country.value)
+
+
+def exporting_country_is_issuer(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.exporting_country.value != d.issuing_country.value:
+        yield at(d.exporting_country, exporting=d.exporting_country.value, issuing=d.issuing_country.value)
+
+
+def issuer_on_its_side(d: Draft, env: Env) -> Iterator[Hit]:
+    side = ISSUED_BY[d.document_type]
+    issuing = d.issuing_country.value
+    importing, exporting = d.importing_country.value, d.exporting_country.value
+    expected = {"importing": (importing,), "exporting": (exporting,), "either": (importing, exporting)}[side]
+    if issuing not in expected:
+        who = "the importing or the exporting" if side == "either" else f"the {side}"
+        yield at(d.issuing_country, issuing=issuing, type=d.document_type.value, who=who, expected=expected[0])
+
+
+def countries_exist(d: Draft, env: Env) -> Iterator[Hit]:
+    fields = [d.issuing_country, d.importing_country, d.exporting_country, *(p.country for p in d.parties())]
+    fields += [ref.country for ref in d.references()]
+    for field in fields:
+        if not env.reference.is_country(field.value):
+            yield at(field, code=field.value)
+
+
+def trade_crosses_border(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.importing_country.value == d.exporting_country.value:
+        yield at(d.exporting_country, country=d.exporting_country.value)
+
+
+def parties_in_their_countries(d: Draft, env: Env) -> Iterator[Hit]:
+    for party, expected in ((d.importer, d.importing_country), (d.exporter, d.exporting_country)):
+        if party is not None and party.country.value != expected.value:
+            yield at(party.country, role=party.role, country=party.country.value, expected=expected.value)
+
+
+def licence_present(d: Draft, env: Env) -> Iterator[Hit]:
+    for party in (d.importer, d.exporter):
+        if party is not None and party.category == "enterprise" and party.licence is None:
+            yield Hit(party.element, {"role": party.role})
+
+
+# Dates
+
+
+def validity_ordered(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.valid_from and d.valid_until and d.valid_from.value > d.valid_until.value:
+        yield at(d.valid_until, valid_from=d.valid_from.value, valid_until=d.valid_until.value)
+
+
+def issued_before_validity_ends(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.valid_until and d.issue_date.value > d.valid_until.value:
+        yield at(d.issue_date, issue_date=d.issue_date.value, valid_until=d.valid_until.value)
+
+
+def validity_within_national_limit(d: Draft, env: Env) -> Iterator[Hit]:
+    limit = env.reference.validity_limit(d.issuing_country.value, d.document_type)
+    if not (limit and d.valid_from and d.valid_until) or d.valid_from.value > d.valid_until.value:
+        return
+    latest = add_months(d.valid_from.value, limit.max_months)
+    if d.valid_until.value > latest:
+        yield at(
+            d.valid_until,
+            valid_until=d.valid_until.value,
+            valid_from=d.valid_from.value,
+            months=limit.max_months,
+            latest=latest,
+            country=limit.country,
+            basis=limit.basis,
+        )
+
+
+def not_issued_in_future(d: Draft, env: Env) -> Iterator[Hit]:
+    if env.as_of and d.issue_date.value > env.as_of:
+        yield at(d.issue_date, issue_date=d.issue_date.value, as_of=env.as_of)
+
+
+def not_expired(d: Draft, env: Env) -> Iterator[Hit]:
+    born_expired = d.valid_until and d.issue_date.value > d.valid_until.value  # X-004 says it already
+    if env.as_of and d.valid_until and d.valid_until.value < env.as_of and not born_expired:
+        yield at(d.valid_until, valid_until=d.valid_until.value, as_of=env.as_of)
+
+
+def event_not_after_issue(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.event_date and d.event_date.value > d.issue_date.value:
+        yield at(
+            d.event_date, name=_local(d.event_date.element), date=d.event_date.value, issue_date=d.issue_date.value
+        )
+
+
+def declared_within_90_days(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.event_date and (d.issue_date.value - d.event_date.value).days > EXPORT_DECLARATION_DAYS:
+        days = (d.issue_date.value - d.event_date.value).days
+        yield at(d.issue_date, issue_date=d.issue_date.value, despatch=d.event_date.value, days=days)
+
+
+def notified_before_dispatch(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.event_date and d.event_date.value < d.issue_date.value:
+        yield at(d.event_date, dispatch=d.event_date.value, issue_date=d.issue_date.value)
+
+
+# Quantities and substances
+
+
+def quantities_positive(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        for name, field in (("GrossQuantity", line.gross), ("BaseQuantityGrams", line.base_grams)):
+            if field is None:
+                continue
+            if field.value < 0 or (field.value == 0 and not line.actual):
+                least = "zero or more" if line.actual else "greater than zero"
+                yield at(field, line=line.number, name=name, value=field.value, least=least)
+
+
+def unit_known(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        if env.reference.unit(line.unit) is None:
+            yield at(line.gross, line=line.number, unit=line.unit, known=", ".join(env.reference.units))
+
+
+def base_quantity_matches(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        expected = _expected_base_grams(line, env)
+        if expected is None or line.base_grams is None or line.factor is None:
+            continue
+        if abs(expected - line.base_grams.value) > BASE_QUANTITY_TOLERANCE_GRAMS:
+            yield at(
+                line.base_grams,
+                line=line.number,
+                declared=line.base_grams.value,
+                expected=expected.quantize(BASE_QUANTITY_TOLERANCE_GRAMS),
+                gross=line.gross.value,
+                unit=line.unit,
+                factor=line.factor.value,
+            )
+
+
+def base_quantity_not_recomputable(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        unit = env.reference.unit(line.unit)
+        if line.base_grams is not None and unit is not None and unit.grams is None:
+            yield at(line.gross, line=line.number, unit=line.unit, kind=unit.kind)
+
+
+def factor_matches_reference(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        reference = _verified_factor(line, env)
+        if reference is not None and line.factor and abs(reference - line.factor.value) > FACTOR_TOLERANCE:
+            yield at(
+                line.factor,
+                line=line.number,
+                declared=line.factor.value,
+                expected=reference,
+                form=line.salt or "the base",
+                id=line.substance_id.value,
+            )
+
+
+def factor_not_checked(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        if line.factor is None or _known_substance(line, env) is None or _verified_factor(line, env) is not None:
+            continue
+        found = env.reference.base_factor(line.substance_id.value, line.salt)
+        why = "is not verified" if found else "is not in the reference table"
+        if line.form in _COMPOSED:
+            why = f"comes from the {_COMPOSED[line.form]}, which no table holds"
+        yield at(line.factor, line=line.number, factor=line.factor.value, form=line.salt or "the base", why=why)
+
+
+def substance_known(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        found = env.reference.substance(line.substance_id.value)
+        if found is None or found.id != line.substance_id.value:
+            suggestion = f" ('{found.id}' for {found.name})" if found else ""
+            yield at(line.substance_id, line=line.number, id=line.substance_id.value, suggestion=suggestion)
+
+
+def substance_data_agrees(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        found = _known_substance(line, env)
+        if found is not None:
+            yield from _disagreements(line, found)
+
+
+def substance_fits_document(d: Draft, env: Env) -> Iterator[Hit]:
+    allowed, covers, instead = _FITS[d.document_type]
+    for line in d.lines:
+        found = _known_substance(line, env)
+        if found is None or _fits(found, allowed):
+            continue
+        yield at(
+            line.substance_id,
+            line=line.number,
+            name=found.name,
+            treaty=found.treaty,
+            schedule=" and ".join(
+                s if s.startswith("Table") else f"Schedule {s}" for s in sorted(found.schedules)
+            ),
+            type=d.document_type.value,
+            covers=covers,
+            instead=instead,
+        )
+
+
+def pharmaceutical_form_given(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        if line.treaty and line.treaty.value == "1971" and line.pharmaceutical_form is None:
+            yield Hit(line.gross.element, {"line": line.number})
+
+
+def preparation_named(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        if (
+            line.treaty
+            and line.treaty.value == "1971"
+            and line.form == "preparation"
+            and not line.preparation_name
+        ):
+            yield Hit(line.gross.element, {"line": line.number})
+
+
+# References to other documents, as the document states them
+
+
+def import_authorization_from_importing_country(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.import_ref
+    if ref and ref.country.value != d.importing_country.value:
+        yield at(
+            ref.country, number=ref.number.value, country=ref.country.value, importing=d.importing_country.value
+        )
+
+
+def import_authorization_dated_before_export(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.import_ref
+    if ref and ref.issue_date.value > d.issue_date.value:
+        yield at(ref.issue_date, number=ref.number.value, ia_date=ref.issue_date.value, ea_date=d.issue_date.value)
+
+
+def export_valid_from_after_import_issue(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.import_ref
+    if ref and d.valid_from and d.valid_from.value < ref.issue_date.value:
+        yield at(
+            d.valid_from, valid_from=d.valid_from.value, number=ref.number.value, ia_date=ref.issue_date.value
+        )
+
+
+def execution_of_own_export(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.export_ref
+    if ref and ref.country.value != d.issuing_country.value:
+        yield at(ref.country, number=ref.number.value, country=ref.country.value, issuing=d.issuing_country.value)
+
+
+def endorsement_references_match_countries(d: Draft, env: Env) -> Iterator[Hit]:
+    for ref, expected, side in (
+        (d.export_ref, d.exporting_country, "exporting"),
+        (d.import_ref, d.importing_country, "importing"),
+    ):
+        if ref and ref.country.value != expected.value:
+            yield at(
+                ref.country,
+                role=_local(ref.element),
+                number=ref.number.value,
+                country=ref.country.value,
+                side=side,
+                expected=expected.value,
+            )
+
+
+def replacement_is_the_amended_document(d: Draft, env: Env) -> Iterator[Hit]:
+    new, ref = d.replacement, d.subject_ref
+    if new is None or ref is None:
+        return
+    if (new.document_type, new.number.value) != (ref.document_type.value, ref.number.value):
+        yield at(
+            new.number,
+            type=new.document_type.value,
+            number=new.number.value,
+            ref_type=ref.document_type.value,
+            ref_number=ref.number.value,
+        )
+
+
+def amended_by_its_issuer(d: Draft, env: Env) -> Iterator[Hit]:
+    issuer = d.issuing_authority.value
+    new, ref = d.replacement, d.subject_ref
+    stated = [("the amended document", ref.authority if ref else None)]
+    stated.append(("the replacement", new.issuing_authority if new else None))
+    for what, authority in stated:
+        if authority is not None and authority.value != issuer:
+            yield at(authority, what=what, authority=authority.value, issuer=issuer)
+
+
+def replacement_keeps_the_trade(d: Draft, env: Env) -> Iterator[Hit]:
+    new = d.replacement
+    if new is None:
+        return
+    for name, ours, theirs in (
+        ("ImportingCountry", d.importing_country, new.importing_country),
+        ("ExportingCountry", d.exporting_country, new.exporting_country),
+    ):
+        if ours.value != theirs.value:
+            yield at(theirs, name=name, replacement=theirs.value, amendment=ours.value)
+
+
+def cancelled_by_its_issuer(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.subject_ref
+    if ref and ref.authority.value != d.issuing_authority.value:
+        yield at(
+            ref.authority,
+            number=ref.number.value,
+            authority=ref.authority.value,
+            issuer=d.issuing_authority.value,
+        )
+
+
+def objection_has_reason(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.decision and d.decision.value in ("objection", "requestInformation") and d.reason is None:
+        yield at(d.decision, decision=d.decision.value)
+
+
+def response_to_exporting_country(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.subject_ref
+    if ref and ref.country.value != d.exporting_country.value:
+        yield at(
+            ref.country, number=ref.number.value, country=ref.country.value, exporting=d.exporting_country.value
+        )
+
+
+def status_agrees_with_findings(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.decision is None:
+        return
+    severities = set(d.finding_severities)
+    expected = (
+        "rejected" if "error" in severities else "acceptedWithWarnings" if "warning" in severities else "accepted"
+    )
+    if d.decision.value != expected:
+        counts = ", ".join(f"{d.finding_severities.count(s)} {s}" for s in ("error", "warning", "info"))
+        yield at(d.decision, status=d.decision.value, expected=expected, counts=counts)
+
+
+def acknowledges_a_foreign_document(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.subject_ref
+    if ref and ref.country.value == d.issuing_country.value:
+        yield at(ref.country, number=ref.number.value, country=ref.country.value)
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` later, or that month's last day when it is shorter (31 Jan + 1 = 28 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    if year > date.max.year:
+        return date.max
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _expected_base_grams(line: LineDraft, env: Env) -> Decimal | None:
+    unit = env.reference.unit(line.unit)
+    if unit is None or unit.grams is None or line.factor is None or line.gross.value < 0:
+        return None
+    return line.gross.value * unit.grams * line.factor.value
+
+
+def _known_substance(line: LineDraft, env: Env) -> Substance | None:
+    found = env.reference.substance(line.substance_id.value)
+    return found if found is not None and found.id == line.substance_id.value else None
+
+
+def _verified_factor(line: LineDraft, env: Env) -> Decimal | None:
+    """The factor the line must use, if one is certain: a verified table row, or 1 for the base itself."""
+    if line.form in _COMPOSED:
+        return None
+    found = env.reference.base_factor(line.substance_id.value, line.salt)
+    if found is not None and found.verified:
+        return found.factor
+    return BASE_ITSELF if line.salt is None else None
+
+
+def _disagreements(line: LineDraft, found: Substance) -> Iterator[Hit]:
+    common = {"line": line.number, "id": found.id}
+    if line.inn and line.inn.value.casefold() not in found.names:
+        yield at(line.inn, name="INN", declared=line.inn.value, expected=found.inn, **common)
+    if line.name and line.name.value.casefold() not in found.names:
+        yield at(line.name, name="SubstanceName", declared=line.name.value, expected=found.name, **common)
+    if line.cas and found.cas_number and line.cas.value != found.cas_number:
+        yield at(line.cas, name="CASNumber", declared=line.cas.value, expected=found.cas_number, **common)
+    if line.treaty and line.treaty.value != found.treaty:
+        yield at(line.treaty, name="Treaty", declared=line.treaty.value, expected=found.treaty, **common)
+    if line.schedule and line.schedule.value not in found.schedules:
+        expected = " or ".join(sorted(found.schedules))
+        yield at(line.schedule, name="Schedule", declared=line.schedule.value, expected=expected, **common)
+
+
+def _fits(found: Substance, allowed: frozenset[tuple[str, str]]) -> bool:
+    return (found.treaty, "*") in allowed or any((found.treaty, s) in allowed for s in found.schedules)
+
+
+def _local(element: etree._Element) -> str:
+    return etree.QName(element).localname
+
+
+_NARCOTICS_AND_PSYCHOTROPICS = (
+    frozenset({("1961", "*"), ("1971", "*")}),
+    "narcotic drugs (1961) and psychotropic substances (1971)",
+    "send precursors (1988) as a PreExportNotification",
+)
+# Which treaty schedules each document type may carry: (allowed, what it covers, what to send instead).
+_FITS: dict[DocumentType, tuple[frozenset[tuple[str, str]], str, str]] = {
+    DocumentType.IMPORT_AUTHORIZATION: _NARCOTICS_AND_PSYCHOTROPICS,
+    DocumentType.EXPORT_AUTHORIZATION: _NARCOTICS_AND_PSYCHOTROPICS,
+    DocumentType.EXPORT_EXECUTION: _NARCOTICS_AND_PSYCHOTROPICS,
+    DocumentType.IMPORT_ENDORSEMENT: _NARCOTICS_AND_PSYCHOTROPICS,
+    DocumentType.EXPORT_DECLARATION: (
+        frozenset({("1971", "III")}),
+        "psychotropic substances of 1971 Schedule III",
+        "send an ExportAuthorization against the importing country's ImportAuthorization (1961 and 1971 "
+        "Schedules I and II)",
+    ),
+    DocumentType.PRE_EXPORT_NOTIFICATION: (
+        frozenset({("1988", "*")}),
+        "precursors of 1988 Tables I and II",
+        "send an ExportAuthorization for narcotic drugs and psychotropic substances",
+    ),
+}

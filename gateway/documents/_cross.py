@@ -1,0 +1,428 @@
+"""Checks across documents: they ask a ``DocumentContext`` what the gateway has sent and received.
+
+Each returns at once without a context (the engine does not call them then, and reports that it did not).
+A check that needs the referenced document stays silent when it is unknown: X-023 reports that once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+
+from gateway.documents._engine import Env, Hit, at
+from gateway.documents._extract import Draft, LineDraft, PartyDraft, ReferenceDraft
+from gateway.documents._model import DocumentKey, Party, PermitDocument, PermitLine
+from gateway.documents.context import DocumentContext, DocumentStatus
+from gateway.documents.reference import Substance
+from gateway.documents.types import DocumentType
+
+_NOT_OPEN = {DocumentStatus.EXPIRED: "expired", DocumentStatus.CLOSED: "closed (used up or endorsed)"}
+_ESTIMATED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
+
+
+# Any document type
+
+
+def number_not_taken(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is not None and not d.is_replacement and ctx.is_duplicate(d.key, d.content_sha256):
+        yield at(d.number, type=d.document_type.value, number=d.number.value, country=d.issuing_country.value)
+
+
+def reference_known(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is None:
+        return
+    for ref in d.references():
+        if ctx.find(ref.key) is None:
+            yield at(ref.number, type=ref.document_type.value, number=ref.number.value, country=ref.country.value)
+
+
+def reference_agrees(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is None:
+        return
+    for ref in d.references():
+        found = ctx.find(ref.key)
+        if found is None:
+            continue
+        for name, stated, known in (
+            ("IssueDate", ref.issue_date, found.issue_date),
+            ("AuthorityId", ref.authority, found.issuing_authority),
+        ):
+            if stated.value != known:
+                yield at(stated, name=name, stated=stated.value, known=known, number=ref.number.value)
+
+
+def reference_not_cancelled(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is None:
+        return
+    for ref in d.references():
+        if _cancelled(ctx, ref.key, d):
+            yield at(ref.number, type=ref.document_type.value, number=ref.number.value, date=d.issue_date.value)
+
+
+def estimate_exceeded(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.emergency is None:
+        yield from (hit for kind, hit in _estimate_checks(d, env) if kind == "exceeded")
+
+
+def estimate_exceeded_in_emergency(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.emergency is not None:
+        yield from (hit for kind, hit in _estimate_checks(d, env) if kind == "exceeded")
+
+
+def estimate_known(d: Draft, env: Env) -> Iterator[Hit]:
+    yield from (hit for kind, hit in _estimate_checks(d, env) if kind == "missing")
+
+
+def import_not_prohibited(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is None:
+        return
+    for line in d.lines:
+        found = ctx.prohibition(d.importing_country.value, line.substance_id.value)
+        if found is not None:
+            since = f" since {found.since}" if found.since else ""
+            yield at(
+                line.substance_id,
+                line=line.number,
+                country=found.country,
+                id=found.substance_id,
+                since=since,
+                reference=found.reference,
+            )
+
+
+# ExportAuthorization against its ImportAuthorization
+
+
+def import_authorization_unexpired(d: Draft, env: Env) -> Iterator[Hit]:
+    ia = _find(env, d.import_ref)
+    if d.import_ref and ia and ia.valid_until and ia.valid_until < d.issue_date.value:
+        yield at(d.import_ref.number, number=ia.number, valid_until=ia.valid_until, issue_date=d.issue_date.value)
+
+
+def export_within_import_validity(d: Draft, env: Env) -> Iterator[Hit]:
+    ia = _find(env, d.import_ref)
+    if not (ia and ia.valid_until and d.valid_until) or ia.valid_until < d.issue_date.value:
+        return
+    if d.valid_until.value > ia.valid_until:
+        yield at(d.valid_until, valid_until=d.valid_until.value, number=ia.number, ia_until=ia.valid_until)
+
+
+def same_parties_as_import(d: Draft, env: Env) -> Iterator[Hit]:
+    ia = _find(env, d.import_ref)
+    if ia is None:
+        return
+    for ours, theirs in ((d.importer, ia.importer), (d.exporter, ia.exporter)):
+        if ours is None or theirs is None:
+            continue
+        for name, stated, known in _party_differences(ours, theirs):
+            yield Hit(
+                ours.element,
+                {"role": ours.role, "name": name, "stated": stated, "known": known, "number": ia.number},
+            )
+
+
+def lines_match_import(d: Draft, env: Env) -> Iterator[Hit]:
+    ia = _find(env, d.import_ref)
+    if ia is not None:
+        yield from _unmatched_lines(d, ia)
+
+
+def within_remaining_quantity(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.import_ref
+    if ctx is None or ref is None or _cancelled(ctx, ref.key, d):
+        return
+    for ia_line, lines in _by_reference_line(d.lines).items():
+        remaining = ctx.remaining_base_grams(ref.key, ia_line, excluding=d.key)
+        total = _base(lines)
+        if remaining is not None and total > remaining:
+            yield at(
+                lines[0].base_grams or lines[0].gross,
+                lines=", ".join(str(line.number) for line in lines),
+                total=total,
+                remaining=max(remaining, Decimal(0)),
+                ia_line=ia_line,
+                number=ref.number.value,
+            )
+
+
+def consignments_allowed(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.import_ref
+    ia = _find(env, ref)
+    if ctx is None or ref is None or ia is None or ia.multiple_consignments_allowed or _cancelled(ctx, ref.key, d):
+        return
+    others = ctx.exports_against(ref.key, excluding=d.key)
+    if others:
+        yield at(ref.number, number=ia.number, others=", ".join(k.number for k in others))
+
+
+# ExportExecution and ImportEndorsement against the ExportAuthorization
+
+
+def lines_match_export(d: Draft, env: Env) -> Iterator[Hit]:
+    ea = _find(env, d.export_ref)
+    if ea is not None:
+        yield from _unmatched_lines(d, ea)
+
+
+def shipped_within_authorized(d: Draft, env: Env) -> Iterator[Hit]:
+    ea = _find(env, d.export_ref)
+    authorized = {line.line_number: line.base_quantity_grams for line in ea.lines} if ea else {}
+    for ea_line, lines in _by_reference_line(d.lines).items():
+        limit = authorized.get(ea_line)
+        if ea is not None and limit is not None and _base(lines) > limit:
+            yield _over(lines, ea_line, limit, ea.number)
+
+
+def dispatched_within_export_validity(d: Draft, env: Env) -> Iterator[Hit]:
+    ea = _find(env, d.export_ref)
+    if not (ea and ea.valid_from and ea.valid_until and d.event_date):
+        return
+    if not ea.valid_from <= d.event_date.value <= ea.valid_until:
+        yield at(d.event_date, date=d.event_date.value, number=ea.number, start=ea.valid_from, end=ea.valid_until)
+
+
+def endorsed_within_exported(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.export_ref
+    if ctx is None or ref is None or ctx.find(ref.key) is None:
+        return
+    for ea_line, lines in _by_reference_line(d.lines).items():
+        exported = ctx.exported_base_grams(ref.key, ea_line)
+        if exported is not None and _base(lines) > exported:
+            yield _over(lines, ea_line, exported, ref.number.value)
+
+
+def endorsed_once(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.export_ref
+    if ctx is None or ref is None:
+        return
+    others = ctx.endorsements_of(ref.key, excluding=d.key)
+    if others:
+        yield at(ref.number, number=ref.number.value, others=", ".join(k.number for k in others))
+
+
+def endorsement_names_the_export_import(d: Draft, env: Env) -> Iterator[Hit]:
+    ea = _find(env, d.export_ref)
+    ours = d.import_ref
+    theirs = ea.import_authorization_ref if ea else None
+    if ea and ours and theirs and ours.key != theirs.key:
+        yield at(ours.number, stated=ours.number.value, number=ea.number, known=theirs.number)
+
+
+# Amendment and Cancellation
+
+
+def amended_document_open(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.subject_ref
+    status = ctx.status(ref.key, as_of=d.issue_date.value) if ctx and ref else None
+    if ref is not None and status in _NOT_OPEN:
+        yield at(ref.number, number=ref.number.value, status=_NOT_OPEN[status], date=d.issue_date.value)
+
+
+def amendment_keeps_what_was_exported(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, new, target = env.context, d.replacement, _find(env, d.subject_ref)
+    if (
+        ctx is None
+        or new is None
+        or target is None
+        or target.document_type is not DocumentType.IMPORT_AUTHORIZATION
+    ):
+        return
+    amended = {line.number: line for line in new.lines}
+    for line in target.lines:
+        drawn = _drawn(ctx, target, line)
+        replacement = amended.get(line.line_number)
+        kept = replacement.base_grams.value if replacement and replacement.base_grams else Decimal(0)
+        if drawn > 0 and kept < drawn:
+            element = (replacement.base_grams or replacement.gross) if replacement else new.number
+            yield at(element, line=line.line_number, kept=kept, drawn=drawn, number=target.number)
+
+
+def version_increases(d: Draft, env: Env) -> Iterator[Hit]:
+    target = _find(env, d.subject_ref)
+    if d.version and target and d.version.value <= target.version:
+        yield at(
+            d.version,
+            version=d.version.value,
+            current=target.version,
+            next=target.version + 1,
+            number=target.number,
+        )
+
+
+def cancelled_without_live_exports(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref = env.context, d.subject_ref
+    if ctx is None or ref is None or ref.document_type.value is not DocumentType.IMPORT_AUTHORIZATION:
+        return
+    exports = ctx.exports_against(ref.key)
+    if exports:
+        yield at(
+            ref.number,
+            number=ref.number.value,
+            exports=", ".join(f"{k.number} ({k.issuing_country})" for k in exports),
+        )
+
+
+# ExportDeclaration
+
+
+def declaration_allowed_by_importing_country(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx = env.context
+    if ctx is None:
+        return
+    for line in d.lines:
+        treaty, schedule = line.treaty, line.schedule
+        if (
+            treaty
+            and schedule
+            and ctx.import_authorization_required(d.importing_country.value, treaty.value, schedule.value)
+        ):
+            yield at(
+                schedule,
+                line=line.number,
+                country=d.importing_country.value,
+                treaty=treaty.value,
+                schedule=schedule.value,
+            )
+
+
+# Helpers
+
+
+def _find(env: Env, ref: ReferenceDraft | None) -> PermitDocument | None:
+    if env.context is None or ref is None:
+        return None
+    return env.context.find(ref.key)
+
+
+def _cancelled(ctx: DocumentContext, key: DocumentKey, d: Draft) -> bool:
+    return ctx.status(key, as_of=d.issue_date.value) is DocumentStatus.CANCELLED
+
+
+def _estimate_checks(d: Draft, env: Env) -> list[tuple[str, Hit]]:
+    if id(d) not in env.estimates:
+        env.estimates[id(d)] = list(_estimate_hits(d, env))
+    return env.estimates[id(d)]
+
+
+def _estimate_hits(d: Draft, env: Env) -> Iterator[tuple[str, Hit]]:
+    ctx = env.context
+    if ctx is None:
+        return
+    country, year = d.importing_country.value, d.year
+    for substance_id, lines in _by_substance(d, env).items():
+        estimate = ctx.estimate(country, substance_id, year)
+        first = lines[0].substance_id
+        if estimate is None:
+            yield "missing", at(first, country=country, id=substance_id, year=year)
+            continue
+        before = ctx.authorized_base_grams(d.document_type, country, substance_id, year, excluding=d.key)
+        this = _base(lines)
+        if before + this > estimate.base_grams:
+            yield (
+                "exceeded",
+                at(
+                    first,
+                    kind=estimate.kind,
+                    country=country,
+                    id=substance_id,
+                    year=year,
+                    estimate=estimate.base_grams,
+                    before=before,
+                    this=this,
+                    type=d.document_type.value,
+                    reason=d.emergency.value if d.emergency else "",
+                ),
+            )
+
+
+def _by_substance(d: Draft, env: Env) -> dict[str, list[LineDraft]]:
+    """Lines of substances under an estimate (1961) or assessment (1971 Schedules II-IV), by substance."""
+    grouped: dict[str, list[LineDraft]] = defaultdict(list)
+    for line in d.lines:
+        found = env.reference.substance(line.substance_id.value)
+        if found and found.id == line.substance_id.value and line.base_grams is not None and _estimated(found):
+            grouped[found.id].append(line)
+    return grouped
+
+
+def _estimated(found: Substance) -> bool:
+    return found.treaty == "1961" or any((found.treaty, s) in _ESTIMATED for s in found.schedules)
+
+
+def _by_reference_line(lines: tuple[LineDraft, ...]) -> dict[int, list[LineDraft]]:
+    grouped: dict[int, list[LineDraft]] = defaultdict(list)
+    for line in lines:
+        if line.reference_line is not None:
+            grouped[line.reference_line.value].append(line)
+    return grouped
+
+
+def _base(lines: list[LineDraft]) -> Decimal:
+    return sum((line.base_grams.value for line in lines if line.base_grams is not None), Decimal(0))
+
+
+def _over(lines: list[LineDraft], reference_line: int, limit: Decimal, number: str) -> Hit:
+    return at(
+        lines[0].base_grams or lines[0].gross,
+        lines=", ".join(str(line.number) for line in lines),
+        total=_base(lines),
+        limit=limit,
+        ref_line=reference_line,
+        number=number,
+    )
+
+
+def _unmatched_lines(d: Draft, other: PermitDocument) -> Iterator[Hit]:
+    theirs = {line.line_number: line for line in other.lines}
+    for line in d.lines:
+        if line.reference_line is None:
+            continue
+        match = theirs.get(line.reference_line.value)
+        problem = _line_problem(line, match)
+        if problem:
+            yield at(
+                line.reference_line,
+                line=line.number,
+                ref_line=line.reference_line.value,
+                type=other.document_type.value,
+                number=other.number,
+                problem=problem,
+            )
+
+
+def _line_problem(line: LineDraft, match: PermitLine | None) -> str:
+    if match is None:
+        return "has no such line"
+    if match.substance_id != line.substance_id.value:
+        return f"has {match.substance_id} on that line, not {line.substance_id.value}"
+    form = line.pharmaceutical_form.value if line.pharmaceutical_form else None
+    theirs = match.pharmaceutical_form
+    if line.treaty and line.treaty.value == "1971" and form and theirs and form.casefold() != theirs.casefold():
+        return f"authorizes it as {theirs}, not {form}"
+    return ""
+
+
+def _party_differences(ours: PartyDraft, theirs: Party) -> Iterator[tuple[str, str, str]]:
+    if _normal(ours.name) != _normal(theirs.name):
+        yield "Name", ours.name, theirs.name
+    if ours.country.value != theirs.country:
+        yield "Address/CountryCode", ours.country.value, theirs.country
+    if ours.licence and theirs.licence and _normal(ours.licence) != _normal(theirs.licence):
+        yield "NationalLicenceNumber", ours.licence, theirs.licence
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _drawn(ctx: DocumentContext, ia: PermitDocument, line: PermitLine) -> Decimal:
+    remaining = ctx.remaining_base_grams(ia.key, line.line_number)
+    if remaining is None or line.base_quantity_grams is None:
+        return Decimal(0)
+    return line.base_quantity_grams - remaining

@@ -1,0 +1,366 @@
+"""The admin API: partner profiles read, edited, retired and rolled back over REST, with a bearer token.
+
+Every route needs ``Authorization: Bearer <token>`` (the token from the variable named by
+``[admin].token_env``); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the
+profile as read; ``If-None-Match: *`` to create one): 428 without it, 412 when the profile changed
+meanwhile. An invalid profile is 422 with every error as ``file:line:column field: ...``. An accepted
+change is active at once; ``X-Admin-Actor`` names the person in the audit log.
+
+    GET    /api/v1/admin/profiles                         list (with retired ids and the last refusal)
+    GET    /api/v1/admin/profiles/{id}                    the YAML text, ETag = sha256 of the file
+    PUT    /api/v1/admin/profiles/{id}                    replace or create (body: YAML)
+    PATCH  /api/v1/admin/profiles/{id}                    JSON merge patch (POST does the same)
+    DELETE /api/v1/admin/profiles/{id}                    retire: the file moves into the history
+    GET    /api/v1/admin/profiles/{id}/history            versions
+    GET    /api/v1/admin/profiles/{id}/history/{version}  the YAML text of a version
+    GET    /api/v1/admin/profiles/{id}/diff?from=N&to=M   unified diff (default: previous -> file)
+    POST   /api/v1/admin/profiles/{id}/rollback?version=N a version becomes current again
+    GET    /api/v1/admin/audit?profile=ID&limit=N         the audit log
+    GET    /api/v1/admin/certificates                     days to expiry of every certificate in use
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import ProfileError
+from gateway.interfaces.keys import ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
+from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
+from gateway.profiles.expiry import certificate_statuses
+from gateway.profiles.history import UnknownVersion
+from gateway.store import Direction, State
+
+ADMIN = "/api/v1/admin"
+PROFILE = f"{ADMIN}/profiles/{{profile_id}}"
+MAX_PROFILE_BYTES = 256 * 1024
+YAML_TYPE = "application/yaml"
+PENDING = frozenset({State.SUBMITTED, State.SENDING, State.RETRY_WAIT})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _problem(status: int, error: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, **extra}, status=status)
+
+
+def admin_only(handler: Handler) -> Handler:
+    """401 unless the request carries the admin bearer token (compared in constant time)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        token = request.app[ADMIN_TOKEN]
+        if token is None:
+            return _problem(403, "the admin API is off; set [admin].token_env to turn it on")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            return web.json_response(
+                {"error": "admin credential missing or wrong; send Authorization: Bearer <token>"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="permit-gateway-admin"'},
+            )
+        return await handler(request)
+
+    return guarded
+
+
+async def _body(request: web.Request) -> bytes | None:
+    """The whole body, or None when it is longer than a profile may be."""
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > MAX_PROFILE_BYTES:
+            return None
+    return bytes(data)
+
+
+def _too_large() -> web.Response:
+    return _problem(413, f"a profile must be at most {MAX_PROFILE_BYTES} bytes")
+
+
+def _etag(value: str) -> str:
+    return f'"{value}"'
+
+
+def _actor(request: web.Request) -> str:
+    return f"{request.headers.get('X-Admin-Actor', 'admin')}@{request.remote or 'unknown'}"
+
+
+def _precondition(request: web.Request) -> Precondition | None:
+    if_match = request.headers.get("If-Match")
+    if if_match:
+        return Precondition(if_match=if_match)
+    if request.headers.get("If-None-Match", "").strip() == "*":
+        return Precondition(if_absent=True)
+    return None
+
+
+def _precondition_required() -> web.Response:
+    return _problem(
+        428,
+        "send If-Match with the ETag of the profile as you read it (GET it first), "
+        "or If-None-Match: * to create a new profile",
+    )
+
+
+def _error(exc: ProfileError) -> web.Response:
+    """Map the editor's errors: 404 unknown, 412 changed meanwhile, 422 invalid, 409 anything else."""
+    match exc:
+        case InvalidProfile():
+            return _problem(422, "the profile is invalid; nothing was changed", errors=exc.errors)
+        case EditConflict():
+            return _problem(412, str(exc))
+        case UnknownVersion():
+            return _problem(404, str(exc))
+    return _problem(409, str(exc))
+
+
+def _written(result: EditResult, *, created: bool = False) -> web.Response:
+    body = {
+        "id": result.id,
+        "action": result.action,
+        "file": str(result.path),
+        "etag": result.etag,
+        "version": result.version,
+        "active": result.active,
+        "warnings": result.warnings,
+        "diff": result.diff,
+    }
+    headers = {"ETag": _etag(result.etag)} if result.etag else {}
+    return web.json_response(body, status=201 if created else 200, headers=headers)
+
+
+def _editor(request: web.Request) -> tuple[ProfileEditor, str]:
+    return request.app[PROFILE_EDITOR], request.match_info["profile_id"]
+
+
+@admin_only
+async def list_profiles(request: web.Request) -> web.Response:
+    editor, watcher = request.app[PROFILE_EDITOR], request.app[PROFILE_WATCHER]
+    registry = watcher.partners.registry
+    items = []
+    for item in editor.profiles():
+        active = registry.get(item.id) if item.id in registry else None
+        items.append(
+            {
+                "id": item.id,
+                "file": str(item.path),
+                "etag": item.etag,
+                "active": active is not None,
+                "enabled": active.enabled if active else None,
+                "party_id": active.party_id if active else None,
+                "endpoint": active.endpoint if active else None,
+            }
+        )
+    body = {
+        "profiles": items,
+        "retired": editor.retired(),
+        "active_since": watcher.active.since.isoformat(),
+        "last_refusal": watcher.last_error.splitlines() if watcher.last_error else None,
+    }
+    return web.json_response(body)
+
+
+@admin_only
+async def get_profile(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    try:
+        found = editor.get(profile_id)
+    except ProfileError as exc:
+        return _error(exc)
+    return web.Response(text=found.text, content_type=YAML_TYPE, headers={"ETag": _etag(found.etag)})
+
+
+@admin_only
+async def put_profile(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    condition = _precondition(request)
+    if condition is None:
+        return _precondition_required()
+    body = await _body(request)
+    if body is None:
+        return _too_large()
+    try:
+        text = body.decode("utf-8")
+        result = editor.put(profile_id, text, condition=condition, actor=_actor(request))
+    except UnicodeDecodeError:
+        return _problem(400, "the body must be UTF-8 YAML text")
+    except ProfileError as exc:
+        return _error(exc)
+    return _written(result, created=condition.if_absent)
+
+
+@admin_only
+async def merge_profile(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    condition = _precondition(request)
+    if condition is None:
+        return _precondition_required()
+    body = await _body(request)
+    if body is None:
+        return _too_large()
+    try:
+        patch = json.loads(body)
+    except ValueError as exc:
+        return _problem(400, f"the body must be a JSON merge patch (RFC 7396): {exc}")
+    if not isinstance(patch, dict):
+        return _problem(400, 'the body must be a JSON object, e.g. {"enabled": false}')
+    try:
+        result = editor.merge(profile_id, patch, condition=condition, actor=_actor(request))
+    except ProfileError as exc:
+        return _error(exc)
+    return _written(result)
+
+
+@admin_only
+async def retire_profile(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    condition = _precondition(request)
+    if condition is None:
+        return _precondition_required()
+    pending = await _pending_messages(request, profile_id)
+    if pending and request.query.get("force") != "true":
+        return _problem(
+            409,
+            f"{pending} message(s) to {profile_id!r} are still on their way and would fail without the profile; "
+            "wait until they are acknowledged or failed, or retire with ?force=true",
+        )
+    try:
+        result = editor.retire(profile_id, condition=condition, actor=_actor(request))
+    except ProfileError as exc:
+        return _error(exc)
+    return _written(result)
+
+
+async def _pending_messages(request: web.Request, profile_id: str) -> int:
+    node = request.app.get(NODE)
+    if node is None:
+        return 0
+    counts = await node.store.count_by_state()
+    return sum(
+        count
+        for (direction, partner, state), count in counts.items()
+        if direction == Direction.OUTBOUND and partner == profile_id and state in PENDING
+    )
+
+
+@admin_only
+async def history(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    try:
+        versions = editor.versions(profile_id)
+        current = editor.find(profile_id)
+    except ProfileError as exc:
+        return _error(exc)
+    items = [
+        {
+            "version": v.number,
+            "at": v.at,
+            "actor": v.actor,
+            "action": v.action,
+            "sha256": v.sha256,
+            "current": current is not None and v.sha256 == current.etag,
+        }
+        for v in versions
+    ]
+    return web.json_response({"id": profile_id, "retired": current is None, "versions": items})
+
+
+@admin_only
+async def get_version(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    try:
+        text = editor.history.text(profile_id, _int(request.match_info["version"], "version"))
+    except ProfileError as exc:
+        return _error(exc)
+    return web.Response(text=text, content_type=YAML_TYPE)
+
+
+@admin_only
+async def diff(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    try:
+        text = editor.diff(profile_id, _optional_int(request, "from"), _optional_int(request, "to"))
+    except ProfileError as exc:
+        return _error(exc)
+    return web.Response(text=text, content_type="text/x-diff")
+
+
+@admin_only
+async def rollback(request: web.Request) -> web.Response:
+    editor, profile_id = _editor(request)
+    condition = _precondition(request)
+    if condition is None:
+        return _precondition_required()
+    try:
+        version = _optional_int(request, "version")
+        result = editor.rollback(profile_id, version, condition=condition, actor=_actor(request))
+    except ProfileError as exc:
+        return _error(exc)
+    return _written(result)
+
+
+@admin_only
+async def audit(request: web.Request) -> web.Response:
+    editor = request.app[PROFILE_EDITOR]
+    try:
+        limit = min(_optional_int(request, "limit") or 100, 1000)
+    except ProfileError as exc:
+        return _error(exc)
+    return web.json_response({"entries": editor.audit.entries(request.query.get("profile"), limit=limit)})
+
+
+@admin_only
+async def certificates(request: web.Request) -> web.Response:
+    watcher, editor = request.app[PROFILE_WATCHER], request.app[PROFILE_EDITOR]
+    node = request.app.get(NODE)
+    own = node.keys.own_certificates() if node is not None else []
+    statuses = certificate_statuses(
+        watcher.partners, own, now=watcher.clock.now(), warning_days=editor.warning_days
+    )
+    items = [
+        {
+            "owner": s.owner,
+            "purpose": s.purpose,
+            "subject": s.subject,
+            "sha256": s.fingerprint,
+            "not_after": s.not_after.isoformat(),
+            "days_left": s.days_left,
+            "validity": s.validity.value,
+        }
+        for s in statuses
+    ]
+    return web.json_response({"certificates": items})
+
+
+def _int(value: str, name: str) -> int:
+    if not value.isdigit():
+        raise UnknownVersion(f"{name} must be a version number such as 3, got {value!r}")
+    return int(value)
+
+
+def _optional_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    return None if value is None else _int(value, name)
+
+
+routes: list[web.RouteDef] = [
+    web.get(f"{ADMIN}/profiles", list_profiles),
+    web.get(PROFILE, get_profile),
+    web.put(PROFILE, put_profile),
+    web.patch(PROFILE, merge_profile),
+    web.post(PROFILE, merge_profile),
+    web.delete(PROFILE, retire_profile),
+    web.get(f"{PROFILE}/history", history),
+    web.get(f"{PROFILE}/history/{{version}}", get_version),
+    web.get(f"{PROFILE}/diff", diff),
+    web.post(f"{PROFILE}/rollback", rollback),
+    web.get(f"{ADMIN}/audit", audit),
+    web.get(f"{ADMIN}/certificates", certificates),
+]

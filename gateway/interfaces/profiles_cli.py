@@ -1,0 +1,378 @@
+"""``permit-gateway profiles ...`` and ``permit-gateway keys ...``: partner profiles and our own keys.
+
+The profile commands work on the files through ``ProfileEditor``, the same code path as the admin API; a
+running gateway picks their changes up through its profile watcher (and a key rollover through its keystore
+watcher), without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import io
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import aiohttp
+import typer
+from rich.console import Console
+from rich.table import Table
+from ruamel.yaml import YAML
+
+from gateway.clock import SystemClock
+from gateway.errors import GatewayError
+from gateway.outbound.ping import PingResult, ping
+from gateway.profiles.check import check_folder
+from gateway.profiles.editor import Precondition, ProfileEditor
+from gateway.profiles.keystore import (
+    KeyInfo,
+    KeyStatus,
+    generate_key,
+    import_key,
+    list_keys,
+    load_own_keys,
+    rollover,
+    subject_name,
+)
+from gateway.profiles.loader import load_profile_folder
+from gateway.profiles.model import profile_json_schema
+from gateway.profiles.trust import Partners
+from gateway.settings import Settings, load_settings
+
+profiles_app = typer.Typer(help="Partner profiles: check, show, history, diff, rollback, ping, schema.")
+keys_app = typer.Typer(help="Our own keys: generate, import, list, rollover.")
+console = Console(width=max(Console().width, 132))
+err = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the gateway configuration file")]
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(config: Path) -> Settings:
+    try:
+        return load_settings(config)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _editor(settings: Settings) -> ProfileEditor:
+    return ProfileEditor(
+        settings.profiles.folder,
+        certificates_dir=settings.profiles.certificates,
+        data_dir=settings.data_dir,
+        clock=SystemClock(),
+        warning_days=settings.keys.expiry_warning_days,
+    )
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+# --- profiles --------------------------------------------------------------------------------------------
+
+
+@profiles_app.command("check")
+def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Validate the profile folder as a reload would, print every error and warning; exit 1 on an error."""
+    settings = _settings(config)
+    result = check_folder(
+        settings.profiles.folder,
+        certificates_dir=settings.profiles.certificates,
+        now=SystemClock().now(),
+        warning_days=settings.keys.expiry_warning_days,
+    )
+    for line in result.errors:
+        err.print(f"[bold red]error[/] {line}", highlight=False, soft_wrap=True)
+    for line in result.warnings:
+        err.print(f"[yellow]warning[/] {line}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+    count = len(result.partners) if result.partners is not None else 0
+    console.print(f"{settings.profiles.folder}: {count} partner profile(s) OK", highlight=False)
+
+
+@profiles_app.command("show")
+def show(
+    profile_id: Annotated[str, typer.Argument(metavar="ID", help="the profile id")],
+    effective: Annotated[bool, typer.Option("--effective", help="every key, defaults merged in")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Print a profile as written, or with --effective as the gateway uses it (defaults, absolute paths)."""
+    settings = _settings(config)
+    try:
+        if not effective:
+            console.print(_editor(settings).get(profile_id).text, end="", highlight=False, markup=False)
+            return
+        loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+        profile = loaded.registry.get(profile_id)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    out = io.StringIO()
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.dump(profile.model_dump(mode="json"), out)
+    console.print(f"# effective profile {profile_id!r} from {loaded.files[profile_id]}", highlight=False)
+    console.print(out.getvalue(), end="", highlight=False, markup=False)
+
+
+@profiles_app.command("schema")
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None,
+) -> None:
+    """Export the JSON Schema of a profile file, for editors that complete and check YAML."""
+    text = json.dumps(profile_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"JSON Schema written to {output}", highlight=False)
+
+
+@profiles_app.command("history")
+def history(
+    partner: Annotated[str, typer.Argument(help="the profile id")], config: ConfigOption = DEFAULT_CONFIG
+) -> None:
+    """List every version of a profile: when, by whom, how; the current one is marked."""
+    editor = _editor(_settings(config))
+    try:
+        versions = editor.versions(partner)
+        current = editor.find(partner)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("version", "at", "actor", "action", "sha256", "")
+    for version in versions:
+        mark = "current" if current is not None and version.sha256 == current.etag else ""
+        table.add_row(str(version.number), version.at, version.actor, version.action, version.sha256[:16], mark)
+    console.print(table)
+    if current is None:
+        console.print(f"{partner} is retired; 'profiles rollback {partner} VERSION' brings it back")
+    elif not any(v.sha256 == current.etag for v in versions):
+        console.print(f"the current file {current.path} is not in the history yet (it is saved at the next edit)")
+
+
+@profiles_app.command("diff")
+def diff(
+    partner: Annotated[str, typer.Argument(help="the profile id")],
+    version: Annotated[int | None, typer.Argument(help="from this version; default: the previous one")] = None,
+    to: Annotated[int | None, typer.Option(help="to this version; default: the current file")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Show what changed between a version and the current file (or another version)."""
+    try:
+        text = _editor(_settings(config)).diff(partner, version, to)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(text or "(no difference)", nl=not text)
+
+
+@profiles_app.command("rollback")
+def rollback_profile(
+    partner: Annotated[str, typer.Argument(help="the profile id")],
+    version: Annotated[
+        int | None, typer.Argument(help="the version to restore; default: the previous one")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Make an earlier version current again (validated first); a running gateway picks it up by itself."""
+    try:
+        result = _editor(_settings(config)).rollback(partner, version, condition=Precondition(), actor=_actor())
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
+    if result.version is None:
+        console.print(f"{partner}: the file already is that version; nothing changed", highlight=False)
+        return
+    console.print(
+        f"{partner}: {result.action} written as version {result.version} to {result.path}", highlight=False
+    )
+
+
+@profiles_app.command("ping")
+def ping_partner(
+    partner: Annotated[str, typer.Argument(help="the profile id")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the receipt")] = 30.0,
+) -> None:
+    """Send the AS4 test-service message; report the signed receipt's round trip or what failed."""
+    settings = _settings(config)
+    try:
+        result = asyncio.run(_ping(settings, partner, timeout))
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    _print_ping(result)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResult:
+    clock = SystemClock()
+    keys = load_own_keys(settings.keys, now=clock.now())
+    loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+    partner = Partners(loaded.registry, now=clock.now()).get(partner_id)
+    async with aiohttp.ClientSession() as session:
+        return await ping(
+            partner,
+            identity=settings.identity,
+            keys=keys.signing,
+            session=session,
+            clock=clock,
+            timeout=timeout,
+            tls_passphrase=settings.keys.passphrase(),
+        )
+
+
+def _print_ping(result: PingResult) -> None:
+    status = f"HTTP {result.http_status}" if result.http_status is not None else "no HTTP answer"
+    took = f"{result.round_trip_ms} ms" if result.round_trip_ms is not None else "-"
+    if result.ok:
+        console.print(
+            f"[bold green]OK[/] {result.partner} at {result.endpoint}: {result.detail}; round trip {took}",
+            highlight=False,
+        )
+        return
+    codes = f" [{', '.join(result.error_codes)}]" if result.error_codes else ""
+    err.print(
+        f"[bold red]FAILED[/] {result.partner} at {result.endpoint}: {result.stage.value}{codes} ({status}, {took}): "
+        f"{result.detail}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# --- keys ------------------------------------------------------------------------------------------------
+
+
+StatusOption = Annotated[
+    KeyStatus | None,
+    typer.Option("--status", help="current or next; default: current for the first key, else next"),
+]
+
+
+def _keystore(settings: Settings) -> tuple[Path, bytes]:
+    folder = settings.keys.keystore
+    if folder is None:
+        raise _fail("set [keys].keystore in the configuration to the keystore folder")
+    try:
+        return folder, settings.keys.keystore_passphrase()
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+
+
+@keys_app.command("generate")
+def generate(
+    config: ConfigOption = DEFAULT_CONFIG,
+    status: StatusOption = None,
+    days: Annotated[int, typer.Option(min=1, help="validity of the self-signed certificate")] = 730,
+) -> None:
+    """Create an RSA-3072 key, a CSR for the CA and a self-signed certificate (development use)."""
+    settings = _settings(config)
+    folder, passphrase = _keystore(settings)
+    identity = settings.identity
+    subject = subject_name(identity.party_id, identity.authority_name, identity.country)
+    try:
+        info = generate_key(folder, passphrase, subject=subject, now=SystemClock().now(), status=status, days=days)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    _print_key(info, "generated")
+    console.print(f"CSR for your CA: {folder / (info.record.id + '.csr.pem')}", highlight=False)
+
+
+@keys_app.command("import")
+def import_(
+    key: Annotated[Path, typer.Option("--key", help="the private key (PEM or DER)")],
+    certificate: Annotated[Path, typer.Option("--certificate", help="its certificate (PEM or DER)")],
+    key_passphrase_env: Annotated[
+        str | None, typer.Option(help="environment variable with the passphrase of --key, if encrypted")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    status: StatusOption = None,
+) -> None:
+    """Add an existing key and certificate; the key is stored encrypted with the keystore passphrase."""
+    settings = _settings(config)
+    folder, passphrase = _keystore(settings)
+    try:
+        info = import_key(
+            folder,
+            passphrase,
+            key_file=key,
+            certificate_file=certificate,
+            key_passphrase=_env_passphrase(key_passphrase_env),
+            now=SystemClock().now(),
+            status=status,
+        )
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    _print_key(info, "imported")
+
+
+def _env_passphrase(variable: str | None) -> bytes | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if value is None:
+        raise _fail(f"--key-passphrase-env names {variable!r}, which is not set")
+    return value.encode()
+
+
+@keys_app.command("list")
+def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Every key: status, fingerprint, subject and validity (no passphrase needed)."""
+    settings = _settings(config)
+    if settings.keys.keystore is None:
+        raise _fail("set [keys].keystore in the configuration to the keystore folder")
+    try:
+        keys = list_keys(settings.keys.keystore)
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    now = SystemClock().now()
+    table = Table("id", "status", "sha256", "subject", "valid from", "valid until", "days left")
+    for info in keys:
+        cert = info.certificate
+        table.add_row(
+            info.record.id,
+            info.record.status.value,
+            info.fingerprint[:16],
+            info.subject,
+            f"{cert.not_valid_before_utc:%Y-%m-%d}",
+            f"{cert.not_valid_after_utc:%Y-%m-%d}",
+            str((cert.not_valid_after_utc - now).days),
+        )
+    console.print(table)
+
+
+@keys_app.command("rollover")
+def rollover_keys(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Next key becomes current (signs), current becomes previous (still decrypts), previous is retired."""
+    settings = _settings(config)
+    folder, passphrase = _keystore(settings)
+    try:
+        keystore = rollover(folder, passphrase, now=SystemClock().now())
+    except GatewayError as exc:
+        raise _fail(str(exc)) from None
+    signing = keystore.signing.certificate
+    console.print(
+        f"rolled over: now signing with {signing.subject.rfc4514_string()} "
+        f"(valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting with {len(keystore.decryption)} key(s). "
+        "A running gateway switches within [profiles].poll_seconds.",
+        highlight=False,
+    )
+
+
+def _print_key(info: KeyInfo, verb: str) -> None:
+    cert = info.certificate
+    console.print(
+        f"{verb} key {info.record.id} ({info.record.status.value}): {info.subject}, SHA-256 {info.fingerprint}, "
+        f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}",
+        highlight=False,
+    )

@@ -1,0 +1,58 @@
+"""The gateway's Prometheus metrics, on one registry of its own (not the library's global one).
+
+``/metrics`` serves ``REGISTRY``. Queue depth is read from the store at scrape time; the rest is counted
+where it happens.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
+
+QUEUE_DEPTH = Gauge(
+    "permit_gateway_messages",
+    "Messages in the store by direction, partner and lifecycle state",
+    ["direction", "partner", "state"],
+    registry=REGISTRY,
+)
+SEND_ATTEMPTS = Counter(
+    "permit_gateway_send_attempts",
+    "POSTs of user messages to partners, by outcome: receipt, retry (will be resent) or failed (final)",
+    ["partner", "outcome"],
+    registry=REGISTRY,
+)
+SEND_LATENCY = Histogram(
+    "permit_gateway_send_latency_seconds",
+    "From submission to verified receipt, per acknowledged message (retries included)",
+    ["partner"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DELIVERY_LATENCY = Histogram(
+    "permit_gateway_delivery_latency_seconds",
+    "From reception to delivery to the national system, per received message",
+    ["partner"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+FAILURES = Counter(
+    "permit_gateway_messages_failed",
+    "Messages that ended FAILED (outbound) or REJECTED (inbound)",
+    ["direction", "partner"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "permit_gateway_duplicates",
+    "Incoming messages seen before: answered with the original receipt, or refused (same id, other content)",
+    ["partner", "outcome"],
+    registry=REGISTRY,
+)
+EBMS_ERRORS_SENT = Counter(
+    "permit_gateway_ebms_errors_sent",
+    "ebMS error signals sent in answer to incoming messages, by error code",
+    ["code"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,208 @@
+"""Connectivity test: send the AS4 test-service message to a partner and time the signed receipt.
+
+The message is a real, signed user message under the ebMS test Service/Action, so it proves DNS, TCP, TLS,
+the partner's AS4 stack, its trust in our certificate and ours in its receipt. Nothing is stored: the partner
+answers with a receipt and does not deliver test messages. Every failure says which step failed.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiohttp
+
+from gateway.as4 import (
+    TEST_ACTION,
+    TEST_SERVICE,
+    EbmsError,
+    ErrorReceived,
+    KeyPair,
+    Outgoing,
+    Party,
+    PartyId,
+    UserMessage,
+    build_user_message,
+    parse_response,
+)
+from gateway.clock import Clock
+from gateway.errors import GatewayError
+from gateway.profiles.model import Tls
+from gateway.profiles.trust import Partner
+from gateway.settings import IdentitySettings
+
+
+class Stage(StrEnum):
+    """Where a ping stopped; ``RECEIPT_OK`` is success."""
+
+    PROFILE = "profile"
+    DNS = "dns"
+    TLS = "tls"
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    HTTP = "http"
+    EBMS_ERROR = "ebms-error"
+    INVALID_RECEIPT = "invalid-receipt"
+    RECEIPT_OK = "receipt"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingResult:
+    partner: str
+    endpoint: str
+    message_id: str
+    stage: Stage
+    detail: str
+    http_status: int | None = None
+    round_trip_ms: float | None = None
+    error_codes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.stage is Stage.RECEIPT_OK
+
+
+def ssl_context(tls: Tls, client_key_passphrase: bytes | None = None) -> ssl.SSLContext | None:
+    """The TLS context a profile asks for (CA bundle, client certificate), or None for the default."""
+    if not tls.configured:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_bundle) if tls.ca_bundle else None)
+    if tls.client_certificate is not None and tls.client_key is not None:
+        context.load_cert_chain(tls.client_certificate, tls.client_key, password=client_key_passphrase)
+    return context
+
+
+def ping_message(partner: Partner, identity: IdentitySettings, clock: Clock) -> UserMessage:
+    """The ebMS test-service user message from us to the partner, with a fresh MessageId."""
+    ours = PartyId(value=identity.party_id, type=identity.party_id_type)
+    theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
+    return UserMessage(
+        message_id=f"{uuid.uuid4()}@{identity.party_id.lower()}.permit-gateway",
+        timestamp=clock.now(),
+        from_party=Party(party_ids=(ours,), role=partner.profile.roles.initiator),
+        to_party=Party(party_ids=(theirs,), role=partner.profile.roles.responder),
+        service=TEST_SERVICE,
+        action=TEST_ACTION,
+        conversation_id=str(uuid.uuid4()),
+    )
+
+
+async def ping(
+    partner: Partner,
+    *,
+    identity: IdentitySettings,
+    keys: KeyPair,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    timeout: float = 30.0,
+    tls_passphrase: bytes | None = None,
+) -> PingResult:
+    """Send one test message to ``partner`` and report the receipt's round trip or exactly what failed."""
+    message = ping_message(partner, identity, clock)
+    result = _Result(partner, message.message_id)
+    try:
+        partner.certificates.check(now=clock.now())
+        context = ssl_context(partner.profile.tls, tls_passphrase)
+    except (GatewayError, OSError, ssl.SSLError) as exc:
+        return result(Stage.PROFILE, f"the profile cannot be used: {exc}")
+    sent = build_user_message(
+        message, [], sender=keys, recipient_certificate=partner.certificates.encryption, compress=False
+    )
+    return await _exchange(result, sent, session=session, clock=clock, timeout=timeout, context=context)
+
+
+class _Result:
+    """Builds the ``PingResult`` of one ping."""
+
+    def __init__(self, partner: Partner, message_id: str) -> None:
+        self._partner = partner
+        self._message_id = message_id
+
+    def __call__(
+        self,
+        stage: Stage,
+        detail: str,
+        *,
+        status: int | None = None,
+        started: float | None = None,
+        codes: tuple[str, ...] = (),
+    ) -> PingResult:
+        elapsed = None if started is None else round((time.perf_counter() - started) * 1000, 1)
+        return PingResult(
+            partner=self._partner.profile.id,
+            endpoint=self._partner.profile.endpoint,
+            message_id=self._message_id,
+            stage=stage,
+            detail=detail,
+            http_status=status,
+            round_trip_ms=elapsed,
+            error_codes=codes,
+        )
+
+    @property
+    def partner(self) -> Partner:
+        return self._partner
+
+
+async def _exchange(
+    result: _Result,
+    sent: Outgoing,
+    *,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    timeout: float,
+    context: ssl.SSLContext | None,
+) -> PingResult:
+    endpoint = result.partner.profile.endpoint
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            endpoint,
+            data=sent.body,
+            headers={"Content-Type": sent.content_type},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            ssl=context if context is not None else True,
+        ) as response:
+            body = await response.read()
+            status, reason = response.status, response.reason or ""
+            content_type = response.headers.get("Content-Type", "")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        stage, detail = _transport_failure(exc, endpoint, timeout)
+        return result(stage, detail, started=started)
+    try:
+        answer = parse_response(content_type, body, sent=sent, policy=result.partner.policy, now=clock.now())
+    except EbmsError as exc:
+        if not 200 <= status < 300:
+            return result(Stage.HTTP, f"HTTP {status} {reason}: {_snippet(body)}", status=status, started=started)
+        return result(Stage.INVALID_RECEIPT, f"{exc.code.code}: {exc.detail}", status=status, started=started)
+    if isinstance(answer, ErrorReceived):
+        codes = tuple(e.code for e in answer.errors)
+        described = "; ".join(
+            f"{e.code} {e.short_description or ''}: {e.detail or e.description or ''}" for e in answer.errors
+        )
+        return result(Stage.EBMS_ERROR, described, status=status, started=started, codes=codes)
+    return result(Stage.RECEIPT_OK, f"signed receipt {answer.message_id} verified", status=status, started=started)
+
+
+def _transport_failure(exc: BaseException, endpoint: str, timeout: float) -> tuple[Stage, str]:
+    match exc:
+        case aiohttp.ClientConnectorDNSError():
+            return Stage.DNS, f"the host of {endpoint} cannot be resolved: {exc.os_error}"
+        case aiohttp.ClientSSLError():
+            return Stage.TLS, f"TLS handshake with {endpoint} failed: {exc}"
+        case aiohttp.ClientConnectorError():
+            return (
+                Stage.CONNECT,
+                f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}",
+            )
+        case TimeoutError() | aiohttp.ServerTimeoutError():
+            return Stage.TIMEOUT, f"no answer from {endpoint} within {timeout:g} s"
+    return Stage.CONNECT, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")

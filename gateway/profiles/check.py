@@ -1,0 +1,54 @@
+"""``profiles check``: everything wrong with a profile folder now, and everything about to go wrong.
+
+Errors: what a reload would refuse (every file, every field), and any enabled profile without a currently
+valid certificate for a purpose (it cannot send). Warnings: certificates that expire within the warning
+window, expired certificates beside a valid one, certificates not valid yet, disabled profiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from gateway.errors import GatewayError, ProfileError
+from gateway.profiles.expiry import Validity, certificate_statuses
+from gateway.profiles.loader import load_profile, load_profile_folder
+from gateway.profiles.trust import Partners
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderCheck:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    partners: Partners | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_folder(folder: Path, *, certificates_dir: Path, now: datetime, warning_days: int) -> FolderCheck:
+    try:
+        loaded = load_profile_folder(folder, certificates_dir=certificates_dir)
+        partners = Partners(loaded.registry, now=now)
+    except GatewayError as exc:
+        return FolderCheck(errors=str(exc).splitlines())
+    errors: list[str] = []
+    for profile_id, path in loaded.files.items():
+        if loaded.registry.get(profile_id).enabled:
+            try:
+                load_profile(path, certificates_dir=certificates_dir, now=now)
+            except ProfileError as exc:
+                errors += str(exc).splitlines()
+    warnings = [
+        status.describe()
+        for status in certificate_statuses(partners, now=now, warning_days=warning_days)
+        if status.validity is not Validity.VALID
+    ]
+    warnings += [
+        f"partner {p.id!r} is disabled (enabled: false in {loaded.files[p.id]})"
+        for p in loaded.registry
+        if not p.enabled
+    ]
+    return FolderCheck(errors=errors, warnings=warnings, partners=partners)

@@ -1,0 +1,419 @@
+"""Changing partner profiles safely: validate first, keep every version, audit who did what, roll back.
+
+The REST admin API and the ``permit-gateway profiles`` commands both go through ``ProfileEditor``; it works on
+the files, so a running gateway picks a CLI change up through its watcher, and an API change at once through
+``on_change``. An edit is validated as the whole folder would be after it (ids and PartyIds stay unique,
+certificates load), and the edited profile must have a currently valid certificate for each purpose unless
+it is disabled; only then is the file replaced (atomically). Writers take a file lock, so the API and the
+CLI never interleave.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+
+from gateway.clock import Clock
+from gateway.errors import GatewayError, ProfileError
+from gateway.profiles.expiry import DEFAULT_WARNING_DAYS, Validity, certificate_status
+from gateway.profiles.history import (
+    AuditLog,
+    ProfileHistory,
+    UnknownVersion,
+    Version,
+    check_profile_id,
+    sha256_text,
+    unified_diff,
+    write_atomically,
+)
+from gateway.profiles.loader import load_profile_folder, load_profile_text, profile_files, where
+from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
+from gateway.profiles.model import PartnerProfile
+from gateway.profiles.trust import Partners
+
+HISTORY_FOLDER = "profile-history"
+AUDIT_FILE = "profile-audit.jsonl"
+
+
+class ProfileNotFound(UnknownVersion):
+    """No profile file with this id (it may be retired: see its history)."""
+
+
+class EditConflict(ProfileError):
+    """The profile changed since the caller read it (If-Match), or exists when it should not."""
+
+
+class InvalidProfile(ProfileError):
+    """The edit would leave an invalid profile or folder; ``errors`` lists each with file:line:column."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileFile:
+    id: str
+    path: Path
+    text: str
+
+    @property
+    def etag(self) -> str:
+        return sha256_text(self.text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditResult:
+    """What an edit did: the new version (None when nothing changed), the ETag (None once retired)."""
+
+    id: str
+    action: str
+    path: Path
+    etag: str | None
+    version: int | None
+    diff: str
+    active: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Precondition:
+    """``if_match``: the ETag the caller read ("*" for any); ``if_absent``: the profile must not exist yet."""
+
+    if_match: str | None = None
+    if_absent: bool = False
+
+    def check(self, profile_id: str, current: ProfileFile | None) -> None:
+        if self.if_absent and current is not None:
+            raise EditConflict(f"profile {profile_id!r} exists already (its ETag is {current.etag})")
+        if self.if_match is None:
+            return
+        if current is None:
+            raise EditConflict(f"profile {profile_id!r} does not exist, so it cannot match ETag {self.if_match}")
+        wanted = self.if_match.removeprefix("W/").strip('"')
+        if wanted not in ("*", current.etag):
+            raise EditConflict(
+                f"profile {profile_id!r} changed since it was read: its ETag is {current.etag}, not {wanted}; "
+                "fetch it again and reapply the change"
+            )
+
+
+def merge_patch(document: CommentedMap, patch: Mapping[str, Any]) -> CommentedMap:
+    """RFC 7396 JSON merge patch applied in place to a round-trip YAML mapping: null removes a key, an object
+    merges into a mapping, anything else replaces; comments and key order of untouched keys are kept."""
+    for key, value in patch.items():
+        current = document.get(key)
+        if value is None:
+            document.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(current, CommentedMap):
+            merge_patch(current, value)
+        elif isinstance(value, Mapping):
+            document[key] = merge_patch(CommentedMap(), value)
+        else:
+            document[key] = value
+    return document
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def apply_merge_patch(text: str, patch: Mapping[str, Any], *, path: Path) -> str:
+    yaml = _yaml()
+    try:
+        document = yaml.load(text)
+    except YAMLError as exc:
+        raise InvalidProfile(
+            [f"{path}: the current file is not valid YAML, so it cannot be merged: {exc}"]
+        ) from None
+    if not isinstance(document, CommentedMap):
+        raise InvalidProfile([f"{path}:1:1: the current file is not a mapping, so it cannot be merged"])
+    out = io.StringIO()
+    yaml.dump(merge_patch(document, patch), out)
+    return out.getvalue()
+
+
+class ProfileEditor:
+    """Edits, retires and rolls back the profiles of one folder, keeping history and an audit log."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        certificates_dir: Path,
+        data_dir: Path,
+        clock: Clock,
+        on_change: Callable[[str], bool] | None = None,
+        warning_days: int = DEFAULT_WARNING_DAYS,
+    ) -> None:
+        self.folder = folder
+        self.certificates_dir = certificates_dir
+        self.history = ProfileHistory(data_dir / HISTORY_FOLDER)
+        self.audit = AuditLog(data_dir / AUDIT_FILE)
+        self._clock = clock
+        self._on_change = on_change
+        self.warning_days = warning_days
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def profiles(self) -> list[ProfileFile]:
+        return [self._file(profile_id, path) for profile_id, path in sorted(profile_files(self.folder).items())]
+
+    def retired(self) -> list[str]:
+        """Ids with a history but no file: retired profiles that can be rolled back."""
+        current = profile_files(self.folder)
+        return [profile_id for profile_id in self.history.ids() if profile_id not in current]
+
+    def find(self, profile_id: str) -> ProfileFile | None:
+        path = profile_files(self.folder).get(check_profile_id(profile_id))
+        return None if path is None else self._file(profile_id, path)
+
+    def get(self, profile_id: str) -> ProfileFile:
+        found = self.find(profile_id)
+        if found is None:
+            hint = "; it was retired, see its history" if self.history.versions(profile_id) else ""
+            raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder}{hint}")
+        return found
+
+    def versions(self, profile_id: str) -> list[Version]:
+        versions = self.history.versions(profile_id)
+        if not versions and self.find(profile_id) is None:
+            raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder} and no history of it")
+        return versions
+
+    def diff(self, profile_id: str, version: int | None = None, to: int | None = None) -> str:
+        """Unified diff from ``version`` (default: the one before the latest) to ``to`` (default: the file)."""
+        before_number = version if version is not None else self._previous_number(profile_id)
+        before = self.history.text(profile_id, before_number)
+        if to is None:
+            current = self.find(profile_id)
+            after, after_name = (current.text, str(current.path)) if current else ("", "(retired)")
+        else:
+            after, after_name = self.history.text(profile_id, to), f"{profile_id} version {to}"
+        return unified_diff(
+            before, after, before_name=f"{profile_id} version {before_number}", after_name=after_name
+        )
+
+    def _previous_number(self, profile_id: str) -> int:
+        versions = self.versions(profile_id)
+        current = self.find(profile_id)
+        candidates = [v for v in versions if current is None or v.sha256 != current.etag]
+        if not candidates:
+            raise UnknownVersion(f"profile {profile_id!r} has no earlier version than its current file")
+        return candidates[-1].number
+
+    def _file(self, profile_id: str, path: Path) -> ProfileFile:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+        return ProfileFile(id=profile_id, path=path, text=text)
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    def put(self, profile_id: str, text: str, *, condition: Precondition, actor: str) -> EditResult:
+        """Replace (or create) a profile with ``text`` after validating it and the folder it would make."""
+        return self._write(profile_id, lambda _: text, condition=condition, actor=actor, action="put")
+
+    def merge(
+        self, profile_id: str, patch: Mapping[str, Any], *, condition: Precondition, actor: str
+    ) -> EditResult:
+        """Apply a JSON merge patch to the profile's YAML, keeping its comments and key order."""
+
+        def merged(current: ProfileFile | None) -> str:
+            if current is None:
+                raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder} to merge into")
+            return apply_merge_patch(current.text, patch, path=current.path)
+
+        return self._write(profile_id, merged, condition=condition, actor=actor, action="merge")
+
+    def rollback(
+        self, profile_id: str, version: int | None = None, *, condition: Precondition, actor: str
+    ) -> EditResult:
+        """Make an earlier version current again (default: the one before the current file), as a new version."""
+        number = version if version is not None else self._previous_number(profile_id)
+        text = self.history.text(profile_id, number)
+        return self._write(
+            profile_id, lambda _: text, condition=condition, actor=actor, action=f"rollback:{number}"
+        )
+
+    def retire(self, profile_id: str, *, condition: Precondition, actor: str) -> EditResult:
+        """Take a profile out of service: its file moves into the history (a rollback brings it back)."""
+        with self.history.lock():
+            current = self.get(profile_id)
+            condition.check(profile_id, current)
+            now = self._clock.now()
+            self._record_current(current, now)
+            current.path.unlink()
+            diff = unified_diff(current.text, "", before_name=str(current.path), after_name="(retired)")
+            self._audit(now, actor, "retire", profile_id, current.etag, None, diff, version=None)
+        active = self._on_change(f"profile {profile_id!r} retired by {actor}") if self._on_change else False
+        return EditResult(
+            id=profile_id, action="retire", path=current.path, etag=None, version=None, diff=diff, active=active
+        )
+
+    def _write(
+        self,
+        profile_id: str,
+        make_text: Callable[[ProfileFile | None], str],
+        *,
+        condition: Precondition,
+        actor: str,
+        action: str,
+    ) -> EditResult:
+        check_profile_id(profile_id)
+        with self.history.lock():
+            current = self.find(profile_id)
+            condition.check(profile_id, current)
+            text = make_text(current)
+            path = current.path if current else self._new_path(profile_id)
+            now = self._clock.now()
+            if current is not None and current.text == text:
+                latest = self.history.latest(profile_id)
+                return EditResult(
+                    id=profile_id,
+                    action=action,
+                    path=path,
+                    etag=current.etag,
+                    version=latest.number if latest and latest.sha256 == current.etag else None,
+                    diff="",
+                    active=True,
+                )
+            try:
+                warnings = self._validate(profile_id, path, text, now)
+            except InvalidProfile as exc:
+                self._refuse(profile_id, action, actor, now, exc.errors)
+            version = self._commit(profile_id, current, path, text, now=now, actor=actor, action=action)
+        active = self._on_change(f"profile {profile_id!r} {action} by {actor}") if self._on_change else False
+        return EditResult(
+            id=profile_id,
+            action=action,
+            path=path,
+            etag=sha256_text(text),
+            version=version.number,
+            diff=unified_diff(current.text if current else "", text, before_name="before", after_name="after"),
+            active=active,
+            warnings=warnings,
+        )
+
+    def _new_path(self, profile_id: str) -> Path:
+        latest = self.history.latest(profile_id)
+        return self.folder / (latest.file if latest else f"{profile_id}.yaml")
+
+    def _commit(
+        self,
+        profile_id: str,
+        current: ProfileFile | None,
+        path: Path,
+        text: str,
+        *,
+        now: datetime,
+        actor: str,
+        action: str,
+    ) -> Version:
+        if current is not None:
+            self._record_current(current, now)
+        write_atomically(path, text)
+        version = self.history.add(profile_id, text, at=now, actor=actor, action=action, file=path.name)
+        before = current.text if current else ""
+        diff = unified_diff(before, text, before_name=f"{path.name} (before)", after_name=f"{path.name} (after)")
+        self._audit(
+            now, actor, action, profile_id, current.etag if current else None, version.sha256, diff, version.number
+        )
+        return version
+
+    def _record_current(self, current: ProfileFile, now: datetime) -> None:
+        """Keep the file being replaced in the history, when it is not already its latest version
+        (it was there before the first edit, or was changed by hand)."""
+        latest = self.history.latest(current.id)
+        if latest is None or latest.sha256 != current.etag:
+            action = "found" if latest is None else "changed-on-disk"
+            self.history.add(
+                current.id, current.text, at=now, actor="(file)", action=action, file=current.path.name
+            )
+
+    def _validate(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
+        """Errors as ``InvalidProfile``; returns warnings about certificates that expire soon or have expired."""
+        try:
+            return self._check(profile_id, path, text, now)
+        except InvalidProfile:
+            raise
+        except GatewayError as exc:
+            raise InvalidProfile(str(exc).splitlines()) from None
+
+    def _check(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
+        profile = load_profile_text(text, path=path, certificates_dir=self.certificates_dir)
+        if profile.id != profile_id:
+            raise InvalidProfile(
+                [
+                    f"{where(path, text, ('id',))} id: got {profile.id!r}, expected {profile_id!r} (the profile edited)"
+                ]
+            )
+        if profile.enabled:
+            load_profile_text(text, path=path, certificates_dir=self.certificates_dir, now=now)
+        loaded = load_profile_folder(self.folder, certificates_dir=self.certificates_dir, overrides={path: text})
+        partners = Partners(loaded.registry, now=now)
+        return self._warnings(partners, profile, now)
+
+    def _warnings(self, partners: Partners, profile: PartnerProfile, now: datetime) -> list[str]:
+        partner = partners.get(profile.id)
+        statuses = [
+            certificate_status(profile.id, purpose, cert, now=now, warning_days=self.warning_days)
+            for purpose, cert in partner.certificates.every()
+        ]
+        warnings = [s.describe() for s in statuses if s.validity is not Validity.VALID]
+        if not profile.enabled:
+            warnings.append(f"partner {profile.id!r} is disabled (enabled: false): nothing is exchanged with it")
+        return warnings
+
+    def _refuse(self, profile_id: str, action: str, actor: str, now: datetime, errors: list[str]) -> NoReturn:
+        PROFILE_RELOADS.labels(result="refused").inc()
+        PROFILE_LAST_REFUSAL.set(now.timestamp())
+        self.audit.append(
+            {
+                "at": now.isoformat(),
+                "actor": actor,
+                "action": action,
+                "profile": profile_id,
+                "result": "refused",
+                "errors": errors,
+            }
+        )
+        raise InvalidProfile(errors)
+
+    def _audit(
+        self,
+        now: datetime,
+        actor: str,
+        action: str,
+        profile_id: str,
+        before: str | None,
+        after: str | None,
+        diff: str,
+        version: int | None,
+    ) -> None:
+        self.audit.append(
+            {
+                "at": now.isoformat(),
+                "actor": actor,
+                "action": action,
+                "profile": profile_id,
+                "result": "ok",
+                "version": version,
+                "before_sha256": before,
+                "after_sha256": after,
+                "diff": diff,
+            }
+        )

@@ -1,0 +1,154 @@
+"""Every version of every profile, and an audit log of who changed what.
+
+History: ``<data_dir>/profile-history/<id>/<n>.yaml`` holds version ``n`` of a profile exactly as written,
+with ``<n>.json`` beside it (when, who, which action, which file name). Versions are numbered from 1 and
+never rewritten. Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ProfileError
+
+PROFILE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class UnknownVersion(ProfileError):
+    """No such profile, or no such version of it."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_profile_id(profile_id: str) -> str:
+    """Refuse anything but a profile slug before it becomes part of a path."""
+    if not PROFILE_ID.fullmatch(profile_id):
+        raise UnknownVersion(
+            f"{profile_id!r} is not a profile id; expected a lowercase slug such as 'ch-swissmedic'"
+        )
+    return profile_id
+
+
+def unified_diff(before: str, after: str, *, before_name: str, after_name: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), before_name, after_name
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a hidden temporary file and rename, so readers see the old or the new file, whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Version:
+    number: int
+    at: str
+    actor: str
+    action: str
+    file: str
+    sha256: str
+
+
+class ProfileHistory:
+    """The version folders under ``root``; ``lock()`` serializes writers across processes (API and CLI)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and PROFILE_ID.fullmatch(p.name))
+
+    def versions(self, profile_id: str) -> list[Version]:
+        folder = self.root / check_profile_id(profile_id)
+        if not folder.is_dir():
+            return []
+        found = [_read_meta(meta) for meta in folder.glob("*.json") if meta.stem.isdigit()]
+        return sorted(found, key=lambda v: v.number)
+
+    def latest(self, profile_id: str) -> Version | None:
+        versions = self.versions(profile_id)
+        return versions[-1] if versions else None
+
+    def text(self, profile_id: str, number: int) -> str:
+        path = self.root / check_profile_id(profile_id) / f"{number}.yaml"
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            known = ", ".join(str(v.number) for v in self.versions(profile_id)) or "none"
+            raise UnknownVersion(
+                f"profile {profile_id!r} has no version {number} in {path.parent}; versions: {known}"
+            ) from None
+
+    def add(self, profile_id: str, text: str, *, at: datetime, actor: str, action: str, file: str) -> Version:
+        folder = self.root / check_profile_id(profile_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        latest = self.latest(profile_id)
+        version = Version(
+            number=(latest.number if latest else 0) + 1,
+            at=at.isoformat(),
+            actor=actor,
+            action=action,
+            file=file,
+            sha256=sha256_text(text),
+        )
+        write_atomically(folder / f"{version.number}.yaml", text)
+        write_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
+        return version
+
+
+def _read_meta(path: Path) -> Version:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Version(**{key: data[key] for key in Version.__dataclass_fields__})
+
+
+class AuditLog:
+    """Append-only JSON lines: who, when, action, profile, result, before/after hashes and the diff."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+
+    def entries(self, profile_id: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` entries, oldest first, for one profile or all."""
+        if not self.path.is_file():
+            return []
+        found = []
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                entry = json.loads(line)
+                if profile_id is None or entry.get("profile") == profile_id:
+                    found.append(entry)
+        return found[-limit:]

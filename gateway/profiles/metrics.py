@@ -1,0 +1,33 @@
+"""Prometheus metrics of partner profiles and certificates, on one module-level registry.
+
+The REST layer exposes ``REGISTRY`` at ``/metrics`` (``prometheus_client.generate_latest(REGISTRY)``). A
+registry of our own, not the library's global one, keeps tests and several apps in one process apart.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+PROFILE_RELOADS = Counter(
+    "permit_gateway_profile_reload",
+    "Partner profile folder reloads and edits, by result: ok (now active) or refused (previous kept)",
+    ["result"],
+    registry=REGISTRY,
+)
+PROFILE_LAST_REFUSAL = Gauge(
+    "permit_gateway_profile_reload_last_refusal_timestamp_seconds",
+    "Unix time of the last refused profile change (0: none since start)",
+    registry=REGISTRY,
+)
+PROFILES_ACTIVE = Gauge("permit_gateway_profiles_active", "Partner profiles in the active set", registry=REGISTRY)
+CERTIFICATE_EXPIRY_DAYS = Gauge(
+    "permit_gateway_certificate_expiry_days",
+    "Whole days until a certificate expires (negative once expired), ours and every partner's",
+    ["owner", "purpose", "subject"],
+    registry=REGISTRY,
+)
+
+for _result in ("ok", "refused"):
+    PROFILE_RELOADS.labels(result=_result)

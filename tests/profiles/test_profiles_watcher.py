@@ -1,0 +1,230 @@
+"""Hot reload: valid changes swap in whole, invalid ones are refused and reported, lookups never break."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from gateway.clock import FixedClock
+from gateway.errors import ProfileError
+from gateway.profiles import DevPki
+from gateway.profiles.metrics import REGISTRY
+from gateway.profiles.trust import Partners
+from gateway.profiles.watcher import ProfileWatcher
+
+from .conftest import NOW
+from .helpers import certificate, profile_text, rsa_key, write_certificate
+
+BE = profile_text("be-famhp", "be-famhp.crt.pem", country="BE")
+CH = profile_text("ch-swissmedic", "ch-swissmedic.crt.pem")
+
+
+def reloads(result: str) -> float:
+    return REGISTRY.get_sample_value("permit_gateway_profile_reload_total", {"result": result}) or 0.0
+
+
+class Harness:
+    """A profile folder, a clock, a watcher and every set it handed to ``on_reload``."""
+
+    def __init__(self, tmp_path: Path, pki: DevPki) -> None:
+        self.folder = tmp_path / "profiles"
+        self.folder.mkdir()
+        self.certificates = tmp_path / "certs"
+        self.certificates.mkdir()
+        for source in pki.folder.glob("*.crt.pem"):
+            (self.certificates / source.name).write_bytes(source.read_bytes())
+        self.write("be-famhp.yaml", BE)
+        self.write("ch-swissmedic.yaml", CH)
+        self.clock = FixedClock(NOW)
+        self.swapped: list[Partners] = []
+        self.watcher = ProfileWatcher(
+            self.folder,
+            certificates_dir=self.certificates,
+            clock=self.clock,
+            on_reload=self.use_partners,
+            interval=0.01,
+        )
+        self.current = self.watcher.partners
+
+    def use_partners(self, partners: Partners) -> None:
+        """What a service does: swap its reference."""
+        self.current = partners
+        self.swapped.append(partners)
+
+    def write(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(text, encoding="utf-8")
+
+    def endpoint(self, profile_id: str) -> str:
+        return self.watcher.partners.get(profile_id).profile.endpoint
+
+
+@pytest.fixture
+def harness(tmp_path: Path, pki: DevPki) -> Harness:
+    return Harness(tmp_path, pki)
+
+
+def test_start_loads_the_folder(harness: Harness) -> None:
+    assert [p.profile.id for p in harness.watcher.partners] == ["be-famhp", "ch-swissmedic"]
+    assert harness.watcher.active.reason == "start"
+    assert harness.watcher.poll() is None
+    assert harness.swapped == []
+
+
+def test_start_refuses_a_broken_folder(tmp_path: Path, harness: Harness) -> None:
+    harness.write("ch-swissmedic.yaml", "id: [")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        ProfileWatcher(harness.folder, certificates_dir=harness.certificates, clock=harness.clock, on_reload=print)
+
+
+def test_valid_change_takes_effect(harness: Harness) -> None:
+    ok_before = reloads("ok")
+    harness.write(
+        "ch-swissmedic.yaml", CH.replace("https://as4.ch-swissmedic.example/as4", "https://new.example/as4")
+    )
+
+    with capture_logs() as logs:
+        assert harness.watcher.poll() is True
+
+    assert harness.endpoint("ch-swissmedic") == "https://new.example/as4"
+    assert harness.swapped == [harness.watcher.partners]
+    assert reloads("ok") == ok_before + 1
+    assert logs[-1]["event"] == "partner profiles reloaded"
+    assert harness.watcher.poll() is None
+
+
+def test_invalid_change_is_refused_and_the_previous_set_stays(harness: Harness) -> None:
+    before = harness.watcher.partners
+    refused_before = reloads("refused")
+    broken = CH.replace("country: CH", "country: Switzerland")
+    harness.write("ch-swissmedic.yaml", broken)
+
+    with capture_logs() as logs:
+        assert harness.watcher.poll() is False
+
+    assert harness.watcher.partners is before
+    assert harness.swapped == []
+    assert reloads("refused") == refused_before + 1
+    assert (
+        REGISTRY.get_sample_value("permit_gateway_profile_reload_last_refusal_timestamp_seconds")
+        == NOW.timestamp()
+    )
+    [entry] = logs
+    assert entry["log_level"] == "error"
+    assert entry["event"] == "partner profile change refused; the previous profiles stay active"
+    assert entry["errors"][0].startswith(f"{harness.folder / 'ch-swissmedic.yaml'}:4:1 country: got 'Switzerland'")
+    assert harness.watcher.last_error is not None
+    with capture_logs() as again:
+        assert harness.watcher.poll() is None
+    assert again == []
+
+
+def test_fixing_the_file_takes_effect(harness: Harness) -> None:
+    harness.write("ch-swissmedic.yaml", "id: [")
+    assert harness.watcher.poll() is False
+
+    harness.write(
+        "ch-swissmedic.yaml", CH.replace("authority_name: Authority ch-swissmedic", "authority_name: Fixed")
+    )
+
+    assert harness.watcher.poll() is True
+    assert harness.watcher.partners.get("ch-swissmedic").profile.authority_name == "Fixed"
+    assert harness.watcher.last_error is None
+
+
+def test_two_profiles_claiming_one_party_id_are_refused(harness: Harness) -> None:
+    harness.write("ch-other.yaml", profile_text("ch-other", "ch-swissmedic.crt.pem", party="CH-SWISSMEDIC"))
+
+    assert harness.watcher.poll() is False
+    assert "a PartyId must name one partner" in (harness.watcher.last_error or "")
+    assert "ch-other" not in harness.watcher.partners.registry
+
+
+def test_added_and_removed_files(harness: Harness) -> None:
+    harness.write("de-bfarm.yaml", profile_text("de-bfarm", "de-bfarm.crt.pem", country="DE"))
+    assert harness.watcher.poll() is True
+    assert "de-bfarm" in harness.watcher.partners.registry
+
+    (harness.folder / "be-famhp.yaml").unlink()
+
+    assert harness.watcher.poll() is True
+    assert [p.profile.id for p in harness.watcher.partners] == ["ch-swissmedic", "de-bfarm"]
+
+
+def test_replacing_a_certificate_file_reloads(harness: Harness) -> None:
+    old = harness.watcher.partners.get("ch-swissmedic").certificates.encryption
+    renewed = certificate("CH-SWISSMEDIC", key=rsa_key(2), not_before=NOW - timedelta(days=1), days=700)
+    write_certificate(harness.certificates / "ch-swissmedic.crt.pem", renewed)
+
+    assert harness.watcher.poll() is True
+    assert harness.watcher.partners.get("ch-swissmedic").certificates.encryption == renewed != old
+
+
+def test_a_certificate_becoming_valid_triggers_a_reload(harness: Harness) -> None:
+    new = certificate("CH-NEW", key=rsa_key(3), not_before=NOW + timedelta(days=3), days=700)
+    write_certificate(harness.certificates / "ch-next.crt.pem", new)
+    harness.write("ch-swissmedic.yaml", CH + "  signing_certificates: [ch-next.crt.pem]\n")
+    assert harness.watcher.poll() is True
+    assert harness.watcher.partners.get("ch-swissmedic").certificates.encryption != new
+
+    harness.clock.advance(timedelta(days=3, seconds=1))
+
+    assert harness.watcher.poll() is True
+    partner = harness.watcher.partners.get("ch-swissmedic")
+    assert partner.certificates.encryption == new
+    assert new in partner.policy.signing_certificates
+    assert harness.watcher.active.reason.startswith("a certificate became valid or expired")
+
+
+async def test_reload_under_traffic(harness: Harness) -> None:
+    """Lookups in a task and in a thread while the folder flips between two valid versions and a broken one:
+    no lookup fails, and each sees the old or the new endpoint, never anything else."""
+    endpoints = {"https://as4.ch-swissmedic.example/as4", "https://b.example/as4"}
+    versions = [CH, CH.replace("https://as4.ch-swissmedic.example/as4", "https://b.example/as4"), "id: ["]
+    seen: set[str] = set()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def lookup() -> None:
+        partners = harness.current
+        partner = partners.by_party("CH-SWISSMEDIC")
+        assert partners.get("ch-swissmedic") is partner
+        partners.usable(partner, NOW)
+        seen.add(partner.profile.endpoint)
+
+    def in_thread() -> None:
+        while not stop.is_set():
+            try:
+                lookup()
+            except BaseException as exc:
+                failures.append(exc)
+            time.sleep(0.0005)
+
+    async def in_task() -> None:
+        while not stop.is_set():
+            try:
+                lookup()
+            except BaseException as exc:
+                failures.append(exc)
+            await asyncio.sleep(0)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    task = asyncio.create_task(in_task())
+    ok_before = reloads("ok")
+    async with harness.watcher.running():
+        for round_ in range(24):
+            harness.write("ch-swissmedic.yaml", versions[round_ % 3])
+            await asyncio.sleep(0.03)
+    stop.set()
+    await task
+    thread.join()
+
+    assert failures == []
+    assert seen == endpoints
+    assert reloads("ok") - ok_before >= 2

@@ -1,0 +1,129 @@
+"""Crash safety: real gateway processes are killed with SIGKILL at random moments and at named points
+(while sending, after receiving and before answering, while delivering), then restarted. Afterwards every
+acknowledged submission is ACKNOWLEDGED (or explicitly FAILED) and every received message is in the
+receiving authority's inbox exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+from gateway.profiles.devpki import DevPki
+from tests.conftest import free_port
+from tests.reliability.harness import (
+    World,
+    import_authorization,
+    inbox_message_ids,
+    messages,
+    submit,
+    write_profiles,
+    xml_files,
+)
+
+MESSAGES = 200
+SETTLE_SECONDS = 240.0
+CRASH_POINTS = {
+    "BE": {"send.after_post": 0.03},
+    "CH": {"receive.before_answer": 0.03, "deliver.after_write": 0.03},
+}
+
+
+async def _supervise(world: World, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    """Restart whatever died, as a service manager would."""
+    while not stop.is_set():
+        for process in world.processes.values():
+            if not process.alive():
+                process.start()
+                with contextlib.suppress(AssertionError):  # killed again while starting: the next round restarts it
+                    await process.ready(session)
+        await asyncio.sleep(0.1)
+
+
+async def _chaos(world: World, stop: asyncio.Event, rng: random.Random) -> int:
+    """SIGKILL a random gateway every so often, whatever it is doing."""
+    kills = 0
+    while not stop.is_set():
+        await asyncio.sleep(rng.uniform(0.7, 2.0))
+        victim = world.processes[rng.choice(["BE", "CH"])]
+        if victim.alive():
+            victim.kill()
+            kills += 1
+    return kills
+
+
+async def _settled(
+    world: World, session: aiohttp.ClientSession, submitted: set[str]
+) -> tuple[dict[str, str], list[dict[str, object]]]:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    states: dict[str, str] = {}
+    received: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            sent = await messages(session, world.processes["BE"], "outbound")
+            received = await messages(session, world.processes["CH"], "inbound")
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.3)
+            continue
+        states = {str(m["message_id"]): str(m["state"]) for m in sent}
+        outbound_done = all(states.get(m) in ("ACKNOWLEDGED", "FAILED") for m in submitted)
+        outbound_done = outbound_done and all(s in ("ACKNOWLEDGED", "FAILED") for s in states.values())
+        inbound_done = all(m["state"] in ("DELIVERED", "REJECTED") for m in received)
+        if outbound_done and inbound_done:
+            return states, received
+        await asyncio.sleep(0.3)
+    stuck = Counter(states.values())
+    raise AssertionError(f"not settled after {SETTLE_SECONDS}s: outbound states {dict(stuck)}")
+
+
+async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(tmp_path: Path, pki: DevPki) -> None:
+    rng = random.Random(20261126)
+    ports = {"BE-FAMHP": free_port(), "CH-SWISSMEDIC": free_port()}
+    write_profiles(tmp_path / "profiles", ports)
+    world = World(root=tmp_path, pki=pki)
+    world.add("BE", "BE-FAMHP", port=ports["BE-FAMHP"], faults=CRASH_POINTS["BE"])
+    world.add("CH", "CH-SWISSMEDIC", port=ports["CH-SWISSMEDIC"], faults=CRASH_POINTS["CH"])
+    submitted: set[str] = set()
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for process in world.processes.values():
+            process.start()
+            await process.ready(session)
+        supervisor = asyncio.create_task(_supervise(world, session, stop))
+        chaos = asyncio.create_task(_chaos(world, stop, rng))
+        try:
+            number = 0
+            deadline = time.monotonic() + SETTLE_SECONDS
+            while len(submitted) < MESSAGES:
+                assert time.monotonic() < deadline, f"only {len(submitted)} submissions accepted"
+                assert not supervisor.done(), f"the supervisor stopped: {supervisor.exception()!r}"
+                number += 1
+                message_id = await submit(session, world.processes["BE"], import_authorization(number))
+                if message_id is None:
+                    await asyncio.sleep(0.2)
+                    continue
+                submitted.add(message_id)
+            chaos.cancel()
+            states, received = await _settled(world, session, submitted)
+        finally:
+            stop.set()
+            chaos.cancel()
+            await asyncio.gather(supervisor, chaos, return_exceptions=True)
+            world.stop_all()
+
+    crashes = sum(p.starts - 1 for p in world.processes.values())
+    assert crashes >= 10, f"only {crashes} crashes: the test did not exercise recovery"
+    assert all(states[m] in ("ACKNOWLEDGED", "FAILED") for m in submitted)
+    acknowledged = {m for m, s in states.items() if s == "ACKNOWLEDGED"}
+    assert len(acknowledged) >= len(states) - 5, Counter(states.values())
+    inbox = tmp_path / "ch-swissmedic" / "inbox"
+    delivered = inbox_message_ids(inbox)
+    assert len(delivered) == len(set(delivered)), "a message was delivered twice"
+    assert len(xml_files(inbox)) == len(delivered)
+    assert acknowledged <= set(delivered), "a receipted message never reached the inbox"
+    assert {str(m["message_id"]) for m in received if m["state"] == "DELIVERED"} == set(delivered)
