@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.as4 import (
+    TEST_ACTION,
+    TEST_SERVICE,
     EbmsCode,
     EbmsError,
     KeyPair,
@@ -39,6 +41,10 @@ from gateway.store import (
 )
 
 log = structlog.get_logger("gateway.inbound")
+
+
+def is_test_message(user_message: UserMessage) -> bool:
+    return user_message.service == TEST_SERVICE and user_message.action == TEST_ACTION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +122,8 @@ class Receiver:
                 EbmsCode.PROCESSING_MODE_MISMATCH,
                 f"To PartyId is {recipient.value!r}; this gateway is {self._identity.party_id!r}",
             )
+        if is_test_message(user_message):
+            return
         document_type = document_type_for(user_message.service, user_message.action)
         if document_type is None or document_type not in partner.profile.documents.receive:
             raise EbmsError(
@@ -127,6 +135,8 @@ class Receiver:
     async def _accept(self, received: UserMessageReceived, content_type: str, body: bytes) -> Reception:
         """Store first, receipt second: a crash anywhere here leaves a state the sender's retry completes."""
         user_message = received.user_message
+        if is_test_message(user_message):
+            return self._test_receipt(received)
         if len(received.payloads) != 1:
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
@@ -161,6 +171,18 @@ class Receiver:
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         response = Outgoing(message_id=receipt.message_id, content_type=kept_type, body=kept_body)
         return Reception(response=response, record=record)
+
+    def _test_receipt(self, received: UserMessageReceived) -> Reception:
+        """eDelivery's test service: verified and receipted like any message, but neither stored nor delivered."""
+        log.info("test message receipted", message_id=received.user_message.message_id)
+        receipt = build_receipt(
+            received.user_message.message_id,
+            received.references,
+            key=self._keys[0],
+            message_id=self._new_id(),
+            now=self._clock.now(),
+        )
+        return Reception(response=receipt)
 
     def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
         """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""

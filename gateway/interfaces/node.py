@@ -27,7 +27,7 @@ from gateway.inbound.deliver import FolderDelivery
 from gateway.inbound.http import ON_ACCEPTED, RECEIVER
 from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.receive import Receiver
-from gateway.interfaces import folder, rest
+from gateway.interfaces import admin, folder, rest
 from gateway.interfaces.keys import ADMIN_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.submit import Submitter
@@ -280,4 +280,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: 
         app.cleanup_ctx.append(folder.outbox_ctx)
     app.router.add_routes(as4_routes)
     app.router.add_routes(rest.routes)
+    app.router.add_routes(admin.routes)
     return app

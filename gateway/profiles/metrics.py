@@ -1,14 +1,10 @@
-"""Prometheus metrics of partner profiles and certificates, on one module-level registry.
-
-The REST layer exposes ``REGISTRY`` at ``/metrics`` (``prometheus_client.generate_latest(REGISTRY)``). A
-registry of our own, not the library's global one, keeps tests and several apps in one process apart.
-"""
+"""Prometheus metrics of partner profiles and certificates, on the gateway's one registry."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from gateway.metrics import REGISTRY
 
 PROFILE_RELOADS = Counter(
     "permit_gateway_profile_reload",

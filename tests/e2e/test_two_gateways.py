@@ -24,6 +24,7 @@ from gateway.documents import PERMITS_SERVICE
 from gateway.interfaces import folder
 from gateway.interfaces.demo import exchange, message, wait_for
 from gateway.interfaces.keys import NODE
+from gateway.outbound.ping import Stage, ping
 from tests.e2e.conftest import Harness, example
 
 IA = "BE-IA-2026-0001.xml"
@@ -188,3 +189,22 @@ async def test_outbox_folder_sends_and_rejects_with_the_reason_beside(
     errors = (be.settings.folders.rejected / "bad.xml.errors.txt").read_text()
     assert "[XML]" in errors and "line 1" in errors
     assert (be.settings.folders.rejected / "bad.xml").read_bytes() == b"<ImportAuthorization"
+
+
+async def test_ping_gets_a_signed_receipt_and_the_test_message_is_not_delivered(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    node = be.runner.app[NODE]
+    result = await ping(
+        node.partners.get("ch-swissmedic"),
+        identity=node.settings.identity,
+        keys=harness.keys("BE-FAMHP"),
+        session=session,
+        clock=harness.clock,
+    )
+    assert result.stage is Stage.RECEIPT_OK, result.detail
+    assert result.http_status == 200 and result.round_trip_ms is not None
+    assert await message(session, ch, result.message_id) is None
+    assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
