@@ -115,10 +115,10 @@ def best_pair(
     return min(results[0]), min(results[1])
 
 
-def measure(
-    data: bytes, message: UserMessage, alice: KeyPair, bob: KeyPair, repeat: int
-) -> tuple[float, float, float, float]:
-    """(ours, floor) for sending and for receiving one message carrying ``data``."""
+def floors(
+    data: bytes, message: UserMessage, alice: KeyPair, bob: KeyPair
+) -> tuple[Callable[[], object], Callable[[], object], Callable[[], object], Callable[[], object]]:
+    """Our sender and receiver, and their raw floors, for one message carrying ``data``."""
     policy = SecurityPolicy(signing_certificates=(alice.certificate,))
     payload = Payload(content_id="permit@be-famhp.test", mime_type="application/xml", data=data)
     out = build_user_message(message, [payload], sender=alice, recipient_certificate=bob.certificate)
@@ -164,7 +164,47 @@ def measure(
         signer_key.verify(signature, signed_info_c14n, pkcs1, hashes.SHA256())
         return zlib.decompress(plain, wbits=31)
 
+    return send, send_floor, receive, receive_floor
+
+
+def measure(
+    data: bytes, message: UserMessage, alice: KeyPair, bob: KeyPair, repeat: int
+) -> tuple[float, float, float, float]:
+    """(ours, floor) for sending and for receiving one message carrying ``data``."""
+    send, send_floor, receive, receive_floor = floors(data, message, alice, bob)
     return (*best_pair(send, send_floor, repeat), *best_pair(receive, receive_floor, repeat))
+
+
+def floor_exchange_seconds(size: int = 1024, repeat: int = 5) -> float:
+    """CPU seconds of the raw library calls of one exchange on one core: the sender and receiver floors for a
+    ``size``-byte permit, plus one receipt signature and its verification (used by bench/throughput.py)."""
+    alice, bob = key_pair("BE-FAMHP"), key_pair("CH-SWISSMEDIC")
+    _, send_floor, _, receive_floor = floors(permit_like(size, random.Random(1)), demo_message(), alice, bob)
+    receipt = b"<ds:SignedInfo>" + b"r" * 600 + b"</ds:SignedInfo>"
+    verifier = bob.certificate.public_key()
+    assert isinstance(verifier, rsa.RSAPublicKey)
+
+    def exchange_floor() -> object:
+        send_floor()
+        receive_floor()
+        signature = bob.private_key.sign(receipt, padding.PKCS1v15(), hashes.SHA256())
+        verifier.verify(signature, receipt, padding.PKCS1v15(), hashes.SHA256())
+        return signature
+
+    return best_pair(exchange_floor, exchange_floor, repeat)[0]
+
+
+def demo_message() -> UserMessage:
+    party_type = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+    return UserMessage(
+        message_id="5b0f2c3e-1d4e-4f6a-9b7c-0d1e2f3a4b5c@be-famhp.permit-gateway",
+        timestamp=NOW,
+        from_party=Party(party_ids=(PartyId(value="BE-FAMHP", type=party_type),), role=ROLE_INITIATOR),
+        to_party=Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=party_type),), role=ROLE_RESPONDER),
+        service="urn:permit-gateway:services:controlled-substances-trade",
+        action="ImportAuthorization",
+        conversation_id="BE-IA-2026-0001",
+    )
 
 
 def main() -> None:
@@ -176,16 +216,7 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rng = random.Random(20261126)
     alice, bob = key_pair("BE-FAMHP"), key_pair("CH-SWISSMEDIC")
-    party_type = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
-    message = UserMessage(
-        message_id="5b0f2c3e-1d4e-4f6a-9b7c-0d1e2f3a4b5c@be-famhp.permit-gateway",
-        timestamp=NOW,
-        from_party=Party(party_ids=(PartyId(value="BE-FAMHP", type=party_type),), role=ROLE_INITIATOR),
-        to_party=Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=party_type),), role=ROLE_RESPONDER),
-        service="urn:permit-gateway:services:controlled-substances-trade",
-        action="ImportAuthorization",
-        conversation_id="BE-IA-2026-0001",
-    )
+    message = demo_message()
     kind = "random bytes" if args.random else "permit-like XML"
     print(f"AS4 pipeline, {kind} payloads, one core, best of {args.repeat}; CPU time per message in ms")
     header = (

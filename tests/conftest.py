@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -75,13 +75,26 @@ async def _admin(base: str, statement: str) -> None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def pg_databases() -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty PostgreSQL databases on demand; all are dropped after the test."""
     base = _pg_base_url()
-    name = f"gw_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"gw_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return base.rsplit("/", 1)[0] + f"/{name}"
+
+    yield create
+    for name in names:
+        asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(pg_databases: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return pg_databases()
 
 
 def free_port() -> int:

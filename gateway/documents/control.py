@@ -90,6 +90,8 @@ class ControlTables:
     @classmethod
     def load(cls, folder: Path, reference: ReferenceData | None = None) -> ControlTables:
         """The tables in ``folder``; a table whose file is missing is empty."""
+        if not folder.is_dir():
+            raise ReferenceDataError(str(folder), None, "is not a folder")
         return cls.from_files((folder / name for name in CONTROL_TABLES if (folder / name).is_file()), reference)
 
     @classmethod

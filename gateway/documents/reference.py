@@ -131,6 +131,8 @@ class ReferenceData:
 
         Raises ``ReferenceDataError`` naming the file and line of the first bad value.
         """
+        if folder is not None and not folder.is_dir():
+            raise ReferenceDataError(str(folder), None, "is not a folder")
         files = {name: _table_bytes(name, folder) for name in TABLES}
         packaged = _versions(*_table_bytes(VERSIONS, None))
         overrides = (

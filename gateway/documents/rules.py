@@ -111,17 +111,17 @@ def _skipped_notes(cross: list[str], as_of: list[str], blocked: bool) -> Iterabl
         )
 
 
-T = DocumentType
-_IA = frozenset({T.IMPORT_AUTHORIZATION})
-_EA = frozenset({T.EXPORT_AUTHORIZATION})
-_EX = frozenset({T.EXPORT_EXECUTION})
-_EN = frozenset({T.IMPORT_ENDORSEMENT})
-_AM = frozenset({T.AMENDMENT})
-_CA = frozenset({T.CANCELLATION})
-_ED = frozenset({T.EXPORT_DECLARATION})
-_PN = frozenset({T.PRE_EXPORT_NOTIFICATION})
-_PR = frozenset({T.PRE_EXPORT_NOTIFICATION_RESPONSE})
-_AK = frozenset({T.ACKNOWLEDGEMENT})
+_T = DocumentType
+_IA = frozenset({_T.IMPORT_AUTHORIZATION})
+_EA = frozenset({_T.EXPORT_AUTHORIZATION})
+_EX = frozenset({_T.EXPORT_EXECUTION})
+_EN = frozenset({_T.IMPORT_ENDORSEMENT})
+_AM = frozenset({_T.AMENDMENT})
+_CA = frozenset({_T.CANCELLATION})
+_ED = frozenset({_T.EXPORT_DECLARATION})
+_PN = frozenset({_T.PRE_EXPORT_NOTIFICATION})
+_PR = frozenset({_T.PRE_EXPORT_NOTIFICATION_RESPONSE})
+_AK = frozenset({_T.ACKNOWLEDGEMENT})
 _ALL = frozenset(DocumentType)
 _AUTHORIZATIONS = _IA | _EA
 _WITH_PARTIES = _IA | _EA | _ED | _PN

@@ -84,7 +84,7 @@ def validate(
         day = _day(as_of)
         tables = ReferenceData.load(reference)
         files, unreadable = _inputs(paths)
-        known = _context(context or [], day, tables) if context else None
+        known = _context(context, day, tables) if context else None
     except (UsageError, ReferenceDataError) as exc:
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None

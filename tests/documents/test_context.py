@@ -158,6 +158,8 @@ def test_import_authorization_requirements(
 def test_a_folder_without_tables_gives_empty_ones(tmp_path: Path) -> None:
     empty = ControlTables.load(tmp_path)
     assert (dict(empty.estimates), dict(empty.prohibitions), empty.tables) == ({}, {}, ())
+    with pytest.raises(ReferenceDataError, match="is not a folder"):
+        ControlTables.load(tmp_path / "missing")
 
 
 BAD_CONTROL = [

@@ -222,3 +222,8 @@ def test_a_table_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     (tmp_path / "countries.csv").write_bytes("alpha_2,name\nCI,Côte d'Ivoire\n".encode("latin-1"))
     with pytest.raises(ReferenceDataError, match=r"countries\.csv: not UTF-8"):
         ReferenceData.load(tmp_path)
+
+
+def test_an_override_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ReferenceDataError, match="is not a folder"):
+        ReferenceData.load(tmp_path / "missing")

@@ -73,6 +73,7 @@ def test_a_bad_reference_table_exits_2_naming_file_and_line(tmp_path: Path) -> N
     result = run(IA, "--reference", tmp_path)
     assert result.exit_code == 2
     assert f"{tmp_path / 'units.csv'}:2: grams_per_unit is 'heavy'" in result.stderr
+    assert run(IA, "--reference", tmp_path / "missing").exit_code == 2
 
 
 def test_a_bad_control_table_exits_2(tmp_path: Path) -> None:

@@ -133,6 +133,7 @@ class World:
         data: str | None = None,
         faults: dict[str, float] | None = None,
         lease_seconds: float = 3.0,
+        http_timeout: float = 3.0,
     ) -> GatewayProcess:
         authority = next(a for a in AUTHORITIES if a.party_id == party_id)
         files = self.pki.files_for(party_id)
@@ -153,7 +154,11 @@ class World:
                 "inbox": str(folder / "inbox"),
                 "rejected": str(folder / "rejected"),
             },
-            "outbound": {"sweep_seconds": 0.5, "http_timeout_seconds": 3.0, "lease_seconds": lease_seconds},
+            "outbound": {
+                "sweep_seconds": 0.5,
+                "http_timeout_seconds": http_timeout,
+                "lease_seconds": lease_seconds,
+            },
             "faults": {"crash": faults or {}},
         }
         path = self.root / f"{name}.toml"

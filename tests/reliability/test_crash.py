@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.profiles.devpki import DevPki
 from tests.conftest import free_port
@@ -40,7 +41,9 @@ async def _supervise(world: World, session: aiohttp.ClientSession, stop: asyncio
         for process in world.processes.values():
             if not process.alive():
                 process.start()
-                with contextlib.suppress(AssertionError):  # killed again while starting: the next round restarts it
+                with contextlib.suppress(
+                    AssertionError
+                ):  # killed again while starting: the next round restarts it
                     await process.ready(session)
         await asyncio.sleep(0.1)
 
@@ -81,13 +84,26 @@ async def _settled(
     raise AssertionError(f"not settled after {SETTLE_SECONDS}s: outbound states {dict(stuck)}")
 
 
-async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(tmp_path: Path, pki: DevPki) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_urls(request: pytest.FixtureRequest) -> dict[str, str | None]:
+    """Each gateway's own database: SQLite files (None), or two PostgreSQL databases."""
+    if request.param == "sqlite":
+        return {"BE": None, "CH": None}
+    create = request.getfixturevalue("pg_databases")
+    return {"BE": create(), "CH": create()}
+
+
+async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(
+    tmp_path: Path, pki: DevPki, store_urls: dict[str, str | None]
+) -> None:
     rng = random.Random(20261126)
     ports = {"BE-FAMHP": free_port(), "CH-SWISSMEDIC": free_port()}
     write_profiles(tmp_path / "profiles", ports)
     world = World(root=tmp_path, pki=pki)
-    world.add("BE", "BE-FAMHP", port=ports["BE-FAMHP"], faults=CRASH_POINTS["BE"])
-    world.add("CH", "CH-SWISSMEDIC", port=ports["CH-SWISSMEDIC"], faults=CRASH_POINTS["CH"])
+    world.add("BE", "BE-FAMHP", port=ports["BE-FAMHP"], faults=CRASH_POINTS["BE"], store_url=store_urls["BE"])
+    world.add(
+        "CH", "CH-SWISSMEDIC", port=ports["CH-SWISSMEDIC"], faults=CRASH_POINTS["CH"], store_url=store_urls["CH"]
+    )
     submitted: set[str] = set()
     stop = asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:

@@ -75,8 +75,16 @@ class FakePartner:
         await (self.close() if mode == "refused" else self.listen())
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def be_store(request: pytest.FixtureRequest) -> str | None:
+    """Belgium's store: its SQLite file (None), or a PostgreSQL database."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-async def world(tmp_path: Path, pki: DevPki) -> AsyncIterator[tuple[Running, Running, FakePartner, FixedClock]]:
+async def world(
+    tmp_path: Path, pki: DevPki, be_store: str | None
+) -> AsyncIterator[tuple[Running, Running, FakePartner, FixedClock]]:
     be_port, ch_port, fake_port = free_port(), free_port(), free_port()
     write_profiles(
         tmp_path / "profiles",
@@ -94,6 +102,10 @@ async def world(tmp_path: Path, pki: DevPki) -> AsyncIterator[tuple[Running, Run
         )
         for a, p in zip(AUTHORITIES, (be_port, ch_port), strict=True)
     )
+    if be_store is not None:
+        be_settings = be_settings.model_copy(
+            update={"store": be_settings.store.model_copy(update={"url": be_store})}
+        )
     be = await start_gateway("BE", be_settings, clock)
     ch = await start_gateway("CH", ch_settings, clock)
     fake = FakePartner(fake_port, ch.url)
