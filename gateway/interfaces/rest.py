@@ -53,24 +53,16 @@ async def submit_document(request: web.Request) -> web.Response:
     try:
         submitted = await node.submitter.submit(data, partner_id=request.query.get("partner"))
     except PermitDocumentRejected as exc:
-        findings = [
-            {
-                "rule": f.rule,
-                "severity": f.severity,
-                "message": f.message,
-                "line": f.line,
-                "column": f.column,
-                "path": f.path,
-                "hint": f.hint,
-                "text": str(f),
-            }
-            for f in exc.findings
-        ]
+        findings = [f.to_json() for f in exc.findings]
         return web.json_response({"error": "document rejected", "findings": findings}, status=422)
     except GatewayError as exc:
         return web.json_response({"error": "document cannot be sent", "detail": str(exc)}, status=409)
     node.dispatch_pump.wake()
-    body = message_json(submitted.record) | {"warnings": [str(f) for f in submitted.document.findings]}
+    noted = submitted.document.findings
+    body = message_json(submitted.record) | {
+        "warnings": [f.to_json() for f in noted if f.severity == "warning"],
+        "notes": [f.to_json() for f in noted if f.severity == "info"],
+    }
     return web.json_response(body, status=202 if submitted.created else 200)
 
 

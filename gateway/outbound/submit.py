@@ -22,7 +22,7 @@ from gateway.as4 import (
     build_user_message,
 )
 from gateway.clock import Clock
-from gateway.documents import DocumentType, PermitDocument, validate_document
+from gateway.documents import PermitDocument, validate_document
 from gateway.documents.types import service_action
 from gateway.errors import ProfileError
 from gateway.profiles.trust import Partner, Partners
@@ -44,12 +44,6 @@ def new_message_id(identity: IdentitySettings) -> str:
     return f"{uuid.uuid4()}@{identity.party_id.lower()}.permit-gateway"
 
 
-def counterpart_country(document: PermitDocument) -> str:
-    if document.document_type is DocumentType.IMPORT_AUTHORIZATION:
-        return document.exporting_country
-    return document.importing_country
-
-
 def choose_partner(
     document: PermitDocument, partners: Partners, identity: IdentitySettings, partner_id: str | None
 ) -> Partner:
@@ -60,7 +54,7 @@ def choose_partner(
         )
     if partner_id is not None:
         return partners.get(partner_id)
-    country = counterpart_country(document)
+    country = document.counterpart_country
     found = partners.for_country(country, exclude_party=identity.party_id)
     if len(found) != 1:
         names = ", ".join(p.profile.id for p in found) or "none"
