@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -32,12 +33,11 @@ from gateway.settings import IdentitySettings
 from gateway.store import (
     Direction,
     Event,
-    IllegalTransition,
+    Evidence,
     MessageRecord,
     MessageStore,
     NewMessage,
     PayloadStore,
-    State,
 )
 
 log = structlog.get_logger("gateway.inbound")
@@ -133,7 +133,8 @@ class Receiver:
             )
 
     async def _accept(self, received: UserMessageReceived, content_type: str, body: bytes) -> Reception:
-        """Store first, receipt second: a crash anywhere here leaves a state the sender's retry completes."""
+        """The message and its receipt are stored in one transaction before the receipt is sent: a crash
+        leaves either nothing (the sender's retry starts over) or both (the retry gets the same receipt)."""
         user_message = received.user_message
         if is_test_message(user_message):
             return self._test_receipt(received)
@@ -142,11 +143,13 @@ class Receiver:
                 EbmsCode.VALUE_INCONSISTENT,
                 f"a permit message carries exactly one payload; this one has {len(received.payloads)}",
             )
+        payload_sha256 = hashlib.sha256(received.payloads[0].data).hexdigest()
+        sender = user_message.from_party.primary.value
+        stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
+        if stored is not None:
+            return await self._duplicate(stored, payload_sha256)
         new = self._new_message(received, content_type, body)
-        record, created = await self._store.add(new, detail={"signer": received.signer_certificate_sha256})
-        if not created and (record.state is not State.RECEIVED or record.payload_sha256 != new.payload_sha256):
-            return await self._duplicate(record, new.payload_sha256)
-        document = await self._validate(record, received.payloads[0].data)
+        document = await self._validate(new, received)
         receipt = build_receipt(
             user_message.message_id,
             received.references,
@@ -154,23 +157,19 @@ class Receiver:
             message_id=self._new_id(),
             now=self._clock.now(),
         )
-        kept_type, kept_body = await self._store.put_evidence(
-            record.id, "receipt", receipt.content_type, receipt.body
+        record, created = await self._store.add(
+            new,
+            detail={"signer": received.signer_certificate_sha256},
+            then=Event.ACCEPT,
+            then_detail={"document_type": document.document_type.value, "document_number": document.number},
+            evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
+            document_number=document.number,
         )
-        try:
-            record = await self._store.move(
-                record.id,
-                Event.ACCEPT,
-                detail={"document_type": document.document_type.value, "document_number": document.number},
-                document_number=document.number,
-                next_attempt_at=self._clock.now(),
-            )
-        except IllegalTransition:
-            return await self._duplicate(await self._store.get(record.id), new.payload_sha256)
+        if not created:
+            return await self._duplicate(record, payload_sha256)
         self._faults.hit("receive.before_answer")
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
-        response = Outgoing(message_id=receipt.message_id, content_type=kept_type, body=kept_body)
-        return Reception(response=response, record=record)
+        return Reception(response=receipt, record=record)
 
     def _test_receipt(self, received: UserMessageReceived) -> Reception:
         """eDelivery's test service: verified and receipted like any message, but neither stored nor delivered."""
@@ -210,19 +209,24 @@ class Receiver:
             signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in received.references],
         )
 
-    async def _validate(self, record: MessageRecord, data: bytes) -> PermitDocument:
+    async def _validate(self, new: NewMessage, received: UserMessageReceived) -> PermitDocument:
+        """Check the permit; a refused one is stored REJECTED with its findings, and the sender told why."""
         try:
-            return validate_document(data, as_of=self._clock.now().date())
+            return validate_document(received.payloads[0].data, as_of=self._clock.now().date())
         except PermitDocumentRejected as exc:
             reason = str(exc)
-            await self._store.move(
-                record.id, Event.REJECT, detail={"findings": [str(f) for f in exc.findings]}, last_error=reason
+            await self._store.add(
+                new,
+                detail={"signer": received.signer_certificate_sha256},
+                then=Event.REJECT,
+                then_detail={"findings": [str(f) for f in exc.findings]},
+                last_error=reason,
             )
-            FAILURES.labels(direction="inbound", partner=record.partner_id).inc()
+            FAILURES.labels(direction="inbound", partner=new.partner_id).inc()
             raise EbmsError(
                 EbmsCode.DELIVERY_FAILURE,
                 f"the permit document was refused by the receiving authority's checks: {reason}",
-                ref_to_message_id=record.message_id,
+                ref_to_message_id=new.message_id,
             ) from None
 
     async def _duplicate(self, stored: MessageRecord, payload_sha256: str) -> Reception:

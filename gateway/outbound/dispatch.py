@@ -18,7 +18,7 @@ from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Event, MessageRecord, MessageStore, PayloadStore
+from gateway.store import Event, Evidence, MessageRecord, MessageStore, PayloadStore
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -37,6 +37,7 @@ class Attempt:
     http_status: int | None
     latency_ms: float
     error_codes: tuple[str, ...] = ()
+    evidence: Evidence | None = None
 
     def detail(self, attempt: int) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
@@ -152,14 +153,23 @@ class Dispatcher:
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
         if isinstance(answer, ErrorReceived):
             return _error_attempt(answer, status, latency)
-        await self._store.put_evidence(record.id, "receipt", content_type, body)
-        return Attempt(receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency)
+        kept = Evidence(kind="receipt", content_type=content_type, body=body)
+        return Attempt(
+            receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
+        )
 
     async def _settle(self, record: MessageRecord, partner: Partner, attempt: Attempt) -> None:
         detail = attempt.detail(record.attempts)
         if attempt.receipt is not None:
             detail["receipt_message_id"] = attempt.receipt.message_id
-            await self._store.move(record.id, Event.RECEIPT_OK, detail=detail, lease_owner=None, last_error=None)
+            await self._store.move(
+                record.id,
+                Event.RECEIPT_OK,
+                detail=detail,
+                evidence=attempt.evidence,
+                lease_owner=None,
+                last_error=None,
+            )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="receipt").inc()
             SEND_LATENCY.labels(partner=record.partner_id).observe(
                 (self._clock.now() - record.created_at).total_seconds()

@@ -3,7 +3,7 @@
 from gateway.store.lifecycle import FINAL, TRANSITIONS, Direction, Event, IllegalTransition, State, transition
 from gateway.store.migrate import upgrade
 from gateway.store.payloads import PayloadStore
-from gateway.store.store import EventRecord, MessageRecord, MessageStore, NewMessage, create_engine
+from gateway.store.store import EventRecord, Evidence, MessageRecord, MessageStore, NewMessage, create_engine
 
 __all__ = [
     "FINAL",
@@ -11,6 +11,7 @@ __all__ = [
     "Direction",
     "Event",
     "EventRecord",
+    "Evidence",
     "IllegalTransition",
     "MessageRecord",
     "MessageStore",

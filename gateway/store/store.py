@@ -87,6 +87,15 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """A signal kept for non-repudiation: the receipt we sent or received, byte for byte."""
+
+    kind: str
+    content_type: str
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventRecord:
     at: datetime
     kind: str
@@ -151,12 +160,26 @@ class MessageStore:
 
     # --- writing ---------------------------------------------------------------------------------------
 
-    async def add(self, new: NewMessage, *, detail: dict[str, Any] | None = None) -> tuple[MessageRecord, bool]:
-        """Insert a message in its initial state, or return the stored one with ``created=False``."""
+    async def add(
+        self,
+        new: NewMessage,
+        *,
+        detail: dict[str, Any] | None = None,
+        then: Event | None = None,
+        then_detail: dict[str, Any] | None = None,
+        evidence: Evidence | None = None,
+        **updates: Any,
+    ) -> tuple[MessageRecord, bool]:
+        """Insert a message in its initial state, or return the stored one with ``created=False``.
+
+        ``then`` applies a first lifecycle event, and ``evidence`` is kept with it, in the same transaction: a
+        received message and its receipt are stored together or not at all.
+        """
         now = self._clock.now()
-        state = INITIAL[new.direction]
+        initial = INITIAL[new.direction]
+        state = transition(initial, then) if then is not None else initial
         values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
-        values.update(state=state, attempts=0, created_at=now, updated_at=now)
+        values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
         async with self._engine.begin() as conn:
             result = await conn.execute(_insert_ignoring_duplicates(conn.dialect, messages, values))
@@ -165,13 +188,26 @@ class MessageStore:
             created = result.rowcount == 1
             if created:
                 kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
-                await self._log(conn, found.id, kind, state, detail or {})
+                await self._log(conn, found.id, kind, initial, detail or {})
+                if then is not None:
+                    await self._log(conn, found.id, then.value, state, then_detail or {})
+                if evidence is not None:
+                    await self._keep(conn, found.id, evidence)
         return found, created
 
     async def move(
-        self, pk: int, event: Event, *, detail: dict[str, Any] | None = None, **updates: Any
+        self,
+        pk: int,
+        event: Event,
+        *,
+        detail: dict[str, Any] | None = None,
+        evidence: Evidence | None = None,
+        **updates: Any,
     ) -> MessageRecord:
-        """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it."""
+        """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it.
+
+        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies.
+        """
         target = transition(sources(event)[0], event)
         now = self._clock.now()
         async with self._engine.begin() as conn:
@@ -184,6 +220,8 @@ class MessageStore:
                 current = await self._get(conn, pk)
                 raise IllegalTransition(current.state, event, current.message_id)
             await self._log(conn, pk, event.value, target, detail or {})
+            if evidence is not None:
+                await self._keep(conn, pk, evidence)
             return await self._get(conn, pk)
 
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:
@@ -277,21 +315,12 @@ class MessageStore:
                     await self._log(conn, pk, Event.LEASE_EXPIRED.value, State.RETRY_WAIT, {})
             return recovered
 
-    async def put_evidence(self, pk: int, kind: str, content_type: str, body: bytes) -> tuple[str, bytes]:
-        """Keep evidence once: the first receipt stored for a message stays, and is what this returns."""
-        values = {"message_pk": pk, "kind": kind, "content_type": content_type, "body": body}
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                _insert_ignoring_duplicates(conn.dialect, evidence, values | {"created_at": self._clock.now()})
-            )
-            row = (
-                await conn.execute(
-                    select(evidence.c.content_type, evidence.c.body).where(
-                        evidence.c.message_pk == pk, evidence.c.kind == kind
-                    )
-                )
-            ).one()
-        return row.content_type, bytes(row.body)
+    async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
+        """Keep evidence once: the first receipt stored for a message stays."""
+        values = {"message_pk": pk, "kind": kept.kind, "content_type": kept.content_type, "body": kept.body}
+        await conn.execute(
+            _insert_ignoring_duplicates(conn.dialect, evidence, values | {"created_at": self._clock.now()})
+        )
 
     # --- reading ---------------------------------------------------------------------------------------
 

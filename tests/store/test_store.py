@@ -14,6 +14,7 @@ from gateway.clock import FixedClock
 from gateway.store import (
     Direction,
     Event,
+    Evidence,
     IllegalTransition,
     MessageStore,
     NewMessage,
@@ -126,11 +127,26 @@ async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock
     assert [c.id for c in await store.claim_due("live-node", limit=1, lease=timedelta(seconds=30))] == [record.id]
 
 
-async def test_evidence_is_kept(store: MessageStore) -> None:
+async def test_evidence_is_kept_with_its_move_and_only_the_first_stays(store: MessageStore) -> None:
     record, _ = await store.add(_new())
-    await store.put_evidence(record.id, "receipt", "application/soap+xml", b"<r/>")
+    await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
+    first = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<r/>")
+    await store.move(record.id, Event.RECEIPT_OK, evidence=first)
     assert await store.get_evidence(record.id, "receipt") == ("application/soap+xml", b"<r/>")
     assert await store.get_evidence(record.id, "other") is None
+
+
+async def test_received_message_and_receipt_are_stored_together(store: MessageStore) -> None:
+    receipt = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<receipt/>")
+    record, created = await store.add(_new(direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt)
+    assert created and record.state is State.ACCEPTED
+    assert [(e.kind, e.state) for e in await store.events(record.id)] == [
+        ("received", State.RECEIVED),
+        ("accept", State.ACCEPTED),
+    ]
+    again, created_again = await store.add(_new(direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt)
+    assert not created_again and again.id == record.id
+    assert await store.get_evidence(record.id, "receipt") == ("application/soap+xml", b"<receipt/>")
 
 
 def test_payload_store_is_content_addressed(tmp_path: Path) -> None:
