@@ -117,6 +117,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         http_timeout=settings.outbound.http_timeout_seconds,
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
+        tls_passphrase=settings.keys.passphrase(),
     )
     receiver = Receiver(
         store=store,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,8 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
+from gateway.outbound.tls import ssl_context
+from gateway.profiles.model import Tls
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Event, Evidence, MessageRecord, MessageStore, PayloadStore
 
@@ -91,6 +94,7 @@ class Dispatcher:
         http_timeout: float,
         lease: timedelta,
         faults: Faults = NO_FAULTS,
+        tls_passphrase: bytes | None = None,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -101,6 +105,8 @@ class Dispatcher:
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
         self._lease = max(lease, timedelta(seconds=http_timeout * 2))
         self._faults = faults
+        self._tls_passphrase = tls_passphrase
+        self._tls: dict[Tls, ssl.SSLContext | None] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -136,6 +142,7 @@ class Dispatcher:
                 data=sent.body,
                 headers={"Content-Type": sent.content_type},
                 timeout=self._timeout,
+                ssl=self._ssl(partner.profile.tls) or True,
             ) as response:
                 body = await response.read()
                 content_type = response.headers.get("Content-Type", "")
@@ -157,6 +164,12 @@ class Dispatcher:
         return Attempt(
             receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
         )
+
+    def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
+        """One TLS context per distinct profile setting, built on first use."""
+        if tls not in self._tls:
+            self._tls[tls] = ssl_context(tls, self._tls_passphrase)
+        return self._tls[tls]
 
     async def _settle(self, record: MessageRecord, partner: Partner, attempt: Attempt) -> None:
         detail = attempt.detail(record.attempts)

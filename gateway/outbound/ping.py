@@ -30,7 +30,7 @@ from gateway.as4 import (
 )
 from gateway.clock import Clock
 from gateway.errors import GatewayError
-from gateway.profiles.model import Tls
+from gateway.outbound.tls import ssl_context
 from gateway.profiles.trust import Partner
 from gateway.settings import IdentitySettings
 
@@ -63,16 +63,6 @@ class PingResult:
     @property
     def ok(self) -> bool:
         return self.stage is Stage.RECEIPT_OK
-
-
-def ssl_context(tls: Tls, client_key_passphrase: bytes | None = None) -> ssl.SSLContext | None:
-    """The TLS context a profile asks for (CA bundle, client certificate), or None for the default."""
-    if not tls.configured:
-        return None
-    context = ssl.create_default_context(cafile=str(tls.ca_bundle) if tls.ca_bundle else None)
-    if tls.client_certificate is not None and tls.client_key is not None:
-        context.load_cert_chain(tls.client_certificate, tls.client_key, password=client_key_passphrase)
-    return context
 
 
 def ping_message(partner: Partner, identity: IdentitySettings, clock: Clock) -> UserMessage:
