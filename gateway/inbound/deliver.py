@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import structlog
 
 from gateway.clock import Clock
 from gateway.faults import NO_FAULTS, Faults
+from gateway.files import write_atomically
 from gateway.metrics import DELIVERY_LATENCY
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore
 
@@ -28,19 +27,6 @@ RETRY_DELAY = timedelta(seconds=30)
 def inbox_name(record: MessageRecord) -> str:
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", record.document_number or "message")
     return f"{label}.{hashlib.sha256(record.message_id.encode()).hexdigest()[:12]}"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def metadata(record: MessageRecord) -> dict[str, str | None]:
@@ -96,8 +82,8 @@ class FolderDelivery:
             self._inbox.mkdir(parents=True, exist_ok=True)
             data = self._payloads.get(record.payload_sha256)
             meta = json.dumps(metadata(record), indent=2).encode()
-            _write_atomically(self._inbox / f"{name}.json", meta)
-            _write_atomically(self._inbox / f"{name}.xml", data)
+            write_atomically(self._inbox / f"{name}.json", meta, prefix=".incoming-")
+            write_atomically(self._inbox / f"{name}.xml", data, prefix=".incoming-")
             self._faults.hit("deliver.after_write")
         except OSError as exc:
             due = self._clock.now() + self._lease
