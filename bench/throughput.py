@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.as4_pipeline import floor_exchange_seconds  # noqa: E402
-from gateway.interfaces.demo import AUTHORITIES, gateway_settings, redate  # noqa: E402
+from gateway.interfaces.demo import AUTHORITIES, gateway_settings, redate, write_profiles  # noqa: E402
 from gateway.profiles.devpki import generate_dev_pki  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
@@ -50,17 +50,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _profiles(folder: Path, ports: dict[str, int]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for authority in AUTHORITIES:
-        stem = authority.party_id.lower()
-        (folder / f"{stem}.yaml").write_text(
-            f"id: {stem}\nauthority_name: {authority.authority_name}\ncountry: {authority.country}\n"
-            f"party_id: {authority.party_id}\nendpoint: http://127.0.0.1:{ports[authority.party_id]}/as4\n"
-            f"security:\n  signing_certificate: {stem}.crt.pem\n"
-        )
 
 
 def _documents(count: int) -> list[bytes]:
@@ -129,7 +118,7 @@ def run(store: str, messages: int, concurrency: int, pg_base: str | None) -> tup
         folder = Path(tmp)
         pki = generate_dev_pki(folder / "pki", AUTHORITIES, now=datetime.now(UTC))
         ports = {a.party_id: _free_port() for a in AUTHORITIES}
-        _profiles(folder / "profiles", ports)
+        write_profiles(folder / "profiles", {p: f"http://127.0.0.1:{port}/as4" for p, port in ports.items()})
         outbound = {"sweep_seconds": 5.0, "http_timeout_seconds": 30.0}
         settings = [
             gateway_settings(

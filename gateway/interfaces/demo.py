@@ -12,6 +12,7 @@ import asyncio
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,19 @@ def gateway_settings(
         "outbound": outbound or {"sweep_seconds": 5.0, "http_timeout_seconds": 10.0},
     }
     return settings_from_dict(data, base=data_dir)
+
+
+def write_profiles(folder: Path, endpoints: Mapping[str, str], *, extra: str = "") -> None:
+    """One partner profile per demo authority (for tests and benchmarks): its endpoint, its dev certificate,
+    and ``extra`` YAML appended to each (for example a ``reception_awareness`` section)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for authority in AUTHORITIES:
+        stem = authority.party_id.lower()
+        (folder / f"{stem}.yaml").write_text(
+            f"id: {stem}\nauthority_name: {authority.authority_name}\ncountry: {authority.country}\n"
+            f"party_id: {authority.party_id}\nendpoint: {endpoints[authority.party_id]}\n"
+            f"security:\n  signing_certificate: {stem}.crt.pem\n{extra}"
+        )
 
 
 def listen_ports(profiles: Path, pki: DevPki) -> dict[str, int]:

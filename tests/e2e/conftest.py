@@ -12,26 +12,13 @@ import pytest
 
 from gateway.as4 import KeyPair
 from gateway.clock import FixedClock
-from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway
+from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway, write_profiles
 from gateway.profiles.devpki import DevPki
 from gateway.profiles.trust import load_key_pair
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-PROFILE = """\
-id: {id}
-authority_name: {name}
-country: {country}
-party_id: {party}
-endpoint: http://127.0.0.1:{port}/as4
-security:
-  signing_certificate: {stem}.crt.pem
-reception_awareness:
-  retries: 3
-  retry_delays_seconds: [60, 120]
-"""
 
 
 @dataclass
@@ -69,18 +56,10 @@ async def harness(tmp_path: Path, pki: DevPki) -> AsyncIterator[Harness]:
     ports = {a.party_id: free_port() for a in AUTHORITIES}
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    for authority in AUTHORITIES:
-        stem = authority.party_id.lower()
-        (profiles / f"{stem}.yaml").write_text(
-            PROFILE.format(
-                id=stem,
-                name=authority.authority_name,
-                country=authority.country,
-                party=authority.party_id,
-                port=ports[authority.party_id],
-                stem=stem,
-            )
-        )
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in ports.items()}
+    write_profiles(
+        profiles, endpoints, extra="reception_awareness:\n  retries: 3\n  retry_delays_seconds: [60, 120]\n"
+    )
     harness = Harness(tmp=tmp_path, pki=pki, clock=FixedClock(datetime.now(UTC)), ports=ports, running={})
     yield harness
     for party_id in list(harness.running):

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.interfaces import demo
 from gateway.interfaces.demo import AUTHORITIES
 from gateway.profiles.devpki import DevPki
 
@@ -47,16 +48,12 @@ def toml(data: dict[str, Any]) -> str:
 def write_profiles(
     folder: Path, ports: dict[str, int], *, retries: int = 40, delays: tuple[float, ...] = (0.5, 1.0)
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for authority in AUTHORITIES:
-        stem = authority.party_id.lower()
-        (folder / f"{stem}.yaml").write_text(
-            f"id: {stem}\nauthority_name: {authority.authority_name}\ncountry: {authority.country}\n"
-            f"party_id: {authority.party_id}\nendpoint: http://127.0.0.1:{ports[authority.party_id]}/as4\n"
-            f"security:\n  signing_certificate: {stem}.crt.pem\n"
-            f"reception_awareness:\n  retries: {retries}\n  retry_delays_seconds: {list(delays)}\n"
-            "  time_to_live_hours: 1\n"
-        )
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in ports.items()}
+    extra = (
+        f"reception_awareness:\n  retries: {retries}\n  retry_delays_seconds: {list(delays)}\n"
+        "  time_to_live_hours: 1\n"
+    )
+    demo.write_profiles(folder, endpoints, extra=extra)
 
 
 @dataclass
