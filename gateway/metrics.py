@@ -56,3 +56,14 @@ EBMS_ERRORS_SENT = Counter(
     ["code"],
     registry=REGISTRY,
 )
+RETENTION_PURGED = Counter(
+    "permit_gateway_retention_purged_messages",
+    "Messages deleted by the retention purge (with their events and evidence), by the final state they were in",
+    ["state"],
+    registry=REGISTRY,
+)
+RETENTION_PURGED_FILES = Counter(
+    "permit_gateway_retention_purged_payload_files",
+    "Payload files deleted by the retention purge because no stored message names them any more",
+    registry=REGISTRY,
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,6 +149,45 @@ class OutboundSettings(_Section):
     )
 
 
+class InboundSettings(_Section):
+    duplicate_window_hours: Annotated[float, Field(gt=0)] = Field(
+        default=720.0,
+        description="received messages are remembered this long for duplicate detection; an older eb:Timestamp "
+        "is refused (EBMS:0003), and no partner's time_to_live_hours may exceed it",
+    )
+
+    @property
+    def duplicate_window(self) -> timedelta:
+        return timedelta(hours=self.duplicate_window_hours)
+
+
+class RetentionSettings(_Section):
+    """Days a message is kept after reaching each final state; then it goes with its events and evidence."""
+
+    acknowledged_days: Annotated[float, Field(gt=0)] = 365.0
+    failed_days: Annotated[float, Field(gt=0)] = 365.0
+    delivered_days: Annotated[float, Field(gt=0)] = 365.0
+    rejected_days: Annotated[float, Field(gt=0)] = 365.0
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
+
+    def days_by_state(self) -> dict[str, float]:
+        """Final state name -> days kept."""
+        return {
+            "ACKNOWLEDGED": self.acknowledged_days,
+            "FAILED": self.failed_days,
+            "DELIVERED": self.delivered_days,
+            "REJECTED": self.rejected_days,
+        }
+
+
+class DocumentSettings(_Section):
+    tables: Path | None = Field(
+        default=None,
+        description="folder of the control tables the cross-document rules consult (estimates.csv, "
+        "prohibitions.csv, import-requirements.csv; a missing file is an empty table); unset: none",
+    )
+
+
 class FaultSettings(_Section):
     crash: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict, description="crash-test only: point name -> probability of SIGKILL there"
@@ -163,8 +203,23 @@ class Settings(_Section):
     profiles: ProfileSettings = ProfileSettings()
     folders: FolderSettings = FolderSettings()
     outbound: OutboundSettings = OutboundSettings()
+    inbound: InboundSettings = InboundSettings()
+    retention: RetentionSettings = RetentionSettings()
+    documents: DocumentSettings = DocumentSettings()
     faults: FaultSettings = FaultSettings()
     admin: AdminSettings = AdminSettings()
+
+    @model_validator(mode="after")
+    def _inbound_kept_for_the_duplicate_window(self) -> Settings:
+        window = self.inbound.duplicate_window_hours
+        for key in ("delivered_days", "rejected_days"):
+            days = getattr(self.retention, key)
+            if days * 24 < window:
+                raise ValueError(
+                    f"[retention].{key} = {days:g} days is shorter than [inbound].duplicate_window_hours = "
+                    f"{window:g} hours: received messages must be kept at least as long as the duplicate window"
+                )
+        return self
 
 
 def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:

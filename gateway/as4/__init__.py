@@ -20,6 +20,7 @@ Large messages are received incrementally, without the core doing I/O::
 """
 
 from gateway.as4._ns import DEFAULT_MPC, ROLE_INITIATOR, ROLE_RESPONDER, TEST_ACTION, TEST_SERVICE, SoapVersion
+from gateway.as4.algorithms import Suite
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import ErrorReceived, Event, PullRequestReceived, ReceiptReceived, UserMessageReceived
 from gateway.as4.mime import (
@@ -79,6 +80,7 @@ __all__ = [
     "SecurityPolicy",
     "SignedReference",
     "SoapVersion",
+    "Suite",
     "UserMessage",
     "UserMessageReceived",
     "build_error_signal",

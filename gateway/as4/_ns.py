@@ -15,6 +15,8 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 XENC = "http://www.w3.org/2001/04/xmlenc#"
 XENC11 = "http://www.w3.org/2009/xmlenc11#"
 EC = "http://www.w3.org/2001/10/xml-exc-c14n#"
+DSIG11 = "http://www.w3.org/2009/xmldsig11#"
+DSIG_MORE = "http://www.w3.org/2021/04/xmldsig-more#"
 XML = "http://www.w3.org/XML/1998/namespace"
 
 NSMAP = {"eb": EB, "ebbp": EBBP, "env": S12, "wsse": WSSE, "wsu": WSU, "ds": DS, "xenc": XENC}

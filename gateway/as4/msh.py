@@ -19,6 +19,7 @@ from lxml import etree
 from gateway.as4 import _ns as ns
 from gateway.as4 import mime, wss
 from gateway.as4._ns import SoapVersion, q
+from gateway.as4.algorithms import Suite
 from gateway.as4.envelope import Incoming, new_draft, parse_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import PullRequestReceived, UserMessageReceived
@@ -41,7 +42,7 @@ from gateway.as4.model import (
     SignedReference,
     UserMessage,
 )
-from gateway.as4.policy import KeyPair, SecurityPolicy
+from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.as4.signals import Outgoing, verify_signal
 
 GZIP_LEVEL = 6
@@ -63,8 +64,12 @@ def build_user_message(
     recipient_certificate: x509.Certificate,
     compress: bool = True,
     soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> Outgoing:
     """Pack a user message as eDelivery AS4 1.15 requires: gzip, then sign, then encrypt every attachment.
+
+    ``suite`` picks the algorithms: 1.15 (RSA) by default; the eDelivery AS4 2.0 suites (experimental) sign
+    with Ed25519 or ECDSA P-256 and encrypt for an X25519 or EC P-256 ``recipient_certificate``.
 
     ``user_message.parts`` is replaced by one PartInfo per payload (MimeType, CharacterSet, CompressionType
     and the payload's extra properties). Raises ``ValueError`` for caller mistakes (duplicate Content-IDs).
@@ -80,8 +85,10 @@ def build_user_message(
     add_user_message(draft.messaging, user_message)
     security = wss.security_header(draft.header, soap_version)
     targets = [wss.element_target(draft.body), wss.element_target(draft.messaging)]
-    references = wss.sign(security, targets + [wss.attachment_target(p) for p in parts], sender)
-    encrypted = wss.encrypt_attachments(security, parts, recipient_certificate) if parts else []
+    references = wss.sign(
+        security, targets + [wss.attachment_target(p) for p in parts], sender, method=SUITES[suite].signature
+    )
+    encrypted = wss.encrypt_attachments(security, parts, recipient_certificate, suite=suite) if parts else []
     content_type, body = mime.build(draft.serialize(), encrypted, envelope_content_type=soap_version.content_type)
     return Outgoing(
         message_id=user_message.message_id, content_type=content_type, body=body, references=references
@@ -214,7 +221,7 @@ def check_clock(timestamp: datetime, policy: SecurityPolicy, now: datetime, what
     if policy.max_age is not None and timestamp < now - policy.max_age:
         raise EbmsError(
             EbmsCode.VALUE_INCONSISTENT,
-            f"{what} {format_timestamp(timestamp)} is older than the partner profile's maximum message age of "
+            f"{what} {format_timestamp(timestamp)} is older than the maximum message age (duplicate-detection window) of "
             f"{policy.max_age} (receiver time {format_timestamp(now)})",
         )
 

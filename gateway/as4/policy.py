@@ -7,17 +7,71 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
-from gateway.as4.algorithms import DataEncryption, DigestMethod, KeyTransport, MaskGeneration, SignatureMethod
+from gateway.as4.algorithms import (
+    DataEncryption,
+    DigestMethod,
+    KeyAgreement,
+    KeyTransport,
+    KeyWrap,
+    MaskGeneration,
+    SignatureMethod,
+    Suite,
+)
+
+SigningKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+AgreementKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyPair:
-    """One of our keys with its certificate: signs what we send, decrypts what was encrypted for it."""
+    """One of our keys with its certificate: signs what we send, decrypts what was encrypted for it.
 
-    private_key: rsa.RSAPrivateKey = field(repr=False)
+    eDelivery AS4 1.15 uses one RSA key for both. In 2.0 the signing key (Ed25519, or ECDSA P-256) cannot
+    decrypt: ``agreement_key`` (X25519, or ECDH P-256) with ``agreement_certificate`` is the key partners
+    encrypt for. An EC ``private_key`` without a separate agreement key also serves for ECDH-ES.
+    """
+
+    private_key: SigningKey = field(repr=False)
     certificate: x509.Certificate
+    agreement_key: AgreementKey | None = field(default=None, repr=False)
+    agreement_certificate: x509.Certificate | None = None
+
+    def __post_init__(self) -> None:
+        if (self.agreement_key is None) != (self.agreement_certificate is None):
+            raise ValueError("agreement_key and agreement_certificate go together")
+
+    @property
+    def encryption_certificate(self) -> x509.Certificate:
+        """The certificate partners encrypt for."""
+        return self.agreement_certificate or self.certificate
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteAlgorithms:
+    """What a suite signs and encrypts with: the sender's choices and the receiver's default expectations."""
+
+    signature: SignatureMethod
+    key_transport: frozenset[KeyTransport]
+    key_agreement: frozenset[KeyAgreement]
+    key_wrap: frozenset[KeyWrap]
+
+
+SUITES: dict[Suite, SuiteAlgorithms] = {
+    Suite.EDELIVERY_1_15: SuiteAlgorithms(
+        SignatureMethod.RSA_SHA256, frozenset({KeyTransport.RSA_OAEP}), frozenset(), frozenset()
+    ),
+    Suite.EDELIVERY_2_0: SuiteAlgorithms(
+        SignatureMethod.ED25519, frozenset(), frozenset({KeyAgreement.X25519}), frozenset({KeyWrap.KW_AES128})
+    ),
+    Suite.EDELIVERY_2_0_ECC: SuiteAlgorithms(
+        SignatureMethod.ECDSA_SHA256,
+        frozenset(),
+        frozenset({KeyAgreement.ECDH_ES}),
+        frozenset({KeyWrap.KW_AES128}),
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +84,9 @@ class SecurityPolicy:
     ``CN=BE-FAMHP AS4 2027,O=FAMHP,C=BE``), fully matches the regular expression ``subject_pattern``. Either way it
     must be valid at the time of the check and, if it has a KeyUsage extension, allow digitalSignature.
 
+    ``suite`` is what we answer this partner with (receipts, errors); ``for_suite`` also sets the algorithms
+    accepted from it. Key agreement (``key_agreement`` with ``key_wrap``) is eDelivery AS4 2.0, experimental.
+
     ``max_age`` refuses messages whose eb:Timestamp is older than that (EBMS:0003); duplicate detection over
     a longer window is the store's job. ``accept_soap11`` admits SOAP 1.1 envelopes (AS4 uses SOAP 1.2).
     """
@@ -40,6 +97,9 @@ class SecurityPolicy:
     data_encryption: frozenset[DataEncryption] = frozenset({DataEncryption.AES128_GCM})
     key_transport: frozenset[KeyTransport] = frozenset({KeyTransport.RSA_OAEP})
     mask_generation: frozenset[MaskGeneration] = frozenset({MaskGeneration.MGF1_SHA256})
+    key_agreement: frozenset[KeyAgreement] = frozenset()
+    key_wrap: frozenset[KeyWrap] = frozenset()
+    suite: Suite = Suite.EDELIVERY_1_15
     require_signature: bool = True
     require_encryption: bool = True
     clock_skew: timedelta = timedelta(minutes=5)
@@ -68,9 +128,26 @@ class SecurityPolicy:
             raise ValueError("max_age must be positive")
         if self.clock_skew < timedelta(0):
             raise ValueError("clock_skew must not be negative")
-        for name in ("signature_methods", "digest_methods", "data_encryption", "key_transport", "mask_generation"):
+        for name in ("signature_methods", "digest_methods", "data_encryption", "mask_generation"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must allow at least one algorithm")
+        if not (self.key_transport or self.key_agreement):
+            raise ValueError("key_transport must allow at least one algorithm (or key_agreement one)")
+        if bool(self.key_agreement) != bool(self.key_wrap):
+            raise ValueError("key_agreement and key_wrap go together: an agreed key only wraps the content key")
+
+    @classmethod
+    def for_suite(cls, suite: Suite, **fields: object) -> SecurityPolicy:
+        """A policy expecting ``suite``'s algorithms; ``fields`` set the rest (and may widen the sets)."""
+        algorithms = SUITES[suite]
+        defaults: dict[str, object] = {
+            "suite": suite,
+            "signature_methods": frozenset({algorithms.signature}),
+            "key_transport": algorithms.key_transport,
+            "key_agreement": algorithms.key_agreement,
+            "key_wrap": algorithms.key_wrap,
+        }
+        return cls(**(defaults | fields))  # type: ignore[arg-type]
 
     def subject_matches(self, subject: str) -> bool:
         return self.subject_pattern is not None and re.fullmatch(self.subject_pattern, subject) is not None

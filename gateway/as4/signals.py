@@ -12,12 +12,13 @@ from lxml import etree
 from gateway.as4 import _ns as ns
 from gateway.as4 import mime, wss
 from gateway.as4._ns import SoapVersion, q
+from gateway.as4.algorithms import Suite
 from gateway.as4.envelope import Incoming, new_draft, parse_envelope, read_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import ErrorReceived, ReceiptReceived
 from gateway.as4.header import add_message_info, add_pull_request, parse_message_info, signal_kind
 from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
-from gateway.as4.policy import KeyPair, SecurityPolicy
+from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.xmlsafe import parse_xml
 
 
@@ -40,6 +41,7 @@ def build_receipt(
     message_id: str,
     now: datetime,
     soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> Outgoing:
     """A signed receipt whose NRI holds a copy of every ds:Reference of the received message's signature."""
     check_message_id(message_id)
@@ -54,18 +56,22 @@ def build_receipt(
     for reference in references:
         part = etree.SubElement(nri, q(ns.EBBP, "MessagePartNRInformation"))
         part.append(parse_xml(reference.xml, what="stored ds:Reference"))
-    _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+    _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version, suite)
     content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=message_id, content_type=content_type, body=body)
 
 
 def build_pull_request(
-    pull: PullRequest, *, key: KeyPair, soap_version: SoapVersion = SoapVersion.SOAP12
+    pull: PullRequest,
+    *,
+    key: KeyPair,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> Outgoing:
     """A signed ``eb:PullRequest`` for ``pull.mpc`` (the pull MEP itself comes with the pull work)."""
     draft = new_draft(soap_version)
     add_pull_request(draft.messaging, pull)
-    references = _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+    references = _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version, suite)
     content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=pull.message_id, content_type=content_type, body=body, references=references)
 
@@ -77,6 +83,7 @@ def build_error_signal(
     message_id: str,
     now: datetime,
     soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> Outgoing:
     """The answer to a refused message.
 
@@ -96,7 +103,7 @@ def build_error_signal(
     signal.append(error_element(error))
     _add_fault(draft.body, error, sender_fault, soap_version)
     if key is not None:
-        _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version)
+        _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version, suite)
     content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=message_id, content_type=content_type, body=body, http_status=status)
 
@@ -158,9 +165,11 @@ def _sign_signal(
     body: etree._Element,
     key: KeyPair,
     soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> tuple[SignedReference, ...]:
     security = wss.security_header(header, soap_version)
-    return wss.sign(security, [wss.element_target(body), wss.element_target(messaging)], key)
+    targets = [wss.element_target(body), wss.element_target(messaging)]
+    return wss.sign(security, targets, key, method=SUITES[suite].signature)
 
 
 # --- parsing the answer to a message we sent ----------------------------------------------------------

@@ -25,26 +25,31 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
 from gateway.as4 import _ns as ns
+from gateway.as4 import agreement
 from gateway.as4._ns import SoapVersion, q
 from gateway.as4.algorithms import (
     DataEncryption,
     DigestMethod,
+    KeyAgreement,
     KeyTransport,
+    KeyWrap,
     MaskGeneration,
     SignatureMethod,
+    Suite,
     Transform,
 )
 from gateway.as4.envelope import targets_us
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.mime import MimePart, PartBody, Spool, cid_of_url, cid_url
 from gateway.as4.model import SignedReference
-from gateway.as4.policy import KeyPair, SecurityPolicy
+from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.xmlsafe import XmlInputError, parse_xml
 
 MIN_RSA_KEY_BITS = 2048
@@ -73,6 +78,10 @@ _MGF_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     MaskGeneration.MGF1_SHA1: hashes.SHA1,
     MaskGeneration.MGF1_SHA256: hashes.SHA256,
 }
+_RSA_METHODS = frozenset(
+    {SignatureMethod.RSA_SHA256, SignatureMethod.RSA_SHA384, SignatureMethod.RSA_SHA512, SignatureMethod.RSA_SHA1}
+)
+_P256_SCALAR_BYTES = 32
 _AES_KEY_BYTES = {DataEncryption.AES128_GCM: 16, DataEncryption.AES256_GCM: 32}
 _ID_VALUES = etree.XPath("//@wsu:Id | //@Id | //@ID | //@id", namespaces={"wsu": ns.WSU}, smart_strings=True)
 _NS = {"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC, "xenc11": ns.XENC11, "ec": ns.EC}
@@ -289,38 +298,75 @@ def sign(
             SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
         )
     signed_octets = exc_c14n(signed_info)
-    signature_value = key.private_key.sign(signed_octets, padding.PKCS1v15(), _SIGNATURE_HASHES[method]())
+    signature_value = _signature_value(key, method, signed_octets)
     _el(signature, q(ns.DS, "SignatureValue"), text=_b64(signature_value))
     key_info = _el(signature, q(ns.DS, "KeyInfo"), {"Id": new_id("KI")})
     _token_reference(key_info, token_id)
     return tuple(references)
 
 
+def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> bytes:
+    """RSA PKCS#1 v1.5, Ed25519, or ECDSA P-256 as XML-DSig wants it: raw r || s, not DER."""
+    private_key = key.private_key
+    if method in _RSA_METHODS and isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(octets, padding.PKCS1v15(), _SIGNATURE_HASHES[method]())
+    if method is SignatureMethod.ED25519 and isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return private_key.sign(octets)
+    if (
+        method is SignatureMethod.ECDSA_SHA256
+        and isinstance(private_key, ec.EllipticCurvePrivateKey)
+        and isinstance(private_key.curve, ec.SECP256R1)
+    ):
+        r, s = decode_dss_signature(private_key.sign(octets, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(_P256_SCALAR_BYTES, "big") + s.to_bytes(_P256_SCALAR_BYTES, "big")
+    raise ValueError(f"our signing key ({type(private_key).__name__}) cannot sign with {method.value}")
+
+
 # --- encryption ----------------------------------------------------------------------------------------
 
 
 def encrypt_attachments(
-    security: etree._Element, parts: Sequence[MimePart], recipient: x509.Certificate
+    security: etree._Element,
+    parts: Sequence[MimePart],
+    recipient: x509.Certificate,
+    *,
+    suite: Suite = Suite.EDELIVERY_1_15,
 ) -> list[MimePart]:
-    """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient`` (RSA-OAEP).
+    """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient``: RSA-OAEP
+    (1.15), or kw-aes128 under a key agreed by X25519 or ECDH-ES with HKDF (2.0, see ``gateway.as4.agreement``).
 
     Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here).
     """
     public_key = recipient.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
+    agreement_algorithm = next(iter(SUITES[suite].key_agreement), None)
+    if agreement_algorithm is not None:
+        agreed_with = agreement.check_recipient_key(public_key, agreement_algorithm)
+    elif not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
     content_key = AESGCM.generate_key(bit_length=128)
     token_id = _binary_security_token(security, recipient, index=0)
     key_id = new_id("EK")
     encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
     security.insert(1, encrypted_key)
-    method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
-    _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
-    etree.SubElement(
-        method, q(ns.XENC11, "MGF"), {"Algorithm": MaskGeneration.MGF1_SHA256.value}, nsmap={"xenc11": ns.XENC11}
-    )
-    _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
-    wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
+    if agreement_algorithm is not None:
+        _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyWrap.KW_AES128})
+        recipient_info, kek = agreement.originate(
+            _el(encrypted_key, q(ns.DS, "KeyInfo")), agreement_algorithm, agreed_with
+        )
+        _token_reference(recipient_info, token_id)
+        wrapped = agreement.wrap(kek, content_key)
+    else:
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
+        _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
+        etree.SubElement(
+            method,
+            q(ns.XENC11, "MGF"),
+            {"Algorithm": MaskGeneration.MGF1_SHA256.value},
+            nsmap={"xenc11": ns.XENC11},
+        )
+        _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
+        wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
     cipher_data = _el(encrypted_key, q(ns.XENC, "CipherData"))
     _el(cipher_data, q(ns.XENC, "CipherValue"), text=_b64(wrapped))
     reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
@@ -602,10 +648,31 @@ def trust_certificate(
             f"{role} certificate {_describe(cert)} has a KeyUsage extension without digitalSignature",
         )
     public_key = cert.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
+    methods = policy.signature_methods
+    if isinstance(public_key, ed25519.Ed25519PublicKey) and SignatureMethod.ED25519 in methods:
+        return
+    if (
+        isinstance(public_key, ec.EllipticCurvePublicKey)
+        and isinstance(public_key.curve, ec.SECP256R1)
+        and SignatureMethod.ECDSA_SHA256 in methods
+    ):
+        return
+    if not isinstance(public_key, rsa.RSAPublicKey) or not methods & _RSA_METHODS:
+        wanted = [
+            label
+            for label, allowed in (
+                ("RSA", methods & _RSA_METHODS),
+                ("Ed25519", SignatureMethod.ED25519 in methods),
+                ("EC P-256", SignatureMethod.ECDSA_SHA256 in methods),
+            )
+            if allowed
+        ]
+        suffix = (
+            " (eDelivery AS4 1.15)" if wanted == ["RSA"] else f" (the partner profile allows {', '.join(wanted)})"
+        )
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"{role} certificate {_describe(cert)} has no RSA key (eDelivery AS4 1.15)",
+            f"{role} certificate {_describe(cert)} has no {' or '.join(wanted)} key{suffix}",
         )
     if public_key.key_size < MIN_RSA_KEY_BITS:
         raise EbmsError(
@@ -687,12 +754,15 @@ def _unwrap(
     key_id = encrypted_key.get("Id") or "(no Id)"
     method = _find(encrypted_key, "xenc:EncryptionMethod")
     algorithm = method.get("Algorithm") if method is not None else None
-    if method is None or algorithm not in {k.value for k in policy.key_transport}:
+    allowed = {k.value for k in policy.key_transport} | {k.value for k in policy.key_wrap}
+    if method is None or algorithm not in allowed:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile does not "
-            f"allow (allowed: {', '.join(sorted(k.value for k in policy.key_transport))})",
+            f"allow (allowed: {', '.join(sorted(allowed))})",
         )
+    if algorithm in {k.value for k in KeyWrap}:
+        return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
     digest = _find(method, "ds:DigestMethod")
     digest_uri = str(digest.get("Algorithm")) if digest is not None else DigestMethod.SHA1.value
     mgf_el = _find(method, "xenc11:MGF")
@@ -707,30 +777,66 @@ def _unwrap(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id}: unsupported OAEP parameters digest {digest_uri!r}, MGF {mgf!r}",
         )
-    key = _our_key(_find(encrypted_key, "ds:KeyInfo"), keys, ids)
+    private_key = _our_key(_find(encrypted_key, "ds:KeyInfo"), keys, ids)
     wrapped = _unb64(
         _findtext(encrypted_key, "xenc:CipherData/xenc:CipherValue", None),
         f"xenc:EncryptedKey {key_id} CipherValue",
         EbmsCode.FAILED_DECRYPTION,
     )
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise EbmsError(
+            EbmsCode.FAILED_DECRYPTION,
+            f"xenc:EncryptedKey {key_id} uses RSA key transport to a key of ours that is not RSA",
+        )
     try:
-        return key.private_key.decrypt(wrapped, _oaep(mgf, digest_uri))
+        return private_key.decrypt(wrapped, _oaep(mgf, digest_uri))
     except ValueError:
         raise EbmsError(
             EbmsCode.FAILED_DECRYPTION, f"xenc:EncryptedKey {key_id} could not be unwrapped with our private key"
         ) from None
 
 
-def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict[str, etree._Element]) -> KeyPair:
+def _unwrap_agreed(
+    encrypted_key: etree._Element,
+    key_id: str,
+    keys: Sequence[KeyPair],
+    policy: SecurityPolicy,
+    ids: dict[str, etree._Element],
+) -> bytes:
+    """kw-aes128 under a key agreed by X25519/ECDH-ES and HKDF (eDelivery AS4 2.0, experimental)."""
+    what = f"xenc:EncryptedKey {key_id}"
+    method = agreement.agreement_method(_find(encrypted_key, "ds:KeyInfo"))
+    uri = method.get("Algorithm") if method is not None else None
+    if method is None or uri not in {k.value for k in policy.key_agreement}:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"{what} uses key agreement {uri!r}, which the partner profile does not allow (allowed: "
+            f"{', '.join(sorted(k.value for k in policy.key_agreement))})",
+        )
+    ours = _our_key(agreement.recipient_key_info(method, what), keys, ids)
+    kek = agreement.derive_kek(method, KeyAgreement(uri), ours, what)
+    wrapped = _unb64(
+        _findtext(encrypted_key, "xenc:CipherData/xenc:CipherValue", None),
+        f"{what} CipherValue",
+        EbmsCode.FAILED_DECRYPTION,
+    )
+    return agreement.unwrap(kek, wrapped, what)
+
+
+def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict[str, etree._Element]) -> object:
+    """The private key of ours that ``key_info`` names: a KeyPair's key, or its separate agreement key."""
+    candidates = [k.certificate for k in keys] + [k.agreement_certificate for k in keys if k.agreement_certificate]
     try:
-        cert = resolve_certificate(key_info, ids, [k.certificate for k in keys])
+        cert = resolve_certificate(key_info, ids, candidates)
     except EbmsError as exc:
         raise EbmsError(
             EbmsCode.FAILED_DECRYPTION, f"the EncryptedKey names no key of ours: {exc.detail}"
         ) from None
     for key in keys:
         if key.certificate == cert:
-            return key
+            return key.private_key
+        if key.agreement_certificate is not None and key.agreement_certificate == cert:
+            return key.agreement_key
     raise EbmsError(
         EbmsCode.FAILED_DECRYPTION,
         f"the payload is encrypted for {cert.subject.rfc4514_string()!r}, which is not one of our current keys",
@@ -913,10 +1019,25 @@ def check_signature_value(
     )
     octets = exc_c14n(signed_info, _prefixes(_find(signed_info, "ds:CanonicalizationMethod")))
     public_key = cert.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "the signing certificate's key is not RSA")
     try:
-        public_key.verify(value, octets, padding.PKCS1v15(), _SIGNATURE_HASHES[method]())
+        if method in _RSA_METHODS:
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "the signing certificate's key is not RSA")
+            public_key.verify(value, octets, padding.PKCS1v15(), _SIGNATURE_HASHES[method]())
+        elif method is SignatureMethod.ED25519:
+            if not isinstance(public_key, ed25519.Ed25519PublicKey):
+                raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "the signing certificate's key is not Ed25519")
+            public_key.verify(value, octets)
+        else:
+            if not (
+                isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1)
+            ):
+                raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "the signing certificate's key is not EC P-256")
+            if len(value) != 2 * _P256_SCALAR_BYTES:
+                raise InvalidSignature
+            r = int.from_bytes(value[:_P256_SCALAR_BYTES], "big")
+            s = int.from_bytes(value[_P256_SCALAR_BYTES:], "big")
+            public_key.verify(encode_dss_signature(r, s), octets, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,

@@ -4,15 +4,23 @@
 ``PermitDocument``, or raises ``PermitDocumentRejected`` whose ``findings`` say what is wrong, where, under
 which rule, and how to fix it. ``validation_report`` returns the same findings as a ``ValidationReport``
 whatever the outcome. Cross-document rules ask a ``DocumentContext`` (``InMemoryContext`` here, the store in
-production); reference data (``ReferenceData``) and the administrator's control tables (``ControlTables``)
-load from CSV files that can be replaced without a release.
+production). Both functions also take a ``ParsedDocument`` from ``parse_document``, whose ``outline`` names
+what those rules will look up, so that the store can load it before they run. Reference data
+(``ReferenceData``) and the administrator's control tables (``ControlTables``) load from CSV files that can
+be replaced without a release.
 """
 
 from gateway.documents._csv import ReferenceDataError, TableInfo
 from gateway.documents._findings import Finding, PermitDocumentRejected, Severity
 from gateway.documents._model import DocumentKey, DocumentReference, Party, PermitDocument, PermitLine
 from gateway.documents._report import ValidationReport
-from gateway.documents._validate import validate_document, validation_report
+from gateway.documents._validate import (
+    DocumentOutline,
+    ParsedDocument,
+    parse_document,
+    validate_document,
+    validation_report,
+)
 from gateway.documents.context import DocumentContext, DocumentStatus, InMemoryContext
 from gateway.documents.control import ControlTables, Estimate, ImportRequirement, Prohibition
 from gateway.documents.reference import ReferenceData, Substance, Unit, is_country, substance
@@ -26,6 +34,7 @@ __all__ = [
     "ControlTables",
     "DocumentContext",
     "DocumentKey",
+    "DocumentOutline",
     "DocumentReference",
     "DocumentStatus",
     "DocumentType",
@@ -33,6 +42,7 @@ __all__ = [
     "Finding",
     "ImportRequirement",
     "InMemoryContext",
+    "ParsedDocument",
     "Party",
     "PermitDocument",
     "PermitDocumentRejected",
@@ -47,6 +57,7 @@ __all__ = [
     "Unit",
     "ValidationReport",
     "is_country",
+    "parse_document",
     "substance",
     "validate_document",
     "validation_report",

@@ -1,21 +1,24 @@
 """``validate_document``: bytes in, a ``PermitDocument`` or ``PermitDocumentRejected`` out.
 
 ``validation_report`` does the same work and returns the report whatever the outcome, for faces that show
-valid and invalid documents alike (the CLI).
+valid and invalid documents alike (the CLI). ``parse_document`` does the first half alone (XML, schema,
+reading the values) so that a caller whose context needs I/O can load it from the ``outline`` first and then
+run the rules on the parsed document, which both functions also accept: the bytes are parsed once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import date
 from typing import NamedTuple
 
 from lxml import etree
 
 from gateway.documents._engine import Env
-from gateway.documents._extract import extract, to_document
+from gateway.documents._extract import Draft, extract, to_document
 from gateway.documents._findings import Finding, PermitDocumentRejected
-from gateway.documents._model import PermitDocument
+from gateway.documents._model import DocumentKey, PermitDocument
 from gateway.documents._report import ValidationReport
 from gateway.documents._schema import schema_findings
 from gateway.documents.context import DocumentContext
@@ -29,8 +32,55 @@ _KNOWN_TYPES = ", ".join(_BY_ROOT)
 _NUMBER = f"{{{PERMITS_NAMESPACE}}}DocumentNumber"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentOutline:
+    """What a document says about itself and the documents it names, read before its rules run: enough for
+    a store to load what the cross-document rules will ask (``year`` is the estimate year it counts in)."""
+
+    key: DocumentKey
+    content_sha256: str
+    importing_country: str
+    year: int
+    substance_ids: tuple[str, ...]
+    references: tuple[DocumentKey, ...]
+    replacement: DocumentOutline | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedDocument:
+    """A permit document parsed and checked against its schema, its rules not yet run. ``findings`` say why
+    it could not be read when ``outline`` is None; ``draft`` holds the values read, for the rules."""
+
+    findings: tuple[Finding, ...] = ()
+    document_type: DocumentType | None = None
+    number: str | None = None
+    draft: Draft | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def outline(self) -> DocumentOutline | None:
+        return _outline(self.draft) if self.draft is not None else None
+
+
+def parse_document(data: bytes) -> ParsedDocument:
+    """Parse, XSD-validate and read a permit document, without running its rules (never raises)."""
+    try:
+        root = parse_xml(data, what="permit document")
+    except XmlInputError as exc:
+        return ParsedDocument(findings=(_xml_finding(exc),))
+    qname = etree.QName(root)
+    document_type = _BY_ROOT.get(qname.localname)
+    if document_type is None or qname.namespace != PERMITS_NAMESPACE:
+        return ParsedDocument(findings=(_root_finding(root),))
+    schema = schema_findings(root, document_type)
+    if schema:
+        number = (root.findtext(_NUMBER) or "").strip() or None
+        return ParsedDocument(findings=schema, document_type=document_type, number=number)
+    draft = extract(root, document_type, hashlib.sha256(data).hexdigest())
+    return ParsedDocument(document_type=document_type, number=draft.number.value, draft=draft)
+
+
 def validate_document(
-    data: bytes,
+    data: bytes | ParsedDocument,
     *,
     as_of: date | None = None,
     context: DocumentContext | None = None,
@@ -51,7 +101,7 @@ def validate_document(
 
 
 def validation_report(
-    data: bytes,
+    data: bytes | ParsedDocument,
     *,
     as_of: date | None = None,
     context: DocumentContext | None = None,
@@ -60,7 +110,8 @@ def validation_report(
 ) -> ValidationReport:
     """Validate as ``validate_document`` does, and return the report whether or not the document is valid."""
     tables = reference or ReferenceData.default()
-    outcome = _validate(data, Env(as_of, context, tables))
+    parsed = parse_document(data) if isinstance(data, bytes) else data
+    outcome = _validate(parsed, Env(as_of, context, tables))
     return ValidationReport(
         findings=outcome.findings,
         document=outcome.document,
@@ -80,23 +131,26 @@ class _Outcome(NamedTuple):
     document: PermitDocument | None = None
 
 
-def _validate(data: bytes, env: Env) -> _Outcome:
-    try:
-        root = parse_xml(data, what="permit document")
-    except XmlInputError as exc:
-        return _Outcome((_xml_finding(exc),))
-    qname = etree.QName(root)
-    document_type = _BY_ROOT.get(qname.localname)
-    if document_type is None or qname.namespace != PERMITS_NAMESPACE:
-        return _Outcome((_root_finding(root),))
-    schema = schema_findings(root, document_type)
-    if schema:
-        return _Outcome(schema, document_type, (root.findtext(_NUMBER) or "").strip() or None)
-    draft = extract(root, document_type, hashlib.sha256(data).hexdigest())
+def _validate(parsed: ParsedDocument, env: Env) -> _Outcome:
+    draft = parsed.draft
+    if draft is None:
+        return _Outcome(parsed.findings, parsed.document_type, parsed.number)
     findings = check_document(draft, env)
     valid = not any(f.severity == "error" for f in findings)
     document = to_document(draft, findings) if valid else None
-    return _Outcome(findings, document_type, draft.number.value, document)
+    return _Outcome(findings, draft.document_type, draft.number.value, document)
+
+
+def _outline(draft: Draft) -> DocumentOutline:
+    return DocumentOutline(
+        key=draft.key,
+        content_sha256=draft.content_sha256,
+        importing_country=draft.importing_country.value,
+        year=draft.year,
+        substance_ids=tuple(dict.fromkeys(line.substance_id.value for line in draft.lines)),
+        references=tuple(ref.key for ref in draft.references()),
+        replacement=_outline(draft.replacement) if draft.replacement is not None else None,
+    )
 
 
 def _xml_finding(exc: XmlInputError) -> Finding:

@@ -23,7 +23,7 @@ from gateway.as4 import (
     parse_incoming,
 )
 from gateway.clock import Clock
-from gateway.documents import PermitDocument, PermitDocumentRejected, validate_document
+from gateway.documents import PermitDocument, PermitDocumentRejected, parse_document, validate_document
 from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
@@ -38,6 +38,7 @@ from gateway.store import (
     MessageStore,
     NewMessage,
     PayloadStore,
+    PermitRegistry,
 )
 
 log = structlog.get_logger("gateway.inbound")
@@ -61,6 +62,7 @@ class Receiver:
         self,
         *,
         store: MessageStore,
+        permits: PermitRegistry,
         payloads: PayloadStore,
         partners: Partners,
         identity: IdentitySettings,
@@ -69,6 +71,7 @@ class Receiver:
         faults: Faults = NO_FAULTS,
     ) -> None:
         self._store = store
+        self._permits = permits
         self._payloads = payloads
         self._partners = partners
         self._identity = identity
@@ -210,9 +213,15 @@ class Receiver:
         )
 
     async def _validate(self, new: NewMessage, received: UserMessageReceived) -> PermitDocument:
-        """Check the permit; a refused one is stored REJECTED with its findings, and the sender told why."""
+        """Check the permit against the registry and record it there (before the message is stored, so that a
+        retry after a crash finds it recorded, with the same content); a refused one is stored REJECTED with its
+        findings, and the sender told why."""
         try:
-            return validate_document(received.payloads[0].data, as_of=self._clock.now().date())
+            parsed = parse_document(received.payloads[0].data)
+            context = await self._permits.context_for(parsed.outline)
+            document = validate_document(parsed, as_of=self._clock.now().date(), context=context)
+            await self._permits.record(document, direction=Direction.INBOUND, message_id=new.message_id)
+            return document
         except PermitDocumentRejected as exc:
             reason = str(exc)
             await self._store.add(

@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import structlog
@@ -22,6 +22,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.clock import Clock, SystemClock
+from gateway.documents import ControlTables
 from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
 from gateway.inbound.http import ON_ACCEPTED, RECEIVER
@@ -38,7 +39,8 @@ from gateway.profiles.loader import load_profiles, profile_files
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
 from gateway.settings import Settings
-from gateway.store import MessageStore, PayloadStore, create_engine, upgrade
+from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, upgrade
+from gateway.store.retention import purge as retention_purge
 
 log = structlog.get_logger("gateway.node")
 
@@ -72,6 +74,7 @@ class Node:
     clock: Clock
     node_id: str
     store: MessageStore
+    permits: PermitRegistry
     payloads: PayloadStore
     partners: Partners
     submitter: Submitter
@@ -94,18 +97,33 @@ async def open_store(settings: Settings, clock: Clock) -> MessageStore:
     return MessageStore(engine, clock)
 
 
+def control_tables(settings: Settings) -> ControlTables:
+    """The administrator's control tables from ``[documents].tables``, or none."""
+    folder = settings.documents.tables
+    return ControlTables.load(folder) if folder is not None else ControlTables()
+
+
 def _services(settings: Settings, clock: Clock, store: MessageStore, session: aiohttp.ClientSession) -> Node:
     now: datetime = clock.now()
     keys = load_own_keys(settings.keys, now=now)
     partners = Partners(
-        load_profiles(settings.profiles.folder, certificates_dir=settings.profiles.certificates), now=now
+        load_profiles(settings.profiles.folder, certificates_dir=settings.profiles.certificates),
+        now=now,
+        max_age=settings.inbound.duplicate_window,
     )
     payloads = PayloadStore(settings.data_dir / "payloads")
     node_id = new_node_id()
     identity = settings.identity
     faults = Faults(settings.faults.crash)
+    permits = PermitRegistry(store.engine, clock, control_tables(settings))
     submitter = Submitter(
-        store=store, payloads=payloads, partners=partners, identity=identity, keys=keys.signing, clock=clock
+        store=store,
+        permits=permits,
+        payloads=payloads,
+        partners=partners,
+        identity=identity,
+        keys=keys.signing,
+        clock=clock,
     )
     dispatcher = Dispatcher(
         store=store,
@@ -121,6 +139,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
     )
     receiver = Receiver(
         store=store,
+        permits=permits,
         payloads=payloads,
         partners=partners,
         identity=identity,
@@ -142,6 +161,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         clock=clock,
         node_id=node_id,
         store=store,
+        permits=permits,
         payloads=payloads,
         partners=partners,
         submitter=submitter,
@@ -180,6 +200,25 @@ async def _recover(node: Node) -> None:
         node.dispatch_pump.wake()
 
 
+async def purge_old_messages(node: Node) -> None:
+    """The retention job: daily and at start; final messages past their state's retention go."""
+    retention = node.settings.retention
+    keep = {State(name): timedelta(days=days) for name, days in retention.days_by_state().items()}
+    report = await retention_purge(
+        node.store, node.payloads, keep, now=node.clock.now(), batch_size=retention.batch_size
+    )
+    if report.messages or report.files:
+        by_state = {state.value: count for state, count in report.by_state.items()}
+        log.info("retention purge", messages=report.messages, by_state=by_state, payload_files=report.files)
+
+
+async def expire_permits(node: Node) -> None:
+    """Daily and at start: authorizations past their validity move to EXPIRED or EXPIRED_UNENDORSED."""
+    expired = await node.permits.expire(node.clock.now().date())
+    if expired:
+        log.info("permit validity ended", documents=expired)
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     tasks = [asyncio.create_task(p.run(), name=p.name) for p in (node.dispatch_pump, node.delivery_pump)]
@@ -188,6 +227,12 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
     scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
     scheduler.add_job(_recover, "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery")
+    scheduler.add_job(
+        purge_old_messages, "interval", args=[node], days=1, id="retention-purge", next_run_time=datetime.now(UTC)
+    )
+    scheduler.add_job(
+        expire_permits, "interval", args=[node], days=1, id="permit-expiry", next_run_time=datetime.now(UTC)
+    )
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.documents import PermitDocumentRejected
+from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
+from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
-from gateway.store import Direction, EventRecord, MessageRecord
+from gateway.store import Direction, EventRecord, MessageRecord, PermitLineRecord, PermitRecord, PermitState
 
 API = "/api/v1"
 
@@ -100,10 +104,139 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# --- the permit registry ---------------------------------------------------------------------------------
+
+_DOCUMENT_TYPES = {t.value: t for t in DocumentType} | {prefix: t for t, prefix in RULE_PREFIX.items()}
+OVERDUE_DAYS = 10
+
+
+def permit_json(record: PermitRecord) -> dict[str, Any]:
+    refers_to = record.refers_to
+    return {
+        "document_type": record.document_type.value,
+        "issuing_country": record.key.issuing_country,
+        "number": record.key.number,
+        "version": record.version,
+        "status": record.status.value,
+        "direction": "outbound" if record.direction is Direction.OUTBOUND else "inbound",
+        "message_id": record.message_id,
+        "issue_date": record.issue_date.isoformat(),
+        "valid_from": _iso(record.valid_from),
+        "valid_until": _iso(record.valid_until),
+        "importing_country": record.importing_country,
+        "exporting_country": record.exporting_country,
+        "importer": _party_json(record.importer),
+        "exporter": _party_json(record.exporter),
+        "refers_to": _key_json(refers_to) if refers_to else None,
+        "cancelled_on": _iso(record.cancelled_on),
+        "content_sha256": record.content_sha256,
+        "lines": [permit_line_json(line) for line in record.lines],
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def permit_line_json(line: PermitLineRecord) -> dict[str, Any]:
+    """Quantities are base grams as decimal strings, exact."""
+    return {
+        "line_number": line.line_number,
+        "substance_id": line.substance_id,
+        "base_grams": _grams(line.base_grams),
+        "reference_line_number": line.reference_line_number,
+        "remaining_base_grams": _grams(line.remaining_grams),
+        "drawn_base_grams": _grams(line.drawn_grams),
+    }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _grams(grams: Decimal | None) -> str | None:
+    return None if grams is None else f"{grams:f}"
+
+
+def _key_json(key: DocumentKey) -> dict[str, str]:
+    return {"document_type": key.document_type.value, "issuing_country": key.issuing_country, "number": key.number}
+
+
+def _party_json(party: Party | None) -> dict[str, Any] | None:
+    if party is None:
+        return None
+    return {"name": party.name, "country": party.country, "licence": party.licence, "category": party.category}
+
+
+def _bad_request(detail: str) -> web.HTTPBadRequest:
+    body = json.dumps({"error": "bad request", "detail": detail})
+    return web.HTTPBadRequest(text=body, content_type="application/json")
+
+
+def _document_type(text: str) -> DocumentType:
+    found = _DOCUMENT_TYPES.get(text)
+    if found is None:
+        raise _bad_request(f"unknown document type {text!r}; use one of {', '.join(_DOCUMENT_TYPES)}")
+    return found
+
+
+def _permit_state(text: str) -> PermitState:
+    try:
+        return PermitState(text)
+    except ValueError:
+        raise _bad_request(f"unknown status {text!r}; use one of {', '.join(PermitState)}") from None
+
+
+def _whole_number(query: Any, name: str, default: int, maximum: int) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) > maximum:
+        raise _bad_request(f"{name} must be a whole number from 0 to {maximum}, not {text!r}")
+    return int(text)
+
+
+async def list_permits(request: web.Request) -> web.Response:
+    """``?type=`` (ImportAuthorization or IA...), ``?country=`` (the issuing country), ``?status=``, ``?limit=``."""
+    query = request.query
+    records = await request.app[NODE].permits.find(
+        document_type=_document_type(query["type"]) if "type" in query else None,
+        issuing_country=query.get("country"),
+        status=_permit_state(query["status"]) if "status" in query else None,
+        limit=_whole_number(query, "limit", 100, 500),
+    )
+    return web.json_response({"permits": [permit_json(r) for r in records]})
+
+
+async def get_permit(request: web.Request) -> web.Response:
+    """A document's state, its lines with what remains on them, and the documents issued against it."""
+    info = request.match_info
+    key = DocumentKey(_document_type(info["type"]), info["country"], info["number"])
+    detail = await request.app[NODE].permits.get(key)
+    if detail is None:
+        what = f"{key.document_type} {key.number} of {key.issuing_country}"
+        return web.json_response({"error": f"no {what} in the permit registry"}, status=404)
+    return web.json_response(permit_json(detail.permit) | {"against": [permit_json(r) for r in detail.against]})
+
+
+async def overdue_endorsements(request: web.Request) -> web.Response:
+    """Export authorizations whose validity ended more than ``?days=`` (default 10) days ago, not endorsed."""
+    node = request.app[NODE]
+    days = _whole_number(request.query, "days", OVERDUE_DAYS, 3650)
+    as_of = node.clock.now().date()
+    records = await node.permits.overdue_endorsements(as_of, days=days)
+    overdue = [
+        permit_json(r) | {"days_since_validity_ended": (as_of - r.valid_until).days if r.valid_until else None}
+        for r in records
+    ]
+    return web.json_response({"as_of": as_of.isoformat(), "days": days, "permits": overdue})
+
+
 routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
     web.get("/health", health),
     web.get("/metrics", metrics),
+    web.get(f"{API}/permits", list_permits),
+    web.get(f"{API}/permits/overdue-endorsements", overdue_endorsements),
+    web.get(f"{API}/permits/{{type}}/{{country}}/{{number:.+}}", get_permit),
 ]

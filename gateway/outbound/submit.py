@@ -1,8 +1,10 @@
 """Submission: a national system's permit document becomes a durable, signed and encrypted AS4 message.
 
-The document is validated, its partner chosen from what the permit says (an import authorization goes to
-the exporting country's authority, an export authorization to the importing country's), the AS4 message is
-built once, and both are stored before the submitter hears "accepted". Retries resend these same bytes.
+The document is validated against what the permit registry knows, its partner chosen from what the permit
+says (an import authorization goes to the exporting country's authority, an export authorization to the
+importing country's), the AS4 message is built once, the document is recorded in the registry (an export
+draws on its import there) and the message stored, before the submitter hears "accepted". Retries resend
+these same bytes.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from gateway.as4 import (
     build_user_message,
 )
 from gateway.clock import Clock
-from gateway.documents import PermitDocument, validate_document
+from gateway.documents import PermitDocument, parse_document, validate_document
 from gateway.documents.types import service_action
 from gateway.errors import ProfileError
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
-from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, PayloadStore
+from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, PayloadStore, PermitRegistry
 
 PERMIT_MIME_TYPE = "application/xml"
 
@@ -70,6 +72,7 @@ class Submitter:
         self,
         *,
         store: MessageStore,
+        permits: PermitRegistry,
         payloads: PayloadStore,
         partners: Partners,
         identity: IdentitySettings,
@@ -77,6 +80,7 @@ class Submitter:
         clock: Clock,
     ) -> None:
         self._store = store
+        self._permits = permits
         self._payloads = payloads
         self._partners = partners
         self._identity = identity
@@ -93,7 +97,9 @@ class Submitter:
     async def submit(self, data: bytes, *, partner_id: str | None = None) -> Submitted:
         """Validate, route, pack and store one permit document; raises with the reason when it cannot go."""
         now = self._clock.now()
-        document = validate_document(data, as_of=now.date())
+        parsed = parse_document(data)
+        context = await self._permits.context_for(parsed.outline)
+        document = validate_document(parsed, as_of=now.date(), context=context)
         partner = choose_partner(document, self._partners, self._identity, partner_id)
         self._partners.usable(partner, now)
         if document.document_type not in partner.profile.documents.send:
@@ -129,6 +135,7 @@ class Submitter:
             expires_at=now + ttl,
         )
         detail = {"document_type": document.document_type.value, "document_number": document.number}
+        await self._permits.record(document, direction=Direction.OUTBOUND, message_id=new.message_id)
         record, created = await self._store.add(new, detail=detail | {"warnings": len(document.findings)})
         return Submitted(record=record, document=document, created=created)
 

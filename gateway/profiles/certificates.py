@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
 from gateway.errors import KeyMaterialError
@@ -102,6 +102,14 @@ def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes)
             return (
                 f"an RSA key of at least {MIN_RSA_KEY_BITS} bits (rsa-sha256 signatures, RSA-OAEP key transport)"
             )
+        case SecuritySuite.EDELIVERY_AS4_2_0:
+            if isinstance(key, ed25519.Ed25519PublicKey | x25519.X25519PublicKey):
+                return None
+            return "an Ed25519 key (eddsa-ed25519 signatures) or an X25519 key (x25519 key agreement)"
+        case SecuritySuite.EDELIVERY_AS4_2_0_ECC:
+            if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+                return None
+            return "an EC P-256 key (ecdsa-sha256 signatures, ECDH-ES key agreement)"
 
 
 def _describe_key(cert: x509.Certificate) -> str:
@@ -112,6 +120,8 @@ def _describe_key(cert: x509.Certificate) -> str:
         return f"an elliptic-curve key ({key.curve.name})"
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "an EdDSA key"
+    if isinstance(key, x25519.X25519PublicKey):
+        return "an X25519 key"
     return "a key of another type"
 
 

@@ -29,12 +29,15 @@ _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class SecuritySuite(StrEnum):
     """The eDelivery AS4 security profile used with a partner: ``edelivery-as4-<version>[-<variant>]``.
 
-    A suite fixes the algorithms and therefore the key type the partner's certificates must carry. eDelivery
-    AS4 2.0 suites (EdDSA/X25519 and the ECDSA alternative) become new members when ``gateway.as4`` supports
-    them.
+    A suite fixes the algorithms and therefore the key type the partner's certificates must carry. The
+    eDelivery AS4 2.0 suites are experimental (not yet exchanged with another implementation): Ed25519
+    signatures with X25519 key agreement, and the ECDSA/ECDH-ES P-256 alternative. Their encryption
+    certificate carries the X25519 (or P-256) key, so such a profile names ``encryption_certificate``.
     """
 
     EDELIVERY_AS4_1_15 = "edelivery-as4-1.15"
+    EDELIVERY_AS4_2_0 = "edelivery-as4-2.0"
+    EDELIVERY_AS4_2_0_ECC = "edelivery-as4-2.0-ecc"
 
 
 class _Section(BaseModel):

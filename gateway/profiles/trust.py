@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.as4 import KeyPair, SecurityPolicy
-from gateway.errors import KeyMaterialError, ProfileError
+from gateway.as4 import KeyPair, SecurityPolicy, Suite
+from gateway.errors import ConfigError, KeyMaterialError, ProfileError
 from gateway.profiles.certificates import (
     PartnerCertificates,
     check_certificate,
@@ -22,7 +22,7 @@ from gateway.profiles.certificates import (
     load_private_key,
     resolve_certificates,
 )
-from gateway.profiles.model import PartnerProfile
+from gateway.profiles.model import PartnerProfile, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
 
 
@@ -33,13 +33,35 @@ class Partner:
     policy: SecurityPolicy
 
 
-def partner_of(profile: PartnerProfile, *, now: datetime | None = None) -> Partner:
-    """Load a profile's certificates and derive its security policy (the certificates valid at ``now``)."""
+def partner_of(
+    profile: PartnerProfile, *, now: datetime | None = None, max_age: timedelta | None = None
+) -> Partner:
+    """Load a profile's certificates and derive its security policy (the certificates valid at ``now``).
+
+    ``max_age`` is the duplicate-detection window: a message older than it is refused (EBMS:0003), since it
+    could no longer be recognized as a duplicate. A profile whose time to live exceeds it is refused here,
+    so a retry within its time to live is never refused for its age.
+    """
+    if max_age is not None:
+        ttl_hours = profile.reception_awareness.time_to_live_hours
+        if timedelta(hours=ttl_hours) > max_age:
+            raise ConfigError(
+                f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} exceeds "
+                f"[inbound].duplicate_window_hours = {max_age.total_seconds() / 3600:g}; a retry within its time "
+                "to live could no longer be recognized as a duplicate. Lower the one or raise the other"
+            )
     certificates = resolve_certificates(profile, now=now)
-    return Partner(profile=profile, certificates=certificates, policy=security_policy(certificates, now=now))
+    policy = security_policy(certificates, now=now, max_age=max_age, suite=profile.security.suite)
+    return Partner(profile=profile, certificates=certificates, policy=policy)
 
 
-def security_policy(certificates: PartnerCertificates, *, now: datetime | None = None) -> SecurityPolicy:
+def security_policy(
+    certificates: PartnerCertificates,
+    *,
+    now: datetime | None = None,
+    max_age: timedelta | None = None,
+    suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15,
+) -> SecurityPolicy:
     """The AS4 policy: the pinned certificates valid at ``now`` (all without it), and the trust anchor.
 
     When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
@@ -48,10 +70,12 @@ def security_policy(certificates: PartnerCertificates, *, now: datetime | None =
     """
     pinned = certificates.signing if now is None else certificates.valid_signing(now)
     anchor = certificates.trust_anchor
-    return SecurityPolicy(
+    return SecurityPolicy.for_suite(
+        Suite(suite.value),
         signing_certificates=pinned or certificates.signing,
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
+        max_age=max_age,
     )
 
 
@@ -62,15 +86,23 @@ class Partners:
     certificate becomes valid or expires, after which a rebuild chooses certificates again.
     """
 
-    def __init__(self, registry: ProfileRegistry, *, now: datetime | None = None) -> None:
+    def __init__(
+        self, registry: ProfileRegistry, *, now: datetime | None = None, max_age: timedelta | None = None
+    ) -> None:
         self._registry = registry
-        self._partners = {p.id: partner_of(p, now=now) for p in registry}
+        self._max_age = max_age
+        self._partners = {p.id: partner_of(p, now=now, max_age=max_age) for p in registry}
         moments = [p.certificates.changes_at(now) for p in self._partners.values()] if now is not None else []
         self._changes_at = min((m for m in moments if m is not None), default=None)
 
     @property
     def changes_at(self) -> datetime | None:
         return self._changes_at
+
+    @property
+    def max_age(self) -> timedelta | None:
+        """The duplicate-detection window the policies were built with (None: no age limit)."""
+        return self._max_age
 
     @property
     def registry(self) -> ProfileRegistry:

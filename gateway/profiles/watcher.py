@@ -16,7 +16,7 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
@@ -45,10 +45,12 @@ class ActiveProfiles:
     reason: str
 
 
-def load_partners(folder: Path, *, certificates_dir: Path, now: datetime, reason: str) -> ActiveProfiles:
+def load_partners(
+    folder: Path, *, certificates_dir: Path, now: datetime, reason: str, max_age: timedelta | None = None
+) -> ActiveProfiles:
     """Load and check a whole folder into a new active set; raises ``GatewayError`` naming every problem."""
     loaded = load_profile_folder(folder, certificates_dir=certificates_dir)
-    partners = Partners(loaded.registry, now=now)
+    partners = Partners(loaded.registry, now=now, max_age=max_age)
     return ActiveProfiles(partners=partners, files=loaded.files, since=now, reason=reason)
 
 
@@ -141,7 +143,11 @@ class ProfileWatcher:
             now = self._clock.now()
             try:
                 active = load_partners(
-                    self._folder, certificates_dir=self._certificates_dir, now=now, reason=reason
+                    self._folder,
+                    certificates_dir=self._certificates_dir,
+                    now=now,
+                    reason=reason,
+                    max_age=self._active.partners.max_age,  # the duplicate window stays as started
                 )
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)

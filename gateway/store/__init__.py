@@ -1,9 +1,28 @@
-"""The message store: messages, their event log, evidence, and content-addressed payload files."""
+"""The message store: messages, their event log, evidence, and content-addressed payload files; and the permit
+registry: the permit documents sent and received, their lifecycle and remaining quantities."""
 
 from gateway.store.lifecycle import FINAL, TRANSITIONS, Direction, Event, IllegalTransition, State, transition
 from gateway.store.migrate import upgrade
 from gateway.store.payloads import PayloadStore
-from gateway.store.store import EventRecord, Evidence, MessageRecord, MessageStore, NewMessage, create_engine
+from gateway.store.permits import (
+    PermitContext,
+    PermitDetail,
+    PermitEvent,
+    PermitLineRecord,
+    PermitRecord,
+    PermitRefused,
+    PermitRegistry,
+    PermitState,
+)
+from gateway.store.store import (
+    EventRecord,
+    Evidence,
+    MessageRecord,
+    MessageStore,
+    NewMessage,
+    PurgedBatch,
+    create_engine,
+)
 
 __all__ = [
     "FINAL",
@@ -17,6 +36,15 @@ __all__ = [
     "MessageStore",
     "NewMessage",
     "PayloadStore",
+    "PermitContext",
+    "PermitDetail",
+    "PermitEvent",
+    "PermitLineRecord",
+    "PermitRecord",
+    "PermitRefused",
+    "PermitRegistry",
+    "PermitState",
+    "PurgedBatch",
     "State",
     "create_engine",
     "transition",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from gateway.errors import StoreError
@@ -22,11 +25,26 @@ class PayloadStore:
         """Write ``data`` once (atomically, fsynced) and return its SHA-256; the same bytes are stored once."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256)
-        if target.exists():
+        try:
+            os.utime(target)  # the same bytes again: mark the file in use, so the retention purge spares it
             return sha256
+        except FileNotFoundError:
+            pass
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, data)
         return sha256
+
+    def remove(self, sha256: str, *, untouched_for: timedelta) -> bool:
+        """Delete a file no message names any more, unless it was written or reused (``put``) within
+        ``untouched_for``: a submission of the same bytes may be about to name it. True when deleted."""
+        path = self.path(sha256)
+        try:
+            if time.time() - path.stat().st_mtime < untouched_for.total_seconds():
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def get(self, sha256: str) -> bytes:
         path = self.path(sha256)

@@ -1,11 +1,14 @@
-"""Every table of the message store, on one MetaData. Alembic migrates exactly this."""
+"""Every table of the message store and the permit registry, on one MetaData. Alembic migrates exactly this."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -83,4 +86,63 @@ evidence = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("message_pk", "kind"),
+)
+
+# The permit registry: every permit document the gateway has sent or received, the current version of its
+# content, where it stands (status), and its lines. Quantities are whole micrograms of anhydrous base, exact
+# on every database; remaining (an ImportAuthorization line) and drawn (an ExportAuthorization line: what it
+# takes from its import line) can never go below zero.
+
+permit_documents = Table(
+    "permit_documents",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("document_type", String(40), nullable=False),
+    Column("issuing_country", String(2), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("issuing_authority", String(64), nullable=False),
+    Column("importing_country", String(2), nullable=False),
+    Column("exporting_country", String(2), nullable=False),
+    Column("valid_from", Date),
+    Column("valid_until", Date),
+    Column("importer", JSON),
+    Column("exporter", JSON),
+    Column("multiple_consignments", Boolean, nullable=False),
+    Column("estimate_year", Integer, nullable=False),
+    Column("emergency_reason", Text),
+    Column("effective_date", Date),
+    Column("cancelled_on", Date),
+    Column("cited", JSON, nullable=False),
+    Column("refers_to", _Id, ForeignKey("permit_documents.id"), index=True),
+    Column("content_sha256", String(64), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("document_type", "issuing_country", "number"),
+    Index(None, "document_type", "status", "valid_until"),
+    Index(None, "importing_country", "estimate_year"),
+)
+
+permit_lines = Table(
+    "permit_lines",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("document_pk", _Id, ForeignKey("permit_documents.id", ondelete="CASCADE"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("substance_id", String(64), nullable=False),
+    Column("inn", String(255)),
+    Column("pharmaceutical_form", Text),
+    Column("gross_quantity", String(40), nullable=False),
+    Column("unit_code", String(16), nullable=False),
+    Column("base_micrograms", BigInteger),
+    Column("reference_line_number", Integer),
+    Column("remaining_micrograms", BigInteger),
+    Column("drawn_micrograms", BigInteger),
+    UniqueConstraint("document_pk", "line_number"),
+    CheckConstraint("remaining_micrograms >= 0", name="ck_permit_lines_remaining_not_negative"),
+    CheckConstraint("drawn_micrograms >= 0", name="ck_permit_lines_drawn_not_negative"),
 )

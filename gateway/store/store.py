@@ -7,13 +7,27 @@ unique key, and ``UPDATE ... WHERE state IN (...)`` checked by rowcount.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -96,6 +110,19 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PurgedBatch:
+    """What one retention batch deleted: messages by final state (their events and evidence went with them)
+    and the payload files (SHA-256) those messages named."""
+
+    by_state: dict[State, int]
+    files: frozenset[str]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.by_state.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventRecord:
     at: datetime
     kind: str
@@ -137,7 +164,9 @@ def create_engine(url: str) -> AsyncEngine:
         database = url.split(":///", 1)[-1]
         if database and not database.startswith(":memory:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection per process: SQLite takes one writer at a time, and writers queueing in the pool wait
+        # far less than writers retrying in SQLite's busy handler, which sleeps up to 100 ms a try.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -182,18 +211,23 @@ class MessageStore:
         values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
         async with self._engine.begin() as conn:
-            result = await conn.execute(_insert_ignoring_duplicates(conn.dialect, messages, values))
-            found = await self._find(conn, new.direction, new.message_id, new.from_party)
-            assert found is not None
-            created = result.rowcount == 1
-            if created:
-                kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
-                await self._log(conn, found.id, kind, initial, detail or {})
-                if then is not None:
-                    await self._log(conn, found.id, then.value, state, then_detail or {})
-                if evidence is not None:
-                    await self._keep(conn, found.id, evidence)
-        return found, created
+            inserted = await conn.execute(
+                _insert_ignoring_duplicates(conn.dialect, messages, values).returning(*messages.c)
+            )
+            row = inserted.first()
+            if row is None:  # a duplicate: nothing was inserted
+                found = await self._find(conn, new.direction, new.message_id, new.from_party)
+                assert found is not None
+                return found, False
+            record = _record(row)
+            kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
+            logged = [(kind, initial, detail or {})]
+            if then is not None:
+                logged.append((then.value, state, then_detail or {}))
+            await self._log_many(conn, record.id, logged)
+            if evidence is not None:
+                await self._keep(conn, record.id, evidence)
+        return record, True
 
     async def move(
         self,
@@ -215,14 +249,16 @@ class MessageStore:
                 update(messages)
                 .where(messages.c.id == pk, messages.c.state.in_(sources(event)))
                 .values(state=target, updated_at=now, **updates)
+                .returning(*messages.c)
             )
-            if result.rowcount != 1:
+            row = result.first()
+            if row is None:
                 current = await self._get(conn, pk)
                 raise IllegalTransition(current.state, event, current.message_id)
             await self._log(conn, pk, event.value, target, detail or {})
             if evidence is not None:
                 await self._keep(conn, pk, evidence)
-            return await self._get(conn, pk)
+            return _record(row)
 
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:
         """Append an event that does not change the state (an attempt, a delivery try, an operator note)."""
@@ -236,84 +272,116 @@ class MessageStore:
     async def claim_due(
         self, owner: str, *, limit: int, lease: timedelta, direction: Direction = Direction.OUTBOUND
     ) -> list[MessageRecord]:
-        """Lease up to ``limit`` due messages to ``owner``; on PostgreSQL rows locked by another node are skipped."""
+        """Lease up to ``limit`` due messages to ``owner`` in one statement, oldest due first.
+
+        ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) AND <still due> RETURNING *``: on PostgreSQL the subquery
+        locks its rows ``FOR UPDATE SKIP LOCKED``, so rows another node is claiming are skipped; SQLite takes its
+        write lock with the statement's first step, so the choice and the update see the same rows. The
+        outer conditions are repeated so a row that stopped being due is never claimed. The choice is a
+        ``MATERIALIZED`` CTE: as a plain ``IN (subquery)`` PostgreSQL may run the subquery again per row, and
+        with SKIP LOCKED each run skips the rows already taken, so far more than ``limit`` rows were changed.
+        """
         now = self._clock.now()
-        due_states = (State.SUBMITTED, State.RETRY_WAIT) if direction is Direction.OUTBOUND else (State.ACCEPTED,)
-        query: Select[Any] = (
-            select(messages.c.id)
-            .where(
-                messages.c.direction == direction,
-                messages.c.state.in_(due_states),
+        if direction is Direction.OUTBOUND:
+            due: tuple[ColumnElement[bool], ...] = (
+                messages.c.state.in_(sources(Event.CLAIM)),
                 messages.c.next_attempt_at <= now,
             )
-            .order_by(messages.c.next_attempt_at)
+            changes: dict[str, Any] = {
+                "state": State.SENDING,
+                "attempts": messages.c.attempts + 1,
+            }
+        else:  # delivery leases keep the state ACCEPTED and push next_attempt_at past the lease instead
+            due = (messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now)
+            changes = {"next_attempt_at": now + lease}
+        chosen: Select[Any] = (
+            select(messages.c.id)
+            .where(messages.c.direction == direction, *due)
+            .order_by(messages.c.next_attempt_at, messages.c.id)
             .limit(limit)
         )
         if self._skip_locked:
-            query = query.with_for_update(skip_locked=True)
+            chosen = chosen.with_for_update(skip_locked=True)
+        picked = chosen.cte("picked").prefix_with("MATERIALIZED")
+        claim = (
+            update(messages)
+            .where(messages.c.id.in_(select(picked.c.id)), *due)
+            .values(lease_owner=owner, lease_expires_at=now + lease, updated_at=now, **changes)
+            .returning(*messages.c)
+        )
         async with self._engine.begin() as conn:
-            ids = [row.id for row in await conn.execute(query)]
-            if direction is Direction.OUTBOUND:
-                return await self._claim_outbound(conn, ids, owner, now, lease)
-            return await self._lease_inbound(conn, ids, owner, now, lease)
-
-    async def _claim_outbound(
-        self, conn: AsyncConnection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
-    ) -> list[MessageRecord]:
-        claimed = []
-        for pk in ids:
-            result = await conn.execute(
-                update(messages)
-                .where(messages.c.id == pk, messages.c.state.in_(sources(Event.CLAIM)))
-                .values(
-                    state=State.SENDING,
-                    lease_owner=owner,
-                    lease_expires_at=now + lease,
-                    attempts=messages.c.attempts + 1,
-                    updated_at=now,
-                )
-            )
-            if result.rowcount == 1:
-                claimed.append(await self._get(conn, pk))
-        return claimed
-
-    async def _lease_inbound(
-        self, conn: AsyncConnection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
-    ) -> list[MessageRecord]:
-        """Delivery leases keep the state ACCEPTED and push next_attempt_at past the lease instead."""
-        leased = []
-        for pk in ids:
-            result = await conn.execute(
-                update(messages)
-                .where(messages.c.id == pk, messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now)
-                .values(
-                    lease_owner=owner, lease_expires_at=now + lease, next_attempt_at=now + lease, updated_at=now
-                )
-            )
-            if result.rowcount == 1:
-                leased.append(await self._get(conn, pk))
-        return leased
+            claimed = [_record(row) for row in await conn.execute(claim)]
+        # RETURNING order is unspecified: oldest due first, as chosen (a delivery lease moved them all alike)
+        return sorted(claimed, key=lambda r: (r.next_attempt_at or now, r.id))
 
     async def recover_leases(self) -> int:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
             rows = await conn.execute(
-                select(messages.c.id).where(messages.c.state == State.SENDING, messages.c.lease_expires_at < now)
+                update(messages)
+                .where(messages.c.state == State.SENDING, messages.c.lease_expires_at < now)
+                .values(state=State.RETRY_WAIT, next_attempt_at=now, lease_owner=None, updated_at=now)
+                .returning(messages.c.id)
             )
-            recovered = 0
-            for pk in [row.id for row in rows]:
-                result = await conn.execute(
-                    update(messages)
-                    .where(
-                        messages.c.id == pk, messages.c.state == State.SENDING, messages.c.lease_expires_at < now
-                    )
-                    .values(state=State.RETRY_WAIT, next_attempt_at=now, lease_owner=None, updated_at=now)
+            recovered = [row.id for row in rows]
+            if recovered:
+                await conn.execute(
+                    insert(message_events),
+                    [
+                        {
+                            "message_pk": pk,
+                            "at": now,
+                            "kind": Event.LEASE_EXPIRED.value,
+                            "state": State.RETRY_WAIT,
+                            "detail": {},
+                        }
+                        for pk in recovered
+                    ],
                 )
-                if result.rowcount == 1:
-                    recovered += 1
-                    await self._log(conn, pk, Event.LEASE_EXPIRED.value, State.RETRY_WAIT, {})
-            return recovered
+            return len(recovered)
+
+    async def purge_batch(self, older_than: Mapping[State, datetime], *, limit: int) -> PurgedBatch:
+        """Delete up to ``limit`` messages in a final state whose last move is before that state's cutoff.
+
+        One ``DELETE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` per call (PostgreSQL skips rows other
+        nodes hold locked); events and evidence go with their message (ON DELETE CASCADE). Callers loop until
+        a batch comes back empty, so the table is never read whole.
+        """
+        if any(state not in FINAL for state in older_than):
+            raise StoreError(f"only final states are purged, not {sorted(set(older_than) - FINAL)}")
+        if not older_than:
+            return PurgedBatch(by_state={}, files=frozenset())
+        old = or_(*(and_(messages.c.state == s, messages.c.updated_at < _utc(c)) for s, c in older_than.items()))
+        chosen: Select[Any] = select(messages.c.id).where(old).order_by(messages.c.id).limit(limit)
+        if self._skip_locked:
+            chosen = chosen.with_for_update(skip_locked=True)
+        picked = chosen.cte("picked").prefix_with("MATERIALIZED")
+        purge = (
+            delete(messages)
+            .where(messages.c.id.in_(select(picked.c.id)), old)
+            .returning(messages.c.state, messages.c.payload_sha256, messages.c.wire_sha256)
+        )
+        by_state: dict[State, int] = {}
+        files: set[str] = set()
+        async with self._engine.begin() as conn:
+            for row in await conn.execute(purge):
+                state = State(row.state)
+                by_state[state] = by_state.get(state, 0) + 1
+                files.update(sha for sha in (row.payload_sha256, row.wire_sha256) if sha)
+        return PurgedBatch(by_state=by_state, files=frozenset(files))
+
+    async def referenced(self, sha256s: Iterable[str]) -> set[str]:
+        """Which of these payload files some message still names (as its payload or its wire bytes)."""
+        wanted = sorted(set(sha256s))
+        if not wanted:
+            return set()
+        query = union(
+            select(messages.c.payload_sha256.label("sha")).where(messages.c.payload_sha256.in_(wanted)),
+            select(messages.c.wire_sha256.label("sha")).where(messages.c.wire_sha256.in_(wanted)),
+        )
+        async with self._engine.connect() as conn:
+            return {row.sha for row in await conn.execute(query)}
 
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
         """Keep evidence once: the first receipt stored for a message stays."""
@@ -386,6 +454,20 @@ class MessageStore:
             query = query.where(messages.c.from_party == from_party)
         row = (await conn.execute(query)).first()
         return _record(row) if row else None
+
+    async def _log_many(
+        self, conn: AsyncConnection, pk: int, logged: Sequence[tuple[str, State | None, dict[str, Any]]]
+    ) -> None:
+        """Several events of one message in one multi-row INSERT."""
+        at = self._clock.now()
+        await conn.execute(
+            insert(message_events).values(
+                [
+                    {"message_pk": pk, "at": at, "kind": kind, "state": state, "detail": detail}
+                    for kind, state, detail in logged
+                ]
+            )
+        )
 
     async def _log(
         self, conn: AsyncConnection, pk: int, kind: str, state: State | None, detail: dict[str, Any]

@@ -51,7 +51,7 @@ def test_bad_suite(pki: DevPki, write_profile: WriteProfile) -> None:
     path = write_profile(MINIMAL.replace("suite: edelivery-as4-1.15", "suite: edelivery-9"))
 
     assert problems(path, pki) == [
-        f"{path}:8:3 security.suite: got 'edelivery-9', expected one of: edelivery-as4-1.15"
+        f"{path}:8:3 security.suite: got 'edelivery-9', expected one of: edelivery-as4-1.15, edelivery-as4-2.0, edelivery-as4-2.0-ecc"
     ]
 
 

@@ -1,0 +1,999 @@
+"""The permit registry: the permit documents this gateway has sent or received, where each stands, and what is
+left on each import authorization line.
+
+``PermitRegistry.record`` keeps an accepted document and, in the same transaction, does what it does to the
+document it names: an ExportAuthorization draws its base quantities from its ImportAuthorization's lines, an
+ExportExecution marks it shipped, an ImportEndorsement closes it (and gives back what was not imported), an
+Amendment replaces the content of the amended document and bumps its version, a Cancellation cancels (and a
+cancelled export gives back what it drew). The database enforces all of it: the document key is unique
+(insert-or-nothing, then the content hashes are compared), a draw is ``UPDATE ... SET remaining = remaining -
+:q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps remaining at zero or more), and each state move
+is ``UPDATE ... WHERE status IN (...)`` over the table of ``LIFECYCLES``.
+
+``PermitRegistry.context_for`` is the other half. The documents layer validates without I/O, so the registry
+first loads what a document's cross-document rules will ask (the ``DocumentOutline`` names it) into a
+``PermitContext``: a ``DocumentContext`` held in memory, with the administrator's control tables.
+
+Quantities are kept as whole micrograms of anhydrous base, exact on SQLite and PostgreSQL alike; an import
+line's capacity is rounded down and a draw up, so the database and the rules agree on what fits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.clock import Clock
+from gateway.documents import (
+    ControlTables,
+    DocumentKey,
+    DocumentOutline,
+    DocumentReference,
+    DocumentStatus,
+    DocumentType,
+    Estimate,
+    Finding,
+    Party,
+    PermitDocument,
+    PermitDocumentRejected,
+    PermitLine,
+    Prohibition,
+)
+from gateway.store.lifecycle import Direction
+from gateway.store.schema import permit_documents, permit_lines
+from gateway.store.store import _insert_ignoring_duplicates, _utc
+
+IA = DocumentType.IMPORT_AUTHORIZATION
+EA = DocumentType.EXPORT_AUTHORIZATION
+EX = DocumentType.EXPORT_EXECUTION
+EN = DocumentType.IMPORT_ENDORSEMENT
+AM = DocumentType.AMENDMENT
+CA = DocumentType.CANCELLATION
+
+MICROGRAMS_PER_GRAM = Decimal(1_000_000)
+_doc = permit_documents.c
+_line = permit_lines.c
+
+
+class PermitState(StrEnum):
+    """Where a document stands (PERMITS-NOTES 4.4). Types without a lifecycle stay ISSUED unless cancelled."""
+
+    ISSUED = "ISSUED"
+    PARTIALLY_USED = "PARTIALLY_USED"
+    EXHAUSTED = "EXHAUSTED"
+    EXPIRED = "EXPIRED"
+    SHIPPED = "SHIPPED"
+    ENDORSED_FULL = "ENDORSED_FULL"
+    ENDORSED_PARTIAL = "ENDORSED_PARTIAL"
+    EXPIRED_UNENDORSED = "EXPIRED_UNENDORSED"
+    CANCELLED = "CANCELLED"
+
+
+class PermitEvent(StrEnum):
+    """What moves a document; ``LIFECYCLES`` says from which state to which."""
+
+    USE = "use"  # an export drew on the import authorization
+    EXHAUST = "exhaust"  # nothing is left on any of its lines
+    RELEASE = "release"  # a cancelled or short-endorsed export gave quantity back
+    SHIP = "ship"
+    ENDORSE_FULL = "endorse_full"
+    ENDORSE_PARTIAL = "endorse_partial"
+    EXPIRE = "expire"
+    CANCEL = "cancel"
+
+
+_S, _E = PermitState, PermitEvent
+_AWAITING_ENDORSEMENT = (_S.ISSUED, _S.SHIPPED, _S.EXPIRED_UNENDORSED)
+
+Lifecycle = Mapping[tuple[PermitState, PermitEvent], PermitState]
+
+LIFECYCLES: Mapping[DocumentType, Lifecycle] = MappingProxyType(
+    {
+        IA: MappingProxyType(
+            {
+                (_S.ISSUED, _E.USE): _S.PARTIALLY_USED,
+                (_S.ISSUED, _E.EXHAUST): _S.EXHAUSTED,
+                (_S.PARTIALLY_USED, _E.EXHAUST): _S.EXHAUSTED,
+                (_S.EXHAUSTED, _E.RELEASE): _S.PARTIALLY_USED,
+                (_S.ISSUED, _E.EXPIRE): _S.EXPIRED,
+                (_S.PARTIALLY_USED, _E.EXPIRE): _S.EXPIRED,
+                (_S.ISSUED, _E.CANCEL): _S.CANCELLED,
+                (_S.PARTIALLY_USED, _E.CANCEL): _S.CANCELLED,
+                (_S.EXHAUSTED, _E.CANCEL): _S.CANCELLED,
+                (_S.EXPIRED, _E.CANCEL): _S.CANCELLED,
+            }
+        ),
+        EA: MappingProxyType(
+            {
+                (_S.ISSUED, _E.SHIP): _S.SHIPPED,
+                **{(s, _E.ENDORSE_FULL): _S.ENDORSED_FULL for s in _AWAITING_ENDORSEMENT},
+                **{(s, _E.ENDORSE_PARTIAL): _S.ENDORSED_PARTIAL for s in _AWAITING_ENDORSEMENT},
+                (_S.ISSUED, _E.EXPIRE): _S.EXPIRED_UNENDORSED,
+                (_S.SHIPPED, _E.EXPIRE): _S.EXPIRED_UNENDORSED,
+                **{(s, _E.CANCEL): _S.CANCELLED for s in _AWAITING_ENDORSEMENT},
+            }
+        ),
+    }
+)
+# Every other type is a plain record: issued, and cancelled if a Cancellation names it.
+OTHER_LIFECYCLE: Lifecycle = MappingProxyType({(_S.ISSUED, _E.CANCEL): _S.CANCELLED})
+# The states in which an Amendment may replace a document's content (BR-14).
+AMENDABLE: Mapping[DocumentType, tuple[PermitState, ...]] = MappingProxyType(
+    {IA: (_S.ISSUED, _S.PARTIALLY_USED), EA: (_S.ISSUED, _S.SHIPPED)}
+)
+
+
+def lifecycle(document_type: DocumentType) -> Lifecycle:
+    return LIFECYCLES.get(document_type, OTHER_LIFECYCLE)
+
+
+def move_sources(document_type: DocumentType, event: PermitEvent) -> tuple[PermitState, ...]:
+    """The states from which ``event`` moves a document of this type."""
+    return tuple(state for (state, e) in lifecycle(document_type) if e is event)
+
+
+class PermitRefused(PermitDocumentRejected):
+    """The registry refuses a document its rules let through: another document changed what this one draws
+    on between the check and the record, or the move is not in the document's lifecycle."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        hint = (
+            "The registry changed while the document was checked, or the document it names is no longer in "
+            "a state that allows this; look the document up under /api/v1/permits and send a corrected one."
+        )
+        super().__init__([Finding(rule=rule, severity="error", message=message, hint=hint)])
+        self.rule = rule
+
+
+# --- records --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PermitLineRecord:
+    """A line as the registry keeps it: ``remaining_grams`` on an ImportAuthorization line, ``drawn_grams``
+    (what it takes from its import line) on an ExportAuthorization line."""
+
+    line_number: int
+    substance_id: str
+    base_grams: Decimal | None
+    reference_line_number: int | None
+    remaining_grams: Decimal | None
+    drawn_grams: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PermitRecord:
+    """A document in the registry; ``version`` and the content are the current ones, ``content_sha256`` the
+    original's (what a duplicate is compared with); ``refers_to`` is the document it draws on or is about."""
+
+    key: DocumentKey
+    version: int
+    status: PermitState
+    issue_date: date
+    valid_from: date | None
+    valid_until: date | None
+    importing_country: str
+    exporting_country: str
+    importer: Party | None
+    exporter: Party | None
+    refers_to: DocumentKey | None
+    cancelled_on: date | None
+    content_sha256: str
+    direction: Direction
+    message_id: str
+    lines: tuple[PermitLineRecord, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def document_type(self) -> DocumentType:
+        return self.key.document_type
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PermitDetail:
+    """A document and the documents issued against it (the exports drawn on an import; the executions and
+    endorsements of an export; amendments, cancellations, answers), oldest first."""
+
+    permit: PermitRecord
+    against: tuple[PermitRecord, ...]
+
+
+# --- the registry ---------------------------------------------------------------------------------------
+
+
+class PermitRegistry:
+    """Permit documents sent and received; their lifecycle and remaining quantities, kept by the database."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, tables: ControlTables | None = None) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._tables = tables or ControlTables()
+
+    async def context_for(self, outline: DocumentOutline | None) -> PermitContext:
+        """What the cross-document rules will ask about the outlined document, loaded in one go."""
+        if outline is None:
+            return PermitContext(tables=self._tables)
+        async with self._engine.connect() as conn:
+            return await _Snapshot(conn, self._tables).load(outline)
+
+    async def record(
+        self, document: PermitDocument, *, direction: Direction, message_id: str
+    ) -> tuple[PermitRecord, bool]:
+        """Keep an accepted document and apply it to the document it names; ``created=False`` when the same
+        document (same key, same content) is already kept. Raises ``PermitRefused`` when the database refuses:
+        the key taken by other content (X-022), a quantity no longer there (EA-009), a move not allowed."""
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            tx = _Tx(conn, now)
+            refers_to = await tx.pk_of(_primary_reference(document))
+            values = _document_values(document, direction, message_id, now) | {"refers_to": refers_to}
+            insert_document = _insert_ignoring_duplicates(conn.dialect, permit_documents, values)
+            pk = (await conn.execute(insert_document.returning(_doc.id))).scalar()
+            if pk is None:
+                return await tx.already_recorded(document), False
+            await tx.insert_lines(pk, document.document_type, document.lines)
+            if refers_to is not None:
+                await _EFFECTS.get(document.document_type, _no_effect)(tx, pk, document, refers_to)
+            return await tx.load(pk), True
+
+    async def expire(self, as_of: date) -> int:
+        """Authorizations whose validity ended before ``as_of`` move to EXPIRED / EXPIRED_UNENDORSED."""
+        now = self._clock.now()
+        moved = 0
+        async with self._engine.begin() as conn:
+            for document_type in (IA, EA):
+                result = await conn.execute(
+                    update(permit_documents)
+                    .where(
+                        _doc.document_type == document_type,
+                        _doc.status.in_(move_sources(document_type, _E.EXPIRE)),
+                        _doc.valid_until < as_of,
+                    )
+                    .values(status=_target(document_type, _E.EXPIRE), updated_at=now)
+                )
+                moved += result.rowcount
+        return moved
+
+    async def get(self, key: DocumentKey) -> PermitDetail | None:
+        """The document under ``key`` and the documents issued against it."""
+        async with self._engine.connect() as conn:
+            tx = _Tx(conn, self._clock.now())
+            pk = await tx.pk_of(key)
+            if pk is None:
+                return None
+            against = select(permit_documents).where(_doc.refers_to == pk).order_by(_doc.id)
+            return PermitDetail(permit=await tx.load(pk), against=tuple(await tx.records(against)))
+
+    async def find(
+        self,
+        *,
+        document_type: DocumentType | None = None,
+        issuing_country: str | None = None,
+        status: PermitState | None = None,
+        limit: int = 100,
+    ) -> list[PermitRecord]:
+        """The newest documents matching every filter given."""
+        query = select(permit_documents).order_by(_doc.id.desc()).limit(limit)
+        for column, value in (
+            (_doc.document_type, document_type),
+            (_doc.issuing_country, issuing_country),
+            (_doc.status, status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        async with self._engine.connect() as conn:
+            return await _Tx(conn, self._clock.now()).records(query)
+
+    async def overdue_endorsements(self, as_of: date, *, days: int = 10, limit: int = 500) -> list[PermitRecord]:
+        """ExportAuthorizations whose validity ended more than ``days`` days before ``as_of``, not endorsed
+        (BR-17 ENDORSEMENT_OVERDUE), the longest overdue first."""
+        query = (
+            select(permit_documents)
+            .where(
+                _doc.document_type == EA,
+                _doc.status.in_(_AWAITING_ENDORSEMENT),
+                _doc.valid_until < as_of - timedelta(days=days),
+            )
+            .order_by(_doc.valid_until, _doc.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return await _Tx(conn, self._clock.now()).records(query)
+
+
+# --- one transaction's work -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tx:
+    """The steps of a registry transaction, on its connection. An import line's remaining quantity changes
+    only by a conditional UPDATE of a delta, so concurrent transactions cannot lose each other's draws; rows
+    are locked in one order (the export, then its import, then the import's lines by id), so that on
+    PostgreSQL they cannot deadlock either."""
+
+    conn: AsyncConnection
+    now: datetime
+
+    async def pk_of(self, key: DocumentKey | None) -> int | None:
+        if key is None:
+            return None
+        pk: int | None = (await self.conn.execute(select(_doc.id).where(_key_is(key)))).scalar()
+        return pk
+
+    async def row(self, pk: int) -> Any:
+        return (await self.conn.execute(select(permit_documents).where(_doc.id == pk))).one()
+
+    async def lines(self, pk: int) -> list[Any]:
+        query = select(permit_lines).where(_line.document_pk == pk).order_by(_line.line_number)
+        return list(await self.conn.execute(query))
+
+    async def load(self, pk: int) -> PermitRecord:
+        return _record(await self.row(pk), await self.lines(pk))
+
+    async def records(self, query: Select[Any]) -> list[PermitRecord]:
+        rows = [row async for row in await self.conn.stream(query)]
+        lines = await _lines_by_document(self.conn, [row.id for row in rows])
+        return [_record(row, lines.get(row.id, [])) for row in rows]
+
+    async def already_recorded(self, document: PermitDocument) -> PermitRecord:
+        pk = await self.pk_of(document.key)
+        assert pk is not None, "insert-or-nothing did nothing, so the key is taken"
+        kept = await self.load(pk)
+        if kept.content_sha256 != document.content_sha256:
+            raise PermitRefused(
+                "X-022",
+                f"{document.issuing_country} already issued a different {document.document_type} numbered "
+                f"{document.number}",
+            )
+        return kept
+
+    async def insert_lines(self, pk: int, document_type: DocumentType, lines: Sequence[PermitLine]) -> None:
+        if lines:
+            await self.conn.execute(insert(permit_lines), [_line_values(pk, document_type, ln) for ln in lines])
+
+    async def move(self, pk: int, document_type: DocumentType, event: PermitEvent) -> bool:
+        """One conditional UPDATE: True when the document was in a state the event moves it from."""
+        sources = move_sources(document_type, event)
+        if not sources:
+            return False
+        result = await self.conn.execute(
+            update(permit_documents)
+            .where(_doc.id == pk, _doc.status.in_(sources))
+            .values(status=_target(document_type, event), updated_at=self.now)
+        )
+        return result.rowcount == 1
+
+    async def must_move(self, pk: int, document_type: DocumentType, event: PermitEvent, rule: str) -> None:
+        if await self.move(pk, document_type, event):
+            return
+        row = await self.row(pk)
+        allowed = ", ".join(move_sources(document_type, event)) or "no state"
+        raise PermitRefused(
+            "X-025" if row.status == _S.CANCELLED else rule,
+            f"{document_type} {row.number} of {row.issuing_country} is {row.status}; it can take the "
+            f"{event.value} move only from {allowed}",
+        )
+
+    async def import_lines(self, ia_pk: int | None) -> dict[int, int]:
+        """Line number -> line id, for an ImportAuthorization's lines that have a quantity to draw on."""
+        if ia_pk is None:
+            return {}
+        query = select(_line.line_number, _line.id).where(
+            _line.document_pk == ia_pk, _line.remaining_micrograms.is_not(None)
+        )
+        return {number: pk for number, pk in await self.conn.execute(query)}
+
+    async def redraw(self, export_line: Any, import_line: int, drawn: int, number: str) -> None:
+        """Make one export line take ``drawn`` micrograms from its import line; the database refuses to take
+        the import line's remaining quantity below zero."""
+        delta = drawn - (export_line.drawn_micrograms or 0)
+        if delta == 0:
+            return
+        result = await self.conn.execute(
+            update(permit_lines)
+            .where(_line.id == import_line, _line.remaining_micrograms >= delta)
+            .values(remaining_micrograms=_line.remaining_micrograms - delta)
+        )
+        if result.rowcount != 1:
+            raise PermitRefused(
+                "EA-009",
+                f"line {export_line.line_number}: {_grams(delta)} g more no longer fits on line "
+                f"{export_line.reference_line_number} of ImportAuthorization {number}",
+            )
+        await self.conn.execute(
+            update(permit_lines).where(_line.id == export_line.id).values(drawn_micrograms=drawn)
+        )
+
+    async def redraw_export(self, ea_pk: int, drawn: Mapping[int, int] | None) -> None:
+        """Set what each line of an export draws, by line number (each line's base quantity when ``drawn``
+        is None), then settle its import authorization's state."""
+        ea = await self.row(ea_pk)
+        if ea.refers_to is None:
+            return
+        await self.touch(ea.refers_to)
+        targets = await self.import_lines(ea.refers_to)
+        number = _cited(ea.cited, "import").number if "import" in ea.cited else ""
+        lines = [line for line in await self.lines(ea_pk) if line.drawn_micrograms is not None]
+        for line in sorted(lines, key=lambda line: targets.get(line.reference_line_number, 0)):
+            target = targets.get(line.reference_line_number)
+            if target is not None:
+                wanted = line.base_micrograms if drawn is None else drawn.get(line.line_number, 0)
+                await self.redraw(line, target, wanted, number)
+        await self.settle_import(ea.refers_to)
+
+    async def touch(self, pk: int) -> None:
+        """Mark a document changed (its quantities), which on PostgreSQL also locks its row."""
+        await self.conn.execute(update(permit_documents).where(_doc.id == pk).values(updated_at=self.now))
+
+    async def settle_import(self, ia_pk: int) -> None:
+        """Move an ImportAuthorization to the state its remaining quantities say, where its lifecycle allows."""
+        query = select(_line.base_micrograms, _line.remaining_micrograms).where(
+            _line.document_pk == ia_pk, _line.remaining_micrograms.is_not(None)
+        )
+        quantities = list(await self.conn.execute(query))
+        if not quantities:
+            return
+        if all(remaining == 0 for _, remaining in quantities):
+            await self.move(ia_pk, IA, _E.EXHAUST)
+            return
+        await self.move(ia_pk, IA, _E.RELEASE)
+        if any(remaining < base for base, remaining in quantities):
+            await self.move(ia_pk, IA, _E.USE)
+
+    async def amend(self, pk: int, replacement: PermitDocument) -> None:
+        """Replace a document's content and bump its version; the original's content hash stays."""
+        row = await self.row(pk)
+        document_type = DocumentType(row.document_type)
+        result = await self.conn.execute(
+            update(permit_documents)
+            .where(
+                _doc.id == pk,
+                _doc.version < replacement.version,
+                _doc.status.in_(AMENDABLE.get(document_type, ())),
+            )
+            .values(_content_values(replacement) | {"updated_at": self.now})
+        )
+        if result.rowcount != 1:
+            raise PermitRefused(
+                "AM-006" if row.version >= replacement.version else "AM-004",
+                f"{document_type} {row.number} is version {row.version} and {row.status}; it cannot become "
+                f"version {replacement.version}",
+            )
+        if document_type is IA:
+            await self.amend_import_lines(pk, replacement.lines, row.number)
+        elif document_type is EA:
+            await self.amend_export_lines(pk, replacement.lines)
+
+    async def amend_import_lines(self, pk: int, lines: Sequence[PermitLine], number: str) -> None:
+        old = {line.line_number: line for line in await self.lines(pk)}
+        new = {line.line_number: line for line in lines}
+        for line_number, line in new.items():
+            if line_number in old:
+                await self.resize_import_line(old[line_number], line, number)
+        for line_number in old.keys() - new.keys():
+            await self.resize_import_line(old[line_number], None, number)
+        await self.insert_lines(pk, IA, [line for n, line in new.items() if n not in old])
+        await self.settle_import(pk)
+
+    async def resize_import_line(self, old: Any, new: PermitLine | None, number: str) -> None:
+        """An import line amended (or dropped, when ``new`` is None) must still hold what exports drew on it
+        (AM-005): its remaining quantity changes by the same delta, and may not go below zero."""
+        base = _micrograms(new.base_quantity_grams, IA) if new is not None else 0
+        delta = (base or 0) - (old.base_micrograms or 0)
+        fits = func.coalesce(_line.remaining_micrograms, 0) >= -delta
+        if new is None:
+            statement: Any = delete(permit_lines).where(_line.id == old.id, fits)
+        else:
+            remaining = func.coalesce(_line.remaining_micrograms, 0) + delta if base is not None else None
+            values = _line_values(old.document_pk, IA, new) | {"remaining_micrograms": remaining}
+            statement = update(permit_lines).where(_line.id == old.id, fits).values(values)
+        if (await self.conn.execute(statement)).rowcount != 1:
+            raise PermitRefused(
+                "AM-005",
+                f"line {old.line_number} of ImportAuthorization {number}: exports drew more on it than the "
+                f"amended quantity ({_grams(base or 0)} g)",
+            )
+
+    async def amend_export_lines(self, pk: int, lines: Sequence[PermitLine]) -> None:
+        """Give back everything the export drew, replace its lines, and draw the new quantities."""
+        await self.redraw_export(pk, {})
+        await self.conn.execute(delete(permit_lines).where(_line.document_pk == pk))
+        await self.insert_lines(pk, EA, lines)
+        await self.redraw_export(pk, None)
+
+
+# --- what each document type does to the document it names ----------------------------------------------
+
+
+async def _draw(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    await tx.redraw_export(pk, None)
+
+
+async def _ship(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    await tx.move(subject, EA, _E.SHIP)
+
+
+async def _endorse(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    """Close the export; from now on it draws what was imported, not what was authorized (BR-08)."""
+    endorsed: dict[int, int] = defaultdict(int)
+    for line in document.lines:
+        if line.reference_line_number is not None:
+            endorsed[line.reference_line_number] += _micrograms(line.base_quantity_grams, EN) or 0
+    authorized = [line for line in await tx.lines(subject) if line.base_micrograms is not None]
+    full = all(endorsed.get(line.line_number, 0) >= line.base_micrograms for line in authorized)
+    await tx.must_move(subject, EA, _E.ENDORSE_FULL if full else _E.ENDORSE_PARTIAL, "EN-005")
+    await tx.redraw_export(subject, endorsed)
+
+
+async def _amend(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    if document.replacement is not None:
+        await tx.amend(subject, document.replacement)
+
+
+async def _cancel(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    """Cancel the document; a cancelled export gives back all it drew."""
+    document_type = DocumentType((await tx.row(subject)).document_type)
+    await tx.must_move(subject, document_type, _E.CANCEL, "LIFECYCLE")
+    await tx.conn.execute(
+        update(permit_documents)
+        .where(_doc.id == subject)
+        .values(cancelled_on=document.effective_date or document.issue_date)
+    )
+    if document_type is EA:
+        await tx.redraw_export(subject, {})
+
+
+async def _no_effect(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
+    return None
+
+
+_EFFECTS = {EA: _draw, EX: _ship, EN: _endorse, AM: _amend, CA: _cancel}
+
+
+# --- the context the rules ask --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnownDocument:
+    """A document the registry holds, as the rules see it, with where it stands."""
+
+    pk: int
+    document: PermitDocument
+    status: PermitState
+    cancelled_on: date | None
+    content_sha256: str
+    refers_to: int | None
+    lines: tuple[PermitLineRecord, ...]
+
+    def line(self, line_number: int) -> PermitLineRecord | None:
+        return next((line for line in self.lines if line.line_number == line_number), None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PermitContext:
+    """A ``DocumentContext`` over what the registry held when it was loaded: the documents one document names
+    (and that document, if already kept), the exports, executions and endorsements against them, the year's
+    authorized quantities it counts against, and the control tables."""
+
+    tables: ControlTables
+    known: Mapping[DocumentKey, KnownDocument] = field(default_factory=dict)
+    exports: Mapping[DocumentKey, tuple[DocumentKey, ...]] = field(default_factory=dict)
+    executed: Mapping[DocumentKey, Mapping[int, Decimal]] = field(default_factory=dict)
+    endorsements: Mapping[DocumentKey, tuple[DocumentKey, ...]] = field(default_factory=dict)
+    authorized: Mapping[tuple[DocumentType, str, str, int], Decimal] = field(default_factory=dict)
+
+    def find(self, key: DocumentKey) -> PermitDocument | None:
+        known = self.known.get(key)
+        return known.document if known else None
+
+    def is_duplicate(self, key: DocumentKey, content_sha256: str) -> bool:
+        known = self.known.get(key)
+        return known is not None and known.content_sha256 != content_sha256
+
+    def status(self, key: DocumentKey, *, as_of: date) -> DocumentStatus | None:
+        known = self.known.get(key)
+        if known is None:
+            return None
+        if known.status is _S.CANCELLED and (known.cancelled_on is None or known.cancelled_on <= as_of):
+            return DocumentStatus.CANCELLED
+        if _closed(known):
+            return DocumentStatus.CLOSED
+        valid_until = known.document.valid_until
+        if valid_until is not None and valid_until < as_of:
+            return DocumentStatus.EXPIRED
+        return DocumentStatus.OPEN
+
+    def remaining_base_grams(
+        self, import_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
+    ) -> Decimal | None:
+        known = self.known.get(import_authorization)
+        line = known.line(line_number) if known else None
+        if known is None or line is None or line.remaining_grams is None:
+            return None
+        excluded = self.known.get(excluding) if excluding else None
+        if excluded is None or excluded.refers_to != known.pk:
+            return line.remaining_grams
+        return line.remaining_grams + _sum(
+            ln.drawn_grams for ln in excluded.lines if ln.reference_line_number == line_number
+        )
+
+    def exports_against(
+        self, import_authorization: DocumentKey, *, excluding: DocumentKey | None = None
+    ) -> tuple[DocumentKey, ...]:
+        return tuple(key for key in self.exports.get(import_authorization, ()) if key != excluding)
+
+    def exported_base_grams(self, export_authorization: DocumentKey, line_number: int) -> Decimal | None:
+        known = self.known.get(export_authorization)
+        line = known.line(line_number) if known else None
+        if line is None:
+            return None
+        shipped = self.executed.get(export_authorization)
+        return shipped.get(line_number, Decimal(0)) if shipped is not None else line.base_grams
+
+    def endorsements_of(
+        self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
+    ) -> tuple[DocumentKey, ...]:
+        return tuple(key for key in self.endorsements.get(export_authorization, ()) if key != excluding)
+
+    def authorized_base_grams(
+        self,
+        document_type: DocumentType,
+        importing_country: str,
+        substance_id: str,
+        year: int,
+        *,
+        excluding: DocumentKey | None = None,
+    ) -> Decimal:
+        total = self.authorized.get((document_type, importing_country, substance_id, year), Decimal(0))
+        excluded = self.known.get(excluding) if excluding else None
+        if excluded is None or excluded.status is _S.CANCELLED:
+            return total
+        counted = excluded.document
+        if (counted.document_type, counted.importing_country, counted.estimate_year) != (
+            document_type,
+            importing_country,
+            year,
+        ):
+            return total
+        return total - _sum(ln.base_grams for ln in excluded.lines if ln.substance_id == substance_id)
+
+    def estimate(self, country: str, substance_id: str, year: int) -> Estimate | None:
+        return self.tables.estimate(country, substance_id, year)
+
+    def prohibition(self, country: str, substance_id: str) -> Prohibition | None:
+        return self.tables.prohibition(country, substance_id)
+
+    def import_authorization_required(self, country: str, treaty: str, schedule: str) -> bool:
+        return self.tables.import_authorization_required(country, treaty, schedule)
+
+
+def _closed(known: KnownDocument) -> bool:
+    """An export once endorsed; an import drawn to nothing on every line."""
+    if known.document.document_type is EA:
+        return known.status in (_S.ENDORSED_FULL, _S.ENDORSED_PARTIAL)
+    if known.document.document_type is IA:
+        return all(line.remaining_grams is not None and line.remaining_grams <= 0 for line in known.lines)
+    return False
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """Loads a ``PermitContext`` for one outlined document (and an amendment's replacement)."""
+
+    conn: AsyncConnection
+    tables: ControlTables
+
+    async def load(self, outline: DocumentOutline) -> PermitContext:
+        parts = (outline, outline.replacement) if outline.replacement else (outline,)
+        keys = {key for part in parts for key in (part.key, *part.references)}
+        rows = list(await self.conn.execute(select(permit_documents).where(or_(*map(_key_is, keys)))))
+        lines = await _lines_by_document(self.conn, [row.id for row in rows])
+        known = {_key(row): _known(row, lines.get(row.id, [])) for row in rows}
+        named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
+        authorized: dict[tuple[DocumentType, str, str, int], Decimal] = {}
+        for part in parts:
+            authorized |= await self.authorized(part)
+        return PermitContext(tables=self.tables, known=known, authorized=authorized, **named)
+
+    async def named_by(self, subjects: Mapping[int, DocumentKey]) -> dict[str, Any]:
+        """The exports against the imports, and the executions and endorsements of the exports."""
+        if not subjects:
+            return {}
+        query = (
+            select(permit_documents)
+            .where(_doc.refers_to.in_(list(subjects)), _doc.document_type.in_((EA, EX, EN)))
+            .order_by(_doc.id)
+        )
+        rows = list(await self.conn.execute(query))
+        exports: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
+        endorsements: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
+        for row in rows:
+            if row.document_type == EA and row.status != _S.CANCELLED:
+                exports[subjects[row.refers_to]].append(_key(row))
+            elif row.document_type == EN:
+                endorsements[subjects[row.refers_to]].append(_key(row))
+        executions = {row.id: subjects[row.refers_to] for row in rows if row.document_type == EX}
+        return {
+            "exports": {key: tuple(found) for key, found in exports.items()},
+            "endorsements": {key: tuple(found) for key, found in endorsements.items()},
+            "executed": await self.executed(executions),
+        }
+
+    async def executed(self, executions: Mapping[int, DocumentKey]) -> dict[DocumentKey, dict[int, Decimal]]:
+        """Base grams shipped per export line, for each export that has executions."""
+        shipped: dict[DocumentKey, dict[int, Decimal]] = {key: defaultdict(Decimal) for key in executions.values()}
+        for pk, lines in (await _lines_by_document(self.conn, list(executions))).items():
+            for line in lines:
+                if line.reference_line_number is not None and line.base_micrograms is not None:
+                    shipped[executions[pk]][line.reference_line_number] += _grams(line.base_micrograms)
+        return shipped
+
+    async def authorized(self, part: DocumentOutline) -> dict[tuple[DocumentType, str, str, int], Decimal]:
+        """The year's quantities on documents of the part's type for its importing country, for the
+        substances that have an estimate or assessment to check against."""
+        country, year, document_type = part.importing_country, part.year, part.key.document_type
+        substances = [s for s in part.substance_ids if self.tables.estimate(country, s, year) is not None]
+        if not substances:
+            return {}
+        query = (
+            select(_line.substance_id, func.sum(_line.base_micrograms))
+            .join(permit_documents, _doc.id == _line.document_pk)
+            .where(
+                _doc.document_type == document_type,
+                _doc.importing_country == country,
+                _doc.estimate_year == year,
+                _doc.status != _S.CANCELLED,
+                _line.substance_id.in_(substances),
+            )
+            .group_by(_line.substance_id)
+        )
+        totals = {substance: total for substance, total in await self.conn.execute(query)}
+        return {(document_type, country, s, year): _grams(totals.get(s) or 0) for s in substances}
+
+
+# --- rows and values ------------------------------------------------------------------------------------
+
+
+def _target(document_type: DocumentType, event: PermitEvent) -> PermitState:
+    return lifecycle(document_type)[(move_sources(document_type, event)[0], event)]
+
+
+def _key_is(key: DocumentKey) -> ColumnElement[bool]:
+    return and_(
+        _doc.document_type == key.document_type,
+        _doc.issuing_country == key.issuing_country,
+        _doc.number == key.number,
+    )
+
+
+def _key(row: Any) -> DocumentKey:
+    return DocumentKey(DocumentType(row.document_type), row.issuing_country, row.number)
+
+
+def _micrograms(grams: Decimal | None, document_type: DocumentType) -> int | None:
+    """An import line's capacity rounds down, anything drawn or reported rounds up."""
+    if grams is None:
+        return None
+    rounding = ROUND_FLOOR if document_type is IA else ROUND_CEILING
+    return int((grams * MICROGRAMS_PER_GRAM).to_integral_value(rounding=rounding))
+
+
+def _grams(micrograms: int) -> Decimal:
+    return Decimal(micrograms) / MICROGRAMS_PER_GRAM
+
+
+def _optional_grams(micrograms: int | None) -> Decimal | None:
+    return None if micrograms is None else _grams(micrograms)
+
+
+def _sum(values: Iterable[Decimal | None]) -> Decimal:
+    return sum((v for v in values if v is not None), Decimal(0))
+
+
+def _primary_reference(document: PermitDocument) -> DocumentKey | None:
+    """The document this one draws on or is about: the subject of an amendment, cancellation or answer, the
+    export of an execution or endorsement, the import of an export."""
+    for ref in (document.subject_ref, document.export_authorization_ref, document.import_authorization_ref):
+        if ref is not None:
+            return ref.key
+    return None
+
+
+def _party_json(party: Party | None) -> dict[str, Any] | None:
+    if party is None:
+        return None
+    return {"name": party.name, "country": party.country, "licence": party.licence, "category": party.category}
+
+
+def _party(data: Mapping[str, Any] | None) -> Party | None:
+    return Party(**data) if data else None
+
+
+def _reference_json(ref: DocumentReference) -> dict[str, str]:
+    return {
+        "document_type": ref.document_type.value,
+        "number": ref.number,
+        "issue_date": ref.issue_date.isoformat(),
+        "issuing_country": ref.issuing_country,
+        "issuing_authority": ref.issuing_authority,
+    }
+
+
+def _cited(cited: Mapping[str, Any], role: str) -> DocumentReference:
+    data = cited[role]
+    return DocumentReference(
+        document_type=DocumentType(data["document_type"]),
+        number=data["number"],
+        issue_date=date.fromisoformat(data["issue_date"]),
+        issuing_country=data["issuing_country"],
+        issuing_authority=data["issuing_authority"],
+    )
+
+
+def _cited_or_none(cited: Mapping[str, Any], role: str) -> DocumentReference | None:
+    return _cited(cited, role) if role in cited else None
+
+
+_ROLES = ("import", "export", "subject")
+
+
+def _content_values(document: PermitDocument) -> dict[str, Any]:
+    """The columns an amendment replaces."""
+    refs = (document.import_authorization_ref, document.export_authorization_ref, document.subject_ref)
+    return {
+        "version": document.version,
+        "issue_date": document.issue_date,
+        "issuing_authority": document.issuing_authority,
+        "importing_country": document.importing_country,
+        "exporting_country": document.exporting_country,
+        "valid_from": document.valid_from,
+        "valid_until": document.valid_until,
+        "importer": _party_json(document.importer),
+        "exporter": _party_json(document.exporter),
+        "multiple_consignments": document.multiple_consignments_allowed,
+        "estimate_year": document.estimate_year or document.issue_date.year,
+        "emergency_reason": document.emergency_reason,
+        "effective_date": document.effective_date,
+        "cited": {role: _reference_json(ref) for role, ref in zip(_ROLES, refs, strict=True) if ref},
+    }
+
+
+def _document_values(
+    document: PermitDocument, direction: Direction, message_id: str, now: datetime
+) -> dict[str, Any]:
+    return _content_values(document) | {
+        "document_type": document.document_type.value,
+        "issuing_country": document.issuing_country,
+        "number": document.number,
+        "status": _S.ISSUED,
+        "content_sha256": document.content_sha256,
+        "direction": direction.value,
+        "message_id": message_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _line_values(document_pk: int, document_type: DocumentType, line: PermitLine) -> dict[str, Any]:
+    base = _micrograms(line.base_quantity_grams, document_type)
+    return {
+        "document_pk": document_pk,
+        "line_number": line.line_number,
+        "substance_id": line.substance_id,
+        "inn": line.inn,
+        "pharmaceutical_form": line.pharmaceutical_form,
+        "gross_quantity": str(line.gross_quantity),
+        "unit_code": line.unit_code,
+        "base_micrograms": base,
+        "reference_line_number": line.reference_line_number,
+        "remaining_micrograms": base if document_type is IA else None,
+        "drawn_micrograms": 0 if document_type is EA and base is not None else None,
+    }
+
+
+async def _lines_by_document(conn: AsyncConnection, pks: Sequence[int]) -> dict[int, list[Any]]:
+    if not pks:
+        return {}
+    query = select(permit_lines).where(_line.document_pk.in_(pks)).order_by(_line.document_pk, _line.line_number)
+    found: dict[int, list[Any]] = defaultdict(list)
+    for line in await conn.execute(query):
+        found[line.document_pk].append(line)
+    return found
+
+
+def _line_record(line: Any) -> PermitLineRecord:
+    return PermitLineRecord(
+        line_number=line.line_number,
+        substance_id=line.substance_id,
+        base_grams=_optional_grams(line.base_micrograms),
+        reference_line_number=line.reference_line_number,
+        remaining_grams=_optional_grams(line.remaining_micrograms),
+        drawn_grams=_optional_grams(line.drawn_micrograms),
+    )
+
+
+def _permit_line(line: Any) -> PermitLine:
+    return PermitLine(
+        line_number=line.line_number,
+        substance_id=line.substance_id,
+        inn=line.inn,
+        base_quantity_grams=_optional_grams(line.base_micrograms),
+        gross_quantity=Decimal(line.gross_quantity),
+        unit_code=line.unit_code,
+        reference_line_number=line.reference_line_number,
+        pharmaceutical_form=line.pharmaceutical_form,
+    )
+
+
+def _record(row: Any, lines: Sequence[Any]) -> PermitRecord:
+    primary = next((_cited(row.cited, role) for role in reversed(_ROLES) if role in row.cited), None)
+    return PermitRecord(
+        key=_key(row),
+        version=row.version,
+        status=PermitState(row.status),
+        issue_date=row.issue_date,
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+        importing_country=row.importing_country,
+        exporting_country=row.exporting_country,
+        importer=_party(row.importer),
+        exporter=_party(row.exporter),
+        refers_to=primary.key if primary else None,
+        cancelled_on=row.cancelled_on,
+        content_sha256=row.content_sha256,
+        direction=Direction(row.direction),
+        message_id=row.message_id,
+        lines=tuple(_line_record(line) for line in lines),
+        created_at=_utc(row.created_at) or row.created_at,
+        updated_at=_utc(row.updated_at) or row.updated_at,
+    )
+
+
+def _document(row: Any, lines: Sequence[Any]) -> PermitDocument:
+    """The current version of a kept document, as validation made it (less its findings)."""
+    return PermitDocument(
+        document_type=DocumentType(row.document_type),
+        number=row.number,
+        issue_date=row.issue_date,
+        issuing_country=row.issuing_country,
+        issuing_authority=row.issuing_authority,
+        importing_country=row.importing_country,
+        exporting_country=row.exporting_country,
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+        import_authorization_ref=_cited_or_none(row.cited, "import"),
+        export_authorization_ref=_cited_or_none(row.cited, "export"),
+        subject_ref=_cited_or_none(row.cited, "subject"),
+        lines=tuple(_permit_line(line) for line in lines),
+        findings=(),
+        importer=_party(row.importer),
+        exporter=_party(row.exporter),
+        version=row.version,
+        multiple_consignments_allowed=row.multiple_consignments,
+        estimate_year=row.estimate_year,
+        emergency_reason=row.emergency_reason,
+        effective_date=row.effective_date,
+        content_sha256=row.content_sha256,
+    )
+
+
+def _known(row: Any, lines: Sequence[Any]) -> KnownDocument:
+    return KnownDocument(
+        pk=row.id,
+        document=_document(row, lines),
+        status=PermitState(row.status),
+        cancelled_on=row.cancelled_on,
+        content_sha256=row.content_sha256,
+        refers_to=row.refers_to,
+        lines=tuple(_line_record(line) for line in lines),
+    )

@@ -1,0 +1,179 @@
+"""The retention purge on SQLite and PostgreSQL: old final messages go with their events, evidence and the
+payload files no other message names; recent, unfinished and shared things stay; batches cover everything."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.clock import FixedClock
+from gateway.errors import ConfigError
+from gateway.metrics import RETENTION_PURGED
+from gateway.settings import settings_from_dict
+from gateway.store import (
+    Direction,
+    Event,
+    Evidence,
+    MessageStore,
+    NewMessage,
+    PayloadStore,
+    State,
+    create_engine,
+    upgrade,
+)
+from gateway.store.retention import purge
+from gateway.store.schema import evidence, message_events
+from tests.conftest import NOW
+
+YEAR = timedelta(days=365)
+KEEP = {State.ACKNOWLEDGED: YEAR, State.FAILED: YEAR, State.DELIVERED: YEAR, State.REJECTED: YEAR}
+RECEIPT = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<receipt/>")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str, clock: FixedClock) -> AsyncIterator[MessageStore]:
+    engine = create_engine(store_url)
+    await upgrade(engine)
+    yield MessageStore(engine, clock)
+    await engine.dispose()
+
+
+def _new(message_id: str, payload: str, *, direction: Direction = Direction.OUTBOUND) -> NewMessage:
+    return NewMessage(
+        direction=direction,
+        message_id=message_id,
+        conversation_id="c1",
+        partner_id="ch-swissmedic",
+        from_party="BE-FAMHP",
+        to_party="CH-SWISSMEDIC",
+        service="svc",
+        action="ImportAuthorization",
+        payload_sha256=payload,
+        payload_mime_type="application/xml",
+    )
+
+
+async def _acknowledged(store: MessageStore, message_id: str, payload: str) -> int:
+    record, _ = await store.add(_new(message_id, payload))
+    await store.claim_due("a", limit=100, lease=timedelta(minutes=1))
+    return (await store.move(record.id, Event.RECEIPT_OK, evidence=RECEIPT)).id
+
+
+async def _rows(store: MessageStore, table: object, pk: int) -> int:
+    async with store.engine.connect() as conn:
+        query = select(func.count()).select_from(table).where(table.c.message_pk == pk)  # type: ignore[attr-defined]
+        return int((await conn.execute(query)).scalar_one())
+
+
+def _age(payloads: PayloadStore, sha256: str) -> None:
+    old = payloads.path(sha256).stat().st_mtime - 7200
+    os.utime(payloads.path(sha256), (old, old))
+
+
+async def test_old_final_messages_go_with_events_evidence_and_unshared_files(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    payloads = PayloadStore(tmp_path / "payloads")
+    alone, shared = payloads.put(b"<permit>alone</permit>"), payloads.put(b"<permit>shared</permit>")
+    for sha in (alone, shared):
+        _age(payloads, sha)
+    old = await _acknowledged(store, "old@be", alone)
+    old_shared = await _acknowledged(store, "old-shared@be", shared)
+    received, _ = await store.add(_new("in@ch", shared, direction=Direction.INBOUND), then=Event.ACCEPT)
+    await store.move(received.id, Event.DELIVER)
+    clock.advance(YEAR - timedelta(days=1))
+    recent = await _acknowledged(store, "recent@be", shared)  # names the shared file: it stays
+    pending, _ = await store.add(_new("pending@be", shared))  # not final: never purged
+    before = RETENTION_PURGED.labels(state="ACKNOWLEDGED")._value.get()
+
+    clock.advance(timedelta(days=2))
+    report = await purge(store, payloads, KEEP, now=clock.now())
+
+    assert report.by_state == {State.ACKNOWLEDGED: 2, State.DELIVERED: 1} and report.files == 1
+    assert RETENTION_PURGED.labels(state="ACKNOWLEDGED")._value.get() == before + 2
+    for gone in (old, old_shared, received.id):
+        assert await store.find(Direction.OUTBOUND, "old@be") is None
+        assert await _rows(store, message_events, gone) == 0 and await _rows(store, evidence, gone) == 0
+    assert (await store.get(recent)).state is State.ACKNOWLEDGED
+    assert (await store.get(pending.id)).state is State.SUBMITTED
+    assert await store.get_evidence(recent, "receipt") is not None
+    assert not payloads.path(alone).exists() and payloads.get(shared) == b"<permit>shared</permit>"
+    assert (await purge(store, payloads, KEEP, now=clock.now())).messages == 0
+
+
+async def test_purge_runs_in_batches_until_nothing_is_left(store: MessageStore, clock: FixedClock) -> None:
+    for n in range(7):
+        await _acknowledged(store, f"m{n}@be", "0" * 64)
+    clock.advance(YEAR + timedelta(days=1))
+    seen: list[int] = []
+    original = store.purge_batch
+
+    async def counting(older_than, *, limit):  # type: ignore[no-untyped-def]
+        batch = await original(older_than, limit=limit)
+        seen.append(batch.messages)
+        return batch
+
+    store.purge_batch = counting  # type: ignore[method-assign]
+    report = await purge(store, PayloadStore(Path("/nonexistent")), KEEP, now=clock.now(), batch_size=3)
+    assert report.messages == 7 and seen == [3, 3, 1]
+
+
+async def test_a_file_reused_lately_is_kept_even_when_no_message_names_it(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    payloads = PayloadStore(tmp_path / "payloads")
+    sha = payloads.put(b"<permit/>")
+    _age(payloads, sha)
+    await _acknowledged(store, "old@be", sha)
+    assert payloads.put(b"<permit/>") == sha  # a new submission of the same bytes, not yet stored
+    clock.advance(YEAR + timedelta(days=1))
+    report = await purge(store, payloads, KEEP, now=clock.now())
+    assert report.messages == 1 and report.files == 0 and payloads.path(sha).exists()
+
+
+def test_inbound_retention_shorter_than_the_duplicate_window_is_refused(tmp_path: Path) -> None:
+    identity = {"party_id": "BE-FAMHP", "country": "BE", "authority_name": "FAMHP"}
+    with pytest.raises(ConfigError) as caught:
+        settings_from_dict(
+            {
+                "identity": identity,
+                "inbound": {"duplicate_window_hours": 720},
+                "retention": {"delivered_days": 20},
+            },
+            base=tmp_path,
+        )
+    assert "[retention].delivered_days = 20 days" in str(caught.value)
+    assert "[inbound].duplicate_window_hours = 720 hours" in str(caught.value)
+    settings = settings_from_dict({"identity": identity}, base=tmp_path)
+    assert settings.inbound.duplicate_window_hours == 720 and settings.retention.delivered_days == 365
+
+
+async def test_claim_takes_at_most_limit_oldest_due_first(store: MessageStore, clock: FixedClock) -> None:
+    ids = []
+    for n in range(5):
+        record, _ = await store.add(_new(f"m{n}@be", "0" * 64))
+        ids.append(record.id)
+        clock.advance(timedelta(seconds=1))
+    first = await store.claim_due("a", limit=2, lease=timedelta(minutes=1))
+    second = await store.claim_due("b", limit=2, lease=timedelta(minutes=1))
+    assert [r.id for r in first] == ids[:2] and [r.id for r in second] == ids[2:4]
+    assert all(r.state is State.SENDING and r.attempts == 1 for r in first + second)
+    assert [r.lease_owner for r in second] == ["b", "b"]
