@@ -28,10 +28,11 @@ from tests.reliability.harness import (
 )
 
 MESSAGES = 200
-SETTLE_SECONDS = 240.0
+SETTLE_SECONDS = 300.0
+# Per hit: with up to 20 sends in flight at once, 1 % crashes often enough without a crash loop.
 CRASH_POINTS = {
-    "BE": {"send.after_post": 0.03},
-    "CH": {"receive.before_answer": 0.03, "deliver.after_write": 0.03},
+    "BE": {"send.after_post": 0.01},
+    "CH": {"receive.before_answer": 0.01, "deliver.after_write": 0.01},
 }
 
 
@@ -52,7 +53,7 @@ async def _chaos(world: World, stop: asyncio.Event, rng: random.Random) -> int:
     """SIGKILL a random gateway every so often, whatever it is doing."""
     kills = 0
     while not stop.is_set():
-        await asyncio.sleep(rng.uniform(0.7, 2.0))
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
         victim = world.processes[rng.choice(["BE", "CH"])]
         if victim.alive():
             victim.kill()
@@ -98,7 +99,7 @@ async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(
 ) -> None:
     rng = random.Random(20261126)
     ports = {"BE-FAMHP": free_port(), "CH-SWISSMEDIC": free_port()}
-    write_profiles(tmp_path / "profiles", ports)
+    write_profiles(tmp_path / "profiles", ports, retries=1000)
     world = World(root=tmp_path, pki=pki)
     world.add("BE", "BE-FAMHP", port=ports["BE-FAMHP"], faults=CRASH_POINTS["BE"], store_url=store_urls["BE"])
     world.add(
