@@ -23,6 +23,7 @@ DO $$ BEGIN
     CREATE ROLE gateway LOGIN CREATEDB PASSWORD 'gateway';
   END IF;
 END $$;
+GRANT pg_signal_backend TO gateway;
 SQL
 export PG_TEST_URL="postgresql+asyncpg://gateway:gateway@127.0.0.1:${port}/postgres"
 echo "PostgreSQL $version listening on 127.0.0.1:$port (PG_TEST_URL set)"

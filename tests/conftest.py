@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -88,7 +89,10 @@ def pg_databases() -> Iterator[Callable[[], str]]:
 
     yield create
     for name in names:
-        asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        try:
+            asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except asyncpg.PostgresError as exc:  # a leftover test database is clutter, not a test failure
+            warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
 
 
 @pytest.fixture
