@@ -50,7 +50,7 @@ from gateway.documents import (
 )
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
-from gateway.store.store import _insert_ignoring_duplicates, _utc
+from gateway.store.store import as_utc, insert_or_nothing
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -237,7 +237,7 @@ class PermitRegistry:
             tx = _Tx(conn, now)
             refers_to = await tx.pk_of(_primary_reference(document))
             values = _document_values(document, direction, message_id, now) | {"refers_to": refers_to}
-            insert_document = _insert_ignoring_duplicates(conn.dialect, permit_documents, values)
+            insert_document = insert_or_nothing(conn.dialect, permit_documents, values)
             pk = (await conn.execute(insert_document.returning(_doc.id))).scalar()
             if pk is None:
                 return await tx.already_recorded(document), False
@@ -954,8 +954,8 @@ def _record(row: Any, lines: Sequence[Any]) -> PermitRecord:
         direction=Direction(row.direction),
         message_id=row.message_id,
         lines=tuple(_line_record(line) for line in lines),
-        created_at=_utc(row.created_at) or row.created_at,
-        updated_at=_utc(row.updated_at) or row.updated_at,
+        created_at=as_utc(row.created_at) or row.created_at,
+        updated_at=as_utc(row.updated_at) or row.updated_at,
     )
 
 

@@ -38,7 +38,7 @@ from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTra
 from gateway.store.schema import evidence, message_events, messages
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -137,13 +137,13 @@ _TIMES = ("next_attempt_at", "lease_expires_at", "expires_at", "created_at", "up
 def _record(row: Any) -> MessageRecord:
     values = dict(row._mapping)
     for name in _TIMES:
-        values[name] = _utc(values[name])
+        values[name] = as_utc(values[name])
     values["direction"] = Direction(values["direction"])
     values["state"] = State(values["state"])
     return MessageRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 
-def _insert_ignoring_duplicates(dialect: Dialect, table: Table, values: dict[str, Any]) -> Insert:
+def insert_or_nothing(dialect: Dialect, table: Table, values: dict[str, Any]) -> Insert:
     """The one place the dialects differ: INSERT ... ON CONFLICT DO NOTHING."""
     if dialect.name == "postgresql":
         return postgresql.insert(table).values(values).on_conflict_do_nothing()
@@ -212,7 +212,7 @@ class MessageStore:
         values["next_attempt_at"] = new.next_attempt_at or now
         async with self._engine.begin() as conn:
             inserted = await conn.execute(
-                _insert_ignoring_duplicates(conn.dialect, messages, values).returning(*messages.c)
+                insert_or_nothing(conn.dialect, messages, values).returning(*messages.c)
             )
             row = inserted.first()
             if row is None:  # a duplicate: nothing was inserted
@@ -352,7 +352,7 @@ class MessageStore:
             raise StoreError(f"only final states are purged, not {sorted(set(older_than) - FINAL)}")
         if not older_than:
             return PurgedBatch(by_state={}, files=frozenset())
-        old = or_(*(and_(messages.c.state == s, messages.c.updated_at < _utc(c)) for s, c in older_than.items()))
+        old = or_(*(and_(messages.c.state == s, messages.c.updated_at < as_utc(c)) for s, c in older_than.items()))
         chosen: Select[Any] = select(messages.c.id).where(old).order_by(messages.c.id).limit(limit)
         if self._skip_locked:
             chosen = chosen.with_for_update(skip_locked=True)
@@ -387,7 +387,7 @@ class MessageStore:
         """Keep evidence once: the first receipt stored for a message stays."""
         values = {"message_pk": pk, "kind": kept.kind, "content_type": kept.content_type, "body": kept.body}
         await conn.execute(
-            _insert_ignoring_duplicates(conn.dialect, evidence, values | {"created_at": self._clock.now()})
+            insert_or_nothing(conn.dialect, evidence, values | {"created_at": self._clock.now()})
         )
 
     # --- reading ---------------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ class MessageStore:
         async with self._engine.connect() as conn:
             return [
                 EventRecord(
-                    at=_utc(row.at) or row.at,
+                    at=as_utc(row.at) or row.at,
                     kind=row.kind,
                     state=State(row.state) if row.state else None,
                     detail=dict(row.detail),
