@@ -1,7 +1,9 @@
-"""Delivery to the national system's inbox folder, with its own retry, exactly once per message.
+"""Delivery to the national system, by the method the sender's partner profile names, with its own retry.
 
-Each message lands under a name derived from its MessageId, written to a temporary file and renamed, so a
-delivery repeated after a crash replaces the same file instead of adding a second one.
+Folder (the default): each message lands under a name derived from its MessageId, written to a temporary file
+and renamed, so a delivery repeated after a crash replaces the same file instead of adding a second one.
+Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as headers; 2xx means delivered.
+REST pull: the national system fetches and acknowledges messages through the REST API; the worker leaves them.
 """
 
 from __future__ import annotations
@@ -11,17 +13,27 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import structlog
 
 from gateway.clock import Clock
+from gateway.errors import ProfileError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import write_atomically
 from gateway.metrics import DELIVERY_LATENCY
+from gateway.profiles import ProfileRegistry
+from gateway.profiles.model import Delivery, DeliveryMethod
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
+AWAITING_PULL = timedelta(days=3650)  # rest-pull messages are not due for push delivery; the API acks them
+
+
+class DeliveryFailed(Exception):
+    """A delivery attempt that did not succeed; retried after the lease."""
 
 
 def inbox_name(record: MessageRecord) -> str:
@@ -47,7 +59,22 @@ def metadata(record: MessageRecord) -> dict[str, str | None]:
     }
 
 
+def webhook_headers(record: MessageRecord) -> dict[str, str]:
+    """The AS4 metadata a webhook consumer gets with the permit."""
+    values = {
+        "Content-Type": "application/xml",
+        "X-Permit-Message-Id": record.message_id,
+        "X-Permit-Conversation-Id": record.conversation_id,
+        "X-Permit-From-Party": record.from_party,
+        "X-Permit-Document-Type": record.document_type,
+        "X-Permit-Document-Number": record.document_number,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
 class FolderDelivery:
+    """Delivers accepted inbound messages by each partner's ``delivery`` method (folder unless it says else)."""
+
     def __init__(
         self,
         *,
@@ -56,6 +83,9 @@ class FolderDelivery:
         inbox: Path,
         clock: Clock,
         node_id: str,
+        profiles: ProfileRegistry | None = None,
+        session: aiohttp.ClientSession | None = None,
+        http_timeout: float = 30.0,
         lease: timedelta = RETRY_DELAY,
         faults: Faults = NO_FAULTS,
     ) -> None:
@@ -64,6 +94,9 @@ class FolderDelivery:
         self._inbox = inbox
         self._clock = clock
         self._node_id = node_id
+        self._profiles = profiles
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout)
         self._faults = faults
         self._lease = lease
 
@@ -76,23 +109,62 @@ class FolderDelivery:
                 delivered += await self._deliver(record)
         return delivered
 
-    async def _deliver(self, record: MessageRecord) -> int:
-        name = inbox_name(record)
+    def method(self, record: MessageRecord) -> Delivery:
+        """The sender's delivery setting; folder when the profile is unknown (removed since)."""
+        if self._profiles is None:
+            return Delivery()
         try:
-            self._inbox.mkdir(parents=True, exist_ok=True)
-            data = self._payloads.get(record.payload_sha256)
-            meta = json.dumps(metadata(record), indent=2).encode()
-            write_atomically(self._inbox / f"{name}.json", meta, prefix=".incoming-")
-            write_atomically(self._inbox / f"{name}.xml", data, prefix=".incoming-")
-            self._faults.hit("deliver.after_write")
-        except OSError as exc:
+            return self._profiles.get(record.partner_id).delivery
+        except ProfileError:
+            return Delivery()
+
+    async def _deliver(self, record: MessageRecord) -> int:
+        setting = self.method(record)
+        if setting.method is DeliveryMethod.REST_PULL:
+            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now() + AWAITING_PULL)
+            return 0
+        try:
+            detail = await self._push(record, setting)
+        except (OSError, DeliveryFailed) as exc:
             due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
-            log.warning("delivery to inbox failed", message_id=record.message_id, reason=str(exc))
+            log.warning("delivery failed", message_id=record.message_id, reason=str(exc))
             return 0
-        await self._store.move(record.id, Event.DELIVER, detail={"file": f"{name}.xml"}, lease_owner=None)
+        await self._store.move(record.id, Event.DELIVER, detail=detail, lease_owner=None)
         DELIVERY_LATENCY.labels(partner=record.partner_id).observe(
             (self._clock.now() - record.created_at).total_seconds()
         )
-        log.info("delivered to inbox", message_id=record.message_id, file=f"{name}.xml")
+        log.info("delivered", message_id=record.message_id, **detail)
         return 1
+
+    async def _push(self, record: MessageRecord, setting: Delivery) -> dict[str, Any]:
+        if setting.method is DeliveryMethod.WEBHOOK and setting.url is not None:
+            return await self._post(record, setting.url)
+        if setting.method is not DeliveryMethod.FOLDER:
+            raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
+        return self._write(record, setting.folder or self._inbox)
+
+    def _write(self, record: MessageRecord, inbox: Path) -> dict[str, Any]:
+        name = inbox_name(record)
+        inbox.mkdir(parents=True, exist_ok=True)
+        data = self._payloads.get(record.payload_sha256)
+        meta = json.dumps(metadata(record), indent=2).encode()
+        write_atomically(inbox / f"{name}.json", meta, prefix=".incoming-")
+        write_atomically(inbox / f"{name}.xml", data, prefix=".incoming-")
+        self._faults.hit("deliver.after_write")
+        return {"file": f"{name}.xml"}
+
+    async def _post(self, record: MessageRecord, url: str) -> dict[str, Any]:
+        if self._session is None:
+            raise DeliveryFailed("webhook delivery needs an HTTP session")
+        data = self._payloads.get(record.payload_sha256)
+        try:
+            async with self._session.post(
+                url, data=data, headers=webhook_headers(record), timeout=self._timeout
+            ) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryFailed(f"webhook {url}: {type(exc).__name__}: {exc}") from None
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"webhook {url} answered HTTP {status}")
+        return {"webhook": url, "status": status}

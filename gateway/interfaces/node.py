@@ -153,6 +153,9 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         inbox=settings.folders.inbox,
         clock=clock,
         node_id=node_id,
+        profiles=partners.registry,
+        session=session,
+        http_timeout=settings.outbound.http_timeout_seconds,
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
     )

@@ -6,6 +6,7 @@ import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
 from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError
+from gateway.inbound.deliver import metadata, webhook_headers
+from gateway.inbound.pull import NotPullable, PullInbox
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
 from gateway.store import Direction, EventRecord, MessageRecord, PermitLineRecord, PermitRecord, PermitState
@@ -102,6 +105,45 @@ async def metrics(request: web.Request) -> web.Response:
     for (direction, partner, state), count in depth.items():
         QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# --- REST pull: the national system fetches received permits and acknowledges them ------------------------
+
+
+def _pull_inbox(request: web.Request) -> PullInbox:
+    node = request.app[NODE]
+    return PullInbox(store=node.store, payloads=node.payloads, profiles=node.partners.registry)
+
+
+def _not_found(exc: NotPullable) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=404)
+
+
+async def list_inbox(request: web.Request) -> web.Response:
+    limit = _whole_number(request.query, "limit", 50, 500)
+    records = await _pull_inbox(request).waiting(partner=request.query.get("partner"), limit=limit)
+    listed = [
+        metadata(r) | {"state": r.state.value, "url": f"{API}/inbox/{quote(r.message_id, safe='@')}"}
+        for r in records
+    ]
+    return web.json_response({"messages": listed})
+
+
+async def fetch_inbox_message(request: web.Request) -> web.Response:
+    try:
+        record, data = await _pull_inbox(request).fetch(request.match_info["message_id"])
+    except NotPullable as exc:
+        return _not_found(exc)
+    return web.Response(body=data, headers=webhook_headers(record))
+
+
+async def ack_inbox_message(request: web.Request) -> web.Response:
+    try:
+        acked = await _pull_inbox(request).ack(request.match_info["message_id"])
+    except NotPullable as exc:
+        return _not_found(exc)
+    body = {"message_id": acked.record.message_id, "state": acked.record.state.value, "acknowledged": acked.moved}
+    return web.json_response(body)
 
 
 # --- the permit registry ---------------------------------------------------------------------------------
@@ -234,6 +276,9 @@ routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
+    web.get(f"{API}/inbox", list_inbox),
+    web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
+    web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message),
     web.get("/health", health),
     web.get("/metrics", metrics),
     web.get(f"{API}/permits", list_permits),

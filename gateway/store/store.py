@@ -166,7 +166,9 @@ def create_engine(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # One connection per process: SQLite takes one writer at a time, and writers queueing in the pool wait
         # far less than writers retrying in SQLite's busy handler, which sleeps up to 100 ms a try.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -211,9 +213,7 @@ class MessageStore:
         values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
         async with self._engine.begin() as conn:
-            inserted = await conn.execute(
-                insert_or_nothing(conn.dialect, messages, values).returning(*messages.c)
-            )
+            inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
             row = inserted.first()
             if row is None:  # a duplicate: nothing was inserted
                 found = await self._find(conn, new.direction, new.message_id, new.from_party)
@@ -386,9 +386,7 @@ class MessageStore:
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
         """Keep evidence once: the first receipt stored for a message stays."""
         values = {"message_pk": pk, "kind": kept.kind, "content_type": kept.content_type, "body": kept.body}
-        await conn.execute(
-            insert_or_nothing(conn.dialect, evidence, values | {"created_at": self._clock.now()})
-        )
+        await conn.execute(insert_or_nothing(conn.dialect, evidence, values | {"created_at": self._clock.now()}))
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -406,6 +404,21 @@ class MessageStore:
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
         if direction is not None:
             query = query.where(messages.c.direction == direction)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def oldest(
+        self, direction: Direction, state: State, *, partners: Sequence[str], limit: int
+    ) -> list[MessageRecord]:
+        """Up to ``limit`` messages of these partners in ``state``, oldest first."""
+        query = (
+            select(messages)
+            .where(
+                messages.c.direction == direction, messages.c.state == state, messages.c.partner_id.in_(partners)
+            )
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 

@@ -1,0 +1,135 @@
+"""The sender's profile chooses how a received permit reaches the national system: webhook or REST pull."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.interfaces.demo import Running, message, submit, wait_for, write_profiles
+from gateway.interfaces.keys import NODE
+from tests.conftest import free_port
+from tests.e2e.conftest import Harness, example
+
+IA = "BE-IA-2026-0001.xml"
+
+
+@dataclass
+class Hook:
+    url: str
+    statuses: list[int]
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    port = free_port()
+    found = Hook(url=f"http://127.0.0.1:{port}/permits", statuses=[])
+
+    async def receive(request: web.Request) -> web.Response:
+        found.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=found.statuses.pop(0) if found.statuses else 200)
+
+    app = web.Application()
+    app.router.add_post("/permits", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield found
+    await runner.cleanup()
+
+
+async def _send(harness: Harness, session: aiohttp.ClientSession, extra: str) -> tuple[Running, str, bytes]:
+    """Both gateways with ``extra`` in every profile; BE sends the import authorization to CH."""
+    profiles = harness.tmp / "profiles"
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in harness.ports.items()}
+    write_profiles(profiles, endpoints, extra=extra)
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    document = example(IA, today=harness.clock.now())
+    message_id = (await submit(session, be, document))["message_id"]
+    await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    return ch, message_id, document
+
+
+def _inbox_empty(gateway: Running) -> bool:
+    return not gateway.inbox.exists() or list(gateway.inbox.iterdir()) == []
+
+
+async def test_webhook_gets_the_permit_and_its_metadata_once(
+    harness: Harness, session: aiohttp.ClientSession, hook: Hook
+) -> None:
+    ch, message_id, document = await _send(harness, session, f"delivery:\n  method: webhook\n  url: {hook.url}\n")
+    done = await wait_for(session, ch, message_id, "DELIVERED")
+    assert len(hook.received) == 1
+    headers, body = hook.received[0]
+    assert body == document and headers["Content-Type"] == "application/xml"
+    assert headers["X-Permit-Message-Id"] == message_id
+    assert headers["X-Permit-From-Party"] == "BE-FAMHP"
+    assert headers["X-Permit-Document-Type"] == done["document_type"]
+    assert headers["X-Permit-Document-Number"] == "BE-IA-2026-0001"
+    assert headers["X-Permit-Conversation-Id"] == done["conversation_id"]
+    deliver = [e for e in done["events"] if e["kind"] == "deliver"]
+    assert deliver[0]["detail"] == {"webhook": hook.url, "status": 200}
+    assert _inbox_empty(ch)
+
+
+async def test_webhook_error_is_retried_after_the_lease_and_delivered_once(
+    harness: Harness, session: aiohttp.ClientSession, hook: Hook
+) -> None:
+    hook.statuses.append(500)
+    ch, message_id, _ = await _send(harness, session, f"delivery:\n  method: webhook\n  url: {hook.url}\n")
+    failed = await _wait_event(session, ch, message_id, "delivery_failed")
+    assert failed["state"] == "ACCEPTED" and len(hook.received) == 1
+    assert "HTTP 500" in next(e for e in failed["events"] if e["kind"] == "delivery_failed")["detail"]["reason"]
+    harness.clock.advance(timedelta(minutes=10))
+    ch.runner.app[NODE].delivery_pump.wake()
+    done = await wait_for(session, ch, message_id, "DELIVERED")
+    assert len(hook.received) == 2
+    assert [e["kind"] for e in done["events"]].count("deliver") == 1
+    assert _inbox_empty(ch)
+
+
+async def _wait_event(
+    session: aiohttp.ClientSession, gateway: Running, message_id: str, kind: str
+) -> dict[str, Any]:
+    for _ in range(200):
+        found = await message(session, gateway, message_id)
+        if found is not None and any(e["kind"] == kind for e in found["events"]):
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {kind} event for {message_id}")
+
+
+async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aiohttp.ClientSession) -> None:
+    ch, message_id, document = await _send(harness, session, "delivery:\n  method: rest-pull\n")
+    waiting = await _wait_event(session, ch, message_id, "awaiting_pull")
+    assert waiting["state"] == "ACCEPTED"
+    async with session.get(f"{ch.url}/api/v1/inbox", params={"partner": "be-famhp", "limit": "10"}) as listing:
+        listed = (await listing.json())["messages"]
+    assert [m["message_id"] for m in listed] == [message_id]
+    async with session.get(f"{ch.url}{listed[0]['url']}") as fetched:
+        assert fetched.status == 200 and await fetched.read() == document
+        assert fetched.headers["X-Permit-Message-Id"] == message_id
+    ack_url = f"{ch.url}/api/v1/inbox/{quote(message_id, safe='@')}/ack"
+    for acknowledged in (True, False):
+        async with session.post(ack_url) as ack:
+            assert ack.status == 200
+            assert await ack.json() == {
+                "message_id": message_id,
+                "state": "DELIVERED",
+                "acknowledged": acknowledged,
+            }
+    await wait_for(session, ch, message_id, "DELIVERED")
+    async with session.get(f"{ch.url}/api/v1/inbox") as listing:
+        assert (await listing.json())["messages"] == []
+    async with session.post(f"{ch.url}/api/v1/inbox/nobody@nowhere/ack") as unknown:
+        assert unknown.status == 404
+    assert _inbox_empty(ch)
