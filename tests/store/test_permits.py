@@ -38,7 +38,6 @@ from gateway.store import (
     upgrade,
 )
 from gateway.store.schema import permit_lines
-from tests.conftest import NOW
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 AS_OF = date.fromisoformat((EXAMPLES / "as-of.txt").read_text().strip())
@@ -121,19 +120,6 @@ def import_amendment(number: str, version: int, morphine_grams: str) -> PermitDo
     ia = example("BE-IA-2026-0001.xml")
     amended = replace(ia.lines[0], base_quantity_grams=Decimal(morphine_grams))
     return amendment(number, replace(ia, version=version, lines=(amended, ia.lines[1]), content_sha256=""))
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ payload files no other message names; recent, unfinished and shared things stay;
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,37 +22,13 @@ from gateway.store import (
     NewMessage,
     PayloadStore,
     State,
-    create_engine,
-    upgrade,
 )
 from gateway.store.retention import purge
 from gateway.store.schema import evidence, message_events
-from tests.conftest import NOW
 
 YEAR = timedelta(days=365)
 KEEP = {State.ACKNOWLEDGED: YEAR, State.FAILED: YEAR, State.DELIVERED: YEAR, State.REJECTED: YEAR}
 RECEIPT = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<receipt/>")
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str, clock: FixedClock) -> AsyncIterator[MessageStore]:
-    engine = create_engine(store_url)
-    await upgrade(engine)
-    yield MessageStore(engine, clock)
-    await engine.dispose()
 
 
 def _new(message_id: str, payload: str, *, direction: Direction = Direction.OUTBOUND) -> NewMessage:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from gateway.store import (
     NewMessage,
     PayloadStore,
     State,
-    create_engine,
     upgrade,
 )
 from gateway.store.schema import metadata
@@ -40,27 +38,6 @@ def _new(message_id: str = "m1@be", direction: Direction = Direction.OUTBOUND) -
         payload_sha256="0" * 64,
         payload_mime_type="application/xml",
     )
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str, clock: FixedClock) -> AsyncIterator[MessageStore]:
-    engine = create_engine(store_url)
-    await upgrade(engine)
-    yield MessageStore(engine, clock)
-    await engine.dispose()
 
 
 async def test_migration_matches_the_tables(store: MessageStore) -> None:

@@ -1,0 +1,33 @@
+"""Store fixtures: each store test runs on SQLite and on PostgreSQL, on a fresh database and a fixed clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import FixedClock
+from gateway.store import MessageStore, create_engine, upgrade
+from tests.conftest import NOW
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str, clock: FixedClock) -> AsyncIterator[MessageStore]:
+    engine = create_engine(store_url)
+    await upgrade(engine)
+    yield MessageStore(engine, clock)
+    await engine.dispose()
