@@ -150,7 +150,9 @@ def _streamed_attachment(payload: Payload, source: BinaryIO, compress: bool, spo
     source.seek(0, 2)
     size = source.tell()
     if not compress:
-        return MimePart(content_id=payload.content_id, content_type=payload.mime_type, body=PartBody(file=source, size=size))
+        return MimePart(
+            content_id=payload.content_id, content_type=payload.mime_type, body=PartBody(file=source, size=size)
+        )
     out = spool()
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") as zipped:
         source.seek(0)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from lxml import etree
 
@@ -21,6 +22,17 @@ from gateway.as4.mime import PartBody, chunks_of
 from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
 from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.xmlsafe import parse_xml
+
+
+class Sent(Protocol):
+    """What a receipt is checked against: the MessageId sent and the references signed (an ``Outgoing``, a
+    ``StreamedOutgoing``, or what a store kept of either)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def references(self) -> tuple[SignedReference, ...]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,7 +210,7 @@ def parse_response(
     content_type: str,
     body: bytes,
     *,
-    sent: Outgoing,
+    sent: Sent,
     policy: SecurityPolicy,
     now: datetime,
 ) -> ReceiptReceived | ErrorReceived:
@@ -278,7 +290,7 @@ def verify_signal(incoming: Incoming, policy: SecurityPolicy, now: datetime) -> 
 
 
 def _check_receipt(
-    incoming: Incoming, ref_to: str | None, sent: Outgoing, policy: SecurityPolicy, now: datetime
+    incoming: Incoming, ref_to: str | None, sent: Sent, policy: SecurityPolicy, now: datetime
 ) -> None:
     if ref_to != sent.message_id:
         raise EbmsError(

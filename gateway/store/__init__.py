@@ -1,6 +1,7 @@
 """The message store: messages, their event log, evidence, and content-addressed payload files; and the permit
 registry: the permit documents sent and received, their lifecycle and remaining quantities."""
 
+from gateway.store.attachments import Attachment, NewAttachment, attachments_of
 from gateway.store.lifecycle import FINAL, TRANSITIONS, Direction, Event, IllegalTransition, State, transition
 from gateway.store.migrate import upgrade
 from gateway.store.payloads import PayloadStore
@@ -27,6 +28,7 @@ from gateway.store.store import (
 __all__ = [
     "FINAL",
     "TRANSITIONS",
+    "Attachment",
     "Direction",
     "Event",
     "EventRecord",
@@ -34,6 +36,7 @@ __all__ = [
     "IllegalTransition",
     "MessageRecord",
     "MessageStore",
+    "NewAttachment",
     "NewMessage",
     "PayloadStore",
     "PermitContext",
@@ -46,6 +49,7 @@ __all__ = [
     "PermitState",
     "PurgedBatch",
     "State",
+    "attachments_of",
     "create_engine",
     "transition",
     "upgrade",

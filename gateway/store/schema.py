@@ -52,6 +52,7 @@ messages = Table(
     Column("wire_sha256", String(64)),
     Column("wire_content_type", Text),
     Column("signed_references", JSON),
+    Column("attachments", JSON),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True)),

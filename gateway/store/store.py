@@ -62,6 +62,7 @@ class NewMessage:
     wire_sha256: str | None = None
     wire_content_type: str | None = None
     signed_references: list[dict[str, str]] | None = None
+    attachments: list[dict[str, Any]] | None = None
     expires_at: datetime | None = None
     next_attempt_at: datetime | None = None
 
@@ -85,6 +86,7 @@ class MessageRecord:
     wire_sha256: str | None
     wire_content_type: str | None
     signed_references: list[dict[str, str]] | None = field(compare=False)
+    attachments: list[dict[str, Any]] | None = field(compare=False)
     state: State
     attempts: int
     next_attempt_at: datetime | None
