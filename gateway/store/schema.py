@@ -89,6 +89,17 @@ evidence = Table(
     UniqueConstraint("message_pk", "kind"),
 )
 
+# Which payload files a message's attachments name (their full description is the messages.attachments JSON):
+# the retention purge asks it whether a file is still in use.
+message_attachments = Table(
+    "message_attachments",
+    metadata,
+    Column("message_pk", _Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Index(None, "sha256"),
+)
+
 # The permit registry: every permit document the gateway has sent or received, the current version of its
 # content, where it stands (status), and its lines. Quantities are whole micrograms of anhydrous base, exact
 # on every database; remaining (an ImportAuthorization line) and drawn (an ExportAuthorization line: what it

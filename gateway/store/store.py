@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from gateway.clock import Clock
 from gateway.errors import StoreError
 from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTransition, State, sources, transition
-from gateway.store.schema import evidence, message_events, messages
+from gateway.store.schema import evidence, message_attachments, message_events, messages
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -229,6 +229,12 @@ class MessageStore:
             await self._log_many(conn, record.id, logged)
             if evidence is not None:
                 await self._keep(conn, record.id, evidence)
+            if new.attachments:
+                rows = [
+                    {"message_pk": record.id, "position": a["position"], "sha256": a["sha256"]}
+                    for a in new.attachments
+                ]
+                await conn.execute(insert(message_attachments), rows)
         return record, True
 
     async def move(
@@ -362,7 +368,7 @@ class MessageStore:
         purge = (
             delete(messages)
             .where(messages.c.id.in_(select(picked.c.id)), old)
-            .returning(messages.c.state, messages.c.payload_sha256, messages.c.wire_sha256)
+            .returning(messages.c.state, messages.c.payload_sha256, messages.c.wire_sha256, messages.c.attachments)
         )
         by_state: dict[State, int] = {}
         files: set[str] = set()
@@ -371,16 +377,18 @@ class MessageStore:
                 state = State(row.state)
                 by_state[state] = by_state.get(state, 0) + 1
                 files.update(sha for sha in (row.payload_sha256, row.wire_sha256) if sha)
+                files.update(a["sha256"] for a in row.attachments or [])
         return PurgedBatch(by_state=by_state, files=frozenset(files))
 
     async def referenced(self, sha256s: Iterable[str]) -> set[str]:
-        """Which of these payload files some message still names (as its payload or its wire bytes)."""
+        """Which of these payload files some message still names (as its payload, wire bytes or attachment)."""
         wanted = sorted(set(sha256s))
         if not wanted:
             return set()
         query = union(
             select(messages.c.payload_sha256.label("sha")).where(messages.c.payload_sha256.in_(wanted)),
             select(messages.c.wire_sha256.label("sha")).where(messages.c.wire_sha256.in_(wanted)),
+            select(message_attachments.c.sha256.label("sha")).where(message_attachments.c.sha256.in_(wanted)),
         )
         async with self._engine.connect() as conn:
             return {row.sha for row in await conn.execute(query)}
