@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, wait_for, write_profiles
 from gateway.store.attachments import safe_filename
 from tests.e2e.conftest import Harness, example
@@ -97,3 +98,36 @@ async def test_a_form_without_the_permit_says_which_part_is_missing(
 )
 def test_attachment_file_names_cannot_leave_their_folder(given: str, kept: str) -> None:
     assert safe_filename(given, 3) == kept
+
+
+async def test_the_outbox_folder_sends_an_attachments_folder_with_its_permit(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be, ch = await _start(harness)
+    outbox = be.settings.folders.outbox
+    (outbox / "ia.attachments").mkdir(parents=True)
+    (outbox / "ia.attachments" / "scan.pdf").write_bytes(SCAN)
+    (outbox / "ia.attachments" / ".partial").write_bytes(b"ignored: hidden")
+    (outbox / "ia.xml").write_bytes(example(IA, today=harness.clock.now()))
+    assert await folder.scan(be.runner.app) == 1
+    sent = json.loads((outbox / "sent" / "ia.xml.json").read_text())
+    assert [(a["filename"], a["mime_type"]) for a in sent["attachments"]] == [("scan.pdf", "application/pdf")]
+    assert (outbox / "sent" / "ia.attachments" / "scan.pdf").read_bytes() == SCAN
+    assert not (outbox / "ia.attachments").exists()
+    await wait_for(session, ch, sent["message_id"], "DELIVERED")
+    (delivered,) = ch.inbox.glob("*.attachments/1-scan.pdf")
+    assert delivered.read_bytes() == SCAN
+
+
+async def test_a_rejected_outbox_permit_keeps_its_attachments_beside_the_reason(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be, _ = await _start(harness)
+    outbox = be.settings.folders.outbox
+    (outbox / "bad.attachments").mkdir(parents=True)
+    (outbox / "bad.attachments" / "scan.pdf").write_bytes(SCAN)
+    (outbox / "bad.xml").write_bytes(b"<ImportAuthorization")
+    assert await folder.scan(be.runner.app) == 1
+    rejected = be.settings.folders.rejected
+    assert (rejected / "bad.attachments" / "scan.pdf").read_bytes() == SCAN
+    assert "line 1" in (rejected / "bad.xml.errors.txt").read_text()
