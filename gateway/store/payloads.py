@@ -104,6 +104,19 @@ class PayloadStore:
             while block := handle.read(CHUNK):
                 yield block
 
+    def remove_leftovers(self, *, untouched_for: timedelta) -> int:
+        """Delete request bodies and packings a crash left half-written (``.incoming-*``); returns how many."""
+        removed = 0
+        cutoff = time.time() - untouched_for.total_seconds()
+        for path in self._root.glob(".incoming-*") if self._root.is_dir() else ():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def remove(self, sha256: str, *, untouched_for: timedelta) -> bool:
         """Delete a file no message names any more, unless it was written or reused (``put``) within
         ``untouched_for``: a submission of the same bytes may be about to name it. True when deleted."""

@@ -181,3 +181,28 @@ async def test_attachment_files_go_with_their_last_message_and_stay_while_anothe
     assert not payloads.path(scan).exists()
     assert payloads.get(shared) == b"%PDF shared" and payloads.get(permit) == b"<permit/>"
     assert await store.referenced([scan, shared, permit]) == {shared, permit}
+
+
+async def test_half_written_incoming_files_from_a_crash_are_removed_after_the_grace(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    payloads = PayloadStore(tmp_path / "payloads")
+    stale, fresh = payloads.incoming(), payloads.incoming()
+    for incoming in (stale, fresh):
+        incoming.write(b"half a request body")
+        incoming.file.flush()
+    leftover = next(
+        p
+        for p in (tmp_path / "payloads").glob(".incoming-*")
+        if p.stat().st_ino == os.fstat(stale.file.fileno()).st_ino
+    )
+    old = leftover.stat().st_mtime - 7200
+    os.utime(leftover, (old, old))
+
+    report = await purge(store, payloads, KEEP, now=clock.now())
+
+    assert report.files == 1 and not leftover.exists()
+    assert len(list((tmp_path / "payloads").glob(".incoming-*"))) == 1  # the fresh one: maybe still arriving
+    stale.close()
+    fresh.close()
+    assert list((tmp_path / "payloads").glob(".incoming-*")) == []
