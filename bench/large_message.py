@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import hashlib
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.large_payload import write_payload  # noqa: E402
 from bench.throughput import _free_port, _ready, _serve  # noqa: E402
 from gateway.interfaces.demo import AUTHORITIES, gateway_settings, redate, write_profiles  # noqa: E402
 from gateway.profiles.devpki import generate_dev_pki  # noqa: E402
@@ -40,17 +40,6 @@ def _permit() -> bytes:
     example = ROOT / "examples" / "valid" / "BE-IA-2026-0001.xml"
     as_of = date.fromisoformat((ROOT / "examples" / "as-of.txt").read_text().strip())
     return redate(example.read_bytes(), (datetime.now(UTC).date() - as_of).days)
-
-
-def _attachment(path: Path, mib: int) -> str:
-    digest = hashlib.sha256()
-    seed = os.urandom(CHUNK)
-    with open(path, "wb") as out:
-        for index in range(mib):
-            block = hashlib.sha256(index.to_bytes(8, "big")).digest() + seed[32:]
-            digest.update(block)
-            out.write(block)
-    return digest.hexdigest()
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -96,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="permit-large-", dir=args.dir) as tmp:
         folder = Path(tmp)
-        expected = _attachment(folder / "scan.pdf", args.mib)
+        expected = write_payload(folder / "scan.pdf", args.mib)
         pki = generate_dev_pki(folder / "pki", AUTHORITIES, now=datetime.now(UTC))
         ports = {a.party_id: _free_port() for a in AUTHORITIES}
         limit = (args.mib + 64) * CHUNK

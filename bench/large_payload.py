@@ -21,16 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from gateway.as4 import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.as4_pipeline import key_pair  # noqa: E402
+from gateway.as4 import (  # noqa: E402
     ROLE_INITIATOR,
     ROLE_RESPONDER,
     KeyPair,
@@ -51,21 +54,13 @@ PARTY_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 
 
 def _key_pair(name: str, folder: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=30))
-        .sign(key, hashes.SHA256())
+    pair = key_pair(name)
+    assert isinstance(pair.private_key, rsa.RSAPrivateKey)
+    pem = pair.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     (folder / f"{name}.key").write_bytes(pem)
-    (folder / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}.crt").write_bytes(pair.certificate.public_bytes(serialization.Encoding.PEM))
 
 
 def _load(name: str, folder: Path) -> KeyPair:
@@ -148,7 +143,8 @@ def receive(folder: Path) -> dict[str, object]:
     }
 
 
-def _write_payload(path: Path, mib: int) -> str:
+def write_payload(path: Path, mib: int) -> str:
+    """``mib`` MiB of incompressible bytes (scanned documents are); returns their SHA-256."""
     digest = hashlib.sha256()
     seed = os.urandom(CHUNK)
     with open(path, "wb") as out:
@@ -183,7 +179,7 @@ def main() -> None:
         folder = Path(name)
         _key_pair("sender", folder)
         _key_pair("receiver", folder)
-        expected = _write_payload(folder / "payload.bin", args.mib)
+        expected = write_payload(folder / "payload.bin", args.mib)
         sent = _child("send", folder, args.compress)
         received = _child("receive", folder, args.compress)
     assert received.pop("sha256") == expected, "the received payload differs from the one sent"
