@@ -112,7 +112,7 @@ def listen_ports(profiles: Path, pki: DevPki) -> dict[str, int]:
     registry = load_profiles(profiles, certificates_dir=pki.folder)
     ports = {}
     for authority in AUTHORITIES:
-        endpoint = urlsplit(registry.by_party(authority.party_id).endpoint)
+        endpoint = urlsplit(registry.by_party(authority.party_id).endpoint_url)
         if endpoint.hostname not in ("127.0.0.1", "localhost", "::1") or endpoint.port is None:
             raise DemoFailed(
                 f"the demo runs on loopback only; {authority.party_id}'s endpoint is {endpoint.geturl()}"

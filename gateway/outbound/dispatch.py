@@ -152,7 +152,7 @@ class Dispatcher:
                     else (files.enter_context(self._payloads.open(record.wire_sha256)))
                 )
                 async with self._session.post(
-                    partner.profile.endpoint,
+                    partner.profile.endpoint_url,
                     data=wire,
                     headers={"Content-Type": record.wire_content_type},
                     timeout=self._timeout_for(size),

@@ -95,6 +95,7 @@ async def ping(
     result = _Result(partner, message.message_id)
     try:
         partner.certificates.check(now=clock.now())
+        partner.profile.endpoint_url  # noqa: B018 - refuses a partner without an endpoint, saying why
         context = ssl_context(partner.profile.tls, tls_passphrase)
     except (GatewayError, OSError, ssl.SSLError) as exc:
         return result(Stage.PROFILE, f"the profile cannot be used: {exc}")
@@ -123,7 +124,7 @@ class _Result:
         elapsed = None if started is None else round((time.perf_counter() - started) * 1000, 1)
         return PingResult(
             partner=self._partner.profile.id,
-            endpoint=self._partner.profile.endpoint,
+            endpoint=self._partner.profile.endpoint or "(none: the partner pulls)",
             message_id=self._message_id,
             stage=stage,
             detail=detail,
@@ -146,7 +147,7 @@ async def _exchange(
     timeout: float,
     context: ssl.SSLContext | None,
 ) -> PingResult:
-    endpoint = result.partner.profile.endpoint
+    endpoint = result.partner.profile.endpoint_url
     started = time.perf_counter()
     try:
         async with session.post(

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.as4 import DEFAULT_MPC
 from gateway.documents.types import DocumentType
+from gateway.errors import ProfileError
 from gateway.settings import PARTY_ID_TYPE_UNREGISTERED
 
 EBMS_DEFAULT_INITIATOR_ROLE = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/initiator"
@@ -127,6 +129,39 @@ class Transport(StrEnum):
     PULL = "pull"
 
 
+class Pull(_Section):
+    """One-Way/Pull with this partner: the MPC it pulls our messages from, and whether we pull its messages.
+
+    ``transport: pull`` makes the partner fetch what we send it with signed PullRequests to our endpoint, on
+    ``mpc``; ``receive_by_pulling`` makes us fetch what it sends us from its endpoint, on the same ``mpc``, for
+    a partner that cannot reach an endpoint of ours. Several partners may share one MPC: a PullRequest gets
+    only the messages for the partner that signed it.
+    """
+
+    mpc: str = Field(
+        default=DEFAULT_MPC,
+        min_length=1,
+        description="the message partition channel (a URI) of this partner's pulls; default: the ebMS default MPC",
+    )
+    receive_by_pulling: bool = Field(
+        default=False,
+        description="we send PullRequests to the partner's endpoint for the messages it has for us",
+    )
+    interval_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        allow_inf_nan=False,
+        description="how often we pull (receive_by_pulling); we pull again at once while messages keep coming",
+    )
+
+    @field_validator("mpc")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", value):
+            raise ValueError(f"expected an absolute URI such as {DEFAULT_MPC!r}, got {value!r}")
+        return value
+
+
 class Tls(_Section):
     """TLS towards the partner's endpoint (https:// only); defaults use the system CA store and no client cert."""
 
@@ -236,8 +271,16 @@ class PartnerProfile(_Section):
     party_id: Annotated[str, Field(min_length=1, description="the partner's ebMS PartyId")]
     party_id_type: Annotated[str, Field(min_length=1)] = PARTY_ID_TYPE_UNREGISTERED
     roles: Roles = Roles()
-    endpoint: str = Field(description="the partner's AS4 endpoint URL")
-    transport: Transport = Field(default=Transport.PUSH, description="push: we POST to endpoint; pull: it pulls")
+    endpoint: str | None = Field(
+        default=None,
+        description="the partner's AS4 endpoint URL; only a partner that pulls (transport: pull) and that we do "
+        "not pull from may have none",
+    )
+    transport: Transport = Field(
+        default=Transport.PUSH,
+        description="push: we POST our messages to endpoint; pull: the partner pulls them from our endpoint",
+    )
+    pull: Pull = Pull()
     tls: Tls = Tls()
     security: Security
     documents: Documents = Documents()
@@ -252,16 +295,34 @@ class PartnerProfile(_Section):
 
     @field_validator("endpoint")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _endpoint_when_used(self) -> PartnerProfile:
+        if self.endpoint is None and self.transport is Transport.PUSH:
+            raise ValueError("expected endpoint: with transport: push (the default) we POST our messages to it")
+        if self.endpoint is None and self.pull.receive_by_pulling:
+            raise ValueError("expected endpoint: pull.receive_by_pulling sends our PullRequests to it")
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_https(self) -> PartnerProfile:
-        if self.tls.configured and not self.endpoint.lower().startswith("https://"):
+        if self.tls.configured and not (self.endpoint or "").lower().startswith("https://"):
             raise ValueError(
                 f"expected an https:// endpoint: tls settings apply to https only, got {self.endpoint!r}"
             )
         return self
+
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint we connect to; a partner without one is refused naming why it has none."""
+        if self.endpoint is None:
+            raise ProfileError(
+                f"partner {self.id!r} has no endpoint: it pulls our messages (transport: pull); add endpoint to "
+                "its profile to reach it"
+            )
+        return self.endpoint
 
 
 def _check_http_url(value: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.as4 import (
+    DEFAULT_MPC,
     ROLE_INITIATOR,
     ROLE_RESPONDER,
     EbmsError,
@@ -26,7 +27,7 @@ from gateway.as4 import (
 from gateway.errors import KeyMaterialError, ProfileError
 from gateway.profiles import DevPki, load_profile, load_profiles
 from gateway.profiles.certificates import resolve_certificates
-from gateway.profiles.model import DeliveryMethod, Transport, profile_json_schema
+from gateway.profiles.model import DeliveryMethod, Pull, Transport, profile_json_schema
 from gateway.profiles.trust import Partners, load_key_pair
 
 from .conftest import DEMO_PROFILES, MINIMAL, NOW
@@ -197,6 +198,26 @@ def test_transport_and_payload_size(certs: Path, write_profile: WriteProfile) ->
     ]
 
 
+def test_pull_section_defaults_and_checks(certs: Path, write_profile: WriteProfile) -> None:
+    pushed = load_profile(write_profile(MINIMAL), certificates_dir=certs)
+    assert pushed.transport is Transport.PUSH and pushed.pull == Pull()
+    assert (pushed.pull.mpc, pushed.pull.receive_by_pulling) == (DEFAULT_MPC, False)
+    no_endpoint = MINIMAL.replace("endpoint: https://as4.example.org/as4\n", "")
+    pulling = write_profile(no_endpoint + "transport: pull\npull:\n  mpc: urn:permits:mpc:ch\n")
+    profile = load_profile(pulling, certificates_dir=certs)
+    assert profile.endpoint is None and profile.pull.mpc == "urn:permits:mpc:ch"
+    with pytest.raises(ProfileError, match="has no endpoint: it pulls our messages"):
+        profile.endpoint_url  # noqa: B018
+    (pushed_without,) = problems(write_profile(no_endpoint), certs)
+    assert pushed_without.endswith("expected endpoint: with transport: push (the default) we POST our messages to it")
+    bad = write_profile(MINIMAL + "pull:\n  mpc: not a uri\n  interval_seconds: 0.5\n")
+    found = problems(bad, certs)
+    assert any("pull.mpc" in line and "expected an absolute URI" in line for line in found), found
+    assert any("pull.interval_seconds" in line and "greater than or equal to 1" in line for line in found), found
+    both = write_profile(no_endpoint + "transport: pull\npull:\n  receive_by_pulling: true\n")
+    assert any("pull.receive_by_pulling sends our PullRequests to it" in line for line in problems(both, certs))
+
+
 def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfile) -> None:
     (certs / "bundle.pem").write_bytes((certs / "ca.crt.pem").read_bytes())
     (certs / "client.key.pem").write_text("not read: encrypted with the [keys] passphrase")
@@ -304,11 +325,12 @@ class TestSchema:
         schema = profile_json_schema()
 
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        assert set(schema["required"]) == {"id", "authority_name", "country", "party_id", "endpoint", "security"}
+        assert set(schema["required"]) == {"id", "authority_name", "country", "party_id", "security"}
         assert schema["additionalProperties"] is False
         security = schema["$defs"]["Security"]["properties"]
         assert {"signing_certificate", "signing_certificates", "trust_anchor", "subject"} <= set(security)
         assert schema["$defs"]["Transport"]["enum"] == ["push", "pull"]
+        assert set(schema["$defs"]["Pull"]["properties"]) == {"mpc", "receive_by_pulling", "interval_seconds"}
 
     def test_shipped_schema_file_is_up_to_date(self) -> None:
         shipped = json.loads((DEMO_PROFILES / "profile.schema.json").read_text(encoding="utf-8"))
