@@ -5,9 +5,11 @@ the filesystem; the caller passes the time, the message ids, the key material an
 spool factory.
 
 Sending: ``build_user_message`` -> ``Outgoing`` (``build_user_message_streamed`` -> ``StreamedOutgoing`` for
-payloads in files); answers: ``build_receipt``, ``build_error_signal``,
-``build_pull_request``. Receiving: ``parse_incoming`` (user messages) or ``parse_request`` (user messages and
+payloads in files); answers: ``build_receipt``, ``build_error_signal``, ``build_pull_request``,
+``build_empty_mpc``. Receiving: ``parse_incoming`` (user messages) or ``parse_request`` (user messages and
 PullRequests) -> an event, or ``EbmsError``; ``parse_response`` checks the partner's synchronous answer.
+One-Way/Pull: ``peek_signal`` routes a signal arriving as a request, ``parse_pull`` authorizes a PullRequest
+by its signer, ``parse_pull_answer`` reads the answer to ours.
 
 Large messages are received incrementally, without the core doing I/O::
 
@@ -48,6 +50,7 @@ from gateway.as4.model import (
 )
 from gateway.as4.msh import build_user_message, build_user_message_streamed, parse_incoming, parse_request
 from gateway.as4.policy import KeyPair, SecurityPolicy
+from gateway.as4.pull import SignalPeek, build_empty_mpc, is_empty_mpc, parse_pull, parse_pull_answer, peek_signal
 from gateway.as4.signals import (
     Outgoing,
     StreamedOutgoing,
@@ -86,20 +89,26 @@ __all__ = [
     "PullRequestReceived",
     "ReceiptReceived",
     "SecurityPolicy",
+    "SignalPeek",
     "SignedReference",
     "SoapVersion",
     "StreamedOutgoing",
     "Suite",
     "UserMessage",
     "UserMessageReceived",
+    "build_empty_mpc",
     "build_error_signal",
     "build_pull_request",
     "build_receipt",
     "build_user_message",
     "build_user_message_streamed",
     "in_memory_spool",
+    "is_empty_mpc",
     "is_message_id",
     "parse_incoming",
+    "parse_pull",
+    "parse_pull_answer",
     "parse_request",
     "parse_response",
+    "peek_signal",
 ]

@@ -209,7 +209,9 @@ def test_pull_section_defaults_and_checks(certs: Path, write_profile: WriteProfi
     with pytest.raises(ProfileError, match="has no endpoint: it pulls our messages"):
         profile.endpoint_url  # noqa: B018
     (pushed_without,) = problems(write_profile(no_endpoint), certs)
-    assert pushed_without.endswith("expected endpoint: with transport: push (the default) we POST our messages to it")
+    assert pushed_without.endswith(
+        "expected endpoint: with transport: push (the default) we POST our messages to it"
+    )
     bad = write_profile(MINIMAL + "pull:\n  mpc: not a uri\n  interval_seconds: 0.5\n")
     found = problems(bad, certs)
     assert any("pull.mpc" in line and "expected an absolute URI" in line for line in found), found
