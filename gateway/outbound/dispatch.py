@@ -20,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import ssl_context
-from gateway.profiles.model import Tls
+from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Event, Evidence, MessageRecord, MessageStore, PayloadStore
 
@@ -117,9 +117,15 @@ class Dispatcher:
         self._partners = partners
 
     async def run_once(self, limit: int = 20) -> int:
-        """Send every due message (in batches of ``limit``); returns how many were attempted."""
+        """Send every due message (in batches of ``limit``); returns how many were attempted.
+
+        Messages for a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``).
+        """
         total = 0
-        while batch := await self._store.claim_due(self._node_id, limit=limit, lease=self._lease):
+        pulled = [p.profile.id for p in self._partners if p.profile.transport is Transport.PULL]
+        while batch := await self._store.claim_due(
+            self._node_id, limit=limit, lease=self._lease, exclude_partners=pulled
+        ):
             await asyncio.gather(*(self._send(record) for record in batch))
             total += len(batch)
         return total

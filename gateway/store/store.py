@@ -278,9 +278,19 @@ class MessageStore:
             await self._log(conn, pk, kind, None, detail or {})
 
     async def claim_due(
-        self, owner: str, *, limit: int, lease: timedelta, direction: Direction = Direction.OUTBOUND
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease: timedelta,
+        direction: Direction = Direction.OUTBOUND,
+        partners: Sequence[str] | None = None,
+        exclude_partners: Sequence[str] = (),
     ) -> list[MessageRecord]:
         """Lease up to ``limit`` due messages to ``owner`` in one statement, oldest due first.
+
+        ``partners`` limits the claim to those partners' messages (a PullRequest gets only its signer's);
+        ``exclude_partners`` leaves theirs alone (the push loop never claims what a partner pulls).
 
         ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) AND <still due> RETURNING *``: on PostgreSQL the subquery
         locks its rows ``FOR UPDATE SKIP LOCKED``, so rows another node is claiming are skipped; SQLite takes its
@@ -302,6 +312,10 @@ class MessageStore:
         else:  # delivery leases keep the state ACCEPTED and push next_attempt_at past the lease instead
             due = (messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now)
             changes = {"next_attempt_at": now + lease}
+        if partners is not None:
+            due = (*due, messages.c.partner_id.in_(partners))
+        if exclude_partners:
+            due = (*due, messages.c.partner_id.not_in(exclude_partners))
         chosen: Select[Any] = (
             select(messages.c.id)
             .where(messages.c.direction == direction, *due)

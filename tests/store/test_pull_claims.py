@@ -1,0 +1,65 @@
+"""Claims for One-Way/Pull: per partner, never by the push loop, and never one message to two pulls at once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from gateway.clock import FixedClock
+from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, State, create_engine
+from tests.conftest import NOW
+
+LEASE = timedelta(minutes=1)
+
+
+def _new(message_id: str, partner: str) -> NewMessage:
+    return NewMessage(
+        direction=Direction.OUTBOUND,
+        message_id=message_id,
+        conversation_id="c1",
+        partner_id=partner,
+        from_party="BE-FAMHP",
+        to_party=partner.upper(),
+        service="svc",
+        action="ImportAuthorization",
+        payload_sha256="0" * 64,
+        payload_mime_type="application/xml",
+    )
+
+
+async def test_a_claim_for_one_partner_takes_only_its_messages(store: MessageStore) -> None:
+    for n in range(3):
+        await store.add(_new(f"a{n}@be", "ch-a"))
+        await store.add(_new(f"b{n}@be", "ch-b"))
+    pulled = await store.claim_due("node", limit=1, lease=LEASE, partners=["ch-a"])
+    assert [(r.message_id, r.state, r.attempts) for r in pulled] == [("a0@be", State.SENDING, 1)]
+    pushed = await store.claim_due("node", limit=10, lease=LEASE, exclude_partners=["ch-a"])
+    assert sorted(r.message_id for r in pushed) == ["b0@be", "b1@be", "b2@be"]
+    assert await store.claim_due("node", limit=10, lease=LEASE, exclude_partners=["ch-a"]) == []
+    assert await store.claim_due("node", limit=10, lease=LEASE, partners=[]) == []
+    rest = await store.claim_due("node", limit=10, lease=LEASE, partners=["ch-a"])
+    assert [r.message_id for r in rest] == ["a1@be", "a2@be"]
+
+
+async def test_two_nodes_answering_concurrent_pulls_never_hand_out_one_message_twice(
+    store: MessageStore, store_url: str, clock: FixedClock
+) -> None:
+    messages = 30
+    for n in range(messages):
+        await store.add(_new(f"m{n}@be", "ch-a"))
+    await store.add(_new("other@be", "ch-b"))
+    other_node = MessageStore(create_engine(store_url), clock)
+    try:
+
+        async def pull(node: MessageStore, name: str) -> list[MessageRecord]:
+            return await node.claim_due(name, limit=1, lease=LEASE, partners=["ch-a"])
+
+        rounds = [pull(store if n % 2 else other_node, f"node-{n % 2}") for n in range(messages + 10)]
+        claimed = [record for batch in await asyncio.gather(*rounds) for record in batch]
+    finally:
+        await other_node.close()
+    ids = [r.message_id for r in claimed]
+    assert len(ids) == len(set(ids)) == messages
+    assert {r.lease_owner for r in claimed} == {"node-0", "node-1"}
+    assert all(r.lease_expires_at == NOW + LEASE for r in claimed)
+    assert (await store.find(Direction.OUTBOUND, "other@be")).state is State.SUBMITTED  # type: ignore[union-attr]
