@@ -67,3 +67,16 @@ RETENTION_PURGED_FILES = Counter(
     "Payload files deleted by the retention purge because no stored message names them any more",
     registry=REGISTRY,
 )
+PULLS_SERVED = Counter(
+    "permit_gateway_pulls_served",
+    "PullRequests partners sent us, by outcome: message (one handed out), empty (EBMS:0006) or refused",
+    ["partner", "outcome"],
+    registry=REGISTRY,
+)
+PULLS_SENT = Counter(
+    "permit_gateway_pulls_sent",
+    "PullRequests we sent to partners (receive_by_pulling), by outcome: message, empty, or failed (with the "
+    "reason in the log)",
+    ["partner", "outcome"],
+    registry=REGISTRY,
+)

@@ -1,15 +1,19 @@
 """The AS4 endpoint: read the request, hand the bytes to the receive path, write its answer.
 
 Small requests are read into memory; a large one (over ``IN_MEMORY_BYTES``, or of unknown length) is written
-to the data folder as it arrives, hashed on the way, and read back from there in chunks.
+to the data folder as it arrives, hashed on the way, and read back from there in chunks. User messages go to
+the ``Receiver``; signals arriving as requests (a PullRequest, or the receipt or error signal for a message a
+partner pulled) go to ``SIGNALS``, the One-Way/Pull server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.as4 import EbmsError, Outgoing, SignalPeek, peek_signal
+from gateway.as4.pull import MAX_SIGNAL_BYTES
 from gateway.inbound.receive import Receiver
 from gateway.store import PayloadStore
 from gateway.store.payloads import IncomingFile
@@ -18,6 +22,8 @@ RECEIVER = web.AppKey("receiver", Receiver)
 PAYLOADS = web.AppKey("payloads", PayloadStore)
 MAX_MESSAGE_BYTES: web.AppKey[int] = web.AppKey("max_message_bytes")
 ON_ACCEPTED: web.AppKey[Callable[[], None]] = web.AppKey("on_accepted")
+SignalHandler = Callable[[str, bytes, SignalPeek], Awaitable[Outgoing]]
+SIGNALS: web.AppKey[SignalHandler] = web.AppKey("signals")
 IN_MEMORY_BYTES = 1024 * 1024
 _READ_CHUNK = 256 * 1024
 
@@ -28,16 +34,43 @@ async def as4_endpoint(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     content_type = request.headers.get("Content-Type", "")
     if request.content_length is not None and request.content_length <= IN_MEMORY_BYTES:
-        reception = await request.app[RECEIVER].receive(content_type, await request.read())
+        body = await request.read()
+        peeked = _peek(content_type, body)
+        if peeked is not None:
+            return _response(await request.app[SIGNALS](content_type, body, peeked))
+        reception = await request.app[RECEIVER].receive(content_type, body)
     else:
         incoming = await _spooled(request, limit)
         try:
+            signal = _spooled_signal(content_type, incoming)
+            if signal is not None:  # a signal sent with chunked transfer encoding
+                return _response(await request.app[SIGNALS](content_type, *signal))
             reception = await request.app[RECEIVER].receive(content_type, incoming)
         finally:
             incoming.close()
     if reception.record is not None and not reception.duplicate:
         request.app[ON_ACCEPTED]()
-    answer = reception.response
+    return _response(reception.response)
+
+
+def _peek(content_type: str, body: bytes) -> SignalPeek | None:
+    try:
+        return peek_signal(content_type, body)
+    except EbmsError:
+        return None  # a broken signal: the receive path refuses it with the code that fits
+
+
+def _spooled_signal(content_type: str, incoming: IncomingFile) -> tuple[bytes, SignalPeek] | None:
+    if incoming.size > MAX_SIGNAL_BYTES:
+        return None
+    body = b"".join(incoming.chunks())
+    peeked = _peek(content_type, body)
+    return None if peeked is None else (body, peeked)
+
+
+def _response(answer: Outgoing) -> web.Response:
+    if not answer.body:
+        return web.Response(status=answer.http_status)
     return web.Response(status=answer.http_status, body=answer.body, headers={"Content-Type": answer.content_type})
 
 

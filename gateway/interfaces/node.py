@@ -25,12 +25,14 @@ from gateway.clock import Clock, SystemClock
 from gateway.documents import ControlTables
 from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
-from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, RECEIVER
+from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, RECEIVER, SIGNALS
 from gateway.inbound.http import routes as as4_routes
+from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import admin, folder, rest
 from gateway.interfaces.keys import ADMIN_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
 from gateway.outbound.dispatch import Dispatcher
+from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.expiry import check_expiry
@@ -43,6 +45,9 @@ from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, cre
 from gateway.store.retention import purge as retention_purge
 
 log = structlog.get_logger("gateway.node")
+
+PULL_TICK_SECONDS = 1.0
+"""How often the puller looks for partners whose ``pull.interval_seconds`` has passed."""
 
 
 class Pump:
@@ -84,6 +89,9 @@ class Node:
     dispatch_pump: Pump
     delivery_pump: Pump
     keys: OwnKeys
+    pull_server: PullServer
+    puller: Puller
+    pull_pump: Pump
 
 
 def new_node_id() -> str:
@@ -148,6 +156,15 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         faults=faults,
         max_message_bytes=settings.inbound.max_message_bytes,
     )
+    pull_server = PullServer(
+        store=store,
+        payloads=payloads,
+        partners=partners,
+        identity=identity,
+        key=keys.signing,
+        clock=clock,
+        node_id=node_id,
+    )
     delivery = FolderDelivery(
         store=store,
         payloads=payloads,
@@ -159,6 +176,18 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         http_timeout=settings.outbound.http_timeout_seconds,
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
+    )
+    delivery_pump = Pump("delivery", delivery.run_once)
+    puller = Puller(
+        receiver=receiver,
+        partners=partners,
+        identity=identity,
+        key=keys.signing,
+        clock=clock,
+        session=session,
+        http_timeout=settings.outbound.http_timeout_seconds,
+        on_accepted=delivery_pump.wake,
+        tls_passphrase=settings.keys.passphrase(),
     )
     return Node(
         settings=settings,
@@ -173,8 +202,11 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         receiver=receiver,
         delivery=delivery,
         dispatch_pump=Pump("dispatch", dispatcher.run_once),
-        delivery_pump=Pump("delivery", delivery.run_once),
+        delivery_pump=delivery_pump,
         keys=keys,
+        pull_server=pull_server,
+        puller=puller,
+        pull_pump=Pump("pull", puller.run_once),
     )
 
 
@@ -189,6 +221,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[PAYLOADS] = node.payloads
         app[MAX_MESSAGE_BYTES] = node.settings.inbound.max_message_bytes
         app[ON_ACCEPTED] = node.delivery_pump.wake
+        app[SIGNALS] = node.pull_server.answer
         log.info(
             "gateway started",
             party=settings.identity.party_id,
@@ -227,12 +260,15 @@ async def expire_permits(node: Node) -> None:
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
-    tasks = [asyncio.create_task(p.run(), name=p.name) for p in (node.dispatch_pump, node.delivery_pump)]
+    pumps = (node.dispatch_pump, node.delivery_pump, node.pull_pump)
+    tasks = [asyncio.create_task(p.run(), name=p.name) for p in pumps]
     scheduler = AsyncIOScheduler(timezone="UTC")
     sweep = timedelta(seconds=node.settings.outbound.sweep_seconds)
     scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
     scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
     scheduler.add_job(_recover, "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery")
+    scheduler.add_job(node.pull_pump.wake, "interval", seconds=PULL_TICK_SECONDS, id="pull-tick")
+    scheduler.add_job(node.pull_server.expire, "interval", seconds=sweep.total_seconds(), id="pull-expiry")
     scheduler.add_job(
         purge_old_messages, "interval", args=[node], days=1, id="retention-purge", next_run_time=datetime.now(UTC)
     )
@@ -242,6 +278,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()
+    node.pull_pump.wake()
     try:
         yield
     finally:
@@ -259,6 +296,8 @@ def use_partners(node: Node, partners: Partners) -> None:
     node.submitter.use_partners(partners)
     node.dispatcher.use_partners(partners)
     node.receiver.use_partners(partners)
+    node.pull_server.use_partners(partners)
+    node.puller.use_partners(partners)
     node.partners = partners
 
 
@@ -267,6 +306,8 @@ def use_keys(node: Node, keystore: Keystore) -> None:
     node.keys = OwnKeys.of(keystore)
     node.submitter.use_keys(node.keys.signing)
     node.receiver.use_keys(node.keys.decryption)
+    node.pull_server.use_keys(node.keys.signing)
+    node.puller.use_keys(node.keys.signing)
 
 
 def check_certificates(node: Node) -> None:

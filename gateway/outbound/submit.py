@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from gateway.as4 import (
+    DEFAULT_MPC,
     ROLE_INITIATOR,
     ROLE_RESPONDER,
     KeyPair,
@@ -32,6 +33,7 @@ from gateway.clock import Clock
 from gateway.documents import PermitDocument, parse_document, validate_document
 from gateway.documents.types import service_action
 from gateway.errors import ProfileError
+from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import (
@@ -234,4 +236,5 @@ class Submitter:
             service=service,
             action=action,
             conversation_id=str(uuid.uuid4()),
+            mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +28,8 @@ class Harness:
     clock: FixedClock
     ports: dict[str, int]
     running: dict[str, Running]
+    profile_folders: dict[str, Path] = field(default_factory=dict)
+    """A gateway's own profile folder (by party id); without one, the shared ``tmp/profiles``."""
 
     async def start(self, party_id: str) -> Running:
         authority = next(a for a in AUTHORITIES if a.party_id == party_id)
@@ -36,7 +38,7 @@ class Harness:
             self.pki,
             port=self.ports[party_id],
             data_dir=self.tmp / "data",
-            profiles=self.tmp / "profiles",
+            profiles=self.profile_folders.get(party_id, self.tmp / "profiles"),
         )
         gateway = await start_gateway(party_id[:2], settings, self.clock)
         self.running[party_id] = gateway

@@ -1,0 +1,205 @@
+"""One-Way/Pull, receiving side: fetch what a partner has for us from its endpoint (``pull.receive_by_pulling``).
+
+For an authority whose gateway cannot be reached from outside: it only ever opens connections. Each pull is a
+signed PullRequest for the partner's MPC; a user message in answer goes through the very receive path a
+pushed one takes (decrypt, verify, duplicates, validate, store message and receipt together, deliver), and
+the stored receipt (or the error signal) is then POSTed to the partner's endpoint. A crash or a lost POST
+between the two is repaired by the partner: it offers the message again after its receipt timeout, the
+duplicate detection finds it, and the stored receipt goes out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from gateway.as4 import (
+    EbmsError,
+    ErrorReceived,
+    KeyPair,
+    Outgoing,
+    PullRequest,
+    Suite,
+    build_pull_request,
+    is_empty_mpc,
+    parse_pull_answer,
+)
+from gateway.clock import Clock
+from gateway.inbound.receive import Receiver
+from gateway.metrics import PULLS_SENT
+from gateway.outbound.tls import ssl_context
+from gateway.profiles.model import Tls
+from gateway.profiles.trust import Partner, Partners
+from gateway.settings import IdentitySettings
+
+log = structlog.get_logger("gateway.inbound.pull")
+
+MAX_PER_RUN = 100
+"""Messages pulled from one partner in one run at most, so one busy partner cannot starve the others."""
+
+
+class PullFailed(Exception):
+    """One exchange with the partner failed; the message says how (logged, counted, retried next interval)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class Puller:
+    def __init__(
+        self,
+        *,
+        receiver: Receiver,
+        partners: Partners,
+        identity: IdentitySettings,
+        key: KeyPair,
+        clock: Clock,
+        session: aiohttp.ClientSession,
+        http_timeout: float,
+        on_accepted: Callable[[], None],
+        tls_passphrase: bytes | None = None,
+    ) -> None:
+        self._receiver = receiver
+        self._partners = partners
+        self._identity = identity
+        self._key = key
+        self._clock = clock
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._on_accepted = on_accepted
+        self._tls_passphrase = tls_passphrase
+        self._tls: dict[Tls, ssl.SSLContext | None] = {}
+        self._next_pull: dict[str, float] = {}
+
+    def use_partners(self, partners: Partners) -> None:
+        self._partners = partners
+
+    def use_keys(self, key: KeyPair) -> None:
+        self._key = key
+
+    def pulled_from(self) -> list[Partner]:
+        """The partners we pull from: ``pull.receive_by_pulling``, enabled, and not ourselves."""
+        return [
+            p
+            for p in self._partners
+            if p.profile.pull.receive_by_pulling
+            and p.profile.enabled
+            and p.profile.party_id != self._identity.party_id
+        ]
+
+    async def run_once(self) -> int:
+        """Pull from every partner whose interval has passed; returns how many messages came."""
+        now = time.monotonic()
+        due = [p for p in self.pulled_from() if self._next_pull.get(p.profile.id, 0.0) <= now]
+        return sum(await asyncio.gather(*(self._drain(p) for p in due)))
+
+    async def _drain(self, partner: Partner) -> int:
+        """Pull until the partner's MPC is empty (or a pull fails, or ``MAX_PER_RUN``)."""
+        pulled = 0
+        try:
+            while pulled < MAX_PER_RUN and await self.pull_once(partner):
+                pulled += 1
+        finally:
+            self._next_pull[partner.profile.id] = time.monotonic() + partner.profile.pull.interval_seconds
+        return pulled
+
+    async def pull_once(self, partner: Partner) -> bool:
+        """One PullRequest to ``partner``; True when a message came (and was received or refused)."""
+        name = partner.profile.id
+        try:
+            request = self._pull_request(partner)
+            answer = await self._post(partner, request)
+            event = parse_pull_answer(
+                answer.content_type, answer.body, sent=request, policy=partner.policy, now=self._clock.now()
+            )
+        except (PullFailed, EbmsError) as exc:
+            PULLS_SENT.labels(partner=name, outcome="failed").inc()
+            log.warning("pull failed", partner=name, reason=str(exc))
+            return False
+        if event is not None:
+            return self._refused(partner, event)
+        if not 200 <= answer.status < 300 or not answer.body:
+            PULLS_SENT.labels(partner=name, outcome="failed").inc()
+            snippet = answer.body[:500].decode("utf-8", errors="replace") or "(empty body)"
+            log.warning("pull failed", partner=name, reason=f"HTTP {answer.status}: {snippet}")
+            return False
+        reception = await self._receiver.receive(answer.content_type, answer.body)
+        if reception.record is not None and not reception.duplicate:
+            self._on_accepted()
+        PULLS_SENT.labels(partner=name, outcome="message").inc()
+        return await self._send_signal(partner, reception.response)
+
+    def _pull_request(self, partner: Partner) -> Outgoing:
+        pull = PullRequest(
+            message_id=f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway",
+            timestamp=self._clock.now(),
+            mpc=partner.profile.pull.mpc,
+        )
+        return build_pull_request(pull, key=self._key, suite=Suite(partner.profile.security.suite.value))
+
+    def _refused(self, partner: Partner, event: ErrorReceived) -> bool:
+        if is_empty_mpc(event):
+            PULLS_SENT.labels(partner=partner.profile.id, outcome="empty").inc()
+            return False
+        described = "; ".join(
+            f"{e.code} {e.short_description}: {e.detail or e.description or ''}" for e in event.errors
+        )
+        PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
+        log.warning("partner refused our PullRequest", partner=partner.profile.id, reason=described)
+        return False
+
+    async def _send_signal(self, partner: Partner, signal: Outgoing) -> bool:
+        """POST the receipt (or error signal) for a pulled message; False stops this run's pulls."""
+        try:
+            answer = await self._post(partner, signal)
+        except PullFailed as exc:
+            PULLS_SENT.labels(partner=partner.profile.id, outcome="receipt_failed").inc()
+            log.warning(
+                "receipt for a pulled message not delivered; the partner offers the message again",
+                partner=partner.profile.id,
+                signal=signal.message_id,
+                reason=str(exc),
+            )
+            return False
+        if not 200 <= answer.status < 300:
+            PULLS_SENT.labels(partner=partner.profile.id, outcome="receipt_failed").inc()
+            log.warning(
+                "partner refused the receipt for a pulled message",
+                partner=partner.profile.id,
+                http_status=answer.status,
+                answer=answer.body[:2000].decode("utf-8", errors="replace"),
+            )
+            return False
+        return True
+
+    async def _post(self, partner: Partner, outgoing: Outgoing) -> _Answer:
+        endpoint = partner.profile.endpoint_url
+        try:
+            async with self._session.post(
+                endpoint,
+                data=outgoing.body,
+                headers={"Content-Type": outgoing.content_type},
+                timeout=self._timeout,
+                ssl=self._ssl(partner.profile.tls) or True,
+            ) as response:
+                body = await response.read()
+                return _Answer(response.status, response.headers.get("Content-Type", ""), body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise PullFailed(f"POST to {endpoint}: {reason}") from None
+
+    def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
+        if tls not in self._tls:
+            self._tls[tls] = ssl_context(tls, self._tls_passphrase)
+        return self._tls[tls]

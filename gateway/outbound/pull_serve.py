@@ -1,0 +1,271 @@
+"""One-Way/Pull, sending side: partners with ``transport: pull`` fetch the messages we send them.
+
+A signed PullRequest gets the oldest due message for the partner that signed it, leased for the profile's
+receipt timeout (the same claim as the push loop, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two nodes never
+hand out one message at once). The puller POSTs the receipt back to our endpoint as a signal of its own; it
+is verified against what we signed and acknowledges the message. Without a receipt the lease runs out, the
+lease recovery makes the message due again, and the next pull gets it again with the same MessageId.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import structlog
+
+from gateway.as4 import (
+    EbmsCode,
+    EbmsError,
+    ErrorReceived,
+    KeyPair,
+    Outgoing,
+    PullRequestReceived,
+    ReceiptReceived,
+    SignalPeek,
+    build_empty_mpc,
+    build_error_signal,
+    parse_pull,
+    parse_response,
+)
+from gateway.clock import Clock
+from gateway.errors import GatewayError
+from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
+from gateway.outbound.dispatch import RETRYABLE_CODES, stored_outgoing
+from gateway.profiles.model import Transport
+from gateway.profiles.trust import Partner, Partners
+from gateway.settings import IdentitySettings
+from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore, State
+
+log = structlog.get_logger("gateway.outbound.pull")
+
+ACCEPTED = 200
+"""The answer to a signal we took (a receipt or an error signal): HTTP 200 with an empty body."""
+
+
+def pull_partners(partners: Partners) -> list[Partner]:
+    return [p for p in partners if p.profile.transport is Transport.PULL]
+
+
+class PullServer:
+    """Answers PullRequests and takes the receipts and error signals for the messages it handed out."""
+
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        payloads: PayloadStore,
+        partners: Partners,
+        identity: IdentitySettings,
+        key: KeyPair,
+        clock: Clock,
+        node_id: str,
+    ) -> None:
+        self._store = store
+        self._payloads = payloads
+        self._partners = partners
+        self._identity = identity
+        self._key = key
+        self._clock = clock
+        self._node_id = node_id
+
+    def use_partners(self, partners: Partners) -> None:
+        self._partners = partners
+
+    def use_keys(self, key: KeyPair) -> None:
+        self._key = key
+
+    def _new_id(self) -> str:
+        return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
+
+    async def answer(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing:
+        """Never raises for bad input: every refusal is a signed ebMS error signal naming what was wrong."""
+        try:
+            if peeked.kind == "PullRequest":
+                return await self._serve(content_type, body)
+            return await self._take_signal(content_type, body, peeked)
+        except EbmsError as exc:
+            log.warning(
+                "signal refused", kind=peeked.kind, code=exc.code.code, detail=exc.detail, ref=peeked.message_id
+            )
+            EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
+            error = exc.with_ref(peeked.message_id)
+            return build_error_signal(error, key=self._key, message_id=self._new_id(), now=self._clock.now())
+
+    # --- PullRequests ------------------------------------------------------------------------------------
+
+    async def _serve(self, content_type: str, body: bytes) -> Outgoing:
+        now = self._clock.now()
+        candidates = {p.profile.id: p.policy for p in pull_partners(self._partners)}
+        try:
+            partner_id, pull = parse_pull(content_type, body, candidates=candidates, now=now)
+        except EbmsError:
+            PULLS_SERVED.labels(partner="", outcome="refused").inc()
+            raise
+        partner = self._partners.get(partner_id)
+        self._authorize(partner, pull)
+        record = await self._claim(partner)
+        if record is None:
+            PULLS_SERVED.labels(partner=partner_id, outcome="empty").inc()
+            return build_empty_mpc(pull, key=self._key, message_id=self._new_id(), now=self._clock.now())
+        detail = {"attempt": record.attempts, "pull_request": pull.message_id, "node": self._node_id}
+        await self._store.note(record.id, "pulled", detail)
+        PULLS_SERVED.labels(partner=partner_id, outcome="message").inc()
+        log.info("message pulled", message_id=record.message_id, partner=partner_id, attempt=record.attempts)
+        return stored_outgoing(record, self._payloads)
+
+    def _authorize(self, partner: Partner, pull: PullRequestReceived) -> None:
+        try:
+            self._partners.usable(partner, self._clock.now())
+        except GatewayError as exc:
+            PULLS_SERVED.labels(partner=partner.profile.id, outcome="refused").inc()
+            raise EbmsError(EbmsCode.PROCESSING_MODE_MISMATCH, str(exc)) from None
+        if pull.mpc != partner.profile.pull.mpc:
+            PULLS_SERVED.labels(partner=partner.profile.id, outcome="refused").inc()
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"PullRequest for MPC {pull.mpc!r}; partner {partner.profile.id!r} pulls MPC "
+                f"{partner.profile.pull.mpc!r} (pull.mpc in its profile)",
+            )
+
+    async def _claim(self, partner: Partner) -> MessageRecord | None:
+        """The oldest due message for ``partner``, leased until its receipt is due; expired ones fail on the way."""
+        awareness = partner.profile.reception_awareness
+        lease = timedelta(seconds=awareness.receipt_timeout_seconds)
+        while claimed := await self._store.claim_due(
+            self._node_id, limit=1, lease=lease, partners=[partner.profile.id]
+        ):
+            record = claimed[0]
+            now = self._clock.now()
+            if record.expires_at is not None and now > record.expires_at:
+                await self._give_up(record, "its time to live ran out before a receipt for it arrived")
+            elif record.attempts > awareness.retries + 1:
+                offers = record.attempts - 1
+                await self._give_up(record, f"no receipt after it was pulled {offers} times")
+            else:
+                return record
+        return None
+
+    async def _give_up(self, record: MessageRecord, reason: str) -> None:
+        await self._store.move(
+            record.id, Event.GIVE_UP, detail={"reason": reason}, last_error=reason, lease_owner=None
+        )
+        FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+        log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+
+    async def expire(self, limit: int = 100) -> int:
+        """Messages for pull partners that nobody pulled within their time to live: FAILED, as for push."""
+        partners = [p.profile.id for p in pull_partners(self._partners)]
+        if not partners:
+            return 0
+        now = self._clock.now()
+        failed = 0
+        for state in (State.SUBMITTED, State.RETRY_WAIT):
+            waiting = await self._store.oldest(Direction.OUTBOUND, state, partners=partners, limit=limit)
+            for record in waiting:
+                if record.expires_at is not None and now > record.expires_at:
+                    await self._give_up(record, "its time to live ran out before the partner pulled it")
+                    failed += 1
+        return failed
+
+    # --- receipts and error signals for pulled messages ---------------------------------------------------
+
+    async def _take_signal(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing:
+        record, partner = await self._pulled_message(peeked)
+        sent = stored_outgoing(record, self._payloads)
+        try:
+            answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
+        except EbmsError as exc:
+            await self._store.note(record.id, "receipt_refused", {"reason": f"{exc.code.code} {exc.detail}"})
+            raise
+        if isinstance(answer, ErrorReceived):
+            await self._error_signal(record, partner, answer)
+        else:
+            await self._acknowledge(record, Evidence(kind="receipt", content_type=content_type, body=body), answer)
+        return Outgoing(message_id=peeked.message_id, content_type="", body=b"", http_status=ACCEPTED)
+
+    async def _pulled_message(self, peeked: SignalPeek) -> tuple[MessageRecord, Partner]:
+        ref = peeked.ref_to_message_id
+        code = EbmsCode.INVALID_RECEIPT if peeked.kind == "Receipt" else EbmsCode.VALUE_INCONSISTENT
+        if ref is None:
+            raise EbmsError(
+                code, f"the {peeked.kind} signal has no RefToMessageId; it must name the message pulled"
+            )
+        record = await self._store.find(Direction.OUTBOUND, ref, self._identity.party_id)
+        if record is None:
+            raise EbmsError(code, f"RefToMessageId {ref!r} names no message this gateway sent")
+        try:
+            partner = self._partners.get(record.partner_id)
+        except (KeyError, GatewayError):
+            raise EbmsError(
+                code, f"message {ref!r} went to partner {record.partner_id!r}, which has no profile now"
+            ) from None
+        if partner.profile.transport is not Transport.PULL:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"a {peeked.kind} signal arrived as a request for {ref!r}, which we push to partner "
+                f"{partner.profile.id!r}; pushed messages take their receipt on the HTTP response "
+                "(PMode[1].Security.SendReceipt.ReplyPattern = Response)",
+            )
+        return record, partner
+
+    async def _acknowledge(self, record: MessageRecord, evidence: Evidence, receipt: ReceiptReceived) -> None:
+        if record.state is State.ACKNOWLEDGED:
+            await self._store.note(record.id, "receipt_again", {})
+            return
+        if record.state is not State.SENDING:
+            raise EbmsError(
+                EbmsCode.OTHER,
+                f"message {record.message_id!r} is {record.state.value}, not waiting for a receipt: it is offered "
+                "again on your next pull (same MessageId), and your duplicate detection answers with this receipt",
+            )
+        detail = {"attempt": record.attempts, "pulled": True, "receipt_message_id": receipt.message_id}
+        await self._store.move(
+            record.id, Event.RECEIPT_OK, detail=detail, evidence=evidence, lease_owner=None, last_error=None
+        )
+        SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="receipt").inc()
+        SEND_LATENCY.labels(partner=record.partner_id).observe(
+            (self._clock.now() - record.created_at).total_seconds()
+        )
+        log.info("pulled message acknowledged", message_id=record.message_id, attempt=record.attempts)
+
+    async def _error_signal(self, record: MessageRecord, partner: Partner, answer: ErrorReceived) -> None:
+        codes = [e.code for e in answer.errors]
+        described = "; ".join(
+            f"{e.code} {e.short_description}: {e.detail or e.description or ''}" for e in answer.errors
+        )
+        if not answer.signed:
+            raise EbmsError(
+                EbmsCode.POLICY_NONCOMPLIANCE,
+                f"the error signal about {record.message_id!r} is not signed; only a signed one changes a message",
+            )
+        await self._store.note(record.id, "error_signal", {"error_codes": codes, "reason": described})
+        if record.state is not State.SENDING or not answer.is_failure:
+            return
+        reason = f"partner answered the pulled message with an error signal: {described}"
+        if not all(code in RETRYABLE_CODES for code in codes):
+            await self._store.move(record.id, Event.FINAL_ERROR, detail={"error_codes": codes}, last_error=reason)
+            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
+            FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+            log.error("message failed", message_id=record.message_id, reason=reason)
+            return
+        awareness = partner.profile.reception_awareness
+        if record.attempts > awareness.retries:
+            await self._give_up(record, f"refused after it was pulled {record.attempts} times; last: {reason}")
+            return
+        due = self._clock.now() + timedelta(seconds=awareness.retry_delay(record.attempts))
+        await self._store.move(
+            record.id,
+            Event.SEND_FAILED,
+            detail={"error_codes": codes, "next_attempt_at": due.isoformat()},
+            next_attempt_at=due,
+            lease_owner=None,
+            last_error=reason,
+        )
+        SEND_ATTEMPTS.labels(partner=partner.profile.id, outcome="retry").inc()
+        log.warning(
+            "pulled message refused for now; offered again later",
+            message_id=record.message_id,
+            reason=reason,
+            at=due.isoformat(),
+        )

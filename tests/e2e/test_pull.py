@@ -1,0 +1,225 @@
+"""One-Way/Pull between two real gateways on loopback: Switzerland's gateway cannot be reached, so Belgium
+keeps what it sends there (``transport: pull``) and Switzerland fetches it (``pull.receive_by_pulling``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.as4 import (
+    DEFAULT_MPC,
+    ErrorReceived,
+    KeyPair,
+    Outgoing,
+    PullRequest,
+    SecurityPolicy,
+    build_pull_request,
+    is_empty_mpc,
+    mime,
+    parse_pull_answer,
+    parse_response,
+    peek_signal,
+)
+from gateway.as4.envelope import new_draft
+from gateway.as4.header import add_pull_request
+from gateway.interfaces.demo import Running, submit, wait_for
+from gateway.interfaces.keys import NODE
+from gateway.store import Direction
+from tests.conftest import free_port, make_key_pair
+from tests.e2e.conftest import Harness, example
+
+IA = "BE-IA-2026-0001.xml"
+EA = "CH-EA-2026-0001.xml"
+MPC = "urn:permit-gateway:mpc:be-to-ch"
+BE, CH = "BE-FAMHP", "CH-SWISSMEDIC"
+
+
+def _profile(party: str, body: str) -> str:
+    name = {BE: "Federal Agency for Medicines and Health Products", CH: "Swissmedic"}[party]
+    stem = party.lower()
+    return (
+        f"id: {stem}\nauthority_name: {name}\ncountry: {party[:2]}\nparty_id: {party}\n"
+        f"security:\n  signing_certificate: {stem}.crt.pem\n{body}"
+    )
+
+
+@pytest.fixture
+def pull_harness(harness: Harness) -> Harness:
+    """Belgium's profile for Switzerland: no endpoint, it pulls on MPC; Switzerland's for Belgium: pull from it."""
+    be_folder, ch_folder = harness.tmp / "be-profiles", harness.tmp / "ch-profiles"
+    be_folder.mkdir()
+    ch_folder.mkdir()
+    awareness = "reception_awareness:\n  retries: 3\n  retry_delays_seconds: [60]\n  receipt_timeout_seconds: 1\n"
+    (be_folder / "ch-swissmedic.yaml").write_text(
+        _profile(CH, f"transport: pull\npull:\n  mpc: {MPC}\n{awareness}")
+    )
+    harness.profile_folders = {BE: be_folder, CH: ch_folder}
+    write_ch_view(harness, f"http://127.0.0.1:{harness.ports[BE]}/as4")
+    return harness
+
+
+def write_ch_view(harness: Harness, be_endpoint: str) -> None:
+    (harness.profile_folders[CH] / "be-famhp.yaml").write_text(
+        _profile(
+            BE,
+            f"endpoint: {be_endpoint}\npull:\n  mpc: {MPC}\n  receive_by_pulling: true\n  interval_seconds: 1\n",
+        )
+    )
+
+
+def be_policy(harness: Harness) -> SecurityPolicy:
+    return SecurityPolicy(signing_certificates=(harness.keys(BE).certificate,))
+
+
+async def post(session: aiohttp.ClientSession, gateway: Running, out: Outgoing) -> tuple[int, str, bytes]:
+    headers = {"Content-Type": out.content_type}
+    async with session.post(f"{gateway.url}/as4", data=out.body, headers=headers) as response:
+        return response.status, response.headers.get("Content-Type", ""), await response.read()
+
+
+def pull_request(key: KeyPair, harness: Harness, mpc: str = MPC, n: int = 1) -> Outgoing:
+    pull = PullRequest(message_id=f"pull-{n}@ch-swissmedic.test", timestamp=harness.clock.now(), mpc=mpc)
+    return build_pull_request(pull, key=key)
+
+
+async def state_of(session: aiohttp.ClientSession, gateway: Running, message_id: str) -> str:
+    async with session.get(f"{gateway.url}/api/v1/messages/{message_id}") as response:
+        return str((await response.json())["state"])
+
+
+async def test_pulls_are_served_only_to_the_signer_on_its_mpc(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    be = await harness.start(BE)
+    ch_key, stranger = harness.keys(CH), make_key_pair("MALLORY")
+
+    status, content_type, body = await post(session, be, pull_request(ch_key, harness))
+    sent = pull_request(ch_key, harness)
+    empty = parse_pull_answer(content_type, body, sent=sent, policy=be_policy(harness), now=harness.clock.now())
+    assert status == 200 and empty is not None and empty.signed and is_empty_mpc(empty)
+
+    submitted = await submit(session, be, example(IA, today=harness.clock.now()))
+    message_id = submitted["message_id"]
+    await asyncio.sleep(0.3)  # the push loop ran (woken by the submission) and left it alone
+    assert await state_of(session, be, message_id) == "SUBMITTED"
+
+    refusals = {
+        "stranger": (pull_request(stranger, harness, n=2), "EBMS:0101", "no profile of a pulling partner"),
+        "wrong MPC": (pull_request(ch_key, harness, mpc=DEFAULT_MPC, n=3), "EBMS:0010", f"pulls MPC '{MPC}'"),
+        "unsigned": (_unsigned_pull(harness), "EBMS:0103", "serves signed PullRequests only"),
+    }
+    for what, (request, code, detail) in refusals.items():
+        status, content_type, body = await post(session, be, request)
+        refused = parse_response(
+            content_type, body, sent=request, policy=be_policy(harness), now=harness.clock.now()
+        )
+        assert status == 400 and isinstance(refused, ErrorReceived), what
+        assert refused.errors[0].code == code and detail in (refused.errors[0].detail or ""), what
+        assert refused.errors[0].ref_to_message_in_error == request.message_id, what
+        assert await state_of(session, be, message_id) == "SUBMITTED", what
+
+    status, content_type, body = await post(session, be, pull_request(ch_key, harness, n=4))
+    assert status == 200 and peek_signal(content_type, body) is None
+    assert message_id.encode() in mime.parse(content_type, body).envelope
+    node = be.runner.app[NODE]
+    record = await node.store.find(Direction.OUTBOUND, message_id)
+    assert record is not None and record.state.value == "SENDING" and record.attempts == 1
+    assert body == node.payloads.get(record.wire_sha256 or "")  # the stored signed bytes, as stored
+    kinds = [e.kind for e in await node.store.events(record.id)]
+    assert kinds == ["submitted", "pulled"]
+
+
+def _unsigned_pull(harness: Harness) -> Outgoing:
+    draft = new_draft()
+    pull = PullRequest(message_id="pull-9@ch-swissmedic.test", timestamp=harness.clock.now(), mpc=MPC)
+    add_pull_request(draft.messaging, pull)
+    content_type, body = mime.build(draft.serialize(), [], envelope_content_type="application/soap+xml")
+    return Outgoing(message_id=pull.message_id, content_type=content_type, body=body)
+
+
+async def test_a_gateway_without_an_endpoint_pulls_its_permits_and_the_sender_keeps_the_receipt(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    be = await harness.start(BE)
+    ch = await harness.start(CH)
+    submitted = await submit(session, be, example(IA, today=harness.clock.now()))
+    message_id = submitted["message_id"]
+
+    received = await wait_for(session, ch, message_id, "DELIVERED")
+    sent = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    assert [e["kind"] for e in sent["events"]] == ["submitted", "pulled", "receipt_ok"]
+    assert sent["attempts"] == 1 and sent["events"][-1]["detail"]["pulled"] is True
+    assert [e["kind"] for e in received["events"]][:2] == ["received", "accept"]
+    node = be.runner.app[NODE]
+    record = await node.store.find(Direction.OUTBOUND, message_id)
+    assert record is not None
+    evidence = await node.store.get_evidence(record.id, "receipt")
+    ch_node = ch.runner.app[NODE]
+    inbound = await ch_node.store.find(Direction.INBOUND, message_id)
+    assert inbound is not None and evidence is not None
+    assert evidence == await ch_node.store.get_evidence(inbound.id, "receipt")  # the very receipt CH stored
+    assert len([p for p in ch.inbox.iterdir() if p.suffix == ".xml"]) == 1
+
+    answer = await submit(session, ch, example(EA, today=harness.clock.now()))  # and back, pushed to BE
+    await wait_for(session, be, answer["message_id"], "DELIVERED")
+    await wait_for(session, ch, answer["message_id"], "ACKNOWLEDGED")
+
+
+@pytest.fixture
+async def lossy_proxy(pull_harness: Harness) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback hop in front of Belgium's endpoint that drops the first receipt (answers 503)."""
+    target = f"http://127.0.0.1:{pull_harness.ports[BE]}/as4"
+    dropped: list[int] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        content_type = request.headers.get("Content-Type", "")
+        peeked = peek_signal(content_type, body)
+        if peeked is not None and peeked.kind == "Receipt" and not dropped:
+            dropped.append(1)
+            return web.Response(status=503, text="receipt lost on the way")
+        headers = {"Content-Type": content_type}
+        async with aiohttp.ClientSession() as client, client.post(target, data=body, headers=headers) as answer:
+            data = await answer.read()
+            kept = {"Content-Type": answer.headers["Content-Type"]} if data else {}
+            return web.Response(status=answer.status, body=data, headers=kept)
+
+    app = web.Application()
+    app.router.add_post("/as4", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/as4", dropped
+    await runner.cleanup()
+
+
+async def test_a_lost_receipt_gets_the_message_offered_again_and_delivered_once(
+    pull_harness: Harness, lossy_proxy: tuple[str, list[int]], session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    proxy, dropped = lossy_proxy
+    write_ch_view(harness, proxy)
+    be = await harness.start(BE)
+    ch = await harness.start(CH)
+    submitted = await submit(session, be, example(IA, today=harness.clock.now()))
+    message_id = submitted["message_id"]
+
+    await wait_for(session, ch, message_id, "DELIVERED")
+    assert dropped == [1] and await state_of(session, be, message_id) == "SENDING"
+    harness.clock.advance(timedelta(seconds=2))  # past the 1 s receipt timeout
+    assert await be.runner.app[NODE].store.recover_leases() == 1
+
+    sent = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    assert [e["kind"] for e in sent["events"]] == ["submitted", "pulled", "lease_expired", "pulled", "receipt_ok"]
+    assert sent["attempts"] == 2
+    received = await wait_for(session, ch, message_id, "DELIVERED")
+    assert [e["kind"] for e in received["events"]].count("duplicate") == 1
+    assert len([p for p in ch.inbox.iterdir() if p.suffix == ".xml"]) == 1
