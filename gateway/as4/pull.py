@@ -47,8 +47,8 @@ def peek_signal(content_type: str, body: bytes) -> SignalPeek | None:
     None leaves the request to ``parse_incoming``, which refuses what is not a good user message with the
     right code. A SignalMessage that is broken raises ``EbmsError``.
     """
-    if len(body) > MAX_SIGNAL_BYTES:
-        return None
+    if len(body) > MAX_SIGNAL_BYTES or b"SignalMessage" not in body:
+        return None  # the element name is literal in a UTF-8 envelope: user messages skip the parse
     try:
         package = mime.parse(content_type, body)
         if package.attachments:

@@ -51,6 +51,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SENDING, Event.FINAL_ERROR): State.FAILED,
     (State.SENDING, Event.GIVE_UP): State.FAILED,
     (State.RETRY_WAIT, Event.GIVE_UP): State.FAILED,
+    # a message waiting for a partner's PullRequest that never comes fails at its time to live unsent
+    (State.SUBMITTED, Event.GIVE_UP): State.FAILED,
     (State.SENDING, Event.LEASE_EXPIRED): State.RETRY_WAIT,
     (State.FAILED, Event.OPERATOR_RETRY): State.RETRY_WAIT,
     (State.RECEIVED, Event.ACCEPT): State.ACCEPTED,

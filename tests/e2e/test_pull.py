@@ -89,7 +89,7 @@ def pull_request(key: KeyPair, harness: Harness, mpc: str = MPC, n: int = 1) -> 
 
 async def state_of(session: aiohttp.ClientSession, gateway: Running, message_id: str) -> str:
     async with session.get(f"{gateway.url}/api/v1/messages/{message_id}") as response:
-        return str((await response.json())["state"])
+        return "absent" if response.status == 404 else str((await response.json())["state"])
 
 
 async def test_pulls_are_served_only_to_the_signer_on_its_mpc(
@@ -215,7 +215,7 @@ async def test_a_lost_receipt_gets_the_message_offered_again_and_delivered_once(
     await wait_for(session, ch, message_id, "DELIVERED")
     assert dropped == [1] and await state_of(session, be, message_id) == "SENDING"
     harness.clock.advance(timedelta(seconds=2))  # past the 1 s receipt timeout
-    assert await be.runner.app[NODE].store.recover_leases() == 1
+    await be.runner.app[NODE].store.recover_leases()  # the lease-recovery job's work (it may have run already)
 
     sent = await wait_for(session, be, message_id, "ACKNOWLEDGED")
     assert [e["kind"] for e in sent["events"]] == ["submitted", "pulled", "lease_expired", "pulled", "receipt_ok"]
@@ -223,3 +223,34 @@ async def test_a_lost_receipt_gets_the_message_offered_again_and_delivered_once(
     received = await wait_for(session, ch, message_id, "DELIVERED")
     assert [e["kind"] for e in received["events"]].count("duplicate") == 1
     assert len([p for p in ch.inbox.iterdir() if p.suffix == ".xml"]) == 1
+
+
+async def test_a_pulled_permit_the_receiver_refuses_fails_at_the_sender_with_its_reason(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    view = harness.profile_folders[CH] / "be-famhp.yaml"
+    view.write_text(view.read_text() + "documents:\n  receive: [ExportAuthorization]\n")
+    be = await harness.start(BE)
+    ch = await harness.start(CH)
+    submitted = await submit(session, be, example(IA, today=harness.clock.now()))
+
+    failed = await wait_for(session, be, submitted["message_id"], "FAILED")
+    assert [e["kind"] for e in failed["events"]] == ["submitted", "pulled", "error_signal", "final_error"]
+    assert "EBMS:0010" in failed["last_error"] and "documents.receive" in failed["last_error"]
+    assert await state_of(session, ch, submitted["message_id"]) == "absent"
+
+
+async def test_a_message_nobody_pulls_fails_when_its_time_to_live_runs_out(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    be = await harness.start(BE)
+    node = be.runner.app[NODE]
+    first = await submit(session, be, example(IA, today=harness.clock.now()))
+    harness.clock.advance(timedelta(hours=73))  # the default time_to_live_hours is 72
+
+    assert await node.pull_server.expire() == 1
+    failed = await wait_for(session, be, first["message_id"], "FAILED")
+    assert failed["last_error"] == "its time to live ran out before the partner pulled it"
+    assert await node.pull_server.expire() == 0
