@@ -26,7 +26,6 @@ from gateway.as4 import (
     KeyPair,
     Outgoing,
     PullRequest,
-    Suite,
     build_pull_request,
     is_empty_mpc,
     parse_pull_answer,
@@ -102,7 +101,15 @@ class Puller:
         """Pull from every partner whose interval has passed; returns how many messages came."""
         now = time.monotonic()
         due = [p for p in self.pulled_from() if self._next_pull.get(p.profile.id, 0.0) <= now]
-        return sum(await asyncio.gather(*(self._drain(p) for p in due)))
+        results = await asyncio.gather(*(self._drain(p) for p in due), return_exceptions=True)
+        pulled = 0
+        for partner, result in zip(due, results, strict=True):
+            if isinstance(result, BaseException):
+                PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
+                log.error("pulling failed", partner=partner.profile.id, reason=repr(result))
+            else:
+                pulled += result
+        return pulled
 
     async def _drain(self, partner: Partner) -> int:
         """Pull until the partner's MPC is empty (or a pull fails, or ``MAX_PER_RUN``)."""
@@ -146,7 +153,7 @@ class Puller:
             timestamp=self._clock.now(),
             mpc=partner.profile.pull.mpc,
         )
-        return build_pull_request(pull, key=self._key, suite=Suite(partner.profile.security.suite.value))
+        return build_pull_request(pull, key=self._key)  # our current key, as our receipts and error signals
 
     def _refused(self, partner: Partner, event: ErrorReceived) -> bool:
         if is_empty_mpc(event):

@@ -131,6 +131,7 @@ class World:
         faults: dict[str, float] | None = None,
         lease_seconds: float = 3.0,
         http_timeout: float = 3.0,
+        profiles: Path | None = None,
     ) -> GatewayProcess:
         authority = next(a for a in AUTHORITIES if a.party_id == party_id)
         files = self.pki.files_for(party_id)
@@ -145,7 +146,7 @@ class World:
             "http": {"host": "127.0.0.1", "port": port},
             "keys": {"private_key": str(files.key), "certificate": str(files.certificate)},
             "store": {"url": store_url or f"sqlite+aiosqlite:///{folder / 'gateway.db'}"},
-            "profiles": {"folder": str(self.root / "profiles"), "certificates": str(self.pki.folder)},
+            "profiles": {"folder": str(profiles or self.root / "profiles"), "certificates": str(self.pki.folder)},
             "folders": {
                 "outbox": str(folder / "outbox"),
                 "inbox": str(folder / "inbox"),
