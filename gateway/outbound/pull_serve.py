@@ -100,7 +100,7 @@ class PullServer:
         try:
             partner_id, pull = parse_pull(content_type, body, candidates=candidates, now=now)
         except EbmsError:
-            PULLS_SERVED.labels(partner="", outcome="refused").inc()
+            PULLS_SERVED.labels(partner="(unknown)", outcome="refused").inc()
             raise
         partner = self._partners.get(partner_id)
         self._authorize(partner, pull)

@@ -19,8 +19,10 @@ from gateway.as4 import (
     PullRequest,
     SecurityPolicy,
     build_pull_request,
+    build_receipt,
     is_empty_mpc,
     mime,
+    parse_incoming,
     parse_pull_answer,
     parse_response,
     peek_signal,
@@ -133,6 +135,26 @@ async def test_pulls_are_served_only_to_the_signer_on_its_mpc(
     assert body == node.payloads.get(record.wire_sha256 or "")  # the stored signed bytes, as stored
     kinds = [e.kind for e in await node.store.events(record.id)]
     assert kinds == ["submitted", "pulled"]
+
+    # the receipt comes back as a request of its own: forged or unknown ones are refused, the message waits
+    pulled = parse_incoming(
+        content_type, body, policy_for=lambda um: be_policy(harness), keys=[ch_key], now=harness.clock.now()
+    )
+    now = harness.clock.now()
+    forged = build_receipt(message_id, pulled.references, key=stranger, message_id="r-1@ch.test", now=now)
+    unknown = build_receipt("nobody@be.test", pulled.references, key=ch_key, message_id="r-2@ch.test", now=now)
+    for receipt, detail in ((forged, "is not among the certificates pinned"), (unknown, "names no message")):
+        status, answer_type, answer = await post(session, be, receipt)
+        refused = parse_response(answer_type, answer, sent=receipt, policy=be_policy(harness), now=now)
+        assert status == 400 and isinstance(refused, ErrorReceived)
+        assert refused.errors[0].code == "EBMS:0302" and detail in (refused.errors[0].detail or "")
+    assert await state_of(session, be, message_id) == "SENDING"
+    receipt = build_receipt(message_id, pulled.references, key=ch_key, message_id="r-3@ch.test", now=now)
+    for _ in range(2):  # a receipt sent twice is taken twice, and kept once
+        assert await post(session, be, receipt) == (200, "", b"")
+    kinds = [e.kind for e in await node.store.events(record.id)]
+    assert kinds == ["submitted", "pulled", "receipt_refused", "receipt_ok", "receipt_again"]
+    assert await node.store.get_evidence(record.id, "receipt") == (receipt.content_type, receipt.body)
 
 
 def _unsigned_pull(harness: Harness) -> Outgoing:
