@@ -174,7 +174,7 @@ def parse_pull_answer(
     """
     peeked = peek_signal(content_type, body)
     if peeked is None:
-        return None
+        return None if b"UserMessage" in body else _fault_answer(content_type, body, sent, policy, now)
     if peeked.kind != "Error":
         raise EbmsError(
             EbmsCode.VALUE_INCONSISTENT,
@@ -188,6 +188,22 @@ def parse_pull_answer(
             EbmsCode.VALUE_INCONSISTENT,
             f"the error signal answering PullRequest {sent.message_id!r} refers to {answer.ref_to_message_id!r}",
         )
+    return answer
+
+
+def _fault_answer(
+    content_type: str, body: bytes, sent: Outgoing, policy: SecurityPolicy, now: datetime
+) -> ErrorReceived:
+    """Neither a user message nor a signal: a SOAP Fault carrying an eb:Error, or nothing we can use."""
+    try:
+        answer = parse_response(content_type, body, sent=sent, policy=policy, now=now)
+    except EbmsError as exc:
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"the answer to PullRequest {sent.message_id!r} holds neither a UserMessage nor an ebMS signal: "
+            f"{exc.detail}",
+        ) from None
+    assert isinstance(answer, ErrorReceived)  # a receipt is a SignalMessage, which the peek would have seen
     return answer
 
 

@@ -13,6 +13,7 @@ from gateway.as4 import (
     KeyPair,
     PullRequest,
     build_empty_mpc,
+    build_error_signal,
     build_pull_request,
     build_receipt,
     is_empty_mpc,
@@ -160,3 +161,17 @@ def test_peek_routes_signals_and_leaves_everything_else_to_the_receiver(alice: K
     receipt = build_receipt(received.message_id, received.references, key=bob, message_id="r-2@ch.test", now=NOW)
     peeked = peek_signal(receipt.content_type, receipt.body)
     assert peeked is not None and (peeked.kind, peeked.ref_to_message_id) == ("Receipt", message.message_id)
+
+
+def test_a_fault_in_answer_to_a_pull_is_an_error_and_anything_else_is_refused(
+    alice: KeyPair, bob: KeyPair
+) -> None:
+    sent = build_pull_request(PullRequest(message_id="pull-6@ch.test", timestamp=NOW, mpc=MPC), key=bob)
+    unreadable = EbmsError(EbmsCode.INVALID_HEADER, "broken", envelope_unreadable=True)
+    fault = build_error_signal(unreadable, key=alice, message_id="e-3@be.test", now=NOW)
+    read = parse_pull_answer(fault.content_type, fault.body, sent=sent, policy=policy_of(alice), now=NOW)
+    assert read is not None and not read.signed and read.errors[0].code == "EBMS:0009" and not is_empty_mpc(read)
+    with pytest.raises(EbmsError) as caught:
+        parse_pull_answer("text/html", b"<html>503</html>", sent=sent, policy=policy_of(alice), now=NOW)
+    assert caught.value.code is EbmsCode.VALUE_INCONSISTENT
+    assert "holds neither a UserMessage nor an ebMS signal" in caught.value.detail
