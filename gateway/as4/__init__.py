@@ -50,7 +50,15 @@ from gateway.as4.model import (
 )
 from gateway.as4.msh import build_user_message, build_user_message_streamed, parse_incoming, parse_request
 from gateway.as4.policy import KeyPair, SecurityPolicy
-from gateway.as4.pull import SignalPeek, build_empty_mpc, is_empty_mpc, parse_pull, parse_pull_answer, peek_signal
+from gateway.as4.pull import (
+    MAX_SIGNAL_BYTES,
+    SignalPeek,
+    build_empty_mpc,
+    is_empty_mpc,
+    parse_pull,
+    parse_pull_answer,
+    peek_signal,
+)
 from gateway.as4.signals import (
     Outgoing,
     StreamedOutgoing,
@@ -62,6 +70,7 @@ from gateway.as4.signals import (
 
 __all__ = [
     "DEFAULT_MPC",
+    "MAX_SIGNAL_BYTES",
     "ROLE_INITIATOR",
     "ROLE_RESPONDER",
     "TEST_ACTION",

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.as4 import EbmsError, Outgoing, SignalPeek, peek_signal
-from gateway.as4.pull import MAX_SIGNAL_BYTES
+from gateway.as4 import MAX_SIGNAL_BYTES, EbmsError, Outgoing, SignalPeek, peek_signal
 from gateway.inbound.receive import Receiver
+from gateway.outbound.pull_serve import StoredAnswer
 from gateway.store import PayloadStore
 from gateway.store.payloads import IncomingFile
 
@@ -22,13 +22,13 @@ RECEIVER = web.AppKey("receiver", Receiver)
 PAYLOADS = web.AppKey("payloads", PayloadStore)
 MAX_MESSAGE_BYTES: web.AppKey[int] = web.AppKey("max_message_bytes")
 ON_ACCEPTED: web.AppKey[Callable[[], None]] = web.AppKey("on_accepted")
-SignalHandler = Callable[[str, bytes, SignalPeek], Awaitable[Outgoing]]
+SignalHandler = Callable[[str, bytes, SignalPeek], Awaitable[Outgoing | StoredAnswer]]
 SIGNALS: web.AppKey[SignalHandler] = web.AppKey("signals")
 IN_MEMORY_BYTES = 1024 * 1024
 _READ_CHUNK = 256 * 1024
 
 
-async def as4_endpoint(request: web.Request) -> web.Response:
+async def as4_endpoint(request: web.Request) -> web.StreamResponse:
     limit = request.app[MAX_MESSAGE_BYTES]
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -68,7 +68,9 @@ def _spooled_signal(content_type: str, incoming: IncomingFile) -> tuple[bytes, S
     return None if peeked is None else (body, peeked)
 
 
-def _response(answer: Outgoing) -> web.Response:
+def _response(answer: Outgoing | StoredAnswer) -> web.StreamResponse:
+    if isinstance(answer, StoredAnswer):  # a large pulled message goes out from its file, not from memory
+        return web.FileResponse(answer.path, headers={"Content-Type": answer.content_type})
     if not answer.body:
         return web.Response(status=answer.http_status)
     return web.Response(status=answer.http_status, body=answer.body, headers={"Content-Type": answer.content_type})

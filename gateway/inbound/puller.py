@@ -21,6 +21,7 @@ import aiohttp
 import structlog
 
 from gateway.as4 import (
+    MAX_SIGNAL_BYTES,
     EbmsError,
     ErrorReceived,
     KeyPair,
@@ -31,15 +32,19 @@ from gateway.as4 import (
     parse_pull_answer,
 )
 from gateway.clock import Clock
+from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Receiver
 from gateway.metrics import PULLS_SENT
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
+from gateway.store import PayloadStore
+from gateway.store.payloads import IncomingFile
 
 log = structlog.get_logger("gateway.inbound.pull")
 
+_READ_CHUNK = 256 * 1024
 MAX_PER_RUN = 100
 """Messages pulled from one partner in one run at most, so one busy partner cannot starve the others."""
 
@@ -53,6 +58,12 @@ class _Answer:
     status: int
     content_type: str
     body: bytes
+    file: IncomingFile | None = None
+    """A large answer (a pulled message over ``MAX_SIGNAL_BYTES``), spooled to the data folder."""
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class Puller:
@@ -60,6 +71,8 @@ class Puller:
         self,
         *,
         receiver: Receiver,
+        payloads: PayloadStore,
+        max_message_bytes: int,
         partners: Partners,
         identity: IdentitySettings,
         key: KeyPair,
@@ -70,12 +83,15 @@ class Puller:
         tls_passphrase: bytes | None = None,
     ) -> None:
         self._receiver = receiver
+        self._payloads = payloads
+        self._max_message_bytes = max_message_bytes
         self._partners = partners
         self._identity = identity
         self._key = key
         self._clock = clock
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._pull_timeout = aiohttp.ClientTimeout(total=None, sock_connect=http_timeout, sock_read=http_timeout)
         self._on_accepted = on_accepted
         self._tls_passphrase = tls_passphrase
         self._tls: dict[Tls, ssl.SSLContext | None] = {}
@@ -123,25 +139,32 @@ class Puller:
 
     async def pull_once(self, partner: Partner) -> bool:
         """One PullRequest to ``partner``; True when a message came (and was received or refused)."""
-        name = partner.profile.id
+        request = self._pull_request(partner)
         try:
-            request = self._pull_request(partner)
-            answer = await self._post(partner, request)
-            event = parse_pull_answer(
-                answer.content_type, answer.body, sent=request, policy=partner.policy, now=self._clock.now()
-            )
-        except (PullFailed, EbmsError) as exc:
-            PULLS_SENT.labels(partner=name, outcome="failed").inc()
-            log.warning("pull failed", partner=name, reason=str(exc))
-            return False
-        if event is not None:
-            return self._refused(partner, event)
-        if not 200 <= answer.status < 300 or not answer.body:
-            PULLS_SENT.labels(partner=name, outcome="failed").inc()
+            answer = await self._post(partner, request, spool=True)
+        except PullFailed as exc:
+            return self._failed(partner, str(exc))
+        try:
+            return await self._take(partner, request, answer)
+        finally:
+            answer.close()
+
+    async def _take(self, partner: Partner, request: Outgoing, answer: _Answer) -> bool:
+        name = partner.profile.id
+        if answer.file is None:
+            try:
+                now = self._clock.now()
+                event = parse_pull_answer(
+                    answer.content_type, answer.body, sent=request, policy=partner.policy, now=now
+                )
+            except EbmsError as exc:
+                return self._failed(partner, str(exc))
+            if event is not None:
+                return self._refused(partner, event)
+        if not 200 <= answer.status < 300 or (not answer.body and answer.file is None):
             snippet = answer.body[:500].decode("utf-8", errors="replace") or "(empty body)"
-            log.warning("pull failed", partner=name, reason=f"HTTP {answer.status}: {snippet}")
-            return False
-        reception = await self._receiver.receive(answer.content_type, answer.body)
+            return self._failed(partner, f"HTTP {answer.status}: {snippet}")
+        reception = await self._receiver.receive(answer.content_type, answer.file or answer.body)
         if reception.record is not None and not reception.duplicate:
             self._on_accepted()
         PULLS_SENT.labels(partner=name, outcome="message").inc()
@@ -154,6 +177,11 @@ class Puller:
             mpc=partner.profile.pull.mpc,
         )
         return build_pull_request(pull, key=self._key)  # our current key, as our receipts and error signals
+
+    def _failed(self, partner: Partner, reason: str) -> bool:
+        PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
+        log.warning("pull failed", partner=partner.profile.id, reason=reason)
+        return False
 
     def _refused(self, partner: Partner, event: ErrorReceived) -> bool:
         if is_empty_mpc(event):
@@ -190,21 +218,45 @@ class Puller:
             return False
         return True
 
-    async def _post(self, partner: Partner, outgoing: Outgoing) -> _Answer:
+    async def _post(self, partner: Partner, outgoing: Outgoing, *, spool: bool = False) -> _Answer:
+        """POST ``outgoing``; with ``spool`` a large answer (a pulled message) is written to the data folder as
+        it arrives, under the same size limit as a pushed one, with a time limit per read instead of in all."""
         endpoint = partner.profile.endpoint_url
+        timeout = self._pull_timeout if spool else self._timeout
         try:
             async with self._session.post(
                 endpoint,
                 data=outgoing.body,
                 headers={"Content-Type": outgoing.content_type},
-                timeout=self._timeout,
+                timeout=timeout,
                 ssl=self._ssl(partner.profile.tls) or True,
             ) as response:
-                body = await response.read()
-                return _Answer(response.status, response.headers.get("Content-Type", ""), body)
+                content_type = response.headers.get("Content-Type", "")
+                length = response.content_length
+                if not spool or (length is not None and length <= IN_MEMORY_BYTES):
+                    return _Answer(response.status, content_type, await response.read())
+                return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise PullFailed(f"POST to {endpoint}: {reason}") from None
+
+    async def _spooled(self, response: aiohttp.ClientResponse, content_type: str) -> _Answer:
+        incoming = self._payloads.incoming()
+        try:
+            async for chunk in response.content.iter_chunked(_READ_CHUNK):
+                if incoming.size + len(chunk) > self._max_message_bytes:
+                    raise PullFailed(
+                        f"the pulled message exceeds [inbound].max_message_bytes = {self._max_message_bytes}"
+                    )
+                incoming.write(chunk)
+            if incoming.size > MAX_SIGNAL_BYTES:
+                return _Answer(response.status, content_type, b"", incoming)
+            body = b"".join(incoming.chunks())
+        except BaseException:
+            incoming.close()
+            raise
+        incoming.close()
+        return _Answer(response.status, content_type, body)
 
     def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
         if tls not in self._tls:

@@ -180,6 +180,8 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
     delivery_pump = Pump("delivery", delivery.run_once)
     puller = Puller(
         receiver=receiver,
+        payloads=payloads,
+        max_message_bytes=settings.inbound.max_message_bytes,
         partners=partners,
         identity=identity,
         key=keys.signing,

@@ -10,7 +10,9 @@ lease recovery makes the message due again, and the next pull gets it again with
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 
@@ -31,7 +33,7 @@ from gateway.as4 import (
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
-from gateway.outbound.dispatch import RETRYABLE_CODES, stored_outgoing
+from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, stored_message
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
@@ -41,6 +43,15 @@ log = structlog.get_logger("gateway.outbound.pull")
 
 ACCEPTED = 200
 """The answer to a signal we took (a receipt or an error signal): HTTP 200 with an empty body."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredAnswer:
+    """A pulled message too large for memory, answered from its file in the payload store as it was stored."""
+
+    content_type: str
+    path: Path
+    size: int
 
 
 def pull_partners(partners: Partners) -> list[Partner]:
@@ -78,7 +89,7 @@ class PullServer:
     def _new_id(self) -> str:
         return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
 
-    async def answer(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing:
+    async def answer(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing | StoredAnswer:
         """Never raises for bad input: every refusal is a signed ebMS error signal naming what was wrong."""
         try:
             if peeked.kind == "PullRequest":
@@ -94,7 +105,7 @@ class PullServer:
 
     # --- PullRequests ------------------------------------------------------------------------------------
 
-    async def _serve(self, content_type: str, body: bytes) -> Outgoing:
+    async def _serve(self, content_type: str, body: bytes) -> Outgoing | StoredAnswer:
         now = self._clock.now()
         candidates = {p.profile.id: p.policy for p in pull_partners(self._partners)}
         try:
@@ -112,7 +123,17 @@ class PullServer:
         await self._store.note(record.id, "pulled", detail)
         PULLS_SERVED.labels(partner=partner_id, outcome="message").inc()
         log.info("message pulled", message_id=record.message_id, partner=partner_id, attempt=record.attempts)
-        return stored_outgoing(record, self._payloads)
+        return self._stored_answer(record)
+
+    def _stored_answer(self, record: MessageRecord) -> Outgoing | StoredAnswer:
+        """The stored signed (and encrypted) bytes, as they were stored: in memory, or from their file if large."""
+        assert record.wire_sha256 is not None and record.wire_content_type is not None
+        size = self._payloads.size(record.wire_sha256)
+        if size > STREAM_ABOVE_BYTES:
+            path = self._payloads.path(record.wire_sha256)
+            return StoredAnswer(content_type=record.wire_content_type, path=path, size=size)
+        body = self._payloads.get(record.wire_sha256)
+        return Outgoing(message_id=record.message_id, content_type=record.wire_content_type, body=body)
 
     def _authorize(self, partner: Partner, pull: PullRequestReceived) -> None:
         try:
@@ -172,7 +193,7 @@ class PullServer:
 
     async def _take_signal(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing:
         record, partner = await self._pulled_message(peeked)
-        sent = stored_outgoing(record, self._payloads)
+        sent = stored_message(record)
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
         except EbmsError as exc:
