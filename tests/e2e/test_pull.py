@@ -4,6 +4,7 @@ keeps what it sends there (``transport: pull``) and Switzerland fetches it (``pu
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from gateway.as4 import (
     DEFAULT_MPC,
+    MAX_SIGNAL_BYTES,
     ErrorReceived,
     KeyPair,
     Outgoing,
@@ -276,3 +278,25 @@ async def test_a_message_nobody_pulls_fails_when_its_time_to_live_runs_out(
     failed = await wait_for(session, be, first["message_id"], "FAILED")
     assert failed["last_error"] == "its time to live ran out before the partner pulled it"
     assert await node.pull_server.expire() == 0
+
+
+async def test_a_large_pulled_message_streams_from_the_senders_file_and_spools_at_the_puller(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    be = await harness.start(BE)
+    ch = await harness.start(CH)
+    large = os.urandom(6 * 1024 * 1024)  # incompressible: the wire message is over MAX_SIGNAL_BYTES
+    form = aiohttp.FormData()
+    form.add_field("document", example(IA, today=harness.clock.now()), filename="permit.xml")
+    form.add_field("attachment", large, filename="scan.bin", content_type="application/octet-stream")
+    async with session.post(f"{be.url}/api/v1/documents", data=form) as response:
+        submitted = await response.json()
+        assert response.status == 202, submitted
+    record = await be.runner.app[NODE].store.find(Direction.OUTBOUND, submitted["message_id"])
+    assert record is not None and be.runner.app[NODE].payloads.size(record.wire_sha256 or "") > MAX_SIGNAL_BYTES
+
+    await wait_for(session, be, submitted["message_id"], "ACKNOWLEDGED")
+    await wait_for(session, ch, submitted["message_id"], "DELIVERED")
+    (permit,) = ch.inbox.glob("*.xml")
+    assert (permit.with_suffix(".attachments") / "1-scan.bin").read_bytes() == large
