@@ -4,7 +4,7 @@ The document is validated against what the permit registry knows, its partner ch
 says (an import authorization goes to the exporting country's authority, an export authorization to the
 importing country's), the AS4 message is built once, the document is recorded in the registry (an export
 draws on its import there) and the message stored, before the submitter hears "accepted". Retries resend
-these same bytes.
+these same bytes. The registry row and the message row are one transaction (a unit of work): both or neither.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from gateway.errors import ProfileError
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, PayloadStore, PermitRegistry
+from gateway.store.unit import unit_of_work
 
 PERMIT_MIME_TYPE = "application/xml"
 
@@ -135,8 +136,9 @@ class Submitter:
             expires_at=now + ttl,
         )
         detail = {"document_type": document.document_type.value, "document_number": document.number}
-        await self._permits.record(document, direction=Direction.OUTBOUND, message_id=new.message_id)
-        record, created = await self._store.add(new, detail=detail | {"warnings": len(document.findings)})
+        async with unit_of_work(self._store, self._permits) as work:
+            await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id)
+            record, created = await work.add(new, detail=detail | {"warnings": len(document.findings)})
         return Submitted(record=record, document=document, created=created)
 
     def _user_message(self, document: PermitDocument, partner: Partner) -> UserMessage:

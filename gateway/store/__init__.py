@@ -23,6 +23,7 @@ from gateway.store.store import (
     PurgedBatch,
     create_engine,
 )
+from gateway.store.unit import UnitOfWork, unit_of_work
 
 __all__ = [
     "FINAL",
@@ -46,7 +47,9 @@ __all__ = [
     "PermitState",
     "PurgedBatch",
     "State",
+    "UnitOfWork",
     "create_engine",
     "transition",
+    "unit_of_work",
     "upgrade",
 ]

@@ -206,27 +206,43 @@ class MessageStore:
         ``then`` applies a first lifecycle event, and ``evidence`` is kept with it, in the same transaction: a
         received message and its receipt are stored together or not at all.
         """
+        async with self._engine.begin() as conn:
+            return await self.add_on(
+                conn, new, detail=detail, then=then, then_detail=then_detail, evidence=evidence, **updates
+            )
+
+    async def add_on(
+        self,
+        conn: AsyncConnection,
+        new: NewMessage,
+        *,
+        detail: dict[str, Any] | None = None,
+        then: Event | None = None,
+        then_detail: dict[str, Any] | None = None,
+        evidence: Evidence | None = None,
+        **updates: Any,
+    ) -> tuple[MessageRecord, bool]:
+        """``add`` inside a transaction the caller holds (a ``UnitOfWork``)."""
         now = self._clock.now()
         initial = INITIAL[new.direction]
         state = transition(initial, then) if then is not None else initial
         values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
         values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
-        async with self._engine.begin() as conn:
-            inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
-            row = inserted.first()
-            if row is None:  # a duplicate: nothing was inserted
-                found = await self._find(conn, new.direction, new.message_id, new.from_party)
-                assert found is not None
-                return found, False
-            record = _record(row)
-            kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
-            logged = [(kind, initial, detail or {})]
-            if then is not None:
-                logged.append((then.value, state, then_detail or {}))
-            await self._log_many(conn, record.id, logged)
-            if evidence is not None:
-                await self._keep(conn, record.id, evidence)
+        inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
+        row = inserted.first()
+        if row is None:  # a duplicate: nothing was inserted
+            found = await self._find(conn, new.direction, new.message_id, new.from_party)
+            assert found is not None
+            return found, False
+        record = _record(row)
+        kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
+        logged = [(kind, initial, detail or {})]
+        if then is not None:
+            logged.append((then.value, state, then_detail or {}))
+        await self._log_many(conn, record.id, logged)
+        if evidence is not None:
+            await self._keep(conn, record.id, evidence)
         return record, True
 
     async def move(
