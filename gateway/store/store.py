@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
+from gateway.store.group import GroupCommit
 from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTransition, State, sources, transition
 from gateway.store.schema import evidence, message_events, messages
 
@@ -150,6 +151,32 @@ def insert_or_nothing(dialect: Dialect, table: Table, values: dict[str, Any]) ->
     return sqlite.insert(table).values(values).on_conflict_do_nothing()
 
 
+def insert_or_nothing_many(dialect: Dialect, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, for executemany with a list of rows."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    pk: int
+    event: Event
+    detail: dict[str, Any]
+    evidence: Evidence | None
+    updates: dict[str, Any]
+
+
+def _evidence_values(pk: int, kept: Evidence, now: datetime) -> dict[str, Any]:
+    return {
+        "message_pk": pk,
+        "kind": kept.kind,
+        "content_type": kept.content_type,
+        "body": kept.body,
+        "created_at": now,
+    }
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -181,6 +208,7 @@ class MessageStore:
         self._engine = engine
         self._clock = clock
         self._skip_locked = engine.dialect.name == "postgresql"
+        self._moves: GroupCommit[_Move, MessageRecord] = GroupCommit(engine, self._apply_moves)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -256,25 +284,48 @@ class MessageStore:
     ) -> MessageRecord:
         """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it.
 
-        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies.
+        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies. Moves requested
+        while another commits go together in the next transaction (group commit); this returns after it.
         """
-        target = transition(sources(event)[0], event)
+        return await self._moves.submit(_Move(pk, event, detail or {}, evidence, updates))
+
+    async def _apply_moves(self, conn: AsyncConnection, moves: Sequence[_Move]) -> list[MessageRecord | Exception]:
+        """Each move a conditional ``UPDATE ... RETURNING``, rows taken in id order (two nodes' batches
+        cannot deadlock); then their events in one INSERT and their evidence in another."""
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        outcomes: dict[int, MessageRecord | Exception] = {}
+        logged: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        for n, move in sorted(enumerate(moves), key=lambda item: item[1].pk):
+            target = transition(sources(move.event)[0], move.event)
             result = await conn.execute(
                 update(messages)
-                .where(messages.c.id == pk, messages.c.state.in_(sources(event)))
-                .values(state=target, updated_at=now, **updates)
+                .where(messages.c.id == move.pk, messages.c.state.in_(sources(move.event)))
+                .values(state=target, updated_at=now, **move.updates)
                 .returning(*messages.c)
             )
             row = result.first()
             if row is None:
-                current = await self._get(conn, pk)
-                raise IllegalTransition(current.state, event, current.message_id)
-            await self._log(conn, pk, event.value, target, detail or {})
-            if evidence is not None:
-                await self._keep(conn, pk, evidence)
-            return _record(row)
+                outcomes[n] = await self._refused(conn, move)
+                continue
+            outcomes[n] = _record(row)
+            event_row = {"message_pk": move.pk, "at": now, "kind": move.event.value, "state": target}
+            logged.append(event_row | {"detail": move.detail})
+            if move.evidence is not None:
+                kept.append(_evidence_values(move.pk, move.evidence, now))
+        if logged:
+            await conn.execute(insert(message_events), logged)
+        if kept:
+            await conn.execute(insert_or_nothing_many(conn.dialect, evidence), kept)
+        return [outcomes[n] for n in range(len(moves))]
+
+    async def _refused(self, conn: AsyncConnection, move: _Move) -> StoreError:
+        """Why a move's UPDATE changed nothing: the message is in another state, or there is no such message."""
+        try:
+            current = await self._get(conn, move.pk)
+        except StoreError as exc:
+            return exc
+        return IllegalTransition(current.state, move.event, current.message_id)
 
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:
         """Append an event that does not change the state (an attempt, a delivery try, an operator note)."""
@@ -401,8 +452,9 @@ class MessageStore:
 
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
         """Keep evidence once: the first receipt stored for a message stays."""
-        values = {"message_pk": pk, "kind": kept.kind, "content_type": kept.content_type, "body": kept.body}
-        await conn.execute(insert_or_nothing(conn.dialect, evidence, values | {"created_at": self._clock.now()}))
+        await conn.execute(
+            insert_or_nothing(conn.dialect, evidence, _evidence_values(pk, kept, self._clock.now()))
+        )
 
     # --- reading ---------------------------------------------------------------------------------------
 
