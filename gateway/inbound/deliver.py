@@ -143,7 +143,7 @@ class FolderDelivery:
             return await self._post(record, setting.url)
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
-        return self._write(record, setting.folder or self._inbox)
+        return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
 
     def _write(self, record: MessageRecord, inbox: Path) -> dict[str, Any]:
         name = inbox_name(record)

@@ -153,7 +153,7 @@ class Receiver:
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
             return await self._duplicate(stored, payload_sha256)
-        new = self._new_message(received, content_type, body)
+        new = await self._new_message(received, content_type, body)
         document = await self._validate(new, received)
         receipt = build_receipt(
             user_message.message_id,
@@ -196,7 +196,7 @@ class Receiver:
         )
         return Reception(response=receipt)
 
-    def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
+    async def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
         """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""
         user_message = received.user_message
         payload = received.payloads[0]
@@ -215,9 +215,9 @@ class Receiver:
             service=user_message.service,
             action=user_message.action,
             document_type=document_type.value if document_type else None,
-            payload_sha256=self._payloads.put(payload.data),
+            payload_sha256=await self._payloads.write(payload.data),
             payload_mime_type=payload.mime_type,
-            wire_sha256=self._payloads.put(body),
+            wire_sha256=await self._payloads.write(body),
             wire_content_type=content_type,
             signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in received.references],
         )

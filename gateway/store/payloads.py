@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -33,6 +34,10 @@ class PayloadStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, data)
         return sha256
+
+    async def write(self, data: bytes) -> str:
+        """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
+        return await asyncio.to_thread(self.put, data)
 
     def remove(self, sha256: str, *, untouched_for: timedelta) -> bool:
         """Delete a file no message names any more, unless it was written or reused (``put``) within
