@@ -50,7 +50,7 @@ from gateway.documents import (
 )
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
-from gateway.store.store import as_utc, insert_or_nothing
+from gateway.store.store import as_utc, insert_or_nothing, reader
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -218,6 +218,7 @@ class PermitRegistry:
         self._engine = engine
         self._clock = clock
         self._tables = tables or ControlTables()
+        self._reads = reader(engine)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -227,7 +228,7 @@ class PermitRegistry:
         """What the cross-document rules will ask about the outlined document, loaded in one go."""
         if outline is None:
             return PermitContext(tables=self._tables)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await _Snapshot(conn, self._tables).load(outline)
 
     async def record(
@@ -268,7 +269,7 @@ class PermitRegistry:
 
     async def get(self, key: DocumentKey) -> PermitDetail | None:
         """The document under ``key`` and the documents issued against it."""
-        async with self._engine.connect() as conn:
+        async with self._engine.connect() as conn:  # records() streams: a server-side cursor needs a transaction
             tx = _Tx(conn, self._clock.now())
             pk = await tx.pk_of(key)
             if pk is None:

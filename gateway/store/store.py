@@ -198,7 +198,20 @@ def create_engine(url: str) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No overflow: connections opened past the pool and closed on return cost a server process each time. No
+    # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
+    # one operation, which its caller retries (the sender's retry, the next sweep), and SQLAlchemy then
+    # replaces every pooled connection.
+    return create_async_engine(url, pool_size=20, max_overflow=0, pool_timeout=60)
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine the read-only methods use. On PostgreSQL it runs in autocommit: under READ COMMITTED each
+    SELECT sees its own snapshot even inside a transaction, so one around reads buys nothing and costs a BEGIN
+    and a ROLLBACK round trip. SQLite's driver starts no transaction for a SELECT anyway."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 class MessageStore:
@@ -208,6 +221,7 @@ class MessageStore:
         self._engine = engine
         self._clock = clock
         self._skip_locked = engine.dialect.name == "postgresql"
+        self._reads = reader(engine)
         self._moves: GroupCommit[_Move, MessageRecord] = GroupCommit(engine, self._apply_moves)
 
     @property
@@ -447,7 +461,7 @@ class MessageStore:
             select(messages.c.payload_sha256.label("sha")).where(messages.c.payload_sha256.in_(wanted)),
             select(messages.c.wire_sha256.label("sha")).where(messages.c.wire_sha256.in_(wanted)),
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return {row.sha for row in await conn.execute(query)}
 
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
@@ -459,20 +473,20 @@ class MessageStore:
     # --- reading ---------------------------------------------------------------------------------------
 
     async def get(self, pk: int) -> MessageRecord:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._get(conn, pk)
 
     async def find(
         self, direction: Direction, message_id: str, from_party: str | None = None
     ) -> MessageRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
 
     async def recent(self, *, limit: int = 50, direction: Direction | None = None) -> list[MessageRecord]:
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
         if direction is not None:
             query = query.where(messages.c.direction == direction)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
     async def oldest(
@@ -487,7 +501,7 @@ class MessageStore:
             .order_by(messages.c.id)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
     async def count_by_state(self) -> dict[tuple[str, str, str], int]:
@@ -495,12 +509,12 @@ class MessageStore:
         query = select(messages.c.direction, messages.c.partner_id, messages.c.state, func.count()).group_by(
             messages.c.direction, messages.c.partner_id, messages.c.state
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return {(r[0], r[1], r[2]): r[3] for r in await conn.execute(query)}
 
     async def events(self, pk: int) -> list[EventRecord]:
         query = select(message_events).where(message_events.c.message_pk == pk).order_by(message_events.c.id)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [
                 EventRecord(
                     at=as_utc(row.at) or row.at,
@@ -515,7 +529,7 @@ class MessageStore:
         query = select(evidence.c.content_type, evidence.c.body).where(
             evidence.c.message_pk == pk, evidence.c.kind == kind
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         return (row.content_type, bytes(row.body)) if row else None
 
