@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes, *, prefix: str = ".tmp-") -> None:
+    write_chunks_atomically(path, (data,), prefix=prefix)
+
+
+def write_chunks_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, prefix: str = ".tmp-") -> None:
+    """``write_atomically`` for content that arrives in pieces (large payloads never sit in memory whole)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

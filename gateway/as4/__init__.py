@@ -4,7 +4,8 @@ Bytes and values in, bytes and events out: this package never touches sockets, t
 the filesystem; the caller passes the time, the message ids, the key material and (for large messages) a
 spool factory.
 
-Sending: ``build_user_message`` -> ``Outgoing``; answers: ``build_receipt``, ``build_error_signal``,
+Sending: ``build_user_message`` -> ``Outgoing`` (``build_user_message_streamed`` -> ``StreamedOutgoing`` for
+payloads in files); answers: ``build_receipt``, ``build_error_signal``,
 ``build_pull_request``. Receiving: ``parse_incoming`` (user messages) or ``parse_request`` (user messages and
 PullRequests) -> an event, or ``EbmsError``; ``parse_response`` checks the partner's synchronous answer.
 
@@ -45,9 +46,16 @@ from gateway.as4.model import (
     UserMessage,
     is_message_id,
 )
-from gateway.as4.msh import build_user_message, parse_incoming, parse_request
+from gateway.as4.msh import build_user_message, build_user_message_streamed, parse_incoming, parse_request
 from gateway.as4.policy import KeyPair, SecurityPolicy
-from gateway.as4.signals import Outgoing, build_error_signal, build_pull_request, build_receipt, parse_response
+from gateway.as4.signals import (
+    Outgoing,
+    StreamedOutgoing,
+    build_error_signal,
+    build_pull_request,
+    build_receipt,
+    parse_response,
+)
 
 __all__ = [
     "DEFAULT_MPC",
@@ -80,6 +88,7 @@ __all__ = [
     "SecurityPolicy",
     "SignedReference",
     "SoapVersion",
+    "StreamedOutgoing",
     "Suite",
     "UserMessage",
     "UserMessageReceived",
@@ -87,6 +96,7 @@ __all__ = [
     "build_pull_request",
     "build_receipt",
     "build_user_message",
+    "build_user_message_streamed",
     "in_memory_spool",
     "is_message_id",
     "parse_incoming",

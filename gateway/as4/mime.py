@@ -212,20 +212,36 @@ def build(
     envelope: bytes, attachments: Sequence[MimePart], *, envelope_content_type: str = SOAP12_CONTENT_TYPE
 ) -> tuple[str, bytes]:
     """The HTTP Content-Type and body for an envelope; plain SOAP when there is nothing to attach."""
+    content_type, pieces = build_pieces(envelope, attachments, envelope_content_type=envelope_content_type)
+    return content_type, b"".join(chunks_of(pieces))
+
+
+def build_pieces(
+    envelope: bytes, attachments: Sequence[MimePart], *, envelope_content_type: str = SOAP12_CONTENT_TYPE
+) -> tuple[str, tuple[bytes | PartBody, ...]]:
+    """``build`` without joining: header bytes and part bodies in wire order, so spooled parts stay on disk."""
     if not attachments:
-        return f'{envelope_content_type}; charset="UTF-8"', envelope
+        return f'{envelope_content_type}; charset="UTF-8"', (envelope,)
     boundary = f"MIMEBoundary_{secrets.token_hex(16)}"
     root_id = f"root.{secrets.token_hex(8)}@permit-gateway"
-    chunks: list[bytes | memoryview] = [
+    pieces: list[bytes | PartBody] = [
         _part_head(boundary, f'{envelope_content_type}; charset="UTF-8"', root_id),
         envelope,
     ]
     for part in attachments:
-        chunks += [_CRLF, _part_head(boundary, part.content_type, part.content_id)]
-        chunks += part.body.chunks()
-    chunks.append(_CRLF + f"--{boundary}--".encode() + _CRLF)
+        pieces += [_CRLF + _part_head(boundary, part.content_type, part.content_id), part.body]
+    pieces.append(_CRLF + f"--{boundary}--".encode() + _CRLF)
     content_type = f'multipart/related; boundary="{boundary}"; type="{envelope_content_type}"; start="<{root_id}>"'
-    return content_type, b"".join(chunks)
+    return content_type, tuple(pieces)
+
+
+def chunks_of(pieces: Sequence[bytes | PartBody]) -> Iterator[bytes | memoryview]:
+    """The bytes of ``build_pieces`` in order, spooled bodies read back in ``CHUNK_SIZE`` pieces."""
+    for piece in pieces:
+        if isinstance(piece, PartBody):
+            yield from piece.chunks()
+        else:
+            yield piece
 
 
 def _part_head(boundary: str, content_type: str, content_id: str) -> bytes:

@@ -43,7 +43,7 @@ from gateway.as4.model import (
     UserMessage,
 )
 from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
-from gateway.as4.signals import Outgoing, verify_signal
+from gateway.as4.signals import Outgoing, StreamedOutgoing, verify_signal
 
 GZIP_LEVEL = 6
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
@@ -75,11 +75,47 @@ def build_user_message(
     and the payload's extra properties). Raises ``ValueError`` for caller mistakes (duplicate Content-IDs).
     SOAP 1.1 exists for partners whose profile says so; AS4 and eDelivery use SOAP 1.2.
     """
+    packed = _pack(user_message, payloads, sender, recipient_certificate, compress, soap_version, suite, None)
+    return Outgoing(
+        message_id=packed.message_id,
+        content_type=packed.content_type,
+        body=b"".join(mime.chunks_of(packed.pieces)),
+        references=packed.references,
+    )
+
+
+def build_user_message_streamed(
+    user_message: UserMessage,
+    payloads: Sequence[Payload],
+    *,
+    sender: KeyPair,
+    recipient_certificate: x509.Certificate,
+    spool: Spool,
+    compress: bool = True,
+    soap_version: SoapVersion = SoapVersion.SOAP12,
+    suite: Suite = Suite.EDELIVERY_1_15,
+) -> StreamedOutgoing:
+    """``build_user_message`` for large payloads: a payload given as ``file`` is compressed, digested and
+    encrypted chunk by chunk into ``spool()`` files, and the body is read back piece by piece from them, so
+    memory stays flat whatever the payload size. Payloads given as ``data`` are packed in memory as usual."""
+    return _pack(user_message, payloads, sender, recipient_certificate, compress, soap_version, suite, spool)
+
+
+def _pack(
+    user_message: UserMessage,
+    payloads: Sequence[Payload],
+    sender: KeyPair,
+    recipient_certificate: x509.Certificate,
+    compress: bool,
+    soap_version: SoapVersion,
+    suite: Suite,
+    spool: Spool | None,
+) -> StreamedOutgoing:
     content_ids = [p.content_id for p in payloads]
     repeated = sorted({c for c in content_ids if content_ids.count(c) > 1})
     if repeated:
         raise ValueError(f"two payloads share the Content-ID {repeated[0]!r}")
-    parts = [_attachment(p, compress) for p in payloads]
+    parts = [_attachment(p, compress, spool) for p in payloads]
     user_message = dataclasses.replace(user_message, parts=tuple(_part_info(p, compress) for p in payloads))
     draft = new_draft(soap_version)
     add_user_message(draft.messaging, user_message)
@@ -88,19 +124,44 @@ def build_user_message(
     references = wss.sign(
         security, targets + [wss.attachment_target(p) for p in parts], sender, method=SUITES[suite].signature
     )
-    encrypted = wss.encrypt_attachments(security, parts, recipient_certificate, suite=suite) if parts else []
-    content_type, body = mime.build(draft.serialize(), encrypted, envelope_content_type=soap_version.content_type)
-    return Outgoing(
-        message_id=user_message.message_id, content_type=content_type, body=body, references=references
+    encrypted = (
+        wss.encrypt_attachments(security, parts, recipient_certificate, suite=suite, spool=spool) if parts else []
+    )
+    content_type, pieces = mime.build_pieces(
+        draft.serialize(), encrypted, envelope_content_type=soap_version.content_type
+    )
+    return StreamedOutgoing(
+        message_id=user_message.message_id, content_type=content_type, pieces=pieces, references=references
     )
 
 
-def _attachment(payload: Payload, compress: bool) -> MimePart:
+def _attachment(payload: Payload, compress: bool, spool: Spool | None) -> MimePart:
+    if payload.file is not None and spool is not None:
+        return _streamed_attachment(payload, payload.file, compress, spool)
     data = payload.read()
     if compress:
         data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
         return MimePart.of(payload.content_id, ns.COMPRESSION_GZIP, data)
     return MimePart.of(payload.content_id, payload.mime_type, data)
+
+
+def _streamed_attachment(payload: Payload, source: BinaryIO, compress: bool, spool: Spool) -> MimePart:
+    """The payload file as a part: as it is, or gzipped chunk by chunk into a spool file (mtime 0, as in memory)."""
+    source.seek(0, 2)
+    size = source.tell()
+    if not compress:
+        return MimePart(
+            content_id=payload.content_id, content_type=payload.mime_type, body=PartBody(file=source, size=size)
+        )
+    out = spool()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") as zipped:
+        source.seek(0)
+        while block := source.read(mime.CHUNK_SIZE):
+            zipped.write(block)
+    out.flush()
+    return MimePart(
+        content_id=payload.content_id, content_type=ns.COMPRESSION_GZIP, body=PartBody(file=out, size=out.tell())
+    )
 
 
 def _part_info(payload: Payload, compress: bool) -> PartInfo:

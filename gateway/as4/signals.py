@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from lxml import etree
 
@@ -17,9 +18,21 @@ from gateway.as4.envelope import Incoming, new_draft, parse_envelope, read_envel
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import ErrorReceived, ReceiptReceived
 from gateway.as4.header import add_message_info, add_pull_request, parse_message_info, signal_kind
+from gateway.as4.mime import PartBody, chunks_of
 from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
 from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.xmlsafe import parse_xml
+
+
+class Sent(Protocol):
+    """What a receipt is checked against: the MessageId sent and the references signed (an ``Outgoing``, a
+    ``StreamedOutgoing``, or what a store kept of either)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def references(self) -> tuple[SignedReference, ...]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +44,24 @@ class Outgoing:
     body: bytes = field(repr=False)
     references: tuple[SignedReference, ...] = ()
     http_status: int = 200
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamedOutgoing:
+    """An ``Outgoing`` whose body stays in pieces (bytes and spooled part bodies) until it is written out."""
+
+    message_id: str
+    content_type: str
+    pieces: tuple[bytes | PartBody, ...] = field(repr=False)
+    references: tuple[SignedReference, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(p.size if isinstance(p, PartBody) else len(p) for p in self.pieces)
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        """The body in wire order; spooled parts are read back in ``CHUNK_SIZE`` pieces."""
+        return chunks_of(self.pieces)
 
 
 def build_receipt(
@@ -179,7 +210,7 @@ def parse_response(
     content_type: str,
     body: bytes,
     *,
-    sent: Outgoing,
+    sent: Sent,
     policy: SecurityPolicy,
     now: datetime,
 ) -> ReceiptReceived | ErrorReceived:
@@ -259,7 +290,7 @@ def verify_signal(incoming: Incoming, policy: SecurityPolicy, now: datetime) -> 
 
 
 def _check_receipt(
-    incoming: Incoming, ref_to: str | None, sent: Outgoing, policy: SecurityPolicy, now: datetime
+    incoming: Incoming, ref_to: str | None, sent: Sent, policy: SecurityPolicy, now: datetime
 ) -> None:
     if ref_to != sent.message_id:
         raise EbmsError(

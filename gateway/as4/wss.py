@@ -331,11 +331,13 @@ def encrypt_attachments(
     recipient: x509.Certificate,
     *,
     suite: Suite = Suite.EDELIVERY_1_15,
+    spool: Spool | None = None,
 ) -> list[MimePart]:
     """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient``: RSA-OAEP
     (1.15), or kw-aes128 under a key agreed by X25519 or ECDH-ES with HKDF (2.0, see ``gateway.as4.agreement``).
 
-    Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here).
+    Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here);
+    with ``spool``, a spooled part is encrypted chunk by chunk into a ``spool()`` file instead.
     """
     public_key = recipient.public_key()
     agreement_algorithm = next(iter(SUITES[suite].key_agreement), None)
@@ -377,14 +379,27 @@ def encrypt_attachments(
         _el(reference_list, q(ns.XENC, "DataReference"), {"URI": f"#{data_id}"})
         security.insert(2 + index, _encrypted_data(data_id, key_id, part))
         iv = os.urandom(_GCM_IV_BYTES)
+        if part.body.spooled and spool is not None:
+            body = encrypt_gcm_spooled(content_key, iv, part.body, spool)
+        else:
+            body = PartBody((iv, aes.encrypt(iv, part.body.read(), None)))
         encrypted_parts.append(
-            MimePart(
-                content_id=part.content_id,
-                content_type="application/octet-stream",
-                body=PartBody((iv, aes.encrypt(iv, part.body.read(), None))),
-            )
+            MimePart(content_id=part.content_id, content_type="application/octet-stream", body=body)
         )
     return encrypted_parts
+
+
+def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:
+    """IV || AES-GCM ciphertext || tag written chunk by chunk to a ``spool()`` file (what ``decrypt_gcm`` reads)."""
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
+    out = spool()
+    out.write(iv)
+    for chunk in body.chunks():
+        out.write(encryptor.update(chunk))
+    out.write(encryptor.finalize())
+    out.write(encryptor.tag)
+    out.flush()
+    return PartBody(file=out, size=out.tell())
 
 
 def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element:

@@ -22,11 +22,11 @@ import structlog
 from gateway.clock import Clock
 from gateway.errors import ProfileError
 from gateway.faults import NO_FAULTS, Faults
-from gateway.files import write_atomically
+from gateway.files import write_atomically, write_chunks_atomically
 from gateway.metrics import DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
-from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore
+from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore, attachments_of
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
@@ -42,7 +42,7 @@ def inbox_name(record: MessageRecord) -> str:
     return f"{label}.{hashlib.sha256(record.message_id.encode()).hexdigest()[:12]}"
 
 
-def metadata(record: MessageRecord) -> dict[str, str | None]:
+def metadata(record: MessageRecord) -> dict[str, Any]:
     """What eDelivery says the consumer must get with each message, plus what the permit is."""
     return {
         "message_id": record.message_id,
@@ -57,6 +57,7 @@ def metadata(record: MessageRecord) -> dict[str, str | None]:
         "document_number": record.document_number,
         "payload_sha256": record.payload_sha256,
         "received_at": record.created_at.isoformat(),
+        "attachments": [a.to_json() for a in attachments_of(record.attachments)],
     }
 
 
@@ -69,6 +70,7 @@ def webhook_headers(record: MessageRecord) -> dict[str, str]:
         "X-Permit-From-Party": record.from_party,
         "X-Permit-Document-Type": record.document_type,
         "X-Permit-Document-Number": record.document_number,
+        "X-Permit-Attachments": str(len(record.attachments)) if record.attachments else None,
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -146,8 +148,15 @@ class FolderDelivery:
         return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
 
     def _write(self, record: MessageRecord, inbox: Path) -> dict[str, Any]:
+        """Attachments first, then the metadata, then the permit: the permit's file appearing means complete."""
         name = inbox_name(record)
         inbox.mkdir(parents=True, exist_ok=True)
+        if record.attachments:
+            folder = inbox / f"{name}.attachments"
+            folder.mkdir(exist_ok=True)
+            for attachment in attachments_of(record.attachments):
+                target = folder / f"{attachment.position}-{attachment.filename}"
+                write_chunks_atomically(target, self._payloads.chunks(attachment.sha256), prefix=".incoming-")
         data = self._payloads.get(record.payload_sha256)
         meta = json.dumps(metadata(record), indent=2).encode()
         write_atomically(inbox / f"{name}.json", meta, prefix=".incoming-")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NoReturn
 
 import structlog
@@ -16,6 +18,9 @@ from gateway.as4 import (
     EbmsError,
     KeyPair,
     Outgoing,
+    Package,
+    PackageAssembler,
+    Payload,
     SecurityPolicy,
     UserMessage,
     UserMessageReceived,
@@ -32,6 +37,7 @@ from gateway.metrics import DUPLICATES, EBMS_ERRORS_SENT, FAILURES
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import (
+    Attachment,
     Direction,
     Event,
     Evidence,
@@ -40,10 +46,16 @@ from gateway.store import (
     NewMessage,
     PayloadStore,
     PermitRegistry,
+    attachments_of,
 )
+from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
+from gateway.store.payloads import IncomingFile
 from gateway.store.unit import unit_of_work
 
 log = structlog.get_logger("gateway.inbound")
+SPOOL_THRESHOLD = 1024 * 1024
+"""MIME parts and payloads above this are spooled to files in the data folder instead of memory."""
+MIN_DECOMPRESSED_CAP = 256 * 1024 * 1024
 
 
 def is_test_message(user_message: UserMessage) -> bool:
@@ -71,7 +83,9 @@ class Receiver:
         keys: tuple[KeyPair, ...],
         clock: Clock,
         faults: Faults = NO_FAULTS,
+        max_message_bytes: int = 128 * 1024 * 1024,
     ) -> None:
+        self._max_decompressed = max(MIN_DECOMPRESSED_CAP, max_message_bytes)
         self._store = store
         self._permits = permits
         self._payloads = payloads
@@ -93,11 +107,15 @@ class Receiver:
     def _new_id(self) -> str:
         return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
 
-    async def receive(self, content_type: str, body: bytes) -> Reception:
-        """Never raises for bad input: every refusal becomes a signed ebMS error signal."""
+    async def receive(self, content_type: str, body: bytes | IncomingFile) -> Reception:
+        """Never raises for bad input: every refusal becomes a signed ebMS error signal. A large request
+        arrives as an ``IncomingFile`` and is read from disk chunk by chunk."""
         now = self._clock.now()
         try:
-            received = parse_incoming(content_type, body, policy_for=self._policy_for, keys=self._keys, now=now)
+            if isinstance(body, bytes):
+                received = self._parse(content_type, body, now)
+            else:  # seconds of decrypting and hashing for a large one: off the event loop
+                received = await asyncio.to_thread(self._parse, content_type, body, now)
             return await self._accept(received, content_type, body)
         except EbmsError as exc:
             log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
@@ -105,6 +123,26 @@ class Receiver:
             return Reception(
                 response=build_error_signal(exc, key=self._keys[0], message_id=self._new_id(), now=now)
             )
+
+    def _parse(self, content_type: str, body: bytes | IncomingFile, now: datetime) -> UserMessageReceived:
+        return parse_incoming(
+            content_type,
+            body if isinstance(body, bytes) else self._assemble(content_type, body),
+            policy_for=self._policy_for,
+            keys=self._keys,
+            now=now,
+            spool=self._payloads.spool,
+            spool_threshold=SPOOL_THRESHOLD,
+            max_payload_bytes=self._max_decompressed,
+        )
+
+    def _assemble(self, content_type: str, body: IncomingFile) -> bytes | Package:
+        if not content_type.strip().lower().startswith("multipart/"):
+            return b"".join(body.chunks())  # a plain SOAP envelope, limited by the envelope parser
+        assembler = PackageAssembler(content_type, spool=self._payloads.spool, spool_threshold=SPOOL_THRESHOLD)
+        for chunk in body.chunks():
+            assembler.feed(chunk)
+        return assembler.close()
 
     def _policy_for(self, user_message: UserMessage) -> SecurityPolicy:
         partner = self._partner(user_message)
@@ -137,23 +175,26 @@ class Receiver:
                 f"{partner.profile.id!r} (documents.receive: {', '.join(partner.profile.documents.receive)})",
             )
 
-    async def _accept(self, received: UserMessageReceived, content_type: str, body: bytes) -> Reception:
+    async def _accept(
+        self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile
+    ) -> Reception:
         """The message and its receipt are stored in one transaction before the receipt is sent: a crash
         leaves either nothing (the sender's retry starts over) or both (the retry gets the same receipt)."""
         user_message = received.user_message
         if is_test_message(user_message):
             return self._test_receipt(received)
-        if len(received.payloads) != 1:
+        if not received.payloads:
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
-                f"a permit message carries exactly one payload; this one has {len(received.payloads)}",
+                "a permit message carries the permit document as its first payload; this one has no payload",
             )
-        payload_sha256 = hashlib.sha256(received.payloads[0].data).hexdigest()
+        payload_sha256 = hashlib.sha256(received.payloads[0].read()).hexdigest()
         sender = user_message.from_party.primary.value
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
-            return await self._duplicate(stored, payload_sha256)
-        new = await self._new_message(received, content_type, body)
+            return await self._duplicate(stored, _content_key(payload_sha256, received))
+        # payload files are written and fsynced on a worker thread, not on the event loop
+        new = await asyncio.to_thread(self._new_message, received, content_type, body)
         document = await self._validate(new, received)
         receipt = build_receipt(
             user_message.message_id,
@@ -179,7 +220,7 @@ class Receiver:
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
         if not created:
-            return await self._duplicate(record, payload_sha256)
+            return await self._duplicate(record, _content_key(payload_sha256, received))
         self._faults.hit("receive.before_answer")
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         return Reception(response=receipt, record=record)
@@ -196,7 +237,9 @@ class Receiver:
         )
         return Reception(response=receipt)
 
-    async def _new_message(self, received: UserMessageReceived, content_type: str, body: bytes) -> NewMessage:
+    def _new_message(
+        self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile
+    ) -> NewMessage:
         """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""
         user_message = received.user_message
         payload = received.payloads[0]
@@ -215,18 +258,34 @@ class Receiver:
             service=user_message.service,
             action=user_message.action,
             document_type=document_type.value if document_type else None,
-            payload_sha256=await self._payloads.write(payload.data),
+            payload_sha256=self._payloads.put(payload.read()),
             payload_mime_type=payload.mime_type,
-            wire_sha256=await self._payloads.write(body),
+            wire_sha256=self._payloads.put(body) if isinstance(body, bytes) else body.keep(),
             wire_content_type=content_type,
             signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in received.references],
+            attachments=[self._keep(p, n).to_json() for n, p in enumerate(received.payloads[1:], 1)] or None,
+        )
+
+    def _keep(self, payload: Payload, position: int) -> Attachment:
+        """A supporting document: stored as it came (from its spool file when large), named by its FileName."""
+        if payload.file is not None:
+            sha256, size = self._payloads.put_file(payload.file)
+        else:
+            sha256, size = self._payloads.put(payload.data), len(payload.data)
+        name = next((p.value for p in payload.properties if p.name == FILENAME_PROPERTY), None)
+        return Attachment(
+            position=position,
+            filename=safe_filename(name, position),
+            mime_type=payload.mime_type,
+            sha256=sha256,
+            size=size,
         )
 
     async def _validate(self, new: NewMessage, received: UserMessageReceived) -> PermitDocument:
         """Check the permit against the registry (recorded there later, with the message, in one unit of work);
         a refused one is stored REJECTED with its findings, and the sender told why."""
         try:
-            parsed = parse_document(received.payloads[0].data)
+            parsed = parse_document(received.payloads[0].read())
             context = await self._permits.context_for(parsed.outline)
             return validate_document(parsed, as_of=self._clock.now().date(), context=context)
         except PermitDocumentRejected as exc:
@@ -250,8 +309,9 @@ class Receiver:
             ref_to_message_id=new.message_id,
         ) from None
 
-    async def _duplicate(self, stored: MessageRecord, payload_sha256: str) -> Reception:
-        if stored.payload_sha256 != payload_sha256:
+    async def _duplicate(self, stored: MessageRecord, content: tuple[str, ...]) -> Reception:
+        kept = (stored.payload_sha256, *(a.sha256 for a in attachments_of(stored.attachments)))
+        if kept != content:
             await self._store.note(stored.id, "duplicate_refused", {"reason": "same MessageId, different content"})
             DUPLICATES.labels(partner=stored.partner_id, outcome="refused").inc()
             raise EbmsError(
@@ -272,3 +332,18 @@ class Receiver:
         content_type, body = evidence
         response = Outgoing(message_id=stored.message_id, content_type=content_type, body=body)
         return Reception(response=response, record=stored, duplicate=True)
+
+
+def _content_key(permit_sha256: str, received: UserMessageReceived) -> tuple[str, ...]:
+    """What makes two messages with one MessageId the same: the permit and every attachment, by SHA-256."""
+    return (permit_sha256, *(_sha256_of(p) for p in received.payloads[1:]))
+
+
+def _sha256_of(payload: Payload) -> str:
+    if payload.file is None:
+        return hashlib.sha256(payload.data).hexdigest()
+    digest = hashlib.sha256()
+    payload.file.seek(0)
+    while block := payload.file.read(SPOOL_THRESHOLD):
+        digest.update(block)
+    return digest.hexdigest()

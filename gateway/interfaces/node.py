@@ -25,7 +25,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.documents import ControlTables
 from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
-from gateway.inbound.http import ON_ACCEPTED, RECEIVER
+from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, RECEIVER
 from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import admin, folder, rest
@@ -146,6 +146,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         keys=keys.decryption,
         clock=clock,
         faults=faults,
+        max_message_bytes=settings.inbound.max_message_bytes,
     )
     delivery = FolderDelivery(
         store=store,
@@ -185,6 +186,8 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         node = _services(settings, clock, store, session)
         app[NODE] = node
         app[RECEIVER] = node.receiver
+        app[PAYLOADS] = node.payloads
+        app[MAX_MESSAGE_BYTES] = node.settings.inbound.max_message_bytes
         app[ON_ACCEPTED] = node.delivery_pump.wake
         log.info(
             "gateway started",

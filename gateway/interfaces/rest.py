@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import date
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
@@ -18,9 +19,19 @@ from gateway.inbound.deliver import metadata, webhook_headers
 from gateway.inbound.pull import NotPullable, PullInbox
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
-from gateway.store import Direction, EventRecord, MessageRecord, PermitLineRecord, PermitRecord, PermitState
+from gateway.store import (
+    Direction,
+    EventRecord,
+    MessageRecord,
+    NewAttachment,
+    PermitLineRecord,
+    PermitRecord,
+    PermitState,
+    attachments_of,
+)
 
 API = "/api/v1"
+_UPLOAD_CHUNK = 256 * 1024
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:
@@ -42,6 +53,10 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "last_error": record.last_error,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
+        "attachments": [
+            a.to_json() | {"url": f"{API}/messages/{quote(record.message_id, safe='@')}/attachments/{a.position}"}
+            for a in attachments_of(record.attachments)
+        ],
     }
 
 
@@ -55,15 +70,25 @@ def event_json(event: EventRecord) -> dict[str, Any]:
 
 
 async def submit_document(request: web.Request) -> web.Response:
+    """The permit XML as the body, or multipart/form-data: a ``document`` part and ``attachment`` file parts
+    (supporting documents, streamed to disk as they arrive)."""
     node = request.app[NODE]
-    data = await request.read()
-    try:
-        submitted = await node.submitter.submit(data, partner_id=request.query.get("partner"))
-    except PermitDocumentRejected as exc:
-        findings = [f.to_json() for f in exc.findings]
-        return web.json_response({"error": "document rejected", "findings": findings}, status=422)
-    except GatewayError as exc:
-        return web.json_response({"error": "document cannot be sent", "detail": str(exc)}, status=409)
+    with ExitStack() as files:
+        try:
+            if request.content_type == "multipart/form-data":
+                data, attachments = await _form(request, files, node.settings.inbound.max_message_bytes)
+            else:
+                data, attachments = await request.read(), []
+            submitted = await node.submitter.submit(
+                data, partner_id=request.query.get("partner"), attachments=attachments
+            )
+        except BadSubmission as exc:
+            return web.json_response({"error": "bad submission", "detail": str(exc)}, status=400)
+        except PermitDocumentRejected as exc:
+            findings = [f.to_json() for f in exc.findings]
+            return web.json_response({"error": "document rejected", "findings": findings}, status=422)
+        except GatewayError as exc:
+            return web.json_response({"error": "document cannot be sent", "detail": str(exc)}, status=409)
     node.dispatch_pump.wake()
     noted = submitted.document.findings
     body = message_json(submitted.record) | {
@@ -71,6 +96,37 @@ async def submit_document(request: web.Request) -> web.Response:
         "notes": [f.to_json() for f in noted if f.severity == "info"],
     }
     return web.json_response(body, status=202 if submitted.created else 200)
+
+
+class BadSubmission(GatewayError):
+    """A multipart submission without its document part, with an unknown part, or too large."""
+
+
+async def _form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
+    data: bytes | None = None
+    attachments: list[NewAttachment] = []
+    total = 0
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader):
+            raise BadSubmission("nested multipart parts are not accepted; send one part per file")
+        if part.name == "document":
+            data = await part.read()
+            total += len(data)
+        elif part.name == "attachment":
+            spool = files.enter_context(request.app[NODE].payloads.spool())
+            while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise BadSubmission(f"the submission exceeds {limit} bytes ([inbound] max_message_bytes)")
+                spool.write(chunk)
+            mime_type = part.headers.get("Content-Type", "application/octet-stream")
+            name = unquote(part.filename or "")  # some clients (aiohttp among them) percent-encode it
+            attachments.append(NewAttachment(filename=name, mime_type=mime_type, file=spool))
+        else:
+            raise BadSubmission(f"unknown form field {part.name!r}; expected 'document' and 'attachment' parts")
+    if data is None:
+        raise BadSubmission("the form has no 'document' part: the permit XML goes in a part named 'document'")
+    return data, attachments
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -92,6 +148,24 @@ async def get_message(request: web.Request) -> web.Response:
             events = [event_json(e) for e in await node.store.events(record.id)]
             return web.json_response(message_json(record) | {"events": events})
     return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+
+
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    """A supporting document of a sent or received message, streamed from the payload store."""
+    node = request.app[NODE]
+    message_id = request.match_info["message_id"]
+    position = request.match_info["position"]
+    for direction in (Direction.OUTBOUND, Direction.INBOUND):
+        record = await node.store.find(direction, message_id)
+        found = [a for a in attachments_of(record.attachments) if str(a.position) == position] if record else []
+        if found:
+            headers = {
+                "Content-Type": found[0].mime_type,
+                "Content-Disposition": f'attachment; filename="{found[0].filename}"',
+                "X-Permit-Attachment-Sha256": found[0].sha256,
+            }
+            return web.FileResponse(node.payloads.path(found[0].sha256), headers=headers)
+    return web.json_response({"error": f"message {message_id!r} has no attachment {position}"}, status=404)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -276,6 +350,7 @@ routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
+    web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment),
     web.get(f"{API}/inbox", list_inbox),
     web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
     web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message),

@@ -6,6 +6,7 @@ import asyncio
 import random
 import ssl
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.as4 import EbmsError, ErrorReceived, Outgoing, ReceiptReceived, SignedReference, parse_response
+from gateway.as4 import EbmsError, ErrorReceived, ReceiptReceived, SignedReference, parse_response
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
@@ -28,6 +29,8 @@ log = structlog.get_logger("gateway.outbound")
 # Error signals that may clear by themselves; the others need a person (profile, certificate, document).
 RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0202", "EBMS:0301", "EBMS:0302"})
 JITTER = 0.1
+STREAM_ABOVE_BYTES = 1024 * 1024
+SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,18 +54,20 @@ class Attempt:
         return out
 
 
-def stored_outgoing(record: MessageRecord, payloads: PayloadStore) -> Outgoing:
-    assert record.wire_sha256 is not None and record.wire_content_type is not None
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What the receipt of a stored outbound message is checked against (the wire bytes stay on disk)."""
+
+    message_id: str
+    references: tuple[SignedReference, ...]
+
+
+def stored_message(record: MessageRecord) -> StoredMessage:
     references = tuple(
         SignedReference(uri=r["uri"], digest_method="", digest_value=r["digest"], xml=b"")
         for r in record.signed_references or []
     )
-    return Outgoing(
-        message_id=record.message_id,
-        content_type=record.wire_content_type,
-        body=payloads.get(record.wire_sha256),
-        references=references,
-    )
+    return StoredMessage(record.message_id, references)
 
 
 def _error_attempt(event: ErrorReceived, status: int, latency_ms: float) -> Attempt:
@@ -102,7 +107,7 @@ class Dispatcher:
         self._clock = clock
         self._session = session
         self._node_id = node_id
-        self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._http_timeout = http_timeout
         self._lease = max(lease, timedelta(seconds=http_timeout * 2))
         self._faults = faults
         self._tls_passphrase = tls_passphrase
@@ -134,19 +139,28 @@ class Dispatcher:
         await self._settle(record, partner, attempt)
 
     async def _post(self, record: MessageRecord, partner: Partner) -> Attempt:
-        sent = stored_outgoing(record, self._payloads)
+        assert record.wire_sha256 is not None and record.wire_content_type is not None
+        sent = stored_message(record)
         started = time.perf_counter()
+        size = self._payloads.size(record.wire_sha256)
         try:
-            async with self._session.post(
-                partner.profile.endpoint,
-                data=sent.body,
-                headers={"Content-Type": sent.content_type},
-                timeout=self._timeout,
-                ssl=self._ssl(partner.profile.tls) or True,
-            ) as response:
-                body = await response.read()
-                content_type = response.headers.get("Content-Type", "")
-                status = response.status
+            with ExitStack() as files:
+                # a large message is streamed from its file (it may be a GiB); a small one goes in one write
+                wire = (
+                    self._payloads.get(record.wire_sha256)
+                    if size <= STREAM_ABOVE_BYTES
+                    else (files.enter_context(self._payloads.open(record.wire_sha256)))
+                )
+                async with self._session.post(
+                    partner.profile.endpoint,
+                    data=wire,
+                    headers={"Content-Type": record.wire_content_type},
+                    timeout=self._timeout_for(size),
+                    ssl=self._ssl(partner.profile.tls) or True,
+                ) as response:
+                    body = await response.read()
+                    content_type = response.headers.get("Content-Type", "")
+                    status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -164,6 +178,10 @@ class Dispatcher:
         return Attempt(
             receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
         )
+
+    def _timeout_for(self, size: int) -> aiohttp.ClientTimeout:
+        """The configured time-out, plus time to move and process a large message at a modest rate."""
+        return aiohttp.ClientTimeout(total=self._http_timeout + size / SLOWEST_BYTES_PER_SECOND)
 
     def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
         """One TLS context per distinct profile setting, built on first use."""

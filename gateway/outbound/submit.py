@@ -9,7 +9,10 @@ these same bytes. The registry row and the message row are one transaction (a un
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,8 +23,10 @@ from gateway.as4 import (
     Party,
     PartyId,
     Payload,
+    Property,
     UserMessage,
     build_user_message,
+    build_user_message_streamed,
 )
 from gateway.clock import Clock
 from gateway.documents import PermitDocument, parse_document, validate_document
@@ -29,7 +34,17 @@ from gateway.documents.types import service_action
 from gateway.errors import ProfileError
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
-from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, PayloadStore, PermitRegistry
+from gateway.store import (
+    Attachment,
+    Direction,
+    MessageRecord,
+    MessageStore,
+    NewAttachment,
+    NewMessage,
+    PayloadStore,
+    PermitRegistry,
+)
+from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.unit import unit_of_work
 
 PERMIT_MIME_TYPE = "application/xml"
@@ -95,8 +110,11 @@ class Submitter:
         """Sign new messages with ``keys`` (after a rollover); stored messages keep their signatures."""
         self._keys = keys
 
-    async def submit(self, data: bytes, *, partner_id: str | None = None) -> Submitted:
-        """Validate, route, pack and store one permit document; raises with the reason when it cannot go."""
+    async def submit(
+        self, data: bytes, *, partner_id: str | None = None, attachments: Sequence[NewAttachment] = ()
+    ) -> Submitted:
+        """Validate, route, pack and store one permit document (and its supporting documents, each an AS4
+        payload of its own); raises with the reason when it cannot go."""
         now = self._clock.now()
         parsed = parse_document(data)
         context = await self._permits.context_for(parsed.outline)
@@ -109,13 +127,14 @@ class Submitter:
                 f"(documents.send in its profile lists: {', '.join(partner.profile.documents.send) or 'none'})"
             )
         user_message = self._user_message(document, partner)
-        outgoing = build_user_message(
-            user_message,
-            [Payload(content_id=f"permit-{uuid.uuid4()}@permit-gateway", mime_type=PERMIT_MIME_TYPE, data=data)],
-            sender=self._keys,
-            recipient_certificate=partner.certificates.encryption,
-            compress=partner.profile.compression,
-        )
+        if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop
+            kept = await asyncio.to_thread(self._keep_all, attachments, partner)
+            wire_sha256, content_type, references = await asyncio.to_thread(
+                self._pack, user_message, data, kept, partner
+            )
+        else:
+            kept = []
+            wire_sha256, content_type, references = self._pack(user_message, data, kept, partner)
         ttl = timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
         new = NewMessage(
             direction=Direction.OUTBOUND,
@@ -130,16 +149,80 @@ class Submitter:
             document_number=document.number,
             payload_sha256=await self._payloads.write(data),
             payload_mime_type=PERMIT_MIME_TYPE,
-            wire_sha256=await self._payloads.write(outgoing.body),
-            wire_content_type=outgoing.content_type,
-            signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in outgoing.references],
+            wire_sha256=wire_sha256,
+            wire_content_type=content_type,
+            signed_references=references,
+            attachments=[a.to_json() for a in kept] or None,
             expires_at=now + ttl,
         )
-        detail = {"document_type": document.document_type.value, "document_number": document.number}
+        detail: dict[str, object] = {
+            "document_type": document.document_type.value,
+            "document_number": document.number,
+        }
+        if kept:
+            detail["attachments"] = len(kept)
         async with unit_of_work(self._store, self._permits) as work:
             await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id)
             record, created = await work.add(new, detail=detail | {"warnings": len(document.findings)})
         return Submitted(record=record, document=document, created=created)
+
+    def _keep_all(self, attachments: Sequence[NewAttachment], partner: Partner) -> list[Attachment]:
+        return [self._keep(a, position, partner) for position, a in enumerate(attachments, start=1)]
+
+    def _keep(self, attachment: NewAttachment, position: int, partner: Partner) -> Attachment:
+        """Store a supporting document before anything refers to it; too large for the partner -> refused."""
+        sha256, size = self._payloads.put_file(attachment.file)
+        limit = partner.profile.max_payload_bytes
+        if size > limit:
+            raise ProfileError(
+                f"attachment {position} ({attachment.filename!r}) is {size} bytes; partner {partner.profile.id!r} "
+                f"accepts payloads up to {limit} bytes (max_payload_bytes in its profile)"
+            )
+        return Attachment(
+            position=position,
+            filename=safe_filename(attachment.filename, position),
+            mime_type=attachment.mime_type,
+            sha256=sha256,
+            size=size,
+        )
+
+    def _pack(
+        self, user_message: UserMessage, data: bytes, attachments: list[Attachment], partner: Partner
+    ) -> tuple[str, str, list[dict[str, str]]]:
+        """Build the signed, encrypted message once and store its wire bytes: (wire SHA-256, Content-Type,
+        signed references). With attachments, everything goes through spool files, never whole in memory."""
+        permit = Payload(content_id=f"permit-{uuid.uuid4()}@permit-gateway", mime_type=PERMIT_MIME_TYPE, data=data)
+        if not attachments:
+            outgoing = build_user_message(
+                user_message,
+                [permit],
+                sender=self._keys,
+                recipient_certificate=partner.certificates.encryption,
+                compress=partner.profile.compression,
+            )
+            signed = [{"uri": r.uri, "digest": r.digest_value} for r in outgoing.references]
+            return self._payloads.put(outgoing.body), outgoing.content_type, signed
+        with ExitStack() as files:
+            payloads = [permit] + [
+                Payload(
+                    content_id=f"attachment-{a.position}-{uuid.uuid4()}@permit-gateway",
+                    mime_type=a.mime_type,
+                    file=files.enter_context(self._payloads.open(a.sha256)),
+                    properties=(Property(name=FILENAME_PROPERTY, value=a.filename),),
+                )
+                for a in attachments
+            ]
+            streamed = build_user_message_streamed(
+                user_message,
+                payloads,
+                sender=self._keys,
+                recipient_certificate=partner.certificates.encryption,
+                spool=lambda: files.enter_context(self._payloads.spool()),
+                compress=partner.profile.compression,
+            )
+            wire_sha256, _ = self._payloads.put_chunks(streamed.chunks())
+        signed = [{"uri": r.uri, "digest": r.digest_value} for r in streamed.references]
+        return wire_sha256, streamed.content_type, signed
 
     def _user_message(self, document: PermitDocument, partner: Partner) -> UserMessage:
         service, action = service_action(document.document_type)

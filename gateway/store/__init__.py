@@ -1,6 +1,7 @@
 """The message store: messages, their event log, evidence, and content-addressed payload files; and the permit
 registry: the permit documents sent and received, their lifecycle and remaining quantities."""
 
+from gateway.store.attachments import Attachment, NewAttachment, attachments_of
 from gateway.store.lifecycle import FINAL, TRANSITIONS, Direction, Event, IllegalTransition, State, transition
 from gateway.store.migrate import upgrade
 from gateway.store.payloads import PayloadStore
@@ -28,6 +29,7 @@ from gateway.store.unit import UnitOfWork, unit_of_work
 __all__ = [
     "FINAL",
     "TRANSITIONS",
+    "Attachment",
     "Direction",
     "Event",
     "EventRecord",
@@ -35,6 +37,7 @@ __all__ = [
     "IllegalTransition",
     "MessageRecord",
     "MessageStore",
+    "NewAttachment",
     "NewMessage",
     "PayloadStore",
     "PermitContext",
@@ -48,6 +51,7 @@ __all__ = [
     "PurgedBatch",
     "State",
     "UnitOfWork",
+    "attachments_of",
     "create_engine",
     "transition",
     "unit_of_work",

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from gateway.errors import StoreError
 from gateway.files import write_atomically
+
+CHUNK = 1 << 20
 
 
 class PayloadStore:
@@ -39,6 +44,84 @@ class PayloadStore:
         """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
         return await asyncio.to_thread(self.put, data)
 
+    def put_chunks(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
+        """``put`` for content in pieces, hashed while it is written: (SHA-256, size). Memory stays flat."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".incoming-")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.adopt(Path(tmp), digest.hexdigest())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest.hexdigest(), size
+
+    def put_file(self, source: BinaryIO) -> tuple[str, int]:
+        """Copy an open file (from its start) into the store: (SHA-256, size)."""
+        source.seek(0)
+        return self.put_chunks(iter(lambda: source.read(CHUNK), b""))
+
+    def adopt(self, written: Path, sha256: str) -> None:
+        """Move a fully written file in as the payload ``sha256`` (or drop it when that payload exists)."""
+        target = self.path(sha256)
+        if target.exists():
+            os.utime(target)
+            written.unlink()
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(written, target)
+
+    def incoming(self) -> IncomingFile:
+        """A named file beside the payloads, hashed as it is written, that ``keep`` makes a stored payload."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self._root, prefix=".incoming-")
+        return IncomingFile(self, Path(name), os.fdopen(fd, "w+b"))
+
+    def spool(self) -> BinaryIO:
+        """A temporary file beside the payloads (same disk), gone when closed: for packing large messages."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=self._root, prefix=".spool-")
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The stored file for reading in pieces. Unlike ``get`` its hash is not checked on the way (it is
+        whole-file work); what is sent from it is signed, so a changed file fails at the partner."""
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise StoreError(f"payload {sha256} is missing from {self._root}") from None
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"payload {sha256} is missing from {self._root}") from None
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        with self.open(sha256) as handle:
+            while block := handle.read(CHUNK):
+                yield block
+
+    def remove_leftovers(self, *, untouched_for: timedelta) -> int:
+        """Delete request bodies and packings a crash left half-written (``.incoming-*``); returns how many."""
+        removed = 0
+        cutoff = time.time() - untouched_for.total_seconds()
+        for path in self._root.glob(".incoming-*") if self._root.is_dir() else ():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def remove(self, sha256: str, *, untouched_for: timedelta) -> bool:
         """Delete a file no message names any more, unless it was written or reused (``put``) within
         ``untouched_for``: a submission of the same bytes may be about to name it. True when deleted."""
@@ -60,3 +143,45 @@ class PayloadStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise StoreError(f"payload file {path} does not match its SHA-256: the file was changed on disk")
         return data
+
+
+class IncomingFile:
+    """Bytes arriving in pieces (an HTTP request body), on disk and hashed on the way in; removed on
+    ``close`` unless ``keep`` moved them into the store first."""
+
+    def __init__(self, store: PayloadStore, path: Path, file: BinaryIO) -> None:
+        self._store = store
+        self._path = path
+        self.file = file
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self._kept: str | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self.size += len(chunk)
+        self.file.write(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def chunks(self) -> Iterator[bytes]:
+        self.file.flush()
+        self.file.seek(0)
+        while block := self.file.read(CHUNK):
+            yield block
+
+    def keep(self) -> str:
+        """Store the bytes (fsynced) under their SHA-256 and return it; the same bytes again are stored once."""
+        if self._kept is None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self._store.adopt(self._path, self.sha256)
+            self._kept = self.sha256
+        return self._kept
+
+    def close(self) -> None:
+        self.file.close()
+        if self._kept is None:
+            self._path.unlink(missing_ok=True)

@@ -39,7 +39,7 @@ async def purge(
     """Delete messages that reached a final state more than ``keep[state]`` before ``now``, in batches."""
     cutoffs = {state: now - kept for state, kept in keep.items()}
     by_state: dict[State, int] = {}
-    files = 0
+    files = payloads.remove_leftovers(untouched_for=file_grace)
     while True:
         batch = await store.purge_batch(cutoffs, limit=batch_size)
         for state, count in batch.by_state.items():

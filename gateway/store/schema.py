@@ -52,6 +52,7 @@ messages = Table(
     Column("wire_sha256", String(64)),
     Column("wire_content_type", Text),
     Column("signed_references", JSON),
+    Column("attachments", JSON),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True)),
@@ -90,6 +91,17 @@ evidence = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("message_pk", "kind"),
+)
+
+# Which payload files a message's attachments name (their full description is the messages.attachments JSON):
+# the retention purge asks it whether a file is still in use.
+message_attachments = Table(
+    "message_attachments",
+    metadata,
+    Column("message_pk", _Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Index(None, "sha256"),
 )
 
 # The permit registry: every permit document the gateway has sent or received, the current version of its

@@ -36,7 +36,7 @@ from gateway.clock import Clock
 from gateway.errors import StoreError
 from gateway.store.group import GroupCommit
 from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTransition, State, sources, transition
-from gateway.store.schema import evidence, message_events, messages
+from gateway.store.schema import evidence, message_attachments, message_events, messages
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -63,6 +63,7 @@ class NewMessage:
     wire_sha256: str | None = None
     wire_content_type: str | None = None
     signed_references: list[dict[str, str]] | None = None
+    attachments: list[dict[str, Any]] | None = None
     expires_at: datetime | None = None
     next_attempt_at: datetime | None = None
 
@@ -86,6 +87,7 @@ class MessageRecord:
     wire_sha256: str | None
     wire_content_type: str | None
     signed_references: list[dict[str, str]] | None = field(compare=False)
+    attachments: list[dict[str, Any]] | None = field(compare=False)
     state: State
     attempts: int
     next_attempt_at: datetime | None
@@ -285,6 +287,12 @@ class MessageStore:
         await self._log_many(conn, record.id, logged)
         if evidence is not None:
             await self._keep(conn, record.id, evidence)
+        if new.attachments:
+            rows = [
+                {"message_pk": record.id, "position": a["position"], "sha256": a["sha256"]}
+                for a in new.attachments
+            ]
+            await conn.execute(insert(message_attachments), rows)
         return record, True
 
     async def move(
@@ -441,7 +449,7 @@ class MessageStore:
         purge = (
             delete(messages)
             .where(messages.c.id.in_(select(picked.c.id)), old)
-            .returning(messages.c.state, messages.c.payload_sha256, messages.c.wire_sha256)
+            .returning(messages.c.state, messages.c.payload_sha256, messages.c.wire_sha256, messages.c.attachments)
         )
         by_state: dict[State, int] = {}
         files: set[str] = set()
@@ -450,16 +458,18 @@ class MessageStore:
                 state = State(row.state)
                 by_state[state] = by_state.get(state, 0) + 1
                 files.update(sha for sha in (row.payload_sha256, row.wire_sha256) if sha)
+                files.update(a["sha256"] for a in row.attachments or [])
         return PurgedBatch(by_state=by_state, files=frozenset(files))
 
     async def referenced(self, sha256s: Iterable[str]) -> set[str]:
-        """Which of these payload files some message still names (as its payload or its wire bytes)."""
+        """Which of these payload files some message still names (as its payload, wire bytes or attachment)."""
         wanted = sorted(set(sha256s))
         if not wanted:
             return set()
         query = union(
             select(messages.c.payload_sha256.label("sha")).where(messages.c.payload_sha256.in_(wanted)),
             select(messages.c.wire_sha256.label("sha")).where(messages.c.wire_sha256.in_(wanted)),
+            select(message_attachments.c.sha256.label("sha")).where(message_attachments.c.sha256.in_(wanted)),
         )
         async with self._reads.connect() as conn:
             return {row.sha for row in await conn.execute(query)}

@@ -1,4 +1,4 @@
-"""Migration 0003 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0002 store to the head, the
+"""Migration 0004 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the head, the
 migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file and listing queries use
 the indexes it adds (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny)."""
 
@@ -36,13 +36,13 @@ def _state(connection: Any) -> tuple[str | None, set[str], list[Any]]:
     return revision, indexes, compare_metadata(MigrationContext.configure(connection), metadata)
 
 
-async def test_db_upgrade_applies_0003_to_a_0002_store(store_url: str, tmp_path: Path) -> None:
+async def test_db_upgrade_applies_0004_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
     engine = create_engine(store_url)
     try:
-        await upgrade(engine, "0002")
+        await upgrade(engine, "0003")
         async with engine.connect() as conn:
             revision, indexes, _ = await conn.run_sync(_state)
-        assert revision == "0002" and not indexes & NEW_INDEXES
+        assert revision == "0003" and not indexes & NEW_INDEXES
         config = tmp_path / "gateway.toml"
         config.write_text(
             '[identity]\nparty_id = "BE-FAMHP"\ncountry = "BE"\nauthority_name = "FAMHP"\n'
@@ -54,7 +54,7 @@ async def test_db_upgrade_applies_0003_to_a_0002_store(store_url: str, tmp_path:
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0003" and indexes >= NEW_INDEXES and diff == []
+        assert revision == "0004" and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 

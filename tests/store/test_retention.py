@@ -4,6 +4,7 @@ payload files no other message names; recent, unfinished and shared things stay;
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -152,3 +153,56 @@ async def test_claim_takes_at_most_limit_oldest_due_first(store: MessageStore, c
     assert [r.id for r in first] == ids[:2] and [r.id for r in second] == ids[2:4]
     assert all(r.state is State.SENDING and r.attempts == 1 for r in first + second)
     assert [r.lease_owner for r in second] == ["b", "b"]
+
+
+async def test_attachment_files_go_with_their_last_message_and_stay_while_another_names_them(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    payloads = PayloadStore(tmp_path / "payloads")
+    permit, scan, shared = (payloads.put(d) for d in (b"<permit/>", b"%PDF scan", b"%PDF shared"))
+    for sha in (permit, scan, shared):
+        _age(payloads, sha)
+
+    def described(*shas: str) -> list[dict[str, object]]:
+        return [
+            {"position": n, "filename": f"{n}.pdf", "mime_type": "application/pdf", "sha256": s, "size": 9}
+            for n, s in enumerate(shas, start=1)
+        ]
+
+    old, _ = await store.add(replace(_new("old@be", permit), attachments=described(scan, shared)))
+    await store.claim_due("a", limit=100, lease=timedelta(minutes=1))
+    await store.move(old.id, Event.RECEIPT_OK, evidence=RECEIPT)
+    clock.advance(YEAR + timedelta(days=1))
+    await store.add(replace(_new("pending@be", permit), attachments=described(shared)))  # not final: kept
+
+    report = await purge(store, payloads, KEEP, now=clock.now())
+
+    assert report.by_state == {State.ACKNOWLEDGED: 1} and report.files == 1
+    assert not payloads.path(scan).exists()
+    assert payloads.get(shared) == b"%PDF shared" and payloads.get(permit) == b"<permit/>"
+    assert await store.referenced([scan, shared, permit]) == {shared, permit}
+
+
+async def test_half_written_incoming_files_from_a_crash_are_removed_after_the_grace(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    payloads = PayloadStore(tmp_path / "payloads")
+    stale, fresh = payloads.incoming(), payloads.incoming()
+    for incoming in (stale, fresh):
+        incoming.write(b"half a request body")
+        incoming.file.flush()
+    leftover = next(
+        p
+        for p in (tmp_path / "payloads").glob(".incoming-*")
+        if p.stat().st_ino == os.fstat(stale.file.fileno()).st_ino
+    )
+    old = leftover.stat().st_mtime - 7200
+    os.utime(leftover, (old, old))
+
+    report = await purge(store, payloads, KEEP, now=clock.now())
+
+    assert report.files == 1 and not leftover.exists()
+    assert len(list((tmp_path / "payloads").glob(".incoming-*"))) == 1  # the fresh one: maybe still arriving
+    stale.close()
+    fresh.close()
+    assert list((tmp_path / "payloads").glob(".incoming-*")) == []
