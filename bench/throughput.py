@@ -1,12 +1,13 @@
 """End-to-end throughput: two gateways (Belgium, Switzerland) as separate processes on this machine exchange
 N permits (about 1 KiB each: gzip + sign + encrypt + signed receipt + durable state on both sides).
 
-Prints exchanges per second and p50/p99 submit-to-receipt latency, on SQLite and (when PG_BENCH_URL or
-PG_TEST_URL names a server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of
-one exchange (the AS4 pipeline floor's sender and receiver plus one receipt signature and its verification),
-spread over the machine's cores. Target: end-to-end >= 60 % of that floor.
+Prints exchanges per second, p50/p99 submit-to-receipt latency and each gateway's CPU time per exchange (a
+steadier figure than the rate on a shared machine), on SQLite and (when PG_BENCH_URL or PG_TEST_URL names a
+server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of one exchange (the
+AS4 pipeline floor's sender and receiver plus one receipt signature and its verification), spread over the
+machine's cores. Target: end-to-end >= 60 % of that floor.
 
-    .venv/bin/python bench/throughput.py [--messages 400] [--concurrency 16]
+    .venv/bin/python bench/throughput.py [--messages 400] [--concurrency 16] [--store sqlite] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -34,14 +36,23 @@ from gateway.profiles.devpki import generate_dev_pki  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, profile: Path | None = None) -> None:
+    """One gateway process; with ``profile``, its cProfile statistics are written there when it stops."""
+    import cProfile
+
     from aiohttp import web
 
     from gateway.interfaces import logs
     from gateway.interfaces.node import create_app
 
     logs.configure("ERROR", json=True)
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     web.run_app(create_app(settings, watch_outbox=False), host="127.0.0.1", port=settings.http.port, print=None)
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 def _free_port() -> int:
@@ -72,31 +83,58 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> None:
     raise SystemExit(f"gateway at {url} did not start")
 
 
-async def _drive(be_url: str, ch_url: str, documents: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
+    """Outbound messages ACKNOWLEDGED, from the queue-depth metric (one GROUP BY, cheap to poll)."""
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("permit_gateway_messages{") and 'direction="out"' in line and "ACKNOWLEDGED" in line
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    elapsed: float
+    latencies: list[float]
+    cpu: dict[str, float]  # CPU seconds each gateway spent during the run
+
+
+async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[bytes], concurrency: int) -> Outcome:
     limit = asyncio.Semaphore(concurrency)
+    be_url = next(iter(urls.values()))
     async with aiohttp.ClientSession() as session:
-        await _ready(session, be_url)
-        await _ready(session, ch_url)
+        for url in urls.values():
+            await _ready(session, url)
+        before = await _acknowledged(session, be_url)
 
         async def one(document: bytes) -> str:
             async with limit, session.post(f"{be_url}/api/v1/documents", data=document) as response:
                 assert response.status == 202, await response.text()
                 return str((await response.json())["message_id"])
 
+        cpu = {party: _cpu_seconds(pid) for party, pid in pids.items()}
         started = time.perf_counter()
         ids = set(await asyncio.gather(*(one(d) for d in documents)))
-        while True:
-            async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
-                records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
-            if len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records):
-                break
+        while await _acknowledged(session, be_url) < before + len(ids):
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu = {party: _cpu_seconds(pid) - cpu[party] for party, pid in pids.items()}
+        async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
+            records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
+    assert len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records)
     latencies = [
         (datetime.fromisoformat(m["updated_at"]) - datetime.fromisoformat(m["created_at"])).total_seconds()
         for m in records
     ]
-    return elapsed, latencies
+    return Outcome(elapsed=elapsed, latencies=latencies, cpu=cpu)
 
 
 def _pg_database(base: str) -> str:
@@ -113,7 +151,7 @@ def _pg_database(base: str) -> str:
     return base.rsplit("/", 1)[0] + f"/{name}"
 
 
-def run(store: str, messages: int, concurrency: int, pg_base: str | None) -> tuple[float, list[float]]:
+def run(store: str, messages: int, concurrency: int, pg_base: str | None, profile: Path | None = None) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="permit-bench-") as tmp:
         folder = Path(tmp)
         pki = generate_dev_pki(folder / "pki", AUTHORITIES, now=datetime.now(UTC))
@@ -133,12 +171,17 @@ def run(store: str, messages: int, concurrency: int, pg_base: str | None) -> tup
                 for s in settings
             ]
         context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_serve, args=(s,), daemon=True) for s in settings]
+        dumps = [profile / f"{store}-{s.identity.party_id.lower()}.prof" if profile else None for s in settings]
+        processes = [
+            context.Process(target=_serve, args=(s, dump), daemon=True)
+            for s, dump in zip(settings, dumps, strict=True)
+        ]
         for process in processes:
             process.start()
         try:
-            be_url, ch_url = (f"http://127.0.0.1:{ports[a.party_id]}" for a in AUTHORITIES)
-            return asyncio.run(_drive(be_url, ch_url, _documents(messages), concurrency))
+            urls = {a.party_id: f"http://127.0.0.1:{ports[a.party_id]}" for a in AUTHORITIES}
+            pids = {s.identity.party_id: p.pid for s, p in zip(settings, processes, strict=True) if p.pid}
+            return asyncio.run(_drive(urls, pids, _documents(messages), concurrency))
         finally:
             for process in processes:
                 process.terminate()
@@ -149,7 +192,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), action="append", help="default: both")
+    parser.add_argument("--profile", type=Path, help="write each gateway's cProfile statistics to this folder")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     floor_seconds = floor_exchange_seconds()
     floor_rate = cores / floor_seconds
@@ -157,17 +204,19 @@ def main() -> None:
         f"floor: {floor_seconds * 1000:.2f} ms of library calls per exchange on one core; x{cores} cores = {floor_rate:,.0f} exchanges/s"
     )
     pg_base = os.environ.get("PG_BENCH_URL") or os.environ.get("PG_TEST_URL")
-    for store in ("sqlite", "postgresql"):
+    for store in args.store or ("sqlite", "postgresql"):
         if store == "postgresql" and not pg_base:
             print("postgresql: skipped (set PG_BENCH_URL, or `source .ci/postgres.sh`)")
             continue
-        elapsed, latencies = run(store, args.messages, args.concurrency, pg_base)
-        rate = len(latencies) / elapsed
-        cuts = statistics.quantiles(latencies, n=100)
+        outcome = run(store, args.messages, args.concurrency, pg_base, args.profile)
+        count = len(outcome.latencies)
+        rate = count / outcome.elapsed
+        cuts = statistics.quantiles(outcome.latencies, n=100)
+        cpu = ", ".join(f"{party} {seconds / count * 1000:.1f} ms" for party, seconds in outcome.cpu.items())
         print(
-            f"{store:10s}: {len(latencies)} permits in {elapsed:.2f} s = {rate:,.1f} exchanges/s "
+            f"{store:10s}: {count} permits in {outcome.elapsed:.2f} s = {rate:,.1f} exchanges/s "
             f"({rate / floor_rate:.0%} of floor; target >= 60%); submit-to-receipt p50 {cuts[49] * 1000:.0f} ms, "
-            f"p99 {cuts[98] * 1000:.0f} ms"
+            f"p99 {cuts[98] * 1000:.0f} ms; CPU per exchange: {cpu}"
         )
 
 

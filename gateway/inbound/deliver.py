@@ -108,8 +108,8 @@ class FolderDelivery:
         while batch := await self._store.claim_due(
             self._node_id, limit=limit, lease=self._lease, direction=Direction.INBOUND
         ):
-            for record in batch:
-                delivered += await self._deliver(record)
+            # side by side, so that their DELIVERED moves share one commit (the store groups them)
+            delivered += sum(await asyncio.gather(*(self._deliver(record) for record in batch)))
         return delivered
 
     def method(self, record: MessageRecord) -> Delivery:
@@ -145,9 +145,7 @@ class FolderDelivery:
             return await self._post(record, setting.url)
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
-        if record.attachments:  # large files to copy: off the event loop
-            return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)
-        return self._write(record, setting.folder or self._inbox)
+        return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
 
     def _write(self, record: MessageRecord, inbox: Path) -> dict[str, Any]:
         """Attachments first, then the metadata, then the permit: the permit's file appearing means complete."""

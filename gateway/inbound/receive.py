@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 import structlog
 
@@ -49,6 +50,7 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.payloads import IncomingFile
+from gateway.store.unit import unit_of_work
 
 log = structlog.get_logger("gateway.inbound")
 SPOOL_THRESHOLD = 1024 * 1024
@@ -191,10 +193,8 @@ class Receiver:
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
             return await self._duplicate(stored, _content_key(payload_sha256, received))
-        if isinstance(body, bytes):
-            new = self._new_message(received, content_type, body)
-        else:
-            new = await asyncio.to_thread(self._new_message, received, content_type, body)
+        # payload files are written and fsynced on a worker thread, not on the event loop
+        new = await asyncio.to_thread(self._new_message, received, content_type, body)
         document = await self._validate(new, received)
         receipt = build_receipt(
             user_message.message_id,
@@ -203,14 +203,22 @@ class Receiver:
             message_id=self._new_id(),
             now=self._clock.now(),
         )
-        record, created = await self._store.add(
-            new,
-            detail={"signer": received.signer_certificate_sha256},
-            then=Event.ACCEPT,
-            then_detail={"document_type": document.document_type.value, "document_number": document.number},
-            evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
-            document_number=document.number,
-        )
+        try:
+            async with unit_of_work(self._store, self._permits) as work:
+                await work.record_permit(document, direction=Direction.INBOUND, message_id=new.message_id)
+                record, created = await work.add(
+                    new,
+                    detail={"signer": received.signer_certificate_sha256},
+                    then=Event.ACCEPT,
+                    then_detail={
+                        "document_type": document.document_type.value,
+                        "document_number": document.number,
+                    },
+                    evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
+                    document_number=document.number,
+                )
+        except PermitDocumentRejected as exc:
+            await self._refuse(new, received, exc)
         if not created:
             return await self._duplicate(record, _content_key(payload_sha256, received))
         self._faults.hit("receive.before_answer")
@@ -274,30 +282,32 @@ class Receiver:
         )
 
     async def _validate(self, new: NewMessage, received: UserMessageReceived) -> PermitDocument:
-        """Check the permit against the registry and record it there (before the message is stored, so that a
-        retry after a crash finds it recorded, with the same content); a refused one is stored REJECTED with its
-        findings, and the sender told why."""
+        """Check the permit against the registry (recorded there later, with the message, in one unit of work);
+        a refused one is stored REJECTED with its findings, and the sender told why."""
         try:
             parsed = parse_document(received.payloads[0].read())
             context = await self._permits.context_for(parsed.outline)
-            document = validate_document(parsed, as_of=self._clock.now().date(), context=context)
-            await self._permits.record(document, direction=Direction.INBOUND, message_id=new.message_id)
-            return document
+            return validate_document(parsed, as_of=self._clock.now().date(), context=context)
         except PermitDocumentRejected as exc:
-            reason = str(exc)
-            await self._store.add(
-                new,
-                detail={"signer": received.signer_certificate_sha256},
-                then=Event.REJECT,
-                then_detail={"findings": [str(f) for f in exc.findings]},
-                last_error=reason,
-            )
-            FAILURES.labels(direction="inbound", partner=new.partner_id).inc()
-            raise EbmsError(
-                EbmsCode.DELIVERY_FAILURE,
-                f"the permit document was refused by the receiving authority's checks: {reason}",
-                ref_to_message_id=new.message_id,
-            ) from None
+            await self._refuse(new, received, exc)
+
+    async def _refuse(
+        self, new: NewMessage, received: UserMessageReceived, exc: PermitDocumentRejected
+    ) -> NoReturn:
+        reason = str(exc)
+        await self._store.add(
+            new,
+            detail={"signer": received.signer_certificate_sha256},
+            then=Event.REJECT,
+            then_detail={"findings": [str(f) for f in exc.findings]},
+            last_error=reason,
+        )
+        FAILURES.labels(direction="inbound", partner=new.partner_id).inc()
+        raise EbmsError(
+            EbmsCode.DELIVERY_FAILURE,
+            f"the permit document was refused by the receiving authority's checks: {reason}",
+            ref_to_message_id=new.message_id,
+        ) from None
 
     async def _duplicate(self, stored: MessageRecord, content: tuple[str, ...]) -> Reception:
         kept = (stored.payload_sha256, *(a.sha256 for a in attachments_of(stored.attachments)))

@@ -102,9 +102,7 @@ class BadSubmission(GatewayError):
     """A multipart submission without its document part, with an unknown part, or too large."""
 
 
-async def _form(
-    request: web.Request, files: ExitStack, limit: int
-) -> tuple[bytes, list[NewAttachment]]:
+async def _form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
     data: bytes | None = None
     attachments: list[NewAttachment] = []
     total = 0

@@ -4,7 +4,7 @@ The document is validated against what the permit registry knows, its partner ch
 says (an import authorization goes to the exporting country's authority, an export authorization to the
 importing country's), the AS4 message is built once, the document is recorded in the registry (an export
 draws on its import there) and the message stored, before the submitter hears "accepted". Retries resend
-these same bytes.
+these same bytes. The registry row and the message row are one transaction (a unit of work): both or neither.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from gateway.store import (
     PermitRegistry,
 )
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
+from gateway.store.unit import unit_of_work
 
 PERMIT_MIME_TYPE = "application/xml"
 
@@ -148,7 +149,7 @@ class Submitter:
             action=user_message.action,
             document_type=document.document_type.value,
             document_number=document.number,
-            payload_sha256=self._payloads.put(data),
+            payload_sha256=await self._payloads.write(data),
             payload_mime_type=PERMIT_MIME_TYPE,
             wire_sha256=wire_sha256,
             wire_content_type=content_type,
@@ -162,8 +163,9 @@ class Submitter:
         }
         if kept:
             detail["attachments"] = len(kept)
-        await self._permits.record(document, direction=Direction.OUTBOUND, message_id=new.message_id)
-        record, created = await self._store.add(new, detail=detail | {"warnings": len(document.findings)})
+        async with unit_of_work(self._store, self._permits) as work:
+            await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id)
+            record, created = await work.add(new, detail=detail | {"warnings": len(document.findings)})
         return Submitted(record=record, document=document, created=created)
 
     def _keep_all(self, attachments: Sequence[NewAttachment], partner: Partner) -> list[Attachment]:

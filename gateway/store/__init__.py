@@ -24,6 +24,7 @@ from gateway.store.store import (
     PurgedBatch,
     create_engine,
 )
+from gateway.store.unit import UnitOfWork, unit_of_work
 
 __all__ = [
     "FINAL",
@@ -49,8 +50,10 @@ __all__ = [
     "PermitState",
     "PurgedBatch",
     "State",
+    "UnitOfWork",
     "attachments_of",
     "create_engine",
     "transition",
+    "unit_of_work",
     "upgrade",
 ]

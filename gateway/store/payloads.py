@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
@@ -38,6 +39,10 @@ class PayloadStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, data)
         return sha256
+
+    async def write(self, data: bytes) -> str:
+        """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
+        return await asyncio.to_thread(self.put, data)
 
     def put_chunks(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
         """``put`` for content in pieces, hashed while it is written: (SHA-256, size). Memory stays flat."""

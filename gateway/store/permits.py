@@ -50,7 +50,7 @@ from gateway.documents import (
 )
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
-from gateway.store.store import as_utc, insert_or_nothing
+from gateway.store.store import as_utc, insert_or_nothing, reader
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -218,12 +218,17 @@ class PermitRegistry:
         self._engine = engine
         self._clock = clock
         self._tables = tables or ControlTables()
+        self._reads = reader(engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     async def context_for(self, outline: DocumentOutline | None) -> PermitContext:
         """What the cross-document rules will ask about the outlined document, loaded in one go."""
         if outline is None:
             return PermitContext(tables=self._tables)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await _Snapshot(conn, self._tables).load(outline)
 
     async def record(
@@ -232,19 +237,17 @@ class PermitRegistry:
         """Keep an accepted document and apply it to the document it names; ``created=False`` when the same
         document (same key, same content) is already kept. Raises ``PermitRefused`` when the database refuses:
         the key taken by other content (X-022), a quantity no longer there (EA-009), a move not allowed."""
-        now = self._clock.now()
         async with self._engine.begin() as conn:
-            tx = _Tx(conn, now)
-            refers_to = await tx.pk_of(_primary_reference(document))
-            values = _document_values(document, direction, message_id, now) | {"refers_to": refers_to}
-            insert_document = insert_or_nothing(conn.dialect, permit_documents, values)
-            pk = (await conn.execute(insert_document.returning(_doc.id))).scalar()
-            if pk is None:
-                return await tx.already_recorded(document), False
-            await tx.insert_lines(pk, document.document_type, document.lines)
-            if refers_to is not None:
-                await _EFFECTS.get(document.document_type, _no_effect)(tx, pk, document, refers_to)
-            return await tx.load(pk), True
+            tx = _Tx(conn, self._clock.now())
+            pk, created = await tx.record(document, direction, message_id)
+            return await tx.load(pk), created
+
+    async def record_on(
+        self, conn: AsyncConnection, document: PermitDocument, *, direction: Direction, message_id: str
+    ) -> bool:
+        """``record`` inside a transaction the caller holds (a ``UnitOfWork``); True when newly kept."""
+        _, created = await _Tx(conn, self._clock.now()).record(document, direction, message_id)
+        return created
 
     async def expire(self, as_of: date) -> int:
         """Authorizations whose validity ended before ``as_of`` move to EXPIRED / EXPIRED_UNENDORSED."""
@@ -266,7 +269,7 @@ class PermitRegistry:
 
     async def get(self, key: DocumentKey) -> PermitDetail | None:
         """The document under ``key`` and the documents issued against it."""
-        async with self._engine.connect() as conn:
+        async with self._engine.connect() as conn:  # records() streams: a server-side cursor needs a transaction
             tx = _Tx(conn, self._clock.now())
             pk = await tx.pk_of(key)
             if pk is None:
@@ -345,17 +348,30 @@ class _Tx:
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
         return [_record(row, lines.get(row.id, [])) for row in rows]
 
-    async def already_recorded(self, document: PermitDocument) -> PermitRecord:
-        pk = await self.pk_of(document.key)
-        assert pk is not None, "insert-or-nothing did nothing, so the key is taken"
-        kept = await self.load(pk)
+    async def record(self, document: PermitDocument, direction: Direction, message_id: str) -> tuple[int, bool]:
+        """Keep the document and apply it to the one it names; its row id, and False when already kept."""
+        refers_to = await self.pk_of(_primary_reference(document))
+        values = _document_values(document, direction, message_id, self.now) | {"refers_to": refers_to}
+        insert_document = insert_or_nothing(self.conn.dialect, permit_documents, values)
+        pk = (await self.conn.execute(insert_document.returning(_doc.id))).scalar()
+        if pk is None:
+            return await self.already_recorded(document), False
+        await self.insert_lines(pk, document.document_type, document.lines)
+        if refers_to is not None:
+            await _EFFECTS.get(document.document_type, _no_effect)(self, pk, document, refers_to)
+        return pk, True
+
+    async def already_recorded(self, document: PermitDocument) -> int:
+        """The row id of the same document kept before; refused when the key holds other content."""
+        query = select(_doc.id, _doc.content_sha256).where(_key_is(document.key))
+        kept = (await self.conn.execute(query)).one()
         if kept.content_sha256 != document.content_sha256:
             raise PermitRefused(
                 "X-022",
                 f"{document.issuing_country} already issued a different {document.document_type} numbered "
                 f"{document.number}",
             )
-        return kept
+        return int(kept.id)
 
     async def insert_lines(self, pk: int, document_type: DocumentType, lines: Sequence[PermitLine]) -> None:
         if lines:

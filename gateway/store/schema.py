@@ -63,7 +63,11 @@ messages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("direction", "message_id", "from_party"),
-    Index(None, "state", "next_attempt_at"),
+    Index(None, "state", "next_attempt_at"),  # claim_due, recover_leases, the pull listing
+    Index(None, "state", "updated_at"),  # the retention purge: final state, last moved before the cutoff
+    Index(None, "payload_sha256"),  # the purge asks which payload files a message still names
+    Index(None, "wire_sha256"),
+    Index(None, "direction", "id"),  # the REST listing: newest first in one direction
 )
 
 message_events = Table(

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
+from gateway.store.group import GroupCommit
 from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTransition, State, sources, transition
 from gateway.store.schema import evidence, message_attachments, message_events, messages
 
@@ -152,6 +153,32 @@ def insert_or_nothing(dialect: Dialect, table: Table, values: dict[str, Any]) ->
     return sqlite.insert(table).values(values).on_conflict_do_nothing()
 
 
+def insert_or_nothing_many(dialect: Dialect, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, for executemany with a list of rows."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    pk: int
+    event: Event
+    detail: dict[str, Any]
+    evidence: Evidence | None
+    updates: dict[str, Any]
+
+
+def _evidence_values(pk: int, kept: Evidence, now: datetime) -> dict[str, Any]:
+    return {
+        "message_pk": pk,
+        "kind": kept.kind,
+        "content_type": kept.content_type,
+        "body": kept.body,
+        "created_at": now,
+    }
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -173,7 +200,20 @@ def create_engine(url: str) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No overflow: connections opened past the pool and closed on return cost a server process each time. No
+    # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
+    # one operation, which its caller retries (the sender's retry, the next sweep), and SQLAlchemy then
+    # replaces every pooled connection.
+    return create_async_engine(url, pool_size=20, max_overflow=0, pool_timeout=60)
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine the read-only methods use. On PostgreSQL it runs in autocommit: under READ COMMITTED each
+    SELECT sees its own snapshot even inside a transaction, so one around reads buys nothing and costs a BEGIN
+    and a ROLLBACK round trip. SQLite's driver starts no transaction for a SELECT anyway."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 class MessageStore:
@@ -183,6 +223,8 @@ class MessageStore:
         self._engine = engine
         self._clock = clock
         self._skip_locked = engine.dialect.name == "postgresql"
+        self._reads = reader(engine)
+        self._moves: GroupCommit[_Move, MessageRecord] = GroupCommit(engine, self._apply_moves)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -208,33 +250,49 @@ class MessageStore:
         ``then`` applies a first lifecycle event, and ``evidence`` is kept with it, in the same transaction: a
         received message and its receipt are stored together or not at all.
         """
+        async with self._engine.begin() as conn:
+            return await self.add_on(
+                conn, new, detail=detail, then=then, then_detail=then_detail, evidence=evidence, **updates
+            )
+
+    async def add_on(
+        self,
+        conn: AsyncConnection,
+        new: NewMessage,
+        *,
+        detail: dict[str, Any] | None = None,
+        then: Event | None = None,
+        then_detail: dict[str, Any] | None = None,
+        evidence: Evidence | None = None,
+        **updates: Any,
+    ) -> tuple[MessageRecord, bool]:
+        """``add`` inside a transaction the caller holds (a ``UnitOfWork``)."""
         now = self._clock.now()
         initial = INITIAL[new.direction]
         state = transition(initial, then) if then is not None else initial
         values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
         values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
-        async with self._engine.begin() as conn:
-            inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
-            row = inserted.first()
-            if row is None:  # a duplicate: nothing was inserted
-                found = await self._find(conn, new.direction, new.message_id, new.from_party)
-                assert found is not None
-                return found, False
-            record = _record(row)
-            kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
-            logged = [(kind, initial, detail or {})]
-            if then is not None:
-                logged.append((then.value, state, then_detail or {}))
-            await self._log_many(conn, record.id, logged)
-            if evidence is not None:
-                await self._keep(conn, record.id, evidence)
-            if new.attachments:
-                rows = [
-                    {"message_pk": record.id, "position": a["position"], "sha256": a["sha256"]}
-                    for a in new.attachments
-                ]
-                await conn.execute(insert(message_attachments), rows)
+        inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
+        row = inserted.first()
+        if row is None:  # a duplicate: nothing was inserted
+            found = await self._find(conn, new.direction, new.message_id, new.from_party)
+            assert found is not None
+            return found, False
+        record = _record(row)
+        kind = "submitted" if new.direction is Direction.OUTBOUND else "received"
+        logged = [(kind, initial, detail or {})]
+        if then is not None:
+            logged.append((then.value, state, then_detail or {}))
+        await self._log_many(conn, record.id, logged)
+        if evidence is not None:
+            await self._keep(conn, record.id, evidence)
+        if new.attachments:
+            rows = [
+                {"message_pk": record.id, "position": a["position"], "sha256": a["sha256"]}
+                for a in new.attachments
+            ]
+            await conn.execute(insert(message_attachments), rows)
         return record, True
 
     async def move(
@@ -248,25 +306,48 @@ class MessageStore:
     ) -> MessageRecord:
         """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it.
 
-        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies.
+        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies. Moves requested
+        while another commits go together in the next transaction (group commit); this returns after it.
         """
-        target = transition(sources(event)[0], event)
+        return await self._moves.submit(_Move(pk, event, detail or {}, evidence, updates))
+
+    async def _apply_moves(self, conn: AsyncConnection, moves: Sequence[_Move]) -> list[MessageRecord | Exception]:
+        """Each move a conditional ``UPDATE ... RETURNING``, rows taken in id order (two nodes' batches
+        cannot deadlock); then their events in one INSERT and their evidence in another."""
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        outcomes: dict[int, MessageRecord | Exception] = {}
+        logged: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        for n, move in sorted(enumerate(moves), key=lambda item: item[1].pk):
+            target = transition(sources(move.event)[0], move.event)
             result = await conn.execute(
                 update(messages)
-                .where(messages.c.id == pk, messages.c.state.in_(sources(event)))
-                .values(state=target, updated_at=now, **updates)
+                .where(messages.c.id == move.pk, messages.c.state.in_(sources(move.event)))
+                .values(state=target, updated_at=now, **move.updates)
                 .returning(*messages.c)
             )
             row = result.first()
             if row is None:
-                current = await self._get(conn, pk)
-                raise IllegalTransition(current.state, event, current.message_id)
-            await self._log(conn, pk, event.value, target, detail or {})
-            if evidence is not None:
-                await self._keep(conn, pk, evidence)
-            return _record(row)
+                outcomes[n] = await self._refused(conn, move)
+                continue
+            outcomes[n] = _record(row)
+            event_row = {"message_pk": move.pk, "at": now, "kind": move.event.value, "state": target}
+            logged.append(event_row | {"detail": move.detail})
+            if move.evidence is not None:
+                kept.append(_evidence_values(move.pk, move.evidence, now))
+        if logged:
+            await conn.execute(insert(message_events), logged)
+        if kept:
+            await conn.execute(insert_or_nothing_many(conn.dialect, evidence), kept)
+        return [outcomes[n] for n in range(len(moves))]
+
+    async def _refused(self, conn: AsyncConnection, move: _Move) -> StoreError:
+        """Why a move's UPDATE changed nothing: the message is in another state, or there is no such message."""
+        try:
+            current = await self._get(conn, move.pk)
+        except StoreError as exc:
+            return exc
+        return IllegalTransition(current.state, move.event, current.message_id)
 
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:
         """Append an event that does not change the state (an attempt, a delivery try, an operator note)."""
@@ -404,31 +485,32 @@ class MessageStore:
             select(messages.c.wire_sha256.label("sha")).where(messages.c.wire_sha256.in_(wanted)),
             select(message_attachments.c.sha256.label("sha")).where(message_attachments.c.sha256.in_(wanted)),
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return {row.sha for row in await conn.execute(query)}
 
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
         """Keep evidence once: the first receipt stored for a message stays."""
-        values = {"message_pk": pk, "kind": kept.kind, "content_type": kept.content_type, "body": kept.body}
-        await conn.execute(insert_or_nothing(conn.dialect, evidence, values | {"created_at": self._clock.now()}))
+        await conn.execute(
+            insert_or_nothing(conn.dialect, evidence, _evidence_values(pk, kept, self._clock.now()))
+        )
 
     # --- reading ---------------------------------------------------------------------------------------
 
     async def get(self, pk: int) -> MessageRecord:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._get(conn, pk)
 
     async def find(
         self, direction: Direction, message_id: str, from_party: str | None = None
     ) -> MessageRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
 
     async def recent(self, *, limit: int = 50, direction: Direction | None = None) -> list[MessageRecord]:
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
         if direction is not None:
             query = query.where(messages.c.direction == direction)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
     async def oldest(
@@ -443,7 +525,7 @@ class MessageStore:
             .order_by(messages.c.id)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
     async def count_by_state(self) -> dict[tuple[str, str, str], int]:
@@ -451,12 +533,12 @@ class MessageStore:
         query = select(messages.c.direction, messages.c.partner_id, messages.c.state, func.count()).group_by(
             messages.c.direction, messages.c.partner_id, messages.c.state
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return {(r[0], r[1], r[2]): r[3] for r in await conn.execute(query)}
 
     async def events(self, pk: int) -> list[EventRecord]:
         query = select(message_events).where(message_events.c.message_pk == pk).order_by(message_events.c.id)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [
                 EventRecord(
                     at=as_utc(row.at) or row.at,
@@ -471,7 +553,7 @@ class MessageStore:
         query = select(evidence.c.content_type, evidence.c.body).where(
             evidence.c.message_pk == pk, evidence.c.kind == kind
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         return (row.content_type, bytes(row.body)) if row else None
 

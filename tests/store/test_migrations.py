@@ -1,0 +1,105 @@
+"""Migration 0004 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the head, the
+migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file and listing queries use
+the indexes it adds (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from gateway.clock import FixedClock
+from gateway.interfaces.cli import app
+from gateway.store import Direction, MessageStore, State, create_engine, upgrade
+from gateway.store.schema import metadata
+
+NEW_INDEXES = {
+    "ix_messages_state_updated_at",
+    "ix_messages_payload_sha256",
+    "ix_messages_wire_sha256",
+    "ix_messages_direction_id",
+}
+
+
+def _state(connection: Any) -> tuple[str | None, set[str], list[Any]]:
+    revision = MigrationContext.configure(connection).get_current_revision()
+    indexes = {ix["name"] for ix in inspect(connection).get_indexes("messages") if ix["name"]}
+    return revision, indexes, compare_metadata(MigrationContext.configure(connection), metadata)
+
+
+async def test_db_upgrade_applies_0004_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
+    engine = create_engine(store_url)
+    try:
+        await upgrade(engine, "0003")
+        async with engine.connect() as conn:
+            revision, indexes, _ = await conn.run_sync(_state)
+        assert revision == "0003" and not indexes & NEW_INDEXES
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            '[identity]\nparty_id = "BE-FAMHP"\ncountry = "BE"\nauthority_name = "FAMHP"\n'
+            f'[store]\nurl = "{store_url}"\n'
+        )
+        # the command runs its own event loop: give it a thread
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["db", "upgrade", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert "is up to date" in result.output
+        async with engine.connect() as conn:
+            revision, indexes, diff = await conn.run_sync(_state)
+        assert revision == "0004" and indexes >= NEW_INDEXES and diff == []
+    finally:
+        await engine.dispose()
+
+
+async def _plans(engine: AsyncEngine, work: Callable[[], Awaitable[object]]) -> str:
+    """The query plans of every statement ``work`` runs, as one text."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
+            seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await work()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    sqlite = engine.dialect.name == "sqlite"
+    lines: list[str] = []
+    async with engine.connect() as conn:
+        if not sqlite:
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in seen:
+            explain = ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement
+            lines.extend(
+                str(row[-1] if sqlite else row[0]) for row in await conn.exec_driver_sql(explain, parameters)
+            )
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("query", "indexes"),
+    [
+        ("purge", ["ix_messages_state_updated_at"]),
+        ("referenced", ["ix_messages_payload_sha256", "ix_messages_wire_sha256"]),
+        ("listing", ["ix_messages_direction_id"]),
+    ],
+)
+async def test_the_queries_use_the_indexes(store: MessageStore, query: str, indexes: list[str]) -> None:
+    cutoff = FixedClock(datetime(2026, 1, 1, tzinfo=UTC)).now()
+    work: dict[str, Callable[[], Awaitable[object]]] = {
+        "purge": lambda: store.purge_batch({State.ACKNOWLEDGED: cutoff, State.DELIVERED: cutoff}, limit=10),
+        "referenced": lambda: store.referenced(["a" * 64, "b" * 64]),
+        "listing": lambda: store.recent(limit=10, direction=Direction.INBOUND),
+    }
+    plans = await _plans(store.engine, work[query])
+    for index in indexes:
+        assert index in plans, plans
