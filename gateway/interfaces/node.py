@@ -122,7 +122,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         payloads=payloads,
         partners=partners,
         identity=identity,
-        keys=keys.signing,
+        keys=keys,
         clock=clock,
     )
     dispatcher = Dispatcher(
@@ -143,7 +143,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         payloads=payloads,
         partners=partners,
         identity=identity,
-        keys=keys.decryption,
+        keys=keys,
         clock=clock,
         faults=faults,
         max_message_bytes=settings.inbound.max_message_bytes,
@@ -265,8 +265,8 @@ def use_partners(node: Node, partners: Partners) -> None:
 def use_keys(node: Node, keystore: Keystore) -> None:
     """After a key rollover: sign with the new current key, decrypt with current, next and previous."""
     node.keys = OwnKeys.of(keystore)
-    node.submitter.use_keys(node.keys.signing)
-    node.receiver.use_keys(node.keys.decryption)
+    node.submitter.use_keys(node.keys)
+    node.receiver.use_keys(node.keys)
 
 
 def check_certificates(node: Node) -> None:
