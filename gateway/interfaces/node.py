@@ -111,6 +111,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         now=now,
         max_age=settings.inbound.duplicate_window,
     )
+    warn_missing_suite_keys(partners, keys)
     payloads = PayloadStore(settings.data_dir / "payloads")
     node_id = new_node_id()
     identity = settings.identity
@@ -254,8 +255,22 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
 # --- partner profiles, our keys, certificate expiry: hot reload and the admin API ------------------------
 
 
+def warn_missing_suite_keys(partners: Partners, keys: OwnKeys) -> None:
+    """A partner whose security suite we hold no key of can neither be sent to nor answered: say so at once."""
+    for partner in partners:
+        suite = partner.policy.suite
+        if suite not in keys.suites:
+            log.warning(
+                "no key of this partner's security suite: messages to and from it will be refused",
+                partner=partner.profile.id,
+                suite=suite.value,
+                fix=f"permit-gateway keys generate --suite {suite.value} (or [keys] files of that suite)",
+            )
+
+
 def use_partners(node: Node, partners: Partners) -> None:
     """Swap a new profile set into every service; a message in flight keeps the ``Partner`` it holds."""
+    warn_missing_suite_keys(partners, node.keys)
     node.submitter.use_partners(partners)
     node.dispatcher.use_partners(partners)
     node.receiver.use_partners(partners)

@@ -83,9 +83,7 @@ def check_certificate(cert: x509.Certificate, *, now: datetime, purpose: str) ->
         )
 
 
-def check_suite_key(
-    cert: x509.Certificate, suite: SecuritySuite, *, purpose: str, use: str | None = None
-) -> None:
+def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: str, use: str | None = None) -> None:
     """Refuse a certificate whose key the suite's algorithms cannot use; ``use`` (``signing`` or ``encryption``)
     narrows it to that use: in eDelivery AS4 2.0 the signing key is Ed25519 and the encryption key X25519."""
     expected = _suite_key_requirement(suite, cert.public_key(), use)

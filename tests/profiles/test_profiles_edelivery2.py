@@ -12,12 +12,14 @@ from cryptography.hazmat.primitives import serialization
 from gateway.as4 import Suite
 from gateway.as4.algorithms import KeyAgreement, SignatureMethod
 from gateway.errors import ProfileError
-from gateway.profiles import DevPki
+from gateway.profiles import DevPki, load_certificate
 from gateway.profiles.loader import load_profile
 from gateway.profiles.model import SecuritySuite
 from gateway.profiles.trust import partner_of
 from tests.as4.test_edelivery2 import ecc_pair, ed_x_pair
 from tests.conftest import NOW as AS4_NOW
+
+from .conftest import NOW as PKI_NOW
 
 PROFILE = """\
 id: ch-swissmedic
@@ -145,3 +147,12 @@ def test_loading_a_2_0_partner_warns_that_the_suite_is_experimental(
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert len(warnings) == 1 and "EXPERIMENTAL" in warnings[0]["event"]
     assert warnings[0]["partner"] == "ch-swissmedic" and warnings[0]["suite"] == "edelivery-as4-2.0-ecc"
+
+
+def test_the_shipped_2_0_example_loads_with_the_dev_pki(pki: DevPki) -> None:
+    example = Path(__file__).resolve().parents[2] / "partner_profiles" / "examples" / "de-bfarm-2.0.yaml"
+    partner = partner_of(load_profile(example, certificates_dir=pki.folder, now=PKI_NOW), now=PKI_NOW)
+    assert partner.policy.suite is Suite.EDELIVERY_2_0
+    assert partner.certificates.encryption == load_certificate(
+        pki.files_for("DE-BFARM").suites[Suite.EDELIVERY_2_0].agreement_certificate
+    )
