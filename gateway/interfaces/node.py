@@ -226,19 +226,64 @@ async def expire_permits(node: Node) -> None:
         log.info("permit validity ended", documents=expired)
 
 
+JOBS_SHUTDOWN_SECONDS = 10.0
+"""How long a stopping node waits for running store jobs (retention purge, permit expiry, lease recovery)."""
+
+
+class StoreJobs:
+    """The scheduled jobs that use the store, tracked while they run.
+
+    APScheduler's asyncio executor cancels running jobs on shutdown without awaiting them, which could cut a
+    job off in the middle of a database call just before the store closes (and leave a connection that never
+    finishes closing). On shutdown the node pauses the scheduler and lets running jobs finish first.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    def track(self, job: Callable[[Node], Awaitable[None]]) -> Callable[[Node], Awaitable[None]]:
+        async def run(node: Node) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await job(node)
+            finally:
+                self._running.discard(task)
+
+        return run
+
+    async def finish(self, timeout: float) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     tasks = [asyncio.create_task(p.run(), name=p.name) for p in (node.dispatch_pump, node.delivery_pump)]
     scheduler = AsyncIOScheduler(timezone="UTC")
+    jobs = StoreJobs()
     sweep = timedelta(seconds=node.settings.outbound.sweep_seconds)
     scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
     scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
-    scheduler.add_job(_recover, "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery")
     scheduler.add_job(
-        purge_old_messages, "interval", args=[node], days=1, id="retention-purge", next_run_time=datetime.now(UTC)
+        jobs.track(_recover), "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery"
     )
     scheduler.add_job(
-        expire_permits, "interval", args=[node], days=1, id="permit-expiry", next_run_time=datetime.now(UTC)
+        jobs.track(purge_old_messages),
+        "interval",
+        args=[node],
+        days=1,
+        id="retention-purge",
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        jobs.track(expire_permits),
+        "interval",
+        args=[node],
+        days=1,
+        id="permit-expiry",
+        next_run_time=datetime.now(UTC),
     )
     scheduler.start()
     node.dispatch_pump.wake()
@@ -246,6 +291,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        scheduler.pause()
+        await jobs.finish(timeout=JOBS_SHUTDOWN_SECONDS)
         scheduler.shutdown(wait=False)
         for task in tasks:
             task.cancel()
