@@ -41,6 +41,16 @@ class HttpSettings(_Section):
         return self.public_url or f"http://{self.host}:{self.port}/as4"
 
 
+class SuiteKeyFiles(_Section):
+    """Our keys of an eDelivery AS4 2.0 suite (EXPERIMENTAL) as files: it signs with one key, and partners
+    encrypt for another (key agreement). Encrypted keys use the ``[keys]`` passphrase."""
+
+    private_key: Path = Field(description="the signing key (Ed25519, or ECDSA P-256 for 2.0-ecc)")
+    certificate: Path = Field(description="the signing key's certificate")
+    agreement_key: Path = Field(description="the key agreement key (X25519, or ECDH P-256 for 2.0-ecc)")
+    agreement_certificate: Path = Field(description="the agreement key's certificate, which partners encrypt for")
+
+
 class KeySettings(_Section):
     private_key: Path = Path("../var/keys/gateway.key.pem")
     certificate: Path = Path("../var/keys/gateway.crt.pem")
@@ -55,11 +65,22 @@ class KeySettings(_Section):
         description="keystore folder (current, next, previous keys); replaces private_key and certificate",
     )
     expiry_warning_days: Annotated[int, Field(ge=1)] = 60
+    edelivery_2_0: SuiteKeyFiles | None = Field(
+        default=None, description="Ed25519 + X25519 keys for edelivery-as4-2.0 partners (EXPERIMENTAL)"
+    )
+    edelivery_2_0_ecc: SuiteKeyFiles | None = Field(
+        default=None, description="ECDSA + ECDH P-256 keys for edelivery-as4-2.0-ecc partners (EXPERIMENTAL)"
+    )
 
     @model_validator(mode="after")
     def _one_passphrase_source(self) -> KeySettings:
         if self.passphrase_env is not None and self.passphrase_file is not None:
             raise ValueError("set passphrase_env or passphrase_file, not both")
+        if self.keystore is not None and (self.edelivery_2_0 or self.edelivery_2_0_ecc):
+            raise ValueError(
+                "set [keys.edelivery_2_0] / [keys.edelivery_2_0_ecc] files or [keys].keystore, not both: the "
+                "keystore holds the keys of every suite ('permit-gateway keys generate --suite ...')"
+            )
         return self
 
     def passphrase(self) -> bytes | None:

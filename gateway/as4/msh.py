@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
@@ -54,6 +54,9 @@ BODY_CONTENT_ID = "soap-body"
 
 PolicyLookup = Callable[[UserMessage], SecurityPolicy]
 PullPolicyLookup = Callable[[PullRequest], SecurityPolicy]
+OurKeys = Sequence[KeyPair] | Mapping[Suite, Sequence[KeyPair]]
+"""Our decryption keys: one list, or one list per suite (a partner's message is opened only with the keys
+of the suite its profile names)."""
 
 
 def build_user_message(
@@ -186,7 +189,7 @@ def parse_incoming(
     body: bytes | Package,
     *,
     policy_for: PolicyLookup,
-    keys: Sequence[KeyPair],
+    keys: OurKeys,
     now: datetime,
     spool: Spool = in_memory_spool,
     spool_threshold: int | None = None,
@@ -218,7 +221,7 @@ def parse_request(
     body: bytes | Package,
     *,
     policy_for: PolicyLookup,
-    keys: Sequence[KeyPair],
+    keys: OurKeys,
     now: datetime,
     pull_policy_for: PullPolicyLookup | None = None,
     spool: Spool = in_memory_spool,
@@ -300,7 +303,7 @@ def _open(
     package: Package,
     user_message: UserMessage,
     policy: SecurityPolicy,
-    keys: Sequence[KeyPair],
+    keys: OurKeys,
     now: datetime,
     spool: Spool,
     max_payload_bytes: int,
@@ -312,7 +315,14 @@ def _open(
     signed = security is not None and security.find(q(ns.DS, "Signature")) is not None
     if policy.require_signature and not signed:
         wss.the_signature(security)  # raises EBMS:0103 "not signed" before anything else is looked at
-    plain = wss.decrypt_attachments(security, package.attachments, keys, policy, ids, spool=spool)
+    ours = keys.get(policy.suite, ()) if isinstance(keys, Mapping) else keys
+    if not ours and security is not None and security.find(q(ns.XENC, "EncryptedKey")) is not None:
+        raise EbmsError(
+            EbmsCode.FAILED_DECRYPTION,
+            f"the receiving gateway holds no {policy.suite.value} key, the suite agreed with the sender; "
+            "it cannot decrypt until its administrator adds one",
+        )
+    plain = wss.decrypt_attachments(security, package.attachments, ours, policy, ids, spool=spool)
     references: tuple[SignedReference, ...] = ()
     signer = ""
     if signed or policy.require_signature:

@@ -773,8 +773,8 @@ def _unwrap(
     if method is None or algorithm not in allowed:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile does not "
-            f"allow (allowed: {', '.join(sorted(allowed))})",
+            f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile "
+            f"({policy.suite.value}) does not allow (expected: {', '.join(sorted(allowed))})",
         )
     if algorithm in {k.value for k in KeyWrap}:
         return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
@@ -825,8 +825,8 @@ def _unwrap_agreed(
     if method is None or uri not in {k.value for k in policy.key_agreement}:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"{what} uses key agreement {uri!r}, which the partner profile does not allow (allowed: "
-            f"{', '.join(sorted(k.value for k in policy.key_agreement))})",
+            f"{what} uses key agreement {uri!r}, which the partner profile ({policy.suite.value}) does not allow "
+            f"(expected: {', '.join(sorted(k.value for k in policy.key_agreement))})",
         )
     ours = _our_key(agreement.recipient_key_info(method, what), keys, ids)
     kek = agreement.derive_kek(method, KeyAgreement(uri), ours, what)
@@ -1014,7 +1014,8 @@ def signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> Sig
     if uri not in allowed:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
-            f"ds:SignatureMethod {uri!r} is not allowed by the partner profile (allowed: {', '.join(sorted(allowed))})",
+            f"ds:SignatureMethod {uri!r} is not allowed by the partner profile ({policy.suite.value}; expected: "
+            f"{', '.join(sorted(allowed))})",
         )
     return SignatureMethod(uri)
 

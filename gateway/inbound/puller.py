@@ -24,7 +24,6 @@ from gateway.as4 import (
     MAX_SIGNAL_BYTES,
     EbmsError,
     ErrorReceived,
-    KeyPair,
     Outgoing,
     PullRequest,
     build_pull_request,
@@ -36,6 +35,7 @@ from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Receiver
 from gateway.metrics import PULLS_SENT
 from gateway.outbound.tls import ssl_context
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Tls
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
@@ -75,7 +75,7 @@ class Puller:
         max_message_bytes: int,
         partners: Partners,
         identity: IdentitySettings,
-        key: KeyPair,
+        keys: OwnKeys,
         clock: Clock,
         session: aiohttp.ClientSession,
         http_timeout: float,
@@ -87,7 +87,7 @@ class Puller:
         self._max_message_bytes = max_message_bytes
         self._partners = partners
         self._identity = identity
-        self._key = key
+        self._keys = keys
         self._clock = clock
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
@@ -100,8 +100,8 @@ class Puller:
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    def use_keys(self, key: KeyPair) -> None:
-        self._key = key
+    def use_keys(self, keys: OwnKeys) -> None:
+        self._keys = keys
 
     def pulled_from(self) -> list[Partner]:
         """The partners we pull from: ``pull.receive_by_pulling``, enabled, and not ourselves."""
@@ -176,7 +176,8 @@ class Puller:
             timestamp=self._clock.now(),
             mpc=partner.profile.pull.mpc,
         )
-        return build_pull_request(pull, key=self._key)  # our current key, as our receipts and error signals
+        suite = partner.policy.suite  # signed like our receipts to this partner: with our key of its suite
+        return build_pull_request(pull, key=self._keys.signing_for(suite, partner=partner.profile.id), suite=suite)
 
     def _failed(self, partner: Partner, reason: str) -> bool:
         PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from gateway.as4 import (
     TEST_SERVICE,
     EbmsCode,
     EbmsError,
-    KeyPair,
     Outgoing,
     Package,
     PackageAssembler,
@@ -34,6 +34,7 @@ from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import DUPLICATES, EBMS_ERRORS_SENT, FAILURES
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import (
@@ -80,7 +81,7 @@ class Receiver:
         payloads: PayloadStore,
         partners: Partners,
         identity: IdentitySettings,
-        keys: tuple[KeyPair, ...],
+        keys: OwnKeys,
         clock: Clock,
         faults: Faults = NO_FAULTS,
         max_message_bytes: int = 128 * 1024 * 1024,
@@ -98,10 +99,9 @@ class Receiver:
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    def use_keys(self, keys: tuple[KeyPair, ...]) -> None:
-        """Decrypt with any of ``keys`` (current, next, previous); sign receipts with the first."""
-        if not keys:
-            raise ValueError("the receiver needs at least one key")
+    def use_keys(self, keys: OwnKeys) -> None:
+        """Decrypt a partner's message with our current, next or previous key of the partner's suite; sign the
+        receipt with our current key of that suite."""
         self._keys = keys
 
     def _new_id(self) -> str:
@@ -111,25 +111,57 @@ class Receiver:
         """Never raises for bad input: every refusal becomes a signed ebMS error signal. A large request
         arrives as an ``IncomingFile`` and is read from disk chunk by chunk."""
         now = self._clock.now()
+        keys = self._keys
+        sender: list[Partner] = []
         try:
             if isinstance(body, bytes):
-                received = self._parse(content_type, body, now)
+                received = self._parse(content_type, body, now, keys, sender)
             else:  # seconds of decrypting and hashing for a large one: off the event loop
-                received = await asyncio.to_thread(self._parse, content_type, body, now)
-            return await self._accept(received, content_type, body)
+                received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender)
+            return await self._accept(received, content_type, body, sender[0], keys)
         except EbmsError as exc:
             log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
-            return Reception(
-                response=build_error_signal(exc, key=self._keys[0], message_id=self._new_id(), now=now)
-            )
+            return Reception(response=self._error_signal(exc, sender[0] if sender else None, keys, now))
 
-    def _parse(self, content_type: str, body: bytes | IncomingFile, now: datetime) -> UserMessageReceived:
+    def _error_signal(self, error: EbmsError, partner: Partner | None, keys: OwnKeys, now: datetime) -> Outgoing:
+        """Signed with our key of the sender's suite, so it can verify the signal; a sender we could not
+        identify gets it signed with our default key."""
+        known = partner is not None and partner.policy.suite in keys.suites
+        suite = partner.policy.suite if partner is not None and known else keys.default_suite
+        key = keys.signing_for(suite)
+        return build_error_signal(error, key=key, message_id=self._new_id(), now=now, suite=suite)
+
+    def _receipt(self, received: UserMessageReceived, partner: Partner, keys: OwnKeys) -> Outgoing:
+        """Signed with our current key of the partner's suite; the partner verifies it under that suite."""
+        suite = partner.policy.suite
+        try:
+            key = keys.signing_for(suite, partner=partner.profile.id)
+        except GatewayError as exc:
+            raise EbmsError(EbmsCode.OTHER, f"the receiving gateway cannot sign a receipt: {exc}") from None
+        return build_receipt(
+            received.user_message.message_id,
+            received.references,
+            key=key,
+            message_id=self._new_id(),
+            now=self._clock.now(),
+            suite=suite,
+        )
+
+    def _parse(
+        self,
+        content_type: str,
+        body: bytes | IncomingFile,
+        now: datetime,
+        keys: OwnKeys,
+        sender: list[Partner],
+    ) -> UserMessageReceived:
+        """Open the message with our keys of the suite agreed with its sender; ``sender`` gets that partner."""
         return parse_incoming(
             content_type,
             body if isinstance(body, bytes) else self._assemble(content_type, body),
-            policy_for=self._policy_for,
-            keys=self._keys,
+            policy_for=functools.partial(self._policy_for, found=sender),
+            keys=keys.decryption,
             now=now,
             spool=self._payloads.spool,
             spool_threshold=SPOOL_THRESHOLD,
@@ -144,8 +176,9 @@ class Receiver:
             assembler.feed(chunk)
         return assembler.close()
 
-    def _policy_for(self, user_message: UserMessage) -> SecurityPolicy:
+    def _policy_for(self, user_message: UserMessage, *, found: list[Partner]) -> SecurityPolicy:
         partner = self._partner(user_message)
+        found.append(partner)
         self._check_agreement(user_message, partner)
         return partner.policy
 
@@ -176,13 +209,19 @@ class Receiver:
             )
 
     async def _accept(
-        self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile
+        self,
+        received: UserMessageReceived,
+        content_type: str,
+        body: bytes | IncomingFile,
+        partner: Partner,
+        keys: OwnKeys,
     ) -> Reception:
         """The message and its receipt are stored in one transaction before the receipt is sent: a crash
         leaves either nothing (the sender's retry starts over) or both (the retry gets the same receipt)."""
         user_message = received.user_message
         if is_test_message(user_message):
-            return self._test_receipt(received)
+            log.info("test message receipted", message_id=user_message.message_id)
+            return Reception(response=self._receipt(received, partner, keys))
         if not received.payloads:
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
@@ -196,13 +235,7 @@ class Receiver:
         # payload files are written and fsynced on a worker thread, not on the event loop
         new = await asyncio.to_thread(self._new_message, received, content_type, body)
         document = await self._validate(new, received)
-        receipt = build_receipt(
-            user_message.message_id,
-            received.references,
-            key=self._keys[0],
-            message_id=self._new_id(),
-            now=self._clock.now(),
-        )
+        receipt = self._receipt(received, partner, keys)
         try:
             async with unit_of_work(self._store, self._permits) as work:
                 await work.record_permit(document, direction=Direction.INBOUND, message_id=new.message_id)
@@ -224,18 +257,6 @@ class Receiver:
         self._faults.hit("receive.before_answer")
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         return Reception(response=receipt, record=record)
-
-    def _test_receipt(self, received: UserMessageReceived) -> Reception:
-        """eDelivery's test service: verified and receipted like any message, but neither stored nor delivered."""
-        log.info("test message receipted", message_id=received.user_message.message_id)
-        receipt = build_receipt(
-            received.user_message.message_id,
-            received.references,
-            key=self._keys[0],
-            message_id=self._new_id(),
-            now=self._clock.now(),
-        )
-        return Reception(response=receipt)
 
     def _new_message(
         self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile

@@ -25,6 +25,7 @@ from lxml import etree
 from rich.console import Console
 from rich.table import Table
 
+from gateway.as4 import Suite
 from gateway.clock import Clock, SystemClock
 from gateway.errors import GatewayError
 from gateway.interfaces.node import create_app
@@ -73,6 +74,18 @@ def gateway_settings(
 ) -> Settings:
     files = pki.files_for(authority.party_id)
     folder = data_dir / authority.party_id.lower()
+    suite_keys = {
+        key: {
+            "private_key": str(found.key),
+            "certificate": str(found.certificate),
+            "agreement_key": str(found.agreement_key),
+            "agreement_certificate": str(found.agreement_certificate),
+        }
+        for key, found in (
+            ("edelivery_2_0", files.suites[Suite.EDELIVERY_2_0]),
+            ("edelivery_2_0_ecc", files.suites[Suite.EDELIVERY_2_0_ECC]),
+        )
+    }
     data = {
         "identity": {
             "party_id": authority.party_id,
@@ -81,7 +94,7 @@ def gateway_settings(
         },
         "http": {"host": "127.0.0.1", "port": port},
         "data_dir": str(folder),
-        "keys": {"private_key": str(files.key), "certificate": str(files.certificate)},
+        "keys": {"private_key": str(files.key), "certificate": str(files.certificate), **suite_keys},
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'gateway.db'}"},
         "profiles": {"folder": str(profiles), "certificates": str(pki.folder)},
         "folders": {
@@ -94,16 +107,34 @@ def gateway_settings(
     return settings_from_dict(data, base=data_dir)
 
 
-def write_profiles(folder: Path, endpoints: Mapping[str, str], *, extra: str = "") -> None:
+def write_profiles(
+    folder: Path,
+    endpoints: Mapping[str, str],
+    *,
+    extra: str = "",
+    pki: DevPki | None = None,
+    suites: Mapping[str, Suite] | None = None,
+) -> None:
     """One partner profile per demo authority (for tests and benchmarks): its endpoint, its dev certificate,
-    and ``extra`` YAML appended to each (for example a ``reception_awareness`` section)."""
+    and ``extra`` YAML appended to each (for example a ``reception_awareness`` section). ``suites`` (with
+    ``pki``) gives a PartyId's profile another security suite than eDelivery AS4 1.15, with the certificates
+    of that suite."""
     folder.mkdir(parents=True, exist_ok=True)
     for authority in AUTHORITIES:
         stem = authority.party_id.lower()
+        suite = (suites or {}).get(authority.party_id, Suite.EDELIVERY_1_15)
+        security = f"security:\n  signing_certificate: {stem}.crt.pem\n"
+        if suite is not Suite.EDELIVERY_1_15:
+            if pki is None:
+                raise ValueError("a profile with a 2.0 suite needs the pki that holds its certificates")
+            signing, encryption = pki.files_for(authority.party_id).certificates(suite)
+            security = (
+                f"security:\n  suite: {suite.value}\n  signing_certificate: {signing.name}\n"
+                f"  encryption_certificate: {encryption.name}\n"
+            )
         (folder / f"{stem}.yaml").write_text(
             f"id: {stem}\nauthority_name: {authority.authority_name}\ncountry: {authority.country}\n"
-            f"party_id: {authority.party_id}\nendpoint: {endpoints[authority.party_id]}\n"
-            f"security:\n  signing_certificate: {stem}.crt.pem\n{extra}"
+            f"party_id: {authority.party_id}\nendpoint: {endpoints[authority.party_id]}\n{security}{extra}"
         )
 
 

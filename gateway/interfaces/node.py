@@ -119,6 +119,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         now=now,
         max_age=settings.inbound.duplicate_window,
     )
+    warn_missing_suite_keys(partners, keys)
     payloads = PayloadStore(settings.data_dir / "payloads")
     node_id = new_node_id()
     identity = settings.identity
@@ -130,7 +131,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         payloads=payloads,
         partners=partners,
         identity=identity,
-        keys=keys.signing,
+        keys=keys,
         clock=clock,
     )
     dispatcher = Dispatcher(
@@ -151,7 +152,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         payloads=payloads,
         partners=partners,
         identity=identity,
-        keys=keys.decryption,
+        keys=keys,
         clock=clock,
         faults=faults,
         max_message_bytes=settings.inbound.max_message_bytes,
@@ -161,7 +162,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         payloads=payloads,
         partners=partners,
         identity=identity,
-        key=keys.signing,
+        keys=keys,
         clock=clock,
         node_id=node_id,
     )
@@ -184,7 +185,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         max_message_bytes=settings.inbound.max_message_bytes,
         partners=partners,
         identity=identity,
-        key=keys.signing,
+        keys=keys,
         clock=clock,
         session=session,
         http_timeout=settings.outbound.http_timeout_seconds,
@@ -260,22 +261,73 @@ async def expire_permits(node: Node) -> None:
         log.info("permit validity ended", documents=expired)
 
 
+async def _expire_pulls(node: Node) -> None:
+    await node.pull_server.expire()
+
+
+JOBS_SHUTDOWN_SECONDS = 10.0
+"""How long a stopping node waits for running store jobs (retention purge, permit expiry, lease recovery)."""
+
+
+class StoreJobs:
+    """The scheduled jobs that use the store, tracked while they run.
+
+    APScheduler's asyncio executor cancels running jobs on shutdown without awaiting them, which could cut a
+    job off in the middle of a database call just before the store closes (and leave a connection that never
+    finishes closing). On shutdown the node pauses the scheduler and lets running jobs finish first.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    def track(self, job: Callable[[Node], Awaitable[None]]) -> Callable[[Node], Awaitable[None]]:
+        async def run(node: Node) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await job(node)
+            finally:
+                self._running.discard(task)
+
+        return run
+
+    async def finish(self, timeout: float) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     pumps = (node.dispatch_pump, node.delivery_pump, node.pull_pump)
     tasks = [asyncio.create_task(p.run(), name=p.name) for p in pumps]
     scheduler = AsyncIOScheduler(timezone="UTC")
+    jobs = StoreJobs()
     sweep = timedelta(seconds=node.settings.outbound.sweep_seconds)
     scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
     scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
-    scheduler.add_job(_recover, "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery")
     scheduler.add_job(node.pull_pump.wake, "interval", seconds=PULL_TICK_SECONDS, id="pull-tick")
-    scheduler.add_job(node.pull_server.expire, "interval", seconds=sweep.total_seconds(), id="pull-expiry")
     scheduler.add_job(
-        purge_old_messages, "interval", args=[node], days=1, id="retention-purge", next_run_time=datetime.now(UTC)
+        jobs.track(_expire_pulls), "interval", args=[node], seconds=sweep.total_seconds(), id="pull-expiry"
     )
     scheduler.add_job(
-        expire_permits, "interval", args=[node], days=1, id="permit-expiry", next_run_time=datetime.now(UTC)
+        jobs.track(_recover), "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery"
+    )
+    scheduler.add_job(
+        jobs.track(purge_old_messages),
+        "interval",
+        args=[node],
+        days=1,
+        id="retention-purge",
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        jobs.track(expire_permits),
+        "interval",
+        args=[node],
+        days=1,
+        id="permit-expiry",
+        next_run_time=datetime.now(UTC),
     )
     scheduler.start()
     node.dispatch_pump.wake()
@@ -284,6 +336,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        scheduler.pause()
+        await jobs.finish(timeout=JOBS_SHUTDOWN_SECONDS)
         scheduler.shutdown(wait=False)
         for task in tasks:
             task.cancel()
@@ -293,8 +347,22 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
 # --- partner profiles, our keys, certificate expiry: hot reload and the admin API ------------------------
 
 
+def warn_missing_suite_keys(partners: Partners, keys: OwnKeys) -> None:
+    """A partner whose security suite we hold no key of can neither be sent to nor answered: say so at once."""
+    for partner in partners:
+        suite = partner.policy.suite
+        if suite not in keys.suites:
+            log.warning(
+                "no key of this partner's security suite: messages to and from it will be refused",
+                partner=partner.profile.id,
+                suite=suite.value,
+                fix=f"permit-gateway keys generate --suite {suite.value} (or [keys] files of that suite)",
+            )
+
+
 def use_partners(node: Node, partners: Partners) -> None:
     """Swap a new profile set into every service; a message in flight keeps the ``Partner`` it holds."""
+    warn_missing_suite_keys(partners, node.keys)
     node.submitter.use_partners(partners)
     node.dispatcher.use_partners(partners)
     node.receiver.use_partners(partners)
@@ -306,10 +374,10 @@ def use_partners(node: Node, partners: Partners) -> None:
 def use_keys(node: Node, keystore: Keystore) -> None:
     """After a key rollover: sign with the new current key, decrypt with current, next and previous."""
     node.keys = OwnKeys.of(keystore)
-    node.submitter.use_keys(node.keys.signing)
-    node.receiver.use_keys(node.keys.decryption)
-    node.pull_server.use_keys(node.keys.signing)
-    node.puller.use_keys(node.keys.signing)
+    node.submitter.use_keys(node.keys)
+    node.receiver.use_keys(node.keys)
+    node.pull_server.use_keys(node.keys)
+    node.puller.use_keys(node.keys)
 
 
 def check_certificates(node: Node) -> None:

@@ -21,9 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from ruamel.yaml import YAML
 
+from gateway.as4 import Suite
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
 from gateway.outbound.ping import PingResult, ping
+from gateway.profiles.certificates import fingerprint
 from gateway.profiles.check import check_folder
 from gateway.profiles.editor import Precondition, ProfileEditor
 from gateway.profiles.keystore import (
@@ -224,7 +226,7 @@ async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResu
         return await ping(
             partner,
             identity=settings.identity,
-            keys=keys.signing,
+            keys=keys,
             session=session,
             clock=clock,
             timeout=timeout,
@@ -259,6 +261,16 @@ StatusOption = Annotated[
 ]
 
 
+SuiteOption = Annotated[
+    Suite,
+    typer.Option(
+        "--suite",
+        help="the eDelivery AS4 security suite: edelivery-as4-1.15 (RSA), edelivery-as4-2.0 (Ed25519 + X25519, "
+        "EXPERIMENTAL) or edelivery-as4-2.0-ecc (ECDSA + ECDH P-256, EXPERIMENTAL)",
+    ),
+]
+
+
 def _keystore(settings: Settings) -> tuple[Path, bytes]:
     folder = settings.keys.keystore
     if folder is None:
@@ -274,18 +286,23 @@ def generate(
     config: ConfigOption = DEFAULT_CONFIG,
     status: StatusOption = None,
     days: Annotated[int, typer.Option(min=1, help="validity of the self-signed certificate")] = 730,
+    suite: SuiteOption = Suite.EDELIVERY_1_15,
 ) -> None:
-    """Create an RSA-3072 key, a CSR for the CA and a self-signed certificate (development use)."""
+    """Create the keys of a suite (1.15: RSA-3072; 2.0: Ed25519 + X25519; 2.0-ecc: ECDSA + ECDH P-256), CSRs for
+    the CA and self-signed certificates (development use; an agreement certificate is issued by the signing key)."""
     settings = _settings(config)
     folder, passphrase = _keystore(settings)
     identity = settings.identity
     subject = subject_name(identity.party_id, identity.authority_name, identity.country)
     try:
-        info = generate_key(folder, passphrase, subject=subject, now=SystemClock().now(), status=status, days=days)
+        info = generate_key(
+            folder, passphrase, subject=subject, now=SystemClock().now(), status=status, days=days, suite=suite
+        )
     except GatewayError as exc:
         raise _fail(str(exc)) from None
     _print_key(info, "generated")
-    console.print(f"CSR for your CA: {folder / (info.record.id + '.csr.pem')}", highlight=False)
+    for csr in sorted(folder.glob(f"{info.record.id}*.csr.pem")):
+        console.print(f"CSR for your CA: {csr}", highlight=False)
 
 
 @keys_app.command("import")
@@ -297,8 +314,16 @@ def import_(
     ] = None,
     config: ConfigOption = DEFAULT_CONFIG,
     status: StatusOption = None,
+    suite: SuiteOption = Suite.EDELIVERY_1_15,
+    agreement_key: Annotated[
+        Path | None, typer.Option("--agreement-key", help="2.0 suites: the X25519 / ECDH P-256 key (PEM or DER)")
+    ] = None,
+    agreement_certificate: Annotated[
+        Path | None, typer.Option("--agreement-certificate", help="2.0 suites: the agreement key's certificate")
+    ] = None,
 ) -> None:
-    """Add an existing key and certificate; the key is stored encrypted with the keystore passphrase."""
+    """Add an existing key and certificate (2.0 suites: and the agreement key with its certificate); the keys are
+    stored encrypted with the keystore passphrase."""
     settings = _settings(config)
     folder, passphrase = _keystore(settings)
     try:
@@ -310,6 +335,9 @@ def import_(
             key_passphrase=_env_passphrase(key_passphrase_env),
             now=SystemClock().now(),
             status=status,
+            suite=suite,
+            agreement_key_file=agreement_key,
+            agreement_certificate_file=agreement_certificate,
         )
     except GatewayError as exc:
         raise _fail(str(exc)) from None
@@ -336,35 +364,40 @@ def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
     except GatewayError as exc:
         raise _fail(str(exc)) from None
     now = SystemClock().now()
-    table = Table("id", "status", "sha256", "subject", "valid from", "valid until", "days left")
+    table = Table("id", "suite", "status", "key", "sha256", "subject", "valid until", "days left")
     for info in keys:
-        cert = info.certificate
-        table.add_row(
-            info.record.id,
-            info.record.status.value,
-            info.fingerprint[:16],
-            info.subject,
-            f"{cert.not_valid_before_utc:%Y-%m-%d}",
-            f"{cert.not_valid_after_utc:%Y-%m-%d}",
-            str((cert.not_valid_after_utc - now).days),
-        )
+        certificates = [("signing", info.certificate)]
+        if info.agreement_certificate is not None:
+            certificates.append(("agreement", info.agreement_certificate))
+        for purpose, cert in certificates:
+            table.add_row(
+                info.record.id,
+                info.record.suite.value.removeprefix("edelivery-as4-"),
+                info.record.status.value,
+                purpose,
+                fingerprint(cert)[:16],
+                cert.subject.rfc4514_string(),
+                f"{cert.not_valid_after_utc:%Y-%m-%d}",
+                str((cert.not_valid_after_utc - now).days),
+            )
     console.print(table)
 
 
 @keys_app.command("rollover")
-def rollover_keys(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Next key becomes current (signs), current becomes previous (still decrypts), previous is retired."""
+def rollover_keys(config: ConfigOption = DEFAULT_CONFIG, suite: SuiteOption = Suite.EDELIVERY_1_15) -> None:
+    """Within a suite: next key becomes current (signs), current becomes previous (still decrypts), previous is
+    retired. The other suites' keys are not touched."""
     settings = _settings(config)
     folder, passphrase = _keystore(settings)
     try:
-        keystore = rollover(folder, passphrase, now=SystemClock().now())
+        keystore = rollover(folder, passphrase, now=SystemClock().now(), suite=suite)
     except GatewayError as exc:
         raise _fail(str(exc)) from None
-    signing = keystore.signing.certificate
+    signing = keystore.signing_for(suite).certificate
     console.print(
-        f"rolled over: now signing with {signing.subject.rfc4514_string()} "
-        f"(valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting with {len(keystore.decryption)} key(s). "
-        "A running gateway switches within [profiles].poll_seconds.",
+        f"rolled over {suite.value}: now signing with {signing.subject.rfc4514_string()} "
+        f"(valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting with "
+        f"{len(keystore.decryption_for(suite))} key(s). A running gateway switches within [profiles].poll_seconds.",
         highlight=False,
     )
 
@@ -373,6 +406,7 @@ def _print_key(info: KeyInfo, verb: str) -> None:
     cert = info.certificate
     console.print(
         f"{verb} key {info.record.id} ({info.record.status.value}): {info.subject}, SHA-256 {info.fingerprint}, "
-        f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}",
+        f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}; suite "
+        f"{info.record.suite.value}",
         highlight=False,
     )

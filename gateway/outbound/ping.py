@@ -20,7 +20,6 @@ from gateway.as4 import (
     TEST_SERVICE,
     EbmsError,
     ErrorReceived,
-    KeyPair,
     Outgoing,
     Party,
     PartyId,
@@ -31,6 +30,7 @@ from gateway.as4 import (
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.outbound.tls import ssl_context
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner
 from gateway.settings import IdentitySettings
 
@@ -84,23 +84,31 @@ async def ping(
     partner: Partner,
     *,
     identity: IdentitySettings,
-    keys: KeyPair,
+    keys: OwnKeys,
     session: aiohttp.ClientSession,
     clock: Clock,
     timeout: float = 30.0,
     tls_passphrase: bytes | None = None,
 ) -> PingResult:
-    """Send one test message to ``partner`` and report the receipt's round trip or exactly what failed."""
+    """Send one test message to ``partner`` under its profile's security suite (signed with our key of that
+    suite) and report the receipt's round trip or exactly what failed."""
     message = ping_message(partner, identity, clock)
     result = _Result(partner, message.message_id)
+    suite = partner.policy.suite
     try:
         partner.certificates.check(now=clock.now())
         partner.profile.endpoint_url  # noqa: B018 - refuses a partner without an endpoint, saying why
+        sender = keys.signing_for(suite, partner=partner.profile.id)
         context = ssl_context(partner.profile.tls, tls_passphrase)
     except (GatewayError, OSError, ssl.SSLError) as exc:
         return result(Stage.PROFILE, f"the profile cannot be used: {exc}")
     sent = build_user_message(
-        message, [], sender=keys, recipient_certificate=partner.certificates.encryption, compress=False
+        message,
+        [],
+        sender=sender,
+        recipient_certificate=partner.certificates.encryption,
+        compress=False,
+        suite=suite,
     )
     return await _exchange(result, sent, session=session, clock=clock, timeout=timeout, context=context)
 

@@ -20,7 +20,6 @@ from gateway.as4 import (
     EbmsCode,
     EbmsError,
     ErrorReceived,
-    KeyPair,
     Outgoing,
     PullRequestReceived,
     ReceiptReceived,
@@ -34,6 +33,7 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, stored_message
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
@@ -68,7 +68,7 @@ class PullServer:
         payloads: PayloadStore,
         partners: Partners,
         identity: IdentitySettings,
-        key: KeyPair,
+        keys: OwnKeys,
         clock: Clock,
         node_id: str,
     ) -> None:
@@ -76,15 +76,15 @@ class PullServer:
         self._payloads = payloads
         self._partners = partners
         self._identity = identity
-        self._key = key
+        self._keys = keys
         self._clock = clock
         self._node_id = node_id
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    def use_keys(self, key: KeyPair) -> None:
-        self._key = key
+    def use_keys(self, keys: OwnKeys) -> None:
+        self._keys = keys
 
     def _new_id(self) -> str:
         return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
@@ -101,7 +101,8 @@ class PullServer:
             )
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
             error = exc.with_ref(peeked.message_id)
-            return build_error_signal(error, key=self._key, message_id=self._new_id(), now=self._clock.now())
+            signing = self._keys.signing  # the signer is not known (or not trusted): our default suite
+            return build_error_signal(error, key=signing, message_id=self._new_id(), now=self._clock.now())
 
     # --- PullRequests ------------------------------------------------------------------------------------
 
@@ -118,7 +119,14 @@ class PullServer:
         record = await self._claim(partner)
         if record is None:
             PULLS_SERVED.labels(partner=partner_id, outcome="empty").inc()
-            return build_empty_mpc(pull, key=self._key, message_id=self._new_id(), now=self._clock.now())
+            suite = partner.policy.suite
+            return build_empty_mpc(
+                pull,
+                key=self._keys.signing_for(suite, partner=partner_id),
+                message_id=self._new_id(),
+                now=self._clock.now(),
+                suite=suite,
+            )
         detail = {"attempt": record.attempts, "pull_request": pull.message_id, "node": self._node_id}
         await self._store.note(record.id, "pulled", detail)
         PULLS_SERVED.labels(partner=partner_id, outcome="message").inc()

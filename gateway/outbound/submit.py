@@ -33,6 +33,7 @@ from gateway.clock import Clock
 from gateway.documents import PermitDocument, parse_document, validate_document
 from gateway.documents.types import service_action
 from gateway.errors import ProfileError
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
@@ -94,7 +95,7 @@ class Submitter:
         payloads: PayloadStore,
         partners: Partners,
         identity: IdentitySettings,
-        keys: KeyPair,
+        keys: OwnKeys,
         clock: Clock,
     ) -> None:
         self._store = store
@@ -108,7 +109,7 @@ class Submitter:
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    def use_keys(self, keys: KeyPair) -> None:
+    def use_keys(self, keys: OwnKeys) -> None:
         """Sign new messages with ``keys`` (after a rollover); stored messages keep their signatures."""
         self._keys = keys
 
@@ -128,15 +129,16 @@ class Submitter:
                 f"partner {partner.profile.id!r} does not accept {document.document_type} documents "
                 f"(documents.send in its profile lists: {', '.join(partner.profile.documents.send) or 'none'})"
             )
+        sender = self._keys.signing_for(partner.policy.suite, partner=partner.profile.id)
         user_message = self._user_message(document, partner)
         if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop
             kept = await asyncio.to_thread(self._keep_all, attachments, partner)
             wire_sha256, content_type, references = await asyncio.to_thread(
-                self._pack, user_message, data, kept, partner
+                self._pack, user_message, data, kept, partner, sender
             )
         else:
             kept = []
-            wire_sha256, content_type, references = self._pack(user_message, data, kept, partner)
+            wire_sha256, content_type, references = self._pack(user_message, data, kept, partner, sender)
         ttl = timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
         new = NewMessage(
             direction=Direction.OUTBOUND,
@@ -189,18 +191,26 @@ class Submitter:
         )
 
     def _pack(
-        self, user_message: UserMessage, data: bytes, attachments: list[Attachment], partner: Partner
+        self,
+        user_message: UserMessage,
+        data: bytes,
+        attachments: list[Attachment],
+        partner: Partner,
+        sender: KeyPair,
     ) -> tuple[str, str, list[dict[str, str]]]:
-        """Build the signed, encrypted message once and store its wire bytes: (wire SHA-256, Content-Type,
-        signed references). With attachments, everything goes through spool files, never whole in memory."""
+        """Build the signed, encrypted message once, under the partner's security suite, and store its wire
+        bytes: (wire SHA-256, Content-Type, signed references). With attachments, everything goes through spool
+        files, never whole in memory."""
+        suite = partner.policy.suite
         permit = Payload(content_id=f"permit-{uuid.uuid4()}@permit-gateway", mime_type=PERMIT_MIME_TYPE, data=data)
         if not attachments:
             outgoing = build_user_message(
                 user_message,
                 [permit],
-                sender=self._keys,
+                sender=sender,
                 recipient_certificate=partner.certificates.encryption,
                 compress=partner.profile.compression,
+                suite=suite,
             )
             signed = [{"uri": r.uri, "digest": r.digest_value} for r in outgoing.references]
             return self._payloads.put(outgoing.body), outgoing.content_type, signed
@@ -217,10 +227,11 @@ class Submitter:
             streamed = build_user_message_streamed(
                 user_message,
                 payloads,
-                sender=self._keys,
+                sender=sender,
                 recipient_certificate=partner.certificates.encryption,
                 spool=lambda: files.enter_context(self._payloads.spool()),
                 compress=partner.profile.compression,
+                suite=suite,
             )
             wire_sha256, _ = self._payloads.put_chunks(streamed.chunks())
         signed = [{"uri": r.uri, "digest": r.digest_value} for r in streamed.references]

@@ -83,9 +83,10 @@ def check_certificate(cert: x509.Certificate, *, now: datetime, purpose: str) ->
         )
 
 
-def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: str) -> None:
-    """Refuse a certificate whose key the suite's algorithms cannot use."""
-    expected = _suite_key_requirement(suite, cert.public_key())
+def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: str, use: str | None = None) -> None:
+    """Refuse a certificate whose key the suite's algorithms cannot use; ``use`` (``signing`` or ``encryption``)
+    narrows it to that use: in eDelivery AS4 2.0 the signing key is Ed25519 and the encryption key X25519."""
+    expected = _suite_key_requirement(suite, cert.public_key(), use)
     if expected is not None:
         raise KeyMaterialError(
             f"{purpose} ({cert.subject.rfc4514_string()}) has {_describe_key(cert)}; "
@@ -93,8 +94,8 @@ def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: st
         )
 
 
-def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes) -> str | None:
-    """What ``suite`` needs of a certificate key, or None when ``key`` fits."""
+def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes, use: str | None) -> str | None:
+    """What ``suite`` needs of a certificate key for ``use``, or None when ``key`` fits."""
     match suite:
         case SecuritySuite.EDELIVERY_AS4_1_15:
             if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_KEY_BITS:
@@ -103,7 +104,13 @@ def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes)
                 f"an RSA key of at least {MIN_RSA_KEY_BITS} bits (rsa-sha256 signatures, RSA-OAEP key transport)"
             )
         case SecuritySuite.EDELIVERY_AS4_2_0:
-            if isinstance(key, ed25519.Ed25519PublicKey | x25519.X25519PublicKey):
+            signing = isinstance(key, ed25519.Ed25519PublicKey)
+            agreement = isinstance(key, x25519.X25519PublicKey)
+            if use == "signing":
+                return None if signing else "an Ed25519 key for signing (eddsa-ed25519 signatures)"
+            if use == "encryption":
+                return None if agreement else "an X25519 key for encryption (x25519 key agreement)"
+            if signing or agreement:
                 return None
             return "an Ed25519 key (eddsa-ed25519 signatures) or an X25519 key (x25519 key agreement)"
         case SecuritySuite.EDELIVERY_AS4_2_0_ECC:
@@ -210,9 +217,9 @@ def resolve_certificates(profile: PartnerProfile, *, now: datetime | None = None
     def load(path: Path, purpose: str) -> x509.Certificate:
         if path not in loaded:
             loaded[path] = load_certificate(path)
-            check_suite_key(
-                loaded[path], security.suite, purpose=f"{purpose} certificate of partner {profile.id!r}"
-            )
+        check_suite_key(
+            loaded[path], security.suite, purpose=f"{purpose} certificate of partner {profile.id!r}", use=purpose
+        )
         return loaded[path]
 
     signing = tuple(load(path, "signing") for path in security.pinned_certificates)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,11 +15,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from gateway.as4 import Suite
 from gateway.errors import KeyMaterialError
 from gateway.profiles.certificates import load_certificate, load_private_key
+from gateway.profiles.suitekeys import Usage, issue
 
 RSA_KEY_BITS = 2048
 CA_VALIDITY = timedelta(days=3650)
@@ -42,7 +45,13 @@ Written by gateway.profiles.devpki for the demo and the tests.
 
   ca.crt.pem, ca.key.pem              the development CA (valid 10 years)
   <party-id>.crt.pem, <party-id>.key.pem
-                                      one certificate per authority, issued by the CA (valid 2 years)
+                                      one RSA certificate per authority, issued by the CA (valid 2 years):
+                                      eDelivery AS4 1.15
+  <party-id>.ed25519.*.pem, <party-id>.x25519.*.pem
+                                      signing and key agreement certificates for eDelivery AS4 2.0
+                                      (EXPERIMENTAL), issued by the CA
+  <party-id>.ecdsa.*.pem, <party-id>.ecdh.*.pem
+                                      the same for eDelivery AS4 2.0 ECC (P-256, EXPERIMENTAL)
 
 The private keys (*.key.pem) are NOT encrypted: whoever can read this folder can sign and decrypt as
 these authorities. Running the generator again keeps the files that are still valid and replaces the
@@ -81,9 +90,29 @@ class DevAuthority:
 
 
 @dataclass(frozen=True, slots=True)
-class DevPartyFiles:
+class DevSuiteFiles:
+    """An authority's eDelivery AS4 2.0 keys: the signing key and the key agreement key, each certified."""
+
     key: Path
     certificate: Path
+    agreement_key: Path
+    agreement_certificate: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DevPartyFiles:
+    """The RSA key (eDelivery AS4 1.15) and, per 2.0 suite, the signing and agreement keys."""
+
+    key: Path
+    certificate: Path
+    suites: Mapping[Suite, DevSuiteFiles]
+
+    def certificates(self, suite: Suite) -> tuple[Path, Path]:
+        """(signing, encryption) certificate of ``suite``, as a partner's profile names them."""
+        if suite is Suite.EDELIVERY_1_15:
+            return self.certificate, self.certificate
+        files = self.suites[suite]
+        return files.certificate, files.agreement_certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +165,8 @@ def _check_distinct(authorities: Sequence[DevAuthority]) -> None:
 def _ensure_ca(folder: Path, now: datetime) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     existing = _load_pair(folder / CA_KEY, folder / CA_CERTIFICATE)
     if existing is not None and _valid_at(existing[1], now) and _issued_by(existing[1], existing[1]):
-        return existing
+        assert isinstance(existing[0], rsa.RSAPrivateKey)
+        return existing[0], existing[1]
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     certificate = _ca_certificate(key, now)
     _write_pair(folder / CA_KEY, folder / CA_CERTIFICATE, key, certificate)
@@ -150,21 +180,86 @@ def _ensure_leaf(
     ca_certificate: x509.Certificate,
     now: datetime,
 ) -> DevPartyFiles:
-    files = DevPartyFiles(
-        key=folder / f"{authority.file_stem}.key.pem",
-        certificate=folder / f"{authority.file_stem}.crt.pem",
-    )
-    existing = _load_pair(files.key, files.certificate)
-    if (
+    stem = authority.file_stem
+    key, certificate = folder / f"{stem}.key.pem", folder / f"{stem}.crt.pem"
+    if not _reusable(key, certificate, authority, ca_certificate, now, _is_rsa):
+        rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+        _write_pair(key, certificate, rsa_key, _leaf_certificate(authority, rsa_key, ca_key, ca_certificate, now))
+    suites = {
+        suite: _ensure_suite(folder, stem, suite, authority, ca_key, ca_certificate, now) for suite in _SUITE_KEYS
+    }
+    return DevPartyFiles(key=key, certificate=certificate, suites=suites)
+
+
+def _p256() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _is_p256(key: object) -> bool:
+    return isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
+
+
+_KeyKind = tuple[str, Callable[[], PrivateKeyTypes], Callable[[object], bool]]
+_SUITE_KEYS: dict[Suite, tuple[_KeyKind, _KeyKind]] = {
+    Suite.EDELIVERY_2_0: (
+        ("ed25519", ed25519.Ed25519PrivateKey.generate, lambda k: isinstance(k, ed25519.Ed25519PrivateKey)),
+        ("x25519", x25519.X25519PrivateKey.generate, lambda k: isinstance(k, x25519.X25519PrivateKey)),
+    ),
+    Suite.EDELIVERY_2_0_ECC: (("ecdsa", _p256, _is_p256), ("ecdh", _p256, _is_p256)),
+}
+
+
+def _ensure_suite(
+    folder: Path,
+    stem: str,
+    suite: Suite,
+    authority: DevAuthority,
+    ca_key: rsa.RSAPrivateKey,
+    ca_certificate: x509.Certificate,
+    now: datetime,
+) -> DevSuiteFiles:
+    """The signing and agreement keys of a 2.0 suite, both certified by the development CA."""
+    paths = []
+    usages = (Usage(signature=True), Usage(key_agreement=True))
+    for (name, make, fits), usage in zip(_SUITE_KEYS[suite], usages, strict=True):
+        key_path, cert_path = folder / f"{stem}.{name}.key.pem", folder / f"{stem}.{name}.crt.pem"
+        if not _reusable(key_path, cert_path, authority, ca_certificate, now, fits):
+            key = make()
+            certificate = issue(
+                authority.subject(),
+                key.public_key(),
+                issuer=ca_certificate.subject,
+                issuer_key=ca_key,
+                now=now,
+                validity=LEAF_VALIDITY,
+                usage=usage,
+            )
+            _write_pair(key_path, cert_path, key, certificate)
+        paths += [key_path, cert_path]
+    return DevSuiteFiles(*paths)
+
+
+def _is_rsa(key: object) -> bool:
+    return isinstance(key, rsa.RSAPrivateKey) and key.key_size >= RSA_KEY_BITS
+
+
+def _reusable(
+    key_path: Path,
+    certificate_path: Path,
+    authority: DevAuthority,
+    ca_certificate: x509.Certificate,
+    now: datetime,
+    fits: Callable[[object], bool],
+) -> bool:
+    """Files still good: they load and belong together, the key type fits, the certificate is valid and ours."""
+    existing = _load_pair(key_path, certificate_path)
+    return (
         existing is not None
+        and fits(existing[0])
         and _valid_at(existing[1], now)
         and existing[1].subject == authority.subject()
         and _issued_by(existing[1], ca_certificate)
-    ):
-        return files
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
-    _write_pair(files.key, files.certificate, key, _leaf_certificate(authority, key, ca_key, ca_certificate, now))
-    return files
+    )
 
 
 def _ca_certificate(key: rsa.RSAPrivateKey, now: datetime) -> x509.Certificate:
@@ -226,16 +321,23 @@ def _key_usage(
     )
 
 
-def _load_pair(key_path: Path, certificate_path: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate] | None:
+def _load_pair(key_path: Path, certificate_path: Path) -> tuple[PrivateKeyTypes, x509.Certificate] | None:
     """The key and certificate when both load and belong together, else None (they will be replaced)."""
     try:
         key = load_private_key(key_path, None)
         certificate = load_certificate(certificate_path)
     except KeyMaterialError:
         return None
-    if not isinstance(key, rsa.RSAPrivateKey) or key.public_key() != certificate.public_key():
+    if _spki(key.public_key()) != _spki(certificate.public_key()):
         return None
     return key, certificate
+
+
+def _spki(public_key: object) -> bytes:
+    der: bytes = public_key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
 
 
 def _valid_at(certificate: x509.Certificate, now: datetime) -> bool:
@@ -250,7 +352,7 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _write_pair(key_path: Path, certificate_path: Path, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> None:
+def _write_pair(key_path: Path, certificate_path: Path, key: PrivateKeyTypes, cert: x509.Certificate) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -223,7 +223,8 @@ def _problem(error: ErrorDetails) -> _Problem:
         return _Problem(loc, f"{got}, expected {field.description}")
     if kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
-        return _Problem(loc, message if isinstance(error.get("input"), dict) else f"{got}, {message}")
+        plain = isinstance(error.get("input"), dict) or error.get("input") is None
+        return _Problem(loc, message if plain else f"{got}, {message}")
     return _Problem(loc, f"{got}, {_as_expectation(error['msg'])}")
 
 
@@ -371,7 +372,7 @@ def _check_file(
             return None
         certificate = load_certificate(path)
         if ref.kind == "certificate" and suite is not None:
-            check_suite_key(certificate, suite, purpose=f"certificate {path}")
+            check_suite_key(certificate, suite, purpose=f"certificate {path}", use=ref.purpose)
         if ref.kind == "anchor":
             _check_ca(certificate, path)
     except KeyMaterialError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.as4 import DEFAULT_MPC
 from gateway.documents.types import DocumentType
@@ -41,6 +41,11 @@ class SecuritySuite(StrEnum):
     EDELIVERY_AS4_2_0 = "edelivery-as4-2.0"
     EDELIVERY_AS4_2_0_ECC = "edelivery-as4-2.0-ecc"
 
+    @property
+    def experimental(self) -> bool:
+        """Not yet exchanged with another implementation (eDelivery AS4 2.0)."""
+        return self is not SecuritySuite.EDELIVERY_AS4_1_15
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,7 +68,14 @@ class Security(_Section):
     issued by ``trust_anchor`` whose subject matches ``subject``.
     """
 
-    suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15
+    suite: SecuritySuite = Field(
+        default=SecuritySuite.EDELIVERY_AS4_1_15,
+        description=(
+            "the eDelivery AS4 security suite: edelivery-as4-1.15 (RSA, the default); edelivery-as4-2.0 (Ed25519 "
+            "signatures, X25519 key agreement) and edelivery-as4-2.0-ecc (ECDSA/ECDH-ES P-256) are EXPERIMENTAL, "
+            "not yet exchanged with another implementation, and need encryption_certificate"
+        ),
+    )
     signing_certificate: Path | None = Field(
         default=None, description="the partner's certificate that verifies its signatures (PEM or DER)"
     )
@@ -80,8 +92,25 @@ class Security(_Section):
     )
     encryption_certificate: Path | None = Field(
         default=None,
-        description="the partner's certificate we encrypt for; default: the newest valid signing certificate",
+        validate_default=True,
+        description=(
+            "the partner's certificate we encrypt for; default (edelivery-as4-1.15 only): the newest valid signing "
+            "certificate. Required for the 2.0 suites: their agreement key (X25519 or ECDH P-256) is not the "
+            "signing key"
+        ),
     )
+
+    @field_validator("encryption_certificate")
+    @classmethod
+    def _agreement_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        suite = info.data.get("suite")
+        if value is None and isinstance(suite, SecuritySuite) and suite.experimental:
+            raise ValueError(
+                f"required for suite {suite.value}: name the partner's key agreement certificate "
+                f"({'X25519' if suite is SecuritySuite.EDELIVERY_AS4_2_0 else 'EC P-256'}), which is separate "
+                "from its signing certificate in eDelivery AS4 2.0"
+            )
+        return value
 
     @field_validator("subject")
     @classmethod

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.as4 import KeyPair, SecurityPolicy, Suite
@@ -24,6 +25,8 @@ from gateway.profiles.certificates import (
 )
 from gateway.profiles.model import PartnerProfile, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
+
+log = structlog.get_logger("gateway.profiles")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,13 @@ def partner_of(
             )
     certificates = resolve_certificates(profile, now=now)
     policy = security_policy(certificates, now=now, max_age=max_age, suite=profile.security.suite)
+    if profile.security.suite.experimental:
+        log.warning(
+            "partner profile uses an EXPERIMENTAL security suite: eDelivery AS4 2.0 has not yet been exchanged "
+            "with another implementation; confirm it with the partner by 'permit-gateway profiles ping'",
+            partner=profile.id,
+            suite=profile.security.suite.value,
+        )
     return Partner(profile=profile, certificates=certificates, policy=policy)
 
 

@@ -10,14 +10,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.as4 import KeyPair
+from gateway.as4 import KeyPair, Suite
 from gateway.clock import FixedClock
 from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway, write_profiles
+from gateway.profiles.certificates import load_certificate, load_private_key
 from gateway.profiles.devpki import DevPki
+from gateway.profiles.suitekeys import suite_pair
 from gateway.profiles.trust import load_key_pair
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+RETRIES = "reception_awareness:\n  retries: 3\n  retry_delays_seconds: [60, 120]\n"
 EXAMPLES = ROOT / "examples"
 
 
@@ -48,9 +51,25 @@ class Harness:
         gateway = self.running.pop(party_id)
         await gateway.runner.cleanup()
 
-    def keys(self, party_id: str) -> KeyPair:
+    def keys(self, party_id: str, suite: Suite = Suite.EDELIVERY_1_15) -> KeyPair:
         files = self.pki.files_for(party_id)
-        return load_key_pair(files.key, files.certificate, None, now=self.clock.now())
+        if suite is Suite.EDELIVERY_1_15:
+            return load_key_pair(files.key, files.certificate, None, now=self.clock.now())
+        found = files.suites[suite]
+        return suite_pair(
+            suite,
+            load_private_key(found.key, None),
+            load_certificate(found.certificate),
+            load_private_key(found.agreement_key, None),
+            load_certificate(found.agreement_certificate),
+            what=f"{party_id} {suite.value} dev keys",
+        )
+
+    def use_suites(self, suites: dict[str, Suite]) -> None:
+        """Rewrite the profiles before the gateways start: ``suites`` maps a PartyId to the suite of its profile
+        (what the other gateway expects of it and sends it)."""
+        endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in self.ports.items()}
+        write_profiles(self.tmp / "profiles", endpoints, extra=RETRIES, pki=self.pki, suites=suites)
 
 
 @pytest.fixture
@@ -59,9 +78,7 @@ async def harness(tmp_path: Path, pki: DevPki) -> AsyncIterator[Harness]:
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in ports.items()}
-    write_profiles(
-        profiles, endpoints, extra="reception_awareness:\n  retries: 3\n  retry_delays_seconds: [60, 120]\n"
-    )
+    write_profiles(profiles, endpoints, extra=RETRIES)
     harness = Harness(tmp=tmp_path, pki=pki, clock=FixedClock(datetime.now(UTC)), ports=ports, running={})
     yield harness
     for party_id in list(harness.running):

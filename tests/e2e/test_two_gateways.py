@@ -200,7 +200,7 @@ async def test_ping_gets_a_signed_receipt_and_the_test_message_is_not_delivered(
     result = await ping(
         node.partners.get("ch-swissmedic"),
         identity=node.settings.identity,
-        keys=harness.keys("BE-FAMHP"),
+        keys=node.keys,
         session=session,
         clock=harness.clock,
     )

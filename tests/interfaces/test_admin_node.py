@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.as4 import Suite
 from gateway.clock import FixedClock
 from gateway.interfaces import admin
 from gateway.interfaces.keys import NODE
@@ -143,15 +144,15 @@ async def test_key_rollover_with_the_cli_reaches_the_running_node(gateway: Gatew
     old = gateway.node.keys.signing.certificate
     subject = subject_name("BE-FAMHP", "FAMHP", "BE")
     upcoming = generate_key(gateway.keystore, PASSPHRASE.encode(), subject=subject, now=NOW)
-    await eventually(lambda: len(gateway.node.keys.decryption) == 2)
+    await eventually(lambda: len(gateway.node.keys.decryption[Suite.EDELIVERY_1_15]) == 2)
 
     rollover(gateway.keystore, PASSPHRASE.encode(), now=NOW)
 
     await eventually(lambda: gateway.node.keys.signing.certificate == upcoming.certificate)
     node = gateway.node
-    assert [k.certificate for k in node.keys.decryption] == [upcoming.certificate, old]
-    assert node.submitter._keys is node.keys.signing
-    assert node.receiver._keys == node.keys.decryption
+    assert [k.certificate for k in node.keys.decryption[Suite.EDELIVERY_1_15]] == [upcoming.certificate, old]
+    assert node.submitter._keys is node.keys
+    assert node.receiver._keys is node.keys
 
 
 async def test_expiry_is_checked_at_start(gateway: Gateway) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gateway.as4 import Suite
 from gateway.clock import SystemClock
 from gateway.interfaces.cli import app
 from gateway.profiles import DevPki, generate_dev_pki
@@ -219,3 +220,44 @@ def test_ping_reports_a_refused_connection(cli: Cli) -> None:
     assert code == 1
     assert f"FAILED ch-swissmedic at http://127.0.0.1:{port}/as4: connect" in output
     assert f"cannot connect to 127.0.0.1:{port}" in output
+
+
+def test_keys_per_suite_generate_list_rollover_import(cli: Cli) -> None:
+    assert cli("keys", "generate")[0] == 0
+    code, output = cli("keys", "generate", "--suite", "edelivery-as4-2.0")
+    assert code == 0, output
+    assert "(current): C=DE,O=BfArM,CN=DE-BFARM" in output and "suite edelivery-as4-2.0" in output
+    assert cli("keys", "generate", "--suite", "edelivery-as4-2.0")[0] == 0
+
+    code, output = cli("keys", "list")
+    assert code == 0
+    rows = [line for line in output.splitlines() if "2.0" in line]
+    assert len(rows) == 4  # two keys, each a signing and an agreement certificate
+    assert sum("agreement" in row for row in rows) == 2 and sum("next" in row for row in rows) == 2
+
+    code, output = cli("keys", "rollover", "--suite", "edelivery-as4-2.0")
+    assert code == 0 and "rolled over edelivery-as4-2.0" in output and "decrypting with 2 key(s)" in output
+    keystore = Keystore.open(cli.tmp / "keystore", PASSPHRASE.encode())
+    assert keystore.next is None and len(keystore.decryption_for(Suite.EDELIVERY_2_0)) == 2
+    code, output = cli("keys", "rollover")
+    assert code == 1 and "has no next key for suite edelivery-as4-1.15" in output
+    code, output = cli("keys", "generate", "--suite", "edelivery-as4-3")
+    assert code != 0 and "edelivery-as4-2.0-ecc" in output
+
+    files = cli.pki.files_for("DE-BFARM").suites[Suite.EDELIVERY_2_0_ECC]
+    code, output = cli(
+        "keys",
+        "import",
+        "--suite",
+        "edelivery-as4-2.0-ecc",
+        "--key",
+        str(files.key),
+        "--certificate",
+        str(files.certificate),
+        "--agreement-key",
+        str(files.agreement_key),
+        "--agreement-certificate",
+        str(files.agreement_certificate),
+    )
+    assert code == 0, output
+    assert "imported key" in output and "suite edelivery-as4-2.0-ecc" in output

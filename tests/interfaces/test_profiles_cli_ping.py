@@ -27,6 +27,7 @@ from gateway.as4 import (
 from gateway.clock import FixedClock
 from gateway.outbound.ping import PingResult, Stage, ping
 from gateway.profiles import DevPki, PartnerProfile, generate_dev_pki
+from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Security
 from gateway.profiles.trust import Partner, load_key_pair, partner_of
 from gateway.settings import IdentitySettings
@@ -96,7 +97,7 @@ async def run_ping(partner: Partner, pki: DevPki, timeout: float = 5.0) -> PingR
         return await ping(
             partner,
             identity=US,
-            keys=keys_of(pki, "BE-FAMHP"),
+            keys=OwnKeys.single(keys_of(pki, "BE-FAMHP")),
             session=session,
             clock=FixedClock(NOW),
             timeout=timeout,
@@ -214,7 +215,7 @@ async def test_profile_with_an_expired_certificate_is_not_pinged(pki: DevPki) ->
         result = await ping(
             partner,
             identity=US,
-            keys=keys_of(pki, "BE-FAMHP"),
+            keys=OwnKeys.single(keys_of(pki, "BE-FAMHP")),
             session=session,
             clock=FixedClock(NOW + timedelta(days=800)),
         )

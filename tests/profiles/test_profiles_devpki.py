@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.x509.oid import NameOID
 
+from gateway.as4 import Suite
 from gateway.errors import KeyMaterialError
 from gateway.profiles import DevAuthority, DevPki, generate_dev_pki, load_certificate, load_private_key
+from gateway.profiles.suitekeys import suite_pair
 
 from .conftest import AUTHORITIES, NOW
 
@@ -24,20 +26,53 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_files_and_readme(pki: DevPki) -> None:
-    assert sorted(path.name for path in pki.folder.iterdir()) == [
-        "README.txt",
-        "be-famhp.crt.pem",
-        "be-famhp.key.pem",
-        "ca.crt.pem",
-        "ca.key.pem",
-        "ch-swissmedic.crt.pem",
-        "ch-swissmedic.key.pem",
-        "de-bfarm.crt.pem",
-        "de-bfarm.key.pem",
+    per_party = [
+        f"{kind}{suffix}"
+        for kind in ("", ".ecdh", ".ecdsa", ".ed25519", ".x25519")
+        for suffix in (".crt.pem", ".key.pem")
     ]
+    assert sorted(path.name for path in pki.folder.iterdir()) == sorted(
+        ["README.txt", "ca.crt.pem", "ca.key.pem"]
+        + [f"{party}{name}" for party in ("be-famhp", "ch-swissmedic", "de-bfarm") for name in per_party]
+    )
     assert "NOT FOR PRODUCTION" in (pki.folder / "README.txt").read_text()
     assert "NOT encrypted" in (pki.folder / "README.txt").read_text()
     assert stat.S_IMODE(pki.files_for("BE-FAMHP").key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pki.files_for("BE-FAMHP").suites[Suite.EDELIVERY_2_0].agreement_key.stat().st_mode) == 0o600
+    assert "EXPERIMENTAL" in (pki.folder / "README.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("suite", "signing_type", "agreement_type"),
+    [
+        (Suite.EDELIVERY_2_0, ed25519.Ed25519PublicKey, x25519.X25519PublicKey),
+        (Suite.EDELIVERY_2_0_ECC, ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey),
+    ],
+)
+def test_2_0_keys_are_issued_by_the_ca_for_their_purpose(
+    pki: DevPki, suite: Suite, signing_type: type, agreement_type: type
+) -> None:
+    files = pki.files_for("CH-SWISSMEDIC").suites[suite]
+    ca = load_certificate(pki.ca_certificate)
+    signing, agreement = load_certificate(files.certificate), load_certificate(files.agreement_certificate)
+    for certificate in (signing, agreement):
+        certificate.verify_directly_issued_by(ca)
+        assert certificate.subject == CH.subject()
+    assert isinstance(signing.public_key(), signing_type)
+    assert isinstance(agreement.public_key(), agreement_type)
+    assert signing.public_key() != agreement.public_key()
+    assert signing.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert agreement.extensions.get_extension_for_class(x509.KeyUsage).value.key_agreement
+    assert not agreement.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    pair = suite_pair(
+        suite,
+        load_private_key(files.key, None),
+        signing,
+        load_private_key(files.agreement_key, None),
+        agreement,
+        what="dev keys",
+    )
+    assert pair.encryption_certificate == agreement
 
 
 def test_leaf_is_issued_by_the_ca(pki: DevPki) -> None:

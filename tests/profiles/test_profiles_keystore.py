@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.as4 import Suite
 from gateway.errors import ConfigError, KeyMaterialError
 from gateway.profiles import DevPki
 from gateway.profiles.keystore import (
@@ -178,9 +179,10 @@ def test_own_keys_from_the_keystore_or_the_file_pair(folder: Path, pki: DevPki, 
     files = pki.files_for("BE-FAMHP")
     from_files = load_own_keys(KeySettings(private_key=files.key, certificate=files.certificate), now=NOW)
 
-    assert from_keystore.keystore is not None and from_keystore.decryption == (from_keystore.signing,)
+    assert from_keystore.keystore is not None
+    assert from_keystore.decryption == {Suite.EDELIVERY_1_15: (from_keystore.signing,)}
     assert [p for p, _ in from_keystore.own_certificates()] == ["current"]
-    assert from_files == OwnKeys(signing=from_files.signing, decryption=(from_files.signing,))
+    assert from_files == OwnKeys.single(from_files.signing)
     with pytest.raises(ConfigError, match=r"\[keys\].keystore needs a passphrase"):
         load_own_keys(KeySettings(keystore=folder), now=NOW)
     with pytest.raises(KeyMaterialError, match=r"our current certificate .* expired on"):
