@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from gateway.as4 import _canon as c14n
 from gateway.as4._ns import DEFAULT_MPC, EB, S12, WSU, XML, q
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.model import (
@@ -143,6 +144,78 @@ def add_user_message(messaging: etree._Element, um: UserMessage) -> None:
         payload_info = _sub(el, "PayloadInfo")
         for part in um.parts:
             _add_part_info(payload_info, part)
+
+
+def user_messaging_xml(um: UserMessage, *, wsu_id: str, soap_ns: str = S12) -> str:
+    """The eb:Messaging block of ``um`` as exclusive-C14N text: what ``new_messaging`` and ``add_user_message``
+    build as a tree, written directly (see ``gateway.as4._canon``). ``ValueError`` for values XML cannot carry."""
+    must_understand = "true" if soap_ns == S12 else "1"
+    info = _text_el("Timestamp", format_timestamp(um.timestamp)) + _text_el("MessageId", um.message_id)
+    if um.ref_to_message_id is not None:
+        info += _text_el("RefToMessageId", um.ref_to_message_id)
+    collab = ""
+    if um.agreement_ref is not None:
+        attrs = c14n.attr("pmode", um.agreement_ref_pmode) + c14n.attr("type", um.agreement_ref_type)
+        collab = _text_el("AgreementRef", um.agreement_ref, attrs)
+    collab += (
+        _text_el("Service", um.service, c14n.attr("type", um.service_type))
+        + _text_el("Action", um.action)
+        + _text_el("ConversationId", um.conversation_id)
+    )
+    unit = (
+        c14n.element("eb:MessageInfo", info)
+        + c14n.element("eb:PartyInfo", _party_xml("From", um.from_party) + _party_xml("To", um.to_party))
+        + c14n.element("eb:CollaborationInfo", collab)
+        + _properties_xml("MessageProperties", um.properties)
+    )
+    if um.parts:
+        unit += c14n.element("eb:PayloadInfo", "".join(_part_info_xml(part) for part in um.parts))
+    mpc = None if um.mpc == DEFAULT_MPC else um.mpc
+    return c14n.element(
+        "eb:Messaging",
+        c14n.element("eb:UserMessage", unit, c14n.attr("mpc", mpc)),
+        c14n.xmlns("eb", EB)
+        + c14n.xmlns("env", soap_ns)
+        + c14n.xmlns("wsu", WSU)
+        + c14n.attr("wsu:Id", wsu_id)
+        + c14n.attr("env:mustUnderstand", must_understand),
+    )
+
+
+def _text_el(local: str, value: str, attributes: str = "") -> str:
+    return c14n.element(f"eb:{local}", c14n.text(value), attributes)
+
+
+def _party_xml(name: str, party: Party) -> str:
+    ids = "".join(_text_el("PartyId", pid.value, c14n.attr("type", pid.type)) for pid in party.party_ids)
+    return c14n.element(f"eb:{name}", ids + _text_el("Role", party.role))
+
+
+def _properties_xml(name: str, props: tuple[Property, ...]) -> str:
+    if not props:
+        return ""
+    return c14n.element(
+        f"eb:{name}",
+        "".join(
+            _text_el("Property", p.value, c14n.attr("name", p.name) + c14n.attr("type", p.type)) for p in props
+        ),
+    )
+
+
+def _part_info_xml(part: PartInfo) -> str:
+    content = "".join(
+        c14n.element(
+            "eb:Schema",
+            attributes=c14n.attr("location", s.location)
+            + c14n.attr("namespace", s.namespace)
+            + c14n.attr("version", s.version),
+        )
+        for s in part.schemas
+    )
+    if part.description is not None:
+        content += _text_el("Description", part.description, c14n.attr("xml:lang", part.description_lang or "en"))
+    content += _properties_xml("PartProperties", part.properties)
+    return c14n.element("eb:PartInfo", content, c14n.attr("href", part.href))
 
 
 def add_pull_request(messaging: etree._Element, pull: PullRequest) -> None:

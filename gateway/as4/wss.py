@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
+from gateway.as4 import _canon as c14n
 from gateway.as4 import _ns as ns
 from gateway.as4 import agreement
 from gateway.as4._ns import SoapVersion, q
@@ -282,27 +283,91 @@ def sign(
 ) -> tuple[SignedReference, ...]:
     """Append a BinarySecurityToken and a detached ds:Signature over ``targets`` to the Security header."""
     token_id = _binary_security_token(security, key.certificate)
-    signature = _el(security, q(ns.DS, "Signature"), {"Id": new_id("SIG")})
-    signed_info = _el(signature, q(ns.DS, "SignedInfo"))
-    _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
-    _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
+    signature, references = signature_xml(targets, key, token_id, method=method, digest=digest, declare=True)
+    security.append(parse_xml(signature.encode(), what="our ds:Signature"))
+    return references
+
+
+def signature_xml(
+    targets: Sequence[SignTarget],
+    key: KeyPair,
+    token_id: str,
+    *,
+    method: SignatureMethod = SignatureMethod.RSA_SHA256,
+    digest: DigestMethod = DigestMethod.SHA256,
+    declare: bool = False,
+) -> tuple[str, tuple[SignedReference, ...]]:
+    """A detached ds:Signature over ``targets`` as text, its KeyInfo naming the token ``token_id``.
+
+    SignedInfo is written in its exclusive-C14N form and signed as written (``gateway.as4._canon``).
+    ``declare`` puts the ds and wsse namespace declarations on ds:Signature, for use outside wsse:Security.
+    """
     references = []
+    signed = ""
     for target in targets:
-        ref = _el(signed_info, q(ns.DS, "Reference"), {"URI": target.uri})
-        transforms = _el(ref, q(ns.DS, "Transforms"))
-        _el(transforms, q(ns.DS, "Transform"), {"Algorithm": target.transform})
-        _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
         value = target.digest(digest)
-        _el(ref, q(ns.DS, "DigestValue"), text=value)
-        references.append(
-            SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
-        )
-    signed_octets = exc_c14n(signed_info)
-    signature_value = _signature_value(key, method, signed_octets)
-    _el(signature, q(ns.DS, "SignatureValue"), text=_b64(signature_value))
-    key_info = _el(signature, q(ns.DS, "KeyInfo"), {"Id": new_id("KI")})
-    _token_reference(key_info, token_id)
-    return tuple(references)
+        reference = _reference_xml(target.uri, target.transform, digest, value)
+        signed += reference
+        xml = reference.replace("<ds:Reference", f"<ds:Reference{c14n.xmlns('ds', ns.DS)}", 1).encode()
+        references.append(SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=xml))
+    signed_info = c14n.element(
+        "ds:SignedInfo",
+        _algorithm("ds:CanonicalizationMethod", Transform.EXC_C14N)
+        + _algorithm("ds:SignatureMethod", method)
+        + signed,
+        c14n.xmlns("ds", ns.DS),
+    )
+    signature_value = _b64(_signature_value(key, method, signed_info.encode()))
+    key_info = c14n.element("ds:KeyInfo", _token_reference_xml(token_id), c14n.attr("Id", new_id("KI")))
+    declarations = c14n.xmlns("ds", ns.DS) + c14n.xmlns("wsse", ns.WSSE) if declare else ""
+    signature = c14n.element(
+        "ds:Signature",
+        signed_info + c14n.element("ds:SignatureValue", signature_value) + key_info,
+        declarations + c14n.attr("Id", new_id("SIG")),
+    )
+    return signature, tuple(references)
+
+
+@functools.cache
+def _algorithm(name: str, uri: str) -> str:
+    """``<name Algorithm="uri"></name>``, written once per pair."""
+    return c14n.element(name, attributes=c14n.attr("Algorithm", uri))
+
+
+def _reference_xml(uri: str, transform: str, digest: str, value: str) -> str:
+    return c14n.element(
+        "ds:Reference",
+        c14n.element("ds:Transforms", _algorithm("ds:Transform", transform))
+        + _algorithm("ds:DigestMethod", digest)
+        + c14n.element("ds:DigestValue", value),
+        c14n.attr("URI", uri),
+    )
+
+
+def _token_reference_xml(token_id: str) -> str:
+    """A wsse:SecurityTokenReference to the X509v3 token ``token_id`` (a ``new_id``: nothing to escape)."""
+    return (
+        f'<wsse:SecurityTokenReference><wsse:Reference URI="#{token_id}" ValueType="{ns.X509V3}">'
+        "</wsse:Reference></wsse:SecurityTokenReference>"
+    )
+
+
+def binary_security_token_xml(cert: x509.Certificate) -> tuple[str, str]:
+    """(token id, wsse:BinarySecurityToken text) for ``cert``, inside a wsse:Security declaring wsse and wsu."""
+    token_id = new_id("X509")
+    return token_id, (
+        f'<wsse:BinarySecurityToken EncodingType="{ns.BASE64_ENCODING}" ValueType="{ns.X509V3}" '
+        f'wsu:Id="{token_id}">{_der_b64(cert)}</wsse:BinarySecurityToken>'
+    )
+
+
+def security_open_tag(soap_version: SoapVersion = SoapVersion.SOAP12) -> str:
+    """The start tag ``security_header`` would build: wsse:Security declaring wsse, wsu, ds and xenc."""
+    must_understand = "true" if soap_version is SoapVersion.SOAP12 else "1"
+    return (
+        f"<wsse:Security{c14n.xmlns('wsse', ns.WSSE)}{c14n.xmlns('wsu', ns.WSU)}{c14n.xmlns('ds', ns.DS)}"
+        f'{c14n.xmlns("xenc", ns.XENC)} env:mustUnderstand="{must_understand}">'
+    )
 
 
 def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> bytes:
@@ -325,18 +390,18 @@ def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> by
 # --- encryption ----------------------------------------------------------------------------------------
 
 
-def encrypt_attachments(
-    security: etree._Element,
+def encryption_xml(
     parts: Sequence[MimePart],
     recipient: x509.Certificate,
     *,
     suite: Suite = Suite.EDELIVERY_1_15,
     spool: Spool | None = None,
-) -> list[MimePart]:
+) -> tuple[str, list[MimePart]]:
     """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient``: RSA-OAEP
     (1.15), or kw-aes128 under a key agreed by X25519 or ECDH-ES with HKDF (2.0, see ``gateway.as4.agreement``).
 
-    Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here);
+    Returns the recipient's BinarySecurityToken, the EncryptedKey and one EncryptedData per part as text for
+    wsse:Security (in that order), and the encrypted parts: IV, ciphertext and tag, kept as separate chunks;
     with ``spool``, a spooled part is encrypted chunk by chunk into a ``spool()`` file instead.
     """
     public_key = recipient.public_key()
@@ -346,38 +411,28 @@ def encrypt_attachments(
     elif not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
     content_key = AESGCM.generate_key(bit_length=128)
-    token_id = _binary_security_token(security, recipient, index=0)
+    token_id, token = binary_security_token_xml(recipient)
     key_id = new_id("EK")
-    encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
-    security.insert(1, encrypted_key)
     if agreement_algorithm is not None:
-        _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyWrap.KW_AES128})
-        recipient_info, kek = agreement.originate(
-            _el(encrypted_key, q(ns.DS, "KeyInfo")), agreement_algorithm, agreed_with
-        )
+        method = _algorithm("xenc:EncryptionMethod", KeyWrap.KW_AES128)
+        key_info = etree.Element(q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS, "wsse": ns.WSSE, "xenc": ns.XENC})
+        recipient_info, kek = agreement.originate(key_info, agreement_algorithm, agreed_with)
         _token_reference(recipient_info, token_id)
+        key_info_xml = etree.tostring(key_info, encoding="unicode")
         wrapped = agreement.wrap(kek, content_key)
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
-        method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
-        _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
-        etree.SubElement(
-            method,
-            q(ns.XENC11, "MGF"),
-            {"Algorithm": MaskGeneration.MGF1_SHA256.value},
-            nsmap={"xenc11": ns.XENC11},
-        )
-        _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
+        method = _RSA_OAEP_METHOD
+        key_info_xml = c14n.element("ds:KeyInfo", _token_reference_xml(token_id))
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
-    cipher_data = _el(encrypted_key, q(ns.XENC, "CipherData"))
-    _el(cipher_data, q(ns.XENC, "CipherValue"), text=_b64(wrapped))
-    reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
     aes = AESGCM(content_key)
+    data_references = ""
+    encrypted_data = ""
     encrypted_parts = []
-    for index, part in enumerate(parts):
+    for part in parts:
         data_id = new_id("ED")
-        _el(reference_list, q(ns.XENC, "DataReference"), {"URI": f"#{data_id}"})
-        security.insert(2 + index, _encrypted_data(data_id, key_id, part))
+        data_references += f'<xenc:DataReference URI="#{data_id}"></xenc:DataReference>'
+        encrypted_data += _encrypted_data_xml(data_id, key_id, part)
         iv = os.urandom(_GCM_IV_BYTES)
         if part.body.spooled and spool is not None:
             body = encrypt_gcm_spooled(content_key, iv, part.body, spool)
@@ -386,7 +441,15 @@ def encrypt_attachments(
         encrypted_parts.append(
             MimePart(content_id=part.content_id, content_type="application/octet-stream", body=body)
         )
-    return encrypted_parts
+    encrypted_key = c14n.element(
+        "xenc:EncryptedKey",
+        method
+        + key_info_xml
+        + c14n.element("xenc:CipherData", c14n.element("xenc:CipherValue", _b64(wrapped)))
+        + c14n.element("xenc:ReferenceList", data_references),
+        c14n.attr("Id", key_id),
+    )
+    return token + encrypted_key + encrypted_data, encrypted_parts
 
 
 def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:
@@ -402,27 +465,25 @@ def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> 
     return PartBody(file=out, size=out.tell())
 
 
-def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element:
-    data = etree.Element(
-        q(ns.XENC, "EncryptedData"),
-        {"Id": data_id, "MimeType": part.content_type, "Type": ns.SWA_CONTENT_ONLY},
-        nsmap={"xenc": ns.XENC},
+def _encrypted_data_xml(data_id: str, key_id: str, part: MimePart) -> str:
+    return (
+        f'<xenc:EncryptedData Id="{data_id}"{c14n.attr("MimeType", part.content_type)} '
+        f'Type="{ns.SWA_CONTENT_ONLY}">{_algorithm("xenc:EncryptionMethod", DataEncryption.AES128_GCM)}'
+        f'<ds:KeyInfo><wsse:SecurityTokenReference xmlns:wsse11="{ns.WSSE11}" '
+        f'wsse11:TokenType="{ns.TOKEN_TYPE_ENCRYPTED_KEY}"><wsse:Reference URI="#{key_id}"></wsse:Reference>'
+        f"</wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData>"
+        f"<xenc:CipherReference{c14n.attr('URI', cid_url(part.content_id))}><xenc:Transforms>"
+        f"{_algorithm('ds:Transform', ns.SWA_CIPHERTEXT_TRANSFORM)}</xenc:Transforms></xenc:CipherReference>"
+        "</xenc:CipherData></xenc:EncryptedData>"
     )
-    _el(data, q(ns.XENC, "EncryptionMethod"), {"Algorithm": DataEncryption.AES128_GCM})
-    key_info = _el(data, q(ns.DS, "KeyInfo"))
-    str_el = etree.SubElement(
-        key_info,
-        q(ns.WSSE, "SecurityTokenReference"),
-        {q(ns.WSSE11, "TokenType"): ns.TOKEN_TYPE_ENCRYPTED_KEY},
-        nsmap={"wsse11": ns.WSSE11},
-    )
-    _el(str_el, q(ns.WSSE, "Reference"), {"URI": f"#{key_id}"})
-    cipher_ref = _el(
-        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": cid_url(part.content_id)}
-    )
-    transforms = _el(cipher_ref, q(ns.XENC, "Transforms"))
-    _el(transforms, q(ns.DS, "Transform"), {"Algorithm": ns.SWA_CIPHERTEXT_TRANSFORM})
-    return data
+
+
+_RSA_OAEP_METHOD = (
+    f'<xenc:EncryptionMethod Algorithm="{KeyTransport.RSA_OAEP.value}">'
+    f'<ds:DigestMethod Algorithm="{DigestMethod.SHA256.value}"></ds:DigestMethod>'
+    f'<xenc11:MGF xmlns:xenc11="{ns.XENC11}" Algorithm="{MaskGeneration.MGF1_SHA256.value}"></xenc11:MGF>'
+    "</xenc:EncryptionMethod>"
+)
 
 
 def _oaep(mgf: str, digest: str) -> padding.OAEP:
