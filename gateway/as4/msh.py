@@ -6,7 +6,6 @@ spool factory are arguments.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import secrets
 import zlib
@@ -117,10 +116,10 @@ def _pack(
     if repeated:
         raise ValueError(f"two payloads share the Content-ID {repeated[0]!r}")
     parts = [_attachment(p, compress, spool) for p in payloads]
-    user_message = dataclasses.replace(user_message, parts=tuple(_part_info(p, compress) for p in payloads))
+    part_infos = tuple(_part_info(p, compress) for p in payloads)
     soap_ns = soap_version.value
     messaging_id, body_id = f"_{secrets.token_hex(16)}", f"_{secrets.token_hex(16)}"
-    messaging = user_messaging_xml(user_message, wsu_id=messaging_id, soap_ns=soap_ns)
+    messaging = user_messaging_xml(user_message, wsu_id=messaging_id, soap_ns=soap_ns, parts=part_infos)
     body = empty_body_xml(soap_version, body_id)
     targets = [
         wss.SignTarget(uri=f"#{body_id}", octets=body.encode(), transform=Transform.EXC_C14N),

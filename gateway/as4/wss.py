@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
-from gateway.as4 import _canon as c14n
+from gateway.as4 import _canon as canon
 from gateway.as4 import _ns as ns
 from gateway.as4 import agreement
 from gateway.as4._ns import SoapVersion, q
@@ -90,6 +90,9 @@ _GCM_IV_BYTES = 12
 _CACHED_DER_BYTES = 8 * 1024
 _GCM_TAG_BYTES = 16
 _XML_MEDIA = ("text/xml", "application/xml")
+_KEY_WRAPS = frozenset(KeyWrap)
+_DS_TRANSFORMS, _DS_TRANSFORM = q(ns.DS, "Transforms"), q(ns.DS, "Transform")
+_DS_DIGEST_METHOD, _DS_DIGEST_VALUE = q(ns.DS, "DigestMethod"), q(ns.DS, "DigestValue")
 
 
 @functools.cache
@@ -308,22 +311,22 @@ def signature_xml(
         value = target.digest(digest)
         reference = _reference_xml(target.uri, target.transform, digest, value)
         signed += reference
-        xml = reference.replace("<ds:Reference", f"<ds:Reference{c14n.xmlns('ds', ns.DS)}", 1).encode()
+        xml = reference.replace("<ds:Reference", f"<ds:Reference{canon.xmlns('ds', ns.DS)}", 1).encode()
         references.append(SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=xml))
-    signed_info = c14n.element(
+    signed_info = canon.element(
         "ds:SignedInfo",
         _algorithm("ds:CanonicalizationMethod", Transform.EXC_C14N)
         + _algorithm("ds:SignatureMethod", method)
         + signed,
-        c14n.xmlns("ds", ns.DS),
+        canon.xmlns("ds", ns.DS),
     )
     signature_value = _b64(_signature_value(key, method, signed_info.encode()))
-    key_info = c14n.element("ds:KeyInfo", _token_reference_xml(token_id), c14n.attr("Id", new_id("KI")))
-    declarations = c14n.xmlns("ds", ns.DS) + c14n.xmlns("wsse", ns.WSSE) if declare else ""
-    signature = c14n.element(
+    key_info = canon.element("ds:KeyInfo", _token_reference_xml(token_id), canon.attr("Id", new_id("KI")))
+    declarations = canon.xmlns("ds", ns.DS) + canon.xmlns("wsse", ns.WSSE) if declare else ""
+    signature = canon.element(
         "ds:Signature",
-        signed_info + c14n.element("ds:SignatureValue", signature_value) + key_info,
-        declarations + c14n.attr("Id", new_id("SIG")),
+        signed_info + canon.element("ds:SignatureValue", signature_value) + key_info,
+        declarations + canon.attr("Id", new_id("SIG")),
     )
     return signature, tuple(references)
 
@@ -331,16 +334,16 @@ def signature_xml(
 @functools.cache
 def _algorithm(name: str, uri: str) -> str:
     """``<name Algorithm="uri"></name>``, written once per pair."""
-    return c14n.element(name, attributes=c14n.attr("Algorithm", uri))
+    return canon.element(name, attributes=canon.attr("Algorithm", uri))
 
 
 def _reference_xml(uri: str, transform: str, digest: str, value: str) -> str:
-    return c14n.element(
+    return canon.element(
         "ds:Reference",
-        c14n.element("ds:Transforms", _algorithm("ds:Transform", transform))
+        canon.element("ds:Transforms", _algorithm("ds:Transform", transform))
         + _algorithm("ds:DigestMethod", digest)
-        + c14n.element("ds:DigestValue", value),
-        c14n.attr("URI", uri),
+        + canon.element("ds:DigestValue", value),
+        canon.attr("URI", uri),
     )
 
 
@@ -365,8 +368,8 @@ def security_open_tag(soap_version: SoapVersion = SoapVersion.SOAP12) -> str:
     """The start tag ``security_header`` would build: wsse:Security declaring wsse, wsu, ds and xenc."""
     must_understand = "true" if soap_version is SoapVersion.SOAP12 else "1"
     return (
-        f"<wsse:Security{c14n.xmlns('wsse', ns.WSSE)}{c14n.xmlns('wsu', ns.WSU)}{c14n.xmlns('ds', ns.DS)}"
-        f'{c14n.xmlns("xenc", ns.XENC)} env:mustUnderstand="{must_understand}">'
+        f"<wsse:Security{canon.xmlns('wsse', ns.WSSE)}{canon.xmlns('wsu', ns.WSU)}{canon.xmlns('ds', ns.DS)}"
+        f'{canon.xmlns("xenc", ns.XENC)} env:mustUnderstand="{must_understand}">'
     )
 
 
@@ -423,7 +426,7 @@ def encryption_xml(
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
         method = _RSA_OAEP_METHOD
-        key_info_xml = c14n.element("ds:KeyInfo", _token_reference_xml(token_id))
+        key_info_xml = canon.element("ds:KeyInfo", _token_reference_xml(token_id))
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
     aes = AESGCM(content_key)
     data_references = ""
@@ -441,13 +444,13 @@ def encryption_xml(
         encrypted_parts.append(
             MimePart(content_id=part.content_id, content_type="application/octet-stream", body=body)
         )
-    encrypted_key = c14n.element(
+    encrypted_key = canon.element(
         "xenc:EncryptedKey",
         method
         + key_info_xml
-        + c14n.element("xenc:CipherData", c14n.element("xenc:CipherValue", _b64(wrapped)))
-        + c14n.element("xenc:ReferenceList", data_references),
-        c14n.attr("Id", key_id),
+        + canon.element("xenc:CipherData", canon.element("xenc:CipherValue", _b64(wrapped)))
+        + canon.element("xenc:ReferenceList", data_references),
+        canon.attr("Id", key_id),
     )
     return token + encrypted_key + encrypted_data, encrypted_parts
 
@@ -467,12 +470,12 @@ def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> 
 
 def _encrypted_data_xml(data_id: str, key_id: str, part: MimePart) -> str:
     return (
-        f'<xenc:EncryptedData Id="{data_id}"{c14n.attr("MimeType", part.content_type)} '
+        f'<xenc:EncryptedData Id="{data_id}"{canon.attr("MimeType", part.content_type)} '
         f'Type="{ns.SWA_CONTENT_ONLY}">{_algorithm("xenc:EncryptionMethod", DataEncryption.AES128_GCM)}'
         f'<ds:KeyInfo><wsse:SecurityTokenReference xmlns:wsse11="{ns.WSSE11}" '
         f'wsse11:TokenType="{ns.TOKEN_TYPE_ENCRYPTED_KEY}"><wsse:Reference URI="#{key_id}"></wsse:Reference>'
         f"</wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData>"
-        f"<xenc:CipherReference{c14n.attr('URI', cid_url(part.content_id))}><xenc:Transforms>"
+        f"<xenc:CipherReference{canon.attr('URI', cid_url(part.content_id))}><xenc:Transforms>"
         f"{_algorithm('ds:Transform', ns.SWA_CIPHERTEXT_TRANSFORM)}</xenc:Transforms></xenc:CipherReference>"
         "</xenc:CipherData></xenc:EncryptedData>"
     )
@@ -486,6 +489,7 @@ _RSA_OAEP_METHOD = (
 )
 
 
+@functools.cache
 def _oaep(mgf: str, digest: str) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(_MGF_HASHES[mgf]()), algorithm=_HASHES[digest](), label=None)
 
@@ -524,7 +528,24 @@ def index_ids(root: etree._Element) -> dict[str, etree._Element]:
 
 def _certificate_from_token(token: etree._Element) -> x509.Certificate:
     value_type = token.get("ValueType")
-    der = _unb64(token.text, "wsse:BinarySecurityToken", EbmsCode.FAILED_AUTHENTICATION)
+    text = token.text
+    if value_type == ns.X509V3 and text is not None and len(text) <= _CACHED_DER_BYTES * 4 // 3 + 64:
+        return _x509v3_token(text)
+    return _token_certificate(value_type, text)
+
+
+@functools.lru_cache(maxsize=128)
+def _x509v3_token(text: str) -> x509.Certificate:
+    """An ordinary-sized X509v3 token, decoded and parsed once: partners send the same few in every message.
+
+    Only the parsed certificate is kept; whether it is trusted is decided for each message. A token that
+    is not a certificate raises, and lru_cache keeps no exceptions.
+    """
+    return _token_certificate(ns.X509V3, text)
+
+
+def _token_certificate(value_type: str | None, text: str | None) -> x509.Certificate:
+    der = _unb64(text, "wsse:BinarySecurityToken", EbmsCode.FAILED_AUTHENTICATION)
     try:
         if value_type == ns.X509V3:
             return _load_der(der)
@@ -685,6 +706,15 @@ def _issued_by_anchor(cert: x509.Certificate, policy: SecurityPolicy, now: datet
     return None
 
 
+@functools.lru_cache(maxsize=128)
+def _may_sign(cert: x509.Certificate) -> bool:
+    """No KeyUsage extension, or one with digitalSignature: a fixed property of the certificate, read once."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature)
+    except x509.ExtensionNotFound:
+        return True
+
+
 def trust_certificate(
     cert: x509.Certificate, policy: SecurityPolicy, now: datetime, role: str = "signing"
 ) -> None:
@@ -714,11 +744,7 @@ def trust_certificate(
                 f"{policy.subject_pattern!r}",
             )
     _valid_at(cert, now, f"{role} certificate")
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
-    if usage is not None and not usage.digital_signature:
+    if not _may_sign(cert):
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,
             f"{role} certificate {_describe(cert)} has a KeyUsage extension without digitalSignature",
@@ -830,20 +856,20 @@ def _unwrap(
     key_id = encrypted_key.get("Id") or "(no Id)"
     method = _find(encrypted_key, "xenc:EncryptionMethod")
     algorithm = method.get("Algorithm") if method is not None else None
-    allowed = {k.value for k in policy.key_transport} | {k.value for k in policy.key_wrap}
-    if method is None or algorithm not in allowed:
+    if method is None or not (algorithm in policy.key_transport or algorithm in policy.key_wrap):
+        allowed = {k.value for k in policy.key_transport} | {k.value for k in policy.key_wrap}
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile does not "
             f"allow (allowed: {', '.join(sorted(allowed))})",
         )
-    if algorithm in {k.value for k in KeyWrap}:
+    if algorithm in _KEY_WRAPS:
         return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
     digest = _find(method, "ds:DigestMethod")
     digest_uri = str(digest.get("Algorithm")) if digest is not None else DigestMethod.SHA1.value
     mgf_el = _find(method, "xenc11:MGF")
     mgf = str(mgf_el.get("Algorithm")) if mgf_el is not None else MaskGeneration.MGF1_SHA1.value
-    if algorithm == KeyTransport.RSA_OAEP and mgf not in {m.value for m in policy.mask_generation}:
+    if algorithm == KeyTransport.RSA_OAEP and mgf not in policy.mask_generation:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id}: RSA-OAEP mask generation {mgf!r} is not allowed by the partner profile",
@@ -883,7 +909,7 @@ def _unwrap_agreed(
     what = f"xenc:EncryptedKey {key_id}"
     method = agreement.agreement_method(_find(encrypted_key, "ds:KeyInfo"))
     uri = method.get("Algorithm") if method is not None else None
-    if method is None or uri not in {k.value for k in policy.key_agreement}:
+    if method is None or uri not in policy.key_agreement:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"{what} uses key agreement {uri!r}, which the partner profile does not allow (allowed: "
@@ -929,7 +955,7 @@ def _decrypt_one(
     data_id = data.get("Id") or ""
     algorithm = _find(data, "xenc:EncryptionMethod")
     uri = algorithm.get("Algorithm") if algorithm is not None else None
-    if uri not in {a.value for a in policy.data_encryption}:
+    if uri not in policy.data_encryption:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedData {data_id!r} uses {uri!r}, which the partner profile does not allow",
@@ -1071,8 +1097,8 @@ def signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> Sig
         )
     method_el = _find(signed_info, "ds:SignatureMethod")
     uri = method_el.get("Algorithm") if method_el is not None else None
-    allowed = {m.value for m in policy.signature_methods}
-    if uri not in allowed:
+    if uri not in policy.signature_methods:
+        allowed = {m.value for m in policy.signature_methods}
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"ds:SignatureMethod {uri!r} is not allowed by the partner profile (allowed: {', '.join(sorted(allowed))})",
@@ -1126,16 +1152,25 @@ def check_reference(
 ) -> SignedReference:
     """Recompute one ds:Reference's digest; EBMS:0101 naming the reference if it differs."""
     uri = ref.get("URI") or ""
-    digest_el = _find(ref, "ds:DigestMethod")
+    transform_els: list[etree._Element] = []
+    digest_el = value_el = None
+    for child in ref.iterchildren(_DS_TRANSFORMS, _DS_DIGEST_METHOD, _DS_DIGEST_VALUE):
+        if child.tag == _DS_TRANSFORMS:
+            transform_els += child.iterchildren(_DS_TRANSFORM)
+        elif child.tag == _DS_DIGEST_METHOD:
+            digest_el = child if digest_el is None else digest_el
+        elif value_el is None:
+            value_el = child
     digest_uri = digest_el.get("Algorithm") if digest_el is not None else None
-    if digest_uri not in {d.value for d in policy.digest_methods}:
+    if digest_uri not in policy.digest_methods:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"ds:DigestMethod {digest_uri!r} of reference {uri!r} is not allowed by the partner profile",
         )
-    transforms = [t.get("Algorithm") for t in _findall(ref, "ds:Transforms/ds:Transform")]
-    actual = digest_chunks(str(digest_uri), _referenced_octets(ref, uri, transforms, ids, attachments))
-    expected = (_findtext(ref, "ds:DigestValue", "") or "").strip()
+    transforms = [t.get("Algorithm") for t in transform_els]
+    first_transform = transform_els[0] if transform_els else None
+    actual = digest_chunks(str(digest_uri), _referenced_octets(first_transform, uri, transforms, ids, attachments))
+    expected = ((value_el.text or "") if value_el is not None else "").strip()
     if not hmac.compare_digest(actual, expected):
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,
@@ -1145,7 +1180,7 @@ def check_reference(
 
 
 def _referenced_octets(
-    ref: etree._Element,
+    first_transform: etree._Element | None,
     uri: str,
     transforms: list[str | None],
     ids: dict[str, etree._Element],
@@ -1173,7 +1208,7 @@ def _referenced_octets(
     target = ids.get(uri[1:])
     if target is None:
         raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"signed reference {uri!r} resolves to no element")
-    return iter((exc_c14n(target, _prefixes(_find(ref, "ds:Transforms/ds:Transform"))),))
+    return iter((exc_c14n(target, _prefixes(first_transform)),))
 
 
 def _check_coverage(
