@@ -87,9 +87,8 @@ def format_timestamp(moment: datetime) -> str:
     """xsd:dateTime in UTC with ``Z``: milliseconds, or microseconds when the value has them."""
     if moment.tzinfo is None:
         raise ValueError("a Timestamp needs a time zone")
-    utc = moment.astimezone(UTC)
-    fraction = f"{utc.microsecond // 1000:03d}" if utc.microsecond % 1000 == 0 else f"{utc.microsecond:06d}"
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds" if utc.microsecond % 1000 == 0 else "microseconds") + "Z"
 
 
 def new_messaging(parent: etree._Element, *, wsu_id: str, soap_ns: str = S12) -> etree._Element:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import binascii
 import functools
 import io
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -233,8 +233,8 @@ def build_pieces(
     """``build`` without joining: header bytes and part bodies in wire order, so spooled parts stay on disk."""
     if not attachments:
         return f'{envelope_content_type}; charset="UTF-8"', (envelope,)
-    boundary = f"MIMEBoundary_{secrets.token_hex(16)}"
-    root_id = f"root.{secrets.token_hex(8)}@permit-gateway"
+    boundary = f"MIMEBoundary_{os.urandom(16).hex()}"
+    root_id = f"root.{os.urandom(8).hex()}@permit-gateway"
     pieces: list[bytes | PartBody] = [
         _part_head(boundary, f'{envelope_content_type}; charset="UTF-8"', root_id),
         envelope,

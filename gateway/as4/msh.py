@@ -7,7 +7,7 @@ spool factory are arguments.
 from __future__ import annotations
 
 import gzip
-import secrets
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -118,7 +118,7 @@ def _pack(
     parts = [_attachment(p, compress, spool) for p in payloads]
     part_infos = tuple(_part_info(p, compress) for p in payloads)
     soap_ns = soap_version.value
-    messaging_id, body_id = f"_{secrets.token_hex(16)}", f"_{secrets.token_hex(16)}"
+    messaging_id, body_id = f"_{os.urandom(16).hex()}", f"_{os.urandom(16).hex()}"
     messaging = user_messaging_xml(user_message, wsu_id=messaging_id, soap_ns=soap_ns, parts=part_infos)
     body = empty_body_xml(soap_version, body_id)
     targets = [
