@@ -5,6 +5,9 @@ Canonicalization is lxml's (libxml2) exclusive C14N; digests are hashlib; signat
 AES-GCM are ``cryptography``. libxmlsec has no Attachment-Content-Signature-Transform, so the reference
 digests are ours to compute and to check, and we check every one of them on receipt.
 
+A user message's Security header is written as text (``signature_xml``, ``encryption_xml``): SignedInfo
+in its exclusive-C14N form, signed as written (``gateway.as4._canon``). Signals build trees (``sign``).
+
 Attachments are processed in chunks (``PartBody.chunks()``): digests are fed piece by piece and AES-GCM
 decryption uses ``Cipher(AES, GCM(iv, tag))`` with the tag read from the end of the part, so a spooled
 part is never loaded whole. Decrypted bytes are released to the caller only after the tag verified.
