@@ -1,6 +1,6 @@
 """Per-message cost of the AS4 core against a raw floor measured in the same run, on one core.
 
-    .venv/bin/python bench/as4_pipeline.py [--random] [--repeat N]
+    .venv/bin/python bench/as4_pipeline.py [--random] [--repeat N] [--sizes "1 KiB,10 MiB"] [--quick]
 
 Sender path ("ours"): ``build_user_message`` (gzip, sign, encrypt, package). Receiver path: ``parse_incoming``
 (unpackage, decrypt, verify, gunzip). The floor is the same library calls with nothing around them:
@@ -211,7 +211,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--random", action="store_true", help="incompressible payloads")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--sizes", help="comma-separated payload sizes to run, e.g. '1 KiB,10 MiB' (default: all)")
+    parser.add_argument("--quick", action="store_true", help="only the sizes with a target, best of 3")
     args = parser.parse_args()
+    wanted = {label.strip() for label in args.sizes.split(",")} if args.sizes else None
+    if args.quick:
+        wanted, args.repeat = wanted or set(TARGETS), min(args.repeat, 3)
+    unknown = (wanted or set()) - {label for label, _ in SIZES}
+    if unknown:
+        parser.error(f"unknown size {sorted(unknown)[0]!r}; choose from {', '.join(label for label, _ in SIZES)}")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rng = random.Random(20261126)
@@ -226,6 +234,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for label, size in SIZES:
+        if wanted is not None and label not in wanted:
+            continue
         data = os.urandom(size) if args.random else permit_like(size, rng)
         s_ours, s_floor, r_ours, r_floor = measure(data, message, alice, bob, args.repeat)
         target = TARGETS.get(label)

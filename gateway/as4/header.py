@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from gateway.as4 import _canon as canon
 from gateway.as4._ns import DEFAULT_MPC, EB, S12, WSU, XML, q
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.model import (
@@ -63,6 +64,14 @@ def _first(parent: etree._Element, local: str) -> etree._Element | None:
     return next(parent.iterchildren(_TAGS[local]), None)
 
 
+def _children(parent: etree._Element) -> dict[str, etree._Element]:
+    """The first child element of each tag: one pass over the children instead of one ``_first`` per field."""
+    found: dict[str, etree._Element] = {}
+    for child in parent.iterchildren(etree.Element):
+        found.setdefault(str(child.tag), child)
+    return found
+
+
 def _all(parent: etree._Element | None, local: str) -> list[etree._Element]:
     return [] if parent is None else list(parent.iterchildren(_TAGS[local]))
 
@@ -78,9 +87,8 @@ def format_timestamp(moment: datetime) -> str:
     """xsd:dateTime in UTC with ``Z``: milliseconds, or microseconds when the value has them."""
     if moment.tzinfo is None:
         raise ValueError("a Timestamp needs a time zone")
-    utc = moment.astimezone(UTC)
-    fraction = f"{utc.microsecond // 1000:03d}" if utc.microsecond % 1000 == 0 else f"{utc.microsecond:06d}"
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds" if utc.microsecond % 1000 == 0 else "microseconds") + "Z"
 
 
 def new_messaging(parent: etree._Element, *, wsu_id: str, soap_ns: str = S12) -> etree._Element:
@@ -145,6 +153,83 @@ def add_user_message(messaging: etree._Element, um: UserMessage) -> None:
             _add_part_info(payload_info, part)
 
 
+def user_messaging_xml(
+    um: UserMessage, *, wsu_id: str, soap_ns: str = S12, parts: tuple[PartInfo, ...] | None = None
+) -> str:
+    """The eb:Messaging block of ``um`` as exclusive-C14N text: what ``new_messaging`` and ``add_user_message``
+    build as a tree, written directly (see ``gateway.as4._canon``). ``ValueError`` for values XML cannot carry.
+
+    ``parts``, when given, stand in for ``um.parts`` (the sender's PartInfos, without copying ``um``)."""
+    parts = um.parts if parts is None else parts
+    must_understand = "true" if soap_ns == S12 else "1"
+    info = _text_el("Timestamp", format_timestamp(um.timestamp)) + _text_el("MessageId", um.message_id)
+    if um.ref_to_message_id is not None:
+        info += _text_el("RefToMessageId", um.ref_to_message_id)
+    collab = ""
+    if um.agreement_ref is not None:
+        attrs = canon.attr("pmode", um.agreement_ref_pmode) + canon.attr("type", um.agreement_ref_type)
+        collab = _text_el("AgreementRef", um.agreement_ref, attrs)
+    collab += (
+        _text_el("Service", um.service, canon.attr("type", um.service_type))
+        + _text_el("Action", um.action)
+        + _text_el("ConversationId", um.conversation_id)
+    )
+    unit = (
+        canon.element("eb:MessageInfo", info)
+        + canon.element("eb:PartyInfo", _party_xml("From", um.from_party) + _party_xml("To", um.to_party))
+        + canon.element("eb:CollaborationInfo", collab)
+        + _properties_xml("MessageProperties", um.properties)
+    )
+    if parts:
+        unit += canon.element("eb:PayloadInfo", "".join(_part_info_xml(part) for part in parts))
+    mpc = None if um.mpc == DEFAULT_MPC else um.mpc
+    return canon.element(
+        "eb:Messaging",
+        canon.element("eb:UserMessage", unit, canon.attr("mpc", mpc)),
+        canon.xmlns("eb", EB)
+        + canon.xmlns("env", soap_ns)
+        + canon.xmlns("wsu", WSU)
+        + canon.attr("wsu:Id", wsu_id)
+        + canon.attr("env:mustUnderstand", must_understand),
+    )
+
+
+def _text_el(local: str, value: str, attributes: str = "") -> str:
+    return canon.element(f"eb:{local}", canon.text(value), attributes)
+
+
+def _party_xml(name: str, party: Party) -> str:
+    ids = "".join(_text_el("PartyId", pid.value, canon.attr("type", pid.type)) for pid in party.party_ids)
+    return canon.element(f"eb:{name}", ids + _text_el("Role", party.role))
+
+
+def _properties_xml(name: str, props: tuple[Property, ...]) -> str:
+    if not props:
+        return ""
+    return canon.element(
+        f"eb:{name}",
+        "".join(
+            _text_el("Property", p.value, canon.attr("name", p.name) + canon.attr("type", p.type)) for p in props
+        ),
+    )
+
+
+def _part_info_xml(part: PartInfo) -> str:
+    content = "".join(
+        canon.element(
+            "eb:Schema",
+            attributes=canon.attr("location", s.location)
+            + canon.attr("namespace", s.namespace)
+            + canon.attr("version", s.version),
+        )
+        for s in part.schemas
+    )
+    if part.description is not None:
+        content += _text_el("Description", part.description, canon.attr("xml:lang", part.description_lang or "en"))
+    content += _properties_xml("PartProperties", part.properties)
+    return canon.element("eb:PartInfo", content, canon.attr("href", part.href))
+
+
 def add_pull_request(messaging: etree._Element, pull: PullRequest) -> None:
     signal = _sub(messaging, "SignalMessage")
     add_message_info(signal, message_id=pull.message_id, timestamp=pull.timestamp, ref_to=pull.ref_to_message_id)
@@ -166,8 +251,10 @@ def validate_messaging(messaging: etree._Element) -> None:
     )
 
 
-def _text(parent: etree._Element, local: str, *, required: bool = True) -> str | None:
-    el = _first(parent, local)
+def _text(
+    parent: etree._Element, local: str, *, required: bool = True, children: dict[str, etree._Element] | None = None
+) -> str | None:
+    el = children.get(_TAGS[local]) if children is not None else _first(parent, local)
     text = (el.text or "").strip() if el is not None else ""
     if not text:
         if required:
@@ -207,7 +294,7 @@ def _party(el: etree._Element | None, name: str) -> Party:
         ids.append(PartyId(value=value, type=pid.get("type")))
     if not ids:
         raise EbmsError(EbmsCode.INVALID_HEADER, f"eb:PartyInfo/eb:{name} has no eb:PartyId")
-    role = _text(el, "Role")
+    role = _text(el, "Role", children=_children(el))
     assert role is not None
     return Party(party_ids=tuple(ids), role=role)
 
@@ -229,10 +316,11 @@ def parse_message_info(unit: etree._Element) -> tuple[str, datetime, str | None]
     info = _first(unit, "MessageInfo")
     if info is None:
         raise EbmsError(EbmsCode.INVALID_HEADER, f"missing eb:MessageInfo in eb:{etree.QName(unit).localname}")
-    message_id = _message_id(str(_text(info, "MessageId")), "MessageId")
+    fields = _children(info)
+    message_id = _message_id(str(_text(info, "MessageId", children=fields)), "MessageId")
     try:
-        timestamp = parse_timestamp(str(_text(info, "Timestamp")))
-        ref_to = _text(info, "RefToMessageId", required=False)
+        timestamp = parse_timestamp(str(_text(info, "Timestamp", children=fields)))
+        ref_to = _text(info, "RefToMessageId", required=False, children=fields)
         if ref_to is not None:
             _message_id(ref_to, "RefToMessageId")
     except EbmsError as exc:
@@ -242,10 +330,11 @@ def parse_message_info(unit: etree._Element) -> tuple[str, datetime, str | None]
 
 def _part_info(el: etree._Element) -> PartInfo:
     href = el.get("href")
-    description = _first(el, "Description")
+    children = _children(el)
+    description = children.get(_TAGS["Description"])
     return PartInfo(
         href=href.strip() if href is not None else None,
-        properties=_properties(_first(el, "PartProperties"), f"eb:PartInfo {href!r}"),
+        properties=_properties(children.get(_TAGS["PartProperties"]), f"eb:PartInfo {href!r}"),
         schemas=tuple(
             PartSchema(location=s.get("location", ""), version=s.get("version"), namespace=s.get("namespace"))
             for s in _all(el, "Schema")
@@ -258,38 +347,41 @@ def _part_info(el: etree._Element) -> PartInfo:
 def parse_user_message(unit: etree._Element) -> UserMessage:
     message_id, timestamp, ref_to = parse_message_info(unit)
     try:
-        collab = _first(unit, "CollaborationInfo")
+        sections = _children(unit)
+        collab = sections.get(_TAGS["CollaborationInfo"])
         if collab is None:
             raise EbmsError(EbmsCode.INVALID_HEADER, "missing eb:CollaborationInfo")
-        service_el = _first(collab, "Service")
-        agreement = _first(collab, "AgreementRef")
+        collab_fields = _children(collab)
+        service_el = collab_fields.get(_TAGS["Service"])
+        agreement = collab_fields.get(_TAGS["AgreementRef"])
         agreement_text = (agreement.text or "").strip() if agreement is not None else None
         if agreement is not None and not agreement_text:
             raise EbmsError(EbmsCode.INVALID_HEADER, "eb:AgreementRef is empty")
-        party_info = _first(unit, "PartyInfo")
+        party_info = sections.get(_TAGS["PartyInfo"])
         if party_info is None:
             raise EbmsError(EbmsCode.INVALID_HEADER, "missing eb:PartyInfo")
+        parties = _children(party_info)
         mpc = unit.get("mpc")
         if mpc is not None and not mpc.strip():
             raise EbmsError(EbmsCode.INVALID_HEADER, "eb:UserMessage/@mpc is empty")
-        conversation_id = _first(collab, "ConversationId")
+        conversation_id = collab_fields.get(_TAGS["ConversationId"])
         if conversation_id is None:
             raise EbmsError(EbmsCode.INVALID_HEADER, "missing eb:ConversationId")
         return UserMessage(
             message_id=message_id,
             timestamp=timestamp,
             ref_to_message_id=ref_to,
-            from_party=_party(_first(party_info, "From"), "From"),
-            to_party=_party(_first(party_info, "To"), "To"),
-            service=str(_text(collab, "Service")),
+            from_party=_party(parties.get(_TAGS["From"]), "From"),
+            to_party=_party(parties.get(_TAGS["To"]), "To"),
+            service=str(_text(collab, "Service", children=collab_fields)),
             service_type=service_el.get("type") if service_el is not None else None,
-            action=str(_text(collab, "Action")),
+            action=str(_text(collab, "Action", children=collab_fields)),
             conversation_id=(conversation_id.text or "").strip(),
             agreement_ref=agreement_text,
             agreement_ref_type=agreement.get("type") if agreement is not None else None,
             agreement_ref_pmode=agreement.get("pmode") if agreement is not None else None,
             mpc=mpc.strip() if mpc is not None else DEFAULT_MPC,
-            properties=_properties(_first(unit, "MessageProperties"), "eb:MessageProperties"),
+            properties=_properties(sections.get(_TAGS["MessageProperties"]), "eb:MessageProperties"),
             parts=tuple(_part_info(p) for info in _all(unit, "PayloadInfo") for p in _all(info, "PartInfo")),
         )
     except EbmsError as exc:

@@ -14,9 +14,10 @@ URL-decoded before they are compared (RFC 2392).
 from __future__ import annotations
 
 import binascii
+import functools
 import io
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -184,16 +185,21 @@ def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
 
     A header that does not parse gives the media type "" and no parameters, which every caller refuses.
     """
+    media_type, params = _parse_content_type(header) if len(header) <= _CACHED_HEADER_LENGTH else _parse(header)
+    return media_type, dict(params)
+
+
+def _parse(header: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     match = _MEDIA_TYPE.match(header)
     if match is None:
-        return "", {}
+        return "", ()
     params: dict[str, str] = {}
     position = match.end()
     while position < len(header):
         param = _PARAMETER.match(header, position)
         if param is None:
             if header[position:].strip(" \t;"):
-                return "", {}
+                return "", ()
             break
         value = param.group(2)
         if value.startswith('"'):
@@ -202,7 +208,12 @@ def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
                 value = re.sub(r"\\(.)", r"\1", value)
         params.setdefault(param.group(1).lower(), value)
         position = param.end()
-    return match.group(1).lower(), params
+    return match.group(1).lower(), tuple(params.items())
+
+
+_CACHED_HEADER_LENGTH = 512
+_parse_content_type = functools.lru_cache(maxsize=256)(_parse)
+"""Ordinary headers parsed once (a message's Content-Type is read twice, part headers repeat across messages)."""
 
 
 # --- building ----------------------------------------------------------------------------------------------
@@ -222,8 +233,8 @@ def build_pieces(
     """``build`` without joining: header bytes and part bodies in wire order, so spooled parts stay on disk."""
     if not attachments:
         return f'{envelope_content_type}; charset="UTF-8"', (envelope,)
-    boundary = f"MIMEBoundary_{secrets.token_hex(16)}"
-    root_id = f"root.{secrets.token_hex(8)}@permit-gateway"
+    boundary = f"MIMEBoundary_{os.urandom(16).hex()}"
+    root_id = f"root.{os.urandom(8).hex()}@permit-gateway"
     pieces: list[bytes | PartBody] = [
         _part_head(boundary, f'{envelope_content_type}; charset="UTF-8"', root_id),
         envelope,
@@ -265,7 +276,10 @@ class PartStarted:
 
     def get(self, name: str) -> str | None:
         wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), None)
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
 
     @property
     def content_id(self) -> str:

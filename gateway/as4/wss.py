@@ -5,6 +5,9 @@ Canonicalization is lxml's (libxml2) exclusive C14N; digests are hashlib; signat
 AES-GCM are ``cryptography``. libxmlsec has no Attachment-Content-Signature-Transform, so the reference
 digests are ours to compute and to check, and we check every one of them on receipt.
 
+A user message's Security header is written as text (``signature_xml``, ``encryption_xml``): SignedInfo
+in its exclusive-C14N form, signed as written (``gateway.as4._canon``). Signals build trees (``sign``).
+
 Attachments are processed in chunks (``PartBody.chunks()``): digests are fed piece by piece and AES-GCM
 decryption uses ``Cipher(AES, GCM(iv, tag))`` with the tag read from the end of the part, so a spooled
 part is never loaded whole. Decrypted bytes are released to the caller only after the tag verified.
@@ -17,8 +20,7 @@ import functools
 import hashlib
 import hmac
 import os
-import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
+from gateway.as4 import _canon as canon
 from gateway.as4 import _ns as ns
 from gateway.as4 import agreement
 from gateway.as4._ns import SoapVersion, q
@@ -56,11 +59,11 @@ MIN_RSA_KEY_BITS = 2048
 MAX_XML_ATTACHMENT_BYTES = 16 * 1024 * 1024
 """An uncompressed XML attachment is parsed to canonicalize it for its digest; larger ones must be compressed."""
 
-_HASHLIB_NAMES: dict[str, str] = {
-    DigestMethod.SHA256: "sha256",
-    DigestMethod.SHA384: "sha384",
-    DigestMethod.SHA512: "sha512",
-    DigestMethod.SHA1: "sha1",
+_HASHLIB: dict[str, Callable[[], hashlib._Hash]] = {  # the constructors themselves: hashlib.new is slower
+    DigestMethod.SHA256: hashlib.sha256,
+    DigestMethod.SHA384: hashlib.sha384,
+    DigestMethod.SHA512: hashlib.sha512,
+    DigestMethod.SHA1: hashlib.sha1,
 }
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     DigestMethod.SHA256: hashes.SHA256,
@@ -89,6 +92,9 @@ _GCM_IV_BYTES = 12
 _CACHED_DER_BYTES = 8 * 1024
 _GCM_TAG_BYTES = 16
 _XML_MEDIA = ("text/xml", "application/xml")
+_KEY_WRAPS = frozenset(KeyWrap)
+_DS_TRANSFORMS, _DS_TRANSFORM = q(ns.DS, "Transforms"), q(ns.DS, "Transform")
+_DS_DIGEST_METHOD, _DS_DIGEST_VALUE = q(ns.DS, "DigestMethod"), q(ns.DS, "DigestValue")
 
 
 @functools.cache
@@ -123,7 +129,7 @@ def _findtext(element: etree._Element, path: str, default: str | None = None) ->
 
 def new_id(prefix: str) -> str:
     """A fresh XML id: 128 random bits (as a UUID would carry), cheaper to make than ``uuid.uuid4()``."""
-    return f"{prefix}-{secrets.token_hex(16)}"
+    return f"{prefix}-{os.urandom(16).hex()}"  # the bytes secrets.token_hex(16) reads
 
 
 def exc_c14n(element: etree._Element, prefixes: Sequence[str] = ()) -> bytes:
@@ -145,7 +151,7 @@ def _unb64(text: str | None, what: str, code: EbmsCode) -> bytes:
 
 def digest_chunks(method: str, chunks: Iterable[bytes | memoryview]) -> str:
     """Base64 digest of the concatenated chunks (hashlib, fed piece by piece)."""
-    digest = hashlib.new(_HASHLIB_NAMES[method])
+    digest = _HASHLIB[method]()
     for chunk in chunks:
         digest.update(chunk)
     return _b64(digest.digest())
@@ -282,27 +288,91 @@ def sign(
 ) -> tuple[SignedReference, ...]:
     """Append a BinarySecurityToken and a detached ds:Signature over ``targets`` to the Security header."""
     token_id = _binary_security_token(security, key.certificate)
-    signature = _el(security, q(ns.DS, "Signature"), {"Id": new_id("SIG")})
-    signed_info = _el(signature, q(ns.DS, "SignedInfo"))
-    _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
-    _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
+    signature, references = signature_xml(targets, key, token_id, method=method, digest=digest, declare=True)
+    security.append(parse_xml(signature.encode(), what="our ds:Signature"))
+    return references
+
+
+def signature_xml(
+    targets: Sequence[SignTarget],
+    key: KeyPair,
+    token_id: str,
+    *,
+    method: SignatureMethod = SignatureMethod.RSA_SHA256,
+    digest: DigestMethod = DigestMethod.SHA256,
+    declare: bool = False,
+) -> tuple[str, tuple[SignedReference, ...]]:
+    """A detached ds:Signature over ``targets`` as text, its KeyInfo naming the token ``token_id``.
+
+    SignedInfo is written in its exclusive-C14N form and signed as written (``gateway.as4._canon``).
+    ``declare`` puts the ds and wsse namespace declarations on ds:Signature, for use outside wsse:Security.
+    """
     references = []
+    signed = ""
     for target in targets:
-        ref = _el(signed_info, q(ns.DS, "Reference"), {"URI": target.uri})
-        transforms = _el(ref, q(ns.DS, "Transforms"))
-        _el(transforms, q(ns.DS, "Transform"), {"Algorithm": target.transform})
-        _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
         value = target.digest(digest)
-        _el(ref, q(ns.DS, "DigestValue"), text=value)
-        references.append(
-            SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
-        )
-    signed_octets = exc_c14n(signed_info)
-    signature_value = _signature_value(key, method, signed_octets)
-    _el(signature, q(ns.DS, "SignatureValue"), text=_b64(signature_value))
-    key_info = _el(signature, q(ns.DS, "KeyInfo"), {"Id": new_id("KI")})
-    _token_reference(key_info, token_id)
-    return tuple(references)
+        reference = _reference_xml(target.uri, target.transform, digest, value)
+        signed += reference
+        xml = reference.replace("<ds:Reference", f"<ds:Reference{canon.xmlns('ds', ns.DS)}", 1).encode()
+        references.append(SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=xml))
+    signed_info = canon.element(
+        "ds:SignedInfo",
+        _algorithm("ds:CanonicalizationMethod", Transform.EXC_C14N)
+        + _algorithm("ds:SignatureMethod", method)
+        + signed,
+        canon.xmlns("ds", ns.DS),
+    )
+    signature_value = _b64(_signature_value(key, method, signed_info.encode()))
+    key_info = canon.element("ds:KeyInfo", _token_reference_xml(token_id), canon.attr("Id", new_id("KI")))
+    declarations = canon.xmlns("ds", ns.DS) + canon.xmlns("wsse", ns.WSSE) if declare else ""
+    signature = canon.element(
+        "ds:Signature",
+        signed_info + canon.element("ds:SignatureValue", signature_value) + key_info,
+        declarations + canon.attr("Id", new_id("SIG")),
+    )
+    return signature, tuple(references)
+
+
+@functools.cache
+def _algorithm(name: str, uri: str) -> str:
+    """``<name Algorithm="uri"></name>``, written once per pair."""
+    return canon.element(name, attributes=canon.attr("Algorithm", uri))
+
+
+def _reference_xml(uri: str, transform: str, digest: str, value: str) -> str:
+    return canon.element(
+        "ds:Reference",
+        canon.element("ds:Transforms", _algorithm("ds:Transform", transform))
+        + _algorithm("ds:DigestMethod", digest)
+        + canon.element("ds:DigestValue", value),
+        canon.attr("URI", uri),
+    )
+
+
+def _token_reference_xml(token_id: str) -> str:
+    """A wsse:SecurityTokenReference to the X509v3 token ``token_id`` (a ``new_id``: nothing to escape)."""
+    return (
+        f'<wsse:SecurityTokenReference><wsse:Reference URI="#{token_id}" ValueType="{ns.X509V3}">'
+        "</wsse:Reference></wsse:SecurityTokenReference>"
+    )
+
+
+def binary_security_token_xml(cert: x509.Certificate) -> tuple[str, str]:
+    """(token id, wsse:BinarySecurityToken text) for ``cert``, inside a wsse:Security declaring wsse and wsu."""
+    token_id = new_id("X509")
+    return token_id, (
+        f'<wsse:BinarySecurityToken EncodingType="{ns.BASE64_ENCODING}" ValueType="{ns.X509V3}" '
+        f'wsu:Id="{token_id}">{_der_b64(cert)}</wsse:BinarySecurityToken>'
+    )
+
+
+def security_open_tag(soap_version: SoapVersion = SoapVersion.SOAP12) -> str:
+    """The start tag ``security_header`` would build: wsse:Security declaring wsse, wsu, ds and xenc."""
+    must_understand = "true" if soap_version is SoapVersion.SOAP12 else "1"
+    return (
+        f"<wsse:Security{canon.xmlns('wsse', ns.WSSE)}{canon.xmlns('wsu', ns.WSU)}{canon.xmlns('ds', ns.DS)}"
+        f'{canon.xmlns("xenc", ns.XENC)} env:mustUnderstand="{must_understand}">'
+    )
 
 
 def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> bytes:
@@ -325,18 +395,18 @@ def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> by
 # --- encryption ----------------------------------------------------------------------------------------
 
 
-def encrypt_attachments(
-    security: etree._Element,
+def encryption_xml(
     parts: Sequence[MimePart],
     recipient: x509.Certificate,
     *,
     suite: Suite = Suite.EDELIVERY_1_15,
     spool: Spool | None = None,
-) -> list[MimePart]:
+) -> tuple[str, list[MimePart]]:
     """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient``: RSA-OAEP
     (1.15), or kw-aes128 under a key agreed by X25519 or ECDH-ES with HKDF (2.0, see ``gateway.as4.agreement``).
 
-    Each encrypted part is IV, ciphertext and tag, kept as separate chunks (nothing is concatenated here);
+    Returns the recipient's BinarySecurityToken, the EncryptedKey and one EncryptedData per part as text for
+    wsse:Security (in that order), and the encrypted parts: IV, ciphertext and tag, kept as separate chunks;
     with ``spool``, a spooled part is encrypted chunk by chunk into a ``spool()`` file instead.
     """
     public_key = recipient.public_key()
@@ -346,38 +416,28 @@ def encrypt_attachments(
     elif not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
     content_key = AESGCM.generate_key(bit_length=128)
-    token_id = _binary_security_token(security, recipient, index=0)
+    token_id, token = binary_security_token_xml(recipient)
     key_id = new_id("EK")
-    encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
-    security.insert(1, encrypted_key)
     if agreement_algorithm is not None:
-        _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyWrap.KW_AES128})
-        recipient_info, kek = agreement.originate(
-            _el(encrypted_key, q(ns.DS, "KeyInfo")), agreement_algorithm, agreed_with
-        )
+        method = _algorithm("xenc:EncryptionMethod", KeyWrap.KW_AES128)
+        key_info = etree.Element(q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS, "wsse": ns.WSSE, "xenc": ns.XENC})
+        recipient_info, kek = agreement.originate(key_info, agreement_algorithm, agreed_with)
         _token_reference(recipient_info, token_id)
+        key_info_xml = etree.tostring(key_info, encoding="unicode")
         wrapped = agreement.wrap(kek, content_key)
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
-        method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
-        _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
-        etree.SubElement(
-            method,
-            q(ns.XENC11, "MGF"),
-            {"Algorithm": MaskGeneration.MGF1_SHA256.value},
-            nsmap={"xenc11": ns.XENC11},
-        )
-        _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
+        method = _RSA_OAEP_METHOD
+        key_info_xml = canon.element("ds:KeyInfo", _token_reference_xml(token_id))
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
-    cipher_data = _el(encrypted_key, q(ns.XENC, "CipherData"))
-    _el(cipher_data, q(ns.XENC, "CipherValue"), text=_b64(wrapped))
-    reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
     aes = AESGCM(content_key)
+    data_references = ""
+    encrypted_data = ""
     encrypted_parts = []
-    for index, part in enumerate(parts):
+    for part in parts:
         data_id = new_id("ED")
-        _el(reference_list, q(ns.XENC, "DataReference"), {"URI": f"#{data_id}"})
-        security.insert(2 + index, _encrypted_data(data_id, key_id, part))
+        data_references += f'<xenc:DataReference URI="#{data_id}"></xenc:DataReference>'
+        encrypted_data += _encrypted_data_xml(data_id, key_id, part)
         iv = os.urandom(_GCM_IV_BYTES)
         if part.body.spooled and spool is not None:
             body = encrypt_gcm_spooled(content_key, iv, part.body, spool)
@@ -386,7 +446,15 @@ def encrypt_attachments(
         encrypted_parts.append(
             MimePart(content_id=part.content_id, content_type="application/octet-stream", body=body)
         )
-    return encrypted_parts
+    encrypted_key = canon.element(
+        "xenc:EncryptedKey",
+        method
+        + key_info_xml
+        + canon.element("xenc:CipherData", canon.element("xenc:CipherValue", _b64(wrapped)))
+        + canon.element("xenc:ReferenceList", data_references),
+        canon.attr("Id", key_id),
+    )
+    return token + encrypted_key + encrypted_data, encrypted_parts
 
 
 def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:
@@ -402,29 +470,28 @@ def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> 
     return PartBody(file=out, size=out.tell())
 
 
-def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element:
-    data = etree.Element(
-        q(ns.XENC, "EncryptedData"),
-        {"Id": data_id, "MimeType": part.content_type, "Type": ns.SWA_CONTENT_ONLY},
-        nsmap={"xenc": ns.XENC},
+def _encrypted_data_xml(data_id: str, key_id: str, part: MimePart) -> str:
+    return (
+        f'<xenc:EncryptedData Id="{data_id}"{canon.attr("MimeType", part.content_type)} '
+        f'Type="{ns.SWA_CONTENT_ONLY}">{_algorithm("xenc:EncryptionMethod", DataEncryption.AES128_GCM)}'
+        f'<ds:KeyInfo><wsse:SecurityTokenReference xmlns:wsse11="{ns.WSSE11}" '
+        f'wsse11:TokenType="{ns.TOKEN_TYPE_ENCRYPTED_KEY}"><wsse:Reference URI="#{key_id}"></wsse:Reference>'
+        f"</wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData>"
+        f"<xenc:CipherReference{canon.attr('URI', cid_url(part.content_id))}><xenc:Transforms>"
+        f"{_algorithm('ds:Transform', ns.SWA_CIPHERTEXT_TRANSFORM)}</xenc:Transforms></xenc:CipherReference>"
+        "</xenc:CipherData></xenc:EncryptedData>"
     )
-    _el(data, q(ns.XENC, "EncryptionMethod"), {"Algorithm": DataEncryption.AES128_GCM})
-    key_info = _el(data, q(ns.DS, "KeyInfo"))
-    str_el = etree.SubElement(
-        key_info,
-        q(ns.WSSE, "SecurityTokenReference"),
-        {q(ns.WSSE11, "TokenType"): ns.TOKEN_TYPE_ENCRYPTED_KEY},
-        nsmap={"wsse11": ns.WSSE11},
-    )
-    _el(str_el, q(ns.WSSE, "Reference"), {"URI": f"#{key_id}"})
-    cipher_ref = _el(
-        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": cid_url(part.content_id)}
-    )
-    transforms = _el(cipher_ref, q(ns.XENC, "Transforms"))
-    _el(transforms, q(ns.DS, "Transform"), {"Algorithm": ns.SWA_CIPHERTEXT_TRANSFORM})
-    return data
 
 
+_RSA_OAEP_METHOD = (
+    f'<xenc:EncryptionMethod Algorithm="{KeyTransport.RSA_OAEP.value}">'
+    f'<ds:DigestMethod Algorithm="{DigestMethod.SHA256.value}"></ds:DigestMethod>'
+    f'<xenc11:MGF xmlns:xenc11="{ns.XENC11}" Algorithm="{MaskGeneration.MGF1_SHA256.value}"></xenc11:MGF>'
+    "</xenc:EncryptionMethod>"
+)
+
+
+@functools.cache
 def _oaep(mgf: str, digest: str) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(_MGF_HASHES[mgf]()), algorithm=_HASHES[digest](), label=None)
 
@@ -463,7 +530,24 @@ def index_ids(root: etree._Element) -> dict[str, etree._Element]:
 
 def _certificate_from_token(token: etree._Element) -> x509.Certificate:
     value_type = token.get("ValueType")
-    der = _unb64(token.text, "wsse:BinarySecurityToken", EbmsCode.FAILED_AUTHENTICATION)
+    text = token.text
+    if value_type == ns.X509V3 and text is not None and len(text) <= _CACHED_DER_BYTES * 4 // 3 + 64:
+        return _x509v3_token(text)
+    return _token_certificate(value_type, text)
+
+
+@functools.lru_cache(maxsize=128)
+def _x509v3_token(text: str) -> x509.Certificate:
+    """An ordinary-sized X509v3 token, decoded and parsed once: partners send the same few in every message.
+
+    Only the parsed certificate is kept; whether it is trusted is decided for each message. A token that
+    is not a certificate raises, and lru_cache keeps no exceptions.
+    """
+    return _token_certificate(ns.X509V3, text)
+
+
+def _token_certificate(value_type: str | None, text: str | None) -> x509.Certificate:
+    der = _unb64(text, "wsse:BinarySecurityToken", EbmsCode.FAILED_AUTHENTICATION)
     try:
         if value_type == ns.X509V3:
             return _load_der(der)
@@ -624,6 +708,15 @@ def _issued_by_anchor(cert: x509.Certificate, policy: SecurityPolicy, now: datet
     return None
 
 
+@functools.lru_cache(maxsize=128)
+def _may_sign(cert: x509.Certificate) -> bool:
+    """No KeyUsage extension, or one with digitalSignature: a fixed property of the certificate, read once."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature)
+    except x509.ExtensionNotFound:
+        return True
+
+
 def trust_certificate(
     cert: x509.Certificate, policy: SecurityPolicy, now: datetime, role: str = "signing"
 ) -> None:
@@ -653,11 +746,7 @@ def trust_certificate(
                 f"{policy.subject_pattern!r}",
             )
     _valid_at(cert, now, f"{role} certificate")
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
-    if usage is not None and not usage.digital_signature:
+    if not _may_sign(cert):
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,
             f"{role} certificate {_describe(cert)} has a KeyUsage extension without digitalSignature",
@@ -769,20 +858,20 @@ def _unwrap(
     key_id = encrypted_key.get("Id") or "(no Id)"
     method = _find(encrypted_key, "xenc:EncryptionMethod")
     algorithm = method.get("Algorithm") if method is not None else None
-    allowed = {k.value for k in policy.key_transport} | {k.value for k in policy.key_wrap}
-    if method is None or algorithm not in allowed:
+    if method is None or not (algorithm in policy.key_transport or algorithm in policy.key_wrap):
+        allowed = {k.value for k in policy.key_transport} | {k.value for k in policy.key_wrap}
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id} uses key transport {algorithm!r}, which the partner profile "
             f"({policy.suite.value}) does not allow (expected: {', '.join(sorted(allowed))})",
         )
-    if algorithm in {k.value for k in KeyWrap}:
+    if algorithm in _KEY_WRAPS:
         return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
     digest = _find(method, "ds:DigestMethod")
     digest_uri = str(digest.get("Algorithm")) if digest is not None else DigestMethod.SHA1.value
     mgf_el = _find(method, "xenc11:MGF")
     mgf = str(mgf_el.get("Algorithm")) if mgf_el is not None else MaskGeneration.MGF1_SHA1.value
-    if algorithm == KeyTransport.RSA_OAEP and mgf not in {m.value for m in policy.mask_generation}:
+    if algorithm == KeyTransport.RSA_OAEP and mgf not in policy.mask_generation:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id}: RSA-OAEP mask generation {mgf!r} is not allowed by the partner profile",
@@ -822,7 +911,7 @@ def _unwrap_agreed(
     what = f"xenc:EncryptedKey {key_id}"
     method = agreement.agreement_method(_find(encrypted_key, "ds:KeyInfo"))
     uri = method.get("Algorithm") if method is not None else None
-    if method is None or uri not in {k.value for k in policy.key_agreement}:
+    if method is None or uri not in policy.key_agreement:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"{what} uses key agreement {uri!r}, which the partner profile ({policy.suite.value}) does not allow "
@@ -868,7 +957,7 @@ def _decrypt_one(
     data_id = data.get("Id") or ""
     algorithm = _find(data, "xenc:EncryptionMethod")
     uri = algorithm.get("Algorithm") if algorithm is not None else None
-    if uri not in {a.value for a in policy.data_encryption}:
+    if uri not in policy.data_encryption:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedData {data_id!r} uses {uri!r}, which the partner profile does not allow",
@@ -1010,8 +1099,8 @@ def signature_method(signed_info: etree._Element, policy: SecurityPolicy) -> Sig
         )
     method_el = _find(signed_info, "ds:SignatureMethod")
     uri = method_el.get("Algorithm") if method_el is not None else None
-    allowed = {m.value for m in policy.signature_methods}
-    if uri not in allowed:
+    if uri not in policy.signature_methods:
+        allowed = {m.value for m in policy.signature_methods}
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"ds:SignatureMethod {uri!r} is not allowed by the partner profile ({policy.suite.value}; expected: "
@@ -1066,16 +1155,25 @@ def check_reference(
 ) -> SignedReference:
     """Recompute one ds:Reference's digest; EBMS:0101 naming the reference if it differs."""
     uri = ref.get("URI") or ""
-    digest_el = _find(ref, "ds:DigestMethod")
+    transform_els: list[etree._Element] = []
+    digest_el = value_el = None
+    for child in ref.iterchildren(_DS_TRANSFORMS, _DS_DIGEST_METHOD, _DS_DIGEST_VALUE):
+        if child.tag == _DS_TRANSFORMS:
+            transform_els += child.iterchildren(_DS_TRANSFORM)
+        elif child.tag == _DS_DIGEST_METHOD:
+            digest_el = child if digest_el is None else digest_el
+        elif value_el is None:
+            value_el = child
     digest_uri = digest_el.get("Algorithm") if digest_el is not None else None
-    if digest_uri not in {d.value for d in policy.digest_methods}:
+    if digest_uri not in policy.digest_methods:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"ds:DigestMethod {digest_uri!r} of reference {uri!r} is not allowed by the partner profile",
         )
-    transforms = [t.get("Algorithm") for t in _findall(ref, "ds:Transforms/ds:Transform")]
-    actual = digest_chunks(str(digest_uri), _referenced_octets(ref, uri, transforms, ids, attachments))
-    expected = (_findtext(ref, "ds:DigestValue", "") or "").strip()
+    transforms = [t.get("Algorithm") for t in transform_els]
+    first_transform = transform_els[0] if transform_els else None
+    actual = digest_chunks(str(digest_uri), _referenced_octets(first_transform, uri, transforms, ids, attachments))
+    expected = ((value_el.text or "") if value_el is not None else "").strip()
     if not hmac.compare_digest(actual, expected):
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,
@@ -1085,7 +1183,7 @@ def check_reference(
 
 
 def _referenced_octets(
-    ref: etree._Element,
+    first_transform: etree._Element | None,
     uri: str,
     transforms: list[str | None],
     ids: dict[str, etree._Element],
@@ -1113,7 +1211,7 @@ def _referenced_octets(
     target = ids.get(uri[1:])
     if target is None:
         raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"signed reference {uri!r} resolves to no element")
-    return iter((exc_c14n(target, _prefixes(_find(ref, "ds:Transforms/ds:Transform"))),))
+    return iter((exc_c14n(target, _prefixes(first_transform)),))
 
 
 def _check_coverage(
