@@ -341,6 +341,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=node.clock,
         on_change=watcher.reload,
         warning_days=settings.keys.expiry_warning_days,
+        duplicate_window=settings.inbound.duplicate_window,
     )
     app[ADMIN_TOKEN] = settings.admin.token()
     check_certificates(node)

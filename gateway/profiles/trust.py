@@ -39,20 +39,26 @@ def partner_of(
     """Load a profile's certificates and derive its security policy (the certificates valid at ``now``).
 
     ``max_age`` is the duplicate-detection window: a message older than it is refused (EBMS:0003), since it
-    could no longer be recognized as a duplicate. A profile whose time to live exceeds it is refused here,
-    so a retry within its time to live is never refused for its age.
+    could no longer be recognized as a duplicate. A profile whose time to live is not below it is refused
+    here (start, hot reload and every edit), so a retry within its time to live is never refused for its age.
     """
     if max_age is not None:
-        ttl_hours = profile.reception_awareness.time_to_live_hours
-        if timedelta(hours=ttl_hours) > max_age:
-            raise ConfigError(
-                f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} exceeds "
-                f"[inbound].duplicate_window_hours = {max_age.total_seconds() / 3600:g}; a retry within its time "
-                "to live could no longer be recognized as a duplicate. Lower the one or raise the other"
-            )
+        check_time_to_live(profile, max_age)
     certificates = resolve_certificates(profile, now=now)
     policy = security_policy(certificates, now=now, max_age=max_age, suite=profile.security.suite)
     return Partner(profile=profile, certificates=certificates, policy=policy)
+
+
+def check_time_to_live(profile: PartnerProfile, duplicate_window: timedelta) -> None:
+    """Refuse a time to live that reaches the duplicate window: the partner's clock may run ahead of ours,
+    so a last retry at exactly the window's age could already look too old."""
+    ttl_hours = profile.reception_awareness.time_to_live_hours
+    if timedelta(hours=ttl_hours) >= duplicate_window:
+        raise ConfigError(
+            f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} is not below "
+            f"[inbound].duplicate_window_hours = {duplicate_window.total_seconds() / 3600:g}; a retry within its "
+            "time to live could no longer be recognized as a duplicate. Lower the one or raise the other"
+        )
 
 
 def security_policy(
