@@ -3,6 +3,9 @@
 Folder (the default): each message lands under a name derived from its MessageId, written to a temporary file
 and renamed, so a delivery repeated after a crash replaces the same file instead of adding a second one.
 Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as headers; 2xx means delivered.
+SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
+permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
+Every push method is retried after the lease until it succeeds, always with the same MessageId.
 REST pull: the national system fetches and acknowledges messages through the REST API; the worker leaves them.
 """
 
@@ -23,6 +26,7 @@ from gateway.clock import Clock
 from gateway.errors import ProfileError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import write_atomically, write_chunks_atomically
+from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
 from gateway.metrics import DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
@@ -100,6 +104,7 @@ class FolderDelivery:
         self._profiles = profiles
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._soap = SoapDelivery(timeout=http_timeout)
         self._faults = faults
         self._lease = lease
 
@@ -128,7 +133,7 @@ class FolderDelivery:
             return 0
         try:
             detail = await self._push(record, setting)
-        except (OSError, DeliveryFailed) as exc:
+        except (OSError, DeliveryFailed, SoapDeliveryFailed) as exc:
             due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
             log.warning("delivery failed", message_id=record.message_id, reason=str(exc))
@@ -143,6 +148,10 @@ class FolderDelivery:
     async def _push(self, record: MessageRecord, setting: Delivery) -> dict[str, Any]:
         if setting.method is DeliveryMethod.WEBHOOK and setting.url is not None:
             return await self._post(record, setting.url)
+        if setting.method is DeliveryMethod.SOAP and setting.url is not None:
+            data = self._payloads.get(record.payload_sha256)
+            reference = await self._soap.deliver(setting.url, record, data)
+            return {"soap": setting.url, "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
         return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
