@@ -1,8 +1,10 @@
-"""The sender's profile chooses how a received permit reaches the national system: webhook or REST pull."""
+"""The sender's profile chooses how a received permit reaches the national system: its own folder, a webhook,
+SOAP or REST pull."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +19,7 @@ from gateway.interfaces.demo import Running, message, submit, wait_for, write_pr
 from gateway.interfaces.keys import NODE
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example
+from tests.inbound.national import national_system
 
 IA = "BE-IA-2026-0001.xml"
 
@@ -132,4 +135,42 @@ async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aioht
         assert (await listing.json())["messages"] == []
     async with session.post(f"{ch.url}/api/v1/inbox/nobody@nowhere/ack") as unknown:
         assert unknown.status == 404
+    assert _inbox_empty(ch)
+
+
+async def test_a_partner_with_its_own_folder_gets_its_messages_there(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    folder = harness.tmp / "from-partners"
+    ch, message_id, document = await _send(harness, session, f"delivery:\n  folder: {folder}\n")
+    await wait_for(session, ch, message_id, "DELIVERED")
+    [permit] = folder.glob("*.xml")
+    assert permit.read_bytes() == document
+    assert json.loads(permit.with_suffix(".json").read_text())["message_id"] == message_id
+    assert _inbox_empty(ch)
+
+
+async def test_soap_fault_is_retried_and_the_permit_delivered_once(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    async with national_system(free_port()) as national:
+        national.answers.append("fault")
+        extra = f"delivery:\n  method: soap\n  url: {national.url}\n"
+        ch, message_id, document = await _send(harness, session, extra)
+        failed = await _wait_event(session, ch, message_id, "delivery_failed")
+        assert failed["state"] == "ACCEPTED" and national.stored == {}
+        harness.clock.advance(timedelta(minutes=10))
+        ch.runner.app[NODE].delivery_pump.wake()
+        done = await wait_for(session, ch, message_id, "DELIVERED")
+    assert national.invalid == [] and national.requests == 2
+    delivered = national.stored[message_id]
+    assert delivered.document == document
+    assert delivered.metadata["FromParty"] == "BE-FAMHP" and delivered.metadata["PartnerId"] == "be-famhp"
+    assert delivered.metadata["ConversationId"] == done["conversation_id"]
+    assert delivered.metadata["DocumentNumber"] == "BE-IA-2026-0001"
+    deliver = [e for e in done["events"] if e["kind"] == "deliver"]
+    assert deliver == [deliver[0]] and deliver[0]["detail"] == {
+        "soap": national.url,
+        "national_reference": "NAT-0001",
+    }
     assert _inbox_empty(ch)
