@@ -7,6 +7,9 @@ SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national
 permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
 Every push method is retried after the lease until it succeeds, always with the same MessageId.
 REST pull: the national system fetches and acknowledges messages through the REST API; the worker leaves them.
+The method is read from the profiles in use at each claim: messages of rest-pull partners are never claimed
+(they stay due), so after a profile change they are pushed by the new method at the next run, and a partner
+switched to rest-pull has its waiting messages listed for pull instead of pushed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from gateway.store import Direction, Event, MessageRecord, MessageStore, Payload
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
-AWAITING_PULL = timedelta(days=3650)  # rest-pull messages are not due for push delivery; the API acks them
 
 
 class DeliveryFailed(Exception):
@@ -108,10 +110,23 @@ class FolderDelivery:
         self._faults = faults
         self._lease = lease
 
+    def use_profiles(self, profiles: ProfileRegistry) -> None:
+        """After a profile change: the next claim follows the new delivery methods."""
+        self._profiles = profiles
+
+    def _pulled(self) -> list[str]:
+        """Partners whose documents the national system pulls: the worker does not claim their messages."""
+        profiles = () if self._profiles is None else self._profiles
+        return [p.id for p in profiles if p.delivery.method is DeliveryMethod.REST_PULL]
+
     async def run_once(self, limit: int = 50) -> int:
         delivered = 0
         while batch := await self._store.claim_due(
-            self._node_id, limit=limit, lease=self._lease, direction=Direction.INBOUND
+            self._node_id,
+            limit=limit,
+            lease=self._lease,
+            direction=Direction.INBOUND,
+            exclude_partners=self._pulled(),
         ):
             # side by side, so that their DELIVERED moves share one commit (the store groups them)
             delivered += sum(await asyncio.gather(*(self._deliver(record) for record in batch)))
@@ -128,8 +143,8 @@ class FolderDelivery:
 
     async def _deliver(self, record: MessageRecord) -> int:
         setting = self.method(record)
-        if setting.method is DeliveryMethod.REST_PULL:
-            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now() + AWAITING_PULL)
+        if setting.method is DeliveryMethod.REST_PULL:  # switched to rest-pull since the claim: give it back
+            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now(), lease_owner=None)
             return 0
         try:
             detail = await self._push(record, setting)
