@@ -393,12 +393,30 @@ def _payloads(
             f"the SOAP Body carries {etree.QName(body_children[0]).text}, but no eb:PartInfo refers to the Body",
         )
     payloads: list[Payload] = []
-    budget = max_payload_bytes  # for all payloads together: a hundred small bombs are one big one
+    agreed = policy.max_payload_bytes
+    budget = max_payload_bytes if agreed is None else min(max_payload_bytes, agreed)
+    total = 0  # for all payloads together: a hundred small bombs are one big one
     for info in user_message.parts:
-        payload = _payload(info, parts, body_children, policy, spool, budget)
-        budget -= payload.size
+        try:
+            payload = _payload(info, parts, body_children, policy, spool, budget - total)
+        except _InflateLimit:
+            if budget == agreed:
+                raise _over_agreed(agreed, None) from None
+            raise
+        total += payload.size
+        if agreed is not None and total > agreed:
+            raise _over_agreed(agreed, total)
         payloads.append(payload)
     return tuple(payloads)
+
+
+def _over_agreed(agreed: int, size: int | None) -> EbmsError:
+    found = f"{size} bytes" if size is not None else "more"
+    return EbmsError(
+        EbmsCode.PROCESSING_MODE_MISMATCH,
+        f"the payloads carry {found} (decompressed); the partner profile allows at most {agreed} bytes "
+        "(max_payload_bytes, PMode[1].BusinessInfo.PayloadProfile.maxSize)",
+    )
 
 
 def _payload(
@@ -550,7 +568,11 @@ def _gunzip_bytes(data: bytes, cid: str, limit: int) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
+class _InflateLimit(EbmsError):
+    """A part inflated past the bytes it was allowed (``_payloads`` tells the partner's limit from the cap)."""
+
+
 def _bomb(cid: str, limit: int) -> EbmsError:
-    return EbmsError(
+    return _InflateLimit(
         EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> inflates beyond the limit of {limit} bytes (gzip bomb?)"
     )

@@ -45,7 +45,13 @@ def partner_of(
     if max_age is not None:
         check_time_to_live(profile, max_age)
     certificates = resolve_certificates(profile, now=now)
-    policy = security_policy(certificates, now=now, max_age=max_age, suite=profile.security.suite)
+    policy = security_policy(
+        certificates,
+        now=now,
+        max_age=max_age,
+        suite=profile.security.suite,
+        max_payload_bytes=profile.max_payload_bytes,
+    )
     return Partner(profile=profile, certificates=certificates, policy=policy)
 
 
@@ -67,8 +73,10 @@ def security_policy(
     now: datetime | None = None,
     max_age: timedelta | None = None,
     suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15,
+    max_payload_bytes: int | None = None,
 ) -> SecurityPolicy:
-    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), and the trust anchor.
+    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), the trust anchor, and the
+    most payload bytes a message may carry (the profile's ``max_payload_bytes``).
 
     When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
     certificate and its validity (``Partners.usable`` refuses such a partner for sending first). A profile
@@ -82,6 +90,7 @@ def security_policy(
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
         max_age=max_age,
+        max_payload_bytes=max_payload_bytes,
     )
 
 
