@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import zeep
+import zeep.exceptions
 
+from gateway.inbound.soap import hardened_settings, wsdl_path
 from gateway.profiles import ProfileRegistry
 from gateway.store import State
 from tests.conftest import free_port
@@ -113,3 +117,17 @@ async def test_no_national_system_listening_is_retried(inbound: Inbound) -> None
     [failed] = [e for e in await inbound.store.events(record.id) if e.kind == "delivery_failed"]
     assert failed.detail["reason"].startswith(f"SOAP {url}: ConnectionError")
     assert (await inbound.store.get(record.id)).state is State.ACCEPTED
+
+
+def test_the_wsdl_loader_refuses_a_dtd(tmp_path: Path) -> None:
+    shipped = wsdl_path()
+    (tmp_path / "national-delivery.xsd").write_bytes(shipped.with_name("national-delivery.xsd").read_bytes())
+    text = shipped.read_text(encoding="utf-8")
+    tampered = tmp_path / "national-delivery.wsdl"
+    tampered.write_text(
+        text.replace("?>\n", '?>\n<!DOCTYPE definitions [<!ENTITY x "y">]>\n', 1), encoding="utf-8"
+    )
+
+    with pytest.raises(zeep.exceptions.DTDForbidden):
+        zeep.Client(str(tampered), settings=hardened_settings())
+    assert zeep.Client(str(shipped), settings=hardened_settings()).wsdl.services
