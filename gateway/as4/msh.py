@@ -393,29 +393,28 @@ def _payloads(
             f"the SOAP Body carries {etree.QName(body_children[0]).text}, but no eb:PartInfo refers to the Body",
         )
     payloads: list[Payload] = []
-    agreed = policy.max_payload_bytes
-    budget = max_payload_bytes if agreed is None else min(max_payload_bytes, agreed)
-    total = 0  # for all payloads together: a hundred small bombs are one big one
+    agreed = policy.max_payload_bytes  # for each payload
+    budget = max_payload_bytes  # for all payloads together: a hundred small bombs are one big one
     for info in user_message.parts:
+        allowed = budget if agreed is None else min(budget, agreed)
         try:
-            payload = _payload(info, parts, body_children, policy, spool, budget - total)
+            payload = _payload(info, parts, body_children, policy, spool, allowed)
         except _InflateLimit:
-            if budget == agreed:
-                raise _over_agreed(agreed, None) from None
+            if allowed == agreed:
+                raise _over_agreed(info, agreed, "more") from None
             raise
-        total += payload.size
-        if agreed is not None and total > agreed:
-            raise _over_agreed(agreed, total)
+        if agreed is not None and payload.size > agreed:
+            raise _over_agreed(info, agreed, f"{payload.size} bytes")
+        budget -= payload.size
         payloads.append(payload)
     return tuple(payloads)
 
 
-def _over_agreed(agreed: int, size: int | None) -> EbmsError:
-    found = f"{size} bytes" if size is not None else "more"
+def _over_agreed(info: PartInfo, agreed: int, found: str) -> EbmsError:
     return EbmsError(
         EbmsCode.PROCESSING_MODE_MISMATCH,
-        f"the payloads carry {found} (decompressed); the partner profile allows at most {agreed} bytes "
-        "(max_payload_bytes, PMode[1].BusinessInfo.PayloadProfile.maxSize)",
+        f"payload {info.href or 'in the SOAP Body'} carries {found} (decompressed); the partner profile allows "
+        f"at most {agreed} bytes per payload (max_payload_bytes)",
     )
 
 

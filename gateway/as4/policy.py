@@ -89,8 +89,8 @@ class SecurityPolicy:
 
     ``max_age`` refuses messages whose eb:Timestamp is older than that (EBMS:0003); duplicate detection over
     a longer window is the store's job. ``accept_soap11`` admits SOAP 1.1 envelopes (AS4 uses SOAP 1.2).
-    ``max_payload_bytes`` (PMode[1].BusinessInfo.PayloadProfile.maxSize, in bytes) caps the decompressed
-    payloads of one message from the partner, all together; decompression stops as soon as it is passed.
+    ``max_payload_bytes`` caps each decompressed payload of a message from the partner (the profile's
+    ``max_payload_bytes``); decompression stops as soon as it is passed.
     """
 
     signing_certificates: tuple[x509.Certificate, ...]

@@ -65,6 +65,7 @@ def deliver_permit_request(record: MessageRecord, document: bytes) -> dict[str, 
         "MimeType": record.payload_mime_type,
         "PayloadSha256": record.payload_sha256,
         "ReceivedAt": record.created_at,
+        "Attachments": len(record.attachments) if record.attachments else None,
     }
     return {"Metadata": metadata, "Document": document}
 

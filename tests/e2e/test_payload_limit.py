@@ -27,8 +27,8 @@ async def test_a_document_larger_than_the_partner_accepts_is_refused_at_submissi
         detail = (await response.json())["detail"]
 
     assert detail == (
-        f"ImportAuthorization BE-IA-2026-0001 is {len(document)} bytes; partner 'ch-swissmedic' accepts at most "
-        "1000 bytes (max_payload_bytes in its profile)"
+        f"ImportAuthorization BE-IA-2026-0001 is {len(document)} bytes; partner 'ch-swissmedic' accepts payloads up "
+        "to 1000 bytes (max_payload_bytes in its profile)"
     )
 
 
@@ -46,6 +46,6 @@ async def test_a_message_larger_than_the_senders_profile_allows_is_refused_with_
 
     failed = await wait_for(session, be, message_id, "FAILED")
     assert "EBMS:0010" in failed["last_error"]
-    assert "the partner profile allows at most 1000 bytes (max_payload_bytes" in failed["last_error"]
+    assert "the partner profile allows at most 1000 bytes per payload (max_payload_bytes)" in failed["last_error"]
     assert failed["attempts"] == 1
     assert await message(session, ch, message_id) is None
