@@ -3,8 +3,8 @@
 The service contract is ``schemas/wsdl/national-delivery.wsdl`` (shipped in the wheel beside the XSDs). The
 WSDL is read once from our package data with a hardened zeep (no DTD, no entities, no external access,
 strict), never from the network; the binding address is the partner profile's ``delivery.url``. zeep's
-client is synchronous (requests), so each call runs in a worker thread; the delivery worker sends one
-message at a time, so one thread is busy at most.
+client is synchronous (requests, whose connection pool is thread-safe), so each call runs in a worker thread
+off the event loop; the simplest robust choice, as zeep's async transport would need httpx besides aiohttp.
 """
 
 from __future__ import annotations
