@@ -407,12 +407,29 @@ def _payloads(
             f"the SOAP Body carries {etree.QName(body_children[0]).text}, but no eb:PartInfo refers to the Body",
         )
     payloads: list[Payload] = []
+    agreed = policy.max_payload_bytes  # for each payload
     budget = max_payload_bytes  # for all payloads together: a hundred small bombs are one big one
     for info in user_message.parts:
-        payload = _payload(info, parts, body_children, policy, spool, budget)
+        allowed = budget if agreed is None else min(budget, agreed)
+        try:
+            payload = _payload(info, parts, body_children, policy, spool, allowed)
+        except _InflateLimit:
+            if allowed == agreed:
+                raise _over_agreed(info, agreed, "more") from None
+            raise
+        if agreed is not None and payload.size > agreed:
+            raise _over_agreed(info, agreed, f"{payload.size} bytes")
         budget -= payload.size
         payloads.append(payload)
     return tuple(payloads)
+
+
+def _over_agreed(info: PartInfo, agreed: int, found: str) -> EbmsError:
+    return EbmsError(
+        EbmsCode.PROCESSING_MODE_MISMATCH,
+        f"payload {info.href or 'in the SOAP Body'} carries {found} (decompressed); the partner profile allows "
+        f"at most {agreed} bytes per payload (max_payload_bytes)",
+    )
 
 
 def _payload(
@@ -564,7 +581,11 @@ def _gunzip_bytes(data: bytes, cid: str, limit: int) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
+class _InflateLimit(EbmsError):
+    """A part inflated past the bytes it was allowed (``_payloads`` tells the partner's limit from the cap)."""
+
+
 def _bomb(cid: str, limit: int) -> EbmsError:
-    return EbmsError(
+    return _InflateLimit(
         EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> inflates beyond the limit of {limit} bytes (gzip bomb?)"
     )

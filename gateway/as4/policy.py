@@ -89,6 +89,8 @@ class SecurityPolicy:
 
     ``max_age`` refuses messages whose eb:Timestamp is older than that (EBMS:0003); duplicate detection over
     a longer window is the store's job. ``accept_soap11`` admits SOAP 1.1 envelopes (AS4 uses SOAP 1.2).
+    ``max_payload_bytes`` caps each decompressed payload of a message from the partner (the profile's
+    ``max_payload_bytes``); decompression stops as soon as it is passed.
     """
 
     signing_certificates: tuple[x509.Certificate, ...]
@@ -107,6 +109,7 @@ class SecurityPolicy:
     trust_anchors: tuple[x509.Certificate, ...] = ()
     subject_pattern: str | None = None
     accept_soap11: bool = False
+    max_payload_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.require_signature and not (self.signing_certificates or self.trust_anchors):
@@ -126,6 +129,8 @@ class SecurityPolicy:
                 ) from None
         if self.max_age is not None and self.max_age <= timedelta(0):
             raise ValueError("max_age must be positive")
+        if self.max_payload_bytes is not None and self.max_payload_bytes <= 0:
+            raise ValueError("max_payload_bytes must be positive")
         if self.clock_skew < timedelta(0):
             raise ValueError("clock_skew must not be negative")
         for name in ("signature_methods", "digest_methods", "data_encryption", "mask_generation"):

@@ -3,7 +3,13 @@
 Folder (the default): each message lands under a name derived from its MessageId, written to a temporary file
 and renamed, so a delivery repeated after a crash replaces the same file instead of adding a second one.
 Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as headers; 2xx means delivered.
+SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
+permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
+Every push method is retried after the lease until it succeeds, always with the same MessageId.
 REST pull: the national system fetches and acknowledges messages through the REST API; the worker leaves them.
+The method is read from the profiles in use at each claim: messages of rest-pull partners are never claimed
+(they stay due), so after a profile change they are pushed by the new method at the next run, and a partner
+switched to rest-pull has its waiting messages listed for pull instead of pushed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from gateway.clock import Clock
 from gateway.errors import ProfileError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import write_atomically, write_chunks_atomically
+from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
 from gateway.metrics import DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
@@ -30,7 +37,6 @@ from gateway.store import Direction, Event, MessageRecord, MessageStore, Payload
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
-AWAITING_PULL = timedelta(days=3650)  # rest-pull messages are not due for push delivery; the API acks them
 
 
 class DeliveryFailed(Exception):
@@ -100,13 +106,27 @@ class FolderDelivery:
         self._profiles = profiles
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._soap = SoapDelivery(timeout=http_timeout)
         self._faults = faults
         self._lease = lease
+
+    def use_profiles(self, profiles: ProfileRegistry) -> None:
+        """After a profile change: the next claim follows the new delivery methods."""
+        self._profiles = profiles
+
+    def _pulled(self) -> list[str]:
+        """Partners whose documents the national system pulls: the worker does not claim their messages."""
+        profiles = () if self._profiles is None else self._profiles
+        return [p.id for p in profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
     async def run_once(self, limit: int = 50) -> int:
         delivered = 0
         while batch := await self._store.claim_due(
-            self._node_id, limit=limit, lease=self._lease, direction=Direction.INBOUND
+            self._node_id,
+            limit=limit,
+            lease=self._lease,
+            direction=Direction.INBOUND,
+            exclude_partners=self._pulled(),
         ):
             # side by side, so that their DELIVERED moves share one commit (the store groups them)
             delivered += sum(await asyncio.gather(*(self._deliver(record) for record in batch)))
@@ -123,12 +143,12 @@ class FolderDelivery:
 
     async def _deliver(self, record: MessageRecord) -> int:
         setting = self.method(record)
-        if setting.method is DeliveryMethod.REST_PULL:
-            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now() + AWAITING_PULL)
+        if setting.method is DeliveryMethod.REST_PULL:  # switched to rest-pull since the claim: give it back
+            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now(), lease_owner=None)
             return 0
         try:
             detail = await self._push(record, setting)
-        except (OSError, DeliveryFailed) as exc:
+        except (OSError, DeliveryFailed, SoapDeliveryFailed) as exc:
             due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
             log.warning("delivery failed", message_id=record.message_id, reason=str(exc))
@@ -143,6 +163,10 @@ class FolderDelivery:
     async def _push(self, record: MessageRecord, setting: Delivery) -> dict[str, Any]:
         if setting.method is DeliveryMethod.WEBHOOK and setting.url is not None:
             return await self._post(record, setting.url)
+        if setting.method is DeliveryMethod.SOAP and setting.url is not None:
+            data = self._payloads.get(record.payload_sha256)
+            reference = await self._soap.deliver(setting.url, record, data)
+            return {"soap": setting.url, "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
         return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop

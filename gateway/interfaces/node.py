@@ -368,7 +368,10 @@ def use_partners(node: Node, partners: Partners) -> None:
     node.receiver.use_partners(partners)
     node.pull_server.use_partners(partners)
     node.puller.use_partners(partners)
+    node.delivery.use_profiles(partners.registry)
     node.partners = partners
+    node.dispatch_pump.wake()  # a partner enabled again, or a delivery method changed: act now, not at the sweep
+    node.delivery_pump.wake()
 
 
 def use_keys(node: Node, keystore: Keystore) -> None:
@@ -409,6 +412,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=node.clock,
         on_change=watcher.reload,
         warning_days=settings.keys.expiry_warning_days,
+        duplicate_window=settings.inbound.duplicate_window,
     )
     app[ADMIN_TOKEN] = settings.admin.token()
     check_certificates(node)

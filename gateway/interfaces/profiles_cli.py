@@ -71,6 +71,7 @@ def _editor(settings: Settings) -> ProfileEditor:
         data_dir=settings.data_dir,
         clock=SystemClock(),
         warning_days=settings.keys.expiry_warning_days,
+        duplicate_window=settings.inbound.duplicate_window,
     )
 
 

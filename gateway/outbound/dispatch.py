@@ -120,19 +120,48 @@ class Dispatcher:
         """Send every due message (in batches of ``limit``); returns how many were attempted.
 
         Messages for a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``).
+        Messages to a suspended partner are held: not claimed, not attempted, their attempts unchanged, until
+        the partner is enabled again; those whose time to live runs out meanwhile fail, saying so.
         """
+        suspended = {p.profile.id for p in self._partners if not p.profile.enabled}
+        await self._expire_held(suspended)
         total = 0
         pulled = [p.profile.id for p in self._partners if p.profile.transport is Transport.PULL]
         while batch := await self._store.claim_due(
-            self._node_id, limit=limit, lease=self._lease, exclude_partners=pulled
+            self._node_id, limit=limit, lease=self._lease, exclude_partners=sorted({*pulled, *suspended})
         ):
             await asyncio.gather(*(self._send(record) for record in batch))
             total += len(batch)
         return total
 
+    async def _expire_held(self, suspended: set[str]) -> None:
+        for partner_id in sorted(suspended):
+            reason = (
+                f"its time to live ran out while partner {partner_id!r} was suspended (enabled: false in its "
+                "profile); it was never sent"
+            )
+            for record in await self._store.give_up_waiting(partners=[partner_id], reason=reason):
+                FAILURES.labels(direction="outbound", partner=partner_id).inc()
+                log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+
+    async def _hold(self, record: MessageRecord) -> None:
+        """The partner was suspended after this message was claimed: give it back untried and due, so it goes
+        out as soon as the partner is enabled again."""
+        await self._store.move(
+            record.id,
+            Event.SEND_FAILED,
+            detail={"held": "partner suspended (enabled: false in its profile); not attempted"},
+            attempts=record.attempts - 1,
+            next_attempt_at=self._clock.now(),
+            lease_owner=None,
+        )
+
     async def _send(self, record: MessageRecord) -> None:
         try:
             partner = self._partners.get(record.partner_id)
+            if not partner.profile.enabled:
+                await self._hold(record)
+                return
             self._partners.usable(partner, self._clock.now())
         except GatewayError as exc:
             await self._store.move(record.id, Event.FINAL_ERROR, last_error=str(exc), detail={"reason": str(exc)})

@@ -129,6 +129,11 @@ class Submitter:
                 f"partner {partner.profile.id!r} does not accept {document.document_type} documents "
                 f"(documents.send in its profile lists: {', '.join(partner.profile.documents.send) or 'none'})"
             )
+        if len(data) > partner.profile.max_payload_bytes:  # each attachment is checked as it is kept
+            raise ProfileError(
+                f"{document.document_type} {document.number} is {len(data)} bytes; partner {partner.profile.id!r} "
+                f"accepts payloads up to {partner.profile.max_payload_bytes} bytes (max_payload_bytes in its profile)"
+            )
         sender = self._keys.signing_for(partner.policy.suite, partner=partner.profile.id)
         user_message = self._user_message(document, partner)
         if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop

@@ -3,7 +3,7 @@
 The REST admin API and the ``permit-gateway profiles`` commands both go through ``ProfileEditor``; it works on
 the files, so a running gateway picks a CLI change up through its watcher, and an API change at once through
 ``on_change``. An edit is validated as the whole folder would be after it (ids and PartyIds stay unique,
-certificates load), and the edited profile must have a currently valid certificate for each purpose unless
+certificates load, every time to live is below the duplicate-detection window), and the edited profile must have a currently valid certificate for each purpose unless
 it is disabled; only then is the file replaced (atomically). Writers take a file lock, so the API and the
 CLI never interleave.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -157,6 +157,7 @@ class ProfileEditor:
         clock: Clock,
         on_change: Callable[[str], bool] | None = None,
         warning_days: int = DEFAULT_WARNING_DAYS,
+        duplicate_window: timedelta | None = None,
     ) -> None:
         self.folder = folder
         self.certificates_dir = certificates_dir
@@ -165,6 +166,7 @@ class ProfileEditor:
         self._clock = clock
         self._on_change = on_change
         self.warning_days = warning_days
+        self._duplicate_window = duplicate_window
 
     # --- reading ----------------------------------------------------------------------------------------
 
@@ -364,7 +366,7 @@ class ProfileEditor:
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=self.certificates_dir, now=now)
         loaded = load_profile_folder(self.folder, certificates_dir=self.certificates_dir, overrides={path: text})
-        partners = Partners(loaded.registry, now=now)
+        partners = Partners(loaded.registry, now=now, max_age=self._duplicate_window)
         return self._warnings(partners, profile, now)
 
     def _warnings(self, partners: Partners, profile: PartnerProfile, now: datetime) -> list[str]:

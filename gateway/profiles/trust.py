@@ -42,19 +42,19 @@ def partner_of(
     """Load a profile's certificates and derive its security policy (the certificates valid at ``now``).
 
     ``max_age`` is the duplicate-detection window: a message older than it is refused (EBMS:0003), since it
-    could no longer be recognized as a duplicate. A profile whose time to live exceeds it is refused here,
-    so a retry within its time to live is never refused for its age.
+    could no longer be recognized as a duplicate. A profile whose time to live is not below it is refused
+    here (start, hot reload and every edit), so a retry within its time to live is never refused for its age.
     """
     if max_age is not None:
-        ttl_hours = profile.reception_awareness.time_to_live_hours
-        if timedelta(hours=ttl_hours) > max_age:
-            raise ConfigError(
-                f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} exceeds "
-                f"[inbound].duplicate_window_hours = {max_age.total_seconds() / 3600:g}; a retry within its time "
-                "to live could no longer be recognized as a duplicate. Lower the one or raise the other"
-            )
+        check_time_to_live(profile, max_age)
     certificates = resolve_certificates(profile, now=now)
-    policy = security_policy(certificates, now=now, max_age=max_age, suite=profile.security.suite)
+    policy = security_policy(
+        certificates,
+        now=now,
+        max_age=max_age,
+        suite=profile.security.suite,
+        max_payload_bytes=profile.max_payload_bytes,
+    )
     if profile.security.suite.experimental:
         log.warning(
             "partner profile uses an EXPERIMENTAL security suite: eDelivery AS4 2.0 has not yet been exchanged "
@@ -65,14 +65,28 @@ def partner_of(
     return Partner(profile=profile, certificates=certificates, policy=policy)
 
 
+def check_time_to_live(profile: PartnerProfile, duplicate_window: timedelta) -> None:
+    """Refuse a time to live that reaches the duplicate window: the partner's clock may run ahead of ours,
+    so a last retry at exactly the window's age could already look too old."""
+    ttl_hours = profile.reception_awareness.time_to_live_hours
+    if timedelta(hours=ttl_hours) >= duplicate_window:
+        raise ConfigError(
+            f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} is not below "
+            f"[inbound].duplicate_window_hours = {duplicate_window.total_seconds() / 3600:g}; a retry within its "
+            "time to live could no longer be recognized as a duplicate. Lower the one or raise the other"
+        )
+
+
 def security_policy(
     certificates: PartnerCertificates,
     *,
     now: datetime | None = None,
     max_age: timedelta | None = None,
     suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15,
+    max_payload_bytes: int | None = None,
 ) -> SecurityPolicy:
-    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), and the trust anchor.
+    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), the trust anchor, and the
+    most payload bytes a message may carry (the profile's ``max_payload_bytes``).
 
     When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
     certificate and its validity (``Partners.usable`` refuses such a partner for sending first). A profile
@@ -86,6 +100,7 @@ def security_policy(
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
         max_age=max_age,
+        max_payload_bytes=max_payload_bytes,
     )
 
 

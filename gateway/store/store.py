@@ -7,7 +7,7 @@ unique key, and ``UPDATE ... WHERE state IN (...)`` checked by rowcount.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -371,7 +371,9 @@ class MessageStore:
         """Lease up to ``limit`` due messages to ``owner`` in one statement, oldest due first.
 
         ``partners`` limits the claim to those partners' messages (a PullRequest gets only its signer's);
-        ``exclude_partners`` leaves theirs alone (the push loop never claims what a partner pulls).
+        ``exclude_partners`` leaves theirs alone, due but untouched: the push loop never claims what a partner
+        pulls nor what waits for a suspended partner, and the delivery worker leaves REST-pull partners' messages;
+        callers name them from the profiles in use at each claim, so a profile change needs nothing reset.
 
         ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) AND <still due> RETURNING *``: on PostgreSQL the subquery
         locks its rows ``FOR UPDATE SKIP LOCKED``, so rows another node is claiming are skipped; SQLite takes its
@@ -416,6 +418,42 @@ class MessageStore:
             claimed = [_record(row) for row in await conn.execute(claim)]
         # RETURNING order is unspecified: oldest due first, as chosen (a delivery lease moved them all alike)
         return sorted(claimed, key=lambda r: (r.next_attempt_at or now, r.id))
+
+    async def give_up_waiting(self, *, partners: Collection[str], reason: str) -> list[MessageRecord]:
+        """Outbound messages of ``partners`` waiting to be sent (SUBMITTED, RETRY_WAIT) whose time to live has
+        run out move to FAILED with ``reason``, in one statement; returns them."""
+        if not partners:
+            return []
+        now = self._clock.now()
+        waiting = (State.SUBMITTED, State.RETRY_WAIT)
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.direction == Direction.OUTBOUND,
+                    messages.c.state.in_(waiting),
+                    messages.c.partner_id.in_(sorted(partners)),
+                    messages.c.expires_at < now,
+                )
+                .values(state=transition(State.SUBMITTED, Event.GIVE_UP), last_error=reason, updated_at=now)
+                .returning(*messages.c)
+            )
+            failed = [_record(row) for row in rows]
+            if failed:
+                await conn.execute(
+                    insert(message_events),
+                    [
+                        {
+                            "message_pk": record.id,
+                            "at": now,
+                            "kind": Event.GIVE_UP.value,
+                            "state": record.state,
+                            "detail": {"reason": reason},
+                        }
+                        for record in failed
+                    ],
+                )
+        return failed
 
     async def recover_leases(self) -> int:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""

@@ -1,8 +1,10 @@
-"""The sender's profile chooses how a received permit reaches the national system: webhook or REST pull."""
+"""The sender's profile chooses how a received permit reaches the national system: its own folder, a webhook,
+SOAP or REST pull."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,9 +16,10 @@ import pytest
 from aiohttp import web
 
 from gateway.interfaces.demo import Running, message, submit, wait_for, write_profiles
-from gateway.interfaces.keys import NODE
+from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example
+from tests.inbound.national import national_system
 
 IA = "BE-IA-2026-0001.xml"
 
@@ -108,13 +111,28 @@ async def _wait_event(
     raise AssertionError(f"no {kind} event for {message_id}")
 
 
+async def _pull_listing(session: aiohttp.ClientSession, gateway: Running, message_id: str) -> list[dict[str, Any]]:
+    """The REST pull listing once it shows ``message_id`` (the message is stored before the receipt leaves)."""
+    for _ in range(200):
+        async with session.get(f"{gateway.url}/api/v1/inbox", params={"partner": "be-famhp"}) as listing:
+            listed: list[dict[str, Any]] = (await listing.json())["messages"]
+        if [m["message_id"] for m in listed] == [message_id]:
+            return listed
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{message_id} is not listed for REST pull")
+
+
+def _switch_delivery(harness: Harness, gateway: Running, extra: str) -> None:
+    """Rewrite every profile with ``extra`` and reload at once (what an admin edit does)."""
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in harness.ports.items()}
+    write_profiles(harness.tmp / "profiles", endpoints, extra=extra)
+    assert gateway.runner.app[PROFILE_WATCHER].reload("test: delivery method changed")
+
+
 async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aiohttp.ClientSession) -> None:
     ch, message_id, document = await _send(harness, session, "delivery:\n  method: rest-pull\n")
-    waiting = await _wait_event(session, ch, message_id, "awaiting_pull")
-    assert waiting["state"] == "ACCEPTED"
-    async with session.get(f"{ch.url}/api/v1/inbox", params={"partner": "be-famhp", "limit": "10"}) as listing:
-        listed = (await listing.json())["messages"]
-    assert [m["message_id"] for m in listed] == [message_id]
+    listed = await _pull_listing(session, ch, message_id)
+    assert (await message(session, ch, message_id) or {})["state"] == "ACCEPTED"
     async with session.get(f"{ch.url}{listed[0]['url']}") as fetched:
         assert fetched.status == 200 and await fetched.read() == document
         assert fetched.headers["X-Permit-Message-Id"] == message_id
@@ -133,3 +151,76 @@ async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aioht
     async with session.post(f"{ch.url}/api/v1/inbox/nobody@nowhere/ack") as unknown:
         assert unknown.status == 404
     assert _inbox_empty(ch)
+
+
+async def test_a_partner_with_its_own_folder_gets_its_messages_there(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    folder = harness.tmp / "from-partners"
+    ch, message_id, document = await _send(harness, session, f"delivery:\n  folder: {folder}\n")
+    await wait_for(session, ch, message_id, "DELIVERED")
+    [permit] = folder.glob("*.xml")
+    assert permit.read_bytes() == document
+    assert json.loads(permit.with_suffix(".json").read_text())["message_id"] == message_id
+    assert _inbox_empty(ch)
+
+
+async def test_soap_fault_is_retried_and_the_permit_delivered_once(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    async with national_system(free_port()) as national:
+        national.answers.append("fault")
+        extra = f"delivery:\n  method: soap\n  url: {national.url}\n"
+        ch, message_id, document = await _send(harness, session, extra)
+        failed = await _wait_event(session, ch, message_id, "delivery_failed")
+        assert failed["state"] == "ACCEPTED" and national.stored == {}
+        harness.clock.advance(timedelta(minutes=10))
+        ch.runner.app[NODE].delivery_pump.wake()
+        done = await wait_for(session, ch, message_id, "DELIVERED")
+    assert national.invalid == [] and national.requests == 2
+    delivered = national.stored[message_id]
+    assert delivered.document == document
+    assert delivered.metadata["FromParty"] == "BE-FAMHP" and delivered.metadata["PartnerId"] == "be-famhp"
+    assert delivered.metadata["ConversationId"] == done["conversation_id"]
+    assert delivered.metadata["DocumentNumber"] == "BE-IA-2026-0001"
+    deliver = [e for e in done["events"] if e["kind"] == "deliver"]
+    assert deliver == [deliver[0]] and deliver[0]["detail"] == {
+        "soap": national.url,
+        "national_reference": "NAT-0001",
+    }
+    assert _inbox_empty(ch)
+
+
+async def test_messages_waiting_for_pull_go_by_the_new_method_after_a_profile_change(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch, message_id, document = await _send(harness, session, "delivery:\n  method: rest-pull\n")
+    await _pull_listing(session, ch, message_id)
+    assert _inbox_empty(ch)
+
+    _switch_delivery(harness, ch, "")  # back to the default: the inbox folder
+
+    await wait_for(session, ch, message_id, "DELIVERED")
+    [permit] = ch.inbox.glob("*.xml")
+    assert permit.read_bytes() == document
+    async with session.get(f"{ch.url}/api/v1/inbox") as listing:
+        assert (await listing.json())["messages"] == []
+
+
+async def test_a_partner_switched_to_rest_pull_has_its_messages_listed_not_pushed(
+    harness: Harness, session: aiohttp.ClientSession, hook: Hook
+) -> None:
+    hook.statuses.append(500)
+    ch, message_id, document = await _send(harness, session, f"delivery:\n  method: webhook\n  url: {hook.url}\n")
+    await _wait_event(session, ch, message_id, "delivery_failed")
+
+    _switch_delivery(harness, ch, "delivery:\n  method: rest-pull\n")
+    harness.clock.advance(timedelta(minutes=10))
+    ch.runner.app[NODE].delivery_pump.wake()
+
+    [listed] = await _pull_listing(session, ch, message_id)
+    async with session.get(f"{ch.url}{listed['url']}") as fetched:
+        assert await fetched.read() == document
+    await asyncio.sleep(0.3)  # a push would have happened by now
+    assert len(hook.received) == 1
+    assert (await message(session, ch, message_id) or {})["state"] == "ACCEPTED"

@@ -1,5 +1,5 @@
 """The duplicate-detection window: a retry within its time to live is never refused for its age, a message
-older than the window is refused with EBMS:0003, and a profile whose time to live exceeds it stops the start."""
+older than the window is refused with EBMS:0003, and a profile whose time to live not below it stops the start."""
 
 from __future__ import annotations
 

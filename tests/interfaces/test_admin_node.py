@@ -191,3 +191,23 @@ async def test_retiring_a_partner_with_messages_on_their_way_needs_force(gateway
     forced = await gateway.client.delete(f"{URL}/ch-swissmedic?force=true", headers=AUTH | {"If-Match": etag})
     assert forced.status == 200
     assert "ch-swissmedic" not in gateway.node.partners.registry
+
+
+async def test_edit_with_a_time_to_live_not_below_the_duplicate_window_is_refused(gateway: Gateway) -> None:
+    before = gateway.node.partners
+    etag = (await gateway.client.get(f"{URL}/ch-swissmedic", headers=AUTH)).headers["ETag"]
+    patch = {"reception_awareness": {"time_to_live_hours": 720}}  # the default [inbound] window is 720 hours
+
+    refused = await gateway.client.patch(f"{URL}/ch-swissmedic", json=patch, headers=AUTH | {"If-Match": etag})
+
+    assert refused.status == 422
+    [error] = (await refused.json())["errors"]
+    assert "reception_awareness.time_to_live_hours = 720 is not below" in error
+    assert "[inbound].duplicate_window_hours = 720" in error
+    assert (gateway.folder / "ch-swissmedic.yaml").read_text() == CH
+    assert gateway.node.partners is before
+
+    patch = {"reception_awareness": {"time_to_live_hours": 719}}
+    accepted = await gateway.client.patch(f"{URL}/ch-swissmedic", json=patch, headers=AUTH | {"If-Match": etag})
+    assert accepted.status == 200
+    assert gateway.node.partners.get("ch-swissmedic").profile.reception_awareness.time_to_live_hours == 719

@@ -1,0 +1,103 @@
+"""SOAP delivery: each received permit goes to the national system's ``DeliverPermit`` operation.
+
+The service contract is ``schemas/wsdl/national-delivery.wsdl`` (shipped in the wheel beside the XSDs). The
+WSDL is read once from our package data with a hardened zeep (no DTD, no entities, no external access,
+strict), never from the network; the binding address is the partner profile's ``delivery.url``. zeep's
+client is synchronous (requests, whose connection pool is thread-safe), so each call runs in a worker thread
+off the event loop; the simplest robust choice, as zeep's async transport would need httpx besides aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import requests
+import zeep
+import zeep.exceptions
+from zeep.transports import Transport
+
+from gateway.store import MessageRecord
+from gateway.xmlsafe import schema_root
+
+WSDL_FILE = "national-delivery.wsdl"
+BINDING = "{urn:permit-gateway:national-delivery:1}NationalDeliverySoap11"
+WSDL_LOAD_TIMEOUT = 10.0
+
+
+class SoapDeliveryFailed(Exception):
+    """The national system did not take the permit: a SOAP Fault, an HTTP error, a timeout, a bad answer."""
+
+
+def wsdl_path() -> Path:
+    """The national delivery WSDL, found where the XSDs are (the wheel's ``_schemas``, or the checkout)."""
+    return schema_root().parent / "wsdl" / WSDL_FILE
+
+
+def hardened_settings() -> zeep.Settings:
+    # force_https would rewrite an http:// delivery.url only because the WSDL came from a file; the profile
+    # decides the scheme.
+    return zeep.Settings(
+        strict=True,
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+        xml_huge_tree=False,
+        force_https=False,
+    )
+
+
+def deliver_permit_request(record: MessageRecord, document: bytes) -> dict[str, Any]:
+    """The ``DeliverPermit`` body: the AS4 metadata and the document bytes (zeep encodes them base64)."""
+    metadata = {
+        "MessageId": record.message_id,
+        "ConversationId": record.conversation_id,
+        "RefToMessageId": record.ref_to_message_id,
+        "FromParty": record.from_party,
+        "ToParty": record.to_party,
+        "PartnerId": record.partner_id,
+        "Service": record.service,
+        "Action": record.action,
+        "DocumentType": record.document_type,
+        "DocumentNumber": record.document_number,
+        "MimeType": record.payload_mime_type,
+        "PayloadSha256": record.payload_sha256,
+        "ReceivedAt": record.created_at,
+        "Attachments": len(record.attachments) if record.attachments else None,
+    }
+    return {"Metadata": metadata, "Document": document}
+
+
+class SoapDelivery:
+    """Calls ``DeliverPermit`` at a URL; returns the national reference or raises ``SoapDeliveryFailed``."""
+
+    def __init__(self, *, timeout: float) -> None:
+        self._timeout = timeout
+
+    async def deliver(self, url: str, record: MessageRecord, document: bytes) -> str:
+        return await asyncio.to_thread(self._call, url, record, document)
+
+    def _call(self, url: str, record: MessageRecord, document: bytes) -> str:
+        service = _client(self._timeout).create_service(BINDING, url)  # type: ignore[no-untyped-call]
+        try:
+            answer = service.DeliverPermit(**deliver_permit_request(record, document))
+        except zeep.exceptions.Fault as fault:
+            raise SoapDeliveryFailed(f"SOAP {url} answered with a Fault: {fault.code}: {fault.message}") from None
+        except zeep.exceptions.TransportError as exc:
+            raise SoapDeliveryFailed(f"SOAP {url} answered HTTP {exc.status_code}") from None
+        except (zeep.exceptions.Error, requests.RequestException) as exc:
+            raise SoapDeliveryFailed(f"SOAP {url}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(answer, str) or not answer.strip():
+            raise SoapDeliveryFailed(f"SOAP {url} answered without a NationalReference")
+        return answer
+
+
+@cache
+def _client(timeout: float) -> zeep.Client:
+    """One parsed WSDL and HTTP session per timeout; services for each URL are cheap views on it."""
+    transport = Transport(timeout=WSDL_LOAD_TIMEOUT, operation_timeout=timeout)  # type: ignore[no-untyped-call]
+    return zeep.Client(  # type: ignore[no-untyped-call]
+        str(wsdl_path()), transport=transport, settings=hardened_settings()
+    )

@@ -1,0 +1,110 @@
+"""A national IT system on loopback implementing ``national-delivery.wsdl`` with lxml, for delivery tests.
+
+It checks every request the way a strict consumer would: SOAP 1.1 envelope, the SOAPAction of the binding,
+and the Body's ``DeliverPermit`` valid against the WSDL's schema. It keeps a permit once per MessageId (the
+contract's idempotency rule) and answers as told: ``"ok"``, ``"fault"`` (a SOAP Fault, HTTP 500) or
+``"500"`` (a plain HTTP error).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from lxml import etree
+
+from gateway.inbound.soap import wsdl_path
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+ND = "urn:permit-gateway:national-delivery:1"
+SOAP_ACTION = '"urn:permit-gateway:national-delivery:1:DeliverPermit"'
+PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    metadata: dict[str, str]
+    document: bytes
+
+
+@dataclass
+class NationalSystem:
+    url: str = ""
+    answers: list[str] = field(default_factory=list)
+    requests: int = 0
+    stored: dict[str, Delivered] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.read()
+        problem = self._check(request, body)
+        if problem is not None:
+            self.invalid.append(problem)
+            return _fault("soap:Client", problem)
+        answer = self.answers.pop(0) if self.answers else "ok"
+        if answer == "fault":
+            return _fault("soap:Server", "the permit register is down for maintenance")
+        if answer == "500":
+            return web.Response(status=500, text="internal error", content_type="text/plain")
+        call = etree.fromstring(body, PARSER).find(f"{{{SOAP11}}}Body/{{{ND}}}DeliverPermit")
+        assert call is not None
+        metadata = {etree.QName(e).localname: e.text or "" for e in call.find(f"{{{ND}}}Metadata")}
+        document = base64.b64decode(call.findtext(f"{{{ND}}}Document") or "")
+        message_id = metadata["MessageId"]
+        if message_id not in self.references:
+            self.stored[message_id] = Delivered(metadata, document)
+            self.references[message_id] = f"NAT-{len(self.references) + 1:04d}"
+        return _answer(self.references[message_id])
+
+    def _check(self, request: web.Request, body: bytes) -> str | None:
+        if request.content_type != "text/xml":
+            return f"Content-Type {request.content_type!r}, expected text/xml (SOAP 1.1)"
+        if request.headers.get("SOAPAction") != SOAP_ACTION:
+            return f"SOAPAction {request.headers.get('SOAPAction')!r}, expected {SOAP_ACTION}"
+        envelope = etree.fromstring(body, PARSER)
+        if envelope.tag != f"{{{SOAP11}}}Envelope":
+            return f"root element {envelope.tag}, expected a SOAP 1.1 Envelope"
+        children = list(envelope.iterfind(f"{{{SOAP11}}}Body/*"))
+        if len(children) != 1:
+            return f"the Body has {len(children)} child elements, expected 1"
+        schema = _schema()
+        if not schema.validate(etree.ElementTree(children[0])):
+            return f"DeliverPermit is invalid against national-delivery.xsd: {schema.error_log.last_error}"
+        return None
+
+
+def _schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(wsdl_path().with_name("national-delivery.xsd")), PARSER))
+
+
+def _envelope(content: str) -> str:
+    return f'<soap:Envelope xmlns:soap="{SOAP11}"><soap:Body>{content}</soap:Body></soap:Envelope>'
+
+
+def _answer(reference: str) -> web.Response:
+    content = f'<nd:DeliverPermitResponse xmlns:nd="{ND}"><nd:NationalReference>{reference}</nd:NationalReference></nd:DeliverPermitResponse>'
+    return web.Response(text=_envelope(content), content_type="text/xml", charset="utf-8")
+
+
+def _fault(code: str, text: str) -> web.Response:
+    content = f"<soap:Fault><faultcode>{code}</faultcode><faultstring>{text}</faultstring></soap:Fault>"
+    return web.Response(status=500, text=_envelope(content), content_type="text/xml", charset="utf-8")
+
+
+@asynccontextmanager
+async def national_system(port: int) -> AsyncIterator[NationalSystem]:
+    system = NationalSystem(url=f"http://127.0.0.1:{port}/permit-gateway/delivery")
+    app = web.Application()
+    app.router.add_post("/permit-gateway/delivery", system.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield system
+    finally:
+        await runner.cleanup()
