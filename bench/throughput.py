@@ -151,6 +151,18 @@ def _pg_database(base: str) -> str:
     return base.rsplit("/", 1)[0] + f"/{name}"
 
 
+def _drop_pg_database(base: str, url: str) -> None:
+    """The bench's databases go when it ends (each run makes new ones)."""
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://"))
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await connection.close()
+
+    asyncio.run(drop())
+
+
 def run(store: str, messages: int, concurrency: int, pg_base: str | None, profile: Path | None = None) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="permit-bench-") as tmp:
         folder = Path(tmp)
@@ -186,6 +198,9 @@ def run(store: str, messages: int, concurrency: int, pg_base: str | None, profil
             for process in processes:
                 process.terminate()
                 process.join(10)
+            if store == "postgresql" and pg_base is not None:
+                for made in {s.store.url for s in settings}:
+                    _drop_pg_database(pg_base, made)
 
 
 def main() -> None:
