@@ -1,4 +1,5 @@
-"""Durable file writes: a temporary file in the same folder, fsynced, then renamed over the target.
+"""Durable file writes: a temporary file in the same folder, fsynced, renamed over the target, and the folder
+fsynced so that the new name survives a power cut too.
 
 A reader never sees half a file, and a write repeated after a crash replaces the same file instead of adding one.
 """
@@ -28,3 +29,13 @@ def write_chunks_atomically(path: Path, chunks: Iterable[bytes | memoryview], *,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a directory: a rename is durable only once the directory entry is on disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

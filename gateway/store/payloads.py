@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.errors import StoreError
-from gateway.files import write_atomically
+from gateway.files import sync_folder, write_atomically
 
 CHUNK = 1 << 20
 
@@ -36,7 +36,7 @@ class PayloadStore:
             return sha256
         except FileNotFoundError:
             pass
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._shard(target)
         write_atomically(target, data)
         return sha256
 
@@ -76,8 +76,15 @@ class PayloadStore:
             os.utime(target)
             written.unlink()
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._shard(target)
         os.replace(written, target)
+        sync_folder(target.parent)
+
+    def _shard(self, target: Path) -> None:
+        """The two-letter folder of ``target``; a new one is made durable in the root folder too."""
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sync_folder(self._root)
 
     def incoming(self) -> IncomingFile:
         """A named file beside the payloads, hashed as it is written, that ``keep`` makes a stored payload."""
