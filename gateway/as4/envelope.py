@@ -55,19 +55,6 @@ def new_draft(soap_version: SoapVersion = SoapVersion.SOAP12) -> Draft:
     return Draft(root=root, header=header, messaging=messaging, body=body, soap_version=soap_version)
 
 
-def empty_body_xml(soap_version: SoapVersion, wsu_id: str) -> str:
-    """An empty SOAP Body with a wsu:Id, as exclusive-C14N text (``gateway.as4._canon``)."""
-    return f'<env:Body xmlns:env="{soap_version.value}" xmlns:wsu="{ns.WSU}" wsu:Id="{wsu_id}"></env:Body>'
-
-
-def envelope_xml(soap_version: SoapVersion, header_blocks: str, body: str) -> bytes:
-    """The envelope ``Draft.serialize`` would give for these header blocks and Body (all text, env prefix)."""
-    return (
-        f"<?xml version='1.0' encoding='UTF-8'?>\n<env:Envelope xmlns:env=\"{soap_version.value}\">"
-        f"<env:Header>{header_blocks}</env:Header>{body}</env:Envelope>"
-    ).encode()
-
-
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A parsed incoming envelope. Nothing here is trusted until ``wss.verify`` says which parts are signed."""

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from gateway.as4 import _canon as canon
 from gateway.as4._ns import DEFAULT_MPC, EB, S12, WSU, XML, q
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.model import (
@@ -151,83 +150,6 @@ def add_user_message(messaging: etree._Element, um: UserMessage) -> None:
         payload_info = _sub(el, "PayloadInfo")
         for part in um.parts:
             _add_part_info(payload_info, part)
-
-
-def user_messaging_xml(
-    um: UserMessage, *, wsu_id: str, soap_ns: str = S12, parts: tuple[PartInfo, ...] | None = None
-) -> str:
-    """The eb:Messaging block of ``um`` as exclusive-C14N text: what ``new_messaging`` and ``add_user_message``
-    build as a tree, written directly (see ``gateway.as4._canon``). ``ValueError`` for values XML cannot carry.
-
-    ``parts``, when given, stand in for ``um.parts`` (the sender's PartInfos, without copying ``um``)."""
-    parts = um.parts if parts is None else parts
-    must_understand = "true" if soap_ns == S12 else "1"
-    info = _text_el("Timestamp", format_timestamp(um.timestamp)) + _text_el("MessageId", um.message_id)
-    if um.ref_to_message_id is not None:
-        info += _text_el("RefToMessageId", um.ref_to_message_id)
-    collab = ""
-    if um.agreement_ref is not None:
-        attrs = canon.attr("pmode", um.agreement_ref_pmode) + canon.attr("type", um.agreement_ref_type)
-        collab = _text_el("AgreementRef", um.agreement_ref, attrs)
-    collab += (
-        _text_el("Service", um.service, canon.attr("type", um.service_type))
-        + _text_el("Action", um.action)
-        + _text_el("ConversationId", um.conversation_id)
-    )
-    unit = (
-        canon.element("eb:MessageInfo", info)
-        + canon.element("eb:PartyInfo", _party_xml("From", um.from_party) + _party_xml("To", um.to_party))
-        + canon.element("eb:CollaborationInfo", collab)
-        + _properties_xml("MessageProperties", um.properties)
-    )
-    if parts:
-        unit += canon.element("eb:PayloadInfo", "".join(_part_info_xml(part) for part in parts))
-    mpc = None if um.mpc == DEFAULT_MPC else um.mpc
-    return canon.element(
-        "eb:Messaging",
-        canon.element("eb:UserMessage", unit, canon.attr("mpc", mpc)),
-        canon.xmlns("eb", EB)
-        + canon.xmlns("env", soap_ns)
-        + canon.xmlns("wsu", WSU)
-        + canon.attr("wsu:Id", wsu_id)
-        + canon.attr("env:mustUnderstand", must_understand),
-    )
-
-
-def _text_el(local: str, value: str, attributes: str = "") -> str:
-    return canon.element(f"eb:{local}", canon.text(value), attributes)
-
-
-def _party_xml(name: str, party: Party) -> str:
-    ids = "".join(_text_el("PartyId", pid.value, canon.attr("type", pid.type)) for pid in party.party_ids)
-    return canon.element(f"eb:{name}", ids + _text_el("Role", party.role))
-
-
-def _properties_xml(name: str, props: tuple[Property, ...]) -> str:
-    if not props:
-        return ""
-    return canon.element(
-        f"eb:{name}",
-        "".join(
-            _text_el("Property", p.value, canon.attr("name", p.name) + canon.attr("type", p.type)) for p in props
-        ),
-    )
-
-
-def _part_info_xml(part: PartInfo) -> str:
-    content = "".join(
-        canon.element(
-            "eb:Schema",
-            attributes=canon.attr("location", s.location)
-            + canon.attr("namespace", s.namespace)
-            + canon.attr("version", s.version),
-        )
-        for s in part.schemas
-    )
-    if part.description is not None:
-        content += _text_el("Description", part.description, canon.attr("xml:lang", part.description_lang or "en"))
-    content += _properties_xml("PartProperties", part.properties)
-    return canon.element("eb:PartInfo", content, canon.attr("href", part.href))
 
 
 def add_pull_request(messaging: etree._Element, pull: PullRequest) -> None:

@@ -6,8 +6,8 @@ spool factory are arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
-import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -19,16 +19,16 @@ from lxml import etree
 from gateway.as4 import _ns as ns
 from gateway.as4 import mime, wss
 from gateway.as4._ns import SoapVersion, q
-from gateway.as4.algorithms import Suite, Transform
-from gateway.as4.envelope import Incoming, empty_body_xml, envelope_xml, parse_envelope
+from gateway.as4.algorithms import Suite
+from gateway.as4.envelope import Incoming, new_draft, parse_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import PullRequestReceived, UserMessageReceived
 from gateway.as4.header import (
+    add_user_message,
     format_timestamp,
     parse_pull_request,
     parse_user_message,
     signal_kind,
-    user_messaging_xml,
 )
 from gateway.as4.mime import MimePart, Package, PartBody, Spool, cid_url, in_memory_spool
 from gateway.as4.model import (
@@ -119,24 +119,20 @@ def _pack(
     if repeated:
         raise ValueError(f"two payloads share the Content-ID {repeated[0]!r}")
     parts = [_attachment(p, compress, spool) for p in payloads]
-    part_infos = tuple(_part_info(p, compress) for p in payloads)
-    soap_ns = soap_version.value
-    messaging_id, body_id = f"_{os.urandom(16).hex()}", f"_{os.urandom(16).hex()}"
-    messaging = user_messaging_xml(user_message, wsu_id=messaging_id, soap_ns=soap_ns, parts=part_infos)
-    body = empty_body_xml(soap_version, body_id)
-    targets = [
-        wss.SignTarget(uri=f"#{body_id}", octets=body.encode(), transform=Transform.EXC_C14N),
-        wss.SignTarget(uri=f"#{messaging_id}", octets=messaging.encode(), transform=Transform.EXC_C14N),
-        *(wss.attachment_target(p) for p in parts),
-    ]
-    token_id, token = wss.binary_security_token_xml(sender.certificate)
-    signature, references = wss.signature_xml(targets, sender, token_id, method=SUITES[suite].signature)
-    encryption, encrypted = (
-        wss.encryption_xml(parts, recipient_certificate, suite=suite, spool=spool) if parts else ("", [])
+    user_message = dataclasses.replace(user_message, parts=tuple(_part_info(p, compress) for p in payloads))
+    draft = new_draft(soap_version)
+    add_user_message(draft.messaging, user_message)
+    security = wss.security_header(draft.header, soap_version)
+    targets = [wss.element_target(draft.body), wss.element_target(draft.messaging)]
+    references = wss.sign(
+        security, targets + [wss.attachment_target(p) for p in parts], sender, method=SUITES[suite].signature
     )
-    security = f"{wss.security_open_tag(soap_version)}{encryption}{token}{signature}</wsse:Security>"
-    envelope = envelope_xml(soap_version, messaging + security, body)
-    content_type, pieces = mime.build_pieces(envelope, encrypted, envelope_content_type=soap_version.content_type)
+    encrypted = (
+        wss.encrypt_attachments(security, parts, recipient_certificate, suite=suite, spool=spool) if parts else []
+    )
+    content_type, pieces = mime.build_pieces(
+        draft.serialize(), encrypted, envelope_content_type=soap_version.content_type
+    )
     return StreamedOutgoing(
         message_id=user_message.message_id, content_type=content_type, pieces=pieces, references=references
     )

@@ -5,9 +5,6 @@ Canonicalization is lxml's (libxml2) exclusive C14N; digests are hashlib; signat
 AES-GCM are ``cryptography``. libxmlsec has no Attachment-Content-Signature-Transform, so the reference
 digests are ours to compute and to check, and we check every one of them on receipt.
 
-A user message's Security header is written as text (``signature_xml``, ``encryption_xml``): SignedInfo
-in its exclusive-C14N form, signed as written (``gateway.as4._canon``). Signals build trees (``sign``).
-
 Attachments are processed in chunks (``PartBody.chunks()``): digests are fed piece by piece and AES-GCM
 decryption uses ``Cipher(AES, GCM(iv, tag))`` with the tag read from the end of the part, so a spooled
 part is never loaded whole. Decrypted bytes are released to the caller only after the tag verified.
@@ -33,7 +30,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
-from gateway.as4 import _canon as canon
 from gateway.as4 import _ns as ns
 from gateway.as4 import agreement
 from gateway.as4._ns import SoapVersion, q
@@ -288,91 +284,24 @@ def sign(
 ) -> tuple[SignedReference, ...]:
     """Append a BinarySecurityToken and a detached ds:Signature over ``targets`` to the Security header."""
     token_id = _binary_security_token(security, key.certificate)
-    signature, references = signature_xml(targets, key, token_id, method=method, digest=digest, declare=True)
-    security.append(parse_xml(signature.encode(), what="our ds:Signature"))
-    return references
-
-
-def signature_xml(
-    targets: Sequence[SignTarget],
-    key: KeyPair,
-    token_id: str,
-    *,
-    method: SignatureMethod = SignatureMethod.RSA_SHA256,
-    digest: DigestMethod = DigestMethod.SHA256,
-    declare: bool = False,
-) -> tuple[str, tuple[SignedReference, ...]]:
-    """A detached ds:Signature over ``targets`` as text, its KeyInfo naming the token ``token_id``.
-
-    SignedInfo is written in its exclusive-C14N form and signed as written (``gateway.as4._canon``).
-    ``declare`` puts the ds and wsse namespace declarations on ds:Signature, for use outside wsse:Security.
-    """
+    signature = _el(security, q(ns.DS, "Signature"), {"Id": new_id("SIG")})
+    signed_info = _el(signature, q(ns.DS, "SignedInfo"))
+    _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
+    _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
     references = []
-    signed = ""
     for target in targets:
+        ref = _el(signed_info, q(ns.DS, "Reference"), {"URI": target.uri})
+        _el(_el(ref, q(ns.DS, "Transforms")), q(ns.DS, "Transform"), {"Algorithm": target.transform})
+        _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
         value = target.digest(digest)
-        reference = _reference_xml(target.uri, target.transform, digest, value)
-        signed += reference
-        xml = reference.replace("<ds:Reference", f"<ds:Reference{canon.xmlns('ds', ns.DS)}", 1).encode()
-        references.append(SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=xml))
-    signed_info = canon.element(
-        "ds:SignedInfo",
-        _algorithm("ds:CanonicalizationMethod", Transform.EXC_C14N)
-        + _algorithm("ds:SignatureMethod", method)
-        + signed,
-        canon.xmlns("ds", ns.DS),
-    )
-    signature_value = _b64(_signature_value(key, method, signed_info.encode()))
-    key_info = canon.element("ds:KeyInfo", _token_reference_xml(token_id), canon.attr("Id", new_id("KI")))
-    declarations = canon.xmlns("ds", ns.DS) + canon.xmlns("wsse", ns.WSSE) if declare else ""
-    signature = canon.element(
-        "ds:Signature",
-        signed_info + canon.element("ds:SignatureValue", signature_value) + key_info,
-        declarations + canon.attr("Id", new_id("SIG")),
-    )
-    return signature, tuple(references)
-
-
-@functools.cache
-def _algorithm(name: str, uri: str) -> str:
-    """``<name Algorithm="uri"></name>``, written once per pair."""
-    return canon.element(name, attributes=canon.attr("Algorithm", uri))
-
-
-def _reference_xml(uri: str, transform: str, digest: str, value: str) -> str:
-    return canon.element(
-        "ds:Reference",
-        canon.element("ds:Transforms", _algorithm("ds:Transform", transform))
-        + _algorithm("ds:DigestMethod", digest)
-        + canon.element("ds:DigestValue", value),
-        canon.attr("URI", uri),
-    )
-
-
-def _token_reference_xml(token_id: str) -> str:
-    """A wsse:SecurityTokenReference to the X509v3 token ``token_id`` (a ``new_id``: nothing to escape)."""
-    return (
-        f'<wsse:SecurityTokenReference><wsse:Reference URI="#{token_id}" ValueType="{ns.X509V3}">'
-        "</wsse:Reference></wsse:SecurityTokenReference>"
-    )
-
-
-def binary_security_token_xml(cert: x509.Certificate) -> tuple[str, str]:
-    """(token id, wsse:BinarySecurityToken text) for ``cert``, inside a wsse:Security declaring wsse and wsu."""
-    token_id = new_id("X509")
-    return token_id, (
-        f'<wsse:BinarySecurityToken EncodingType="{ns.BASE64_ENCODING}" ValueType="{ns.X509V3}" '
-        f'wsu:Id="{token_id}">{_der_b64(cert)}</wsse:BinarySecurityToken>'
-    )
-
-
-def security_open_tag(soap_version: SoapVersion = SoapVersion.SOAP12) -> str:
-    """The start tag ``security_header`` would build: wsse:Security declaring wsse, wsu, ds and xenc."""
-    must_understand = "true" if soap_version is SoapVersion.SOAP12 else "1"
-    return (
-        f"<wsse:Security{canon.xmlns('wsse', ns.WSSE)}{canon.xmlns('wsu', ns.WSU)}{canon.xmlns('ds', ns.DS)}"
-        f'{canon.xmlns("xenc", ns.XENC)} env:mustUnderstand="{must_understand}">'
-    )
+        _el(ref, q(ns.DS, "DigestValue"), text=value)
+        references.append(
+            SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
+        )
+    signature_value = _signature_value(key, method, exc_c14n(signed_info))
+    _el(signature, q(ns.DS, "SignatureValue"), text=_b64(signature_value))
+    _token_reference(_el(signature, q(ns.DS, "KeyInfo"), {"Id": new_id("KI")}), token_id)
+    return tuple(references)
 
 
 def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> bytes:
@@ -395,19 +324,20 @@ def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> by
 # --- encryption ----------------------------------------------------------------------------------------
 
 
-def encryption_xml(
+def encrypt_attachments(
+    security: etree._Element,
     parts: Sequence[MimePart],
     recipient: x509.Certificate,
     *,
     suite: Suite = Suite.EDELIVERY_1_15,
     spool: Spool | None = None,
-) -> tuple[str, list[MimePart]]:
+) -> list[MimePart]:
     """Encrypt each attachment (AES-128-GCM, one content key) and wrap the key for ``recipient``: RSA-OAEP
     (1.15), or kw-aes128 under a key agreed by X25519 or ECDH-ES with HKDF (2.0, see ``gateway.as4.agreement``).
 
-    Returns the recipient's BinarySecurityToken, the EncryptedKey and one EncryptedData per part as text for
-    wsse:Security (in that order), and the encrypted parts: IV, ciphertext and tag, kept as separate chunks;
-    with ``spool``, a spooled part is encrypted chunk by chunk into a ``spool()`` file instead.
+    The recipient's BinarySecurityToken, the EncryptedKey and one EncryptedData per part go first into the
+    Security header. Each encrypted part is IV, ciphertext and tag, kept as separate chunks; with ``spool``,
+    a spooled part is encrypted chunk by chunk into a ``spool()`` file instead.
     """
     public_key = recipient.public_key()
     agreement_algorithm = next(iter(SUITES[suite].key_agreement), None)
@@ -416,28 +346,29 @@ def encryption_xml(
     elif not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
     content_key = AESGCM.generate_key(bit_length=128)
-    token_id, token = binary_security_token_xml(recipient)
+    token_id = _binary_security_token(security, recipient, index=0)
     key_id = new_id("EK")
+    encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
+    security.insert(1, encrypted_key)
     if agreement_algorithm is not None:
-        method = _algorithm("xenc:EncryptionMethod", KeyWrap.KW_AES128)
-        key_info = etree.Element(q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS, "wsse": ns.WSSE, "xenc": ns.XENC})
+        _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyWrap.KW_AES128})
+        key_info = _el(encrypted_key, q(ns.DS, "KeyInfo"))
         recipient_info, kek = agreement.originate(key_info, agreement_algorithm, agreed_with)
         _token_reference(recipient_info, token_id)
-        key_info_xml = etree.tostring(key_info, encoding="unicode")
         wrapped = agreement.wrap(kek, content_key)
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
-        method = _RSA_OAEP_METHOD
-        key_info_xml = canon.element("ds:KeyInfo", _token_reference_xml(token_id))
+        _rsa_oaep_method(encrypted_key)
+        _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
+    _el(_el(encrypted_key, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherValue"), text=_b64(wrapped))
+    reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
     aes = AESGCM(content_key)
-    data_references = ""
-    encrypted_data = ""
     encrypted_parts = []
-    for part in parts:
+    for index, part in enumerate(parts):
         data_id = new_id("ED")
-        data_references += f'<xenc:DataReference URI="#{data_id}"></xenc:DataReference>'
-        encrypted_data += _encrypted_data_xml(data_id, key_id, part)
+        _el(reference_list, q(ns.XENC, "DataReference"), {"URI": f"#{data_id}"})
+        security.insert(2 + index, _encrypted_data(data_id, key_id, part))
         iv = os.urandom(_GCM_IV_BYTES)
         if part.body.spooled and spool is not None:
             body = encrypt_gcm_spooled(content_key, iv, part.body, spool)
@@ -446,15 +377,15 @@ def encryption_xml(
         encrypted_parts.append(
             MimePart(content_id=part.content_id, content_type="application/octet-stream", body=body)
         )
-    encrypted_key = canon.element(
-        "xenc:EncryptedKey",
-        method
-        + key_info_xml
-        + canon.element("xenc:CipherData", canon.element("xenc:CipherValue", _b64(wrapped)))
-        + canon.element("xenc:ReferenceList", data_references),
-        canon.attr("Id", key_id),
+    return encrypted_parts
+
+
+def _rsa_oaep_method(encrypted_key: etree._Element) -> None:
+    method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
+    _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
+    etree.SubElement(
+        method, q(ns.XENC11, "MGF"), {"Algorithm": MaskGeneration.MGF1_SHA256.value}, nsmap={"xenc11": ns.XENC11}
     )
-    return token + encrypted_key + encrypted_data, encrypted_parts
 
 
 def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:
@@ -470,25 +401,29 @@ def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> 
     return PartBody(file=out, size=out.tell())
 
 
-def _encrypted_data_xml(data_id: str, key_id: str, part: MimePart) -> str:
-    return (
-        f'<xenc:EncryptedData Id="{data_id}"{canon.attr("MimeType", part.content_type)} '
-        f'Type="{ns.SWA_CONTENT_ONLY}">{_algorithm("xenc:EncryptionMethod", DataEncryption.AES128_GCM)}'
-        f'<ds:KeyInfo><wsse:SecurityTokenReference xmlns:wsse11="{ns.WSSE11}" '
-        f'wsse11:TokenType="{ns.TOKEN_TYPE_ENCRYPTED_KEY}"><wsse:Reference URI="#{key_id}"></wsse:Reference>'
-        f"</wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData>"
-        f"<xenc:CipherReference{canon.attr('URI', cid_url(part.content_id))}><xenc:Transforms>"
-        f"{_algorithm('ds:Transform', ns.SWA_CIPHERTEXT_TRANSFORM)}</xenc:Transforms></xenc:CipherReference>"
-        "</xenc:CipherData></xenc:EncryptedData>"
+def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element:
+    data = etree.Element(
+        q(ns.XENC, "EncryptedData"),
+        {"Id": data_id, "MimeType": part.content_type, "Type": ns.SWA_CONTENT_ONLY},
+        nsmap={"xenc": ns.XENC},
     )
-
-
-_RSA_OAEP_METHOD = (
-    f'<xenc:EncryptionMethod Algorithm="{KeyTransport.RSA_OAEP.value}">'
-    f'<ds:DigestMethod Algorithm="{DigestMethod.SHA256.value}"></ds:DigestMethod>'
-    f'<xenc11:MGF xmlns:xenc11="{ns.XENC11}" Algorithm="{MaskGeneration.MGF1_SHA256.value}"></xenc11:MGF>'
-    "</xenc:EncryptionMethod>"
-)
+    _el(data, q(ns.XENC, "EncryptionMethod"), {"Algorithm": DataEncryption.AES128_GCM})
+    str_el = etree.SubElement(
+        _el(data, q(ns.DS, "KeyInfo")),
+        q(ns.WSSE, "SecurityTokenReference"),
+        {q(ns.WSSE11, "TokenType"): ns.TOKEN_TYPE_ENCRYPTED_KEY},
+        nsmap={"wsse11": ns.WSSE11},
+    )
+    _el(str_el, q(ns.WSSE, "Reference"), {"URI": f"#{key_id}"})
+    cipher_ref = _el(
+        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": cid_url(part.content_id)}
+    )
+    _el(
+        _el(cipher_ref, q(ns.XENC, "Transforms")),
+        q(ns.DS, "Transform"),
+        {"Algorithm": ns.SWA_CIPHERTEXT_TRANSFORM},
+    )
+    return data
 
 
 @functools.cache
