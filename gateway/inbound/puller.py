@@ -32,7 +32,7 @@ from gateway.as4 import (
 )
 from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
-from gateway.inbound.receive import Receiver
+from gateway.inbound.receive import Pulled, Receiver
 from gateway.metrics import PULLS_SENT
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.keystore import OwnKeys
@@ -164,7 +164,8 @@ class Puller:
         if not 200 <= answer.status < 300 or (not answer.body and answer.file is None):
             snippet = answer.body[:500].decode("utf-8", errors="replace") or "(empty body)"
             return self._failed(partner, f"HTTP {answer.status}: {snippet}")
-        reception = await self._receiver.receive(answer.content_type, answer.file or answer.body)
+        pulled = Pulled(partner_id=name, mpc=partner.profile.pull.mpc)
+        reception = await self._receiver.receive(answer.content_type, answer.file or answer.body, pulled=pulled)
         if reception.record is not None and not reception.duplicate:
             self._on_accepted()
         PULLS_SENT.labels(partner=name, outcome="message").inc()
@@ -202,7 +203,7 @@ class Puller:
         except PullFailed as exc:
             PULLS_SENT.labels(partner=partner.profile.id, outcome="receipt_failed").inc()
             log.warning(
-                "receipt for a pulled message not delivered; the partner offers the message again",
+                "receipt or error signal for a pulled message not delivered; the partner offers the message again",
                 partner=partner.profile.id,
                 signal=signal.message_id,
                 reason=str(exc),

@@ -72,6 +72,30 @@ class Reception:
     duplicate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Pulled:
+    """Where a pulled user message came from: it must be that partner's, on the MPC we pulled."""
+
+    partner_id: str
+    mpc: str
+
+
+def _check_pulled(user_message: UserMessage, partner: Partner, pulled: Pulled) -> None:
+    """A pulled message belongs to the MPC pulled (ebMS 3.0 section 3.4) and to the partner that served it."""
+    if user_message.mpc != pulled.mpc:
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            f"UserMessage/@mpc is {user_message.mpc!r} but it answers our PullRequest for MPC {pulled.mpc!r}; "
+            "a pulled message must be assigned to the MPC pulled",
+        )
+    if partner.profile.id != pulled.partner_id:
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            f"From PartyId is partner {partner.profile.id!r} but the message was pulled from partner "
+            f"{pulled.partner_id!r}; a partner's MPC serves only its own messages",
+        )
+
+
 class Receiver:
     def __init__(
         self,
@@ -107,17 +131,20 @@ class Receiver:
     def _new_id(self) -> str:
         return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
 
-    async def receive(self, content_type: str, body: bytes | IncomingFile) -> Reception:
+    async def receive(
+        self, content_type: str, body: bytes | IncomingFile, *, pulled: Pulled | None = None
+    ) -> Reception:
         """Never raises for bad input: every refusal becomes a signed ebMS error signal. A large request
-        arrives as an ``IncomingFile`` and is read from disk chunk by chunk."""
+        arrives as an ``IncomingFile`` and is read from disk chunk by chunk. ``pulled`` names the partner
+        and MPC a pulled message was pulled from."""
         now = self._clock.now()
         keys = self._keys
         sender: list[Partner] = []
         try:
             if isinstance(body, bytes):
-                received = self._parse(content_type, body, now, keys, sender)
+                received = self._parse(content_type, body, now, keys, sender, pulled)
             else:  # seconds of decrypting and hashing for a large one: off the event loop
-                received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender)
+                received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender, pulled)
             return await self._accept(received, content_type, body, sender[0], keys)
         except EbmsError as exc:
             log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
@@ -155,12 +182,13 @@ class Receiver:
         now: datetime,
         keys: OwnKeys,
         sender: list[Partner],
+        pulled: Pulled | None = None,
     ) -> UserMessageReceived:
         """Open the message with our keys of the suite agreed with its sender; ``sender`` gets that partner."""
         return parse_incoming(
             content_type,
             body if isinstance(body, bytes) else self._assemble(content_type, body),
-            policy_for=functools.partial(self._policy_for, found=sender),
+            policy_for=functools.partial(self._policy_for, found=sender, pulled=pulled),
             keys=keys.decryption,
             now=now,
             spool=self._payloads.spool,
@@ -176,9 +204,13 @@ class Receiver:
             assembler.feed(chunk)
         return assembler.close()
 
-    def _policy_for(self, user_message: UserMessage, *, found: list[Partner]) -> SecurityPolicy:
+    def _policy_for(
+        self, user_message: UserMessage, *, found: list[Partner], pulled: Pulled | None = None
+    ) -> SecurityPolicy:
         partner = self._partner(user_message)
         found.append(partner)
+        if pulled is not None:
+            _check_pulled(user_message, partner, pulled)
         self._check_agreement(user_message, partner)
         return partner.policy
 

@@ -15,13 +15,20 @@ from aiohttp import web
 from gateway.as4 import (
     DEFAULT_MPC,
     MAX_SIGNAL_BYTES,
+    ROLE_INITIATOR,
+    ROLE_RESPONDER,
     ErrorReceived,
     KeyPair,
     Outgoing,
+    Party,
+    PartyId,
+    Payload,
     PullRequest,
     SecurityPolicy,
+    UserMessage,
     build_pull_request,
     build_receipt,
+    build_user_message,
     is_empty_mpc,
     mime,
     parse_incoming,
@@ -31,6 +38,7 @@ from gateway.as4 import (
 )
 from gateway.as4.envelope import new_draft
 from gateway.as4.header import add_pull_request
+from gateway.documents.types import PERMITS_SERVICE
 from gateway.interfaces.demo import Running, submit, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction
@@ -300,3 +308,70 @@ async def test_a_large_pulled_message_streams_from_the_senders_file_and_spools_a
     await wait_for(session, ch, submitted["message_id"], "DELIVERED")
     (permit,) = ch.inbox.glob("*.xml")
     assert (permit.with_suffix(".attachments") / "1-scan.bin").read_bytes() == large
+
+
+def _pulled_answer(harness: Harness, mpc: str, n: int) -> Outgoing:
+    """A UserMessage from Belgium to Switzerland on ``mpc``, as Belgium's gateway would hand it out."""
+    unregistered = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+    um = UserMessage(
+        message_id=f"pulled-{n}@be-famhp.test",
+        timestamp=harness.clock.now(),
+        from_party=Party(party_ids=(PartyId(value=BE, type=unregistered),), role=ROLE_INITIATOR),
+        to_party=Party(party_ids=(PartyId(value=CH, type=unregistered),), role=ROLE_RESPONDER),
+        service=PERMITS_SERVICE,
+        action="ImportAuthorization",
+        conversation_id="c-1",
+        mpc=mpc,
+    )
+    permit = Payload(content_id="permit@test", mime_type="application/xml", data=example(IA, today=um.timestamp))
+    return build_user_message(
+        um, [permit], sender=harness.keys(BE), recipient_certificate=harness.keys(CH).certificate
+    )
+
+
+@pytest.fixture
+async def off_mpc_partner(pull_harness: Harness) -> AsyncIterator[tuple[str, list[ErrorReceived]]]:
+    """A stand-in for Belgium's gateway that answers every PullRequest with a message on another MPC, and
+    keeps the signals Switzerland sends back."""
+    signals: list[ErrorReceived] = []
+    sent: list[Outgoing] = []
+
+    async def as4(request: web.Request) -> web.Response:
+        body = await request.read()
+        content_type = request.headers.get("Content-Type", "")
+        peeked = peek_signal(content_type, body)
+        assert peeked is not None
+        if peeked.kind == "PullRequest":
+            sent.append(_pulled_answer(pull_harness, "urn:permit-gateway:mpc:somebody-else", len(sent)))
+            return web.Response(body=sent[-1].body, headers={"Content-Type": sent[-1].content_type})
+        policy = SecurityPolicy(signing_certificates=(pull_harness.keys(CH).certificate,))
+        answer = parse_response(content_type, body, sent=sent[-1], policy=policy, now=pull_harness.clock.now())
+        assert isinstance(answer, ErrorReceived)
+        signals.append(answer)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/as4", as4)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/as4", signals
+    await runner.cleanup()
+
+
+async def test_a_pulled_message_on_another_mpc_is_refused_and_not_delivered(
+    pull_harness: Harness, off_mpc_partner: tuple[str, list[ErrorReceived]], session: aiohttp.ClientSession
+) -> None:
+    endpoint, signals = off_mpc_partner
+    write_ch_view(pull_harness, endpoint)
+    ch = await pull_harness.start(CH)
+    for _ in range(100):
+        if signals:
+            break
+        await asyncio.sleep(0.05)
+    error = signals[0].errors[0]
+    assert (error.code, signals[0].ref_to_message_id) == ("EBMS:0010", "pulled-0@be-famhp.test")
+    assert "urn:permit-gateway:mpc:somebody-else" in (error.detail or "") and MPC in (error.detail or "")
+    assert await state_of(session, ch, "pulled-0@be-famhp.test") == "absent"
+    assert not ch.inbox.exists() or not [p for p in ch.inbox.iterdir() if p.suffix == ".xml"]
