@@ -13,6 +13,7 @@ part is never loaded whole. Decrypted bytes are released to the caller only afte
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import hashlib
 import hmac
@@ -217,24 +218,28 @@ def security_header(header: etree._Element, soap_version: SoapVersion = SoapVers
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _der_b64(cert: x509.Certificate) -> str:
-    """A certificate's DER in base64, computed once per certificate (it goes into every message we sign)."""
-    return _b64(cert.public_bytes(serialization.Encoding.DER))
-
-
 def _binary_security_token(parent: etree._Element, cert: x509.Certificate, index: int | None = None) -> str:
     token_id = new_id("X509")
-    bst = etree.Element(
-        q(ns.WSSE, "BinarySecurityToken"),
-        {"EncodingType": ns.BASE64_ENCODING, "ValueType": ns.X509V3, q(ns.WSU, "Id"): token_id},
-    )
-    bst.text = _der_b64(cert)
+    bst = copy.copy(_token_template(cert))
+    bst.set(q(ns.WSU, "Id"), token_id)
     if index is None:
         parent.append(bst)
     else:
         parent.insert(index, bst)
     return token_id
+
+
+@functools.lru_cache(maxsize=64)
+def _token_template(cert: x509.Certificate) -> etree._Element:
+    """wsse:BinarySecurityToken carrying ``cert`` (X509v3, base64 DER), built once per certificate since it goes
+    into every message we sign; its wsu:Id is left to fill in."""
+    bst = etree.Element(
+        q(ns.WSSE, "BinarySecurityToken"),
+        {"EncodingType": ns.BASE64_ENCODING, "ValueType": ns.X509V3, q(ns.WSU, "Id"): ""},
+        nsmap={"wsse": ns.WSSE, "wsu": ns.WSU},
+    )
+    bst.text = _b64(cert.public_bytes(serialization.Encoding.DER))
+    return bst
 
 
 def _token_reference(parent: etree._Element, token_id: str) -> None:
@@ -284,24 +289,51 @@ def sign(
 ) -> tuple[SignedReference, ...]:
     """Append a BinarySecurityToken and a detached ds:Signature over ``targets`` to the Security header."""
     token_id = _binary_security_token(security, key.certificate)
-    signature = _el(security, q(ns.DS, "Signature"), {"Id": new_id("SIG")})
-    signed_info = _el(signature, q(ns.DS, "SignedInfo"))
-    _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
-    _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
+    signature = copy.copy(_signature_template(method))  # lxml copies the whole subtree
+    signature.set("Id", new_id("SIG"))
+    signed_info, signature_value, key_info = signature
     references = []
     for target in targets:
-        ref = _el(signed_info, q(ns.DS, "Reference"), {"URI": target.uri})
-        _el(_el(ref, q(ns.DS, "Transforms")), q(ns.DS, "Transform"), {"Algorithm": target.transform})
-        _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
+        ref = copy.copy(_reference_template(target.transform, digest))
+        ref.set("URI", target.uri)
         value = target.digest(digest)
-        _el(ref, q(ns.DS, "DigestValue"), text=value)
+        ref[2].text = value
+        signed_info.append(ref)
         references.append(
             SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
         )
-    signature_value = _signature_value(key, method, exc_c14n(signed_info))
-    _el(signature, q(ns.DS, "SignatureValue"), text=_b64(signature_value))
-    _token_reference(_el(signature, q(ns.DS, "KeyInfo"), {"Id": new_id("KI")}), token_id)
+    security.append(signature)
+    signature_value.text = _b64(_signature_value(key, method, exc_c14n(signed_info)))
+    key_info.set("Id", new_id("KI"))
+    key_info[0][0].set("URI", f"#{token_id}")
     return tuple(references)
+
+
+# Shapes that every message repeats are built once and copied: one C call instead of a dozen SubElement
+# calls. Their values are set on the copy; ``_token_reference`` and ``_el`` build the same shapes.
+
+
+@functools.cache
+def _signature_template(method: SignatureMethod) -> etree._Element:
+    """ds:Signature: SignedInfo (CanonicalizationMethod, SignatureMethod), SignatureValue, KeyInfo with a
+    SecurityTokenReference to an X509v3 token; Id, the references and the values are left to fill in."""
+    signature = etree.Element(q(ns.DS, "Signature"), {"Id": ""}, nsmap={"ds": ns.DS, "wsse": ns.WSSE})
+    signed_info = _el(signature, q(ns.DS, "SignedInfo"))
+    _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
+    _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
+    _el(signature, q(ns.DS, "SignatureValue"))
+    _token_reference(_el(signature, q(ns.DS, "KeyInfo"), {"Id": ""}), "")
+    return signature
+
+
+@functools.cache
+def _reference_template(transform: str, digest: str) -> etree._Element:
+    """ds:Reference (Transforms, DigestMethod, DigestValue); URI and DigestValue are left to fill in."""
+    ref = etree.Element(q(ns.DS, "Reference"), {"URI": ""}, nsmap={"ds": ns.DS})
+    _el(_el(ref, q(ns.DS, "Transforms")), q(ns.DS, "Transform"), {"Algorithm": transform})
+    _el(ref, q(ns.DS, "DigestMethod"), {"Algorithm": digest})
+    _el(ref, q(ns.DS, "DigestValue"))
+    return ref
 
 
 def _signature_value(key: KeyPair, method: SignatureMethod, octets: bytes) -> bytes:
@@ -358,8 +390,8 @@ def encrypt_attachments(
         wrapped = agreement.wrap(kek, content_key)
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
-        _rsa_oaep_method(encrypted_key)
-        _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), token_id)
+        encrypted_key.extend(copy.copy(child) for child in _rsa_oaep_key_info())
+        encrypted_key[1][0][0].set("URI", f"#{token_id}")
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
     _el(_el(encrypted_key, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherValue"), text=_b64(wrapped))
     reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
@@ -380,12 +412,18 @@ def encrypt_attachments(
     return encrypted_parts
 
 
-def _rsa_oaep_method(encrypted_key: etree._Element) -> None:
-    method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
+@functools.cache
+def _rsa_oaep_key_info() -> etree._Element:
+    """The EncryptionMethod (RSA-OAEP, SHA-256, MGF1-SHA256) and KeyInfo of an EncryptedKey, in a holder
+    element; the token reference's URI is left to fill in."""
+    holder = etree.Element(q(ns.XENC, "EncryptedKey"), nsmap={"xenc": ns.XENC, "ds": ns.DS, "wsse": ns.WSSE})
+    method = _el(holder, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
     _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
     etree.SubElement(
         method, q(ns.XENC11, "MGF"), {"Algorithm": MaskGeneration.MGF1_SHA256.value}, nsmap={"xenc11": ns.XENC11}
     )
+    _token_reference(_el(holder, q(ns.DS, "KeyInfo")), "")
+    return holder
 
 
 def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:
@@ -402,10 +440,22 @@ def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> 
 
 
 def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element:
+    data = copy.copy(_encrypted_data_template())
+    data.set("Id", data_id)
+    data.set("MimeType", part.content_type)
+    data[1][0][0].set("URI", f"#{key_id}")
+    data[2][0].set("URI", cid_url(part.content_id))
+    return data
+
+
+@functools.cache
+def _encrypted_data_template() -> etree._Element:
+    """xenc:EncryptedData of an attachment (AES-128-GCM, Attachment-Content-Only, its key named by an
+    EncryptedKey reference, its cipher text in a MIME part); Id, MimeType and both URIs are left to fill in."""
     data = etree.Element(
         q(ns.XENC, "EncryptedData"),
-        {"Id": data_id, "MimeType": part.content_type, "Type": ns.SWA_CONTENT_ONLY},
-        nsmap={"xenc": ns.XENC},
+        {"Id": "", "MimeType": "", "Type": ns.SWA_CONTENT_ONLY},
+        nsmap={"xenc": ns.XENC, "ds": ns.DS, "wsse": ns.WSSE},
     )
     _el(data, q(ns.XENC, "EncryptionMethod"), {"Algorithm": DataEncryption.AES128_GCM})
     str_el = etree.SubElement(
@@ -414,10 +464,8 @@ def _encrypted_data(data_id: str, key_id: str, part: MimePart) -> etree._Element
         {q(ns.WSSE11, "TokenType"): ns.TOKEN_TYPE_ENCRYPTED_KEY},
         nsmap={"wsse11": ns.WSSE11},
     )
-    _el(str_el, q(ns.WSSE, "Reference"), {"URI": f"#{key_id}"})
-    cipher_ref = _el(
-        _el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": cid_url(part.content_id)}
-    )
+    _el(str_el, q(ns.WSSE, "Reference"), {"URI": ""})
+    cipher_ref = _el(_el(data, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherReference"), {"URI": ""})
     _el(
         _el(cipher_ref, q(ns.XENC, "Transforms")),
         q(ns.DS, "Transform"),
