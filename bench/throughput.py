@@ -47,14 +47,15 @@ def _serve(settings: Settings, profile: Path | None = None, statements: Path | N
     from aiohttp import web
 
     from gateway.interfaces import logs
-    from gateway.interfaces.node import create_app
+    from gateway.interfaces.node import create_app, new_event_loop
 
     logs.configure("ERROR", json=True)
     counted = _count_statements() if statements is not None else None
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
-    web.run_app(create_app(settings, watch_outbox=False), host="127.0.0.1", port=settings.http.port, print=None)
+    app = create_app(settings, watch_outbox=False)
+    web.run_app(app, host="127.0.0.1", port=settings.http.port, print=None, loop=new_event_loop())
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
