@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
@@ -211,6 +212,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState) -> None:
+    """SQLite's reset of a connection going back to the pool, in place of the pool's rollback-on-return: only a
+    connection that still holds a transaction is rolled back (the driver opens one only for a write; ``begin()``
+    has committed or rolled back its own by then). This saves a rollback that does nothing, and its round trip
+    through aiosqlite's thread, after every transaction and read. When in doubt (no pool record) it rolls back."""
+    if not reset.asyncio_safe or reset.transaction_was_reset:
+        return
+    driver = record.driver_connection if record is not None else None
+    if driver is None or driver.in_transaction:
+        dbapi_connection.rollback()
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
@@ -219,9 +232,15 @@ def create_engine(url: str) -> AsyncEngine:
         # One connection per process: SQLite takes one writer at a time, and writers queueing in the pool wait
         # far less than writers retrying in SQLite's busy handler, which sleeps up to 100 ms a try.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            pool_reset_on_return=None,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
     # No overflow: connections opened past the pool and closed on return cost a server process each time. No
     # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
