@@ -1,9 +1,9 @@
 """End-to-end throughput: two gateways (Belgium, Switzerland) as separate processes on this machine exchange
 N permits (about 1 KiB each: gzip + sign + encrypt + signed receipt + durable state on both sides).
 
-Prints exchanges per second, p50/p99 submit-to-receipt latency and each gateway's CPU time per exchange (a
-steadier figure than the rate on a shared machine), on SQLite and (when PG_BENCH_URL or PG_TEST_URL names a
-server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of one exchange (the
+Prints exchanges per second, p50/p99 submit-to-receipt latency and each gateway's CPU time per exchange, user
+and system (a steadier figure than the rate on a shared machine), on SQLite and (when PG_BENCH_URL or PG_TEST_URL
+names a server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of one exchange (the
 AS4 pipeline floor's sender and receiver plus one receipt signature and its verification), spread over the
 machine's cores. Target: end-to-end >= 60 % of that floor.
 
@@ -105,10 +105,11 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> None:
     raise SystemExit(f"gateway at {url} did not start")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its threads so far (Linux /proc)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of a process and all its threads so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
@@ -122,11 +123,15 @@ async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
     )
 
 
+def _spent(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     elapsed: float
     latencies: list[float]
-    cpu: dict[str, float]  # CPU seconds each gateway spent during the run
+    cpu: dict[str, tuple[float, float]]  # user and system CPU seconds each gateway spent during the run
 
 
 async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[bytes], concurrency: int) -> Outcome:
@@ -149,7 +154,7 @@ async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[byt
         # from the records (the last receipt's time), not from when the poll noticed it
         while await _acknowledged(session, be_url) < before + len(ids):
             await asyncio.sleep(POLL_SECONDS)
-        cpu = {party: _cpu_seconds(pid) - cpu[party] for party, pid in pids.items()}
+        cpu = {party: _spent(cpu[party], _cpu_seconds(pid)) for party, pid in pids.items()}
         async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
             records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
     assert len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records)
@@ -270,7 +275,11 @@ def main() -> None:
         count = len(outcome.latencies)
         rate = count / outcome.elapsed
         cuts = statistics.quantiles(outcome.latencies, n=100)
-        cpu = ", ".join(f"{party} {seconds / count * 1000:.1f} ms" for party, seconds in outcome.cpu.items())
+        cpu = ", ".join(
+            f"{party} {(user + system) / count * 1000:.1f} ms (user {user / count * 1000:.1f}, "
+            f"system {system / count * 1000:.1f})"
+            for party, (user, system) in outcome.cpu.items()
+        )
         print(
             f"{store:10s}: {count} permits in {outcome.elapsed:.2f} s = {rate:,.1f} exchanges/s "
             f"({rate / floor_rate:.0%} of floor; target >= 60%); submit-to-receipt p50 {cuts[49] * 1000:.0f} ms, "
