@@ -1,13 +1,14 @@
 """End-to-end throughput: two gateways (Belgium, Switzerland) as separate processes on this machine exchange
 N permits (about 1 KiB each: gzip + sign + encrypt + signed receipt + durable state on both sides).
 
-Prints exchanges per second, p50/p99 submit-to-receipt latency and each gateway's CPU time per exchange (a
-steadier figure than the rate on a shared machine), on SQLite and (when PG_BENCH_URL or PG_TEST_URL names a
-server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of one exchange (the
+Prints exchanges per second, p50/p99 submit-to-receipt latency and each gateway's CPU time per exchange, user
+and system (a steadier figure than the rate on a shared machine), on SQLite and (when PG_BENCH_URL or PG_TEST_URL
+names a server) on PostgreSQL, beside the floor measured in the same run: the raw library calls of one exchange (the
 AS4 pipeline floor's sender and receiver plus one receipt signature and its verification), spread over the
 machine's cores. Target: end-to-end >= 60 % of that floor.
 
     .venv/bin/python bench/throughput.py [--messages 400] [--concurrency 16] [--store sqlite] [--profile DIR]
+                                         [--count-statements DIR]
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,24 +36,45 @@ from gateway.interfaces.demo import AUTHORITIES, gateway_settings, redate, write
 from gateway.profiles.devpki import generate_dev_pki  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
+POLL_SECONDS = 0.25
 
-def _serve(settings: Settings, profile: Path | None = None) -> None:
-    """One gateway process; with ``profile``, its cProfile statistics are written there when it stops."""
+
+def _serve(settings: Settings, profile: Path | None = None, statements: Path | None = None) -> None:
+    """One gateway process; with ``profile``, its cProfile statistics are written there when it stops, and
+    with ``statements``, how often it ran each SQL statement."""
     import cProfile
 
     from aiohttp import web
 
     from gateway.interfaces import logs
-    from gateway.interfaces.node import create_app
+    from gateway.interfaces.node import create_app, new_event_loop
 
     logs.configure("ERROR", json=True)
+    counted = _count_statements() if statements is not None else None
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
-    web.run_app(create_app(settings, watch_outbox=False), host="127.0.0.1", port=settings.http.port, print=None)
+    app = create_app(settings, watch_outbox=False)
+    web.run_app(app, host="127.0.0.1", port=settings.http.port, print=None, loop=new_event_loop())
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
+    if counted is not None and statements is not None:
+        statements.write_text("".join(f"{n:6d} {sql}\n" for sql, n in counted.most_common()))
+
+
+def _count_statements() -> Counter[str]:
+    """Counts every statement the process's engines send to the database, by its text."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: Counter[str] = Counter()
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen[" ".join(statement.split())[:160]] += 1
+
+    event.listen(Engine, "before_cursor_execute", count)
+    return seen
 
 
 def _free_port() -> int:
@@ -83,10 +105,11 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> None:
     raise SystemExit(f"gateway at {url} did not start")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its threads so far (Linux /proc)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of a process and all its threads so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
@@ -100,11 +123,15 @@ async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
     )
 
 
+def _spent(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     elapsed: float
     latencies: list[float]
-    cpu: dict[str, float]  # CPU seconds each gateway spent during the run
+    cpu: dict[str, tuple[float, float]]  # user and system CPU seconds each gateway spent during the run
 
 
 async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[bytes], concurrency: int) -> Outcome:
@@ -121,20 +148,22 @@ async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[byt
                 return str((await response.json())["message_id"])
 
         cpu = {party: _cpu_seconds(pid) for party, pid in pids.items()}
-        started = time.perf_counter()
+        started = datetime.now(UTC)
         ids = set(await asyncio.gather(*(one(d) for d in documents)))
+        # each scrape costs Belgium a GROUP BY and a metrics rendering: poll seldom, and take the end of the run
+        # from the records (the last receipt's time), not from when the poll noticed it
         while await _acknowledged(session, be_url) < before + len(ids):
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        cpu = {party: _cpu_seconds(pid) - cpu[party] for party, pid in pids.items()}
+            await asyncio.sleep(POLL_SECONDS)
+        cpu = {party: _spent(cpu[party], _cpu_seconds(pid)) for party, pid in pids.items()}
         async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
             records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
     assert len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records)
+    acknowledged = [datetime.fromisoformat(m["updated_at"]) for m in records]
     latencies = [
-        (datetime.fromisoformat(m["updated_at"]) - datetime.fromisoformat(m["created_at"])).total_seconds()
-        for m in records
+        (at - datetime.fromisoformat(m["created_at"])).total_seconds()
+        for at, m in zip(acknowledged, records, strict=True)
     ]
-    return Outcome(elapsed=elapsed, latencies=latencies, cpu=cpu)
+    return Outcome(elapsed=(max(acknowledged) - started).total_seconds(), latencies=latencies, cpu=cpu)
 
 
 def _pg_database(base: str) -> str:
@@ -163,7 +192,14 @@ def _drop_pg_database(base: str, url: str) -> None:
     asyncio.run(drop())
 
 
-def run(store: str, messages: int, concurrency: int, pg_base: str | None, profile: Path | None = None) -> Outcome:
+def run(
+    store: str,
+    messages: int,
+    concurrency: int,
+    pg_base: str | None,
+    profile: Path | None = None,
+    statements: Path | None = None,
+) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="permit-bench-") as tmp:
         folder = Path(tmp)
         pki = generate_dev_pki(folder / "pki", AUTHORITIES, now=datetime.now(UTC))
@@ -183,10 +219,18 @@ def run(store: str, messages: int, concurrency: int, pg_base: str | None, profil
                 for s in settings
             ]
         context = multiprocessing.get_context("spawn")
-        dumps = [profile / f"{store}-{s.identity.party_id.lower()}.prof" if profile else None for s in settings]
+        names = [f"{store}-{s.identity.party_id.lower()}" for s in settings]
         processes = [
-            context.Process(target=_serve, args=(s, dump), daemon=True)
-            for s, dump in zip(settings, dumps, strict=True)
+            context.Process(
+                target=_serve,
+                args=(
+                    s,
+                    profile / f"{name}.prof" if profile else None,
+                    statements / f"{name}.sql.txt" if statements else None,
+                ),
+                daemon=True,
+            )
+            for s, name in zip(settings, names, strict=True)
         ]
         for process in processes:
             process.start()
@@ -209,9 +253,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), action="append", help="default: both")
     parser.add_argument("--profile", type=Path, help="write each gateway's cProfile statistics to this folder")
+    parser.add_argument(
+        "--count-statements", type=Path, metavar="DIR", help="write how often each gateway ran each SQL statement"
+    )
     args = parser.parse_args()
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for folder in (args.profile, args.count_statements):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     floor_seconds = floor_exchange_seconds()
     floor_rate = cores / floor_seconds
@@ -223,11 +271,15 @@ def main() -> None:
         if store == "postgresql" and not pg_base:
             print("postgresql: skipped (set PG_BENCH_URL, or `source .ci/postgres.sh`)")
             continue
-        outcome = run(store, args.messages, args.concurrency, pg_base, args.profile)
+        outcome = run(store, args.messages, args.concurrency, pg_base, args.profile, args.count_statements)
         count = len(outcome.latencies)
         rate = count / outcome.elapsed
         cuts = statistics.quantiles(outcome.latencies, n=100)
-        cpu = ", ".join(f"{party} {seconds / count * 1000:.1f} ms" for party, seconds in outcome.cpu.items())
+        cpu = ", ".join(
+            f"{party} {(user + system) / count * 1000:.1f} ms (user {user / count * 1000:.1f}, "
+            f"system {system / count * 1000:.1f})"
+            for party, (user, system) in outcome.cpu.items()
+        )
         print(
             f"{store:10s}: {count} permits in {outcome.elapsed:.2f} s = {rate:,.1f} exchanges/s "
             f"({rate / floor_rate:.0%} of floor; target >= 60%); submit-to-receipt p50 {cuts[49] * 1000:.0f} ms, "

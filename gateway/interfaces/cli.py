@@ -38,14 +38,15 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
 ) -> None:
     """Run a gateway: the AS4 endpoint, the REST API, the send loop and the outbox folder watcher."""
-    from gateway.interfaces.node import create_app
+    from gateway.interfaces.node import create_app, new_event_loop
 
     logs.configure(log_level)
     try:
         settings = load_settings(config)
     except GatewayError as exc:
         raise _fail(str(exc)) from None
-    web.run_app(create_app(settings), host=settings.http.host, port=settings.http.port, print=None)
+    app = create_app(settings)
+    web.run_app(app, host=settings.http.host, port=settings.http.port, print=None, loop=new_event_loop())
 
 
 @app.command()

@@ -68,19 +68,20 @@ def days_to_expiry(cert: x509.Certificate, *, now: datetime) -> int:
 def check_certificate(cert: x509.Certificate, *, now: datetime, purpose: str) -> None:
     """Refuse a certificate that is not valid at ``now``; ``purpose`` says what it is for, in the message."""
     _require_aware(now)
-    subject = cert.subject.rfc4514_string()
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if start <= now <= end:  # checked before every message sent or received: the subject only for an error
+        return
+    subject = cert.subject.rfc4514_string()
     if now < start:
         raise KeyMaterialError(
             f"{purpose} ({subject}) is not valid before {start:%Y-%m-%d %H:%M} UTC "
             f"(it is now {now:%Y-%m-%d %H:%M} UTC); check this host's clock or wait until then"
         )
-    if now > end:
-        raise KeyMaterialError(
-            f"{purpose} ({subject}) expired on {end:%Y-%m-%d %H:%M} UTC "
-            f"(valid from {start:%Y-%m-%d}, it is now {now:%Y-%m-%d %H:%M} UTC); "
-            "obtain the renewed certificate and replace the file"
-        )
+    raise KeyMaterialError(
+        f"{purpose} ({subject}) expired on {end:%Y-%m-%d %H:%M} UTC "
+        f"(valid from {start:%Y-%m-%d}, it is now {now:%Y-%m-%d %H:%M} UTC); "
+        "obtain the renewed certificate and replace the file"
+    )
 
 
 def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: str, use: str | None = None) -> None:

@@ -20,6 +20,7 @@ line's capacity is rounded down and a draw up, so the database and the rules agr
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import Clock
@@ -330,15 +331,14 @@ class _Tx:
     async def pk_of(self, key: DocumentKey | None) -> int | None:
         if key is None:
             return None
-        pk: int | None = (await self.conn.execute(select(_doc.id).where(_key_is(key)))).scalar()
+        pk: int | None = (await self.conn.execute(_PK_OF_KEY, _key_params([key]))).scalar()
         return pk
 
     async def row(self, pk: int) -> Any:
-        return (await self.conn.execute(select(permit_documents).where(_doc.id == pk))).one()
+        return (await self.conn.execute(_DOCUMENT_BY_PK, {"pk": pk})).one()
 
     async def lines(self, pk: int) -> list[Any]:
-        query = select(permit_lines).where(_line.document_pk == pk).order_by(_line.line_number)
-        return list(await self.conn.execute(query))
+        return list(await self.conn.execute(_LINES_OF_DOCUMENT, {"pk": pk}))
 
     async def load(self, pk: int) -> PermitRecord:
         return _record(await self.row(pk), await self.lines(pk))
@@ -352,8 +352,8 @@ class _Tx:
         """Keep the document and apply it to the one it names; its row id, and False when already kept."""
         refers_to = await self.pk_of(_primary_reference(document))
         values = _document_values(document, direction, message_id, self.now) | {"refers_to": refers_to}
-        insert_document = insert_or_nothing(self.conn.dialect, permit_documents, values)
-        pk = (await self.conn.execute(insert_document.returning(_doc.id))).scalar()
+        insert_document = insert_or_nothing(self.conn.dialect.name, permit_documents, (_doc.id,))
+        pk = (await self.conn.execute(insert_document, values)).scalar()
         if pk is None:
             return await self.already_recorded(document), False
         await self.insert_lines(pk, document.document_type, document.lines)
@@ -363,8 +363,7 @@ class _Tx:
 
     async def already_recorded(self, document: PermitDocument) -> int:
         """The row id of the same document kept before; refused when the key holds other content."""
-        query = select(_doc.id, _doc.content_sha256).where(_key_is(document.key))
-        kept = (await self.conn.execute(query)).one()
+        kept = (await self.conn.execute(_KEPT_AS, _key_params([document.key]))).one()
         if kept.content_sha256 != document.content_sha256:
             raise PermitRefused(
                 "X-022",
@@ -375,7 +374,7 @@ class _Tx:
 
     async def insert_lines(self, pk: int, document_type: DocumentType, lines: Sequence[PermitLine]) -> None:
         if lines:
-            await self.conn.execute(insert(permit_lines), [_line_values(pk, document_type, ln) for ln in lines])
+            await self.conn.execute(_INSERT_LINES, [_line_values(pk, document_type, ln) for ln in lines])
 
     async def move(self, pk: int, document_type: DocumentType, event: PermitEvent) -> bool:
         """One conditional UPDATE: True when the document was in a state the event moves it from."""
@@ -712,7 +711,7 @@ class _Snapshot:
     async def load(self, outline: DocumentOutline) -> PermitContext:
         parts = (outline, outline.replacement) if outline.replacement else (outline,)
         keys = {key for part in parts for key in (part.key, *part.references)}
-        rows = list(await self.conn.execute(select(permit_documents).where(or_(*map(_key_is, keys)))))
+        rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
         known = {_key(row): _known(row, lines.get(row.id, [])) for row in rows}
         named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
@@ -784,12 +783,39 @@ def _target(document_type: DocumentType, event: PermitEvent) -> PermitState:
     return lifecycle(document_type)[(move_sources(document_type, event)[0], event)]
 
 
-def _key_is(key: DocumentKey) -> ColumnElement[bool]:
+def _key_matches(n: int) -> ColumnElement[bool]:
+    """The document whose key is the ``n``-th of ``_key_params``."""
     return and_(
-        _doc.document_type == key.document_type,
-        _doc.issuing_country == key.issuing_country,
-        _doc.number == key.number,
+        _doc.document_type == bindparam(f"type_{n}"),
+        _doc.issuing_country == bindparam(f"country_{n}"),
+        _doc.number == bindparam(f"number_{n}"),
     )
+
+
+def _key_params(keys: Iterable[DocumentKey]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for n, key in enumerate(keys):
+        params |= {f"type_{n}": key.document_type, f"country_{n}": key.issuing_country, f"number_{n}": key.number}
+    return params
+
+
+@functools.cache
+def _documents_with_keys(count: int) -> Select[Any]:
+    """The documents whose keys are any of ``count`` keys given by ``_key_params``."""
+    return select(permit_documents).where(or_(*(_key_matches(n) for n in range(count))))
+
+
+# Built once: each call finds the compiled statement in SQLAlchemy's cache (see store.py).
+_PK_OF_KEY = select(_doc.id).where(_key_matches(0))
+_KEPT_AS = select(_doc.id, _doc.content_sha256).where(_key_matches(0))
+_DOCUMENT_BY_PK = select(permit_documents).where(_doc.id == bindparam("pk"))
+_LINES_OF_DOCUMENT = select(permit_lines).where(_line.document_pk == bindparam("pk")).order_by(_line.line_number)
+_LINES_OF_DOCUMENTS = (
+    select(permit_lines)
+    .where(_line.document_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(_line.document_pk, _line.line_number)
+)
+_INSERT_LINES = insert(permit_lines)
 
 
 def _key(row: Any) -> DocumentKey:
@@ -920,9 +946,8 @@ def _line_values(document_pk: int, document_type: DocumentType, line: PermitLine
 async def _lines_by_document(conn: AsyncConnection, pks: Sequence[int]) -> dict[int, list[Any]]:
     if not pks:
         return {}
-    query = select(permit_lines).where(_line.document_pk.in_(pks)).order_by(_line.document_pk, _line.line_number)
     found: dict[int, list[Any]] = defaultdict(list)
-    for line in await conn.execute(query):
+    for line in await conn.execute(_LINES_OF_DOCUMENTS, {"pks": list(pks)}):
         found[line.document_pk].append(line)
     return found
 

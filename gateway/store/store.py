@@ -7,6 +7,7 @@ unique key, and ``UPDATE ... WHERE state IN (...)`` checked by rowcount.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,9 @@ from sqlalchemy import (
     Insert,
     Select,
     Table,
+    Update,
     and_,
+    bindparam,
     delete,
     event,
     func,
@@ -29,8 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
@@ -146,18 +149,39 @@ def _record(row: Any) -> MessageRecord:
     return MessageRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 
-def insert_or_nothing(dialect: Dialect, table: Table, values: dict[str, Any]) -> Insert:
-    """The one place the dialects differ: INSERT ... ON CONFLICT DO NOTHING."""
-    if dialect.name == "postgresql":
-        return postgresql.insert(table).values(values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(values).on_conflict_do_nothing()
+# Statements are built once and their rows passed as execute parameters: SQLAlchemy then finds the compiled
+# form in its cache on every call, instead of coercing each value into a new statement, hashing it and (for a
+# multi-row VALUES) compiling it again.
 
 
-def insert_or_nothing_many(dialect: Dialect, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING, for executemany with a list of rows."""
-    if dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+@functools.cache
+def insert_or_nothing(dialect: str, table: Table, returning: tuple[ColumnElement[Any], ...] = ()) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]`` for dialect ``dialect`` (its name), the one place the
+    dialects differ. Built once; pass the row (or a list of rows) to ``execute``."""
+    statement: Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    return statement.returning(*returning) if returning else statement
+
+
+_ALL_COLUMNS = tuple(messages.c)
+_INSERT_EVENTS = insert(message_events)
+_INSERT_ATTACHMENTS = insert(message_attachments)
+_BY_PK = select(messages).where(messages.c.id == bindparam("pk"))
+_BY_MESSAGE_ID = select(messages).where(
+    messages.c.direction == bindparam("direction"), messages.c.message_id == bindparam("message_id")
+)
+_BY_MESSAGE_ID_FROM = _BY_MESSAGE_ID.where(messages.c.from_party == bindparam("from_party"))
+# SET columns come from the parameters; a parameter named like a column is reserved for SET, hence "pk"
+_UPDATE_BY_PK = update(messages).where(messages.c.id == bindparam("pk"))
+
+
+@functools.cache
+def _move_statement(event: Event) -> Update:
+    """``UPDATE messages SET ... WHERE id = :pk AND state IN (<the states event moves from>) RETURNING *``."""
+    return _UPDATE_BY_PK.where(messages.c.state.in_(sources(event))).returning(*messages.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +212,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState) -> None:
+    """SQLite's reset of a connection going back to the pool, in place of the pool's rollback-on-return: only a
+    connection that still holds a transaction is rolled back (the driver opens one only for a write; ``begin()``
+    has committed or rolled back its own by then). This saves a rollback that does nothing, and its round trip
+    through aiosqlite's thread, after every transaction and read. When in doubt (no pool record) it rolls back."""
+    if not reset.asyncio_safe or reset.transaction_was_reset:
+        return
+    driver = record.driver_connection if record is not None else None
+    if driver is None or driver.in_transaction:
+        dbapi_connection.rollback()
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
@@ -196,9 +232,15 @@ def create_engine(url: str) -> AsyncEngine:
         # One connection per process: SQLite takes one writer at a time, and writers queueing in the pool wait
         # far less than writers retrying in SQLite's busy handler, which sleeps up to 100 ms a try.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            pool_reset_on_return=None,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
     # No overflow: connections opened past the pool and closed on return cost a server process each time. No
     # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
@@ -273,7 +315,7 @@ class MessageStore:
         values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
         values.update(state=state, attempts=0, created_at=now, updated_at=now, **updates)
         values["next_attempt_at"] = new.next_attempt_at or now
-        inserted = await conn.execute(insert_or_nothing(conn.dialect, messages, values).returning(*messages.c))
+        inserted = await conn.execute(insert_or_nothing(conn.dialect.name, messages, _ALL_COLUMNS), values)
         row = inserted.first()
         if row is None:  # a duplicate: nothing was inserted
             found = await self._find(conn, new.direction, new.message_id, new.from_party)
@@ -292,7 +334,7 @@ class MessageStore:
                 {"message_pk": record.id, "position": a["position"], "sha256": a["sha256"]}
                 for a in new.attachments
             ]
-            await conn.execute(insert(message_attachments), rows)
+            await conn.execute(_INSERT_ATTACHMENTS, rows)
         return record, True
 
     async def move(
@@ -320,13 +362,8 @@ class MessageStore:
         kept: list[dict[str, Any]] = []
         for n, move in sorted(enumerate(moves), key=lambda item: item[1].pk):
             target = transition(sources(move.event)[0], move.event)
-            result = await conn.execute(
-                update(messages)
-                .where(messages.c.id == move.pk, messages.c.state.in_(sources(move.event)))
-                .values(state=target, updated_at=now, **move.updates)
-                .returning(*messages.c)
-            )
-            row = result.first()
+            changes = {"pk": move.pk, "state": target, "updated_at": now, **move.updates}
+            row = (await conn.execute(_move_statement(move.event), changes)).first()
             if row is None:
                 outcomes[n] = await self._refused(conn, move)
                 continue
@@ -336,9 +373,9 @@ class MessageStore:
             if move.evidence is not None:
                 kept.append(_evidence_values(move.pk, move.evidence, now))
         if logged:
-            await conn.execute(insert(message_events), logged)
+            await conn.execute(_INSERT_EVENTS, logged)
         if kept:
-            await conn.execute(insert_or_nothing_many(conn.dialect, evidence), kept)
+            await conn.execute(insert_or_nothing(conn.dialect.name, evidence), kept)
         return [outcomes[n] for n in range(len(moves))]
 
     async def _refused(self, conn: AsyncConnection, move: _Move) -> StoreError:
@@ -353,9 +390,7 @@ class MessageStore:
         """Append an event that does not change the state (an attempt, a delivery try, an operator note)."""
         async with self._engine.begin() as conn:
             if updates:
-                await conn.execute(
-                    update(messages).where(messages.c.id == pk).values(updated_at=self._clock.now(), **updates)
-                )
+                await conn.execute(_UPDATE_BY_PK, {"pk": pk, "updated_at": self._clock.now(), **updates})
             await self._log(conn, pk, kind, None, detail or {})
 
     async def claim_due(
@@ -441,7 +476,7 @@ class MessageStore:
             failed = [_record(row) for row in rows]
             if failed:
                 await conn.execute(
-                    insert(message_events),
+                    _INSERT_EVENTS,
                     [
                         {
                             "message_pk": record.id,
@@ -468,7 +503,7 @@ class MessageStore:
             recovered = [row.id for row in rows]
             if recovered:
                 await conn.execute(
-                    insert(message_events),
+                    _INSERT_EVENTS,
                     [
                         {
                             "message_pk": pk,
@@ -529,7 +564,7 @@ class MessageStore:
     async def _keep(self, conn: AsyncConnection, pk: int, kept: Evidence) -> None:
         """Keep evidence once: the first receipt stored for a message stays."""
         await conn.execute(
-            insert_or_nothing(conn.dialect, evidence, _evidence_values(pk, kept, self._clock.now()))
+            insert_or_nothing(conn.dialect.name, evidence), _evidence_values(pk, kept, self._clock.now())
         )
 
     # --- reading ---------------------------------------------------------------------------------------
@@ -598,7 +633,7 @@ class MessageStore:
     # --- helpers ---------------------------------------------------------------------------------------
 
     async def _get(self, conn: AsyncConnection, pk: int) -> MessageRecord:
-        row = (await conn.execute(select(messages).where(messages.c.id == pk))).first()
+        row = (await conn.execute(_BY_PK, {"pk": pk})).first()
         if row is None:
             raise StoreError(f"no message with store id {pk}")
         return _record(row)
@@ -606,31 +641,30 @@ class MessageStore:
     async def _find(
         self, conn: AsyncConnection, direction: Direction, message_id: str, from_party: str | None
     ) -> MessageRecord | None:
-        query = select(messages).where(messages.c.direction == direction, messages.c.message_id == message_id)
-        if from_party is not None:
-            query = query.where(messages.c.from_party == from_party)
-        row = (await conn.execute(query)).first()
+        key = {"direction": direction, "message_id": message_id}
+        if from_party is None:
+            row = (await conn.execute(_BY_MESSAGE_ID, key)).first()
+        else:
+            row = (await conn.execute(_BY_MESSAGE_ID_FROM, key | {"from_party": from_party})).first()
         return _record(row) if row else None
 
     async def _log_many(
         self, conn: AsyncConnection, pk: int, logged: Sequence[tuple[str, State | None, dict[str, Any]]]
     ) -> None:
-        """Several events of one message in one multi-row INSERT."""
+        """Several events of one message in one executemany."""
         at = self._clock.now()
         await conn.execute(
-            insert(message_events).values(
-                [
-                    {"message_pk": pk, "at": at, "kind": kind, "state": state, "detail": detail}
-                    for kind, state, detail in logged
-                ]
-            )
+            _INSERT_EVENTS,
+            [
+                {"message_pk": pk, "at": at, "kind": kind, "state": state, "detail": detail}
+                for kind, state, detail in logged
+            ],
         )
 
     async def _log(
         self, conn: AsyncConnection, pk: int, kind: str, state: State | None, detail: dict[str, Any]
     ) -> None:
         await conn.execute(
-            insert(message_events).values(
-                message_pk=pk, at=self._clock.now(), kind=kind, state=state, detail=detail
-            )
+            _INSERT_EVENTS,
+            {"message_pk": pk, "at": self._clock.now(), "kind": kind, "state": state, "detail": detail},
         )

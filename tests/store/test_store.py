@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from gateway.clock import FixedClock
 from gateway.store import (
@@ -19,6 +21,7 @@ from gateway.store import (
     NewMessage,
     PayloadStore,
     State,
+    create_engine,
     upgrade,
 )
 from gateway.store.schema import metadata
@@ -134,3 +137,37 @@ def test_payload_store_is_content_addressed(tmp_path: Path) -> None:
     payloads.path(sha).write_bytes(b"tampered")
     with pytest.raises(Exception, match="does not match"):
         payloads.get(sha)
+
+
+async def test_a_connection_given_back_in_the_middle_of_a_write_keeps_nothing_of_it(store: MessageStore) -> None:
+    """Whatever a connection held when it went back to the pool, the next transaction on it starts clean: an
+    uncommitted write is never committed by someone else's commit."""
+    async with store.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE scratch (x INTEGER)"))
+    async with store.engine.connect() as conn:
+        await conn.execute(text("INSERT INTO scratch VALUES (1)"))  # never committed
+    async with store.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO scratch VALUES (2)"))
+    async with store.engine.connect() as conn:
+        assert list((await conn.execute(text("SELECT x FROM scratch"))).scalars()) == [2]
+
+
+async def test_on_sqlite_a_committed_transaction_goes_back_to_the_pool_without_a_rollback(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's rollback-on-return would cost a round trip through aiosqlite's thread after every commit;
+    SQLite's connections are rolled back on return only when they still hold a transaction."""
+    store = MessageStore(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"), clock)
+    await upgrade(store.engine)
+    rollbacks: list[bool] = []
+    rollback = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        rollbacks.append(self.in_transaction)
+        await rollback(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    record, _ = await store.add(_new())
+    await store.move(record.id, Event.CLAIM)
+    await store.engine.dispose()
+    assert rollbacks == []
