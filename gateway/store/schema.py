@@ -68,6 +68,7 @@ messages = Table(
     Index(None, "payload_sha256"),  # the purge asks which payload files a message still names
     Index(None, "wire_sha256"),
     Index(None, "direction", "id"),  # the REST listing: newest first in one direction
+    Index(None, "direction", "partner_id", "state"),  # the queue-depth metric counts from this index alone
 )
 
 message_events = Table(

@@ -1,6 +1,6 @@
-"""Migration 0004 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the head, the
-migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file and listing queries use
-the indexes it adds (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny)."""
+"""Migrations 0004 and 0005 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
+head, the migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file, listing and
+queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ NEW_INDEXES = {
     "ix_messages_payload_sha256",
     "ix_messages_wire_sha256",
     "ix_messages_direction_id",
+    "ix_messages_direction_partner_id_state",
 }
 
 
@@ -36,7 +37,7 @@ def _state(connection: Any) -> tuple[str | None, set[str], list[Any]]:
     return revision, indexes, compare_metadata(MigrationContext.configure(connection), metadata)
 
 
-async def test_db_upgrade_applies_0004_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
+async def test_db_upgrade_applies_0004_and_0005_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
     engine = create_engine(store_url)
     try:
         await upgrade(engine, "0003")
@@ -54,7 +55,7 @@ async def test_db_upgrade_applies_0004_to_a_0003_store(store_url: str, tmp_path:
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0004" and indexes >= NEW_INDEXES and diff == []
+        assert revision == "0005" and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 
@@ -91,6 +92,7 @@ async def _plans(engine: AsyncEngine, work: Callable[[], Awaitable[object]]) -> 
         ("purge", ["ix_messages_state_updated_at"]),
         ("referenced", ["ix_messages_payload_sha256", "ix_messages_wire_sha256"]),
         ("listing", ["ix_messages_direction_id"]),
+        ("queue depth", ["ix_messages_direction_partner_id_state"]),
     ],
 )
 async def test_the_queries_use_the_indexes(store: MessageStore, query: str, indexes: list[str]) -> None:
@@ -99,6 +101,7 @@ async def test_the_queries_use_the_indexes(store: MessageStore, query: str, inde
         "purge": lambda: store.purge_batch({State.ACKNOWLEDGED: cutoff, State.DELIVERED: cutoff}, limit=10),
         "referenced": lambda: store.referenced(["a" * 64, "b" * 64]),
         "listing": lambda: store.recent(limit=10, direction=Direction.INBOUND),
+        "queue depth": store.count_by_state,
     }
     plans = await _plans(store.engine, work[query])
     for index in indexes:
