@@ -4,8 +4,9 @@ keeps what it sends there (``transport: pull``) and Switzerland fetches it (``pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import aiohttp
@@ -204,6 +205,21 @@ async def test_a_gateway_without_an_endpoint_pulls_its_permits_and_the_sender_ke
     await wait_for(session, ch, answer["message_id"], "ACKNOWLEDGED")
 
 
+@contextlib.asynccontextmanager
+async def _loopback_as4(handler: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """An aiohttp server on a free loopback port answering POST /as4 with ``handler``; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/as4", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/as4"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def lossy_proxy(pull_harness: Harness) -> AsyncIterator[tuple[str, list[int]]]:
     """A loopback hop in front of Belgium's endpoint that drops the first receipt (answers 503)."""
@@ -223,14 +239,8 @@ async def lossy_proxy(pull_harness: Harness) -> AsyncIterator[tuple[str, list[in
             kept = {"Content-Type": answer.headers["Content-Type"]} if data else {}
             return web.Response(status=answer.status, body=data, headers=kept)
 
-    app = web.Application()
-    app.router.add_post("/as4", forward)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/as4", dropped
-    await runner.cleanup()
+    async with _loopback_as4(forward) as url:
+        yield url, dropped
 
 
 async def test_a_lost_receipt_gets_the_message_offered_again_and_delivered_once(
@@ -350,14 +360,8 @@ async def off_mpc_partner(pull_harness: Harness) -> AsyncIterator[tuple[str, lis
         signals.append(answer)
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/as4", as4)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/as4", signals
-    await runner.cleanup()
+    async with _loopback_as4(as4) as url:
+        yield url, signals
 
 
 async def test_a_pulled_message_on_another_mpc_is_refused_and_not_delivered(
