@@ -16,12 +16,12 @@ from gateway.store import Event, Evidence, IllegalTransition, MessageStore, Stat
 from gateway.store.group import GroupCommit
 from gateway.store.schema import evidence
 from tests.conftest import NOW
-from tests.store.test_store import _new
+from tests.store.helpers import new_message
 
 
 async def _sending(store: MessageStore, count: int) -> list[int]:
     for n in range(count):
-        await store.add(_new(f"m{n}@be"))
+        await store.add(new_message(f"m{n}@be"))
     claimed = await store.claim_due("node-a", limit=count, lease=timedelta(minutes=1))
     return [record.id for record in claimed]
 

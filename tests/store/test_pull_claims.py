@@ -6,31 +6,17 @@ import asyncio
 from datetime import timedelta
 
 from gateway.clock import FixedClock
-from gateway.store import Direction, MessageRecord, MessageStore, NewMessage, State, create_engine
+from gateway.store import Direction, MessageRecord, MessageStore, State, create_engine
 from tests.conftest import NOW
+from tests.store.helpers import new_message
 
 LEASE = timedelta(minutes=1)
 
 
-def _new(message_id: str, partner: str) -> NewMessage:
-    return NewMessage(
-        direction=Direction.OUTBOUND,
-        message_id=message_id,
-        conversation_id="c1",
-        partner_id=partner,
-        from_party="BE-FAMHP",
-        to_party=partner.upper(),
-        service="svc",
-        action="ImportAuthorization",
-        payload_sha256="0" * 64,
-        payload_mime_type="application/xml",
-    )
-
-
 async def test_a_claim_for_one_partner_takes_only_its_messages(store: MessageStore) -> None:
     for n in range(3):
-        await store.add(_new(f"a{n}@be", "ch-a"))
-        await store.add(_new(f"b{n}@be", "ch-b"))
+        await store.add(new_message(f"a{n}@be", partner_id="ch-a", to_party="CH-A"))
+        await store.add(new_message(f"b{n}@be", partner_id="ch-b", to_party="CH-B"))
     pulled = await store.claim_due("node", limit=1, lease=LEASE, partners=["ch-a"])
     assert [(r.message_id, r.state, r.attempts) for r in pulled] == [("a0@be", State.SENDING, 1)]
     pushed = await store.claim_due("node", limit=10, lease=LEASE, exclude_partners=["ch-a"])
@@ -46,8 +32,8 @@ async def test_two_nodes_answering_concurrent_pulls_never_hand_out_one_message_t
 ) -> None:
     messages = 30
     for n in range(messages):
-        await store.add(_new(f"m{n}@be", "ch-a"))
-    await store.add(_new("other@be", "ch-b"))
+        await store.add(new_message(f"m{n}@be", partner_id="ch-a", to_party="CH-A"))
+    await store.add(new_message("other@be", partner_id="ch-b", to_party="CH-B"))
     other_node = MessageStore(create_engine(store_url), clock)
     try:
 

@@ -20,35 +20,20 @@ from gateway.store import (
     Event,
     Evidence,
     MessageStore,
-    NewMessage,
     PayloadStore,
     State,
 )
 from gateway.store.retention import purge
 from gateway.store.schema import evidence, message_events
+from tests.store.helpers import new_message
 
 YEAR = timedelta(days=365)
 KEEP = {State.ACKNOWLEDGED: YEAR, State.FAILED: YEAR, State.DELIVERED: YEAR, State.REJECTED: YEAR}
 RECEIPT = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<receipt/>")
 
 
-def _new(message_id: str, payload: str, *, direction: Direction = Direction.OUTBOUND) -> NewMessage:
-    return NewMessage(
-        direction=direction,
-        message_id=message_id,
-        conversation_id="c1",
-        partner_id="ch-swissmedic",
-        from_party="BE-FAMHP",
-        to_party="CH-SWISSMEDIC",
-        service="svc",
-        action="ImportAuthorization",
-        payload_sha256=payload,
-        payload_mime_type="application/xml",
-    )
-
-
 async def _acknowledged(store: MessageStore, message_id: str, payload: str) -> int:
-    record, _ = await store.add(_new(message_id, payload))
+    record, _ = await store.add(new_message(message_id, payload_sha256=payload))
     await store.claim_due("a", limit=100, lease=timedelta(minutes=1))
     return (await store.move(record.id, Event.RECEIPT_OK, evidence=RECEIPT)).id
 
@@ -73,11 +58,13 @@ async def test_old_final_messages_go_with_events_evidence_and_unshared_files(
         _age(payloads, sha)
     old = await _acknowledged(store, "old@be", alone)
     old_shared = await _acknowledged(store, "old-shared@be", shared)
-    received, _ = await store.add(_new("in@ch", shared, direction=Direction.INBOUND), then=Event.ACCEPT)
+    received, _ = await store.add(
+        new_message("in@ch", payload_sha256=shared, direction=Direction.INBOUND), then=Event.ACCEPT
+    )
     await store.move(received.id, Event.DELIVER)
     clock.advance(YEAR - timedelta(days=1))
     recent = await _acknowledged(store, "recent@be", shared)  # names the shared file: it stays
-    pending, _ = await store.add(_new("pending@be", shared))  # not final: never purged
+    pending, _ = await store.add(new_message("pending@be", payload_sha256=shared))  # not final: never purged
     before = RETENTION_PURGED.labels(state="ACKNOWLEDGED")._value.get()
 
     clock.advance(timedelta(days=2))
@@ -145,7 +132,7 @@ def test_inbound_retention_shorter_than_the_duplicate_window_is_refused(tmp_path
 async def test_claim_takes_at_most_limit_oldest_due_first(store: MessageStore, clock: FixedClock) -> None:
     ids = []
     for n in range(5):
-        record, _ = await store.add(_new(f"m{n}@be", "0" * 64))
+        record, _ = await store.add(new_message(f"m{n}@be", payload_sha256="0" * 64))
         ids.append(record.id)
         clock.advance(timedelta(seconds=1))
     first = await store.claim_due("a", limit=2, lease=timedelta(minutes=1))
@@ -169,11 +156,15 @@ async def test_attachment_files_go_with_their_last_message_and_stay_while_anothe
             for n, s in enumerate(shas, start=1)
         ]
 
-    old, _ = await store.add(replace(_new("old@be", permit), attachments=described(scan, shared)))
+    old, _ = await store.add(
+        replace(new_message("old@be", payload_sha256=permit), attachments=described(scan, shared))
+    )
     await store.claim_due("a", limit=100, lease=timedelta(minutes=1))
     await store.move(old.id, Event.RECEIPT_OK, evidence=RECEIPT)
     clock.advance(YEAR + timedelta(days=1))
-    await store.add(replace(_new("pending@be", permit), attachments=described(shared)))  # not final: kept
+    await store.add(
+        replace(new_message("pending@be", payload_sha256=permit), attachments=described(shared))
+    )  # not final: kept
 
     report = await purge(store, payloads, KEEP, now=clock.now())
 

@@ -18,7 +18,6 @@ from gateway.store import (
     Evidence,
     IllegalTransition,
     MessageStore,
-    NewMessage,
     PayloadStore,
     State,
     create_engine,
@@ -26,21 +25,7 @@ from gateway.store import (
 )
 from gateway.store.schema import metadata
 from tests.conftest import NOW
-
-
-def _new(message_id: str = "m1@be", direction: Direction = Direction.OUTBOUND) -> NewMessage:
-    return NewMessage(
-        direction=direction,
-        message_id=message_id,
-        conversation_id="c1",
-        partner_id="ch-swissmedic",
-        from_party="BE-FAMHP",
-        to_party="CH-SWISSMEDIC",
-        service="svc",
-        action="ImportAuthorization",
-        payload_sha256="0" * 64,
-        payload_mime_type="application/xml",
-    )
+from tests.store.helpers import new_message
 
 
 async def test_migration_matches_the_tables(store: MessageStore) -> None:
@@ -54,21 +39,21 @@ async def test_upgrade_is_idempotent(store: MessageStore) -> None:
 
 
 async def test_duplicate_insert_returns_the_stored_message(store: MessageStore) -> None:
-    first, created = await store.add(_new())
-    again, created_again = await store.add(_new())
+    first, created = await store.add(new_message("m1@be"))
+    again, created_again = await store.add(new_message("m1@be"))
     assert created and not created_again
     assert again.id == first.id
     assert [e.kind for e in await store.events(first.id)] == ["submitted"]
 
 
 async def test_same_id_in_other_direction_is_a_different_message(store: MessageStore) -> None:
-    out, _ = await store.add(_new())
-    inbound, created = await store.add(_new(direction=Direction.INBOUND))
+    out, _ = await store.add(new_message("m1@be"))
+    inbound, created = await store.add(new_message("m1@be", direction=Direction.INBOUND))
     assert created and inbound.id != out.id and inbound.state is State.RECEIVED
 
 
 async def test_illegal_move_is_refused_by_the_database(store: MessageStore) -> None:
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     with pytest.raises(IllegalTransition) as caught:
         await store.move(record.id, Event.RECEIPT_OK)
     assert "SUBMITTED" in str(caught.value)
@@ -76,7 +61,7 @@ async def test_illegal_move_is_refused_by_the_database(store: MessageStore) -> N
 
 
 async def test_claim_send_acknowledge(store: MessageStore) -> None:
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     claimed = await store.claim_due("node-a", limit=10, lease=timedelta(minutes=1))
     assert [c.id for c in claimed] == [record.id]
     assert claimed[0].state is State.SENDING and claimed[0].attempts == 1
@@ -88,7 +73,7 @@ async def test_claim_send_acknowledge(store: MessageStore) -> None:
 
 
 async def test_retry_waits_until_due(store: MessageStore, clock: FixedClock) -> None:
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
     await store.move(record.id, Event.SEND_FAILED, next_attempt_at=NOW + timedelta(seconds=30))
     assert await store.claim_due("a", limit=1, lease=timedelta(minutes=1)) == []
@@ -98,7 +83,7 @@ async def test_retry_waits_until_due(store: MessageStore, clock: FixedClock) -> 
 
 
 async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock) -> None:
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     await store.claim_due("dead-node", limit=1, lease=timedelta(seconds=30))
     assert await store.recover_leases() == 0
     clock.advance(timedelta(seconds=31))
@@ -108,7 +93,7 @@ async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock
 
 
 async def test_evidence_is_kept_with_its_move_and_only_the_first_stays(store: MessageStore) -> None:
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
     first = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<r/>")
     await store.move(record.id, Event.RECEIPT_OK, evidence=first)
@@ -118,13 +103,17 @@ async def test_evidence_is_kept_with_its_move_and_only_the_first_stays(store: Me
 
 async def test_received_message_and_receipt_are_stored_together(store: MessageStore) -> None:
     receipt = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<receipt/>")
-    record, created = await store.add(_new(direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt)
+    record, created = await store.add(
+        new_message("m1@be", direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt
+    )
     assert created and record.state is State.ACCEPTED
     assert [(e.kind, e.state) for e in await store.events(record.id)] == [
         ("received", State.RECEIVED),
         ("accept", State.ACCEPTED),
     ]
-    again, created_again = await store.add(_new(direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt)
+    again, created_again = await store.add(
+        new_message("m1@be", direction=Direction.INBOUND), then=Event.ACCEPT, evidence=receipt
+    )
     assert not created_again and again.id == record.id
     assert await store.get_evidence(record.id, "receipt") == ("application/soap+xml", b"<receipt/>")
 
@@ -167,7 +156,7 @@ async def test_on_sqlite_a_committed_transaction_goes_back_to_the_pool_without_a
         await rollback(self)
 
     monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
-    record, _ = await store.add(_new())
+    record, _ = await store.add(new_message("m1@be"))
     await store.move(record.id, Event.CLAIM)
     await store.engine.dispose()
     assert rollbacks == []

@@ -13,29 +13,14 @@ from gateway.store import (
     Event,
     Evidence,
     MessageStore,
-    NewMessage,
     PermitRefused,
     PermitRegistry,
     State,
     create_engine,
     unit_of_work,
 )
+from tests.store.helpers import new_message
 from tests.store.test_permits import BE_IA, example, tables
-
-
-def _new(message_id: str) -> NewMessage:
-    return NewMessage(
-        direction=Direction.INBOUND,
-        message_id=message_id,
-        conversation_id="c1",
-        partner_id="be-famhp",
-        from_party="BE-FAMHP",
-        to_party="CH-SWISSMEDIC",
-        service="svc",
-        action="ImportAuthorization",
-        payload_sha256="0" * 64,
-        payload_mime_type="application/xml",
-    )
 
 
 @pytest.fixture
@@ -50,7 +35,11 @@ async def test_the_permit_and_the_message_are_kept_together(store: MessageStore,
     ia = example("BE-IA-2026-0001.xml")
     async with unit_of_work(store, registry) as work:
         created_permit = await work.record_permit(ia, direction=Direction.INBOUND, message_id="m1@be")
-        record, created = await work.add(_new("m1@be"), then=Event.ACCEPT, evidence=RECEIPT)
+        record, created = await work.add(
+            new_message("m1@be", direction=Direction.INBOUND, partner_id="be-famhp"),
+            then=Event.ACCEPT,
+            evidence=RECEIPT,
+        )
     assert created_permit and created and record.state is State.ACCEPTED
     detail = await registry.get(BE_IA)
     assert detail is not None and detail.permit.message_id == "m1@be"
@@ -63,7 +52,11 @@ async def test_a_failure_in_the_unit_keeps_neither(store: MessageStore, registry
     with pytest.raises(RuntimeError):
         async with unit_of_work(store, registry) as work:
             await work.record_permit(ia, direction=Direction.INBOUND, message_id="m1@be")
-            await work.add(_new("m1@be"), then=Event.ACCEPT, evidence=RECEIPT)
+            await work.add(
+                new_message("m1@be", direction=Direction.INBOUND, partner_id="be-famhp"),
+                then=Event.ACCEPT,
+                evidence=RECEIPT,
+            )
             raise RuntimeError("crash before commit")
     assert await registry.get(BE_IA) is None
     assert await store.find(Direction.INBOUND, "m1@be") is None
@@ -76,7 +69,7 @@ async def test_a_permit_the_registry_refuses_stores_no_message(
     await registry.record(ia, direction=Direction.INBOUND, message_id="m1@be")
     with pytest.raises(PermitRefused) as refused:
         async with unit_of_work(store, registry) as work:
-            await work.add(_new("m2@be"))
+            await work.add(new_message("m2@be", direction=Direction.INBOUND, partner_id="be-famhp"))
             await work.record_permit(
                 replace(ia, content_sha256="f" * 64), direction=Direction.INBOUND, message_id="m2@be"
             )
@@ -89,7 +82,7 @@ async def test_the_same_permit_again_is_no_new_row(store: MessageStore, registry
     for message_id, expected in (("m1@be", True), ("m2@be", False)):
         async with unit_of_work(store, registry) as work:
             assert await work.record_permit(ia, direction=Direction.INBOUND, message_id=message_id) is expected
-            await work.add(_new(message_id))
+            await work.add(new_message(message_id, direction=Direction.INBOUND, partner_id="be-famhp"))
     detail = await registry.get(BE_IA)
     assert detail is not None and detail.permit.message_id == "m1@be"
 
