@@ -21,10 +21,12 @@ from gateway.as4 import (
     ROLE_INITIATOR,
     ROLE_RESPONDER,
     KeyPair,
+    Outgoing,
     Party,
     PartyId,
     Payload,
     Property,
+    SignedReference,
     UserMessage,
     build_user_message,
     build_user_message_streamed,
@@ -139,11 +141,14 @@ class Submitter:
         if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop
             kept = await asyncio.to_thread(self._keep_all, attachments, partner)
             wire_sha256, content_type, references = await asyncio.to_thread(
-                self._pack, user_message, data, kept, partner, sender
+                self._pack_streamed, user_message, data, kept, partner, sender
             )
+            payload_sha256 = await self._payloads.write(data)
         else:
             kept = []
-            wire_sha256, content_type, references = self._pack(user_message, data, kept, partner, sender)
+            outgoing = self._pack(user_message, data, partner, sender)
+            payload_sha256, wire_sha256 = await self._payloads.write_all(data, outgoing.body)
+            content_type, references = outgoing.content_type, _signed(outgoing.references)
         ttl = timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
         new = NewMessage(
             direction=Direction.OUTBOUND,
@@ -156,7 +161,7 @@ class Submitter:
             action=user_message.action,
             document_type=document.document_type.value,
             document_number=document.number,
-            payload_sha256=await self._payloads.write(data),
+            payload_sha256=payload_sha256,
             payload_mime_type=PERMIT_MIME_TYPE,
             wire_sha256=wire_sha256,
             wire_content_type=content_type,
@@ -195,7 +200,19 @@ class Submitter:
             size=size,
         )
 
-    def _pack(
+    def _pack(self, user_message: UserMessage, data: bytes, partner: Partner, sender: KeyPair) -> Outgoing:
+        """The signed, encrypted message, built once under the partner's security suite."""
+        permit = Payload(content_id=_content_id("permit"), mime_type=PERMIT_MIME_TYPE, data=data)
+        return build_user_message(
+            user_message,
+            [permit],
+            sender=sender,
+            recipient_certificate=partner.certificates.encryption,
+            compress=partner.profile.compression,
+            suite=partner.policy.suite,
+        )
+
+    def _pack_streamed(
         self,
         user_message: UserMessage,
         data: bytes,
@@ -203,26 +220,13 @@ class Submitter:
         partner: Partner,
         sender: KeyPair,
     ) -> tuple[str, str, list[dict[str, str]]]:
-        """Build the signed, encrypted message once, under the partner's security suite, and store its wire
-        bytes: (wire SHA-256, Content-Type, signed references). With attachments, everything goes through spool
-        files, never whole in memory."""
-        suite = partner.policy.suite
-        permit = Payload(content_id=f"permit-{uuid.uuid4()}@permit-gateway", mime_type=PERMIT_MIME_TYPE, data=data)
-        if not attachments:
-            outgoing = build_user_message(
-                user_message,
-                [permit],
-                sender=sender,
-                recipient_certificate=partner.certificates.encryption,
-                compress=partner.profile.compression,
-                suite=suite,
-            )
-            signed = [{"uri": r.uri, "digest": r.digest_value} for r in outgoing.references]
-            return self._payloads.put(outgoing.body), outgoing.content_type, signed
+        """``_pack`` with supporting documents, through spool files, never whole in memory; stores the wire
+        bytes: (wire SHA-256, Content-Type, signed references)."""
+        permit = Payload(content_id=_content_id("permit"), mime_type=PERMIT_MIME_TYPE, data=data)
         with ExitStack() as files:
             payloads = [permit] + [
                 Payload(
-                    content_id=f"attachment-{a.position}-{uuid.uuid4()}@permit-gateway",
+                    content_id=_content_id(f"attachment-{a.position}"),
                     mime_type=a.mime_type,
                     file=files.enter_context(self._payloads.open(a.sha256)),
                     properties=(Property(name=FILENAME_PROPERTY, value=a.filename),),
@@ -236,11 +240,10 @@ class Submitter:
                 recipient_certificate=partner.certificates.encryption,
                 spool=lambda: files.enter_context(self._payloads.spool()),
                 compress=partner.profile.compression,
-                suite=suite,
+                suite=partner.policy.suite,
             )
             wire_sha256, _ = self._payloads.put_chunks(streamed.chunks())
-        signed = [{"uri": r.uri, "digest": r.digest_value} for r in streamed.references]
-        return wire_sha256, streamed.content_type, signed
+        return wire_sha256, streamed.content_type, _signed(streamed.references)
 
     def _user_message(self, document: PermitDocument, partner: Partner) -> UserMessage:
         service, action = service_action(document.document_type)
@@ -256,3 +259,12 @@ class Submitter:
             conversation_id=str(uuid.uuid4()),
             mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
         )
+
+
+def _content_id(what: str) -> str:
+    return f"{what}-{uuid.uuid4()}@permit-gateway"
+
+
+def _signed(references: Sequence[SignedReference]) -> list[dict[str, str]]:
+    """What the store keeps of each signed reference, to check the receipt against."""
+    return [{"uri": r.uri, "digest": r.digest_value} for r in references]

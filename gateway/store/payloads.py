@@ -44,6 +44,10 @@ class PayloadStore:
         """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
         return await asyncio.to_thread(self.put, data)
 
+    async def write_all(self, *contents: bytes) -> list[str]:
+        """``write`` for several contents in one trip to a worker thread: their SHA-256s, in order."""
+        return await asyncio.to_thread(lambda: [self.put(data) for data in contents])
+
     def put_chunks(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
         """``put`` for content in pieces, hashed while it is written: (SHA-256, size). Memory stays flat."""
         self._root.mkdir(parents=True, exist_ok=True)

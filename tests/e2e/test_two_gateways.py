@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import traceback
 from datetime import timedelta
 
 import aiohttp
+import pytest
 
 from gateway.as4 import (
     ROLE_INITIATOR,
@@ -50,6 +54,27 @@ async def test_import_authorization_crosses_and_the_export_authorization_answers
     assert len(delivered) == 2 and delivered[0].startswith("CH-EA-2026-0001.")
     meta = json.loads((be.inbox / delivered[0]).read_text())
     assert meta["message_id"] == second.message_id and meta["from_party"] == "CH-SWISSMEDIC"
+
+
+async def test_no_file_is_synced_on_the_event_loop(
+    harness: Harness, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync waits for the disk; on the event loop it would stall every other request of the gateway."""
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    loop_thread, synced, on_loop = threading.get_ident(), [], []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(fd)
+        if threading.get_ident() == loop_thread:
+            on_loop.append("".join(traceback.format_stack(limit=8)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)
+    assert synced, "the exchange stores payloads and delivers a file, so something must have been synced"
+    assert on_loop == []
 
 
 async def test_invalid_permit_is_refused_at_submission_with_the_rule(
