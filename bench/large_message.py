@@ -90,7 +90,9 @@ def main() -> None:
         ports = {a.party_id: _free_port() for a in AUTHORITIES}
         limit = (args.mib + 64) * CHUNK
         extra = f"max_payload_bytes: {limit}\ncompression: {'false' if args.no_compress else 'true'}\n"
-        write_profiles(folder / "profiles", {p: f"http://127.0.0.1:{port}/as4" for p, port in ports.items()}, extra=extra)
+        write_profiles(
+            folder / "profiles", {p: f"http://127.0.0.1:{port}/as4" for p, port in ports.items()}, extra=extra
+        )
         settings = [
             gateway_settings(a, pki, port=ports[a.party_id], data_dir=folder, profiles=folder / "profiles")
             for a in AUTHORITIES

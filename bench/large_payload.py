@@ -156,7 +156,9 @@ def write_payload(path: Path, mib: int) -> str:
 
 
 def _child(role: str, folder: Path, compress: bool) -> dict[str, object]:
-    command = [sys.executable, __file__, "--role", role, "--dir", str(folder)] + (["--compress"] if compress else [])
+    command = [sys.executable, __file__, "--role", role, "--dir", str(folder)] + (
+        ["--compress"] if compress else []
+    )
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

@@ -166,7 +166,7 @@ async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[byt
     return Outcome(elapsed=(max(acknowledged) - started).total_seconds(), latencies=latencies, cpu=cpu)
 
 
-def _pg_database(base: str) -> str:
+def pg_database(base: str) -> str:
     import asyncpg
 
     name = f"gw_bench_{uuid.uuid4().hex[:8]}"
@@ -180,7 +180,7 @@ def _pg_database(base: str) -> str:
     return base.rsplit("/", 1)[0] + f"/{name}"
 
 
-def _drop_pg_database(base: str, url: str) -> None:
+def drop_pg_database(base: str, url: str) -> None:
     """The bench's databases go when it ends (each run makes new ones)."""
     import asyncpg
 
@@ -215,7 +215,7 @@ def run(
         if store == "postgresql":
             assert pg_base is not None
             settings = [
-                s.model_copy(update={"store": s.store.model_copy(update={"url": _pg_database(pg_base)})})
+                s.model_copy(update={"store": s.store.model_copy(update={"url": pg_database(pg_base)})})
                 for s in settings
             ]
         context = multiprocessing.get_context("spawn")
@@ -244,7 +244,7 @@ def run(
                 process.join(10)
             if store == "postgresql" and pg_base is not None:
                 for made in {s.store.url for s in settings}:
-                    _drop_pg_database(pg_base, made)
+                    drop_pg_database(pg_base, made)
 
 
 def main() -> None:
