@@ -147,6 +147,20 @@ async def sqlalchemy_ms(url: str, count: int) -> tuple[float, float]:
     return statement, one - statement
 
 
+def sync_statement_ms(path: Path, count: int) -> float:
+    """One INSERT through SQLAlchemy's synchronous engine (pysqlite), inside a transaction: what the statement
+    costs without the asyncio adaptation (a greenlet and three trips to aiosqlite's thread per statement)."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    _metadata.create_all(engine)
+    with engine.begin() as connection:
+        before = _cpu()
+        for _ in range(count):
+            connection.execute(_INSERT, {"message_id": os.urandom(16).hex(), "body": BODY})
+        spent = _cpu() - before
+    engine.dispose()
+    return 1000 * spent / count
+
+
 def driver_ms(path: Path, count: int) -> float:
     """One INSERT and commit through the sqlite3 module alone, with the gateway's pragmas."""
     connection = sqlite3.connect(path)
@@ -187,6 +201,7 @@ def main() -> None:
             finally:
                 drop_pg_database(pg_base, url)
         driver = driver_ms(folder / "driver.db", count)
+        sync_statement = sync_statement_ms(folder / "sync.db", count)
         files = durable_file_ms(folder, count // 4)
     print(f"floor of one exchange (library calls, one core): {floor:.2f} ms")
     print(
@@ -196,6 +211,7 @@ def main() -> None:
     print(f"aiohttp request, server side:         {http:.3f} ms")
     print(f"durable 1 KiB file (fsync + rename):  {files:.3f} ms")
     print(f"sqlite3 module, INSERT + commit:      {driver:.3f} ms")
+    print(f"SQLAlchemy synchronous statement:     {sync_statement:.3f} ms (SQLite, for comparison)")
     for name, (statement, commit) in measured.items():
         least = HTTP_LEGS * http + STATEMENTS * statement + COMMITS * commit
         with_files = least + DURABLE_FILES * files
