@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import os
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -250,5 +251,5 @@ def _originator_key(method: etree._Element, what: str) -> object:
             )
         point = _b64(value.findtext("dsig11:PublicKey", "", _NS), f"{what} ECKeyValue PublicKey")
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-    except (ValueError, TypeError, NotImplementedError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what}: the originator public key cannot be read") from None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -130,8 +130,31 @@ def new_id(prefix: str) -> str:
 
 
 def exc_c14n(element: etree._Element, prefixes: Sequence[str] = ()) -> bytes:
-    return etree.tostring(
-        element, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=list(prefixes) or None
+    try:
+        return etree.tostring(
+            element,
+            method="c14n",
+            exclusive=True,
+            with_comments=False,
+            inclusive_ns_prefixes=list(prefixes) or None,
+        )
+    except etree.C14NError as exc:
+        raise _not_canonicalizable(f"<{etree.QName(element).localname}> {_id_of(element)}".strip(), exc) from None
+
+
+def _id_of(element: etree._Element) -> str:
+    value = element.get(q(ns.WSU, "Id")) or element.get("Id")
+    return f"(id {value!r})" if value else ""
+
+
+def _not_canonicalizable(what: str, exc: etree.C14NError) -> EbmsError:
+    """libxml2's canonicalizer refuses some well-formed XML, above all a relative namespace URI (which C14N
+    cannot order): the signature over such a part cannot be checked, so it fails as authentication."""
+    reasons = "; ".join(entry.message for entry in exc.error_log) or str(exc)
+    return EbmsError(
+        EbmsCode.FAILED_AUTHENTICATION,
+        f"{what} cannot be put in exclusive canonical XML ({reasons}), so its signature digest cannot be "
+        'computed; the usual cause is a relative namespace URI such as xmlns="rel/x": use absolute URIs',
     )
 
 
@@ -179,7 +202,10 @@ def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
                 EbmsCode.FAILED_AUTHENTICATION,
                 f"{exc}; its Content-Type {media} requires XML canonicalization for the signature digest",
             ) from None
-        yield etree.tostring(root.getroottree(), method="c14n", exclusive=True, with_comments=False)
+        try:
+            yield etree.tostring(root.getroottree(), method="c14n", exclusive=True, with_comments=False)
+        except etree.C14NError as exc:
+            raise _not_canonicalizable(f"attachment <{part.content_id}>", exc) from None
     elif media.startswith("text/"):
         yield from _crlf(part.body.chunks())
     else:
@@ -549,13 +575,28 @@ def _load_der(der: bytes) -> x509.Certificate:
     """A certificate from DER; ordinary-sized ones are parsed once, since partners send the same few tokens
     in every message (the size bound keeps hostile giant tokens from being kept in the cache)."""
     if len(der) > _CACHED_DER_BYTES:
-        return x509.load_der_x509_certificate(der)
+        return _readable(x509.load_der_x509_certificate(der))
     return _load_small_der(der)
 
 
 @functools.lru_cache(maxsize=128)
 def _load_small_der(der: bytes) -> x509.Certificate:
-    return x509.load_der_x509_certificate(der)
+    return _readable(x509.load_der_x509_certificate(der))
+
+
+def _readable(cert: x509.Certificate) -> x509.Certificate:
+    """``cert``, once every field the trust checks and error details read has been parsed: cryptography
+    parses names, extensions and the key lazily, so a malformed one would otherwise raise ValueError in the
+    middle of a check instead of being refused here as no certificate. ValueError if any of them is unreadable
+    (a key type cryptography does not know included)."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        _ = cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc
+        cert.public_key()
+    except UnsupportedAlgorithm as exc:
+        raise ValueError(str(exc)) from None
+    return cert
 
 
 def _pkipath_leaf(der: bytes) -> x509.Certificate:
@@ -565,7 +606,7 @@ def _pkipath_leaf(der: bytes) -> x509.Certificate:
     offset = content_start
     while offset < end:
         _, element_end = _der_header(der, offset)
-        certs.append(x509.load_der_x509_certificate(der[offset:element_end]))
+        certs.append(_load_der(der[offset:element_end]))
         offset = element_end
     if not certs:
         raise ValueError("empty PKIPath")
@@ -632,7 +673,7 @@ def resolve_certificate(
     if certificate is not None:
         der = _unb64(certificate.text, "ds:X509Certificate", EbmsCode.FAILED_AUTHENTICATION)
         try:
-            return x509.load_der_x509_certificate(der)
+            return _load_der(der)
         except ValueError as exc:
             raise EbmsError(
                 EbmsCode.FAILED_AUTHENTICATION, f"ds:X509Certificate is not a certificate: {exc}"

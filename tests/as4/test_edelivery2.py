@@ -253,3 +253,27 @@ def test_for_suite_defaults() -> None:
         SecurityPolicy.for_suite(
             Suite.EDELIVERY_2_0, signing_certificates=(partner.certificate,), key_wrap=frozenset()
         )
+
+
+def test_an_originator_key_of_an_unknown_type_is_a_decryption_failure(
+    keys_x25519: tuple[KeyPair, KeyPair],
+) -> None:
+    """Found by fuzzing: a DEREncodedKeyValue whose algorithm OID cryptography does not know (1.3.101.92 for
+    X25519's 1.3.101.110) raised UnsupportedAlgorithm instead of an ebMS error."""
+    alice, bob = keys_x25519
+    content_type, body, _ = send(Suite.EDELIVERY_2_0, alice, bob)
+    text = header(body).findtext(f".//{{{ns.DSIG11}}}DEREncodedKeyValue")
+    assert text is not None
+    der = base64.b64decode(text)
+    x25519_oid = bytes.fromhex("06032b656e")
+    assert x25519_oid in der
+    unknown = base64.b64encode(der.replace(x25519_oid, bytes.fromhex("06032b655c"))).decode()
+    with pytest.raises(EbmsError) as caught:
+        receive(Suite.EDELIVERY_2_0, content_type, body.replace(text.encode(), unknown.encode()), alice, bob)
+    assert caught.value.code is EbmsCode.FAILED_DECRYPTION
+    assert "originator public key cannot be read" in caught.value.detail
+
+
+@pytest.fixture(scope="module")
+def keys_x25519() -> tuple[KeyPair, KeyPair]:
+    return ed_x_pair("BE-FAMHP"), ed_x_pair("CH-SWISSMEDIC")

@@ -7,6 +7,7 @@ an attacker without a key who moves signed elements around.
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import io
@@ -14,7 +15,7 @@ import zlib
 from collections.abc import Callable
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
@@ -629,3 +630,40 @@ def test_the_decompression_cap_holds_for_all_payloads_together(
         )
     assert caught.value.code is EbmsCode.DECOMPRESSION_FAILURE
     assert "<p2@x.test> inflates beyond the limit of 200000 bytes" in caught.value.detail
+
+
+# Found by fuzzing: well-formed input that a library refuses only late, or parses only when first read.
+
+
+def test_a_relative_namespace_uri_in_a_signed_part_is_an_authentication_failure(
+    alice: KeyPair, bob: KeyPair
+) -> None:
+    """libxml2 cannot canonicalize a relative namespace URI; that raised lxml's C14NError, not an ebMS error."""
+    root, package = _package(build(alice, bob, NOW))
+    envelope = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    opening = envelope.index(b"<eb:Messaging ") + len(b"<eb:Messaging ")
+    envelope = envelope[:opening] + b'xmlns:rel="rel/x" ' + envelope[opening:]
+    content_type, body = mime.build(envelope, list(package.attachments.values()))
+    error = refused(content_type, body, alice, bob)
+    assert error.code is EbmsCode.FAILED_AUTHENTICATION
+    assert "<Messaging>" in error.detail and "relative namespace URI" in error.detail
+
+
+def test_a_token_whose_subject_cannot_be_parsed_is_no_certificate(alice: KeyPair, bob: KeyPair) -> None:
+    """cryptography parses a certificate's names lazily: a broken subject loaded fine and then raised
+    ValueError inside the trust check, while writing the error detail."""
+    der = bytearray(alice.certificate.public_bytes(serialization.Encoding.DER))
+    subject = alice.certificate.subject.public_bytes()
+    value_tag = der.rindex(subject) + subject.index(b"\x0c")  # the CN's UTF8String, now NULL
+    der[value_tag] = 0x05
+    broken = base64.b64encode(bytes(der)).decode()
+
+    signer = base64.b64encode(alice.certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+    def swap_token(root: etree._Element) -> None:
+        (token,) = [t for t in root.iterfind(".//wsse:BinarySecurityToken", _NS) if t.text == signer]
+        token.text = broken
+
+    error = refused(*rewrap(build(alice, bob, NOW), swap_token), alice, bob)
+    assert error.code is EbmsCode.FAILED_AUTHENTICATION
+    assert "wsse:BinarySecurityToken is not a certificate" in error.detail and "subject" in error.detail
