@@ -584,18 +584,30 @@ def _load_small_der(der: bytes) -> x509.Certificate:
     return _readable(x509.load_der_x509_certificate(der))
 
 
+_CERTIFICATE_FIELDS: tuple[tuple[str, Callable[[x509.Certificate], object]], ...] = (
+    ("subject", lambda c: c.subject.rfc4514_string()),
+    ("issuer", lambda c: c.issuer.rfc4514_string()),
+    ("extensions", lambda c: c.extensions),
+    ("validity", lambda c: (c.not_valid_before_utc, c.not_valid_after_utc)),
+    ("public key", lambda c: c.public_key()),
+)
+
+
 def _readable(cert: x509.Certificate) -> x509.Certificate:
     """``cert``, once every field the trust checks and error details read has been parsed: cryptography
-    parses names, extensions and the key lazily, so a malformed one would otherwise raise ValueError in the
-    middle of a check instead of being refused here as no certificate. ValueError if any of them is unreadable
-    (a key type cryptography does not know included)."""
-    try:
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
-        _ = cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc
-        cert.public_key()
-    except UnsupportedAlgorithm as exc:
-        raise ValueError(str(exc)) from None
+    parses names, extensions and the key lazily, so a malformed one would otherwise raise in the middle of a
+    check instead of being refused here as no certificate. ValueError naming the field that cannot be read."""
+    for name, read in _CERTIFICATE_FIELDS:
+        try:
+            read(cert)
+        except (
+            ValueError,
+            TypeError,
+            UnsupportedAlgorithm,
+            x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType,
+        ) as exc:
+            raise ValueError(f"its {name} cannot be read ({exc})") from None
     return cert
 
 

@@ -649,13 +649,14 @@ def test_a_relative_namespace_uri_in_a_signed_part_is_an_authentication_failure(
     assert "<Messaging>" in error.detail and "relative namespace URI" in error.detail
 
 
-def test_a_token_whose_subject_cannot_be_parsed_is_no_certificate(alice: KeyPair, bob: KeyPair) -> None:
+@pytest.mark.parametrize("tag", [0x05, 0x03], ids=["NULL", "BIT STRING"])
+def test_a_token_whose_subject_cannot_be_parsed_is_no_certificate(alice: KeyPair, bob: KeyPair, tag: int) -> None:
     """cryptography parses a certificate's names lazily: a broken subject loaded fine and then raised
-    ValueError inside the trust check, while writing the error detail."""
+    ValueError (or TypeError) inside the trust check, while writing the error detail."""
     der = bytearray(alice.certificate.public_bytes(serialization.Encoding.DER))
     subject = alice.certificate.subject.public_bytes()
-    value_tag = der.rindex(subject) + subject.index(b"\x0c")  # the CN's UTF8String, now NULL
-    der[value_tag] = 0x05
+    value_tag = der.rindex(subject) + subject.index(b"\x0c")  # the CN's UTF8String, retagged
+    der[value_tag] = tag
     broken = base64.b64encode(bytes(der)).decode()
 
     signer = base64.b64encode(alice.certificate.public_bytes(serialization.Encoding.DER)).decode()
