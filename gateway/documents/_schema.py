@@ -8,7 +8,10 @@ from gateway.documents._findings import Finding, element_path, path_prefix
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
 from gateway.xmlsafe import load_schema
 
-_FACET_RANGE = "Bring the value into the range the message gives (a BaseConversionFactor lies in (0, 1])."
+_FACET_RANGE = (
+    "Bring the value into the range the message gives: a BaseConversionFactor lies in (0, 1], quantities "
+    "within 10^12 (a million tonnes in grams), line numbers up to 9999 and versions up to 999."
+)
 _FACET_LENGTH = "Shorten the value, or fill it in, to the length the message allows."
 _FACET_DIGITS = "Round the value to the number of digits the message allows."
 _HINTS = {
@@ -50,7 +53,17 @@ def schema_findings(root: etree._Element, document_type: DocumentType) -> tuple[
     if schema.validate(root):
         return ()
     prefix = path_prefix(document_type)
-    return tuple(_finding(entry, root, prefix, document_type) for entry in schema.error_log)
+    entries = list(schema.error_log)
+    faulted = {entry.line for entry in entries if not _echo(entry)}
+    kept = [entry for entry in entries if not (_echo(entry) and entry.line in faulted)]
+    return tuple(_finding(entry, root, prefix, document_type) for entry in kept)
+
+
+def _echo(entry: etree._LogEntry) -> bool:
+    """libxml2's identity-constraint check repeats a value error already reported for the same element (the
+    key field has no value to compare): it would tell the user to make line numbers unique, which is not
+    what is wrong."""
+    return entry.type_name == "SCHEMAV_CVC_IDC" and "No precomputed value available" in entry.message
 
 
 def _finding(entry: etree._LogEntry, root: etree._Element, prefix: str, document_type: DocumentType) -> Finding:

@@ -170,6 +170,29 @@ async def test_the_same_number_with_other_content_is_refused(registry: PermitReg
     assert (await permit(registry, BE_IA)).content_sha256 == ia.content_sha256
 
 
+async def test_the_largest_figures_the_schemas_allow_are_kept_exactly(registry: PermitRegistry) -> None:
+    """The XSD's bounds (quantities up to 10^12, line numbers up to 9999, versions up to 999) fit the store's
+    columns, so no document that passed validation can fail in the database."""
+    xml = (EXAMPLES / "valid" / "BE-IA-2026-0001.xml").read_text()
+    at_bounds = (
+        xml.replace("<LineNumber>1</LineNumber>", "<LineNumber>9999</LineNumber>", 1)
+        .replace('<GrossQuantity unitCode="KGM">5<', '<GrossQuantity unitCode="KGM">1000000000000<', 1)
+        .replace("<BaseQuantityGrams>3760.000<", "<BaseQuantityGrams>1000000000000.000<", 1)
+    )
+    assert parse_document(at_bounds.encode()).findings == ()
+    ia = example("BE-IA-2026-0001.xml")
+    largest = replace(
+        ia.lines[0], line_number=9999, gross_quantity=Decimal(10**12), base_quantity_grams=Decimal(10**12)
+    )
+    record, _ = await registry.record(
+        replace(ia, lines=(largest, ia.lines[1]), version=999), direction=Direction.INBOUND, message_id="m1"
+    )
+    kept = await permit(registry, BE_IA)
+    assert kept == record and kept.version == 999
+    assert [line.line_number for line in kept.lines] == [2, 9999]
+    assert remaining(kept) == [Decimal(1474), Decimal(10**12)]
+
+
 # --- drawing on an import authorization ------------------------------------------------------------------
 
 
