@@ -17,7 +17,11 @@ from gateway.xmlsafe import parse_xml
 from tests.documents.conftest import AS_OF, EXAMPLES
 
 VALID = [path.read_bytes() for path in sorted((EXAMPLES / "valid").glob("*.xml"))]
-LEAF_TEXT = st.text(alphabet="0123456789-+.eEZ: ABCHKMGRLx", max_size=14)
+# Values at and past the schemas' bounds (a 30-digit quantity once crashed a rule's decimal rounding) are
+# drawn as well as short random text.
+LEAF_TEXT = st.text(alphabet="0123456789-+.eEZ: ABCHKMGRLx", max_size=14) | st.sampled_from(
+    ["6" + "0" * 29, "-" + "9" * 30, "1000000000000", "1000000000000.000001", "4294967297", "9999", "999", "1000"]
+)
 # Mutants are also checked against the examples' context, as of their day, so the cross-document rules see
 # every odd value too.
 CONTEXT = InMemoryContext(
