@@ -24,8 +24,12 @@ class XmlInputError(GatewayError):
 
     def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
         super().__init__(message)
+        self.reason = message
         self.line = line
         self.column = column
+
+    def __str__(self) -> str:
+        return f"{self.reason} (line {self.line}, column {self.column})" if self.line else self.reason
 
 
 def safe_parser() -> etree.XMLParser:
@@ -47,7 +51,8 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "d
         root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as exc:
         line, column = exc.position
-        raise XmlInputError(f"{what} is not well-formed XML: {exc.msg}", line=line, column=column) from None
+        reason = exc.msg.removesuffix(f", line {line}, column {column}")  # the position travels on its own
+        raise XmlInputError(f"{what} is not well-formed XML: {reason}", line=line, column=column) from None
     tree = root.getroottree()
     docinfo = tree.docinfo
     if getattr(docinfo, "doctype", "") or getattr(docinfo, "internalDTD", None) is not None:

@@ -80,8 +80,7 @@ def read_envelope(data: bytes) -> tuple[etree._Element, SoapVersion]:
     try:
         root = parse_xml(data, max_bytes=MAX_ENVELOPE_BYTES, what="SOAP envelope")
     except XmlInputError as exc:
-        where = f" (line {exc.line}, column {exc.column})" if exc.line else ""
-        raise EbmsError(EbmsCode.INVALID_HEADER, f"{exc}{where}", envelope_unreadable=True) from None
+        raise EbmsError(EbmsCode.INVALID_HEADER, str(exc), envelope_unreadable=True) from None
     name = etree.QName(root)
     if name.localname != "Envelope" or name.namespace not in (ns.S12, ns.S11):
         raise EbmsError(

@@ -160,7 +160,7 @@ def _xml_finding(exc: XmlInputError) -> Finding:
         else "Send the document without a DOCTYPE (DTDs and entity declarations are refused) and within the "
         "size limit."
     )
-    return Finding(rule="XML", severity="error", message=str(exc), line=exc.line, column=exc.column, hint=hint)
+    return Finding(rule="XML", severity="error", message=exc.reason, line=exc.line, column=exc.column, hint=hint)
 
 
 def _root_finding(root: etree._Element) -> Finding:
