@@ -67,6 +67,7 @@ from gateway.as4.signals import (
     build_receipt,
     parse_response,
 )
+from gateway.as4.wss import readable_certificate
 
 __all__ = [
     "DEFAULT_MPC",
@@ -120,4 +121,5 @@ __all__ = [
     "parse_request",
     "parse_response",
     "peek_signal",
+    "readable_certificate",
 ]

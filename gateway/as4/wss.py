@@ -575,13 +575,13 @@ def _load_der(der: bytes) -> x509.Certificate:
     """A certificate from DER; ordinary-sized ones are parsed once, since partners send the same few tokens
     in every message (the size bound keeps hostile giant tokens from being kept in the cache)."""
     if len(der) > _CACHED_DER_BYTES:
-        return _readable(x509.load_der_x509_certificate(der))
+        return _readable(der)
     return _load_small_der(der)
 
 
 @functools.lru_cache(maxsize=128)
 def _load_small_der(der: bytes) -> x509.Certificate:
-    return _readable(x509.load_der_x509_certificate(der))
+    return _readable(der)
 
 
 _CERTIFICATE_FIELDS: tuple[tuple[str, Callable[[x509.Certificate], object]], ...] = (
@@ -593,10 +593,18 @@ _CERTIFICATE_FIELDS: tuple[tuple[str, Callable[[x509.Certificate], object]], ...
 )
 
 
-def _readable(cert: x509.Certificate) -> x509.Certificate:
+def _readable(der: bytes) -> x509.Certificate:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+    return readable_certificate(cert)
+
+
+def readable_certificate(cert: x509.Certificate) -> x509.Certificate:
     """``cert``, once every field the trust checks and error details read has been parsed: cryptography
     parses names, extensions and the key lazily, so a malformed one would otherwise raise in the middle of a
-    check instead of being refused here as no certificate. ValueError naming the field that cannot be read."""
+    check instead of being refused where it is loaded. ValueError naming the field that cannot be read."""
     for name, read in _CERTIFICATE_FIELDS:
         try:
             read(cert)

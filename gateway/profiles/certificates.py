@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
+from gateway.as4 import readable_certificate
 from gateway.errors import KeyMaterialError
 from gateway.profiles.model import PartnerProfile, SecuritySuite
 
@@ -31,12 +32,17 @@ def load_certificate(path: Path) -> x509.Certificate:
     data = _read(path, "certificate")
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except (ValueError, x509.InvalidVersion):
         raise KeyMaterialError(
             f"certificate file {path} holds no X.509 certificate; expected one in PEM or DER form"
         ) from None
+    try:
+        return readable_certificate(cert)
+    except ValueError as exc:
+        raise KeyMaterialError(f"certificate file {path} holds a malformed X.509 certificate: {exc}") from None
 
 
 def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:

@@ -649,17 +649,34 @@ def test_a_relative_namespace_uri_in_a_signed_part_is_an_authentication_failure(
     assert "<Messaging>" in error.detail and "relative namespace URI" in error.detail
 
 
-@pytest.mark.parametrize("tag", [0x05, 0x03], ids=["NULL", "BIT STRING"])
-def test_a_token_whose_subject_cannot_be_parsed_is_no_certificate(alice: KeyPair, bob: KeyPair, tag: int) -> None:
-    """cryptography parses a certificate's names lazily: a broken subject loaded fine and then raised
-    ValueError (or TypeError) inside the trust check, while writing the error detail."""
-    der = bytearray(alice.certificate.public_bytes(serialization.Encoding.DER))
-    subject = alice.certificate.subject.public_bytes()
-    value_tag = der.rindex(subject) + subject.index(b"\x0c")  # the CN's UTF8String, retagged
-    der[value_tag] = tag
-    broken = base64.b64encode(bytes(der)).decode()
+def _retag_subject(der: bytes, subject: bytes, tag: int) -> bytes:
+    """The CN's UTF8String in the subject retagged: cryptography loads the certificate, parsing names lazily."""
+    changed = bytearray(der)
+    changed[der.rindex(subject) + subject.index(b"\x0c")] = tag
+    return bytes(changed)
 
-    signer = base64.b64encode(alice.certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+_V3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda der, subject: _retag_subject(der, subject, 0x05), "its subject cannot be read"),
+        (lambda der, subject: _retag_subject(der, subject, 0x03), "its subject cannot be read"),
+        (lambda der, subject: der.replace(_V3, bytes.fromhex("a003020121"), 1), "not a valid X509 version"),
+    ],
+    ids=["subject-NULL", "subject-BIT-STRING", "version-34"],
+)
+def test_a_token_that_cannot_be_read_is_no_certificate(
+    alice: KeyPair, bob: KeyPair, damage: Callable[[bytes, bytes], bytes], named: str
+) -> None:
+    """Found by fuzzing: cryptography parses a certificate's names lazily, so a broken subject loaded and then
+    raised ValueError or TypeError inside the trust check; an unknown version raised InvalidVersion, which is
+    no ValueError."""
+    der = alice.certificate.public_bytes(serialization.Encoding.DER)
+    broken = base64.b64encode(damage(der, alice.certificate.subject.public_bytes())).decode()
+    signer = base64.b64encode(der).decode()
 
     def swap_token(root: etree._Element) -> None:
         (token,) = [t for t in root.iterfind(".//wsse:BinarySecurityToken", _NS) if t.text == signer]
@@ -667,4 +684,4 @@ def test_a_token_whose_subject_cannot_be_parsed_is_no_certificate(alice: KeyPair
 
     error = refused(*rewrap(build(alice, bob, NOW), swap_token), alice, bob)
     assert error.code is EbmsCode.FAILED_AUTHENTICATION
-    assert "wsse:BinarySecurityToken is not a certificate" in error.detail and "subject" in error.detail
+    assert "wsse:BinarySecurityToken is not a certificate" in error.detail and named in error.detail

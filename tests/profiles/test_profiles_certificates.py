@@ -49,6 +49,37 @@ def test_garbage_is_not_a_certificate(tmp_path: Path) -> None:
         load_certificate(tmp_path / "x.pem")
 
 
+def _retagged_subject(pki: DevPki) -> bytes:
+    """The CA certificate with its subject's first string value retagged NULL: it loads, but its subject
+    cannot be read (cryptography parses names lazily)."""
+    cert = load_certificate(pki.ca_certificate)
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    subject = cert.subject.public_bytes()
+    start = der.rindex(subject)
+    value_tag = start + next(i for i, b in enumerate(subject) if b in (0x0C, 0x13) and i > 6)
+    der[value_tag] = 0x05
+    return bytes(der)
+
+
+def test_a_certificate_whose_subject_cannot_be_read_is_refused_on_loading(pki: DevPki, tmp_path: Path) -> None:
+    path = tmp_path / "broken.cer"
+    path.write_bytes(_retagged_subject(pki))
+    with pytest.raises(KeyMaterialError) as caught:
+        load_certificate(path)
+    assert str(caught.value).startswith(
+        f"certificate file {path} holds a malformed X.509 certificate: its subject"
+    )
+
+
+def test_a_certificate_of_an_unknown_version_is_no_certificate(pki: DevPki, tmp_path: Path) -> None:
+    der = load_certificate(pki.ca_certificate).public_bytes(serialization.Encoding.DER)
+    path = tmp_path / "v34.cer"
+    path.write_bytes(der.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020121"), 1))
+    with pytest.raises(KeyMaterialError) as caught:
+        load_certificate(path)
+    assert "holds no X.509 certificate" in str(caught.value)
+
+
 def test_private_key_plain_encrypted_and_der(pki: DevPki, tmp_path: Path) -> None:
     key = load_private_key(pki.files_for("BE-FAMHP").key, None)
     assert isinstance(key, rsa.RSAPrivateKey)
