@@ -157,6 +157,8 @@ def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
         text = _read_text(path)
     try:
         document = YAML(typ="rt").load(text)
+    except RecursionError:
+        raise ProfileError(f"{path}: nested too deeply to be a partner profile") from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -166,7 +168,32 @@ def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
     if not isinstance(document, CommentedMap):
         got = "an empty file" if document is None else f"a {type(document).__name__}"
         raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
+    _refuse_shared_and_deep(document, path)
     return document
+
+
+_MAX_DEPTH = 16
+
+
+def _refuse_shared_and_deep(document: CommentedMap, path: Path) -> None:
+    """An alias (*name) puts one mapping or list in several places; nested a few times, a few lines stand for
+    billions of values (a "billion laughs"), and an alias inside its own anchor makes a cycle. Profiles need
+    neither, nor more than a few levels of nesting, so both are refused before anything walks the tree."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        if id(node) in seen:
+            raise ProfileError(
+                f"{path}: a YAML alias (*name) repeats a mapping or list; partner profiles do not use anchors "
+                "and aliases for them: write the value out where it is needed"
+            )
+        if depth > _MAX_DEPTH:
+            raise ProfileError(f"{path}: nested more than {_MAX_DEPTH} levels deep; a partner profile needs a few")
+        seen.add(id(node))
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
 
 
 def _read_text(path: Path) -> str:

@@ -321,6 +321,34 @@ def test_not_a_profile_document(text: str, expected: str, pki: DevPki, write_pro
     assert problems(path, pki) == [f"{path}{expected}"]
 
 
+_LAUGHS = "l0: &a0 [ha, ha, ha, ha, ha, ha, ha, ha, ha]\n" + "".join(
+    f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            _LAUGHS,
+            ": a YAML alias (*name) repeats a mapping or list; partner profiles do not use anchors and aliases for "
+            "them: write the value out where it is needed",
+        ),
+        ("x: " + "[" * 20 + "]" * 20 + "\n", ": nested more than 16 levels deep; a partner profile needs a few"),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", ": nested too deeply to be a partner profile"),
+    ],
+    ids=["billion-laughs", "deep", "deeper-than-the-parser"],
+)
+def test_a_profile_that_would_expand_or_nest_without_end_is_refused_at_once(
+    extra: str, expected: str, pki: DevPki, write_profile: WriteProfile
+) -> None:
+    """Found probing the loader with hostile YAML: nine aliases of nine aliases (a "billion laughs") took it
+    minutes and all its memory, and deep nesting raised RecursionError instead of a profile error."""
+    path = write_profile(MINIMAL + extra)
+
+    assert problems(path, pki) == [f"{path}{expected}"]
+
+
 def test_missing_profile_file(pki: DevPki, tmp_path: Path) -> None:
     assert problems(tmp_path / "none.yaml", pki) == [f"{tmp_path / 'none.yaml'}: partner profile file not found"]
 
