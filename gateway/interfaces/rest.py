@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
@@ -103,6 +104,13 @@ class BadSubmission(GatewayError):
 
 
 async def _form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
+    try:
+        return await _read_form(request, files, limit)
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart reader on a malformed body
+        raise BadSubmission(f"the multipart/form-data body cannot be read: {exc}") from None
+
+
+async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
     data: bytes | None = None
     attachments: list[NewAttachment] = []
     total = 0
@@ -131,10 +139,8 @@ async def _form(request: web.Request, files: ExitStack, limit: int) -> tuple[byt
 
 async def list_messages(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    direction = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}.get(
-        request.query.get("direction", "")
-    )
-    limit = min(int(request.query.get("limit", "50")), 500)
+    direction = _direction(request.query.get("direction"))
+    limit = _whole_number(request.query, "limit", 50, 500)
     records = await node.store.recent(limit=limit, direction=direction)
     return web.json_response({"messages": [message_json(r) for r in records]})
 
@@ -305,9 +311,21 @@ def _whole_number(query: Any, name: str, default: int, maximum: int) -> int:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > maximum:
-        raise _bad_request(f"{name} must be a whole number from 0 to {maximum}, not {text!r}")
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)) or int(text) > maximum:
+        raise _bad_request(f"{name} must be a whole number from 0 to {maximum}, not {text[:40]!r}")
     return int(text)
+
+
+_DIRECTIONS = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}
+
+
+def _direction(text: str | None) -> Direction | None:
+    if text is None or text == "":
+        return None
+    found = _DIRECTIONS.get(text)
+    if found is None:
+        raise _bad_request(f"direction must be outbound or inbound (or left out for both), not {text[:40]!r}")
+    return found
 
 
 async def list_permits(request: web.Request) -> web.Response:

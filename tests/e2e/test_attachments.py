@@ -44,7 +44,9 @@ async def test_attachments_reach_the_partners_inbox_beside_the_permit(
 ) -> None:
     be, ch = await _start(harness)
     document = example(IA, today=harness.clock.now())
-    form = _form(document, ("import-permit-scan.pdf", "application/pdf", SCAN), ("../../x/photo.bin", "image/png", LARGE))
+    form = _form(
+        document, ("import-permit-scan.pdf", "application/pdf", SCAN), ("../../x/photo.bin", "image/png", LARGE)
+    )
     status, submitted = await _post(session, be, form)
     assert status == 202, submitted
     assert [a["filename"] for a in submitted["attachments"]] == ["import-permit-scan.pdf", "photo.bin"]
@@ -84,6 +86,19 @@ async def test_a_form_without_the_permit_says_which_part_is_missing(
     form.add_field("attachment", SCAN, filename="scan.pdf", content_type="application/pdf")
     status, body = await _post(session, be, form)
     assert status == 400 and "'document'" in body["detail"]
+
+
+async def test_a_form_that_cannot_be_read_is_a_bad_submission(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Found by fuzzing the REST API: aiohttp's multipart reader raised ValueError on a body without its
+    boundary, and the submitter got HTTP 500."""
+    be, _ = await _start(harness)
+    headers = {"Content-Type": "multipart/form-data; boundary=x"}
+    async with session.post(f"{be.url}/api/v1/documents", data=b"no boundary here", headers=headers) as response:
+        status, body = response.status, await response.json()
+    assert status == 400 and body["error"] == "bad submission"
+    assert body["detail"].startswith("the multipart/form-data body cannot be read: ")
 
 
 @pytest.mark.parametrize(

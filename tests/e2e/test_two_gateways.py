@@ -77,6 +77,25 @@ async def test_no_file_is_synced_on_the_event_loop(
     assert on_loop == []
 
 
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("limit=abc", "limit"),
+        ("limit=501", "limit"),
+        ("limit=%C2%B2", "limit"),
+        ("direction=sideways", "direction"),
+    ],
+)
+async def test_listing_messages_with_a_bad_parameter_is_a_bad_request(
+    harness: Harness, session: aiohttp.ClientSession, query: str, named: str
+) -> None:
+    """Found by fuzzing the REST API: ``limit=abc`` was HTTP 500, an unknown direction listed both."""
+    be = await harness.start("BE-FAMHP")
+    async with session.get(f"{be.url}/api/v1/messages?{query}") as response:
+        status, body = response.status, await response.json()
+    assert status == 400 and body["detail"].startswith(f"{named} must be ")
+
+
 async def test_invalid_permit_is_refused_at_submission_with_the_rule(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
