@@ -16,7 +16,7 @@ from gateway.profiles import DevPki, load_certificate
 from gateway.profiles.loader import load_profile
 from gateway.profiles.model import SecuritySuite
 from gateway.profiles.trust import partner_of
-from tests.as4.test_edelivery2 import ecc_pair, ed_x_pair
+from tests.as4.suitekeys import ecc_pair, ed_x_pair
 from tests.conftest import NOW as AS4_NOW
 
 from .conftest import NOW as PKI_NOW
