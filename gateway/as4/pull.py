@@ -19,7 +19,7 @@ from gateway.as4._ns import SoapVersion, q
 from gateway.as4.algorithms import Suite
 from gateway.as4.envelope import new_draft, parse_envelope, read_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
-from gateway.as4.events import ErrorReceived, PullRequestReceived
+from gateway.as4.events import ErrorReceived, PullRequestReceived, ReceiptReceived
 from gateway.as4.header import add_message_info, parse_message_info, parse_pull_request, signal_kind
 from gateway.as4.model import check_message_id
 from gateway.as4.msh import _open_pull
@@ -181,8 +181,7 @@ def parse_pull_answer(
             f"the answer to PullRequest {sent.message_id!r} is a {peeked.kind}; expected a UserMessage or an "
             "Error signal",
         )
-    answer = parse_response(content_type, body, sent=sent, policy=policy, now=now)
-    assert isinstance(answer, ErrorReceived)
+    answer = _not_a_receipt(parse_response(content_type, body, sent=sent, policy=policy, now=now), sent)
     if answer.ref_to_message_id not in (None, sent.message_id):
         raise EbmsError(
             EbmsCode.VALUE_INCONSISTENT,
@@ -203,7 +202,17 @@ def _fault_answer(
             f"the answer to PullRequest {sent.message_id!r} holds neither a UserMessage nor an ebMS signal: "
             f"{exc.detail}",
         ) from None
-    assert isinstance(answer, ErrorReceived)  # a receipt is a SignalMessage, which the peek would have seen
+    return _not_a_receipt(answer, sent)
+
+
+def _not_a_receipt(answer: ReceiptReceived | ErrorReceived, sent: Outgoing) -> ErrorReceived:
+    """A receipt is no answer to a PullRequest. The peek sends receipts elsewhere, but not one it does not
+    look into (with an attachment, or over the signal size): the partner's signature cannot make it fit."""
+    if isinstance(answer, ReceiptReceived):
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"the answer to PullRequest {sent.message_id!r} is a Receipt; expected a UserMessage or an Error signal",
+        )
     return answer
 
 

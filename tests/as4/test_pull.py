@@ -175,3 +175,18 @@ def test_a_fault_in_answer_to_a_pull_is_an_error_and_anything_else_is_refused(
         parse_pull_answer("text/html", b"<html>503</html>", sent=sent, policy=policy_of(alice), now=NOW)
     assert caught.value.code is EbmsCode.VALUE_INCONSISTENT
     assert "holds neither a UserMessage nor an ebMS signal" in caught.value.detail
+
+
+def test_a_receipt_in_answer_to_a_pull_is_refused_even_where_the_peek_does_not_look(
+    alice: KeyPair, bob: KeyPair
+) -> None:
+    """A receipt with an attachment is not peeked into; it used to reach an ``assert`` (AssertionError, or
+    nothing at all under ``python -O``). The partner's valid signature does not make it an answer."""
+    sent = build_pull_request(PullRequest(message_id="pull-7@ch.test", timestamp=NOW, mpc=MPC), key=bob)
+    receipt = build_receipt(sent.message_id, sent.references, key=alice, message_id="r-7@be.test", now=NOW)
+    extra = mime.MimePart.of("extra@be.test", "application/octet-stream", b"\x00" * 16)
+    content_type, body = mime.build(mime.parse(receipt.content_type, receipt.body).envelope, [extra])
+    with pytest.raises(EbmsError) as caught:
+        parse_pull_answer(content_type, body, sent=sent, policy=policy_of(alice), now=NOW)
+    assert caught.value.code is EbmsCode.VALUE_INCONSISTENT
+    assert "is a Receipt; expected a UserMessage or an Error signal" in caught.value.detail
