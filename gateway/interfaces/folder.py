@@ -88,7 +88,10 @@ async def scan(app: web.Application) -> int:
     outbox = app[NODE].settings.folders.outbox
     files = sorted(p for p in outbox.glob("*.xml") if p.is_file() and not p.name.startswith("."))
     for path in files:
-        await submit_file(app, path)
+        try:
+            await submit_file(app, path)
+        except Exception:  # a database outage, say: the file stays, the next scan tries it again
+            log.exception("outbox file not submitted; it stays in the outbox for the next scan", file=path.name)
     return len(files)
 
 

@@ -7,9 +7,11 @@ import os
 import threading
 import traceback
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from gateway.as4 import (
     ROLE_INITIATOR,
@@ -233,6 +235,33 @@ async def test_outbox_folder_sends_and_rejects_with_the_reason_beside(
     errors = (be.settings.folders.rejected / "bad.xml.errors.txt").read_text()
     assert "[XML]" in errors and "line 1" in errors
     assert (be.settings.folders.rejected / "bad.xml").read_bytes() == b"<ImportAuthorization"
+
+
+async def test_an_outbox_file_that_fails_unexpectedly_stays_and_the_others_go(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error that is not the document's fault (a database outage, say) escaped the scan before: the files
+    after it waited, and the watcher task died with it."""
+    be = await harness.start("BE-FAMHP")
+    outbox = be.settings.folders.outbox
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / "a.xml").write_bytes(b"<first/>")
+    (outbox / "b.xml").write_bytes(example(IA, today=harness.clock.now()))
+    submitter = be.runner.app[NODE].submitter
+    real_submit = submitter.submit
+
+    async def outage_for_a(data: bytes, **kw: Any) -> Any:
+        if data == b"<first/>":
+            raise OperationalError(
+                "INSERT INTO messages ...", {}, ConnectionResetError("server closed the connection")
+            )
+        return await real_submit(data, **kw)
+
+    monkeypatch.setattr(submitter, "submit", outage_for_a)
+    assert await folder.scan(be.runner.app) == 2
+    assert (outbox / "a.xml").read_bytes() == b"<first/>"
+    assert (outbox / "sent" / "b.xml.json").exists()
+    assert not (be.settings.folders.rejected / "a.xml").exists()
 
 
 async def test_ping_gets_a_signed_receipt_and_the_test_message_is_not_delivered(
