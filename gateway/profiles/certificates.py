@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
@@ -54,9 +55,14 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
     except TypeError:
         needs = "is not encrypted, so give no passphrase" if passphrase else "is encrypted and needs a passphrase"
         raise KeyMaterialError(f"private key file {path} {needs}") from None
-    except ValueError:
+    except (ValueError, InternalError):  # OpenSSL's own error for some damaged encrypted keys
         raise KeyMaterialError(
             f"private key file {path} cannot be loaded: wrong passphrase, or not a PEM/DER private key"
+        ) from None
+    except UnsupportedAlgorithm as exc:
+        raise KeyMaterialError(
+            f"private key file {path} holds a key of a type the gateway cannot use ({exc}); eDelivery AS4 uses RSA "
+            "(1.15), Ed25519 with X25519 (2.0) or EC P-256 (2.0 ECC)"
         ) from None
 
 

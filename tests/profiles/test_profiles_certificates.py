@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from gateway.errors import KeyMaterialError
 from gateway.profiles import (
@@ -78,6 +78,28 @@ def test_a_certificate_of_an_unknown_version_is_no_certificate(pki: DevPki, tmp_
     with pytest.raises(KeyMaterialError) as caught:
         load_certificate(path)
     assert "holds no X.509 certificate" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("label", "passphrase", "expected"),
+    [
+        ("06032b655c", None, "holds a key of a type the gateway cannot use"),  # 1.3.101.92: UnsupportedAlgorithm
+        ("06032b6571", b"pw", "cannot be loaded"),  # Ed448's label on 32 bytes: OpenSSL's InternalError
+    ],
+    ids=["unknown-type", "relabelled-ed448"],
+)
+def test_a_private_key_cryptography_cannot_use_is_a_key_file_error(
+    label: str, passphrase: bytes | None, expected: str, tmp_path: Path
+) -> None:
+    """Found fuzzing key files: cryptography raised UnsupportedAlgorithm or InternalError, no ValueError."""
+    der = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp_path / "key.der"
+    path.write_bytes(der.replace(bytes.fromhex("06032b6570"), bytes.fromhex(label), 1))  # Ed25519's OID relabelled
+    with pytest.raises(KeyMaterialError) as caught:
+        load_private_key(path, passphrase)
+    assert str(caught.value).startswith(f"private key file {path} {expected}")
 
 
 def test_private_key_plain_encrypted_and_der(pki: DevPki, tmp_path: Path) -> None:
