@@ -41,7 +41,7 @@ from gateway.profiles.loader import load_profiles, profile_files
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
 from gateway.settings import Settings
-from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, upgrade
+from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, is_unavailable, upgrade
 from gateway.store.retention import purge as retention_purge
 
 log = structlog.get_logger("gateway.node")
@@ -446,9 +446,36 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+_RETRY_AFTER_SECONDS = "2"
+
+
+@web.middleware
+async def store_unavailable(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """503 with Retry-After while the database is out of reach (a restart, a failover), instead of a bare 500:
+    the submitter tries again, and so does the partner's AS4 sender, whose retry keeps its MessageId (a message
+    that was kept after all gets its stored receipt)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        log.warning("message store unavailable; request answered 503", path=request.path, reason=reason)
+        detail = (
+            f"the message store cannot be reached ({reason}), so the request was probably not kept; send it "
+            f"again after {_RETRY_AFTER_SECONDS} s (Retry-After)"
+        )
+        headers = {"Retry-After": _RETRY_AFTER_SECONDS}
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": "store unavailable", "detail": detail}, status=503, headers=headers)
+        return web.Response(status=503, text=detail, headers=headers)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: bool = True) -> web.Application:
     """The gateway's one aiohttp application: the AS4 endpoint, the REST API and the background work."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[store_unavailable])
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_node_ctx)

@@ -23,6 +23,7 @@ from gateway.store.store import (
     NewMessage,
     PurgedBatch,
     create_engine,
+    is_unavailable,
 )
 from gateway.store.unit import UnitOfWork, unit_of_work
 
@@ -53,6 +54,7 @@ __all__ = [
     "UnitOfWork",
     "attachments_of",
     "create_engine",
+    "is_unavailable",
     "transition",
     "unit_of_work",
     "upgrade",

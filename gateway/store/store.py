@@ -32,6 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -224,6 +226,15 @@ def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState)
         dbapi_connection.rollback()
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (a restart, a failover, SQLite busy past its
+    time-out): the operation did not happen or, for a drop during COMMIT, may have. Callers answer "try again",
+    which duplicate detection makes safe. asyncpg reports a refused connection as a bare ConnectionError."""
+    if isinstance(exc, ConnectionError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
@@ -246,7 +257,18 @@ def create_engine(url: str) -> AsyncEngine:
     # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
     # one operation, which its caller retries (the sender's retry, the next sweep), and SQLAlchemy then
     # replaces every pooled connection.
-    return create_async_engine(url, pool_size=20, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(url, pool_size=20, max_overflow=0, pool_timeout=60)
+    event.listen(engine.sync_engine, "handle_error", _broken_protocol_is_a_disconnect)
+    return engine
+
+
+def _broken_protocol_is_a_disconnect(context: ExceptionContext) -> None:
+    """asyncpg's "cannot switch to state N; another operation is in progress" follows a session the server
+    ended mid-transaction (a restart, a failover), before the connection knows it is closed; SQLAlchemy would
+    pool the broken connection again (sqlalchemy/sqlalchemy#13241). Counted as a disconnect, it is replaced."""
+    error = context.original_exception
+    if type(error).__name__ == "InternalClientError" and "another operation" in str(error):
+        context.is_disconnect = True
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

@@ -264,6 +264,25 @@ async def test_an_outbox_file_that_fails_unexpectedly_stays_and_the_others_go(
     assert not (be.settings.folders.rejected / "a.xml").exists()
 
 
+async def test_a_store_out_of_reach_is_answered_503_with_retry_after(
+    harness: Harness, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart or failover is a moment to try again, not an internal error."""
+    be = await harness.start("BE-FAMHP")
+
+    async def unreachable(data: bytes, **kw: Any) -> Any:
+        raise OperationalError(
+            "INSERT INTO messages ...", {}, ConnectionResetError("server closed the connection")
+        )
+
+    monkeypatch.setattr(be.runner.app[NODE].submitter, "submit", unreachable)
+    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
+        status, retry_after, body = response.status, response.headers.get("Retry-After"), await response.json()
+    assert status == 503 and retry_after == "2" and body["error"] == "store unavailable"
+    assert "the message store cannot be reached (OperationalError: " in body["detail"]
+    assert body["detail"].endswith("send it again after 2 s (Retry-After)")
+
+
 async def test_ping_gets_a_signed_receipt_and_the_test_message_is_not_delivered(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
