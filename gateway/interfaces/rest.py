@@ -20,6 +20,7 @@ from gateway.inbound.deliver import metadata, webhook_headers
 from gateway.inbound.pull import NotPullable, PullInbox
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
+from gateway.outbound.retry import UnknownMessage, retry_failed
 from gateway.store import (
     Direction,
     EventRecord,
@@ -135,6 +136,35 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
     if data is None:
         raise BadSubmission("the form has no 'document' part: the permit XML goes in a part named 'document'")
     return data, attachments
+
+
+async def retry_message(request: web.Request) -> web.Response:
+    """An operator sends a FAILED message again, under its MessageId; the body may give a ``reason``."""
+    node = request.app[NODE]
+    reason = await _retry_reason(request)
+    try:
+        record = await retry_failed(
+            node.store, node.partners, node.clock, request.match_info["message_id"], reason=reason
+        )
+    except UnknownMessage as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    except GatewayError as exc:
+        return web.json_response({"error": "cannot retry", "detail": str(exc)}, status=409)
+    node.dispatch_pump.wake()
+    return web.json_response(message_json(record))
+
+
+async def _retry_reason(request: web.Request) -> str:
+    if not request.can_read_body:
+        return "retried by an operator"
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _bad_request('the body must be JSON: {"reason": "why it is sent again"}') from None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        raise _bad_request('the body must be JSON with a "reason" string, or be left out')
+    return reason.strip()[:500]
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -368,6 +398,7 @@ routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
+    web.post(f"{API}/messages/{{message_id}}/retry", retry_message),
     web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment),
     web.get(f"{API}/inbox", list_inbox),
     web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),

@@ -88,6 +88,13 @@ def _odd_request(rng: random.Random, document: bytes) -> tuple[str, str, bytes |
     )
     if path.startswith("/api/v1/inbox/") and rng.random() < 0.5:
         return "POST", f"{path}/ack", None, {}
+    if path.startswith("/api/v1/messages/") and path.count("/") == 4 and rng.random() < 0.5:
+        return (
+            "POST",
+            f"{path}/retry",
+            _mutated(rng, b'{"reason": "resend"}'),
+            {"Content-Type": "application/json"},
+        )
     return "GET", path, None, {}
 
 

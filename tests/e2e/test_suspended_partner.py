@@ -112,3 +112,36 @@ async def test_messages_from_a_suspended_partner_are_refused_with_an_ebms_error(
     assert "partner 'be-famhp' is suspended (enabled: false in its profile)" in failed["last_error"]
     assert failed["attempts"] == 1
     assert await message(session, ch, body["message_id"]) is None
+
+
+async def test_an_operator_retry_sends_a_failed_message_again_under_its_message_id(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    set_enabled(harness, ch, "be-famhp", False)  # CH refuses BE's message: it fails for good
+    status, body = await submitted(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202
+    message_id = body["message_id"]
+    await wait_for(session, be, message_id, "FAILED")
+    set_enabled(harness, ch, "be-famhp", True)
+
+    retry = f"{be.url}/api/v1/messages/{message_id}/retry"
+    async with session.post(retry, json={"reason": "Swissmedic lifted the suspension"}) as response:
+        assert response.status == 200
+        again = await response.json()
+    assert again["message_id"] == message_id and again["state"] == "RETRY_WAIT" and again["attempts"] == 0
+
+    done = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    retried = next(e for e in done["events"] if e["kind"] == "operator_retry")
+    assert retried["detail"]["reason"] == "Swissmedic lifted the suspension"
+    assert "EBMS:0010" in retried["detail"]["failed_because"]
+    await wait_for(session, ch, message_id, "DELIVERED")
+
+    async with session.post(retry) as response:
+        assert response.status == 409
+        assert "is ACKNOWLEDGED; only a FAILED message can be retried" in (await response.json())["detail"]
+    async with session.post(f"{be.url}/api/v1/messages/nope@be/retry") as response:
+        assert response.status == 404
+    async with session.post(retry, data=b"not json", headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400

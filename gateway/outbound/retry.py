@@ -1,0 +1,42 @@
+"""An operator's retry of a FAILED outbound message: the same MessageId and the same signed bytes go out again,
+with a fresh round of attempts and a fresh time to live from the partner's current profile."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gateway.clock import Clock
+from gateway.errors import GatewayError
+from gateway.profiles.trust import Partners
+from gateway.store import Direction, Event, MessageRecord, MessageStore, State
+
+
+class UnknownMessage(GatewayError):
+    """No outbound message has this MessageId."""
+
+
+class NotRetryable(GatewayError):
+    """Only a FAILED message can be retried: the others are still on their way, or done."""
+
+
+async def retry_failed(
+    store: MessageStore, partners: Partners, clock: Clock, message_id: str, *, reason: str
+) -> MessageRecord:
+    record = await store.find(Direction.OUTBOUND, message_id)
+    if record is None:
+        raise UnknownMessage(f"no outbound message has MessageId {message_id!r}")
+    if record.state is not State.FAILED:
+        raise NotRetryable(f"message {message_id!r} is {record.state.value}; only a FAILED message can be retried")
+    partner = partners.get(record.partner_id)
+    now = clock.now()
+    until = now + timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
+    return await store.move(
+        record.id,
+        Event.OPERATOR_RETRY,
+        detail={"reason": reason, "failed_because": record.last_error, "time_to_live_until": until.isoformat()},
+        attempts=0,
+        next_attempt_at=now,
+        expires_at=until,
+        last_error=None,
+        lease_owner=None,
+    )
