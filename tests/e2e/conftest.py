@@ -10,8 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.as4 import KeyPair, Suite
+from gateway.as4 import ROLE_INITIATOR, ROLE_RESPONDER, KeyPair, Party, PartyId, Suite, UserMessage
 from gateway.clock import FixedClock
+from gateway.documents import PERMITS_SERVICE
 from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway, write_profiles
 from gateway.profiles.certificates import load_certificate, load_private_key
 from gateway.profiles.devpki import DevPki
@@ -99,3 +100,20 @@ def example(name: str, *, today: datetime, folder: str = "valid") -> bytes:
 
     as_of = date.fromisoformat((EXAMPLES / "as-of.txt").read_text().strip())
     return redate((EXAMPLES / folder / name).read_bytes(), (today.date() - as_of).days)
+
+
+UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+
+
+def permit_user_message(harness: Harness, message_id: str, **changes: str) -> UserMessage:
+    """An ImportAuthorization's UserMessage from Belgium to Switzerland, built by hand as a partner would."""
+    fields: dict[str, object] = {
+        "message_id": message_id,
+        "timestamp": harness.clock.now(),
+        "from_party": Party(party_ids=(PartyId(value="BE-FAMHP", type=UNREGISTERED),), role=ROLE_INITIATOR),
+        "to_party": Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=UNREGISTERED),), role=ROLE_RESPONDER),
+        "service": PERMITS_SERVICE,
+        "action": "ImportAuthorization",
+        "conversation_id": "c-1",
+    }
+    return UserMessage(**(fields | changes))  # type: ignore[arg-type]

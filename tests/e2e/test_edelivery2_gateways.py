@@ -9,12 +9,8 @@ import aiohttp
 import pytest
 
 from gateway.as4 import (
-    ROLE_INITIATOR,
-    ROLE_RESPONDER,
     EbmsCode,
     ErrorReceived,
-    Party,
-    PartyId,
     Payload,
     SecurityPolicy,
     Suite,
@@ -23,13 +19,12 @@ from gateway.as4 import (
     parse_response,
 )
 from gateway.as4.algorithms import KeyAgreement, KeyTransport, KeyWrap, SignatureMethod
-from gateway.documents import PERMITS_SERVICE
 from gateway.interfaces.demo import exchange, message
 from gateway.interfaces.keys import NODE
 from gateway.metrics import REGISTRY
 from gateway.outbound.ping import Stage, ping
 from gateway.store import Direction
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, permit_user_message
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -87,18 +82,7 @@ async def test_ping_under_the_2_0_suite_gets_a_verified_receipt(
 
 
 def _permit_message(harness: Harness, message_id: str) -> UserMessage:
-    return UserMessage(
-        message_id=message_id,
-        timestamp=harness.clock.now(),
-        from_party=Party(party_ids=(PartyId(value=BE, type=_TYPE),), role=ROLE_INITIATOR),
-        to_party=Party(party_ids=(PartyId(value=CH, type=_TYPE),), role=ROLE_RESPONDER),
-        service=PERMITS_SERVICE,
-        action="ImportAuthorization",
-        conversation_id="c-suite",
-    )
-
-
-_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+    return permit_user_message(harness, message_id, conversation_id="c-suite")
 
 
 def _refusals() -> float:

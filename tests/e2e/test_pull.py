@@ -16,17 +16,12 @@ from aiohttp import web
 from gateway.as4 import (
     DEFAULT_MPC,
     MAX_SIGNAL_BYTES,
-    ROLE_INITIATOR,
-    ROLE_RESPONDER,
     ErrorReceived,
     KeyPair,
     Outgoing,
-    Party,
-    PartyId,
     Payload,
     PullRequest,
     SecurityPolicy,
-    UserMessage,
     build_pull_request,
     build_receipt,
     build_user_message,
@@ -39,12 +34,11 @@ from gateway.as4 import (
 )
 from gateway.as4.envelope import new_draft
 from gateway.as4.header import add_pull_request
-from gateway.documents.types import PERMITS_SERVICE
 from gateway.interfaces.demo import Running, submit, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction
 from tests.conftest import free_port, make_key_pair
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, permit_user_message
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -322,17 +316,7 @@ async def test_a_large_pulled_message_streams_from_the_senders_file_and_spools_a
 
 def _pulled_answer(harness: Harness, mpc: str, n: int) -> Outgoing:
     """A UserMessage from Belgium to Switzerland on ``mpc``, as Belgium's gateway would hand it out."""
-    unregistered = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
-    um = UserMessage(
-        message_id=f"pulled-{n}@be-famhp.test",
-        timestamp=harness.clock.now(),
-        from_party=Party(party_ids=(PartyId(value=BE, type=unregistered),), role=ROLE_INITIATOR),
-        to_party=Party(party_ids=(PartyId(value=CH, type=unregistered),), role=ROLE_RESPONDER),
-        service=PERMITS_SERVICE,
-        action="ImportAuthorization",
-        conversation_id="c-1",
-        mpc=mpc,
-    )
+    um = permit_user_message(harness, f"pulled-{n}@be-famhp.test", mpc=mpc)
     permit = Payload(content_id="permit@test", mime_type="application/xml", data=example(IA, today=um.timestamp))
     return build_user_message(
         um, [permit], sender=harness.keys(BE), recipient_certificate=harness.keys(CH).certificate

@@ -14,24 +14,18 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gateway.as4 import (
-    ROLE_INITIATOR,
-    ROLE_RESPONDER,
     ErrorReceived,
     Outgoing,
-    Party,
-    PartyId,
     Payload,
     SecurityPolicy,
-    UserMessage,
     build_user_message,
     parse_response,
 )
-from gateway.documents import PERMITS_SERVICE
 from gateway.interfaces import folder
 from gateway.interfaces.demo import exchange, message, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.outbound.ping import Stage, ping
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, permit_user_message
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -114,21 +108,10 @@ async def test_invalid_permit_is_refused_at_submission_with_the_rule(
 
 def _forged_user_message(harness: Harness, document: bytes, message_id: str) -> tuple[str, bytes]:
     be_keys, ch_keys = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC")
-    um = UserMessage(
-        message_id=message_id,
-        timestamp=harness.clock.now(),
-        from_party=Party(party_ids=(PartyId(value="BE-FAMHP", type=_TYPE),), role=ROLE_INITIATOR),
-        to_party=Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=_TYPE),), role=ROLE_RESPONDER),
-        service=PERMITS_SERVICE,
-        action="ImportAuthorization",
-        conversation_id="c-1",
-    )
+    um = permit_user_message(harness, message_id)
     payload = Payload(content_id="permit@test", mime_type="application/xml", data=document)
     out = build_user_message(um, [payload], sender=be_keys, recipient_certificate=ch_keys.certificate)
     return out.content_type, out.body
-
-
-_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 
 
 async def _post_as4(
