@@ -46,7 +46,7 @@ FAILURES = Counter(
 )
 DUPLICATES = Counter(
     "permit_gateway_duplicates",
-    "Incoming messages seen before: answered with the original receipt, or refused (same id, other content)",
+    "Incoming messages seen before: answered with the original receipt, refused (same id, other content), or receipted but not delivered again (document_resent: a permit seen before under another MessageId)",
     ["partner", "outcome"],
     registry=REGISTRY,
 )

@@ -194,6 +194,7 @@ class RetentionSettings(_Section):
     failed_days: Annotated[float, Field(gt=0)] = 365.0
     delivered_days: Annotated[float, Field(gt=0)] = 365.0
     rejected_days: Annotated[float, Field(gt=0)] = 365.0
+    duplicate_days: Annotated[float, Field(gt=0)] = 365.0
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
 
     def days_by_state(self) -> dict[str, float]:
@@ -203,6 +204,7 @@ class RetentionSettings(_Section):
             "FAILED": self.failed_days,
             "DELIVERED": self.delivered_days,
             "REJECTED": self.rejected_days,
+            "DUPLICATE": self.duplicate_days,
         }
 
 
@@ -238,7 +240,7 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _inbound_kept_for_the_duplicate_window(self) -> Settings:
         window = self.inbound.duplicate_window_hours
-        for key in ("delivered_days", "rejected_days"):
+        for key in ("delivered_days", "rejected_days", "duplicate_days"):
             days = getattr(self.retention, key)
             if days * 24 < window:
                 raise ValueError(

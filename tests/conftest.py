@@ -9,6 +9,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -99,6 +100,15 @@ def pg_databases() -> Iterator[Callable[[], str]]:
 def pg_url(pg_databases: Callable[[], str]) -> str:
     """A fresh, empty PostgreSQL database for one test."""
     return pg_databases()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh message store: an SQLite file, then a PostgreSQL database (the test runs once on each)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 def free_port() -> int:

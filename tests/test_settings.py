@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from gateway.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +21,32 @@ def test_shipped_config_loads_with_paths_resolved_against_its_folder() -> None:
     assert settings.profiles.folder == ROOT / "partner_profiles"
     assert settings.store.url == f"sqlite+aiosqlite:///{ROOT / 'var' / 'gateway.db'}"
     assert settings.http.as4_url() == "http://127.0.0.1:8480/as4"
+
+
+def test_the_shipped_config_shows_every_key_with_its_default() -> None:
+    """An administrator reads the file, not the code: each key is there (set or commented out), and a key set
+    there has its default value."""
+    text = (ROOT / "config" / "gateway.toml").read_text()
+    shipped = tomllib.loads(text)
+    defaults = Settings.model_fields
+    for section, field in defaults.items():
+        annotation = field.annotation
+        if (
+            section in ("faults", "identity")
+            or not isinstance(annotation, type)
+            or not issubclass(annotation, BaseModel)
+        ):
+            continue
+        assert f"[{section}]" in text, section
+        default = field.get_default(call_default_factory=True)
+        for key in annotation.model_fields:
+            if key.startswith(("edelivery_2", "passphrase", "keystore", "token_env", "tables", "public_url")):
+                continue
+            assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), (
+                f"[{section}].{key} is not in the shipped config"
+            )
+            if key in shipped.get(section, {}) and section not in ("store", "folders", "profiles", "keys"):
+                assert shipped[section][key] == getattr(default, key), f"[{section}].{key}"
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import structlog
 
@@ -268,17 +268,20 @@ class Receiver:
         new = await asyncio.to_thread(self._new_message, received, content_type, body)
         document = await self._validate(new, received)
         receipt = self._receipt(received, partner, keys)
+        then_detail: dict[str, Any] = {
+            "document_type": document.document_type.value,
+            "document_number": document.number,
+        }
         try:
             async with unit_of_work(self._store, self._permits) as work:
-                await work.record_permit(document, direction=Direction.INBOUND, message_id=new.message_id)
+                first = await work.record_permit(document, direction=Direction.INBOUND, message_id=new.message_id)
+                if not first:  # receipted (the sender needs it) and kept, but not delivered a second time
+                    then_detail["first_message_id"] = await work.first_carrier(document)
                 record, created = await work.add(
                     new,
                     detail={"signer": received.signer_certificate_sha256},
-                    then=Event.ACCEPT,
-                    then_detail={
-                        "document_type": document.document_type.value,
-                        "document_number": document.number,
-                    },
+                    then=Event.ACCEPT if first else Event.DUPLICATE_DOCUMENT,
+                    then_detail=then_detail,
                     evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
                     document_number=document.number,
                 )
@@ -287,6 +290,15 @@ class Receiver:
         if not created:
             return await self._duplicate(record, _content_key(payload_sha256, received))
         self._faults.hit("receive.before_answer")
+        if not first:
+            DUPLICATES.labels(partner=record.partner_id, outcome="document_resent").inc()
+            log.warning(
+                "permit received before under another MessageId; receipted, not delivered again",
+                message_id=user_message.message_id,
+                document=document.number,
+                **then_detail,
+            )
+            return Reception(response=receipt, record=record, duplicate=True)
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         return Reception(response=receipt, record=record)
 

@@ -78,6 +78,7 @@ async def submit_file(app: web.Application, path: Path) -> None:
         "partner": record.partner_id,
         "state": record.state.value,
         "attachments": record.attachments or [],
+        "submitted_before": not submitted.created,
     }
     target.with_name(target.name + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     node.dispatch_pump.wake()

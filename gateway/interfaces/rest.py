@@ -92,10 +92,11 @@ async def submit_document(request: web.Request) -> web.Response:
         except GatewayError as exc:
             return web.json_response({"error": "document cannot be sent", "detail": str(exc)}, status=409)
     node.dispatch_pump.wake()
-    noted = submitted.document.findings
+    noted = submitted.findings
     body = message_json(submitted.record) | {
         "warnings": [f.to_json() for f in noted if f.severity == "warning"],
         "notes": [f.to_json() for f in noted if f.severity == "info"],
+        "submitted_before": not submitted.created,
     }
     return web.json_response(body, status=202 if submitted.created else 200)
 

@@ -20,8 +20,15 @@ class NotRetryable(GatewayError):
 
 
 async def retry_failed(
-    store: MessageStore, partners: Partners, clock: Clock, message_id: str, *, reason: str
+    store: MessageStore,
+    partners: Partners,
+    clock: Clock,
+    message_id: str,
+    *,
+    reason: str,
+    event: Event = Event.OPERATOR_RETRY,
 ) -> MessageRecord:
+    """FAILED -> RETRY_WAIT by ``event`` (an operator's retry, or the same document submitted again)."""
     record = await store.find(Direction.OUTBOUND, message_id)
     if record is None:
         raise UnknownMessage(f"no outbound message has MessageId {message_id!r}")
@@ -32,7 +39,7 @@ async def retry_failed(
     until = now + timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
     return await store.move(
         record.id,
-        Event.OPERATOR_RETRY,
+        event,
         detail={"reason": reason, "failed_because": record.last_error, "time_to_live_until": until.isoformat()},
         attempts=0,
         next_attempt_at=now,

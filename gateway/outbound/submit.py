@@ -5,11 +5,17 @@ says (an import authorization goes to the exporting country's authority, an expo
 importing country's), the AS4 message is built once, the document is recorded in the registry (an export
 draws on its import there) and the message stored, before the submitter hears "accepted". Retries resend
 these same bytes. The registry row and the message row are one transaction (a unit of work): both or neither.
+
+A document is sent once. The same document submitted again (a national system that did not hear our answer
+and tries again) is answered with the message that carries it, not sent under a new MessageId; if that message
+FAILED, it goes again under its own MessageId. The registry's unique document key decides between two
+submissions of one document racing each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -32,9 +38,10 @@ from gateway.as4 import (
     build_user_message_streamed,
 )
 from gateway.clock import Clock
-from gateway.documents import PermitDocument, parse_document, validate_document
+from gateway.documents import DocumentKey, Finding, PermitDocument, parse_document, validate_document
 from gateway.documents.types import service_action
-from gateway.errors import ProfileError
+from gateway.errors import GatewayError, ProfileError
+from gateway.outbound.retry import NotRetryable, retry_failed
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -48,8 +55,11 @@ from gateway.store import (
     NewMessage,
     PayloadStore,
     PermitRegistry,
+    State,
 )
-from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
+from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_filename
+from gateway.store.lifecycle import Event, IllegalTransition
+from gateway.store.permits import KnownDocument
 from gateway.store.unit import unit_of_work
 
 PERMIT_MIME_TYPE = "application/xml"
@@ -57,9 +67,20 @@ PERMIT_MIME_TYPE = "application/xml"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Submitted:
+    """The message that carries a submitted document; ``created`` is False when an earlier submission of the
+    same document made it (then ``findings`` is empty: the document was checked then)."""
+
     record: MessageRecord
-    document: PermitDocument
+    findings: tuple[Finding, ...]
     created: bool
+
+
+class AlreadySent(GatewayError):
+    """The document was sent before and this submission cannot be answered with that message."""
+
+
+class _KeptMeanwhile(Exception):
+    """A concurrent submission of the same document was kept first: this one's unit of work rolls back."""
 
 
 def new_message_id(identity: IdentitySettings) -> str:
@@ -123,34 +144,51 @@ class Submitter:
         now = self._clock.now()
         parsed = parse_document(data)
         context = await self._permits.context_for(parsed.outline)
+        outline = parsed.outline
+        kept = context.known.get(outline.key) if outline is not None else None
+        if outline is not None and kept is not None and kept.content_sha256 == outline.content_sha256:
+            return await self._submitted_before(kept, partner_id, attachments)
         document = validate_document(parsed, as_of=now.date(), context=context)
         partner = choose_partner(document, self._partners, self._identity, partner_id)
         self._partners.usable(partner, now)
-        if document.document_type not in partner.profile.documents.send:
-            raise ProfileError(
-                f"partner {partner.profile.id!r} does not accept {document.document_type} documents "
-                f"(documents.send in its profile lists: {', '.join(partner.profile.documents.send) or 'none'})"
-            )
-        if len(data) > partner.profile.max_payload_bytes:  # each attachment is checked as it is kept
-            raise ProfileError(
-                f"{document.document_type} {document.number} is {len(data)} bytes; partner {partner.profile.id!r} "
-                f"accepts payloads up to {partner.profile.max_payload_bytes} bytes (max_payload_bytes in its profile)"
-            )
+        _check_agreed(document, partner, len(data))
+        new = await self._packed(document, data, attachments, partner)
+        detail: dict[str, object] = {
+            "document_type": document.document_type.value,
+            "document_number": document.number,
+            "warnings": len(document.findings),
+        }
+        if attachments:
+            detail["attachments"] = len(attachments)
+        try:
+            async with unit_of_work(self._store, self._permits) as work:
+                if not await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id):
+                    raise _KeptMeanwhile
+                record, created = await work.add(new, detail=detail)
+        except _KeptMeanwhile:
+            context = await self._permits.context_for(outline)
+            return await self._submitted_before(context.known[document.key], partner_id, attachments)
+        return Submitted(record=record, findings=document.findings, created=created)
+
+    async def _packed(
+        self, document: PermitDocument, data: bytes, attachments: Sequence[NewAttachment], partner: Partner
+    ) -> NewMessage:
+        """The signed and encrypted message built and its files stored: the message row to insert."""
         sender = self._keys.signing_for(partner.policy.suite, partner=partner.profile.id)
         user_message = self._user_message(document, partner)
         if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop
-            kept = await asyncio.to_thread(self._keep_all, attachments, partner)
+            supporting = await asyncio.to_thread(self._keep_all, attachments, partner)
             wire_sha256, content_type, references = await asyncio.to_thread(
-                self._pack_streamed, user_message, data, kept, partner, sender
+                self._pack_streamed, user_message, data, supporting, partner, sender
             )
             payload_sha256 = await self._payloads.write(data)
         else:
-            kept = []
+            supporting = []
             outgoing = self._pack(user_message, data, partner, sender)
             payload_sha256, wire_sha256 = await self._payloads.write_all(data, outgoing.body)
             content_type, references = outgoing.content_type, _signed(outgoing.references)
         ttl = timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
-        new = NewMessage(
+        return NewMessage(
             direction=Direction.OUTBOUND,
             message_id=user_message.message_id,
             conversation_id=user_message.conversation_id,
@@ -166,19 +204,60 @@ class Submitter:
             wire_sha256=wire_sha256,
             wire_content_type=content_type,
             signed_references=references,
-            attachments=[a.to_json() for a in kept] or None,
-            expires_at=now + ttl,
+            attachments=[a.to_json() for a in supporting] or None,
+            expires_at=user_message.timestamp + ttl,
         )
-        detail: dict[str, object] = {
-            "document_type": document.document_type.value,
-            "document_number": document.number,
-        }
-        if kept:
-            detail["attachments"] = len(kept)
-        async with unit_of_work(self._store, self._permits) as work:
-            await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id)
-            record, created = await work.add(new, detail=detail | {"warnings": len(document.findings)})
-        return Submitted(record=record, document=document, created=created)
+
+    async def _submitted_before(
+        self, kept: KnownDocument, partner_id: str | None, attachments: Sequence[NewAttachment]
+    ) -> Submitted:
+        """The message that carried this document before; a FAILED one goes again under its MessageId."""
+        record = await self._carrier(kept)
+        if partner_id is not None and partner_id != record.partner_id:
+            raise AlreadySent(
+                f"{_named(kept.document.key)} was sent to partner {record.partner_id!r} as message "
+                f"{record.message_id!r}; a permit document goes to one partner, once"
+            )
+        sent = tuple(a.sha256 for a in attachments_of(record.attachments))
+        given = await asyncio.to_thread(_sha256_of_files, attachments)
+        if given != sent:
+            raise AlreadySent(
+                f"{_named(kept.document.key)} was sent as message {record.message_id!r} with {len(sent)} supporting "
+                f"document(s); this submission has {len(given)} and they differ. A sent permit is not sent again "
+                "with other supporting documents: submit an Amendment of it carrying them"
+            )
+        if record.state is State.FAILED:
+            record = await self._resend(record)
+        return Submitted(record=record, findings=(), created=False)
+
+    async def _carrier(self, kept: KnownDocument) -> MessageRecord:
+        if kept.direction is not Direction.OUTBOUND:
+            raise AlreadySent(
+                f"{_named(kept.document.key)} was received from a partner in message {kept.message_id!r}; "
+                "this gateway sends only documents it did not receive"
+            )
+        record = await self._store.find(Direction.OUTBOUND, kept.message_id)
+        if record is None:
+            raise AlreadySent(
+                f"{_named(kept.document.key)} was sent as message {kept.message_id!r}, whose record the retention "
+                "purge has since removed; a permit document is sent once. Submit an Amendment or a Cancellation "
+                "to change or withdraw it"
+            )
+        return record
+
+    async def _resend(self, record: MessageRecord) -> MessageRecord:
+        try:
+            return await retry_failed(
+                self._store,
+                self._partners,
+                self._clock,
+                record.message_id,
+                reason="the national system submitted the same document again",
+                event=Event.RESUBMITTED,
+            )
+        except (NotRetryable, IllegalTransition):  # another submission or an operator sent it again meanwhile
+            again = await self._store.find(Direction.OUTBOUND, record.message_id)
+            return again or record
 
     def _keep_all(self, attachments: Sequence[NewAttachment], partner: Partner) -> list[Attachment]:
         return [self._keep(a, position, partner) for position, a in enumerate(attachments, start=1)]
@@ -259,6 +338,36 @@ class Submitter:
             conversation_id=str(uuid.uuid4()),
             mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
         )
+
+
+def _check_agreed(document: PermitDocument, partner: Partner, size: int) -> None:
+    """The partner takes this type of document, and a permit this large (each attachment is checked as kept)."""
+    if document.document_type not in partner.profile.documents.send:
+        raise ProfileError(
+            f"partner {partner.profile.id!r} does not accept {document.document_type} documents "
+            f"(documents.send in its profile lists: {', '.join(partner.profile.documents.send) or 'none'})"
+        )
+    if size > partner.profile.max_payload_bytes:
+        raise ProfileError(
+            f"{document.document_type} {document.number} is {size} bytes; partner {partner.profile.id!r} "
+            f"accepts payloads up to {partner.profile.max_payload_bytes} bytes (max_payload_bytes in its profile)"
+        )
+
+
+def _named(key: DocumentKey) -> str:
+    return f"{key.document_type} {key.number} (issued by {key.issuing_country})"
+
+
+def _sha256_of_files(attachments: Sequence[NewAttachment]) -> tuple[str, ...]:
+    found = []
+    for attachment in attachments:
+        digest = hashlib.sha256()
+        attachment.file.seek(0)
+        while block := attachment.file.read(1 << 20):
+            digest.update(block)
+        attachment.file.seek(0)
+        found.append(digest.hexdigest())
+    return tuple(found)
 
 
 def _content_id(what: str) -> str:

@@ -28,6 +28,7 @@ class State(StrEnum):
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
     DELIVERED = "DELIVERED"
+    DUPLICATE = "DUPLICATE"  # receipted, not delivered: its permit document came before in another message
 
 
 class Event(StrEnum):
@@ -38,9 +39,11 @@ class Event(StrEnum):
     GIVE_UP = "give_up"
     LEASE_EXPIRED = "lease_expired"
     OPERATOR_RETRY = "operator_retry"
+    RESUBMITTED = "resubmitted"
     ACCEPT = "accept"
     REJECT = "reject"
     DELIVER = "deliver"
+    DUPLICATE_DOCUMENT = "duplicate_document"
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -55,13 +58,17 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SUBMITTED, Event.GIVE_UP): State.FAILED,
     (State.SENDING, Event.LEASE_EXPIRED): State.RETRY_WAIT,
     (State.FAILED, Event.OPERATOR_RETRY): State.RETRY_WAIT,
+    # the national system submitted a FAILED message's document again: it goes again under its MessageId
+    (State.FAILED, Event.RESUBMITTED): State.RETRY_WAIT,
     (State.RECEIVED, Event.ACCEPT): State.ACCEPTED,
     (State.RECEIVED, Event.REJECT): State.REJECTED,
     (State.ACCEPTED, Event.DELIVER): State.DELIVERED,
+    # a partner resent a permit under a new MessageId: the national system has it (or will) from the first
+    (State.RECEIVED, Event.DUPLICATE_DOCUMENT): State.DUPLICATE,
 }
 
 INITIAL = {Direction.OUTBOUND: State.SUBMITTED, Direction.INBOUND: State.RECEIVED}
-FINAL = frozenset({State.ACKNOWLEDGED, State.FAILED, State.REJECTED, State.DELIVERED})
+FINAL = frozenset({State.ACKNOWLEDGED, State.FAILED, State.REJECTED, State.DELIVERED, State.DUPLICATE})
 
 
 class IllegalTransition(StoreError):

@@ -250,6 +250,11 @@ class PermitRegistry:
         _, created = await _Tx(conn, self._clock.now()).record(document, direction, message_id)
         return created
 
+    async def first_carrier_on(self, conn: AsyncConnection, key: DocumentKey) -> str:
+        """The MessageId that carried the kept document ``key`` when it was first kept."""
+        message_id: str = (await conn.execute(_KEPT_AS, _key_params([key]))).one().message_id
+        return message_id
+
     async def expire(self, as_of: date) -> int:
         """Authorizations whose validity ended before ``as_of`` move to EXPIRED / EXPIRED_UNENDORSED."""
         now = self._clock.now()
@@ -589,6 +594,9 @@ class KnownDocument:
     content_sha256: str
     refers_to: int | None
     lines: tuple[PermitLineRecord, ...]
+    direction: Direction
+    message_id: str
+    """The message that first carried it, sent or received."""
 
     def line(self, line_number: int) -> PermitLineRecord | None:
         return next((line for line in self.lines if line.line_number == line_number), None)
@@ -807,7 +815,7 @@ def _documents_with_keys(count: int) -> Select[Any]:
 
 # Built once: each call finds the compiled statement in SQLAlchemy's cache (see store.py).
 _PK_OF_KEY = select(_doc.id).where(_key_matches(0))
-_KEPT_AS = select(_doc.id, _doc.content_sha256).where(_key_matches(0))
+_KEPT_AS = select(_doc.id, _doc.content_sha256, _doc.message_id).where(_key_matches(0))
 _DOCUMENT_BY_PK = select(permit_documents).where(_doc.id == bindparam("pk"))
 _LINES_OF_DOCUMENT = select(permit_lines).where(_line.document_pk == bindparam("pk")).order_by(_line.line_number)
 _LINES_OF_DOCUMENTS = (
@@ -1037,4 +1045,6 @@ def _known(row: Any, lines: Sequence[Any]) -> KnownDocument:
         content_sha256=row.content_sha256,
         refers_to=row.refers_to,
         lines=tuple(_line_record(line) for line in lines),
+        direction=Direction(row.direction),
+        message_id=row.message_id,
     )

@@ -31,6 +31,10 @@ class UnitOfWork:
         """``PermitRegistry.record`` in this unit; True when newly kept, False when the same document was."""
         return await self._permits.record_on(self._conn, document, direction=direction, message_id=message_id)
 
+    async def first_carrier(self, document: PermitDocument) -> str:
+        """The MessageId that carried ``document`` when it was first kept (by this unit or before it)."""
+        return await self._permits.first_carrier_on(self._conn, document.key)
+
     async def add(
         self,
         new: NewMessage,

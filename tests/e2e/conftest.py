@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,6 +19,7 @@ from gateway.profiles.certificates import load_certificate, load_private_key
 from gateway.profiles.devpki import DevPki
 from gateway.profiles.suitekeys import suite_pair
 from gateway.profiles.trust import load_key_pair
+from gateway.settings import Settings
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +37,8 @@ class Harness:
     profile_folders: dict[str, Path] = field(default_factory=dict)
     """A gateway's own profile folder (by party id); without one, the shared ``tmp/profiles``."""
 
-    async def start(self, party_id: str) -> Running:
+    def settings(self, party_id: str, **sections: Any) -> Settings:
+        """The test settings of ``party_id``'s gateway, with whole ``sections`` replaced (``store=...``)."""
         authority = next(a for a in AUTHORITIES if a.party_id == party_id)
         settings = gateway_settings(
             authority,
@@ -44,7 +47,10 @@ class Harness:
             data_dir=self.tmp / "data",
             profiles=self.profile_folders.get(party_id, self.tmp / "profiles"),
         )
-        gateway = await start_gateway(party_id[:2], settings, self.clock)
+        return settings.model_copy(update=sections)
+
+    async def start(self, party_id: str, **sections: Any) -> Running:
+        gateway = await start_gateway(party_id[:2], self.settings(party_id, **sections), self.clock)
         self.running[party_id] = gateway
         return gateway
 
@@ -100,6 +106,12 @@ def example(name: str, *, today: datetime, folder: str = "valid") -> bytes:
 
     as_of = date.fromisoformat((EXAMPLES / "as-of.txt").read_text().strip())
     return redate((EXAMPLES / folder / name).read_bytes(), (today.date() - as_of).days)
+
+
+async def submit(session: aiohttp.ClientSession, gateway: Running, data: Any, query: str = "") -> tuple[int, Any]:
+    """POST a permit (bytes, or a form with supporting documents) to the submission API: (status, JSON)."""
+    async with session.post(f"{gateway.url}/api/v1/documents{query}", data=data) as response:
+        return response.status, await response.json()
 
 
 UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"

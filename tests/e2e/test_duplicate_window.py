@@ -10,7 +10,6 @@ import pytest
 
 from gateway.as4 import ErrorReceived, Outgoing, SecurityPolicy, parse_response
 from gateway.errors import ConfigError
-from gateway.interfaces.demo import AUTHORITIES, gateway_settings, start_gateway
 from gateway.settings import InboundSettings
 from tests.e2e.conftest import Harness, example
 from tests.e2e.test_two_gateways import IA, _error_code, _forged_user_message, _post_as4
@@ -49,17 +48,8 @@ async def test_a_message_older_than_the_window_is_refused_naming_both_times(
 
 
 async def test_a_time_to_live_longer_than_the_window_stops_the_start(harness: Harness) -> None:
-    authority = next(a for a in AUTHORITIES if a.party_id == "CH-SWISSMEDIC")
-    settings = gateway_settings(
-        authority,
-        harness.pki,
-        port=harness.ports["CH-SWISSMEDIC"],
-        data_dir=harness.tmp / "data",
-        profiles=harness.tmp / "profiles",
-    )
-    short = settings.model_copy(update={"inbound": InboundSettings(duplicate_window_hours=48)})
     with pytest.raises(ConfigError) as caught:
-        await start_gateway("CH", short, harness.clock)
+        await harness.start("CH-SWISSMEDIC", inbound=InboundSettings(duplicate_window_hours=48))
     message = str(caught.value)
     assert "time_to_live_hours = 72" in message and "duplicate_window_hours = 48" in message
     assert "'be-famhp'" in message or "'ch-swissmedic'" in message

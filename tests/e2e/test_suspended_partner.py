@@ -10,7 +10,7 @@ import aiohttp
 
 from gateway.interfaces.demo import Running, message, wait_for
 from gateway.interfaces.keys import NODE, PROFILE_WATCHER
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, submit
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -24,16 +24,9 @@ def set_enabled(harness: Harness, gateway: Running, profile_id: str, enabled: bo
     assert gateway.runner.app[PROFILE_WATCHER].reload(f"test: {profile_id} enabled={enabled}")
 
 
-async def submitted(
-    session: aiohttp.ClientSession, gateway: Running, document: bytes
-) -> tuple[int, dict[str, Any]]:
-    async with session.post(f"{gateway.url}/api/v1/documents", data=document) as response:
-        return response.status, await response.json()
-
-
 async def held_message(harness: Harness, session: aiohttp.ClientSession, be: Running) -> dict[str, Any]:
     """A message to CH waiting for its retry (CH is down), then CH suspended and the retry long due."""
-    status, body = await submitted(session, be, example(IA, today=harness.clock.now()))
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
     assert status == 202
     await wait_for(session, be, body["message_id"], "RETRY_WAIT")
     set_enabled(harness, be, "ch-swissmedic", False)
@@ -89,7 +82,7 @@ async def test_new_documents_to_a_suspended_partner_are_refused(
     be = await harness.start("BE-FAMHP")
     set_enabled(harness, be, "ch-swissmedic", False)
 
-    status, body = await submitted(session, be, example(IA, today=harness.clock.now()))
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
 
     assert status == 409
     assert "partner 'ch-swissmedic' is suspended (enabled: false in its profile)" in body["detail"]
@@ -104,7 +97,7 @@ async def test_messages_from_a_suspended_partner_are_refused_with_an_ebms_error(
     ch = await harness.start("CH-SWISSMEDIC")
     set_enabled(harness, ch, "be-famhp", False)  # CH suspends BE; BE still sends to CH
 
-    status, body = await submitted(session, be, example(IA, today=harness.clock.now()))
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
     assert status == 202
 
     failed = await wait_for(session, be, body["message_id"], "FAILED")
@@ -120,7 +113,7 @@ async def test_an_operator_retry_sends_a_failed_message_again_under_its_message_
     be = await harness.start("BE-FAMHP")
     ch = await harness.start("CH-SWISSMEDIC")
     set_enabled(harness, ch, "be-famhp", False)  # CH refuses BE's message: it fails for good
-    status, body = await submitted(session, be, example(IA, today=harness.clock.now()))
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
     assert status == 202
     message_id = body["message_id"]
     await wait_for(session, be, message_id, "FAILED")

@@ -17,6 +17,7 @@ from gateway.as4 import (
     ErrorReceived,
     Outgoing,
     Payload,
+    ReceiptReceived,
     SecurityPolicy,
     build_user_message,
     parse_response,
@@ -159,6 +160,39 @@ async def test_a_retry_gets_the_original_receipt_and_is_delivered_once(
     assert len(list(ch.inbox.glob("*.xml"))) == 1
     record = await message(session, ch, "r1@be-famhp.test")
     assert record is not None and [e["kind"] for e in record["events"]].count("duplicate") == 1
+
+
+async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_delivered_again(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A sender whose retries mint new MessageIds defeats duplicate detection by MessageId; the permit's own key
+    does not let its document reach the national system twice."""
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    be_keys, ch_keys = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC")
+    policy = SecurityPolicy(signing_certificates=(ch_keys.certificate,))
+    for message_id in ("n1@be-famhp.test", "n2@be-famhp.test"):
+        payload = Payload(content_id="permit@test", mime_type="application/xml", data=ia)
+        sent = build_user_message(
+            permit_user_message(harness, message_id),
+            [payload],
+            sender=be_keys,
+            recipient_certificate=ch_keys.certificate,
+        )
+        status, answer_type, answer = await _post_as4(session, ch.url, sent.content_type, sent.body)
+        receipt = parse_response(answer_type, answer, sent=sent, policy=policy, now=harness.clock.now())
+        assert status == 200 and isinstance(receipt, ReceiptReceived), receipt
+
+    await wait_for(session, ch, "n1@be-famhp.test", "DELIVERED")
+    second = await message(session, ch, "n2@be-famhp.test")
+    assert second is not None and second["state"] == "DUPLICATE"
+    assert second["events"][-1]["detail"]["first_message_id"] == "n1@be-famhp.test"
+    async with session.get(f"{ch.url}/metrics") as response:  # one registry per process: other tests count too
+        assert (
+            'permit_gateway_duplicates_total{outcome="document_resent",partner="be-famhp"}'
+            in await response.text()
+        )
+    assert len(list(ch.inbox.glob("*.xml"))) == 1
 
 
 async def test_same_message_id_with_other_content_is_refused(

@@ -13,7 +13,7 @@ from gateway.clock import FixedClock
 from gateway.inbound.deliver import FolderDelivery
 from gateway.profiles import PartnerProfile, ProfileRegistry
 from gateway.store import Direction, Event, MessageRecord, MessageStore, NewMessage, PayloadStore
-from tests.store.conftest import clock, store, store_url  # noqa: F401 - fixtures shared with the store tests
+from tests.store.conftest import clock, store  # noqa: F401 - fixtures shared with the store tests
 
 PERMIT = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<ImportAuthorization xmlns="urn:permit-gateway:cs-permits:1"/>\n'

@@ -27,10 +27,10 @@ def test_each_event_has_a_single_target() -> None:
         assert len(targets) <= 1, event
 
 
-def test_final_states_only_leave_by_operator_retry() -> None:
+def test_final_states_only_leave_by_a_retry_an_operator_or_the_national_system_asked_for() -> None:
     for (state, event), _ in TRANSITIONS.items():
         if state in FINAL:
-            assert (state, event) == (State.FAILED, Event.OPERATOR_RETRY)
+            assert (state, event) in {(State.FAILED, Event.OPERATOR_RETRY), (State.FAILED, Event.RESUBMITTED)}
 
 
 @given(st.sampled_from([State.SUBMITTED, State.RECEIVED]), st.lists(st.sampled_from(list(Event)), max_size=30))

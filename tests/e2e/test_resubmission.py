@@ -1,0 +1,150 @@
+"""A permit document is sent once. A national system that submits the same document again (it never heard our
+answer, its job ran twice, an operator dropped the file a second time) gets the message that carries it, never
+a second message under a new MessageId that the partner would have to take for a new permit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+
+from gateway.interfaces import folder
+from gateway.interfaces.demo import (
+    Running,
+    exchange,
+    message,
+    wait_for,
+)
+from gateway.interfaces.keys import NODE
+from gateway.settings import StoreSettings
+from tests.e2e.conftest import Harness, example, submit
+
+IA = "BE-IA-2026-0001.xml"
+EA = "CH-EA-2026-0001.xml"
+
+
+async def outbound(session: aiohttp.ClientSession, gateway: Running) -> list[dict[str, Any]]:
+    async with session.get(f"{gateway.url}/api/v1/messages?direction=outbound") as response:
+        found: list[dict[str, Any]] = (await response.json())["messages"]
+        return found
+
+
+async def delivered_once(session: aiohttp.ClientSession, ch: Running, message_id: str) -> None:
+    await wait_for(session, ch, message_id, "DELIVERED")
+    assert len(list(ch.inbox.glob("*.xml"))) == 1
+
+
+async def test_the_same_document_submitted_again_is_answered_with_its_message(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    first_status, first = await submit(session, be, ia)
+    await wait_for(session, be, first["message_id"], "ACKNOWLEDGED")
+
+    again_status, again = await submit(session, be, ia)
+
+    assert (first_status, first["submitted_before"]) == (202, False)
+    assert (again_status, again["submitted_before"]) == (200, True)
+    assert (again["message_id"], again["state"]) == (first["message_id"], "ACKNOWLEDGED")
+    assert [m["message_id"] for m in await outbound(session, be)] == [first["message_id"]]
+    await delivered_once(session, ch, first["message_id"])
+
+
+async def test_an_export_submitted_again_does_not_draw_twice_and_is_not_refused(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Checked again, the export would no longer fit the import it already drew on: the earlier submission
+    answers before any rule runs."""
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    today = harness.clock.now()
+    await exchange(session, be, ch, example(IA, today=today), IA)
+    ea = example(EA, today=today)
+    sent = (await exchange(session, ch, be, ea, EA)).message_id
+
+    status, again = await submit(session, ch, ea)
+
+    assert (status, again["message_id"]) == (200, sent)
+    async with session.get(f"{ch.url}/api/v1/permits/ImportAuthorization/BE/BE-IA-2026-0001") as response:
+        permit = await response.json()
+    assert [line["remaining_base_grams"] for line in permit["lines"]] == ["1880", "1474"]
+
+
+async def test_a_failed_message_goes_again_under_its_message_id_when_its_document_is_submitted_again(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ia = example(IA, today=harness.clock.now())
+    _, first = await submit(session, be, ia)
+    message_id = first["message_id"]
+    await wait_for(session, be, message_id, "RETRY_WAIT")
+    harness.clock.advance(timedelta(hours=72))
+    await be.runner.app[NODE].dispatcher.run_once()
+    assert (await message(session, be, message_id) or {})["state"] == "FAILED"
+    ch = await harness.start("CH-SWISSMEDIC")
+
+    status, again = await submit(session, be, ia)
+
+    assert (status, again["message_id"], again["state"]) == (200, message_id, "RETRY_WAIT")
+    done = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    resubmitted = next(e for e in done["events"] if e["kind"] == "resubmitted")
+    assert resubmitted["detail"]["reason"] == "the national system submitted the same document again"
+    assert "ClientConnectorError" in resubmitted["detail"]["failed_because"]
+    await delivered_once(session, ch, message_id)
+
+
+async def test_a_document_submitted_again_with_other_supporting_documents_or_to_another_partner_is_refused(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ia = example(IA, today=harness.clock.now())
+    _, first = await submit(session, be, ia)
+
+    form = aiohttp.FormData()
+    form.add_field("document", ia, filename="permit.xml", content_type="application/xml")
+    form.add_field("attachment", b"%PDF-1.7\n", filename="scan.pdf", content_type="application/pdf")
+    status, refused = await submit(session, be, form)
+    assert status == 409
+    assert first["message_id"] in refused["detail"] and "with 0 supporting document(s)" in refused["detail"]
+    assert "Amendment" in refused["detail"]
+
+    status, refused = await submit(session, be, ia, "?partner=de-bfarm")
+    assert status == 409
+    assert "was sent to partner 'ch-swissmedic'" in refused["detail"], refused
+    assert [m["message_id"] for m in await outbound(session, be)] == [first["message_id"]]
+
+
+async def test_an_outbox_file_dropped_again_is_filed_with_the_message_that_carries_it(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    outbox = be.settings.folders.outbox
+    outbox.mkdir(parents=True, exist_ok=True)
+    ia = example(IA, today=harness.clock.now())
+    (outbox / "ia.xml").write_bytes(ia)
+    await folder.scan(be.runner.app)
+    first = json.loads((outbox / "sent" / "ia.xml.json").read_text())
+    (outbox / "ia-again.xml").write_bytes(ia)
+    await folder.scan(be.runner.app)
+    again = json.loads((outbox / "sent" / "ia-again.xml.json").read_text())
+    assert (first["submitted_before"], again["submitted_before"]) == (False, True)
+    assert again["message_id"] == first["message_id"]
+
+
+async def test_concurrent_submissions_of_one_document_make_one_message(
+    harness: Harness, session: aiohttp.ClientSession, store_url: str
+) -> None:
+    """All pass the early check at once; the registry's unique document key lets one of them through."""
+    be = await harness.start("BE-FAMHP", store=StoreSettings(url=store_url))
+    ia = example(IA, today=harness.clock.now())
+
+    answers = await asyncio.gather(*(submit(session, be, ia) for _ in range(8)))
+
+    assert sorted(status for status, _ in answers) == [200] * 7 + [202]
+    assert len({body["message_id"] for _, body in answers}) == 1
+    assert len(await outbound(session, be)) == 1
