@@ -9,7 +9,7 @@ import random
 import signal
 from collections.abc import Mapping
 
-POINTS = frozenset({"send.after_post", "receive.before_answer", "deliver.after_write"})
+POINTS = frozenset({"submit.before_answer", "send.after_post", "receive.before_answer", "deliver.after_write"})
 
 
 class Faults:

@@ -133,6 +133,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         identity=identity,
         keys=keys,
         clock=clock,
+        faults=faults,
     )
     dispatcher = Dispatcher(
         store=store,

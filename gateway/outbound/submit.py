@@ -41,6 +41,7 @@ from gateway.clock import Clock
 from gateway.documents import DocumentKey, Finding, PermitDocument, parse_document, validate_document
 from gateway.documents.types import service_action
 from gateway.errors import GatewayError, ProfileError
+from gateway.faults import NO_FAULTS, Faults
 from gateway.outbound.retry import NotRetryable, retry_failed
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
@@ -120,7 +121,9 @@ class Submitter:
         identity: IdentitySettings,
         keys: OwnKeys,
         clock: Clock,
+        faults: Faults = NO_FAULTS,
     ) -> None:
+        self._faults = faults
         self._store = store
         self._permits = permits
         self._payloads = payloads
@@ -168,6 +171,7 @@ class Submitter:
         except _KeptMeanwhile:
             context = await self._permits.context_for(outline)
             return await self._submitted_before(context.known[document.key], partner_id, attachments)
+        self._faults.hit("submit.before_answer")
         return Submitted(record=record, findings=document.findings, created=created)
 
     async def _packed(

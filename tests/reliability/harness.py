@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,11 +183,16 @@ def import_authorization(number: int) -> bytes:
     return redate(text, shift)
 
 
-async def submit(session: aiohttp.ClientSession, gateway: GatewayProcess, document: bytes) -> str | None:
-    """The MessageId when the gateway acknowledged the submission (202), None when it was down or crashed."""
+async def submit(
+    session: aiohttp.ClientSession, gateway: GatewayProcess, document: bytes, statuses: Counter[int] | None = None
+) -> str | None:
+    """The MessageId when the gateway acknowledged the submission (202, or 200 for a document submitted before
+    whose answer was lost), None when it was down or crashed."""
     try:
         async with session.post(f"{gateway.url}/api/v1/documents", data=document) as response:
-            if response.status == 202:
+            if statuses is not None:
+                statuses[response.status] += 1
+            if response.status in (200, 202):
                 body = await response.json()
                 return str(body["message_id"])
             raise AssertionError(f"submission refused: HTTP {response.status} {await response.text()}")

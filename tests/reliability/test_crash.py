@@ -1,7 +1,7 @@
 """Crash safety: real gateway processes are killed with SIGKILL at random moments and at named points
-(while sending, after receiving and before answering, while delivering), then restarted. Afterwards every
-acknowledged submission is ACKNOWLEDGED (or explicitly FAILED) and every received message is in the
-receiving authority's inbox exactly once."""
+(while sending, after receiving and before answering, while delivering), then restarted. A submission left
+unanswered is made again with the same document. Afterwards each document is one message, ACKNOWLEDGED (or
+explicitly FAILED), and every received message is in the receiving authority's inbox exactly once."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ MIN_CRASHES = 10
 SETTLE_SECONDS = 300.0
 # Per hit: with up to 20 sends in flight at once, 1 % crashes often enough without a crash loop.
 CRASH_POINTS = {
-    "BE": {"send.after_post": 0.01},
+    "BE": {"submit.before_answer": 0.03, "send.after_post": 0.01},
     "CH": {"receive.before_answer": 0.01, "deliver.after_write": 0.01},
 }
 
@@ -111,6 +111,7 @@ async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(
         "CH", "CH-SWISSMEDIC", port=ports["CH-SWISSMEDIC"], faults=CRASH_POINTS["CH"], store_url=store_urls["CH"]
     )
     submitted: set[str] = set()
+    answers: Counter[int] = Counter()
     stop = asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for process in world.processes.values():
@@ -128,11 +129,14 @@ async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(
                     f"only {len(submitted)} submissions accepted and {_crashes(world)} crashes"
                 )
                 assert not supervisor.done(), f"the supervisor stopped: {supervisor.exception()!r}"
-                number += 1
-                message_id = await submit(session, world.processes["BE"], import_authorization(number))
+                # unanswered (the gateway died): the same document again, as a national system would
+                message_id = await submit(
+                    session, world.processes["BE"], import_authorization(number + 1), answers
+                )
                 if message_id is None:
                     await asyncio.sleep(0.2)
                     continue
+                number += 1
                 submitted.add(message_id)
             chaos.cancel()
             states, received = await _settled(world, session, submitted)
@@ -145,6 +149,10 @@ async def test_kill_9_at_random_points_loses_nothing_and_delivers_once(
     crashes = _crashes(world)
     assert crashes >= MIN_CRASHES, f"only {crashes} crashes: the test did not exercise recovery"
     assert all(states[m] in ("ACKNOWLEDGED", "FAILED") for m in submitted)
+    assert len(submitted) == number == len(states), (
+        "a document submitted again after a crash made a second message"
+    )
+    assert answers[200] >= 1, f"no submission was answered after a crash lost its first answer: {answers}"
     acknowledged = {m for m, s in states.items() if s == "ACKNOWLEDGED"}
     assert len(acknowledged) >= len(states) - 5, Counter(states.values())
     inbox = tmp_path / "ch-swissmedic" / "inbox"
