@@ -55,11 +55,9 @@ async def test_the_same_document_submitted_again_is_answered_with_its_message(
     await delivered_once(session, ch, first["message_id"])
 
 
-async def test_an_export_submitted_again_does_not_draw_twice_and_is_not_refused(
+async def test_an_export_submitted_again_does_not_draw_on_its_import_twice(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    """Checked again, the export would no longer fit the import it already drew on: the earlier submission
-    answers before any rule runs."""
     be = await harness.start("BE-FAMHP")
     ch = await harness.start("CH-SWISSMEDIC")
     today = harness.clock.now()

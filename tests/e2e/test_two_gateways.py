@@ -14,8 +14,12 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gateway.as4 import (
+    ROLE_INITIATOR,
+    ROLE_RESPONDER,
     ErrorReceived,
     Outgoing,
+    Party,
+    PartyId,
     Payload,
     ReceiptReceived,
     SecurityPolicy,
@@ -23,10 +27,10 @@ from gateway.as4 import (
     parse_response,
 )
 from gateway.interfaces import folder
-from gateway.interfaces.demo import exchange, message, wait_for
+from gateway.interfaces.demo import Running, exchange, message, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.outbound.ping import Stage, ping
-from tests.e2e.conftest import Harness, example, permit_user_message
+from tests.e2e.conftest import UNREGISTERED, Harness, example, permit_user_message
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -162,6 +166,27 @@ async def test_a_retry_gets_the_original_receipt_and_is_delivered_once(
     assert record is not None and [e["kind"] for e in record["events"]].count("duplicate") == 1
 
 
+async def _receipted(
+    harness: Harness, session: aiohttp.ClientSession, to: Running, document: bytes, message_id: str, **changes: Any
+) -> None:
+    """``document`` sent by hand to ``to`` as Belgium (or whoever ``changes`` make the sender); it must be
+    answered with a signed receipt."""
+    sender = changes.pop("sender", "BE-FAMHP")
+    receiver = "CH-SWISSMEDIC" if sender == "BE-FAMHP" else "BE-FAMHP"
+    keys, theirs = harness.keys(sender), harness.keys(receiver)
+    payload = Payload(content_id="permit@test", mime_type="application/xml", data=document)
+    sent = build_user_message(
+        permit_user_message(harness, message_id, **changes),
+        [payload],
+        sender=keys,
+        recipient_certificate=theirs.certificate,
+    )
+    status, answer_type, answer = await _post_as4(session, to.url, sent.content_type, sent.body)
+    policy = SecurityPolicy(signing_certificates=(theirs.certificate,))
+    receipt = parse_response(answer_type, answer, sent=sent, policy=policy, now=harness.clock.now())
+    assert status == 200 and isinstance(receipt, ReceiptReceived), receipt
+
+
 async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_delivered_again(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
@@ -169,19 +194,8 @@ async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_deliv
     does not let its document reach the national system twice."""
     ch = await harness.start("CH-SWISSMEDIC")
     ia = example(IA, today=harness.clock.now())
-    be_keys, ch_keys = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC")
-    policy = SecurityPolicy(signing_certificates=(ch_keys.certificate,))
     for message_id in ("n1@be-famhp.test", "n2@be-famhp.test"):
-        payload = Payload(content_id="permit@test", mime_type="application/xml", data=ia)
-        sent = build_user_message(
-            permit_user_message(harness, message_id),
-            [payload],
-            sender=be_keys,
-            recipient_certificate=ch_keys.certificate,
-        )
-        status, answer_type, answer = await _post_as4(session, ch.url, sent.content_type, sent.body)
-        receipt = parse_response(answer_type, answer, sent=sent, policy=policy, now=harness.clock.now())
-        assert status == 200 and isinstance(receipt, ReceiptReceived), receipt
+        await _receipted(harness, session, ch, ia, message_id)
 
     await wait_for(session, ch, "n1@be-famhp.test", "DELIVERED")
     second = await message(session, ch, "n2@be-famhp.test")
@@ -193,6 +207,31 @@ async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_deliv
             in await response.text()
         )
     assert len(list(ch.inbox.glob("*.xml"))) == 1
+
+
+async def test_an_export_resent_under_a_new_message_id_does_not_draw_on_its_import_twice(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    today = harness.clock.now()
+    await exchange(session, be, ch, example(IA, today=today), IA)
+    ea = example(EA, today=today)
+    from_ch = {
+        "sender": "CH-SWISSMEDIC",
+        "from_party": Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=UNREGISTERED),), role=ROLE_INITIATOR),
+        "to_party": Party(party_ids=(PartyId(value="BE-FAMHP", type=UNREGISTERED),), role=ROLE_RESPONDER),
+        "action": "ExportAuthorization",
+    }
+    for message_id in ("e1@ch-swissmedic.test", "e2@ch-swissmedic.test"):
+        await _receipted(harness, session, be, ea, message_id, **from_ch)
+
+    await wait_for(session, be, "e1@ch-swissmedic.test", "DELIVERED")
+    second = await message(session, be, "e2@ch-swissmedic.test")
+    assert second is not None and second["state"] == "DUPLICATE", second
+    async with session.get(f"{be.url}/api/v1/permits/ImportAuthorization/BE/BE-IA-2026-0001") as response:
+        permit = await response.json()
+    assert [line["remaining_base_grams"] for line in permit["lines"]] == ["1880", "1474"]
 
 
 async def test_same_message_id_with_other_content_is_refused(
