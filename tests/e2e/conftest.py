@@ -114,6 +114,23 @@ async def submit(session: aiohttp.ClientSession, gateway: Running, data: Any, qu
         return response.status, await response.json()
 
 
+async def import_exchanged(harness: Harness, session: aiohttp.ClientSession) -> tuple[Running, Running]:
+    """Both gateways started, and Belgium's ImportAuthorization delivered to Switzerland."""
+    from gateway.interfaces.demo import exchange
+
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = "BE-IA-2026-0001.xml"
+    await exchange(session, be, ch, example(ia, today=harness.clock.now()), ia)
+    return be, ch
+
+
+async def remaining_base_grams(session: aiohttp.ClientSession, gateway: Running) -> list[str]:
+    """What is left on each line of BE-IA-2026-0001, as ``gateway`` has it."""
+    async with session.get(f"{gateway.url}/api/v1/permits/ImportAuthorization/BE/BE-IA-2026-0001") as response:
+        return [line["remaining_base_grams"] for line in (await response.json())["lines"]]
+
+
 UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 
 

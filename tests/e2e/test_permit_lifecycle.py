@@ -10,7 +10,7 @@ import aiohttp
 
 from gateway.interfaces.demo import Running, exchange
 from gateway.settings import DocumentSettings
-from tests.e2e.conftest import EXAMPLES, Harness, example, submit
+from tests.e2e.conftest import EXAMPLES, Harness, example, import_exchanged, submit
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -39,10 +39,8 @@ def second_export(first: bytes) -> bytes:
 async def test_an_export_draws_on_the_import_on_both_gateways_and_no_more_than_remains(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    be = await harness.start("BE-FAMHP")
-    ch = await harness.start("CH-SWISSMEDIC")
+    be, ch = await import_exchanged(harness, session)
     today = harness.clock.now()
-    await exchange(session, be, ch, example(IA, today=today), IA)
     await exchange(session, ch, be, example(EA, today=today), EA)
 
     status, refused = await submit(session, ch, second_export(example(EA, today=today)))

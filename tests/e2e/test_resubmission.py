@@ -20,7 +20,7 @@ from gateway.interfaces.demo import (
 )
 from gateway.interfaces.keys import NODE
 from gateway.settings import StoreSettings
-from tests.e2e.conftest import Harness, example, submit
+from tests.e2e.conftest import Harness, example, import_exchanged, remaining_base_grams, submit
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -58,19 +58,14 @@ async def test_the_same_document_submitted_again_is_answered_with_its_message(
 async def test_an_export_submitted_again_does_not_draw_on_its_import_twice(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    be = await harness.start("BE-FAMHP")
-    ch = await harness.start("CH-SWISSMEDIC")
-    today = harness.clock.now()
-    await exchange(session, be, ch, example(IA, today=today), IA)
-    ea = example(EA, today=today)
+    be, ch = await import_exchanged(harness, session)
+    ea = example(EA, today=harness.clock.now())
     sent = (await exchange(session, ch, be, ea, EA)).message_id
 
     status, again = await submit(session, ch, ea)
 
     assert (status, again["message_id"]) == (200, sent)
-    async with session.get(f"{ch.url}/api/v1/permits/ImportAuthorization/BE/BE-IA-2026-0001") as response:
-        permit = await response.json()
-    assert [line["remaining_base_grams"] for line in permit["lines"]] == ["1880", "1474"]
+    assert await remaining_base_grams(session, ch) == ["1880", "1474"]
 
 
 async def test_a_failed_message_goes_again_under_its_message_id_when_its_document_is_submitted_again(

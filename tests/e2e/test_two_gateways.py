@@ -30,7 +30,14 @@ from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, exchange, message, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.outbound.ping import Stage, ping
-from tests.e2e.conftest import UNREGISTERED, Harness, example, permit_user_message
+from tests.e2e.conftest import (
+    UNREGISTERED,
+    Harness,
+    example,
+    import_exchanged,
+    permit_user_message,
+    remaining_base_grams,
+)
 
 IA = "BE-IA-2026-0001.xml"
 EA = "CH-EA-2026-0001.xml"
@@ -212,11 +219,8 @@ async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_deliv
 async def test_an_export_resent_under_a_new_message_id_does_not_draw_on_its_import_twice(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    be = await harness.start("BE-FAMHP")
-    ch = await harness.start("CH-SWISSMEDIC")
-    today = harness.clock.now()
-    await exchange(session, be, ch, example(IA, today=today), IA)
-    ea = example(EA, today=today)
+    be, _ = await import_exchanged(harness, session)
+    ea = example(EA, today=harness.clock.now())
     from_ch = {
         "sender": "CH-SWISSMEDIC",
         "from_party": Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type=UNREGISTERED),), role=ROLE_INITIATOR),
@@ -229,9 +233,7 @@ async def test_an_export_resent_under_a_new_message_id_does_not_draw_on_its_impo
     await wait_for(session, be, "e1@ch-swissmedic.test", "DELIVERED")
     second = await message(session, be, "e2@ch-swissmedic.test")
     assert second is not None and second["state"] == "DUPLICATE", second
-    async with session.get(f"{be.url}/api/v1/permits/ImportAuthorization/BE/BE-IA-2026-0001") as response:
-        permit = await response.json()
-    assert [line["remaining_base_grams"] for line in permit["lines"]] == ["1880", "1474"]
+    assert await remaining_base_grams(session, be) == ["1880", "1474"]
 
 
 async def test_same_message_id_with_other_content_is_refused(
