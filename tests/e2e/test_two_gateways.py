@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -30,6 +31,7 @@ from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, exchange, message, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.outbound.ping import Stage, ping
+from gateway.settings import StoreSettings
 from tests.e2e.conftest import (
     UNREGISTERED,
     Harness,
@@ -213,6 +215,25 @@ async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_deliv
             'permit_gateway_duplicates_total{outcome="document_resent",partner="be-famhp"}'
             in await response.text()
         )
+    assert len(list(ch.inbox.glob("*.xml"))) == 1
+
+
+async def test_one_permit_arriving_at_once_under_several_message_ids_is_delivered_once(
+    harness: Harness, session: aiohttp.ClientSession, store_url: str
+) -> None:
+    """The registry's unique document key decides which one is delivered; the others wait for it to commit and
+    are kept DUPLICATE, each with its signed receipt."""
+    ch = await harness.start("CH-SWISSMEDIC", store=StoreSettings(url=store_url))
+    ia = example(IA, today=harness.clock.now())
+    ids = [f"c{n}@be-famhp.test" for n in range(6)]
+
+    await asyncio.gather(*(_receipted(harness, session, ch, ia, message_id) for message_id in ids))
+
+    records = [await message(session, ch, message_id) for message_id in ids]
+    states = [str(r["state"]) for r in records if r is not None]
+    assert states.count("DUPLICATE") == 5 and len(states) == 6, states
+    first = next(r for r in records if r is not None and r["state"] != "DUPLICATE")
+    await wait_for(session, ch, first["message_id"], "DELIVERED")
     assert len(list(ch.inbox.glob("*.xml"))) == 1
 
 
