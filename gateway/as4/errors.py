@@ -167,6 +167,11 @@ class EbmsCode(Enum):
         """``eb:Error/@origin``: "security" for the 01xx codes (WS-Security), "ebMS" for the others."""
         return "security" if self.code.startswith("EBMS:01") else "ebMS"
 
+    def describe(self, detail: str) -> str:
+        """``detail`` in the terms of this code: "EBMS:0301 MissingReceipt: ...". Also how a sending MSH reports
+        to its own side what no signal carries (EBMS:0005 ConnectionFailure, EBMS:0301 MissingReceipt)."""
+        return f"{self.code} {self.short_description}: {detail}"
+
     @classmethod
     def from_code(cls, code: str) -> EbmsCode | None:
         for member in cls:
@@ -191,7 +196,7 @@ class EbmsError(GatewayError):
         ref_to_message_id: str | None = None,
         envelope_unreadable: bool = False,
     ) -> None:
-        super().__init__(f"{code.code} {code.short_description}: {detail}")
+        super().__init__(code.describe(detail))
         self.code = code
         self.detail = detail
         self.ref_to_message_id = ref_to_message_id

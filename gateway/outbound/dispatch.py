@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.as4 import EbmsError, ErrorReceived, ReceiptReceived, SignedReference, parse_response
+from gateway.as4 import EbmsCode, EbmsError, ErrorReceived, ReceiptReceived, SignedReference, parse_response
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
@@ -168,7 +168,10 @@ class Dispatcher:
             log.error("message failed", message_id=record.message_id, reason=str(exc))
             return
         if record.expires_at is not None and self._clock.now() > record.expires_at:
-            await self._give_up(record, "its time to live ran out before it could be sent")
+            reason = "its time to live ran out before it could be sent"
+            if record.attempts > 1:  # this claim counted as one
+                reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
+            await self._give_up(record, reason)
             return
         attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
@@ -198,7 +201,8 @@ class Dispatcher:
                     status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            reason = EbmsCode.CONNECTION_FAILURE.describe(f"{partner.profile.endpoint_url}: {failure}")
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._faults.hit("send.after_post")
@@ -251,14 +255,22 @@ class Dispatcher:
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:
             await self._give_up(
-                record, f"no receipt after {record.attempts} attempts; last: {attempt.reason}", detail
+                record,
+                EbmsCode.MISSING_RECEIPT.describe(
+                    f"no receipt after {record.attempts} attempts; last: {attempt.reason}"
+                ),
+                detail,
             )
             return
         delay = awareness.retry_delay(record.attempts) * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
         due = self._clock.now() + timedelta(seconds=delay)
         if record.expires_at is not None and due > record.expires_at:
             await self._give_up(
-                record, f"the next retry would fall after its time to live; last: {attempt.reason}", detail
+                record,
+                EbmsCode.MISSING_RECEIPT.describe(
+                    f"no receipt, and the next retry would fall after its time to live; last: {attempt.reason}",
+                ),
+                detail,
             )
             return
         detail["next_attempt_at"] = due.isoformat()

@@ -167,10 +167,13 @@ class PullServer:
             record = claimed[0]
             now = self._clock.now()
             if record.expires_at is not None and now > record.expires_at:
-                await self._give_up(record, "its time to live ran out before a receipt for it arrived")
+                missing = "its time to live ran out before a receipt for it arrived"
+                await self._give_up(record, EbmsCode.MISSING_RECEIPT.describe(missing))
             elif record.attempts > awareness.retries + 1:
                 offers = record.attempts - 1
-                await self._give_up(record, f"no receipt after it was pulled {offers} times")
+                await self._give_up(
+                    record, EbmsCode.MISSING_RECEIPT.describe(f"no receipt after it was pulled {offers} times")
+                )
             else:
                 return record
         return None

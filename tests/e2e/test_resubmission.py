@@ -87,7 +87,11 @@ async def test_a_failed_message_goes_again_under_its_message_id_when_its_documen
     done = await wait_for(session, be, message_id, "ACKNOWLEDGED")
     resubmitted = next(e for e in done["events"] if e["kind"] == "resubmitted")
     assert resubmitted["detail"]["reason"] == "the national system submitted the same document again"
-    assert "ClientConnectorError" in resubmitted["detail"]["failed_because"]
+    failed_because = resubmitted["detail"]["failed_because"]
+    assert failed_because.startswith(
+        "EBMS:0301 MissingReceipt: no receipt, and the next retry would fall after its time to live"
+    )
+    assert "EBMS:0005 ConnectionFailure" in failed_because and "ClientConnectorError" in failed_because
     await delivered_once(session, ch, message_id)
 
 

@@ -290,13 +290,40 @@ async def test_partner_down_then_back_gets_the_message_with_the_same_id(
     async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
         message_id = (await response.json())["message_id"]
     waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
-    assert "ClientConnectorError" in waiting["last_error"]
+    endpoint = f"http://127.0.0.1:{harness.ports['CH-SWISSMEDIC']}/as4"
+    assert waiting["last_error"].startswith(f"EBMS:0005 ConnectionFailure: {endpoint}: ClientConnectorError")
     ch = await harness.start("CH-SWISSMEDIC")
     harness.clock.advance(timedelta(seconds=80))
     be.runner.app[NODE].dispatch_pump.wake()
     done = await wait_for(session, be, message_id, "ACKNOWLEDGED")
     assert done["attempts"] == 2
     await wait_for(session, ch, message_id, "DELIVERED")
+
+
+@pytest.mark.parametrize(
+    ("waits", "attempts", "reported"),
+    [
+        ([timedelta(minutes=5)] * 3, 4, "no receipt after 4 attempts; last: EBMS:0005"),
+        ([timedelta(hours=73)], 2, "its time to live ran out before it could be sent again; EBMS:0005"),
+    ],
+    ids=["retries", "time-to-live"],
+)
+async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_receipt(
+    harness: Harness, session: aiohttp.ClientSession, waits: list[timedelta], attempts: int, reported: str
+) -> None:
+    """The sending MSH reports in ebMS terms what no signal carries: EBMS:0301 after the last of its retries
+    (three here) or at its time to live, with the EBMS:0005 of the last attempt."""
+    be = await harness.start("BE-FAMHP")
+    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
+        message_id = (await response.json())["message_id"]
+    await wait_for(session, be, message_id, "RETRY_WAIT")
+    for wait in waits:
+        harness.clock.advance(wait)
+        await be.runner.app[NODE].dispatcher.run_once()
+
+    failed = await message(session, be, message_id)
+    assert failed is not None and (failed["state"], failed["attempts"]) == ("FAILED", attempts)
+    assert failed["last_error"].startswith(f"EBMS:0301 MissingReceipt: {reported}"), failed["last_error"]
 
 
 async def test_outbox_folder_sends_and_rejects_with_the_reason_beside(
