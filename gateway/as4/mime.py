@@ -134,6 +134,11 @@ class PartBody:
             if offset >= end:
                 return
 
+    def buffer(self) -> bytes | memoryview:
+        """The whole content in one buffer, without a copy when it is one piece in memory."""
+        pieces = list(self.chunks())
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
     def read(self, start: int = 0, end: int | None = None) -> bytes:
         pieces = list(self.chunks(start, end))
         if len(pieces) == 1 and isinstance(pieces[0], bytes):
@@ -294,7 +299,7 @@ class PartStarted:
 class PartData:
     """Some (decoded) content of the current part."""
 
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,11 +544,15 @@ class MimeReader:
     def _emit(self, view: bytes | bytearray, start: int, end: int, events: list[MimeEvent]) -> None:
         if end <= start:
             return
-        data = view[start:end] if isinstance(view, bytes) else bytes(memoryview(view)[start:end])
+        data: bytes | memoryview
         if self._base64 is not None:
-            data = self._decode_base64(data)
+            data = self._decode_base64(bytes(memoryview(view)[start:end]))
             if not data:
                 return
+        elif isinstance(view, bytes):  # a whole body handed over as bytes: view it, a large part is not copied
+            data = memoryview(view)[start:end]
+        else:  # the reader's own buffer, which is reused: copy
+            data = bytes(memoryview(view)[start:end])
         self._part_size += len(data)
         if self._part_size > self._max_part_bytes:
             raise _fail(f"MIME part {self._part_index + 1} exceeds the limit of {self._max_part_bytes} bytes")
@@ -582,7 +591,7 @@ class PackageAssembler:
         self._parts: list[MimePart] = []
         self._root_index: int | None = None
         self._current: PartStarted | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._file: BinaryIO | None = None
         self._is_root = False

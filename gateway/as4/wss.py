@@ -1048,7 +1048,7 @@ def decrypt_gcm(key: bytes, body: PartBody, what: str, *, spool: Spool | None = 
         raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} is {body.size} bytes, too short for AES-GCM")
     iv = body.read(0, _GCM_IV_BYTES)
     if not body.spooled:
-        whole = body.read()  # one chunk in memory: no copy, and the one-shot AEAD is the cheapest call
+        whole = body.buffer()  # one chunk in memory: no copy, and the one-shot AEAD is the cheapest call
         try:
             return PartBody.of(AESGCM(key).decrypt(iv, memoryview(whole)[_GCM_IV_BYTES:], None))
         except InvalidTag:

@@ -168,6 +168,16 @@ def test_spooled_compressed_payloads_inflate_into_the_spool(alice: KeyPair, bob:
     assert len(files) == 3  # ciphertext, compressed plaintext, inflated payload
 
 
+def test_a_part_of_a_body_handed_over_whole_is_viewed_not_copied() -> None:
+    """A 10 MiB message parsed from bytes would otherwise be copied part by part before it is decrypted."""
+    body = ROOT + ATTACHMENT + CLOSE
+    package = mime.parse(CT, body)
+    (attachment,) = package.attachments.values()
+    view = attachment.body.buffer()
+    assert isinstance(view, memoryview) and view.obj is body and bytes(view) == b"hello"
+    assert attachment.data == b"hello" and isinstance(attachment.data, bytes)
+
+
 def test_the_envelope_part_is_never_spooled() -> None:
     body = b"--b1\r\nContent-Type: application/soap+xml\r\n\r\n" + ENVELOPE + b"\r\n--b1--\r\n"
     package = _fed(CT, body, 7, spool=lambda: pytest.fail("spooled the envelope"), spool_threshold=10)
