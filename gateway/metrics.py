@@ -38,6 +38,19 @@ DELIVERY_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+DELIVERY_ATTEMPTS = Counter(
+    "permit_gateway_delivery_attempts",
+    "Deliveries of received permits to the national system (folder, webhook, SOAP), by outcome: delivered, or "
+    "failed (retried after the lease; the reason in the message's timeline)",
+    ["partner", "method", "outcome"],
+    registry=REGISTRY,
+)
+STORE_UNAVAILABLE = Counter(
+    "permit_gateway_store_unavailable",
+    "Requests answered 503 because the message store could not be reached, by endpoint: as4 or api",
+    ["endpoint"],
+    registry=REGISTRY,
+)
 FAILURES = Counter(
     "permit_gateway_messages_failed",
     "Messages that ended FAILED (outbound) or REJECTED (inbound)",

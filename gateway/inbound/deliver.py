@@ -30,7 +30,7 @@ from gateway.errors import ProfileError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import write_atomically, write_chunks_atomically
 from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
-from gateway.metrics import DELIVERY_LATENCY
+from gateway.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore, attachments_of
@@ -151,9 +151,13 @@ class FolderDelivery:
         except (OSError, DeliveryFailed, SoapDeliveryFailed) as exc:
             due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
+            DELIVERY_ATTEMPTS.labels(
+                partner=record.partner_id, method=setting.method.value, outcome="failed"
+            ).inc()
             log.warning("delivery failed", message_id=record.message_id, reason=str(exc))
             return 0
         await self._store.move(record.id, Event.DELIVER, detail=detail, lease_owner=None)
+        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="delivered").inc()
         DELIVERY_LATENCY.labels(partner=record.partner_id).observe(
             (self._clock.now() - record.created_at).total_seconds()
         )

@@ -31,6 +31,7 @@ from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import admin, folder, rest
 from gateway.interfaces.keys import ADMIN_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
+from gateway.metrics import STORE_UNAVAILABLE
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
@@ -464,6 +465,7 @@ async def store_unavailable(
             raise
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         log.warning("message store unavailable; request answered 503", path=request.path, reason=reason)
+        STORE_UNAVAILABLE.labels(endpoint="api" if request.path.startswith("/api/") else "as4").inc()
         detail = (
             f"the message store cannot be reached ({reason}), so the request was probably not kept; send it "
             f"again after {_RETRY_AFTER_SECONDS} s (Retry-After)"

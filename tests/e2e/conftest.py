@@ -131,6 +131,19 @@ async def remaining_base_grams(session: aiohttp.ClientSession, gateway: Running)
         return [line["remaining_base_grams"] for line in (await response.json())["lines"]]
 
 
+async def metric(session: aiohttp.ClientSession, gateway: Running, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples on ``gateway``'s /metrics whose labels include ``labels`` (the registry
+    is the process's: compare before and after)."""
+    async with session.get(f"{gateway.url}/metrics") as response:
+        text = await response.text()
+    total = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] == name and all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.interfaces.demo import Running, message, submit, wait_for, write_profiles
 from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from tests.conftest import free_port
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, metric
 from tests.inbound.national import national_system
 
 IA = "BE-IA-2026-0001.xml"
@@ -89,7 +89,11 @@ async def test_webhook_error_is_retried_after_the_lease_and_delivered_once(
 ) -> None:
     hook.statuses.append(500)
     ch, message_id, _ = await _send(harness, session, f"delivery:\n  method: webhook\n  url: {hook.url}\n")
+    attempts = "permit_gateway_delivery_attempts_total"
+    labels = {"partner": "be-famhp", "method": "webhook"}
     failed = await _wait_event(session, ch, message_id, "delivery_failed")
+    failures = await metric(session, ch, attempts, outcome="failed", **labels)
+    assert failures >= 1
     assert failed["state"] == "ACCEPTED" and len(hook.received) == 1
     assert "HTTP 500" in next(e for e in failed["events"] if e["kind"] == "delivery_failed")["detail"]["reason"]
     harness.clock.advance(timedelta(minutes=10))
@@ -97,6 +101,8 @@ async def test_webhook_error_is_retried_after_the_lease_and_delivered_once(
     done = await wait_for(session, ch, message_id, "DELIVERED")
     assert len(hook.received) == 2
     assert [e["kind"] for e in done["events"]].count("deliver") == 1
+    assert await metric(session, ch, attempts, outcome="failed", **labels) == failures
+    assert await metric(session, ch, attempts, outcome="delivered", **labels) >= 1
     assert _inbox_empty(ch)
 
 
