@@ -53,7 +53,7 @@ STORE_UNAVAILABLE = Counter(
 )
 FAILURES = Counter(
     "permit_gateway_messages_failed",
-    "Messages that ended FAILED (outbound) or REJECTED (inbound)",
+    "Messages that ended FAILED (direction out) or REJECTED (direction in)",
     ["direction", "partner"],
     registry=REGISTRY,
 )

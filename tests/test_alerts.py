@@ -75,6 +75,15 @@ def test_each_alert_asks_for_what_the_gateway_exports(rule: dict[str, Any]) -> N
         assert grouped <= set(labels), f"{rule['alert']}: grouped by {grouped}, {base} has {labels}"
 
 
+def test_a_label_means_the_same_on_every_metric() -> None:
+    """``direction`` and ``state`` take the store's values everywhere, so one selector works on all metrics (an
+    alert on failures with direction="out" once matched nothing: they were counted as "outbound")."""
+    literal = re.compile(r'\.labels\([^)]*\b(direction|state)="([^"]*)"')
+    for label, value in literal.findall(SOURCE):
+        known = _known_values(label)
+        assert known is not None and value in known, f'a metric is labelled {label}="{value}"; use the store enum'
+
+
 def test_every_alert_is_named_once() -> None:
     names = [rule["alert"] for rule in _rules()]
     assert len(names) == len(set(names)) and all(n.startswith("PermitGateway") for n in names)

@@ -367,7 +367,7 @@ class Receiver:
             then_detail={"findings": [str(f) for f in exc.findings]},
             last_error=reason,
         )
-        FAILURES.labels(direction="inbound", partner=new.partner_id).inc()
+        FAILURES.labels(direction=Direction.INBOUND.value, partner=new.partner_id).inc()
         raise EbmsError(
             EbmsCode.DELIVERY_FAILURE,
             f"the permit document was refused by the receiving authority's checks: {reason}",

@@ -22,7 +22,7 @@ from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Event, Evidence, MessageRecord, MessageStore, PayloadStore
+from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -141,7 +141,7 @@ class Dispatcher:
                 "profile); it was never sent"
             )
             for record in await self._store.give_up_waiting(partners=[partner_id], reason=reason):
-                FAILURES.labels(direction="outbound", partner=partner_id).inc()
+                FAILURES.labels(direction=Direction.OUTBOUND.value, partner=partner_id).inc()
                 log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
 
     async def _hold(self, record: MessageRecord) -> None:
@@ -249,7 +249,7 @@ class Dispatcher:
         if not attempt.retryable:
             await self._store.move(record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason)
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
-            FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+            FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
             log.error("message failed", message_id=record.message_id, reason=attempt.reason)
             return
         awareness = partner.profile.reception_awareness
@@ -295,5 +295,5 @@ class Dispatcher:
             last_error=reason,
             lease_owner=None,
         )
-        FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+        FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
         log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)

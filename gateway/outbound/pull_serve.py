@@ -182,7 +182,7 @@ class PullServer:
         await self._store.move(
             record.id, Event.GIVE_UP, detail={"reason": reason}, last_error=reason, lease_owner=None
         )
-        FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+        FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
         log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
 
     async def expire(self, limit: int = 100) -> int:
@@ -278,7 +278,7 @@ class PullServer:
         if not all(code in RETRYABLE_CODES for code in codes):
             await self._store.move(record.id, Event.FINAL_ERROR, detail={"error_codes": codes}, last_error=reason)
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
-            FAILURES.labels(direction="outbound", partner=record.partner_id).inc()
+            FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
             log.error("message failed", message_id=record.message_id, reason=reason)
             return
         awareness = partner.profile.reception_awareness

@@ -314,12 +314,15 @@ async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_recei
     async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
         message_id = (await response.json())["message_id"]
     await wait_for(session, be, message_id, "RETRY_WAIT")
+    failures = {"direction": "out", "partner": "ch-swissmedic"}  # what config/alerts.yml alerts on
+    before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
     for wait in waits:
         harness.clock.advance(wait)
         await be.runner.app[NODE].dispatcher.run_once()
 
     failed = await message(session, be, message_id)
     assert failed is not None and (failed["state"], failed["attempts"]) == ("FAILED", attempts)
+    assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
     assert failed["last_error"].startswith(f"EBMS:0301 MissingReceipt: {reported}"), failed["last_error"]
 
 
