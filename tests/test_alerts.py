@@ -1,5 +1,6 @@
-"""The shipped Prometheus alerting rules (config/alerts.yml) ask only for metrics, labels and label values the
-gateway exports: an alert on a misspelt series never fires, and nobody notices until a permit is lost."""
+"""The shipped Prometheus alerting rules (config/alerts.yml) are PromQL and ask only for metrics, labels and
+label values the gateway exports: an alert on a misspelt series never fires, and nobody notices until a permit
+is lost."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 from ruamel.yaml import YAML
@@ -60,6 +62,7 @@ def test_each_alert_asks_for_what_the_gateway_exports(rule: dict[str, Any]) -> N
     assert rule["annotations"]["summary"] and len(rule["annotations"]["description"]) > 60
     metrics = _metrics()
     expr = rule["expr"]
+    promql_parser.parse(expr)  # raises ValueError naming what is wrong
     grouped = {label.strip() for found in BY.findall(expr) for label in found.split(",") if label.strip()}
     for name, selector in SELECTOR.findall(expr):
         base = _base(name)
