@@ -1,7 +1,9 @@
 """The watched outbox folder: a national system drops ``*.xml`` permits; each is submitted like a REST call.
 
-Accepted files move to ``outbox/sent/`` with a ``.json`` receipt of submission beside them; refused files
-move to the rejected folder with a ``.errors.txt`` beside them naming every rule broken and how to fix it.
+Accepted files move to ``outbox/sent/`` with a ``.json`` beside them: the MessageId and the message's state,
+kept up to date until the partner's receipt (ACKNOWLEDGED), or FAILED with the reason, so a national system that
+only reads folders learns what became of each permit. Refused files move to the rejected folder with a
+``.errors.txt`` beside them naming every rule broken and how to fix it.
 Writers should write ``name.xml.part`` (or any other name) and rename to ``name.xml`` when complete.
 Supporting documents go in a folder ``name.attachments/`` beside it, written before ``name.xml`` appears; they
 travel with the permit (in file-name order) and move with it.
@@ -20,11 +22,16 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.files import write_atomically
 from gateway.interfaces.keys import NODE
-from gateway.store import NewAttachment
+from gateway.store import Direction, MessageRecord, NewAttachment, State
 
 log = structlog.get_logger("gateway.folder")
 POLL_SECONDS = 1.0
+REPORT_EVERY = 5
+"""Scans between two updates of the sent files' states."""
+PENDING = ".pending"
+"""Under ``sent/``: a marker per ``.json`` whose message is not ACKNOWLEDGED yet, with the state last written."""
 
 
 def _move(source: Path, folder: Path) -> Path:
@@ -76,13 +83,95 @@ async def submit_file(app: web.Application, path: Path) -> None:
     summary = {
         "message_id": record.message_id,
         "partner": record.partner_id,
-        "state": record.state.value,
         "attachments": record.attachments or [],
         "submitted_before": not submitted.created,
-    }
-    target.with_name(target.name + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+    } | _state(record)
+    await asyncio.to_thread(_write_status, target.with_name(target.name + ".json"), summary, record)
     node.dispatch_pump.wake()
     log.info("outbox file submitted", file=path.name, message_id=record.message_id)
+
+
+def _write_status(status: Path, summary: dict[str, object], record: MessageRecord) -> None:
+    """The ``.json`` beside a sent file and, until its receipt, the marker that keeps it up to date."""
+    write_atomically(status, _json(summary))
+    if record.state is not State.ACKNOWLEDGED:
+        (status.parent / PENDING).mkdir(exist_ok=True)
+        write_atomically(status.parent / PENDING / status.name, _marker(record))
+
+
+def _state(record: MessageRecord) -> dict[str, object]:
+    state: dict[str, object] = {
+        "state": record.state.value,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "updated_at": record.updated_at.isoformat(),
+    }
+    if record.state is State.FAILED:
+        state["to_send_again"] = (
+            "drop the same file in the outbox again (it goes under the same MessageId), or "
+            f"POST /api/v1/messages/{record.message_id}/retry"
+        )
+    return state
+
+
+def _marker(record: MessageRecord) -> bytes:
+    return _json(_state(record) | {"message_id": record.message_id})
+
+
+def _json(data: dict[str, object]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+async def report(app: web.Application) -> int:
+    """Write each sent file's new state beside it (ACKNOWLEDGED, FAILED with the reason, a retry); returns how
+    many changed. A FAILED message stays watched: a retry may still bring its receipt."""
+    node = app[NODE]
+    pending = node.settings.folders.outbox / "sent" / PENDING
+    markers = await asyncio.to_thread(_markers, pending)
+    if not markers:
+        return 0
+    records = await node.store.find_many(
+        Direction.OUTBOUND, sorted({str(m["message_id"]) for m in markers.values()})
+    )
+    changed = {
+        path: records.get(str(marker["message_id"]))
+        for path, marker in markers.items()
+        if _moved(marker, records.get(str(marker["message_id"])))
+    }
+    await asyncio.to_thread(_rewrite, changed)
+    return len(changed)
+
+
+def _markers(pending: Path) -> dict[Path, dict[str, object]]:
+    found: dict[Path, dict[str, object]] = {}
+    for path in sorted(pending.glob("*.json")) if pending.is_dir() else ():
+        try:
+            found[path] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log.warning("unreadable outbox state marker; removed", marker=str(path))
+            path.unlink(missing_ok=True)
+    return found
+
+
+def _moved(marker: dict[str, object], record: MessageRecord | None) -> bool:
+    if record is None:  # purged by retention: nothing more will happen to it
+        return True
+    return (marker.get("state"), marker.get("attempts")) != (record.state.value, record.attempts)
+
+
+def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
+    for marker, record in changed.items():
+        status = marker.parent.parent / marker.name
+        if record is not None and status.exists():
+            summary = json.loads(status.read_text())
+            summary.update(_state(record))
+            if record.state is not State.FAILED:
+                summary.pop("to_send_again", None)
+            write_atomically(status, _json(summary))
+        if record is None or record.state is State.ACKNOWLEDGED or not status.exists():
+            marker.unlink(missing_ok=True)
+        else:
+            write_atomically(marker, _marker(record))
 
 
 async def scan(app: web.Application) -> int:
@@ -97,11 +186,15 @@ async def scan(app: web.Application) -> int:
 
 
 async def _watch(app: web.Application) -> None:
+    rounds = 0
     while True:
         try:
             await scan(app)
-        except OSError:
+            if rounds % REPORT_EVERY == 0:
+                await report(app)
+        except Exception:  # a database outage, say: the watcher must outlive it
             log.exception("outbox scan failed")
+        rounds += 1
         await asyncio.sleep(POLL_SECONDS)
 
 

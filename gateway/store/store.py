@@ -601,6 +601,20 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
 
+    async def find_many(
+        self, direction: Direction, message_ids: Sequence[str], *, batch: int = 500
+    ) -> dict[str, MessageRecord]:
+        """The messages of ``direction`` with these MessageIds (those still stored), by MessageId."""
+        found: dict[str, MessageRecord] = {}
+        async with self._reads.connect() as conn:
+            for start in range(0, len(message_ids), batch):
+                wanted = list(message_ids[start : start + batch])
+                query = select(messages).where(
+                    messages.c.direction == direction, messages.c.message_id.in_(wanted)
+                )
+                found.update((row.message_id, _record(row)) for row in await conn.execute(query))
+        return found
+
     async def recent(self, *, limit: int = 50, direction: Direction | None = None) -> list[MessageRecord]:
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
         if direction is not None:

@@ -116,21 +116,58 @@ async def test_a_document_submitted_again_with_other_supporting_documents_or_to_
     assert [m["message_id"] for m in await outbound(session, be)] == [first["message_id"]]
 
 
+async def dropped(gateway: Running, name: str, data: bytes, sent_as: str | None = None) -> dict[str, Any]:
+    """``data`` dropped in ``gateway``'s outbox as ``name`` and scanned: the ``.json`` beside the sent file."""
+    outbox = gateway.settings.folders.outbox
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / name).write_bytes(data)
+    await folder.scan(gateway.runner.app)
+    found: dict[str, Any] = json.loads((outbox / "sent" / f"{sent_as or name}.json").read_text())
+    return found
+
+
 async def test_an_outbox_file_dropped_again_is_filed_with_the_message_that_carries_it(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
     be = await harness.start("BE-FAMHP")
-    outbox = be.settings.folders.outbox
-    outbox.mkdir(parents=True, exist_ok=True)
     ia = example(IA, today=harness.clock.now())
-    (outbox / "ia.xml").write_bytes(ia)
-    await folder.scan(be.runner.app)
-    first = json.loads((outbox / "sent" / "ia.xml.json").read_text())
-    (outbox / "ia-again.xml").write_bytes(ia)
-    await folder.scan(be.runner.app)
-    again = json.loads((outbox / "sent" / "ia-again.xml.json").read_text())
+    first = await dropped(be, "ia.xml", ia)
+    again = await dropped(be, "ia-again.xml", ia)
     assert (first["submitted_before"], again["submitted_before"]) == (False, True)
     assert again["message_id"] == first["message_id"]
+
+
+async def test_the_json_beside_a_sent_outbox_file_follows_its_message_to_failed_and_back(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A national system that only reads folders learns that a permit FAILED, why, and how to send it again;
+    dropping the file again does, and both files then say ACKNOWLEDGED."""
+    be = await harness.start("BE-FAMHP")
+    sent = be.settings.folders.outbox / "sent"
+    ia = example(IA, today=harness.clock.now())
+    message_id = (await dropped(be, "ia.xml", ia))["message_id"]
+    status = sent / "ia.xml.json"
+    await wait_for(session, be, message_id, "RETRY_WAIT")
+    harness.clock.advance(timedelta(hours=73))
+    await be.runner.app[NODE].dispatcher.run_once()
+
+    assert await folder.report(be.runner.app) == 1
+    failed = json.loads(status.read_text())
+    assert failed["state"] == "FAILED" and failed["last_error"].startswith("EBMS:0301 MissingReceipt")
+    assert "drop the same file in the outbox again" in failed["to_send_again"]
+    assert await folder.report(be.runner.app) == 0, "nothing changed since"
+
+    ch = await harness.start("CH-SWISSMEDIC")
+    assert (await dropped(be, "ia.xml", ia, sent_as="ia.1.xml"))["message_id"] == message_id
+    again = sent / "ia.1.xml.json"
+    await wait_for(session, be, message_id, "ACKNOWLEDGED")
+    await delivered_once(session, ch, message_id)
+
+    assert await folder.report(be.runner.app) == 2
+    for path in (status, again):
+        done = json.loads(path.read_text())
+        assert (done["state"], done["last_error"]) == ("ACKNOWLEDGED", None) and "to_send_again" not in done
+    assert list((sent / folder.PENDING).iterdir()) == []
 
 
 async def test_concurrent_submissions_of_one_document_make_one_message(
