@@ -271,6 +271,7 @@ class Receiver:
         then_detail: dict[str, Any] = {
             "document_type": document.document_type.value,
             "document_number": document.number,
+            "findings": [f.to_json() for f in document.findings],
         }
         try:
             async with unit_of_work(self._store, self._permits) as work:
@@ -296,7 +297,7 @@ class Receiver:
                 "permit received before under another MessageId; receipted, not delivered again",
                 message_id=user_message.message_id,
                 document=document.number,
-                **then_detail,
+                first_message_id=then_detail["first_message_id"],
             )
             return Reception(response=receipt, record=record, duplicate=True)
         log.info("message accepted", message_id=user_message.message_id, document=document.number)

@@ -159,7 +159,7 @@ class Submitter:
         detail: dict[str, object] = {
             "document_type": document.document_type.value,
             "document_number": document.number,
-            "warnings": len(document.findings),
+            "findings": [f.to_json() for f in document.findings],  # the checks' verdict, kept for audits
         }
         if attachments:
             detail["attachments"] = len(attachments)

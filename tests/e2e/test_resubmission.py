@@ -53,6 +53,13 @@ async def test_the_same_document_submitted_again_is_answered_with_its_message(
     assert (again["message_id"], again["state"]) == (first["message_id"], "ACKNOWLEDGED")
     assert [m["message_id"] for m in await outbound(session, be)] == [first["message_id"]]
     await delivered_once(session, ch, first["message_id"])
+    # the checks' verdict is kept in both timelines, for audits: the same findings the submitter was told
+    told = sorted(f["rule"] for f in first["warnings"] + first["notes"])
+    for gateway, kind in ((be, "submitted"), (ch, "accept")):
+        record = await message(session, gateway, first["message_id"])
+        assert record is not None
+        kept = next(e for e in record["events"] if e["kind"] == kind)["detail"]["findings"]
+        assert sorted(f["rule"] for f in kept) == told and "X-020" in told, (gateway.name, kept)
 
 
 async def test_an_export_submitted_again_does_not_draw_on_its_import_twice(
