@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextlib import ExitStack
 from datetime import date
@@ -205,6 +206,40 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     return web.json_response({"error": f"message {message_id!r} has no attachment {position}"}, status=404)
 
 
+async def get_receipt(request: web.Request) -> web.Response:
+    """The signed receipt kept as non-repudiation evidence: the partner's for a message we sent, ours for one we
+    received; byte for byte as it crossed the wire, so anyone can verify it with the signer's certificate."""
+    node = request.app[NODE]
+    message_id = request.match_info["message_id"]
+    for direction in (Direction.OUTBOUND, Direction.INBOUND):
+        record = await node.store.find(direction, message_id)
+        if record is None:
+            continue
+        kept = await node.store.get_evidence(record.id, "receipt")
+        if kept is None:
+            reason = f"message {message_id!r} is {record.state.value} and has no signed receipt"
+            return web.json_response({"error": reason}, status=404)
+        content_type, body = kept
+        digest = hashlib.sha256(body).hexdigest()
+        return web.Response(body=body, headers={"Content-Type": content_type, "X-Permit-Evidence-Sha256": digest})
+    return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+
+
+async def get_wire(request: web.Request) -> web.StreamResponse:
+    """The AS4 message as it crossed the wire (signed, encrypted for the receiver), streamed from its file: what
+    the receipt's digests refer to."""
+    node = request.app[NODE]
+    message_id = request.match_info["message_id"]
+    for direction in (Direction.OUTBOUND, Direction.INBOUND):
+        record = await node.store.find(direction, message_id)
+        if record is not None and record.wire_sha256 and record.wire_content_type:
+            headers = {"Content-Type": record.wire_content_type, "X-Permit-Wire-Sha256": record.wire_sha256}
+            return web.FileResponse(node.payloads.path(record.wire_sha256), headers=headers)
+    return web.json_response(
+        {"error": f"no message with MessageId {message_id!r} has its wire bytes kept"}, status=404
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
     return web.json_response({"status": "ok", "party_id": node.settings.identity.party_id, "node": node.node_id})
@@ -401,6 +436,8 @@ routes: list[web.RouteDef] = [
     web.get(f"{API}/messages/{{message_id}}", get_message),
     web.post(f"{API}/messages/{{message_id}}/retry", retry_message),
     web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment),
+    web.get(f"{API}/messages/{{message_id}}/receipt", get_receipt),
+    web.get(f"{API}/messages/{{message_id}}/wire", get_wire),
     web.get(f"{API}/inbox", list_inbox),
     web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
     web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message),

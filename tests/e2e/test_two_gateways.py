@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import threading
@@ -24,14 +25,18 @@ from gateway.as4 import (
     Payload,
     ReceiptReceived,
     SecurityPolicy,
+    UserMessageReceived,
     build_user_message,
+    parse_incoming,
     parse_response,
 )
 from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, exchange, message, wait_for
 from gateway.interfaces.keys import NODE
+from gateway.outbound.dispatch import stored_message
 from gateway.outbound.ping import Stage, ping
 from gateway.settings import StoreSettings
+from gateway.store import Direction
 from tests.e2e.conftest import (
     UNREGISTERED,
     Harness,
@@ -65,6 +70,43 @@ async def test_import_authorization_crosses_and_the_export_authorization_answers
     assert len(delivered) == 2 and delivered[0].startswith("CH-EA-2026-0001.")
     meta = json.loads((be.inbox / delivered[0]).read_text())
     assert meta["message_id"] == second.message_id and meta["from_party"] == "CH-SWISSMEDIC"
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str], bytes]:
+    async with session.get(url) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_the_evidence_of_an_exchange_can_be_fetched_and_verified_by_anyone(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Non-repudiation: the message as sent and the partner's signed receipt, byte for byte, verify with the
+    parties' certificates alone; both gateways hold the same receipt."""
+    be, ch = await import_exchanged(harness, session)
+    (sent,) = await be.runner.app[NODE].store.recent(direction=Direction.OUTBOUND)
+    path = f"/api/v1/messages/{sent.message_id}"
+
+    status, headers, wire = await _get(session, f"{be.url}{path}/wire")
+    assert status == 200 and headers["X-Permit-Wire-Sha256"] == hashlib.sha256(wire).hexdigest()
+    be_keys, ch_keys = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC")
+    opened = parse_incoming(
+        headers["Content-Type"],
+        wire,
+        policy_for=lambda _: SecurityPolicy(signing_certificates=(be_keys.certificate,)),
+        keys=[ch_keys],
+        now=harness.clock.now(),
+    )
+    assert isinstance(opened, UserMessageReceived)
+    assert opened.payloads[0].read() == example(IA, today=harness.clock.now())
+
+    status, headers, receipt = await _get(session, f"{be.url}{path}/receipt")
+    assert status == 200
+    policy = SecurityPolicy(signing_certificates=(ch_keys.certificate,))
+    verified = parse_response(
+        headers["Content-Type"], receipt, sent=stored_message(sent), policy=policy, now=harness.clock.now()
+    )
+    assert isinstance(verified, ReceiptReceived) and verified.ref_to_message_id == sent.message_id
+    assert (await _get(session, f"{ch.url}{path}/receipt"))[2] == receipt
 
 
 async def test_no_file_is_synced_on_the_event_loop(
@@ -287,6 +329,11 @@ async def test_partner_down_then_back_gets_the_message_with_the_same_id(
     async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
         message_id = (await response.json())["message_id"]
     waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
+    async with session.get(f"{be.url}/api/v1/messages/{message_id}/receipt") as response:
+        assert (
+            response.status == 404
+            and "is RETRY_WAIT and has no signed receipt" in (await response.json())["error"]
+        )
     endpoint = f"http://127.0.0.1:{harness.ports['CH-SWISSMEDIC']}/as4"
     assert waiting["last_error"].startswith(f"EBMS:0005 ConnectionFailure: {endpoint}: ClientConnectorError")
     ch = await harness.start("CH-SWISSMEDIC")
