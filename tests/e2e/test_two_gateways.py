@@ -107,6 +107,7 @@ async def test_the_evidence_of_an_exchange_can_be_fetched_and_verified_by_anyone
     )
     assert isinstance(verified, ReceiptReceived) and verified.ref_to_message_id == sent.message_id
     assert (await _get(session, f"{ch.url}{path}/receipt"))[2] == receipt
+    assert (await _get(session, f"{ch.url}{path}/wire"))[2] == wire, "the receiver keeps what it received"
 
 
 async def test_no_file_is_synced_on_the_event_loop(
