@@ -169,6 +169,8 @@ class Submitter:
                     raise _KeptMeanwhile
                 record, created = await work.add(new, detail=detail)
         except _KeptMeanwhile:
+            if new.wire_sha256:  # signed under this submission's own MessageId: nothing else can name it
+                await asyncio.to_thread(self._payloads.remove, new.wire_sha256, untouched_for=timedelta(0))
             context = await self._permits.context_for(outline)
             return await self._submitted_before(context.known[document.key], partner_id, attachments)
         self._faults.hit("submit.before_answer")

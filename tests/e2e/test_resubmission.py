@@ -189,3 +189,6 @@ async def test_concurrent_submissions_of_one_document_make_one_message(
     assert sorted(status for status, _ in answers) == [200] * 7 + [202]
     assert len({body["message_id"] for _, body in answers}) == 1
     assert len(await outbound(session, be)) == 1
+    payloads = be.settings.data_dir / "payloads"
+    kept = [p for p in payloads.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert len(kept) == 2, "the permit and the one message's wire bytes; the losers' wire files are gone"
