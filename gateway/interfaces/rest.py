@@ -30,6 +30,7 @@ from gateway.store import (
     PermitLineRecord,
     PermitRecord,
     PermitState,
+    State,
     attachments_of,
 )
 
@@ -172,8 +173,9 @@ async def _retry_reason(request: web.Request) -> str:
 async def list_messages(request: web.Request) -> web.Response:
     node = request.app[NODE]
     direction = _direction(request.query.get("direction"))
+    state = _message_state(request.query.get("state"))
     limit = _whole_number(request.query, "limit", 50, 500)
-    records = await node.store.recent(limit=limit, direction=direction)
+    records = await node.store.recent(limit=limit, direction=direction, state=state)
     return web.json_response({"messages": [message_json(r) for r in records]})
 
 
@@ -392,6 +394,16 @@ def _direction(text: str | None) -> Direction | None:
     if found is None:
         raise _bad_request(f"direction must be outbound or inbound (or left out for both), not {text[:40]!r}")
     return found
+
+
+def _message_state(text: str | None) -> State | None:
+    if text is None or text == "":
+        return None
+    try:
+        return State(text.upper())
+    except ValueError:
+        states = ", ".join(s.value for s in State)
+        raise _bad_request(f"state must be one of {states} (or left out for all), not {text[:40]!r}") from None
 
 
 async def list_permits(request: web.Request) -> web.Response:

@@ -615,10 +615,15 @@ class MessageStore:
                 found.update((row.message_id, _record(row)) for row in await conn.execute(query))
         return found
 
-    async def recent(self, *, limit: int = 50, direction: Direction | None = None) -> list[MessageRecord]:
+    async def recent(
+        self, *, limit: int = 50, direction: Direction | None = None, state: State | None = None
+    ) -> list[MessageRecord]:
+        """The newest messages first, of one direction and in one state if given."""
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
         if direction is not None:
             query = query.where(messages.c.direction == direction)
+        if state is not None:
+            query = query.where(messages.c.state == state)
         async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 

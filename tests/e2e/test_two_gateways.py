@@ -138,6 +138,7 @@ async def test_no_file_is_synced_on_the_event_loop(
         ("limit=501", "limit"),
         ("limit=%C2%B2", "limit"),
         ("direction=sideways", "direction"),
+        ("state=LOST", "state"),
     ],
 )
 async def test_listing_messages_with_a_bad_parameter_is_a_bad_request(
@@ -371,6 +372,10 @@ async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_recei
     failed = await message(session, be, message_id)
     assert failed is not None and (failed["state"], failed["attempts"]) == ("FAILED", attempts)
     assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
+    async with session.get(f"{be.url}/api/v1/messages?direction=outbound&state=FAILED") as response:
+        assert [m["message_id"] for m in (await response.json())["messages"]] == [message_id]
+    async with session.get(f"{be.url}/api/v1/messages?state=ACKNOWLEDGED") as response:
+        assert (await response.json())["messages"] == []
     assert failed["last_error"].startswith(f"EBMS:0301 MissingReceipt: {reported}"), failed["last_error"]
 
 
