@@ -8,28 +8,19 @@ from typing import Annotated
 
 import typer
 from aiohttp import web
-from rich.console import Console
 
 from gateway.errors import GatewayError
 from gateway.interfaces import logs, validate_cli
+from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, fail, settings_of
+from gateway.interfaces.messages_cli import messages_app
 from gateway.interfaces.profiles_cli import keys_app, profiles_app
-from gateway.settings import load_settings
 
 app = typer.Typer(help="Permit Gateway: AS4 exchange of controlled-substance import and export authorizations.")
 db_app = typer.Typer(help="The message store.")
 app.add_typer(db_app, name="db")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(keys_app, name="keys")
-console = Console(width=max(Console().width, 132))
-err = Console(stderr=True)
-
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the gateway configuration file")]
-DEFAULT_CONFIG = Path("config/gateway.toml")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {message}", highlight=False)
-    return typer.Exit(code)
+app.add_typer(messages_app, name="messages")
 
 
 @app.command()
@@ -41,10 +32,7 @@ def serve(
     from gateway.interfaces.node import create_app, new_event_loop
 
     logs.configure(log_level)
-    try:
-        settings = load_settings(config)
-    except GatewayError as exc:
-        raise _fail(str(exc)) from None
+    settings = settings_of(config)
     app = create_app(settings)
     web.run_app(app, host=settings.http.host, port=settings.http.port, print=None, loop=new_event_loop())
 
@@ -73,7 +61,7 @@ def demo(
             )
         )
     except GatewayError as exc:
-        raise _fail(f"demo failed: {exc}") from None
+        raise fail(f"demo failed: {exc}") from None
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
@@ -87,10 +75,7 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Create or migrate the message store's tables to the current schema."""
     from gateway.store import create_engine, upgrade
 
-    try:
-        settings = load_settings(config)
-    except GatewayError as exc:
-        raise _fail(str(exc)) from None
+    settings = settings_of(config)
 
     async def run() -> None:
         engine = create_engine(settings.store.url)

@@ -17,13 +17,13 @@ from typing import Annotated
 
 import aiohttp
 import typer
-from rich.console import Console
 from rich.table import Table
 from ruamel.yaml import YAML
 
 from gateway.as4 import Suite
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
+from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, err, fail, settings_of
 from gateway.outbound.ping import PingResult, ping
 from gateway.profiles.certificates import fingerprint
 from gateway.profiles.check import check_folder
@@ -41,27 +41,10 @@ from gateway.profiles.keystore import (
 from gateway.profiles.loader import load_profile_folder
 from gateway.profiles.model import profile_json_schema
 from gateway.profiles.trust import Partners
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 
 profiles_app = typer.Typer(help="Partner profiles: check, show, history, diff, rollback, ping, schema.")
 keys_app = typer.Typer(help="Our own keys: generate, import, list, rollover.")
-console = Console(width=max(Console().width, 132))
-err = Console(stderr=True)
-
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the gateway configuration file")]
-DEFAULT_CONFIG = Path("config/gateway.toml")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings(config: Path) -> Settings:
-    try:
-        return load_settings(config)
-    except GatewayError as exc:
-        raise _fail(str(exc)) from None
 
 
 def _editor(settings: Settings) -> ProfileEditor:
@@ -88,7 +71,7 @@ def _actor() -> str:
 @profiles_app.command("check")
 def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Validate the profile folder as a reload would, print every error and warning; exit 1 on an error."""
-    settings = _settings(config)
+    settings = settings_of(config)
     result = check_folder(
         settings.profiles.folder,
         certificates_dir=settings.profiles.certificates,
@@ -112,7 +95,7 @@ def show(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Print a profile as written, or with --effective as the gateway uses it (defaults, absolute paths)."""
-    settings = _settings(config)
+    settings = settings_of(config)
     try:
         if not effective:
             console.print(_editor(settings).get(profile_id).text, end="", highlight=False, markup=False)
@@ -120,7 +103,7 @@ def show(
         loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
         profile = loaded.registry.get(profile_id)
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out = io.StringIO()
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -147,12 +130,12 @@ def history(
     partner: Annotated[str, typer.Argument(help="the profile id")], config: ConfigOption = DEFAULT_CONFIG
 ) -> None:
     """List every version of a profile: when, by whom, how; the current one is marked."""
-    editor = _editor(_settings(config))
+    editor = _editor(settings_of(config))
     try:
         versions = editor.versions(partner)
         current = editor.find(partner)
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = Table("version", "at", "actor", "action", "sha256", "")
     for version in versions:
         mark = "current" if current is not None and version.sha256 == current.etag else ""
@@ -173,9 +156,9 @@ def diff(
 ) -> None:
     """Show what changed between a version and the current file (or another version)."""
     try:
-        text = _editor(_settings(config)).diff(partner, version, to)
+        text = _editor(settings_of(config)).diff(partner, version, to)
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(text or "(no difference)", nl=not text)
 
 
@@ -189,9 +172,9 @@ def rollback_profile(
 ) -> None:
     """Make an earlier version current again (validated first); a running gateway picks it up by itself."""
     try:
-        result = _editor(_settings(config)).rollback(partner, version, condition=Precondition(), actor=_actor())
+        result = _editor(settings_of(config)).rollback(partner, version, condition=Precondition(), actor=_actor())
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for warning in result.warnings:
         err.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
     if result.version is None:
@@ -209,11 +192,11 @@ def ping_partner(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the receipt")] = 30.0,
 ) -> None:
     """Send the AS4 test-service message; report the signed receipt's round trip or what failed."""
-    settings = _settings(config)
+    settings = settings_of(config)
     try:
         result = asyncio.run(_ping(settings, partner, timeout))
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _print_ping(result)
     raise typer.Exit(0 if result.ok else 1)
 
@@ -275,11 +258,11 @@ SuiteOption = Annotated[
 def _keystore(settings: Settings) -> tuple[Path, bytes]:
     folder = settings.keys.keystore
     if folder is None:
-        raise _fail("set [keys].keystore in the configuration to the keystore folder")
+        raise fail("set [keys].keystore in the configuration to the keystore folder")
     try:
         return folder, settings.keys.keystore_passphrase()
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @keys_app.command("generate")
@@ -291,7 +274,7 @@ def generate(
 ) -> None:
     """Create the keys of a suite (1.15: RSA-3072; 2.0: Ed25519 + X25519; 2.0-ecc: ECDSA + ECDH P-256), CSRs for
     the CA and self-signed certificates (development use; an agreement certificate is issued by the signing key)."""
-    settings = _settings(config)
+    settings = settings_of(config)
     folder, passphrase = _keystore(settings)
     identity = settings.identity
     subject = subject_name(identity.party_id, identity.authority_name, identity.country)
@@ -300,7 +283,7 @@ def generate(
             folder, passphrase, subject=subject, now=SystemClock().now(), status=status, days=days, suite=suite
         )
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _print_key(info, "generated")
     for csr in sorted(folder.glob(f"{info.record.id}*.csr.pem")):
         console.print(f"CSR for your CA: {csr}", highlight=False)
@@ -325,7 +308,7 @@ def import_(
 ) -> None:
     """Add an existing key and certificate (2.0 suites: and the agreement key with its certificate); the keys are
     stored encrypted with the keystore passphrase."""
-    settings = _settings(config)
+    settings = settings_of(config)
     folder, passphrase = _keystore(settings)
     try:
         info = import_key(
@@ -341,7 +324,7 @@ def import_(
             agreement_certificate_file=agreement_certificate,
         )
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _print_key(info, "imported")
 
 
@@ -350,20 +333,20 @@ def _env_passphrase(variable: str | None) -> bytes | None:
         return None
     value = os.environ.get(variable)
     if value is None:
-        raise _fail(f"--key-passphrase-env names {variable!r}, which is not set")
+        raise fail(f"--key-passphrase-env names {variable!r}, which is not set")
     return value.encode()
 
 
 @keys_app.command("list")
 def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Every key: status, fingerprint, subject and validity (no passphrase needed)."""
-    settings = _settings(config)
+    settings = settings_of(config)
     if settings.keys.keystore is None:
-        raise _fail("set [keys].keystore in the configuration to the keystore folder")
+        raise fail("set [keys].keystore in the configuration to the keystore folder")
     try:
         keys = list_keys(settings.keys.keystore)
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     now = SystemClock().now()
     table = Table("id", "suite", "status", "key", "sha256", "subject", "valid until", "days left")
     for info in keys:
@@ -388,12 +371,12 @@ def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
 def rollover_keys(config: ConfigOption = DEFAULT_CONFIG, suite: SuiteOption = Suite.EDELIVERY_1_15) -> None:
     """Within a suite: next key becomes current (signs), current becomes previous (still decrypts), previous is
     retired. The other suites' keys are not touched."""
-    settings = _settings(config)
+    settings = settings_of(config)
     folder, passphrase = _keystore(settings)
     try:
         keystore = rollover(folder, passphrase, now=SystemClock().now(), suite=suite)
     except GatewayError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     signing = keystore.signing_for(suite).certificate
     console.print(
         f"rolled over {suite.value}: now signing with {signing.subject.rfc4514_string()} "

@@ -1,0 +1,154 @@
+"""``permit-gateway messages ...``: what an operator on the server needs without the REST API: list messages
+by direction and state, show one with its timeline, and send a FAILED one again. It works on the store the
+configuration names, so it also works while the gateway is stopped; a running gateway sends a retried message
+at its next sweep (``[outbound].sweep_seconds``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gateway.clock import SystemClock
+from gateway.errors import GatewayError
+from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, fail, settings_of
+from gateway.outbound.retry import retry_failed
+from gateway.profiles.loader import load_profile_folder
+from gateway.profiles.trust import Partners
+from gateway.settings import Settings
+from gateway.store import Direction, MessageRecord, MessageStore, State, create_engine
+
+messages_app = typer.Typer(help="Messages in the store: list, show, retry a FAILED one.")
+DIRECTIONS = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[MessageStore]:
+    engine = create_engine(settings.store.url)
+    try:
+        yield MessageStore(engine, SystemClock())
+    finally:
+        await engine.dispose()
+
+
+def _direction(text: str | None) -> Direction | None:
+    if text is None:
+        return None
+    if text not in DIRECTIONS:
+        raise fail(f"--direction must be outbound or inbound, not {text!r}", code=2)
+    return DIRECTIONS[text]
+
+
+def _state(text: str | None) -> State | None:
+    if text is None:
+        return None
+    try:
+        return State(text.upper())
+    except ValueError:
+        raise fail(f"--state must be one of {', '.join(s.value for s in State)}, not {text!r}", code=2) from None
+
+
+@messages_app.command("list")
+def list_messages(
+    config: ConfigOption = DEFAULT_CONFIG,
+    direction: Annotated[str | None, typer.Option(help="outbound or inbound; both when left out")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="FAILED, RETRY_WAIT, DELIVERED, ...; all when left out")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="how many, newest first")] = 50,
+) -> None:
+    """The newest messages, with their state and, for those that went wrong, why."""
+    settings = settings_of(config)
+    wanted_direction, wanted_state = _direction(direction), _state(state)
+
+    async def run() -> list[MessageRecord]:
+        async with _store(settings) as store:
+            return await store.recent(limit=limit, direction=wanted_direction, state=wanted_state)
+
+    records = asyncio.run(run())
+    table = Table(title=f"{len(records)} message(s)")
+    for column in ("MessageId", "dir", "partner", "document", "state", "attempts", "updated (UTC)", "last error"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        document = f"{r.document_type or ''} {r.document_number or ''}".strip() or r.action
+        updated = r.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+        error = (r.last_error or "")[:160]
+        table.add_row(
+            r.message_id, r.direction.value, r.partner_id, document, r.state.value, str(r.attempts), updated, error
+        )
+    console.print(table)
+
+
+@messages_app.command("show")
+def show(
+    message_id: Annotated[str, typer.Argument(help="the MessageId")], config: ConfigOption = DEFAULT_CONFIG
+) -> None:
+    """One message: its fields and its whole timeline."""
+    settings = settings_of(config)
+
+    async def run() -> tuple[MessageRecord, list[tuple[str, str, str, str]]] | None:
+        async with _store(settings) as store:
+            for direction in (Direction.OUTBOUND, Direction.INBOUND):
+                record = await store.find(direction, message_id)
+                if record is not None:
+                    events = await store.events(record.id)
+                    return record, [
+                        (
+                            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                            e.kind,
+                            e.state.value if e.state else "",
+                            str(e.detail),
+                        )
+                        for e in events
+                    ]
+        return None
+
+    found = asyncio.run(run())
+    if found is None:
+        raise fail(f"no message with MessageId {message_id!r} in {settings.store.url}")
+    record, events = found
+    console.print(
+        f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
+        f"{record.document_type or record.action} {record.document_number or ''}  [bold]{record.state.value}[/]",
+        highlight=False,
+    )
+    if record.last_error:
+        console.print(f"last error: {record.last_error}", highlight=False)
+    table = Table(title="timeline")
+    for column in ("at (UTC)", "event", "state", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in events:
+        table.add_row(*row)
+    console.print(table)
+
+
+@messages_app.command("retry")
+def retry(
+    message_id: Annotated[str, typer.Argument(help="the MessageId of a FAILED outbound message")],
+    reason: Annotated[str, typer.Option(help="why it may go now (kept in its timeline)")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Send a FAILED message again under its MessageId and signed bytes, with a fresh round of attempts and time
+    to live from the partner's current profile."""
+    settings = settings_of(config)
+
+    async def run() -> MessageRecord:
+        clock = SystemClock()
+        loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+        partners = Partners(loaded.registry, now=clock.now())
+        async with _store(settings) as store:
+            return await retry_failed(store, partners, clock, message_id, reason=f"operator (CLI): {reason}")
+
+    try:
+        record = asyncio.run(run())
+    except GatewayError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"{record.message_id} is {record.state.value}: a running gateway sends it at its next sweep "
+        f"(within [outbound].sweep_seconds = {settings.outbound.sweep_seconds:g} s)",
+        highlight=False,
+    )

@@ -1,0 +1,108 @@
+"""``permit-gateway messages list|show|retry`` on a real SQLite store, through typer's CliRunner."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.clock import SystemClock
+from gateway.interfaces.cli import app
+from gateway.profiles import DevPki
+from gateway.store import Direction, Event, MessageStore, State, create_engine, upgrade
+from tests.profiles.helpers import profile_text
+from tests.store.helpers import new_message
+
+FAILED_BECAUSE = "EBMS:0301 MissingReceipt: no receipt after 4 attempts"
+
+
+async def _fill(url: str) -> None:
+    """One FAILED outbound message, one waiting, one received."""
+    engine = create_engine(url)
+    await upgrade(engine)
+    store = MessageStore(engine, SystemClock())
+    await store.add(new_message("failed@be"))
+    await store.add(new_message("waiting@be"))
+    await store.add(new_message("in@ch", direction=Direction.INBOUND))
+    (claimed,) = await store.claim_due("node", limit=1, lease=timedelta(minutes=1))
+    await store.move(claimed.id, Event.GIVE_UP, detail={"reason": FAILED_BECAUSE}, last_error=FAILED_BECAUSE)
+    await engine.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path, pki: DevPki) -> Path:
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "ch-swissmedic.yaml").write_text(profile_text("ch-swissmedic", "ch-swissmedic.crt.pem"))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    asyncio.run(_fill(url))
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""data_dir = "var"
+[identity]
+party_id = "BE-FAMHP"
+country = "BE"
+authority_name = "FAMHP"
+[store]
+url = "{url}"
+[profiles]
+folder = "profiles"
+certificates = "{pki.folder}"
+"""
+    )
+    return path
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["messages", *args, "--config", str(config)])
+    return result.exit_code, result.output
+
+
+def _state_of(config: Path, message_id: str) -> tuple[State, list[str]]:
+    async def read() -> tuple[State, list[str]]:
+        engine = create_engine(f"sqlite+aiosqlite:///{config.parent / 'gateway.db'}")
+        store = MessageStore(engine, SystemClock())
+        record = await store.find(Direction.OUTBOUND, message_id)
+        assert record is not None
+        events = [f"{e.kind}: {e.detail.get('reason', '')}" for e in await store.events(record.id)]
+        await engine.dispose()
+        return record.state, events
+
+    return asyncio.run(read())
+
+
+def test_list_filters_by_direction_and_state_and_shows_why(config: Path) -> None:
+    code, out = run(config, "list", "--state", "failed", "--direction", "outbound")
+    assert code == 0 and "failed@be" in out and "waiting@be" not in out and "in@ch" not in out
+    assert "EBMS:0301" in out and "1 message(s)" in out
+    code, out = run(config, "list")
+    assert code == 0 and all(m in out for m in ("failed@be", "waiting@be", "in@ch"))
+
+
+def test_list_refuses_an_unknown_state_or_direction_naming_the_choices(config: Path) -> None:
+    code, out = run(config, "list", "--state", "LOST")
+    assert code == 2 and "FAILED" in out and "'LOST'" in out
+    code, out = run(config, "list", "--direction", "sideways")
+    assert code == 2 and "outbound or inbound" in out
+
+
+def test_show_prints_the_timeline(config: Path) -> None:
+    code, out = run(config, "show", "failed@be")
+    assert code == 0 and "FAILED" in out and "submitted" in out and "give_up" in out and FAILED_BECAUSE[:30] in out
+    code, out = run(config, "show", "nobody@nowhere")
+    assert code == 1 and "no message with MessageId 'nobody@nowhere'" in out
+
+
+def test_retry_sends_a_failed_message_again_and_refuses_any_other(config: Path) -> None:
+    code, out = run(config, "retry", "failed@be", "--reason", "Swissmedic fixed its endpoint")
+    assert code == 0 and "failed@be is RETRY_WAIT" in out and "next sweep" in out
+    state, events = _state_of(config, "failed@be")
+    assert state is State.RETRY_WAIT
+    assert events[-1] == "operator_retry: operator (CLI): Swissmedic fixed its endpoint"
+
+    code, out = run(config, "retry", "waiting@be", "--reason", "impatient")
+    assert code == 1 and "only a FAILED message can be retried" in out
+    assert _state_of(config, "waiting@be")[0] is State.SUBMITTED
