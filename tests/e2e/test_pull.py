@@ -277,6 +277,24 @@ async def test_a_pulled_permit_the_receiver_refuses_fails_at_the_sender_with_its
     assert await state_of(session, ch, submitted["message_id"]) == "absent"
 
 
+async def test_a_pulled_message_never_receipted_fails_as_a_missing_receipt(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Offered once and then once per retry (three), each time without a receipt: EBMS:0301, as for a push."""
+    harness = pull_harness
+    be = await harness.start(BE)
+    node = be.runner.app[NODE]
+    message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+    for n in range(1, 6):
+        status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=n))
+        assert status == 200 and (peek_signal(content_type, body) is None) == (n <= 4), n
+        harness.clock.advance(timedelta(seconds=2))  # past the 1 s receipt timeout
+        await node.store.recover_leases()
+
+    failed = await wait_for(session, be, message_id, "FAILED")
+    assert failed["last_error"] == "EBMS:0301 MissingReceipt: no receipt after it was pulled 4 times"
+
+
 async def test_a_message_nobody_pulls_fails_when_its_time_to_live_runs_out(
     pull_harness: Harness, session: aiohttp.ClientSession
 ) -> None:
