@@ -49,6 +49,22 @@ def test_the_shipped_config_shows_every_key_with_its_default() -> None:
                 assert shipped[section][key] == getattr(default, key), f"[{section}].{key}"
 
 
+def test_the_readme_documents_every_key() -> None:
+    """The README's configuration table names every key of every section (the test-only ``[faults]`` too)."""
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `[")]
+    for section, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if not isinstance(annotation, type) or not issubclass(annotation, BaseModel):
+            continue
+        for key in annotation.model_fields:
+            if key.startswith("edelivery_2"):
+                key = f"keys.{key}"
+                assert any(f"`[{key}]`" in row for row in rows), f"[{key}] is not in the README's table"
+                continue
+            mine = [row for row in rows if row.startswith(f"| `[{section}]")]
+            assert any(f"] {key}`" in row or f"`{key}`" in row for row in mine), f"[{section}].{key} not in README"
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "gateway.toml"
     path.write_text(text)
