@@ -167,8 +167,7 @@ class PullServer:
             record = claimed[0]
             now = self._clock.now()
             if record.expires_at is not None and now > record.expires_at:
-                missing = "its time to live ran out before a receipt for it arrived"
-                await self._give_up(record, EbmsCode.MISSING_RECEIPT.describe(missing))
+                await self._give_up(record, _expired(offers=record.attempts - 1))
             elif record.attempts > awareness.retries + 1:
                 offers = record.attempts - 1
                 await self._give_up(
@@ -196,7 +195,7 @@ class PullServer:
             waiting = await self._store.oldest(Direction.OUTBOUND, state, partners=partners, limit=limit)
             for record in waiting:
                 if record.expires_at is not None and now > record.expires_at:
-                    await self._give_up(record, "its time to live ran out before the partner pulled it")
+                    await self._give_up(record, _expired(offers=record.attempts))
                     failed += 1
         return failed
 
@@ -301,3 +300,11 @@ class PullServer:
             reason=reason,
             at=due.isoformat(),
         )
+
+
+def _expired(*, offers: int) -> str:
+    """Why a message for a pulling partner failed at its time to live: never pulled, or pulled ``offers``
+    times (a claim counts one attempt) and never receipted."""
+    if offers == 0:
+        return "its time to live ran out before the partner pulled it"
+    return EbmsCode.MISSING_RECEIPT.describe("its time to live ran out before a receipt for it arrived")

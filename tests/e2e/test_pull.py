@@ -295,6 +295,27 @@ async def test_a_pulled_message_never_receipted_fails_as_a_missing_receipt(
     assert failed["last_error"] == "EBMS:0301 MissingReceipt: no receipt after it was pulled 4 times"
 
 
+async def test_a_pulled_message_whose_receipt_never_comes_fails_at_its_time_to_live(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    be = await harness.start(BE)
+    message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+    status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=1))
+    assert status == 200 and peek_signal(content_type, body) is None
+    harness.clock.advance(timedelta(hours=73))  # the default time_to_live_hours is 72
+    node = be.runner.app[NODE]
+    await node.store.recover_leases()
+    await node.pull_server.expire()  # the expiry job's work (it may have run already: the reason is the same)
+
+    status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=2))
+    assert status == 200 and peek_signal(content_type, body) is not None, "nothing left to pull"
+    failed = await wait_for(session, be, message_id, "FAILED")
+    assert failed["last_error"] == (
+        "EBMS:0301 MissingReceipt: its time to live ran out before a receipt for it arrived"
+    )
+
+
 async def test_a_message_nobody_pulls_fails_when_its_time_to_live_runs_out(
     pull_harness: Harness, session: aiohttp.ClientSession
 ) -> None:
