@@ -6,10 +6,14 @@ A reader never sees half a file, and a write repeated after a crash replaces the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
+
+_READ_BLOCK = 1 << 20
 
 
 def write_atomically(path: Path, data: bytes, *, prefix: str = ".tmp-") -> None:
@@ -39,3 +43,13 @@ def sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sha256_of_file(file: BinaryIO) -> str:
+    """The SHA-256 of an open file's whole content, read in blocks; the file is left at its start."""
+    digest = hashlib.sha256()
+    file.seek(0)
+    while block := file.read(_READ_BLOCK):
+        digest.update(block)
+    file.seek(0)
+    return digest.hexdigest()

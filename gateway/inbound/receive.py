@@ -33,6 +33,7 @@ from gateway.documents import PermitDocument, PermitDocumentRejected, parse_docu
 from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
+from gateway.files import sha256_of_file
 from gateway.metrics import DUPLICATES, EBMS_ERRORS_SENT, FAILURES
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
@@ -408,8 +409,4 @@ def _content_key(permit_sha256: str, received: UserMessageReceived) -> tuple[str
 def _sha256_of(payload: Payload) -> str:
     if payload.file is None:
         return hashlib.sha256(payload.data).hexdigest()
-    digest = hashlib.sha256()
-    payload.file.seek(0)
-    while block := payload.file.read(SPOOL_THRESHOLD):
-        digest.update(block)
-    return digest.hexdigest()
+    return sha256_of_file(payload.file)

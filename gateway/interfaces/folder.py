@@ -133,11 +133,8 @@ async def report(app: web.Application) -> int:
     records = await node.store.find_many(
         Direction.OUTBOUND, sorted({str(m["message_id"]) for m in markers.values()})
     )
-    changed = {
-        path: records.get(str(marker["message_id"]))
-        for path, marker in markers.items()
-        if _moved(marker, records.get(str(marker["message_id"])))
-    }
+    found = {path: records.get(str(marker["message_id"])) for path, marker in markers.items()}
+    changed = {path: record for path, record in found.items() if _moved(markers[path], record)}
     await asyncio.to_thread(_rewrite, changed)
     return len(changed)
 

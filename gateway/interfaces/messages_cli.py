@@ -20,10 +20,17 @@ from gateway.outbound.retry import retry_failed
 from gateway.profiles.loader import load_profile_folder
 from gateway.profiles.trust import Partners
 from gateway.settings import Settings
-from gateway.store import Direction, MessageRecord, MessageStore, State, create_engine
+from gateway.store import (
+    Direction,
+    MessageRecord,
+    MessageStore,
+    State,
+    create_engine,
+    direction_named,
+    state_named,
+)
 
 messages_app = typer.Typer(help="Messages in the store: list, show, retry a FAILED one.")
-DIRECTIONS = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}
 
 
 @asynccontextmanager
@@ -36,20 +43,17 @@ async def _store(settings: Settings) -> AsyncIterator[MessageStore]:
 
 
 def _direction(text: str | None) -> Direction | None:
-    if text is None:
-        return None
-    if text not in DIRECTIONS:
-        raise fail(f"--direction must be outbound or inbound, not {text!r}", code=2)
-    return DIRECTIONS[text]
+    try:
+        return direction_named(text) if text else None
+    except ValueError as exc:
+        raise fail(f"--direction {exc}", code=2) from None
 
 
 def _state(text: str | None) -> State | None:
-    if text is None:
-        return None
     try:
-        return State(text.upper())
-    except ValueError:
-        raise fail(f"--state must be one of {', '.join(s.value for s in State)}, not {text!r}", code=2) from None
+        return state_named(text) if text else None
+    except ValueError as exc:
+        raise fail(f"--state {exc}", code=2) from None
 
 
 @messages_app.command("list")
@@ -92,20 +96,15 @@ def show(
 
     async def run() -> tuple[MessageRecord, list[tuple[str, str, str, str]]] | None:
         async with _store(settings) as store:
-            for direction in (Direction.OUTBOUND, Direction.INBOUND):
-                record = await store.find(direction, message_id)
-                if record is not None:
-                    events = await store.events(record.id)
-                    return record, [
-                        (
-                            e.at.strftime("%Y-%m-%d %H:%M:%S"),
-                            e.kind,
-                            e.state.value if e.state else "",
-                            str(e.detail),
-                        )
-                        for e in events
-                    ]
-        return None
+            record = await store.find_either(message_id)
+            if record is None:
+                return None
+            events = await store.events(record.id)
+        rows = [
+            (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.state.value if e.state else "", str(e.detail))
+            for e in events
+        ]
+        return record, rows
 
     found = asyncio.run(run())
     if found is None:

@@ -32,6 +32,8 @@ from gateway.store import (
     PermitState,
     State,
     attachments_of,
+    direction_named,
+    state_named,
 )
 
 API = "/api/v1"
@@ -182,12 +184,11 @@ async def list_messages(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     node = request.app[NODE]
     message_id = request.match_info["message_id"]
-    for direction in (Direction.OUTBOUND, Direction.INBOUND):
-        record = await node.store.find(direction, message_id)
-        if record is not None:
-            events = [event_json(e) for e in await node.store.events(record.id)]
-            return web.json_response(message_json(record) | {"events": events})
-    return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    record = await node.store.find_either(message_id)
+    if record is None:
+        return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    events = [event_json(e) for e in await node.store.events(record.id)]
+    return web.json_response(message_json(record) | {"events": events})
 
 
 async def get_attachment(request: web.Request) -> web.StreamResponse:
@@ -213,18 +214,16 @@ async def get_receipt(request: web.Request) -> web.Response:
     received; byte for byte as it crossed the wire, so anyone can verify it with the signer's certificate."""
     node = request.app[NODE]
     message_id = request.match_info["message_id"]
-    for direction in (Direction.OUTBOUND, Direction.INBOUND):
-        record = await node.store.find(direction, message_id)
-        if record is None:
-            continue
-        kept = await node.store.get_evidence(record.id, "receipt")
-        if kept is None:
-            reason = f"message {message_id!r} is {record.state.value} and has no signed receipt"
-            return web.json_response({"error": reason}, status=404)
-        content_type, body = kept
-        digest = hashlib.sha256(body).hexdigest()
-        return web.Response(body=body, headers={"Content-Type": content_type, "X-Permit-Evidence-Sha256": digest})
-    return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    record = await node.store.find_either(message_id)
+    if record is None:
+        return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    kept = await node.store.get_evidence(record.id, "receipt")
+    if kept is None:
+        reason = f"message {message_id!r} is {record.state.value} and has no signed receipt"
+        return web.json_response({"error": reason}, status=404)
+    content_type, body = kept
+    digest = hashlib.sha256(body).hexdigest()
+    return web.Response(body=body, headers={"Content-Type": content_type, "X-Permit-Evidence-Sha256": digest})
 
 
 async def get_wire(request: web.Request) -> web.StreamResponse:
@@ -384,26 +383,18 @@ def _whole_number(query: Any, name: str, default: int, maximum: int) -> int:
     return int(text)
 
 
-_DIRECTIONS = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}
-
-
 def _direction(text: str | None) -> Direction | None:
-    if text is None or text == "":
-        return None
-    found = _DIRECTIONS.get(text)
-    if found is None:
-        raise _bad_request(f"direction must be outbound or inbound (or left out for both), not {text[:40]!r}")
-    return found
+    try:
+        return direction_named(text) if text else None
+    except ValueError as exc:
+        raise _bad_request(f"direction {exc}") from None
 
 
 def _message_state(text: str | None) -> State | None:
-    if text is None or text == "":
-        return None
     try:
-        return State(text.upper())
-    except ValueError:
-        states = ", ".join(s.value for s in State)
-        raise _bad_request(f"state must be one of {states} (or left out for all), not {text[:40]!r}") from None
+        return state_named(text) if text else None
+    except ValueError as exc:
+        raise _bad_request(f"state {exc}") from None
 
 
 async def list_permits(request: web.Request) -> web.Response:

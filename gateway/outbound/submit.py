@@ -15,7 +15,6 @@ submissions of one document racing each other.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -42,6 +41,7 @@ from gateway.documents import DocumentKey, Finding, PermitDocument, parse_docume
 from gateway.documents.types import service_action
 from gateway.errors import GatewayError, ProfileError
 from gateway.faults import NO_FAULTS, Faults
+from gateway.files import sha256_of_file
 from gateway.outbound.retry import NotRetryable, retry_failed
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
@@ -365,15 +365,7 @@ def _named(key: DocumentKey) -> str:
 
 
 def _sha256_of_files(attachments: Sequence[NewAttachment]) -> tuple[str, ...]:
-    found = []
-    for attachment in attachments:
-        digest = hashlib.sha256()
-        attachment.file.seek(0)
-        while block := attachment.file.read(1 << 20):
-            digest.update(block)
-        attachment.file.seek(0)
-        found.append(digest.hexdigest())
-    return tuple(found)
+    return tuple(sha256_of_file(a.file) for a in attachments)
 
 
 def _content_id(what: str) -> str:

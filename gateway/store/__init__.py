@@ -2,7 +2,17 @@
 registry: the permit documents sent and received, their lifecycle and remaining quantities."""
 
 from gateway.store.attachments import Attachment, NewAttachment, attachments_of
-from gateway.store.lifecycle import FINAL, TRANSITIONS, Direction, Event, IllegalTransition, State, transition
+from gateway.store.lifecycle import (
+    FINAL,
+    TRANSITIONS,
+    Direction,
+    Event,
+    IllegalTransition,
+    State,
+    direction_named,
+    state_named,
+    transition,
+)
 from gateway.store.migrate import upgrade
 from gateway.store.payloads import PayloadStore
 from gateway.store.permits import (
@@ -54,7 +64,9 @@ __all__ = [
     "UnitOfWork",
     "attachments_of",
     "create_engine",
+    "direction_named",
     "is_unavailable",
+    "state_named",
     "transition",
     "unit_of_work",
     "upgrade",

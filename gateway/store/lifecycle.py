@@ -68,6 +68,26 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 }
 
 INITIAL = {Direction.OUTBOUND: State.SUBMITTED, Direction.INBOUND: State.RECEIVED}
+_DIRECTION_NAMES = {"outbound": Direction.OUTBOUND, "inbound": Direction.INBOUND}
+
+
+def direction_named(text: str) -> Direction:
+    """``outbound`` or ``inbound``, as the REST API and the CLI name a direction; ValueError saying what is."""
+    found = _DIRECTION_NAMES.get(text)
+    if found is None:
+        raise ValueError(f"must be outbound or inbound (or left out for both), not {text[:40]!r}")
+    return found
+
+
+def state_named(text: str) -> State:
+    """A state by its name, in any case; ValueError listing the states."""
+    try:
+        return State(text.upper())
+    except ValueError:
+        states = ", ".join(s.value for s in State)
+        raise ValueError(f"must be one of {states} (or left out for all), not {text[:40]!r}") from None
+
+
 FINAL = frozenset({State.ACKNOWLEDGED, State.FAILED, State.REJECTED, State.DELIVERED, State.DUPLICATE})
 
 

@@ -601,6 +601,16 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
 
+    async def find_either(self, message_id: str) -> MessageRecord | None:
+        """The message with this MessageId, the one we sent before one we received (the REST API and the CLI
+        name messages by MessageId alone)."""
+        async with self._reads.connect() as conn:
+            for direction in (Direction.OUTBOUND, Direction.INBOUND):
+                found = await self._find(conn, direction, message_id, None)
+                if found is not None:
+                    return found
+        return None
+
     async def find_many(
         self, direction: Direction, message_ids: Sequence[str], *, batch: int = 500
     ) -> dict[str, MessageRecord]:

@@ -277,6 +277,13 @@ async def test_a_pulled_permit_the_receiver_refuses_fails_at_the_sender_with_its
     assert await state_of(session, ch, submitted["message_id"]) == "absent"
 
 
+async def offered(session: aiohttp.ClientSession, be: Running, harness: Harness, n: int) -> bool:
+    """Switzerland's ``n``-th PullRequest to Belgium: True when it was handed a message, False for an empty MPC."""
+    status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=n))
+    assert status == 200, n
+    return peek_signal(content_type, body) is None
+
+
 async def test_a_pulled_message_never_receipted_fails_as_a_missing_receipt(
     pull_harness: Harness, session: aiohttp.ClientSession
 ) -> None:
@@ -286,8 +293,7 @@ async def test_a_pulled_message_never_receipted_fails_as_a_missing_receipt(
     node = be.runner.app[NODE]
     message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
     for n in range(1, 6):
-        status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=n))
-        assert status == 200 and (peek_signal(content_type, body) is None) == (n <= 4), n
+        assert await offered(session, be, harness, n) == (n <= 4), n
         harness.clock.advance(timedelta(seconds=2))  # past the 1 s receipt timeout
         await node.store.recover_leases()
 
@@ -301,15 +307,13 @@ async def test_a_pulled_message_whose_receipt_never_comes_fails_at_its_time_to_l
     harness = pull_harness
     be = await harness.start(BE)
     message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
-    status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=1))
-    assert status == 200 and peek_signal(content_type, body) is None
+    assert await offered(session, be, harness, 1)
     harness.clock.advance(timedelta(hours=73))  # the default time_to_live_hours is 72
     node = be.runner.app[NODE]
     await node.store.recover_leases()
     await node.pull_server.expire()  # the expiry job's work (it may have run already: the reason is the same)
 
-    status, content_type, body = await post(session, be, pull_request(harness.keys(CH), harness, n=2))
-    assert status == 200 and peek_signal(content_type, body) is not None, "nothing left to pull"
+    assert not await offered(session, be, harness, 2), "nothing left to pull"
     failed = await wait_for(session, be, message_id, "FAILED")
     assert failed["last_error"] == (
         "EBMS:0301 MissingReceipt: its time to live ran out before a receipt for it arrived"
