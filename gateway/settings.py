@@ -168,6 +168,11 @@ class OutboundSettings(_Section):
     lease_seconds: Annotated[float, Field(gt=0, description="how long a node owns a message it is sending")] = (
         120.0
     )
+    max_in_flight_per_partner: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=20,
+        description="messages sent to one partner at once; each partner has its own lane, so a partner that hangs "
+        "holds up only its own messages",
+    )
 
 
 class InboundSettings(_Section):

@@ -147,6 +147,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
         tls_passphrase=settings.keys.passphrase(),
+        per_partner=settings.outbound.max_in_flight_per_partner,
     )
     receiver = Receiver(
         store=store,
@@ -181,6 +182,8 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         faults=faults,
     )
     delivery_pump = Pump("delivery", delivery.run_once)
+    dispatch_pump = Pump("dispatch", dispatcher.run_once)
+    dispatcher.when_a_lane_ends(dispatch_pump.wake)
     puller = Puller(
         receiver=receiver,
         payloads=payloads,
@@ -206,7 +209,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         dispatcher=dispatcher,
         receiver=receiver,
         delivery=delivery,
-        dispatch_pump=Pump("dispatch", dispatcher.run_once),
+        dispatch_pump=dispatch_pump,
         delivery_pump=delivery_pump,
         keys=keys,
         pull_server=pull_server,
@@ -344,6 +347,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await node.dispatcher.close()
 
 
 # --- partner profiles, our keys, certificate expiry: hot reload and the admin API ------------------------

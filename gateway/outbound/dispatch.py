@@ -6,6 +6,7 @@ import asyncio
 import random
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -86,6 +87,37 @@ def _error_attempt(event: ErrorReceived, status: int, latency_ms: float) -> Atte
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """One partner's send loop, and how to tell it that messages may have come for it."""
+
+    task: asyncio.Task[int]
+    woken: asyncio.Event
+
+
+async def _first_of(sending: set[asyncio.Task[None]], woken: asyncio.Event) -> None:
+    """Until one of ``sending`` ends or ``woken`` is set."""
+    waiter = asyncio.create_task(woken.wait())
+    try:
+        await asyncio.wait({*sending, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+def _settled(sending: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+    """The sends still running; a send that raised (the store went away) stops its lane."""
+    for task in sending:
+        if task.done():
+            task.result()
+    return {task for task in sending if not task.done()}
+
+
+async def _cancel(sending: set[asyncio.Task[None]]) -> None:
+    for task in sending:
+        task.cancel()
+    await asyncio.gather(*sending, return_exceptions=True)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -100,6 +132,7 @@ class Dispatcher:
         lease: timedelta,
         faults: Faults = NO_FAULTS,
         tls_passphrase: bytes | None = None,
+        per_partner: int = 20,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -112,27 +145,98 @@ class Dispatcher:
         self._faults = faults
         self._tls_passphrase = tls_passphrase
         self._tls: dict[Tls, ssl.SSLContext | None] = {}
+        self._per_partner = per_partner
+        self._lanes: dict[str, _Lane] = {}
+        self._on_lane_end: Callable[[], None] = lambda: None
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    async def run_once(self, limit: int = 20) -> int:
-        """Send every due message (in batches of ``limit``); returns how many were attempted.
+    def when_a_lane_ends(self, callback: Callable[[], None]) -> None:
+        """``callback`` runs when a lane has nothing left to send (the node wakes its send loop with it, so a
+        message that came while the lane was ending is picked up at once)."""
+        self._on_lane_end = callback
 
-        Messages for a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``).
-        Messages to a suspended partner are held: not claimed, not attempted, their attempts unchanged, until
-        the partner is enabled again; those whose time to live runs out meanwhile fail, saying so.
+    async def run_once(self) -> int:
+        """Open a lane for every partner with messages due and no lane yet; returns how many were opened.
+
+        A lane keeps up to ``per_partner`` of its partner's messages in flight, claiming more as they settle,
+        until none is due. Lanes run side by side, so a partner that answers slowly, or not at all until the
+        HTTP time-out, holds up only its own messages and never another partner's. Messages for a partner with
+        ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages to a suspended
+        partner are held: not claimed, not attempted, their attempts unchanged, until the partner is enabled
+        again; those whose time to live runs out meanwhile fail, saying so.
         """
         suspended = {p.profile.id for p in self._partners if not p.profile.enabled}
         await self._expire_held(suspended)
-        total = 0
-        pulled = [p.profile.id for p in self._partners if p.profile.transport is Transport.PULL]
-        while batch := await self._store.claim_due(
-            self._node_id, limit=limit, lease=self._lease, exclude_partners=sorted({*pulled, *suspended})
-        ):
-            await asyncio.gather(*(self._send(record) for record in batch))
-            total += len(batch)
-        return total
+        for lane in self._lanes.values():
+            lane.woken.set()  # something may have come for it
+        pulled = {p.profile.id for p in self._partners if p.profile.transport is Transport.PULL}
+        pushed = {p.profile.id for p in self._partners} - pulled - suspended
+        if pushed and pushed <= self._lanes.keys():
+            return 0  # every partner has an open lane, which claims what comes due: no need to ask the store
+        due = await self._store.due_partners(exclude_partners=sorted({*pulled, *suspended, *self._lanes}))
+        for partner_id in due:
+            woken = asyncio.Event()
+            task = asyncio.create_task(self._lane(partner_id, woken), name=f"send lane {partner_id}")
+            self._lanes[partner_id] = _Lane(task, woken)
+        return len(due)
+
+    async def drain(self) -> int:
+        """Send everything due and wait until every lane has ended; returns how many messages were attempted.
+        For tests and one-shot tools: a running node lets its lanes run on their own."""
+        sent = 0
+        while True:
+            await self.run_once()
+            if not self._lanes:
+                return sent
+            sent += sum(await asyncio.gather(*(lane.task for lane in self._lanes.values())))
+
+    async def close(self) -> None:
+        """Stop every lane; a message cut off mid-send keeps its lease and is sent again after it expires."""
+        tasks = [lane.task for lane in self._lanes.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _lane(self, partner_id: str, woken: asyncio.Event) -> int:
+        sending: set[asyncio.Task[None]] = set()
+        sent = 0
+        try:
+            while True:
+                room = self._per_partner - len(sending)
+                # after a send settles, refill only once half the lane is free: a claim per settled message
+                # would add a statement to every message; new messages (woken) are claimed at once
+                wanted = woken.is_set() or 2 * room >= self._per_partner
+                woken.clear()
+                if room and wanted and self._pushes_to(partner_id):
+                    batch = await self._store.claim_due(
+                        self._node_id, limit=room, lease=self._lease, partners=[partner_id]
+                    )
+                    sending.update(asyncio.create_task(self._send(record)) for record in batch)
+                    sent += len(batch)
+                if not sending:
+                    break
+                await _first_of(sending, woken)
+                sending = _settled(sending)
+        except asyncio.CancelledError:
+            await _cancel(sending)
+            raise
+        except Exception:
+            await asyncio.gather(*sending, return_exceptions=True)
+            # not woken again at once: the store may be down, and the sweep tries again
+            log.exception("send lane stopped; its partner's messages go at the next sweep", partner=partner_id)
+            return sent
+        finally:
+            self._lanes.pop(partner_id, None)
+        self._on_lane_end()
+        return sent
+
+    def _pushes_to(self, partner_id: str) -> bool:
+        """False once the partner is suspended or pulls (a profile change while its lane runs); a partner no
+        profile names any more stays claimable, so its messages fail saying so instead of waiting for ever."""
+        partner = next((p for p in self._partners if p.profile.id == partner_id), None)
+        return partner is None or (partner.profile.enabled and partner.profile.transport is not Transport.PULL)
 
     async def _expire_held(self, suspended: set[str]) -> None:
         for partner_id in sorted(suspended):

@@ -476,6 +476,23 @@ class MessageStore:
         # RETURNING order is unspecified: oldest due first, as chosen (a delivery lease moved them all alike)
         return sorted(claimed, key=lambda r: (r.next_attempt_at or now, r.id))
 
+    async def due_partners(self, *, exclude_partners: Sequence[str] = ()) -> list[str]:
+        """The partners with outbound messages due now, the one whose message waits longest first."""
+        query = (
+            select(messages.c.partner_id)
+            .where(
+                messages.c.direction == Direction.OUTBOUND,
+                messages.c.state.in_(sources(Event.CLAIM)),
+                messages.c.next_attempt_at <= self._clock.now(),
+            )
+            .group_by(messages.c.partner_id)
+            .order_by(func.min(messages.c.next_attempt_at))
+        )
+        if exclude_partners:
+            query = query.where(messages.c.partner_id.not_in(exclude_partners))
+        async with self._reads.connect() as conn:
+            return [str(row[0]) for row in await conn.execute(query)]
+
     async def give_up_waiting(self, *, partners: Collection[str], reason: str) -> list[MessageRecord]:
         """Outbound messages of ``partners`` waiting to be sent (SUBMITTED, RETRY_WAIT) whose time to live has
         run out move to FAILED with ``reason``, in one statement; returns them."""

@@ -84,7 +84,7 @@ async def test_a_failed_message_goes_again_under_its_message_id_when_its_documen
     message_id = first["message_id"]
     await wait_for(session, be, message_id, "RETRY_WAIT")
     harness.clock.advance(timedelta(hours=72))
-    await be.runner.app[NODE].dispatcher.run_once()
+    await be.runner.app[NODE].dispatcher.drain()
     assert (await message(session, be, message_id) or {})["state"] == "FAILED"
     ch = await harness.start("CH-SWISSMEDIC")
 
@@ -156,7 +156,7 @@ async def test_the_json_beside_a_sent_outbox_file_follows_its_message_to_failed_
     status = sent / "ia.xml.json"
     await wait_for(session, be, message_id, "RETRY_WAIT")
     harness.clock.advance(timedelta(hours=73))
-    await be.runner.app[NODE].dispatcher.run_once()
+    await be.runner.app[NODE].dispatcher.drain()
 
     assert await folder.report(be.runner.app) == 1
     failed = json.loads(status.read_text())

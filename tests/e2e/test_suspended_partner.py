@@ -31,7 +31,7 @@ async def held_message(harness: Harness, session: aiohttp.ClientSession, be: Run
     await wait_for(session, be, body["message_id"], "RETRY_WAIT")
     set_enabled(harness, be, "ch-swissmedic", False)
     harness.clock.advance(timedelta(minutes=10))
-    await be.runner.app[NODE].dispatcher.run_once()
+    await be.runner.app[NODE].dispatcher.drain()
     found = await message(session, be, body["message_id"])
     assert found is not None
     return found
@@ -46,7 +46,7 @@ async def test_queued_messages_are_held_while_suspended_and_go_out_when_enabled(
     ch = await harness.start("CH-SWISSMEDIC")
 
     harness.clock.advance(timedelta(hours=1))
-    assert await be.runner.app[NODE].dispatcher.run_once() == 0
+    assert await be.runner.app[NODE].dispatcher.drain() == 0
     still = await message(session, be, message_id)
     assert still is not None and still["state"] == "RETRY_WAIT" and still["attempts"] == 1
     assert (
@@ -68,7 +68,7 @@ async def test_held_messages_fail_when_their_time_to_live_runs_out_saying_the_pa
     held = await held_message(harness, session, be)
 
     harness.clock.advance(timedelta(hours=72))
-    await be.runner.app[NODE].dispatcher.run_once()
+    await be.runner.app[NODE].dispatcher.drain()
 
     failed = await message(session, be, held["message_id"])
     assert failed is not None and failed["state"] == "FAILED" and failed["attempts"] == 1

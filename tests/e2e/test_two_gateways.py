@@ -367,7 +367,7 @@ async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_recei
     before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
     for wait in waits:
         harness.clock.advance(wait)
-        await be.runner.app[NODE].dispatcher.run_once()
+        await be.runner.app[NODE].dispatcher.drain()
 
     failed = await message(session, be, message_id)
     assert failed is not None and (failed["state"], failed["attempts"]) == ("FAILED", attempts)

@@ -82,6 +82,26 @@ async def test_retry_waits_until_due(store: MessageStore, clock: FixedClock) -> 
     assert again[0].attempts == 2
 
 
+async def test_due_partners_are_those_with_messages_due_the_longest_waiting_first(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    late, _ = await store.add(new_message("m1@be", partner_id="de-bfarm", to_party="DE-BFARM"))
+    await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
+    await store.move(late.id, Event.SEND_FAILED, next_attempt_at=NOW + timedelta(seconds=30))
+    clock.advance(timedelta(seconds=1))
+    await store.add(new_message("m2@be"))
+    clock.advance(timedelta(seconds=1))
+    await store.add(new_message("m3@be", partner_id="fr-ansm", to_party="FR-ANSM"))
+    await store.add(new_message("m4@be", direction=Direction.INBOUND, partner_id="nl-igj", to_party="NL-IGJ"))
+    assert await store.due_partners() == ["ch-swissmedic", "fr-ansm"]
+    assert await store.due_partners(exclude_partners=["ch-swissmedic"]) == ["fr-ansm"]
+
+    clock.advance(timedelta(seconds=30))
+    assert await store.due_partners() == ["ch-swissmedic", "fr-ansm", "de-bfarm"]
+    await store.claim_due("a", limit=10, lease=timedelta(minutes=1))
+    assert await store.due_partners() == []
+
+
 async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock) -> None:
     record, _ = await store.add(new_message("m1@be"))
     await store.claim_due("dead-node", limit=1, lease=timedelta(seconds=30))

@@ -1,0 +1,96 @@
+"""Each partner has its own send lane: a partner that takes the request and never answers holds up its own
+messages until the HTTP time-out, and nobody else's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.interfaces.demo import message, wait_for
+from gateway.settings import OutboundSettings
+from tests.conftest import free_port
+from tests.e2e.conftest import Harness, example, submit
+
+IA = "BE-IA-2026-0001.xml"
+PER_PARTNER = 3
+
+
+@dataclass
+class SilentPartner:
+    """An AS4 endpoint that reads each request and answers none until released."""
+
+    url: str = ""
+    arrived: int = 0
+    waiting: int = 0
+    most_waiting: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrived += 1
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        try:
+            await self.release.wait()
+        finally:
+            self.waiting -= 1
+        return web.Response(status=503)
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentPartner]:
+    partner = SilentPartner()
+    app = web.Application()
+    app.router.add_post("/as4", partner.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    partner.url = f"http://127.0.0.1:{port}/as4"
+    yield partner
+    partner.release.set()
+    await runner.cleanup()
+
+
+def add_silent_profile(harness: Harness, endpoint: str) -> None:
+    """A third partner, Germany, whose endpoint is the silent one (its certificate is only used to encrypt)."""
+    (harness.tmp / "profiles" / "de-bfarm.yaml").write_text(
+        "id: de-bfarm\nauthority_name: BfArM\ncountry: DE\nparty_id: DE-BFARM\n"
+        f"endpoint: {endpoint}\nsecurity:\n  signing_certificate: ch-swissmedic.crt.pem\n"
+    )
+
+
+def numbered(harness: Harness, n: int) -> bytes:
+    return example(IA, today=harness.clock.now()).replace(b"BE-IA-2026-0001", f"BE-IA-2026-{n:04d}".encode())
+
+
+async def test_a_partner_that_never_answers_holds_up_only_its_own_messages(
+    harness: Harness, session: aiohttp.ClientSession, silent: SilentPartner
+) -> None:
+    add_silent_profile(harness, silent.url)
+    outbound = OutboundSettings(http_timeout_seconds=60, max_in_flight_per_partner=PER_PARTNER)
+    be = await harness.start("BE-FAMHP", outbound=outbound)
+    ch = await harness.start("CH-SWISSMEDIC")
+
+    stuck = []
+    for n in range(101, 106):
+        status, body = await submit(session, be, numbered(harness, n), "?partner=de-bfarm")
+        assert status == 202, body
+        stuck.append(body["message_id"])
+    while silent.arrived < PER_PARTNER:
+        await asyncio.sleep(0.05)
+
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, body
+    # the silent partner holds its POSTs for a minute; Switzerland's permit does not wait for them
+    await wait_for(session, ch, body["message_id"], "DELIVERED", timeout=15)
+    await wait_for(session, be, body["message_id"], "ACKNOWLEDGED", timeout=5)
+
+    states = [(await message(session, be, m) or {}).get("state") for m in stuck]
+    assert sorted(states) == ["SENDING"] * PER_PARTNER + ["SUBMITTED"] * (5 - PER_PARTNER)
+    assert silent.arrived == silent.most_waiting == PER_PARTNER
