@@ -176,11 +176,12 @@ class Dispatcher:
         if pushed and pushed <= self._lanes.keys():
             return 0  # every partner has an open lane, which claims what comes due: no need to ask the store
         due = await self._store.due_partners(exclude_partners=sorted({*pulled, *suspended, *self._lanes}))
-        for partner_id in due:
+        opened = [p for p in due if p not in self._lanes]  # not opened meanwhile by a drain() beside the pump
+        for partner_id in opened:
             woken = asyncio.Event()
             task = asyncio.create_task(self._lane(partner_id, woken), name=f"send lane {partner_id}")
             self._lanes[partner_id] = _Lane(task, woken)
-        return len(due)
+        return len(opened)
 
     async def drain(self) -> int:
         """Send everything due and wait until every lane has ended; returns how many messages were attempted.
@@ -228,7 +229,8 @@ class Dispatcher:
             log.exception("send lane stopped; its partner's messages go at the next sweep", partner=partner_id)
             return sent
         finally:
-            self._lanes.pop(partner_id, None)
+            if (lane := self._lanes.get(partner_id)) is not None and lane.task is asyncio.current_task():
+                del self._lanes[partner_id]
         self._on_lane_end()
         return sent
 
