@@ -96,6 +96,7 @@ class Puller:
         self._tls_passphrase = tls_passphrase
         self._tls: dict[Tls, ssl.SSLContext | None] = {}
         self._next_pull: dict[str, float] = {}
+        self._draining: dict[str, asyncio.Task[int]] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -114,18 +115,35 @@ class Puller:
         ]
 
     async def run_once(self) -> int:
-        """Pull from every partner whose interval has passed; returns how many messages came."""
+        """Start pulling from every partner whose interval has passed and that is not being pulled from already;
+        returns how many started. Each partner is pulled on its own, so one that takes our PullRequest and never
+        answers delays only what we pull from it."""
         now = time.monotonic()
-        due = [p for p in self.pulled_from() if self._next_pull.get(p.profile.id, 0.0) <= now]
-        results = await asyncio.gather(*(self._drain(p) for p in due), return_exceptions=True)
-        pulled = 0
-        for partner, result in zip(due, results, strict=True):
-            if isinstance(result, BaseException):
-                PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
-                log.error("pulling failed", partner=partner.profile.id, reason=repr(result))
-            else:
-                pulled += result
-        return pulled
+        due = [
+            p
+            for p in self.pulled_from()
+            if self._next_pull.get(p.profile.id, 0.0) <= now and p.profile.id not in self._draining
+        ]
+        for partner in due:
+            task = asyncio.create_task(self._drain_reported(partner), name=f"pull {partner.profile.id}")
+            self._draining[partner.profile.id] = task
+        return len(due)
+
+    async def close(self) -> None:
+        tasks = list(self._draining.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drain_reported(self, partner: Partner) -> int:
+        try:
+            return await self._drain(partner)
+        except Exception as exc:
+            PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
+            log.error("pulling failed", partner=partner.profile.id, reason=repr(exc))
+            return 0
+        finally:
+            del self._draining[partner.profile.id]
 
     async def _drain(self, partner: Partner) -> int:
         """Pull until the partner's MPC is empty (or a pull fails, or ``MAX_PER_RUN``)."""

@@ -348,6 +348,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await node.dispatcher.close()
+        await node.puller.close()
 
 
 # --- partner profiles, our keys, certificate expiry: hot reload and the admin API ------------------------

@@ -199,6 +199,34 @@ async def test_a_gateway_without_an_endpoint_pulls_its_permits_and_the_sender_ke
     await wait_for(session, ch, answer["message_id"], "ACKNOWLEDGED")
 
 
+async def test_a_partner_that_takes_our_pull_request_and_never_answers_delays_no_other_pull(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    heard = asyncio.Event()
+    release = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.Response:
+        await request.read()
+        heard.set()
+        await release.wait()
+        return web.Response(status=503)
+
+    async with _loopback_as4(silent) as url:
+        (harness.profile_folders[CH] / "de-bfarm.yaml").write_text(
+            "id: de-bfarm\nauthority_name: BfArM\ncountry: DE\nparty_id: DE-BFARM\n"
+            f"endpoint: {url}\nsecurity:\n  signing_certificate: be-famhp.crt.pem\n"
+            "pull:\n  receive_by_pulling: true\n  interval_seconds: 1\n"
+        )
+        be = await harness.start(BE)
+        ch = await harness.start(CH)
+        await asyncio.wait_for(heard.wait(), 10)  # Switzerland's pull from Germany now hangs for a minute
+
+        submitted = await submit(session, be, example(IA, today=harness.clock.now()))
+        await wait_for(session, ch, submitted["message_id"], "DELIVERED", timeout=10)
+        release.set()
+
+
 @contextlib.asynccontextmanager
 async def _loopback_as4(handler: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
     """An aiohttp server on a free loopback port answering POST /as4 with ``handler``; yields its URL."""
