@@ -187,6 +187,12 @@ class InboundSettings(_Section):
         "near the largest max_payload_bytes of any partner); bodies over 1 MiB are spooled to the data folder",
     )
 
+    read_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="a request to /as4 must not stall: a body up to 1 MiB must arrive within this time, a larger "
+        "one must not pause this long; otherwise 408, and what arrived is dropped",
+    )
+
     @property
     def duplicate_window(self) -> timedelta:
         return timedelta(hours=self.duplicate_window_hours)

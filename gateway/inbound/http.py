@@ -8,6 +8,7 @@ partner pulled) go to ``SIGNALS``, the One-Way/Pull server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from gateway.store.payloads import IncomingFile
 RECEIVER = web.AppKey("receiver", Receiver)
 PAYLOADS = web.AppKey("payloads", PayloadStore)
 MAX_MESSAGE_BYTES: web.AppKey[int] = web.AppKey("max_message_bytes")
+READ_TIMEOUT: web.AppKey[float] = web.AppKey("read_timeout")
 ON_ACCEPTED: web.AppKey[Callable[[], None]] = web.AppKey("on_accepted")
 SignalHandler = Callable[[str, bytes, SignalPeek], Awaitable[Outgoing | StoredAnswer]]
 SIGNALS: web.AppKey[SignalHandler] = web.AppKey("signals")
@@ -34,7 +36,7 @@ async def as4_endpoint(request: web.Request) -> web.StreamResponse:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     content_type = request.headers.get("Content-Type", "")
     if request.content_length is not None and request.content_length <= IN_MEMORY_BYTES:
-        body = await request.read()
+        body = await _small_body(request)
         peeked = _peek(content_type, body)
         if peeked is not None:
             return _response(await request.app[SIGNALS](content_type, body, peeked))
@@ -76,17 +78,46 @@ def _response(answer: Outgoing | StoredAnswer) -> web.StreamResponse:
     return web.Response(status=answer.http_status, body=answer.body, headers={"Content-Type": answer.content_type})
 
 
-async def _spooled(request: web.Request, limit: int) -> IncomingFile:
-    incoming = request.app[PAYLOADS].incoming()
+async def _small_body(request: web.Request) -> bytes:
+    """A body of at most ``IN_MEMORY_BYTES``, which must arrive whole within the read time-out."""
+    seconds = request.app[READ_TIMEOUT]
     try:
-        async for chunk in request.content.iter_chunked(_READ_CHUNK):
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise _stalled(
+            f"the {request.content_length}-byte request body did not arrive within {seconds:g} s"
+        ) from None
+
+
+async def _spooled(request: web.Request, limit: int) -> IncomingFile:
+    """A large body, or one of unknown length, written to the data folder as it comes; it may take as long as it
+    needs, but not stall: no byte for the read time-out and it is dropped."""
+    incoming = request.app[PAYLOADS].incoming()
+    seconds = request.app[READ_TIMEOUT]
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(seconds):
+                    chunk = await request.content.read(_READ_CHUNK)
+            except TimeoutError:
+                raise _stalled(
+                    f"the request body stalled after {incoming.size} bytes: none for {seconds:g} s"
+                ) from None
+            if not chunk:
+                return incoming
             if incoming.size + len(chunk) > limit:
                 raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=incoming.size + len(chunk))
             incoming.write(chunk)
     except BaseException:
         incoming.close()
         raise
-    return incoming
+
+
+def _stalled(what: str) -> web.HTTPRequestTimeout:
+    """408: a sender that stalls must not hold a connection (and a spool file) for ever. What arrived is dropped;
+    the sender's retry sends the whole message again."""
+    return web.HTTPRequestTimeout(text=f"{what} ([inbound].read_timeout_seconds); send the message again")
 
 
 routes: list[web.RouteDef] = [web.post("/as4", as4_endpoint)]

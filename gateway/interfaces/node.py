@@ -25,7 +25,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.documents import ControlTables
 from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
-from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, RECEIVER, SIGNALS
+from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, READ_TIMEOUT, RECEIVER, SIGNALS
 from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
@@ -228,6 +228,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[RECEIVER] = node.receiver
         app[PAYLOADS] = node.payloads
         app[MAX_MESSAGE_BYTES] = node.settings.inbound.max_message_bytes
+        app[READ_TIMEOUT] = node.settings.inbound.read_timeout_seconds
         app[ON_ACCEPTED] = node.delivery_pump.wake
         app[SIGNALS] = node.pull_server.answer
         log.info(
