@@ -183,7 +183,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
     )
     delivery_pump = Pump("delivery", delivery.run_once)
     dispatch_pump = Pump("dispatch", dispatcher.run_once)
-    dispatcher.when_a_lane_ends(dispatch_pump.wake)
+    dispatcher.wake_with(dispatch_pump.wake)
     puller = Puller(
         receiver=receiver,
         payloads=payloads,

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -32,6 +32,7 @@ RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0202",
 JITTER = 0.1
 STREAM_ABOVE_BYTES = 1024 * 1024
 SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
+MIN_WAKE_SECONDS = 0.5  # a retry timer never fires sooner: with a clock that stands still (tests) it would spin
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,15 +148,16 @@ class Dispatcher:
         self._tls: dict[Tls, ssl.SSLContext | None] = {}
         self._per_partner = per_partner
         self._lanes: dict[str, _Lane] = {}
-        self._on_lane_end: Callable[[], None] = lambda: None
+        self._wake: Callable[[], None] = lambda: None
+        self._timer: asyncio.TimerHandle | None = None
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
 
-    def when_a_lane_ends(self, callback: Callable[[], None]) -> None:
-        """``callback`` runs when a lane has nothing left to send (the node wakes its send loop with it, so a
-        message that came while the lane was ending is picked up at once)."""
-        self._on_lane_end = callback
+    def wake_with(self, callback: Callable[[], None]) -> None:
+        """``callback`` wakes the node's send loop: when a lane has nothing left to send (a message that came
+        while it was ending is picked up at once), and when the next retry falls due."""
+        self._wake = callback
 
     async def run_once(self) -> int:
         """Open a lane for every partner with messages due and no lane yet; returns how many were opened.
@@ -175,8 +177,11 @@ class Dispatcher:
         pushed = {p.profile.id for p in self._partners} - pulled - suspended
         if pushed and pushed <= self._lanes.keys():
             return 0  # every partner has an open lane, which claims what comes due: no need to ask the store
-        due = await self._store.due_partners(exclude_partners=sorted({*pulled, *suspended, *self._lanes}))
-        opened = [p for p in due if p not in self._lanes]  # not opened meanwhile by a drain() beside the pump
+        waiting = await self._store.waiting_partners(exclude_partners=sorted({*pulled, *suspended, *self._lanes}))
+        now = self._clock.now()
+        self._wake_at(min((at for _, at in waiting if at > now), default=None))
+        # not opened meanwhile by a drain() beside the node's pump
+        opened = [p for p, at in waiting if at <= now and p not in self._lanes]
         for partner_id in opened:
             woken = asyncio.Event()
             task = asyncio.create_task(self._lane(partner_id, woken), name=f"send lane {partner_id}")
@@ -193,8 +198,22 @@ class Dispatcher:
                 return sent
             sent += sum(await asyncio.gather(*(lane.task for lane in self._lanes.values())))
 
+    def _wake_at(self, due: datetime | None) -> None:
+        """Wake the send loop when the next retry is due, as the partner's profile says, not at the next sweep."""
+        if due is None:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max((due - self._clock.now()).total_seconds(), MIN_WAKE_SECONDS)
+        if self._timer is not None and not self._timer.cancelled() and loop.time() < self._timer.when() <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._wake)
+
     async def close(self) -> None:
         """Stop every lane; a message cut off mid-send keeps its lease and is sent again after it expires."""
+        if self._timer is not None:
+            self._timer.cancel()
         tasks = [lane.task for lane in self._lanes.values()]
         for task in tasks:
             task.cancel()
@@ -231,7 +250,7 @@ class Dispatcher:
         finally:
             if (lane := self._lanes.get(partner_id)) is not None and lane.task is asyncio.current_task():
                 del self._lanes[partner_id]
-        self._on_lane_end()
+        self._wake()
         return sent
 
     def _pushes_to(self, partner_id: str) -> bool:

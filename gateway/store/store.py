@@ -50,6 +50,12 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _when(moment: datetime | None) -> datetime:
+    found = as_utc(moment)
+    assert found is not None  # the column is NOT NULL
+    return found
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewMessage:
     direction: Direction
@@ -476,22 +482,20 @@ class MessageStore:
         # RETURNING order is unspecified: oldest due first, as chosen (a delivery lease moved them all alike)
         return sorted(claimed, key=lambda r: (r.next_attempt_at or now, r.id))
 
-    async def due_partners(self, *, exclude_partners: Sequence[str] = ()) -> list[str]:
-        """The partners with outbound messages due now, the one whose message waits longest first."""
+    async def waiting_partners(self, *, exclude_partners: Sequence[str] = ()) -> list[tuple[str, datetime]]:
+        """Each partner with outbound messages waiting to be sent, and when the first of them is due, soonest
+        first (a message due now or earlier means the partner has messages due)."""
+        earliest = func.min(messages.c.next_attempt_at)
         query = (
-            select(messages.c.partner_id)
-            .where(
-                messages.c.direction == Direction.OUTBOUND,
-                messages.c.state.in_(sources(Event.CLAIM)),
-                messages.c.next_attempt_at <= self._clock.now(),
-            )
+            select(messages.c.partner_id, earliest)
+            .where(messages.c.direction == Direction.OUTBOUND, messages.c.state.in_(sources(Event.CLAIM)))
             .group_by(messages.c.partner_id)
-            .order_by(func.min(messages.c.next_attempt_at))
+            .order_by(earliest)
         )
         if exclude_partners:
             query = query.where(messages.c.partner_id.not_in(exclude_partners))
         async with self._reads.connect() as conn:
-            return [str(row[0]) for row in await conn.execute(query)]
+            return [(str(row[0]), _when(row[1])) for row in await conn.execute(query)]
 
     async def give_up_waiting(self, *, partners: Collection[str], reason: str) -> list[MessageRecord]:
         """Outbound messages of ``partners`` waiting to be sent (SUBMITTED, RETRY_WAIT) whose time to live has

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.interfaces.demo import message, wait_for
+from gateway.clock import SystemClock
+from gateway.interfaces.demo import message, start_gateway, wait_for
 from gateway.settings import OutboundSettings
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example, submit
@@ -94,3 +95,21 @@ async def test_a_partner_that_never_answers_holds_up_only_its_own_messages(
     states = [(await message(session, be, m) or {}).get("state") for m in stuck]
     assert sorted(states) == ["SENDING"] * PER_PARTNER + ["SUBMITTED"] * (5 - PER_PARTNER)
     assert silent.arrived == silent.most_waiting == PER_PARTNER
+
+
+async def test_a_retry_goes_when_the_profile_says_not_at_the_next_sweep(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    profile = harness.tmp / "profiles" / "ch-swissmedic.yaml"
+    kept = profile.read_text().split("reception_awareness:")[0]
+    profile.write_text(kept + "reception_awareness:\n  retries: 2\n  retry_delays_seconds: [2]\n")
+    outbound = OutboundSettings(sweep_seconds=600)
+    be = await start_gateway("BE", harness.settings("BE-FAMHP", outbound=outbound), SystemClock())
+    harness.running["BE-FAMHP"] = be
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, body
+    await wait_for(session, be, body["message_id"], "RETRY_WAIT")  # Switzerland is not up yet
+    await harness.start("CH-SWISSMEDIC")
+
+    done = await wait_for(session, be, body["message_id"], "ACKNOWLEDGED", timeout=10)
+    assert done["attempts"] == 2

@@ -82,7 +82,7 @@ async def test_retry_waits_until_due(store: MessageStore, clock: FixedClock) -> 
     assert again[0].attempts == 2
 
 
-async def test_due_partners_are_those_with_messages_due_the_longest_waiting_first(
+async def test_waiting_partners_say_when_their_first_message_is_due_soonest_first(
     store: MessageStore, clock: FixedClock
 ) -> None:
     late, _ = await store.add(new_message("m1@be", partner_id="de-bfarm", to_party="DE-BFARM"))
@@ -93,13 +93,19 @@ async def test_due_partners_are_those_with_messages_due_the_longest_waiting_firs
     clock.advance(timedelta(seconds=1))
     await store.add(new_message("m3@be", partner_id="fr-ansm", to_party="FR-ANSM"))
     await store.add(new_message("m4@be", direction=Direction.INBOUND, partner_id="nl-igj", to_party="NL-IGJ"))
-    assert await store.due_partners() == ["ch-swissmedic", "fr-ansm"]
-    assert await store.due_partners(exclude_partners=["ch-swissmedic"]) == ["fr-ansm"]
 
-    clock.advance(timedelta(seconds=30))
-    assert await store.due_partners() == ["ch-swissmedic", "fr-ansm", "de-bfarm"]
+    waiting = await store.waiting_partners()
+    assert waiting == [
+        ("ch-swissmedic", NOW + timedelta(seconds=1)),
+        ("fr-ansm", NOW + timedelta(seconds=2)),
+        ("de-bfarm", NOW + timedelta(seconds=30)),
+    ]
+    assert [p for p, _ in await store.waiting_partners(exclude_partners=["ch-swissmedic"])] == [
+        "fr-ansm",
+        "de-bfarm",
+    ]
     await store.claim_due("a", limit=10, lease=timedelta(minutes=1))
-    assert await store.due_partners() == []
+    assert await store.waiting_partners() == [("de-bfarm", NOW + timedelta(seconds=30))]
 
 
 async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock) -> None:
