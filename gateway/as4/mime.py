@@ -472,7 +472,10 @@ class MimeReader:
         if view[pos : pos + 2] == _CRLF or view[pos : pos + 1] == b"\n":
             raise _fail(f"MIME part {self._part_index + 1} has no header fields")
         start = max(pos, self._scan - 2)
-        ends = [(e, w) for e, w in ((view.find(b"\n\n", start), 2), (view.find(b"\n\r\n", start), 3)) if e >= 0]
+        crlf = view.find(b"\n\r\n", start)
+        # a bare-LF blank line counts only before the first CRLF one: an unbounded search scans the whole body
+        lf = view.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(view))
+        ends = [(e, w) for e, w in ((lf, 2), (crlf, 3)) if e >= 0]
         if not ends:
             if len(view) - pos > MAX_PART_HEADER_BYTES:
                 raise _fail(
