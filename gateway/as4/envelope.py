@@ -28,6 +28,11 @@ _OUR_ROLES = {
     SoapVersion.SOAP12: {None, ns.SOAP12_ROLE_NEXT, ns.SOAP12_ROLE_ULTIMATE_RECEIVER},
     SoapVersion.SOAP11: {None, ns.SOAP11_ACTOR_NEXT},
 }
+_ENVELOPES: dict[object, SoapVersion] = {q(version.value, "Envelope"): version for version in SoapVersion}
+_HEADER_BODY = {version: [q(version.value, "Header"), q(version.value, "Body")] for version in SoapVersion}
+_MUST_UNDERSTAND = {version: q(version.value, "mustUnderstand") for version in SoapVersion}
+_ROLE_ATTRIBUTE = {SoapVersion.SOAP12: q(ns.S12, "role"), SoapVersion.SOAP11: q(ns.S11, "actor")}
+_MESSAGING = q(ns.EB, "Messaging")
 
 
 @dataclass(slots=True)
@@ -81,6 +86,9 @@ def read_envelope(data: bytes) -> tuple[etree._Element, SoapVersion]:
         root = parse_xml(data, max_bytes=MAX_ENVELOPE_BYTES, what="SOAP envelope")
     except XmlInputError as exc:
         raise EbmsError(EbmsCode.INVALID_HEADER, str(exc), envelope_unreadable=True) from None
+    version = _ENVELOPES.get(root.tag)
+    if version is not None:
+        return root, version
     name = etree.QName(root)
     if name.localname != "Envelope" or name.namespace not in (ns.S12, ns.S11):
         raise EbmsError(
@@ -93,10 +101,9 @@ def read_envelope(data: bytes) -> tuple[etree._Element, SoapVersion]:
 
 def split_envelope(root: etree._Element, soap_version: SoapVersion) -> tuple[etree._Element, etree._Element]:
     """(Header, Body): exactly one of each, directly under the Envelope, and nothing else there."""
-    soap_ns = soap_version.value
     children = list(root.iterchildren(etree.Element))
     names = [c.tag for c in children]
-    if names != [q(soap_ns, "Header"), q(soap_ns, "Body")]:
+    if names != _HEADER_BODY[soap_version]:
         found = ", ".join(etree.QName(c).localname for c in children) or "nothing"
         raise EbmsError(
             EbmsCode.INVALID_HEADER,
@@ -109,7 +116,8 @@ def parse_envelope(data: bytes) -> Incoming:
     """Parse and structurally check an envelope: one eb:Messaging in the Header, one message unit."""
     root, soap_version = read_envelope(data)
     header, body = split_envelope(root, soap_version)
-    messaging = _one_messaging(root, header)
+    blocks, units = _ebms_elements(root)
+    messaging = _one_messaging(blocks, header)
     check_must_understand(header, soap_version)
     validate_messaging(messaging)
     return Incoming(
@@ -118,21 +126,20 @@ def parse_envelope(data: bytes) -> Incoming:
         header=header,
         body=body,
         messaging=messaging,
-        unit=_one_unit(root, messaging),
+        unit=_one_unit(units, messaging),
     )
 
 
 def targets_us(block: etree._Element, soap_version: SoapVersion) -> bool:
     """A header block addressed to us: no role/actor, or the next/ultimateReceiver role."""
-    attribute = q(ns.S12, "role") if soap_version is SoapVersion.SOAP12 else q(ns.S11, "actor")
-    role = block.get(attribute)
+    role = block.get(_ROLE_ATTRIBUTE[soap_version])
     return (role.strip() if role is not None else None) in _OUR_ROLES[soap_version]
 
 
 def check_must_understand(header: etree._Element, soap_version: SoapVersion) -> None:
-    soap_ns = soap_version.value
+    attribute = _MUST_UNDERSTAND[soap_version]
     for block in header.iterchildren(etree.Element):
-        flag = block.get(q(soap_ns, "mustUnderstand"), "false").strip()
+        flag = block.get(attribute, "false").strip()
         if flag not in ("true", "1", "false", "0"):
             raise EbmsError(
                 EbmsCode.INVALID_HEADER,
@@ -146,8 +153,16 @@ def check_must_understand(header: etree._Element, soap_version: SoapVersion) -> 
             )
 
 
-def _one_messaging(root: etree._Element, header: etree._Element) -> etree._Element:
-    blocks = list(root.iter(q(ns.EB, "Messaging")))
+def _ebms_elements(root: etree._Element) -> tuple[list[etree._Element], list[etree._Element]]:
+    """(every eb:Messaging, every UserMessage and SignalMessage) in the document, found in one walk."""
+    blocks: list[etree._Element] = []
+    units: list[etree._Element] = []
+    for el in root.iter(_MESSAGING, *_UNITS):
+        (blocks if el.tag == _MESSAGING else units).append(el)
+    return blocks, units
+
+
+def _one_messaging(blocks: list[etree._Element], header: etree._Element) -> etree._Element:
     if not blocks:
         raise EbmsError(EbmsCode.INVALID_HEADER, "the SOAP Header has no eb:Messaging header block")
     misplaced = [b for b in blocks if b.getparent() is not header]
@@ -167,8 +182,8 @@ def _one_messaging(root: etree._Element, header: etree._Element) -> etree._Eleme
     return blocks[0]
 
 
-def _one_unit(root: etree._Element, messaging: etree._Element) -> etree._Element:
-    stray = [el for el in root.iter(*_UNITS) if el.getparent() is not messaging]
+def _one_unit(units_anywhere: list[etree._Element], messaging: etree._Element) -> etree._Element:
+    stray = [el for el in units_anywhere if el.getparent() is not messaging]
     if stray:
         parent = stray[0].getparent()
         raise EbmsError(

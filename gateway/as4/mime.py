@@ -472,7 +472,10 @@ class MimeReader:
         if view[pos : pos + 2] == _CRLF or view[pos : pos + 1] == b"\n":
             raise _fail(f"MIME part {self._part_index + 1} has no header fields")
         start = max(pos, self._scan - 2)
-        ends = [(e, w) for e, w in ((view.find(b"\n\n", start), 2), (view.find(b"\n\r\n", start), 3)) if e >= 0]
+        crlf = view.find(b"\n\r\n", start)
+        # a bare-LF blank line counts only before the first CRLF one: an unbounded search scans the whole body
+        lf = view.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(view))
+        ends = [(e, w) for e, w in ((lf, 2), (crlf, 3)) if e >= 0]
         if not ends:
             if len(view) - pos > MAX_PART_HEADER_BYTES:
                 raise _fail(
@@ -591,6 +594,7 @@ class PackageAssembler:
         self._parts: list[MimePart] = []
         self._root_index: int | None = None
         self._current: PartStarted | None = None
+        self._current_id = ""
         self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._file: BinaryIO | None = None
@@ -608,9 +612,10 @@ class PackageAssembler:
     def _on(self, event: MimeEvent) -> None:
         if isinstance(event, PartStarted):
             self._current = event
+            self._current_id = event.content_id  # read once: a header lookup each time
             self._chunks, self._size, self._file = [], 0, None
             self._is_root = (self._start is None and event.index == 0) or (
-                self._start is not None and event.content_id == self._start
+                self._start is not None and self._current_id == self._start
             )
         elif isinstance(event, PartData):
             self._size += len(event.data)
@@ -646,7 +651,7 @@ class PackageAssembler:
                 self._root_index = len(self._parts)
             self._parts.append(
                 MimePart(
-                    content_id=started.content_id,
+                    content_id=self._current_id,
                     content_type=started.content_type,
                     body=body,
                     headers=started.headers,
@@ -660,15 +665,16 @@ class PackageAssembler:
         if self._root_index is None:
             raise _fail(f"the start parameter <{self._start}> names no MIME part")
         root = self._parts[self._root_index]
-        if root.media_type not in (SOAP12_CONTENT_TYPE, SOAP11_CONTENT_TYPE):
+        media_type = root.media_type
+        if media_type not in (SOAP12_CONTENT_TYPE, SOAP11_CONTENT_TYPE):
             raise _fail(
                 f"the root MIME part has Content-Type {root.content_type!r}, not {SOAP12_CONTENT_TYPE} "
                 f"or {SOAP11_CONTENT_TYPE}"
             )
-        if self._type is not None and self._type != root.media_type:
+        if self._type is not None and self._type != media_type:
             raise _fail(
                 f"the multipart type parameter {self._type!r} does not match the root part's "
-                f"Content-Type {root.media_type!r}"
+                f"Content-Type {media_type!r}"
             )
         attachments: dict[str, MimePart] = {}
         for index, part in enumerate(self._parts):
@@ -681,7 +687,7 @@ class PackageAssembler:
             if part.content_id in attachments or part.content_id == root.content_id:
                 raise _fail(f"Content-ID <{part.content_id}> appears on two MIME parts")
             attachments[part.content_id] = part
-        return Package(envelope=root.body.read(), attachments=attachments, envelope_content_type=root.media_type)
+        return Package(envelope=root.body.read(), attachments=attachments, envelope_content_type=media_type)
 
 
 def parse(

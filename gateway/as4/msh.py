@@ -51,6 +51,7 @@ MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
 sets another (the 1 GiB target spools with a higher one)."""
 _INFLATE_CHUNK = 1 << 20
 BODY_CONTENT_ID = "soap-body"
+_DS_SIGNATURE, _XENC_ENCRYPTED_KEY = q(ns.DS, "Signature"), q(ns.XENC, "EncryptedKey")
 
 PolicyLookup = Callable[[UserMessage], SecurityPolicy]
 PullPolicyLookup = Callable[[PullRequest], SecurityPolicy]
@@ -312,11 +313,11 @@ def _open(
     check_clock(user_message.timestamp, policy, now)
     ids = wss.index_ids(incoming.root)
     security = wss.find_security(incoming.header, incoming.soap_version)
-    signed = security is not None and security.find(q(ns.DS, "Signature")) is not None
+    signed = security is not None and next(security.iterchildren(_DS_SIGNATURE), None) is not None
     if policy.require_signature and not signed:
         wss.the_signature(security)  # raises EBMS:0103 "not signed" before anything else is looked at
     ours = keys.get(policy.suite, ()) if isinstance(keys, Mapping) else keys
-    if not ours and security is not None and security.find(q(ns.XENC, "EncryptedKey")) is not None:
+    if not ours and security is not None and next(security.iterchildren(_XENC_ENCRYPTED_KEY), None) is not None:
         raise EbmsError(
             EbmsCode.FAILED_DECRYPTION,
             f"the receiving gateway holds no {policy.suite.value} key, the suite agreed with the sender; "

@@ -1046,13 +1046,14 @@ def decrypt_gcm(key: bytes, body: PartBody, what: str, *, spool: Spool | None = 
     """AES-GCM over IV || ciphertext || tag, chunk by chunk; EBMS:0102 unless the tag verifies."""
     if body.size < _GCM_IV_BYTES + _GCM_TAG_BYTES:
         raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} is {body.size} bytes, too short for AES-GCM")
-    iv = body.read(0, _GCM_IV_BYTES)
     if not body.spooled:
-        whole = body.buffer()  # one chunk in memory: no copy, and the one-shot AEAD is the cheapest call
+        # one chunk in memory: no copy, and the one-shot AEAD is the cheapest call
+        whole = memoryview(body.buffer())
         try:
-            return PartBody.of(AESGCM(key).decrypt(iv, memoryview(whole)[_GCM_IV_BYTES:], None))
+            return PartBody.of(AESGCM(key).decrypt(bytes(whole[:_GCM_IV_BYTES]), whole[_GCM_IV_BYTES:], None))
         except InvalidTag:
             raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"{what} failed AES-GCM authentication") from None
+    iv = body.read(0, _GCM_IV_BYTES)
     tag = body.read(body.size - _GCM_TAG_BYTES)
     decryptor = Cipher(algorithms.AES(key), modes.GCM(iv, tag)).decryptor()
     chunks = body.chunks(_GCM_IV_BYTES, body.size - _GCM_TAG_BYTES)
@@ -1202,9 +1203,10 @@ def check_reference(
     transform_els: list[etree._Element] = []
     digest_el = value_el = None
     for child in ref.iterchildren(_DS_TRANSFORMS, _DS_DIGEST_METHOD, _DS_DIGEST_VALUE):
-        if child.tag == _DS_TRANSFORMS:
+        tag = child.tag  # lxml builds the string on every read
+        if tag == _DS_TRANSFORMS:
             transform_els += child.iterchildren(_DS_TRANSFORM)
-        elif child.tag == _DS_DIGEST_METHOD:
+        elif tag == _DS_DIGEST_METHOD:
             digest_el = child if digest_el is None else digest_el
         elif value_el is None:
             value_el = child
