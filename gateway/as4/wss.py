@@ -235,12 +235,18 @@ def _el(
 
 
 def security_header(header: etree._Element, soap_version: SoapVersion = SoapVersion.SOAP12) -> etree._Element:
+    security = copy.copy(_security_template(soap_version))
+    header.append(security)  # lxml drops the copy's declarations of namespaces the header already has
+    return security
+
+
+@functools.cache
+def _security_template(soap_version: SoapVersion) -> etree._Element:
     soap_ns = soap_version.value
-    return etree.SubElement(
-        header,
+    return etree.Element(
         q(ns.WSSE, "Security"),
         {q(soap_ns, "mustUnderstand"): "true" if soap_version is SoapVersion.SOAP12 else "1"},
-        nsmap={"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC},
+        nsmap={"env": soap_ns, "wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC},
     )
 
 
