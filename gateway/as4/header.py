@@ -169,7 +169,10 @@ def _user_message_template(um: UserMessage, parts: Sequence[PartInfo]) -> etree.
     the ones each message has its own of (``_PER_MESSAGE`` and the hrefs), which the copy gets."""
     part_shapes = tuple((p.href is None, _FIXED_PART_FIELDS(p)) for p in parts)
     shape = (_FIXED_FIELDS(um), um.ref_to_message_id is None, part_shapes)
-    template = _TEMPLATES.get(shape)
+    try:
+        template = _TEMPLATES.get(shape)
+    except TypeError:  # a list where the model says tuple: unhashable, so built as it is, uncached
+        return _build_user_message(um, parts)
     if template is None:
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.clear()  # a bound, not an LRU: shapes are few (one per partner, service and action)

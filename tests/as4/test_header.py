@@ -109,6 +109,9 @@ def test_a_message_of_a_shape_seen_before_carries_its_own_ids_time_conversation_
     )
     for um in (first, second, first):
         assert parse_user_message(_header(um).find(q(EB, "UserMessage"))) == um  # type: ignore[arg-type]
+    listed = dataclasses.replace(first, properties=list(first.properties))  # type: ignore[arg-type]
+    parsed = parse_user_message(_header(listed).find(q(EB, "UserMessage")))  # type: ignore[arg-type]
+    assert parsed == first
 
 
 def test_generated_headers_validate_against_the_ebms_header_schema(alice: KeyPair, bob: KeyPair) -> None:
