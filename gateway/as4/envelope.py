@@ -8,7 +8,9 @@ mustUnderstand header block addressed to us that we do not process.
 
 from __future__ import annotations
 
-import secrets
+import copy
+import functools
+import os
 from dataclasses import dataclass
 
 from lxml import etree
@@ -50,14 +52,27 @@ class Draft:
 
 
 def new_draft(soap_version: SoapVersion = SoapVersion.SOAP12) -> Draft:
+    root = copy.copy(_envelope_template(soap_version))  # lxml copies the whole tree: one C call
+    header, body = root
+    messaging = header[0]
+    ids = os.urandom(32).hex()  # the 128 random bits of each wsu:Id, drawn at once
+    messaging.set(_WSU_ID, f"_{ids[:32]}")
+    body.set(_WSU_ID, f"_{ids[32:]}")
+    return Draft(root=root, header=header, messaging=messaging, body=body, soap_version=soap_version)
+
+
+_WSU_ID = q(ns.WSU, "Id")
+
+
+@functools.cache
+def _envelope_template(soap_version: SoapVersion) -> etree._Element:
+    """Envelope, Header with an empty eb:Messaging, and Body, their wsu:Ids left to fill in."""
     soap_ns = soap_version.value
     root = etree.Element(q(soap_ns, "Envelope"), nsmap={"env": soap_ns})
     header = etree.SubElement(root, q(soap_ns, "Header"))
-    messaging = new_messaging(header, wsu_id=f"_{secrets.token_hex(16)}", soap_ns=soap_ns)
-    body = etree.SubElement(
-        root, q(soap_ns, "Body"), {q(ns.WSU, "Id"): f"_{secrets.token_hex(16)}"}, nsmap={"wsu": ns.WSU}
-    )
-    return Draft(root=root, header=header, messaging=messaging, body=body, soap_version=soap_version)
+    new_messaging(header, wsu_id="", soap_ns=soap_ns)
+    etree.SubElement(root, q(soap_ns, "Body"), {_WSU_ID: ""}, nsmap={"wsu": ns.WSU})
+    return root
 
 
 @dataclass(frozen=True, slots=True)

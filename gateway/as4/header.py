@@ -7,6 +7,10 @@ Every problem is EBMS:0009 InvalidHeader naming the element.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import operator
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -133,8 +137,51 @@ def _add_part_info(payload_info: etree._Element, part: PartInfo) -> None:
     _add_properties(part_el, "PartProperties", part.properties)
 
 
-def add_user_message(messaging: etree._Element, um: UserMessage) -> None:
-    el = _sub(messaging, "UserMessage", mpc=None if um.mpc == DEFAULT_MPC else um.mpc)
+def add_user_message(messaging: etree._Element, um: UserMessage, parts: Sequence[PartInfo] | None = None) -> None:
+    """Append ``um`` (with ``parts`` instead of ``um.parts`` if given): a copy of the block built for the first
+    message of its shape, its own values filled in."""
+    parts = um.parts if parts is None else parts
+    el = copy.copy(_user_message_template(um, parts))  # lxml copies the whole subtree: one C call
+    info = el[0]
+    info[0].text = format_timestamp(um.timestamp)
+    info[1].text = um.message_id
+    if um.ref_to_message_id is not None:
+        info[2].text = um.ref_to_message_id
+    el[2][-1].text = um.conversation_id
+    if parts:
+        for part_el, part in zip(el[-1], parts, strict=True):
+            if part.href is not None:
+                part_el.set("href", part.href)
+    messaging.append(el)
+
+
+_PER_MESSAGE = frozenset({"message_id", "timestamp", "ref_to_message_id", "conversation_id", "parts"})
+_FIXED_FIELDS = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(UserMessage) if f.name not in _PER_MESSAGE)
+)
+_FIXED_PART_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(PartInfo) if f.name != "href"))
+_MAX_TEMPLATES = 256
+_TEMPLATES: dict[tuple[object, ...], etree._Element] = {}
+
+
+def _user_message_template(um: UserMessage, parts: Sequence[PartInfo]) -> etree._Element:
+    """The eb:UserMessage built for the first message of ``um``'s shape: the same values in every field but
+    the ones each message has its own of (``_PER_MESSAGE`` and the hrefs), which the copy gets."""
+    part_shapes = tuple((p.href is None, _FIXED_PART_FIELDS(p)) for p in parts)
+    shape = (_FIXED_FIELDS(um), um.ref_to_message_id is None, part_shapes)
+    try:
+        template = _TEMPLATES.get(shape)
+    except TypeError:  # a list where the model says tuple: unhashable, so built as it is, uncached
+        return _build_user_message(um, parts)
+    if template is None:
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.clear()  # a bound, not an LRU: shapes are few (one per partner, service and action)
+        template = _TEMPLATES[shape] = _build_user_message(um, parts)
+    return template
+
+
+def _build_user_message(um: UserMessage, parts: Sequence[PartInfo]) -> etree._Element:
+    el = etree.Element(q(EB, "UserMessage"), {} if um.mpc == DEFAULT_MPC else {"mpc": um.mpc}, nsmap={"eb": EB})
     add_message_info(el, message_id=um.message_id, timestamp=um.timestamp, ref_to=um.ref_to_message_id)
     party_info = _sub(el, "PartyInfo")
     _add_party(party_info, "From", um.from_party)
@@ -146,10 +193,11 @@ def add_user_message(messaging: etree._Element, um: UserMessage) -> None:
     _sub(collab, "Action", um.action)
     _sub(collab, "ConversationId", um.conversation_id)
     _add_properties(el, "MessageProperties", um.properties)
-    if um.parts:
+    if parts:
         payload_info = _sub(el, "PayloadInfo")
-        for part in um.parts:
+        for part in parts:
             _add_part_info(payload_info, part)
+    return el
 
 
 def add_pull_request(messaging: etree._Element, pull: PullRequest) -> None:

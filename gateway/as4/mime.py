@@ -238,8 +238,9 @@ def build_pieces(
     """``build`` without joining: header bytes and part bodies in wire order, so spooled parts stay on disk."""
     if not attachments:
         return f'{envelope_content_type}; charset="UTF-8"', (envelope,)
-    boundary = f"MIMEBoundary_{os.urandom(16).hex()}"
-    root_id = f"root.{os.urandom(8).hex()}@permit-gateway"
+    random_hex = os.urandom(24).hex()  # 128 bits for the boundary, 64 for the root part's Content-ID
+    boundary = f"MIMEBoundary_{random_hex[:32]}"
+    root_id = f"root.{random_hex[32:]}@permit-gateway"
     pieces: list[bytes | PartBody] = [
         _part_head(boundary, f'{envelope_content_type}; charset="UTF-8"', root_id),
         envelope,

@@ -6,7 +6,7 @@ spool factory are arguments.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import gzip
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -120,9 +120,8 @@ def _pack(
     if repeated:
         raise ValueError(f"two payloads share the Content-ID {repeated[0]!r}")
     parts = [_attachment(p, compress, spool) for p in payloads]
-    user_message = dataclasses.replace(user_message, parts=tuple(_part_info(p, compress) for p in payloads))
     draft = new_draft(soap_version)
-    add_user_message(draft.messaging, user_message)
+    add_user_message(draft.messaging, user_message, [_part_info(p, compress) for p in payloads])
     security = wss.security_header(draft.header, soap_version)
     targets = [wss.element_target(draft.body), wss.element_target(draft.messaging)]
     references = wss.sign(
@@ -169,17 +168,23 @@ def _streamed_attachment(payload: Payload, source: BinaryIO, compress: bool, spo
 
 
 def _part_info(payload: Payload, compress: bool) -> PartInfo:
-    props = [Property(name=MIME_TYPE, value=payload.mime_type)]
-    if payload.character_set:
-        props.append(Property(name=CHARACTER_SET, value=payload.character_set))
-    if compress:
-        props.append(Property(name=COMPRESSION_TYPE, value=ns.COMPRESSION_GZIP))
     return PartInfo(
         href=cid_url(payload.content_id),
-        properties=(*props, *payload.properties),
+        properties=(*_msh_properties(payload.mime_type, payload.character_set, compress), *payload.properties),
         schemas=payload.schemas,
         description=payload.description,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _msh_properties(mime_type: str, character_set: str | None, compress: bool) -> tuple[Property, ...]:
+    """The part properties the MSH writes: MimeType, CharacterSet if given, CompressionType if compressed."""
+    props = [Property(name=MIME_TYPE, value=mime_type)]
+    if character_set:
+        props.append(Property(name=CHARACTER_SET, value=character_set))
+    if compress:
+        props.append(Property(name=COMPRESSION_TYPE, value=ns.COMPRESSION_GZIP))
+    return tuple(props)
 
 
 # --- receiving -------------------------------------------------------------------------------------------

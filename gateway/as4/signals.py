@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from lxml import etree
@@ -17,7 +19,13 @@ from gateway.as4.algorithms import Suite
 from gateway.as4.envelope import Incoming, new_draft, parse_envelope, read_envelope
 from gateway.as4.errors import EbmsCode, EbmsError
 from gateway.as4.events import ErrorReceived, ReceiptReceived
-from gateway.as4.header import add_message_info, add_pull_request, parse_message_info, signal_kind
+from gateway.as4.header import (
+    add_message_info,
+    add_pull_request,
+    format_timestamp,
+    parse_message_info,
+    signal_kind,
+)
 from gateway.as4.mime import PartBody, chunks_of
 from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
 from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
@@ -80,16 +88,30 @@ def build_receipt(
     if not references:
         raise ValueError("a non-repudiation receipt needs the signed references of the received message")
     draft = new_draft(soap_version)
-    signal = etree.SubElement(draft.messaging, q(ns.EB, "SignalMessage"))
-    add_message_info(signal, message_id=message_id, timestamp=now, ref_to=ref_to_message_id)
-    receipt = etree.SubElement(signal, q(ns.EB, "Receipt"))
-    nri = etree.SubElement(receipt, q(ns.EBBP, "NonRepudiationInformation"), nsmap={"ebbp": ns.EBBP})
+    signal = copy.copy(_receipt_template())  # lxml copies the whole subtree: one C call
+    draft.messaging.append(signal)
+    info, receipt = signal
+    info[0].text = format_timestamp(now)
+    info[1].text = message_id
+    info[2].text = ref_to_message_id
+    nri = receipt[0]
     for reference in references:
         part = etree.SubElement(nri, q(ns.EBBP, "MessagePartNRInformation"))
         part.append(parse_xml(reference.xml, what="stored ds:Reference"))
     _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version, suite)
     content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=message_id, content_type=content_type, body=body)
+
+
+@functools.cache
+def _receipt_template() -> etree._Element:
+    """eb:SignalMessage with MessageInfo (Timestamp, MessageId, RefToMessageId) and an empty NRI receipt;
+    the values are left to fill in."""
+    signal = etree.Element(q(ns.EB, "SignalMessage"), nsmap={"eb": ns.EB})
+    add_message_info(signal, message_id="", timestamp=datetime(1970, 1, 1, tzinfo=UTC), ref_to="")
+    receipt = etree.SubElement(signal, q(ns.EB, "Receipt"))
+    etree.SubElement(receipt, q(ns.EBBP, "NonRepudiationInformation"), nsmap={"ebbp": ns.EBBP})
+    return signal
 
 
 def build_pull_request(

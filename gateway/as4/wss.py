@@ -124,9 +124,10 @@ def _findtext(element: etree._Element, path: str, default: str | None = None) ->
     return default if found is None else (found.text or "")
 
 
-def new_id(prefix: str) -> str:
-    """A fresh XML id: 128 random bits (as a UUID would carry), cheaper to make than ``uuid.uuid4()``."""
-    return f"{prefix}-{os.urandom(16).hex()}"  # the bytes secrets.token_hex(16) reads
+def new_ids(*prefixes: str) -> list[str]:
+    """Fresh XML ids, one per prefix: 128 random bits each (as a UUID would carry), all from one os.urandom call."""
+    hexes = os.urandom(16 * len(prefixes)).hex()
+    return [f"{prefix}-{hexes[32 * i : 32 * i + 32]}" for i, prefix in enumerate(prefixes)]
 
 
 def exc_c14n(element: etree._Element, prefixes: Sequence[str] = ()) -> bytes:
@@ -235,24 +236,25 @@ def _el(
 
 
 def security_header(header: etree._Element, soap_version: SoapVersion = SoapVersion.SOAP12) -> etree._Element:
+    security = copy.copy(_security_template(soap_version))
+    header.append(security)  # lxml drops the copy's declarations of namespaces the header already has
+    return security
+
+
+@functools.cache
+def _security_template(soap_version: SoapVersion) -> etree._Element:
     soap_ns = soap_version.value
-    return etree.SubElement(
-        header,
+    return etree.Element(
         q(ns.WSSE, "Security"),
         {q(soap_ns, "mustUnderstand"): "true" if soap_version is SoapVersion.SOAP12 else "1"},
-        nsmap={"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC},
+        nsmap={"env": soap_ns, "wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC},
     )
 
 
-def _binary_security_token(parent: etree._Element, cert: x509.Certificate, index: int | None = None) -> str:
-    token_id = new_id("X509")
+def _binary_security_token(cert: x509.Certificate, token_id: str) -> etree._Element:
     bst = copy.copy(_token_template(cert))
     bst.set(q(ns.WSU, "Id"), token_id)
-    if index is None:
-        parent.append(bst)
-    else:
-        parent.insert(index, bst)
-    return token_id
+    return bst
 
 
 @functools.lru_cache(maxsize=64)
@@ -314,23 +316,23 @@ def sign(
     digest: DigestMethod = DigestMethod.SHA256,
 ) -> tuple[SignedReference, ...]:
     """Append a BinarySecurityToken and a detached ds:Signature over ``targets`` to the Security header."""
-    token_id = _binary_security_token(security, key.certificate)
-    signature = copy.copy(_signature_template(method))  # lxml copies the whole subtree
-    signature.set("Id", new_id("SIG"))
+    token_id, signature_id, key_info_id = new_ids("X509", "SIG", "KI")
+    security.append(_binary_security_token(key.certificate, token_id))
+    transforms = tuple(target.transform for target in targets)
+    signature = copy.copy(_signature_template(method, digest, transforms))  # lxml copies the whole subtree
+    signature.set("Id", signature_id)
     signed_info, signature_value, key_info = signature
     references = []
-    for target in targets:
-        ref = copy.copy(_reference_template(target.transform, digest))
+    for target, ref in zip(targets, signed_info[2:], strict=True):
         ref.set("URI", target.uri)
         value = target.digest(digest)
         ref[2].text = value
-        signed_info.append(ref)
         references.append(
             SignedReference(uri=target.uri, digest_method=digest, digest_value=value, xml=etree.tostring(ref))
         )
     security.append(signature)
     signature_value.text = _b64(_signature_value(key, method, exc_c14n(signed_info)))
-    key_info.set("Id", new_id("KI"))
+    key_info.set("Id", key_info_id)
     key_info[0][0].set("URI", f"#{token_id}")
     return tuple(references)
 
@@ -339,20 +341,24 @@ def sign(
 # calls. Their values are set on the copy; ``_token_reference`` and ``_el`` build the same shapes.
 
 
-@functools.cache
-def _signature_template(method: SignatureMethod) -> etree._Element:
-    """ds:Signature: SignedInfo (CanonicalizationMethod, SignatureMethod), SignatureValue, KeyInfo with a
-    SecurityTokenReference to an X509v3 token; Id, the references and the values are left to fill in."""
+@functools.lru_cache(maxsize=64)
+def _signature_template(
+    method: SignatureMethod, digest: DigestMethod, transforms: tuple[Transform, ...]
+) -> etree._Element:
+    """ds:Signature: SignedInfo (CanonicalizationMethod, SignatureMethod, a Reference per transform),
+    SignatureValue, KeyInfo with a SecurityTokenReference to an X509v3 token; Id, the reference URIs and
+    the values are left to fill in."""
     signature = etree.Element(q(ns.DS, "Signature"), {"Id": ""}, nsmap={"ds": ns.DS, "wsse": ns.WSSE})
     signed_info = _el(signature, q(ns.DS, "SignedInfo"))
     _el(signed_info, q(ns.DS, "CanonicalizationMethod"), {"Algorithm": Transform.EXC_C14N})
     _el(signed_info, q(ns.DS, "SignatureMethod"), {"Algorithm": method})
+    for transform in transforms:
+        signed_info.append(_reference_template(transform, digest))
     _el(signature, q(ns.DS, "SignatureValue"))
     _token_reference(_el(signature, q(ns.DS, "KeyInfo"), {"Id": ""}), "")
     return signature
 
 
-@functools.cache
 def _reference_template(transform: str, digest: str) -> etree._Element:
     """ds:Reference (Transforms, DigestMethod, DigestValue); URI and DigestValue are left to fill in."""
     ref = etree.Element(q(ns.DS, "Reference"), {"URI": ""}, nsmap={"ds": ns.DS})
@@ -404,27 +410,30 @@ def encrypt_attachments(
     elif not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("eDelivery AS4 1.15 encryption needs an RSA certificate")
     content_key = AESGCM.generate_key(bit_length=128)
-    token_id = _binary_security_token(security, recipient, index=0)
-    key_id = new_id("EK")
-    encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
-    security.insert(1, encrypted_key)
+    token_id, key_id, *data_ids = new_ids("X509", "EK", *["ED"] * len(parts))
+    security.insert(0, _binary_security_token(recipient, token_id))
     if agreement_algorithm is not None:
+        encrypted_key = etree.Element(q(ns.XENC, "EncryptedKey"), {"Id": key_id}, nsmap={"xenc": ns.XENC})
+        security.insert(1, encrypted_key)
         _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyWrap.KW_AES128})
         key_info = _el(encrypted_key, q(ns.DS, "KeyInfo"))
         recipient_info, kek = agreement.originate(key_info, agreement_algorithm, agreed_with)
         _token_reference(recipient_info, token_id)
         wrapped = agreement.wrap(kek, content_key)
+        _el(_el(encrypted_key, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherValue"))
+        _el(encrypted_key, q(ns.XENC, "ReferenceList"))
     else:
         assert isinstance(public_key, rsa.RSAPublicKey)
-        encrypted_key.extend(copy.copy(child) for child in _rsa_oaep_key_info())
+        encrypted_key = copy.copy(_rsa_oaep_encrypted_key())
+        encrypted_key.set("Id", key_id)
         encrypted_key[1][0][0].set("URI", f"#{token_id}")
+        security.insert(1, encrypted_key)
         wrapped = public_key.encrypt(content_key, _oaep(MaskGeneration.MGF1_SHA256, DigestMethod.SHA256))
-    _el(_el(encrypted_key, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherValue"), text=_b64(wrapped))
-    reference_list = _el(encrypted_key, q(ns.XENC, "ReferenceList"))
+    cipher_data, reference_list = encrypted_key[-2:]
+    cipher_data[0].text = _b64(wrapped)
     aes = AESGCM(content_key)
     encrypted_parts = []
-    for index, part in enumerate(parts):
-        data_id = new_id("ED")
+    for index, (part, data_id) in enumerate(zip(parts, data_ids, strict=True)):
         _el(reference_list, q(ns.XENC, "DataReference"), {"URI": f"#{data_id}"})
         security.insert(2 + index, _encrypted_data(data_id, key_id, part))
         iv = os.urandom(_GCM_IV_BYTES)
@@ -439,17 +448,21 @@ def encrypt_attachments(
 
 
 @functools.cache
-def _rsa_oaep_key_info() -> etree._Element:
-    """The EncryptionMethod (RSA-OAEP, SHA-256, MGF1-SHA256) and KeyInfo of an EncryptedKey, in a holder
-    element; the token reference's URI is left to fill in."""
-    holder = etree.Element(q(ns.XENC, "EncryptedKey"), nsmap={"xenc": ns.XENC, "ds": ns.DS, "wsse": ns.WSSE})
-    method = _el(holder, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
+def _rsa_oaep_encrypted_key() -> etree._Element:
+    """xenc:EncryptedKey by RSA-OAEP (SHA-256, MGF1-SHA256): EncryptionMethod, KeyInfo, CipherData and an
+    empty ReferenceList; the Id, the token reference's URI and the CipherValue are left to fill in."""
+    encrypted_key = etree.Element(
+        q(ns.XENC, "EncryptedKey"), {"Id": ""}, nsmap={"xenc": ns.XENC, "ds": ns.DS, "wsse": ns.WSSE}
+    )
+    method = _el(encrypted_key, q(ns.XENC, "EncryptionMethod"), {"Algorithm": KeyTransport.RSA_OAEP})
     _el(method, q(ns.DS, "DigestMethod"), {"Algorithm": DigestMethod.SHA256})
     etree.SubElement(
         method, q(ns.XENC11, "MGF"), {"Algorithm": MaskGeneration.MGF1_SHA256.value}, nsmap={"xenc11": ns.XENC11}
     )
-    _token_reference(_el(holder, q(ns.DS, "KeyInfo")), "")
-    return holder
+    _token_reference(_el(encrypted_key, q(ns.DS, "KeyInfo")), "")
+    _el(_el(encrypted_key, q(ns.XENC, "CipherData")), q(ns.XENC, "CipherValue"))
+    _el(encrypted_key, q(ns.XENC, "ReferenceList"))
+    return encrypted_key
 
 
 def encrypt_gcm_spooled(key: bytes, iv: bytes, body: PartBody, spool: Spool) -> PartBody:

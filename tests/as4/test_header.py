@@ -97,6 +97,23 @@ def test_every_user_message_field_round_trips_through_the_header() -> None:
     assert parsed.parts[0].content_id == "permit@be-famhp.test"
 
 
+def test_a_message_of_a_shape_seen_before_carries_its_own_ids_time_conversation_and_hrefs() -> None:
+    first = dataclasses.replace(FULL, parts=(FULL.parts[0],))
+    second = dataclasses.replace(
+        first,
+        message_id="second@be-famhp.permit-gateway",
+        timestamp=FULL.timestamp + timedelta(seconds=1, microseconds=7),
+        ref_to_message_id="other@ch-swissmedic.permit-gateway",
+        conversation_id="",
+        parts=(dataclasses.replace(FULL.parts[0], href="cid:another@be-famhp.test"),),
+    )
+    for um in (first, second, first):
+        assert parse_user_message(_header(um).find(q(EB, "UserMessage"))) == um  # type: ignore[arg-type]
+    listed = dataclasses.replace(first, properties=list(first.properties))  # type: ignore[arg-type]
+    parsed = parse_user_message(_header(listed).find(q(EB, "UserMessage")))  # type: ignore[arg-type]
+    assert parsed == first
+
+
 def test_generated_headers_validate_against_the_ebms_header_schema(alice: KeyPair, bob: KeyPair) -> None:
     schema = load_schema(HEADER_XSD)
     for um in (
