@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from gateway.errors import ConfigError
 
 PARTY_ID_TYPE_UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+MAX_CONNECTIONS = 256
+"""Outgoing HTTP connections of one gateway process, shared by sends, pulls and deliveries to the national system."""
 
 
 class _Section(BaseModel):
@@ -169,9 +171,14 @@ class OutboundSettings(_Section):
         120.0
     )
     max_in_flight_per_partner: Annotated[int, Field(ge=1, le=1000)] = Field(
-        default=20,
+        default=16,
         description="messages sent to one partner at once; each partner has its own lane, so a partner that hangs "
         "holds up only its own messages",
+    )
+    max_in_flight: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS // 2)] = Field(
+        default=64,
+        description="messages sent at once to all partners together; a send waiting for its turn does not count "
+        "against its HTTP time-out",
     )
 
 

@@ -41,7 +41,7 @@ from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_o
 from gateway.profiles.loader import load_profiles, profile_files
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
-from gateway.settings import Settings
+from gateway.settings import MAX_CONNECTIONS, Settings
 from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, is_unavailable, upgrade
 from gateway.store.retention import purge as retention_purge
 
@@ -148,6 +148,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         faults=faults,
         tls_passphrase=settings.keys.passphrase(),
         per_partner=settings.outbound.max_in_flight_per_partner,
+        max_in_flight=settings.outbound.max_in_flight,
     )
     receiver = Receiver(
         store=store,
@@ -221,7 +222,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
 async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, clock = app[SETTINGS], app[CLOCK]
     store = await open_store(settings, clock)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
     try:
         node = _services(settings, clock, store, session)
         app[NODE] = node

@@ -131,9 +131,10 @@ class Dispatcher:
         node_id: str,
         http_timeout: float,
         lease: timedelta,
+        per_partner: int,
+        max_in_flight: int,
         faults: Faults = NO_FAULTS,
         tls_passphrase: bytes | None = None,
-        per_partner: int = 20,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -147,6 +148,7 @@ class Dispatcher:
         self._tls_passphrase = tls_passphrase
         self._tls: dict[Tls, ssl.SSLContext | None] = {}
         self._per_partner = per_partner
+        self._posting = asyncio.Semaphore(max_in_flight)
         self._lanes: dict[str, _Lane] = {}
         self._wake: Callable[[], None] = lambda: None
         self._timer: asyncio.TimerHandle | None = None
@@ -298,7 +300,8 @@ class Dispatcher:
                 reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
             await self._give_up(record, reason)
             return
-        attempt = await self._post(record, partner)
+        async with self._posting:  # waiting here is not counted in the POST's time-out
+            attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
 
     async def _post(self, record: MessageRecord, partner: Partner) -> Attempt:

@@ -4,6 +4,7 @@ messages until the HTTP time-out, and nobody else's."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class SilentPartner:
 
     url: str = ""
     arrived: int = 0
+    arrival_times: list[float] = field(default_factory=list)
     waiting: int = 0
     most_waiting: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -34,6 +36,7 @@ class SilentPartner:
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.arrived += 1
+        self.arrival_times.append(time.monotonic())
         self.waiting += 1
         self.most_waiting = max(self.most_waiting, self.waiting)
         try:
@@ -113,3 +116,28 @@ async def test_a_retry_goes_when_the_profile_says_not_at_the_next_sweep(
 
     done = await wait_for(session, be, body["message_id"], "ACKNOWLEDGED", timeout=10)
     assert done["attempts"] == 2
+
+
+async def test_sends_beyond_max_in_flight_wait_their_turn_without_it_counting_against_their_time_out(
+    harness: Harness, session: aiohttp.ClientSession, silent: SilentPartner
+) -> None:
+    add_silent_profile(harness, silent.url)
+    outbound = OutboundSettings(http_timeout_seconds=3, max_in_flight=1)
+    be = await harness.start("BE-FAMHP", outbound=outbound)
+    await harness.start("CH-SWISSMEDIC")
+    for n in (101, 102):
+        status, body = await submit(session, be, numbered(harness, n), "?partner=de-bfarm")
+        assert status == 202, body
+    while silent.arrived < 1:
+        await asyncio.sleep(0.05)
+
+    status, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, body
+    started = time.monotonic()
+    # its turn comes when both POSTs to the silent partner have timed out, one after the other, 3 s each; its
+    # own POST then has its whole 3 s
+    done = await wait_for(session, be, body["message_id"], "ACKNOWLEDGED", timeout=20)
+    assert done["attempts"] == 1
+    assert time.monotonic() - started > 2
+    first, second = silent.arrival_times  # one at a time: the second only when the first had timed out
+    assert second - first > 2.5
