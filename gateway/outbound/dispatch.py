@@ -6,7 +6,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +23,7 @@ from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore
+from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore, is_unavailable
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -113,10 +113,10 @@ def _settled(sending: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
     return {task for task in sending if not task.done()}
 
 
-async def _cancel(sending: set[asyncio.Task[None]]) -> None:
-    for task in sending:
+async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> None:
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*sending, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Dispatcher:
@@ -213,13 +213,20 @@ class Dispatcher:
         self._timer = loop.call_at(at, self._wake)
 
     async def close(self) -> None:
-        """Stop every lane; a message cut off mid-send keeps its lease and is sent again after it expires."""
+        """Stop every lane, and give back the messages cut off mid-send, due at once (not when their lease ends)."""
         if self._timer is not None:
             self._timer.cancel()
-        tasks = [lane.task for lane in self._lanes.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel([lane.task for lane in self._lanes.values()])
+        try:
+            released = await self._store.release_leases(self._node_id)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # the store is gone too: their leases run out, and lease recovery takes them
+            log.warning("messages being sent were not given back", reason=str(exc))
+            return
+        if released:
+            log.info("messages being sent given back for another node or the restart", count=released)
 
     async def _lane(self, partner_id: str, woken: asyncio.Event) -> int:
         sending: set[asyncio.Task[None]] = set()

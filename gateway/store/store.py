@@ -535,30 +535,32 @@ class MessageStore:
 
     async def recover_leases(self) -> int:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""
+        return await self._back_to_retry(messages.c.lease_expires_at < self._clock.now(), {})
+
+    async def release_leases(self, owner: str) -> int:
+        """A node that stops gives back what it was sending, due at once: another node (or its own restart)
+        sends it again now instead of when the lease runs out. The partner's duplicate detection makes a resend
+        of a message that did arrive safe."""
+        detail = {"released": f"node {owner} stopped while sending it"}
+        return await self._back_to_retry(messages.c.lease_owner == owner, detail)
+
+    async def _back_to_retry(self, which: ColumnElement[bool], detail: dict[str, Any]) -> int:
         now = self._clock.now()
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 update(messages)
-                .where(messages.c.state == State.SENDING, messages.c.lease_expires_at < now)
+                .where(messages.c.state == State.SENDING, which)
                 .values(state=State.RETRY_WAIT, next_attempt_at=now, lease_owner=None, updated_at=now)
                 .returning(messages.c.id)
             )
-            recovered = [row.id for row in rows]
-            if recovered:
-                await conn.execute(
-                    _INSERT_EVENTS,
-                    [
-                        {
-                            "message_pk": pk,
-                            "at": now,
-                            "kind": Event.LEASE_EXPIRED.value,
-                            "state": State.RETRY_WAIT,
-                            "detail": {},
-                        }
-                        for pk in recovered
-                    ],
-                )
-            return len(recovered)
+            moved = [row.id for row in rows]
+            if moved:
+                kind, state = Event.LEASE_EXPIRED.value, State.RETRY_WAIT
+                logged = [
+                    {"message_pk": pk, "at": now, "kind": kind, "state": state, "detail": detail} for pk in moved
+                ]
+                await conn.execute(_INSERT_EVENTS, logged)
+            return len(moved)
 
     async def purge_batch(self, older_than: Mapping[State, datetime], *, limit: int) -> PurgedBatch:
         """Delete up to ``limit`` messages in a final state whose last move is before that state's cutoff.

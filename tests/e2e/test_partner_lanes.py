@@ -14,7 +14,9 @@ from aiohttp import web
 
 from gateway.clock import SystemClock
 from gateway.interfaces.demo import message, start_gateway, wait_for
+from gateway.interfaces.node import open_store
 from gateway.settings import OutboundSettings
+from gateway.store import Direction, State
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example, submit
 
@@ -141,3 +143,30 @@ async def test_sends_beyond_max_in_flight_wait_their_turn_without_it_counting_ag
     assert time.monotonic() - started > 2
     first, second = silent.arrival_times  # one at a time: the second only when the first had timed out
     assert second - first > 2.5
+
+
+async def test_a_gateway_that_stops_mid_send_gives_the_message_back_due_at_once(
+    harness: Harness, session: aiohttp.ClientSession, silent: SilentPartner
+) -> None:
+    add_silent_profile(harness, silent.url)
+    be = await harness.start("BE-FAMHP")
+    status, body = await submit(session, be, numbered(harness, 101), "?partner=de-bfarm")
+    assert status == 202, body
+    while silent.arrived < 1:
+        await asyncio.sleep(0.05)
+
+    await harness.stop("BE-FAMHP")
+
+    store = await open_store(be.settings, harness.clock)
+    try:
+        record = await store.find(Direction.OUTBOUND, body["message_id"])
+        assert record is not None
+        assert (record.state, record.lease_owner, record.next_attempt_at) == (
+            State.RETRY_WAIT,
+            None,
+            harness.clock.now(),
+        )
+        last = (await store.events(record.id))[-1]
+        assert last.kind == "lease_expired" and "stopped while sending it" in last.detail["released"]
+    finally:
+        await store.close()
