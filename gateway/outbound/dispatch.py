@@ -164,8 +164,8 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Open a lane for every partner with messages due and no lane yet; returns how many were opened.
 
-        A lane keeps up to ``per_partner`` of its partner's messages in flight, claiming more as they settle,
-        until none is due. Lanes run side by side, so a partner that answers slowly, or not at all until the
+        A lane keeps up to ``per_partner`` of its partner's messages in flight, claiming more whenever half of
+        them have settled, until none is due. Lanes run side by side, so a partner that answers slowly, or not at all until the
         HTTP time-out, holds up only its own messages and never another partner's. Messages for a partner with
         ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages to a suspended
         partner are held: not claimed, not attempted, their attempts unchanged, until the partner is enabled
@@ -234,11 +234,10 @@ class Dispatcher:
         try:
             while True:
                 room = self._per_partner - len(sending)
-                # after a send settles, refill only once half the lane is free: a claim per settled message
-                # would add a statement to every message; new messages (woken) are claimed at once
-                wanted = woken.is_set() or 2 * room >= self._per_partner
+                # claim when half the lane is free, new messages too: claiming one at a time as they come or
+                # as sends settle costs a statement each, and the receiver commits them one by one
                 woken.clear()
-                if room and wanted and self._pushes_to(partner_id):
+                if 2 * room >= self._per_partner and self._pushes_to(partner_id):
                     batch = await self._store.claim_due(
                         self._node_id, limit=room, lease=self._lease, partners=[partner_id]
                     )

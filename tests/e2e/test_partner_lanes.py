@@ -21,7 +21,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example, submit
 
 IA = "BE-IA-2026-0001.xml"
-PER_PARTNER = 3
+PER_PARTNER = 4
 
 
 @dataclass
@@ -88,8 +88,9 @@ async def test_a_partner_that_never_answers_holds_up_only_its_own_messages(
         status, body = await submit(session, be, numbered(harness, n), "?partner=de-bfarm")
         assert status == 202, body
         stuck.append(body["message_id"])
-    while silent.arrived < PER_PARTNER:
+    while silent.arrived < PER_PARTNER // 2:
         await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
 
     status, body = await submit(session, be, example(IA, today=harness.clock.now()))
     assert status == 202, body
@@ -97,9 +98,11 @@ async def test_a_partner_that_never_answers_holds_up_only_its_own_messages(
     await wait_for(session, ch, body["message_id"], "DELIVERED", timeout=15)
     await wait_for(session, be, body["message_id"], "ACKNOWLEDGED", timeout=5)
 
+    # the lane claims when half of it is free: between half and all of PER_PARTNER wait at the silent partner
+    waiting = silent.arrived
+    assert PER_PARTNER // 2 <= waiting <= PER_PARTNER and silent.most_waiting == waiting
     states = [(await message(session, be, m) or {}).get("state") for m in stuck]
-    assert sorted(states) == ["SENDING"] * PER_PARTNER + ["SUBMITTED"] * (5 - PER_PARTNER)
-    assert silent.arrived == silent.most_waiting == PER_PARTNER
+    assert sorted(states) == ["SENDING"] * waiting + ["SUBMITTED"] * (5 - waiting)
 
 
 async def test_a_retry_goes_when_the_profile_says_not_at_the_next_sweep(
