@@ -17,13 +17,13 @@ import structlog
 
 from gateway.as4 import EbmsCode, EbmsError, ErrorReceived, ReceiptReceived, SignedReference, parse_response
 from gateway.clock import Clock
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore, is_unavailable
+from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -219,10 +219,7 @@ class Dispatcher:
         await _cancel([lane.task for lane in self._lanes.values()])
         try:
             released = await self._store.release_leases(self._node_id)
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            # the store is gone too: their leases run out, and lease recovery takes them
+        except StoreError as exc:  # the store may be gone too: their leases run out, and lease recovery takes them
             log.warning("messages being sent were not given back", reason=str(exc))
             return
         if released:

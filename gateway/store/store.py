@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -542,7 +542,10 @@ class MessageStore:
         sends it again now instead of when the lease runs out. The partner's duplicate detection makes a resend
         of a message that did arrive safe."""
         detail = {"released": f"node {owner} stopped while sending it"}
-        return await self._back_to_retry(messages.c.lease_owner == owner, detail)
+        try:
+            return await self._back_to_retry(messages.c.lease_owner == owner, detail)
+        except (SQLAlchemyError, OSError) as exc:  # at shutdown the database may be gone already
+            raise StoreError(f"the messages node {owner} was sending could not be given back: {exc}") from exc
 
     async def _back_to_retry(self, which: ColumnElement[bool], detail: dict[str, Any]) -> int:
         now = self._clock.now()

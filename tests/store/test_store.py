@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from gateway.clock import FixedClock
+from gateway.errors import StoreError
 from gateway.store import (
     Direction,
     Event,
@@ -106,6 +107,29 @@ async def test_waiting_partners_say_when_their_first_message_is_due_soonest_firs
     ]
     await store.claim_due("a", limit=10, lease=timedelta(minutes=1))
     assert await store.waiting_partners() == [("de-bfarm", NOW + timedelta(seconds=30))]
+
+
+async def test_a_stopping_node_gives_back_only_its_own_messages(store: MessageStore, clock: FixedClock) -> None:
+    mine, _ = await store.add(new_message("m1@be"))
+    await store.claim_due("node-a", limit=1, lease=timedelta(minutes=2))
+    theirs, _ = await store.add(new_message("m2@be"))
+    await store.claim_due("node-b", limit=1, lease=timedelta(minutes=2))
+
+    assert await store.release_leases("node-a") == 1
+
+    given_back, kept = await store.get(mine.id), await store.get(theirs.id)
+    assert (given_back.state, given_back.lease_owner, given_back.next_attempt_at) == (State.RETRY_WAIT, None, NOW)
+    assert (kept.state, kept.lease_owner) == (State.SENDING, "node-b")
+    assert (await store.events(mine.id))[-1].detail == {"released": "node node-a stopped while sending it"}
+
+
+async def test_giving_back_leases_without_a_database_is_a_store_error(clock: FixedClock) -> None:
+    store = MessageStore(create_engine("postgresql+asyncpg://gateway:gateway@127.0.0.1:1/gone"), clock)
+    try:
+        with pytest.raises(StoreError, match="node-a was sending could not be given back"):
+            await store.release_leases("node-a")
+    finally:
+        await store.close()
 
 
 async def test_expired_lease_is_recovered(store: MessageStore, clock: FixedClock) -> None:
