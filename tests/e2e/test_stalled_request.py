@@ -31,7 +31,7 @@ def incoming_files(harness: Harness) -> list[str]:
 
 
 async def test_a_small_body_that_stops_arriving_is_refused_with_408(harness: Harness) -> None:
-    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1))
+    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1.5))
     head = f"POST /as4 HTTP/1.1\r\nHost: be\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: 5000\r\n\r\n"
 
     status = await exchange(be, head, [b"--b\r\n" + b"x" * 100], pause=0)
@@ -40,7 +40,7 @@ async def test_a_small_body_that_stops_arriving_is_refused_with_408(harness: Har
 
 
 async def test_a_streamed_body_that_stalls_is_refused_with_408_and_nothing_of_it_is_kept(harness: Harness) -> None:
-    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1))
+    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1.5))
     head = f"POST /as4 HTTP/1.1\r\nHost: be\r\nContent-Type: {CONTENT_TYPE}\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"--b\r\n" + b"x" * 4000
 
@@ -51,12 +51,12 @@ async def test_a_streamed_body_that_stalls_is_refused_with_408_and_nothing_of_it
 
 
 async def test_a_slow_sender_that_keeps_sending_is_not_cut_off(harness: Harness) -> None:
-    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1))
+    be = await harness.start("BE-FAMHP", inbound=InboundSettings(read_timeout_seconds=1.5))
     head = f"POST /as4 HTTP/1.1\r\nHost: be\r\nContent-Type: {CONTENT_TYPE}\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"x" * 1000
     pieces = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 5 + [b"0\r\n\r\n"]
 
-    status = await exchange(be, head, pieces, pause=0.5)  # 3 s in all, never 1 s without a byte
+    status = await exchange(be, head, pieces, pause=0.3)  # 1.8 s in all, never 1.5 s without a byte
 
     assert status.startswith(b"HTTP/1.1 ") and not status.startswith(b"HTTP/1.1 408")
     assert incoming_files(harness) == []
