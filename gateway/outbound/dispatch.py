@@ -165,11 +165,11 @@ class Dispatcher:
         """Open a lane for every partner with messages due and no lane yet; returns how many were opened.
 
         A lane keeps up to ``per_partner`` of its partner's messages in flight, claiming more whenever half of
-        them have settled, until none is due. Lanes run side by side, so a partner that answers slowly, or not at all until the
-        HTTP time-out, holds up only its own messages and never another partner's. Messages for a partner with
-        ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages to a suspended
-        partner are held: not claimed, not attempted, their attempts unchanged, until the partner is enabled
-        again; those whose time to live runs out meanwhile fail, saying so.
+        them have settled, until none is due. Lanes run side by side, so a partner that answers slowly, or not
+        at all until the HTTP time-out, holds up only its own messages and never another partner's. Messages for
+        a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages
+        to a suspended partner are held: not claimed, not attempted, their attempts unchanged, until the partner
+        is enabled again; those whose time to live runs out meanwhile fail, saying so.
         """
         suspended = {p.profile.id for p in self._partners if not p.profile.enabled}
         await self._expire_held(suspended)
