@@ -41,6 +41,7 @@ from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import PayloadStore
 from gateway.store.payloads import IncomingFile
+from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.inbound.pull")
 
@@ -130,10 +131,7 @@ class Puller:
         return len(due)
 
     async def close(self) -> None:
-        tasks = list(self._draining.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(list(self._draining.values()))
 
     async def _drain_reported(self, partner: Partner) -> int:
         try:

@@ -6,7 +6,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +24,7 @@ from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore
+from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -111,12 +112,6 @@ def _settled(sending: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
         if task.done():
             task.result()
     return {task for task in sending if not task.done()}
-
-
-async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Dispatcher:
@@ -216,7 +211,7 @@ class Dispatcher:
         """Stop every lane, and give back the messages cut off mid-send, due at once (not when their lease ends)."""
         if self._timer is not None:
             self._timer.cancel()
-        await _cancel([lane.task for lane in self._lanes.values()])
+        await cancel_all([lane.task for lane in self._lanes.values()])
         try:
             released = await self._store.release_leases(self._node_id)
         except StoreError as exc:  # the store may be gone too: their leases run out, and lease recovery takes them
@@ -245,7 +240,7 @@ class Dispatcher:
                 await _first_of(sending, woken)
                 sending = _settled(sending)
         except asyncio.CancelledError:
-            await _cancel(sending)
+            await cancel_all(sending)
             raise
         except Exception:
             await asyncio.gather(*sending, return_exceptions=True)
