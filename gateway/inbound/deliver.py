@@ -6,6 +6,9 @@ Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as head
 SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
 permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
 Every push method is retried after the lease until it succeeds, always with the same MessageId.
+Deliveries run side by side, each partner's messages capped at ``PER_PARTNER`` in flight, so a destination
+that answers slowly or not at all (a webhook that hangs until the time-out) holds up only the messages of the
+partner that delivers there, never another partner's.
 REST pull: the national system fetches and acknowledges messages through the REST API; the worker leaves them.
 The method is read from the profiles in use at each claim: messages of rest-pull partners are never claimed
 (they stay due), so after a profile change they are pushed by the new method at the next run, and a partner
@@ -18,6 +21,8 @@ import asyncio
 import hashlib
 import json
 import re
+from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,9 +39,13 @@ from gateway.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore, attachments_of
+from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
+PER_PARTNER = 16
+"""A partner's deliveries in flight at most. Its messages are claimed again once half of them have settled, in
+batches, so that their DELIVERED moves share commits."""
 
 
 class DeliveryFailed(Exception):
@@ -109,6 +118,14 @@ class FolderDelivery:
         self._soap = SoapDelivery(timeout=http_timeout)
         self._faults = faults
         self._lease = lease
+        # a claim outlives the slowest push, so a message still being delivered is never claimed again
+        self._claim_lease = max(lease, timedelta(seconds=http_timeout * 2))
+        self._delivering: dict[asyncio.Task[int], MessageRecord] = {}
+        self._wake: Callable[[], None] = lambda: None
+
+    def wake_with(self, callback: Callable[[], None]) -> None:
+        """``callback`` wakes the node's delivery loop: when a partner's deliveries have room again."""
+        self._wake = callback
 
     def use_profiles(self, profiles: ProfileRegistry) -> None:
         """After a profile change: the next claim follows the new delivery methods."""
@@ -119,18 +136,60 @@ class FolderDelivery:
         profiles = () if self._profiles is None else self._profiles
         return [p.id for p in profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
-    async def run_once(self, limit: int = 50) -> int:
-        delivered = 0
-        while batch := await self._store.claim_due(
+    async def run_once(self) -> int:
+        """Start delivering the due messages of every partner with room; returns how many were started.
+
+        A partner with half of ``PER_PARTNER`` or more in flight is left out of the claim, and no claim takes
+        more than the room of the fullest partner in it, so no partner ever has more than ``PER_PARTNER`` in
+        flight. Deliveries run on their own; one that settles and leaves its partner room wakes the loop."""
+        in_flight = Counter(record.partner_id for record in self._delivering.values())
+        busy = [partner for partner, count in in_flight.items() if 2 * count >= PER_PARTNER]
+        limit = PER_PARTNER - max((c for p, c in in_flight.items() if p not in busy), default=0)
+        batch = await self._store.claim_due(
             self._node_id,
             limit=limit,
-            lease=self._lease,
+            lease=self._claim_lease,
             direction=Direction.INBOUND,
-            exclude_partners=self._pulled(),
-        ):
-            # side by side, so that their DELIVERED moves share one commit (the store groups them)
-            delivered += sum(await asyncio.gather(*(self._deliver(record) for record in batch)))
-        return delivered
+            exclude_partners=[*self._pulled(), *busy],
+        )
+        delivering = {record.id for record in self._delivering.values()}
+        for record in batch:
+            if record.id not in delivering:  # claimed again when its lease ran out (a hung folder write)
+                task = asyncio.create_task(self._deliver(record), name=f"deliver {record.message_id}")
+                self._delivering[task] = record
+                task.add_done_callback(self._settled)
+        if len(batch) == limit:
+            self._wake()  # more may be due
+        return len(batch)
+
+    async def drain(self) -> int:
+        """Deliver everything due and wait for it; returns how many were delivered. For tests and one-shot
+        tools: a running node lets its deliveries run on their own."""
+        delivered = 0
+        pending: set[asyncio.Task[int]] = set()
+        while True:
+            await self.run_once()
+            pending |= self._delivering.keys()
+            if not pending:
+                return delivered
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            delivered += sum(task.result() for task in done)
+
+    async def close(self) -> None:
+        """Stop the deliveries in flight; their messages are delivered again when their claims run out."""
+        await cancel_all(list(self._delivering))
+
+    def _settled(self, task: asyncio.Task[int]) -> None:
+        record = self._delivering.pop(task)
+        if not task.cancelled() and (error := task.exception()) is not None:  # the store went away
+            log.error(
+                "delivery stopped; tried again when its claim runs out",
+                message_id=record.message_id,
+                reason=f"{type(error).__name__}: {error}",
+            )
+        left = sum(1 for other in self._delivering.values() if other.partner_id == record.partner_id)
+        if 2 * left < PER_PARTNER <= 2 * (left + 1):  # its partner was left out of claims, and is no more
+            self._wake()
 
     def method(self, record: MessageRecord) -> Delivery:
         """The sender's delivery setting; folder when the profile is unknown (removed since)."""

@@ -183,6 +183,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         faults=faults,
     )
     delivery_pump = Pump("delivery", delivery.run_once)
+    delivery.wake_with(delivery_pump.wake)
     dispatch_pump = Pump("dispatch", dispatcher.run_once)
     dispatcher.wake_with(dispatch_pump.wake)
     puller = Puller(
@@ -350,6 +351,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await node.dispatcher.close()
+        await node.delivery.close()
         await node.puller.close()
 
 

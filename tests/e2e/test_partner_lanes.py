@@ -17,7 +17,7 @@ from gateway.interfaces.demo import message, start_gateway, wait_for
 from gateway.interfaces.node import open_store
 from gateway.settings import OutboundSettings
 from gateway.store import Direction, State
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.e2e.conftest import Harness, example, submit
 
 IA = "BE-IA-2026-0001.xml"
@@ -51,16 +51,9 @@ class SilentPartner:
 @pytest.fixture
 async def silent() -> AsyncIterator[SilentPartner]:
     partner = SilentPartner()
-    app = web.Application()
-    app.router.add_post("/as4", partner.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    partner.url = f"http://127.0.0.1:{port}/as4"
-    yield partner
-    partner.release.set()
-    await runner.cleanup()
+    async with serving("/as4", partner.handle) as partner.url:
+        yield partner
+        partner.release.set()
 
 
 def add_silent_profile(harness: Harness, endpoint: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.clock import FixedClock
@@ -62,7 +63,9 @@ class Inbound:
         assert created
         return record
 
-    def worker(self, registry: ProfileRegistry, *, timeout: float = 5.0) -> FolderDelivery:
+    def worker(
+        self, registry: ProfileRegistry, *, timeout: float = 5.0, session: aiohttp.ClientSession | None = None
+    ) -> FolderDelivery:
         return FolderDelivery(
             store=self.store,
             payloads=self.payloads,
@@ -70,6 +73,7 @@ class Inbound:
             clock=self.clock,
             node_id="node-1",
             profiles=registry,
+            session=session,
             http_timeout=timeout,
         )
 

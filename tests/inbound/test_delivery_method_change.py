@@ -29,7 +29,7 @@ async def test_rest_pull_messages_are_not_claimed_and_go_by_the_new_method(inbou
     other = await inbound.accepted(3, partner_id="de-bfarm")
     worker = inbound.worker(PULL)
 
-    assert await worker.run_once() == 1  # only de-bfarm's, to the folder
+    assert await worker.drain() == 1  # only de-bfarm's, to the folder
     for record in waiting:
         unchanged = await inbound.store.get(record.id)
         assert unchanged.state is State.ACCEPTED and unchanged.lease_owner is None
@@ -38,7 +38,7 @@ async def test_rest_pull_messages_are_not_claimed_and_go_by_the_new_method(inbou
     assert [r.id for r in await pull.waiting()] == [r.id for r in waiting]
 
     worker.use_profiles(FOLDER)
-    assert await worker.run_once() == 2
+    assert await worker.drain() == 2
 
     assert {(await inbound.store.get(r.id)).state for r in [*waiting, other]} == {State.DELIVERED}
     assert len(list(inbound.inbox.glob("*.xml"))) == 3
@@ -51,11 +51,11 @@ async def test_a_partner_switched_to_rest_pull_is_not_pushed_any_more(
     record = await inbound.accepted(1)
     national.answers.append("500")
     worker = inbound.worker(ProfileRegistry([partner(delivery={"method": "soap", "url": national.url})]))
-    assert await worker.run_once() == 0  # failed, due again after the lease
+    assert await worker.drain() == 0  # failed, due again after the lease
 
     worker.use_profiles(PULL)
     inbound.clock.advance(timedelta(hours=1))
-    assert await worker.run_once() == 0
+    assert await worker.drain() == 0
 
     assert national.requests == 1
     pull = PullInbox(store=inbound.store, payloads=inbound.payloads, profiles=PULL)

@@ -40,8 +40,8 @@ async def test_the_permit_and_its_metadata_arrive_once(inbound: Inbound, nationa
     record = await inbound.accepted(1, data=EXACT)
     worker = inbound.worker(soap_profiles(national.url))
 
-    assert await worker.run_once() == 1
-    assert await worker.run_once() == 0
+    assert await worker.drain() == 1
+    assert await worker.drain() == 0
 
     assert national.invalid == [] and national.requests == 1
     delivered = national.stored[record.message_id]
@@ -76,15 +76,15 @@ async def test_a_fault_is_retried_after_the_lease_and_delivered_once(
     national.answers.append("fault")
     worker = inbound.worker(soap_profiles(national.url))
 
-    assert await worker.run_once() == 0
+    assert await worker.drain() == 0
     waiting = await inbound.store.get(record.id)
     assert waiting.state is State.ACCEPTED and national.stored == {}
     [failed] = [e for e in await inbound.store.events(record.id) if e.kind == "delivery_failed"]
     assert "Fault: soap:Server: the permit register is down for maintenance" in failed.detail["reason"]
-    assert await worker.run_once() == 0  # not due again before the lease ends
+    assert await worker.drain() == 0  # not due again before the lease ends
 
     inbound.clock.advance(timedelta(minutes=5))
-    assert await worker.run_once() == 1
+    assert await worker.drain() == 1
     assert national.requests == 2 and list(national.stored) == [record.message_id]
     assert national.stored[record.message_id].document == PERMIT
     events = [e.kind for e in await inbound.store.events(record.id)]
@@ -97,9 +97,9 @@ async def test_http_500_is_retried(inbound: Inbound, national: NationalSystem) -
     worker = inbound.worker(soap_profiles(national.url))
 
     for _ in range(2):
-        assert await worker.run_once() == 0
+        assert await worker.drain() == 0
         inbound.clock.advance(timedelta(minutes=5))
-    assert await worker.run_once() == 1
+    assert await worker.drain() == 1
 
     reasons = [e.detail["reason"] for e in await inbound.store.events(record.id) if e.kind == "delivery_failed"]
     assert reasons == [f"SOAP {national.url} answered HTTP 500"] * 2
@@ -112,7 +112,7 @@ async def test_no_national_system_listening_is_retried(inbound: Inbound) -> None
     url = f"http://127.0.0.1:{free_port()}/permit-gateway/delivery"
     worker = inbound.worker(soap_profiles(url), timeout=2.0)
 
-    assert await worker.run_once() == 0
+    assert await worker.drain() == 0
 
     [failed] = [e for e in await inbound.store.events(record.id) if e.kind == "delivery_failed"]
     assert failed.detail["reason"].startswith(f"SOAP {url}: ConnectionError")
