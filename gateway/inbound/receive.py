@@ -64,6 +64,14 @@ def is_test_message(user_message: UserMessage) -> bool:
     return user_message.service == TEST_SERVICE and user_message.action == TEST_ACTION
 
 
+class _StoredMeanwhile(Exception):
+    """A concurrent request stored the same MessageId first: this one's unit of work rolls back, so that a
+    refused message leaves no permit in the registry."""
+
+    def __init__(self, record: MessageRecord) -> None:
+        self.record = record
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reception:
     """The HTTP answer for one incoming message, and the stored message when there is one."""
@@ -287,10 +295,12 @@ class Receiver:
                     evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
                     document_number=document.number,
                 )
+                if not created:  # a request with this MessageId committed meanwhile: keep nothing of this one
+                    raise _StoredMeanwhile(record)
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
-        if not created:
-            return await self._duplicate(record, _content_key(payload_sha256, received))
+        except _StoredMeanwhile as meanwhile:
+            return await self._duplicate(meanwhile.record, _content_key(payload_sha256, received))
         self._faults.hit("receive.before_answer")
         if not first:
             DUPLICATES.labels(partner=record.partner_id, outcome="document_resent").inc()
