@@ -184,19 +184,16 @@ class PullServer:
         FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
         log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
 
-    async def expire(self, limit: int = 100) -> int:
+    async def expire(self) -> int:
         """Messages for pull partners that nobody pulled within their time to live: FAILED, as for push."""
         partners = [p.profile.id for p in pull_partners(self._partners)]
-        if not partners:
-            return 0
-        now = self._clock.now()
         failed = 0
-        for state in (State.SUBMITTED, State.RETRY_WAIT):
-            waiting = await self._store.oldest(Direction.OUTBOUND, state, partners=partners, limit=limit)
-            for record in waiting:
-                if record.expires_at is not None and now > record.expires_at:
-                    await self._give_up(record, _expired(offers=record.attempts))
-                    failed += 1
+        for state, offers in ((State.SUBMITTED, 0), (State.RETRY_WAIT, 1)):
+            reason = _expired(offers=offers)
+            for record in await self._store.give_up_waiting(partners=partners, reason=reason, waiting=(state,)):
+                FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
+                log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+                failed += 1
         return failed
 
     # --- receipts and error signals for pulled messages ---------------------------------------------------

@@ -497,13 +497,18 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return [(str(row[0]), _when(row[1])) for row in await conn.execute(query)]
 
-    async def give_up_waiting(self, *, partners: Collection[str], reason: str) -> list[MessageRecord]:
-        """Outbound messages of ``partners`` waiting to be sent (SUBMITTED, RETRY_WAIT) whose time to live has
-        run out move to FAILED with ``reason``, in one statement; returns them."""
+    async def give_up_waiting(
+        self,
+        *,
+        partners: Collection[str],
+        reason: str,
+        waiting: Collection[State] = (State.SUBMITTED, State.RETRY_WAIT),
+    ) -> list[MessageRecord]:
+        """Outbound messages of ``partners`` waiting to be sent (in one of the ``waiting`` states) whose time to
+        live has run out move to FAILED with ``reason``, in one statement, however many; returns them."""
         if not partners:
             return []
         now = self._clock.now()
-        waiting = (State.SUBMITTED, State.RETRY_WAIT)
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 update(messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,6 +108,30 @@ async def test_waiting_partners_say_when_their_first_message_is_due_soonest_firs
     ]
     await store.claim_due("a", limit=10, lease=timedelta(minutes=1))
     assert await store.waiting_partners() == [("de-bfarm", NOW + timedelta(seconds=30))]
+
+
+async def test_expired_waiting_messages_fail_however_many_older_ones_wait(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    hour = NOW + timedelta(hours=1)
+    offered, _ = await store.add(replace(new_message("offered@be"), expires_at=hour))
+    await store.claim_due("a", limit=1, lease=timedelta(minutes=1))
+    await store.move(offered.id, Event.SEND_FAILED, next_attempt_at=NOW, lease_owner=None)
+    for n in range(120):  # a listing of the oldest waiting messages would see only these, not expired
+        await store.add(replace(new_message(f"old-{n}@be"), expires_at=NOW + timedelta(days=10)))
+    expired, _ = await store.add(replace(new_message("new@be"), expires_at=hour))
+    clock.advance(timedelta(hours=2))
+
+    waiting = (State.SUBMITTED,)
+    assert [
+        r.id for r in await store.give_up_waiting(partners=["ch-swissmedic"], reason="r", waiting=waiting)
+    ] == [expired.id]
+    waiting = (State.RETRY_WAIT,)
+    assert [
+        r.id for r in await store.give_up_waiting(partners=["ch-swissmedic"], reason="r", waiting=waiting)
+    ] == [offered.id]
+    assert await store.give_up_waiting(partners=["ch-swissmedic"], reason="r") == []
+    assert (await store.get(expired.id)).state is State.FAILED
 
 
 async def test_a_stopping_node_gives_back_only_its_own_messages(store: MessageStore, clock: FixedClock) -> None:
