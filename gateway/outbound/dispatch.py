@@ -23,7 +23,7 @@ from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.model import Tls, Transport
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore
+from gateway.store import Direction, Event, Evidence, IllegalTransition, MessageRecord, MessageStore, PayloadStore
 from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.outbound")
@@ -279,9 +279,19 @@ class Dispatcher:
             attempts=record.attempts - 1,
             next_attempt_at=self._clock.now(),
             lease_owner=None,
+            claimed=record.attempts,
         )
 
     async def _send(self, record: MessageRecord) -> None:
+        try:
+            await self._attempt(record)
+        except IllegalTransition as exc:  # the attempt outlived its lease (StaleClaim), or a receipt came twice
+            await self._store.note(
+                record.id, "outcome_not_applied", {"attempt": record.attempts, "reason": str(exc)}
+            )
+            log.warning("attempt outcome not applied", message_id=record.message_id, reason=str(exc))
+
+    async def _attempt(self, record: MessageRecord) -> None:
         try:
             partner = self._partners.get(record.partner_id)
             if not partner.profile.enabled:
@@ -289,7 +299,10 @@ class Dispatcher:
                 return
             self._partners.usable(partner, self._clock.now())
         except GatewayError as exc:
-            await self._store.move(record.id, Event.FINAL_ERROR, last_error=str(exc), detail={"reason": str(exc)})
+            detail = {"reason": str(exc)}
+            await self._store.move(
+                record.id, Event.FINAL_ERROR, last_error=str(exc), detail=detail, claimed=record.attempts
+            )
             log.error("message failed", message_id=record.message_id, reason=str(exc))
             return
         if record.expires_at is not None and self._clock.now() > record.expires_at:
@@ -306,8 +319,8 @@ class Dispatcher:
         assert record.wire_sha256 is not None and record.wire_content_type is not None
         sent = stored_message(record)
         started = time.perf_counter()
-        size = self._payloads.size(record.wire_sha256)
         try:
+            size = self._payloads.size(record.wire_sha256)
             with ExitStack() as files:
                 # a large message is streamed from its file (it may be a GiB); a small one goes in one write
                 wire = (
@@ -325,6 +338,9 @@ class Dispatcher:
                     body = await response.read()
                     content_type = response.headers.get("Content-Type", "")
                     status = response.status
+        except StoreError as exc:  # the signed message's file is gone or changed: sending it again cannot help
+            reason = f"the signed message cannot be sent: {exc}; restore the file, then `permit-gateway messages retry`"
+            return Attempt(receipt=None, retryable=False, reason=reason, http_status=None, latency_ms=0.0)
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
             failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -373,7 +389,9 @@ class Dispatcher:
             log.info("message acknowledged", message_id=record.message_id, attempt=record.attempts)
             return
         if not attempt.retryable:
-            await self._store.move(record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason)
+            await self._store.move(
+                record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason, claimed=record.attempts
+            )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
             FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
             log.error("message failed", message_id=record.message_id, reason=attempt.reason)
@@ -408,6 +426,7 @@ class Dispatcher:
             next_attempt_at=due,
             lease_owner=None,
             last_error=attempt.reason,
+            claimed=record.attempts,
         )
         log.warning(
             "send failed, will retry", message_id=record.message_id, reason=attempt.reason, at=due.isoformat()
@@ -420,6 +439,7 @@ class Dispatcher:
             detail=(detail or {}) | {"reason": reason},
             last_error=reason,
             lease_owner=None,
+            claimed=record.attempts,
         )
         FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
         log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)

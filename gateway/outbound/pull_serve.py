@@ -37,7 +37,16 @@ from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
-from gateway.store import Direction, Event, Evidence, MessageRecord, MessageStore, PayloadStore, State
+from gateway.store import (
+    Direction,
+    Event,
+    Evidence,
+    IllegalTransition,
+    MessageRecord,
+    MessageStore,
+    PayloadStore,
+    State,
+)
 
 log = structlog.get_logger("gateway.outbound.pull")
 
@@ -241,16 +250,21 @@ class PullServer:
         if record.state is State.ACKNOWLEDGED:
             await self._store.note(record.id, "receipt_again", {})
             return
-        if record.state is not State.SENDING:
+        detail = {"attempt": record.attempts, "pulled": True, "receipt_message_id": receipt.message_id}
+        try:  # also after its lease ran out (RETRY_WAIT): the receipt proves the partner has it
+            await self._store.move(
+                record.id, Event.RECEIPT_OK, detail=detail, evidence=evidence, lease_owner=None, last_error=None
+            )
+        except IllegalTransition:  # FAILED meanwhile, or acknowledged by a receipt that came at the same time
+            now = await self._store.get(record.id)
+            if now.state is State.ACKNOWLEDGED:
+                await self._store.note(record.id, "receipt_again", {})
+                return
             raise EbmsError(
                 EbmsCode.OTHER,
-                f"message {record.message_id!r} is {record.state.value}, not waiting for a receipt: it is offered "
-                "again on your next pull (same MessageId), and your duplicate detection answers with this receipt",
-            )
-        detail = {"attempt": record.attempts, "pulled": True, "receipt_message_id": receipt.message_id}
-        await self._store.move(
-            record.id, Event.RECEIPT_OK, detail=detail, evidence=evidence, lease_owner=None, last_error=None
-        )
+                f"message {record.message_id!r} is {now.state.value}, not waiting for a receipt "
+                f"({now.last_error or 'no reason recorded'}); this receipt is not applied",
+            ) from None
         SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="receipt").inc()
         SEND_LATENCY.labels(partner=record.partner_id).observe(
             (self._clock.now() - record.created_at).total_seconds()

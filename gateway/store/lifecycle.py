@@ -50,6 +50,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SUBMITTED, Event.CLAIM): State.SENDING,
     (State.RETRY_WAIT, Event.CLAIM): State.SENDING,
     (State.SENDING, Event.RECEIPT_OK): State.ACKNOWLEDGED,
+    # a receipt that verifies proves delivery, also one that comes after the message's lease ran out
+    (State.RETRY_WAIT, Event.RECEIPT_OK): State.ACKNOWLEDGED,
     (State.SENDING, Event.SEND_FAILED): State.RETRY_WAIT,
     (State.SENDING, Event.FINAL_ERROR): State.FAILED,
     (State.SENDING, Event.GIVE_UP): State.FAILED,
@@ -98,6 +100,20 @@ class IllegalTransition(StoreError):
         super().__init__(
             f"{subject}cannot take event {event.value!r} in state {state.value}; "
             f"allowed there: {', '.join(allowed) or 'nothing (final state)'}"
+        )
+        self.state = state
+        self.event = event
+
+
+class StaleClaim(IllegalTransition):
+    """The outcome of an attempt whose claim the message has left: its lease ran out while it was being sent,
+    and it was taken back or claimed again. The outcome is not applied, so it never overwrites a newer one."""
+
+    def __init__(self, state: State, event: Event, message_id: str, *, claimed: int, attempts: int) -> None:
+        StoreError.__init__(
+            self,
+            f"message {message_id!r} left the claim of attempt {claimed} while it was being sent (its lease ran "
+            f"out): it is {state.value} at attempt {attempts}, and that attempt's {event.value} is not applied",
         )
         self.state = state
         self.event = event

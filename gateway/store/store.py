@@ -40,7 +40,17 @@ from sqlalchemy.pool import PoolResetState
 from gateway.clock import Clock
 from gateway.errors import StoreError
 from gateway.store.group import GroupCommit
-from gateway.store.lifecycle import FINAL, INITIAL, Direction, Event, IllegalTransition, State, sources, transition
+from gateway.store.lifecycle import (
+    FINAL,
+    INITIAL,
+    Direction,
+    Event,
+    IllegalTransition,
+    StaleClaim,
+    State,
+    sources,
+    transition,
+)
 from gateway.store.schema import evidence, message_attachments, message_events, messages
 
 
@@ -187,9 +197,13 @@ _UPDATE_BY_PK = update(messages).where(messages.c.id == bindparam("pk"))
 
 
 @functools.cache
-def _move_statement(event: Event) -> Update:
-    """``UPDATE messages SET ... WHERE id = :pk AND state IN (<the states event moves from>) RETURNING *``."""
-    return _UPDATE_BY_PK.where(messages.c.state.in_(sources(event))).returning(*messages.c)
+def _move_statement(event: Event, fenced: bool) -> Update:
+    """``UPDATE messages SET ... WHERE id = :pk AND state IN (<the states event moves from>) RETURNING *``;
+    ``fenced``: also ``AND attempts = :claimed``, the message still in the claim that asks for the move."""
+    statement = _UPDATE_BY_PK.where(messages.c.state.in_(sources(event)))
+    if fenced:
+        statement = statement.where(messages.c.attempts == bindparam("claimed"))
+    return statement.returning(*messages.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +213,7 @@ class _Move:
     detail: dict[str, Any]
     evidence: Evidence | None
     updates: dict[str, Any]
+    claimed: int | None = None
 
 
 def _evidence_values(pk: int, kept: Evidence, now: datetime) -> dict[str, Any]:
@@ -372,14 +387,18 @@ class MessageStore:
         *,
         detail: dict[str, Any] | None = None,
         evidence: Evidence | None = None,
+        claimed: int | None = None,
         **updates: Any,
     ) -> MessageRecord:
         """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it.
 
-        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies. Moves requested
-        while another commits go together in the next transaction (group commit); this returns after it.
+        ``evidence`` (a receipt) is kept in the same transaction as the move it justifies. ``claimed``: the
+        message's attempts when the caller claimed it; the move is refused (``StaleClaim``) once the message
+        has left that claim, so an attempt that outlived its lease cannot overwrite a newer attempt's outcome.
+        Moves requested while another commits go together in the next transaction (group commit); this
+        returns after it.
         """
-        return await self._moves.submit(_Move(pk, event, detail or {}, evidence, updates))
+        return await self._moves.submit(_Move(pk, event, detail or {}, evidence, updates, claimed))
 
     async def _apply_moves(self, conn: AsyncConnection, moves: Sequence[_Move]) -> list[MessageRecord | Exception]:
         """Each move a conditional ``UPDATE ... RETURNING``, rows taken in id order (two nodes' batches
@@ -391,7 +410,9 @@ class MessageStore:
         for n, move in sorted(enumerate(moves), key=lambda item: item[1].pk):
             target = transition(sources(move.event)[0], move.event)
             changes = {"pk": move.pk, "state": target, "updated_at": now, **move.updates}
-            row = (await conn.execute(_move_statement(move.event), changes)).first()
+            if move.claimed is not None:
+                changes["claimed"] = move.claimed
+            row = (await conn.execute(_move_statement(move.event, move.claimed is not None), changes)).first()
             if row is None:
                 outcomes[n] = await self._refused(conn, move)
                 continue
@@ -412,6 +433,14 @@ class MessageStore:
             current = await self._get(conn, move.pk)
         except StoreError as exc:
             return exc
+        left = move.claimed is not None and (
+            current.attempts != move.claimed or current.state is not State.SENDING
+        )
+        if left:
+            claimed = move.claimed or 0
+            return StaleClaim(
+                current.state, move.event, current.message_id, claimed=claimed, attempts=current.attempts
+            )
         return IllegalTransition(current.state, move.event, current.message_id)
 
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from gateway.clock import SystemClock
 from gateway.interfaces.demo import message, start_gateway, wait_for
+from gateway.interfaces.keys import NODE
 from gateway.interfaces.node import open_store
 from gateway.settings import OutboundSettings
 from gateway.store import Direction, State
@@ -166,3 +168,29 @@ async def test_a_gateway_that_stops_mid_send_gives_the_message_back_due_at_once(
         assert last.kind == "lease_expired" and "stopped while sending it" in last.detail["released"]
     finally:
         await store.close()
+
+
+async def test_a_message_whose_signed_file_is_gone_fails_saying_so_and_its_lane_goes_on(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ids = []
+    for n in (1, 2):
+        status, body = await submit(session, be, numbered(harness, n))
+        assert status == 202, body
+        ids.append(body["message_id"])
+        await wait_for(session, be, body["message_id"], "RETRY_WAIT")  # Switzerland is not up yet
+    node = be.runner.app[NODE]
+    lost = await node.store.find(Direction.OUTBOUND, ids[0])
+    assert lost is not None and lost.wire_sha256 is not None
+    node.payloads.remove(lost.wire_sha256, untouched_for=timedelta(0))  # a disk restored from an old backup
+    await harness.start("CH-SWISSMEDIC")
+    harness.clock.advance(timedelta(minutes=10))
+    await node.dispatcher.drain()
+
+    failed = await wait_for(session, be, ids[0], "FAILED")
+    assert failed["last_error"].startswith(
+        f"the signed message cannot be sent: payload {lost.wire_sha256} is missing"
+    )
+    assert "permit-gateway messages retry" in failed["last_error"]
+    await wait_for(session, be, ids[1], "ACKNOWLEDGED")

@@ -289,6 +289,47 @@ async def test_a_lost_receipt_gets_the_message_offered_again_and_delivered_once(
     assert len([p for p in ch.inbox.iterdir() if p.suffix == ".xml"]) == 1
 
 
+async def test_a_receipt_that_comes_after_the_lease_ran_out_still_acknowledges_the_message(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    harness = pull_harness
+    target = f"http://127.0.0.1:{harness.ports[BE]}/as4"
+    held, release, answers = asyncio.Event(), asyncio.Event(), []
+
+    async def slow(request: web.Request) -> web.Response:
+        """Forwards to Belgium; the first receipt only once the test says so."""
+        body, content_type = await request.read(), request.headers.get("Content-Type", "")
+        peeked = peek_signal(content_type, body)
+        receipt = peeked is not None and peeked.kind == "Receipt" and not held.is_set()
+        if receipt:
+            held.set()
+            await release.wait()
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(target, data=body, headers={"Content-Type": content_type}) as answer,
+        ):
+            data = await answer.read()
+            if receipt:
+                answers.append(answer.status)
+            kept = {"Content-Type": answer.headers["Content-Type"]} if data else {}
+            return web.Response(status=answer.status, body=data, headers=kept)
+
+    async with _loopback_as4(slow) as proxy:
+        write_ch_view(harness, proxy)
+        be = await harness.start(BE)
+        await harness.start(CH)
+        message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+        await asyncio.wait_for(held.wait(), 10)
+        harness.clock.advance(timedelta(seconds=2))  # past the 1 s receipt timeout: the lease runs out
+        await be.runner.app[NODE].store.recover_leases()
+        release.set()
+        sent = await wait_for(session, be, message_id, "ACKNOWLEDGED")
+
+    assert answers == [200], "the late receipt was refused"
+    kinds = [e["kind"] for e in sent["events"]]
+    assert kinds[:3] == ["submitted", "pulled", "lease_expired"] and "receipt_ok" in kinds
+
+
 async def test_a_pulled_permit_the_receiver_refuses_fails_at_the_sender_with_its_reason(
     pull_harness: Harness, session: aiohttp.ClientSession
 ) -> None:

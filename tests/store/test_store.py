@@ -21,6 +21,7 @@ from gateway.store import (
     IllegalTransition,
     MessageStore,
     PayloadStore,
+    StaleClaim,
     State,
     create_engine,
     upgrade,
@@ -132,6 +133,36 @@ async def test_expired_waiting_messages_fail_however_many_older_ones_wait(
     ] == [offered.id]
     assert await store.give_up_waiting(partners=["ch-swissmedic"], reason="r") == []
     assert (await store.get(expired.id)).state is State.FAILED
+
+
+async def test_an_attempt_that_outlived_its_lease_cannot_overwrite_the_next_ones_outcome(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    record, _ = await store.add(new_message("m1@be"))
+    first = (await store.claim_due("node-a", limit=1, lease=timedelta(seconds=120)))[0]
+    clock.advance(timedelta(seconds=121))  # node-a's upload of a large message is still running
+    assert await store.recover_leases() == 1
+    with pytest.raises(StaleClaim, match=r"left the claim of attempt 1 .* RETRY_WAIT at attempt 1"):
+        await store.move(first.id, Event.SEND_FAILED, next_attempt_at=NOW, claimed=first.attempts)
+    second = (await store.claim_due("node-b", limit=1, lease=timedelta(seconds=120)))[0]
+
+    with pytest.raises(StaleClaim, match="SENDING at attempt 2, and that attempt's give_up is not applied"):
+        await store.move(first.id, Event.GIVE_UP, claimed=first.attempts)  # node-a's upload timed out at last
+    assert (await store.get(record.id)).state is State.SENDING
+    done = await store.move(second.id, Event.RECEIPT_OK, lease_owner=None, claimed=second.attempts)
+    assert done.state is State.ACKNOWLEDGED
+
+
+async def test_a_receipt_acknowledges_a_message_whose_lease_ran_out(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    record, _ = await store.add(new_message("m1@be"))
+    await store.claim_due("node-a", limit=1, lease=timedelta(seconds=120))
+    clock.advance(timedelta(seconds=121))
+    assert await store.recover_leases() == 1
+
+    moved = await store.move(record.id, Event.RECEIPT_OK, lease_owner=None)
+    assert moved.state is State.ACKNOWLEDGED
 
 
 async def test_a_stopping_node_gives_back_only_its_own_messages(store: MessageStore, clock: FixedClock) -> None:
