@@ -31,7 +31,7 @@ import aiohttp
 import structlog
 
 from gateway.clock import Clock
-from gateway.errors import ProfileError
+from gateway.errors import ProfileError, StoreError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import write_atomically, write_chunks_atomically
 from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
@@ -178,6 +178,7 @@ class FolderDelivery:
     async def close(self) -> None:
         """Stop the deliveries in flight; their messages are delivered again when their claims run out."""
         await cancel_all(list(self._delivering))
+        self._soap.close()
 
     def _settled(self, task: asyncio.Task[int]) -> None:
         record = self._delivering.pop(task)
@@ -207,7 +208,7 @@ class FolderDelivery:
             return 0
         try:
             detail = await self._push(record, setting)
-        except (OSError, DeliveryFailed, SoapDeliveryFailed) as exc:
+        except (OSError, StoreError, DeliveryFailed, SoapDeliveryFailed) as exc:  # StoreError: its payload file
             due = self._clock.now() + self._lease
             await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
             DELIVERY_ATTEMPTS.labels(

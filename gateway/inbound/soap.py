@@ -10,6 +10,7 @@ off the event loop; the simplest robust choice, as zeep's async transport would 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from gateway.xmlsafe import schema_root
 WSDL_FILE = "national-delivery.wsdl"
 BINDING = "{urn:permit-gateway:national-delivery:1}NationalDeliverySoap11"
 WSDL_LOAD_TIMEOUT = 10.0
+SOAP_THREADS = 16
+"""zeep blocks a thread per call: SOAP deliveries have threads of their own, so a national SOAP service that
+hangs holds only these, never the threads that store received messages and write delivery files."""
 
 
 class SoapDeliveryFailed(Exception):
@@ -75,9 +79,14 @@ class SoapDelivery:
 
     def __init__(self, *, timeout: float) -> None:
         self._timeout = timeout
+        self._threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
 
     async def deliver(self, url: str, record: MessageRecord, document: bytes) -> str:
-        return await asyncio.to_thread(self._call, url, record, document)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, url, record, document)
+
+    def close(self) -> None:
+        """Calls not started are dropped (their messages are delivered again when their claims run out)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, url: str, record: MessageRecord, document: bytes) -> str:
         service = _client(self._timeout).create_service(BINDING, url)  # type: ignore[no-untyped-call]

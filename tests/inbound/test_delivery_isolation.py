@@ -1,10 +1,12 @@
-"""A national destination that hangs holds up only its own partner's deliveries, and at most PER_PARTNER of them."""
+"""A national destination that hangs holds up only its own partner's deliveries, and at most PER_PARTNER of them;
+a message that cannot be delivered holds up no other."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -86,3 +88,37 @@ async def test_a_hung_webhook_never_holds_more_than_the_per_partner_cap(
     await asyncio.wait_for(worker.drain(), 10)
     assert silent.held == len(records)
     assert {(await inbound.store.get(r.id)).state for r in records} == {State.DELIVERED}
+
+
+async def test_a_hung_national_soap_service_holds_none_of_the_threads_the_receive_path_uses(
+    inbound: Inbound,
+) -> None:
+    hung = SilentWebhook()
+    async with serving("/delivery", hung.handle) as url:
+        worker = inbound.worker(ProfileRegistry([partner(delivery={"method": "soap", "url": url})]), timeout=60)
+        try:
+            for n in range(PER_PARTNER):
+                await inbound.accepted(n)
+            assert await asyncio.wait_for(worker.run_once(), 2) == PER_PARTNER
+            await asyncio.wait_for(_held(hung, PER_PARTNER), 10)  # every SOAP call blocks its thread now
+
+            # what the receive path and folder delivery do on worker threads still runs at once
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: "stored"), 2) == "stored"
+        finally:
+            hung.release.set()
+            await worker.close()
+
+
+async def test_a_message_whose_payload_file_is_gone_is_retried_saying_why_and_the_others_go(
+    inbound: Inbound,
+) -> None:
+    lost = await inbound.accepted(1, data=b"<ImportAuthorization>lost</ImportAuthorization>")
+    other = await inbound.accepted(2)
+    inbound.payloads.remove(lost.payload_sha256, untouched_for=timedelta(0))
+    worker = inbound.worker(ProfileRegistry([partner()]))
+
+    assert await worker.drain() == 1
+    assert (await inbound.store.get(other.id)).state is State.DELIVERED
+    failed = [e for e in await inbound.store.events(lost.id) if e.kind == "delivery_failed"]
+    assert failed[0].detail["reason"].startswith(f"payload {lost.payload_sha256} is missing from ")
+    assert (await inbound.store.get(lost.id)).state is State.ACCEPTED
