@@ -246,7 +246,7 @@ def parse_response(
         envelope = mime.parse(content_type, body).envelope
         fault = _fault_error(envelope, body)
         if fault is not None:
-            return fault
+            return _about_sent(fault, sent)
         incoming = parse_envelope(envelope)
     except EbmsError as exc:
         raise EbmsError(
@@ -265,7 +265,7 @@ def parse_response(
     except EbmsError as exc:
         raise EbmsError(EbmsCode.INVALID_RECEIPT, f"{exc.code.code}: {exc.detail}") from None
     if kind == "Error":
-        return _error_received(incoming, message_id, ref_to, body, policy, now)
+        return _about_sent(_error_received(incoming, message_id, ref_to, body, policy, now), sent)
     if kind != "Receipt":
         raise EbmsError(
             EbmsCode.INVALID_RECEIPT,
@@ -279,6 +279,23 @@ def parse_response(
         raise EbmsError(EbmsCode.INVALID_RECEIPT, f"{exc.code.code}: {exc.detail}") from None
     assert ref_to is not None
     return ReceiptReceived(message_id=message_id, ref_to_message_id=ref_to, timestamp=timestamp, evidence=body)
+
+
+def _about_sent(error: ErrorReceived, sent: Sent) -> ErrorReceived:
+    """``error``, unless it is about another message: its RefToMessageId names another, or (without one) its
+    errors name messages by refToMessageInError and none is the one sent. Such an answer says nothing about
+    ours, which stays unacknowledged. An error that names no message is about ours."""
+    if error.ref_to_message_id is not None:
+        named = [error.ref_to_message_id]
+    else:
+        named = sorted(e.ref_to_message_in_error for e in error.errors if e.ref_to_message_in_error is not None)
+    if named and sent.message_id not in named:
+        raise EbmsError(
+            EbmsCode.INVALID_RECEIPT,
+            f"the error signal refers to message {named[0]!r}, not to the message sent ({sent.message_id!r}); "
+            "it is not taken as the answer",
+        )
+    return error
 
 
 def _fault_error(envelope: bytes, evidence: bytes) -> ErrorReceived | None:

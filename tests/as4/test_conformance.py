@@ -409,8 +409,11 @@ def _sent_for(envelope: bytes) -> Outgoing:
     root, _ = read_envelope(envelope)
     unit = root.find(".//{http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/}SignalMessage")
     assert unit is not None
+    in_error = unit.find(".//{http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/}Error")
     ref_to = (
-        unit.findtext(".//{http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/}RefToMessageId") or ""
+        unit.findtext(".//{http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/}RefToMessageId")
+        or (in_error.get("refToMessageInError") if in_error is not None else None)
+        or ""
     ).strip()
     nri = unit.iterfind(
         ".//{http://docs.oasis-open.org/ebxml-bp/ebbp-signals-2.0}MessagePartNRInformation/"

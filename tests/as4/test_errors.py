@@ -80,6 +80,16 @@ def test_every_code_travels_as_a_signed_error_signal(alice: KeyPair, bob: KeyPai
     assert answer.is_failure is (code.severity == "failure")
 
 
+def test_an_error_signal_about_another_message_is_not_taken_as_the_answer(alice: KeyPair, bob: KeyPair) -> None:
+    sent = build(alice, bob, NOW)
+    error = EbmsError(EbmsCode.VALUE_INCONSISTENT, "not yours", ref_to_message_id="other@be.test")
+    signal = build_error_signal(error, key=bob, message_id="e-1@ch.test", now=NOW)
+
+    with pytest.raises(EbmsError, match=r"refers to message 'other@be\.test', not to the message sent") as refused:
+        parse_response(signal.content_type, signal.body, sent=sent, policy=policy_of(bob), now=NOW)
+    assert refused.value.code is EbmsCode.INVALID_RECEIPT
+
+
 def test_error_signal_without_a_known_message_has_no_ref(bob: KeyPair) -> None:
     signal = build_error_signal(
         EbmsError(EbmsCode.INVALID_HEADER, "x"), key=bob, message_id="e-2@ch.test", now=NOW

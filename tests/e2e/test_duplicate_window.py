@@ -37,9 +37,12 @@ async def test_a_message_older_than_the_window_is_refused_naming_both_times(
     harness.clock.advance(timedelta(hours=721))  # received 721 h after it was built: the window is 720 h
     now = harness.clock.now()
     status, answer_type, answer = await _post_as4(session, ch.url, content_type, body)
-    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0003"
+    assert (
+        status == 400
+        and await _error_code(harness, status, answer_type, answer, about="old@be-famhp.test") == "EBMS:0003"
+    )
     policy = SecurityPolicy(signing_certificates=(harness.keys("CH-SWISSMEDIC").certificate,))
-    sent = Outgoing(message_id="x", content_type="", body=b"")
+    sent = Outgoing(message_id="old@be-famhp.test", content_type="", body=b"")
     refused = parse_response(answer_type, answer, sent=sent, policy=policy, now=now)
     assert isinstance(refused, ErrorReceived)
     detail = refused.errors[0].detail or ""

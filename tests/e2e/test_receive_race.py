@@ -50,7 +50,7 @@ async def test_the_refused_one_of_two_racing_messages_leaves_no_permit_behind(
     statuses = sorted(status for status, _, _ in answers)
     assert statuses == [200, 400]
     refused = next(a for a in answers if a[0] == 400)
-    assert await _error_code(harness, *refused) == "EBMS:0003"
+    assert await _error_code(harness, *refused, about=MESSAGE_ID) == "EBMS:0003"
     kept = await store.find(Direction.INBOUND, MESSAGE_ID)
     assert kept is not None
     lost = "BE-IA-2026-0002" if kept.document_number == "BE-IA-2026-0001" else "BE-IA-2026-0001"

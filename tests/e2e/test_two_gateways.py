@@ -180,9 +180,10 @@ async def _post_as4(
         return response.status, response.headers["Content-Type"], await response.read()
 
 
-async def _error_code(harness: Harness, status: int, content_type: str, body: bytes) -> str:
+async def _error_code(harness: Harness, status: int, content_type: str, body: bytes, *, about: str) -> str:
+    """The EBMS code of Switzerland's signed error signal about the message ``about``."""
     policy = SecurityPolicy(signing_certificates=(harness.keys("CH-SWISSMEDIC").certificate,))
-    sent = Outgoing(message_id="x", content_type="", body=b"")
+    sent = Outgoing(message_id=about, content_type="", body=b"")
     answer = parse_response(content_type, body, sent=sent, policy=policy, now=harness.clock.now())
     assert isinstance(answer, ErrorReceived) and answer.signed
     return answer.errors[0].code
@@ -196,11 +197,17 @@ async def test_tampered_messages_are_refused_and_not_delivered(
     content_type, body = _forged_user_message(harness, ia, "t1@be-famhp.test")
     edited = body.replace(b">ImportAuthorization</eb:Action>", b">ExportAuthorization</eb:Action>")
     status, answer_type, answer = await _post_as4(session, ch.url, content_type, edited)
-    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0101"
+    assert (
+        status == 400
+        and await _error_code(harness, status, answer_type, answer, about="t1@be-famhp.test") == "EBMS:0101"
+    )
     cut = body.rindex(b"\r\n--MIMEBoundary") - 5
     flipped = body[:cut] + bytes([body[cut] ^ 0xFF]) + body[cut + 1 :]
     status, answer_type, answer = await _post_as4(session, ch.url, content_type, flipped)
-    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0102"
+    assert (
+        status == 400
+        and await _error_code(harness, status, answer_type, answer, about="t1@be-famhp.test") == "EBMS:0102"
+    )
     assert await message(session, ch, "t1@be-famhp.test") is None
     assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
 
@@ -307,7 +314,10 @@ async def test_same_message_id_with_other_content_is_refused(
     other = _forged_user_message(harness, ia.replace(b"Mechelen", b"Antwerpen"), "d1@be-famhp.test")
     assert (await _post_as4(session, ch.url, *first))[0] == 200
     status, answer_type, answer = await _post_as4(session, ch.url, *other)
-    assert status == 400 and await _error_code(harness, status, answer_type, answer) == "EBMS:0003"
+    assert (
+        status == 400
+        and await _error_code(harness, status, answer_type, answer, about="d1@be-famhp.test") == "EBMS:0003"
+    )
 
 
 async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_failure(
@@ -318,7 +328,10 @@ async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_fail
     status, answer_type, answer = await _post_as4(
         session, ch.url, *_forged_user_message(harness, bad, "u1@be-famhp.test")
     )
-    assert status == 500 and await _error_code(harness, status, answer_type, answer) == "EBMS:0202"
+    assert (
+        status == 500
+        and await _error_code(harness, status, answer_type, answer, about="u1@be-famhp.test") == "EBMS:0202"
+    )
     record = await message(session, ch, "u1@be-famhp.test")
     assert record is not None and record["state"] == "REJECTED" and "X-006" in record["last_error"]
     assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
