@@ -339,7 +339,9 @@ class Dispatcher:
                     content_type = response.headers.get("Content-Type", "")
                     status = response.status
         except StoreError as exc:  # the signed message's file is gone or changed: sending it again cannot help
-            reason = f"the signed message cannot be sent: {exc}; restore the file, then `permit-gateway messages retry`"
+            reason = (
+                f"the signed message cannot be sent: {exc}; restore the file, then `permit-gateway messages retry`"
+            )
             return Attempt(receipt=None, retryable=False, reason=reason, http_status=None, latency_ms=0.0)
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)

@@ -53,7 +53,9 @@ def _payload_file(size: int, files: list[BinaryIO]) -> tuple[BinaryIO, str]:
     return source, digest.hexdigest()
 
 
-def _send(alice: KeyPair, bob: KeyPair, source: BinaryIO, files: list[BinaryIO], compress: bool) -> StreamedOutgoing:
+def _send(
+    alice: KeyPair, bob: KeyPair, source: BinaryIO, files: list[BinaryIO], compress: bool
+) -> StreamedOutgoing:
     payload = Payload(content_id="scan@be-famhp.test", mime_type="application/pdf", file=source)
     return build_user_message_streamed(
         user_message(NOW),
@@ -103,7 +105,9 @@ def test_a_payload_file_round_trips_through_spool_files(
     assert {r.uri for r in received.references} >= {"cid:scan@be-famhp.test"}
 
 
-def test_a_changed_byte_in_a_spooled_ciphertext_is_refused(alice: KeyPair, bob: KeyPair, spool: list[BinaryIO]) -> None:
+def test_a_changed_byte_in_a_spooled_ciphertext_is_refused(
+    alice: KeyPair, bob: KeyPair, spool: list[BinaryIO]
+) -> None:
     source, _ = _payload_file(1024 * 1024, spool)
     out = _send(alice, bob, source, spool, compress=True)
     body = b"".join(bytes(c) for c in out.chunks())
