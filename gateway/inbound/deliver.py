@@ -176,9 +176,19 @@ class FolderDelivery:
             delivered += sum(task.result() for task in done)
 
     async def close(self) -> None:
-        """Stop the deliveries in flight; their messages are delivered again when their claims run out."""
-        await cancel_all(list(self._delivering))
+        """Stop the deliveries in flight and give their messages back, due at once: another node, or this one
+        when it starts again, delivers them now instead of when their claims run out."""
+        delivering = dict(self._delivering)
+        await cancel_all(list(delivering))
         self._soap.close()
+        detail = {"reason": f"node {self._node_id} stopped while delivering it"}
+        for record in (record for task, record in delivering.items() if task.cancelled()):
+            try:
+                due = {"next_attempt_at": self._clock.now(), "lease_owner": None}
+                await self._store.note(record.id, "delivery_interrupted", detail, **due)
+            except StoreError as exc:  # the store may be gone too: the claims run out as after a crash
+                log.warning("deliveries in flight were not given back", reason=str(exc))
+                return
 
     def _settled(self, task: asyncio.Task[int]) -> None:
         record = self._delivering.pop(task)

@@ -122,3 +122,23 @@ async def test_a_message_whose_payload_file_is_gone_is_retried_saying_why_and_th
     failed = [e for e in await inbound.store.events(lost.id) if e.kind == "delivery_failed"]
     assert failed[0].detail["reason"].startswith(f"payload {lost.payload_sha256} is missing from ")
     assert (await inbound.store.get(lost.id)).state is State.ACCEPTED
+
+
+async def test_stopping_gives_back_the_deliveries_in_flight_due_at_once(
+    inbound: Inbound, silent: SilentWebhook, worker: FolderDelivery
+) -> None:
+    record = await inbound.accepted(1)
+    assert await worker.run_once() == 1
+    await asyncio.wait_for(_held(silent, 1), 5)
+
+    await worker.close()
+
+    given_back = await inbound.store.get(record.id)
+    assert (given_back.state, given_back.next_attempt_at, given_back.lease_owner) == (
+        State.ACCEPTED,
+        inbound.clock.now(),
+        None,
+    )
+    assert (await inbound.store.events(record.id))[-1].detail == {
+        "reason": "node node-1 stopped while delivering it"
+    }
