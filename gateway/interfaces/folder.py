@@ -7,6 +7,9 @@ only reads folders learns what became of each permit. Refused files move to the 
 Writers should write ``name.xml.part`` (or any other name) and rename to ``name.xml`` when complete.
 Supporting documents go in a folder ``name.attachments/`` beside it, written before ``name.xml`` appears; they
 travel with the permit (in file-name order) and move with it.
+A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
+onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
+Only regular files are taken: a symbolic link is refused, so that nothing outside the outbox can be sent.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gateway.errors import GatewayError
 from gateway.files import write_atomically
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction, MessageRecord, NewAttachment, State
+from gateway.xmlsafe import DEFAULT_MAX_BYTES
 
 log = structlog.get_logger("gateway.folder")
 POLL_SECONDS = 1.0
@@ -32,6 +36,10 @@ REPORT_EVERY = 5
 """Scans between two updates of the sent files' states."""
 PENDING = ".pending"
 """Under ``sent/``: a marker per ``.json`` whose message is not ACKNOWLEDGED yet, with the state last written."""
+PROCESSING = ".processing"
+"""Under the outbox: the files taken for submission and not yet moved to ``sent/`` or the rejected folder."""
+MAX_FILE_BYTES = DEFAULT_MAX_BYTES
+"""A permit file larger than this is refused before it is read (the XML parser's own limit)."""
 
 
 def _move(source: Path, folder: Path) -> Path:
@@ -48,6 +56,39 @@ def _move(source: Path, folder: Path) -> Path:
     return target
 
 
+def _take(path: Path) -> None:
+    """Rename an outbox file into ``.processing/`` under its own name, its attachments folder first. A file of
+    that name still taken (an outage) is finished first; attachments a crash left taken without their permit
+    are its own, as the national system names them together."""
+    taken = path.parent / PROCESSING
+    target = taken / path.name
+    if target.exists() or target.is_symlink():
+        return
+    taken.mkdir(exist_ok=True)
+    attachments = _attachments(path)
+    if (attachments.is_dir() or attachments.is_symlink()) and not _attachments(target).exists():
+        attachments.replace(_attachments(target))
+    path.replace(target)
+
+
+def _refusal(path: Path) -> str | None:
+    """Why an outbox file is not read at all, or None."""
+    links = [p for p in (path, _attachments(path), *_entries(_attachments(path))) if p.is_symlink()]
+    if links:
+        return (
+            f"{links[0].name} is a symbolic link; the outbox takes regular files only, so that nothing outside it "
+            "can be sent. Copy the file into the outbox instead"
+        )
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return f"the file is {size} bytes; a permit document may have up to {MAX_FILE_BYTES} bytes"
+    return None
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
+
+
 def _attachments(path: Path) -> Path:
     return path.with_suffix(".attachments")
 
@@ -56,7 +97,7 @@ def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
     folder = _attachments(path)
     if not folder.is_dir():
         return []
-    found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    found = [p for p in _entries(folder) if p.is_file() and not p.name.startswith(".")]
     return [
         NewAttachment(
             filename=p.name,
@@ -68,17 +109,21 @@ def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
 
 
 async def submit_file(app: web.Application, path: Path) -> None:
+    """Submit a taken file (under ``.processing/``) and move it to ``sent/`` or the rejected folder."""
     node = app[NODE]
+    refused = _refusal(path)
     try:
+        if refused is not None:
+            raise GatewayError(refused)
         with ExitStack() as files:
-            data = path.read_bytes()
+            data = await asyncio.to_thread(path.read_bytes)
             submitted = await node.submitter.submit(data, attachments=_open_attachments(path, files))
     except GatewayError as exc:
         target = _move(path, node.settings.folders.rejected)
         target.with_name(target.name + ".errors.txt").write_text(f"{path.name} was not sent.\n\n{exc}\n")
         log.warning("outbox file rejected", file=path.name, moved_to=str(target))
         return
-    target = _move(path, path.parent / "sent")
+    target = _move(path, path.parent.parent / "sent")
     record = submitted.record
     summary = {
         "message_id": record.message_id,
@@ -172,13 +217,18 @@ def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
 
 
 async def scan(app: web.Application) -> int:
+    """Take the files that arrived, then submit every taken file (those an outage left too); how many."""
     outbox = app[NODE].settings.folders.outbox
-    files = sorted(p for p in outbox.glob("*.xml") if p.is_file() and not p.name.startswith("."))
+    for path in sorted(outbox.glob("*.xml")):
+        if not path.name.startswith(".") and (path.is_file() or path.is_symlink()):
+            _take(path)
+    taken = outbox / PROCESSING
+    files = sorted(p for p in taken.glob("*.xml") if p.is_file() or p.is_symlink()) if taken.is_dir() else []
     for path in files:
         try:
             await submit_file(app, path)
-        except Exception:  # a database outage, say: the file stays, the next scan tries it again
-            log.exception("outbox file not submitted; it stays in the outbox for the next scan", file=path.name)
+        except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
+            log.exception("outbox file not submitted; it is tried again at the next scan", file=path.name)
     return len(files)
 
 

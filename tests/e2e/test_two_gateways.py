@@ -431,9 +431,13 @@ async def test_an_outbox_file_that_fails_unexpectedly_stays_and_the_others_go(
 
     monkeypatch.setattr(submitter, "submit", outage_for_a)
     assert await folder.scan(be.runner.app) == 2
-    assert (outbox / "a.xml").read_bytes() == b"<first/>"
+    assert (outbox / folder.PROCESSING / "a.xml").read_bytes() == b"<first/>"  # taken, tried at the next scan
     assert (outbox / "sent" / "b.xml.json").exists()
     assert not (be.settings.folders.rejected / "a.xml").exists()
+
+    monkeypatch.setattr(submitter, "submit", real_submit)  # the database is back
+    assert await folder.scan(be.runner.app) == 1
+    assert (be.settings.folders.rejected / "a.xml").read_bytes() == b"<first/>"
 
 
 async def test_a_store_out_of_reach_is_answered_503_with_retry_after(
