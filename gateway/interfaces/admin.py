@@ -340,7 +340,7 @@ async def certificates(request: web.Request) -> web.Response:
 
 
 def _int(value: str, name: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         raise UnknownVersion(f"{name} must be a version number such as 3, got {value!r}")
     return int(value)
 

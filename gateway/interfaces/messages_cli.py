@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
@@ -81,9 +82,17 @@ def list_messages(
         document = f"{r.document_type or ''} {r.document_number or ''}".strip() or r.action
         updated = r.updated_at.strftime("%Y-%m-%d %H:%M:%S")
         error = (r.last_error or "")[:160]
-        table.add_row(
-            r.message_id, r.direction.value, r.partner_id, document, r.state.value, str(r.attempts), updated, error
+        values = (
+            r.message_id,
+            r.direction.value,
+            r.partner_id,
+            document,
+            r.state.value,
+            str(r.attempts),
+            updated,
+            error,
         )
+        table.add_row(*(Text(v) for v in values))  # partners' words, never read as markup
     console.print(table)
 
 
@@ -110,18 +119,18 @@ def show(
     if found is None:
         raise fail(f"no message with MessageId {message_id!r} in {settings.store.url}")
     record, events = found
-    console.print(
+    heading = (
         f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
-        f"{record.document_type or record.action} {record.document_number or ''}  [bold]{record.state.value}[/]",
-        highlight=False,
+        f"{record.document_type or record.action} {record.document_number or ''}  "
     )
+    console.print(Text.assemble(heading, (record.state.value, "bold")), highlight=False)
     if record.last_error:
-        console.print(f"last error: {record.last_error}", highlight=False)
+        console.print(Text(f"last error: {record.last_error}"), highlight=False)
     table = Table(title="timeline")
     for column in ("at (UTC)", "event", "state", "detail"):
         table.add_column(column, overflow="fold")
     for row in events:
-        table.add_row(*row)
+        table.add_row(*(Text(v) for v in row))
     console.print(table)
 
 
@@ -147,7 +156,9 @@ def retry(
     except GatewayError as exc:
         raise fail(str(exc)) from None
     console.print(
-        f"{record.message_id} is {record.state.value}: a running gateway sends it at its next sweep "
-        f"(within [outbound].sweep_seconds = {settings.outbound.sweep_seconds:g} s)",
+        Text(
+            f"{record.message_id} is {record.state.value}: a running gateway sends it at its next sweep "
+            f"(within [outbound].sweep_seconds = {settings.outbound.sweep_seconds:g} s)"
+        ),
         highlight=False,
     )

@@ -236,6 +236,11 @@ async def test_retire_history_and_rollback(api: Admin) -> None:
     assert [(v["version"], v["action"], v["current"]) for v in history["versions"]] == [(1, "found", False)]
     async with api.client.get(f"{URL}/ch-swissmedic/history/1", headers=AUTH) as response:
         assert await response.text() == CH
+    async with api.client.get(
+        f"{URL}/ch-swissmedic/history/\u00b2", headers=AUTH
+    ) as response:  # a digit to isdigit
+        assert response.status == 404
+        assert "must be a version number such as 3" in (await response.json())["error"]
 
     async with api.client.post(f"{URL}/ch-swissmedic/rollback?version=1", headers=AUTH) as response:
         assert response.status == 428

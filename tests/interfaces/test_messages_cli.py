@@ -106,3 +106,23 @@ def test_retry_sends_a_failed_message_again_and_refuses_any_other(config: Path) 
     code, out = run(config, "retry", "waiting@be", "--reason", "impatient")
     assert code == 1 and "only a FAILED message can be retried" in out
     assert _state_of(config, "waiting@be")[0] is State.SUBMITTED
+
+
+def test_a_partners_words_are_shown_as_they_are_never_read_as_markup(config: Path) -> None:
+    """A MessageId with a domain literal and an error text with brackets: rich would parse both as markup."""
+    said = "EBMS:0004 Other: [/bold] closing tag in [partner] text"
+
+    async def add() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{config.parent / 'gateway.db'}")
+        store = MessageStore(engine, SystemClock())
+        record, _ = await store.add(new_message("a@[/x]"))
+        await store.note(record.id, "note", {}, last_error=said)
+        await engine.dispose()
+
+    asyncio.run(add())
+    code, listed = run(config, "list")
+    assert code == 0, listed
+    assert "a@[/x]" in listed and "[partner]" in listed
+    code, shown = run(config, "show", "a@[/x]")
+    assert code == 0, shown
+    assert f"last error: {said}" in shown
