@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
 from gateway.documents.types import RULE_PREFIX
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreError
 from gateway.inbound.deliver import metadata, webhook_headers
 from gateway.inbound.pull import NotPullable, PullInbox
 from gateway.interfaces.keys import NODE
@@ -281,6 +281,9 @@ async def fetch_inbox_message(request: web.Request) -> web.Response:
         record, data = await _pull_inbox(request).fetch(request.match_info["message_id"])
     except NotPullable as exc:
         return _not_found(exc)
+    except StoreError as exc:  # its permit file is gone or changed on disk; the store itself answered
+        detail = f"{exc}; restore the data folder from a backup, or ask the partner to send the permit again"
+        return web.json_response({"error": "the permit cannot be read", "detail": detail}, status=500)
     return web.Response(body=data, headers=webhook_headers(record))
 
 

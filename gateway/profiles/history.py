@@ -18,11 +18,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import structlog
 
 from gateway.errors import ProfileError
 
 PROFILE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+log = structlog.get_logger("gateway.profiles")
 
 
 class UnknownVersion(ProfileError):
@@ -130,6 +134,14 @@ def _read_meta(path: Path) -> Version:
     return Version(**{key: data[key] for key in Version.__dataclass_fields__})
 
 
+def _ends_mid_line(handle: BinaryIO) -> bool:
+    size = handle.seek(0, os.SEEK_END)
+    if size == 0:
+        return False
+    handle.seek(size - 1)
+    return handle.read(1) != b"\n"
+
+
 class AuditLog:
     """Append-only JSON lines: who, when, action, profile, result, before/after hashes and the diff."""
 
@@ -137,18 +149,28 @@ class AuditLog:
         self.path = path
 
     def append(self, entry: dict[str, Any]) -> None:
+        """One line, on disk before this returns; after a line a crash cut short, on a line of its own."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+        line = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        with self.path.open("a+b") as handle:
+            if _ends_mid_line(handle):
+                line = b"\n" + line
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def entries(self, profile_id: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
         """The latest ``limit`` entries, oldest first, for one profile or all."""
         if not self.path.is_file():
             return []
         found = []
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                entry = json.loads(line)
+        with self.path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line a crash cut short: the entries around it still stand
+                    log.warning("unreadable audit log line skipped", file=str(self.path), line=number)
+                    continue
                 if profile_id is None or entry.get("profile") == profile_id:
                     found.append(entry)
         return found[-limit:]

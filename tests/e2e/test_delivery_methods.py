@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.interfaces.demo import Running, message, submit, wait_for, write_profiles
 from gateway.interfaces.keys import NODE, PROFILE_WATCHER
+from gateway.store import Direction
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example, metric
 from tests.inbound.national import national_system
@@ -157,6 +158,23 @@ async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aioht
     async with session.post(f"{ch.url}/api/v1/inbox/nobody@nowhere/ack") as unknown:
         assert unknown.status == 404
     assert _inbox_empty(ch)
+
+
+async def test_a_pulled_permit_whose_file_is_gone_is_answered_with_the_reason(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    ch, message_id, _ = await _send(harness, session, "delivery:\n  method: rest-pull\n")
+    listed = await _pull_listing(session, ch, message_id)
+    node = ch.runner.app[NODE]
+    record = await node.store.find(Direction.INBOUND, message_id)
+    assert record is not None
+    node.payloads.remove(record.payload_sha256, untouched_for=timedelta(0))
+
+    async with session.get(f"{ch.url}{listed[0]['url']}") as fetched:
+        assert fetched.status == 500
+        body = await fetched.json()
+    assert body["error"] == "the permit cannot be read"
+    assert body["detail"].startswith(f"payload {record.payload_sha256} is missing")
 
 
 async def test_a_partner_with_its_own_folder_gets_its_messages_there(

@@ -19,7 +19,7 @@ from gateway.profiles.editor import (
     ProfileNotFound,
     apply_merge_patch,
 )
-from gateway.profiles.history import UnknownVersion, sha256_text
+from gateway.profiles.history import AuditLog, UnknownVersion, sha256_text
 from gateway.profiles.metrics import REGISTRY
 
 from .conftest import NOW
@@ -327,3 +327,13 @@ def test_certificates_the_partner_rolls_over_to_can_be_added_by_merge(setup: Set
         (pki.folder / "ch-renewed.crt.pem").unlink()
 
     assert "ch-renewed.crt.pem" in setup.editor.get("ch-swissmedic").text
+
+
+def test_an_audit_line_a_crash_cut_short_costs_only_that_line(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit.append({"profile": "ch-swissmedic", "action": "create"})
+    with audit.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"profile": "ch-swissmedic", "act')  # the process died mid-write
+    audit.append({"profile": "ch-swissmedic", "action": "update"})
+
+    assert [e["action"] for e in audit.entries("ch-swissmedic")] == ["create", "update"]
