@@ -114,6 +114,12 @@ def _settled(sending: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
     return {task for task in sending if not task.done()}
 
 
+def alert_failed(record: MessageRecord, reason: str, logger: structlog.stdlib.BoundLogger = log) -> None:
+    """Count and log a message that gave up (FAILED): the alert rules and the operator act on these."""
+    FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
+    logger.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -266,8 +272,7 @@ class Dispatcher:
                 "profile); it was never sent"
             )
             for record in await self._store.give_up_waiting(partners=[partner_id], reason=reason):
-                FAILURES.labels(direction=Direction.OUTBOUND.value, partner=partner_id).inc()
-                log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+                alert_failed(record, reason)
 
     async def _hold(self, record: MessageRecord) -> None:
         """The partner was suspended after this message was claimed: give it back untried and due, so it goes
@@ -443,5 +448,4 @@ class Dispatcher:
             lease_owner=None,
             claimed=record.attempts,
         )
-        FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
-        log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+        alert_failed(record, reason)

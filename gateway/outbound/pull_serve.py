@@ -32,7 +32,7 @@ from gateway.as4 import (
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
-from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, stored_message
+from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, alert_failed, stored_message
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -190,8 +190,7 @@ class PullServer:
         await self._store.move(
             record.id, Event.GIVE_UP, detail={"reason": reason}, last_error=reason, lease_owner=None
         )
-        FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
-        log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+        alert_failed(record, reason, log)
 
     async def expire(self) -> int:
         """Messages for pull partners that nobody pulled within their time to live: FAILED, as for push."""
@@ -200,8 +199,7 @@ class PullServer:
         for state, offers in ((State.SUBMITTED, 0), (State.RETRY_WAIT, 1)):
             reason = _expired(offers=offers)
             for record in await self._store.give_up_waiting(partners=partners, reason=reason, waiting=(state,)):
-                FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
-                log.error("message FAILED: alert the operator", message_id=record.message_id, reason=reason)
+                alert_failed(record, reason, log)
                 failed += 1
         return failed
 

@@ -433,13 +433,9 @@ class MessageStore:
             current = await self._get(conn, move.pk)
         except StoreError as exc:
             return exc
-        left = move.claimed is not None and (
-            current.attempts != move.claimed or current.state is not State.SENDING
-        )
-        if left:
-            claimed = move.claimed or 0
+        if move.claimed is not None and (current.attempts != move.claimed or current.state is not State.SENDING):
             return StaleClaim(
-                current.state, move.event, current.message_id, claimed=claimed, attempts=current.attempts
+                current.state, move.event, current.message_id, claimed=move.claimed, attempts=current.attempts
             )
         return IllegalTransition(current.state, move.event, current.message_id)
 
