@@ -118,6 +118,18 @@ def _first_line(path: Path, key: str) -> bytes:
     return lines[0].encode()
 
 
+def _token(env: str | None, key: str, off: str) -> SecretStr | None:
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigError(
+            f"{key} names the environment variable {env!r}, which is not set or empty; export a long random "
+            f"token or remove the key to {off}"
+        )
+    return SecretStr(value)
+
+
 class AdminSettings(_Section):
     token_env: str | None = Field(
         default=None,
@@ -125,15 +137,18 @@ class AdminSettings(_Section):
     )
 
     def token(self) -> SecretStr | None:
-        if self.token_env is None:
-            return None
-        value = os.environ.get(self.token_env)
-        if not value:
-            raise ConfigError(
-                f"[admin].token_env names the environment variable {self.token_env!r}, which is not set or "
-                "empty; export a long random token or remove the key to turn the admin API off"
-            )
-        return SecretStr(value)
+        return _token(self.token_env, "[admin].token_env", "turn the admin API off")
+
+
+class ApiSettings(_Section):
+    token_env: str | None = Field(
+        default=None,
+        description="environment variable holding the bearer token national systems send to the REST API "
+        "(/api/v1 outside /admin) and scrapers to /metrics; unset: only loopback clients are answered",
+    )
+
+    def token(self) -> SecretStr | None:
+        return _token(self.token_env, "[api].token_env", "answer loopback clients alone")
 
 
 class StoreSettings(_Section):
@@ -253,6 +268,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     documents: DocumentSettings = DocumentSettings()
     faults: FaultSettings = FaultSettings()
+    api: ApiSettings = ApiSettings()
     admin: AdminSettings = AdminSettings()
 
     @model_validator(mode="after")

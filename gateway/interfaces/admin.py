@@ -22,7 +22,6 @@ change is active at once; ``X-Admin-Actor`` names the person in the audit log.
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ProfileError
+from gateway.interfaces.access import bearer_matches
 from gateway.interfaces.keys import ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
 from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
 from gateway.profiles.expiry import certificate_statuses
@@ -57,9 +57,7 @@ def admin_only(handler: Handler) -> Handler:
         token = request.app[ADMIN_TOKEN]
         if token is None:
             return _problem(403, "the admin API is off; set [admin].token_env to turn it on")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        if not bearer_matches(request, token):
             return web.json_response(
                 {"error": "admin credential missing or wrong; send Authorization: Bearer <token>"},
                 status=401,

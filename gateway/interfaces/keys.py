@@ -22,3 +22,5 @@ NODE: web.AppKey[Node] = web.AppKey("node")
 PROFILE_EDITOR = web.AppKey("profile_editor", ProfileEditor)
 PROFILE_WATCHER = web.AppKey("profile_watcher", ProfileWatcher)
 ADMIN_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("admin_token")
+# The national REST API and /metrics (gateway/interfaces/access.py): their bearer token, if one is set.
+API_TOKEN: web.AppKey[SecretStr | None] = web.AppKey("api_token")

@@ -29,8 +29,8 @@ from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, READ_
 from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
-from gateway.interfaces import admin, folder, rest
-from gateway.interfaces.keys import ADMIN_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
+from gateway.interfaces import access, admin, folder, rest
+from gateway.interfaces.keys import ADMIN_TOKEN, API_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
 from gateway.metrics import STORE_UNAVAILABLE
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
@@ -487,8 +487,16 @@ async def store_unavailable(
 
 def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: bool = True) -> web.Application:
     """The gateway's one aiohttp application: the AS4 endpoint, the REST API and the background work."""
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[store_unavailable])
+    app = web.Application(
+        client_max_size=64 * 1024 * 1024, middlewares=[access.national_api_access, store_unavailable]
+    )
     app[SETTINGS] = settings
+    app[API_TOKEN] = settings.api.token()
+    if app[API_TOKEN] is None:
+        log.info(
+            "the national REST API and /metrics answer only clients on this host; set [api].token_env to "
+            "open them to others with a bearer token"
+        )
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_profiles_ctx)
