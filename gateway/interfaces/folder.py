@@ -10,6 +10,8 @@ travel with the permit (in file-name order) and move with it.
 A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
 onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
 Only regular files are taken: a symbolic link is refused, so that nothing outside the outbox can be sent.
+A taken file leaves ``.processing/`` by a plan written first (``name.xml.moving``): a crash part way through
+the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.files import write_atomically
+from gateway.files import sync_folder, write_atomically
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction, MessageRecord, NewAttachment, State
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
@@ -38,22 +40,69 @@ PENDING = ".pending"
 """Under ``sent/``: a marker per ``.json`` whose message is not ACKNOWLEDGED yet, with the state last written."""
 PROCESSING = ".processing"
 """Under the outbox: the files taken for submission and not yet moved to ``sent/`` or the rejected folder."""
+MOVING = ".moving"
+"""Beside a taken file: the plan of its move out of ``.processing/``, until the move is done."""
 MAX_FILE_BYTES = DEFAULT_MAX_BYTES
 """A permit file larger than this is refused before it is read (the XML parser's own limit)."""
 
 
-def _move(source: Path, folder: Path) -> Path:
-    """Move a permit file (and its attachments folder) into ``folder`` under a name not yet taken there."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _free_name(source: Path, folder: Path) -> Path:
+    """A name in ``folder`` for a permit file that neither it nor its attachments folder takes yet."""
     target = folder / source.name
     counter = 1
     while target.exists() or _attachments(target).exists():
         target = folder / f"{source.stem}.{counter}{source.suffix}"
         counter += 1
-    if _attachments(source).is_dir():
-        _attachments(source).replace(_attachments(target))
-    source.replace(target)
     return target
+
+
+def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path:
+    """Move a taken permit file (and its attachments folder) into ``folder`` and write ``text`` beside it under
+    the suffix ``beside`` (and, for a sent file, its state ``marker``). Two renames and a write are not one
+    step, so the plan is written first: a crash part way is finished by the next scan (``_finish``) instead
+    of sending the permit again without its attachments, or leaving it without the file that says what
+    became of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(source, folder)
+    plan: dict[str, object] = {"file": source.name, "target": str(target), "beside": beside, "text": text.decode()}
+    if marker is not None:
+        plan["marker"] = marker.decode()
+    journal = _journal(source)
+    write_atomically(journal, _json(plan))
+    _finish(journal)
+    return target
+
+
+def _journal(source: Path) -> Path:
+    return source.with_name(source.name + MOVING)
+
+
+def _finish(journal: Path) -> None:
+    """Carry out a written plan; each step is skipped when a crash left it done."""
+    plan = json.loads(journal.read_text())
+    source, target = journal.parent / plan["file"], Path(plan["target"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if _attachments(source).is_dir() and not _attachments(target).exists():
+        _attachments(source).replace(_attachments(target))
+    if source.exists() and not target.exists():
+        source.replace(target)
+    sync_folder(target.parent)
+    write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode())
+    if "marker" in plan:
+        (target.parent / PENDING).mkdir(exist_ok=True)
+        write_atomically(target.parent / PENDING / (target.name + ".json"), plan["marker"].encode())
+    journal.unlink()
+    sync_folder(journal.parent)
+
+
+def _finish_all(taken: Path) -> None:
+    for journal in sorted(taken.glob(f"*{MOVING}")) if taken.is_dir() else ():
+        try:
+            _finish(journal)
+        except (OSError, ValueError, KeyError):
+            log.exception(
+                "outbox move could not be finished; it is tried again at the next scan", plan=str(journal)
+            )
 
 
 def _take(path: Path) -> None:
@@ -62,7 +111,7 @@ def _take(path: Path) -> None:
     are its own, as the national system names them together."""
     taken = path.parent / PROCESSING
     target = taken / path.name
-    if target.exists() or target.is_symlink():
+    if target.exists() or target.is_symlink() or _journal(target).exists():
         return
     taken.mkdir(exist_ok=True)
     attachments = _attachments(path)
@@ -119,11 +168,12 @@ async def submit_file(app: web.Application, path: Path) -> None:
             data = await asyncio.to_thread(path.read_bytes)
             submitted = await node.submitter.submit(data, attachments=_open_attachments(path, files))
     except GatewayError as exc:
-        target = _move(path, node.settings.folders.rejected)
-        target.with_name(target.name + ".errors.txt").write_text(f"{path.name} was not sent.\n\n{exc}\n")
+        errors = f"{path.name} was not sent.\n\n{exc}\n".encode()
+        target = await asyncio.to_thread(
+            _settle, path, node.settings.folders.rejected, ".errors.txt", errors, None
+        )
         log.warning("outbox file rejected", file=path.name, moved_to=str(target))
         return
-    target = _move(path, path.parent.parent / "sent")
     record = submitted.record
     summary = {
         "message_id": record.message_id,
@@ -131,17 +181,10 @@ async def submit_file(app: web.Application, path: Path) -> None:
         "attachments": record.attachments or [],
         "submitted_before": not submitted.created,
     } | _state(record)
-    await asyncio.to_thread(_write_status, target.with_name(target.name + ".json"), summary, record)
+    marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
+    await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
     node.dispatch_pump.wake()
     log.info("outbox file submitted", file=path.name, message_id=record.message_id)
-
-
-def _write_status(status: Path, summary: dict[str, object], record: MessageRecord) -> None:
-    """The ``.json`` beside a sent file and, until its receipt, the marker that keeps it up to date."""
-    write_atomically(status, _json(summary))
-    if record.state is not State.ACKNOWLEDGED:
-        (status.parent / PENDING).mkdir(exist_ok=True)
-        write_atomically(status.parent / PENDING / status.name, _marker(record))
 
 
 def _state(record: MessageRecord) -> dict[str, object]:
@@ -223,7 +266,9 @@ async def scan(app: web.Application) -> int:
         if not path.name.startswith(".") and (path.is_file() or path.is_symlink()):
             _take(path)
     taken = outbox / PROCESSING
-    files = sorted(p for p in taken.glob("*.xml") if p.is_file() or p.is_symlink()) if taken.is_dir() else []
+    await asyncio.to_thread(_finish_all, taken)
+    found = sorted(taken.glob("*.xml")) if taken.is_dir() else []
+    files = [p for p in found if (p.is_file() or p.is_symlink()) and not _journal(p).exists()]
     for path in files:
         try:
             await submit_file(app, path)

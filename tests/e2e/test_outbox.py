@@ -12,6 +12,7 @@ import pytest
 from gateway.interfaces import folder
 from gateway.interfaces.demo import Running
 from gateway.interfaces.keys import NODE
+from gateway.store import Direction
 from tests.e2e.conftest import Harness, example
 
 IA = "BE-IA-2026-0001.xml"
@@ -85,3 +86,53 @@ async def test_a_file_larger_than_a_permit_may_be_is_refused_before_it_is_read(
 
     reason = (be.settings.folders.rejected / "ia.xml.errors.txt").read_text()
     assert f"the file is {size} bytes; a permit document may have up to 1000 bytes" in reason
+
+
+class Crash(BaseException):
+    """The process dies here (a BaseException: nothing on the way catches it)."""
+
+
+def _cut_short(steps: int) -> Any:
+    """A ``folder._finish`` that carries out the plan's first ``steps`` steps (the attachments' rename, the
+    file's rename, the file beside it) and then dies, leaving the plan behind."""
+
+    def finish(journal: Path) -> None:
+        plan = json.loads(journal.read_text())
+        source, target = journal.parent / plan["file"], Path(plan["target"])
+        done = [
+            lambda: source.with_suffix(".attachments").replace(target.with_suffix(".attachments")),
+            lambda: source.replace(target),
+            lambda: target.with_name(target.name + plan["beside"]).write_text(plan["text"]),
+        ]
+        for step in done[:steps]:
+            step()
+        raise Crash
+
+    return finish
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_a_move_a_crash_cut_short_is_finished_by_the_next_scan_and_nothing_is_sent_twice(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, steps: int
+) -> None:
+    be, outbox = await _gateway_and_outbox(harness)
+    (outbox / "ia.attachments").mkdir()
+    (outbox / "ia.attachments" / "scan.pdf").write_bytes(b"%PDF-1.7 the paper original")
+    (outbox / "ia.xml").write_bytes(example(IA, today=harness.clock.now()))
+    with monkeypatch.context() as crashing:
+        crashing.setattr(folder, "_finish", _cut_short(steps))
+        with pytest.raises(Crash):
+            await folder.scan(be.runner.app)
+
+    await folder.scan(be.runner.app)  # the restarted gateway's first scan
+
+    sent = outbox / "sent"
+    status = json.loads((sent / "ia.xml.json").read_text())
+    assert sorted(p.name for p in sent.iterdir()) == [".pending", "ia.attachments", "ia.xml", "ia.xml.json"]
+    assert [p.name for p in (sent / "ia.attachments").iterdir()] == ["scan.pdf"]
+    assert status["attachments"] and status["attachments"][0]["filename"] == "scan.pdf"
+    assert json.loads((sent / ".pending" / "ia.xml.json").read_text())["message_id"] == status["message_id"]
+    assert list((outbox / folder.PROCESSING).iterdir()) == []
+    assert not be.settings.folders.rejected.exists() or list(be.settings.folders.rejected.iterdir()) == []
+    messages = await be.runner.app[NODE].store.find_many(Direction.OUTBOUND, [status["message_id"]])
+    assert len(messages) == 1
