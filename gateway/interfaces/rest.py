@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from contextlib import ExitStack
 from datetime import date
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from ruamel.yaml import YAML
 
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
 from gateway.documents.types import RULE_PREFIX
@@ -241,6 +244,18 @@ async def get_wire(request: web.Request) -> web.StreamResponse:
     )
 
 
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI 3.1 description, shipped beside this module."""
+    text = resources.files("gateway.interfaces").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    document: dict[str, Any] = YAML(typ="safe", pure=True).load(text)
+    return document
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
     return web.json_response({"status": "ok", "party_id": node.settings.identity.party_id, "node": node.node_id})
@@ -447,6 +462,7 @@ routes: list[web.RouteDef] = [
     web.get(f"{API}/inbox", list_inbox),
     web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
     web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message),
+    web.get(f"{API}/openapi.json", openapi),
     web.get("/health", health),
     web.get("/metrics", metrics),
     web.get(f"{API}/permits", list_permits),
