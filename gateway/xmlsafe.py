@@ -59,7 +59,7 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "d
     if len(data) > max_bytes:
         raise XmlInputError(f"{what} is {len(data)} bytes, over the limit of {max_bytes} bytes")
     try:
-        root = etree.fromstring(data, _thread_parser())
+        root = etree.fromstring(bytes(data), _thread_parser())  # lxml misreads an empty bytearray (IndexError)
     except etree.XMLSyntaxError as exc:
         line, column = exc.position
         reason = exc.msg.removesuffix(f", line {line}, column {column}")  # the position travels on its own

@@ -31,3 +31,10 @@ def test_a_syntax_error_names_its_position_once() -> None:
     message = str(caught.value)
     assert message.startswith("envelope is not well-formed XML: ") and message.endswith(" (line 1, column 11)")
     assert message.count("column") == 1 and (caught.value.line, caught.value.column) == (1, 11)
+
+
+@pytest.mark.parametrize("data", [b"", bytearray(b""), memoryview(b""), bytearray(b"<a>")])
+def test_empty_or_broken_input_of_any_bytes_type_is_an_input_error(data: bytes) -> None:
+    """A multipart part reads as a bytearray, which lxml misreads when empty: the same clear error, not a 500."""
+    with pytest.raises(XmlInputError, match="not well-formed XML"):
+        parse_xml(data, what="permit document")

@@ -40,6 +40,7 @@ ADMIN = "/api/v1/admin"
 PROFILE = f"{ADMIN}/profiles/{{profile_id}}"
 MAX_PROFILE_BYTES = 256 * 1024
 YAML_TYPE = "application/yaml"
+MAX_AUDIT_ENTRIES = 1000
 PENDING = frozenset({State.SUBMITTED, State.SENDING, State.RETRY_WAIT})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -307,10 +308,10 @@ async def rollback(request: web.Request) -> web.Response:
 @admin_only
 async def audit(request: web.Request) -> web.Response:
     editor = request.app[PROFILE_EDITOR]
-    try:
-        limit = min(_optional_int(request, "limit") or 100, 1000)
-    except ProfileError as exc:
-        return _error(exc)
+    text = request.query.get("limit", "100")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_AUDIT_ENTRIES:
+        return _problem(400, f"limit must be a whole number from 1 to {MAX_AUDIT_ENTRIES}, not {text[:40]!r}")
+    limit = int(text)
     return web.json_response({"entries": editor.audit.entries(request.query.get("profile"), limit=limit)})
 
 

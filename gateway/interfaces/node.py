@@ -488,7 +488,8 @@ async def store_unavailable(
 def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: bool = True) -> web.Application:
     """The gateway's one aiohttp application: the AS4 endpoint, the REST API and the background work."""
     app = web.Application(
-        client_max_size=64 * 1024 * 1024, middlewares=[access.national_api_access, store_unavailable]
+        client_max_size=64 * 1024 * 1024,
+        middlewares=[access.national_api_access, rest.json_errors, store_unavailable],
     )
     app[SETTINGS] = settings
     app[API_TOKEN] = settings.api.token()

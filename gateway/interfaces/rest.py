@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import date
 from decimal import Decimal
@@ -78,6 +79,22 @@ def event_json(event: EventRecord) -> dict[str, Any]:
     }
 
 
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The router's own 404 and 405 under /api/ as JSON naming the fix, like every other answer there."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        if not request.path.startswith("/api/") or exc.content_type == "application/json":
+            raise
+        fix = f"see {API}/openapi.json for the routes and their methods"
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        error = f"no route {request.method} {request.path}"
+        return web.json_response({"error": error, "fix": fix}, status=exc.status, headers=headers)
+
+
 async def submit_document(request: web.Request) -> web.Response:
     """The permit XML as the body, or multipart/form-data: a ``document`` part and ``attachment`` file parts
     (supporting documents, streamed to disk as they arrive)."""
@@ -127,7 +144,7 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
         if not isinstance(part, BodyPartReader):
             raise BadSubmission("nested multipart parts are not accepted; send one part per file")
         if part.name == "document":
-            data = await part.read()
+            data = bytes(await part.read())
             total += len(data)
         elif part.name == "attachment":
             spool = files.enter_context(request.app[NODE].payloads.spool())
