@@ -10,6 +10,7 @@ travel with the permit (in file-name order) and move with it.
 A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
 onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
 Only regular files are taken: a symbolic link is refused, so that nothing outside the outbox can be sent.
+Files go in the order they were written (their modification time), not by name.
 A taken file leaves ``.processing/`` by a plan written first (``name.xml.moving``): a crash part way through
 the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``.
 """
@@ -259,15 +260,27 @@ def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
             write_atomically(marker, _marker(record))
 
 
+def _by_arrival(folder: Path) -> list[Path]:
+    """The ``*.xml`` files in the order they were written (a rename keeps the time), so an amendment dropped
+    after its permit goes after it whatever their names; a file that is gone meanwhile is left out."""
+    arrived: list[tuple[int, str, Path]] = []
+    for path in folder.glob("*.xml"):
+        try:
+            arrived.append((path.lstat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:
+            continue
+    return [path for _, _, path in sorted(arrived)]
+
+
 async def scan(app: web.Application) -> int:
     """Take the files that arrived, then submit every taken file (those an outage left too); how many."""
     outbox = app[NODE].settings.folders.outbox
-    for path in sorted(outbox.glob("*.xml")):
+    for path in _by_arrival(outbox):
         if not path.name.startswith(".") and (path.is_file() or path.is_symlink()):
             _take(path)
     taken = outbox / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
-    found = sorted(taken.glob("*.xml")) if taken.is_dir() else []
+    found = _by_arrival(taken) if taken.is_dir() else []
     files = [p for p in found if (p.is_file() or p.is_symlink()) and not _journal(p).exists()]
     for path in files:
         try:

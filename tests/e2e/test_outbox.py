@@ -4,6 +4,7 @@ document; symbolic links and oversized files are refused with the reason beside 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,23 @@ async def test_a_move_a_crash_cut_short_is_finished_by_the_next_scan_and_nothing
     assert not be.settings.folders.rejected.exists() or list(be.settings.folders.rejected.iterdir()) == []
     messages = await be.runner.app[NODE].store.find_many(Direction.OUTBOUND, [status["message_id"]])
     assert len(messages) == 1
+
+
+async def test_files_are_sent_in_the_order_they_arrived_not_by_name(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An amendment or cancellation dropped after its permit must not go first because its name sorts first."""
+    be, outbox = await _gateway_and_outbox(harness)
+    for n, (name, written) in enumerate((("z-first.xml", 1_000), ("a-second.xml", 2_000), ("m-third.xml", 3_000))):
+        (outbox / name).write_bytes(_numbered(harness, n + 1))
+        os.utime(outbox / name, ns=(written * 10**9, written * 10**9))
+    submitter = be.runner.app[NODE].submitter
+    real_submit, order = submitter.submit, []
+
+    async def recording(data: bytes, **kw: Any) -> Any:
+        order.append(data.split(b"<DocumentNumber>")[1].split(b"<")[0].decode())
+        return await real_submit(data, **kw)
+
+    monkeypatch.setattr(submitter, "submit", recording)
+    assert await folder.scan(be.runner.app) == 3
+    assert order == ["BE-IA-2026-0001", "BE-IA-2026-0002", "BE-IA-2026-0003"]
