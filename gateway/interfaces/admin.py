@@ -21,6 +21,7 @@ change is active at once; ``X-Admin-Actor`` names the person in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -187,7 +188,7 @@ async def put_profile(request: web.Request) -> web.Response:
         return _too_large()
     try:
         text = body.decode("utf-8")
-        result = editor.put(profile_id, text, condition=condition, actor=_actor(request))
+        result = await asyncio.to_thread(editor.put, profile_id, text, condition=condition, actor=_actor(request))
     except UnicodeDecodeError:
         return _problem(400, "the body must be UTF-8 YAML text")
     except ProfileError as exc:
@@ -211,7 +212,9 @@ async def merge_profile(request: web.Request) -> web.Response:
     if not isinstance(patch, dict):
         return _problem(400, 'the body must be a JSON object, e.g. {"enabled": false}')
     try:
-        result = editor.merge(profile_id, patch, condition=condition, actor=_actor(request))
+        result = await asyncio.to_thread(
+            editor.merge, profile_id, patch, condition=condition, actor=_actor(request)
+        )
     except ProfileError as exc:
         return _error(exc)
     return _written(result)
@@ -231,7 +234,7 @@ async def retire_profile(request: web.Request) -> web.Response:
             "wait until they are acknowledged or failed, or retire with ?force=true",
         )
     try:
-        result = editor.retire(profile_id, condition=condition, actor=_actor(request))
+        result = await asyncio.to_thread(editor.retire, profile_id, condition=condition, actor=_actor(request))
     except ProfileError as exc:
         return _error(exc)
     return _written(result)
@@ -299,7 +302,8 @@ async def rollback(request: web.Request) -> web.Response:
         return _precondition_required()
     try:
         version = _optional_int(request, "version")
-        result = editor.rollback(profile_id, version, condition=condition, actor=_actor(request))
+        actor = _actor(request)
+        result = await asyncio.to_thread(editor.rollback, profile_id, version, condition=condition, actor=actor)
     except ProfileError as exc:
         return _error(exc)
     return _written(result)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import aiohttp
 import structlog
@@ -394,6 +395,27 @@ def use_keys(node: Node, keystore: Keystore) -> None:
     node.puller.use_keys(node.keys)
 
 
+T = TypeVar("T")
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, swap: Callable[[T], None]) -> Callable[[T], None]:
+    """``swap`` as a callback for the worker threads that reload profiles and keys: the node's state lives on
+    ``loop``, so from another thread the swap is queued there. A caller awaiting that thread resumes after it,
+    as the loop runs its callbacks in order."""
+
+    def call(value: T) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            swap(value)
+        else:
+            loop.call_soon_threadsafe(swap, value)
+
+    return call
+
+
 def check_certificates(node: Node) -> None:
     """The expiry check: at start and daily, ours and every partner's (log + metric)."""
     own = node.keys.own_certificates()
@@ -411,7 +433,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         folder,
         certificates_dir=certificates,
         clock=node.clock,
-        on_reload=functools.partial(use_partners, node),
+        on_reload=on_loop(asyncio.get_running_loop(), functools.partial(use_partners, node)),
         active=active,
         interval=settings.profiles.poll_seconds,
     )
@@ -437,7 +459,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
                 keystore = KeystoreWatcher(
                     node.keys.keystore,
                     settings.keys.keystore_passphrase(),
-                    on_change=functools.partial(use_keys, node),
+                    on_change=on_loop(asyncio.get_running_loop(), functools.partial(use_keys, node)),
                     interval=settings.profiles.poll_seconds,
                 )
                 await running.enter_async_context(keystore.running())

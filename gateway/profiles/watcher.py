@@ -188,10 +188,12 @@ class ProfileWatcher:
 
 
 async def _poll_forever(poll: Callable[[], object], *, interval: float, name: str) -> None:
+    """Each poll runs in a worker thread: hashing the files and loading a changed folder (YAML, certificates)
+    take long enough with many partners to stall the AS4 endpoint if they ran on the event loop."""
     while True:
         await asyncio.sleep(interval)
         try:
-            poll()
+            await asyncio.to_thread(poll)
         except Exception:
             log.exception("poll failed; polling continues", task=name)
 

@@ -4,10 +4,12 @@ rollover made with the CLI, all take effect without a restart."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -19,6 +21,7 @@ from gateway.interfaces import admin
 from gateway.interfaces.keys import NODE
 from gateway.interfaces.node import Node, create_app
 from gateway.profiles import DevPki, generate_dev_pki
+from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.keystore import generate_key, import_key, rollover, subject_name
 from gateway.profiles.metrics import REGISTRY
 from gateway.settings import settings_from_dict
@@ -211,3 +214,44 @@ async def test_edit_with_a_time_to_live_not_below_the_duplicate_window_is_refuse
     accepted = await gateway.client.patch(f"{URL}/ch-swissmedic", json=patch, headers=AUTH | {"If-Match": etag})
     assert accepted.status == 200
     assert gateway.node.partners.get("ch-swissmedic").profile.reception_awareness.time_to_live_hours == 719
+
+
+async def test_a_slow_profile_edit_and_reload_do_not_stall_the_other_requests(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validating and loading many partners' profiles and certificates takes a while; it happens in a worker
+    thread, so the AS4 endpoint and the API keep answering meanwhile."""
+    from gateway.profiles import watcher as watcher_module
+
+    slow = 0.6
+    real_load, real_validate = watcher_module.load_profile_folder, ProfileEditor._validate
+
+    def slow_load(*args: Any, **kw: Any) -> Any:
+        time.sleep(slow)
+        return real_load(*args, **kw)
+
+    def slow_validate(self: ProfileEditor, *args: Any, **kw: Any) -> Any:
+        time.sleep(slow)
+        return real_validate(self, *args, **kw)
+
+    monkeypatch.setattr(watcher_module, "load_profile_folder", slow_load)
+    monkeypatch.setattr(ProfileEditor, "_validate", slow_validate)
+    etag = (await gateway.client.get(f"{URL}/ch-swissmedic", headers=AUTH)).headers["ETag"]
+    changed = CH.replace("https://as4.ch-swissmedic.example/as4", "https://moved.example/as4")
+    started = time.monotonic()
+    edit = asyncio.create_task(
+        gateway.client.put(f"{URL}/ch-swissmedic", data=changed, headers=AUTH | {"If-Match": etag})
+    )
+    await asyncio.sleep(0.1)
+    waits = []
+    while not edit.done():
+        asked = time.monotonic()
+        async with gateway.client.get("/health") as health:
+            assert health.status == 200
+        waits.append(time.monotonic() - asked)
+        await asyncio.sleep(0.05)
+    response = await edit
+    assert response.status == 200 and (await response.json())["active"] is True
+    assert time.monotonic() - started >= 2 * slow  # validated by the editor, then loaded by the watcher
+    assert len(waits) >= 5 and max(waits) < slow / 2, waits
+    assert gateway.node.partners.get("ch-swissmedic").profile.endpoint == "https://moved.example/as4"
