@@ -40,7 +40,7 @@ def safe_parser() -> etree.XMLParser:
         load_dtd=False,
         no_network=True,
         huge_tree=False,
-        remove_comments=False,
+        remove_comments=True,  # a comment splits a text node that canonicalization joins: read what was signed
         dtd_validation=False,
     )
 

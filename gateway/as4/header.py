@@ -211,6 +211,13 @@ def validate_messaging(messaging: etree._Element) -> None:
 
     lxml validates the subtree in place (no copy); the schema is compiled once per process.
     """
+    instruction = next(messaging.iter(etree.PI), None)
+    if instruction is not None:
+        raise EbmsError(
+            EbmsCode.INVALID_HEADER,
+            f"eb:Messaging carries a processing instruction (line {instruction.sourceline}); header values must be "
+            "plain text, as a value split by one would be read differently than it was signed",
+        )
     schema = load_schema(HEADER_XSD)
     if schema.validate(messaging):
         return

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.as4 import EbmsCode, EbmsError, KeyPair, UserMessageReceived, parse_incoming
-from tests.as4.helpers import build, policy_of
+from gateway.as4 import EbmsCode, EbmsError, KeyPair, UserMessageReceived, build_user_message, parse_incoming
+from tests.as4.helpers import build, permit, policy_of, user_message
 from tests.conftest import NOW, make_key_pair
 
 
@@ -95,3 +95,28 @@ def test_timestamp_far_in_the_future(alice: KeyPair, bob: KeyPair) -> None:
     out = build(alice, bob, NOW + timedelta(hours=1))
     error = _refused(out.body, out.content_type, alice, bob)
     assert error.code is EbmsCode.VALUE_INCONSISTENT
+
+
+def test_a_comment_inside_a_signed_value_does_not_change_what_is_read(alice: KeyPair, bob: KeyPair) -> None:
+    """Canonicalization drops comments, so one inserted in a signed header value leaves the signature valid;
+    the value must then be read whole (as signed), not cut at the comment: a new MessageId per replay would
+    pass the duplicate check, a cut Action would name another document type."""
+    message = user_message(NOW, action="PreExportNotificationResponse")
+    out = build_user_message(message, [permit()], sender=alice, recipient_certificate=bob.certificate)
+    body = out.body.replace(b"@be-famhp.test</eb:MessageId>", b"@be<!-- -->-famhp.test</eb:MessageId>", 1)
+    body = body.replace(b">PreExportNotificationResponse<", b">PreExportNotification<!---->Response<", 1)
+    assert body.count(b"<!--") == 2
+
+    received = _parse(body, out.content_type, alice, bob)
+
+    assert received.user_message.message_id == out.message_id
+    assert received.user_message.action == "PreExportNotificationResponse"
+
+
+def test_a_processing_instruction_inside_the_header_is_refused(alice: KeyPair, bob: KeyPair) -> None:
+    out = build(alice, bob, NOW)
+    body = out.body.replace(b"@be-famhp.test</eb:MessageId>", b"@be<?x?>-famhp.test</eb:MessageId>", 1)
+    assert body != out.body
+    error = _refused(body, out.content_type, alice, bob)
+    assert error.code is EbmsCode.INVALID_HEADER
+    assert "processing instruction" in error.detail
