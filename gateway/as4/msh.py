@@ -328,12 +328,14 @@ def _open(
             f"the receiving gateway holds no {policy.suite.value} key, the suite agreed with the sender; "
             "it cannot decrypt until its administrator adds one",
         )
+    wss.check_encryption(security, package.attachments, policy)
+    authenticated = wss.authenticate(security, ids, policy, now) if signed or policy.require_signature else None
     plain = wss.decrypt_attachments(security, package.attachments, ours, policy, ids, spool=spool)
     references: tuple[SignedReference, ...] = ()
     signer = ""
-    if signed or policy.require_signature:
+    if authenticated is not None:
         expected = {"eb:Messaging": incoming.messaging, "the SOAP Body": incoming.body}
-        verified = wss.verify(security, ids, expected, plain, policy, now)
+        verified = wss.check_references(authenticated, ids, expected, plain, policy)
         references, signer = verified.references, wss.fingerprint(verified.certificate)
     payloads = _payloads(user_message, plain, incoming.body, policy, spool, max_payload_bytes)
     return UserMessageReceived(

@@ -99,6 +99,7 @@ class SecurityPolicy:
     data_encryption: frozenset[DataEncryption] = frozenset({DataEncryption.AES128_GCM})
     key_transport: frozenset[KeyTransport] = frozenset({KeyTransport.RSA_OAEP})
     mask_generation: frozenset[MaskGeneration] = frozenset({MaskGeneration.MGF1_SHA256})
+    oaep_digests: frozenset[DigestMethod] = frozenset({DigestMethod.SHA256})
     key_agreement: frozenset[KeyAgreement] = frozenset()
     key_wrap: frozenset[KeyWrap] = frozenset()
     suite: Suite = Suite.EDELIVERY_1_15
@@ -133,7 +134,7 @@ class SecurityPolicy:
             raise ValueError("max_payload_bytes must be positive")
         if self.clock_skew < timedelta(0):
             raise ValueError("clock_skew must not be negative")
-        for name in ("signature_methods", "digest_methods", "data_encryption", "mask_generation"):
+        for name in ("signature_methods", "digest_methods", "data_encryption", "mask_generation", "oaep_digests"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must allow at least one algorithm")
         if not (self.key_transport or self.key_agreement):

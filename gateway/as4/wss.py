@@ -846,6 +846,27 @@ def trust_certificate(
 # --- receiving: decryption -----------------------------------------------------------------------------
 
 
+def check_encryption(
+    security: etree._Element | None, attachments: dict[str, MimePart], policy: SecurityPolicy
+) -> None:
+    """What can be refused about the encryption without a key, so before the sender is authenticated: its
+    algorithms, the MIME parts it names, and no more EncryptedKeys than EncryptedData (each key costs a
+    private-key operation)."""
+    if security is None:
+        return
+    encrypted, keys = _findall(security, "xenc:EncryptedData"), _findall(security, "xenc:EncryptedKey")
+    if len(keys) > max(len(encrypted), 1):
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"the Security header carries {len(keys)} xenc:EncryptedKey elements for {len(encrypted)} "
+            "xenc:EncryptedData; send one key for all payloads (or one per payload)",
+        )
+    for encrypted_key in keys:
+        key_method(encrypted_key, policy)
+    for data in encrypted:
+        data_target(data, attachments, policy)
+
+
 def decrypt_attachments(
     security: etree._Element | None,
     attachments: dict[str, MimePart],
@@ -862,7 +883,7 @@ def decrypt_attachments(
     encrypted = _findall(security, "xenc:EncryptedData") if security is not None else []
     result = dict(attachments)
     covered: set[str] = set()
-    content_keys = _content_keys(security, keys, policy, ids) if encrypted else {}
+    content_keys = ContentKeys(security, keys, policy, ids)
     for data in encrypted:
         cid, part = _decrypt_one(data, attachments, content_keys, policy, spool)
         if cid in covered:
@@ -888,30 +909,51 @@ def content_keys(
     ids: dict[str, etree._Element],
 ) -> dict[str, bytes]:
     """Unwrap every EncryptedKey meant for one of our keys; map its Id and its DataReferences to the key."""
-    return _content_keys(security, keys, policy, ids)
+    found = ContentKeys(security, keys, policy, ids)
+    return {name: found.get(name) for name in found.names()}
 
 
-def _content_keys(
-    security: etree._Element | None,
-    keys: Sequence[KeyPair],
-    policy: SecurityPolicy,
-    ids: dict[str, etree._Element],
-) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    if security is None:
+class ContentKeys:
+    """The EncryptedKeys of a Security header by their Id and DataReferences, each unwrapped when an
+    EncryptedData first needs it: a private-key operation per key actually used, however many are sent."""
+
+    def __init__(
+        self,
+        security: etree._Element | None,
+        keys: Sequence[KeyPair],
+        policy: SecurityPolicy,
+        ids: dict[str, etree._Element],
+    ) -> None:
+        self._keys, self._policy, self._ids = keys, policy, ids
+        self._elements: dict[str, etree._Element] = {}
+        self._unwrapped: dict[int, bytes] = {}
+        for encrypted_key in _findall(security, "xenc:EncryptedKey") if security is not None else []:
+            names = [str(encrypted_key.get("Id") or "")] + [
+                (ref.get("URI") or "").removeprefix("#")
+                for ref in _findall(encrypted_key, "xenc:ReferenceList/xenc:DataReference")
+            ]
+            for name in filter(None, names):
+                self._elements.setdefault(name, encrypted_key)
+
+    def names(self) -> list[str]:
+        return list(self._elements)
+
+    def get(self, name: str) -> bytes:
+        encrypted_key = self._elements[name]
+        found = self._unwrapped.get(id(encrypted_key))
+        if found is None:
+            found = self._unwrapped[id(encrypted_key)] = _unwrap(
+                encrypted_key, self._keys, self._policy, self._ids
+            )
         return found
-    for encrypted_key in _findall(security, "xenc:EncryptedKey"):
-        content_key = _unwrap(encrypted_key, keys, policy, ids)
-        if encrypted_key.get("Id"):
-            found[str(encrypted_key.get("Id"))] = content_key
-        for data_ref in _findall(encrypted_key, "xenc:ReferenceList/xenc:DataReference"):
-            found[(data_ref.get("URI") or "").removeprefix("#")] = content_key
-    return found
+
+    def for_data(self, *names: str) -> bytes | None:
+        name = next((n for n in names if n in self._elements), None)
+        return None if name is None else self.get(name)
 
 
-def _unwrap(
-    encrypted_key: etree._Element, keys: Sequence[KeyPair], policy: SecurityPolicy, ids: dict[str, etree._Element]
-) -> bytes:
+def key_method(encrypted_key: etree._Element, policy: SecurityPolicy) -> tuple[str, str, str]:
+    """(algorithm, OAEP digest, OAEP MGF) of an EncryptedKey, each allowed by the policy, or EBMS:0103."""
     key_id = encrypted_key.get("Id") or "(no Id)"
     method = _find(encrypted_key, "xenc:EncryptionMethod")
     algorithm = method.get("Algorithm") if method is not None else None
@@ -923,7 +965,8 @@ def _unwrap(
             f"({policy.suite.value}) does not allow (expected: {', '.join(sorted(allowed))})",
         )
     if algorithm in _KEY_WRAPS:
-        return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
+        _agreement(encrypted_key, f"xenc:EncryptedKey {key_id}", policy)
+        return str(algorithm), "", ""
     digest = _find(method, "ds:DigestMethod")
     digest_uri = str(digest.get("Algorithm")) if digest is not None else DigestMethod.SHA1.value
     mgf_el = _find(method, "xenc11:MGF")
@@ -933,11 +976,34 @@ def _unwrap(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id}: RSA-OAEP mask generation {mgf!r} is not allowed by the partner profile",
         )
+    if algorithm == KeyTransport.RSA_OAEP_MGF1P and mgf != MaskGeneration.MGF1_SHA1:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:EncryptedKey {key_id}: rsa-oaep-mgf1p fixes MGF1 with SHA-1; it cannot name {mgf!r}",
+        )
+    if digest_uri not in policy.oaep_digests:
+        digests = ", ".join(sorted(d.value for d in policy.oaep_digests))
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"xenc:EncryptedKey {key_id}: the RSA-OAEP digest {digest_uri!r} "
+            f"{'(the default when ds:DigestMethod is left out) ' if digest is None else ''}is not allowed by the "
+            f"partner profile (expected: {digests})",
+        )
     if digest_uri not in _HASHES or mgf not in _MGF_HASHES:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:EncryptedKey {key_id}: unsupported OAEP parameters digest {digest_uri!r}, MGF {mgf!r}",
         )
+    return str(algorithm), digest_uri, mgf
+
+
+def _unwrap(
+    encrypted_key: etree._Element, keys: Sequence[KeyPair], policy: SecurityPolicy, ids: dict[str, etree._Element]
+) -> bytes:
+    key_id = encrypted_key.get("Id") or "(no Id)"
+    algorithm, digest_uri, mgf = key_method(encrypted_key, policy)
+    if algorithm in _KEY_WRAPS:
+        return _unwrap_agreed(encrypted_key, key_id, keys, policy, ids)
     private_key = _our_key(_find(encrypted_key, "ds:KeyInfo"), keys, ids)
     wrapped = _unb64(
         _findtext(encrypted_key, "xenc:CipherData/xenc:CipherValue", None),
@@ -957,6 +1023,20 @@ def _unwrap(
         ) from None
 
 
+def _agreement(
+    encrypted_key: etree._Element, what: str, policy: SecurityPolicy
+) -> tuple[etree._Element, KeyAgreement]:
+    method = agreement.agreement_method(_find(encrypted_key, "ds:KeyInfo"))
+    uri = method.get("Algorithm") if method is not None else None
+    if method is None or uri not in policy.key_agreement:
+        raise EbmsError(
+            EbmsCode.POLICY_NONCOMPLIANCE,
+            f"{what} uses key agreement {uri!r}, which the partner profile ({policy.suite.value}) does not allow "
+            f"(expected: {', '.join(sorted(k.value for k in policy.key_agreement))})",
+        )
+    return method, KeyAgreement(uri)
+
+
 def _unwrap_agreed(
     encrypted_key: etree._Element,
     key_id: str,
@@ -966,16 +1046,9 @@ def _unwrap_agreed(
 ) -> bytes:
     """kw-aes128 under a key agreed by X25519/ECDH-ES and HKDF (eDelivery AS4 2.0, experimental)."""
     what = f"xenc:EncryptedKey {key_id}"
-    method = agreement.agreement_method(_find(encrypted_key, "ds:KeyInfo"))
-    uri = method.get("Algorithm") if method is not None else None
-    if method is None or uri not in policy.key_agreement:
-        raise EbmsError(
-            EbmsCode.POLICY_NONCOMPLIANCE,
-            f"{what} uses key agreement {uri!r}, which the partner profile ({policy.suite.value}) does not allow "
-            f"(expected: {', '.join(sorted(k.value for k in policy.key_agreement))})",
-        )
+    method, uri = _agreement(encrypted_key, what, policy)
     ours = _our_key(agreement.recipient_key_info(method, what), keys, ids)
-    kek = agreement.derive_kek(method, KeyAgreement(uri), ours, what)
+    kek = agreement.derive_kek(method, uri, ours, what)
     wrapped = _unb64(
         _findtext(encrypted_key, "xenc:CipherData/xenc:CipherValue", None),
         f"{what} CipherValue",
@@ -1004,13 +1077,11 @@ def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict
     )
 
 
-def _decrypt_one(
-    data: etree._Element,
-    attachments: dict[str, MimePart],
-    content_keys: dict[str, bytes],
-    policy: SecurityPolicy,
-    spool: Spool | None,
-) -> tuple[str, MimePart]:
+def data_target(
+    data: etree._Element, attachments: dict[str, MimePart], policy: SecurityPolicy
+) -> tuple[str, DataEncryption]:
+    """(Content-ID, algorithm) of an EncryptedData: an allowed algorithm, Attachment-Content-Only, and a
+    CipherReference to a MIME part of this message; EBMS:0103 or 0007 otherwise. No key is needed to tell."""
     data_id = data.get("Id") or ""
     algorithm = _find(data, "xenc:EncryptionMethod")
     uri = algorithm.get("Algorithm") if algorithm is not None else None
@@ -1041,7 +1112,19 @@ def _decrypt_one(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"xenc:CipherReference {url!r} must use exactly the Attachment-Ciphertext-Transform, not {transforms}",
         )
-    key = content_keys.get(data_id) or content_keys.get(_key_reference(data))
+    return cid, DataEncryption(uri)
+
+
+def _decrypt_one(
+    data: etree._Element,
+    attachments: dict[str, MimePart],
+    content_keys: ContentKeys,
+    policy: SecurityPolicy,
+    spool: Spool | None,
+) -> tuple[str, MimePart]:
+    data_id = data.get("Id") or ""
+    cid, uri = data_target(data, attachments, policy)
+    key = content_keys.for_data(data_id, _key_reference(data))
     if key is None:
         raise EbmsError(EbmsCode.FAILED_DECRYPTION, f"no xenc:EncryptedKey covers xenc:EncryptedData {data_id!r}")
     expected_length = _AES_KEY_BYTES[DataEncryption(uri)]
@@ -1132,11 +1215,41 @@ def verify(
     ``expected_elements`` maps a role (``eb:Messaging``, ``the SOAP Body``) to the element we will go on to
     use; a reference to anything else, or two references to one thing, is refused.
     """
+    return check_references(authenticate(security, ids, policy, now), ids, expected_elements, attachments, policy)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authenticated:
+    """A SignedInfo whose signature verified with a trusted certificate; its references are not checked yet."""
+
+    signed_info: etree._Element
+    certificate: x509.Certificate
+
+
+def authenticate(
+    security: etree._Element | None, ids: dict[str, etree._Element], policy: SecurityPolicy, now: datetime
+) -> Authenticated:
+    """The first half of ``verify``, cheap and before any decryption: the one ds:Signature, its algorithms,
+    its certificate trusted for the partner, its SignatureValue over SignedInfo. Someone who cannot sign as
+    the partner is refused here, before one private-key operation is spent on what they sent."""
     signature, signed_info = the_signature(security)
     method = signature_method(signed_info, policy)
     cert = resolve_certificate(_find(signature, "ds:KeyInfo"), ids, policy.signing_certificates)
     trust_certificate(cert, policy, now)
     check_signature_value(signature, signed_info, method, cert)
+    return Authenticated(signed_info=signed_info, certificate=cert)
+
+
+def check_references(
+    signed: Authenticated,
+    ids: dict[str, etree._Element],
+    expected_elements: dict[str, etree._Element],
+    attachments: dict[str, MimePart],
+    policy: SecurityPolicy,
+) -> Verified:
+    """The second half of ``verify``: every ds:Reference's digest, and that they cover exactly
+    ``expected_elements`` and every attachment (decrypted by then)."""
+    signed_info, cert = signed.signed_info, signed.certificate
     refs = _findall(signed_info, "ds:Reference")
     uris = [r.get("URI") or "" for r in refs]
     repeated = sorted({u for u in uris if uris.count(u) > 1})

@@ -13,10 +13,11 @@ import gzip
 import io
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from gateway.as4 import (
@@ -685,3 +686,84 @@ def test_a_token_that_cannot_be_read_is_no_certificate(
     error = refused(*rewrap(build(alice, bob, NOW), swap_token), alice, bob)
     assert error.code is EbmsCode.FAILED_AUTHENTICATION
     assert "wsse:BinarySecurityToken is not a certificate" in error.detail and named in error.detail
+
+
+def _rebuilt(out: Outgoing, change: Callable[[etree._Element], None]) -> tuple[str, bytes]:
+    """``out`` with its envelope changed by ``change``, repackaged with the same attachments."""
+    package = mime.parse(out.content_type, out.body)
+    root = parse_xml(package.envelope)
+    change(root)
+    return mime.build(
+        etree.tostring(root, xml_declaration=True, encoding="UTF-8"), list(package.attachments.values())
+    )
+
+
+def _counting_unwraps(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    calls: list[object] = []
+    real = wss._unwrap
+
+    def counted(*args: Any, **kw: Any) -> bytes:
+        calls.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(wss, "_unwrap", counted)
+    return calls
+
+
+def test_a_sender_who_cannot_sign_as_the_partner_costs_no_private_key_operation(
+    alice: KeyPair, bob: KeyPair, mallory: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature and its certificate are checked before any EncryptedKey is unwrapped."""
+    unwraps = _counting_unwraps(monkeypatch)
+    out = build(mallory, bob, NOW)  # a valid key for us, a signature we do not trust
+    with pytest.raises(EbmsError) as caught:
+        parse_incoming(out.content_type, out.body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW)
+    assert caught.value.code is EbmsCode.FAILED_AUTHENTICATION
+    assert unwraps == []
+
+
+def test_more_encrypted_keys_than_encrypted_data_are_refused_before_any_is_unwrapped(
+    alice: KeyPair, bob: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each EncryptedKey costs an RSA private-key operation: thousands of copies of one were a CPU flood."""
+    unwraps = _counting_unwraps(monkeypatch)
+
+    def flood(root: etree._Element) -> None:
+        key = root.find(f".//{{{XENC}}}EncryptedKey")
+        assert key is not None
+        template = etree.tostring(key)
+        for _ in range(50):
+            clone = etree.fromstring(template)
+            del clone.attrib["Id"]
+            key.addnext(clone)
+
+    content_type, body = _rebuilt(build(alice, bob, NOW), flood)
+    with pytest.raises(EbmsError) as caught:
+        parse_incoming(content_type, body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW)
+    assert caught.value.code is EbmsCode.POLICY_NONCOMPLIANCE
+    assert "51 xenc:EncryptedKey elements for 1 xenc:EncryptedData" in caught.value.detail
+    assert unwraps == []
+
+
+def test_rsa_oaep_with_a_sha1_digest_is_refused_by_the_default_policy(alice: KeyPair, bob: KeyPair) -> None:
+    """The OAEP digest is held to the policy like every other algorithm (eDelivery AS4 1.15: SHA-256)."""
+    sha256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    sha1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA1(), label=None)
+    public_key = bob.certificate.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey) and isinstance(bob.private_key, rsa.RSAPrivateKey)
+
+    def rewrap(root: etree._Element) -> None:
+        key = root.find(f".//{{{XENC}}}EncryptedKey")
+        assert key is not None
+        value = key.find(f"{{{XENC}}}CipherData/{{{XENC}}}CipherValue")
+        digest = key.find(f"{{{XENC}}}EncryptionMethod/{{{DS}}}DigestMethod")
+        assert value is not None and digest is not None
+        content_key = bob.private_key.decrypt(base64.b64decode(value.text or ""), sha256)
+        value.text = base64.b64encode(public_key.encrypt(content_key, sha1)).decode()
+        digest.set("Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1")
+
+    content_type, body = _rebuilt(build(alice, bob, NOW), rewrap)
+    with pytest.raises(EbmsError) as caught:
+        parse_incoming(content_type, body, policy_for=lambda um: policy_of(alice), keys=[bob], now=NOW)
+    assert caught.value.code is EbmsCode.POLICY_NONCOMPLIANCE
+    assert "the RSA-OAEP digest 'http://www.w3.org/2000/09/xmldsig#sha1'" in caught.value.detail
