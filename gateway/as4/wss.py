@@ -774,13 +774,21 @@ def _may_sign(cert: x509.Certificate) -> bool:
         return True
 
 
+@functools.lru_cache(maxsize=128)
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def trust_certificate(
     cert: x509.Certificate, policy: SecurityPolicy, now: datetime, role: str = "signing"
 ) -> None:
     """Is ``cert`` trusted to sign for this partner at ``now``? EBMS:0101 (or 0103 for a weak key) if not.
 
     Pinned certificates are trusted as they are. Any other certificate needs a trust anchor that issued it
-    directly and a subject matching the policy's pattern. Both need validity at ``now`` and, when the
+    directly, must not be a CA itself (nor the anchor), and its subject must match the policy's pattern. Both need validity at ``now`` and, when the
     certificate has a KeyUsage extension, the digitalSignature bit.
     """
     if cert not in policy.signing_certificates:
@@ -794,6 +802,12 @@ def trust_certificate(
                 EbmsCode.FAILED_AUTHENTICATION,
                 f"{role} certificate {_describe(cert)} is neither pinned nor issued directly by one of the partner "
                 f"profile's {len(policy.trust_anchors)} trust anchors (issuer {cert.issuer.rfc4514_string()!r})",
+            )
+        if _is_ca(cert) or cert in policy.trust_anchors:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{role} certificate {_describe(cert)} is a CA certificate (basicConstraints CA:TRUE); under a trust "
+                "anchor only end-entity certificates sign messages (pin it in the profile if it really does)",
             )
         subject = cert.subject.rfc4514_string()
         if not policy.subject_matches(subject):

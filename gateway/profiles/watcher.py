@@ -85,7 +85,7 @@ class ProfileWatcher:
         self._clock = clock
         self._on_reload = on_reload
         self._interval = interval
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # poll and reload run in worker threads, an admin edit's reload too
         self._active = active or load_partners(
             folder, certificates_dir=certificates_dir, now=clock.now(), reason="start"
         )
@@ -127,19 +127,21 @@ class ProfileWatcher:
     def poll(self) -> bool | None:
         """Reload when the files changed or a certificate's validity began or ended: True if a new set is now
         active, False if the change was refused, None if there was nothing to do."""
-        seen = self._fingerprint()
-        if seen != self._seen:
-            self._seen = seen
-            return self.reload("profile files changed")
-        changes_at = self._active.partners.changes_at
-        if changes_at is not None and changes_at != self._boundary_tried and self._clock.now() >= changes_at:
-            self._boundary_tried = changes_at
-            return self.reload(f"a certificate became valid or expired at {changes_at:%Y-%m-%d %H:%M} UTC")
-        return None
+        with self._lock:
+            seen = self._fingerprint()
+            if seen != self._seen:
+                self._seen = seen
+                return self.reload("profile files changed")
+            changes_at = self._active.partners.changes_at
+            if changes_at is not None and changes_at != self._boundary_tried and self._clock.now() >= changes_at:
+                self._boundary_tried = changes_at
+                return self.reload(f"a certificate became valid or expired at {changes_at:%Y-%m-%d %H:%M} UTC")
+            return None
 
     def reload(self, reason: str) -> bool:
         """Load the folder now; swap it in when valid, else keep the active set and report the refusal."""
         with self._lock:
+            before = self._fingerprint()  # what is loaded is at least this new: a write during the load is seen
             now = self._clock.now()
             try:
                 active = load_partners(
@@ -153,7 +155,9 @@ class ProfileWatcher:
                 self._refused(str(exc), reason, now)
                 return False
             self._activate(active)
-            self._seen = self._fingerprint()
+            # the files the new set names for the first time are taken as loaded; any other change since
+            # ``before`` (a file written or removed while loading) differs at the next poll and is loaded then
+            self._seen = MappingProxyType(dict(self._fingerprint()) | dict(before))
             return True
 
     def _activate(self, active: ActiveProfiles) -> None:

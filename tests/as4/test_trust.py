@@ -228,3 +228,28 @@ def test_message_older_than_max_age_is_refused_with_both_times(alice: KeyPair, b
     assert "2026-11-26T12:00:00.000Z" in caught.value.detail  # ours
     assert "2 days" in caught.value.detail
     assert caught.value.ref_to_message_id == out.message_id
+
+
+def test_a_ca_certificate_under_the_anchor_may_not_sign_even_with_a_matching_subject(bob: KeyPair) -> None:
+    """A sub-CA the anchor issued (or the anchor itself) is not the partner's gateway: only end-entity
+    certificates sign under a trust anchor."""
+    key = _key("BE-FAMHP AS4 2028")
+    sub_ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("BE-FAMHP AS4 2028"))
+        .issuer_name(ANCHOR.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ANCHOR.private_key, hashes.SHA256())
+    )
+    error = _refused(KeyPair(private_key=key, certificate=sub_ca), bob, anchored())
+    assert error.code is EbmsCode.FAILED_AUTHENTICATION
+    assert "is a CA certificate" in error.detail
+    own_anchor = ca("BE-FAMHP")  # self-issued, its subject matching the pattern
+    policy = SecurityPolicy(
+        signing_certificates=(), trust_anchors=(own_anchor.certificate,), subject_pattern=PATTERN
+    )
+    assert "is a CA certificate" in _refused(own_anchor, bob, policy).detail

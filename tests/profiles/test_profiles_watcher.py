@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -211,7 +212,7 @@ async def test_reload_under_traffic(harness: Harness) -> None:
                 lookup()
             except BaseException as exc:
                 failures.append(exc)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.0005)
 
     thread = threading.Thread(target=in_thread)
     thread.start()
@@ -219,8 +220,12 @@ async def test_reload_under_traffic(harness: Harness) -> None:
     ok_before = reloads("ok")
     async with harness.watcher.running():
         for round_ in range(24):
+            tried = reloads("ok") + reloads("refused")
             harness.write("ch-swissmedic.yaml", versions[round_ % 3])
-            await asyncio.sleep(0.03)
+            for _ in range(200):  # the watcher polls and loads in a worker thread: let it take this version
+                await asyncio.sleep(0.01)
+                if reloads("ok") + reloads("refused") > tried:
+                    break
     stop.set()
     await task
     thread.join()
@@ -228,3 +233,32 @@ async def test_reload_under_traffic(harness: Harness) -> None:
     assert failures == []
     assert seen == endpoints
     assert reloads("ok") - ok_before >= 2
+
+
+def test_a_change_written_while_the_folder_loads_is_loaded_at_the_next_poll(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading runs in a worker thread while the folder may change: what changed during the load is not
+    taken as loaded (the fingerprint is taken before the load)."""
+    from gateway.profiles import watcher as watcher_module
+
+    real_load = watcher_module.load_partners
+
+    def load_then_an_edit_lands(*args: Any, **kw: Any) -> Any:
+        loaded = real_load(*args, **kw)
+        harness.write(
+            "ch-swissmedic.yaml", CH.replace("https://as4.ch-swissmedic.example/as4", "https://v3.example/as4")
+        )
+        return loaded
+
+    harness.write(
+        "ch-swissmedic.yaml", CH.replace("https://as4.ch-swissmedic.example/as4", "https://v2.example/as4")
+    )
+    monkeypatch.setattr(watcher_module, "load_partners", load_then_an_edit_lands)
+    assert harness.watcher.poll() is True
+    assert harness.endpoint("ch-swissmedic") == "https://v2.example/as4"
+    monkeypatch.setattr(watcher_module, "load_partners", real_load)
+
+    assert harness.watcher.poll() is True
+    assert harness.endpoint("ch-swissmedic") == "https://v3.example/as4"
+    assert harness.watcher.poll() is None
