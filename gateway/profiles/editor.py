@@ -32,7 +32,7 @@ from gateway.profiles.history import (
     check_profile_id,
     sha256_text,
     unified_diff,
-    write_atomically,
+    write_text_atomically,
 )
 from gateway.profiles.loader import load_profile_folder, load_profile_text, profile_files, where
 from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
@@ -218,7 +218,7 @@ class ProfileEditor:
 
     def _file(self, profile_id: str, path: Path) -> ProfileFile:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # as written: the ETag is the hash of these exact bytes
         except (OSError, UnicodeDecodeError) as exc:
             raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
         return ProfileFile(id=profile_id, path=path, text=text)
@@ -281,6 +281,11 @@ class ProfileEditor:
             condition.check(profile_id, current)
             text = make_text(current)
             path = current.path if current else self._new_path(profile_id)
+            if current is None and path.exists():
+                raise EditConflict(
+                    f"{path} already holds another profile ({self._declared(path)}); profile {profile_id!r} "
+                    "would overwrite it. Give the new profile another id, or fix the id declared in that file"
+                )
             now = self._clock.now()
             if current is not None and current.text == text:
                 latest = self.history.latest(profile_id)
@@ -310,6 +315,11 @@ class ProfileEditor:
             warnings=warnings,
         )
 
+    @staticmethod
+    def _declared(path: Path) -> str:
+        found = [declared for declared, file in profile_files(path.parent).items() if file == path]
+        return f"id {found[0]!r}" if found else "an unreadable one"
+
     def _new_path(self, profile_id: str) -> Path:
         latest = self.history.latest(profile_id)
         return self.folder / (latest.file if latest else f"{profile_id}.yaml")
@@ -327,7 +337,7 @@ class ProfileEditor:
     ) -> Version:
         if current is not None:
             self._record_current(current, now)
-        write_atomically(path, text)
+        write_text_atomically(path, text)
         version = self.history.add(profile_id, text, at=now, actor=actor, action=action, file=path.name)
         before = current.text if current else ""
         diff = unified_diff(before, text, before_name=f"{path.name} (before)", after_name=f"{path.name} (after)")

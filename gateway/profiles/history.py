@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from gateway.errors import ProfileError
+from gateway.files import write_atomically
 
 PROFILE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -53,11 +54,10 @@ def unified_diff(before: str, after: str, *, before_name: str, after_name: str) 
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write through a hidden temporary file and rename, so readers see the old or the new file, whole."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+def write_text_atomically(path: Path, text: str) -> None:
+    """``gateway.files.write_atomically`` for text: the exact characters given (no newline translation, so
+    the ETag, a hash of the text, is the hash of the file), fsynced and renamed into place."""
+    write_atomically(path, text.encode("utf-8"), prefix=f".{path.name}.tmp-")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +105,7 @@ class ProfileHistory:
     def text(self, profile_id: str, number: int) -> str:
         path = self.root / check_profile_id(profile_id) / f"{number}.yaml"
         try:
-            return path.read_text(encoding="utf-8")
+            return path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             known = ", ".join(str(v.number) for v in self.versions(profile_id)) or "none"
             raise UnknownVersion(
@@ -124,8 +124,8 @@ class ProfileHistory:
             file=file,
             sha256=sha256_text(text),
         )
-        write_atomically(folder / f"{version.number}.yaml", text)
-        write_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
+        write_text_atomically(folder / f"{version.number}.yaml", text)
+        write_text_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
         return version
 
 

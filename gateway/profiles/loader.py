@@ -18,6 +18,7 @@ from types import MappingProxyType, UnionType
 from typing import Any, Union, get_args, get_origin
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -513,4 +514,22 @@ def _duplicates(loaded: Sequence[_Loaded]) -> list[str]:
                 f"is already the PartyId of profile {first.profile.id!r} in {first.where(('party_id',))}; "
                 "a PartyId must name one partner"
             )
+    return errors + _shared_signing_certificates(loaded)
+
+
+def _shared_signing_certificates(loaded: Sequence[_Loaded]) -> list[str]:
+    """A pinned signing certificate may belong to one partner only: the receiver applies the policy of the
+    message's From PartyId, so a certificate pinned for two partners could sign as either."""
+    errors: list[str] = []
+    owners: dict[bytes, _Loaded] = {}
+    for item in loaded:
+        for path in item.profile.security.pinned_certificates:
+            fingerprint = load_certificate(path).fingerprint(hashes.SHA256())
+            first = owners.setdefault(fingerprint, item)
+            if first is not item:
+                errors.append(
+                    f"{item.where(('security',))} security: the signing certificate {path.name} (SHA-256 "
+                    f"{fingerprint.hex()[:16]}...) is also pinned by profile {first.profile.id!r} in {first.path}; "
+                    "a signing certificate must belong to one partner, or either could sign as the other"
+                )
     return errors

@@ -38,7 +38,9 @@ def test_files_and_readme(pki: DevPki) -> None:
     assert "NOT FOR PRODUCTION" in (pki.folder / "README.txt").read_text()
     assert "NOT encrypted" in (pki.folder / "README.txt").read_text()
     assert stat.S_IMODE(pki.files_for("BE-FAMHP").key.stat().st_mode) == 0o600
-    assert stat.S_IMODE(pki.files_for("BE-FAMHP").suites[Suite.EDELIVERY_2_0].agreement_key.stat().st_mode) == 0o600
+    assert (
+        stat.S_IMODE(pki.files_for("BE-FAMHP").suites[Suite.EDELIVERY_2_0].agreement_key.stat().st_mode) == 0o600
+    )
     assert "EXPERIMENTAL" in (pki.folder / "README.txt").read_text()
 
 

@@ -175,6 +175,19 @@ def test_soon_expiring_certificate_is_a_warning(setup: Setup) -> None:
     assert "expires in 30 days" in warning
 
 
+def test_creating_a_profile_never_overwrites_a_file_that_holds_another(setup: Setup) -> None:
+    """Profiles are found by the id they declare; a new one is written to ID.yaml. That file may hold another
+    profile (renamed by hand), which the create would silently replace, without history or audit."""
+    (setup.folder / "ch-swissmedic.yaml").rename(setup.folder / "de-bfarm.yaml")
+    de = profile_text("de-bfarm", "de-bfarm.crt.pem", country="DE")
+
+    with pytest.raises(EditConflict, match="already holds another profile \\(id 'ch-swissmedic'\\)"):
+        setup.editor.put("de-bfarm", de, condition=Precondition(if_absent=True), actor="t")
+
+    assert (setup.folder / "de-bfarm.yaml").read_text() == CH
+    assert setup.changes == []
+
+
 def test_create_a_new_profile(setup: Setup) -> None:
     de = profile_text("de-bfarm", "de-bfarm.crt.pem", country="DE")
 
@@ -189,7 +202,7 @@ def test_merge_keeps_comments_and_key_order(setup: Setup) -> None:
         "ch-swissmedic",
         {
             "enabled": False,
-            "security": {"signing_certificates": ["be-famhp.crt.pem"]},
+            "security": {"signing_certificates": ["de-bfarm.crt.pem"]},
             "authority_name": "Swissmedic",
         },
         condition=Precondition(if_match=setup.etag("ch-swissmedic")),
@@ -209,7 +222,7 @@ def test_merge_keeps_comments_and_key_order(setup: Setup) -> None:
         "  # the partner's certificate\n"
         "  signing_certificate: ch-swissmedic.crt.pem\n"
         "  signing_certificates:\n"
-        "    - be-famhp.crt.pem\n"
+        "    - de-bfarm.crt.pem\n"
         "enabled: false\n"
     )
     assert result.action == "merge"
@@ -337,3 +350,18 @@ def test_an_audit_line_a_crash_cut_short_costs_only_that_line(tmp_path: Path) ->
     audit.append({"profile": "ch-swissmedic", "action": "update"})
 
     assert [e["action"] for e in audit.entries("ch-swissmedic")] == ["create", "update"]
+
+
+def test_a_profile_with_windows_line_endings_keeps_the_etag_its_write_returned(setup: Setup) -> None:
+    """The ETag is the hash of the file's bytes; reading with newline translation made it another hash, so
+    the ETag a PUT returned was refused (412) and every edit recorded a 'changed on disk' version."""
+    crlf = CH.replace("\n", "\r\n")
+
+    written = setup.editor.put("ch-swissmedic", crlf, condition=ANY, actor="windows")
+
+    assert setup.editor.get("ch-swissmedic").etag == written.etag
+    merged = setup.editor.merge(
+        "ch-swissmedic", {"compression": False}, condition=Precondition(if_match=f'"{written.etag}"'), actor="t"
+    )
+    assert [v.action for v in setup.editor.versions("ch-swissmedic")][-2:] == ["put", "merge"]
+    assert merged.etag == setup.editor.get("ch-swissmedic").etag

@@ -180,7 +180,9 @@ def test_all_problems_of_a_file_are_reported_at_once(pki: DevPki, write_profile:
 
 def test_duplicate_id_across_files(pki: DevPki, write_profile: WriteProfile) -> None:
     first = write_profile(MINIMAL, "a.yaml")
-    second = write_profile(MINIMAL.replace("CH-SWISSMEDIC", "CH-SMC"), "b.yaml")
+    second = write_profile(
+        MINIMAL.replace("CH-SWISSMEDIC", "CH-SMC").replace("ch-swissmedic.crt.pem", "de-bfarm.crt.pem"), "b.yaml"
+    )
 
     with pytest.raises(ProfileError) as caught:
         load_profiles(first.parent, certificates_dir=pki.folder)
@@ -193,7 +195,10 @@ def test_duplicate_id_across_files(pki: DevPki, write_profile: WriteProfile) -> 
 
 def test_duplicate_party_id_across_files(pki: DevPki, write_profile: WriteProfile) -> None:
     first = write_profile(MINIMAL, "a.yaml")
-    second = write_profile(MINIMAL.replace("id: ch-swissmedic", "id: ch-other"), "b.yml")
+    second = write_profile(
+        MINIMAL.replace("id: ch-swissmedic", "id: ch-other").replace("ch-swissmedic.crt.pem", "de-bfarm.crt.pem"),
+        "b.yml",
+    )
 
     with pytest.raises(ProfileError) as caught:
         load_profiles(first.parent, certificates_dir=pki.folder)
@@ -207,9 +212,9 @@ def test_duplicate_party_id_across_files(pki: DevPki, write_profile: WriteProfil
 def test_same_party_id_under_another_type_is_a_different_party(pki: DevPki, write_profile: WriteProfile) -> None:
     first = write_profile(MINIMAL, "a.yaml")
     write_profile(
-        MINIMAL.replace("id: ch-swissmedic", "id: ch-gln").replace(
-            "endpoint:", "party_id_type: urn:x:gln\nendpoint:"
-        ),
+        MINIMAL.replace("id: ch-swissmedic", "id: ch-gln")
+        .replace("endpoint:", "party_id_type: urn:x:gln\nendpoint:")
+        .replace("ch-swissmedic.crt.pem", "de-bfarm.crt.pem"),
         "b.yaml",
     )
 
@@ -369,3 +374,23 @@ def test_empty_and_null_values(pki: DevPki, write_profile: WriteProfile) -> None
         f"expected the partner's certificate (PEM or DER) there (relative paths resolve against {pki.folder})",
         f"{path}:12:3 reception_awareness.time_to_live_hours: got inf, expected a finite number",
     ]
+
+
+def test_a_signing_certificate_pinned_for_two_partners_is_refused(
+    pki: DevPki, write_profile: WriteProfile
+) -> None:
+    """The receiver applies the policy of the message's From PartyId: a certificate pinned for two partners
+    would let either sign as the other."""
+    first = write_profile(MINIMAL, "a.yaml")
+    second = write_profile(
+        MINIMAL.replace("ch-swissmedic\n", "de-bfarm\n").replace("CH-SWISSMEDIC", "DE-BFARM").replace("CH", "DE"),
+        "b.yaml",
+    )
+
+    with pytest.raises(ProfileError) as caught:
+        load_profiles(first.parent, certificates_dir=pki.folder)
+
+    assert str(caught.value).startswith(f"{second}:7:1 security: the signing certificate ch-swissmedic.crt.pem")
+    assert f"is also pinned by profile 'ch-swissmedic' in {first}; a signing certificate must belong" in str(
+        caught.value
+    )
