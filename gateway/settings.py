@@ -91,10 +91,10 @@ class KeySettings(_Section):
         if self.passphrase_env is None:
             return None
         value = os.environ.get(self.passphrase_env)
-        if value is None:
+        if not value:
             raise ConfigError(
                 f"[keys].passphrase_env names the environment variable {self.passphrase_env!r}, "
-                "which is not set; export it or remove the key"
+                "which is not set or empty; export the passphrase or remove the key"
             )
         return value.encode()
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from pydantic import BaseModel
 
-from gateway.errors import ConfigError
-from gateway.settings import Settings, load_settings
+from gateway.errors import ConfigError, KeyMaterialError
+from gateway.profiles.trust import load_key_pair
+from gateway.settings import KeySettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,3 +112,41 @@ def test_bad_toml_says_where(tmp_path: Path) -> None:
     path = _write(tmp_path, "[identity\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(path)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_passphrase_variable_that_is_unset_or_empty_is_named(
+    value: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty variable (an unfilled secret in a deployment) is no passphrase; it is not tried as one."""
+    if value is None:
+        monkeypatch.delenv("TEST_KEY_PASSPHRASE", raising=False)
+    else:
+        monkeypatch.setenv("TEST_KEY_PASSPHRASE", value)
+    with pytest.raises(ConfigError, match="'TEST_KEY_PASSPHRASE', which is not set or empty"):
+        KeySettings(passphrase_env="TEST_KEY_PASSPHRASE").passphrase()
+
+
+def test_our_own_rsa_key_below_2048_bits_is_refused(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "BE-FAMHP")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(KeyMaterialError, match="at least 2048 bits; this is a 1024-bit RSA key"):
+        load_key_pair(key_file, cert_file, None, now=now)

@@ -11,7 +11,6 @@ duplicate detection finds it, and the stored receipt goes out again.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -34,9 +33,8 @@ from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Pulled, Receiver
 from gateway.metrics import PULLS_SENT
-from gateway.outbound.tls import ssl_context
+from gateway.outbound.tls import TlsContexts
 from gateway.profiles.keystore import OwnKeys
-from gateway.profiles.model import Tls
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import PayloadStore
@@ -94,13 +92,13 @@ class Puller:
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
         self._pull_timeout = aiohttp.ClientTimeout(total=None, sock_connect=http_timeout, sock_read=http_timeout)
         self._on_accepted = on_accepted
-        self._tls_passphrase = tls_passphrase
-        self._tls: dict[Tls, ssl.SSLContext | None] = {}
+        self._tls = TlsContexts(tls_passphrase)
         self._next_pull: dict[str, float] = {}
         self._draining: dict[str, asyncio.Task[int]] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
+        self._tls.clear()  # the reload may have replaced a CA bundle or client certificate under its old path
 
     def use_keys(self, keys: OwnKeys) -> None:
         self._keys = keys
@@ -247,7 +245,7 @@ class Puller:
                 data=outgoing.body,
                 headers={"Content-Type": outgoing.content_type},
                 timeout=timeout,
-                ssl=self._ssl(partner.profile.tls) or True,
+                ssl=self._tls.get(partner.profile.tls) or True,
             ) as response:
                 content_type = response.headers.get("Content-Type", "")
                 length = response.content_length
@@ -275,8 +273,3 @@ class Puller:
             raise
         incoming.close()
         return _Answer(response.status, content_type, body)
-
-    def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
-        if tls not in self._tls:
-            self._tls[tls] = ssl_context(tls, self._tls_passphrase)
-        return self._tls[tls]

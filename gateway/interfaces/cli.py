@@ -85,7 +85,7 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    console.print(f"store at {settings.store.url} is up to date")
+    console.print(f"store at {settings.store.url} is up to date", markup=False)
 
 
 def main() -> None:

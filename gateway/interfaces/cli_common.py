@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gateway.errors import GatewayError
 from gateway.settings import Settings, load_settings
@@ -20,7 +21,7 @@ DEFAULT_CONFIG = Path("config/gateway.toml")
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise."""
-    err.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -17,7 +17,9 @@ from typing import Annotated
 
 import aiohttp
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from ruamel.yaml import YAML
 
 from gateway.as4 import Suite
@@ -77,15 +79,16 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
         certificates_dir=settings.profiles.certificates,
         now=SystemClock().now(),
         warning_days=settings.keys.expiry_warning_days,
+        duplicate_window=settings.inbound.duplicate_window,
     )
     for line in result.errors:
-        err.print(f"[bold red]error[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
     for line in result.warnings:
-        err.print(f"[yellow]warning[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning[/] {escape(line)}", highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
     count = len(result.partners) if result.partners is not None else 0
-    console.print(f"{settings.profiles.folder}: {count} partner profile(s) OK", highlight=False)
+    console.print(f"{settings.profiles.folder}: {count} partner profile(s) OK", highlight=False, markup=False)
 
 
 @profiles_app.command("show")
@@ -108,7 +111,9 @@ def show(
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.dump(profile.model_dump(mode="json"), out)
-    console.print(f"# effective profile {profile_id!r} from {loaded.files[profile_id]}", highlight=False)
+    console.print(
+        f"# effective profile {profile_id!r} from {loaded.files[profile_id]}", highlight=False, markup=False
+    )
     console.print(out.getvalue(), end="", highlight=False, markup=False)
 
 
@@ -122,7 +127,7 @@ def schema(
         typer.echo(text, nl=False)
         return
     output.write_text(text, encoding="utf-8")
-    console.print(f"JSON Schema written to {output}", highlight=False)
+    console.print(f"JSON Schema written to {output}", highlight=False, markup=False)
 
 
 @profiles_app.command("history")
@@ -139,12 +144,16 @@ def history(
     table = Table("version", "at", "actor", "action", "sha256", "")
     for version in versions:
         mark = "current" if current is not None and version.sha256 == current.etag else ""
-        table.add_row(str(version.number), version.at, version.actor, version.action, version.sha256[:16], mark)
+        actor = Text(version.actor)  # as the admin API's caller named itself: text, never markup
+        table.add_row(str(version.number), version.at, actor, version.action, version.sha256[:16], mark)
     console.print(table)
     if current is None:
-        console.print(f"{partner} is retired; 'profiles rollback {partner} VERSION' brings it back")
+        console.print(f"{partner} is retired; 'profiles rollback {partner} VERSION' brings it back", markup=False)
     elif not any(v.sha256 == current.etag for v in versions):
-        console.print(f"the current file {current.path} is not in the history yet (it is saved at the next edit)")
+        console.print(
+            f"the current file {current.path} is not in the history yet (it is saved at the next edit)",
+            markup=False,
+        )
 
 
 @profiles_app.command("diff")
@@ -176,9 +185,11 @@ def rollback_profile(
     except GatewayError as exc:
         raise fail(str(exc)) from None
     for warning in result.warnings:
-        err.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if result.version is None:
-        console.print(f"{partner}: the file already is that version; nothing changed", highlight=False)
+        console.print(
+            f"{partner}: the file already is that version; nothing changed", highlight=False, markup=False
+        )
         return
     console.print(
         f"{partner}: {result.action} written as version {result.version} to {result.path}", highlight=False
@@ -286,7 +297,7 @@ def generate(
         raise fail(str(exc)) from None
     _print_key(info, "generated")
     for csr in sorted(folder.glob(f"{info.record.id}*.csr.pem")):
-        console.print(f"CSR for your CA: {csr}", highlight=False)
+        console.print(f"CSR for your CA: {csr}", highlight=False, markup=False)
 
 
 @keys_app.command("import")
@@ -360,7 +371,7 @@ def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
                 info.record.status.value,
                 purpose,
                 fingerprint(cert)[:16],
-                cert.subject.rfc4514_string(),
+                Text(cert.subject.rfc4514_string()),
                 f"{cert.not_valid_after_utc:%Y-%m-%d}",
                 str((cert.not_valid_after_utc - now).days),
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,8 +19,8 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
-from gateway.outbound.tls import ssl_context
-from gateway.profiles.model import Tls, Transport
+from gateway.outbound.tls import TlsContexts
+from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Direction, Event, Evidence, IllegalTransition, MessageRecord, MessageStore, PayloadStore
 from gateway.tasks import cancel_all
@@ -146,8 +145,7 @@ class Dispatcher:
         self._http_timeout = http_timeout
         self._lease = max(lease, timedelta(seconds=http_timeout * 2))
         self._faults = faults
-        self._tls_passphrase = tls_passphrase
-        self._tls: dict[Tls, ssl.SSLContext | None] = {}
+        self._tls = TlsContexts(tls_passphrase)
         self._per_partner = per_partner
         self._posting = asyncio.Semaphore(max_in_flight)
         self._lanes: dict[str, _Lane] = {}
@@ -156,6 +154,7 @@ class Dispatcher:
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
+        self._tls.clear()  # the reload may have replaced a CA bundle or client certificate under its old path
 
     def wake_with(self, callback: Callable[[], None]) -> None:
         """``callback`` wakes the node's send loop: when a lane has nothing left to send (a message that came
@@ -338,7 +337,7 @@ class Dispatcher:
                     data=wire,
                     headers={"Content-Type": record.wire_content_type},
                     timeout=self._timeout_for(size),
-                    ssl=self._ssl(partner.profile.tls) or True,
+                    ssl=self._tls.get(partner.profile.tls) or True,
                 ) as response:
                     body = await response.read()
                     content_type = response.headers.get("Content-Type", "")
@@ -370,12 +369,6 @@ class Dispatcher:
     def _timeout_for(self, size: int) -> aiohttp.ClientTimeout:
         """The configured time-out, plus time to move and process a large message at a modest rate."""
         return aiohttp.ClientTimeout(total=self._http_timeout + size / SLOWEST_BYTES_PER_SECOND)
-
-    def _ssl(self, tls: Tls) -> ssl.SSLContext | None:
-        """One TLS context per distinct profile setting, built on first use."""
-        if tls not in self._tls:
-            self._tls[tls] = ssl_context(tls, self._tls_passphrase)
-        return self._tls[tls]
 
     async def _settle(self, record: MessageRecord, partner: Partner, attempt: Attempt) -> None:
         detail = attempt.detail(record.attempts)

@@ -53,7 +53,11 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
     try:
         return load(data, password=passphrase)
     except TypeError:
-        needs = "is not encrypted, so give no passphrase" if passphrase else "is encrypted and needs a passphrase"
+        needs = (
+            "is not encrypted, so give no passphrase"
+            if passphrase is not None
+            else "is encrypted and needs a passphrase"
+        )
         raise KeyMaterialError(f"private key file {path} {needs}") from None
     except (ValueError, InternalError):  # OpenSSL's own error for some damaged encrypted keys
         raise KeyMaterialError(

@@ -8,7 +8,7 @@ window, expired certificates beside a valid one, certificates not valid yet, dis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.errors import GatewayError, ProfileError
@@ -28,10 +28,19 @@ class FolderCheck:
         return not self.errors
 
 
-def check_folder(folder: Path, *, certificates_dir: Path, now: datetime, warning_days: int) -> FolderCheck:
+def check_folder(
+    folder: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime,
+    warning_days: int,
+    duplicate_window: timedelta | None = None,
+) -> FolderCheck:
+    """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
+    time to live must stay under."""
     try:
         loaded = load_profile_folder(folder, certificates_dir=certificates_dir)
-        partners = Partners(loaded.registry, now=now)
+        partners = Partners(loaded.registry, now=now, max_age=duplicate_window)
     except GatewayError as exc:
         return FolderCheck(errors=str(exc).splitlines())
     errors: list[str] = []

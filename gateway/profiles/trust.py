@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.as4 import KeyPair, SecurityPolicy, Suite
 from gateway.errors import ConfigError, KeyMaterialError, ProfileError
 from gateway.profiles.certificates import (
+    MIN_RSA_KEY_BITS,
     PartnerCertificates,
     check_certificate,
     load_certificate,
@@ -163,8 +164,12 @@ def load_key_pair(private_key: Path, certificate: Path, passphrase: bytes | None
     """Our signing and decryption key with its certificate; both must match and be valid now."""
     key = load_private_key(private_key, passphrase)
     cert = load_certificate(certificate)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise KeyMaterialError(f"{private_key}: eDelivery AS4 1.15 needs an RSA private key")
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_KEY_BITS:
+        found = f"a {key.key_size}-bit RSA key" if isinstance(key, rsa.RSAPrivateKey) else "not an RSA key"
+        raise KeyMaterialError(
+            f"{private_key}: eDelivery AS4 1.15 needs an RSA private key of at least {MIN_RSA_KEY_BITS} bits; "
+            f"this is {found}. Generate one with 'permit-gateway keys generate'"
+        )
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
         raise KeyMaterialError(
             f"{certificate} does not belong to the private key {private_key}: configure the matching pair"

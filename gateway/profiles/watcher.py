@@ -118,7 +118,11 @@ class ProfileWatcher:
         for partner in self._active.partners:
             security, tls = partner.profile.security, partner.profile.tls
             named = (*security.pinned_certificates, *security.encryption_candidates, security.trust_anchor)
-            files |= {path for path in (*named, tls.ca_bundle, tls.client_certificate) if path is not None}
+            files |= {
+                path
+                for path in (*named, tls.ca_bundle, tls.client_certificate, tls.client_key)
+                if path is not None
+            }
         return sorted(files)
 
     def _fingerprint(self) -> Fingerprint:

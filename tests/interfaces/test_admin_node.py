@@ -18,12 +18,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.as4 import Suite
 from gateway.clock import FixedClock
 from gateway.interfaces import admin
-from gateway.interfaces.keys import NODE
+from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from gateway.interfaces.node import Node, create_app
 from gateway.profiles import DevPki, generate_dev_pki
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.keystore import generate_key, import_key, rollover, subject_name
 from gateway.profiles.metrics import REGISTRY
+from gateway.profiles.model import Tls
 from gateway.settings import settings_from_dict
 from gateway.store import Direction, NewMessage
 from tests.profiles.conftest import AUTHORITIES, NOW
@@ -255,3 +256,24 @@ async def test_a_slow_profile_edit_and_reload_do_not_stall_the_other_requests(
     assert time.monotonic() - started >= 2 * slow  # validated by the editor, then loaded by the watcher
     assert len(waits) >= 5 and max(waits) < slow / 2, waits
     assert gateway.node.partners.get("ch-swissmedic").profile.endpoint == "https://moved.example/as4"
+
+
+async def test_a_reload_drops_the_tls_contexts_so_a_replaced_ca_bundle_is_read_again(
+    gateway: Gateway, pki: DevPki, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "partner-ca.pem"
+    bundle.write_bytes(pki.ca_certificate.read_bytes())
+    tls = Tls(ca_bundle=bundle)
+    node = gateway.node
+    sending, pulling = node.dispatcher._tls, node.puller._tls
+    first = sending.get(tls)
+    assert first is not None and sending.get(tls) is first and pulling.get(tls) is not None
+    other_ca = generate_dev_pki(tmp_path / "other", AUTHORITIES[:1], now=NOW).ca_certificate
+    bundle.write_bytes(other_ca.read_bytes())  # the administrator replaces the bundle under the same path
+
+    assert gateway.client.app[PROFILE_WATCHER].reload("test: the CA bundle changed")
+
+    again = sending.get(tls)
+    assert again is not None and again is not first
+    assert [c["serialNumber"] for c in again.get_ca_certs()] != [c["serialNumber"] for c in first.get_ca_certs()]
+    assert pulling.get(tls) is not None

@@ -98,6 +98,16 @@ def test_check_prints_every_error_and_exits_1(cli: Cli) -> None:
     assert f"error {cli.folder / 'ch-swissmedic.yaml'}:4:1 country: got 'Swiss'" in output
 
 
+def test_check_refuses_a_time_to_live_the_gateway_would_refuse(cli: Cli) -> None:
+    """The check is what a reload says: a time to live not below [inbound]'s duplicate window is an error."""
+    (cli.folder / "ch-swissmedic.yaml").write_text(CH + "reception_awareness:\n  time_to_live_hours: 800\n")
+
+    code, output = cli("profiles", "check")
+
+    assert code == 1
+    assert "time_to_live_hours = 800 is not below [inbound].duplicate_window_hours = 720" in output
+
+
 def test_show_and_show_effective(cli: Cli) -> None:
     code, output = cli("profiles", "show", "ch-swissmedic")
     assert code == 0 and output == CH
