@@ -29,8 +29,10 @@ from gateway.profiles.devpki import DevPki, generate_dev_pki
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def make_key_pair(common_name: str, *, not_before: datetime | None = None, days: int = 365) -> KeyPair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def make_key_pair(
+    common_name: str, *, not_before: datetime | None = None, days: int = 365, key_size: int = 2048
+) -> KeyPair:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     start = not_before or NOW - timedelta(days=1)
     cert = (

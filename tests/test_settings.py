@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
 
 from gateway.errors import ConfigError, KeyMaterialError
 from gateway.profiles.trust import load_key_pair
 from gateway.settings import KeySettings, Settings, load_settings
+from tests.conftest import NOW, make_key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,25 +125,13 @@ def test_a_passphrase_variable_that_is_unset_or_empty_is_named(
 
 
 def test_our_own_rsa_key_below_2048_bits_is_refused(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "BE-FAMHP")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    weak = make_key_pair("BE-FAMHP", key_size=1024)
     key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"
     key_file.write_bytes(
-        key.private_bytes(
+        weak.private_key.private_bytes(  # type: ignore[union-attr]
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(weak.certificate.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(KeyMaterialError, match="at least 2048 bits; this is a 1024-bit RSA key"):
-        load_key_pair(key_file, cert_file, None, now=now)
+        load_key_pair(key_file, cert_file, None, now=NOW)
