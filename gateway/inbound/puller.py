@@ -33,7 +33,7 @@ from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Pulled, Receiver
 from gateway.metrics import PULLS_SENT
-from gateway.outbound.tls import TlsContexts
+from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
@@ -240,12 +240,16 @@ class Puller:
         endpoint = partner.profile.endpoint_url
         timeout = self._pull_timeout if spool else self._timeout
         try:
+            context = self._tls.get(partner.profile.tls)
+        except TlsSettingsError as exc:
+            raise PullFailed(str(exc)) from None
+        try:
             async with self._session.post(
                 endpoint,
                 data=outgoing.body,
                 headers={"Content-Type": outgoing.content_type},
                 timeout=timeout,
-                ssl=self._tls.get(partner.profile.tls) or True,
+                ssl=context or True,
             ) as response:
                 content_type = response.headers.get("Content-Type", "")
                 length = response.content_length

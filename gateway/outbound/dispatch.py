@@ -19,7 +19,7 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
-from gateway.outbound.tls import TlsContexts
+from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
 from gateway.store import Direction, Event, Evidence, IllegalTransition, MessageRecord, MessageStore, PayloadStore
@@ -324,6 +324,10 @@ class Dispatcher:
         sent = stored_message(record)
         started = time.perf_counter()
         try:
+            context = self._tls.get(partner.profile.tls)
+        except TlsSettingsError as exc:
+            return Attempt(receipt=None, retryable=True, reason=str(exc), http_status=None, latency_ms=0.0)
+        try:
             size = self._payloads.size(record.wire_sha256)
             with ExitStack() as files:
                 # a large message is streamed from its file (it may be a GiB); a small one goes in one write
@@ -337,7 +341,7 @@ class Dispatcher:
                     data=wire,
                     headers={"Content-Type": record.wire_content_type},
                     timeout=self._timeout_for(size),
-                    ssl=self._tls.get(partner.profile.tls) or True,
+                    ssl=context or True,
                 ) as response:
                     body = await response.read()
                     content_type = response.headers.get("Content-Type", "")

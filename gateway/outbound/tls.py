@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import ssl
 
+from gateway.errors import GatewayError
 from gateway.profiles.model import Tls
+
+
+class TlsSettingsError(GatewayError):
+    """A profile's TLS files cannot be used (a client key that does not match its certificate, a wrong
+    passphrase, a file gone); fixed by the administrator, after which the next try uses the new files."""
 
 
 def ssl_context(tls: Tls, client_key_passphrase: bytes | None = None) -> ssl.SSLContext | None:
@@ -26,8 +32,16 @@ class TlsContexts:
         self._built: dict[Tls, ssl.SSLContext | None] = {}
 
     def get(self, tls: Tls) -> ssl.SSLContext | None:
+        """The context for ``tls``; ``TlsSettingsError`` naming the files and the reason if it cannot be built."""
         if tls not in self._built:
-            self._built[tls] = ssl_context(tls, self._passphrase)
+            try:
+                self._built[tls] = ssl_context(tls, self._passphrase)
+            except (ssl.SSLError, OSError, ValueError, TypeError) as exc:
+                raise TlsSettingsError(
+                    f"the profile's TLS settings cannot be used ({exc}): check tls.ca_bundle "
+                    f"({tls.ca_bundle}), tls.client_certificate ({tls.client_certificate}) and tls.client_key "
+                    f"({tls.client_key}), which must be the certificate's key, encrypted with the [keys] passphrase"
+                ) from None
         return self._built[tls]
 
     def clear(self) -> None:

@@ -387,6 +387,12 @@ class _Unfit(Exception):
 def _check_file(
     ref: _FileRef, path: Path, *, certificates_dir: Path, suite: SecuritySuite | None
 ) -> x509.Certificate | None:
+    if ref.kind == "key" and not path.resolve().is_relative_to(certificates_dir.resolve()):
+        raise _Unfit(
+            f"got {ref.value!r}, which is outside {certificates_dir}; a private key a profile names must be in "
+            "that folder, so that no profile can put another key of this host (the gateway's own) to use. "
+            "Copy the TLS client key there"
+        )
     if not path.is_file():
         raise _Unfit(
             f"got {ref.value!r}, but {path} is not a file; expected {_EXPECTED_FILE[ref.kind]} there "

@@ -119,7 +119,8 @@ async def pair(
             text += f"tls:\n  ca_bundle: {pki.ca_certificate}\n"
             if request.param:
                 files = pki.files_for("BE-FAMHP")
-                text += f"  client_certificate: {files.certificate}\n  client_key: {files.key}\n"
+                key = pki.files_for("CH-SWISSMEDIC").key if request.param == "mismatched" else files.key
+                text += f"  client_certificate: {files.certificate}\n  client_key: {key}\n"
         (profiles / f"{stem}.yaml").write_text(text)
     clock = FixedClock(datetime.now(UTC))
     be_settings, ch_settings = (
@@ -166,4 +167,22 @@ async def test_without_a_client_certificate_the_partner_refuses_the_connection(
         waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
     # TLS 1.3 reports the missing client certificate after the handshake, as a reset: either way nothing got in
     assert any(word in waiting["last_error"] for word in ("SSL", "Connection reset"))
+    assert front.clients == []
+
+
+@pytest.mark.parametrize("pair", ["mismatched"], indirect=True)
+async def test_a_client_key_that_is_not_the_certificates_is_a_retry_naming_the_tls_settings(
+    pair: tuple[Running, Running, TlsFront],
+) -> None:
+    """The TLS context cannot be built: the message waits for its retry with the reason, instead of staying
+    SENDING until its lease runs out, again and again."""
+    be, _, front = pair
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{be.url}/api/v1/documents", data=example("BE-IA-2026-0001.xml", today=datetime.now(UTC))
+        ) as response:
+            message_id = (await response.json())["message_id"]
+        waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
+    assert "the profile's TLS settings cannot be used" in waiting["last_error"]
+    assert "tls.client_key" in waiting["last_error"]
     assert front.clients == []

@@ -236,6 +236,20 @@ def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfi
     ]
 
 
+def test_a_tls_client_key_outside_the_certificates_folder_is_refused(
+    certs: Path, write_profile: WriteProfile, tmp_path: Path
+) -> None:
+    """A profile must not put another private key of this host to use (the gateway's own keystore key)."""
+    elsewhere = tmp_path / "keystore"
+    elsewhere.mkdir()
+    (elsewhere / "gateway.key.pem").write_text("the gateway's own key")
+    for named in (str(elsewhere / "gateway.key.pem"), "../keystore/gateway.key.pem"):
+        tls = f"tls:\n  client_certificate: ch-swissmedic.crt.pem\n  client_key: {named}\n"
+        path = write_profile(MINIMAL + tls)
+        [problem] = problems(path, certs)
+        assert problem.startswith(f"{path}:12:3 tls.client_key: got {named!r}, which is outside {certs}")
+
+
 def test_tls_pair_and_bundle_content(certs: Path, write_profile: WriteProfile) -> None:
     (certs / "empty.pem").write_text("nothing here\n")
     path = write_profile(MINIMAL + "tls:\n  ca_bundle: empty.pem\n  client_certificate: ch-swissmedic.crt.pem\n")
