@@ -141,14 +141,18 @@ async def pair(
     await ch.runner.cleanup()
 
 
+async def _submit(session: aiohttp.ClientSession, be: Running) -> str:
+    document = example("BE-IA-2026-0001.xml", today=datetime.now(UTC))
+    async with session.post(f"{be.url}/api/v1/documents", data=document) as response:
+        message_id: str = (await response.json())["message_id"]
+        return message_id
+
+
 @pytest.mark.parametrize("pair", [True], indirect=True)
 async def test_mutual_tls_with_the_profile_client_certificate(pair: tuple[Running, Running, TlsFront]) -> None:
     be, ch, front = pair
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{be.url}/api/v1/documents", data=example("BE-IA-2026-0001.xml", today=datetime.now(UTC))
-        ) as response:
-            message_id = (await response.json())["message_id"]
+        message_id = await _submit(session, be)
         await wait_for(session, be, message_id, "ACKNOWLEDGED")
         await wait_for(session, ch, message_id, "DELIVERED")
     assert front.clients == ["BE-FAMHP"]
@@ -160,10 +164,7 @@ async def test_without_a_client_certificate_the_partner_refuses_the_connection(
 ) -> None:
     be, _, front = pair
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{be.url}/api/v1/documents", data=example("BE-IA-2026-0001.xml", today=datetime.now(UTC))
-        ) as response:
-            message_id = (await response.json())["message_id"]
+        message_id = await _submit(session, be)
         waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
     # TLS 1.3 reports the missing client certificate after the handshake, as a reset: either way nothing got in
     assert any(word in waiting["last_error"] for word in ("SSL", "Connection reset"))
@@ -178,10 +179,7 @@ async def test_a_client_key_that_is_not_the_certificates_is_a_retry_naming_the_t
     SENDING until its lease runs out, again and again."""
     be, _, front = pair
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{be.url}/api/v1/documents", data=example("BE-IA-2026-0001.xml", today=datetime.now(UTC))
-        ) as response:
-            message_id = (await response.json())["message_id"]
+        message_id = await _submit(session, be)
         waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
     assert "the profile's TLS settings cannot be used" in waiting["last_error"]
     assert "tls.client_key" in waiting["last_error"]
