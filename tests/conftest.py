@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.as4 import KeyPair
 from gateway.interfaces.demo import AUTHORITIES
-from gateway.profiles.devpki import DevPki, generate_dev_pki
+from gateway.profiles.devpki import DevAuthority, DevPki, generate_dev_pki
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -140,7 +140,10 @@ async def serving(
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
-    return generate_dev_pki(tmp_path_factory.mktemp("pki"), AUTHORITIES, now=datetime.now(UTC))
+    """The demo's authorities, and Germany's for tests that need a third partner (each signs with its own key:
+    one certificate may not be pinned for two partners)."""
+    authorities = (*AUTHORITIES, DevAuthority(party_id="DE-BFARM", authority_name="BfArM", country="DE"))
+    return generate_dev_pki(tmp_path_factory.mktemp("pki"), authorities, now=datetime.now(UTC))
 
 
 @pytest.fixture(autouse=True)

@@ -171,8 +171,13 @@ class Keystore:
     @classmethod
     def open(cls, folder: Path, passphrase: bytes) -> Keystore:
         """Decrypt the current, next and previous keys of every suite; each must match its certificate."""
+        return cls.of_records(folder, read_index(folder), passphrase)
+
+    @classmethod
+    def of_records(cls, folder: Path, records: list[KeyRecord], passphrase: bytes) -> Keystore:
+        """The keystore ``records`` would make, checked as ``open`` checks it (before they are written)."""
         pairs: dict[Suite, dict[KeyStatus, KeyPair]] = {}
-        for record in read_index(folder):
+        for record in records:
             if record.status in LOADED:
                 pairs.setdefault(record.suite, {})[record.status] = _load_pair(folder, record, passphrase)
         return cls(folder, pairs)
@@ -383,6 +388,11 @@ def _new_status(records: list[KeyRecord], wanted: KeyStatus | None, suite: Suite
     status = wanted or (KeyStatus.NEXT if KeyStatus.CURRENT in statuses else KeyStatus.CURRENT)
     if status not in (KeyStatus.CURRENT, KeyStatus.NEXT):
         raise KeyMaterialError(f"a new key can be current or next, not {status.value}")
+    if status is KeyStatus.NEXT and KeyStatus.CURRENT not in statuses:
+        raise KeyMaterialError(
+            f"the keystore has no current {suite.value} key, so a next one would leave the suite without a key to "
+            "sign with (and the keystore would no longer open); add this key as current (leave out the status)"
+        )
     if status in statuses:
         holder = next(r.id for r in same if r.status is status)
         raise KeyMaterialError(
@@ -531,10 +541,11 @@ def rollover(folder: Path, passphrase: bytes, *, now: datetime, suite: Suite = D
             dataclasses.replace(r, status=moves.get(r.status, r.status)) if r.suite is suite else r
             for r in records
         ]
+        keystore = Keystore.of_records(folder, updated, passphrase)  # refused here leaves the index unchanged
         _write_index(folder, updated)
     previous = by_status.get(KeyStatus.CURRENT)
     log.info("key rollover", suite=suite.value, current=upcoming.id, previous=previous.id if previous else None)
-    return Keystore.open(folder, passphrase)
+    return keystore
 
 
 def subject_name(party_id: str, authority_name: str, country: str) -> x509.Name:

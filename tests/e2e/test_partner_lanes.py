@@ -62,7 +62,7 @@ def add_silent_profile(harness: Harness, endpoint: str) -> None:
     """A third partner, Germany, whose endpoint is the silent one (its certificate is only used to encrypt)."""
     (harness.tmp / "profiles" / "de-bfarm.yaml").write_text(
         "id: de-bfarm\nauthority_name: BfArM\ncountry: DE\nparty_id: DE-BFARM\n"
-        f"endpoint: {endpoint}\nsecurity:\n  signing_certificate: ch-swissmedic.crt.pem\n"
+        f"endpoint: {endpoint}\nsecurity:\n  signing_certificate: de-bfarm.crt.pem\n"
     )
 
 

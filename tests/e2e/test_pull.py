@@ -215,7 +215,7 @@ async def test_a_partner_that_takes_our_pull_request_and_never_answers_delays_no
     async with _loopback_as4(silent) as url:
         (harness.profile_folders[CH] / "de-bfarm.yaml").write_text(
             "id: de-bfarm\nauthority_name: BfArM\ncountry: DE\nparty_id: DE-BFARM\n"
-            f"endpoint: {url}\nsecurity:\n  signing_certificate: be-famhp.crt.pem\n"
+            f"endpoint: {url}\nsecurity:\n  signing_certificate: de-bfarm.crt.pem\n"
             "pull:\n  receive_by_pulling: true\n  interval_seconds: 1\n"
         )
         be = await harness.start(BE)

@@ -75,6 +75,38 @@ def test_second_key_is_next_and_a_third_is_refused(folder: Path) -> None:
         generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW, status=KeyStatus.CURRENT)
 
 
+def test_a_next_key_for_a_suite_without_a_current_one_is_refused_and_changes_nothing(folder: Path) -> None:
+    """A suite with only a next key has nothing to sign with: the keystore would no longer open, the running
+    node would refuse the change, and a restart would fail."""
+    generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW)
+    before = (folder / "keystore.json").read_bytes()
+
+    with pytest.raises(KeyMaterialError, match=r"has no current edelivery-as4-2\.0 key, so a next one"):
+        generate_key(
+            folder, PASSPHRASE, subject=SUBJECT, now=NOW, status=KeyStatus.NEXT, suite=Suite.EDELIVERY_2_0
+        )
+
+    assert (folder / "keystore.json").read_bytes() == before
+    assert Keystore.open(folder, PASSPHRASE).suites == (Suite.EDELIVERY_1_15,)
+
+
+def test_a_rollover_that_would_not_open_leaves_the_index_as_it_was(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW)
+    generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW)
+    before = (folder / "keystore.json").read_bytes()
+
+    def refuse(*args: object) -> Keystore:
+        raise KeyMaterialError("the new keystore does not open")
+
+    monkeypatch.setattr(Keystore, "of_records", classmethod(lambda cls, *args: refuse(*args)))
+    with pytest.raises(KeyMaterialError, match="does not open"):
+        rollover(folder, PASSPHRASE, now=NOW)
+
+    assert (folder / "keystore.json").read_bytes() == before
+
+
 def test_open_decrypts_current_next_and_previous(folder: Path) -> None:
     first = generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW)
     second = generate_key(folder, PASSPHRASE, subject=SUBJECT, now=NOW)
