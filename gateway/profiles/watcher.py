@@ -89,8 +89,8 @@ class ProfileWatcher:
         self._active = active or load_partners(
             folder, certificates_dir=certificates_dir, now=clock.now(), reason="start"
         )
-        self._seen = self._fingerprint()
         self._last_error: str | None = None
+        self._seen = self._fingerprint()
         self._boundary_tried: datetime | None = None
         PROFILES_ACTIVE.set(len(self._active.partners))
 
@@ -123,6 +123,9 @@ class ProfileWatcher:
                 for path in (*named, tls.ca_bundle, tls.client_certificate, tls.client_key)
                 if path is not None
             }
+        if self._last_error is not None:  # a refused set may wait for a certificate no active profile names
+            with contextlib.suppress(OSError):
+                files |= {path for path in self._certificates_dir.iterdir() if path.is_file()}
         return sorted(files)
 
     def _fingerprint(self) -> Fingerprint:
@@ -157,6 +160,7 @@ class ProfileWatcher:
                 )
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)
+                self._seen = MappingProxyType(dict(self._fingerprint()) | dict(before))  # certificates folder too
                 return False
             self._activate(active)
             # the files the new set names for the first time are taken as loaded; any other change since

@@ -262,3 +262,17 @@ def test_a_change_written_while_the_folder_loads_is_loaded_at_the_next_poll(
     assert harness.watcher.poll() is True
     assert harness.endpoint("ch-swissmedic") == "https://v3.example/as4"
     assert harness.watcher.poll() is None
+
+
+def test_a_certificate_copied_in_after_a_refusal_is_noticed(harness: Harness, pki: DevPki) -> None:
+    """A new profile is refused because its certificate is not there yet; copying it in is a change too."""
+    harness.write("de-bfarm.yaml", profile_text("de-bfarm", "de-bfarm-2027.crt.pem", country="DE"))
+    assert harness.watcher.poll() is False
+    assert harness.watcher.poll() in (None, False)
+
+    (harness.certificates / "de-bfarm-2027.crt.pem").write_bytes(
+        pki.files_for("DE-BFARM").certificate.read_bytes()
+    )
+
+    assert True in (harness.watcher.poll(), harness.watcher.poll())
+    assert "de-bfarm" in harness.watcher.partners.registry
