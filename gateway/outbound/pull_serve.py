@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -29,6 +29,7 @@ from gateway.as4 import (
     parse_pull,
     parse_response,
 )
+from gateway.as4.header import format_timestamp
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
@@ -67,6 +68,10 @@ def pull_partners(partners: Partners) -> list[Partner]:
     return [p for p in partners if p.profile.transport is Transport.PULL]
 
 
+PULL_REQUEST_WINDOW = timedelta(minutes=10)
+"""How old a PullRequest may be when it arrives, and how long its MessageId is remembered against a replay."""
+
+
 class PullServer:
     """Answers PullRequests and takes the receipts and error signals for the messages it handed out."""
 
@@ -88,6 +93,7 @@ class PullServer:
         self._keys = keys
         self._clock = clock
         self._node_id = node_id
+        self._answered: dict[str, datetime] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -125,6 +131,7 @@ class PullServer:
             raise
         partner = self._partners.get(partner_id)
         self._authorize(partner, pull)
+        self._fresh(partner_id, pull, now)
         record = await self._claim(partner)
         if record is None:
             PULLS_SERVED.labels(partner=partner_id, outcome="empty").inc()
@@ -151,6 +158,29 @@ class PullServer:
             return StoredAnswer(content_type=record.wire_content_type, path=path, size=size)
         body = self._payloads.get(record.wire_sha256)
         return Outgoing(message_id=record.message_id, content_type=record.wire_content_type, body=body)
+
+    def _fresh(self, partner_id: str, pull: PullRequestReceived, now: datetime) -> None:
+        """A PullRequest is answered once, while fresh: a captured one replayed would take the partner's
+        messages (and their offers) for whoever replays it. Remembered for the window on this node."""
+        while self._answered:  # oldest first: forget what the window no longer covers
+            oldest, at = next(iter(self._answered.items()))
+            if now - at <= PULL_REQUEST_WINDOW:
+                break
+            del self._answered[oldest]
+        problem = None
+        if now - pull.timestamp > PULL_REQUEST_WINDOW:
+            minutes = int(PULL_REQUEST_WINDOW.total_seconds() // 60)
+            problem = f"was made at {format_timestamp(pull.timestamp)}, more than {minutes} minutes ago"
+        elif pull.message_id in self._answered:
+            problem = "was answered before"
+        if problem is not None:
+            PULLS_SERVED.labels(partner=partner_id, outcome="refused").inc()
+            raise EbmsError(
+                EbmsCode.VALUE_INCONSISTENT,
+                f"PullRequest {pull.message_id!r} {problem}; each PullRequest is answered once, when fresh: send a "
+                "new one (a new MessageId and eb:Timestamp)",
+            )
+        self._answered[pull.message_id] = now
 
     def _authorize(self, partner: Partner, pull: PullRequestReceived) -> None:
         try:

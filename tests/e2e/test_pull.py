@@ -162,6 +162,34 @@ async def test_pulls_are_served_only_to_the_signer_on_its_mpc(
     assert await node.store.get_evidence(record.id, "receipt") == (receipt.content_type, receipt.body)
 
 
+async def test_a_pull_request_replayed_or_stale_takes_nothing(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A captured PullRequest, sent again, would take the partner's message (and one of its offers) for
+    whoever sent it: each is answered once, while fresh."""
+    harness = pull_harness
+    be = await harness.start(BE)
+    ch_key = harness.keys(CH)
+    answered = pull_request(ch_key, harness, n=1)
+    assert (await post(session, be, answered))[0] == 200  # nothing waits yet: an empty MPC
+    message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+    made = harness.clock.now() - timedelta(minutes=11)
+    stale = build_pull_request(
+        PullRequest(message_id="pull-2@ch-swissmedic.test", timestamp=made, mpc=MPC), key=ch_key
+    )
+
+    for request, detail in ((answered, "was answered before"), (stale, "more than 10 minutes ago")):
+        status, content_type, body = await post(session, be, request)
+        refused = parse_response(
+            content_type, body, sent=request, policy=be_policy(harness), now=harness.clock.now()
+        )
+        assert status == 400 and isinstance(refused, ErrorReceived), detail
+        assert refused.errors[0].code == "EBMS:0003" and detail in (refused.errors[0].detail or ""), refused.errors
+    assert await state_of(session, be, message_id) == "SUBMITTED"
+    status, content_type, body = await post(session, be, pull_request(ch_key, harness, n=3))
+    assert status == 200 and message_id.encode() in mime.parse(content_type, body).envelope
+
+
 def _unsigned_pull(harness: Harness) -> Outgoing:
     draft = new_draft()
     pull = PullRequest(message_id="pull-9@ch-swissmedic.test", timestamp=harness.clock.now(), mpc=MPC)
