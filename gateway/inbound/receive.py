@@ -28,6 +28,7 @@ from gateway.as4 import (
     build_receipt,
     parse_incoming,
 )
+from gateway.as4.envelope import MAX_ENVELOPE_BYTES
 from gateway.clock import Clock
 from gateway.documents import PermitDocument, PermitDocumentRejected, parse_document, validate_document
 from gateway.documents.types import document_type_for
@@ -207,7 +208,14 @@ class Receiver:
 
     def _assemble(self, content_type: str, body: IncomingFile) -> bytes | Package:
         if not content_type.strip().lower().startswith("multipart/"):
-            return b"".join(body.chunks())  # a plain SOAP envelope, limited by the envelope parser
+            if body.size > MAX_ENVELOPE_BYTES:  # refused before it is read into memory
+                raise EbmsError(
+                    EbmsCode.INVALID_HEADER,
+                    f"SOAP envelope is {body.size} bytes, over the limit of {MAX_ENVELOPE_BYTES} bytes; send "
+                    "payloads as MIME attachments",
+                    envelope_unreadable=True,
+                )
+            return b"".join(body.chunks())
         assembler = PackageAssembler(content_type, spool=self._payloads.spool, spool_threshold=SPOOL_THRESHOLD)
         for chunk in body.chunks():
             assembler.feed(chunk)

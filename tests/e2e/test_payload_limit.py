@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from gateway.as4.envelope import MAX_ENVELOPE_BYTES
 from gateway.interfaces.demo import message, wait_for
 from tests.e2e.conftest import Harness, example
 
@@ -49,3 +50,17 @@ async def test_a_message_larger_than_the_senders_profile_allows_is_refused_with_
     assert "the partner profile allows at most 1000 bytes per payload (max_payload_bytes)" in failed["last_error"]
     assert failed["attempts"] == 1
     assert await message(session, ch, message_id) is None
+
+
+async def test_a_large_body_that_is_not_mime_is_refused_from_its_size_naming_the_fix(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Payloads travel as MIME parts; a plain SOAP body over the envelope limit (spooled to disk as it came)
+    is refused from its size, before it is joined into one buffer of up to [inbound].max_message_bytes."""
+    ch = await harness.start("CH-SWISSMEDIC")
+    body = b"<env:Envelope>" + b" " * (2 * MAX_ENVELOPE_BYTES) + b"</env:Envelope>"
+    headers = {"Content-Type": "application/soap+xml"}
+    async with session.post(f"{ch.url}/as4", data=body, headers=headers) as response:
+        answer = await response.text()
+    assert response.status == 400 and "EBMS:0009" in answer
+    assert f"is {len(body)} bytes, over the limit of {MAX_ENVELOPE_BYTES} bytes; send payloads as MIME" in answer
