@@ -352,9 +352,13 @@ class ProfileEditor:
         latest = self.history.latest(current.id)
         if latest is None or latest.sha256 != current.etag:
             action = "found" if latest is None else "changed-on-disk"
-            self.history.add(
+            version = self.history.add(
                 current.id, current.text, at=now, actor="(file)", action=action, file=current.path.name
             )
+            if latest is not None:  # an edit made outside the editor is audited when the editor first sees it
+                before = self.history.text(current.id, latest.number)
+                diff = unified_diff(before, current.text, before_name="before", after_name="on disk")
+                self._audit(now, "(file)", action, current.id, latest.sha256, current.etag, diff, version.number)
 
     def _validate(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
         """Errors as ``InvalidProfile``; returns warnings about certificates that expire soon or have expired."""

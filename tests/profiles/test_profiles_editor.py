@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -365,3 +366,27 @@ def test_a_profile_with_windows_line_endings_keeps_the_etag_its_write_returned(s
     )
     assert [v.action for v in setup.editor.versions("ch-swissmedic")][-2:] == ["put", "merge"]
     assert merged.etag == setup.editor.get("ch-swissmedic").etag
+
+
+def test_a_change_made_by_hand_is_audited_when_the_editor_next_sees_the_file(setup: Setup) -> None:
+    """The audit log is complete: a hand edit between two API edits has an entry of its own, with its diff,
+    and each entry's before is the previous one's after."""
+    setup.editor.put("ch-swissmedic", CH + "compression: false\n", condition=ANY, actor="alice")
+    path = setup.folder / "ch-swissmedic.yaml"
+    path.write_text(path.read_text() + "enabled: false\n")  # by hand, on the server
+
+    setup.editor.merge(
+        "ch-swissmedic",
+        {"compression": True},
+        condition=Precondition(if_match=setup.etag("ch-swissmedic")),
+        actor="bob",
+    )
+
+    entries = setup.editor.audit.entries("ch-swissmedic")
+    assert [(e["actor"], e["action"]) for e in entries] == [
+        ("alice", "put"),
+        ("(file)", "changed-on-disk"),
+        ("bob", "merge"),
+    ]
+    assert "+enabled: false" in entries[1]["diff"]
+    assert all(later["before_sha256"] == earlier["after_sha256"] for earlier, later in itertools.pairwise(entries))
