@@ -138,15 +138,18 @@ class ProfileWatcher:
             seen = self._fingerprint()
             if seen != self._seen:
                 self._seen = seen
-                return self.reload("profile files changed")
+                return self.reload("profile files changed", found_on_disk=True)
             changes_at = self._active.partners.changes_at
             if changes_at is not None and changes_at != self._boundary_tried and self._clock.now() >= changes_at:
                 self._boundary_tried = changes_at
                 return self.reload(f"a certificate became valid or expired at {changes_at:%Y-%m-%d %H:%M} UTC")
             return None
 
-    def reload(self, reason: str) -> bool:
-        """Load the folder now; swap it in when valid, else keep the active set and report the refusal."""
+    def reload(self, reason: str, *, found_on_disk: bool = False) -> bool:
+        """Load the folder now; swap it in when valid, else keep the active set and report the refusal.
+
+        ``found_on_disk`` (a change the poll found, not an edit through the editor): a folder that has lost
+        every profile is refused rather than dropping every partner."""
         with self._lock:
             before = self._fingerprint()  # what is loaded is at least this new: a write during the load is seen
             now = self._clock.now()
@@ -158,6 +161,12 @@ class ProfileWatcher:
                     reason=reason,
                     max_age=self._active.partners.max_age,  # the duplicate window stays as started
                 )
+                if found_on_disk and not active.partners and self._active.partners:
+                    raise GatewayError(
+                        f"{self._folder} holds no partner profile any more (a deployment half done?); every "
+                        f"partner would be dropped and their queued messages fail. Retire partners with "
+                        "'permit-gateway profiles' or the admin API instead, or restart the gateway to start empty"
+                    )
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)
                 self._seen = MappingProxyType(dict(self._fingerprint()) | dict(before))  # certificates folder too

@@ -276,3 +276,19 @@ def test_a_certificate_copied_in_after_a_refusal_is_noticed(harness: Harness, pk
 
     assert True in (harness.watcher.poll(), harness.watcher.poll())
     assert "de-bfarm" in harness.watcher.partners.registry
+
+
+def test_a_folder_emptied_on_disk_is_refused_and_every_partner_stays(harness: Harness) -> None:
+    """A deployment that removes the files before copying the new ones in must not drop every partner (their
+    queued messages would fail); retiring them is an explicit edit."""
+    before = harness.watcher.partners
+    for path in harness.folder.glob("*.yaml"):
+        path.unlink()
+
+    assert harness.watcher.poll() is False
+    assert harness.watcher.partners is before and len(before) == 2
+    assert "holds no partner profile any more" in (harness.watcher.last_error or "")
+
+    harness.write("be-famhp.yaml", BE)
+    assert True in (harness.watcher.poll(), harness.watcher.poll())
+    assert [p.profile.id for p in harness.watcher.partners] == ["be-famhp"]
