@@ -298,22 +298,27 @@ class Dispatcher:
     async def _attempt(self, record: MessageRecord) -> None:
         try:
             partner = self._partners.get(record.partner_id)
-            if not partner.profile.enabled:
-                await self._hold(record)
-                return
-            self._partners.usable(partner, self._clock.now())
-        except GatewayError as exc:
+        except GatewayError as exc:  # the profile was retired: nobody to send it to
             detail = {"reason": str(exc)}
             await self._store.move(
                 record.id, Event.FINAL_ERROR, last_error=str(exc), detail=detail, claimed=record.attempts
             )
             log.error("message failed", message_id=record.message_id, reason=str(exc))
             return
+        if not partner.profile.enabled:
+            await self._hold(record)
+            return
         if record.expires_at is not None and self._clock.now() > record.expires_at:
             reason = "its time to live ran out before it could be sent"
             if record.attempts > 1:  # this claim counted as one
                 reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
             await self._give_up(record, reason)
+            return
+        try:
+            self._partners.usable(partner, self._clock.now())
+        except GatewayError as exc:  # a certificate between two of the partner's keys: the profile can be fixed
+            reason = f"not sent: {exc}; the message waits for the profile to be fixed until its time to live"
+            await self._settle(record, partner, _not_tried(reason))
             return
         async with self._posting:  # waiting here is not counted in the POST's time-out
             attempt = await self._post(record, partner)
@@ -326,7 +331,7 @@ class Dispatcher:
         try:
             context = self._tls.get(partner.profile.tls)
         except TlsSettingsError as exc:
-            return Attempt(receipt=None, retryable=True, reason=str(exc), http_status=None, latency_ms=0.0)
+            return _not_tried(str(exc))
         try:
             size = self._payloads.size(record.wire_sha256)
             with ExitStack() as files:
@@ -446,3 +451,8 @@ class Dispatcher:
             claimed=record.attempts,
         )
         alert_failed(record, reason)
+
+
+def _not_tried(reason: str) -> Attempt:
+    """An attempt that did not reach the partner for a reason an administrator can fix: retried on schedule."""
+    return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=0.0)
