@@ -7,6 +7,7 @@ whatever directory it is started from. Unknown keys are errors: a misspelt key m
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -133,11 +134,44 @@ def _token(env: str | None, key: str, off: str) -> SecretStr | None:
 class AdminSettings(_Section):
     token_env: str | None = Field(
         default=None,
-        description="environment variable holding the admin API's bearer token; unset: the admin API is off",
+        description="environment variable holding the admin API's shared bearer token; unset (and no "
+        "tokens_file): the admin API is off",
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description="one line per administrator, 'NAME SHA256' of that person's own token "
+        "('permit-gateway admin token NAME' makes one); the audit log then names who made each change",
     )
 
     def token(self) -> SecretStr | None:
         return _token(self.token_env, "[admin].token_env", "turn the admin API off")
+
+    def named_tokens(self) -> dict[str, str]:
+        """SHA-256 (hex) of each administrator's token -> the administrator's name."""
+        if self.tokens_file is None:
+            return {}
+        try:
+            lines = self.tokens_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"[admin].tokens_file: cannot read {self.tokens_file}: {exc.strerror or exc}"
+            ) from None
+        found: dict[str, str] = {}
+        for number, line in enumerate(lines, 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if (
+                len(fields) != 2
+                or not re.fullmatch(r"[0-9a-f]{64}", fields[1])
+                or not re.fullmatch(r"[\w.@-]+", fields[0])
+            ):
+                raise ConfigError(
+                    f"{self.tokens_file}:{number}: expected 'NAME SHA256' (a name of letters, digits, . @ - _ and "
+                    "the 64 hex digits 'permit-gateway admin token NAME' prints)"
+                )
+            found[fields[1]] = fields[0]
+        return found
 
 
 class ApiSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from gateway.errors import ConfigError, KeyMaterialError
+from gateway.interfaces import cli
 from gateway.profiles.trust import load_key_pair
-from gateway.settings import KeySettings, Settings, load_settings
+from gateway.settings import AdminSettings, KeySettings, Settings, load_settings
 from tests.conftest import NOW, make_key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,3 +138,29 @@ def test_our_own_rsa_key_below_2048_bits_is_refused(tmp_path: Path) -> None:
     cert_file.write_bytes(weak.certificate.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(KeyMaterialError, match="at least 2048 bits; this is a 1024-bit RSA key"):
         load_key_pair(key_file, cert_file, None, now=NOW)
+
+
+def test_the_admin_tokens_file_names_each_administrator_and_a_bad_line_is_named(tmp_path: Path) -> None:
+    digest = "a" * 64
+    tokens = tmp_path / "admin-tokens"
+    tokens.write_text(
+        f"# who may edit partner profiles\nalice {digest}  # since 2026-11\n\nbob.smith@famhp {'b' * 64}\n"
+    )
+    assert AdminSettings(tokens_file=tokens).named_tokens() == {
+        digest: "alice",
+        "b" * 64: "bob.smith@famhp",
+    }
+    tokens.write_text(f"alice {digest}\ncarol not-a-hash\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(tokens))}:2: expected 'NAME SHA256'"):
+        AdminSettings(tokens_file=tokens).named_tokens()
+
+
+def test_admin_token_prints_a_token_and_the_line_that_admits_it() -> None:
+    result = CliRunner().invoke(cli.app, ["admin", "token", "alice"])
+    assert result.exit_code == 0, result.output
+    token = result.output.splitlines()[0].rsplit(" ", 1)[1]
+    assert (
+        result.output.splitlines()[1]
+        == f"line for [admin].tokens_file: alice {hashlib.sha256(token.encode()).hexdigest()}"
+    )
+    assert CliRunner().invoke(cli.app, ["admin", "token", "al ice"]).exit_code == 1

@@ -1,10 +1,11 @@
 """The admin API: partner profiles read, edited, retired and rolled back over REST, with a bearer token.
 
-Every route needs ``Authorization: Bearer <token>`` (the token from the variable named by
-``[admin].token_env``); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the
-profile as read; ``If-None-Match: *`` to create one): 428 without it, 412 when the profile changed
-meanwhile. An invalid profile is 422 with every error as ``file:line:column field: ...``. An accepted
-change is active at once; ``X-Admin-Actor`` names the person in the audit log.
+Every route needs ``Authorization: Bearer <token>``: an administrator's own token (``[admin].tokens_file``,
+which names them in the audit log) or the shared one (``[admin].token_env``, with ``X-Admin-Actor`` naming
+the person); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the profile as
+read; ``If-None-Match: *`` to create one): 428 without it, 412 when the profile changed meanwhile. An
+invalid profile is 422 with every error as ``file:line:column field: ...``. An accepted change is active at
+once.
 
     GET    /api/v1/admin/profiles                         list (with retired ids and the last refusal)
     GET    /api/v1/admin/profiles/{id}                    the YAML text, ETag = sha256 of the file
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +34,7 @@ from aiohttp import web
 
 from gateway.errors import ProfileError
 from gateway.interfaces.access import bearer_matches
-from gateway.interfaces.keys import ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
+from gateway.interfaces.keys import ADMIN_NAME, ADMIN_NAMED, ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
 from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
 from gateway.profiles.expiry import certificate_statuses
 from gateway.profiles.history import UnknownVersion
@@ -52,14 +55,19 @@ def _problem(status: int, error: str, **extra: Any) -> web.Response:
 
 
 def admin_only(handler: Handler) -> Handler:
-    """401 unless the request carries the admin bearer token (compared in constant time)."""
+    """401 unless the request carries an administrator's own token ([admin].tokens_file) or the shared one."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
-        token = request.app[ADMIN_TOKEN]
-        if token is None:
-            return _problem(403, "the admin API is off; set [admin].token_env to turn it on")
-        if not bearer_matches(request, token):
+        shared, named = request.app[ADMIN_TOKEN], request.app.get(ADMIN_NAMED, {})
+        if shared is None and not named:
+            return _problem(
+                403, "the admin API is off; set [admin].token_env or [admin].tokens_file to turn it on"
+            )
+        name = _named(request, named)
+        if name is not None:
+            request[ADMIN_NAME] = name
+        elif shared is None or not bearer_matches(request, shared):
             return web.json_response(
                 {"error": "admin credential missing or wrong; send Authorization: Bearer <token>"},
                 status=401,
@@ -68,6 +76,16 @@ def admin_only(handler: Handler) -> Handler:
         return await handler(request)
 
     return guarded
+
+
+def _named(request: web.Request, named: dict[str, str]) -> str | None:
+    """The administrator whose own token the request carries: its SHA-256 compared with each, in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not named:
+        return None
+    digest = hashlib.sha256(given.strip().encode()).hexdigest()
+    found = [name for known, name in named.items() if hmac.compare_digest(digest, known)]
+    return found[0] if found else None
 
 
 async def _body(request: web.Request) -> bytes | None:
@@ -89,7 +107,9 @@ def _etag(value: str) -> str:
 
 
 def _actor(request: web.Request) -> str:
-    return f"{request.headers.get('X-Admin-Actor', 'admin')}@{request.remote or 'unknown'}"
+    """Who made a change: the administrator an own token names, else what X-Admin-Actor says (shared token)."""
+    who = request.get(ADMIN_NAME) or request.headers.get("X-Admin-Actor", "admin")
+    return f"{who}@{request.remote or 'unknown'}"
 
 
 def _precondition(request: web.Request) -> Precondition | None:

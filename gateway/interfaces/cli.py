@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +24,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
+admin_app = typer.Typer(help="The admin API's credentials.")
+app.add_typer(admin_app, name="admin")
 
 
 @app.command()
@@ -90,3 +95,18 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 def main() -> None:
     app()
+
+
+@admin_app.command("token")
+def admin_token(
+    name: Annotated[str, typer.Argument(help="the administrator, as the audit log will name them")],
+) -> None:
+    """A new token for one administrator: give them the token, and add the line to [admin].tokens_file."""
+    if not re.fullmatch(r"[\w.@-]+", name):
+        raise fail(f"{name!r} is not a usable name; use letters, digits and . @ - _")
+    token = secrets.token_urlsafe(32)
+    console.print(
+        f"token for {name} (shown once; give it to {name} alone): {token}", markup=False, highlight=False
+    )
+    line = f"{name} {hashlib.sha256(token.encode()).hexdigest()}"
+    console.print(f"line for [admin].tokens_file: {line}", markup=False, highlight=False)

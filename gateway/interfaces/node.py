@@ -31,7 +31,16 @@ from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import access, admin, folder, rest
-from gateway.interfaces.keys import ADMIN_TOKEN, API_TOKEN, CLOCK, NODE, PROFILE_EDITOR, PROFILE_WATCHER, SETTINGS
+from gateway.interfaces.keys import (
+    ADMIN_NAMED,
+    ADMIN_TOKEN,
+    API_TOKEN,
+    CLOCK,
+    NODE,
+    PROFILE_EDITOR,
+    PROFILE_WATCHER,
+    SETTINGS,
+)
 from gateway.metrics import STORE_UNAVAILABLE
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
@@ -448,6 +457,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         duplicate_window=settings.inbound.duplicate_window,
     )
     app[ADMIN_TOKEN] = settings.admin.token()
+    app[ADMIN_NAMED] = settings.admin.named_tokens()
     check_certificates(node)
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(check_certificates, "interval", args=[node], days=1, id="certificate-expiry")

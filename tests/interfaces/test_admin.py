@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 
 from gateway.clock import FixedClock
 from gateway.interfaces import admin
-from gateway.interfaces.keys import ADMIN_TOKEN, PROFILE_EDITOR, PROFILE_WATCHER
+from gateway.interfaces.keys import ADMIN_NAMED, ADMIN_TOKEN, PROFILE_EDITOR, PROFILE_WATCHER
 from gateway.profiles import DevPki, generate_dev_pki
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.history import sha256_text
@@ -24,6 +25,7 @@ from tests.profiles.conftest import AUTHORITIES, NOW
 from tests.profiles.helpers import default_structlog, profile_text
 
 TOKEN = "s3cret-admin-token-for-tests"
+ALICE = "alices-own-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 URL = "/api/v1/admin/profiles"
 CH = profile_text("ch-swissmedic", "ch-swissmedic.crt.pem")
@@ -60,6 +62,7 @@ def admin_app(editor: ProfileEditor, watcher: ProfileWatcher, token: str | None)
     app[PROFILE_EDITOR] = editor
     app[PROFILE_WATCHER] = watcher
     app[ADMIN_TOKEN] = SecretStr(token) if token else None
+    app[ADMIN_NAMED] = {hashlib.sha256(ALICE.encode()).hexdigest(): "alice"} if token else {}
     app.router.add_routes(admin.routes)
     return app
 
@@ -161,6 +164,22 @@ async def test_change_takes_effect_at_once(api: Admin) -> None:
         [entry] = (await response.json())["entries"]
     assert entry["actor"] == "alice@127.0.0.1" and entry["action"] == "put"
     assert "+endpoint: https://moved.example/as4" in entry["diff"]
+
+
+async def test_an_administrators_own_token_names_them_in_the_audit_whatever_the_header_says(api: Admin) -> None:
+    """With [admin].tokens_file each administrator has a token of their own: the audit names who made a change,
+    and X-Admin-Actor (which anyone holding the shared token can set) no longer decides it."""
+    own = {"Authorization": f"Bearer {ALICE}"}
+    etag = await api.etag("ch-swissmedic")
+    async with api.client.patch(
+        f"{URL}/ch-swissmedic",
+        json={"compression": False},
+        headers=own | {"If-Match": etag, "X-Admin-Actor": "mallory"},
+    ) as response:
+        assert response.status == 200
+    async with api.client.get("/api/v1/admin/audit?profile=ch-swissmedic", headers=own) as response:
+        [entry] = (await response.json())["entries"]
+    assert entry["actor"] == "alice@127.0.0.1"
 
 
 async def test_breaking_change_is_refused_with_file_line_column(api: Admin) -> None:
