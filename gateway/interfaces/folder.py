@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import os
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -83,10 +84,10 @@ def _finish(journal: Path) -> None:
     plan = json.loads(journal.read_text())
     source, target = journal.parent / plan["file"], Path(plan["target"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    if _attachments(source).is_dir() and not _attachments(target).exists():
+    if _present(_attachments(source)) and not _present(_attachments(target)):
         _attachments(source).replace(_attachments(target))
-    if source.exists() and not target.exists():
-        source.replace(target)
+    if _present(source) and not _present(target):
+        source.replace(target)  # a refused symbolic link moves as the link it is
     sync_folder(target.parent)
     write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode())
     if "marker" in plan:
@@ -94,6 +95,11 @@ def _finish(journal: Path) -> None:
         write_atomically(target.parent / PENDING / (target.name + ".json"), plan["marker"].encode())
     journal.unlink()
     sync_folder(journal.parent)
+
+
+def _present(path: Path) -> bool:
+    """There, as a file, a folder or a symbolic link (even one pointing nowhere)."""
+    return os.path.lexists(path)
 
 
 def _finish_all(taken: Path) -> None:

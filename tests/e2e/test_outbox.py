@@ -73,6 +73,9 @@ async def test_symbolic_links_are_refused_so_nothing_outside_the_outbox_is_sent(
     for name, link in (("linked.xml", "linked.xml"), ("ia.xml", "scan.pdf")):
         reason = (rejected / f"{name}.errors.txt").read_text()
         assert f"{link} is a symbolic link; the outbox takes regular files only" in reason
+    assert (rejected / "linked.xml").is_symlink()  # moved as the link it is, pointing nowhere
+    assert list((outbox / folder.PROCESSING).iterdir()) == []
+    assert await folder.scan(be.runner.app) == 0  # nothing is refused again at the next scan
 
 
 async def test_a_file_larger_than_a_permit_may_be_is_refused_before_it_is_read(
