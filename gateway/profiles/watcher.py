@@ -169,13 +169,24 @@ class ProfileWatcher:
                     )
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)
-                self._seen = MappingProxyType(dict(self._fingerprint()) | dict(before))  # certificates folder too
+                self._seen = self._loaded_since(before)
                 return False
             self._activate(active)
-            # the files the new set names for the first time are taken as loaded; any other change since
-            # ``before`` (a file written or removed while loading) differs at the next poll and is loaded then
-            self._seen = MappingProxyType(dict(self._fingerprint()) | dict(before))
+            self._seen = self._loaded_since(before)
             return True
+
+    def _loaded_since(self, before: Fingerprint) -> Fingerprint:
+        """What a load that began at ``before`` saw: files watched only now (a certificate a profile names for
+        the first time, the certificates folder after a refusal) as they are, any other file as it was at
+        ``before``, so that one written or a profile removed while loading differs at the next poll."""
+        after = self._fingerprint()
+        kept = {path: before.get(path, value) for path, value in after.items()}
+        gone = {
+            path: value
+            for path, value in before.items()
+            if path not in after and Path(path).parent == self._folder
+        }
+        return MappingProxyType(kept | gone)
 
     def _activate(self, active: ActiveProfiles) -> None:
         before = set(self._active.files)

@@ -292,3 +292,14 @@ def test_a_folder_emptied_on_disk_is_refused_and_every_partner_stays(harness: Ha
     harness.write("be-famhp.yaml", BE)
     assert True in (harness.watcher.poll(), harness.watcher.poll())
     assert [p.profile.id for p in harness.watcher.partners] == ["be-famhp"]
+
+
+def test_a_certificate_no_longer_named_costs_no_second_reload(harness: Harness) -> None:
+    (harness.certificates / "ch-2027.crt.pem").write_bytes(
+        (harness.certificates / "ch-swissmedic.crt.pem").read_bytes()
+    )
+    harness.write("ch-swissmedic.yaml", CH.replace("ch-swissmedic.crt.pem", "ch-2027.crt.pem"))
+
+    assert harness.watcher.poll() is True
+    assert harness.watcher.poll() is None
+    assert len(harness.swapped) == 1
