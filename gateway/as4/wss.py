@@ -788,8 +788,8 @@ def trust_certificate(
     """Is ``cert`` trusted to sign for this partner at ``now``? EBMS:0101 (or 0103 for a weak key) if not.
 
     Pinned certificates are trusted as they are. Any other certificate needs a trust anchor that issued it
-    directly, must not be a CA itself (nor the anchor), and its subject must match the policy's pattern. Both need validity at ``now`` and, when the
-    certificate has a KeyUsage extension, the digitalSignature bit.
+    directly, must not be a CA itself (nor the anchor), and its subject must match the policy's pattern. Both
+    need validity at ``now`` and, when the certificate has a KeyUsage extension, the digitalSignature bit.
     """
     if cert not in policy.signing_certificates:
         if not policy.trust_anchors:
