@@ -60,4 +60,9 @@ def check_folder(
         for p in loaded.registry
         if not p.enabled
     ]
+    warnings += [
+        f"partner {p.id!r} ({loaded.files[p.id]}): {loose}"
+        for p in loaded.registry
+        if (loose := p.security.subject_warning()) is not None
+    ]
     return FolderCheck(errors=errors, warnings=warnings, partners=partners)

@@ -392,6 +392,9 @@ class ProfileEditor:
         warnings = [s.describe() for s in statuses if s.validity is not Validity.VALID]
         if not profile.enabled:
             warnings.append(f"partner {profile.id!r} is disabled (enabled: false): nothing is exchanged with it")
+        loose = profile.security.subject_warning()
+        if loose is not None:
+            warnings.append(f"partner {profile.id!r}: {loose}")
         return warnings
 
     def _refuse(self, profile_id: str, action: str, actor: str, now: datetime, errors: list[str]) -> NoReturn:

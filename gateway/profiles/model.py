@@ -28,6 +28,10 @@ DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+_BARE_DOT = re.compile(r"(?<!\\)\.(?![*+?{])")
+"""A ``.`` neither escaped nor quantified (``.*``): in a subject, a dot meant literally."""
+
+
 class SecuritySuite(StrEnum):
     """The eDelivery AS4 security profile used with a partner: ``edelivery-as4-<version>[-<variant>]``.
 
@@ -136,6 +140,16 @@ class Security(_Section):
                 "expected encryption_certificate: with only a trust_anchor there is nothing to encrypt for"
             )
         return self
+
+    def subject_warning(self) -> str | None:
+        """A subject pattern with a bare ``.`` (any character) where a literal dot was surely meant."""
+        if self.subject is None or not _BARE_DOT.search(self.subject):
+            return None
+        escaped = _BARE_DOT.sub(r"\\.", self.subject)
+        return (
+            f"security.subject {self.subject!r} is a regular expression: its '.' matches any character, so "
+            f"subjects the partner does not hold match too; write subject: '{escaped}' for literal dots"
+        )
 
     @property
     def pinned_certificates(self) -> tuple[Path, ...]:

@@ -108,6 +108,22 @@ def test_check_refuses_a_time_to_live_the_gateway_would_refuse(cli: Cli) -> None
     assert "time_to_live_hours = 800 is not below [inbound].duplicate_window_hours = 720" in output
 
 
+def test_check_warns_of_a_subject_pattern_whose_dots_match_any_character(cli: Cli) -> None:
+    """Under a trust anchor the subject is a regular expression: 'as4.ch' also matches 'as4Xch'."""
+    anchored = CH.replace(
+        "  signing_certificate: ch-swissmedic.crt.pem\n",
+        "  trust_anchor: ca.crt.pem\n  subject: 'C=CH,O=Swissmedic,CN=as4.ch.example'\n"
+        "  encryption_certificate: ch-swissmedic.crt.pem\n",
+    )
+    (cli.folder / "ch-swissmedic.yaml").write_text(anchored)
+
+    code, output = cli("profiles", "check")
+
+    assert code == 0
+    assert "security.subject 'C=CH,O=Swissmedic,CN=as4.ch.example' is a regular expression" in output
+    assert r"write subject: 'C=CH,O=Swissmedic,CN=as4\.ch\.example' for literal dots" in output
+
+
 def test_show_and_show_effective(cli: Cli) -> None:
     code, output = cli("profiles", "show", "ch-swissmedic")
     assert code == 0 and output == CH
