@@ -93,7 +93,6 @@ class PullServer:
         self._keys = keys
         self._clock = clock
         self._node_id = node_id
-        self._answered: dict[str, datetime] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -131,7 +130,7 @@ class PullServer:
             raise
         partner = self._partners.get(partner_id)
         self._authorize(partner, pull)
-        self._fresh(partner_id, pull, now)
+        await self._fresh(partner_id, pull, now)
         record = await self._claim(partner)
         if record is None:
             PULLS_SERVED.labels(partner=partner_id, outcome="empty").inc()
@@ -159,19 +158,16 @@ class PullServer:
         body = self._payloads.get(record.wire_sha256)
         return Outgoing(message_id=record.message_id, content_type=record.wire_content_type, body=body)
 
-    def _fresh(self, partner_id: str, pull: PullRequestReceived, now: datetime) -> None:
+    async def _fresh(self, partner_id: str, pull: PullRequestReceived, now: datetime) -> None:
         """A PullRequest is answered once, while fresh: a captured one replayed would take the partner's
-        messages (and their offers) for whoever replays it. Remembered for the window on this node."""
-        while self._answered:  # oldest first: forget what the window no longer covers
-            oldest, at = next(iter(self._answered.items()))
-            if now - at <= PULL_REQUEST_WINDOW:
-                break
-            del self._answered[oldest]
+        messages (and their offers) for whoever replays it. The store remembers it for every node."""
         problem = None
         if now - pull.timestamp > PULL_REQUEST_WINDOW:
             minutes = int(PULL_REQUEST_WINDOW.total_seconds() // 60)
             problem = f"was made at {format_timestamp(pull.timestamp)}, more than {minutes} minutes ago"
-        elif pull.message_id in self._answered:
+        elif not await self._store.first_answer(
+            pull.message_id, partner_id, fresh_until=pull.timestamp + PULL_REQUEST_WINDOW
+        ):
             problem = "was answered before"
         if problem is not None:
             PULLS_SERVED.labels(partner=partner_id, outcome="refused").inc()
@@ -180,7 +176,6 @@ class PullServer:
                 f"PullRequest {pull.message_id!r} {problem}; each PullRequest is answered once, when fresh: send a "
                 "new one (a new MessageId and eb:Timestamp)",
             )
-        self._answered[pull.message_id] = now
 
     def _authorize(self, partner: Partner, pull: PullRequestReceived) -> None:
         try:

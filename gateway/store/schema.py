@@ -163,3 +163,14 @@ permit_lines = Table(
     CheckConstraint("remaining_micrograms >= 0", name="ck_permit_lines_remaining_not_negative"),
     CheckConstraint("drawn_micrograms >= 0", name="ck_permit_lines_drawn_not_negative"),
 )
+
+# PullRequests answered, by MessageId, until a replay of one would be refused as stale (fresh_until): every
+# node of a store answers a PullRequest once (the key decides between two nodes that receive it at once).
+pull_requests_answered = Table(
+    "pull_requests_answered",
+    metadata,
+    Column("message_id", String(255), primary_key=True),
+    Column("partner_id", String(100), nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=False),
+    Column("fresh_until", DateTime(timezone=True), nullable=False, index=True),
+)

@@ -51,7 +51,7 @@ from gateway.store.lifecycle import (
     sources,
     transition,
 )
-from gateway.store.schema import evidence, message_attachments, message_events, messages
+from gateway.store.schema import evidence, message_attachments, message_events, messages, pull_requests_answered
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -594,6 +594,19 @@ class MessageStore:
                 ]
                 await conn.execute(_INSERT_EVENTS, logged)
             return len(moved)
+
+    async def first_answer(self, message_id: str, partner_id: str, *, fresh_until: datetime) -> bool:
+        """Record that PullRequest ``message_id`` is answered now: False if some node answered it already.
+
+        It is remembered until ``fresh_until``, after which a replay is refused as stale anyway.
+        """
+        now = self._clock.now()
+        table = pull_requests_answered
+        row = {"message_id": message_id, "partner_id": partner_id, "answered_at": now, "fresh_until": fresh_until}
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(table).where(table.c.fresh_until < now))
+            inserted = await conn.execute(insert_or_nothing(conn.dialect.name, table, (table.c.message_id,)), row)
+            return inserted.first() is not None
 
     async def purge_batch(self, older_than: Mapping[State, datetime], *, limit: int) -> PurgedBatch:
         """Delete up to ``limit`` messages in a final state whose last move is before that state's cutoff.

@@ -34,7 +34,7 @@ from gateway.as4 import (
 )
 from gateway.as4.envelope import new_draft
 from gateway.as4.header import add_pull_request
-from gateway.interfaces.demo import Running, submit, wait_for
+from gateway.interfaces.demo import Running, start_gateway, submit, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction
 from tests.conftest import free_port, make_key_pair
@@ -188,6 +188,35 @@ async def test_a_pull_request_replayed_or_stale_takes_nothing(
     assert await state_of(session, be, message_id) == "SUBMITTED"
     status, content_type, body = await post(session, be, pull_request(ch_key, harness, n=3))
     assert status == 200 and message_id.encode() in mime.parse(content_type, body).envelope
+
+
+async def test_a_pull_request_replayed_to_another_node_of_the_store_takes_nothing(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Two Belgian nodes share one store: a PullRequest answered by one, replayed to the other, is refused
+    there and leaves the waiting message for the partner's next (new) PullRequest."""
+    harness = pull_harness
+    be = await harness.start(BE)
+    settings = harness.settings(BE)
+    second = settings.model_copy(update={"http": settings.http.model_copy(update={"port": free_port()})})
+    other = await start_gateway("BE", second, harness.clock)
+    try:
+        ch_key = harness.keys(CH)
+        answered = pull_request(ch_key, harness, n=1)
+        assert (await post(session, be, answered))[0] == 200  # nothing waits yet: an empty MPC
+        message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+
+        status, content_type, body = await post(session, other, answered)
+        refused = parse_response(
+            content_type, body, sent=answered, policy=be_policy(harness), now=harness.clock.now()
+        )
+        assert status == 400 and isinstance(refused, ErrorReceived)
+        assert refused.errors[0].code == "EBMS:0003" and "was answered before" in (refused.errors[0].detail or "")
+        assert await state_of(session, be, message_id) == "SUBMITTED"
+        status, content_type, body = await post(session, other, pull_request(ch_key, harness, n=2))
+        assert status == 200 and message_id.encode() in mime.parse(content_type, body).envelope
+    finally:
+        await other.runner.cleanup()
 
 
 def _unsigned_pull(harness: Harness) -> Outgoing:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from gateway.clock import FixedClock
 from gateway.store import Direction, MessageRecord, MessageStore, State, create_engine
+from gateway.store.schema import pull_requests_answered
 from tests.conftest import NOW
 from tests.store.helpers import new_message
 
@@ -49,3 +52,29 @@ async def test_two_nodes_answering_concurrent_pulls_never_hand_out_one_message_t
     assert {r.lease_owner for r in claimed} == {"node-0", "node-1"}
     assert all(r.lease_expires_at == NOW + LEASE for r in claimed)
     assert (await store.find(Direction.OUTBOUND, "other@be")).state is State.SUBMITTED  # type: ignore[union-attr]
+
+
+async def test_a_pull_request_is_answered_once_by_all_nodes_and_forgotten_once_stale(
+    store: MessageStore, store_url: str, clock: FixedClock
+) -> None:
+    """A PullRequest replayed to another node of the same store is not answered again (each node used to
+    remember only its own), and two nodes receiving it at once answer it once between them."""
+    other_node = MessageStore(create_engine(store_url), clock)
+    fresh_until = NOW + timedelta(minutes=10)
+    try:
+        answers = await asyncio.gather(
+            *(
+                (store if n % 2 else other_node).first_answer("pull-1@ch", "ch-a", fresh_until=fresh_until)
+                for n in range(8)
+            )
+        )
+        assert sorted(answers) == [False] * 7 + [True]
+        assert await other_node.first_answer("pull-2@ch", "ch-a", fresh_until=fresh_until)
+        clock.advance(timedelta(minutes=10, seconds=1))
+        # the next answer forgets what is stale by now, so the table holds only what could still be replayed
+        assert await store.first_answer("pull-3@ch", "ch-a", fresh_until=clock.now() + timedelta(minutes=10))
+        async with store.engine.connect() as conn:
+            kept = (await conn.execute(select(pull_requests_answered.c.message_id))).scalars().all()
+        assert kept == ["pull-3@ch"]
+    finally:
+        await other_node.close()
