@@ -219,6 +219,28 @@ async def test_a_pull_request_replayed_to_another_node_of_the_store_takes_nothin
         await other.runner.cleanup()
 
 
+async def test_a_pull_request_dated_ahead_within_the_skew_is_remembered_until_it_is_stale(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Its MessageId is kept until its own timestamp is out of the window, not the time it was answered: a
+    PullRequest dated 4 minutes ahead (within the clock skew) is still fresh 11 minutes after its answer."""
+    harness = pull_harness
+    be = await harness.start(BE)
+    ch_key = harness.keys(CH)
+    ahead = PullRequest(
+        message_id="pull-ahead@ch-swissmedic.test", timestamp=harness.clock.now() + timedelta(minutes=4), mpc=MPC
+    )
+    request = build_pull_request(ahead, key=ch_key)
+    assert (await post(session, be, request))[0] == 200
+    harness.clock.advance(timedelta(minutes=11))
+    message_id = (await submit(session, be, example(IA, today=harness.clock.now())))["message_id"]
+    status, content_type, body = await post(session, be, request)
+    refused = parse_response(content_type, body, sent=request, policy=be_policy(harness), now=harness.clock.now())
+    assert status == 400 and isinstance(refused, ErrorReceived)
+    assert "was answered before" in (refused.errors[0].detail or "")
+    assert await state_of(session, be, message_id) == "SUBMITTED"
+
+
 def _unsigned_pull(harness: Harness) -> Outgoing:
     draft = new_draft()
     pull = PullRequest(message_id="pull-9@ch-swissmedic.test", timestamp=harness.clock.now(), mpc=MPC)
