@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gateway.errors import GatewayError
+from gateway.profiles.loader import LoadedProfiles, load_profile_folder
 from gateway.settings import Settings, load_settings
 
 console = Console(width=max(Console().width, 132))
@@ -31,3 +32,12 @@ def settings_of(config: Path) -> Settings:
         return load_settings(config)
     except GatewayError as exc:
         raise fail(str(exc)) from None
+
+
+def load_profiles_of(settings: Settings) -> LoadedProfiles:
+    """The profile folder of ``settings``, loaded as the gateway loads it (TLS keys opened with its passphrase)."""
+    return load_profile_folder(
+        settings.profiles.folder,
+        certificates_dir=settings.profiles.certificates,
+        tls_passphrase=settings.keys.passphrase(),
+    )

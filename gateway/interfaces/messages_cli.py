@@ -16,9 +16,15 @@ from rich.text import Text
 
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
-from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, fail, settings_of
+from gateway.interfaces.cli_common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    fail,
+    load_profiles_of,
+    settings_of,
+)
 from gateway.outbound.retry import retry_failed
-from gateway.profiles.loader import load_profile_folder
 from gateway.profiles.trust import Partners
 from gateway.settings import Settings
 from gateway.store import (
@@ -146,7 +152,7 @@ def retry(
 
     async def run() -> MessageRecord:
         clock = SystemClock()
-        loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+        loaded = load_profiles_of(settings)
         partners = Partners(loaded.registry, now=clock.now())
         async with _store(settings) as store:
             return await retry_failed(store, partners, clock, message_id, reason=f"operator (CLI): {reason}")

@@ -25,7 +25,15 @@ from ruamel.yaml import YAML
 from gateway.as4 import Suite
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
-from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, err, fail, settings_of
+from gateway.interfaces.cli_common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    err,
+    fail,
+    load_profiles_of,
+    settings_of,
+)
 from gateway.outbound.ping import PingResult, ping
 from gateway.profiles.certificates import fingerprint
 from gateway.profiles.check import check_folder
@@ -40,7 +48,6 @@ from gateway.profiles.keystore import (
     rollover,
     subject_name,
 )
-from gateway.profiles.loader import load_profile_folder
 from gateway.profiles.model import profile_json_schema
 from gateway.profiles.trust import Partners
 from gateway.settings import Settings
@@ -57,6 +64,7 @@ def _editor(settings: Settings) -> ProfileEditor:
         clock=SystemClock(),
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
+        tls_passphrase=settings.keys.passphrase(),
     )
 
 
@@ -80,6 +88,7 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
         now=SystemClock().now(),
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
+        tls_passphrase=settings.keys.passphrase(),
     )
     for line in result.errors:
         err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -103,7 +112,7 @@ def show(
         if not effective:
             console.print(_editor(settings).get(profile_id).text, end="", highlight=False, markup=False)
             return
-        loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+        loaded = load_profiles_of(settings)
         profile = loaded.registry.get(profile_id)
     except GatewayError as exc:
         raise fail(str(exc)) from None
@@ -215,7 +224,7 @@ def ping_partner(
 async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResult:
     clock = SystemClock()
     keys = load_own_keys(settings.keys, now=clock.now())
-    loaded = load_profile_folder(settings.profiles.folder, certificates_dir=settings.profiles.certificates)
+    loaded = load_profiles_of(settings)
     partner = Partners(loaded.registry, now=clock.now()).get(partner_id)
     async with aiohttp.ClientSession() as session:
         return await ping(

@@ -19,8 +19,14 @@ def ssl_context(tls: Tls, client_key_passphrase: bytes | None = None) -> ssl.SSL
         return None
     context = ssl.create_default_context(cafile=str(tls.ca_bundle) if tls.ca_bundle else None)
     if tls.client_certificate is not None and tls.client_key is not None:
-        context.load_cert_chain(tls.client_certificate, tls.client_key, password=client_key_passphrase)
+        # with password=None OpenSSL would ask for an encrypted key's passphrase on the terminal, blocking the loop
+        password = client_key_passphrase if client_key_passphrase is not None else _no_passphrase
+        context.load_cert_chain(tls.client_certificate, tls.client_key, password=password)
     return context
+
+
+def _no_passphrase() -> bytes:
+    return b""
 
 
 class TlsContexts:

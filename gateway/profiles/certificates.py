@@ -70,6 +70,26 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
         ) from None
 
 
+def check_tls_client_key(key_path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
+    """The TLS client key must open as TLS will open it (unencrypted, or with the ``[keys]`` passphrase) and be
+    the key of ``certificate``; ``KeyMaterialError`` naming the fix otherwise."""
+    try:
+        key = load_private_key(key_path, None)
+    except KeyMaterialError as exc:
+        if passphrase is None:
+            raise KeyMaterialError(
+                f"{exc}; TLS opens it with the [keys] passphrase, and none is configured: set [keys].passphrase_env "
+                "or passphrase_file, or store the key unencrypted (mode 0600)"
+            ) from None
+        key = load_private_key(key_path, passphrase)
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+        raise KeyMaterialError(
+            f"private key file {key_path} is not the key of TLS client certificate "
+            f"{certificate.subject.rfc4514_string()!r}; name the key that certificate was issued for"
+        )
+
+
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime (use gateway.clock)")

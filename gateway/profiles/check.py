@@ -35,11 +35,12 @@ def check_folder(
     now: datetime,
     warning_days: int,
     duplicate_window: timedelta | None = None,
+    tls_passphrase: bytes | None = None,
 ) -> FolderCheck:
     """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
     time to live must stay under."""
     try:
-        loaded = load_profile_folder(folder, certificates_dir=certificates_dir)
+        loaded = load_profile_folder(folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase)
         partners = Partners(loaded.registry, now=now, max_age=duplicate_window)
     except GatewayError as exc:
         return FolderCheck(errors=str(exc).splitlines())
@@ -47,7 +48,7 @@ def check_folder(
     for profile_id, path in loaded.files.items():
         if loaded.registry.get(profile_id).enabled:
             try:
-                load_profile(path, certificates_dir=certificates_dir, now=now)
+                load_profile(path, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
             except ProfileError as exc:
                 errors += str(exc).splitlines()
     warnings = [

@@ -158,8 +158,10 @@ class ProfileEditor:
         on_change: Callable[[str], bool] | None = None,
         warning_days: int = DEFAULT_WARNING_DAYS,
         duplicate_window: timedelta | None = None,
+        tls_passphrase: bytes | None = None,
     ) -> None:
         self.folder = folder
+        self._tls_passphrase = tls_passphrase
         self.certificates_dir = certificates_dir
         self.history = ProfileHistory(data_dir / HISTORY_FOLDER)
         self.audit = AuditLog(data_dir / AUDIT_FILE)
@@ -370,7 +372,8 @@ class ProfileEditor:
             raise InvalidProfile(str(exc).splitlines()) from None
 
     def _check(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
-        profile = load_profile_text(text, path=path, certificates_dir=self.certificates_dir)
+        files, passphrase = self.certificates_dir, self._tls_passphrase
+        profile = load_profile_text(text, path=path, certificates_dir=files, tls_passphrase=passphrase)
         if profile.id != profile_id:
             raise InvalidProfile(
                 [
@@ -378,8 +381,10 @@ class ProfileEditor:
                 ]
             )
         if profile.enabled:
-            load_profile_text(text, path=path, certificates_dir=self.certificates_dir, now=now)
-        loaded = load_profile_folder(self.folder, certificates_dir=self.certificates_dir, overrides={path: text})
+            load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
+        loaded = load_profile_folder(
+            self.folder, certificates_dir=files, overrides={path: text}, tls_passphrase=passphrase
+        )
         partners = Partners(loaded.registry, now=now, max_age=self._duplicate_window)
         return self._warnings(partners, profile, now)
 

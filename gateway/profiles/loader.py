@@ -28,7 +28,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from gateway.errors import KeyMaterialError, ProfileError
-from gateway.profiles.certificates import check_certificate, check_suite_key, load_certificate
+from gateway.profiles.certificates import (
+    check_certificate,
+    check_suite_key,
+    check_tls_client_key,
+    load_certificate,
+)
 from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
 
@@ -54,7 +59,9 @@ class _Loaded:
         return f"{self.path}:{line}:{column}"
 
 
-def load_profile(path: Path, *, certificates_dir: Path, now: datetime | None = None) -> PartnerProfile:
+def load_profile(
+    path: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: bytes | None = None
+) -> PartnerProfile:
     """Read and validate one partner profile; relative certificate paths resolve against ``certificates_dir``.
 
     The certificate files must exist, hold a certificate and suit the profile's security suite. With ``now``,
@@ -62,14 +69,19 @@ def load_profile(path: Path, *, certificates_dir: Path, now: datetime | None = N
     time; without it, validity is left to each use (``PartnerCertificates.check``), so one expiring partner
     cannot keep all the others from loading.
     """
-    return _load(path, None, certificates_dir=certificates_dir, now=now).profile
+    return _load(path, None, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase).profile
 
 
 def load_profile_text(
-    text: str, *, path: Path, certificates_dir: Path, now: datetime | None = None
+    text: str,
+    *,
+    path: Path,
+    certificates_dir: Path,
+    now: datetime | None = None,
+    tls_passphrase: bytes | None = None,
 ) -> PartnerProfile:
     """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were."""
-    return _load(path, text, certificates_dir=certificates_dir, now=now).profile
+    return _load(path, text, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase).profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +92,13 @@ class LoadedProfiles:
     files: Mapping[str, Path]
 
 
-def load_profiles(folder: Path, *, certificates_dir: Path, now: datetime | None = None) -> ProfileRegistry:
+def load_profiles(
+    folder: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: bytes | None = None
+) -> ProfileRegistry:
     """Load every ``*.yaml``/``*.yml`` directly in ``folder`` (not in subfolders such as ``examples/``)."""
-    return load_profile_folder(folder, certificates_dir=certificates_dir, now=now).registry
+    return load_profile_folder(
+        folder, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase
+    ).registry
 
 
 def load_profile_folder(
@@ -91,6 +107,7 @@ def load_profile_folder(
     certificates_dir: Path,
     now: datetime | None = None,
     overrides: Mapping[Path, str | None] | None = None,
+    tls_passphrase: bytes | None = None,
 ) -> LoadedProfiles:
     """Load a folder whole or not at all; ``overrides`` puts text in place of a file (None: as if removed).
 
@@ -103,7 +120,10 @@ def load_profile_folder(
     errors: list[str] = []
     for path in _profile_files(folder, changes):
         try:
-            loaded.append(_load(path, changes.get(path), certificates_dir=certificates_dir, now=now))
+            text = changes.get(path)
+            loaded.append(
+                _load(path, text, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
+            )
         except ProfileError as exc:
             errors.append(str(exc))
     errors += _duplicates(loaded)
@@ -144,10 +164,12 @@ def _profile_files(folder: Path, changes: Mapping[Path, str | None]) -> list[Pat
     return sorted(found - {path for path, text in changes.items() if text is None})
 
 
-def _load(path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None) -> _Loaded:
+def _load(
+    path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None, tls_passphrase: bytes | None
+) -> _Loaded:
     document = _read_yaml(path, text)
     profile, problems = _validate(document)
-    problems += _file_problems(document, certificates_dir=certificates_dir, now=now)
+    problems += _file_problems(document, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
     if problems or profile is None:
         raise ProfileError(_report(path, document, problems))
     return _Loaded(path, document, _resolve_paths(profile, certificates_dir, path.parent))
@@ -353,11 +375,14 @@ def _file_refs(document: CommentedMap) -> list[_FileRef]:
     ]
 
 
-def _file_problems(document: CommentedMap, *, certificates_dir: Path, now: datetime | None) -> list[_Problem]:
+def _file_problems(
+    document: CommentedMap, *, certificates_dir: Path, now: datetime | None, tls_passphrase: bytes | None
+) -> list[_Problem]:
     """Check the files named in the raw document, so they are reported with any other problem.
 
     With ``now``, a purpose (signing, encryption, trust anchor, TLS client) whose certificates are all invalid
     at ``now`` is a problem at each of them; one expired certificate beside a valid one is fine (a rollover).
+    The TLS client key must open with ``tls_passphrase`` (the ``[keys]`` passphrase) and match its certificate.
     """
     security = document.get("security")
     suite = _suite(
@@ -366,10 +391,15 @@ def _file_problems(document: CommentedMap, *, certificates_dir: Path, now: datet
     problems: list[_Problem] = []
     invalid: dict[str, list[_Problem]] = {}
     valid: set[str] = set()
+    tls_client: x509.Certificate | None = None
     for ref in _file_refs(document):
         path = certificates_dir / ref.value
         try:
             certificate = _check_file(ref, path, certificates_dir=certificates_dir, suite=suite)
+            if ref.kind == "tls":
+                tls_client = certificate
+            elif ref.kind == "key" and tls_client is not None:
+                _check_tls_key(path, tls_client, tls_passphrase)
             if now is not None and certificate is not None:
                 check_certificate(certificate, now=now, purpose=f"certificate {path}")
                 valid.add(ref.purpose)
@@ -412,6 +442,13 @@ def _check_file(
     except KeyMaterialError as exc:
         raise _Unfit(str(exc)) from None
     return certificate
+
+
+def _check_tls_key(path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
+    try:
+        check_tls_client_key(path, certificate, passphrase)
+    except KeyMaterialError as exc:
+        raise _Unfit(str(exc)) from None
 
 
 def _load_bundle(path: Path) -> None:

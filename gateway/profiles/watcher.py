@@ -46,10 +46,16 @@ class ActiveProfiles:
 
 
 def load_partners(
-    folder: Path, *, certificates_dir: Path, now: datetime, reason: str, max_age: timedelta | None = None
+    folder: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime,
+    reason: str,
+    max_age: timedelta | None = None,
+    tls_passphrase: bytes | None = None,
 ) -> ActiveProfiles:
     """Load and check a whole folder into a new active set; raises ``GatewayError`` naming every problem."""
-    loaded = load_profile_folder(folder, certificates_dir=certificates_dir)
+    loaded = load_profile_folder(folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase)
     partners = Partners(loaded.registry, now=now, max_age=max_age)
     return ActiveProfiles(partners=partners, files=loaded.files, since=now, reason=reason)
 
@@ -79,15 +85,21 @@ class ProfileWatcher:
         on_reload: Callable[[Partners], None],
         active: ActiveProfiles | None = None,
         interval: float = DEFAULT_INTERVAL_SECONDS,
+        tls_passphrase: bytes | None = None,
     ) -> None:
         self._folder = folder
+        self._tls_passphrase = tls_passphrase
         self._certificates_dir = certificates_dir
         self._clock = clock
         self._on_reload = on_reload
         self._interval = interval
         self._lock = threading.RLock()  # poll and reload run in worker threads, an admin edit's reload too
         self._active = active or load_partners(
-            folder, certificates_dir=certificates_dir, now=clock.now(), reason="start"
+            folder,
+            certificates_dir=certificates_dir,
+            now=clock.now(),
+            reason="start",
+            tls_passphrase=tls_passphrase,
         )
         self._last_error: str | None = None
         self._seen = self._fingerprint()
@@ -160,6 +172,7 @@ class ProfileWatcher:
                     now=now,
                     reason=reason,
                     max_age=self._active.partners.max_age,  # the duplicate window stays as started
+                    tls_passphrase=self._tls_passphrase,
                 )
                 if found_on_disk and not active.partners and self._active.partners:
                     raise GatewayError(

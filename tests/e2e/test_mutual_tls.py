@@ -4,7 +4,14 @@ client certificate for mutual TLS. A partner that demands a client certificate r
 from __future__ import annotations
 
 import ipaddress
+import os
+import pty
+import select
+import shutil
+import signal
 import ssl
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from gateway.clock import FixedClock
 from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway, wait_for
 from gateway.profiles.devpki import DevPki
+from gateway.settings import Settings
 from tests.conftest import free_port
 from tests.e2e.conftest import example
 
@@ -101,6 +109,8 @@ async def pair(
     be_port, ch_port, front_port = free_port(), free_port(), free_port()
     profiles = tmp_path / "profiles"
     profiles.mkdir()
+    certificates = tmp_path / "certificates"  # a copy: a test replaces a key in it
+    shutil.copytree(pki.folder, certificates)
     endpoints = {
         "BE-FAMHP": f"http://127.0.0.1:{be_port}/as4",
         "CH-SWISSMEDIC": f"https://127.0.0.1:{front_port}/as4",
@@ -119,12 +129,13 @@ async def pair(
             text += f"tls:\n  ca_bundle: {pki.ca_certificate}\n"
             if request.param:
                 files = pki.files_for("BE-FAMHP")
-                key = pki.files_for("CH-SWISSMEDIC").key if request.param == "mismatched" else files.key
-                text += f"  client_certificate: {files.certificate}\n  client_key: {key}\n"
+                text += f"  client_certificate: {files.certificate}\n  client_key: {files.key.name}\n"
         (profiles / f"{stem}.yaml").write_text(text)
     clock = FixedClock(datetime.now(UTC))
     be_settings, ch_settings = (
-        gateway_settings(a, pki, port=p, data_dir=tmp_path / "data", profiles=profiles)
+        _with_certificates(
+            gateway_settings(a, pki, port=p, data_dir=tmp_path / "data", profiles=profiles), certificates
+        )
         for a, p in zip(AUTHORITIES, (be_port, ch_port), strict=True)
     )
     be = await start_gateway("BE", be_settings, clock)
@@ -139,6 +150,12 @@ async def pair(
     await runner.cleanup()
     await be.runner.cleanup()
     await ch.runner.cleanup()
+
+
+def _with_certificates(settings: Settings, certificates: Path) -> Settings:
+    return settings.model_copy(
+        update={"profiles": settings.profiles.model_copy(update={"certificates": certificates})}
+    )
 
 
 async def _submit(session: aiohttp.ClientSession, be: Running) -> str:
@@ -171,16 +188,61 @@ async def test_without_a_client_certificate_the_partner_refuses_the_connection(
     assert front.clients == []
 
 
-@pytest.mark.parametrize("pair", ["mismatched"], indirect=True)
-async def test_a_client_key_that_is_not_the_certificates_is_a_retry_naming_the_tls_settings(
-    pair: tuple[Running, Running, TlsFront],
+@pytest.mark.parametrize("pair", [True], indirect=True)
+async def test_a_client_key_replaced_by_another_is_a_retry_naming_the_tls_settings(
+    pair: tuple[Running, Running, TlsFront], tmp_path: Path, pki: DevPki
 ) -> None:
-    """The TLS context cannot be built: the message waits for its retry with the reason, instead of staying
-    SENDING until its lease runs out, again and again."""
+    """A key replaced on disk after the profile loaded (the reload that would check it is refused): the TLS
+    context cannot be built, and the message waits for its retry with the reason, instead of staying SENDING
+    until its lease runs out, again and again."""
     be, _, front = pair
+    (tmp_path / "certificates" / pki.files_for("BE-FAMHP").key.name).write_bytes(
+        pki.files_for("CH-SWISSMEDIC").key.read_bytes()
+    )
     async with aiohttp.ClientSession() as session:
         message_id = await _submit(session, be)
         waiting = await wait_for(session, be, message_id, "RETRY_WAIT")
     assert "the profile's TLS settings cannot be used" in waiting["last_error"]
     assert "tls.client_key" in waiting["last_error"]
     assert front.clients == []
+
+
+def test_an_encrypted_client_key_without_a_passphrase_is_refused_not_asked_for_on_the_terminal(
+    tmp_path: Path, pki: DevPki
+) -> None:
+    """With password=None OpenSSL asks on the controlling terminal and the gateway's event loop waits there. Run
+    in a child on a pseudo-terminal, so the prompt would show; it must fail at once instead."""
+    files = pki.files_for("BE-FAMHP")
+    key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    encrypted = tmp_path / "client.key.pem"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    code = (
+        "import ssl, sys\n"
+        "from gateway.outbound.tls import ssl_context\n"
+        "from gateway.profiles.model import Tls\n"
+        f"tls = Tls(client_certificate={str(files.certificate)!r}, client_key={str(encrypted)!r})\n"
+        "try:\n    ssl_context(tls, None)\nexcept ssl.SSLError:\n    print('REFUSED', flush=True)\n"
+    )
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing of pytest's state is used
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    output = b""
+    deadline = time.monotonic() + 20
+    try:
+        while b"REFUSED" not in output and b"pass phrase" not in output and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.5)[0]:
+                try:
+                    output += os.read(terminal, 1024)
+                except OSError:  # the child is gone
+                    break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(terminal)
+    assert b"pass phrase" not in output and b"REFUSED" in output, output

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.as4 import (
     DEFAULT_MPC,
@@ -220,17 +221,25 @@ def test_pull_section_defaults_and_checks(certs: Path, write_profile: WriteProfi
     assert any("pull.receive_by_pulling sends our PullRequests to it" in line for line in problems(both, certs))
 
 
-def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfile) -> None:
+def _write_key(path: Path, source: Path, passphrase: bytes | None) -> None:
+    key = serialization.load_pem_private_key(source.read_bytes(), password=None)
+    encryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+
+
+def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfile, pki: DevPki) -> None:
     (certs / "bundle.pem").write_bytes((certs / "ca.crt.pem").read_bytes())
-    (certs / "client.key.pem").write_text("not read: encrypted with the [keys] passphrase")
+    _write_key(certs / "client.key.pem", pki.files_for("CH-SWISSMEDIC").key, b"the [keys] passphrase")
     tls = "tls:\n  ca_bundle: bundle.pem\n  client_certificate: ch-swissmedic.crt.pem\n  client_key: client.key.pem\n"
 
-    profile = load_profile(write_profile(MINIMAL + tls), certificates_dir=certs, now=NOW)
+    profile = load_profile(
+        write_profile(MINIMAL + tls), certificates_dir=certs, now=NOW, tls_passphrase=b"the [keys] passphrase"
+    )
 
     assert profile.tls.ca_bundle == certs / "bundle.pem"
     assert profile.tls.client_key == certs / "client.key.pem"
     plain = write_profile(MINIMAL.replace("https://", "http://") + tls)
-    assert problems(plain, certs) == [
+    assert problems(plain, certs, tls_passphrase=b"the [keys] passphrase") == [
         f"{plain}:2:1 (profile): expected an https:// endpoint: tls settings apply to https only, "
         "got 'http://as4.example.org/as4'"
     ]
@@ -248,6 +257,34 @@ def test_a_tls_client_key_outside_the_certificates_folder_is_refused(
         path = write_profile(MINIMAL + tls)
         [problem] = problems(path, certs)
         assert problem.startswith(f"{path}:12:3 tls.client_key: got {named!r}, which is outside {certs}")
+
+
+def test_a_tls_client_key_must_open_as_tls_opens_it_and_be_the_certificates(
+    certs: Path, write_profile: WriteProfile, pki: DevPki
+) -> None:
+    """Found when the profile is loaded or edited, not at the first send (where TLS asked for the passphrase on
+    the terminal, or the message waited for retries until the administrator read the reason)."""
+    tls = "tls:\n  client_certificate: ch-swissmedic.crt.pem\n  client_key: client.key.pem\n"
+    path = write_profile(MINIMAL + tls)
+    key_file = certs / "client.key.pem"
+    own, other = pki.files_for("CH-SWISSMEDIC").key, pki.files_for("BE-FAMHP").key
+    place = f"{path}:12:3 tls.client_key: private key file {key_file}"
+
+    _write_key(key_file, other, None)
+    [mismatch] = problems(path, certs)
+    assert mismatch == (
+        f"{place} is not the key of TLS client certificate "
+        "'C=CH,O=Swissmedic,CN=CH-SWISSMEDIC'; name the key that certificate was issued for"
+    )
+    _write_key(key_file, own, b"right")
+    [no_passphrase] = problems(path, certs)
+    assert no_passphrase.startswith(f"{place} is encrypted and needs a passphrase; TLS opens it with the [keys]")
+    assert "set [keys].passphrase_env or passphrase_file" in no_passphrase
+    [wrong] = problems(path, certs, tls_passphrase=b"wrong")
+    assert wrong.startswith(f"{place} cannot be loaded: wrong passphrase")
+    assert load_profile(path, certificates_dir=certs, tls_passphrase=b"right").tls.client_key == key_file
+    _write_key(key_file, own, None)  # TLS ignores the passphrase for a key stored unencrypted
+    assert load_profile(path, certificates_dir=certs, tls_passphrase=b"right").tls.client_key == key_file
 
 
 def test_tls_pair_and_bundle_content(certs: Path, write_profile: WriteProfile) -> None:
