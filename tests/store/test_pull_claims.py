@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from sqlalchemy import select
 
@@ -76,5 +76,10 @@ async def test_a_pull_request_is_answered_once_by_all_nodes_and_forgotten_once_s
         async with store.engine.connect() as conn:
             kept = (await conn.execute(select(pull_requests_answered.c.message_id))).scalars().all()
         assert kept == ["pull-3@ch"]
+        # written in a partner's own offset, it is kept until the same instant on both databases
+        offset = timezone(timedelta(hours=-5))
+        assert await store.first_answer("pull-4@ch", "ch-a", fresh_until=(clock.now() + LEASE).astimezone(offset))
+        assert await store.first_answer("pull-5@ch", "ch-a", fresh_until=clock.now() + LEASE)
+        assert not await other_node.first_answer("pull-4@ch", "ch-a", fresh_until=clock.now() + LEASE)
     finally:
         await other_node.close()
