@@ -47,6 +47,7 @@ from gateway.as4.model import (
     SignedReference,
     UserMessage,
     is_message_id,
+    message_id_for,
 )
 from gateway.as4.msh import build_user_message, build_user_message_streamed, parse_incoming, parse_request
 from gateway.as4.policy import KeyPair, SecurityPolicy
@@ -115,6 +116,7 @@ __all__ = [
     "in_memory_spool",
     "is_empty_mpc",
     "is_message_id",
+    "message_id_for",
     "parse_incoming",
     "parse_pull",
     "parse_pull_answer",

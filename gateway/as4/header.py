@@ -25,7 +25,7 @@ from gateway.as4.model import (
     Property,
     PullRequest,
     UserMessage,
-    is_message_id,
+    check_message_id,
 )
 from gateway.xmlsafe import load_schema
 
@@ -251,12 +251,10 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def _message_id(text: str, element: str) -> str:
-    if not is_message_id(text):
-        raise EbmsError(
-            EbmsCode.INVALID_HEADER,
-            f"eb:{element} {text[:200]!r} is not an RFC 2822 msg-id (left@right without angle brackets), "
-            "as ebMS 3.0 section 5.2.2.1 requires",
-        )
+    try:
+        check_message_id(text, f"eb:{element}")
+    except ValueError as exc:
+        raise EbmsError(EbmsCode.INVALID_HEADER, str(exc)) from None
     return text
 
 

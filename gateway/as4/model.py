@@ -20,7 +20,10 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
 _DOT_ATOM_TEXT = rf"{_ATEXT}(?:\.{_ATEXT})*"
 _NO_FOLD_LITERAL = r"\[(?:[\x21-\x5a\x5e-\x7e]|\\[\x21-\x7e])*\]"
 MSG_ID = re.compile(rf"{_DOT_ATOM_TEXT}@(?:{_DOT_ATOM_TEXT}|{_NO_FOLD_LITERAL})")
-MAX_MESSAGE_ID_LENGTH = 998  # RFC 2822 line length limit; nobody needs more
+# RFC 2822 allows 998; Domibus refuses ids over 255 characters, and so does every database column holding one
+MAX_MESSAGE_ID_LENGTH = 255
+MAX_CONVERSATION_ID_LENGTH = 255
+MAX_MIME_TYPE_LENGTH = 100  # RFC 6838: a type and a subtype of at most 127 characters each; 100 in practice
 _CONTENT_ID = re.compile(r"[^\s<>\"\x00-\x1f\x7f]+")
 _NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f]*")
 
@@ -39,11 +42,32 @@ def is_message_id(value: str) -> bool:
 
 
 def check_message_id(value: str, what: str = "MessageId") -> None:
+    if len(value) > MAX_MESSAGE_ID_LENGTH:
+        raise ValueError(
+            f"{what} {value[:60]!r}... has {len(value)} characters; at most {MAX_MESSAGE_ID_LENGTH} are accepted "
+            "(as by Domibus): use a shorter id"
+        )
     if not is_message_id(value):
         raise ValueError(
             f"{what} {value!r} is not an RFC 2822 msg-id (left@right, no angle brackets, no spaces), "
             "as ebMS 3.0 section 5.2.2.1 requires"
         )
+
+
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+")
+
+
+def message_id_for(party_id: str, unique: str) -> str:
+    """A MessageId of ours, ``unique@<our PartyId>.permit-gateway``, with the PartyId made a dot-atom: eDelivery
+    PartyIds such as ``0088:5798000000001`` hold characters a msg-id may not (the ':' here)."""
+    labels = (_NOT_ATEXT.sub("-", label) for label in party_id.lower().split("."))
+    domain = ".".join(label for label in labels if label)[:150].strip(".")
+    return f"{unique}@{domain}.permit-gateway" if domain else f"{unique}@permit-gateway"
+
+
+def _check_length(value: str, what: str, limit: int) -> None:
+    if len(value) > limit:
+        raise ValueError(f"{what} {value[:60]!r}... has {len(value)} characters; at most {limit} are accepted")
 
 
 def _check_text(value: str, what: str, *, allow_empty: bool = False) -> None:
@@ -147,6 +171,7 @@ class UserMessage:
         for value, what in ((self.service, "Service"), (self.action, "Action"), (self.mpc, "mpc")):
             _check_text(value, what)
         _check_text(self.conversation_id, "ConversationId", allow_empty=True)
+        _check_length(self.conversation_id, "ConversationId", MAX_CONVERSATION_ID_LENGTH)
         if self.agreement_ref is None and (self.agreement_ref_type or self.agreement_ref_pmode):
             raise ValueError("AgreementRef type or pmode given without an AgreementRef")
 
@@ -212,6 +237,7 @@ class Payload:
             )
         if "/" not in self.mime_type or _NO_CONTROL.fullmatch(self.mime_type) is None:
             raise ValueError(f"MIME type {self.mime_type!r} is not a type/subtype without control characters")
+        _check_length(self.mime_type, "MIME type", MAX_MIME_TYPE_LENGTH)
         if self.character_set is not None and _NO_CONTROL.fullmatch(self.character_set) is None:
             raise ValueError(f"CharacterSet {self.character_set!r} contains control characters")
         reserved = sorted({p.name for p in self.properties} & RESERVED_PART_PROPERTIES)

@@ -27,6 +27,7 @@ from gateway.as4 import (
     PullRequest,
     build_pull_request,
     is_empty_mpc,
+    message_id_for,
     parse_pull_answer,
 )
 from gateway.clock import Clock
@@ -187,7 +188,7 @@ class Puller:
 
     def _pull_request(self, partner: Partner) -> Outgoing:
         pull = PullRequest(
-            message_id=f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway",
+            message_id=message_id_for(self._identity.party_id, str(uuid.uuid4())),
             timestamp=self._clock.now(),
             mpc=partner.profile.pull.mpc,
         )

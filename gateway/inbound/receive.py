@@ -26,6 +26,7 @@ from gateway.as4 import (
     UserMessageReceived,
     build_error_signal,
     build_receipt,
+    message_id_for,
     parse_incoming,
 )
 from gateway.as4.envelope import MAX_ENVELOPE_BYTES
@@ -139,7 +140,7 @@ class Receiver:
         self._keys = keys
 
     def _new_id(self) -> str:
-        return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
+        return message_id_for(self._identity.party_id, str(uuid.uuid4()))
 
     async def receive(
         self, content_type: str, body: bytes | IncomingFile, *, pulled: Pulled | None = None

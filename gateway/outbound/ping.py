@@ -25,6 +25,7 @@ from gateway.as4 import (
     PartyId,
     UserMessage,
     build_user_message,
+    message_id_for,
     parse_response,
 )
 from gateway.clock import Clock
@@ -70,7 +71,7 @@ def ping_message(partner: Partner, identity: IdentitySettings, clock: Clock) -> 
     ours = PartyId(value=identity.party_id, type=identity.party_id_type)
     theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
     return UserMessage(
-        message_id=f"{uuid.uuid4()}@{identity.party_id.lower()}.permit-gateway",
+        message_id=message_id_for(identity.party_id, str(uuid.uuid4())),
         timestamp=clock.now(),
         from_party=Party(party_ids=(ours,), role=partner.profile.roles.initiator),
         to_party=Party(party_ids=(theirs,), role=partner.profile.roles.responder),

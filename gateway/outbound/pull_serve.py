@@ -26,6 +26,7 @@ from gateway.as4 import (
     SignalPeek,
     build_empty_mpc,
     build_error_signal,
+    message_id_for,
     parse_pull,
     parse_response,
 )
@@ -101,7 +102,7 @@ class PullServer:
         self._keys = keys
 
     def _new_id(self) -> str:
-        return f"{uuid.uuid4()}@{self._identity.party_id.lower()}.permit-gateway"
+        return message_id_for(self._identity.party_id, str(uuid.uuid4()))
 
     async def answer(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing | StoredAnswer:
         """Never raises for bad input: every refusal is a signed ebMS error signal naming what was wrong."""

@@ -35,6 +35,7 @@ from gateway.as4 import (
     UserMessage,
     build_user_message,
     build_user_message_streamed,
+    message_id_for,
 )
 from gateway.clock import Clock
 from gateway.documents import DocumentKey, Finding, PermitDocument, parse_document, validate_document
@@ -86,7 +87,7 @@ class _KeptMeanwhile(Exception):
 
 def new_message_id(identity: IdentitySettings) -> str:
     """RFC 2822 msg-id form, a UUID on the left as eDelivery recommends; it never changes on retry."""
-    return f"{uuid.uuid4()}@{identity.party_id.lower()}.permit-gateway"
+    return message_id_for(identity.party_id, str(uuid.uuid4()))
 
 
 def choose_partner(
