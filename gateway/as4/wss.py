@@ -18,6 +18,7 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,7 +89,10 @@ _NS = {"wsse": ns.WSSE, "wsu": ns.WSU, "ds": ns.DS, "xenc": ns.XENC, "xenc11": n
 _GCM_IV_BYTES = 12
 _CACHED_DER_BYTES = 8 * 1024
 _GCM_TAG_BYTES = 16
-_XML_MEDIA = ("text/xml", "application/xml")
+# Which attachments are XML, and which text, for the Attachment-Content-Signature-Transform: decided on the whole
+# Content-Type as Apache WSS4J (phase4, Domibus) decides, so that both sides digest the same octets
+_XML_CONTENT = re.compile(r"text/xml|application/xml|(?:application|image)/.*\+xml")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _KEY_WRAPS = frozenset(KeyWrap)
 _DS_TRANSFORMS, _DS_TRANSFORM = q(ns.DS, "Transforms"), q(ns.DS, "Transform")
 _DS_DIGEST_METHOD, _DS_DIGEST_VALUE = q(ns.DS, "DigestMethod"), q(ns.DS, "DigestValue")
@@ -178,8 +182,8 @@ def digest_chunks(method: str, chunks: Iterable[bytes | memoryview]) -> str:
     return _b64(digest.digest())
 
 
-def _is_xml(media_type: str) -> bool:
-    return media_type in _XML_MEDIA or media_type.endswith("+xml")
+def _is_xml(content_type: str) -> bool:
+    return _XML_CONTENT.match(content_type.lower()) is not None
 
 
 def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
@@ -189,7 +193,7 @@ def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
     anything else (``application/gzip`` in eDelivery) is the content as is.
     """
     media = part.media_type
-    if _is_xml(media):
+    if _is_xml(part.content_type):
         if part.size > MAX_XML_ATTACHMENT_BYTES:
             raise EbmsError(
                 EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
@@ -214,16 +218,17 @@ def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
 
 
 def _crlf(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
-    """Line ends as CRLF (SwA text canonicalization), carrying a trailing CR across chunk boundaries."""
+    """Every line end (CRLF, a lone LF or a lone CR) as CRLF, the SwA text canonicalization as WSS4J applies it;
+    a trailing CR waits for the next chunk, which may begin with its LF."""
     carry = b""
     for chunk in chunks:
         data = carry + bytes(chunk)
         carry = b""
         if data.endswith(b"\r"):
             data, carry = data[:-1], b"\r"
-        yield data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        yield _LINE_END.sub(b"\r\n", data)
     if carry:
-        yield carry
+        yield b"\r\n"
 
 
 def _el(

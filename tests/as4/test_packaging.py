@@ -16,6 +16,7 @@ from gateway.as4 import (
     mime,
     parse_incoming,
     parse_response,
+    wss,
 )
 from gateway.as4.mime import parse_content_type
 from gateway.as4.model import PartInfo, Property
@@ -289,3 +290,43 @@ def test_text_and_xml_attachments_are_digested_as_the_swa_transform_says(alice: 
         for r in _parse(content_type, equivalent, alice, bob, require_encryption=False).references
     }
     assert again == refs
+
+
+def _wss4j_text(data: bytes) -> bytes:
+    """Apache WSS4J's CRLFOutputStream, byte by byte: a CR becomes CRLF, an LF right after it is dropped, any
+    other LF becomes CRLF."""
+    out, after_cr = bytearray(), False
+    for byte in data:
+        if byte == 0x0D:
+            out += b"\r\n"
+        elif byte != 0x0A or not after_cr:
+            out += b"\r\n" if byte == 0x0A else bytes([byte])
+        after_cr = byte == 0x0D
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data", "octets"),
+    [
+        ("text/plain", b"row1;a\rrow2;b\r", _wss4j_text(b"row1;a\rrow2;b\r")),
+        ("text/csv; charset=utf-8", b"a\r\r\nb\n\rc", _wss4j_text(b"a\r\r\nb\n\rc")),
+        ("text/vnd.example+xml", b"<a>\n<!-- c --><b/></a>\n", b"<a>\r\n<!-- c --><b/></a>\r\n"),
+        ("text/xml-external-parsed-entity", b"<a>\n<!-- c --><b/></a>\n", b"<a>\n<b></b></a>"),
+        ("Application/XML; charset=utf-8", b"<a>\n<!-- c --><b/></a>\n", b"<a>\n<b></b></a>"),
+        ("image/svg+xml", b"<a>\n<!-- c --><b/></a>\n", b"<a>\n<b></b></a>"),
+        ("model/vnd.example+xml", b"<a>\n<!-- c --><b/></a>\n", b"<a>\n<!-- c --><b/></a>\n"),
+        ("application/gzip", b"\x1f\x8b\r\n\r", b"\x1f\x8b\r\n\r"),
+    ],
+)
+def test_attachments_are_digested_over_the_octets_wss4j_digests(
+    content_type: str, data: bytes, octets: bytes
+) -> None:
+    """phase4 and Domibus digest attachments with Apache WSS4J: which Content-Types are XML and which text, and
+    what a lone CR becomes, must agree with it, or an uncompressed text attachment fails the signature."""
+    produced = b"".join(bytes(c) for c in wss.attachment_octets(mime.MimePart.of("p@x.test", content_type, data)))
+    assert produced == octets
+
+
+def test_a_cr_at_a_chunk_boundary_waits_for_its_lf() -> None:
+    chunks = [b"a\r", b"\nb\r", b"c\r"]
+    assert b"".join(wss._crlf(chunks)) == b"a\r\nb\r\nc\r\n" == _wss4j_text(b"".join(chunks))
