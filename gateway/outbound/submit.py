@@ -15,6 +15,7 @@ submissions of one document racing each other.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -270,14 +271,16 @@ class Submitter:
         return [self._keep(a, position, partner) for position, a in enumerate(attachments, start=1)]
 
     def _keep(self, attachment: NewAttachment, position: int, partner: Partner) -> Attachment:
-        """Store a supporting document before anything refers to it; too large for the partner -> refused."""
-        sha256, size = self._payloads.put_file(attachment.file)
+        """Store a supporting document before anything refers to it; too large for the partner -> refused
+        before it is stored."""
+        size = attachment.file.seek(0, os.SEEK_END)
         limit = partner.profile.max_payload_bytes
         if size > limit:
             raise ProfileError(
                 f"attachment {position} ({attachment.filename!r}) is {size} bytes; partner {partner.profile.id!r} "
                 f"accepts payloads up to {limit} bytes (max_payload_bytes in its profile)"
             )
+        sha256, size = self._payloads.put_file(attachment.file)
         return Attachment(
             position=position,
             filename=safe_filename(attachment.filename, position),

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -21,6 +22,9 @@ CHUNK = 1 << 20
 class PayloadStore:
     def __init__(self, root: Path) -> None:
         self._root = root
+        # reusing a file (its mtime touched) and the purge's look-then-delete must not interleave: the purge
+        # would delete the file a new message has just been told is stored
+        self._in_use = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -31,14 +35,20 @@ class PayloadStore:
         """Write ``data`` once (atomically, fsynced) and return its SHA-256; the same bytes are stored once."""
         sha256 = hashlib.sha256(data).hexdigest()
         target = self.path(sha256)
-        try:
-            os.utime(target)  # the same bytes again: mark the file in use, so the retention purge spares it
+        if self._reuse(target):
             return sha256
-        except FileNotFoundError:
-            pass
         self._shard(target)
         write_atomically(target, data)
         return sha256
+
+    def _reuse(self, target: Path) -> bool:
+        """The same bytes again: mark the file in use (its mtime), so the retention purge spares it."""
+        with self._in_use:
+            try:
+                os.utime(target)
+            except FileNotFoundError:
+                return False
+            return True
 
     async def write(self, data: bytes) -> str:
         """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
@@ -76,8 +86,7 @@ class PayloadStore:
     def adopt(self, written: Path, sha256: str) -> None:
         """Move a fully written file in as the payload ``sha256`` (or drop it when that payload exists)."""
         target = self.path(sha256)
-        if target.exists():
-            os.utime(target)
+        if self._reuse(target):
             written.unlink()
             return
         self._shard(target)
@@ -137,13 +146,37 @@ class PayloadStore:
         """Delete a file no message names any more, unless it was written or reused (``put``) within
         ``untouched_for``: a submission of the same bytes may be about to name it. True when deleted."""
         path = self.path(sha256)
-        try:
-            if time.time() - path.stat().st_mtime < untouched_for.total_seconds():
+        with self._in_use:
+            try:
+                if time.time() - path.stat().st_mtime < untouched_for.total_seconds():
+                    return False
+                path.unlink()
+            except FileNotFoundError:
                 return False
-            path.unlink()
-        except FileNotFoundError:
-            return False
         return True
+
+    def shards(self) -> list[str]:
+        """The two-letter folders payload files are kept in."""
+        if not self._root.is_dir():
+            return []
+        return sorted(e.name for e in os.scandir(self._root) if e.is_dir() and len(e.name) == 2)
+
+    def old_files(self, shard: str, *, untouched_for: timedelta) -> list[str]:
+        """The SHA-256s of the payload files in ``shard`` untouched for ``untouched_for`` (which the purge asks
+        the store about); a crash's half-written ``.tmp-*`` file that old is deleted on the way."""
+        cutoff = time.time() - untouched_for.total_seconds()
+        found: list[str] = []
+        for entry in os.scandir(self._root / shard):
+            try:
+                if not entry.is_file() or entry.stat().st_mtime >= cutoff:
+                    continue
+                if entry.name.startswith(".tmp-"):
+                    os.unlink(entry.path)
+                elif len(entry.name) == 62 and all(c in "0123456789abcdef" for c in entry.name):
+                    found.append(shard + entry.name)
+            except FileNotFoundError:
+                continue
+        return found
 
     def get(self, sha256: str) -> bytes:
         path = self.path(sha256)

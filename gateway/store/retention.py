@@ -1,8 +1,10 @@
 """The retention purge: messages past their final state's retention go, with their events, evidence and the
-payload files no other message names. Batched, so neither the table nor the file tree is ever read whole."""
+payload files no other message names; then payload files nothing names at all. Batched, so neither the table
+nor the file tree is ever read whole."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,4 +54,25 @@ async def purge(
                     files += 1
                     RETENTION_PURGED_FILES.inc()
         if batch.messages < batch_size:
-            return PurgeReport(by_state=by_state, files=files)
+            break
+    files += await sweep_unnamed_files(store, payloads, file_grace=file_grace, batch_size=batch_size)
+    return PurgeReport(by_state=by_state, files=files)
+
+
+async def sweep_unnamed_files(
+    store: MessageStore, payloads: PayloadStore, *, file_grace: timedelta, batch_size: int = 500
+) -> int:
+    """Delete the payload files no message names that are older than ``file_grace``: a refused submission's
+    attachment, a unit of work rolled back, a crash between writing a file and naming it. Shard by shard, the
+    scan on a worker thread."""
+    removed = 0
+    for shard in payloads.shards():
+        old = await asyncio.to_thread(payloads.old_files, shard, untouched_for=file_grace)
+        for start in range(0, len(old), batch_size):
+            batch = old[start : start + batch_size]
+            named = await store.referenced(batch)
+            for sha256 in batch:
+                if sha256 not in named and payloads.remove(sha256, untouched_for=file_grace):
+                    removed += 1
+                    RETENTION_PURGED_FILES.inc()
+    return removed

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, wait_for, write_profiles
+from gateway.interfaces.keys import NODE
 from gateway.store.attachments import safe_filename
 from tests.e2e.conftest import Harness, example
 
@@ -76,6 +77,8 @@ async def test_an_attachment_over_the_partners_limit_is_refused_at_submission(
     status, body = await _post(session, be, _form(document, ("big.bin", "application/octet-stream", LARGE)))
     assert status == 409
     assert "attachment 1 ('big.bin')" in body["detail"] and "max_payload_bytes" in body["detail"]
+    stored = be.runner.app[NODE].payloads.path(hashlib.sha256(LARGE).hexdigest())
+    assert not stored.exists()  # refused before it was stored: no file that nothing names
 
 
 async def test_a_form_without_the_permit_says_which_part_is_missing(

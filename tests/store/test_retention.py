@@ -4,6 +4,7 @@ payload files no other message names; recent, unfinished and shared things stay;
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -197,3 +198,51 @@ async def test_half_written_incoming_files_from_a_crash_are_removed_after_the_gr
     stale.close()
     fresh.close()
     assert list((tmp_path / "payloads").glob(".incoming-*")) == []
+
+
+async def test_payload_files_no_message_ever_named_go_after_the_grace(
+    store: MessageStore, clock: FixedClock, tmp_path: Path
+) -> None:
+    """A refused submission's attachment, a rolled-back unit of work, a crash between writing a file and naming
+    it: such files were never named by a purged message, and stayed forever."""
+    payloads = PayloadStore(tmp_path / "payloads")
+    orphan, fresh, named = (payloads.put(b"<permit>%d</permit>" % n) for n in range(3))
+    for sha in (orphan, named):
+        _age(payloads, sha)
+    await store.add(new_message("kept@be", payload_sha256=named))
+    leftover = payloads.path(orphan).parent / ".tmp-crashed"
+    leftover.write_bytes(b"half a payload")
+    os.utime(leftover, (leftover.stat().st_mtime - 7200,) * 2)
+    (payloads.path(orphan).parent / "not-a-payload").write_bytes(b"left alone")
+
+    report = await purge(store, payloads, KEEP, now=clock.now())
+
+    assert report.messages == 0 and report.files == 1
+    assert not payloads.path(orphan).exists() and not leftover.exists()
+    assert payloads.path(fresh).exists() and payloads.path(named).exists()
+    assert (payloads.path(orphan).parent / "not-a-payload").exists()
+
+
+def test_a_file_reused_while_the_purge_deletes_it_is_stored_again(tmp_path: Path) -> None:
+    """The purge looks at a file's age, then deletes it; a submission of the same bytes in between was told the
+    file is stored, and its message named a file that was gone."""
+    payloads = PayloadStore(tmp_path / "payloads")
+    sha = payloads.put(b"<permit/>")
+    _age(payloads, sha)
+    path = payloads.path(sha)
+    reused: list[str] = []
+    threads: list[threading.Thread] = []
+    unlink = Path.unlink
+
+    def unlink_after_a_reuse(self: Path, missing_ok: bool = False) -> None:
+        if self == path:
+            threads.append(threading.Thread(target=lambda: reused.append(payloads.put(b"<permit/>"))))
+            threads[0].start()
+            threads[0].join(timeout=0.5)  # with the check and the delete not interleavable, it waits for them
+        unlink(self, missing_ok=missing_ok)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "unlink", unlink_after_a_reuse)
+        payloads.remove(sha, untouched_for=timedelta(hours=1))
+    threads[0].join(timeout=5)
+    assert reused == [sha] and path.exists() and payloads.get(sha) == b"<permit/>"
