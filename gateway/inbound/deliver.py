@@ -1,11 +1,14 @@
 """Delivery to the national system, by the method the sender's partner profile names, with its own retry.
 
-Folder (the default): each message lands under a name derived from its MessageId, written to a temporary file
-and renamed, so a delivery repeated after a crash replaces the same file instead of adding a second one.
-Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as headers; 2xx means delivered.
+Folder (the default): each message lands under a name derived from its sender and MessageId (the store's key:
+two partners may use the same MessageId), written to a temporary file and renamed, so a delivery repeated after
+a crash replaces the same file instead of adding a second one.
+Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as headers; 2xx means delivered. A
+redirect is not followed (a POST redirected becomes a GET without the permit): it is a failed delivery.
 SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
 permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
-Every push method is retried after the lease until it succeeds, always with the same MessageId.
+Every push method is retried until it succeeds, always with the same MessageId, after the lease doubled at each
+failed attempt up to ``MAX_RETRY_DELAY``; from the ``ALERT_AFTER``th failure on, each one is logged as an error.
 Deliveries run side by side, each partner's messages capped at ``PER_PARTNER`` in flight, so a destination
 that answers slowly or not at all (a webhook that hangs until the time-out) holds up only the messages of the
 partner that delivers there, never another partner's.
@@ -43,18 +46,29 @@ from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
+MAX_RETRY_DELAY = timedelta(hours=1)
+ALERT_AFTER = 10
+"""Failed attempts after which each further failure of a delivery is logged as an error, for operators."""
 PER_PARTNER = 16
 """A partner's deliveries in flight at most. Its messages are claimed again once half of them have settled, in
 batches, so that their DELIVERED moves share commits."""
 
 
 class DeliveryFailed(Exception):
-    """A delivery attempt that did not succeed; retried after the lease."""
+    """A delivery attempt that did not succeed; retried after the back-off."""
 
 
 def inbox_name(record: MessageRecord) -> str:
+    """``NUMBER.HASH``: the hash of sender and MessageId, so two partners' messages never share a file and a
+    message delivered again gets the same name."""
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", record.document_number or "message")
-    return f"{label}.{hashlib.sha256(record.message_id.encode()).hexdigest()[:12]}"
+    key = f"{record.from_party}\0{record.message_id}".encode()
+    return f"{label}.{hashlib.sha256(key).hexdigest()[:12]}"
+
+
+def retry_delay(failures: int, lease: timedelta = RETRY_DELAY) -> timedelta:
+    """The wait after a delivery's ``failures``th failed attempt: the lease, doubled each time, at most an hour."""
+    return min(lease * (1 << min(max(failures - 1, 0), 20)), max(lease, MAX_RETRY_DELAY))
 
 
 def metadata(record: MessageRecord) -> dict[str, Any]:
@@ -219,20 +233,40 @@ class FolderDelivery:
         try:
             detail = await self._push(record, setting)
         except (OSError, StoreError, DeliveryFailed, SoapDeliveryFailed) as exc:  # StoreError: its payload file
-            due = self._clock.now() + self._lease
-            await self._store.note(record.id, "delivery_failed", {"reason": str(exc)}, next_attempt_at=due)
-            DELIVERY_ATTEMPTS.labels(
-                partner=record.partner_id, method=setting.method.value, outcome="failed"
-            ).inc()
-            log.warning("delivery failed", message_id=record.message_id, reason=str(exc))
+            await self._failed(record, setting, str(exc))
             return 0
-        await self._store.move(record.id, Event.DELIVER, detail=detail, lease_owner=None)
+        attempts = record.attempts + 1
+        await self._store.move(
+            record.id, Event.DELIVER, detail=detail, lease_owner=None, attempts=attempts, last_error=None
+        )
         DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="delivered").inc()
         DELIVERY_LATENCY.labels(partner=record.partner_id).observe(
             (self._clock.now() - record.created_at).total_seconds()
         )
         log.info("delivered", message_id=record.message_id, **detail)
         return 1
+
+    async def _failed(self, record: MessageRecord, setting: Delivery, reason: str) -> None:
+        """Due again after the back-off; inbound ``attempts`` counts the delivery attempts made so far."""
+        failures = record.attempts + 1
+        due = self._clock.now() + retry_delay(failures, self._lease)
+        detail = {"reason": reason, "attempt": failures}
+        await self._store.note(
+            record.id, "delivery_failed", detail, next_attempt_at=due, attempts=failures, last_error=reason
+        )
+        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="failed").inc()
+        context = {"message_id": record.message_id, "partner": record.partner_id, "attempt": failures}
+        if failures < ALERT_AFTER:
+            log.warning("delivery failed", reason=reason, next_attempt_at=due.isoformat(), **context)
+            return
+        log.error(
+            "delivery keeps failing: the national system does not have this permit; fix the delivery setting in "
+            "the partner's profile or the destination it names (it is tried again at next_attempt_at)",
+            reason=reason,
+            waiting_since=record.created_at.isoformat(),
+            next_attempt_at=due.isoformat(),
+            **context,
+        )
 
     async def _push(self, record: MessageRecord, setting: Delivery) -> dict[str, Any]:
         if setting.method is DeliveryMethod.WEBHOOK and setting.url is not None:
@@ -268,11 +302,17 @@ class FolderDelivery:
         data = self._payloads.get(record.payload_sha256)
         try:
             async with self._session.post(
-                url, data=data, headers=webhook_headers(record), timeout=self._timeout
+                url, data=data, headers=webhook_headers(record), timeout=self._timeout, allow_redirects=False
             ) as response:
-                status = response.status
+                status, location = response.status, response.headers.get("Location")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryFailed(f"webhook {url}: {type(exc).__name__}: {exc}") from None
+        if 300 <= status < 400:
+            raise DeliveryFailed(
+                f"webhook {url} answered HTTP {status} redirecting to {location or '(no Location header)'}: "
+                "redirects are not followed, since a redirected POST loses the permit; set delivery.url in "
+                f"partner profile {record.partner_id!r} to the final URL"
+            )
         if not 200 <= status < 300:
             raise DeliveryFailed(f"webhook {url} answered HTTP {status}")
         return {"webhook": url, "status": status}

@@ -1,17 +1,25 @@
-"""REST pull: received permits wait ACCEPTED until the national system fetches and acknowledges them."""
+"""REST pull: received permits wait ACCEPTED until the national system fetches and acknowledges them.
+
+The API names a message by MessageId alone, but the store's key is (MessageId, sender): a fetch or an ack looks
+only among the messages of rest-pull partners, so another partner's message with the same MessageId is never
+taken for it, and refuses a MessageId that two rest-pull partners used rather than guess which one is meant."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
-from gateway.profiles import ProfileRegistry
+from gateway.profiles import PartnerProfile, ProfileRegistry
 from gateway.profiles.model import DeliveryMethod
 from gateway.store import Direction, Event, IllegalTransition, MessageRecord, MessageStore, PayloadStore, State
 
 
 class NotPullable(GatewayError):
     """The message is unknown here, or its partner does not deliver by REST pull."""
+
+
+class AmbiguousMessageId(NotPullable):
+    """Two rest-pull partners sent a message with this MessageId: it does not name one message."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,10 @@ class PullInbox:
         self._profiles = profiles
 
     def pull_partners(self) -> list[str]:
-        return [p.id for p in self._profiles if p.delivery.method is DeliveryMethod.REST_PULL]
+        return [p.id for p in self._pulling()]
+
+    def _pulling(self) -> list[PartnerProfile]:
+        return [p for p in self._profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
     async def waiting(self, *, partner: str | None = None, limit: int = 50) -> list[MessageRecord]:
         """Received messages of rest-pull partners not yet acknowledged, oldest first."""
@@ -35,12 +46,32 @@ class PullInbox:
         return await self._store.oldest(Direction.INBOUND, State.ACCEPTED, partners=partners, limit=limit)
 
     async def find(self, message_id: str) -> MessageRecord:
-        record = await self._store.find(Direction.INBOUND, message_id)
-        if record is None or record.partner_id not in self.pull_partners():
+        """The one message of a rest-pull partner with this MessageId."""
+        found = await self._candidates(message_id)
+        if not found:
             raise NotPullable(f"no received message with MessageId {message_id!r} awaits REST pull")
+        if len(found) > 1:
+            senders = ", ".join(sorted(f"{r.partner_id} ({r.from_party})" for r in found))
+            raise AmbiguousMessageId(
+                f"MessageId {message_id!r} names more than one REST-pull message: partners {senders} each sent "
+                "one, and a MessageId must name one message to be fetched or acknowledged; set another delivery "
+                "method (folder, webhook or soap) in all but one of these partners' profiles, so their copies "
+                "are pushed, and pull the remaining one"
+            )
+        record = found[0]
         if record.state not in (State.ACCEPTED, State.DELIVERED):
             raise NotPullable(f"message {message_id!r} is {record.state.value}, not deliverable")
         return record
+
+    async def _candidates(self, message_id: str) -> list[MessageRecord]:
+        """Looked up by sender too: without it the store answers with any partner's message of that id."""
+        pulling = self._pulling()
+        partners = {p.id for p in pulling}
+        found = [
+            await self._store.find(Direction.INBOUND, message_id, party)
+            for party in sorted({p.party_id for p in pulling})
+        ]
+        return [r for r in found if r is not None and r.partner_id in partners]
 
     async def fetch(self, message_id: str) -> tuple[MessageRecord, bytes]:
         record = await self.find(message_id)

@@ -43,10 +43,12 @@ class Inbound:
     clock: FixedClock
     inbox: Path
 
-    async def accepted(self, n: int, *, partner_id: str = "ch-swissmedic", data: bytes = PERMIT) -> MessageRecord:
+    async def accepted(
+        self, n: int, *, partner_id: str = "ch-swissmedic", data: bytes = PERMIT, message_id: str | None = None
+    ) -> MessageRecord:
         new = NewMessage(
             direction=Direction.INBOUND,
-            message_id=f"m-{n}@{partner_id}.test",
+            message_id=message_id or f"m-{n}@{partner_id}.test",
             conversation_id=f"c-{n}",
             ref_to_message_id=f"earlier-{n}@be-famhp.test",
             partner_id=partner_id,
