@@ -22,7 +22,7 @@ from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRe
 from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError, StoreError
 from gateway.inbound.deliver import metadata, webhook_headers
-from gateway.inbound.pull import NotPullable, PullInbox
+from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
 from gateway.outbound.retry import UnknownMessage, retry_failed
@@ -295,7 +295,7 @@ def _pull_inbox(request: web.Request) -> PullInbox:
 
 
 def _not_found(exc: NotPullable) -> web.Response:
-    return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response({"error": str(exc)}, status=409 if isinstance(exc, AmbiguousMessageId) else 404)
 
 
 async def list_inbox(request: web.Request) -> web.Response:
