@@ -14,6 +14,7 @@ from gateway.documents._csv import ReferenceDataError, TableInfo
 from gateway.documents._findings import Finding, PermitDocumentRejected, Severity
 from gateway.documents._model import DocumentKey, DocumentReference, Party, PermitDocument, PermitLine
 from gateway.documents._report import ValidationReport
+from gateway.documents._sender import sender_findings
 from gateway.documents._validate import (
     DocumentOutline,
     ParsedDocument,
@@ -58,6 +59,7 @@ __all__ = [
     "ValidationReport",
     "is_country",
     "parse_document",
+    "sender_findings",
     "substance",
     "validate_document",
     "validation_report",

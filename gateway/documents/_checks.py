@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from lxml import etree
 
 from gateway.documents._engine import Env, Hit, at
-from gateway.documents._extract import Draft, LineDraft
+from gateway.documents._extract import At, Draft, LineDraft
 from gateway.documents.reference import Substance
 from gateway.documents.types import ISSUED_BY, DocumentType
 
@@ -103,8 +103,11 @@ def validity_within_national_limit(d: Draft, env: Env) -> Iterator[Hit]:
 
 
 def not_issued_in_future(d: Draft, env: Env) -> Iterator[Hit]:
-    if env.as_of and d.issue_date.value > env.as_of:
-        yield at(d.issue_date, issue_date=d.issue_date.value, as_of=env.as_of)
+    # as_of is the UTC date; the issuer's local date runs up to a day ahead of it (UTC+14 at the most)
+    if env.as_of and d.issue_date.value > env.as_of + timedelta(days=1):
+        yield at(
+            d.issue_date, issue_date=d.issue_date.value, as_of=env.as_of, latest=env.as_of + timedelta(days=1)
+        )
 
 
 def not_expired(d: Draft, env: Env) -> Iterator[Hit]:
@@ -118,6 +121,12 @@ def event_not_after_issue(d: Draft, env: Env) -> Iterator[Hit]:
         yield at(
             d.event_date, name=_local(d.event_date.element), date=d.event_date.value, issue_date=d.issue_date.value
         )
+
+
+def received_after_export_issue(d: Draft, env: Env) -> Iterator[Hit]:
+    ref = d.export_ref
+    if ref and d.event_date and d.event_date.value < ref.issue_date.value:
+        yield at(d.event_date, date=d.event_date.value, number=ref.number.value, ea_date=ref.issue_date.value)
 
 
 def declared_within_90_days(d: Draft, env: Env) -> Iterator[Hit]:
@@ -312,14 +321,32 @@ def replacement_is_the_amended_document(d: Draft, env: Env) -> Iterator[Hit]:
         )
 
 
-def amended_by_its_issuer(d: Draft, env: Env) -> Iterator[Hit]:
-    issuer = d.issuing_authority.value
+def replacement_keeps_the_issue_date(d: Draft, env: Env) -> Iterator[Hit]:
     new, ref = d.replacement, d.subject_ref
-    stated = [("the amended document", ref.authority if ref else None)]
-    stated.append(("the replacement", new.issuing_authority if new else None))
-    for what, authority in stated:
-        if authority is not None and authority.value != issuer:
-            yield at(authority, what=what, authority=authority.value, issuer=issuer)
+    if new is not None and ref is not None and new.issue_date.value != ref.issue_date.value:
+        yield at(new.issue_date, replacement=new.issue_date.value, amended=ref.issue_date.value)
+
+
+def amended_by_its_issuer(d: Draft, env: Env) -> Iterator[Hit]:
+    issuer = _authority(d.issuing_country, d.issuing_authority)
+    new, ref = d.replacement, d.subject_ref
+    stated = [("the amended document", (ref.country, ref.authority) if ref else None)]
+    stated.append(("the replacement", (new.issuing_country, new.issuing_authority) if new else None))
+    for what, pair in stated:
+        if pair is not None and _authority(*pair) != issuer:
+            yield at(pair[1], what=what, authority=_authority(*pair), issuer=issuer)
+
+
+def _authority(country: At[str], authority: At[str]) -> str:
+    """An authority as its country and id: the country is what counts, as the id is only declared."""
+    return f"{authority.value} ({country.value})"
+
+
+def authority_ids_name_their_country(d: Draft, env: Env) -> Iterator[Hit]:
+    stated = [(d.issuing_country, d.issuing_authority), *((r.country, r.authority) for r in d.references())]
+    for country, authority in stated:
+        if not authority.value.startswith(f"{country.value}-"):
+            yield at(authority, authority=authority.value, country=country.value)
 
 
 def replacement_keeps_the_trade(d: Draft, env: Env) -> Iterator[Hit]:
@@ -336,13 +363,11 @@ def replacement_keeps_the_trade(d: Draft, env: Env) -> Iterator[Hit]:
 
 def cancelled_by_its_issuer(d: Draft, env: Env) -> Iterator[Hit]:
     ref = d.subject_ref
-    if ref and ref.authority.value != d.issuing_authority.value:
-        yield at(
-            ref.authority,
-            number=ref.number.value,
-            authority=ref.authority.value,
-            issuer=d.issuing_authority.value,
-        )
+    if ref is None:
+        return
+    authority, issuer = _authority(ref.country, ref.authority), _authority(d.issuing_country, d.issuing_authority)
+    if authority != issuer:
+        yield at(ref.authority, number=ref.number.value, authority=authority, issuer=issuer)
 
 
 def objection_has_reason(d: Draft, env: Env) -> Iterator[Hit]:

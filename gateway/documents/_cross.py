@@ -113,6 +113,15 @@ def export_within_import_validity(d: Draft, env: Env) -> Iterator[Hit]:
         yield at(d.valid_until, valid_until=d.valid_until.value, number=ia.number, ia_until=ia.valid_until)
 
 
+def export_within_import_start(d: Draft, env: Env) -> Iterator[Hit]:
+    ia = _find(env, d.import_ref)
+    if ia is None or ia.valid_from is None:
+        return
+    for name, field in (("IssueDate", d.issue_date), ("ValidFrom", d.valid_from)):
+        if field is not None and field.value < ia.valid_from:
+            yield at(field, name=name, date=field.value, number=ia.number, ia_from=ia.valid_from)
+
+
 def same_parties_as_import(d: Draft, env: Env) -> Iterator[Hit]:
     ia = _find(env, d.import_ref)
     if ia is None:
@@ -222,6 +231,18 @@ def amended_document_open(d: Draft, env: Env) -> Iterator[Hit]:
     status = ctx.status(ref.key, as_of=d.issue_date.value) if ctx and ref else None
     if ref is not None and status in _NOT_OPEN:
         yield at(ref.number, number=ref.number.value, status=_NOT_OPEN[status], date=d.issue_date.value)
+
+
+def replacement_keeps_the_amended_trade(d: Draft, env: Env) -> Iterator[Hit]:
+    new, target = d.replacement, _find(env, d.subject_ref)
+    if new is None or target is None:
+        return
+    for name, theirs, amended in (
+        ("ImportingCountry", new.importing_country, target.importing_country),
+        ("ExportingCountry", new.exporting_country, target.exporting_country),
+    ):
+        if theirs.value != amended:
+            yield at(theirs, name=name, replacement=theirs.value, amended=amended, number=target.number)
 
 
 def amendment_keeps_what_was_exported(d: Draft, env: Env) -> Iterator[Hit]:

@@ -39,6 +39,11 @@ _HINTS = {
     "SCHEMAV_CVC_FRACTIONDIGITS_VALID": _FACET_DIGITS,
     "SCHEMAV_CVC_TOTALDIGITS_VALID": _FACET_DIGITS,
 }
+_INTERNAL = "SCHEMAV_INTERNAL"
+_HINTS[_INTERNAL] = (
+    "The schema validator could not check this value: write it without long runs of spaces or line breaks, "
+    "or shorten it; {schema} gives its type. If it still fails, report it to the gateway operator."
+)
 _DEFAULT_HINT = "Correct the document as the message says; {schema} defines what is allowed here."
 
 
@@ -50,13 +55,33 @@ def schema_file(document_type: DocumentType) -> str:
 def schema_findings(root: etree._Element, document_type: DocumentType) -> tuple[Finding, ...]:
     """All XSD errors of the tree, in document order; empty when it is valid."""
     schema = load_schema(schema_file(document_type))
-    if schema.validate(root):
-        return ()
+    try:
+        if schema.validate(root):
+            return ()
+    except etree.XMLSchemaValidateError:
+        pass  # libxml2 gave up on a value (e.g. a pattern beyond its limits); its log still names the element
     prefix = path_prefix(document_type)
-    entries = list(schema.error_log)
+    entries = _kept(list(schema.error_log))
+    if not entries:
+        return (_unplaced(document_type),)
+    return tuple(_finding(entry, root, prefix, document_type) for entry in entries)
+
+
+def _kept(entries: list[etree._LogEntry]) -> list[etree._LogEntry]:
+    """Drop identity-constraint echoes, and all but the first of libxml2's internal-error call chain."""
     faulted = {entry.line for entry in entries if not _echo(entry)}
     kept = [entry for entry in entries if not (_echo(entry) and entry.line in faulted)]
-    return tuple(_finding(entry, root, prefix, document_type) for entry in kept)
+    internal = [entry for entry in kept if entry.type_name == _INTERNAL]
+    return [entry for entry in kept if entry.type_name != _INTERNAL or entry is internal[0]]
+
+
+def _unplaced(document_type: DocumentType) -> Finding:
+    return Finding(
+        rule="XSD",
+        severity="error",
+        message="The schema validator could not check the document and did not say where.",
+        hint=_HINTS[_INTERNAL].format(schema=f"schemas/xsd/{schema_file(document_type)}"),
+    )
 
 
 def _echo(entry: etree._LogEntry) -> bool:
@@ -71,12 +96,18 @@ def _finding(entry: etree._LogEntry, root: etree._Element, prefix: str, document
     return Finding(
         rule="XSD",
         severity="error",
-        message=entry.message.replace(f"{{{PERMITS_NAMESPACE}}}", f"{prefix}:"),
+        message=_message(entry).replace(f"{{{PERMITS_NAMESPACE}}}", f"{prefix}:"),
         line=entry.line or None,
         column=entry.column or None,
         path=_path(entry.path, root, prefix),
         hint=_HINTS.get(entry.type_name, _DEFAULT_HINT).format(schema=schema),
     )
+
+
+def _message(entry: etree._LogEntry) -> str:
+    if entry.type_name == _INTERNAL:
+        return f"The schema validator gave up on this element's value ({entry.message.rstrip('.')})."
+    return entry.message
 
 
 def _path(libxml2_path: str | None, root: etree._Element, prefix: str) -> str | None:

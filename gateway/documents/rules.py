@@ -256,6 +256,16 @@ RULES: tuple[Rule, ...] = (
     ),
     # ExportExecution
     Rule(
+        id="EA-011",
+        severity="error",
+        applies_to=_EA,
+        check=x.export_within_import_start,
+        needs="context",
+        basis="BR-09",
+        message="{name} {date} is before ImportAuthorization {number} becomes valid ({ia_from})",
+        hint="Issue the ExportAuthorization, and start its validity, on or after {ia_from}.",
+    ),
+    Rule(
         id="EX-001",
         severity="error",
         applies_to=_EX,
@@ -369,6 +379,16 @@ RULES: tuple[Rule, ...] = (
         "issued against {known}",
         hint="Reference ImportAuthorization {known}.",
     ),
+    Rule(
+        id="EN-007",
+        severity="error",
+        applies_to=_EN,
+        check=c.received_after_export_issue,
+        basis=f"{_ENDORSEMENT}; BR-09",
+        message="DateOfReceipt {date} is before ExportAuthorization {number} was issued ({ea_date})",
+        hint="Give the real date the goods arrived: on or after {ea_date}, as they can only be shipped under "
+        "an issued ExportAuthorization.",
+    ),
     # Amendment
     Rule(
         id="AM-001",
@@ -427,6 +447,26 @@ RULES: tuple[Rule, ...] = (
         basis="BR-14",
         message="Version {version} is not above the current version {current} of {number}",
         hint="Number the amendment {next}; the original document is version 1.",
+    ),
+    Rule(
+        id="AM-007",
+        severity="error",
+        applies_to=_AM,
+        check=c.replacement_keeps_the_issue_date,
+        basis="BR-14",
+        message="the replacement is dated {replacement}, but the amended document was issued on {amended}",
+        hint="Keep the amended document's IssueDate ({amended}) in Replacement; the Amendment's own IssueDate "
+        "says when it was amended.",
+    ),
+    Rule(
+        id="AM-008",
+        severity="error",
+        applies_to=_AM,
+        check=x.replacement_keeps_the_amended_trade,
+        needs="context",
+        basis="BR-14",
+        message="the replacement's {name} is {replacement}, but {number}'s is {amended}",
+        hint="An amendment changes a document, not the trade: keep {name} {amended}, or issue a new document.",
     ),
     # Cancellation
     Rule(
@@ -649,7 +689,7 @@ RULES: tuple[Rule, ...] = (
         check=c.not_issued_in_future,
         needs="as_of",
         basis="gateway policy; BR-09",
-        message="IssueDate {issue_date} is after today ({as_of})",
+        message="IssueDate {issue_date} is after today ({as_of} UTC) in every time zone (at the latest {latest})",
         hint="Correct IssueDate; a competent authority cannot issue a document in the future (check the "
         "sending system's clock).",
     ),
@@ -807,5 +847,15 @@ RULES: tuple[Rule, ...] = (
         basis="1971 Art. 13; Green List Part three; BR-11",
         message="line {line}: {country} prohibits the import of {id}{since} ({reference})",
         hint="No export of this substance to {country} may be authorized.",
+    ),
+    Rule(
+        id="X-030",
+        severity="error",
+        applies_to=_ALL,
+        check=c.authority_ids_name_their_country,
+        basis="AuthorityIdType in schemas/xsd/permits/components.xsd; BR-15",
+        message="AuthorityId {authority} does not start with its CountryCode {country}",
+        hint="Write the authority's registry id, which starts with its country ({country}-...), or correct "
+        "the CountryCode next to it.",
     ),
 )

@@ -31,7 +31,13 @@ from gateway.as4 import (
 )
 from gateway.as4.envelope import MAX_ENVELOPE_BYTES
 from gateway.clock import Clock
-from gateway.documents import PermitDocument, PermitDocumentRejected, parse_document, validate_document
+from gateway.documents import (
+    PermitDocument,
+    PermitDocumentRejected,
+    parse_document,
+    sender_findings,
+    validate_document,
+)
 from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
@@ -373,9 +379,24 @@ class Receiver:
         try:
             parsed = parse_document(received.payloads[0].read())
             context = await self._permits.context_for(parsed.outline)
-            return validate_document(parsed, as_of=self._clock.now().date(), context=context)
+            document = validate_document(parsed, as_of=self._clock.now().date(), context=context)
+            self._check_sender(document, received)
+            return document
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
+
+    def _check_sender(self, document: PermitDocument, received: UserMessageReceived) -> None:
+        """A partner sends only what its own authority issued, under that document type's Action, to us."""
+        user_message = received.user_message
+        sender = user_message.from_party.primary
+        findings = sender_findings(
+            document,
+            sender_country=self._partners.by_party(sender.value, sender.type).profile.country,
+            action_type=document_type_for(user_message.service, user_message.action),
+            own_country=self._identity.country,
+        )
+        if findings:
+            raise PermitDocumentRejected(findings)
 
     async def _refuse(
         self, new: NewMessage, received: UserMessageReceived, exc: PermitDocumentRejected

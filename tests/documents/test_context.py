@@ -114,8 +114,8 @@ def test_exported_quantity_is_the_execution_else_the_authorization(context: InMe
 
 
 def test_authorized_imports_of_the_year(context: InMemoryContext) -> None:
-    assert context.authorized_base_grams(IA, "BE", "morphine", 2026) == Decimal("4512.000")
-    assert context.authorized_base_grams(IA, "BE", "morphine", 2026, excluding=BE_IA_1) == Decimal("752.000")
+    assert context.authorized_base_grams(IA, "BE", "morphine", 2026) == Decimal("8272.000")  # with BE-IA-2026-0009
+    assert context.authorized_base_grams(IA, "BE", "morphine", 2026, excluding=BE_IA_1) == Decimal("4512.000")
     assert context.authorized_base_grams(IA, "BE", "morphine", 2027) == 0
     assert context.authorized_base_grams(IA, "DE", "methylphenidate", 2026) == 0, "cancelled"
     assert context.authorized_base_grams(EA, "BE", "codeine", 2026) == Decimal("737.000")

@@ -92,7 +92,9 @@ def test_json_report_for_machines() -> None:
     assert set(report) == {"as_of", "reference", "context", "documents", "unreadable", "summary"}
     assert report["as_of"] == "2026-11-26"
     assert [t["name"] for t in report["reference"]][:2] == ["substances.csv", "countries.csv"]
-    assert report["context"]["documents"] == len(list(VALID.glob("*.xml"))) + 3
+    assert report["context"]["documents"] == len(list(VALID.glob("*.xml"))) + len(
+        list((EXAMPLES / "context").glob("*.xml"))
+    )
     assert [t["name"] for t in report["context"]["tables"]] == [
         "estimates.csv",
         "prohibitions.csv",
