@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import quote, unquote
 
-from gateway.as4._ns import SOAP11_CONTENT_TYPE, SOAP12_CONTENT_TYPE
+from gateway.as4._ns import SOAP11_CONTENT_TYPE, SOAP12_CONTENT_TYPE, SoapVersion
 from gateway.as4.errors import EbmsCode, EbmsError
 
 MAX_PARTS = 100
@@ -192,6 +192,14 @@ def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
     """
     media_type, params = _parse_content_type(header) if len(header) <= _CACHED_HEADER_LENGTH else _parse(header)
     return media_type, dict(params)
+
+
+def soap_version_of(content_type: str) -> SoapVersion:
+    """The SOAP version a request's Content-Type announces (``text/xml``, alone or as a multipart's ``type``:
+    1.1): the version to answer in when the request itself could not be read."""
+    media_type, params = parse_content_type(content_type)
+    announced = params.get("type", "").lower() if media_type == "multipart/related" else media_type
+    return SoapVersion.SOAP11 if announced == SOAP11_CONTENT_TYPE else SoapVersion.SOAP12
 
 
 def _parse(header: str) -> tuple[str, tuple[tuple[str, str], ...]]:

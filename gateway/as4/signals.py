@@ -146,7 +146,8 @@ def build_error_signal(
     """
     check_message_id(message_id)
     sender_fault = error.code not in (EbmsCode.OTHER, EbmsCode.DELIVERY_FAILURE)
-    status = 400 if sender_fault else 500
+    # the SOAP 1.2 HTTP binding answers a Sender fault with 400; SOAP 1.1 answers every fault with 500
+    status = 400 if sender_fault and soap_version is SoapVersion.SOAP12 else 500
     if error.envelope_unreadable:
         return _fault_only(error, message_id, sender_fault, status, soap_version)
     draft = new_draft(soap_version)

@@ -22,11 +22,13 @@ from gateway.as4 import (
     PackageAssembler,
     Payload,
     SecurityPolicy,
+    SoapVersion,
     UserMessage,
     UserMessageReceived,
     build_error_signal,
     build_receipt,
     message_id_for,
+    mime,
     parse_incoming,
 )
 from gateway.as4.envelope import MAX_ENVELOPE_BYTES
@@ -166,15 +168,22 @@ class Receiver:
         except EbmsError as exc:
             log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
-            return Reception(response=self._error_signal(exc, sender[0] if sender else None, keys, now))
+            partner = sender[0] if sender else None
+            return Reception(
+                response=self._error_signal(exc, partner, keys, now, mime.soap_version_of(content_type))
+            )
 
-    def _error_signal(self, error: EbmsError, partner: Partner | None, keys: OwnKeys, now: datetime) -> Outgoing:
+    def _error_signal(
+        self, error: EbmsError, partner: Partner | None, keys: OwnKeys, now: datetime, soap_version: SoapVersion
+    ) -> Outgoing:
         """Signed with our key of the sender's suite, so it can verify the signal; a sender we could not
-        identify gets it signed with our default key."""
+        identify gets it signed with our default key. In the SOAP version the request announced."""
         known = partner is not None and partner.policy.suite in keys.suites
         suite = partner.policy.suite if partner is not None and known else keys.default_suite
         key = keys.signing_for(suite)
-        return build_error_signal(error, key=key, message_id=self._new_id(), now=now, suite=suite)
+        return build_error_signal(
+            error, key=key, message_id=self._new_id(), now=now, suite=suite, soap_version=soap_version
+        )
 
     def _receipt(self, received: UserMessageReceived, partner: Partner, keys: OwnKeys) -> Outgoing:
         """Signed with our current key of the partner's suite; the partner verifies it under that suite."""
@@ -190,6 +199,7 @@ class Receiver:
             message_id=self._new_id(),
             now=self._clock.now(),
             suite=suite,
+            soap_version=received.soap_version,
         )
 
     def _parse(

@@ -27,6 +27,7 @@ from gateway.as4 import (
     build_empty_mpc,
     build_error_signal,
     message_id_for,
+    mime,
     parse_pull,
     parse_response,
 )
@@ -117,7 +118,13 @@ class PullServer:
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
             error = exc.with_ref(peeked.message_id)
             signing = self._keys.signing  # the signer is not known (or not trusted): our default suite
-            return build_error_signal(error, key=signing, message_id=self._new_id(), now=self._clock.now())
+            return build_error_signal(
+                error,
+                key=signing,
+                message_id=self._new_id(),
+                now=self._clock.now(),
+                soap_version=mime.soap_version_of(content_type),
+            )
 
     # --- PullRequests ------------------------------------------------------------------------------------
 
