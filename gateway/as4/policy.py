@@ -109,6 +109,7 @@ class SecurityPolicy:
     max_age: timedelta | None = None
     trust_anchors: tuple[x509.Certificate, ...] = ()
     subject_pattern: str | None = None
+    revocation_lists: tuple[x509.CertificateRevocationList, ...] = ()
     accept_soap11: bool = False
     max_payload_bytes: int | None = None
 

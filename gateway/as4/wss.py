@@ -757,6 +757,31 @@ def _valid_at(cert: x509.Certificate, now: datetime, what: str) -> None:
         )
 
 
+def check_not_revoked(
+    cert: x509.Certificate, crls: Sequence[x509.CertificateRevocationList], now: datetime, what: str
+) -> None:
+    """EBMS:0101 when a revocation list of ``cert``'s issuer lists it, or is past its nextUpdate: a stale list
+    cannot tell, so it fails closed."""
+    for crl in crls:
+        if crl.issuer != cert.issuer:
+            continue
+        next_update = crl.next_update_utc
+        if next_update is not None and now > next_update:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"the revocation list of {crl.issuer.rfc4514_string()!r} was due for renewal at "
+                f"{next_update:%Y-%m-%dT%H:%M:%SZ}, so it cannot tell whether {what} {_describe(cert)} is revoked; "
+                "the administrator replaces it with the CA's current list (security.revocation_list)",
+            )
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if revoked is not None:
+            raise EbmsError(
+                EbmsCode.FAILED_AUTHENTICATION,
+                f"{what} {_describe(cert)} (serial {cert.serial_number:x}) was revoked by its CA at "
+                f"{revoked.revocation_date_utc:%Y-%m-%dT%H:%M:%SZ}",
+            )
+
+
 def _issued_by_anchor(cert: x509.Certificate, policy: SecurityPolicy, now: datetime) -> x509.Certificate | None:
     for anchor in policy.trust_anchors:
         if cert.issuer != anchor.subject:
@@ -822,6 +847,7 @@ def trust_certificate(
                 f"{policy.subject_pattern!r}",
             )
     _valid_at(cert, now, f"{role} certificate")
+    check_not_revoked(cert, policy.revocation_lists, now, f"{role} certificate")
     if not _may_sign(cert):
         raise EbmsError(
             EbmsCode.FAILED_AUTHENTICATION,

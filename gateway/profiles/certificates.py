@@ -70,6 +70,38 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
         ) from None
 
 
+def load_revocation_list(path: Path, anchor: x509.Certificate) -> x509.CertificateRevocationList:
+    """Read a CRL, PEM or DER, that ``anchor`` issued and signed."""
+    data = _read(path, "revocation list")
+    try:
+        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    except ValueError:
+        raise KeyMaterialError(
+            f"revocation list file {path} holds no X.509 CRL; expected the trust anchor's CRL in PEM or DER form"
+        ) from None
+    issuer = anchor.subject.rfc4514_string()
+    try:  # a CA's key signs; a key that cannot (X25519) signed nothing
+        signed = crl.issuer == anchor.subject and crl.is_signature_valid(anchor.public_key())  # type: ignore[arg-type]
+    except TypeError:
+        signed = False
+    if not signed:
+        raise KeyMaterialError(
+            f"revocation list {path} is not signed by the trust anchor {issuer!r} (it names "
+            f"{crl.issuer.rfc4514_string()!r}); expected the CRL that CA publishes"
+        )
+    return crl
+
+
+def check_revocation_list(crl: x509.CertificateRevocationList, *, now: datetime, purpose: str) -> None:
+    """A list past its nextUpdate cannot tell whether a certificate was revoked since."""
+    next_update = crl.next_update_utc
+    if next_update is not None and now > next_update:
+        raise KeyMaterialError(
+            f"{purpose} was due for renewal at {next_update:%Y-%m-%dT%H:%M:%SZ}; replace it with the CA's current "
+            "list, or every certificate of that CA is refused"
+        )
+
+
 def check_tls_client_key(key_path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
     """The TLS client key must open as TLS will open it (unencrypted, or with the ``[keys]`` passphrase) and be
     the key of ``certificate``; ``KeyMaterialError`` naming the fix otherwise."""
@@ -192,16 +224,27 @@ class PartnerCertificates:
     encryption: x509.Certificate
     trust_anchor: x509.Certificate | None = None
     subject: str | None = None
+    revocation_list: x509.CertificateRevocationList | None = None
 
     def valid_signing(self, now: datetime) -> tuple[x509.Certificate, ...]:
         return tuple(cert for cert in self.signing if valid_at(cert, now))
 
     def check(self, *, now: datetime) -> None:
-        """Refuse to use the partner when no signing certificate, or the encryption certificate, is valid now."""
+        """Refuse to use the partner when no signing certificate, or the encryption certificate, is valid now
+        (or the encryption certificate is revoked, or the revocation list is stale)."""
         self._check_signing(now)
-        check_certificate(
-            self.encryption, now=now, purpose=f"encryption certificate of partner {self.profile_id!r}"
-        )
+        purpose = f"encryption certificate of partner {self.profile_id!r}"
+        check_certificate(self.encryption, now=now, purpose=purpose)
+        if self.revocation_list is not None:
+            check_revocation_list(
+                self.revocation_list, now=now, purpose=f"the revocation list of partner {self.profile_id!r}"
+            )
+            revoked = self.revocation_list.get_revoked_certificate_by_serial_number(self.encryption.serial_number)
+            if revoked is not None and self.encryption.issuer == self.revocation_list.issuer:
+                raise KeyMaterialError(
+                    f"{purpose} {self.encryption.subject.rfc4514_string()!r} was revoked by its CA at "
+                    f"{revoked.revocation_date_utc:%Y-%m-%dT%H:%M:%SZ}; name the partner's new certificate"
+                )
 
     def _check_signing(self, now: datetime) -> None:
         if self.valid_signing(now):
@@ -262,12 +305,16 @@ def resolve_certificates(profile: PartnerProfile, *, now: datetime | None = None
     signing = tuple(load(path, "signing") for path in security.pinned_certificates)
     candidates = [load(path, "encryption") for path in security.encryption_candidates]
     anchor = load_certificate(security.trust_anchor) if security.trust_anchor is not None else None
+    crl = None
+    if anchor is not None and security.revocation_list is not None:
+        crl = load_revocation_list(security.revocation_list, anchor)
     return PartnerCertificates(
         profile_id=profile.id,
         signing=signing,
         encryption=_newest(candidates, now),
         trust_anchor=anchor,
         subject=security.subject,
+        revocation_list=crl,
     )
 
 

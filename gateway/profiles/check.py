@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.errors import GatewayError, ProfileError
-from gateway.profiles.expiry import Validity, certificate_statuses
+from gateway.profiles.expiry import Validity, certificate_statuses, revocation_list_warnings
 from gateway.profiles.loader import load_profile, load_profile_folder
 from gateway.profiles.trust import Partners
 
@@ -66,4 +66,5 @@ def check_folder(
         for p in loaded.registry
         if (loose := p.security.subject_warning()) is not None
     ]
+    warnings += revocation_list_warnings(partners, now=now)
     return FolderCheck(errors=errors, warnings=warnings, partners=partners)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import structlog
@@ -20,6 +20,8 @@ from gateway.profiles.metrics import CERTIFICATE_EXPIRY_DAYS
 from gateway.profiles.trust import Partners
 
 log = structlog.get_logger("gateway.certificates")
+CRL_WARNING = timedelta(days=1)
+"""How long before its nextUpdate a revocation list is reported: CAs publish a new one every few days."""
 
 DEFAULT_WARNING_DAYS = 60
 OWN = "self"
@@ -107,7 +109,27 @@ def check_expiry(
             status.days_left
         )
         _log(status)
+    for warning in revocation_list_warnings(partners, now=now):
+        log.warning(warning)
     return statuses
+
+
+def revocation_list_warnings(partners: Partners, *, now: datetime) -> list[str]:
+    """A partner's revocation list due for renewal within ``CRL_WARNING``, or past it (then its CA's
+    certificates are refused)."""
+    found = []
+    for partner in partners:
+        crl = partner.certificates.revocation_list
+        due = crl.next_update_utc if crl is not None else None
+        if due is None or due - now > CRL_WARNING:
+            continue
+        state = "was due" if due < now else "is due"
+        found.append(
+            f"partner {partner.profile.id!r}: the revocation list {partner.profile.security.revocation_list} {state} "
+            f"for renewal at {due:%Y-%m-%dT%H:%M:%SZ}; replace it with the CA's current list (past that time "
+            "every certificate of its CA is refused)"
+        )
+    return found
 
 
 def _log(status: CertificateStatus) -> None:

@@ -30,9 +30,11 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from gateway.errors import KeyMaterialError, ProfileError
 from gateway.profiles.certificates import (
     check_certificate,
+    check_revocation_list,
     check_suite_key,
     check_tls_client_key,
     load_certificate,
+    load_revocation_list,
 )
 from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
@@ -346,6 +348,7 @@ _EXPECTED_FILE = {
     "bundle": "CA certificates (PEM)",
     "tls": "our TLS client certificate (PEM)",
     "key": "the private key of the TLS client certificate (PEM)",
+    "crl": "the trust anchor's certificate revocation list (PEM or DER)",
 }
 
 
@@ -366,6 +369,7 @@ def _file_refs(document: CommentedMap) -> list[_FileRef]:
             "encryption",
         ),
         (("security", "trust_anchor"), security.get("trust_anchor"), "anchor", "trust-anchor"),
+        (("security", "revocation_list"), security.get("revocation_list"), "crl", "revocation"),
         (("tls", "ca_bundle"), tls.get("ca_bundle"), "bundle", "tls-ca"),
         (("tls", "client_certificate"), tls.get("client_certificate"), "tls", "tls-client"),
         (("tls", "client_key"), tls.get("client_key"), "key", "tls-client"),
@@ -391,15 +395,17 @@ def _file_problems(
     problems: list[_Problem] = []
     invalid: dict[str, list[_Problem]] = {}
     valid: set[str] = set()
-    tls_client: x509.Certificate | None = None
+    loaded: dict[str, x509.Certificate] = {}  # what the key and the CRL are checked against, by kind
     for ref in _file_refs(document):
         path = certificates_dir / ref.value
         try:
             certificate = _check_file(ref, path, certificates_dir=certificates_dir, suite=suite)
-            if ref.kind == "tls":
-                tls_client = certificate
-            elif ref.kind == "key" and tls_client is not None:
-                _check_tls_key(path, tls_client, tls_passphrase)
+            if certificate is not None:
+                loaded[ref.kind] = certificate
+            if ref.kind == "key" and "tls" in loaded:
+                _check_tls_key(path, loaded["tls"], tls_passphrase)
+            if ref.kind == "crl" and "anchor" in loaded:
+                _check_crl(path, loaded["anchor"], now)
             if now is not None and certificate is not None:
                 check_certificate(certificate, now=now, purpose=f"certificate {path}")
                 valid.add(ref.purpose)
@@ -429,7 +435,7 @@ def _check_file(
             f"(relative paths resolve against {certificates_dir})"
         )
     try:
-        if ref.kind == "key":
+        if ref.kind in ("key", "crl"):
             return None
         if ref.kind == "bundle":
             _load_bundle(path)
@@ -442,6 +448,15 @@ def _check_file(
     except KeyMaterialError as exc:
         raise _Unfit(str(exc)) from None
     return certificate
+
+
+def _check_crl(path: Path, anchor: x509.Certificate, now: datetime | None) -> None:
+    try:
+        crl = load_revocation_list(path, anchor)
+        if now is not None:
+            check_revocation_list(crl, now=now, purpose=f"revocation list {path}")
+    except KeyMaterialError as exc:
+        raise _Unfit(str(exc)) from None
 
 
 def _check_tls_key(path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
@@ -492,6 +507,7 @@ def _resolve_paths(profile: PartnerProfile, certificates_dir: Path, profile_dir:
             "signing_certificates": tuple(certificates_dir / p for p in security.signing_certificates),
             "encryption_certificate": under(security.encryption_certificate),
             "trust_anchor": under(security.trust_anchor),
+            "revocation_list": under(security.revocation_list),
         }
     )
     resolved_tls = tls.model_copy(

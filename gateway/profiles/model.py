@@ -94,6 +94,14 @@ class Security(_Section):
         default=None,
         description="a regular expression the whole RFC 4514 subject of a certificate from trust_anchor must match",
     )
+    revocation_list: Path | None = Field(
+        default=None,
+        description=(
+            "trust_anchor's certificate revocation list (PEM or DER), which the administrator replaces with the CA's "
+            "current one before its nextUpdate: a certificate it lists is refused, and past its nextUpdate every "
+            "certificate of that CA is (a stale list cannot tell)"
+        ),
+    )
     encryption_certificate: Path | None = Field(
         default=None,
         validate_default=True,
@@ -135,6 +143,8 @@ class Security(_Section):
             )
         if (self.trust_anchor is None) != (self.subject is None):
             raise ValueError("expected trust_anchor and subject together: a CA is trusted only for one subject")
+        if self.revocation_list is not None and self.trust_anchor is None:
+            raise ValueError("expected trust_anchor with revocation_list: the list is the anchor's, signed by it")
         if not self.pinned_certificates and self.encryption_certificate is None:
             raise ValueError(
                 "expected encryption_certificate: with only a trust_anchor there is nothing to encrypt for"

@@ -100,6 +100,7 @@ def security_policy(
         signing_certificates=pinned or certificates.signing,
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
+        revocation_lists=() if certificates.revocation_list is None else (certificates.revocation_list,),
         max_age=max_age,
         max_payload_bytes=max_payload_bytes,
     )

@@ -129,7 +129,12 @@ class ProfileWatcher:
             files |= {path for path in self._folder.iterdir() if is_profile_file(path)}
         for partner in self._active.partners:
             security, tls = partner.profile.security, partner.profile.tls
-            named = (*security.pinned_certificates, *security.encryption_candidates, security.trust_anchor)
+            named = (
+                *security.pinned_certificates,
+                *security.encryption_candidates,
+                security.trust_anchor,
+                security.revocation_list,
+            )
             files |= {
                 path
                 for path in (*named, tls.ca_bundle, tls.client_certificate, tls.client_key)

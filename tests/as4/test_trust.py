@@ -3,6 +3,7 @@ usage; and the clock checks on eb:Timestamp (future beyond the skew, older than 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -253,3 +254,49 @@ def test_a_ca_certificate_under_the_anchor_may_not_sign_even_with_a_matching_sub
         signing_certificates=(), trust_anchors=(own_anchor.certificate,), subject_pattern=PATTERN
     )
     assert "is a CA certificate" in _refused(own_anchor, bob, policy).detail
+
+
+def revocation_list(
+    issuer: KeyPair, *revoked: x509.Certificate, next_update: timedelta = timedelta(days=7)
+) -> x509.CertificateRevocationList:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(NOW - timedelta(days=1))
+        .next_update(NOW + next_update)
+    )
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(NOW - timedelta(hours=2))
+            .build()
+        )
+    return builder.sign(issuer.private_key, hashes.SHA256())
+
+
+def test_a_certificate_its_cas_revocation_list_names_is_refused(bob: KeyPair) -> None:
+    revoked = leaf(ANCHOR, "BE-FAMHP AS4 2025", usage=usage(digital_signature=True))
+    current = leaf(ANCHOR, "BE-FAMHP AS4 2026", usage=usage(digital_signature=True))
+    crl = revocation_list(ANCHOR, revoked.certificate)
+    policy = dataclasses.replace(anchored(), revocation_lists=(crl,))
+
+    error = _refused(revoked, bob, policy)
+    assert error.code is EbmsCode.FAILED_AUTHENTICATION
+    assert f"(serial {revoked.certificate.serial_number:x}) was revoked by its CA at" in error.detail
+    assert _receive(current, bob, policy).payloads[0].data == PERMIT
+    pinned = dataclasses.replace(policy, signing_certificates=(revoked.certificate,))
+    assert "was revoked" in _refused(revoked, bob, pinned).detail  # pinning does not outlive a revocation
+
+
+def test_past_its_next_update_a_revocation_list_refuses_every_certificate_of_its_ca(bob: KeyPair) -> None:
+    """A stale list cannot tell whether a certificate was revoked since: fail closed."""
+    current = leaf(ANCHOR, "BE-FAMHP AS4 2026", usage=usage(digital_signature=True))
+    stale = revocation_list(ANCHOR, next_update=-timedelta(minutes=1))
+    error = _refused(current, bob, dataclasses.replace(anchored(), revocation_lists=(stale,)))
+    assert error.code is EbmsCode.FAILED_AUTHENTICATION
+    assert "was due for renewal at" in error.detail and "security.revocation_list" in error.detail
+    other_ca = dataclasses.replace(
+        anchored(), revocation_lists=(revocation_list(ca("Other CA"), next_update=-timedelta(1)),)
+    )
+    assert _receive(current, bob, other_ca).payloads[0].data == PERMIT  # another CA's list says nothing of it

@@ -86,3 +86,15 @@ def profile_text(profile_id: str, cert: str, *, party: str | None = None, countr
         party=party or profile_id.upper(),
         cert=cert,
     )
+
+
+def write_revocation_list(path: Path, issuer_key: object, issuer: x509.Name, next_update: datetime) -> None:
+    """An empty CRL of ``issuer``, signed with ``issuer_key``, due for renewal at ``next_update``."""
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer)
+        .last_update(next_update - timedelta(days=8))
+        .next_update(next_update)
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))

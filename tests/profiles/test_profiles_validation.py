@@ -15,8 +15,10 @@ from cryptography.x509.oid import NameOID
 from gateway.documents.types import DocumentType
 from gateway.errors import ProfileError
 from gateway.profiles import DevPki, load_profile, load_profiles
+from gateway.profiles.check import check_folder
 
 from .conftest import MINIMAL, NOW
+from .helpers import write_revocation_list
 
 WriteProfile = Callable[..., Path]
 DOCUMENT_TYPES = ", ".join(DocumentType)
@@ -107,7 +109,7 @@ def test_misspelt_nested_key(pki: DevPki, write_profile: WriteProfile) -> None:
     assert problems(path, pki) == [
         f"{path}:8:3 security.suit: unknown key; did you mean 'suite'? "
         "expected one of: suite, signing_certificate, signing_certificates, trust_anchor, subject, "
-        "encryption_certificate"
+        "revocation_list, encryption_certificate"
     ]
 
 
@@ -394,3 +396,57 @@ def test_a_signing_certificate_pinned_for_two_partners_is_refused(
     assert f"is also pinned by profile 'ch-swissmedic' in {first}; a signing certificate must belong" in str(
         caught.value
     )
+
+
+def test_a_revocation_list_must_be_the_anchors_and_current(
+    pki: DevPki, write_profile: WriteProfile, tmp_path: Path
+) -> None:
+    """Checked when the profile loads (its issuer and signature) and, for an edit, against now: a list past its
+    nextUpdate would refuse every certificate of the CA."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    ca_name = x509.load_pem_x509_certificate(pki.ca_certificate.read_bytes()).subject
+    anchored = MINIMAL.replace(
+        "  signing_certificate: ch-swissmedic.crt.pem\n",
+        "  trust_anchor: ca.crt.pem\n  subject: 'CN=CH-SWISSMEDIC,.*'\n"
+        "  encryption_certificate: ch-swissmedic.crt.pem\n  revocation_list: {crl}\n",
+    )
+    folder = pki.folder
+    names = {name: f"test-{tmp_path.name}-{name}.crl.pem" for name in ("good", "stale", "forged")}
+    try:
+        write_revocation_list(folder / names["good"], ca_key, ca_name, NOW + timedelta(days=7))
+        write_revocation_list(folder / names["stale"], ca_key, ca_name, NOW - timedelta(minutes=1))
+        forger = ec.generate_private_key(ec.SECP256R1())
+        write_revocation_list(folder / names["forged"], forger, ca_name, NOW + timedelta(days=7))
+        good = load_profile(write_profile(anchored.format(crl=names["good"])), certificates_dir=folder, now=NOW)
+        assert good.security.revocation_list == folder / names["good"]
+
+        stale = write_profile(anchored.format(crl=names["stale"]))
+        assert (
+            load_profile(stale, certificates_dir=folder).id == "ch-swissmedic"
+        )  # a reload keeps it (fail closed)
+        [due] = problems(stale, pki, now=NOW)
+        assert due.startswith(f"{stale}:12:3 security.revocation_list: revocation list {folder / names['stale']} ")
+        assert "was due for renewal at" in due and "replace it with the CA's current list" in due
+
+        forged = write_profile(anchored.format(crl=names["forged"]))
+        [unsigned] = problems(forged, pki)
+        assert unsigned.startswith(f"{forged}:12:3 security.revocation_list: revocation list ")
+        assert "is not signed by the trust anchor" in unsigned
+
+        soon = tmp_path / "soon"
+        soon.mkdir()
+        write_revocation_list(folder / names["stale"], ca_key, ca_name, NOW + timedelta(hours=12))
+        (soon / "partner.yaml").write_text(anchored.format(crl=names["stale"]))
+        checked = check_folder(soon, certificates_dir=folder, now=NOW, warning_days=30)
+        assert checked.ok and any("is due for renewal at" in line for line in checked.warnings), checked.warnings
+        (soon / "partner.yaml").write_text(anchored.format(crl=names["good"]))
+        assert not check_folder(soon, certificates_dir=folder, now=NOW, warning_days=30).warnings
+
+        pinned = write_profile(MINIMAL + f"  revocation_list: {names['good']}\n")
+        assert problems(pinned, pki) == [
+            f"{pinned}:7:1 security: expected trust_anchor with revocation_list: the list is the anchor's, "
+            "signed by it"
+        ]
+    finally:
+        for name in names.values():
+            (folder / name).unlink(missing_ok=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from structlog.testing import capture_logs
 
 from gateway.clock import FixedClock
@@ -20,7 +22,7 @@ from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import ProfileWatcher
 
 from .conftest import NOW
-from .helpers import certificate, profile_text, rsa_key, write_certificate
+from .helpers import certificate, profile_text, rsa_key, write_certificate, write_revocation_list
 
 BE = profile_text("be-famhp", "be-famhp.crt.pem", country="BE")
 CH = profile_text("ch-swissmedic", "ch-swissmedic.crt.pem")
@@ -303,3 +305,28 @@ def test_a_certificate_no_longer_named_costs_no_second_reload(harness: Harness) 
     assert harness.watcher.poll() is True
     assert harness.watcher.poll() is None
     assert len(harness.swapped) == 1
+
+
+def test_replacing_the_revocation_list_reloads(harness: Harness, pki: DevPki) -> None:
+    """The CA's next list, copied over the old one, takes effect at the next poll."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    ca_name = x509.load_pem_x509_certificate(pki.ca_certificate.read_bytes()).subject
+    (harness.certificates / "ca.crt.pem").write_bytes(pki.ca_certificate.read_bytes())
+
+    def write_crl(next_update: timedelta) -> x509.CertificateRevocationList:
+        write_revocation_list(harness.certificates / "ca.crl.pem", ca_key, ca_name, NOW + next_update)
+        return x509.load_pem_x509_crl((harness.certificates / "ca.crl.pem").read_bytes())
+
+    write_crl(timedelta(days=1))
+    harness.write(
+        "ch-swissmedic.yaml",
+        CH.replace(
+            "  signing_certificate: ch-swissmedic.crt.pem\n",
+            "  trust_anchor: ca.crt.pem\n  subject: '.*CN=CH-SWISSMEDIC'\n"
+            "  encryption_certificate: ch-swissmedic.crt.pem\n  revocation_list: ca.crl.pem\n",
+        ),
+    )
+    assert harness.watcher.poll() is True
+    renewed = write_crl(timedelta(days=8))
+    assert harness.watcher.poll() is True
+    assert harness.watcher.partners.get("ch-swissmedic").policy.revocation_lists == (renewed,)
