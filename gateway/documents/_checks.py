@@ -15,13 +15,19 @@ from lxml import etree
 from gateway.documents._engine import Env, Hit, at
 from gateway.documents._extract import At, Draft, LineDraft
 from gateway.documents.reference import Substance
-from gateway.documents.types import ISSUED_BY, DocumentType
+from gateway.documents.types import ISSUED_BY, PERMITS_NAMESPACE, DocumentType
 
 BASE_QUANTITY_TOLERANCE_GRAMS = Decimal("0.001")
 FACTOR_TOLERANCE = Decimal("0.00005")
+# An unverified row is computed from molecular weights; INCB's figure may differ in the third decimal, not more.
+UNVERIFIED_FACTOR_TOLERANCE = Decimal("0.005")
 EXPORT_DECLARATION_DAYS = 90
 BASE_ITSELF = Decimal(1)  # a line that names no salt is the anhydrous base: its base content is 1 by definition
 _COMPOSED = {"preparation": "preparation's composition", "rawMaterial": "raw material's assay"}
+_NAMED = tuple(
+    f"{{{PERMITS_NAMESPACE}}}{name}"
+    for name in ("Name", "AuthorityName", "SubstanceName", "PreparationName", "MixtureName", "INN", "City")
+)
 
 
 # Issuers and countries
@@ -129,6 +135,12 @@ def received_after_export_issue(d: Draft, env: Env) -> Iterator[Hit]:
         yield at(d.event_date, date=d.event_date.value, number=ref.number.value, ea_date=ref.issue_date.value)
 
 
+def estimate_year_near_issue(d: Draft, env: Env) -> Iterator[Hit]:
+    issued = d.issue_date.value.year
+    if d.estimate_year is not None and d.estimate_year.value not in (issued, issued + 1):
+        yield at(d.estimate_year, year=d.estimate_year.value, first=issued, second=issued + 1)
+
+
 def declared_within_90_days(d: Draft, env: Env) -> Iterator[Hit]:
     if d.event_date and (d.issue_date.value - d.event_date.value).days > EXPORT_DECLARATION_DAYS:
         days = (d.issue_date.value - d.event_date.value).days
@@ -197,15 +209,31 @@ def factor_matches_reference(d: Draft, env: Env) -> Iterator[Hit]:
             )
 
 
+def factor_departs_from_unverified_row(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        row = _unverified_departure(line, env)
+        if row is not None and line.factor is not None:
+            yield at(line.factor, line=line.number, declared=line.factor.value, expected=row, form=line.salt)
+
+
 def factor_not_checked(d: Draft, env: Env) -> Iterator[Hit]:
     for line in d.lines:
         if line.factor is None or _known_substance(line, env) is None or _verified_factor(line, env) is not None:
             continue
+        if _unverified_departure(line, env) is not None:
+            continue  # X-031 says more
         found = env.reference.base_factor(line.substance_id.value, line.salt)
         why = "is not verified" if found else "is not in the reference table"
         if line.form in _COMPOSED:
             why = f"comes from the {_COMPOSED[line.form]}, which no table holds"
         yield at(line.factor, line=line.number, factor=line.factor.value, form=line.salt or "the base", why=why)
+
+
+def names_have_letters(d: Draft, env: Env) -> Iterator[Hit]:
+    for element in d.root.iter(*_NAMED):
+        text = "".join(element.itertext())
+        if not any(ch.isalnum() for ch in text):
+            yield Hit(element, {"name": _local(element), "text": ascii(text)})
 
 
 def substance_known(d: Draft, env: Env) -> Iterator[Hit]:
@@ -429,7 +457,26 @@ def _verified_factor(line: LineDraft, env: Env) -> Decimal | None:
     found = env.reference.base_factor(line.substance_id.value, line.salt)
     if found is not None and found.verified:
         return found.factor
-    return BASE_ITSELF if line.salt is None else None
+    return BASE_ITSELF if _is_base(line, env) else None
+
+
+def _is_base(line: LineDraft, env: Env) -> bool:
+    """No salt named, or the substance's own name (with or without 'base'): the anhydrous base itself."""
+    if line.salt is None:
+        return True
+    found = _known_substance(line, env)
+    named = " ".join(line.salt.casefold().split()).removesuffix(" base")
+    return found is not None and named in found.names
+
+
+def _unverified_departure(line: LineDraft, env: Env) -> Decimal | None:
+    """The unverified table factor for the line's salt, when the line's factor is far from it."""
+    if line.form in _COMPOSED or line.factor is None or _is_base(line, env):
+        return None
+    found = env.reference.base_factor(line.substance_id.value, line.salt)
+    if found is None or found.verified or abs(found.factor - line.factor.value) <= UNVERIFIED_FACTOR_TOLERANCE:
+        return None
+    return found.factor
 
 
 def _disagreements(line: LineDraft, found: Substance) -> Iterator[Hit]:

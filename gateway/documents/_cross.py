@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 
+from gateway.documents._checks import BASE_QUANTITY_TOLERANCE_GRAMS, FACTOR_TOLERANCE
 from gateway.documents._engine import Env, Hit, at
 from gateway.documents._extract import Draft, LineDraft, PartyDraft, ReferenceDraft
 from gateway.documents._model import DocumentKey, Party, PermitDocument, PermitLine
@@ -18,6 +19,7 @@ from gateway.documents.reference import Substance
 from gateway.documents.types import DocumentType
 
 _NOT_OPEN = {DocumentStatus.EXPIRED: "expired", DocumentStatus.CLOSED: "closed (used up or endorsed)"}
+OVER_RECEIPT = "overReceipt"
 _ESTIMATED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
 
 
@@ -139,7 +141,7 @@ def same_parties_as_import(d: Draft, env: Env) -> Iterator[Hit]:
 def lines_match_import(d: Draft, env: Env) -> Iterator[Hit]:
     ia = _find(env, d.import_ref)
     if ia is not None:
-        yield from _unmatched_lines(d, ia)
+        yield from _unmatched_lines(d, ia, env, gross=True)
 
 
 def within_remaining_quantity(d: Draft, env: Env) -> Iterator[Hit]:
@@ -176,16 +178,23 @@ def consignments_allowed(d: Draft, env: Env) -> Iterator[Hit]:
 def lines_match_export(d: Draft, env: Env) -> Iterator[Hit]:
     ea = _find(env, d.export_ref)
     if ea is not None:
-        yield from _unmatched_lines(d, ea)
+        yield from _unmatched_lines(d, ea, env, gross=False)
 
 
 def shipped_within_authorized(d: Draft, env: Env) -> Iterator[Hit]:
-    ea = _find(env, d.export_ref)
-    authorized = {line.line_number: line.base_quantity_grams for line in ea.lines} if ea else {}
+    ctx, ea = env.context, _find(env, d.export_ref)
+    if ctx is None or ea is None:
+        return
+    authorized = {line.line_number: line.base_quantity_grams for line in ea.lines}
     for ea_line, lines in _by_reference_line(d.lines).items():
         limit = authorized.get(ea_line)
-        if ea is not None and limit is not None and _base(lines) > limit:
-            yield _over(lines, ea_line, limit, ea.number)
+        before = ctx.executed_base_grams(ea.key, ea_line, excluding=d.key)
+        if limit is not None and before + _base(lines) > limit:
+            yield at(
+                lines[0].base_grams or lines[0].gross,
+                before=before,
+                **_over_params(lines, ea_line, limit, ea.number),
+            )
 
 
 def dispatched_within_export_validity(d: Draft, env: Env) -> Iterator[Hit]:
@@ -197,6 +206,16 @@ def dispatched_within_export_validity(d: Draft, env: Env) -> Iterator[Hit]:
 
 
 def endorsed_within_exported(d: Draft, env: Env) -> Iterator[Hit]:
+    if OVER_RECEIPT not in d.discrepancies:
+        yield from _over_received(d, env)
+
+
+def over_receipt_declared(d: Draft, env: Env) -> Iterator[Hit]:
+    if OVER_RECEIPT in d.discrepancies:
+        yield from _over_received(d, env)
+
+
+def _over_received(d: Draft, env: Env) -> Iterator[Hit]:
     ctx, ref = env.context, d.export_ref
     if ctx is None or ref is None or ctx.find(ref.key) is None:
         return
@@ -389,23 +408,28 @@ def _base(lines: list[LineDraft]) -> Decimal:
 
 
 def _over(lines: list[LineDraft], reference_line: int, limit: Decimal, number: str) -> Hit:
-    return at(
-        lines[0].base_grams or lines[0].gross,
-        lines=", ".join(str(line.number) for line in lines),
-        total=_base(lines),
-        limit=limit,
-        ref_line=reference_line,
-        number=number,
-    )
+    return at(lines[0].base_grams or lines[0].gross, **_over_params(lines, reference_line, limit, number))
 
 
-def _unmatched_lines(d: Draft, other: PermitDocument) -> Iterator[Hit]:
+def _over_params(lines: list[LineDraft], reference_line: int, limit: Decimal, number: str) -> dict[str, object]:
+    return {
+        "lines": ", ".join(str(line.number) for line in lines),
+        "total": _base(lines),
+        "limit": limit,
+        "ref_line": reference_line,
+        "number": number,
+    }
+
+
+def _unmatched_lines(d: Draft, other: PermitDocument, env: Env, *, gross: bool) -> Iterator[Hit]:
     theirs = {line.line_number: line for line in other.lines}
     for line in d.lines:
         if line.reference_line is None:
             continue
         match = theirs.get(line.reference_line.value)
         problem = _line_problem(line, match)
+        if match is not None and not problem:
+            problem = _factor_problem(line, match, env) or (_gross_problem(line, match, env) if gross else "")
         if problem:
             yield at(
                 line.reference_line,
@@ -427,6 +451,36 @@ def _line_problem(line: LineDraft, match: PermitLine | None) -> str:
     if line.treaty and line.treaty.value == "1971" and form and theirs and form.casefold() != theirs.casefold():
         return f"authorizes it as {theirs}, not {form}"
     return ""
+
+
+def _factor_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
+    """The factor the other line implies (its base over its gross), when this line's departs from it: the
+    same salt or preparation has one factor, and a smaller one would let a larger gross quantity through."""
+    grams = _in_grams(match.gross_quantity, match.unit_code, env)
+    if line.factor is None or match.base_quantity_grams is None or not grams:
+        return ""
+    implied = match.base_quantity_grams / grams
+    if abs(implied - line.factor.value) <= FACTOR_TOLERANCE + BASE_QUANTITY_TOLERANCE_GRAMS / grams:
+        return ""
+    return (
+        f"gives {match.base_quantity_grams} g base for {match.gross_quantity} {match.unit_code} (factor "
+        f"{implied:.4f}), not the factor {line.factor.value} of this line"
+    )
+
+
+def _gross_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
+    ours = _in_grams(line.gross.value, line.unit, env)
+    theirs = _in_grams(match.gross_quantity, match.unit_code, env)
+    if (ours is None or theirs is None) and line.unit == match.unit_code:
+        ours, theirs = line.gross.value, match.gross_quantity
+    if ours is None or theirs is None or ours <= theirs:
+        return ""
+    return f"authorizes {match.gross_quantity} {match.unit_code} gross, less than {line.gross.value} {line.unit}"
+
+
+def _in_grams(quantity: Decimal, unit_code: str, env: Env) -> Decimal | None:
+    unit = env.reference.unit(unit_code)
+    return quantity * unit.grams if unit is not None and unit.grams is not None else None
 
 
 def _party_differences(ours: PartyDraft, theirs: Party) -> Iterator[tuple[str, str, str]]:

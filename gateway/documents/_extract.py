@@ -123,12 +123,13 @@ class Draft:
     subject_ref: ReferenceDraft | None
     lines: tuple[LineDraft, ...]
     multiple_consignments: bool
-    estimate_year: int | None
+    estimate_year: At[int] | None
     emergency: At[str] | None
     event_date: At[date] | None
     decision: At[str] | None
     reason: At[str] | None
     finding_severities: tuple[str, ...]
+    discrepancies: tuple[str, ...]
     version: At[int] | None
     replacement: Draft | None
     content_sha256: str
@@ -141,7 +142,7 @@ class Draft:
     @property
     def year(self) -> int:
         """The estimate or assessment year the document counts against."""
-        return self.estimate_year or self.issue_date.value.year
+        return self.estimate_year.value if self.estimate_year else self.issue_date.value.year
 
     def parties(self) -> tuple[PartyDraft, ...]:
         return tuple(p for p in (self.importer, self.exporter, self.consignee) if p is not None)
@@ -178,7 +179,7 @@ def extract(
         subject_ref=_reference(_first(doc, _SUBJECTS)),
         lines=tuple(_line(el, document_type in _ACTUAL) for el in root.iterchildren(_T["SubstanceLine"])),
         multiple_consignments=_text(get(_T["MultipleConsignmentsAllowed"])) in ("true", "1"),
-        estimate_year=int(year) if (year := _text(get(_T["EstimateYear"]))) else None,
+        estimate_year=_maybe(_integer, get(_T["EstimateYear"])),
         emergency=_maybe(_token, emergency.get(_T["Reason"])),
         event_date=_maybe(_date, _first(doc, _EVENT_DATES)),
         decision=_maybe(_token, get(_T["Decision"], get(_T["Status"]))),
@@ -186,6 +187,7 @@ def extract(
         finding_severities=tuple(
             _text(_children(el).get(_T["Severity"])) for el in root.iterchildren(_T["Finding"])
         ),
+        discrepancies=tuple(_text(_children(el).get(_T["Code"])) for el in root.iterchildren(_T["Discrepancy"])),
         version=version or _maybe(_integer, get(_T["Version"])),
         replacement=_replacement(get(_T["Replacement"]), get(_T["Version"])),
         content_sha256=content_sha256,
@@ -213,7 +215,7 @@ def to_document(draft: Draft, findings: tuple[Finding, ...]) -> PermitDocument:
         findings=findings,
         version=draft.version.value if draft.version else 1,
         multiple_consignments_allowed=draft.multiple_consignments,
-        estimate_year=draft.estimate_year,
+        estimate_year=draft.estimate_year.value if draft.estimate_year else None,
         emergency_reason=draft.emergency.value if draft.emergency else None,
         effective_date=draft.event_date.value
         if draft.event_date and draft.document_type is DocumentType.CANCELLATION
@@ -307,7 +309,7 @@ def _line(element: etree._Element, actual: bool) -> LineDraft:
 # per field was the slowest step of validation.
 
 _NAMES = (
-    "Address AmendedDocument AuthorityId BaseConversionFactor BaseQuantityGrams CASNumber Category "
+    "Address AmendedDocument AuthorityId BaseConversionFactor BaseQuantityGrams CASNumber Category Code Discrepancy "
     "CountryCode Decision DocumentNumber DocumentType EmergencyDelivery EstimateYear ExportAuthorizationReference "
     "ExportLineNumber ExportingCountry Exporter Finding Form GrossQuantity INN Importer ImportAuthorizationReference "
     "ImportLineNumber ImportingCountry IssueDate IssuingAuthority LineNumber MultipleConsignmentsAllowed Name "

@@ -66,6 +66,12 @@ class DocumentContext(Protocol):
         """Base grams shipped on one ExportAuthorization line: the execution's, else the authorized quantity."""
         ...
 
+    def executed_base_grams(
+        self, export_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
+    ) -> Decimal:
+        """Base grams the ExportExecutions of an ExportAuthorization report on one of its lines (0 if none)."""
+        ...
+
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
     ) -> tuple[DocumentKey, ...]: ...
@@ -162,6 +168,12 @@ class InMemoryContext:
             return None
         executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
         return _reported(executions, line_number) if executions else line.base_quantity_grams
+
+    def executed_base_grams(
+        self, export_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
+    ) -> Decimal:
+        executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
+        return _reported([d for d in executions if d.key != excluding], line_number)
 
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None

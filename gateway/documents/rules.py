@@ -229,7 +229,8 @@ RULES: tuple[Rule, ...] = (
         needs="context",
         basis="1971 Art. 12(1)(b); BR-07",
         message="line {line} draws on line {ref_line} of {type} {number}, which {problem}",
-        hint="Set ImportLineNumber to the ImportAuthorization line that authorizes this substance in this form.",
+        hint="Set ImportLineNumber to the ImportAuthorization line that authorizes this substance in this form, "
+        "with the same base conversion factor and at most its gross quantity.",
     ),
     Rule(
         id="EA-009",
@@ -302,7 +303,7 @@ RULES: tuple[Rule, ...] = (
         needs="context",
         basis="1961 Art. 31(7); UK practice (shipping less than licensed is allowed, more is not)",
         message="line(s) {lines} report {total} g base shipped on line {ref_line} of ExportAuthorization "
-        "{number}, which authorizes {limit} g",
+        "{number}, which authorizes {limit} g; its other ExportExecutions already report {before} g",
         hint="Correct the quantity; shipping more than authorized needs a new ExportAuthorization.",
     ),
     Rule(
@@ -355,8 +356,19 @@ RULES: tuple[Rule, ...] = (
         basis=f"{_ENDORSEMENT}; BR-16",
         message="line(s) {lines} endorse {total} g base received on line {ref_line} of ExportAuthorization "
         "{number}, which exported {limit} g",
-        hint="Endorse the quantity actually received; if more arrived than was exported, report it to both "
-        "authorities as a discrepancy instead.",
+        hint="Endorse the quantity actually received; if more arrived than was exported, declare it with a "
+        "Discrepancy of Code overReceipt.",
+    ),
+    Rule(
+        id="EN-008",
+        severity="warning",
+        applies_to=_EN,
+        check=x.over_receipt_declared,
+        needs="context",
+        basis=f"{_ENDORSEMENT}; BR-16 (allowed, raises discrepancy OVER_RECEIPT)",
+        message="line(s) {lines} endorse {total} g base received on line {ref_line} of ExportAuthorization "
+        "{number}, which exported {limit} g: over-receipt, as the endorsement's Discrepancy declares",
+        hint="Both authorities should investigate where the surplus came from.",
     ),
     Rule(
         id="EN-005",
@@ -491,12 +503,13 @@ RULES: tuple[Rule, ...] = (
     # ExportDeclaration
     Rule(
         id="ED-001",
-        severity="warning",
+        severity="error",
         applies_to=_ED,
         check=c.declared_within_90_days,
         basis="1971 Art. 12(2)(c); BR-19",
         message="the declaration is issued {days} days after despatch ({despatch}); the treaty allows 90",
-        hint="Send export declarations to the importing country as soon as possible after despatch.",
+        hint="Send export declarations to the importing country as soon as possible after despatch, and no "
+        "later than 90 days after it.",
     ),
     Rule(
         id="ED-002",
@@ -754,6 +767,17 @@ RULES: tuple[Rule, ...] = (
         "verified row to base-factors.csv.",
     ),
     Rule(
+        id="X-031",
+        severity="warning",
+        applies_to=_WITH_BASE,
+        check=c.factor_departs_from_unverified_row,
+        basis="BR-13; base-factors.csv (row not yet verified against the INCB lists)",
+        message="line {line}: BaseConversionFactor is {declared}, far from the factor {expected} the reference "
+        "table gives {form} (not verified); the document's own factor was used",
+        hint="Check the factor and the salt named in SaltOrBaseForm against the current INCB Yellow or Green "
+        "List; a wrong factor misstates the base quantity.",
+    ),
+    Rule(
         id="X-021",
         severity="warning",
         applies_to=_AUTHORIZATIONS,
@@ -857,5 +881,24 @@ RULES: tuple[Rule, ...] = (
         message="AuthorityId {authority} does not start with its CountryCode {country}",
         hint="Write the authority's registry id, which starts with its country ({country}-...), or correct "
         "the CountryCode next to it.",
+    ),
+    Rule(
+        id="X-032",
+        severity="error",
+        applies_to=_AUTHORIZATIONS,
+        check=c.estimate_year_near_issue,
+        basis="1961 Arts. 12, 19 (annual estimates, Form B due 30 June of the year before); BR-10",
+        message="EstimateYear {year} is neither the issue year {first} nor the next year {second}",
+        hint="Give EstimateYear {first} or {second}, the year the import counts against, or leave it out "
+        "for {first}.",
+    ),
+    Rule(
+        id="X-033",
+        severity="error",
+        applies_to=_ALL - _AM,
+        check=c.names_have_letters,
+        basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b) (names of the drug and the parties); BR-18",
+        message="{name} is {text}: it has no letter or digit",
+        hint="Write the {name} out; blanks and invisible characters name nothing.",
     ),
 )

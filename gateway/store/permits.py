@@ -663,6 +663,17 @@ class PermitContext:
         shipped = self.executed.get(export_authorization)
         return shipped.get(line_number, Decimal(0)) if shipped is not None else line.base_grams
 
+    def executed_base_grams(
+        self, export_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
+    ) -> Decimal:
+        total = self.executed.get(export_authorization, {}).get(line_number, Decimal(0))
+        export, excluded = self.known.get(export_authorization), self.known.get(excluding) if excluding else None
+        if export is None or excluded is None or excluded.document.document_type is not EX:
+            return total
+        if excluded.refers_to != export.pk:
+            return total
+        return total - _sum(ln.base_grams for ln in excluded.lines if ln.reference_line_number == line_number)
+
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
     ) -> tuple[DocumentKey, ...]:

@@ -389,6 +389,21 @@ async def test_the_context_holds_what_the_document_names(registry: PermitRegistr
     assert context.estimate("BE", "morphine", 2026) is not None
 
 
+async def test_the_context_sums_the_other_executions_of_an_export(registry: PermitRegistry) -> None:
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    execution = (EXAMPLES / "valid" / "CH-EX-2026-0001.xml").read_bytes()
+    first = DocumentKey(DocumentType.EXPORT_EXECUTION, "CH", "CH-EX-2026-0001")
+    context = await registry.context_for(parse_document(execution).outline)
+    assert context.executed_base_grams(CH_EA, 1) == 0, "no executions yet"
+    await keep(registry, example("CH-EX-2026-0001.xml"))
+    context = await registry.context_for(parse_document(execution).outline)
+    assert context.executed_base_grams(CH_EA, 1) == Decimal(1880)
+    assert context.executed_base_grams(CH_EA, 1, excluding=first) == 0, "not counted against itself"
+    second = parse_document(execution.replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002"))
+    report = validation_report(second, as_of=AS_OF, context=await registry.context_for(second.outline))
+    assert [f.rule for f in report.findings if f.severity == "error"] == ["EX-004"]
+
+
 async def test_an_unreadable_document_gets_the_tables_alone(registry: PermitRegistry) -> None:
     context = await registry.context_for(parse_document(b"<ImportAuthorization").outline)
     assert context.known == {} and context.tables is tables()
