@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -20,6 +23,29 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC on every database: SQLite keeps a timestamp's wall-clock time and drops its
+    offset, so 07:00-05:00 would be read back as 07:00 UTC; a naive datetime is refused, not guessed at."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime {value.isoformat()} cannot be stored: give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData(
     naming_convention={
@@ -55,13 +81,13 @@ messages = Table(
     Column("attachments", JSON),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("next_attempt_at", UtcDateTime()),
     Column("lease_owner", String(100)),
-    Column("lease_expires_at", DateTime(timezone=True)),
-    Column("expires_at", DateTime(timezone=True)),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("expires_at", UtcDateTime()),
     Column("last_error", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("direction", "message_id", "from_party"),
     Index(None, "state", "next_attempt_at"),  # claim_due, recover_leases, the pull listing
     Index(None, "state", "updated_at"),  # the retention purge: final state, last moved before the cutoff
@@ -76,7 +102,7 @@ message_events = Table(
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("message_pk", _Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("state", String(20)),
     Column("detail", JSON, nullable=False),
@@ -90,7 +116,7 @@ evidence = Table(
     Column("kind", String(20), nullable=False),
     Column("content_type", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("message_pk", "kind"),
 )
 
@@ -137,8 +163,8 @@ permit_documents = Table(
     Column("content_sha256", String(64), nullable=False),
     Column("direction", String(3), nullable=False),
     Column("message_id", String(255), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("document_type", "issuing_country", "number"),
     Index(None, "document_type", "status", "valid_until"),
     Index(None, "importing_country", "estimate_year"),
@@ -171,6 +197,6 @@ pull_requests_answered = Table(
     metadata,
     Column("message_id", String(255), primary_key=True),
     Column("partner_id", String(100), nullable=False),
-    Column("answered_at", DateTime(timezone=True), nullable=False),
-    Column("fresh_until", DateTime(timezone=True), nullable=False, index=True),
+    Column("answered_at", UtcDateTime(), nullable=False),
+    Column("fresh_until", UtcDateTime(), nullable=False, index=True),
 )

@@ -602,9 +602,7 @@ class MessageStore:
         """
         now = self._clock.now()
         table = pull_requests_answered
-        # in UTC: SQLite keeps a timestamp's wall-clock time and drops its offset (-05:00 would be read as UTC)
-        until = as_utc(fresh_until)
-        row = {"message_id": message_id, "partner_id": partner_id, "answered_at": now, "fresh_until": until}
+        row = {"message_id": message_id, "partner_id": partner_id, "answered_at": now, "fresh_until": fresh_until}
         async with self._engine.begin() as conn:
             await conn.execute(delete(table).where(table.c.fresh_until < now))
             inserted = await conn.execute(insert_or_nothing(conn.dialect.name, table, (table.c.message_id,)), row)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import aiosqlite
@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import StatementError
 
 from gateway.clock import FixedClock
 from gateway.errors import StoreError
@@ -266,3 +267,15 @@ async def test_on_sqlite_a_committed_transaction_goes_back_to_the_pool_without_a
     await store.move(record.id, Event.CLAIM)
     await store.engine.dispose()
     assert rollbacks == []
+
+
+async def test_moments_are_stored_in_utc_whatever_their_offset_and_naive_ones_are_refused(
+    store: MessageStore,
+) -> None:
+    """SQLite kept a value's wall-clock time and dropped its offset: 07:00-05:00 came back as 07:00 UTC."""
+    written_in_new_york = (NOW + timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5)))
+    record, _ = await store.add(replace(new_message("m1@be"), expires_at=written_in_new_york))
+    stored = await store.get(record.id)
+    assert stored.expires_at == written_in_new_york and stored.expires_at.utcoffset() == timedelta(0)
+    with pytest.raises(StatementError, match="naive datetime"):  # a programming error, not a database outage
+        await store.add(replace(new_message("m2@be"), expires_at=NOW.replace(tzinfo=None)))
