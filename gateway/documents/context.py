@@ -166,14 +166,19 @@ class InMemoryContext:
         line = next((ln for ln in document.lines if ln.line_number == line_number), None)
         if line is None:
             return None
-        executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
+        executions = self._executions(export_authorization)
         return _reported(executions, line_number) if executions else line.base_quantity_grams
 
     def executed_base_grams(
         self, export_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
     ) -> Decimal:
-        executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
+        executions = self._executions(export_authorization)
         return _reported([d for d in executions if d.key != excluding], line_number)
+
+    def _executions(self, export_authorization: DocumentKey) -> list[PermitDocument]:
+        """The ExportExecutions of an export, less the cancelled ones: those shipped nothing."""
+        executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
+        return [d for d in executions if d.key not in self._cancelled]
 
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None

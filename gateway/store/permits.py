@@ -756,7 +756,11 @@ class _Snapshot:
                 exports[subjects[row.refers_to]].append(_key(row))
             elif row.document_type == EN:
                 endorsements[subjects[row.refers_to]].append(_key(row))
-        executions = {row.id: subjects[row.refers_to] for row in rows if row.document_type == EX}
+        executions = {
+            row.id: subjects[row.refers_to]
+            for row in rows
+            if row.document_type == EX and row.status != _S.CANCELLED  # a cancelled one shipped nothing
+        }
         return {
             "exports": {key: tuple(found) for key, found in exports.items()},
             "endorsements": {key: tuple(found) for key, found in endorsements.items()},

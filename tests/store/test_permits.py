@@ -404,6 +404,40 @@ async def test_the_context_sums_the_other_executions_of_an_export(registry: Perm
     assert [f.rule for f in report.findings if f.severity == "error"] == ["EX-004"]
 
 
+_AUTHORITY = (
+    b"<IssuingAuthority><CountryCode>CH</CountryCode><AuthorityId>CH-SWISSMEDIC</AuthorityId>"
+    b"<AuthorityName>Swissmedic</AuthorityName></IssuingAuthority>"
+)
+CANCELLED_EXECUTION = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Cancellation xmlns="urn:permit-gateway:cs-permits:1" schemaVersion="1.0">
+  <DocumentNumber>CH-CA-2026-0001</DocumentNumber><IssueDate>2026-11-25</IssueDate>%(authority)s
+  <ImportingCountry>BE</ImportingCountry><ExportingCountry>CH</ExportingCountry>
+  <CancelledDocument><DocumentType>ExportExecution</DocumentType><DocumentNumber>CH-EX-2026-0001</DocumentNumber>
+    <IssueDate>2026-11-25</IssueDate>%(authority)s</CancelledDocument>
+  <Reason>issuedInError</Reason><EffectiveDate>2026-11-25</EffectiveDate>
+  <ReplacementReference><DocumentType>ExportExecution</DocumentType><DocumentNumber>CH-EX-2026-0002</DocumentNumber>
+    <IssueDate>2026-11-25</IssueDate>%(authority)s</ReplacementReference>
+</Cancellation>
+""" % {b"authority": _AUTHORITY}
+
+
+async def test_a_cancelled_execution_shipped_nothing_so_its_replacement_passes(registry: PermitRegistry) -> None:
+    """EX-004 summed every execution of an export, the cancelled one too, and refused its replacement."""
+    documents = [example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"), example("CH-EX-2026-0001.xml")]
+    await keep(registry, *documents)
+    outline = parse_document(CANCELLED_EXECUTION).outline
+    cancellation = validate_document(CANCELLED_EXECUTION, as_of=AS_OF, context=await registry.context_for(outline))
+    await keep(registry, cancellation)
+    execution = (EXAMPLES / "valid" / "CH-EX-2026-0001.xml").read_bytes()
+    replacement = parse_document(execution.replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002"))
+    stored = await registry.context_for(replacement.outline)
+    in_memory = InMemoryContext([*documents, cancellation], tables())
+    for context in (stored, in_memory):
+        assert context.executed_base_grams(CH_EA, 1) == 0
+        report = validation_report(replacement, as_of=AS_OF, context=context)
+        assert [f.rule for f in report.findings if f.severity == "error"] == []
+
+
 async def test_an_unreadable_document_gets_the_tables_alone(registry: PermitRegistry) -> None:
     context = await registry.context_for(parse_document(b"<ImportAuthorization").outline)
     assert context.known == {} and context.tables is tables()
