@@ -486,9 +486,9 @@ def _payload(
         assert content.file is not None
         content.file.seek(0)
         return _make_payload(
-            info, cid, mime_type or part.content_type, b"", content.file, extra, size=content.size
+            info, cid, mime_type or part.media_type, b"", content.file, extra, size=content.size
         )
-    return _make_payload(info, cid, mime_type or part.content_type, content.read(), None, extra)
+    return _make_payload(info, cid, mime_type or part.media_type, content.read(), None, extra)
 
 
 def _make_payload(

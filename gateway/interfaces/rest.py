@@ -18,6 +18,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ruamel.yaml import YAML
 
+from gateway.as4 import mime
+from gateway.as4.model import MAX_MIME_TYPE_LENGTH
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
 from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError, StoreError
@@ -153,14 +155,30 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
                 if total > limit:
                     raise BadSubmission(f"the submission exceeds {limit} bytes ([inbound] max_message_bytes)")
                 spool.write(chunk)
-            mime_type = part.headers.get("Content-Type", "application/octet-stream")
             name = unquote(part.filename or "")  # some clients (aiohttp among them) percent-encode it
+            mime_type = _attachment_type(part.headers.get("Content-Type"), name or f"{len(attachments) + 1}")
             attachments.append(NewAttachment(filename=name, mime_type=mime_type, file=spool))
         else:
             raise BadSubmission(f"unknown form field {part.name!r}; expected 'document' and 'attachment' parts")
     if data is None:
         raise BadSubmission("the form has no 'document' part: the permit XML goes in a part named 'document'")
     return data, attachments
+
+
+def _attachment_type(header: str | None, name: str) -> str:
+    """The part's media type (and charset): its other parameters, a file name among them, stay out of the AS4
+    MimeType, which partners and our store cap at 100 characters."""
+    media_type, params = mime.parse_content_type(header or "application/octet-stream")
+    if not media_type:
+        raise BadSubmission(f"attachment {name!r} has the Content-Type {header!r}, which is not type/subtype")
+    charset = params.get("charset")
+    found = f"{media_type}; charset={charset}" if charset else media_type
+    if len(found) > MAX_MIME_TYPE_LENGTH:
+        raise BadSubmission(
+            f"attachment {name!r} has a media type of {len(found)} characters; at most {MAX_MIME_TYPE_LENGTH} "
+            "are accepted: send it as application/octet-stream"
+        )
+    return found
 
 
 async def retry_message(request: web.Request) -> web.Response:

@@ -149,3 +149,21 @@ async def test_a_rejected_outbox_permit_keeps_its_attachments_beside_the_reason(
     rejected = be.settings.folders.rejected
     assert (rejected / "bad.attachments" / "scan.pdf").read_bytes() == SCAN
     assert "line 1" in (rejected / "bad.xml.errors.txt").read_text()
+
+
+async def test_an_attachments_content_type_parameters_stay_out_of_its_mime_type(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A scanner's Content-Type with a long name parameter made a MimeType over the 100 characters partners
+    and our store accept: a 500, the attachment left behind. Only the media type (and charset) travels."""
+    be, _ = await _start(harness)
+    document = example(IA, today=harness.clock.now())
+    long_name = 'application/pdf; name="Einfuhrgenehmigung-' + "x" * 80 + '.pdf"'
+    status, body = await _post(session, be, _form(document, ("scan.pdf", long_name, SCAN)))
+    assert status == 202, body
+    record = await wait_for(session, be, body["message_id"], "ACKNOWLEDGED")
+    assert record["attachments"][0]["mime_type"] == "application/pdf"
+
+    too_long = "application/vnd." + "x" * 90
+    status, body = await _post(session, be, _form(document, ("odd.bin", too_long, SCAN)))
+    assert status == 400 and "at most 100 are accepted: send it as application/octet-stream" in body["detail"]
