@@ -39,5 +39,5 @@ def load_profiles_of(settings: Settings) -> LoadedProfiles:
     return load_profile_folder(
         settings.profiles.folder,
         certificates_dir=settings.profiles.certificates,
-        tls_passphrase=settings.keys.passphrase(),
+        tls_passphrase=settings.keys.passphrase,
     )

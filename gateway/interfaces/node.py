@@ -129,7 +129,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         load_profiles(
             settings.profiles.folder,
             certificates_dir=settings.profiles.certificates,
-            tls_passphrase=settings.keys.passphrase(),
+            tls_passphrase=settings.keys.passphrase,
         ),
         now=now,
         max_age=settings.inbound.duplicate_window,
@@ -449,7 +449,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         on_reload=on_loop(asyncio.get_running_loop(), functools.partial(use_partners, node)),
         active=active,
         interval=settings.profiles.poll_seconds,
-        tls_passphrase=settings.keys.passphrase(),
+        tls_passphrase=settings.keys.passphrase,
     )
     app[PROFILE_WATCHER] = watcher
     app[PROFILE_EDITOR] = ProfileEditor(
@@ -460,7 +460,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         on_change=watcher.reload,
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
-        tls_passphrase=settings.keys.passphrase(),
+        tls_passphrase=settings.keys.passphrase,
     )
     app[ADMIN_TOKEN] = settings.admin.token()
     app[ADMIN_NAMED] = settings.admin.named_tokens()

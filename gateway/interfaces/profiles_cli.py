@@ -64,7 +64,7 @@ def _editor(settings: Settings) -> ProfileEditor:
         clock=SystemClock(),
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
-        tls_passphrase=settings.keys.passphrase(),
+        tls_passphrase=settings.keys.passphrase,
     )
 
 
@@ -88,7 +88,7 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
         now=SystemClock().now(),
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
-        tls_passphrase=settings.keys.passphrase(),
+        tls_passphrase=settings.keys.passphrase,
     )
     for line in result.errors:
         err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)

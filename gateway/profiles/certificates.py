@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
 from gateway.as4 import readable_certificate
-from gateway.errors import KeyMaterialError
+from gateway.errors import GatewayError, KeyMaterialError
 from gateway.profiles.model import PartnerProfile, SecuritySuite
 
 MIN_RSA_KEY_BITS = 2048
@@ -102,18 +103,30 @@ def check_revocation_list(crl: x509.CertificateRevocationList, *, now: datetime,
         )
 
 
-def check_tls_client_key(key_path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
+Passphrase = Callable[[], bytes | None]
+"""The ``[keys]`` passphrase, asked for only where a key is encrypted: reading it may fail (an unset variable)."""
+
+
+def no_passphrase() -> None:
+    return None
+
+
+def check_tls_client_key(key_path: Path, certificate: x509.Certificate, passphrase: Passphrase) -> None:
     """The TLS client key must open as TLS will open it (unencrypted, or with the ``[keys]`` passphrase) and be
     the key of ``certificate``; ``KeyMaterialError`` naming the fix otherwise."""
     try:
         key = load_private_key(key_path, None)
     except KeyMaterialError as exc:
-        if passphrase is None:
+        try:
+            secret = passphrase()
+        except GatewayError as unreadable:
+            raise KeyMaterialError(f"{exc}; TLS opens it with the [keys] passphrase: {unreadable}") from None
+        if secret is None:
             raise KeyMaterialError(
                 f"{exc}; TLS opens it with the [keys] passphrase, and none is configured: set [keys].passphrase_env "
                 "or passphrase_file, or store the key unencrypted (mode 0600)"
             ) from None
-        key = load_private_key(key_path, passphrase)
+        key = load_private_key(key_path, secret)
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
         raise KeyMaterialError(

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.errors import GatewayError, ProfileError
+from gateway.profiles.certificates import Passphrase, no_passphrase
 from gateway.profiles.expiry import Validity, certificate_statuses, revocation_list_warnings
 from gateway.profiles.loader import load_profile, load_profile_folder
 from gateway.profiles.trust import Partners
@@ -35,7 +36,7 @@ def check_folder(
     now: datetime,
     warning_days: int,
     duplicate_window: timedelta | None = None,
-    tls_passphrase: bytes | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
 ) -> FolderCheck:
     """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
     time to live must stay under."""

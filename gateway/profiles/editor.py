@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError, ProfileError
+from gateway.profiles.certificates import Passphrase, no_passphrase
 from gateway.profiles.expiry import DEFAULT_WARNING_DAYS, Validity, certificate_status
 from gateway.profiles.history import (
     AuditLog,
@@ -158,7 +159,7 @@ class ProfileEditor:
         on_change: Callable[[str], bool] | None = None,
         warning_days: int = DEFAULT_WARNING_DAYS,
         duplicate_window: timedelta | None = None,
-        tls_passphrase: bytes | None = None,
+        tls_passphrase: Passphrase = no_passphrase,
     ) -> None:
         self.folder = folder
         self._tls_passphrase = tls_passphrase

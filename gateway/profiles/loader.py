@@ -29,12 +29,14 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from gateway.errors import KeyMaterialError, ProfileError
 from gateway.profiles.certificates import (
+    Passphrase,
     check_certificate,
     check_revocation_list,
     check_suite_key,
     check_tls_client_key,
     load_certificate,
     load_revocation_list,
+    no_passphrase,
 )
 from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
@@ -62,7 +64,7 @@ class _Loaded:
 
 
 def load_profile(
-    path: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: bytes | None = None
+    path: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: Passphrase = no_passphrase
 ) -> PartnerProfile:
     """Read and validate one partner profile; relative certificate paths resolve against ``certificates_dir``.
 
@@ -80,7 +82,7 @@ def load_profile_text(
     path: Path,
     certificates_dir: Path,
     now: datetime | None = None,
-    tls_passphrase: bytes | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
 ) -> PartnerProfile:
     """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were."""
     return _load(path, text, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase).profile
@@ -95,7 +97,11 @@ class LoadedProfiles:
 
 
 def load_profiles(
-    folder: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: bytes | None = None
+    folder: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
 ) -> ProfileRegistry:
     """Load every ``*.yaml``/``*.yml`` directly in ``folder`` (not in subfolders such as ``examples/``)."""
     return load_profile_folder(
@@ -109,7 +115,7 @@ def load_profile_folder(
     certificates_dir: Path,
     now: datetime | None = None,
     overrides: Mapping[Path, str | None] | None = None,
-    tls_passphrase: bytes | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
 ) -> LoadedProfiles:
     """Load a folder whole or not at all; ``overrides`` puts text in place of a file (None: as if removed).
 
@@ -167,7 +173,7 @@ def _profile_files(folder: Path, changes: Mapping[Path, str | None]) -> list[Pat
 
 
 def _load(
-    path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None, tls_passphrase: bytes | None
+    path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None, tls_passphrase: Passphrase
 ) -> _Loaded:
     document = _read_yaml(path, text)
     profile, problems = _validate(document)
@@ -380,13 +386,14 @@ def _file_refs(document: CommentedMap) -> list[_FileRef]:
 
 
 def _file_problems(
-    document: CommentedMap, *, certificates_dir: Path, now: datetime | None, tls_passphrase: bytes | None
+    document: CommentedMap, *, certificates_dir: Path, now: datetime | None, tls_passphrase: Passphrase
 ) -> list[_Problem]:
     """Check the files named in the raw document, so they are reported with any other problem.
 
     With ``now``, a purpose (signing, encryption, trust anchor, TLS client) whose certificates are all invalid
     at ``now`` is a problem at each of them; one expired certificate beside a valid one is fine (a rollover).
-    The TLS client key must open with ``tls_passphrase`` (the ``[keys]`` passphrase) and match its certificate.
+    The TLS client key must open with ``tls_passphrase()`` (the ``[keys]`` passphrase, asked for only when the
+    key is encrypted) and match its certificate.
     """
     security = document.get("security")
     suite = _suite(
@@ -459,7 +466,7 @@ def _check_crl(path: Path, anchor: x509.Certificate, now: datetime | None) -> No
         raise _Unfit(str(exc)) from None
 
 
-def _check_tls_key(path: Path, certificate: x509.Certificate, passphrase: bytes | None) -> None:
+def _check_tls_key(path: Path, certificate: x509.Certificate, passphrase: Passphrase) -> None:
     try:
         check_tls_client_key(path, certificate, passphrase)
     except KeyMaterialError as exc:

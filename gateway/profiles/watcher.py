@@ -24,6 +24,7 @@ import structlog
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError
+from gateway.profiles.certificates import Passphrase, no_passphrase
 from gateway.profiles.loader import is_profile_file, load_profile_folder
 from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS, PROFILES_ACTIVE
 from gateway.profiles.trust import Partners
@@ -52,7 +53,7 @@ def load_partners(
     now: datetime,
     reason: str,
     max_age: timedelta | None = None,
-    tls_passphrase: bytes | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
 ) -> ActiveProfiles:
     """Load and check a whole folder into a new active set; raises ``GatewayError`` naming every problem."""
     loaded = load_profile_folder(folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase)
@@ -85,7 +86,7 @@ class ProfileWatcher:
         on_reload: Callable[[Partners], None],
         active: ActiveProfiles | None = None,
         interval: float = DEFAULT_INTERVAL_SECONDS,
-        tls_passphrase: bytes | None = None,
+        tls_passphrase: Passphrase = no_passphrase,
     ) -> None:
         self._folder = folder
         self._tls_passphrase = tls_passphrase

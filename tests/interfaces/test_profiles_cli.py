@@ -87,6 +87,14 @@ def test_check_ok(cli: Cli) -> None:
     assert f"{cli.folder}: 2 partner profile(s) OK" in output
 
 
+def test_profile_commands_ask_for_the_passphrase_only_for_an_encrypted_tls_key(cli: Cli) -> None:
+    """An operator's shell seldom has the service's passphrase variable: without a TLS client key to open, the
+    profile commands do not need it (they stopped with 'not set', and 'profiles check' with a traceback)."""
+    for args in (("profiles", "check"), ("profiles", "show", "--effective", "ch-swissmedic")):
+        result = cli.runner.invoke(app, [*args, "--config", str(cli.config)], env={"KS_PASS": ""})
+        assert result.exit_code == 0, result.output
+
+
 def test_check_prints_every_error_and_exits_1(cli: Cli) -> None:
     (cli.folder / "ch-swissmedic.yaml").write_text(CH.replace("country: CH", "country: Swiss"))
     (cli.folder / "be-famhp.yaml").write_text(BE.replace("party_id: BE-FAMHP\n", ""))

@@ -25,7 +25,7 @@ from gateway.as4 import (
     build_user_message,
     parse_incoming,
 )
-from gateway.errors import KeyMaterialError, ProfileError
+from gateway.errors import ConfigError, KeyMaterialError, ProfileError
 from gateway.profiles import DevPki, load_profile, load_profiles
 from gateway.profiles.certificates import resolve_certificates
 from gateway.profiles.model import DeliveryMethod, Pull, Transport, profile_json_schema
@@ -233,13 +233,16 @@ def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfi
     tls = "tls:\n  ca_bundle: bundle.pem\n  client_certificate: ch-swissmedic.crt.pem\n  client_key: client.key.pem\n"
 
     profile = load_profile(
-        write_profile(MINIMAL + tls), certificates_dir=certs, now=NOW, tls_passphrase=b"the [keys] passphrase"
+        write_profile(MINIMAL + tls),
+        certificates_dir=certs,
+        now=NOW,
+        tls_passphrase=lambda: b"the [keys] passphrase",
     )
 
     assert profile.tls.ca_bundle == certs / "bundle.pem"
     assert profile.tls.client_key == certs / "client.key.pem"
     plain = write_profile(MINIMAL.replace("https://", "http://") + tls)
-    assert problems(plain, certs, tls_passphrase=b"the [keys] passphrase") == [
+    assert problems(plain, certs, tls_passphrase=lambda: b"the [keys] passphrase") == [
         f"{plain}:2:1 (profile): expected an https:// endpoint: tls settings apply to https only, "
         "got 'http://as4.example.org/as4'"
     ]
@@ -280,11 +283,19 @@ def test_a_tls_client_key_must_open_as_tls_opens_it_and_be_the_certificates(
     [no_passphrase] = problems(path, certs)
     assert no_passphrase.startswith(f"{place} is encrypted and needs a passphrase; TLS opens it with the [keys]")
     assert "set [keys].passphrase_env or passphrase_file" in no_passphrase
-    [wrong] = problems(path, certs, tls_passphrase=b"wrong")
+    [wrong] = problems(path, certs, tls_passphrase=lambda: b"wrong")
     assert wrong.startswith(f"{place} cannot be loaded: wrong passphrase")
-    assert load_profile(path, certificates_dir=certs, tls_passphrase=b"right").tls.client_key == key_file
-    _write_key(key_file, own, None)  # TLS ignores the passphrase for a key stored unencrypted
-    assert load_profile(path, certificates_dir=certs, tls_passphrase=b"right").tls.client_key == key_file
+    assert load_profile(path, certificates_dir=certs, tls_passphrase=lambda: b"right").tls.client_key == key_file
+    _write_key(key_file, own, None)  # TLS ignores the passphrase for a key stored unencrypted, so it is not read
+
+    def unset() -> bytes:
+        raise ConfigError("[keys].passphrase_env names the environment variable 'GW_PASS', which is not set")
+
+    assert load_profile(path, certificates_dir=certs, tls_passphrase=unset).tls.client_key == key_file
+    _write_key(key_file, own, b"right")
+    [unreadable] = problems(path, certs, tls_passphrase=unset)
+    assert unreadable.startswith(f"{place} is encrypted and needs a passphrase; TLS opens it with the [keys] ")
+    assert "'GW_PASS', which is not set" in unreadable
 
 
 def test_tls_pair_and_bundle_content(certs: Path, write_profile: WriteProfile) -> None:
