@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
-from gateway.profiles import PartnerProfile, ProfileRegistry
+from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import DeliveryMethod
 from gateway.store import Direction, Event, IllegalTransition, MessageRecord, MessageStore, PayloadStore, State
 
@@ -35,10 +35,7 @@ class PullInbox:
         self._profiles = profiles
 
     def pull_partners(self) -> list[str]:
-        return [p.id for p in self._pulling()]
-
-    def _pulling(self) -> list[PartnerProfile]:
-        return [p for p in self._profiles if p.delivery.method is DeliveryMethod.REST_PULL]
+        return [p.id for p in self._profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
     async def waiting(self, *, partner: str | None = None, limit: int = 50) -> list[MessageRecord]:
         """Received messages of rest-pull partners not yet acknowledged, oldest first."""
@@ -64,14 +61,10 @@ class PullInbox:
         return record
 
     async def _candidates(self, message_id: str) -> list[MessageRecord]:
-        """Looked up by sender too: without it the store answers with any partner's message of that id."""
-        pulling = self._pulling()
-        partners = {p.id for p in pulling}
-        found = [
-            await self._store.find(Direction.INBOUND, message_id, party)
-            for party in sorted({p.party_id for p in pulling})
-        ]
-        return [r for r in found if r is not None and r.partner_id in partners]
+        """Among every sender's messages of that id, those of rest-pull partners: the partner, as ``waiting``
+        lists them, not its current PartyId, which a profile edit may have changed since."""
+        partners = set(self.pull_partners())
+        return [r for r in await self._store.find_all(Direction.INBOUND, message_id) if r.partner_id in partners]
 
     async def fetch(self, message_id: str) -> tuple[MessageRecord, bytes]:
         record = await self.find(message_id)

@@ -670,6 +670,13 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
 
+    async def find_all(self, direction: Direction, message_id: str) -> list[MessageRecord]:
+        """Every message of ``direction`` with this MessageId, whoever sent it (the key includes the sender)."""
+        query = _BY_MESSAGE_ID.order_by(messages.c.id)
+        async with self._reads.connect() as conn:
+            rows = await conn.execute(query, {"direction": direction, "message_id": message_id})
+            return [_record(row) for row in rows]
+
     async def find_either(self, message_id: str) -> MessageRecord | None:
         """The message with this MessageId, the one we sent before one we received (the REST API and the CLI
         name messages by MessageId alone)."""

@@ -89,3 +89,14 @@ async def test_rest_pull_refuses_a_message_id_two_pulling_partners_used(inbound:
     assert await inbound.worker(switched).drain() == 1
     pull = PullInbox(store=inbound.store, payloads=inbound.payloads, profiles=switched)
     assert (await pull.ack(SAME)).record.id == second.id
+
+
+async def test_a_listed_message_is_fetched_after_its_partners_party_id_changed(inbound: Inbound) -> None:
+    """Found by partner, as listed: by the profile's current PartyId, a message received before the partner moved
+    to an eDelivery PartyId was listed but could not be fetched or acknowledged."""
+    kept = await inbound.accepted(1)  # from CH-SWISSMEDIC
+    moved = partner(delivery={"method": "rest-pull"}, party_id="0088:7613000000001")
+    pull = PullInbox(store=inbound.store, payloads=inbound.payloads, profiles=ProfileRegistry([moved]))
+    assert [r.message_id for r in await pull.waiting()] == [kept.message_id]
+    record, _ = await pull.fetch(kept.message_id)
+    assert record.id == kept.id and (await pull.ack(kept.message_id)).moved
