@@ -485,9 +485,7 @@ def _payload(
     if content.spooled:
         assert content.file is not None
         content.file.seek(0)
-        return _make_payload(
-            info, cid, mime_type or part.media_type, b"", content.file, extra, size=content.size
-        )
+        return _make_payload(info, cid, mime_type or part.media_type, b"", content.file, extra, size=content.size)
     return _make_payload(info, cid, mime_type or part.media_type, content.read(), None, extra)
 
 

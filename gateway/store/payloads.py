@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -17,14 +16,12 @@ from gateway.errors import StoreError
 from gateway.files import sync_folder, write_atomically
 
 CHUNK = 1 << 20
+_ASIDE = ".aside-"  # a payload file ``remove`` set aside before deleting it
 
 
 class PayloadStore:
     def __init__(self, root: Path) -> None:
         self._root = root
-        # reusing a file (its mtime touched) and the purge's look-then-delete must not interleave: the purge
-        # would delete the file a new message has just been told is stored
-        self._in_use = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -43,12 +40,11 @@ class PayloadStore:
 
     def _reuse(self, target: Path) -> bool:
         """The same bytes again: mark the file in use (its mtime), so the retention purge spares it."""
-        with self._in_use:
-            try:
-                os.utime(target)
-            except FileNotFoundError:
-                return False
-            return True
+        try:
+            os.utime(target)
+        except FileNotFoundError:
+            return False
+        return True
 
     async def write(self, data: bytes) -> str:
         """``put`` on a worker thread: the fsync waits for the disk without stopping the event loop."""
@@ -146,14 +142,28 @@ class PayloadStore:
         """Delete a file no message names any more, unless it was written or reused (``put``) within
         ``untouched_for``: a submission of the same bytes may be about to name it. True when deleted."""
         path = self.path(sha256)
-        with self._in_use:
-            try:
-                if time.time() - path.stat().st_mtime < untouched_for.total_seconds():
-                    return False
-                path.unlink()
-            except FileNotFoundError:
+        limit = untouched_for.total_seconds()
+        aside = path.with_name(f"{_ASIDE}{path.name}")
+        try:
+            if time.time() - path.stat().st_mtime < limit:
                 return False
+            # a submission here or on another node sharing the folder may reuse the file (touch it) between the
+            # look and the delete: set it aside, look again, and put it back if it was touched meanwhile
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return False
+        if time.time() - aside.stat().st_mtime < limit:
+            os.replace(aside, path)
+            return False
+        aside.unlink()
         return True
+
+    @staticmethod
+    def _restore(aside: Path, path: Path) -> None:
+        if path.exists():
+            aside.unlink()
+        else:
+            os.replace(aside, path)
 
     def shards(self) -> list[str]:
         """The two-letter folders payload files are kept in."""
@@ -172,6 +182,8 @@ class PayloadStore:
                     continue
                 if entry.name.startswith(".tmp-"):
                     os.unlink(entry.path)
+                elif entry.name.startswith(_ASIDE):  # a crash during ``remove``: back, to be judged again
+                    self._restore(Path(entry.path), self._root / shard / entry.name.removeprefix(_ASIDE))
                 elif len(entry.name) == 62 and all(c in "0123456789abcdef" for c in entry.name):
                     found.append(shard + entry.name)
             except FileNotFoundError:

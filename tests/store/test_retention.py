@@ -4,10 +4,10 @@ payload files no other message names; recent, unfinished and shared things stay;
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -223,26 +223,29 @@ async def test_payload_files_no_message_ever_named_go_after_the_grace(
     assert (payloads.path(orphan).parent / "not-a-payload").exists()
 
 
-def test_a_file_reused_while_the_purge_deletes_it_is_stored_again(tmp_path: Path) -> None:
-    """The purge looks at a file's age, then deletes it; a submission of the same bytes in between was told the
-    file is stored, and its message named a file that was gone."""
-    payloads = PayloadStore(tmp_path / "payloads")
-    sha = payloads.put(b"<permit/>")
-    _age(payloads, sha)
-    path = payloads.path(sha)
-    reused: list[str] = []
-    threads: list[threading.Thread] = []
-    unlink = Path.unlink
+def test_a_file_another_node_reuses_while_this_one_deletes_it_stays(tmp_path: Path) -> None:
+    """A submission reusing the file between the purge's look and its delete (here or on another node sharing
+    the data folder) was told the file is stored and then named a file that was gone. A crash half way through
+    the delete loses nothing either."""
+    node_a, node_b = PayloadStore(tmp_path / "payloads"), PayloadStore(tmp_path / "payloads")
+    sha = node_a.put(b"<permit/>")
+    _age(node_a, sha)
+    path = node_a.path(sha)
+    stat = Path.stat
 
-    def unlink_after_a_reuse(self: Path, missing_ok: bool = False) -> None:
+    def reused_by_node_b_after_the_look(self: Path, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = stat(self, *args, **kwargs)
         if self == path:
-            threads.append(threading.Thread(target=lambda: reused.append(payloads.put(b"<permit/>"))))
-            threads[0].start()
-            threads[0].join(timeout=0.5)  # with the check and the delete not interleavable, it waits for them
-        unlink(self, missing_ok=missing_ok)
+            assert node_b.put(b"<permit/>") == sha  # told the file is stored
+        return found
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Path, "unlink", unlink_after_a_reuse)
-        payloads.remove(sha, untouched_for=timedelta(hours=1))
-    threads[0].join(timeout=5)
-    assert reused == [sha] and path.exists() and payloads.get(sha) == b"<permit/>"
+        patch.setattr(Path, "stat", reused_by_node_b_after_the_look)
+        assert node_a.remove(sha, untouched_for=timedelta(hours=1)) is False
+    assert node_b.get(sha) == b"<permit/>"
+
+    _age(node_a, sha)
+    os.replace(path, path.with_name(f".aside-{path.name}"))  # a crash between setting aside and deleting
+    os.utime(path.with_name(f".aside-{path.name}"), (path.parent.stat().st_mtime - 7200,) * 2)
+    assert node_a.old_files(sha[:2], untouched_for=timedelta(hours=1)) == []
+    assert node_a.get(sha) == b"<permit/>"  # back under its name, for the next sweep to judge
