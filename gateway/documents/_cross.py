@@ -205,6 +205,13 @@ def dispatched_within_export_validity(d: Draft, env: Env) -> Iterator[Hit]:
         yield at(d.event_date, date=d.event_date.value, number=ea.number, start=ea.valid_from, end=ea.valid_until)
 
 
+def received_after_dispatch(d: Draft, env: Env) -> Iterator[Hit]:
+    ctx, ref, received = env.context, d.export_ref, d.event_date
+    dispatched = ctx.dispatch_date(ref.key) if ctx and ref else None
+    if ref and received and dispatched and received.value < dispatched:
+        yield at(received, date=received.value, number=ref.number.value, dispatch_date=dispatched)
+
+
 def endorsed_within_exported(d: Draft, env: Env) -> Iterator[Hit]:
     if OVER_RECEIPT not in d.discrepancies:
         yield from _over_received(d, env)

@@ -30,6 +30,7 @@ _REFERENCES = {
 _SUBJECTS = ("AmendedDocument", "CancelledDocument", "AcknowledgedDocument", "NotificationReference")
 _EVENT_DATES = ("DispatchDate", "DateOfReceipt", "DateOfDespatch", "ExpectedDispatchDate", "EffectiveDate")
 _ACTUAL = frozenset({DocumentType.EXPORT_EXECUTION, DocumentType.IMPORT_ENDORSEMENT})
+_TAKES_EFFECT = frozenset({DocumentType.CANCELLATION, DocumentType.EXPORT_EXECUTION})
 
 
 # Drafts live for one validation and are never changed; they are not frozen because frozen dataclasses
@@ -218,7 +219,7 @@ def to_document(draft: Draft, findings: tuple[Finding, ...]) -> PermitDocument:
         estimate_year=draft.estimate_year.value if draft.estimate_year else None,
         emergency_reason=draft.emergency.value if draft.emergency else None,
         effective_date=draft.event_date.value
-        if draft.event_date and draft.document_type is DocumentType.CANCELLATION
+        if draft.event_date and draft.document_type in _TAKES_EFFECT
         else None,
         replacement=to_document(draft.replacement, ()) if draft.replacement else None,
         content_sha256=draft.content_sha256,

@@ -67,8 +67,10 @@ class PermitDocument:
     ``valid_from``/``valid_until`` on authorizations, ``import_authorization_ref`` on export authorizations
     and endorsements, ``export_authorization_ref`` on executions and endorsements, ``subject_ref`` on
     amendments, cancellations, notification responses and acknowledgements (the document they are about),
-    ``replacement`` on amendments (the new version of the amended document). ``version`` is 1 for an
-    original, the amendment's Version on a replacement (and on the Amendment, the version it creates).
+    ``replacement`` on amendments (the new version of the amended document), ``effective_date`` on
+    cancellations (their EffectiveDate) and executions (their DispatchDate: the day the export took effect).
+    ``version`` is 1 for an original, the amendment's Version on a replacement (and on the Amendment, the
+    version it creates).
     """
 
     document_type: DocumentType

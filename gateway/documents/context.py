@@ -72,6 +72,11 @@ class DocumentContext(Protocol):
         """Base grams the ExportExecutions of an ExportAuthorization report on one of its lines (0 if none)."""
         ...
 
+    def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
+        """The earliest DispatchDate of an ExportAuthorization's ExportExecutions, not cancelled; None when it
+        has none, or one whose date is not known."""
+        ...
+
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
     ) -> tuple[DocumentKey, ...]: ...
@@ -179,6 +184,10 @@ class InMemoryContext:
         """The ExportExecutions of an export, less the cancelled ones: those shipped nothing."""
         executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
         return [d for d in executions if d.key not in self._cancelled]
+
+    def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
+        days = [d.effective_date for d in self._executions(export_authorization)]
+        return None if not days or None in days else min(day for day in days if day is not None)
 
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None

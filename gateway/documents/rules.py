@@ -401,6 +401,19 @@ RULES: tuple[Rule, ...] = (
         hint="Give the real date the goods arrived: on or after {ea_date}, as they can only be shipped under "
         "an issued ExportAuthorization.",
     ),
+    Rule(
+        id="EN-009",
+        severity="error",
+        applies_to=_EN,
+        check=x.received_after_dispatch,
+        needs="context",
+        basis=f"{_ENDORSEMENT}; BR-09 carried to the execution (goods arrive after they leave)",
+        message="DateOfReceipt {date} is before the goods were dispatched under ExportAuthorization {number} "
+        "on {dispatch_date}",
+        hint="Give the real date the goods arrived: on or after {dispatch_date}, the DispatchDate of its earliest "
+        "ExportExecution; if that date is wrong, the exporting country cancels the execution and sends a "
+        "corrected one.",
+    ),
     # Amendment
     Rule(
         id="AM-001",

@@ -613,6 +613,7 @@ class PermitContext:
     exports: Mapping[DocumentKey, tuple[DocumentKey, ...]] = field(default_factory=dict)
     executed: Mapping[DocumentKey, Mapping[int, Decimal]] = field(default_factory=dict)
     endorsements: Mapping[DocumentKey, tuple[DocumentKey, ...]] = field(default_factory=dict)
+    dispatched: Mapping[DocumentKey, date] = field(default_factory=dict)
     authorized: Mapping[tuple[DocumentType, str, str, int], Decimal] = field(default_factory=dict)
 
     def find(self, key: DocumentKey) -> PermitDocument | None:
@@ -673,6 +674,9 @@ class PermitContext:
         if excluded.refers_to != export.pk:
             return total
         return total - _sum(ln.base_grams for ln in excluded.lines if ln.reference_line_number == line_number)
+
+    def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
+        return self.dispatched.get(export_authorization)
 
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
@@ -740,7 +744,8 @@ class _Snapshot:
         return PermitContext(tables=self.tables, known=known, authorized=authorized, **named)
 
     async def named_by(self, subjects: Mapping[int, DocumentKey]) -> dict[str, Any]:
-        """The exports against the imports, and the executions and endorsements of the exports."""
+        """The exports against the imports, and the executions (what and when they shipped) and endorsements
+        of the exports."""
         if not subjects:
             return {}
         query = (
@@ -756,15 +761,13 @@ class _Snapshot:
                 exports[subjects[row.refers_to]].append(_key(row))
             elif row.document_type == EN:
                 endorsements[subjects[row.refers_to]].append(_key(row))
-        executions = {
-            row.id: subjects[row.refers_to]
-            for row in rows
-            if row.document_type == EX and row.status != _S.CANCELLED  # a cancelled one shipped nothing
-        }
+        # A cancelled execution shipped nothing.
+        live = [row for row in rows if row.document_type == EX and row.status != _S.CANCELLED]
         return {
             "exports": {key: tuple(found) for key, found in exports.items()},
             "endorsements": {key: tuple(found) for key, found in endorsements.items()},
-            "executed": await self.executed(executions),
+            "executed": await self.executed({row.id: subjects[row.refers_to] for row in live}),
+            "dispatched": _dispatched(live, subjects),
         }
 
     async def executed(self, executions: Mapping[int, DocumentKey]) -> dict[DocumentKey, dict[int, Decimal]]:
@@ -797,6 +800,15 @@ class _Snapshot:
         )
         totals = {substance: total for substance, total in await self.conn.execute(query)}
         return {(document_type, country, s, year): _grams(totals.get(s) or 0) for s in substances}
+
+
+def _dispatched(executions: Sequence[Any], subjects: Mapping[int, DocumentKey]) -> dict[DocumentKey, date]:
+    """The earliest DispatchDate (kept as effective_date) of each export's executions; an export with an
+    execution kept without it (before dispatch dates were kept) is left out, its earliest not known."""
+    days: dict[DocumentKey, list[date | None]] = defaultdict(list)
+    for row in executions:
+        days[subjects[row.refers_to]].append(row.effective_date)
+    return {key: min(d for d in found if d is not None) for key, found in days.items() if None not in found}
 
 
 # --- rows and values ------------------------------------------------------------------------------------

@@ -113,6 +113,12 @@ def test_exported_quantity_is_the_execution_else_the_authorization(context: InMe
     assert context.exported_base_grams(CH_EA_4, 2) is None
 
 
+def test_dispatch_date_is_the_earliest_execution(context: InMemoryContext) -> None:
+    assert context.dispatch_date(CH_EA_1) == date(2026, 11, 25)  # CH-EX-2026-0001
+    assert context.dispatch_date(DocumentKey(EA, "CH", "CH-EA-2026-0015")) == date(2026, 11, 23)  # CH-EX-2026-0005
+    assert context.dispatch_date(CH_EA_4) is None, "no execution"
+
+
 def test_authorized_imports_of_the_year(context: InMemoryContext) -> None:
     assert context.authorized_base_grams(IA, "BE", "morphine", 2026) == Decimal("8272.000")  # with BE-IA-2026-0009
     assert context.authorized_base_grams(IA, "BE", "morphine", 2026, excluding=BE_IA_1) == Decimal("4512.000")

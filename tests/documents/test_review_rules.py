@@ -4,11 +4,14 @@ across the documents of one trade."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 
 from gateway.documents import (
     ControlTables,
+    DocumentKey,
+    DocumentType,
     InMemoryContext,
     PermitDocument,
     ValidationReport,
@@ -178,3 +181,83 @@ def test_an_endorsement_received_on_the_dispatch_day_passes(without: Without) ->
         ("<DateOfReceipt>2026-11-26</DateOfReceipt>", "<DateOfReceipt>2026-11-25</DateOfReceipt>"),
     )
     assert _check(same_day, without("BE-EN-2026-0001", "BE-AK-2026-0001")).valid
+
+
+# 7. BR-09, the other half: a receipt follows the dispatch its ExportExecution reports (EN-009).
+
+
+def _received_on(day: str) -> str:
+    return _replace(
+        _example("BE-EN-2026-0001.xml"),
+        ("<DateOfReceipt>2026-11-26</DateOfReceipt>", f"<DateOfReceipt>{day}</DateOfReceipt>"),
+    )
+
+
+def _execution(number: str, dispatched: str) -> PermitDocument:
+    """CH-EX-2026-0001 renumbered, dispatched and issued on ``dispatched``."""
+    text = _replace(
+        _example("CH-EX-2026-0001.xml"),
+        ("CH-EX-2026-0001", number),
+        ("<IssueDate>2026-11-25</IssueDate>", f"<IssueDate>{dispatched}</IssueDate>"),
+        ("<DispatchDate>2026-11-25</DispatchDate>", f"<DispatchDate>{dispatched}</DispatchDate>"),
+    )
+    return validate_document(text.encode(), as_of=AS_OF)
+
+
+def _cancelled(execution: str) -> PermitDocument:
+    text = _replace(
+        _example("DE-CA-2026-0003.xml"),
+        ("DE-CA-2026-0003", "CH-CA-2026-0001"),
+        ("DE-IA-2026-0417", execution),
+        ("<DocumentType>ImportAuthorization</DocumentType>", "<DocumentType>ExportExecution</DocumentType>"),
+        ("<ImportingCountry>DE</ImportingCountry>", "<ImportingCountry>BE</ImportingCountry>"),
+        ("<ExportingCountry>NL</ExportingCountry>", "<ExportingCountry>CH</ExportingCountry>"),
+        ("<CountryCode>DE</CountryCode>", "<CountryCode>CH</CountryCode>"),
+        ("DE-BFARM", "CH-SWISSMEDIC"),
+        ("Federal Institute for Drugs and Medical Devices (BfArM), Federal Opium Agency", "Swissmedic"),
+        ("<IssueDate>2026-11-16</IssueDate>", "<IssueDate>2026-11-25</IssueDate>"),
+        ("<Reason>applicantRequest</Reason>", "<Reason>issuedInError</Reason>"),
+    )
+    return validate_document(text.encode(), as_of=AS_OF)
+
+
+def test_an_endorsement_received_after_the_export_was_issued_but_before_its_dispatch_is_refused(
+    without: Without,
+) -> None:
+    report = _check(_received_on("2026-11-24"), without("BE-EN-2026-0001", "BE-AK-2026-0001"))
+    (finding,) = [f for f in report.findings if f.severity == "error"]
+    assert finding.rule == "EN-009" and finding.path and finding.path.endswith("en:DateOfReceipt")
+    assert (
+        "2026-11-24" in finding.message
+        and "2026-11-25" in finding.message
+        and "CH-EA-2026-0001" in finding.message
+    )
+    assert "on or after 2026-11-25" in finding.hint
+
+
+def test_the_earliest_execution_counts(without: Without) -> None:
+    context = without("BE-EN-2026-0001", "BE-AK-2026-0001", extra=(_execution("CH-EX-2026-0002", "2026-11-24"),))
+    assert context.dispatch_date(_key("CH-EA-2026-0001")) == date(2026, 11, 24)
+    assert _check(_received_on("2026-11-24"), context).valid
+
+
+def test_without_an_execution_the_dispatch_rule_does_not_apply(without: Without) -> None:
+    context = without("BE-EN-2026-0001", "BE-AK-2026-0001", "CH-EX-2026-0001")
+    assert context.dispatch_date(_key("CH-EA-2026-0001")) is None
+    assert _check(_received_on("2026-11-24"), context).valid
+
+
+def test_a_cancelled_execution_dispatched_nothing(without: Without) -> None:
+    cancellation = _cancelled("CH-EX-2026-0001")
+    context = without("BE-EN-2026-0001", "BE-AK-2026-0001", extra=(cancellation,))
+    assert context.dispatch_date(_key("CH-EA-2026-0001")) is None
+    assert _check(_received_on("2026-11-24"), context).valid
+    later = without(
+        "BE-EN-2026-0001", "BE-AK-2026-0001", extra=(cancellation, _execution("CH-EX-2026-0002", "2026-11-26"))
+    )
+    assert later.dispatch_date(_key("CH-EA-2026-0001")) == date(2026, 11, 26), "the replacement's date"
+    assert _errors(_check(_received_on("2026-11-25"), later)) == {"EN-009"}
+
+
+def _key(number: str) -> DocumentKey:
+    return DocumentKey(DocumentType.EXPORT_AUTHORIZATION, "CH", number)

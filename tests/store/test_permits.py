@@ -37,7 +37,7 @@ from gateway.store import (
     create_engine,
     upgrade,
 )
-from gateway.store.schema import permit_lines
+from gateway.store.schema import permit_documents, permit_lines
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 AS_OF = date.fromisoformat((EXAMPLES / "as-of.txt").read_text().strip())
@@ -436,6 +436,40 @@ async def test_a_cancelled_execution_shipped_nothing_so_its_replacement_passes(r
         assert context.executed_base_grams(CH_EA, 1) == 0
         report = validation_report(replacement, as_of=AS_OF, context=context)
         assert [f.rule for f in report.findings if f.severity == "error"] == []
+
+
+def execution(number: str, dispatched: date) -> PermitDocument:
+    """CH-EX-2026-0001 renumbered, dispatched on ``dispatched``."""
+    return replace(example("CH-EX-2026-0001.xml"), number=number, effective_date=dispatched, content_sha256=number)
+
+
+async def test_the_context_gives_the_earliest_dispatch_of_the_live_executions(registry: PermitRegistry) -> None:
+    """EN-009 on the store: a receipt on 2026-11-24 passes while an execution dispatched that day is live."""
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    valid = (EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes()
+    endorsement = parse_document(valid.replace(b">2026-11-26</DateOfReceipt>", b">2026-11-24</DateOfReceipt>"))
+
+    async def dispatched_and_errors() -> tuple[date | None, list[str]]:
+        context = await registry.context_for(endorsement.outline)
+        report = validation_report(endorsement, as_of=AS_OF, context=context)
+        return context.dispatch_date(CH_EA), [f.rule for f in report.findings if f.severity == "error"]
+
+    assert await dispatched_and_errors() == (None, []), "no execution yet"
+    second = execution("CH-EX-2026-0002", date(2026, 11, 24))
+    await keep(registry, example("CH-EX-2026-0001.xml"), second)
+    assert await dispatched_and_errors() == (date(2026, 11, 24), [])
+    await keep(registry, cancellation("CH-CA-2026-0001", second.key, "CH"))
+    assert await dispatched_and_errors() == (date(2026, 11, 25), ["EN-009"]), "a cancelled one dispatched nothing"
+
+
+async def test_an_execution_kept_without_its_dispatch_date_leaves_the_rule_out(registry: PermitRegistry) -> None:
+    await keep(
+        registry, *(example(n) for n in ("BE-IA-2026-0001.xml", "CH-EA-2026-0001.xml", "CH-EX-2026-0001.xml"))
+    )
+    async with registry.engine.begin() as conn:
+        await conn.execute(update(permit_documents).values(effective_date=None))
+    outline = parse_document((EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes()).outline
+    assert (await registry.context_for(outline)).dispatch_date(CH_EA) is None
 
 
 async def test_an_unreadable_document_gets_the_tables_alone(registry: PermitRegistry) -> None:
