@@ -25,11 +25,18 @@ _GUARDED = ("/api/", "/metrics")
 _ADMIN = "/api/v1/admin/"
 
 
+def bearer_token(request: web.Request) -> bytes | None:
+    """The bytes of an ``Authorization: Bearer`` credential as sent (a header that is not UTF-8 included)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return given.strip().encode("utf-8", "surrogateescape")
+
+
 def bearer_matches(request: web.Request, token: SecretStr) -> bool:
     """True when the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+    given = bearer_token(request)
+    return given is not None and hmac.compare_digest(given, token.get_secret_value().encode())
 
 
 def is_local(request: web.Request) -> bool:

@@ -28,16 +28,18 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import ProfileError
-from gateway.interfaces.access import bearer_matches
+from gateway.interfaces.access import bearer_matches, bearer_token
 from gateway.interfaces.keys import ADMIN_NAME, ADMIN_NAMED, ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
 from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
 from gateway.profiles.expiry import certificate_statuses
 from gateway.profiles.history import UnknownVersion
+from gateway.profiles.registry import ProfileRegistry
 from gateway.store import Direction, State
 
 ADMIN = "/api/v1/admin"
@@ -80,10 +82,10 @@ def admin_only(handler: Handler) -> Handler:
 
 def _named(request: web.Request, named: dict[str, str]) -> str | None:
     """The administrator whose own token the request carries: its SHA-256 compared with each, in constant time."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not named:
+    given = bearer_token(request)
+    if given is None or not named:
         return None
-    digest = hashlib.sha256(given.strip().encode()).hexdigest()
+    digest = hashlib.sha256(given).hexdigest()
     found = [name for known, name in named.items() if hmac.compare_digest(digest, known)]
     return found[0] if found else None
 
@@ -108,8 +110,19 @@ def _etag(value: str) -> str:
 
 def _actor(request: web.Request) -> str:
     """Who made a change: the administrator an own token names, else what X-Admin-Actor says (shared token)."""
-    who = request.get(ADMIN_NAME) or request.headers.get("X-Admin-Actor", "admin")
+    who = request.get(ADMIN_NAME) or _header_text(request.headers.get("X-Admin-Actor", "admin"))
     return f"{who}@{request.remote or 'unknown'}"
+
+
+def _header_text(value: str) -> str:
+    """A header as text for the audit log: UTF-8, else ISO-8859-1 (what older HTTP clients send, 'José' from
+    python-requests), without control characters, at most 100 characters."""
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("iso-8859-1")
+    return "".join(c for c in text if c.isprintable())[:100] or "admin"
 
 
 def _precondition(request: web.Request) -> Precondition | None:
@@ -160,24 +173,29 @@ def _editor(request: web.Request) -> tuple[ProfileEditor, str]:
     return request.app[PROFILE_EDITOR], request.match_info["profile_id"]
 
 
+def _listed(editor: ProfileEditor, registry: ProfileRegistry, profile_id: str, path: Path) -> dict[str, Any]:
+    """One profile of the list; a file that cannot be read is listed with the reason, so it can be found."""
+    active = registry.get(profile_id) if profile_id in registry else None
+    item: dict[str, Any] = {
+        "id": profile_id,
+        "file": str(path),
+        "active": active is not None,
+        "enabled": active.enabled if active else None,
+        "party_id": active.party_id if active else None,
+        "endpoint": active.endpoint if active else None,
+    }
+    try:
+        item["etag"] = editor.get(profile_id).etag
+    except ProfileError as exc:
+        item["error"] = str(exc)
+    return item
+
+
 @admin_only
 async def list_profiles(request: web.Request) -> web.Response:
     editor, watcher = request.app[PROFILE_EDITOR], request.app[PROFILE_WATCHER]
     registry = watcher.partners.registry
-    items = []
-    for item in editor.profiles():
-        active = registry.get(item.id) if item.id in registry else None
-        items.append(
-            {
-                "id": item.id,
-                "file": str(item.path),
-                "etag": item.etag,
-                "active": active is not None,
-                "enabled": active.enabled if active else None,
-                "party_id": active.party_id if active else None,
-                "endpoint": active.endpoint if active else None,
-            }
-        )
+    items = [_listed(editor, registry, profile_id, path) for profile_id, path in sorted(editor.files().items())]
     body = {
         "profiles": items,
         "retired": editor.retired(),
@@ -229,6 +247,8 @@ async def merge_profile(request: web.Request) -> web.Response:
         patch = json.loads(body)
     except ValueError as exc:
         return _problem(400, f"the body must be a JSON merge patch (RFC 7396): {exc}")
+    except RecursionError:
+        return _problem(400, "the body must be a JSON merge patch (RFC 7396), not nested this deeply")
     if not isinstance(patch, dict):
         return _problem(400, 'the body must be a JSON object, e.g. {"enabled": false}')
     try:

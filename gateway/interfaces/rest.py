@@ -202,7 +202,7 @@ async def _retry_reason(request: web.Request) -> str:
         return "retried by an operator"
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _bad_request('the body must be JSON: {"reason": "why it is sent again"}') from None
     reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(reason, str) or not reason.strip():

@@ -174,7 +174,11 @@ class ProfileEditor:
     # --- reading ----------------------------------------------------------------------------------------
 
     def profiles(self) -> list[ProfileFile]:
-        return [self._file(profile_id, path) for profile_id, path in sorted(profile_files(self.folder).items())]
+        return [self._file(profile_id, path) for profile_id, path in sorted(self.files().items())]
+
+    def files(self) -> dict[str, Path]:
+        """Each profile's file by id, without reading any whole (one that cannot be read is still named)."""
+        return profile_files(self.folder)
 
     def retired(self) -> list[str]:
         """Ids with a history but no file: retired profiles that can be rolled back."""

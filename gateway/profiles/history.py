@@ -151,7 +151,8 @@ class AuditLog:
     def append(self, entry: dict[str, Any]) -> None:
         """One line, on disk before this returns; after a line a crash cut short, on a line of its own."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        # whatever text an entry holds (a header's undecodable bytes), the line is written: it records a change
+        line = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8", "backslashreplace")
         with self.path.open("a+b") as handle:
             if _ends_mid_line(handle):
                 line = b"\n" + line

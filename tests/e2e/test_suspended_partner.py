@@ -138,3 +138,6 @@ async def test_an_operator_retry_sends_a_failed_message_again_under_its_message_
         assert response.status == 404
     async with session.post(retry, data=b"not json", headers={"Content-Type": "application/json"}) as response:
         assert response.status == 400
+    nested = b"[" * 5000 + b"]" * 5000  # a RecursionError in the JSON parser was a 500
+    async with session.post(retry, data=nested, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400

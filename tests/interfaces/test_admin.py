@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -337,3 +338,53 @@ async def test_oversized_profile_is_refused(api: Admin) -> None:
     big = CH + "#" * (admin.MAX_PROFILE_BYTES + 1)
     async with api.client.put(f"{URL}/ch-swissmedic", data=big, headers=AUTH | {"If-Match": "*"}) as response:
         assert response.status == 413
+
+
+async def _raw(api: Admin, request_head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """A request written byte for byte (aiohttp's client would encode the headers), and the answer."""
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(request_head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+async def test_an_actor_header_in_latin_1_is_audited_with_the_change(api: Admin) -> None:
+    """python-requests sends 'José' in ISO-8859-1: the edit took effect, the audit line was never written and
+    the caller got a 500."""
+    etag = (await api.etag("ch-swissmedic")).encode()
+    head = (
+        b"PATCH " + URL.encode() + b"/ch-swissmedic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nIf-Match: " + etag + b"\r\nX-Admin-Actor: Jos\xe9\r\n"
+    )
+    status, _ = await _raw(api, head, b'{"enabled": false}')
+    assert status == 200
+    async with api.client.get("/api/v1/admin/audit?profile=ch-swissmedic", headers=AUTH) as response:
+        entries = (await response.json())["entries"]
+    assert (
+        entries[-1]["actor"].startswith("José@")
+        and "enabled: false" in (api.folder / "ch-swissmedic.yaml").read_text()
+    )
+
+
+async def test_a_credential_that_is_not_utf_8_is_refused_not_a_server_error(api: Admin) -> None:
+    head = b"GET " + URL.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+    assert (await _raw(api, head))[0] == 401
+
+
+async def test_a_profile_file_that_cannot_be_read_is_listed_with_the_reason(api: Admin) -> None:
+    (api.folder / "de-bfarm.yaml").write_bytes("id: de-bfarm\nauthority_name: BfArM Köln\n".encode("latin-1"))
+    async with api.client.get(URL, headers=AUTH) as response:
+        assert response.status == 200
+        listed = {item["id"]: item for item in (await response.json())["profiles"]}
+    assert "etag" in listed["ch-swissmedic"] and "utf-8" in listed["de-bfarm"]["error"]
+
+
+async def test_json_nested_too_deeply_is_a_bad_request(api: Admin) -> None:
+    headers = {**AUTH, "If-Match": await api.etag("ch-swissmedic"), "Content-Type": "application/json"}
+    nested = b"[" * 5000 + b"]" * 5000
+    async with api.client.patch(f"{URL}/ch-swissmedic", data=nested, headers=headers) as response:
+        assert response.status == 400 and "nested" in (await response.json())["error"]
