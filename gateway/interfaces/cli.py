@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import re
 import secrets
 from pathlib import Path
@@ -14,7 +16,16 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.interfaces import logs, validate_cli
-from gateway.interfaces.cli_common import DEFAULT_CONFIG, ConfigOption, console, fail, settings_of
+from gateway.interfaces.cli_common import (
+    DEFAULT_CONFIG,
+    STORE_ERRORS,
+    ConfigOption,
+    console,
+    fail,
+    settings_of,
+    shown_url,
+    store_unusable,
+)
 from gateway.interfaces.messages_cli import messages_app
 from gateway.interfaces.profiles_cli import keys_app, profiles_app
 
@@ -38,8 +49,32 @@ def serve(
 
     logs.configure(log_level)
     settings = settings_of(config)
-    app = create_app(settings)
-    web.run_app(app, host=settings.http.host, port=settings.http.port, print=None, loop=new_event_loop())
+    host, port = settings.http.host, settings.http.port
+    try:
+        asyncio.run(_try_listen(host, port))
+    except OSError as exc:
+        raise _cannot_listen(host, port, config, exc) from None
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=None, loop=new_event_loop())
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:  # taken since the probe
+            raise
+        raise _cannot_listen(host, port, config, exc) from None
+
+
+def _cannot_listen(host: str, port: int, config: Path, exc: OSError) -> typer.Exit:
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    return fail(
+        f"cannot listen on {host}:{port}: {reason}; stop what holds that port, or set another [http] port "
+        f"(or host) in {config}"
+    )
+
+
+async def _try_listen(host: str, port: int) -> None:
+    """Bind as the gateway will, before it starts anything, so a taken port stops it at once."""
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port, reuse_address=True)
+    server.close()
+    await server.wait_closed()
 
 
 @app.command()
@@ -89,8 +124,11 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
-    console.print(f"store at {settings.store.url} is up to date", markup=False)
+    try:
+        asyncio.run(run())
+    except STORE_ERRORS as exc:
+        raise store_unusable(settings.store.url, exc) from None
+    console.print(f"store at {shown_url(settings.store.url)} is up to date", markup=False)
 
 
 def main() -> None:

@@ -8,10 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from gateway.errors import GatewayError
 from gateway.profiles.loader import LoadedProfiles, load_profile_folder
 from gateway.settings import Settings, load_settings
+
+STORE_ERRORS = (DBAPIError, OSError)
+"""What opening or querying a store raises when it is unreachable, refuses us or lacks its tables."""
 
 console = Console(width=max(Console().width, 132))
 err = Console(stderr=True)
@@ -24,6 +29,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise."""
     err.print(f"[bold red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def shown_url(url: str) -> str:
+    """A store URL fit to print or log: its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable URL)"
+
+
+def store_unusable(url: str, exc: Exception) -> typer.Exit:
+    """The exit for one of ``STORE_ERRORS``: which store, what it said, what to check."""
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return fail(
+        f"cannot use the store at {shown_url(url)}: {reason}; check [store].url and that the database is running "
+        "and reachable"
+    )
 
 
 def settings_of(config: Path) -> Settings:

@@ -285,6 +285,29 @@ def print_timeline(console: Console, exchanges: list[Exchange]) -> None:
     console.print(table)
 
 
+def read_examples(examples: Path, clock: Clock) -> tuple[bytes, bytes]:
+    """The import and export authorization, redated from the day in ``as-of.txt`` beside ``examples`` to today."""
+    as_of_file = examples.parent / "as-of.txt"
+    text = _example(as_of_file).decode("utf-8", errors="replace").strip()
+    try:
+        as_of = date.fromisoformat(text)
+    except ValueError:
+        raise DemoFailed(f"{as_of_file} holds {text[:40]!r}, not the examples' date (YYYY-MM-DD)") from None
+    shift = (clock.now().astimezone(UTC).date() - as_of).days
+    ia, ea = (_example(examples / name) for name in (IMPORT_AUTHORIZATION, EXPORT_AUTHORIZATION))
+    return redate(ia, shift), redate(ea, shift)
+
+
+def _example(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DemoFailed(
+            f"cannot read {path}: {exc.strerror or exc}; --examples must name a folder with {IMPORT_AUTHORIZATION} "
+            f"and {EXPORT_AUTHORIZATION}, in a folder that holds as-of.txt (as examples/valid does)"
+        ) from None
+
+
 async def run_demo(
     *,
     data_dir: Path,
@@ -299,6 +322,7 @@ async def run_demo(
     for folder, what in ((profiles, "partner profile folder"), (examples, "examples folder")):
         if not folder.is_dir():
             raise DemoFailed(f"{what} {folder} not found; run the demo from the project folder or pass its path")
+    ia, ea = read_examples(examples, clock)
     for authority in AUTHORITIES:
         shutil.rmtree(data_dir / authority.party_id.lower(), ignore_errors=True)
     pki = generate_dev_pki(data_dir / "pki", AUTHORITIES, now=clock.now())
@@ -306,10 +330,6 @@ async def run_demo(
     be_settings, ch_settings = (
         gateway_settings(a, pki, port=ports[a.party_id], data_dir=data_dir, profiles=profiles) for a in AUTHORITIES
     )
-    as_of = date.fromisoformat((examples.parent / "as-of.txt").read_text().strip())
-    shift = (clock.now().astimezone(UTC).date() - as_of).days
-    ia = redate((examples / IMPORT_AUTHORIZATION).read_bytes(), shift)
-    ea = redate((examples / EXPORT_AUTHORIZATION).read_bytes(), shift)
     be = await start_gateway("BE", be_settings, clock)
     try:
         ch = await start_gateway("CH", ch_settings, clock)

@@ -6,23 +6,28 @@ at its next sweep (``[outbound].sweep_seconds``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
 from gateway.interfaces.cli_common import (
     DEFAULT_CONFIG,
+    STORE_ERRORS,
     ConfigOption,
     console,
     fail,
     load_profiles_of,
     settings_of,
+    shown_url,
+    store_unusable,
 )
 from gateway.outbound.retry import retry_failed
 from gateway.profiles.trust import Partners
@@ -38,15 +43,38 @@ from gateway.store import (
 )
 
 messages_app = typer.Typer(help="Messages in the store: list, show, retry a FAILED one.")
+T = TypeVar("T")
 
 
-@asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[MessageStore]:
-    engine = create_engine(settings.store.url)
+def _run(settings: Settings, work: Callable[[MessageStore], Awaitable[T]]) -> T:
+    """``work`` on the configured store, or exit 1 saying why the store cannot be used and what to do."""
+    url = settings.store.url
+    _require_sqlite_file(url)
     try:
-        yield MessageStore(engine, SystemClock())
+        return asyncio.run(_on_store(url, work))
+    except STORE_ERRORS as exc:
+        raise store_unusable(url, exc) from None
+
+
+async def _on_store(url: str, work: Callable[[MessageStore], Awaitable[T]]) -> T:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            ready = await connection.run_sync(lambda c: inspect(c).has_table("messages"))
+        if not ready:
+            raise fail(f"the store at {shown_url(url)} has no tables yet; run 'permit-gateway db upgrade' first")
+        return await work(MessageStore(engine, SystemClock()))
     finally:
         await engine.dispose()
+
+
+def _require_sqlite_file(url: str) -> None:
+    """A mistyped SQLite path would otherwise be created as an empty database."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    on_disk = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if on_disk and not Path(database).is_file():
+        raise fail(f"no store at {database}; check [store].url, or run 'permit-gateway db upgrade' to create it")
 
 
 def _direction(text: str | None) -> Direction | None:
@@ -76,11 +104,10 @@ def list_messages(
     settings = settings_of(config)
     wanted_direction, wanted_state = _direction(direction), _state(state)
 
-    async def run() -> list[MessageRecord]:
-        async with _store(settings) as store:
-            return await store.recent(limit=limit, direction=wanted_direction, state=wanted_state)
+    async def run(store: MessageStore) -> list[MessageRecord]:
+        return await store.recent(limit=limit, direction=wanted_direction, state=wanted_state)
 
-    records = asyncio.run(run())
+    records = _run(settings, run)
     table = Table(title=f"{len(records)} message(s)")
     for column in ("MessageId", "dir", "partner", "document", "state", "attempts", "updated (UTC)", "last error"):
         table.add_column(column, overflow="fold")
@@ -109,21 +136,20 @@ def show(
     """One message: its fields and its whole timeline."""
     settings = settings_of(config)
 
-    async def run() -> tuple[MessageRecord, list[tuple[str, str, str, str]]] | None:
-        async with _store(settings) as store:
-            record = await store.find_either(message_id)
-            if record is None:
-                return None
-            events = await store.events(record.id)
+    async def run(store: MessageStore) -> tuple[MessageRecord, list[tuple[str, str, str, str]]] | None:
+        record = await store.find_either(message_id)
+        if record is None:
+            return None
+        events = await store.events(record.id)
         rows = [
             (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.state.value if e.state else "", str(e.detail))
             for e in events
         ]
         return record, rows
 
-    found = asyncio.run(run())
+    found = _run(settings, run)
     if found is None:
-        raise fail(f"no message with MessageId {message_id!r} in {settings.store.url}")
+        raise fail(f"no message with MessageId {message_id!r} in {shown_url(settings.store.url)}")
     record, events = found
     heading = (
         f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
@@ -149,16 +175,11 @@ def retry(
     """Send a FAILED message again under its MessageId and signed bytes, with a fresh round of attempts and time
     to live from the partner's current profile."""
     settings = settings_of(config)
-
-    async def run() -> MessageRecord:
-        clock = SystemClock()
-        loaded = load_profiles_of(settings)
-        partners = Partners(loaded.registry, now=clock.now())
-        async with _store(settings) as store:
-            return await retry_failed(store, partners, clock, message_id, reason=f"operator (CLI): {reason}")
-
+    clock = SystemClock()
+    why = f"operator (CLI): {reason}"
     try:
-        record = asyncio.run(run())
+        partners = Partners(load_profiles_of(settings).registry, now=clock.now())
+        record = _run(settings, lambda store: retry_failed(store, partners, clock, message_id, reason=why))
     except GatewayError as exc:
         raise fail(str(exc)) from None
     console.print(

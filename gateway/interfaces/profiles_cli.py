@@ -135,7 +135,12 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(
+            f"cannot write {output}: {exc.strerror or exc}; give --output a path in an existing, writable folder"
+        ) from None
     console.print(f"JSON Schema written to {output}", highlight=False, markup=False)
 
 
@@ -241,19 +246,16 @@ async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResu
 def _print_ping(result: PingResult) -> None:
     status = f"HTTP {result.http_status}" if result.http_status is not None else "no HTTP answer"
     took = f"{result.round_trip_ms} ms" if result.round_trip_ms is not None else "-"
+    # The endpoint and the detail carry what the partner (or a proxy) sent: text, never markup.
     if result.ok:
-        console.print(
-            f"[bold green]OK[/] {result.partner} at {result.endpoint}: {result.detail}; round trip {took}",
-            highlight=False,
-        )
+        text = f" {result.partner} at {result.endpoint}: {result.detail}; round trip {took}"
+        console.print(Text.assemble(("OK", "bold green"), text), highlight=False)
         return
     codes = f" [{', '.join(result.error_codes)}]" if result.error_codes else ""
-    err.print(
-        f"[bold red]FAILED[/] {result.partner} at {result.endpoint}: {result.stage.value}{codes} ({status}, {took}): "
-        f"{result.detail}",
-        highlight=False,
-        soft_wrap=True,
+    text = (
+        f" {result.partner} at {result.endpoint}: {result.stage.value}{codes} ({status}, {took}): {result.detail}"
     )
+    err.print(Text.assemble(("FAILED", "bold red"), text), highlight=False, soft_wrap=True)
 
 
 # --- keys ------------------------------------------------------------------------------------------------

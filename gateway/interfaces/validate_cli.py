@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from gateway.documents import (
     ControlTables,
@@ -207,13 +208,13 @@ def _summary(reports: list[ValidationReport]) -> Table:
     for column in ("file", "document", "result", "errors", "warnings", "rules"):
         table.add_column(column, no_wrap=column != "rules")
     for report in reports:
-        table.add_row(
-            Path(report.source or "").name,
-            " ".join(part for part in (report.document_type, report.number) if part),
-            "valid" if report.valid else "[red]rejected[/]",
+        table.add_row(  # file names and document numbers are the documents' words: text, never markup
+            Text(Path(report.source or "").name),
+            Text(" ".join(part for part in (report.document_type, report.number) if part)),
+            Text("valid") if report.valid else Text("rejected", style="red"),
             str(report.errors),
             str(report.warnings),
-            ", ".join(report.rule_ids()),
+            Text(", ".join(report.rule_ids())),
         )
     return table
 

@@ -154,3 +154,14 @@ def test_many_files_show_progress_and_still_report_each(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.stdout.count(": valid: ImportAuthorization") == validate_cli.PROGRESS_FROM + 2
     assert f"{validate_cli.PROGRESS_FROM + 2} valid, 0 rejected, 0 unreadable" in result.stdout
+
+
+def test_the_summary_shows_file_names_and_numbers_as_they_are_never_as_markup(tmp_path: Path) -> None:
+    shutil.copy(IA, tmp_path / "BE-IA-2026-0001 [draft].xml")
+    text = IA.read_text(encoding="utf-8")
+    (tmp_path / "bold.xml").write_text(text.replace(">BE-IA-2026-0001<", ">BE-IA[/b]<", 1), encoding="utf-8")
+    result = run(tmp_path, "--as-of", AS_OF.isoformat())
+    assert result.exit_code == 1, result.output
+    assert "Validation summary" in result.stdout
+    assert "BE-IA-2026-0001 [draft].xml" in result.stdout
+    assert "ImportAuthorization BE-IA[/b]" in result.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,3 +128,53 @@ def test_a_partners_words_are_shown_as_they_are_never_read_as_markup(config: Pat
     code, shown = run(config, "show", "a@[/x]")
     assert code == 0, shown
     assert f"last error: {said}" in shown
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _with_store_url(config: Path, url: str) -> Path:
+    text = config.read_text()
+    config.write_text(text.replace(f"sqlite+aiosqlite:///{config.parent / 'gateway.db'}", url))
+    return config
+
+
+COMMANDS = [("list",), ("show", "failed@be"), ("retry", "failed@be", "--reason", "fixed")]
+
+
+def test_show_never_prints_the_store_password(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqlite = f"sqlite+aiosqlite:///{config.parent / 'gateway.db'}"
+    monkeypatch.setattr("gateway.interfaces.messages_cli.create_engine", lambda _url: create_engine(sqlite))
+    _with_store_url(config, "postgresql+asyncpg://gateway:S3cretPw@db.example:5432/gateway")
+    code, out = run(config, "show", "nobody@nowhere")
+    assert code == 1 and "S3cretPw" not in out
+    assert "in postgresql+asyncpg://gateway:***@db.example:5432/gateway" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_store_without_tables_asks_for_db_upgrade(config: Path, command: tuple[str, ...]) -> None:
+    empty = config.parent / "empty.db"
+    sqlite3.connect(empty).close()
+    code, out = run(_with_store_url(config, f"sqlite+aiosqlite:///{empty}"), *command)
+    assert code == 1 and "Traceback" not in out
+    assert "has no tables yet; run 'permit-gateway db upgrade' first" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_mistyped_sqlite_path_is_named_and_not_created(config: Path, command: tuple[str, ...]) -> None:
+    mistyped = config.parent / "nowhere" / "gatewy.db"
+    code, out = run(_with_store_url(config, f"sqlite+aiosqlite:///{mistyped}"), *command)
+    assert code == 1
+    assert f"no store at {mistyped}; check [store].url, or run 'permit-gateway db upgrade'" in out
+    assert not mistyped.parent.exists()
+
+
+def test_an_unreachable_store_is_named_without_its_password(config: Path) -> None:
+    url = f"postgresql+asyncpg://gateway:S3cretPw@127.0.0.1:{_free_port()}/gateway"
+    code, out = run(_with_store_url(config, url), "list")
+    assert code == 1 and "S3cretPw" not in out and "Traceback" not in out
+    assert "cannot use the store at postgresql+asyncpg://gateway:***@127.0.0.1:" in out
+    assert "check [store].url and that the database is running" in out

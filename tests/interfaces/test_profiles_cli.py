@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from typer.testing import CliRunner
 
 from gateway.as4 import Suite
@@ -295,3 +299,54 @@ def test_keys_per_suite_generate_list_rollover_import(cli: Cli) -> None:
     )
     assert code == 0, output
     assert "imported key" in output and "suite edelivery-as4-2.0-ecc" in output
+
+
+@contextmanager
+def answering(status: int, body: str) -> Iterator[str]:
+    """A partner endpoint on 127.0.0.1, in its own thread, that answers every POST with ``status`` and ``body``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=status, text=body)
+
+    loop = asyncio.new_event_loop()
+    application = web.Application()
+    application.router.add_post("/as4", handle)
+    runner = web.AppRunner(application)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/as4"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    "body", ["upstream [/proxy] timed out", "[red]OK[/red] [link=https://evil.example]details[/link]"]
+)
+def test_ping_shows_the_partners_answer_as_it_is_never_as_markup(cli: Cli, body: str) -> None:
+    assert cli("keys", "generate")[0] == 0
+    with answering(502, body) as endpoint:
+        (cli.folder / "ch-swissmedic.yaml").write_text(
+            CH.replace("https://as4.ch-swissmedic.example/as4", endpoint)
+        )
+        code, output = cli("profiles", "ping", "ch-swissmedic", "--timeout", "5")
+
+    assert code == 1, output
+    assert f"FAILED ch-swissmedic at {endpoint}: http (HTTP 502" in output
+    assert f"HTTP 502 Bad Gateway: {body}" in output
+
+
+def test_schema_into_a_missing_folder_names_the_path(cli: Cli) -> None:
+    target = cli.tmp / "nonexistent" / "x.json"
+    result = cli.runner.invoke(app, ["profiles", "schema", "-o", str(target)])
+
+    assert result.exit_code == 1
+    assert f"cannot write {target}: No such file or directory" in result.output
+    assert "Traceback" not in result.output

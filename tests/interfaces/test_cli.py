@@ -1,0 +1,107 @@
+"""``permit-gateway db upgrade``, ``serve`` and ``demo``: the user's mistakes end in a message, not a traceback."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from gateway.interfaces.cli import app
+from gateway.store import create_engine
+from tests.profiles.helpers import default_structlog
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_URL = "postgresql+asyncpg://gateway:S3cretPw@db.example:5432/gateway"
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    yield from default_structlog()
+
+
+def config_with(tmp_path: Path, *, url: str, port: int = 8480) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""data_dir = "var"
+[identity]
+party_id = "BE-FAMHP"
+country = "BE"
+authority_name = "FAMHP"
+[http]
+host = "127.0.0.1"
+port = {port}
+[store]
+url = "{url}"
+"""
+    )
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_db_upgrade_never_prints_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+
+    def on_sqlite(_url: str) -> AsyncEngine:
+        return create_engine(sqlite)
+
+    monkeypatch.setattr("gateway.store.create_engine", on_sqlite)
+    code, output = invoke("db", "upgrade", "--config", str(config_with(tmp_path, url=SECRET_URL)))
+    assert code == 0, output
+    assert "S3cretPw" not in output
+    assert "store at postgresql+asyncpg://gateway:***@db.example:5432/gateway is up to date" in output
+
+
+def test_db_upgrade_names_an_unreachable_store(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+asyncpg://gateway:S3cretPw@127.0.0.1:{port}/gateway"
+    code, output = invoke("db", "upgrade", "--config", str(config_with(tmp_path, url=url)))
+    assert code == 1 and "S3cretPw" not in output
+    assert f"cannot use the store at postgresql+asyncpg://gateway:***@127.0.0.1:{port}/gateway" in output
+
+
+def test_serve_on_a_taken_port_names_it_and_the_setting(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = config_with(tmp_path, url=url, port=port)
+        code, output = invoke("serve", "--config", str(config), "--log-level", "ERROR")
+    assert code == 1, output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert f"set another [http] port (or host) in {config}" in output
+
+
+@pytest.fixture
+def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of examples/valid whose parent has no as-of.txt yet."""
+    monkeypatch.chdir(ROOT)
+    folder = tmp_path / "mine" / "valid"
+    shutil.copytree(ROOT / "examples" / "valid", folder)
+    return folder
+
+
+def test_demo_names_a_missing_as_of_file(tmp_path: Path, examples: Path) -> None:
+    code, output = invoke("demo", "--data-dir", str(tmp_path / "var"), "--examples", str(examples))
+    assert code == 1, output
+    assert f"demo failed: cannot read {examples.parent / 'as-of.txt'}: No such file or directory" in output
+    assert "in a folder that holds as-of.txt" in output
+
+
+def test_demo_names_a_missing_example(tmp_path: Path, examples: Path) -> None:
+    shutil.copy(ROOT / "examples" / "as-of.txt", examples.parent)
+    (examples / "CH-EA-2026-0001.xml").unlink()
+    code, output = invoke("demo", "--data-dir", str(tmp_path / "var"), "--examples", str(examples))
+    assert code == 1, output
+    assert f"demo failed: cannot read {examples / 'CH-EA-2026-0001.xml'}: No such file or directory" in output
