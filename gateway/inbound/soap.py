@@ -98,6 +98,11 @@ class SoapDelivery:
             raise SoapDeliveryFailed(f"SOAP {url} answered HTTP {exc.status_code}") from None
         except (zeep.exceptions.Error, requests.RequestException) as exc:
             raise SoapDeliveryFailed(f"SOAP {url}: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # zeep reads some malformed answers (an empty Body, none) into errors of its own
+            raise SoapDeliveryFailed(
+                f"SOAP {url}: unreadable answer: {type(exc).__name__}; national-delivery.wsdl wants a SOAP 1.1 "
+                "Envelope whose Body holds one DeliverPermitResponse"
+            ) from None
         if not isinstance(answer, str) or not answer.strip():
             raise SoapDeliveryFailed(f"SOAP {url} answered without a NationalReference")
         return answer

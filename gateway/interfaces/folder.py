@@ -13,11 +13,14 @@ Only regular files are taken: a symbolic link is refused, so that nothing outsid
 Files go in the order they were written (their modification time), not by name.
 A taken file leaves ``.processing/`` by a plan written first (``name.xml.moving``): a crash part way through
 the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``.
+A file whose name is too long for the names derived from it goes straight to the rejected folder under a shorter
+name, its original name and the reason beside it; one file the outbox cannot take never holds up the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import mimetypes
 import os
@@ -46,6 +49,11 @@ MOVING = ".moving"
 """Beside a taken file: the plan of its move out of ``.processing/``, until the move is done."""
 MAX_FILE_BYTES = DEFAULT_MAX_BYTES
 """A permit file larger than this is refused before it is read (the XML parser's own limit)."""
+MAX_NAME_BYTES = 255 - len(".errors.txt") - len(".9999")
+"""The longest outbox file name taken: the names derived from it (``.attachments``, ``.moving``, ``.json``, and
+the longest, ``.errors.txt`` after a counter against clashes) must fit the 255 bytes a file system allows."""
+SHORT_STEM_BYTES = 100
+"""How much of a too-long name's stem the shorter name it is rejected under keeps."""
 
 
 def _free_name(source: Path, folder: Path) -> Path:
@@ -58,6 +66,11 @@ def _free_name(source: Path, folder: Path) -> Path:
     return target
 
 
+def _shown(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as surrogates) as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path:
     """Move a taken permit file (and its attachments folder) into ``folder`` and write ``text`` beside it under
     the suffix ``beside`` (and, for a sent file, its state ``marker``). Two renames and a write are not one
@@ -66,13 +79,19 @@ def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes 
     became of it."""
     folder.mkdir(parents=True, exist_ok=True)
     target = _free_name(source, folder)
+    _move(source, target, _journal(source), beside, text, marker)
+    return target
+
+
+def _move(source: Path, target: Path, journal: Path, beside: str, text: bytes, marker: bytes | None) -> None:
+    """Write the plan of a move to ``journal`` and carry it out."""
     plan: dict[str, object] = {"file": source.name, "target": str(target), "beside": beside, "text": text.decode()}
+    if source.parent != journal.parent:
+        plan["from"] = str(source.parent)
     if marker is not None:
         plan["marker"] = marker.decode()
-    journal = _journal(source)
     write_atomically(journal, _json(plan))
     _finish(journal)
-    return target
 
 
 def _journal(source: Path) -> Path:
@@ -82,7 +101,7 @@ def _journal(source: Path) -> Path:
 def _finish(journal: Path) -> None:
     """Carry out a written plan; each step is skipped when a crash left it done."""
     plan = json.loads(journal.read_text())
-    source, target = journal.parent / plan["file"], Path(plan["target"])
+    source, target = Path(plan.get("from", journal.parent)) / plan["file"], Path(plan["target"])
     target.parent.mkdir(parents=True, exist_ok=True)
     if _present(_attachments(source)) and not _present(_attachments(target)):
         _attachments(source).replace(_attachments(target))
@@ -125,6 +144,37 @@ def _take(path: Path) -> None:
     if (attachments.is_dir() or attachments.is_symlink()) and not _attachments(target).exists():
         attachments.replace(_attachments(target))
     path.replace(target)
+
+
+def _reject_long_name(path: Path, rejected: Path) -> None:
+    """Move an outbox file whose name is too long to the rejected folder under a shorter name, with the reason
+    beside it. Its plan is kept in ``.processing/`` under the shorter name, as its own would not fit."""
+    short = _short_name(path)
+    journal = path.parent / PROCESSING / (short + MOVING)
+    if _present(journal):  # a crash cut the move short: the scan's ``_finish_all`` ends it
+        return
+    journal.parent.mkdir(exist_ok=True)
+    rejected.mkdir(parents=True, exist_ok=True)
+    target = _free_name(rejected / short, rejected)
+    _move(path, target, journal, ".errors.txt", _too_long(path.name, target.name), None)
+    log.warning("outbox file rejected: name too long", file=_shown(path.name), moved_to=_shown(str(target)))
+
+
+def _short_name(path: Path) -> str:
+    """The first bytes of the stem and a digest of the whole name, so two long names never get the same one."""
+    name = os.fsencode(path.name)
+    stem = os.fsencode(path.stem)[:SHORT_STEM_BYTES]
+    return f"{os.fsdecode(stem)}~{hashlib.sha256(name).hexdigest()[:12]}{path.suffix}"
+
+
+def _too_long(name: str, moved_as: str) -> bytes:
+    size = len(os.fsencode(name))
+    return (
+        f"{_shown(name)} was not sent.\n\nThe file name is {size} bytes long; an outbox file name may have up to "
+        f"{MAX_NAME_BYTES} bytes, so that the names the gateway writes beside it (.attachments, .errors.txt, "
+        f".json) fit the 255 bytes a file system allows. The file was moved here as {_shown(moved_as)}. "
+        "Give it a shorter name and drop it in the outbox again.\n"
+    ).encode()
 
 
 def _refusal(path: Path) -> str | None:
@@ -175,11 +225,11 @@ async def submit_file(app: web.Application, path: Path) -> None:
             data = await asyncio.to_thread(path.read_bytes)
             submitted = await node.submitter.submit(data, attachments=_open_attachments(path, files))
     except GatewayError as exc:
-        errors = f"{path.name} was not sent.\n\n{exc}\n".encode()
+        errors = f"{_shown(path.name)} was not sent.\n\n{exc}\n".encode()
         target = await asyncio.to_thread(
             _settle, path, node.settings.folders.rejected, ".errors.txt", errors, None
         )
-        log.warning("outbox file rejected", file=path.name, moved_to=str(target))
+        log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
         return
     record = submitted.record
     summary = {
@@ -191,7 +241,7 @@ async def submit_file(app: web.Application, path: Path) -> None:
     marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
     await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
     node.dispatch_pump.wake()
-    log.info("outbox file submitted", file=path.name, message_id=record.message_id)
+    log.info("outbox file submitted", file=_shown(path.name), message_id=record.message_id)
 
 
 def _state(record: MessageRecord) -> dict[str, object]:
@@ -280,10 +330,11 @@ def _by_arrival(folder: Path) -> list[Path]:
 
 async def scan(app: web.Application) -> int:
     """Take the files that arrived, then submit every taken file (those an outage left too); how many."""
-    outbox = app[NODE].settings.folders.outbox
+    folders = app[NODE].settings.folders
+    outbox = folders.outbox
     for path in _by_arrival(outbox):
-        if not path.name.startswith(".") and (path.is_file() or path.is_symlink()):
-            _take(path)
+        if not path.name.startswith("."):
+            _take_or_reject(path, folders.rejected)
     taken = outbox / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
     found = _by_arrival(taken) if taken.is_dir() else []
@@ -292,8 +343,21 @@ async def scan(app: web.Application) -> int:
         try:
             await submit_file(app, path)
         except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
-            log.exception("outbox file not submitted; it is tried again at the next scan", file=path.name)
+            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
     return len(files)
+
+
+def _take_or_reject(path: Path, rejected: Path) -> None:
+    """Take one outbox file; a failure is logged and leaves the others to go."""
+    try:
+        if not (path.is_file() or path.is_symlink()):
+            return
+        if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+            _reject_long_name(path, rejected)
+        else:
+            _take(path)
+    except OSError:
+        log.exception("outbox file not taken; it is tried again at the next scan", file=_shown(path.name))
 
 
 async def _watch(app: web.Application) -> None:
