@@ -17,6 +17,8 @@ from gateway.files import sync_folder, write_atomically
 
 CHUNK = 1 << 20
 _ASIDE = ".aside-"  # a payload file ``remove`` set aside before deleting it
+ASIDE_SECONDS = 60.0
+"""A file set aside longer than this was left by a crash (``remove`` takes microseconds)."""
 
 
 class PayloadStore:
@@ -152,10 +154,13 @@ class PayloadStore:
             os.replace(path, aside)
         except FileNotFoundError:
             return False
-        if time.time() - aside.stat().st_mtime < limit:
-            os.replace(aside, path)
+        try:
+            if time.time() - aside.stat().st_mtime < limit:
+                os.replace(aside, path)
+                return False
+            aside.unlink()
+        except FileNotFoundError:  # another node's sweep put it back meanwhile: it stays, judged again later
             return False
-        aside.unlink()
         return True
 
     @staticmethod
@@ -174,16 +179,21 @@ class PayloadStore:
     def old_files(self, shard: str, *, untouched_for: timedelta) -> list[str]:
         """The SHA-256s of the payload files in ``shard`` untouched for ``untouched_for`` (which the purge asks
         the store about); a crash's half-written ``.tmp-*`` file that old is deleted on the way."""
-        cutoff = time.time() - untouched_for.total_seconds()
+        now = time.time()
+        cutoff = now - untouched_for.total_seconds()
         found: list[str] = []
         for entry in os.scandir(self._root / shard):
             try:
-                if not entry.is_file() or entry.stat().st_mtime >= cutoff:
+                if not entry.is_file():
                     continue
-                if entry.name.startswith(".tmp-"):
-                    os.unlink(entry.path)
-                elif entry.name.startswith(_ASIDE):  # a crash during ``remove``: back, to be judged again
+                # set aside (its inode changed then) longer ago than a ``remove`` takes: a crash cut it short, and
+                # the file goes back under its name whatever its age, a reuse just before may have touched it
+                if entry.name.startswith(_ASIDE) and now - entry.stat().st_ctime > ASIDE_SECONDS:
                     self._restore(Path(entry.path), self._root / shard / entry.name.removeprefix(_ASIDE))
+                elif entry.stat().st_mtime >= cutoff:
+                    continue
+                elif entry.name.startswith(".tmp-"):
+                    os.unlink(entry.path)
                 elif len(entry.name) == 62 and all(c in "0123456789abcdef" for c in entry.name):
                     found.append(shard + entry.name)
             except FileNotFoundError:

@@ -24,6 +24,7 @@ from gateway.store import (
     PayloadStore,
     State,
 )
+from gateway.store import payloads as payloads_module
 from gateway.store.retention import purge
 from gateway.store.schema import evidence, message_events
 from tests.store.helpers import new_message
@@ -244,8 +245,31 @@ def test_a_file_another_node_reuses_while_this_one_deletes_it_stays(tmp_path: Pa
         assert node_a.remove(sha, untouched_for=timedelta(hours=1)) is False
     assert node_b.get(sha) == b"<permit/>"
 
+    # a crash between setting aside and deleting, just after a reuse touched the file: back at the next sweep
+    os.replace(path, path.with_name(f".aside-{path.name}"))
+    with pytest.MonkeyPatch.context() as patch:
+        assert node_a.old_files(sha[:2], untouched_for=timedelta(hours=1)) == []
+        assert not path.exists(), "set aside a moment ago: a remove may be under way"
+        patch.setattr(payloads_module, "ASIDE_SECONDS", -1.0)  # as if a minute had passed
+        assert node_a.old_files(sha[:2], untouched_for=timedelta(hours=1)) == []
+    assert node_a.get(sha) == b"<permit/>"
+
+
+def test_a_file_another_nodes_sweep_puts_back_mid_delete_is_left_to_the_next_purge(tmp_path: Path) -> None:
+    """Node B's sweep put back the file node A had just set aside: A's look again failed with FileNotFoundError,
+    which ended A's whole purge run."""
+    node_a, node_b = PayloadStore(tmp_path / "payloads"), PayloadStore(tmp_path / "payloads")
+    sha = node_a.put(b"<permit/>")
     _age(node_a, sha)
-    os.replace(path, path.with_name(f".aside-{path.name}"))  # a crash between setting aside and deleting
-    os.utime(path.with_name(f".aside-{path.name}"), (path.parent.stat().st_mtime - 7200,) * 2)
-    assert node_a.old_files(sha[:2], untouched_for=timedelta(hours=1)) == []
-    assert node_a.get(sha) == b"<permit/>"  # back under its name, for the next sweep to judge
+    replace = os.replace
+
+    def node_b_sweeps_after_the_set_aside(source: Any, target: Any) -> None:
+        replace(source, target)
+        if str(target).endswith(f".aside-{sha[2:]}"):
+            node_b.old_files(sha[:2], untouched_for=timedelta(hours=1))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(payloads_module, "ASIDE_SECONDS", -1.0)
+        patch.setattr(payloads_module.os, "replace", node_b_sweeps_after_the_set_aside)
+        assert node_a.remove(sha, untouched_for=timedelta(hours=1)) is False
+    assert node_a.get(sha) == b"<permit/>"
