@@ -194,6 +194,14 @@ def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
     return media_type, dict(params)
 
 
+def type_and_charset(content_type: str) -> str:
+    """A Content-Type's media type with its charset, if it names one; its other parameters (a file name, say)
+    left out: what an AS4 MimeType holds. "" when the header does not parse."""
+    media_type, params = parse_content_type(content_type)
+    charset = params.get("charset")
+    return f"{media_type}; charset={charset}" if media_type and charset else media_type
+
+
 def soap_version_of(content_type: str) -> SoapVersion:
     """The SOAP version a request's Content-Type announces (``text/xml``, alone or as a multipart's ``type``:
     1.1): the version to answer in when the request itself could not be read."""

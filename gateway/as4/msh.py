@@ -482,11 +482,12 @@ def _payload(
                 f"eb:PartInfo {info.href!r} is compressed but has no MimeType part property (AS4 section 3.1)",
             )
         content = _gunzip(part.body, cid, compression, max_payload_bytes, spool)
+    declared = mime_type or mime.type_and_charset(part.content_type)  # its charset kept, a file name not
     if content.spooled:
         assert content.file is not None
         content.file.seek(0)
-        return _make_payload(info, cid, mime_type or part.media_type, b"", content.file, extra, size=content.size)
-    return _make_payload(info, cid, mime_type or part.media_type, content.read(), None, extra)
+        return _make_payload(info, cid, declared, b"", content.file, extra, size=content.size)
+    return _make_payload(info, cid, declared, content.read(), None, extra)
 
 
 def _make_payload(

@@ -168,11 +168,9 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
 def _attachment_type(header: str | None, name: str) -> str:
     """The part's media type (and charset): its other parameters, a file name among them, stay out of the AS4
     MimeType, which partners and our store cap at 100 characters."""
-    media_type, params = mime.parse_content_type(header or "application/octet-stream")
-    if not media_type:
+    found = mime.type_and_charset(header or "application/octet-stream")
+    if not found:
         raise BadSubmission(f"attachment {name!r} has the Content-Type {header!r}, which is not type/subtype")
-    charset = params.get("charset")
-    found = f"{media_type}; charset={charset}" if charset else media_type
     if len(found) > MAX_MIME_TYPE_LENGTH:
         raise BadSubmission(
             f"attachment {name!r} has a media type of {len(found)} characters; at most {MAX_MIME_TYPE_LENGTH} "

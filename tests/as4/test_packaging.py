@@ -265,6 +265,16 @@ def test_uncompressed_parts_are_accepted_even_where_compression_is_usual(alice: 
     assert event.payloads[0].data == PERMIT
 
 
+def test_without_a_mime_type_property_a_part_keeps_its_charset_but_not_its_other_parameters(
+    alice: KeyPair, bob: KeyPair
+) -> None:
+    message = user_message(NOW, parts=(PartInfo(href="cid:t@x.test"),))
+    content_type = 'text/plain; charset=windows-1252; name="Einfuhrgenehmigung-' + "x" * 90 + '.txt"'
+    built_type, body = hand_built(alice, message, attachments=[("t@x.test", content_type, b"caf\xe9")])
+    event = _parse(built_type, body, alice, bob, require_encryption=False)
+    assert event.payloads[0].mime_type == "text/plain; charset=windows-1252"
+
+
 def test_text_and_xml_attachments_are_digested_as_the_swa_transform_says(alice: KeyPair, bob: KeyPair) -> None:
     """XML content: exclusive C14N; other text: CRLF line ends; so equivalent forms verify."""
     message = user_message(
