@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
+from gateway.interfaces import rest
+from gateway.interfaces.keys import NODE
 from gateway.profiles import ProfileRegistry
 from gateway.store import State
 from tests.inbound.conftest import Inbound, partner
@@ -81,7 +86,7 @@ async def test_rest_pull_refuses_a_message_id_two_pulling_partners_used(inbound:
             "acknowledged; set another delivery method (folder, webhook or soap) in all but one of these "
             "partners' profiles, so their copies are pushed, and pull the remaining one"
         )
-        assert isinstance(refused.value, NotPullable)  # answered 404 with that text by the REST API
+        assert isinstance(refused.value, NotPullable)
     assert {(await inbound.store.get(r.id)).state for r in (first, second)} == {State.ACCEPTED}
 
     # the fix the refusal names: Switzerland's copy is pushed, Germany's is pulled
@@ -100,3 +105,22 @@ async def test_a_listed_message_is_fetched_after_its_partners_party_id_changed(i
     assert [r.message_id for r in await pull.waiting()] == [kept.message_id]
     record, _ = await pull.fetch(kept.message_id)
     assert record.id == kept.id and (await pull.ack(kept.message_id)).moved
+
+
+async def test_the_rest_api_answers_an_ambiguous_message_id_with_409_and_the_fix(inbound: Inbound) -> None:
+    await inbound.accepted(1, message_id=SAME)
+    await inbound.accepted(2, partner_id="de-bfarm", message_id=SAME)
+    pulling = {"method": "rest-pull"}
+    registry = ProfileRegistry([partner(delivery=pulling), partner("de-bfarm", delivery=pulling)])
+    app = web.Application()
+    app[NODE] = SimpleNamespace(  # type: ignore[misc]  # the inbox routes use these three of the node
+        store=inbound.store, payloads=inbound.payloads, partners=SimpleNamespace(registry=registry)
+    )
+    app.router.add_routes(rest.routes)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        for method, path in (("GET", f"/api/v1/inbox/{SAME}"), ("POST", f"/api/v1/inbox/{SAME}/ack")):
+            async with client.request(method, path) as response:
+                assert response.status == 409, (method, path)
+                assert "set another delivery method" in (await response.json())["error"]
+        async with client.get("/api/v1/inbox/nobody@x") as response:
+            assert response.status == 404
