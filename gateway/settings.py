@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
 
@@ -23,7 +25,7 @@ MAX_CONNECTIONS = 256
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class IdentitySettings(_Section):
@@ -35,7 +37,7 @@ class IdentitySettings(_Section):
 
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8480
+    port: Annotated[int, Field(ge=1, le=65535)] = 8480
     public_url: str | None = Field(
         default=None, description="the AS4 endpoint URL partners use; default http://HOST:PORT/as4"
     )
@@ -114,6 +116,10 @@ def _first_line(path: Path, key: str) -> bytes:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{key}: {path} is not UTF-8 text; write the passphrase as UTF-8 on its first line"
+        ) from None
     if not lines or not lines[0]:
         raise ConfigError(f"{key}: {path} is empty; expected the passphrase on its first line")
     return lines[0].encode()
@@ -156,6 +162,8 @@ class AdminSettings(_Section):
             raise ConfigError(
                 f"[admin].tokens_file: cannot read {self.tokens_file}: {exc.strerror or exc}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"[admin].tokens_file: {self.tokens_file} is not UTF-8 text") from None
         found: dict[str, str] = {}
         for number, line in enumerate(lines, 1):
             fields = line.split("#", 1)[0].split()
@@ -193,6 +201,12 @@ class StoreSettings(_Section):
     def _async_driver(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("expected a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL")
+        try:
+            make_url(value).port  # noqa: B018  # a port that is not a number fails here, not at the first connect
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "expected a URL of the form postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE"
+            ) from None
         return value
 
 
@@ -348,13 +362,32 @@ def _resolve_paths(base: Path, settings: Settings) -> Settings:
     return fixed
 
 
+_SECRET_KEYS = ("url", "passphrase", "token", "password", "secret")
+
+
 def _describe(error: Any) -> str:
     loc = ".".join(str(part) for part in error["loc"])
     section, _, key = loc.rpartition(".")
-    where = f"[{section}].{key}" if section else key
+    where = f"[{section}].{key}" if section else (f"[{key}]" if key else "configuration")
     got = error.get("input")
-    got_text = "" if error["type"] == "missing" else f" (got {got!r})"
+    # a value may be a secret (a store URL with its password, a passphrase put in the wrong place): not echoed
+    secret = any(word in key.lower() for word in _SECRET_KEYS) or isinstance(got, dict)
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_known_keys(error["loc"][:-1]))
+        return f"{where}: unknown {'section' if not section else 'key'}; expected one of: {known}"
+    got_text = "" if error["type"] == "missing" or secret else f" (got {got!r})"
     return f"{where}: {error['msg']}{got_text}"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``loc`` (a path of sections from the top) accepts."""
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
 
 
 def settings_from_dict(data: dict[str, Any], *, base: Path, source: str = "<settings>") -> Settings:
@@ -377,4 +410,8 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
     return settings_from_dict(data, base=path.parent, source=str(path))
