@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from gateway.errors import GatewayError
 from gateway.interfaces import logs, validate_cli
@@ -56,18 +57,28 @@ def serve(
         raise _cannot_listen(host, port, config, exc) from None
     try:
         web.run_app(create_app(settings), host=host, port=port, print=None, loop=new_event_loop())
+    except GatewayError as exc:  # what starting found wrong (keys, profiles, tokens, reference data): named
+        raise fail(f"the gateway did not start: {exc}") from None
+    except (DBAPIError, ConnectionError) as exc:
+        raise store_unusable(settings.store.url, exc) from None
     except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:  # taken since the probe
-            raise
-        raise _cannot_listen(host, port, config, exc) from None
+        if exc.errno == errno.EADDRINUSE:  # taken since the probe
+            raise _cannot_listen(host, port, config, exc) from None
+        where = f" {exc.filename}" if exc.filename else ""
+        raise fail(
+            f"the gateway did not start:{where} {exc.strerror or exc}; check the folders and files [folders], "
+            f"[keys], [profiles] and data_dir name in {config}"
+        ) from None
 
 
 def _cannot_listen(host: str, port: int, config: Path, exc: OSError) -> typer.Exit:
     reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
-    return fail(
-        f"cannot listen on {host}:{port}: {reason}; stop what holds that port, or set another [http] port "
-        f"(or host) in {config}"
+    fix = (
+        "stop what holds that port, or set another [http] port"
+        if exc.errno == errno.EADDRINUSE
+        else ("check [http] host, an address or name of this machine")
     )
+    return fail(f"cannot listen on {host}:{port}: {reason}; {fix} in {config}")
 
 
 async def _try_listen(host: str, port: int) -> None:

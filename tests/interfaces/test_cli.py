@@ -80,7 +80,7 @@ def test_serve_on_a_taken_port_names_it_and_the_setting(tmp_path: Path) -> None:
         code, output = invoke("serve", "--config", str(config), "--log-level", "ERROR")
     assert code == 1, output
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
-    assert f"set another [http] port (or host) in {config}" in output
+    assert f"set another [http] port in {config}" in output
 
 
 @pytest.fixture
@@ -105,3 +105,25 @@ def test_demo_names_a_missing_example(tmp_path: Path, examples: Path) -> None:
     code, output = invoke("demo", "--data-dir", str(tmp_path / "var"), "--examples", str(examples))
     assert code == 1, output
     assert f"demo failed: cannot read {examples / 'CH-EA-2026-0001.xml'}: No such file or directory" in output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('[api]\ntoken_env = "PERMIT_GATEWAY_TEST_UNSET"\n', "the gateway did not start: [api].token_env names"),
+        ("", "the gateway did not start: private key file"),  # the default key files are not there
+    ],
+)
+def test_serve_names_what_it_found_wrong_at_start_instead_of_a_traceback(
+    tmp_path: Path, extra: str, expected: str
+) -> None:
+    config = config_with(tmp_path, url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", port=_free_port())
+    config.write_text(config.read_text() + extra)
+    code, output = invoke("serve", "--config", str(config))
+    assert code == 1 and expected in output and "Traceback" not in output, output
