@@ -251,10 +251,11 @@ class InboundSettings(_Section):
         description="received messages are remembered this long for duplicate detection; an older eb:Timestamp "
         "is refused (EBMS:0003), and no partner's time_to_live_hours may exceed it",
     )
-    max_message_bytes: Annotated[int, Field(gt=0)] = Field(
+    max_message_bytes: Annotated[int, Field(ge=1024 * 1024)] = Field(
         default=128 * 1024 * 1024,
         description="the largest AS4 request body accepted on /as4 (read before the sender is known, so keep it "
-        "near the largest max_payload_bytes of any partner); bodies over 1 MiB are spooled to the data folder",
+        "near the largest max_payload_bytes of any partner); bodies over 1 MiB are spooled to the data folder; "
+        "at least 1 MiB, as a signed and encrypted permit with its receipt needs room",
     )
 
     read_timeout_seconds: Annotated[float, Field(gt=0)] = Field(

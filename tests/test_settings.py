@@ -179,6 +179,7 @@ IDENTITY = '[identity]\nparty_id="X"\ncountry="BE"\nauthority_name="A"\n'
         ("[outbund]\nsweep_seconds=5\n", "[outbund]: unknown section; expected one of: identity, http,"),
         ("[outbound]\nsweep_seconds=inf\n", "[outbound].sweep_seconds: Input should be a finite number"),
         ("[http]\nport=0\n", "[http].port: Input should be greater than or equal to 1"),
+        ("[inbound]\nmax_message_bytes=1\n", "[inbound].max_message_bytes: Input should be greater than or equal"),
     ],
 )
 def test_a_configuration_mistake_names_the_key_and_never_echoes_a_secret(
