@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -47,3 +48,16 @@ def known_documents() -> dict[str, PermitDocument]:
 @pytest.fixture(scope="session")
 def context(known_documents: dict[str, PermitDocument], tables: ControlTables) -> InMemoryContext:
     return InMemoryContext(known_documents.values(), tables)
+
+
+Without = Callable[..., InMemoryContext]
+"""The examples' context without the documents numbered as given (and with ``extra`` documents)."""
+
+
+@pytest.fixture(scope="module")
+def without(known_documents: dict[str, PermitDocument], tables: ControlTables) -> Without:
+    def make(*numbers: str, extra: tuple[PermitDocument, ...] = ()) -> InMemoryContext:
+        kept = [d for d in known_documents.values() if d.number not in numbers]
+        return InMemoryContext([*kept, *extra], tables)
+
+    return make

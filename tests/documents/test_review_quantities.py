@@ -3,23 +3,19 @@ over-receipt, the estimate year, late declarations, type substitution and names 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 
 from gateway.documents import (
-    ControlTables,
     DocumentKey,
     DocumentType,
     InMemoryContext,
-    PermitDocument,
     ValidationReport,
     validation_report,
 )
-from tests.documents.conftest import AS_OF, EXAMPLES
+from tests.documents.conftest import AS_OF, EXAMPLES, Without
 
-Without = Callable[..., InMemoryContext]
 CH_EA = DocumentKey(DocumentType.EXPORT_AUTHORIZATION, "CH", "CH-EA-2026-0001")
 CH_EX = DocumentKey(DocumentType.EXPORT_EXECUTION, "CH", "CH-EX-2026-0001")
 TRADE = ("CH-EA-2026-0001", "CH-EX-2026-0001", "BE-EN-2026-0001", "BE-AK-2026-0001")
@@ -42,15 +38,6 @@ def _by_severity(report: ValidationReport, severity: str) -> set[str]:
 
 def _check(text: str, context: InMemoryContext | None = None) -> ValidationReport:
     return validation_report(text.encode(), as_of=AS_OF, context=context)
-
-
-@pytest.fixture(scope="module")
-def without(known_documents: dict[str, PermitDocument], tables: ControlTables) -> Without:
-    def make(*numbers: str, extra: tuple[PermitDocument, ...] = ()) -> InMemoryContext:
-        kept = [d for d in known_documents.values() if d.number not in numbers]
-        return InMemoryContext([*kept, *extra], tables)
-
-    return make
 
 
 def _export(gross: str, factor: str, base: str) -> str:

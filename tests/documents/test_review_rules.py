@@ -3,13 +3,11 @@ across the documents of one trade."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 
 import pytest
 
 from gateway.documents import (
-    ControlTables,
     DocumentKey,
     DocumentType,
     InMemoryContext,
@@ -18,9 +16,7 @@ from gateway.documents import (
     validate_document,
     validation_report,
 )
-from tests.documents.conftest import AS_OF, EXAMPLES
-
-Without = Callable[..., InMemoryContext]
+from tests.documents.conftest import AS_OF, EXAMPLES, Without
 
 
 def _example(name: str) -> str:
@@ -36,17 +32,6 @@ def _replace(text: str, *pairs: tuple[str, str], count: int = -1) -> str:
 
 def _errors(report: ValidationReport) -> set[str]:
     return {f.rule for f in report.findings if f.severity == "error"}
-
-
-@pytest.fixture(scope="module")
-def without(known_documents: dict[str, PermitDocument], tables: ControlTables) -> Without:
-    """The examples' context without the documents numbered ``numbers`` (and with ``extra``)."""
-
-    def make(*numbers: str, extra: tuple[PermitDocument, ...] = ()) -> InMemoryContext:
-        kept = [d for d in known_documents.values() if d.number not in numbers]
-        return InMemoryContext([*kept, *extra], tables)
-
-    return make
 
 
 def _check(text: str, context: InMemoryContext) -> ValidationReport:

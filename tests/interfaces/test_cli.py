@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from gateway.interfaces.cli import app
 from gateway.store import create_engine
+from tests.conftest import free_port
 from tests.profiles.helpers import default_structlog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,9 +62,7 @@ def test_db_upgrade_never_prints_the_password(tmp_path: Path, monkeypatch: pytes
 
 
 def test_db_upgrade_names_an_unreachable_store(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     url = f"postgresql+asyncpg://gateway:S3cretPw@127.0.0.1:{port}/gateway"
     code, output = invoke("db", "upgrade", "--config", str(config_with(tmp_path, url=url)))
     assert code == 1 and "S3cretPw" not in output
@@ -107,12 +106,6 @@ def test_demo_names_a_missing_example(tmp_path: Path, examples: Path) -> None:
     assert f"demo failed: cannot read {examples / 'CH-EA-2026-0001.xml'}: No such file or directory" in output
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -123,7 +116,7 @@ def _free_port() -> int:
 def test_serve_names_what_it_found_wrong_at_start_instead_of_a_traceback(
     tmp_path: Path, extra: str, expected: str
 ) -> None:
-    config = config_with(tmp_path, url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", port=_free_port())
+    config = config_with(tmp_path, url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", port=free_port())
     config.write_text(config.read_text() + extra)
     code, output = invoke("serve", "--config", str(config))
     assert code == 1 and expected in output and "Traceback" not in output, output

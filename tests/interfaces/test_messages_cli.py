@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from gateway.clock import SystemClock
 from gateway.interfaces.cli import app
 from gateway.profiles import DevPki
 from gateway.store import Direction, Event, MessageStore, State, create_engine, upgrade
+from tests.conftest import free_port
 from tests.profiles.helpers import profile_text
 from tests.store.helpers import new_message
 
@@ -130,12 +130,6 @@ def test_a_partners_words_are_shown_as_they_are_never_read_as_markup(config: Pat
     assert f"last error: {said}" in shown
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_store_url(config: Path, url: str) -> Path:
     text = config.read_text()
     config.write_text(text.replace(f"sqlite+aiosqlite:///{config.parent / 'gateway.db'}", url))
@@ -173,7 +167,7 @@ def test_a_mistyped_sqlite_path_is_named_and_not_created(config: Path, command: 
 
 
 def test_an_unreachable_store_is_named_without_its_password(config: Path) -> None:
-    url = f"postgresql+asyncpg://gateway:S3cretPw@127.0.0.1:{_free_port()}/gateway"
+    url = f"postgresql+asyncpg://gateway:S3cretPw@127.0.0.1:{free_port()}/gateway"
     code, out = run(_with_store_url(config, url), "list")
     assert code == 1 and "S3cretPw" not in out and "Traceback" not in out
     assert "cannot use the store at postgresql+asyncpg://gateway:***@127.0.0.1:" in out
