@@ -35,7 +35,7 @@ def shown_url(url: str) -> str:
     """A store URL fit to print or log: its password masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "(an unreadable URL)"
 
 

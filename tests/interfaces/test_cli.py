@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from gateway.interfaces.cli import app
+from gateway.interfaces.cli_common import shown_url
 from gateway.store import create_engine
 from tests.conftest import free_port
 from tests.profiles.helpers import default_structlog
@@ -120,3 +121,8 @@ def test_serve_names_what_it_found_wrong_at_start_instead_of_a_traceback(
     config.write_text(config.read_text() + extra)
     code, output = invoke("serve", "--config", str(config))
     assert code == 1 and expected in output and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://gateway:S3cretPw@db:port/gateway", "not a url at all"])
+def test_an_unreadable_store_url_is_shown_without_its_secret_and_without_a_traceback(url: str) -> None:
+    assert shown_url(url) == "(an unreadable URL)"
