@@ -366,7 +366,13 @@ def _resolve_paths(base: Path, settings: Settings) -> Settings:
 _SECRET_KEYS = ("url", "passphrase", "token", "password", "secret")
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, text: str | None = None) -> str:
+    line = _line_of(text, tuple(str(part) for part in error["loc"])) if text is not None else None
+    where = _where(error)
+    return f"line {line}: {where}" if line is not None else where
+
+
+def _where(error: Any) -> str:
     loc = ".".join(str(part) for part in error["loc"])
     section, _, key = loc.rpartition(".")
     where = f"[{section}].{key}" if section else (f"[{key}]" if key else "configuration")
@@ -391,13 +397,49 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def settings_from_dict(data: dict[str, Any], *, base: Path, source: str = "<settings>") -> Settings:
-    """Build settings from already-parsed TOML data; relative paths resolve against ``base``."""
+_TOML_KEY = re.compile(r"""\s*(?:[A-Za-z0-9_-]+|"[^"\\]*"|'[^']*')""")
+
+
+def _key_path(text: str) -> tuple[tuple[str, ...], str] | None:
+    """The dotted key at the start of ``text`` (bare or quoted parts) and what follows it, or None."""
+    parts, rest = [], text
+    while match := _TOML_KEY.match(rest):
+        parts.append(match.group().strip().strip("\"'"))
+        rest = rest[match.end() :].lstrip()
+        if not rest.startswith("."):
+            return tuple(parts), rest
+        rest = rest[1:]
+    return None
+
+
+def _line_of(text: str, loc: tuple[str, ...]) -> int | None:
+    """The line of the TOML file where the key (or table) at ``loc`` is written, for the error message:
+    tomllib keeps no positions, so the text is scanned for table headers and ``key =`` lines."""
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines() if loc else (), 1):
+        stripped = line.strip()
+        header = _key_path(stripped.strip("[]")) if stripped.startswith("[") else None
+        if header is not None:
+            table = header[0]
+            if table[: len(loc)] == loc:
+                return number
+            continue
+        found = _key_path(stripped)
+        if found is not None and found[1].startswith("=") and (table + found[0])[: len(loc)] == loc:
+            return number
+    return None
+
+
+def settings_from_dict(
+    data: dict[str, Any], *, base: Path, source: str = "<settings>", text: str | None = None
+) -> Settings:
+    """Build settings from already-parsed TOML data; relative paths resolve against ``base``. With the file's
+    ``text``, each error names the line its key is written on."""
     try:
         settings = Settings.model_validate(_resolve(base, data))
     except ValidationError as exc:
         lines = [f"{source}: invalid configuration"]
-        lines += [f"  {_describe(err)}" for err in exc.errors()]
+        lines += [f"  {_describe(err, text)}" for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
     return _resolve_paths(base, settings)
 
@@ -408,11 +450,12 @@ def load_settings(path: Path) -> Settings:
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found (pass --config PATH)")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
-    return settings_from_dict(data, base=path.parent, source=str(path))
+    return settings_from_dict(data, base=path.parent, source=str(path), text=text)

@@ -202,3 +202,21 @@ def test_files_that_are_not_utf_8_are_named_errors(tmp_path: Path) -> None:
     secret.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match=r"\[keys\].passphrase_file: .* is not UTF-8 text"):
         KeySettings(passphrase_file=secret).passphrase()
+
+
+def test_a_value_error_names_the_line_the_key_is_written_on(tmp_path: Path) -> None:
+    """tomllib keeps no positions; the loader finds the key's line, whether written under its table, as a
+    dotted or quoted key, or as a table of its own."""
+    path = _write(
+        tmp_path,
+        IDENTITY
+        + "# the HTTP face\n[http]\nhost = '127.0.0.1'\n  port = 0  # a mistake\n"
+        + 'inbound."max_message_bytes" = 1\n'
+        + "[outbund]\nsweep_seconds = 5\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "line 8: [http].port: Input should be greater than or equal to 1" in message, message
+    assert "line 9: [http].inbound: unknown key" in message, message  # under [http], not [inbound]
+    assert "line 10: [outbund]: unknown section" in message, message
