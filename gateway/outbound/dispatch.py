@@ -28,7 +28,9 @@ from gateway.tasks import cancel_all
 log = structlog.get_logger("gateway.outbound")
 
 # Error signals that may clear by themselves; the others need a person (profile, certificate, document).
-RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0202", "EBMS:0301", "EBMS:0302"})
+# EBMS:0202 DeliveryFailure is final: the partner could not deliver "in spite of resending efforts" (ebMS 3.0
+# core, 6.7.2), and a receiving Permit Gateway answers with it a permit its checks refused.
+RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0301", "EBMS:0302"})
 JITTER = 0.1
 STREAM_ABOVE_BYTES = 1024 * 1024
 SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
@@ -303,7 +305,7 @@ class Dispatcher:
             await self._store.move(
                 record.id, Event.FINAL_ERROR, last_error=str(exc), detail=detail, claimed=record.attempts
             )
-            log.error("message failed", message_id=record.message_id, reason=str(exc))
+            alert_failed(record, str(exc))
             return
         if not partner.profile.enabled:
             await self._hold(record)
@@ -402,8 +404,7 @@ class Dispatcher:
                 record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason, claimed=record.attempts
             )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
-            FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
-            log.error("message failed", message_id=record.message_id, reason=attempt.reason)
+            alert_failed(record, attempt.reason)
             return
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:

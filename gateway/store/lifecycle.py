@@ -50,8 +50,10 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.SUBMITTED, Event.CLAIM): State.SENDING,
     (State.RETRY_WAIT, Event.CLAIM): State.SENDING,
     (State.SENDING, Event.RECEIPT_OK): State.ACKNOWLEDGED,
-    # a receipt that verifies proves delivery, also one that comes after the message's lease ran out
+    # a receipt that verifies proves delivery, also one that comes after the message's lease ran out, or after
+    # another claim gave up on it: the partner's signed receipt is the evidence, and it must be kept
     (State.RETRY_WAIT, Event.RECEIPT_OK): State.ACKNOWLEDGED,
+    (State.FAILED, Event.RECEIPT_OK): State.ACKNOWLEDGED,
     (State.SENDING, Event.SEND_FAILED): State.RETRY_WAIT,
     (State.SENDING, Event.FINAL_ERROR): State.FAILED,
     (State.SENDING, Event.GIVE_UP): State.FAILED,

@@ -32,7 +32,7 @@ from gateway.as4 import (
 )
 from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, exchange, message, wait_for
-from gateway.interfaces.keys import NODE
+from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from gateway.outbound.dispatch import stored_message
 from gateway.outbound.ping import Stage, ping
 from gateway.settings import StoreSettings
@@ -335,6 +335,48 @@ async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_fail
     record = await message(session, ch, "u1@be-famhp.test")
     assert record is not None and record["state"] == "REJECTED" and "X-006" in record["last_error"]
     assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
+
+
+async def test_a_permit_the_partner_refuses_fails_at_once_with_its_reason_and_is_not_resent(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Switzerland already holds BE-IA-2026-0001 with other content, so its checks refuse Belgium's: EBMS:0202
+    is final, not a reason to resend the same refused permit until the retries run out."""
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    earlier = _forged_user_message(harness, ia.replace(b"Mechelen", b"Antwerpen"), "early@be-famhp.test")
+    assert (await _post_as4(session, ch.url, *earlier))[0] == 200
+    failures = {"direction": "out", "partner": "ch-swissmedic"}
+    before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
+    async with session.post(f"{be.url}/api/v1/documents", data=ia) as response:
+        message_id = (await response.json())["message_id"]
+
+    failed = await wait_for(session, be, message_id, "FAILED")
+    assert failed["attempts"] == 1
+    assert failed["last_error"].startswith("partner answered with an error signal: EBMS:0202 DeliveryFailure")
+    assert "refused by the receiving authority's checks" in failed["last_error"]
+    assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
+
+
+async def test_a_message_whose_partner_profile_was_removed_fails_with_the_alert(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    be = await harness.start("BE-FAMHP")  # Switzerland is down
+    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
+        message_id = (await response.json())["message_id"]
+    await wait_for(session, be, message_id, "RETRY_WAIT")
+    failures = {"direction": "out", "partner": "ch-swissmedic"}
+    before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
+    (harness.tmp / "profiles" / "ch-swissmedic.yaml").unlink()
+    be.runner.app[PROFILE_WATCHER].reload("test")
+    harness.clock.advance(timedelta(minutes=5))
+    await be.runner.app[NODE].dispatcher.drain()
+
+    failed = await message(session, be, message_id)
+    assert failed is not None and failed["state"] == "FAILED"
+    assert "no partner profile with id 'ch-swissmedic'" in failed["last_error"]
+    assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
 
 
 async def test_partner_down_then_back_gets_the_message_with_the_same_id(

@@ -166,6 +166,24 @@ async def test_a_receipt_acknowledges_a_message_whose_lease_ran_out(
     assert moved.state is State.ACKNOWLEDGED
 
 
+async def test_a_receipt_after_another_claim_gave_up_acknowledges_the_message_and_is_kept(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    """Node A's upload outlived its lease, node B's claim gave up at the time to live, then A's POST returned a
+    receipt that verifies: the partner has the message, and its signed receipt is the evidence."""
+    record, _ = await store.add(new_message("m1@be"))
+    first = (await store.claim_due("node-a", limit=1, lease=timedelta(seconds=60)))[0]
+    clock.advance(timedelta(seconds=61))
+    assert await store.recover_leases() == 1
+    second = (await store.claim_due("node-b", limit=1, lease=timedelta(seconds=60)))[0]
+    assert (await store.move(second.id, Event.GIVE_UP, claimed=second.attempts)).state is State.FAILED
+
+    receipt = Evidence(kind="receipt", content_type="application/soap+xml", body=b"<signed receipt/>")
+    moved = await store.move(first.id, Event.RECEIPT_OK, evidence=receipt, lease_owner=None, last_error=None)
+    assert moved.state is State.ACKNOWLEDGED and moved.last_error is None
+    assert await store.get_evidence(record.id, "receipt") == ("application/soap+xml", b"<signed receipt/>")
+
+
 async def test_a_stopping_node_gives_back_only_its_own_messages(store: MessageStore, clock: FixedClock) -> None:
     mine, _ = await store.add(new_message("m1@be"))
     await store.claim_due("node-a", limit=1, lease=timedelta(minutes=2))
