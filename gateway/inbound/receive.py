@@ -426,15 +426,18 @@ class Receiver:
             ref_to_message_id=new.message_id,
         ) from None
 
-    async def _duplicate(self, stored: MessageRecord, content: tuple[str, ...]) -> Reception:
-        kept = (stored.payload_sha256, *(a.sha256 for a in attachments_of(stored.attachments)))
-        if kept != content:
-            await self._store.note(stored.id, "duplicate_refused", {"reason": "same MessageId, different content"})
+    async def _duplicate(self, stored: MessageRecord, content: dict[str, object]) -> Reception:
+        kept = _stored_content(stored)
+        differing = [name for name in content if content[name] != kept[name]]
+        if differing:
+            what = f"different {', '.join(differing)}"
+            reason = f"same MessageId, {what}"
+            await self._store.note(stored.id, "duplicate_refused", {"reason": reason})
             DUPLICATES.labels(partner=stored.partner_id, outcome="refused").inc()
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
-                f"MessageId {stored.message_id!r} was already received with different content; a retry must resend "
-                "the same message, a new message needs a new MessageId",
+                f"MessageId {stored.message_id!r} was already received with different content ({what}); "
+                "a retry must resend the same message, a new message needs a new MessageId",
                 ref_to_message_id=stored.message_id,
             )
         evidence = await self._store.get_evidence(stored.id, "receipt")
@@ -451,9 +454,31 @@ class Receiver:
         return Reception(response=response, record=stored, duplicate=True)
 
 
-def _content_key(permit_sha256: str, received: UserMessageReceived) -> tuple[str, ...]:
-    """What makes two messages with one MessageId the same: the permit and every attachment, by SHA-256."""
-    return (permit_sha256, *(_sha256_of(p) for p in received.payloads[1:]))
+def _content_key(permit_sha256: str, received: UserMessageReceived) -> dict[str, object]:
+    """What makes two messages with one MessageId the same: the header fields we keep, the permit and every
+    attachment by SHA-256. Not the Timestamp, the ids or the signature, which a sender's retry may renew."""
+    um = received.user_message
+    return {
+        "ConversationId": um.conversation_id,
+        "Service": um.service,
+        "Action": um.action,
+        "RefToMessageId": um.ref_to_message_id,
+        "To PartyId": um.to_party.primary.value,
+        "permit document": permit_sha256,
+        "attachments": tuple(_sha256_of(p) for p in received.payloads[1:]),
+    }
+
+
+def _stored_content(stored: MessageRecord) -> dict[str, object]:
+    return {
+        "ConversationId": stored.conversation_id,
+        "Service": stored.service,
+        "Action": stored.action,
+        "RefToMessageId": stored.ref_to_message_id,
+        "To PartyId": stored.to_party,
+        "permit document": stored.payload_sha256,
+        "attachments": tuple(a.sha256 for a in attachments_of(stored.attachments)),
+    }
 
 
 def _sha256_of(payload: Payload) -> str:

@@ -170,18 +170,19 @@ class Dispatcher:
         them have settled, until none is due. Lanes run side by side, so a partner that answers slowly, or not
         at all until the HTTP time-out, holds up only its own messages and never another partner's. Messages for
         a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages
-        to a suspended partner are held: not claimed, not attempted, their attempts unchanged, until the partner
-        is enabled again; those whose time to live runs out meanwhile fail, saying so.
+        to a suspended partner, or to one whose certificate is not valid now (a gap in its rollover), are held:
+        not claimed, not attempted, their attempts unchanged, until the partner is enabled or its profile fixed;
+        those whose time to live runs out meanwhile fail, saying why they were held.
         """
-        suspended = {p.profile.id for p in self._partners if not p.profile.enabled}
-        await self._expire_held(suspended)
+        held = self._held()
+        await self._expire_held(held)
         for lane in self._lanes.values():
             lane.woken.set()  # something may have come for it
         pulled = {p.profile.id for p in self._partners if p.profile.transport is Transport.PULL}
-        pushed = {p.profile.id for p in self._partners} - pulled - suspended
+        pushed = {p.profile.id for p in self._partners} - pulled - held.keys()
         if pushed and pushed <= self._lanes.keys():
             return 0  # every partner has an open lane, which claims what comes due: no need to ask the store
-        waiting = await self._store.waiting_partners(exclude_partners=sorted({*pulled, *suspended, *self._lanes}))
+        waiting = await self._store.waiting_partners(exclude_partners=sorted({*pulled, *held, *self._lanes}))
         now = self._clock.now()
         self._wake_at(min((at for _, at in waiting if at > now), default=None))
         # not opened meanwhile by a drain() beside the node's pump
@@ -261,43 +262,71 @@ class Dispatcher:
         return sent
 
     def _pushes_to(self, partner_id: str) -> bool:
-        """False once the partner is suspended or pulls (a profile change while its lane runs); a partner no
-        profile names any more stays claimable, so its messages fail saying so instead of waiting for ever."""
+        """False once the partner pulls or is held (a profile change, or a certificate that lapsed, while its
+        lane runs); a partner no profile names any more stays claimable, so its messages fail saying so instead
+        of waiting for ever."""
         partner = next((p for p in self._partners if p.profile.id == partner_id), None)
-        return partner is None or (partner.profile.enabled and partner.profile.transport is not Transport.PULL)
+        if partner is None:
+            return True
+        return (
+            partner.profile.transport is not Transport.PULL
+            and _why_held(partner, self._partners, self._clock) is None
+        )
 
-    async def _expire_held(self, suspended: set[str]) -> None:
-        for partner_id in sorted(suspended):
-            reason = (
-                f"its time to live ran out while partner {partner_id!r} was suspended (enabled: false in its "
-                "profile); it was never sent"
-            )
+    def _held(self) -> dict[str, str]:
+        """Each partner whose messages wait unsent, and why."""
+        reasons = {p.profile.id: _why_held(p, self._partners, self._clock) for p in self._partners}
+        return {partner_id: reason for partner_id, reason in reasons.items() if reason is not None}
+
+    async def _expire_held(self, held: dict[str, str]) -> None:
+        for partner_id, why in sorted(held.items()):
+            reason = f"its time to live ran out while it was held unsent: {why}"
             for record in await self._store.give_up_waiting(partners=[partner_id], reason=reason):
                 alert_failed(record, reason)
 
-    async def _hold(self, record: MessageRecord) -> None:
-        """The partner was suspended after this message was claimed: give it back untried and due, so it goes
-        out as soon as the partner is enabled again."""
+    async def _hold(self, record: MessageRecord, why: str) -> None:
+        """The partner became held after this message was claimed: give it back untried (its attempts as they
+        were) and due, so it goes out as soon as the partner is enabled or its profile fixed."""
         await self._store.move(
             record.id,
             Event.SEND_FAILED,
-            detail={"held": "partner suspended (enabled: false in its profile); not attempted"},
+            detail={"held": f"{why}; not attempted"},
             attempts=record.attempts - 1,
             next_attempt_at=self._clock.now(),
             lease_owner=None,
+            last_error=f"not sent: {why}; it waits unsent until the profile is fixed or its time to live runs out",
             claimed=record.attempts,
         )
 
     async def _send(self, record: MessageRecord) -> None:
+        keeper = asyncio.create_task(self._keep_lease(record))
         try:
-            await self._attempt(record)
+            await self._attempt(record, keeper)
         except IllegalTransition as exc:  # the attempt outlived its lease (StaleClaim), or a receipt came twice
             await self._store.note(
                 record.id, "outcome_not_applied", {"attempt": record.attempts, "reason": str(exc)}
             )
             log.warning("attempt outcome not applied", message_id=record.message_id, reason=str(exc))
+        finally:
+            keeper.cancel()
 
-    async def _attempt(self, record: MessageRecord) -> None:
+    async def _keep_lease(self, record: MessageRecord) -> None:
+        """Renew the lease every third of it while this node works on the message: waiting for a send slot and
+        a large upload may take longer than one lease, and a lease that ran out meanwhile would let another
+        claim send the message beside this one. Returns (the lease is lost) once the message left this claim."""
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            try:
+                renewed = await self._store.renew_lease(
+                    record.id, self._node_id, claimed=record.attempts, lease=self._lease
+                )
+            except StoreError as exc:  # the store may be back before the lease runs out
+                log.warning("lease not renewed", message_id=record.message_id, reason=str(exc))
+                continue
+            if not renewed:
+                return
+
+    async def _attempt(self, record: MessageRecord, keeper: asyncio.Task[None]) -> None:
         try:
             partner = self._partners.get(record.partner_id)
         except GatewayError as exc:  # the profile was retired: nobody to send it to
@@ -307,8 +336,9 @@ class Dispatcher:
             )
             alert_failed(record, str(exc))
             return
-        if not partner.profile.enabled:
-            await self._hold(record)
+        why_held = _why_held(partner, self._partners, self._clock)
+        if why_held is not None:
+            await self._hold(record, why_held)
             return
         if record.expires_at is not None and self._clock.now() > record.expires_at:
             reason = "its time to live ran out before it could be sent"
@@ -316,13 +346,13 @@ class Dispatcher:
                 reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
             await self._give_up(record, reason)
             return
-        try:
-            self._partners.usable(partner, self._clock.now())
-        except GatewayError as exc:  # a certificate between two of the partner's keys: the profile can be fixed
-            reason = f"not sent: {exc}; the message waits for the profile to be fixed until its time to live"
-            await self._settle(record, partner, _not_tried(reason))
-            return
         async with self._posting:  # waiting here is not counted in the POST's time-out
+            if keeper.done():  # the lease ran out while waiting: the message is another claim's now
+                reason = "its lease ran out while it waited for a send slot; another claim sends it"
+                await self._store.note(
+                    record.id, "attempt_abandoned", {"attempt": record.attempts, "reason": reason}
+                )
+                return
             attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
 
@@ -452,6 +482,15 @@ class Dispatcher:
             claimed=record.attempts,
         )
         alert_failed(record, reason)
+
+
+def _why_held(partner: Partner, partners: Partners, clock: Clock) -> str | None:
+    """Why messages for ``partner`` must wait unsent (suspended, or a certificate not valid now), or None."""
+    try:
+        partners.usable(partner, clock.now())
+    except GatewayError as exc:
+        return str(exc)
+    return None
 
 
 def _not_tried(reason: str) -> Attempt:

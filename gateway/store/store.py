@@ -563,6 +563,24 @@ class MessageStore:
                 )
         return failed
 
+    async def renew_lease(self, pk: int, owner: str, *, claimed: int, lease: timedelta) -> bool:
+        """Extend ``owner``'s lease on a message it is still sending under the claim of attempt ``claimed``;
+        False once the message has left that claim (its lease ran out and it was taken back or claimed again)."""
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            renewed = await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id == pk,
+                    messages.c.state == State.SENDING,
+                    messages.c.lease_owner == owner,
+                    messages.c.attempts == claimed,
+                )
+                .values(lease_expires_at=now + lease)
+                .returning(messages.c.id)
+            )
+            return renewed.first() is not None
+
     async def recover_leases(self) -> int:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""
         return await self._back_to_retry(messages.c.lease_expires_at < self._clock.now(), {})

@@ -1,5 +1,6 @@
-"""A queued message whose partner's certificate stops being valid (a gap in the partner's rollover) waits for
-the profile to be fixed, retried on schedule with the reason, and fails only when its time to live runs out."""
+"""A queued message whose partner's certificate stops being valid (a gap in the partner's rollover) is held:
+not claimed and not attempted, so the gap uses none of its retries, until the profile is fixed; it fails only
+when its time to live runs out, saying why it was held."""
 
 from __future__ import annotations
 
@@ -25,17 +26,19 @@ async def test_a_message_to_a_partner_whose_certificate_expired_waits_until_its_
     async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
         assert response.status == 202
         message_id = (await response.json())["message_id"]
-    await wait_for(session, be, message_id, "RETRY_WAIT")
+    first = await wait_for(session, be, message_id, "RETRY_WAIT")
 
     harness.clock.advance(timedelta(hours=2))  # past the end of Switzerland's certificate
-    await be.runner.app[NODE].dispatcher.drain()
-
-    waiting = await message(session, be, message_id)
-    assert waiting is not None and waiting["state"] == "RETRY_WAIT", waiting
-    assert "not sent:" in waiting["last_error"] and "waits for the profile to be fixed" in waiting["last_error"]
+    for _ in range(6):  # more sweeps than the profile has retries (two)
+        harness.clock.advance(timedelta(hours=4))
+        await be.runner.app[NODE].dispatcher.drain()
+        waiting = await message(session, be, message_id)
+        assert waiting is not None and waiting["state"] == "RETRY_WAIT", waiting
+        assert waiting["attempts"] == first["attempts"] == 1
 
     harness.clock.advance(timedelta(hours=48))
     await be.runner.app[NODE].dispatcher.drain()
     failed = await message(session, be, message_id)
-    assert failed is not None and failed["state"] == "FAILED"
-    assert "time to live ran out" in failed["last_error"]
+    assert failed is not None and failed["state"] == "FAILED" and failed["attempts"] == 1
+    assert "time to live ran out while it was held unsent" in failed["last_error"]
+    assert "CH-SWISSMEDIC" in failed["last_error"] and "expired" in failed["last_error"], failed["last_error"]

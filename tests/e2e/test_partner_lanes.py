@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -194,3 +195,49 @@ async def test_a_message_whose_signed_file_is_gone_fails_saying_so_and_its_lane_
     )
     assert "permit-gateway messages retry" in failed["last_error"]
     await wait_for(session, be, ids[1], "ACKNOWLEDGED")
+
+
+async def test_a_send_waiting_longer_than_its_lease_keeps_it_and_each_message_goes_once_at_a_time(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """One send slot, a partner that answers just inside the time-out, and a lease shorter than the queue: the
+    lease is renewed while the node works on the message, so it is never taken back and sent a second time
+    beside the first, and each attempt counts once."""
+    in_flight: Counter[str] = Counter()
+    posts: Counter[str] = Counter()
+    most = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal most
+        body = await request.read()
+        start = body.index(b"<eb:MessageId>") + len(b"<eb:MessageId>")
+        message_id = body[start : body.index(b"<", start)].decode()
+        posts[message_id] += 1
+        in_flight[message_id] += 1
+        most = max(most, in_flight[message_id])
+        await asyncio.sleep(0.45)
+        in_flight[message_id] -= 1
+        return web.Response(status=503)
+
+    async with serving("/as4", slow) as url:
+        add_silent_profile(harness, url)
+        profile = harness.tmp / "profiles" / "de-bfarm.yaml"
+        profile.write_text(profile.read_text() + "reception_awareness:\n  retry_delays_seconds: [600]\n")
+        outbound = OutboundSettings(http_timeout_seconds=0.5, lease_seconds=0.6, sweep_seconds=0.2, max_in_flight=1)
+        be = await start_gateway("BE", harness.settings("BE-FAMHP", outbound=outbound), SystemClock())
+        harness.running["BE-FAMHP"] = be
+        sent = []
+        for n in range(101, 105):
+            status, body = await submit(session, be, numbered(harness, n), "?partner=de-bfarm")
+            assert status == 202, body
+            sent.append(body["message_id"])
+        for message_id in sent:
+            await wait_for(session, be, message_id, "RETRY_WAIT", timeout=10)
+        await asyncio.sleep(1.0)  # time for a taken-back lease to be claimed and sent again
+
+    assert most == 1 and dict(posts) == dict.fromkeys(sent, 1), posts
+    store = be.runner.app[NODE].store
+    for message_id in sent:
+        record = await store.find(Direction.OUTBOUND, message_id)
+        assert record is not None and record.attempts == 1
+        assert "lease_expired" not in [event.kind for event in await store.events(record.id)]

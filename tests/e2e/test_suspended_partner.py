@@ -72,7 +72,9 @@ async def test_held_messages_fail_when_their_time_to_live_runs_out_saying_the_pa
 
     failed = await message(session, be, held["message_id"])
     assert failed is not None and failed["state"] == "FAILED" and failed["attempts"] == 1
-    assert "time to live ran out while partner 'ch-swissmedic' was suspended" in failed["last_error"]
+    assert (
+        "time to live ran out while it was held unsent: partner 'ch-swissmedic' is suspended" in failed["last_error"]
+    )
     assert failed["events"][-1]["kind"] == "give_up"
 
 

@@ -320,6 +320,37 @@ async def test_same_message_id_with_other_content_is_refused(
     )
 
 
+async def test_same_message_id_and_permit_under_another_header_is_refused_naming_what_differs(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """The stored receipt answers a retry; for a message whose signed header differs it would not match what
+    was sent, and the sender could only report an invalid receipt."""
+    ch = await harness.start("CH-SWISSMEDIC")
+    ia = example(IA, today=harness.clock.now())
+    payload = Payload(content_id="permit@test", mime_type="application/xml", data=ia)
+    be_keys, ch_cert = harness.keys("BE-FAMHP"), harness.keys("CH-SWISSMEDIC").certificate
+    sent = []
+    for conversation in ("c-1", "c-2"):
+        um = permit_user_message(harness, "h1@be-famhp.test", conversation_id=conversation)
+        out = build_user_message(um, [payload], sender=be_keys, recipient_certificate=ch_cert)
+        sent.append(await _post_as4(session, ch.url, out.content_type, out.body))
+    assert sent[0][0] == 200
+    status, answer_type, answer = sent[1]
+    policy = SecurityPolicy(signing_certificates=(ch_cert,))
+    refused = parse_response(
+        answer_type,
+        answer,
+        sent=Outgoing(message_id="h1@be-famhp.test", content_type="", body=b""),
+        policy=policy,
+        now=harness.clock.now(),
+    )
+    assert status == 400 and isinstance(refused, ErrorReceived)
+    assert refused.errors[0].code == "EBMS:0003"
+    assert "already received with different content (different ConversationId)" in (
+        refused.errors[0].detail or ""
+    )
+
+
 async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_failure(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:

@@ -166,6 +166,25 @@ async def test_a_receipt_acknowledges_a_message_whose_lease_ran_out(
     assert moved.state is State.ACKNOWLEDGED
 
 
+async def test_a_renewed_lease_is_not_taken_back_and_a_lost_one_cannot_be_renewed(
+    store: MessageStore, clock: FixedClock
+) -> None:
+    record, _ = await store.add(new_message("m1@be"))
+    claim = (await store.claim_due("node-a", limit=1, lease=timedelta(seconds=60)))[0]
+    clock.advance(timedelta(seconds=50))
+    assert await store.renew_lease(record.id, "node-a", claimed=claim.attempts, lease=timedelta(seconds=60))
+    clock.advance(timedelta(seconds=50))  # past the first lease, inside the renewed one
+    assert await store.recover_leases() == 0
+    assert not await store.renew_lease(record.id, "node-b", claimed=claim.attempts, lease=timedelta(seconds=60))
+
+    clock.advance(timedelta(seconds=11))
+    assert await store.recover_leases() == 1
+    assert not await store.renew_lease(record.id, "node-a", claimed=claim.attempts, lease=timedelta(seconds=60))
+    again = (await store.claim_due("node-b", limit=1, lease=timedelta(seconds=60)))[0]
+    assert not await store.renew_lease(record.id, "node-a", claimed=claim.attempts, lease=timedelta(seconds=60))
+    assert await store.renew_lease(record.id, "node-b", claimed=again.attempts, lease=timedelta(seconds=60))
+
+
 async def test_a_receipt_after_another_claim_gave_up_acknowledges_the_message_and_is_kept(
     store: MessageStore, clock: FixedClock
 ) -> None:
