@@ -178,9 +178,7 @@ class Receiver:
     ) -> Outgoing:
         """Signed with our key of the sender's suite, so it can verify the signal; a sender we could not
         identify gets it signed with our default key. In the SOAP version the request announced."""
-        known = partner is not None and partner.policy.suite in keys.suites
-        suite = partner.policy.suite if partner is not None and known else keys.default_suite
-        key = keys.signing_for(suite)
+        suite, key = keys.answering(partner.policy.suite if partner is not None else None)
         return build_error_signal(
             error, key=key, message_id=self._new_id(), now=now, suite=suite, soap_version=soap_version
         )

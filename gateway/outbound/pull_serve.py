@@ -20,10 +20,12 @@ from gateway.as4 import (
     EbmsCode,
     EbmsError,
     ErrorReceived,
+    KeyPair,
     Outgoing,
     PullRequestReceived,
     ReceiptReceived,
     SignalPeek,
+    Suite,
     build_empty_mpc,
     build_error_signal,
     message_id_for,
@@ -66,6 +68,13 @@ class StoredAnswer:
     size: int
 
 
+@dataclass(slots=True)
+class _Asking:
+    """The partner a request comes from, once it is known: its refusal is signed in that partner's suite."""
+
+    partner: Partner | None = None
+
+
 def pull_partners(partners: Partners) -> list[Partner]:
     return [p for p in partners if p.profile.transport is Transport.PULL]
 
@@ -106,29 +115,31 @@ class PullServer:
         return message_id_for(self._identity.party_id, str(uuid.uuid4()))
 
     async def answer(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing | StoredAnswer:
-        """Never raises for bad input: every refusal is a signed ebMS error signal naming what was wrong."""
+        """Never raises for bad input: every refusal is a signed ebMS error signal naming what was wrong, signed
+        in the asking partner's suite once the partner is known (else in our default suite)."""
+        asking = _Asking()
         try:
             if peeked.kind == "PullRequest":
-                return await self._serve(content_type, body)
-            return await self._take_signal(content_type, body, peeked)
+                return await self._serve(content_type, body, asking)
+            return await self._take_signal(content_type, body, peeked, asking)
         except EbmsError as exc:
             log.warning(
                 "signal refused", kind=peeked.kind, code=exc.code.code, detail=exc.detail, ref=peeked.message_id
             )
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
-            error = exc.with_ref(peeked.message_id)
-            signing = self._keys.signing  # the signer is not known (or not trusted): our default suite
+            suite, key = self._keys.answering(asking.partner.policy.suite if asking.partner else None)
             return build_error_signal(
-                error,
-                key=signing,
+                exc.with_ref(peeked.message_id),
+                key=key,
                 message_id=self._new_id(),
                 now=self._clock.now(),
+                suite=suite,
                 soap_version=mime.soap_version_of(content_type),
             )
 
     # --- PullRequests ------------------------------------------------------------------------------------
 
-    async def _serve(self, content_type: str, body: bytes) -> Outgoing | StoredAnswer:
+    async def _serve(self, content_type: str, body: bytes, asking: _Asking) -> Outgoing | StoredAnswer:
         now = self._clock.now()
         candidates = {p.profile.id: p.policy for p in pull_partners(self._partners)}
         try:
@@ -136,7 +147,7 @@ class PullServer:
         except EbmsError:
             PULLS_SERVED.labels(partner="(unknown)", outcome="refused").inc()
             raise
-        partner = self._partners.get(partner_id)
+        partner = asking.partner = self._partners.get(partner_id)
         self._authorize(partner, pull)
         await self._fresh(partner_id, pull, now)
         record = await self._claim(partner)
@@ -145,7 +156,7 @@ class PullServer:
             suite = partner.policy.suite
             return build_empty_mpc(
                 pull,
-                key=self._keys.signing_for(suite, partner=partner_id),
+                key=self._our_key(suite, partner_id),
                 message_id=self._new_id(),
                 now=self._clock.now(),
                 suite=suite,
@@ -155,6 +166,12 @@ class PullServer:
         PULLS_SERVED.labels(partner=partner_id, outcome="message").inc()
         log.info("message pulled", message_id=record.message_id, partner=partner_id, attempt=record.attempts)
         return self._stored_answer(record)
+
+    def _our_key(self, suite: Suite, partner_id: str) -> KeyPair:
+        try:
+            return self._keys.signing_for(suite, partner=partner_id)
+        except GatewayError as exc:  # the gateway started with a warning about it; the partner is told too
+            raise EbmsError(EbmsCode.OTHER, f"the serving gateway cannot sign its answer: {exc}") from None
 
     def _stored_answer(self, record: MessageRecord) -> Outgoing | StoredAnswer:
         """The stored signed (and encrypted) bytes, as they were stored: in memory, or from their file if large."""
@@ -238,8 +255,9 @@ class PullServer:
 
     # --- receipts and error signals for pulled messages ---------------------------------------------------
 
-    async def _take_signal(self, content_type: str, body: bytes, peeked: SignalPeek) -> Outgoing:
+    async def _take_signal(self, content_type: str, body: bytes, peeked: SignalPeek, asking: _Asking) -> Outgoing:
         record, partner = await self._pulled_message(peeked)
+        asking.partner = partner
         sent = stored_message(record)
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())

@@ -318,6 +318,12 @@ class OwnKeys:
         """Our current key of ``default_suite``."""
         return self.suites[self.default_suite].signing
 
+    def answering(self, suite: Suite | None) -> tuple[Suite, KeyPair]:
+        """The suite and key that sign an answer to a partner of ``suite`` (None: not identified): that suite's
+        when we hold a key of it, so the partner can verify the answer; else our default suite's."""
+        chosen = suite if suite is not None and suite in self.suites else self.default_suite
+        return chosen, self.suites[chosen].signing
+
     def own_certificates(self) -> list[tuple[str, x509.Certificate]]:
         if self.keystore is not None:
             return self.keystore.own_certificates()
