@@ -221,7 +221,7 @@ class PullServer:
         awareness = partner.profile.reception_awareness
         lease = timedelta(seconds=awareness.receipt_timeout_seconds)
         while claimed := await self._store.claim_due(
-            self._node_id, limit=1, lease=lease, partners=[partner.profile.id]
+            self._node_id, limit=1, lease=lease, partners=[partner.profile.id], mpc=partner.profile.pull.mpc
         ):
             record = claimed[0]
             now = self._clock.now()

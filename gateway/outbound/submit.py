@@ -200,6 +200,7 @@ class Submitter:
             direction=Direction.OUTBOUND,
             message_id=user_message.message_id,
             conversation_id=user_message.conversation_id,
+            mpc=user_message.mpc,
             partner_id=partner.profile.id,
             from_party=self._identity.party_id,
             to_party=partner.profile.party_id,

@@ -66,6 +66,7 @@ messages = Table(
     Column("message_id", String(255), nullable=False),
     Column("conversation_id", String(255), nullable=False),
     Column("ref_to_message_id", String(255)),
+    Column("mpc", String(255)),  # the MPC its signed header names; NULL for messages stored before 0007
     Column("partner_id", String(100), nullable=False),
     Column("from_party", String(255), nullable=False),
     Column("to_party", String(255), nullable=False),

@@ -79,6 +79,7 @@ class NewMessage:
     payload_sha256: str
     payload_mime_type: str
     ref_to_message_id: str | None = None
+    mpc: str | None = None
     document_type: str | None = None
     document_number: str | None = None
     wire_sha256: str | None = None
@@ -96,6 +97,7 @@ class MessageRecord:
     message_id: str
     conversation_id: str
     ref_to_message_id: str | None
+    mpc: str | None
     partner_id: str
     from_party: str
     to_party: str
@@ -455,8 +457,11 @@ class MessageStore:
         direction: Direction = Direction.OUTBOUND,
         partners: Sequence[str] | None = None,
         exclude_partners: Sequence[str] = (),
+        mpc: str | None = None,
     ) -> list[MessageRecord]:
         """Lease up to ``limit`` due messages to ``owner`` in one statement, oldest due first.
+
+        ``mpc``: only messages signed for that MPC (or stored before the MPC was recorded), for a PullRequest.
 
         ``partners`` limits the claim to those partners' messages (a PullRequest gets only its signer's);
         ``exclude_partners`` leaves theirs alone, due but untouched: the push loop never claims what a partner
@@ -487,6 +492,8 @@ class MessageStore:
             due = (*due, messages.c.partner_id.in_(partners))
         if exclude_partners:
             due = (*due, messages.c.partner_id.not_in(exclude_partners))
+        if mpc is not None:
+            due = (*due, or_(messages.c.mpc == mpc, messages.c.mpc.is_(None)))
         chosen: Select[Any] = (
             select(messages.c.id)
             .where(messages.c.direction == direction, *due)
