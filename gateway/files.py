@@ -6,8 +6,10 @@ A reader never sees half a file, and a write repeated after a crash replaces the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,14 +18,24 @@ from typing import BinaryIO
 _READ_BLOCK = 1 << 20
 
 
-def write_atomically(path: Path, data: bytes, *, prefix: str = ".tmp-") -> None:
-    write_chunks_atomically(path, (data,), prefix=prefix)
+def write_atomically(path: Path, data: bytes, *, prefix: str = ".tmp-", keep_attributes: bool = False) -> None:
+    write_chunks_atomically(path, (data,), prefix=prefix, keep_attributes=keep_attributes)
 
 
-def write_chunks_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, prefix: str = ".tmp-") -> None:
-    """``write_atomically`` for content that arrives in pieces (large payloads never sit in memory whole)."""
+def write_chunks_atomically(
+    path: Path, chunks: Iterable[bytes | memoryview], *, prefix: str = ".tmp-", keep_attributes: bool = False
+) -> None:
+    """``write_atomically`` for content that arrives in pieces (large payloads never sit in memory whole).
+
+    A new file is private to this account (mode 0600). ``keep_attributes``: the file replaces one someone manages
+    (a partner profile): it keeps that file's mode and owner, and through a symlink the link's target is
+    replaced, not the link."""
+    if keep_attributes and path.is_symlink():
+        path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
+        if keep_attributes:
+            _take_attributes(path, fd)
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
@@ -34,6 +46,25 @@ def write_chunks_atomically(path: Path, chunks: Iterable[bytes | memoryview], *,
         Path(tmp).unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
+
+
+def _take_attributes(path: Path, fd: int) -> None:
+    """Give the new file the mode and owner of ``path`` (when it exists): a service account that could read
+    the old file can read the new one. Only root can give a file away; another account keeps the group."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        return
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    new = os.fstat(fd)
+    if (new.st_uid, new.st_gid) == (old.st_uid, old.st_gid):
+        return
+    if os.geteuid() == 0:
+        os.fchown(fd, old.st_uid, old.st_gid)
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))  # chown clears the set-id bits
+    else:
+        with contextlib.suppress(PermissionError):  # allowed only for a group this account is in
+            os.fchown(fd, -1, old.st_gid)
 
 
 def sync_folder(folder: Path) -> None:

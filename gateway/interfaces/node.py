@@ -452,7 +452,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         tls_passphrase=settings.keys.passphrase,
     )
     app[PROFILE_WATCHER] = watcher
-    app[PROFILE_EDITOR] = ProfileEditor(
+    app[PROFILE_EDITOR] = editor = ProfileEditor(
         folder,
         certificates_dir=certificates,
         data_dir=settings.data_dir,
@@ -462,6 +462,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
     )
+    watcher.record_with(editor)  # changes made on disk are versioned and audited like the editor's own
     app[ADMIN_TOKEN] = settings.admin.token()
     app[ADMIN_NAMED] = settings.admin.named_tokens()
     check_certificates(node)

@@ -119,6 +119,7 @@ def show(
     out = io.StringIO()
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # a long path or URL stays on its key's line, where a reader (or grep) looks for it
     yaml.dump(profile.model_dump(mode="json"), out)
     console.print(
         f"# effective profile {profile_id!r} from {loaded.files[profile_id]}", highlight=False, markup=False

@@ -47,6 +47,15 @@ def load_certificate(path: Path) -> x509.Certificate:
         raise KeyMaterialError(f"certificate file {path} holds a malformed X.509 certificate: {exc}") from None
 
 
+def load_certificate_bundle(path: Path) -> tuple[x509.Certificate, ...]:
+    """Read a CA bundle: one or more PEM certificates."""
+    data = _read(path, "CA bundle")
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise KeyMaterialError(f"CA bundle {path} holds no PEM certificates; expected one or more") from None
+
+
 def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
     """Read a private key, PEM or DER (PKCS#8 or traditional), decrypting it with ``passphrase`` if given."""
     data = _read(path, "private key")
@@ -176,6 +185,25 @@ def check_suite_key(cert: x509.Certificate, suite: SecuritySuite, *, purpose: st
         )
 
 
+def missing_key_usage(cert: x509.Certificate, use: str) -> str | None:
+    """The KeyUsage bit ``use`` (``signing`` or ``encryption``) needs that the certificate's KeyUsage extension
+    lacks, or None: without the extension every use is allowed.
+
+    Signing needs digitalSignature, as the receiver requires of every signature (nonRepudiation alone is
+    refused there too); encryption needs keyEncipherment for an RSA key (key transport) and keyAgreement for
+    an X25519 or EC key.
+    """
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if use == "signing":
+        return None if usage.digital_signature else "digitalSignature"
+    if isinstance(cert.public_key(), rsa.RSAPublicKey):
+        return None if usage.key_encipherment else "keyEncipherment"
+    return None if usage.key_agreement else "keyAgreement"
+
+
 def _suite_key_requirement(suite: SecuritySuite, key: CertificatePublicKeyTypes, use: str | None) -> str | None:
     """What ``suite`` needs of a certificate key for ``use``, or None when ``key`` fits."""
     match suite:
@@ -238,6 +266,8 @@ class PartnerCertificates:
     trust_anchor: x509.Certificate | None = None
     subject: str | None = None
     revocation_list: x509.CertificateRevocationList | None = None
+    tls_client: x509.Certificate | None = None
+    tls_ca: tuple[x509.Certificate, ...] = ()
 
     def valid_signing(self, now: datetime) -> tuple[x509.Certificate, ...]:
         return tuple(cert for cert in self.signing if valid_at(cert, now))
@@ -278,12 +308,15 @@ class PartnerCertificates:
         )
 
     def every(self) -> tuple[tuple[str, x509.Certificate], ...]:
-        """(purpose, certificate) for every distinct certificate: signing, encryption, trust-anchor."""
+        """(purpose, certificate) for every distinct certificate: signing, encryption, trust-anchor, then our
+        TLS client certificate for this partner (tls-client) and the CAs of its ca_bundle (tls-ca)."""
+        found = [("signing", cert) for cert in self.signing] + [("encryption", self.encryption)]
+        found += [] if self.trust_anchor is None else [("trust-anchor", self.trust_anchor)]
+        found += [] if self.tls_client is None else [("tls-client", self.tls_client)]
+        found += [("tls-ca", cert) for cert in self.tls_ca]
         seen: dict[bytes, tuple[str, x509.Certificate]] = {}
-        for purpose, cert in [("signing", c) for c in self.signing] + [("encryption", self.encryption)]:
+        for purpose, cert in found:
             seen.setdefault(cert.fingerprint(hashes.SHA256()), (purpose, cert))
-        if self.trust_anchor is not None:
-            seen.setdefault(self.trust_anchor.fingerprint(hashes.SHA256()), ("trust-anchor", self.trust_anchor))
         return tuple(seen.values())
 
     def changes_at(self, now: datetime) -> datetime | None:
@@ -321,6 +354,7 @@ def resolve_certificates(profile: PartnerProfile, *, now: datetime | None = None
     crl = None
     if anchor is not None and security.revocation_list is not None:
         crl = load_revocation_list(security.revocation_list, anchor)
+    tls = profile.tls
     return PartnerCertificates(
         profile_id=profile.id,
         signing=signing,
@@ -328,6 +362,8 @@ def resolve_certificates(profile: PartnerProfile, *, now: datetime | None = None
         trust_anchor=anchor,
         subject=security.subject,
         revocation_list=crl,
+        tls_client=None if tls.client_certificate is None else load_certificate(tls.client_certificate),
+        tls_ca=() if tls.ca_bundle is None else load_certificate_bundle(tls.ca_bundle),
     )
 
 

@@ -41,7 +41,12 @@ def check_folder(
     """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
     time to live must stay under."""
     try:
-        loaded = load_profile_folder(folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase)
+        loaded = load_profile_folder(
+            folder,
+            certificates_dir=certificates_dir,
+            tls_passphrase=tls_passphrase,
+            duplicate_window=duplicate_window,
+        )
         partners = Partners(loaded.registry, now=now, max_age=duplicate_window)
     except GatewayError as exc:
         return FolderCheck(errors=str(exc).splitlines())

@@ -4,12 +4,15 @@ The REST admin API and the ``permit-gateway profiles`` commands both go through 
 the files, so a running gateway picks a CLI change up through its watcher, and an API change at once through
 ``on_change``. An edit is validated as the whole folder would be after it (ids and PartyIds stay unique,
 certificates load, every time to live is below the duplicate-detection window), and the edited profile must have a currently valid certificate for each purpose unless
-it is disabled; only then is the file replaced (atomically). Writers take a file lock, so the API and the
-CLI never interleave.
+it is disabled; only then is the file replaced (atomically, keeping its mode, owner and symlink), and only if
+it still holds what the edit was based on. Writers take a file lock, so the API and the CLI never interleave.
+A running gateway also hands the editor what its watcher finds changed on disk (``watcher.record_with``,
+``record_reload``): each change becomes a version and an audit entry, unless an editor made it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,14 +21,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError, ProfileError
 from gateway.profiles.certificates import Passphrase, no_passphrase
 from gateway.profiles.expiry import DEFAULT_WARNING_DAYS, Validity, certificate_status
 from gateway.profiles.history import (
+    PROFILE_ID,
     AuditLog,
     ProfileHistory,
     UnknownVersion,
@@ -39,9 +44,11 @@ from gateway.profiles.loader import load_profile_folder, load_profile_text, prof
 from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
 from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
+from gateway.profiles.watcher import FileChange, ReloadOutcome
 
 HISTORY_FOLDER = "profile-history"
 AUDIT_FILE = "profile-audit.jsonl"
+DISK_ACTOR = "(file on disk)"
 
 
 class ProfileNotFound(UnknownVersion):
@@ -113,7 +120,7 @@ def merge_patch(document: CommentedMap, patch: Mapping[str, Any]) -> CommentedMa
     for key, value in patch.items():
         current = document.get(key)
         if value is None:
-            document.pop(key, None)
+            _remove_keeping_comments(document, key)
         elif isinstance(value, Mapping) and isinstance(current, CommentedMap):
             merge_patch(current, value)
         elif isinstance(value, Mapping):
@@ -121,6 +128,45 @@ def merge_patch(document: CommentedMap, patch: Mapping[str, Any]) -> CommentedMa
         else:
             document[key] = value
     return document
+
+
+def _remove_keeping_comments(document: CommentedMap, key: str) -> None:
+    """Remove ``key``. ruamel keeps the comment lines that follow an entry on that entry, though they are about
+    the next key: they move to the entry before (or above the mapping); only the entry's own end-of-line
+    comment goes with it."""
+    if key not in document:
+        return
+    keys = list(document)
+    entry, slot = _trailing_comment(document, key)
+    token = entry[slot]
+    following = token.value.partition("\n")[2] if token is not None else ""
+    document.pop(key)
+    document.ca.items.pop(key, None)
+    if not following:
+        return
+    index = keys.index(key)
+    if index == 0:
+        if document.ca.comment is None:
+            document.ca.comment = [None, None]
+        if document.ca.comment[1] is None:
+            document.ca.comment[1] = []
+        document.ca.comment[1].append(CommentToken(following, CommentMark(0), None))
+        return
+    entry, slot = _trailing_comment(document, keys[index - 1])
+    if entry[slot] is None:
+        entry[slot] = CommentToken("\n" + following, CommentMark(0), None)
+    else:
+        entry[slot].value = entry[slot].value.removesuffix("\n") + "\n" + following
+
+
+def _trailing_comment(node: CommentedMap | CommentedSeq, key: Any) -> tuple[list[Any], int]:
+    """Where ruamel keeps the comment after the entry ``key`` of ``node``: on the last entry of a block
+    mapping or list it holds, else on the entry itself (slot 2 in a mapping, 0 in a list)."""
+    value = node[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and value and not value.fa.flow_style():
+        return _trailing_comment(value, list(value)[-1] if isinstance(value, CommentedMap) else len(value) - 1)
+    entry = node.ca.items.setdefault(key, [None, None, None, None])
+    return entry, 2 if isinstance(node, CommentedMap) else 0
 
 
 def _yaml() -> YAML:
@@ -259,13 +305,20 @@ class ProfileEditor:
         )
 
     def retire(self, profile_id: str, *, condition: Precondition, actor: str) -> EditResult:
-        """Take a profile out of service: its file moves into the history (a rollback brings it back)."""
+        """Take a profile out of service: its file moves into the history (a rollback brings it back). Refused
+        like any edit when the folder without it would not load (another file broken on disk)."""
         with self.history.lock():
             current = self.get(profile_id)
             condition.check(profile_id, current)
             now = self._clock.now()
+            try:
+                self._check_folder({current.path: None}, now)
+            except InvalidProfile as exc:
+                self._refuse(profile_id, "retire", actor, now, exc.errors)
+            self._check_unchanged(profile_id, current, current.path)
             self._record_current(current, now)
             current.path.unlink()
+            self.history.mark_retired(profile_id, current.etag)
             diff = unified_diff(current.text, "", before_name=str(current.path), after_name="(retired)")
             self._audit(now, actor, "retire", profile_id, current.etag, None, diff, version=None)
         active = self._on_change(f"profile {profile_id!r} retired by {actor}") if self._on_change else False
@@ -294,6 +347,10 @@ class ProfileEditor:
                     "would overwrite it. Give the new profile another id, or fix the id declared in that file"
                 )
             now = self._clock.now()
+            try:  # an unchanged text too: the file on disk may be one the watcher refused
+                warnings = self._validate(profile_id, path, text, now)
+            except InvalidProfile as exc:
+                self._refuse(profile_id, action, actor, now, exc.errors)
             if current is not None and current.text == text:
                 latest = self.history.latest(profile_id)
                 return EditResult(
@@ -304,11 +361,8 @@ class ProfileEditor:
                     version=latest.number if latest and latest.sha256 == current.etag else None,
                     diff="",
                     active=True,
+                    warnings=warnings,
                 )
-            try:
-                warnings = self._validate(profile_id, path, text, now)
-            except InvalidProfile as exc:
-                self._refuse(profile_id, action, actor, now, exc.errors)
             version = self._commit(profile_id, current, path, text, now=now, actor=actor, action=action)
         active = self._on_change(f"profile {profile_id!r} {action} by {actor}") if self._on_change else False
         return EditResult(
@@ -342,9 +396,10 @@ class ProfileEditor:
         actor: str,
         action: str,
     ) -> Version:
+        self._check_unchanged(profile_id, current, path)
         if current is not None:
             self._record_current(current, now)
-        write_text_atomically(path, text)
+        write_text_atomically(path, text, keep_attributes=True)
         version = self.history.add(profile_id, text, at=now, actor=actor, action=action, file=path.name)
         before = current.text if current else ""
         diff = unified_diff(before, text, before_name=f"{path.name} (before)", after_name=f"{path.name} (after)")
@@ -352,6 +407,24 @@ class ProfileEditor:
             now, actor, action, profile_id, current.etag if current else None, version.sha256, diff, version.number
         )
         return version
+
+    @staticmethod
+    def _check_unchanged(profile_id: str, current: ProfileFile | None, path: Path) -> None:
+        """Right before the file is replaced: it must still be what the edit was based on (validating takes a
+        while, and a change saved by hand meanwhile must not be overwritten unseen)."""
+        try:
+            found: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+        expected = current.etag if current else None
+        if found != expected:
+            now = f"its ETag is now {found}" if found else "it was removed"
+            raise EditConflict(
+                f"profile {profile_id!r} changed on disk while the edit was checked ({path}: {now}, not "
+                f"{expected or 'absent'}); nothing was written: fetch it again and reapply the change"
+            )
 
     def _record_current(self, current: ProfileFile, now: datetime) -> None:
         """Keep the file being replaced in the history, when it is not already its latest version
@@ -366,6 +439,92 @@ class ProfileEditor:
                 before = self.history.text(current.id, latest.number)
                 diff = unified_diff(before, current.text, before_name="before", after_name="on disk")
                 self._audit(now, "(file)", action, current.id, latest.sha256, current.etag, diff, version.number)
+
+    # --- changes found on disk -------------------------------------------------------------------------
+
+    def record_reload(self, outcome: ReloadOutcome) -> None:
+        """What the watcher found changed on disk, activated or refused: each profile file becomes a version
+        and an audit entry; the certificate files changed, one entry. A file holding what an editor wrote (the
+        latest version), or removed by an editor's retire, was audited by that edit and is skipped."""
+        with self.history.lock():
+            for change in outcome.profiles:
+                self._record_disk_change(change, outcome)
+            if outcome.certificates:
+                files = [self._file_entry(change) for change in outcome.certificates]
+                entry = self._disk_entry(outcome, "certificates-changed-on-disk", None)
+                self.audit.append(entry | {"files": files})
+
+    def _record_disk_change(self, change: FileChange, outcome: ReloadOutcome) -> None:
+        """The entry's before is the profile's latest version (what the last edit or change left, so entries
+        chain), else what the watcher loaded last, kept as the version 'found'."""
+        after = _text(change.after)
+        profile_id = _declared_id(change.path, after) or _declared_id(change.path, _text(change.before))
+        if profile_id is None:  # no id a history can be kept under: audited only
+            self._audit_disk_change(change, outcome, change.path.name, change.before, None)
+            return
+        retired, latest = self.history.retired(profile_id), self.history.latest(profile_id)
+        if change.after is None and retired is not None:
+            return  # an editor retired it
+        if change.after is not None and retired is None and latest and latest.sha256 == change.after_sha256:
+            return  # an editor wrote it (or this was recorded already)
+        before: bytes | None = None
+        if retired is None and latest is not None:
+            before = self.history.text(profile_id, latest.number).encode("utf-8")
+        elif retired is None and (found := _text(change.before)) is not None:
+            self.history.add(
+                profile_id, found, at=outcome.at, actor="(file)", action="found", file=change.path.name
+            )
+            before = change.before
+        version = None
+        if after is not None:
+            action, file, at = _disk_action(change, before), change.path.name, outcome.at
+            version = self.history.add(profile_id, after, at=at, actor=DISK_ACTOR, action=action, file=file)
+        self._audit_disk_change(change, outcome, profile_id, before, version)
+
+    def _audit_disk_change(
+        self,
+        change: FileChange,
+        outcome: ReloadOutcome,
+        profile: str,
+        before: bytes | None,
+        version: Version | None,
+    ) -> None:
+        diff = unified_diff(
+            _shown(before),
+            _shown(change.after),
+            before_name=f"{change.path.name} (before)",
+            after_name=f"{change.path.name} (on disk)",
+        )
+        entry = self._disk_entry(outcome, _disk_action(change, before), profile)
+        entry |= {
+            "file": str(change.path),
+            "before_sha256": None if before is None else hashlib.sha256(before).hexdigest(),
+            "after_sha256": change.after_sha256,
+            "version": version.number if version else None,
+            "diff": diff,
+        }
+        self.audit.append(entry)
+
+    @staticmethod
+    def _disk_entry(outcome: ReloadOutcome, action: str, profile_id: str | None) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "at": outcome.at.isoformat(),
+            "actor": DISK_ACTOR,
+            "action": action,
+            "profile": profile_id,
+            "result": "activated" if outcome.activated else "refused",
+            "reason": outcome.reason,
+        }
+        if not outcome.activated:
+            entry["errors"] = list(outcome.errors)
+        return entry
+
+    @staticmethod
+    def _file_entry(change: FileChange) -> dict[str, Any]:
+        before, after = change.before_sha256, change.after_sha256
+        return {"file": str(change.path), "before_sha256": before, "after_sha256": after}
+
+    # --- validating -------------------------------------------------------------------------------------
 
     def _validate(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
         """Errors as ``InvalidProfile``; returns warnings about certificates that expire soon or have expired."""
@@ -387,11 +546,25 @@ class ProfileEditor:
             )
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
-        loaded = load_profile_folder(
-            self.folder, certificates_dir=files, overrides={path: text}, tls_passphrase=passphrase
-        )
-        partners = Partners(loaded.registry, now=now, max_age=self._duplicate_window)
+        partners = self._load_folder({path: text}, now)
         return self._warnings(partners, profile, now)
+
+    def _check_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> None:
+        """Errors as ``InvalidProfile``: the folder as it would be with ``overrides`` (None: a file removed)."""
+        try:
+            self._load_folder(overrides, now)
+        except GatewayError as exc:
+            raise InvalidProfile(str(exc).splitlines()) from None
+
+    def _load_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> Partners:
+        loaded = load_profile_folder(
+            self.folder,
+            certificates_dir=self.certificates_dir,
+            overrides=overrides,
+            tls_passphrase=self._tls_passphrase,
+            duplicate_window=self._duplicate_window,
+        )
+        return Partners(loaded.registry, now=now, max_age=self._duplicate_window)
 
     def _warnings(self, partners: Partners, profile: PartnerProfile, now: datetime) -> list[str]:
         partner = partners.get(profile.id)
@@ -446,3 +619,35 @@ class ProfileEditor:
                 "diff": diff,
             }
         )
+
+
+def _text(data: bytes | None) -> str | None:
+    """A profile file's text as the history keeps it; None when absent or not UTF-8 (no version is kept)."""
+    try:
+        return None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _disk_action(change: FileChange, before: bytes | None) -> str:
+    if change.after is None:
+        return "removed-on-disk"
+    return "added-on-disk" if before is None else "changed-on-disk"
+
+
+def _shown(data: bytes | None) -> str:
+    return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _declared_id(path: Path, text: str | None) -> str | None:
+    """The id a profile file declares (its name's stem when it declares none that can be read), if a slug."""
+    declared: object = None
+    if text is not None:
+        try:
+            document = _yaml().load(text)
+        except YAMLError:
+            document = None
+        declared = document.get("id") if isinstance(document, CommentedMap) else None
+    if not isinstance(declared, str) or not declared:
+        declared = path.stem if text is not None else None
+    return declared if isinstance(declared, str) and PROFILE_ID.fullmatch(declared) else None

@@ -48,8 +48,7 @@ class CertificateStatus:
     validity: Validity
 
     def describe(self) -> str:
-        whose = "our" if self.owner == OWN else f"partner {self.owner!r}"
-        what = f"{whose} {self.purpose} certificate ({self.subject}, SHA-256 {self.fingerprint[:16]}...)"
+        what = f"{self._whose()} ({self.subject}, SHA-256 {self.fingerprint[:16]}...)"
         match self.validity:
             case Validity.EXPIRED:
                 return f"{what} expired on {self.not_after:%Y-%m-%d}; replace it"
@@ -58,6 +57,15 @@ class CertificateStatus:
             case Validity.EXPIRING:
                 return f"{what} expires in {self.days_left} days, on {self.not_after:%Y-%m-%d}; renew it now"
         return f"{what} is valid until {self.not_after:%Y-%m-%d}"
+
+    def _whose(self) -> str:
+        if self.owner == OWN:
+            return f"our {self.purpose} certificate"
+        if self.purpose == "tls-client":  # ours, named in the partner's profile
+            return f"our TLS client certificate for partner {self.owner!r} (tls.client_certificate)"
+        if self.purpose == "tls-ca":
+            return f"the TLS CA certificate in partner {self.owner!r}'s tls.ca_bundle"
+        return f"partner {self.owner!r} {self.purpose} certificate"
 
 
 OwnCertificate = tuple[str, x509.Certificate]
@@ -90,7 +98,8 @@ def certificate_status(
 def certificate_statuses(
     partners: Partners, own: Iterable[OwnCertificate] = (), *, now: datetime, warning_days: int
 ) -> list[CertificateStatus]:
-    """Every certificate in use: ours (``(purpose, certificate)`` pairs), then each partner's."""
+    """Every certificate in use: ours (``(purpose, certificate)`` pairs), then each partner's, with the TLS
+    client certificate and the ca_bundle its profile names."""
     found = [certificate_status(OWN, purpose, cert, now=now, warning_days=warning_days) for purpose, cert in own]
     for partner in partners:
         for purpose, cert in partner.certificates.every():

@@ -2,7 +2,8 @@
 
 History: ``<data_dir>/profile-history/<id>/<n>.yaml`` holds version ``n`` of a profile exactly as written,
 with ``<n>.json`` beside it (when, who, which action, which file name). Versions are numbered from 1 and
-never rewritten. Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
+never rewritten. ``retired`` holds the SHA-256 of the text an editor retired, until a version is added.
+Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.errors import ProfileError
 from gateway.files import write_atomically
 
 PROFILE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+RETIRED = "retired"
 
 log = structlog.get_logger("gateway.profiles")
 
@@ -54,10 +56,11 @@ def unified_diff(before: str, after: str, *, before_name: str, after_name: str) 
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str, *, keep_attributes: bool = False) -> None:
     """``gateway.files.write_atomically`` for text: the exact characters given (no newline translation, so
-    the ETag, a hash of the text, is the hash of the file), fsynced and renamed into place."""
-    write_atomically(path, text.encode("utf-8"), prefix=f".{path.name}.tmp-")
+    the ETag, a hash of the text, is the hash of the file), fsynced and renamed into place. ``keep_attributes``
+    (a profile file): the file keeps its mode and owner, and a symlink keeps pointing at the new text."""
+    write_atomically(path, text.encode("utf-8"), prefix=f".{path.name}.tmp-", keep_attributes=keep_attributes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +129,21 @@ class ProfileHistory:
         )
         write_text_atomically(folder / f"{version.number}.yaml", text)
         write_text_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
+        (folder / RETIRED).unlink(missing_ok=True)
         return version
+
+    def mark_retired(self, profile_id: str, sha256: str) -> None:
+        """Note that an editor removed the file holding ``sha256``: the watcher then does not audit it again."""
+        folder = self.root / check_profile_id(profile_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(folder / RETIRED, sha256 + "\n")
+
+    def retired(self, profile_id: str) -> str | None:
+        """The SHA-256 of the text an editor retired, if that is the last thing done to the profile."""
+        try:
+            return (self.root / check_profile_id(profile_id) / RETIRED).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
 
 
 def _read_meta(path: Path) -> Version:

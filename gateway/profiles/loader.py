@@ -8,16 +8,18 @@ at once; a folder is loaded whole or not at all, so a reload can validate first 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType, UnionType
 from typing import Any, Union, get_args, get_origin
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -35,10 +37,12 @@ from gateway.profiles.certificates import (
     check_suite_key,
     check_tls_client_key,
     load_certificate,
+    load_certificate_bundle,
     load_revocation_list,
+    missing_key_usage,
     no_passphrase,
 )
-from gateway.profiles.model import PartnerProfile, Security, SecuritySuite
+from gateway.profiles.model import FieldError, PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -64,16 +68,29 @@ class _Loaded:
 
 
 def load_profile(
-    path: Path, *, certificates_dir: Path, now: datetime | None = None, tls_passphrase: Passphrase = no_passphrase
+    path: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
+    duplicate_window: timedelta | None = None,
 ) -> PartnerProfile:
     """Read and validate one partner profile; relative certificate paths resolve against ``certificates_dir``.
 
-    The certificate files must exist, hold a certificate and suit the profile's security suite. With ``now``,
-    each purpose (signing, encryption, trust anchor, TLS client) must also have a certificate valid at that
-    time; without it, validity is left to each use (``PartnerCertificates.check``), so one expiring partner
-    cannot keep all the others from loading.
+    The certificate files must exist, hold a certificate and suit the profile's security suite and the use
+    its KeyUsage allows. With ``now``, each purpose (signing, encryption, trust anchor, TLS client) must also
+    have a certificate valid at that time; without it, validity is left to each use
+    (``PartnerCertificates.check``), so one expiring partner cannot keep all the others from loading. With
+    ``duplicate_window`` (``[inbound]``'s), the time to live must stay below it.
     """
-    return _load(path, None, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase).profile
+    return _load(
+        path,
+        None,
+        certificates_dir=certificates_dir,
+        now=now,
+        tls_passphrase=tls_passphrase,
+        duplicate_window=duplicate_window,
+    ).profile
 
 
 def load_profile_text(
@@ -83,9 +100,17 @@ def load_profile_text(
     certificates_dir: Path,
     now: datetime | None = None,
     tls_passphrase: Passphrase = no_passphrase,
+    duplicate_window: timedelta | None = None,
 ) -> PartnerProfile:
     """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were."""
-    return _load(path, text, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase).profile
+    return _load(
+        path,
+        text,
+        certificates_dir=certificates_dir,
+        now=now,
+        tls_passphrase=tls_passphrase,
+        duplicate_window=duplicate_window,
+    ).profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +127,15 @@ def load_profiles(
     certificates_dir: Path,
     now: datetime | None = None,
     tls_passphrase: Passphrase = no_passphrase,
+    duplicate_window: timedelta | None = None,
 ) -> ProfileRegistry:
     """Load every ``*.yaml``/``*.yml`` directly in ``folder`` (not in subfolders such as ``examples/``)."""
     return load_profile_folder(
-        folder, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase
+        folder,
+        certificates_dir=certificates_dir,
+        now=now,
+        tls_passphrase=tls_passphrase,
+        duplicate_window=duplicate_window,
     ).registry
 
 
@@ -116,10 +146,12 @@ def load_profile_folder(
     now: datetime | None = None,
     overrides: Mapping[Path, str | None] | None = None,
     tls_passphrase: Passphrase = no_passphrase,
+    duplicate_window: timedelta | None = None,
 ) -> LoadedProfiles:
     """Load a folder whole or not at all; ``overrides`` puts text in place of a file (None: as if removed).
 
-    Every problem of every file is reported at once, then the problems across files (ids, PartyIds).
+    Every problem of every file is reported at once, then the problems across files (ids, PartyIds, a
+    certificate one profile pins that another's trust anchor and subject admit).
     """
     if not folder.is_dir():
         raise ProfileError(f"{folder}: partner profile folder not found; create it or fix [profiles].folder")
@@ -130,7 +162,14 @@ def load_profile_folder(
         try:
             text = changes.get(path)
             loaded.append(
-                _load(path, text, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
+                _load(
+                    path,
+                    text,
+                    certificates_dir=certificates_dir,
+                    now=now,
+                    tls_passphrase=tls_passphrase,
+                    duplicate_window=duplicate_window,
+                )
             )
         except ProfileError as exc:
             errors.append(str(exc))
@@ -173,14 +212,37 @@ def _profile_files(folder: Path, changes: Mapping[Path, str | None]) -> list[Pat
 
 
 def _load(
-    path: Path, text: str | None, *, certificates_dir: Path, now: datetime | None, tls_passphrase: Passphrase
+    path: Path,
+    text: str | None,
+    *,
+    certificates_dir: Path,
+    now: datetime | None,
+    tls_passphrase: Passphrase,
+    duplicate_window: timedelta | None = None,
 ) -> _Loaded:
     document = _read_yaml(path, text)
     profile, problems = _validate(document)
     problems += _file_problems(document, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
+    if profile is not None and duplicate_window is not None:
+        problems += _time_to_live_problems(profile, duplicate_window)
     if problems or profile is None:
         raise ProfileError(_report(path, document, problems))
     return _Loaded(path, document, _resolve_paths(profile, certificates_dir, path.parent))
+
+
+def _time_to_live_problems(profile: PartnerProfile, duplicate_window: timedelta) -> list[_Problem]:
+    """The check ``trust.check_time_to_live`` makes, here first so that it names the line."""
+    ttl_hours = profile.reception_awareness.time_to_live_hours
+    if timedelta(hours=ttl_hours) < duplicate_window:
+        return []
+    return [
+        _Problem(
+            ("reception_awareness", "time_to_live_hours"),
+            f"time_to_live_hours = {ttl_hours:g} is not below [inbound].duplicate_window_hours = "
+            f"{duplicate_window.total_seconds() / 3600:g}; a retry within its time to live could no longer be "
+            "recognized as a duplicate. Lower the one or raise the other",
+        )
+    ]
 
 
 def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
@@ -258,7 +320,8 @@ def _validate(document: CommentedMap) -> tuple[PartnerProfile | None, list[_Prob
 
 
 def _problem(error: ErrorDetails) -> _Problem:
-    loc = tuple(error["loc"])
+    cause = error.get("ctx", {}).get("error")
+    loc = tuple(error["loc"]) + (cause.loc if isinstance(cause, FieldError) else ())
     kind = error["type"]
     got = f"got {_short(error.get('input'))}"
     if kind == "missing":
@@ -396,9 +459,10 @@ def _file_problems(
     key is encrypted) and match its certificate.
     """
     security = document.get("security")
-    suite = _suite(
-        security.get("suite", Security.model_fields["suite"].default) if isinstance(security, dict) else None
-    )
+    security = security if isinstance(security, dict) else {}
+    suite = _suite(security.get("suite", Security.model_fields["suite"].default))
+    # without encryption_certificate we encrypt for a pinned signing certificate (edelivery-as4-1.15 only)
+    signing_encrypts = suite is SecuritySuite.EDELIVERY_AS4_1_15 and security.get("encryption_certificate") is None
     problems: list[_Problem] = []
     invalid: dict[str, list[_Problem]] = {}
     valid: set[str] = set()
@@ -406,7 +470,9 @@ def _file_problems(
     for ref in _file_refs(document):
         path = certificates_dir / ref.value
         try:
-            certificate = _check_file(ref, path, certificates_dir=certificates_dir, suite=suite)
+            certificate = _check_file(
+                ref, path, certificates_dir=certificates_dir, suite=suite, signing_encrypts=signing_encrypts
+            )
             if certificate is not None:
                 loaded[ref.kind] = certificate
             if ref.kind == "key" and "tls" in loaded:
@@ -428,7 +494,7 @@ class _Unfit(Exception):
 
 
 def _check_file(
-    ref: _FileRef, path: Path, *, certificates_dir: Path, suite: SecuritySuite | None
+    ref: _FileRef, path: Path, *, certificates_dir: Path, suite: SecuritySuite | None, signing_encrypts: bool
 ) -> x509.Certificate | None:
     if ref.kind == "key" and not path.resolve().is_relative_to(certificates_dir.resolve()):
         raise _Unfit(
@@ -445,7 +511,7 @@ def _check_file(
         if ref.kind in ("key", "crl"):
             return None
         if ref.kind == "bundle":
-            _load_bundle(path)
+            load_certificate_bundle(path)
             return None
         certificate = load_certificate(path)
         if ref.kind == "certificate" and suite is not None:
@@ -454,7 +520,33 @@ def _check_file(
             _check_ca(certificate, path)
     except KeyMaterialError as exc:
         raise _Unfit(str(exc)) from None
+    if ref.kind == "certificate":
+        _check_key_usage(certificate, path, ref.purpose, signing_encrypts=signing_encrypts)
     return certificate
+
+
+def _check_key_usage(certificate: x509.Certificate, path: Path, purpose: str, *, signing_encrypts: bool) -> None:
+    """The receiver refuses a signature whose certificate's KeyUsage lacks digitalSignature (EBMS:0101), and a
+    certificate whose KeyUsage forbids encryption must not be encrypted for: found here, not at the first message."""
+    subject = certificate.subject.rfc4514_string()
+    missing = missing_key_usage(certificate, purpose)
+    if missing is not None and purpose == "signing":
+        raise _Unfit(
+            f"certificate {path} ({subject}) has a KeyUsage extension without {missing}, so signatures made with "
+            f"it are refused (EBMS:0101); name the partner's signing certificate, one whose KeyUsage includes {missing}"
+        )
+    if missing is not None:
+        raise _Unfit(
+            f"certificate {path} ({subject}) has a KeyUsage extension without {missing}, so we must not encrypt "
+            f"for it; name the partner's encryption certificate, one whose KeyUsage includes {missing}"
+        )
+    missing = missing_key_usage(certificate, "encryption") if purpose == "signing" and signing_encrypts else None
+    if missing is not None:
+        raise _Unfit(
+            f"certificate {path} ({subject}) has a KeyUsage extension without {missing}, so we must not encrypt "
+            "for it, and without encryption_certificate we encrypt for the signing certificates; add "
+            f"security.encryption_certificate naming the partner's encryption certificate (KeyUsage {missing})"
+        )
 
 
 def _check_crl(path: Path, anchor: x509.Certificate, now: datetime | None) -> None:
@@ -471,13 +563,6 @@ def _check_tls_key(path: Path, certificate: x509.Certificate, passphrase: Passph
         check_tls_client_key(path, certificate, passphrase)
     except KeyMaterialError as exc:
         raise _Unfit(str(exc)) from None
-
-
-def _load_bundle(path: Path) -> None:
-    try:
-        x509.load_pem_x509_certificates(path.read_bytes())
-    except (ValueError, OSError):
-        raise KeyMaterialError(f"CA bundle {path} holds no PEM certificates; expected one or more") from None
 
 
 def _check_ca(certificate: x509.Certificate, path: Path) -> None:
@@ -580,7 +665,7 @@ def _duplicates(loaded: Sequence[_Loaded]) -> list[str]:
                 f"is already the PartyId of profile {first.profile.id!r} in {first.where(('party_id',))}; "
                 "a PartyId must name one partner"
             )
-    return errors + _shared_signing_certificates(loaded)
+    return errors + _shared_signing_certificates(loaded) + _anchors_admitting_others(loaded)
 
 
 def _shared_signing_certificates(loaded: Sequence[_Loaded]) -> list[str]:
@@ -599,3 +684,69 @@ def _shared_signing_certificates(loaded: Sequence[_Loaded]) -> list[str]:
                     "a signing certificate must belong to one partner, or either could sign as the other"
                 )
     return errors
+
+
+def _anchors_admitting_others(loaded: Sequence[_Loaded]) -> list[str]:
+    """A trust anchor with its subject may admit only the partner's own certificates: one that admits a
+    certificate another profile names would let that partner sign as this one (the message's From PartyId
+    picks the profile, and the anchor vouches for the certificate)."""
+    errors: list[str] = []
+    certificate = functools.cache(load_certificate)
+    for item in loaded:
+        security = item.profile.security
+        if security.trust_anchor is None or security.subject is None:
+            continue
+        anchor = certificate(security.trust_anchor)
+        for other in (other for other in loaded if other is not item):
+            for use, path in _named_certificates(other.profile):
+                found = certificate(path)
+                if _admits(anchor, security.subject, found):
+                    errors.append(_admitted(item, other, use, path, found, certificate))
+    return errors
+
+
+def _named_certificates(profile: PartnerProfile) -> list[tuple[str, Path]]:
+    security = profile.security
+    named = [("signing", path) for path in security.pinned_certificates]
+    if security.encryption_certificate is not None:
+        named.append(("encryption", security.encryption_certificate))
+    return named
+
+
+def _admits(anchor: x509.Certificate, subject: str, cert: x509.Certificate) -> bool:
+    """Would the receiver trust ``cert`` through ``anchor`` and ``subject`` (as ``wss.trust_certificate`` does)?"""
+    if cert == anchor or re.fullmatch(subject, cert.subject.rfc4514_string()) is None:
+        return False
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        cert.verify_directly_issued_by(anchor)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _admitted(
+    item: _Loaded,
+    other: _Loaded,
+    use: str,
+    path: Path,
+    found: x509.Certificate,
+    certificate: Callable[[Path], x509.Certificate],
+) -> str:
+    security = item.profile.security
+    anchor = security.trust_anchor.name if security.trust_anchor is not None else ""
+    named = _named_certificates(item.profile)
+    example = ""
+    if named:
+        own_use, own = named[-1]
+        example = f" (its {own_use} certificate {own.name} has {certificate(own).subject.rfc4514_string()!r})"
+    return (
+        f"{item.where(('security', 'subject'))} security.subject: {security.subject!r} with trust_anchor {anchor} "
+        f"admits the {use} certificate {path.name} ({found.subject.rfc4514_string()}) of profile "
+        f"{other.profile.id!r} in {other.path}, so that partner could sign as {item.profile.id!r}; narrow the "
+        f"subject to {item.profile.id!r}'s own certificates{example}"
+    )

@@ -31,6 +31,23 @@ _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _BARE_DOT = re.compile(r"(?<!\\)\.(?![*+?{])")
 """A ``.`` neither escaped nor quantified (``.*``): in a subject, a dot meant literally."""
 
+_ANY_SUBJECTS = (
+    "",
+    "CN=permit-gateway-probe",
+    "CN=permit-gateway-probe,O=No Such Authority,C=ZZ",
+    "C=ZZ,O=No Such Authority,CN=permit-gateway-probe",
+)
+"""Subjects no partner holds: a pattern matching one of them admits whatever its trust anchor issues."""
+
+
+class FieldError(ValueError):
+    """A cross-field error that belongs at one key: ``loc`` is that key, relative to the model that raised it,
+    so the loader reports its line rather than the line of the model's first key."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
 
 class SecuritySuite(StrEnum):
     """The eDelivery AS4 security profile used with a partner: ``edelivery-as4-<version>[-<variant>]``.
@@ -132,6 +149,7 @@ class Security(_Section):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"expected a regular expression ({exc})") from None
+            _refuse_any_subject(value)
         return value
 
     @model_validator(mode="after")
@@ -354,16 +372,22 @@ class PartnerProfile(_Section):
     @model_validator(mode="after")
     def _endpoint_when_used(self) -> PartnerProfile:
         if self.endpoint is None and self.transport is Transport.PUSH:
-            raise ValueError("expected endpoint: with transport: push (the default) we POST our messages to it")
+            raise FieldError(
+                ("endpoint",), "expected endpoint: with transport: push (the default) we POST our messages to it"
+            )
         if self.endpoint is None and self.pull.receive_by_pulling:
-            raise ValueError("expected endpoint: pull.receive_by_pulling sends our PullRequests to it")
+            raise FieldError(
+                ("pull", "receive_by_pulling"),
+                "expected endpoint: pull.receive_by_pulling sends our PullRequests to it",
+            )
         return self
 
     @model_validator(mode="after")
     def _tls_needs_https(self) -> PartnerProfile:
         if self.tls.configured and not (self.endpoint or "").lower().startswith("https://"):
-            raise ValueError(
-                f"expected an https:// endpoint: tls settings apply to https only, got {self.endpoint!r}"
+            raise FieldError(
+                ("tls",) if self.endpoint is None else ("endpoint",),
+                f"expected an https:// endpoint: tls settings apply to https only, got {self.endpoint!r}",
             )
         return self
 
@@ -376,6 +400,19 @@ class PartnerProfile(_Section):
                 "its profile to reach it"
             )
         return self.endpoint
+
+
+def _refuse_any_subject(pattern: str) -> None:
+    """A subject pattern must name the partner: one that matches the empty subject, or a subject no partner
+    holds, lets the trust anchor vouch for any certificate it issues, another partner's too."""
+    for probe in _ANY_SUBJECTS:
+        if re.fullmatch(pattern, probe) is not None:
+            matched = "the empty subject" if probe == "" else f"{probe!r}, a subject no partner holds"
+            raise ValueError(
+                f"expected the partner's own subject, but this pattern matches {matched}, so the trust anchor "
+                "would vouch for any certificate it issues, another partner's too; write the partner's subject, "
+                "e.g. 'C=BE,O=FAMHP,CN=BE-FAMHP' (or '.*CN=BE-FAMHP' for any subject ending in its CN)"
+            )
 
 
 def _check_http_url(value: str) -> str:

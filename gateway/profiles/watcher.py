@@ -6,6 +6,12 @@ into a new ``Partners``; only when that succeeds does it call ``on_reload``, whi
 service. A message in flight keeps the ``Partner`` it already holds, so none is lost. A refused change
 leaves the previous set active, is logged with every error and counted in
 ``permit_gateway_profile_reload_total{result="refused"}``; it is tried again only once the files change again.
+
+A change is loaded only once it has stood still for ``settle`` seconds (at most 1 s, at most one interval): a
+file rewritten in place and caught half-written may itself be a valid profile (its last lines missing), so a
+poll that finds files changed within that time waits for the next poll, which loads them if they are unchanged.
+An explicit ``reload`` (an edit through the editor) acts at once. Every reload hands the profile files it found
+changed, and whether the change became active, to the ``ChangeRecorder`` (the editor's history and audit log).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import asyncio
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 import structlog
 
@@ -32,8 +40,38 @@ from gateway.profiles.trust import Partners
 log = structlog.get_logger("gateway.profiles")
 
 DEFAULT_INTERVAL_SECONDS = 5.0
+SETTLE_SECONDS = 1.0
+WAIT_IN_POLL_SECONDS = 0.05  # a poll waits this long at most for a change to settle, else the next poll takes it
 
 Fingerprint = Mapping[str, tuple[int, int, str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileChange:
+    """A watched file as the watcher last loaded it and as it found it now: its SHA-256 (None: absent) and, for
+    a profile file, its content (certificate files are not kept: the folder may hold keys)."""
+
+    path: Path
+    before_sha256: str | None
+    after_sha256: str | None
+    before: bytes | None = None
+    after: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadOutcome:
+    """What a reload found changed on disk (profile files, certificate files) and what became of it."""
+
+    profiles: tuple[FileChange, ...]
+    certificates: tuple[FileChange, ...]
+    activated: bool
+    errors: tuple[str, ...]
+    reason: str
+    at: datetime
+
+
+class ChangeRecorder(Protocol):
+    def record_reload(self, outcome: ReloadOutcome) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,22 +94,37 @@ def load_partners(
     tls_passphrase: Passphrase = no_passphrase,
 ) -> ActiveProfiles:
     """Load and check a whole folder into a new active set; raises ``GatewayError`` naming every problem."""
-    loaded = load_profile_folder(folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase)
+    loaded = load_profile_folder(
+        folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase, duplicate_window=max_age
+    )
     partners = Partners(loaded.registry, now=now, max_age=max_age)
     return ActiveProfiles(partners=partners, files=loaded.files, since=now, reason=reason)
 
 
 def fingerprint(paths: Iterable[Path]) -> Fingerprint:
     """(mtime in ns, size, SHA-256) of each existing file; a missing file is simply absent."""
+    return _snapshot(paths, keep=lambda _: False)[0]
+
+
+def _snapshot(paths: Iterable[Path], *, keep: Callable[[Path], bool]) -> tuple[Fingerprint, Mapping[str, bytes]]:
+    """The fingerprint, and the content of each file ``keep`` names, each file read once."""
     found: dict[str, tuple[int, int, str]] = {}
+    contents: dict[str, bytes] = {}
     for path in paths:
         try:
             stat = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            data = path.read_bytes()
         except OSError:
             continue
-        found[str(path)] = (stat.st_mtime_ns, stat.st_size, digest)
-    return MappingProxyType(found)
+        found[str(path)] = (stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest())
+        if keep(path):
+            contents[str(path)] = data
+    return MappingProxyType(found), MappingProxyType(contents)
+
+
+def _sha256(fingerprint: Fingerprint, path: str) -> str | None:
+    found = fingerprint.get(path)
+    return None if found is None else found[2]
 
 
 class ProfileWatcher:
@@ -87,6 +140,7 @@ class ProfileWatcher:
         active: ActiveProfiles | None = None,
         interval: float = DEFAULT_INTERVAL_SECONDS,
         tls_passphrase: Passphrase = no_passphrase,
+        recorder: ChangeRecorder | None = None,
     ) -> None:
         self._folder = folder
         self._tls_passphrase = tls_passphrase
@@ -103,9 +157,17 @@ class ProfileWatcher:
             tls_passphrase=tls_passphrase,
         )
         self._last_error: str | None = None
-        self._seen = self._fingerprint()
+        self._seen, self._contents = self._snapshot()
+        self._loaded = self._seen  # the files as the last load found them, to tell what the next one changes
+        self._pending: Fingerprint | None = None
+        self._settle = min(SETTLE_SECONDS, interval)
+        self._recorder = recorder
         self._boundary_tried: datetime | None = None
         PROFILES_ACTIVE.set(len(self._active.partners))
+
+    def record_with(self, recorder: ChangeRecorder) -> None:
+        """Hand each change found on disk to ``recorder`` (the editor: its history and audit log)."""
+        self._recorder = recorder
 
     @property
     def active(self) -> ActiveProfiles:
@@ -149,13 +211,20 @@ class ProfileWatcher:
     def _fingerprint(self) -> Fingerprint:
         return fingerprint(self._watched_files())
 
+    def _is_profile(self, path: Path) -> bool:
+        return path.parent == self._folder and is_profile_file(path)
+
+    def _snapshot(self) -> tuple[Fingerprint, Mapping[str, bytes]]:
+        return _snapshot(self._watched_files(), keep=self._is_profile)
+
     def poll(self) -> bool | None:
-        """Reload when the files changed or a certificate's validity began or ended: True if a new set is now
-        active, False if the change was refused, None if there was nothing to do."""
+        """Reload when the files changed (and have settled) or a certificate's validity began or ended: True if
+        a new set is now active, False if the change was refused, None if there was nothing to do (yet)."""
         with self._lock:
             seen = self._fingerprint()
             if seen != self._seen:
-                self._seen = seen
+                if not self._settled(seen):
+                    return None
                 return self.reload("profile files changed", found_on_disk=True)
             changes_at = self._active.partners.changes_at
             if changes_at is not None and changes_at != self._boundary_tried and self._clock.now() >= changes_at:
@@ -163,13 +232,38 @@ class ProfileWatcher:
                 return self.reload(f"a certificate became valid or expired at {changes_at:%Y-%m-%d %H:%M} UTC")
             return None
 
+    def _settled(self, seen: Fingerprint) -> bool:
+        """True once the change ``seen`` has stood still for the settle time: unchanged since the previous poll,
+        or its newest file older than the settle time (waited for here when that is only a moment)."""
+        if seen == self._pending:
+            return True
+        self._pending = seen
+        wait = self._settle - (time.time() - self._newest_change(seen))
+        if wait <= 0:
+            return True
+        if wait > WAIT_IN_POLL_SECONDS:
+            return False
+        time.sleep(wait)
+        now = self._fingerprint()
+        self._pending = now
+        return now == seen
+
+    def _newest_change(self, seen: Fingerprint) -> float:
+        """When the newest change of ``seen`` was made (a file's mtime; the folder's for a file removed)."""
+        changed = [value[0] for path, value in seen.items() if self._seen.get(path) != value]
+        with contextlib.suppress(OSError):
+            changed.append(self._folder.stat().st_mtime_ns)
+        return max(changed, default=0) / 1e9
+
     def reload(self, reason: str, *, found_on_disk: bool = False) -> bool:
         """Load the folder now; swap it in when valid, else keep the active set and report the refusal.
 
         ``found_on_disk`` (a change the poll found, not an edit through the editor): a folder that has lost
         every profile is refused rather than dropping every partner."""
         with self._lock:
-            before = self._fingerprint()  # what is loaded is at least this new: a write during the load is seen
+            self._pending = None
+            # what is loaded is at least this new: a write during the load is seen at the next poll
+            before, contents = self._snapshot()
             now = self._clock.now()
             try:
                 active = load_partners(
@@ -188,11 +282,62 @@ class ProfileWatcher:
                     )
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)
+                self._record(before, contents, activated=False, errors=str(exc), reason=reason, now=now)
                 self._seen = self._loaded_since(before)
                 return False
             self._activate(active)
+            self._record(before, contents, activated=True, errors="", reason=reason, now=now)
             self._seen = self._loaded_since(before)
             return True
+
+    def _record(
+        self,
+        found: Fingerprint,
+        contents: Mapping[str, bytes],
+        *,
+        activated: bool,
+        errors: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """Hand the files changed since the last load to the recorder; an edit the editor made is among them
+        (the editor knows its own and skips them), a change made by hand as well."""
+        loaded, self._loaded = self._loaded, found
+        before, self._contents = self._contents, contents
+        profiles = tuple(
+            FileChange(
+                path=Path(path),
+                before_sha256=_sha256(loaded, path),
+                after_sha256=_sha256(found, path),
+                before=before.get(path),
+                after=contents.get(path),
+            )
+            for path in sorted({*before, *contents})
+            if before.get(path) != contents.get(path)
+        )
+        # a certificate watched only now (named for the first time, or after a refusal) or no longer (no
+        # profile names it) is no change: only one changed, or removed, while watched is
+        certificates = tuple(
+            FileChange(path=Path(path), before_sha256=_sha256(loaded, path), after_sha256=_sha256(found, path))
+            for path in sorted(loaded)
+            if not self._is_profile(Path(path))
+            and _sha256(loaded, path) != _sha256(found, path)
+            and (path in found or not Path(path).exists())
+        )
+        if self._recorder is None or not (profiles or certificates):
+            return
+        outcome = ReloadOutcome(
+            profiles=profiles,
+            certificates=certificates,
+            activated=activated,
+            errors=tuple(errors.splitlines()),
+            reason=reason,
+            at=now,
+        )
+        try:
+            self._recorder.record_reload(outcome)
+        except Exception:  # the change is in force (or refused) whatever the audit log says: it must not stop
+            log.exception("a profile change could not be recorded in the history and audit log", reason=reason)
 
     def _loaded_since(self, before: Fingerprint) -> Fingerprint:
         """What a load that began at ``before`` saw: files watched only now (a certificate a profile names for

@@ -176,7 +176,7 @@ def test_bad_subject_regex(certs: Path, write_profile: WriteProfile) -> None:
 def test_trust_anchor_must_be_a_ca(certs: Path, write_profile: WriteProfile) -> None:
     path = write_profile(
         with_security(
-            "  trust_anchor: ch-swissmedic.crt.pem\n  subject: '.*'\n  encryption_certificate: ch-swissmedic.crt.pem\n"
+            "  trust_anchor: ch-swissmedic.crt.pem\n  subject: '.*CN=CH-SWISSMEDIC'\n  encryption_certificate: ch-swissmedic.crt.pem\n"
         )
     )
 
@@ -243,7 +243,7 @@ def test_tls_files_resolve_and_need_https(certs: Path, write_profile: WriteProfi
     assert profile.tls.client_key == certs / "client.key.pem"
     plain = write_profile(MINIMAL.replace("https://", "http://") + tls)
     assert problems(plain, certs, tls_passphrase=lambda: b"the [keys] passphrase") == [
-        f"{plain}:2:1 (profile): expected an https:// endpoint: tls settings apply to https only, "
+        f"{plain}:6:1 endpoint: expected an https:// endpoint: tls settings apply to https only, "
         "got 'http://as4.example.org/as4'"
     ]
 
