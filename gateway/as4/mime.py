@@ -49,6 +49,7 @@ _CRLF = b"\r\n"
 _BCHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
 _CONTENT_ID = re.compile(r"[^\s<>\"\x00-\x1f\x7f]+")
 _FIELD_NAME = re.compile(rb"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except the colon
+_SINGLE_FIELDS = frozenset({b"content-type", b"content-id", b"content-transfer-encoding"})  # read: once only
 _CID_SAFE = "@!$&'()*+,;=:~-._"  # left unencoded in cid: URLs (RFC 3986 sub-delims and unreserved, "@" and ":")
 
 
@@ -188,9 +189,19 @@ _PARAMETER = re.compile(rf';\s*({_RFC2045_CHARS})\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s
 def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
     """(media type in lower case, parameters by lower-case name) of a Content-Type (RFC 2045 section 5.1).
 
-    A header that does not parse gives the media type "" and no parameters, which every caller refuses.
+    A header that does not parse gives the media type "" and no parameters, which every caller refuses. A
+    repeated parameter keeps its first value here; ``received_content_type`` refuses it.
     """
-    media_type, params = _parse_content_type(header) if len(header) <= _CACHED_HEADER_LENGTH else _parse(header)
+    media_type, params, _ = _parsed(header)
+    return media_type, dict(params)
+
+
+def received_content_type(header: str, where: str) -> tuple[str, dict[str, str]]:
+    """``parse_content_type`` for a header that arrived: EBMS:0007 for a parameter given twice (an error by
+    RFC 6838 section 4.3; taking either value would be a guess). ``where`` names the header."""
+    media_type, params, repeated = _parsed(header)
+    if repeated:
+        raise _repeated_parameter(where, repeated)
     return media_type, dict(params)
 
 
@@ -210,26 +221,36 @@ def soap_version_of(content_type: str) -> SoapVersion:
     return SoapVersion.SOAP11 if announced == SOAP11_CONTENT_TYPE else SoapVersion.SOAP12
 
 
-def _parse(header: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _parsed(header: str) -> tuple[str, tuple[tuple[str, str], ...], str]:
+    return _parse_content_type(header) if len(header) <= _CACHED_HEADER_LENGTH else _parse(header)
+
+
+def _parse(header: str) -> tuple[str, tuple[tuple[str, str], ...], str]:
+    """(media type, parameters with the first value of each, the first repeated parameter name or "")."""
     match = _MEDIA_TYPE.match(header)
     if match is None:
-        return "", ()
+        return "", (), ""
     params: dict[str, str] = {}
+    repeated = ""
     position = match.end()
     while position < len(header):
         param = _PARAMETER.match(header, position)
         if param is None:
             if header[position:].strip(" \t;"):
-                return "", ()
+                return "", (), ""
             break
         value = param.group(2)
         if value.startswith('"'):
             value = value[1:-1]
             if "\\" in value:
                 value = re.sub(r"\\(.)", r"\1", value)
-        params.setdefault(param.group(1).lower(), value)
+        name = param.group(1).lower()
+        if name in params:
+            repeated = repeated or name
+        else:
+            params[name] = value
         position = param.end()
-    return match.group(1).lower(), tuple(params.items())
+    return match.group(1).lower(), tuple(params.items()), repeated
 
 
 _CACHED_HEADER_LENGTH = 512
@@ -344,7 +365,7 @@ class MimeReader:
         max_part_bytes: int = MAX_PART_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        media_type, params = parse_content_type(content_type)
+        media_type, params = received_content_type(content_type, "the HTTP Content-Type")
         if media_type != "multipart/related":
             raise _fail(f"Content-Type {media_type!r} is not multipart/related")
         boundary = params.get("boundary")
@@ -510,14 +531,25 @@ class MimeReader:
         if len(lines) > MAX_PART_HEADERS:
             raise _fail(f"MIME part {self._part_index + 1} has more than {MAX_PART_HEADERS} header fields")
         headers = []
+        seen: set[bytes] = set()
         for line in lines:
             name, colon, value = line.partition(b":")
             if not colon or _FIELD_NAME.fullmatch(name) is None:
                 raise _fail(
                     f"the header block of MIME part {self._part_index + 1} has a line that is not a header field"
                 )
+            key = name.lower()
+            if key in seen and key in _SINGLE_FIELDS:
+                raise _fail(
+                    f"MIME part {self._part_index + 1} has more than one {name.decode('ascii')} header field; "
+                    "a part may carry it once"
+                )
+            seen.add(key)
             headers.append((name.decode("ascii"), value.strip().decode("latin-1")))
         started = PartStarted(self._part_index, tuple(headers))
+        repeated = _parsed(started.content_type)[2]
+        if repeated:
+            raise _repeated_parameter(f"the Content-Type of MIME part {self._part_index + 1}", repeated)
         encoding = (started.get("Content-Transfer-Encoding") or "binary").strip().lower()
         if encoding == "base64":
             self._base64 = bytearray()
@@ -711,7 +743,7 @@ def parse(
     content_type: str, body: bytes, *, spool: Spool = in_memory_spool, spool_threshold: int | None = None
 ) -> Package:
     """Split an incoming body into envelope and attachments; EBMS:0007 says what is inconsistent."""
-    media_type, _ = parse_content_type(content_type)
+    media_type, _ = received_content_type(content_type, "the HTTP Content-Type")
     if media_type in (SOAP12_CONTENT_TYPE, SOAP11_CONTENT_TYPE):
         return Package(envelope=body, envelope_content_type=media_type)
     if media_type != "multipart/related":
@@ -739,3 +771,7 @@ def _header_lines(raw: bytes) -> list[bytes]:
 
 def _fail(detail: str) -> EbmsError:
     return EbmsError(EbmsCode.MIME_INCONSISTENCY, detail, envelope_unreadable=True)
+
+
+def _repeated_parameter(where: str, name: str) -> EbmsError:
+    return _fail(f"{where} gives the parameter {name!r} more than once; each parameter may appear once")

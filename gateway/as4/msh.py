@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
@@ -49,6 +50,9 @@ GZIP_LEVEL = 6
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
 """Default cap on the decompressed payloads of one message, all together (gzip bombs); ``max_payload_bytes``
 sets another (the 1 GiB target spools with a higher one)."""
+MAX_GZIP_MEMBERS = 16
+"""gzip members in one compressed part. Senders write one (Domibus, phase4 and Holodeck use one
+GZIPOutputStream per payload); empty members inflate to nothing, so only a count stops a part made of them."""
 _INFLATE_CHUNK = 1 << 20
 BODY_CONTENT_ID = "soap-body"
 _DS_SIGNATURE, _XENC_ENCRYPTED_KEY = q(ns.DS, "Signature"), q(ns.XENC, "EncryptedKey")
@@ -296,8 +300,15 @@ def check_clock(timestamp: datetime, policy: SecurityPolicy, now: datetime, what
         )
 
 
-def _check_soap_version(incoming: Incoming, policy: SecurityPolicy) -> None:
-    if incoming.soap_version is SoapVersion.SOAP11 and not policy.accept_soap11:
+def _check_soap_version(incoming: Incoming, package: Package, policy: SecurityPolicy) -> None:
+    version = incoming.soap_version
+    if package.envelope_content_type != version.content_type:  # RFC 3902 for 1.2, text/xml for 1.1
+        raise EbmsError(
+            EbmsCode.MIME_INCONSISTENCY,
+            f"the envelope is {version.label} but is sent as {package.envelope_content_type}; a {version.label} "
+            f"envelope is sent as {version.content_type} (the HTTP Content-Type, or the root MIME part's)",
+        )
+    if version is SoapVersion.SOAP11 and not policy.accept_soap11:
         raise EbmsError(
             EbmsCode.PROCESSING_MODE_MISMATCH,
             "the message is SOAP 1.1; the partner profile expects SOAP 1.2 (PMode[1].Protocol.SOAPVersion)",
@@ -314,7 +325,7 @@ def _open(
     spool: Spool,
     max_payload_bytes: int,
 ) -> UserMessageReceived:
-    _check_soap_version(incoming, policy)
+    _check_soap_version(incoming, package, policy)
     check_clock(user_message.timestamp, policy, now)
     ids = wss.index_ids(incoming.root)
     security = wss.find_security(incoming.header, incoming.soap_version)
@@ -350,7 +361,7 @@ def _open(
 def _open_pull(
     incoming: Incoming, package: Package, pull: PullRequest, policy: SecurityPolicy, now: datetime
 ) -> PullRequestReceived:
-    _check_soap_version(incoming, policy)
+    _check_soap_version(incoming, package, policy)
     check_clock(pull.timestamp, policy, now)
     if package.attachments:
         raise EbmsError(
@@ -517,7 +528,8 @@ def _make_payload(
 
 
 def _gunzip(body: PartBody, cid: str, compression: str, limit: int, spool: Spool) -> PartBody:
-    """Inflate a gzip part (several members allowed); EBMS:0303 for bad data or more than ``limit`` bytes."""
+    """Inflate a gzip part (up to ``MAX_GZIP_MEMBERS`` members); EBMS:0303 for bad data, too many members or
+    more than ``limit`` bytes."""
     if compression != ns.COMPRESSION_GZIP:
         raise EbmsError(
             EbmsCode.DECOMPRESSION_FAILURE,
@@ -525,25 +537,68 @@ def _gunzip(body: PartBody, cid: str, compression: str, limit: int, spool: Spool
         )
     limit = max(limit, 0)  # zlib reads a max_length of 0 as "no limit": never pass it one
     if not body.spooled:
-        return PartBody.of(_gunzip_bytes(body.read(), cid, limit))
+        return PartBody.of(_gunzip_bytes(body.buffer(), cid, limit))
     out = spool()
-    total = 0
+    total = _inflate_members(body.chunks(), out, cid, limit)
+    out.flush()
+    return PartBody(file=out, size=total)
+
+
+def _gunzip_bytes(data: bytes | memoryview, cid: str, limit: int) -> bytes:
+    """Inflate in memory. The first member (senders write one) in one call: the gzip trailer's ISIZE sizes the
+    output buffer (one allocation, no regrowth); it is only a hint: a wrong one costs more calls, never a wrong
+    or a bigger result (zlib checks ISIZE). Further members go window by window, as a spooled part does."""
+    view = memoryview(data)
+    hint = int.from_bytes(view[-4:], "little") if len(view) >= 18 else limit
     inflater = zlib.decompressobj(wbits=31)
     try:
-        for chunk in body.chunks():
-            data = bytes(chunk)
+        out = inflater.decompress(view, min(hint, limit) + 1)
+        while not inflater.eof and len(out) <= limit:
+            more = inflater.decompress(inflater.unconsumed_tail, limit - len(out) + 1)
+            if not more:
+                break
+            out += more
+    except zlib.error as exc:
+        raise _not_gzip(cid, exc) from None
+    if len(out) > limit:
+        raise _bomb(cid, limit)
+    if not inflater.eof:
+        raise _truncated(cid)
+    if not inflater.unused_data:
+        return out
+    # zlib copies all that follows a member into unused_data: windows keep each copy to one window
+    start = len(view) - len(inflater.unused_data)
+    windows = (view[i : i + _INFLATE_CHUNK] for i in range(start, len(view), _INFLATE_CHUNK))
+    sink = io.BytesIO()
+    sink.write(out)
+    _inflate_members(windows, sink, cid, limit, total=len(out), members=1)
+    return sink.getvalue()
+
+
+def _inflate_members(
+    chunks: Iterable[bytes | memoryview], out: BinaryIO, cid: str, limit: int, *, total: int = 0, members: int = 0
+) -> int:
+    """Inflate the gzip members in ``chunks`` into ``out``, counting on from ``members`` members and ``total``
+    bytes already inflated; the bytes inflated in all."""
+    inflater = zlib.decompressobj(wbits=31)
+    members += 1
+    try:
+        for chunk in chunks:
+            data = chunk
             while data:
                 if inflater.eof:
+                    members += 1
+                    if members > MAX_GZIP_MEMBERS:
+                        raise _too_many_members(cid)
                     inflater = zlib.decompressobj(wbits=31)
                 total = _write(out, inflater.decompress(data, _INFLATE_CHUNK), total, cid, limit)
                 data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         total = _write(out, inflater.flush(), total, cid, limit)
     except zlib.error as exc:
-        raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is not valid gzip: {exc}") from None
+        raise _not_gzip(cid, exc) from None
     if not inflater.eof:
-        raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is a truncated gzip stream")
-    out.flush()
-    return PartBody(file=out, size=total)
+        raise _truncated(cid)
+    return total
 
 
 def _write(out: BinaryIO, piece: bytes, total: int, cid: str, limit: int) -> int:
@@ -554,36 +609,6 @@ def _write(out: BinaryIO, piece: bytes, total: int, cid: str, limit: int) -> int
     return total
 
 
-def _gunzip_bytes(data: bytes, cid: str, limit: int) -> bytes:
-    """Inflate in memory. The gzip trailer's ISIZE sizes the output buffer (one allocation, no regrowth);
-    it is only a hint: a wrong one costs more calls, never a wrong or a bigger result (zlib checks ISIZE)."""
-    pieces: list[bytes] = []
-    total = 0
-    pending = data
-    try:
-        while True:
-            inflater = zlib.decompressobj(wbits=31)
-            hint = int.from_bytes(pending[-4:], "little") if len(pending) >= 18 else limit
-            out = inflater.decompress(pending, min(hint, limit - total) + 1)
-            while not inflater.eof and total + len(out) <= limit:
-                more = inflater.decompress(inflater.unconsumed_tail, limit - total - len(out) + 1)
-                if not more:
-                    break
-                out += more
-            total += len(out)
-            if total > limit:
-                raise _bomb(cid, limit)
-            if not inflater.eof:
-                raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is a truncated gzip stream")
-            pieces.append(out)
-            pending = inflater.unused_data
-            if not pending:
-                break
-    except zlib.error as exc:
-        raise EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is not valid gzip: {exc}") from None
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
 class _InflateLimit(EbmsError):
     """A part inflated past the bytes it was allowed (``_payloads`` tells the partner's limit from the cap)."""
 
@@ -591,4 +616,20 @@ class _InflateLimit(EbmsError):
 def _bomb(cid: str, limit: int) -> EbmsError:
     return _InflateLimit(
         EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> inflates beyond the limit of {limit} bytes (gzip bomb?)"
+    )
+
+
+def _not_gzip(cid: str, exc: zlib.error) -> EbmsError:
+    return EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is not valid gzip: {exc}")
+
+
+def _truncated(cid: str) -> EbmsError:
+    return EbmsError(EbmsCode.DECOMPRESSION_FAILURE, f"part <{cid}> is a truncated gzip stream")
+
+
+def _too_many_members(cid: str) -> EbmsError:
+    return EbmsError(
+        EbmsCode.DECOMPRESSION_FAILURE,
+        f"part <{cid}> holds more than {MAX_GZIP_MEMBERS} gzip members (the limit); compress each payload as one "
+        "gzip stream",
     )

@@ -11,6 +11,8 @@ import base64
 import copy
 import gzip
 import io
+import random
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,7 @@ from gateway.as4 import (
     KeyPair,
     Outgoing,
     Payload,
+    UserMessageReceived,
     build_user_message,
     mime,
     msh,
@@ -557,6 +560,42 @@ def test_multi_member_gzip_is_one_payload(alice: KeyPair, bob: KeyPair, spooled:
         spool_threshold=1 if spooled else None,
     )
     assert event.payloads[0].read() == PERMIT
+
+
+def _inflated(alice: KeyPair, bob: KeyPair, data: bytes, spooled: bool) -> UserMessageReceived:
+    return parse_incoming(
+        *_gzip_message(alice, data),
+        policy_for=lambda um: policy_of(alice, require_encryption=False),
+        keys=[bob],
+        now=NOW,
+        spool_threshold=1 if spooled else None,
+    )
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_a_part_of_empty_gzip_members_is_refused_at_the_member_limit(
+    alice: KeyPair, bob: KeyPair, spooled: bool
+) -> None:
+    """Empty members inflate to nothing, so the size cap never fires: 4 MB of them took 17 s to accept."""
+    empty = gzip.compress(b"", mtime=0)
+    started = time.process_time()
+    with pytest.raises(EbmsError) as caught:
+        _inflated(alice, bob, empty * 200_000, spooled)
+    assert time.process_time() - started < 2
+    assert caught.value.code is EbmsCode.DECOMPRESSION_FAILURE
+    assert f"<p@x.test> holds more than {msh.MAX_GZIP_MEMBERS} gzip members" in caught.value.detail
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_gzip_members_up_to_the_limit_are_one_payload(alice: KeyPair, bob: KeyPair, spooled: bool) -> None:
+    noise = random.Random(7).randbytes(1_500_000)  # incompressible: members span the 1 MiB inflate windows
+    pieces = [noise[:600_000], b"", noise[600_000:]] + [PERMIT] * (msh.MAX_GZIP_MEMBERS - 3)
+    members = b"".join(gzip.compress(piece, mtime=0) for piece in pieces)
+    assert _inflated(alice, bob, members, spooled).payloads[0].read() == b"".join(pieces)
+    with pytest.raises(EbmsError) as caught:
+        _inflated(alice, bob, members + gzip.compress(PERMIT), spooled)
+    assert caught.value.code is EbmsCode.DECOMPRESSION_FAILURE
+    assert f"more than {msh.MAX_GZIP_MEMBERS} gzip members" in caught.value.detail
 
 
 def test_decompression_uses_the_declared_compression_type_only(alice: KeyPair, bob: KeyPair) -> None:

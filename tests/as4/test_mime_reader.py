@@ -221,6 +221,42 @@ MALFORMED = {
     ),
     "invalid boundary": ('multipart/related; boundary="' + "x" * 80 + '"', ROOT, "not a valid RFC 2046 boundary"),
     "not multipart": ("application/json", b"{}", "multipart/related"),
+    "two Content-ID fields": (
+        CT,
+        ROOT + ATTACHMENT.replace(b"Content-ID: <a@b>", b"Content-ID: <a@b>\r\ncontent-id: <c@d>") + CLOSE,
+        "MIME part 2 has more than one content-id header field",
+    ),
+    "two Content-Transfer-Encoding fields": (
+        CT,
+        ROOT
+        + ATTACHMENT.replace(
+            b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: binary\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        )
+        + CLOSE,
+        "more than one Content-Transfer-Encoding header field",
+    ),
+    "two Content-Type fields in the root part": (
+        CT,
+        ROOT.replace(b"\r\n\r\n", b"\r\nContent-Type: text/plain\r\n\r\n", 1) + CLOSE,
+        "MIME part 1 has more than one Content-Type header field",
+    ),
+    "boundary given twice": (CT + '; boundary="b2"', ROOT + CLOSE, "parameter 'boundary' more than once"),
+    "start given twice": (
+        CT + '; start="<a@b>"; start="<root@b>"',
+        ROOT + ATTACHMENT + CLOSE,
+        "the HTTP Content-Type gives the parameter 'start' more than once",
+    ),
+    "type given twice": (CT + '; TYPE="text/xml"', ROOT + CLOSE, "parameter 'type' more than once"),
+    "charset given twice in a part": (
+        CT,
+        ROOT + ATTACHMENT.replace(b"text/plain", b"text/plain; charset=utf-8; charset=latin1") + CLOSE,
+        "the Content-Type of MIME part 2 gives the parameter 'charset' more than once",
+    ),
+    "charset given twice, single part": (
+        "application/soap+xml; charset=utf-8; charset=latin1",
+        ENVELOPE,
+        "the HTTP Content-Type gives the parameter 'charset' more than once",
+    ),
     "too many header fields": (
         CT,
         ROOT + b"--b1\r\n" + b"X-A: b\r\n" * 40 + b"\r\nx\r\n" + CLOSE,
@@ -241,6 +277,14 @@ def test_malformed_mime_is_ebms_0007(case: str, size: int | None) -> None:
     assert caught.value.code is EbmsCode.MIME_INCONSISTENCY
     assert detail in caught.value.detail
     assert caught.value.envelope_unreadable
+
+
+def test_fields_the_reader_does_not_interpret_may_repeat() -> None:
+    extra = b"Content-Type: text/plain\r\nX-Trace: a\r\nX-Trace: b\r\nContent-ID: <a@b>\r\n"
+    package = mime.parse(
+        CT, ROOT + ATTACHMENT.replace(b"Content-Type: text/plain\r\nContent-ID: <a@b>\r\n", extra) + CLOSE
+    )
+    assert package.attachments["a@b"].headers[1:3] == (("X-Trace", "a"), ("X-Trace", "b"))
 
 
 def test_unsupported_transfer_encoding_is_ebms_0008() -> None:

@@ -181,6 +181,32 @@ def test_soap11_is_refused_unless_the_policy_accepts_it(alice: KeyPair, bob: Key
     assert answer.ref_to_message_id == out.message_id
 
 
+_OTHER_MEDIA_TYPE = {SoapVersion.SOAP12: b"text/xml", SoapVersion.SOAP11: b"application/soap+xml"}
+
+
+@pytest.mark.parametrize("version", list(SoapVersion))
+@pytest.mark.parametrize("attachments", [True, False], ids=["multipart", "single part"])
+def test_an_envelope_sent_as_the_other_soap_versions_media_type_is_ebms_0007(
+    alice: KeyPair, bob: KeyPair, version: SoapVersion, attachments: bool
+) -> None:
+    out = build_user_message(
+        user_message(NOW),
+        [permit()] if attachments else [],
+        sender=alice,
+        recipient_certificate=bob.certificate,
+        soap_version=version,
+    )
+    assert _parse(out.content_type, out.body, alice, bob, accept_soap11=True).soap_version is version
+    own, other = version.content_type.encode(), _OTHER_MEDIA_TYPE[version]
+    content_type = out.content_type.replace(own.decode(), other.decode())
+    body = out.body.replace(b"Content-Type: " + own, b"Content-Type: " + other)
+    with pytest.raises(EbmsError) as caught:
+        _parse(content_type, body, alice, bob, accept_soap11=True)
+    assert caught.value.code is EbmsCode.MIME_INCONSISTENCY
+    assert f"the envelope is {version.label} but is sent as {other.decode()}" in caught.value.detail
+    assert caught.value.ref_to_message_id == out.message_id
+
+
 # --- payload in the SOAP Body (accepted on receipt; we never send it) --------------------------------------
 
 MIME_XML = (Property(name="MimeType", value="application/xml"),)

@@ -93,6 +93,19 @@ def test_an_unsigned_pull_is_refused(alice: KeyPair) -> None:
     assert "serves signed PullRequests only" in caught.value.detail
 
 
+def test_a_soap12_pull_sent_as_text_xml_is_ebms_0007(alice: KeyPair) -> None:
+    content_type, body = pull_request(alice)
+    with pytest.raises(EbmsError) as caught:
+        parse_pull(
+            content_type.replace("application/soap+xml", "text/xml"),
+            body,
+            candidates={"a": policy_of(alice)},
+            now=NOW,
+        )
+    assert caught.value.code is EbmsCode.MIME_INCONSISTENCY
+    assert "the envelope is SOAP 1.2 but is sent as text/xml" in caught.value.detail
+
+
 def test_a_tampered_pull_fails_its_signature(alice: KeyPair) -> None:
     content_type, body = pull_request(alice)
     forged = body.replace(MPC.encode(), b"urn:permits:mpc:xx")
