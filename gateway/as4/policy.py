@@ -84,6 +84,12 @@ class SecurityPolicy:
     ``CN=BE-FAMHP AS4 2027,O=FAMHP,C=BE``), fully matches the regular expression ``subject_pattern``. Either way it
     must be valid at the time of the check and, if it has a KeyUsage extension, allow digitalSignature.
 
+    A signature's KeyInfo names its certificate by SubjectKeyIdentifier or IssuerSerial instead of carrying it
+    in a BinarySecurityToken (Domibus's default). Such a reference is looked up among the pinned certificates
+    and ``known_certificates``: other certificates of the partner that we hold, its encryption certificate
+    (in eDelivery AS4 1.15 the partner signs with the key it decrypts with). Knowing a certificate does not
+    trust it: it passes the same checks as one sent in a token.
+
     ``suite`` is what we answer this partner with (receipts, errors); ``for_suite`` also sets the algorithms
     accepted from it. Key agreement (``key_agreement`` with ``key_wrap``) is eDelivery AS4 2.0, experimental.
 
@@ -94,6 +100,7 @@ class SecurityPolicy:
     """
 
     signing_certificates: tuple[x509.Certificate, ...]
+    known_certificates: tuple[x509.Certificate, ...] = ()
     signature_methods: frozenset[SignatureMethod] = frozenset({SignatureMethod.RSA_SHA256})
     digest_methods: frozenset[DigestMethod] = frozenset({DigestMethod.SHA256})
     data_encryption: frozenset[DataEncryption] = frozenset({DataEncryption.AES128_GCM})
@@ -155,6 +162,14 @@ class SecurityPolicy:
             "key_wrap": algorithms.key_wrap,
         }
         return cls(**(defaults | fields))  # type: ignore[arg-type]
+
+    @property
+    def key_reference_candidates(self) -> tuple[x509.Certificate, ...]:
+        """What a SubjectKeyIdentifier or IssuerSerial may name: the pinned certificates, then the known ones."""
+        if not (self.known_certificates and self.signing_certificates):
+            return self.signing_certificates or self.known_certificates
+        known = tuple(c for c in self.known_certificates if c not in self.signing_certificates)
+        return self.signing_certificates + known
 
     def subject_matches(self, subject: str) -> bool:
         return self.subject_pattern is not None and re.fullmatch(self.subject_pattern, subject) is not None

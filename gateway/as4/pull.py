@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
 from lxml import etree
 
 from gateway.as4 import _ns as ns
@@ -114,15 +115,16 @@ def _signer(
             "which partner's messages a pull gets)",
         )
     signature, _ = wss.the_signature(security)
-    pinned = [c for policy in candidates.values() for c in policy.signing_certificates]
-    certificate = wss.resolve_certificate(signature.find(q(ns.DS, "KeyInfo")), wss.index_ids(root), pinned)
+    known = list(dict.fromkeys(c for policy in candidates.values() for c in policy.key_reference_candidates))
+    among = "the certificates of the pulling partners' profiles (pinned, or their encryption_certificate)"
+    found = wss.resolve_certificates(signature.find(q(ns.DS, "KeyInfo")), wss.index_ids(root), known, among)
     trusted: list[str] = []
+    certificate = found[0]
     for partner, policy in candidates.items():
-        try:
-            wss.trust_certificate(certificate, policy, now)
-        except EbmsError:
-            continue
-        trusted.append(partner)
+        signer = next((cert for cert in found if _trusts(policy, cert, now)), None)
+        if signer is not None:
+            trusted.append(partner)
+            certificate = signer
     subject = certificate.subject.rfc4514_string()
     if not trusted:
         raise EbmsError(
@@ -137,6 +139,14 @@ def _signer(
             "a pull must identify exactly one partner",
         )
     return trusted[0]
+
+
+def _trusts(policy: SecurityPolicy, certificate: x509.Certificate, now: datetime) -> bool:
+    try:
+        wss.trust_certificate(certificate, policy, now)
+    except EbmsError:
+        return False
+    return True
 
 
 def build_empty_mpc(

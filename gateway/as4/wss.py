@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -651,10 +652,11 @@ def _pkipath_leaf(der: bytes) -> x509.Certificate:
     return certs[-1]
 
 
-def _der_header(der: bytes, offset: int) -> tuple[int, int]:
-    """(start of content, end of element) of the DER SEQUENCE at ``offset``: just enough to split a PKIPath."""
-    if offset + 2 > len(der) or der[offset] != 0x30:
-        raise ValueError("expected a DER SEQUENCE")
+def _der_header(der: bytes, offset: int, tag: int = 0x30) -> tuple[int, int]:
+    """(start of content, end of element) of the DER element at ``offset`` (a SEQUENCE unless ``tag`` says
+    otherwise): just enough to split a PKIPath and to read a string value."""
+    if offset + 2 > len(der) or der[offset] != tag:
+        raise ValueError("expected a DER SEQUENCE" if tag == 0x30 else f"expected DER tag {tag:#04x}")
     length, header = der[offset + 1], 2
     if length & 0x80:
         count = length & 0x7F
@@ -674,16 +676,39 @@ def _ski(cert: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
+PINNED = "the certificates pinned in the partner profile"
+_HELD = "the partner profile's certificates (pinned signing certificates and encryption certificate)"
+_HELD_ANCHORED = (
+    f"{_HELD}: a certificate trusted through the trust anchor alone is known only when the message carries it "
+    "in a BinarySecurityToken, or when it is the profile's encryption_certificate"
+)
+
+
 def resolve_certificate(
-    key_info: etree._Element | None, ids: dict[str, etree._Element], candidates: Iterable[x509.Certificate]
+    key_info: etree._Element | None,
+    ids: dict[str, etree._Element],
+    candidates: Iterable[x509.Certificate],
+    among: str = PINNED,
 ) -> x509.Certificate:
     """The certificate a KeyInfo points at: a BinarySecurityToken, a SubjectKeyIdentifier or an IssuerSerial.
 
-    For the last two the certificate must be one of ``candidates`` (pinned ones): the reference only names it.
+    For the last two the certificate must be one of ``candidates`` (described as ``among`` in the error):
+    the reference only names it. The first of them it names.
     """
+    return resolve_certificates(key_info, ids, candidates, among)[0]
+
+
+def resolve_certificates(
+    key_info: etree._Element | None,
+    ids: dict[str, etree._Element],
+    candidates: Iterable[x509.Certificate],
+    among: str = PINNED,
+) -> list[x509.Certificate]:
+    """Every certificate a KeyInfo may mean, at least one: the one it carries or points at, or each of
+    ``candidates`` a SubjectKeyIdentifier or IssuerSerial names (a renewed certificate may keep its key, and
+    with it its SubjectKeyIdentifier)."""
     if key_info is None:
         raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "ds:KeyInfo is missing")
-    candidates = list(candidates)
     ref = _find(key_info, "wsse:SecurityTokenReference/wsse:Reference")
     if ref is not None:
         token = ids.get((ref.get("URI") or "").removeprefix("#"))
@@ -692,11 +717,12 @@ def resolve_certificate(
                 EbmsCode.FAILED_AUTHENTICATION,
                 f"token reference {ref.get('URI')!r} resolves to no BinarySecurityToken",
             )
-        return _certificate_from_token(token)
+        return [_certificate_from_token(token)]
     ski = _find(key_info, "wsse:SecurityTokenReference/wsse:KeyIdentifier")
     if ski is not None and ski.get("ValueType") == ns.X509_SKI:
         wanted = _unb64(ski.text, "wsse:KeyIdentifier", EbmsCode.FAILED_AUTHENTICATION)
-        return _pick(candidates, lambda c: hmac.compare_digest(_ski(c), wanted), "SubjectKeyIdentifier")
+        found = [c for c in candidates if hmac.compare_digest(_ski(c), wanted)]
+        return _named(found, f"the SubjectKeyIdentifier {_b64(wanted)!r}", among)
     serial = _find(key_info, ".//ds:X509IssuerSerial")
     if serial is not None:
         text = (_findtext(serial, "ds:X509SerialNumber", "") or "").strip()
@@ -704,14 +730,14 @@ def resolve_certificate(
             raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"ds:X509SerialNumber {text[:60]!r} is not a number")
         number = int(text)
         issuer = (_findtext(serial, "ds:X509IssuerName", "") or "").strip()
-        return _pick(
-            candidates, lambda c: c.serial_number == number and _same_name(c.issuer, issuer), "IssuerSerial"
-        )
+        written = _issuer_name(issuer)
+        found = [c for c in candidates if c.serial_number == number and same_name(c.issuer, written)]
+        return _named(found, f"the IssuerSerial (serial {number}, issuer {issuer[:300]!r})", among)
     certificate = _find(key_info, ".//ds:X509Certificate")
     if certificate is not None:
         der = _unb64(certificate.text, "ds:X509Certificate", EbmsCode.FAILED_AUTHENTICATION)
         try:
-            return _load_der(der)
+            return [_load_der(der)]
         except ValueError as exc:
             raise EbmsError(
                 EbmsCode.FAILED_AUTHENTICATION, f"ds:X509Certificate is not a certificate: {exc}"
@@ -719,22 +745,248 @@ def resolve_certificate(
     raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, "ds:KeyInfo uses no supported token reference")
 
 
-def _same_name(name: x509.Name, text: str) -> bool:
-    def norm(value: str) -> set[str]:
-        return {part.strip().replace(" ", "").lower() for part in value.split(",") if part.strip()}
+def _named(found: list[x509.Certificate], reference: str, among: str) -> list[x509.Certificate]:
+    if not found:
+        raise EbmsError(EbmsCode.FAILED_AUTHENTICATION, f"{reference} in ds:KeyInfo matches none of {among}")
+    return found
 
-    return norm(name.rfc4514_string()) == norm(text)
+
+def trusted_signer(
+    key_info: etree._Element | None, ids: dict[str, etree._Element], policy: SecurityPolicy, now: datetime
+) -> x509.Certificate:
+    """The certificate ``key_info`` names, trusted to sign for the partner (``trust_certificate``).
+
+    A SubjectKeyIdentifier or IssuerSerial may name a pinned certificate or one of the policy's
+    ``known_certificates``; either is then checked exactly as one sent in a BinarySecurityToken. When it
+    names several, the first trusted one; when none is, the first one's refusal.
+    """
+    found = resolve_certificates(key_info, ids, policy.key_reference_candidates, _candidates_described(policy))
+    refusals: list[EbmsError] = []
+    for cert in found:
+        try:
+            trust_certificate(cert, policy, now)
+        except EbmsError as exc:
+            refusals.append(exc)
+            continue
+        return cert
+    raise refusals[0]
 
 
-def _pick(candidates: list[x509.Certificate], match: object, how: str) -> x509.Certificate:
-    assert callable(match)
-    for cert in candidates:
-        if match(cert):
-            return cert
-    raise EbmsError(
-        EbmsCode.FAILED_AUTHENTICATION,
-        f"the {how} in ds:KeyInfo matches none of the certificates pinned in the partner profile",
+def _candidates_described(policy: SecurityPolicy) -> str:
+    if not policy.known_certificates:
+        return PINNED
+    return _HELD_ANCHORED if policy.trust_anchors else _HELD
+
+
+# --- receiving: the issuer's name in an IssuerSerial --------------------------------------------------------
+
+# Attribute type keywords, upper case, as RFC 4514 / RFC 4519 and Java's X500Principal (RFC 1779 and
+# toString: EMAILADDRESS, SERIALNUMBER, T, S ...) write them. SN is the surname in RFC 4519 but
+# serialNumber in BouncyCastle, so it may mean either.
+_DN_KEYWORDS: dict[str, frozenset[str]] = {
+    keyword: frozenset(oids.split())
+    for keywords, oids in (
+        ("CN", "2.5.4.3"),
+        ("SURNAME", "2.5.4.4"),
+        ("SN", "2.5.4.4 2.5.4.5"),
+        ("SERIALNUMBER", "2.5.4.5"),
+        ("C", "2.5.4.6"),
+        ("L", "2.5.4.7"),
+        ("ST S", "2.5.4.8"),
+        ("STREET", "2.5.4.9"),
+        ("O", "2.5.4.10"),
+        ("OU", "2.5.4.11"),
+        ("T TITLE", "2.5.4.12"),
+        ("BUSINESSCATEGORY", "2.5.4.15"),
+        ("POSTALCODE", "2.5.4.17"),
+        ("NAME", "2.5.4.41"),
+        ("GIVENNAME GN", "2.5.4.42"),
+        ("INITIALS", "2.5.4.43"),
+        ("GENERATION GENERATIONQUALIFIER", "2.5.4.44"),
+        ("DNQUALIFIER DNQ", "2.5.4.46"),
+        ("PSEUDONYM", "2.5.4.65"),
+        ("ORGANIZATIONIDENTIFIER", "2.5.4.97"),
+        ("DC", "0.9.2342.19200300.100.1.25"),
+        ("UID", "0.9.2342.19200300.100.1.1"),
+        ("EMAILADDRESS EMAIL E", "1.2.840.113549.1.9.1"),
     )
+    for keyword in keywords.split()
+}
+_DN_TYPE = re.compile(r"\s*(?:(?:oid\.)?([0-9]+(?:\.[0-9]+)+)|([a-z][a-z0-9-]*))\s*=\s*", re.IGNORECASE)
+_DN_HEX = re.compile(r"#((?:[0-9A-Fa-f]{2})+)")
+_DN_HEX_PAIR = re.compile(r"[0-9A-Fa-f]{2}")
+# DER string types by tag: UTF8String, NumericString, PrintableString, TeletexString (as Latin-1, as
+# cryptography reads it), IA5String, VisibleString, UniversalString, BMPString
+_DER_STRINGS = {
+    0x0C: "utf-8",
+    0x12: "ascii",
+    0x13: "ascii",
+    0x14: "latin-1",
+    0x16: "ascii",
+    0x1A: "ascii",
+    0x1C: "utf-32-be",
+    0x1E: "utf-16-be",
+}
+_DER_BIT_STRING = 0x03
+MAX_ISSUER_NAME_CHARS = 8192
+
+DnValue = str | bytes
+"""A value as compared: a string after ``_dn_normal``, or the DER of a value that is not a string we read."""
+WrittenName = tuple[tuple[tuple[frozenset[str], DnValue], ...], ...]
+"""A name as written: its RDNs in the written order (most specific first), each a tuple of (OIDs, value)."""
+
+
+class _DnSyntax(ValueError):
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"{reason} at character {position + 1}")
+
+
+def _issuer_name(text: str) -> WrittenName:
+    if len(text) > MAX_ISSUER_NAME_CHARS:
+        raise EbmsError(
+            EbmsCode.FAILED_AUTHENTICATION,
+            f"ds:X509IssuerName is {len(text)} characters long; a distinguished name has at most "
+            f"{MAX_ISSUER_NAME_CHARS}",
+        )
+    try:
+        return parse_name(text)
+    except ValueError as exc:
+        raise EbmsError(
+            EbmsCode.FAILED_AUTHENTICATION,
+            f"ds:X509IssuerName {text[:300]!r} is not a distinguished name as RFC 4514 (RFC 2253) writes it: {exc}",
+        ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def parse_name(text: str) -> WrittenName:
+    """A distinguished name written as RFC 4514 / RFC 2253 (and RFC 1779) do, as Java's X500Principal writes
+    it for WSS4J: ``,`` or ``;`` between RDNs, ``+`` within one, spaces around either, keywords in any case
+    or ``OID.``-prefixed dotted OIDs, values escaped (``\\,`` ``\\2C``), quoted, or ``#`` and the hex of
+    their DER. ValueError naming the character where it goes wrong."""
+    rdns: list[tuple[tuple[frozenset[str], DnValue], ...]] = []
+    attributes: list[tuple[frozenset[str], DnValue]] = []
+    position = 0
+    if not text.strip():
+        return ()
+    while True:
+        oids, position = _dn_type(text, position)
+        value, position = _dn_value(text, position)
+        attributes.append((oids, value))
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text) or text[position] in ",;":
+            rdns.append(tuple(attributes))
+            attributes = []
+        elif text[position] != "+":
+            raise _DnSyntax(f"expected ',' or '+' after a value, found {text[position]!r}", position)
+        if position == len(text):
+            return tuple(rdns)
+        position += 1
+
+
+def _dn_type(text: str, position: int) -> tuple[frozenset[str], int]:
+    match = _DN_TYPE.match(text, position)
+    if match is None:
+        raise _DnSyntax("expected an attribute type and '='", position)
+    oid, keyword = match.groups()
+    if oid is not None:
+        return frozenset((oid,)), match.end()
+    oids = _DN_KEYWORDS.get(keyword.upper())
+    if oids is None:
+        raise _DnSyntax(f"unknown attribute type {keyword!r} (write it as its OID)", position)
+    return oids, match.end()
+
+
+def _dn_value(text: str, position: int) -> tuple[DnValue, int]:
+    if text.startswith("#", position):
+        match = _DN_HEX.match(text, position)
+        if match is None:
+            raise _DnSyntax("'#' must be followed by the hex digits of a DER value", position)
+        return _der_value(bytes.fromhex(match.group(1))), match.end()
+    quoted = text.startswith('"', position)
+    stops = '"' if quoted else ",;+"
+    position += 1 if quoted else 0
+    octets = bytearray()
+    while position < len(text) and text[position] not in stops:
+        char = text[position]
+        if char == "\\":
+            pair = _DN_HEX_PAIR.match(text, position + 1)
+            if pair is not None:
+                octets.append(int(pair.group(0), 16))
+                position += 3
+                continue
+            if position + 1 == len(text):
+                raise _DnSyntax("a '\\' ends the name", position)
+            char = text[position + 1]
+            position += 1
+        octets += char.encode()
+        position += 1
+    if quoted:
+        if position == len(text):
+            raise _DnSyntax("a quoted value is not closed", position)
+        position += 1
+    try:
+        return _dn_normal(octets.decode()), position
+    except UnicodeDecodeError:
+        raise _DnSyntax("its escaped octets are not UTF-8", position) from None
+
+
+def _der_value(der: bytes) -> DnValue:
+    """A ``#hex`` value: the string it encodes when it is one of ``_DER_STRINGS``, else its DER as it is."""
+    codec = _DER_STRINGS.get(der[0])
+    if codec is None:
+        return der
+    try:
+        start, end = _der_header(der, 0, der[0])
+        if end != len(der):
+            return der
+        return _dn_normal(der[start:end].decode(codec))
+    except (ValueError, UnicodeDecodeError):
+        return der
+
+
+def _dn_normal(value: str) -> str:
+    """Compared as RFC 4518 prepares strings, roughly: NFKC, case folded, inner whitespace as one space."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
+def same_name(name: x509.Name, written: WrittenName) -> bool:
+    """Does ``written`` (``parse_name``) name ``name``? RDN by RDN (written in reverse order), each attribute
+    by OID and value, the attributes of a multi-valued RDN in any order."""
+    rdns = name.rdns
+    if len(rdns) != len(written):
+        return False
+    return all(_same_rdn(rdn, attributes) for rdn, attributes in zip(rdns, reversed(written), strict=True))
+
+
+def _same_rdn(rdn: x509.RelativeDistinguishedName, written: tuple[tuple[frozenset[str], DnValue], ...]) -> bool:
+    left = list(rdn)
+    if len(left) != len(written):
+        return False
+    for oids, value in written:
+        match = next((a for a in left if a.oid.dotted_string in oids and _same_value(a, value)), None)
+        if match is None:
+            return False
+        left.remove(match)
+    return True
+
+
+def _same_value(attribute: x509.NameAttribute[str | bytes], value: DnValue) -> bool:
+    if isinstance(value, str):
+        return isinstance(attribute.value, str) and _dn_normal(attribute.value) == value
+    return value == _attribute_der(attribute)
+
+
+def _attribute_der(attribute: x509.NameAttribute[str | bytes]) -> bytes | None:
+    """The DER of a value that is no string (x500UniqueIdentifier, a BIT STRING), to compare with a ``#hex``
+    value octet for octet; None for a string, which a ``#hex`` value is compared with once decoded."""
+    if not isinstance(attribute.value, bytes):
+        return None
+    content = attribute.value  # the BIT STRING's content octets: the count of unused bits, then the bits
+    size = len(content)
+    count = (size.bit_length() + 7) // 8
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | count]) + size.to_bytes(count, "big")
+    return bytes([_DER_BIT_STRING]) + length + content
 
 
 @functools.lru_cache(maxsize=64)
@@ -1106,7 +1358,7 @@ def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict
     """The private key of ours that ``key_info`` names: a KeyPair's key, or its separate agreement key."""
     candidates = [k.certificate for k in keys] + [k.agreement_certificate for k in keys if k.agreement_certificate]
     try:
-        cert = resolve_certificate(key_info, ids, candidates)
+        cert = resolve_certificate(key_info, ids, candidates, "our certificates")
     except EbmsError as exc:
         raise EbmsError(
             EbmsCode.FAILED_DECRYPTION, f"the EncryptedKey names no key of ours: {exc.detail}"
@@ -1279,8 +1531,7 @@ def authenticate(
     the partner is refused here, before one private-key operation is spent on what they sent."""
     signature, signed_info = the_signature(security)
     method = signature_method(signed_info, policy)
-    cert = resolve_certificate(_find(signature, "ds:KeyInfo"), ids, policy.signing_certificates)
-    trust_certificate(cert, policy, now)
+    cert = trusted_signer(_find(signature, "ds:KeyInfo"), ids, policy, now)
     check_signature_value(signature, signed_info, method, cert)
     return Authenticated(signed_info=signed_info, certificate=cert)
 

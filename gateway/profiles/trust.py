@@ -92,12 +92,16 @@ def security_policy(
     When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
     certificate and its validity (``Partners.usable`` refuses such a partner for sending first). A profile
     with ``trust_anchor`` also trusts certificates the anchor issued whose subject fully matches ``subject``.
+    The encryption certificate is known too: a signature may name it by SubjectKeyIdentifier or IssuerSerial
+    without carrying it (eDelivery AS4 1.15 signs with the key it decrypts with; Domibus sends no token), and
+    it is then trusted only as the pinned certificates or the anchor would trust it.
     """
-    pinned = certificates.signing if now is None else certificates.valid_signing(now)
+    pinned = (certificates.signing if now is None else certificates.valid_signing(now)) or certificates.signing
     anchor = certificates.trust_anchor
     return SecurityPolicy.for_suite(
         Suite(suite.value),
-        signing_certificates=pinned or certificates.signing,
+        signing_certificates=pinned,
+        known_certificates=() if certificates.encryption in pinned else (certificates.encryption,),
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
         revocation_lists=() if certificates.revocation_list is None else (certificates.revocation_list,),
