@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from gateway.clock import Clock
 from gateway.errors import ProfileError, StoreError
@@ -88,6 +89,17 @@ def metadata(record: MessageRecord) -> dict[str, Any]:
         "received_at": record.created_at.isoformat(),
         "attachments": [a.to_json() for a in attachments_of(record.attachments)],
     }
+
+
+def shown_url(url: str) -> str:
+    """A national system's URL fit for logs and the message timeline: without the user, password and query
+    string that may carry its credentials."""
+    try:
+        parsed = URL(url)
+        parsed = parsed.with_user(None) if parsed.is_absolute() else parsed
+        return str(parsed.with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "(an unreadable URL)"
 
 
 def webhook_headers(record: MessageRecord) -> dict[str, str]:
@@ -273,8 +285,11 @@ class FolderDelivery:
             return await self._post(record, setting.url)
         if setting.method is DeliveryMethod.SOAP and setting.url is not None:
             data = self._payloads.get(record.payload_sha256)
-            reference = await self._soap.deliver(setting.url, record, data)
-            return {"soap": setting.url, "national_reference": reference}
+            try:
+                reference = await self._soap.deliver(setting.url, record, data)
+            except SoapDeliveryFailed as exc:
+                raise DeliveryFailed(str(exc).replace(setting.url, shown_url(setting.url))) from None
+            return {"soap": shown_url(setting.url), "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
         return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
@@ -306,13 +321,15 @@ class FolderDelivery:
             ) as response:
                 status, location = response.status, response.headers.get("Location")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryFailed(f"webhook {url}: {type(exc).__name__}: {exc}") from None
+            failure = str(exc).replace(url, shown_url(url))
+            raise DeliveryFailed(f"webhook {shown_url(url)}: {type(exc).__name__}: {failure}") from None
         if 300 <= status < 400:
             raise DeliveryFailed(
-                f"webhook {url} answered HTTP {status} redirecting to {location or '(no Location header)'}: "
+                f"webhook {shown_url(url)} answered HTTP {status} redirecting to "
+                f"{shown_url(location) if location else '(no Location header)'}: "
                 "redirects are not followed, since a redirected POST loses the permit; set delivery.url in "
                 f"partner profile {record.partner_id!r} to the final URL"
             )
         if not 200 <= status < 300:
-            raise DeliveryFailed(f"webhook {url} answered HTTP {status}")
-        return {"webhook": url, "status": status}
+            raise DeliveryFailed(f"webhook {shown_url(url)} answered HTTP {status}")
+        return {"webhook": shown_url(url), "status": status}

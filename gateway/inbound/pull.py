@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from gateway.errors import GatewayError
+from gateway.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import DeliveryMethod
 from gateway.store import Direction, Event, IllegalTransition, MessageRecord, MessageStore, PayloadStore, State
+
+log = structlog.get_logger("gateway.inbound")
 
 
 class NotPullable(GatewayError):
@@ -79,4 +84,10 @@ class PullInbox:
             moved = await self._store.move(record.id, Event.DELIVER, detail={"pulled": True}, lease_owner=None)
         except IllegalTransition:
             return Acked(await self._store.get(record.id), moved=False)
+        method = DeliveryMethod.REST_PULL.value
+        DELIVERY_ATTEMPTS.labels(partner=moved.partner_id, method=method, outcome="delivered").inc()
+        DELIVERY_LATENCY.labels(partner=moved.partner_id).observe(
+            (moved.updated_at - moved.created_at).total_seconds()
+        )
+        log.info("delivered", message_id=moved.message_id, partner=moved.partner_id, pulled=True)
         return Acked(moved, moved=True)

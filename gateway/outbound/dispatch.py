@@ -473,6 +473,9 @@ class Dispatcher:
         )
 
     async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
+        """FAILED, with the alert; ``detail`` given: the failed attempt that made it give up counts as one."""
+        if detail is not None:
+            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
         await self._store.move(
             record.id,
             Event.GIVE_UP,

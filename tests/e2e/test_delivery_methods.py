@@ -140,6 +140,9 @@ async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aioht
     ch, message_id, document = await _send(harness, session, "delivery:\n  method: rest-pull\n")
     listed = await _pull_listing(session, ch, message_id)
     assert (await message(session, ch, message_id) or {})["state"] == "ACCEPTED"
+    delivered = {"partner": "be-famhp", "method": "rest-pull", "outcome": "delivered"}
+    before = await metric(session, ch, "permit_gateway_delivery_attempts_total", **delivered)
+    timed = await metric(session, ch, "permit_gateway_delivery_latency_seconds_count", partner="be-famhp")
     async with session.get(f"{ch.url}{listed[0]['url']}") as fetched:
         assert fetched.status == 200 and await fetched.read() == document
         assert fetched.headers["X-Permit-Message-Id"] == message_id
@@ -153,6 +156,10 @@ async def test_rest_pull_lists_fetches_and_acks(harness: Harness, session: aioht
                 "acknowledged": acknowledged,
             }
     await wait_for(session, ch, message_id, "DELIVERED")
+    assert await metric(session, ch, "permit_gateway_delivery_attempts_total", **delivered) == before + 1
+    assert (
+        await metric(session, ch, "permit_gateway_delivery_latency_seconds_count", partner="be-famhp") == timed + 1
+    )
     async with session.get(f"{ch.url}/api/v1/inbox") as listing:
         assert (await listing.json())["messages"] == []
     async with session.post(f"{ch.url}/api/v1/inbox/nobody@nowhere/ack") as unknown:

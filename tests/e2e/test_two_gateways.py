@@ -346,9 +346,7 @@ async def test_same_message_id_and_permit_under_another_header_is_refused_naming
     )
     assert status == 400 and isinstance(refused, ErrorReceived)
     assert refused.errors[0].code == "EBMS:0003"
-    assert "already received with different content (different ConversationId)" in (
-        refused.errors[0].detail or ""
-    )
+    assert "already received with different content (different ConversationId)" in (refused.errors[0].detail or "")
 
 
 async def test_an_unlawful_permit_from_a_partner_is_refused_with_a_delivery_failure(
@@ -451,6 +449,8 @@ async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_recei
     await wait_for(session, be, message_id, "RETRY_WAIT")
     failures = {"direction": "out", "partner": "ch-swissmedic"}  # what config/alerts.yml alerts on
     before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
+    failed_attempts = {"partner": "ch-swissmedic", "outcome": "failed"}
+    attempts_before = await metric(session, be, "permit_gateway_send_attempts_total", **failed_attempts)
     for wait in waits:
         harness.clock.advance(wait)
         await be.runner.app[NODE].dispatcher.drain()
@@ -458,6 +458,10 @@ async def test_a_partner_that_never_answers_fails_the_message_as_a_missing_recei
     failed = await message(session, be, message_id)
     assert failed is not None and (failed["state"], failed["attempts"]) == ("FAILED", attempts)
     assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
+    gave_up_after_an_attempt = failed["events"][-1]["detail"].get("attempt") is not None
+    assert await metric(session, be, "permit_gateway_send_attempts_total", **failed_attempts) == (
+        attempts_before + gave_up_after_an_attempt
+    )
     async with session.get(f"{be.url}/api/v1/messages?direction=outbound&state=FAILED") as response:
         assert [m["message_id"] for m in (await response.json())["messages"]] == [message_id]
     async with session.get(f"{be.url}/api/v1/messages?state=ACKNOWLEDGED") as response:
