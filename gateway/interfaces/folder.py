@@ -6,13 +6,16 @@ only reads folders learns what became of each permit. Refused files move to the 
 ``.errors.txt`` beside them naming every rule broken and how to fix it.
 Writers should write ``name.xml.part`` (or any other name) and rename to ``name.xml`` when complete.
 Supporting documents go in a folder ``name.attachments/`` beside it, written before ``name.xml`` appears; they
-travel with the permit (in file-name order) and move with it.
+travel with the permit (in file-name order, at most ``MAX_ATTACHMENTS``) and move with it.
 A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
 onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
+Several nodes may watch one outbox: a node holds a lock on each taken file while it submits it, and moves files
+out of ``.processing/`` one node at a time (``.processing.lock``), so each file is submitted and moved once.
 Only regular files are taken: a symbolic link is refused, so that nothing outside the outbox can be sent.
 Files go in the order they were written (their modification time), not by name.
 A taken file leaves ``.processing/`` by a plan written first (``name.xml.moving``): a crash part way through
-the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``.
+the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``. A
+rejected folder on another file system gets a copy, whole under a temporary name before the original goes.
 A file whose name is too long for the names derived from it goes straight to the rejected folder under a shorter
 name, its original name and the reason beside it; one file the outbox cannot take never holds up the others.
 """
@@ -20,12 +23,15 @@ name, its original name and the reason beside it; one file the outbox cannot tak
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import hashlib
 import json
 import mimetypes
 import os
-from collections.abc import AsyncIterator
-from contextlib import ExitStack
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import structlog
@@ -34,6 +40,7 @@ from aiohttp import web
 from gateway.errors import GatewayError
 from gateway.files import sync_folder, write_atomically
 from gateway.interfaces.keys import NODE
+from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.store import Direction, MessageRecord, NewAttachment, State
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
 
@@ -47,6 +54,11 @@ PROCESSING = ".processing"
 """Under the outbox: the files taken for submission and not yet moved to ``sent/`` or the rejected folder."""
 MOVING = ".moving"
 """Beside a taken file: the plan of its move out of ``.processing/``, until the move is done."""
+MOVES_LOCK = ".processing.lock"
+"""In the outbox: locked by the node moving files out of ``.processing/`` (an outbox shared by several nodes)."""
+COPIED = ".copied"
+"""A whole copy of a file or folder moved to another file system, under a hidden name in the target's folder,
+until it takes the target's name."""
 MAX_FILE_BYTES = DEFAULT_MAX_BYTES
 """A permit file larger than this is refused before it is read (the XML parser's own limit)."""
 MAX_NAME_BYTES = 255 - len(".errors.txt") - len(".9999")
@@ -71,16 +83,61 @@ def _shown(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path:
+@contextmanager
+def _moving_out(outbox: Path) -> Iterator[None]:
+    """Only one node at a time moves files out of ``.processing/`` or finishes a plan there: another node finds
+    a file moved or still in place, never half-moved, and never carries out the same plan beside it."""
+    with (outbox / MOVES_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def _claimed(path: Path) -> Iterator[bool]:
+    """Hold a lock on a taken file while it is submitted, so that another node sharing the outbox leaves it be.
+    False when another node holds it, or it is gone or planned out (that node sent or rejected it meanwhile).
+    A symbolic link cannot be locked: it is refused, a move that ``_settle`` makes once."""
+    if path.is_symlink():
+        yield True
+        return
+    fd = _lock(path)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _lock(path: Path) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:  # locked by another node, or moved away since it was opened
+        os.close(fd)
+        return None
+    if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino) or _present(_journal(path)):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path | None:
     """Move a taken permit file (and its attachments folder) into ``folder`` and write ``text`` beside it under
     the suffix ``beside`` (and, for a sent file, its state ``marker``). Two renames and a write are not one
     step, so the plan is written first: a crash part way is finished by the next scan (``_finish``) instead
     of sending the permit again without its attachments, or leaving it without the file that says what
-    became of it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(source, folder)
-    _move(source, target, _journal(source), beside, text, marker)
-    return target
+    became of it. None when another node moved it first."""
+    with _moving_out(source.parent.parent):
+        if not _present(source) or _present(_journal(source)):
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = _free_name(source, folder)
+        _move(source, target, _journal(source), beside, text, marker)
+        return target
 
 
 def _move(source: Path, target: Path, journal: Path, beside: str, text: bytes, marker: bytes | None) -> None:
@@ -103,10 +160,8 @@ def _finish(journal: Path) -> None:
     plan = json.loads(journal.read_text())
     source, target = Path(plan.get("from", journal.parent)) / plan["file"], Path(plan["target"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    if _present(_attachments(source)) and not _present(_attachments(target)):
-        _attachments(source).replace(_attachments(target))
-    if _present(source) and not _present(target):
-        source.replace(target)  # a refused symbolic link moves as the link it is
+    _carry(_attachments(source), _attachments(target))
+    _carry(source, target)  # a refused symbolic link moves as the link it is
     sync_folder(target.parent)
     write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode())
     if "marker" in plan:
@@ -116,19 +171,83 @@ def _finish(journal: Path) -> None:
     sync_folder(journal.parent)
 
 
+def _carry(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` unless a crash left that done. A rename cannot cross file systems (a
+    rejected folder on another disk): there the copy is made whole under a hidden name beside the target
+    before the source goes and the copy takes the target's name, so a crash at any step is finished by calling
+    this again, and the source is never lost nor sent again."""
+    copied = _copied(target)
+    if not _present(copied):
+        if not _present(source) or _present(target):
+            return
+        try:
+            source.replace(target)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        _copy(source, copied)
+    _remove(source)
+    copied.replace(target)
+    sync_folder(target.parent)
+
+
+def _copied(target: Path) -> Path:
+    """A name beside ``target`` for its copy, short whatever the target's length."""
+    digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
+    return target.with_name(f".{digest}{COPIED}")
+
+
+def _copy(source: Path, copied: Path) -> None:
+    """A durable copy of ``source`` (a file, a folder, or a symbolic link as the link it is) named ``copied``; a
+    copy a crash cut short is made again."""
+    copying = copied.with_suffix(".copying")
+    _remove(copying)
+    if source.is_symlink():
+        copying.symlink_to(os.readlink(source))
+    elif source.is_dir():
+        shutil.copytree(source, copying, symlinks=True, copy_function=_copy_file)
+        sync_folder(copying)
+    else:
+        _copy_file(source, copying)
+    sync_folder(copying.parent)
+    copying.replace(copied)
+    sync_folder(copied.parent)
+
+
+def _copy_file(source: str | Path, target: str | Path) -> None:
+    shutil.copy2(source, target)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    sync_folder(path.parent)
+
+
 def _present(path: Path) -> bool:
     """There, as a file, a folder or a symbolic link (even one pointing nowhere)."""
     return os.path.lexists(path)
 
 
 def _finish_all(taken: Path) -> None:
-    for journal in sorted(taken.glob(f"*{MOVING}")) if taken.is_dir() else ():
-        try:
-            _finish(journal)
-        except (OSError, ValueError, KeyError):
-            log.exception(
-                "outbox move could not be finished; it is tried again at the next scan", plan=str(journal)
-            )
+    if not taken.is_dir():
+        return
+    with _moving_out(taken.parent):
+        for journal in sorted(taken.glob(f"*{MOVING}")):
+            try:
+                _finish(journal)
+            except (OSError, ValueError, KeyError):
+                log.exception(
+                    "outbox move could not be finished; it is tried again at the next scan", plan=str(journal)
+                )
 
 
 def _take(path: Path) -> None:
@@ -151,12 +270,13 @@ def _reject_long_name(path: Path, rejected: Path) -> None:
     beside it. Its plan is kept in ``.processing/`` under the shorter name, as its own would not fit."""
     short = _short_name(path)
     journal = path.parent / PROCESSING / (short + MOVING)
-    if _present(journal):  # a crash cut the move short: the scan's ``_finish_all`` ends it
-        return
-    journal.parent.mkdir(exist_ok=True)
-    rejected.mkdir(parents=True, exist_ok=True)
-    target = _free_name(rejected / short, rejected)
-    _move(path, target, journal, ".errors.txt", _too_long(path.name, target.name), None)
+    with _moving_out(path.parent):
+        if _present(journal) or not _present(path):  # a crash cut the move short (``_finish_all`` ends it),
+            return  # or another node moved it
+        journal.parent.mkdir(exist_ok=True)
+        rejected.mkdir(parents=True, exist_ok=True)
+        target = _free_name(rejected / short, rejected)
+        _move(path, target, journal, ".errors.txt", _too_long(path.name, target.name), None)
     log.warning("outbox file rejected: name too long", file=_shown(path.name), moved_to=_shown(str(target)))
 
 
@@ -204,6 +324,8 @@ def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
     if not folder.is_dir():
         return []
     found = [p for p in _entries(folder) if p.is_file() and not p.name.startswith(".")]
+    if len(found) > MAX_ATTACHMENTS:  # refused before any is opened
+        raise TooManyAttachments(f"{_shown(folder.name)}/ holds {len(found)} files")
     return [
         NewAttachment(
             filename=p.name,
@@ -215,7 +337,7 @@ def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
 
 
 async def submit_file(app: web.Application, path: Path) -> None:
-    """Submit a taken file (under ``.processing/``) and move it to ``sent/`` or the rejected folder."""
+    """Submit a taken file (under ``.processing/``, claimed) and move it to ``sent/`` or the rejected folder."""
     node = app[NODE]
     refused = _refusal(path)
     try:
@@ -229,7 +351,8 @@ async def submit_file(app: web.Application, path: Path) -> None:
         target = await asyncio.to_thread(
             _settle, path, node.settings.folders.rejected, ".errors.txt", errors, None
         )
-        log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
+        if target is not None:
+            log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
         return
     record = submitted.record
     summary = {
@@ -329,22 +452,34 @@ def _by_arrival(folder: Path) -> list[Path]:
 
 
 async def scan(app: web.Application) -> int:
-    """Take the files that arrived, then submit every taken file (those an outage left too); how many."""
+    """Take the files that arrived, then submit every taken file (those an outage left too, and those of a node
+    that stopped) that no other node is at work on; how many this node tried."""
     folders = app[NODE].settings.folders
     outbox = folders.outbox
-    for path in _by_arrival(outbox):
-        if not path.name.startswith("."):
-            _take_or_reject(path, folders.rejected)
+    await asyncio.to_thread(_take_arrived, outbox, folders.rejected)
     taken = outbox / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
     found = _by_arrival(taken) if taken.is_dir() else []
     files = [p for p in found if (p.is_file() or p.is_symlink()) and not _journal(p).exists()]
+    tried = 0
     for path in files:
-        try:
-            await submit_file(app, path)
-        except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
-            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
-    return len(files)
+        with _claimed(path) as claimed:
+            if not claimed:
+                continue
+            tried += 1
+            try:
+                await submit_file(app, path)
+            except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
+                log.exception(
+                    "outbox file not submitted; it is tried again at the next scan", file=_shown(path.name)
+                )
+    return tried
+
+
+def _take_arrived(outbox: Path, rejected: Path) -> None:
+    for path in _by_arrival(outbox):
+        if not path.name.startswith("."):
+            _take_or_reject(path, rejected)
 
 
 def _take_or_reject(path: Path, rejected: Path) -> None:
@@ -356,6 +491,8 @@ def _take_or_reject(path: Path, rejected: Path) -> None:
             _reject_long_name(path, rejected)
         else:
             _take(path)
+    except FileNotFoundError:  # another node sharing the outbox took it first
+        return
     except OSError:
         log.exception("outbox file not taken; it is tried again at the next scan", file=_shown(path.name))
 

@@ -7,13 +7,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ruamel.yaml import YAML
@@ -25,9 +26,11 @@ from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError, StoreError
 from gateway.inbound.deliver import metadata, webhook_headers
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
+from gateway.interfaces import access
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY
 from gateway.outbound.retry import UnknownMessage, retry_failed
+from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.store import (
     Direction,
     EventRecord,
@@ -41,9 +44,15 @@ from gateway.store import (
     direction_named,
     state_named,
 )
+from gateway.xmlsafe import DEFAULT_MAX_BYTES
 
 API = "/api/v1"
 _UPLOAD_CHUNK = 256 * 1024
+MAX_DOCUMENT_BYTES = DEFAULT_MAX_BYTES
+"""The largest permit document taken (the XML parser's limit): the body of POST /documents, or its 'document'
+part."""
+MAX_RETRY_BODY_BYTES = 64 * 1024
+"""The largest body of POST /messages/{id}/retry, a JSON reason."""
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:
@@ -85,32 +94,134 @@ def event_json(event: EventRecord) -> dict[str, Any]:
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """The router's own 404 and 405 under /api/ as JSON naming the fix, like every other answer there."""
+    """The router's own 404 and 405, and aiohttp's 413 past ``client_max_size``, under /api/ as JSON naming the
+    fix, like every other answer there."""
     try:
         return await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed, web.HTTPRequestEntityTooLarge) as exc:
         if not request.path.startswith("/api/") or exc.content_type == "application/json":
             raise
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            fix = f"send a smaller body; see {API}/openapi.json for what each route takes"
+            return web.json_response(
+                {"error": "request body too large", "detail": exc.text, "fix": fix}, status=413
+            )
         fix = f"see {API}/openapi.json for the routes and their methods"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         error = f"no route {request.method} {request.path}"
         return web.json_response({"error": error, "fix": fix}, status=exc.status, headers=headers)
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """The largest request body a route takes, the rule that sets it, and how to stay within it."""
+
+    size: int
+    rule: str
+    fix: str
+
+    def refusal(self, given: int | None) -> web.Response | None:
+        """413 for a Content-Length of ``given`` (None: not sent) over the limit, before the body is read."""
+        if given is None or given <= self.size:
+            return None
+        return self.too_large(f"the request body is {given} bytes")
+
+    def too_large(self, what: str) -> web.Response:
+        detail = f"the limit is {self.size} bytes ({self.rule}), and {what}"
+        body = {"error": "request body too large", "detail": detail, "fix": self.fix}
+        response = web.json_response(body, status=413)
+        response.force_close()  # Connection: close, as the rest of the body will not be read
+        return response
+
+
+class BodyTooLarge(GatewayError):
+    """A body without a Content-Length, or a form's part, went past its limit while it was read."""
+
+    def __init__(self, what: str, limit: BodyLimit) -> None:
+        super().__init__(what)
+        self.limit = limit
+
+
+_DOCUMENT_LIMIT = BodyLimit(
+    MAX_DOCUMENT_BYTES,
+    "the largest permit document, the XML parser's limit",
+    "send the permit XML alone; supporting documents go as 'attachment' parts of a multipart/form-data body",
+)
+
+
+def _documents_limit(request: web.Request) -> BodyLimit:
+    if request.content_type != "multipart/form-data":
+        return _DOCUMENT_LIMIT
+    return BodyLimit(
+        request.app[NODE].settings.inbound.max_message_bytes,
+        "[inbound] max_message_bytes, for the permit and its supporting documents together",
+        "send fewer or smaller supporting documents, or raise [inbound] max_message_bytes (keep it near the "
+        "largest max_payload_bytes of the partners)",
+    )
+
+
+def _retry_limit(request: web.Request) -> BodyLimit:
+    return BodyLimit(MAX_RETRY_BODY_BYTES, "a retry's JSON body", 'send {"reason": "why it is sent again"}')
+
+
+def _no_body(request: web.Request) -> None:
+    return None
+
+
+_ALLOWED = web.Response()
+
+
+async def _allowed(request: web.Request) -> web.StreamResponse:
+    """The handler the access check calls when it lets a request through: it answers only that."""
+    return _ALLOWED
+
+
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+def expect_continue(limit: Callable[[web.Request], BodyLimit | None]) -> ExpectHandler:
+    """The route's answer to ``Expect: 100-continue``, before the client sends its body: 401 or 403 as the API
+    would answer the request, 413 for a Content-Length over the route's limit, else 100 Continue. (aiohttp's
+    own handler lets every body come, to be refused once it has arrived.) Another expectation is ignored, as
+    RFC 9110 10.1.1 allows."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        refused = await access.national_api_access(request, _allowed)
+        if refused is not _ALLOWED:
+            refused.force_close()  # the client sends no body: the connection cannot carry another request
+            return refused
+        found = limit(request)
+        too_large = found.refusal(request.content_length) if found is not None else None
+        if too_large is not None:
+            return too_large
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue" and request.version >= HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is no part of the response's size
+        return None
+
+    return expect
+
+
 async def submit_document(request: web.Request) -> web.Response:
     """The permit XML as the body, or multipart/form-data: a ``document`` part and ``attachment`` file parts
     (supporting documents, streamed to disk as they arrive)."""
     node = request.app[NODE]
+    limit = _documents_limit(request)
+    refused = limit.refusal(request.content_length)
+    if refused is not None:
+        return refused
     with ExitStack() as files:
         try:
             if request.content_type == "multipart/form-data":
-                data, attachments = await _form(request, files, node.settings.inbound.max_message_bytes)
+                data, attachments = await _form(request, files, limit)
             else:
-                data, attachments = await request.read(), []
+                data, attachments = await _body(request, limit), []
             submitted = await node.submitter.submit(
                 data, partner_id=request.query.get("partner"), attachments=attachments
             )
-        except BadSubmission as exc:
+        except BodyTooLarge as exc:
+            return exc.limit.too_large(str(exc))
+        except (BadSubmission, TooManyAttachments) as exc:
             return web.json_response({"error": "bad submission", "detail": str(exc)}, status=400)
         except PermitDocumentRejected as exc:
             findings = [f.to_json() for f in exc.findings]
@@ -128,17 +239,29 @@ async def submit_document(request: web.Request) -> web.Response:
 
 
 class BadSubmission(GatewayError):
-    """A multipart submission without its document part, with an unknown part, or too large."""
+    """A multipart submission without its document part, with an unknown or a second document part."""
 
 
-async def _form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
+async def _body(request: web.Request, limit: BodyLimit) -> bytes:
+    """The whole body, refused as soon as it is past ``limit`` (one sent without a Content-Length)."""
+    body = bytearray()
+    while chunk := await request.content.read(_UPLOAD_CHUNK):
+        body += chunk
+        if len(body) > limit.size:
+            raise BodyTooLarge("the request body is larger", limit)
+    return bytes(body)
+
+
+async def _form(request: web.Request, files: ExitStack, limit: BodyLimit) -> tuple[bytes, list[NewAttachment]]:
     try:
         return await _read_form(request, files, limit)
     except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart reader on a malformed body
         raise BadSubmission(f"the multipart/form-data body cannot be read: {exc}") from None
 
 
-async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tuple[bytes, list[NewAttachment]]:
+async def _read_form(
+    request: web.Request, files: ExitStack, limit: BodyLimit
+) -> tuple[bytes, list[NewAttachment]]:
     data: bytes | None = None
     attachments: list[NewAttachment] = []
     total = 0
@@ -146,14 +269,22 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
         if not isinstance(part, BodyPartReader):
             raise BadSubmission("nested multipart parts are not accepted; send one part per file")
         if part.name == "document":
-            data = bytes(await part.read())
+            if data is not None:
+                raise BadSubmission(
+                    "the form has a second 'document' part; send one 'document' part per submission (the permit "
+                    "XML), each supporting document as an 'attachment' part, and another permit in a request of "
+                    "its own"
+                )
+            data = await _document_part(part)
             total += len(data)
         elif part.name == "attachment":
+            if len(attachments) == MAX_ATTACHMENTS:  # refused before its spool file is opened
+                raise TooManyAttachments(f"the form has more than {MAX_ATTACHMENTS} 'attachment' parts")
             spool = files.enter_context(request.app[NODE].payloads.spool())
             while chunk := await part.read_chunk(_UPLOAD_CHUNK):
                 total += len(chunk)
-                if total > limit:
-                    raise BadSubmission(f"the submission exceeds {limit} bytes ([inbound] max_message_bytes)")
+                if total > limit.size:
+                    raise BodyTooLarge("the form's parts are larger", limit)
                 spool.write(chunk)
             name = unquote(part.filename or "")  # some clients (aiohttp among them) percent-encode it
             mime_type = _attachment_type(part.headers.get("Content-Type"), name or f"{len(attachments) + 1}")
@@ -163,6 +294,15 @@ async def _read_form(request: web.Request, files: ExitStack, limit: int) -> tupl
     if data is None:
         raise BadSubmission("the form has no 'document' part: the permit XML goes in a part named 'document'")
     return data, attachments
+
+
+async def _document_part(part: BodyPartReader) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk(_UPLOAD_CHUNK):
+        data += chunk
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise BodyTooLarge("the 'document' part is larger", _DOCUMENT_LIMIT)
+    return bytes(data)
 
 
 def _attachment_type(header: str | None, name: str) -> str:
@@ -182,7 +322,13 @@ def _attachment_type(header: str | None, name: str) -> str:
 async def retry_message(request: web.Request) -> web.Response:
     """An operator sends a FAILED message again, under its MessageId; the body may give a ``reason``."""
     node = request.app[NODE]
-    reason = await _retry_reason(request)
+    refused = _retry_limit(request).refusal(request.content_length)
+    if refused is not None:
+        return refused
+    try:
+        reason = await _retry_reason(request)
+    except BodyTooLarge as exc:
+        return exc.limit.too_large(str(exc))
     try:
         record = await retry_failed(
             node.store, node.partners, node.clock, request.match_info["message_id"], reason=reason
@@ -198,8 +344,9 @@ async def retry_message(request: web.Request) -> web.Response:
 async def _retry_reason(request: web.Request) -> str:
     if not request.can_read_body:
         return "retried by an operator"
+    text = await _body(request, _retry_limit(request))
     try:
-        body = await request.json()
+        body = json.loads(text)
     except (ValueError, RecursionError):
         raise _bad_request('the body must be JSON: {"reason": "why it is sent again"}') from None
     reason = body.get("reason") if isinstance(body, dict) else None
@@ -485,16 +632,16 @@ async def overdue_endorsements(request: web.Request) -> web.Response:
 
 
 routes: list[web.RouteDef] = [
-    web.post(f"{API}/documents", submit_document),
+    web.post(f"{API}/documents", submit_document, expect_handler=expect_continue(_documents_limit)),
     web.get(f"{API}/messages", list_messages),
     web.get(f"{API}/messages/{{message_id}}", get_message),
-    web.post(f"{API}/messages/{{message_id}}/retry", retry_message),
+    web.post(f"{API}/messages/{{message_id}}/retry", retry_message, expect_handler=expect_continue(_retry_limit)),
     web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment),
     web.get(f"{API}/messages/{{message_id}}/receipt", get_receipt),
     web.get(f"{API}/messages/{{message_id}}/wire", get_wire),
     web.get(f"{API}/inbox", list_inbox),
     web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
-    web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message),
+    web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message, expect_handler=expect_continue(_no_body)),
     web.get(f"{API}/openapi.json", openapi),
     web.get("/health", health),
     web.get("/metrics", metrics),

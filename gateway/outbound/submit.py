@@ -66,6 +66,9 @@ from gateway.store.permits import KnownDocument
 from gateway.store.unit import unit_of_work
 
 PERMIT_MIME_TYPE = "application/xml"
+MAX_ATTACHMENTS = 100
+"""The most supporting documents one submission carries, through the REST API or the outbox folder: each is an
+AS4 payload of its own, and each is an open file while the message is packed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +83,16 @@ class Submitted:
 
 class AlreadySent(GatewayError):
     """The document was sent before and this submission cannot be answered with that message."""
+
+
+class TooManyAttachments(GatewayError):
+    """More supporting documents than one submission carries (``MAX_ATTACHMENTS``)."""
+
+    def __init__(self, counted: str) -> None:
+        super().__init__(
+            f"{counted}; a submission carries at most {MAX_ATTACHMENTS} supporting documents, each an AS4 payload "
+            "of its own: combine them into fewer files (one PDF of the scans, or a ZIP archive) and submit again"
+        )
 
 
 class _KeptMeanwhile(Exception):
@@ -146,6 +159,8 @@ class Submitter:
     ) -> Submitted:
         """Validate, route, pack and store one permit document (and its supporting documents, each an AS4
         payload of its own); raises with the reason when it cannot go."""
+        if len(attachments) > MAX_ATTACHMENTS:
+            raise TooManyAttachments(f"{len(attachments)} supporting documents were given")
         now = self._clock.now()
         parsed = parse_document(data)
         context = await self._permits.context_for(parsed.outline)

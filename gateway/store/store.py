@@ -252,9 +252,16 @@ def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState)
 def is_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or dropped the connection (a restart, a failover, SQLite busy past its
     time-out): the operation did not happen or, for a drop during COMMIT, may have. Callers answer "try again",
-    which duplicate detection makes safe. asyncpg reports a refused connection as a bare ConnectionError."""
-    if isinstance(exc, ConnectionError | OperationalError | InterfaceError):
+    which duplicate detection makes safe. asyncpg reports a refused connection as a bare ConnectionError; one
+    raised where no database code ran (aiohttp's, as a client drops its connection mid-body) is no outage."""
+    import traceback
+
+    if isinstance(exc, OperationalError | InterfaceError):
         return True
+    if isinstance(exc, ConnectionError):
+        frames = traceback.walk_tb(exc.__traceback__)
+        packages = {frame.f_globals.get("__name__", "").partition(".")[0] for frame, _ in frames}
+        return not packages or bool(packages & {"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"})
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
