@@ -166,7 +166,7 @@ class Receiver:
                 received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender, pulled)
             return await self._accept(received, content_type, body, sender[0], keys)
         except EbmsError as exc:
-            log.warning("message refused", code=exc.code.code, detail=exc.detail, ref=exc.ref_to_message_id)
+            log.warning("message refused", code=exc.code.code, detail=exc.detail, message_id=exc.ref_to_message_id)
             EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
             partner = sender[0] if sender else None
             return Reception(

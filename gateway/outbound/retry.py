@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import structlog
+
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.profiles.trust import Partners
 from gateway.store import Direction, Event, MessageRecord, MessageStore, State
+
+log = structlog.get_logger("gateway.outbound")
 
 
 class UnknownMessage(GatewayError):
@@ -37,7 +41,7 @@ async def retry_failed(
     partner = partners.get(record.partner_id)
     now = clock.now()
     until = now + timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
-    return await store.move(
+    moved = await store.move(
         record.id,
         event,
         detail={"reason": reason, "failed_because": record.last_error, "time_to_live_until": until.isoformat()},
@@ -47,3 +51,5 @@ async def retry_failed(
         last_error=None,
         lease_owner=None,
     )
+    log.info("FAILED message sent again", message_id=message_id, by=event.value, reason=reason)
+    return moved

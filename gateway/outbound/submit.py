@@ -22,6 +22,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+
 from gateway.as4 import (
     DEFAULT_MPC,
     ROLE_INITIATOR,
@@ -64,6 +66,8 @@ from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_fi
 from gateway.store.lifecycle import Event, IllegalTransition
 from gateway.store.permits import KnownDocument
 from gateway.store.unit import unit_of_work
+
+log = structlog.get_logger("gateway.outbound")
 
 PERMIT_MIME_TYPE = "application/xml"
 MAX_ATTACHMENTS = 100
@@ -191,6 +195,13 @@ class Submitter:
             context = await self._permits.context_for(outline)
             return await self._submitted_before(context.known[document.key], partner_id, attachments)
         self._faults.hit("submit.before_answer")
+        if created:
+            log.info(
+                "message submitted",
+                message_id=record.message_id,
+                partner=record.partner_id,
+                document=f"{document.document_type} {document.number}",
+            )
         return Submitted(record=record, findings=document.findings, created=created)
 
     async def _packed(
