@@ -6,6 +6,8 @@ where it happens.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -43,6 +45,12 @@ DELIVERY_ATTEMPTS = Counter(
     "Deliveries of received permits to the national system (folder, webhook, SOAP), by outcome: delivered, or "
     "failed (retried after the lease; the reason in the message's timeline)",
     ["partner", "method", "outcome"],
+    registry=REGISTRY,
+)
+STORE_UP = Gauge(
+    "permit_gateway_store_up",
+    "1 if the message store answered the last /metrics scrape, 0 if it was out of reach (the queue depth "
+    "served then is the last one read)",
     registry=REGISTRY,
 )
 STORE_UNAVAILABLE = Counter(
@@ -93,3 +101,19 @@ PULLS_SENT = Counter(
     ["partner", "outcome"],
     registry=REGISTRY,
 )
+
+
+def count_from_zero(partners: Iterable[tuple[str, str]]) -> None:
+    """Create the series the alert rules watch with ``increase()`` at 0, for each (partner id, delivery method),
+    before their first event: a series first seen at 1 shows no increase, and its first failure never alerts."""
+    for endpoint in ("as4", "api"):
+        STORE_UNAVAILABLE.labels(endpoint=endpoint)
+    for partner, delivery_method in partners:
+        for direction in ("out", "in"):
+            FAILURES.labels(direction=direction, partner=partner)
+        for outcome in ("receipt_resent", "refused", "document_resent"):
+            DUPLICATES.labels(partner=partner, outcome=outcome)
+        for outcome in ("receipt", "retry", "failed"):
+            SEND_ATTEMPTS.labels(partner=partner, outcome=outcome)
+        for outcome in ("delivered", "failed"):
+            DELIVERY_ATTEMPTS.labels(partner=partner, method=delivery_method, outcome=outcome)

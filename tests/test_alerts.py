@@ -90,3 +90,11 @@ def test_a_label_means_the_same_on_every_metric() -> None:
 def test_every_alert_is_named_once() -> None:
     names = [rule["alert"] for rule in _rules()]
     assert len(names) == len(set(names)) and all(n.startswith("PermitGateway") for n in names)
+
+
+def test_a_store_out_of_reach_alerts_on_a_quiet_node_too() -> None:
+    """The store-unavailable counter rises only with requests answered 503, so a node nobody sends to never
+    raised it: an alert watches the gauge /metrics sets at each scrape, which it answers through an outage."""
+    rule = next(rule for rule in _rules() if "permit_gateway_store_up" in rule["expr"])
+    assert rule["expr"].replace(" ", "") == "permit_gateway_store_up==0"
+    assert rule["labels"]["severity"] == "critical" and rule["for"] == "2m"

@@ -20,6 +20,7 @@ from typing import TypeVar
 import aiohttp
 import structlog
 from aiohttp import web
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.clock import Clock, SystemClock
@@ -41,7 +42,7 @@ from gateway.interfaces.keys import (
     PROFILE_WATCHER,
     SETTINGS,
 )
-from gateway.metrics import STORE_UNAVAILABLE
+from gateway.metrics import STORE_UNAVAILABLE, count_from_zero
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
@@ -71,6 +72,11 @@ class Pump:
 
     def wake(self) -> None:
         self._event.set()
+
+    async def wake_on_loop(self) -> None:
+        """``wake`` as a scheduler job: APScheduler runs an async job on the loop, a plain function in a worker
+        thread, where setting the ``asyncio.Event`` is not safe."""
+        self.wake()
 
     async def run(self) -> None:
         while True:
@@ -247,6 +253,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[READ_TIMEOUT] = node.settings.inbound.read_timeout_seconds
         app[ON_ACCEPTED] = node.delivery_pump.wake
         app[SIGNALS] = node.pull_server.answer
+        count_partners_from_zero(node.partners)
         log.info(
             "gateway started",
             party=settings.identity.party_id,
@@ -260,7 +267,12 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _recover(node: Node) -> None:
-    if await node.store.recover_leases():
+    recovered = await node.store.recover_leases()
+    if recovered:
+        log.warning(
+            "messages whose send outlived its lease (the node stopped or stalled) are due again",
+            messages=recovered,
+        )
         node.dispatch_pump.wake()
 
 
@@ -303,6 +315,7 @@ class StoreJobs:
         self._running: set[asyncio.Task[None]] = set()
 
     def track(self, job: Callable[[Node], Awaitable[None]]) -> Callable[[Node], Awaitable[None]]:
+        @functools.wraps(job)  # the scheduler's log names the job, not this wrapper
         async def run(node: Node) -> None:
             task = asyncio.current_task()
             assert task is not None
@@ -319,38 +332,57 @@ class StoreJobs:
             await asyncio.wait(set(self._running), timeout=timeout)
 
 
+SCHEDULER_DEFAULTS = {"misfire_grace_time": None, "coalesce": True}
+"""A job that falls due while the loop is busy runs late, once, instead of being skipped: with APScheduler's
+default grace of 1 s, a daily job started more than a second late waited a whole day."""
+
+
+def new_scheduler() -> AsyncIOScheduler:
+    return AsyncIOScheduler(timezone="UTC", job_defaults=SCHEDULER_DEFAULTS)
+
+
+def add_daily(
+    scheduler: AsyncIOScheduler,
+    job_id: str,
+    job: Callable[[], Awaitable[None]],
+    *,
+    retry_after: timedelta,
+    first: timedelta = timedelta(0),
+) -> None:
+    """``job`` after ``first`` (at once by default), then daily. A run that fails (a store briefly out of reach)
+    runs again after ``retry_after`` until one succeeds, instead of a day later; the next day counts from the
+    run that did."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except Exception:
+            retry = retry_after.total_seconds()
+            log.exception("daily job failed; it runs again soon", job=job_id, retry_in_seconds=retry)
+            if scheduler.running:
+                with contextlib.suppress(JobLookupError):
+                    scheduler.modify_job(job_id, next_run_time=datetime.now(UTC) + retry_after)
+
+    first_run = datetime.now(UTC) + first
+    scheduler.add_job(run, "interval", days=1, id=job_id, name=job_id, next_run_time=first_run)
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     pumps = (node.dispatch_pump, node.delivery_pump, node.pull_pump)
     tasks = [asyncio.create_task(p.run(), name=p.name) for p in pumps]
-    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler = new_scheduler()
     jobs = StoreJobs()
     sweep = timedelta(seconds=node.settings.outbound.sweep_seconds)
-    scheduler.add_job(node.dispatch_pump.wake, "interval", seconds=sweep.total_seconds(), id="dispatch-sweep")
-    scheduler.add_job(node.delivery_pump.wake, "interval", seconds=sweep.total_seconds(), id="delivery-sweep")
-    scheduler.add_job(node.pull_pump.wake, "interval", seconds=PULL_TICK_SECONDS, id="pull-tick")
-    scheduler.add_job(
-        jobs.track(_expire_pulls), "interval", args=[node], seconds=sweep.total_seconds(), id="pull-expiry"
-    )
-    scheduler.add_job(
-        jobs.track(_recover), "interval", args=[node], seconds=sweep.total_seconds(), id="lease-recovery"
-    )
-    scheduler.add_job(
-        jobs.track(purge_old_messages),
-        "interval",
-        args=[node],
-        days=1,
-        id="retention-purge",
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        jobs.track(expire_permits),
-        "interval",
-        args=[node],
-        days=1,
-        id="permit-expiry",
-        next_run_time=datetime.now(UTC),
-    )
+    every_sweep = {"trigger": "interval", "seconds": sweep.total_seconds()}
+    scheduler.add_job(node.dispatch_pump.wake_on_loop, id="dispatch-sweep", **every_sweep)
+    scheduler.add_job(node.delivery_pump.wake_on_loop, id="delivery-sweep", **every_sweep)
+    scheduler.add_job(node.pull_pump.wake_on_loop, "interval", seconds=PULL_TICK_SECONDS, id="pull-tick")
+    scheduler.add_job(jobs.track(_expire_pulls), args=[node], id="pull-expiry", **every_sweep)
+    scheduler.add_job(jobs.track(_recover), args=[node], id="lease-recovery", **every_sweep)
+    purge = functools.partial(jobs.track(purge_old_messages), node)
+    add_daily(scheduler, "retention-purge", purge, retry_after=sweep)
+    add_daily(scheduler, "permit-expiry", functools.partial(jobs.track(expire_permits), node), retry_after=sweep)
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()
@@ -397,6 +429,8 @@ def use_partners(node: Node, partners: Partners) -> None:
     node.partners = partners
     node.dispatch_pump.wake()  # a partner enabled again, or a delivery method changed: act now, not at the sweep
     node.delivery_pump.wake()
+    count_partners_from_zero(partners)
+    check_certificates(node)  # a renewed or new partner certificate shows in the expiry metric at once
 
 
 def use_keys(node: Node, keystore: Keystore) -> None:
@@ -406,6 +440,11 @@ def use_keys(node: Node, keystore: Keystore) -> None:
     node.receiver.use_keys(node.keys)
     node.pull_server.use_keys(node.keys)
     node.puller.use_keys(node.keys)
+    check_certificates(node)
+
+
+def count_partners_from_zero(partners: Partners) -> None:
+    count_from_zero((p.profile.id, p.profile.delivery.method.value) for p in partners)
 
 
 T = TypeVar("T")
@@ -430,7 +469,8 @@ def on_loop(loop: asyncio.AbstractEventLoop, swap: Callable[[T], None]) -> Calla
 
 
 def check_certificates(node: Node) -> None:
-    """The expiry check: at start and daily, ours and every partner's (log + metric)."""
+    """The expiry check: at start, daily and on each change of profiles or keys, ours and every partner's (log +
+    metric)."""
     own = node.keys.own_certificates()
     check_expiry(node.partners, own, now=node.clock.now(), warning_days=node.settings.keys.expiry_warning_days)
 
@@ -466,8 +506,13 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ADMIN_TOKEN] = settings.admin.token()
     app[ADMIN_NAMED] = settings.admin.named_tokens()
     check_certificates(node)
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(check_certificates, "interval", args=[node], days=1, id="certificate-expiry")
+    scheduler = new_scheduler()
+
+    async def check_daily() -> None:
+        check_certificates(node)
+
+    retry_after = timedelta(seconds=settings.outbound.sweep_seconds)
+    add_daily(scheduler, "certificate-expiry", check_daily, retry_after=retry_after, first=timedelta(days=1))
     scheduler.start()
     try:
         async with contextlib.AsyncExitStack() as running:

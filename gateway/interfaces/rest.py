@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -14,6 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
 
+import structlog
 from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +30,7 @@ from gateway.inbound.deliver import metadata, webhook_headers
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
 from gateway.interfaces import access
 from gateway.interfaces.keys import NODE
-from gateway.metrics import QUEUE_DEPTH, REGISTRY
+from gateway.metrics import QUEUE_DEPTH, REGISTRY, STORE_UP
 from gateway.outbound.retry import UnknownMessage, retry_failed
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.store import (
@@ -42,9 +44,12 @@ from gateway.store import (
     State,
     attachments_of,
     direction_named,
+    is_unavailable,
     state_named,
 )
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
+
+log = structlog.get_logger("gateway.api")
 
 API = "/api/v1"
 _UPLOAD_CHUNK = 256 * 1024
@@ -441,12 +446,36 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "party_id": node.settings.identity.party_id, "node": node.node_id})
 
 
+METRICS_STORE_SECONDS = 5.0
+"""How long /metrics waits for the queue depth: half Prometheus's default scrape timeout, so a store that does
+not answer (or a pool whose waiters it does not wake) shows as ``permit_gateway_store_up`` 0, not as a failed
+scrape."""
+
+
 async def metrics(request: web.Request) -> web.Response:
-    depth = await request.app[NODE].store.count_by_state()
-    QUEUE_DEPTH.clear()
-    for (direction, partner, state), count in depth.items():
-        QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
+    """The registry, with the queue depth read from the store. While the store is out of reach the scrape still
+    succeeds, with ``permit_gateway_store_up`` 0 and the queue depth last read: a 503 here would look to
+    Prometheus like the node is down, and no alert on the store could fire."""
+    try:
+        async with asyncio.timeout(METRICS_STORE_SECONDS):
+            depth = await request.app[NODE].store.count_by_state()
+    except TimeoutError:
+        _store_down(f"no answer within {METRICS_STORE_SECONDS:g} s")
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        _store_down(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    else:
+        STORE_UP.set(1)
+        QUEUE_DEPTH.clear()
+        for (direction, partner, state), count in depth.items():
+            QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _store_down(reason: str) -> None:
+    STORE_UP.set(0)
+    log.warning("message store unavailable; /metrics serves the queue depth last read", reason=reason)
 
 
 # --- REST pull: the national system fetches received permits and acknowledges them ------------------------
