@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import pytest
@@ -65,13 +66,22 @@ def mallory() -> KeyPair:
     return make_key_pair("MALLORY")
 
 
+def missing(what: str, *, locally: str) -> NoReturn:
+    """A test that needs ``what`` from the machine: it fails in CI (which must provide it) and is skipped
+    locally saying how to get it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {what}: .ci/run must provide it")
+    pytest.skip(locally)
+
+
 def _pg_base_url() -> str:
     url = os.environ.get("PG_TEST_URL")
     if url:
         return url
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but PG_TEST_URL is not set: .ci/run must start PostgreSQL (.ci/postgres.sh)")
-    pytest.skip("PostgreSQL tests need a server: run `source .ci/postgres.sh` first (it installs and starts one)")
+    missing(
+        "PG_TEST_URL is not set (.ci/postgres.sh starts PostgreSQL)",
+        locally="PostgreSQL tests need a server: run `source .ci/postgres.sh` first (it installs and starts one)",
+    )
 
 
 async def _admin(base: str, statement: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from gateway.as4 import ROLE_INITIATOR, ROLE_RESPONDER, KeyPair, Party, PartyId,
 from gateway.clock import FixedClock
 from gateway.documents import PERMITS_SERVICE
 from gateway.interfaces.demo import AUTHORITIES, Running, gateway_settings, start_gateway, write_profiles
+from gateway.interfaces.keys import NODE
 from gateway.profiles.certificates import load_certificate, load_private_key
 from gateway.profiles.devpki import DevPki
 from gateway.profiles.suitekeys import suite_pair
@@ -90,6 +91,40 @@ async def harness(tmp_path: Path, pki: DevPki) -> AsyncIterator[Harness]:
     yield harness
     for party_id in list(harness.running):
         await harness.stop(party_id)
+
+
+@dataclass
+class StoreOutage:
+    """A gateway's SQLite database in a folder of its own, which ``cut`` takes away (a database that cannot be
+    opened: SQLite's 'unable to open database file') and ``restore`` puts back."""
+
+    folder: Path
+    gateway: Running | None = None
+
+    @property
+    def away(self) -> Path:
+        return self.folder.with_name(f"{self.folder.name}-away")
+
+    @property
+    def url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.folder / 'gateway.db'}"
+
+    async def cut(self) -> None:
+        assert self.gateway is not None
+        await self.gateway.runner.app[NODE].store.engine.dispose()  # the pooled connection goes; no new one opens
+        self.folder.rename(self.away)
+
+    def restore(self) -> None:
+        self.away.rename(self.folder)
+
+
+@pytest.fixture
+def store_outage(harness: Harness) -> Iterator[StoreOutage]:
+    """Put back at the end of the test, before the harness stops the gateway."""
+    outage = StoreOutage(harness.tmp / "database")
+    yield outage
+    if outage.away.exists():
+        outage.restore()
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +25,7 @@ from gateway.interfaces import node as node_module
 from gateway.interfaces.demo import Running
 from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from gateway.settings import OutboundSettings, StoreSettings
-from tests.e2e.conftest import Harness, example, submit
+from tests.e2e.conftest import Harness, StoreOutage, example, submit
 from tests.profiles.helpers import certificate, rsa_key
 from tests.store.helpers import new_message
 
@@ -108,26 +107,12 @@ async def test_the_series_the_alerts_watch_exist_at_zero_from_the_start_and_afte
 
 
 @pytest.fixture
-async def outage(harness: Harness, tmp_path: Path) -> AsyncIterator[tuple[Running, Callable[[], Awaitable[None]]]]:
-    """BE's gateway on a SQLite database in a folder of its own, and a way to take the folder away (the database
-    cannot be opened: SQLite's 'unable to open database file'); it is put back by ``restore`` or at the end."""
-    folder = tmp_path / "database"
-    be = await harness.start(
-        "BE-FAMHP", store=StoreSettings(url=f"sqlite+aiosqlite:///{folder / 'gateway.db'}"), outbound=FAST
+async def outage(harness: Harness, store_outage: StoreOutage) -> tuple[Running, Callable[[], Awaitable[None]]]:
+    """BE's gateway (fast sweeps), and a way to take its SQLite database away (``store_outage.restore``)."""
+    store_outage.gateway = await harness.start(
+        "BE-FAMHP", store=StoreSettings(url=store_outage.url), outbound=FAST
     )
-    away = tmp_path / "database-away"
-
-    async def cut() -> None:
-        await be.runner.app[NODE].store.engine.dispose()  # the pooled connection goes; a new one cannot open
-        folder.rename(away)
-
-    yield be, cut
-    if away.exists():
-        away.rename(folder)
-
-
-def _restore(tmp_path: Path) -> None:
-    (tmp_path / "database-away").rename(tmp_path / "database")
+    return store_outage.gateway, store_outage.cut
 
 
 def _outages(scraped: dict[tuple[str, Labels], float]) -> float:
@@ -138,7 +123,7 @@ async def test_metrics_answer_during_a_store_outage_with_store_up_0_and_are_not_
     harness: Harness,
     session: aiohttp.ClientSession,
     outage: tuple[Running, Callable[[], Awaitable[None]]],
-    tmp_path: Path,
+    store_outage: StoreOutage,
 ) -> None:
     """A 503 from /metrics made Prometheus see the node down (so the store alert could not fire), and each such
     scrape was counted as an AS4 request answered 503."""
@@ -161,7 +146,7 @@ async def test_metrics_answer_during_a_store_outage_with_store_up_0_and_are_not_
         for series, value in depth.items():
             assert during[series] == value, "the queue depth last read is served"
 
-    _restore(tmp_path)
+    store_outage.restore()
     for _ in range(20):
         after = await _scrape(session, be)
         if after[_key("permit_gateway_store_up")] == 1.0:
@@ -286,7 +271,7 @@ async def test_a_failed_daily_run_is_tried_again_after_the_sweep_until_it_succee
     schedulers: list[AsyncIOScheduler],
     purges: list[str],
     outage: tuple[Running, Callable[[], Awaitable[None]]],
-    tmp_path: Path,
+    store_outage: StoreOutage,
 ) -> None:
     _, cut = outage  # started after the recording fixtures
     await _until(lambda: purges == ["ok"])
@@ -299,7 +284,7 @@ async def test_a_failed_daily_run_is_tried_again_after_the_sweep_until_it_succee
     failed = [e for e in logged if e["event"].startswith("daily job failed")]
     assert failed and failed[0]["job"] == "retention-purge" and failed[0]["retry_in_seconds"] == 0.3
 
-    _restore(tmp_path)
+    store_outage.restore()
     await _until(lambda: purges[-1] == "ok", OUTAGE_SECONDS)
     assert purges[-1] == "ok", purges
     next_run = _job(schedulers, "retention-purge").next_run_time

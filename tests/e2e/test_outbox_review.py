@@ -22,7 +22,7 @@ from gateway.interfaces.keys import NODE
 from gateway.outbound.submit import MAX_ATTACHMENTS
 from gateway.settings import FolderSettings, HttpSettings
 from gateway.store import Direction
-from tests.conftest import free_port
+from tests.conftest import free_port, missing
 from tests.e2e.conftest import Harness, example
 
 IA = "BE-IA-2026-0001.xml"
@@ -67,7 +67,7 @@ async def test_more_supporting_documents_than_a_submission_carries_are_rejected_
 def elsewhere() -> Iterator[Path]:
     """A rejected folder on another file system than the test's (tmpfs)."""
     if not SHM.is_dir() or not os.access(SHM, os.W_OK):
-        pytest.skip("no /dev/shm to put a folder on another file system")
+        missing("there is no writable /dev/shm", locally="no /dev/shm to put a folder on another file system")
     path = SHM / f"permit-gateway-rejected-{uuid.uuid4().hex[:8]}"
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -81,7 +81,10 @@ async def _on_two_file_systems(harness: Harness, rejected: Path) -> Running:
     be.settings.folders.outbox.mkdir(parents=True, exist_ok=True)
     rejected.mkdir()
     if os.stat(rejected).st_dev == os.stat(be.settings.folders.outbox).st_dev:
-        pytest.skip("/dev/shm is on the same file system as the test's folders")
+        missing(
+            "/dev/shm is on the test folders' file system",
+            locally="/dev/shm is on the same file system as the test's folders",
+        )
     return be
 
 

@@ -9,19 +9,17 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway.interfaces.demo import Running
-from gateway.interfaces.keys import NODE
 from gateway.interfaces.rest import MAX_DOCUMENT_BYTES, MAX_RETRY_BODY_BYTES
 from gateway.metrics import REGISTRY
 from gateway.outbound.submit import MAX_ATTACHMENTS
 from gateway.settings import ApiSettings, StoreSettings
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, StoreOutage, example
 from tests.e2e.test_openapi import ABSOLUTE, BASE, METHODS, SPEC, check
 from tests.e2e.test_openapi import REGISTRY as SPEC_REFERENCES
 
@@ -115,20 +113,10 @@ async def test_a_client_that_drops_its_connection_mid_body_is_no_store_outage(
 
 
 @pytest.fixture
-async def outage(harness: Harness, tmp_path: Path) -> AsyncIterator[tuple[Running, Any]]:
-    """BE's gateway with its SQLite database in a folder of its own, and a way to take that folder away (a
-    database that cannot be opened: SQLite's 'unable to open database file'), put back when the test ends."""
-    folder = tmp_path / "database"
-    be = await harness.start("BE-FAMHP", store=StoreSettings(url=f"sqlite+aiosqlite:///{folder / 'gateway.db'}"))
-    away = tmp_path / "database-away"
-
-    async def cut() -> None:
-        await be.runner.app[NODE].store.engine.dispose()  # the pooled connection goes; a new one cannot open
-        folder.rename(away)
-
-    yield be, cut
-    if away.exists():
-        away.rename(folder)
+async def outage(harness: Harness, store_outage: StoreOutage) -> tuple[Running, Any]:
+    """BE's gateway, and a way to take its SQLite database away."""
+    store_outage.gateway = await harness.start("BE-FAMHP", store=StoreSettings(url=store_outage.url))
+    return store_outage.gateway, store_outage.cut
 
 
 async def test_while_the_store_is_out_of_reach_every_route_that_uses_it_answers_the_documented_503(
