@@ -6,6 +6,7 @@ at its next sweep (``[outbound].sweep_seconds``)."""
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -13,7 +14,6 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from gateway.clock import SystemClock
@@ -41,6 +41,7 @@ from gateway.store import (
     direction_named,
     state_named,
 )
+from gateway.store.migrate import SchemaMismatch, require_head
 
 messages_app = typer.Typer(help="Messages in the store: list, show, retry a FAILED one.")
 T = TypeVar("T")
@@ -59,13 +60,24 @@ def _run(settings: Settings, work: Callable[[MessageStore], Awaitable[T]]) -> T:
 async def _on_store(url: str, work: Callable[[MessageStore], Awaitable[T]]) -> T:
     engine = create_engine(url)
     try:
-        async with engine.connect() as connection:
-            ready = await connection.run_sync(lambda c: inspect(c).has_table("messages"))
-        if not ready:
-            raise fail(f"the store at {shown_url(url)} has no tables yet; run 'permit-gateway db upgrade' first")
+        try:
+            await require_head(engine)  # a store not upgraded yet lacks columns every query names
+        except SchemaMismatch as exc:
+            raise fail(str(exc)) from None
         return await work(MessageStore(engine, SystemClock()))
     finally:
         await engine.dispose()
+
+
+def _shown(text: str) -> str:
+    """``text`` with its control and format characters (C0, C1, bidi overrides) as ``\\uXXXX``: a partner's words
+    must not move the cursor, recolour or reorder what the terminal shows. Tab and newline stay: layout."""
+    return "".join(_escaped(c) if unicodedata.category(c) in ("Cc", "Cf") and c not in "\t\n" else c for c in text)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _require_sqlite_file(url: str) -> None:
@@ -125,7 +137,7 @@ def list_messages(
             updated,
             error,
         )
-        table.add_row(*(Text(v) for v in values))  # partners' words, never read as markup
+        table.add_row(*(Text(_shown(v)) for v in values))  # partners' words, never read as markup
     console.print(table)
 
 
@@ -155,14 +167,14 @@ def show(
         f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
         f"{record.document_type or record.action} {record.document_number or ''}  "
     )
-    console.print(Text.assemble(heading, (record.state.value, "bold")), highlight=False)
+    console.print(Text.assemble(_shown(heading), (record.state.value, "bold")), highlight=False)
     if record.last_error:
-        console.print(Text(f"last error: {record.last_error}"), highlight=False)
+        console.print(Text(f"last error: {_shown(record.last_error)}"), highlight=False)
     table = Table(title="timeline")
     for column in ("at (UTC)", "event", "state", "detail"):
         table.add_column(column, overflow="fold")
     for row in events:
-        table.add_row(*(Text(v) for v in row))
+        table.add_row(*(Text(_shown(v)) for v in row))
     console.print(table)
 
 

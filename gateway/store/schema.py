@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from gateway.store.lifecycle import State
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A moment, stored in UTC on every database: SQLite keeps a timestamp's wall-clock time and drops its
@@ -57,6 +59,8 @@ metadata = MetaData(
 )
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
+# A state outside the lifecycle, written by plain SQL, would break every listing that met it (migration 0008).
+_KNOWN_STATE = "state IN ({})".format(", ".join(f"'{state.value}'" for state in State))
 
 messages = Table(
     "messages",
@@ -66,7 +70,7 @@ messages = Table(
     Column("message_id", String(255), nullable=False),
     Column("conversation_id", String(255), nullable=False),
     Column("ref_to_message_id", String(255)),
-    Column("mpc", String(255)),  # the MPC its signed header names; NULL for messages stored before 0007
+    Column("mpc", String(255)),  # the MPC its signed header names; NULL for final messages stored before 0007
     Column("partner_id", String(100), nullable=False),
     Column("from_party", String(255), nullable=False),
     Column("to_party", String(255), nullable=False),
@@ -96,6 +100,7 @@ messages = Table(
     Index(None, "wire_sha256"),
     Index(None, "direction", "id"),  # the REST listing: newest first in one direction
     Index(None, "direction", "partner_id", "state"),  # the queue-depth metric counts from this index alone
+    CheckConstraint(_KNOWN_STATE, name="ck_messages_state"),
 )
 
 message_events = Table(
@@ -107,6 +112,7 @@ message_events = Table(
     Column("kind", String(40), nullable=False),
     Column("state", String(20)),
     Column("detail", JSON, nullable=False),
+    CheckConstraint(_KNOWN_STATE, name="ck_message_events_state"),
 )
 
 evidence = Table(

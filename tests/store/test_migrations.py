@@ -37,7 +37,7 @@ def _state(connection: Any) -> tuple[str | None, set[str], list[Any]]:
     return revision, indexes, compare_metadata(MigrationContext.configure(connection), metadata)
 
 
-async def test_db_upgrade_applies_0004_to_0007_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
+async def test_db_upgrade_applies_every_later_migration_to_a_0003_store(store_url: str, tmp_path: Path) -> None:
     engine = create_engine(store_url)
     try:
         await upgrade(engine, "0003")
@@ -55,7 +55,7 @@ async def test_db_upgrade_applies_0004_to_0007_to_a_0003_store(store_url: str, t
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0007" and indexes >= NEW_INDEXES and diff == []
+        assert revision == "0008" and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 
