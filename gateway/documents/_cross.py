@@ -28,7 +28,11 @@ _ESTIMATED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
 
 def number_not_taken(d: Draft, env: Env) -> Iterator[Hit]:
     ctx = env.context
-    if ctx is not None and not d.is_replacement and ctx.is_duplicate(d.key, d.content_sha256):
+    if ctx is None or d.is_replacement:
+        return
+    # a document kept before the registry hashed canonical forms holds the hash of its bytes: either may match
+    hashes = [h for h in (d.content_sha256, d.raw_sha256) if h]
+    if all(ctx.is_duplicate(d.key, h) for h in hashes):
         yield at(d.number, type=d.document_type.value, number=d.number.value, country=d.issuing_country.value)
 
 

@@ -135,6 +135,7 @@ class Draft:
     replacement: Draft | None
     content_sha256: str
     is_replacement: bool
+    raw_sha256: str = ""
 
     @property
     def key(self) -> DocumentKey:
@@ -153,7 +154,12 @@ class Draft:
 
 
 def extract(
-    root: etree._Element, document_type: DocumentType, content_sha256: str, *, version: At[int] | None = None
+    root: etree._Element,
+    document_type: DocumentType,
+    content_sha256: str,
+    *,
+    version: At[int] | None = None,
+    raw_sha256: str = "",
 ) -> Draft:
     """The draft of a schema-valid document; ``version`` is given for an amendment's replacement."""
     doc = _children(root)
@@ -193,6 +199,7 @@ def extract(
         replacement=_replacement(get(_T["Replacement"]), get(_T["Version"])),
         content_sha256=content_sha256,
         is_replacement=version is not None,
+        raw_sha256=raw_sha256,
     )
 
 
@@ -223,6 +230,7 @@ def to_document(draft: Draft, findings: tuple[Finding, ...]) -> PermitDocument:
         else None,
         replacement=to_document(draft.replacement, ()) if draft.replacement else None,
         content_sha256=draft.content_sha256,
+        raw_sha256=draft.raw_sha256,
     )
 
 

@@ -74,6 +74,27 @@ class PermitDocumentRejected(DocumentRejected):
 
 
 _DSIG_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
+MAX_FINDINGS = 100
+"""Findings a report lists; the rest are counted in one more. A report names what to fix first, and one of
+thousands of entries (a document of 20,000 bad lines) swamps the 422 answer, the .errors.txt file, the
+message's last error and the ebMS error sent back."""
+_SEVERITY_ORDER: tuple[Severity, ...] = ("error", "warning", "info")
+
+
+def most_severe(severities: Iterable[Severity]) -> Severity:
+    found = set(severities)
+    return next(level for level in _SEVERITY_ORDER if level in found)
+
+
+def more_findings(count: int, severity: Severity, rule: str) -> Finding:
+    """The finding that stands for ``count`` findings a report leaves out."""
+    return Finding(
+        rule=rule,
+        severity=severity,
+        message=f"{count} more findings not shown (a report lists the first {MAX_FINDINGS})",
+        hint="Fix the findings above and check the document again ('permit-gateway validate FILE' offline): "
+        "the ones not shown are reported once these are fixed.",
+    )
 
 
 def path_prefix(document_type: DocumentType) -> str:

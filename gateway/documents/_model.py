@@ -96,6 +96,11 @@ class PermitDocument:
     effective_date: date | None = None
     replacement: PermitDocument | None = None
     content_sha256: str = ""
+    """The SHA-256 of the document's canonical form (``canonical_sha256``): equal for the same permit
+    re-encoded or with other line ends."""
+    raw_sha256: str = ""
+    """The SHA-256 of the bytes as they came, which is what the registry kept before it kept the canonical
+    one: a record of then still matches the same bytes sent again."""
 
     @property
     def key(self) -> DocumentKey:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.documents._findings import Finding, element_path, path_prefix
+from gateway.documents._findings import (
+    MAX_FINDINGS,
+    Finding,
+    element_path,
+    more_findings,
+    path_prefix,
+)
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
 from gateway.xmlsafe import load_schema
 
@@ -64,7 +70,10 @@ def schema_findings(root: etree._Element, document_type: DocumentType) -> tuple[
     entries = _kept(list(schema.error_log))
     if not entries:
         return (_unplaced(document_type),)
-    return tuple(_finding(entry, root, prefix, document_type) for entry in entries)
+    # a path costs a walk of the tree: only the findings shown get one
+    shown = tuple(_finding(entry, root, prefix, document_type) for entry in entries[:MAX_FINDINGS])
+    hidden = len(entries) - len(shown)
+    return (*shown, more_findings(hidden, "error", "XSD")) if hidden else shown
 
 
 def _kept(entries: list[etree._LogEntry]) -> list[etree._LogEntry]:

@@ -25,11 +25,14 @@ from gateway.documents.context import DocumentContext
 from gateway.documents.reference import ReferenceData
 from gateway.documents.rules import check_document
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
-from gateway.xmlsafe import XmlInputError, parse_xml
+from gateway.xmlsafe import TreeLimits, XmlInputError, parse_xml
 
 _BY_ROOT = {t.value: t for t in DocumentType}
 _KNOWN_TYPES = ", ".join(_BY_ROOT)
 _NUMBER = f"{{{PERMITS_NAMESPACE}}}DocumentNumber"
+# 9,999 lines of at most 16 elements (an Amendment's replacement holds them once) and the twenty-odd other
+# elements of a document stay within these.
+PERMIT_LIMITS = TreeLimits(max_elements=200_000, max_attributes=100, max_children=10_050)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +47,8 @@ class DocumentOutline:
     substance_ids: tuple[str, ...]
     references: tuple[DocumentKey, ...]
     replacement: DocumentOutline | None = None
+    raw_sha256: str = ""
+    """The hash of the bytes as they came: what the registry kept before it hashed the canonical form."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +69,10 @@ class ParsedDocument:
 def parse_document(data: bytes) -> ParsedDocument:
     """Parse, XSD-validate and read a permit document, without running its rules (never raises)."""
     try:
-        root = parse_xml(data, what="permit document")
+        # processing instructions go as comments do: one splits a text node, which the schema validator joins
+        # again at a cost quadratic in the parts, and a reader of the first part (.text) reads "0" of 0<?p?>05.
+        # The envelope keeps them (its parser is another): AS4 signs the payload's bytes, not this tree.
+        root = parse_xml(data, what="permit document", limits=PERMIT_LIMITS, remove_pis=True)
     except XmlInputError as exc:
         return ParsedDocument(findings=(_xml_finding(exc),))
     qname = etree.QName(root)
@@ -75,7 +83,7 @@ def parse_document(data: bytes) -> ParsedDocument:
     if schema:
         number = (root.findtext(_NUMBER) or "").strip() or None
         return ParsedDocument(findings=schema, document_type=document_type, number=number)
-    draft = extract(root, document_type, hashlib.sha256(data).hexdigest())
+    draft = extract(root, document_type, canonical_sha256(root), raw_sha256=hashlib.sha256(data).hexdigest())
     return ParsedDocument(document_type=document_type, number=draft.number.value, draft=draft)
 
 
@@ -141,10 +149,18 @@ def _validate(parsed: ParsedDocument, env: Env) -> _Outcome:
     return _Outcome(findings, draft.document_type, draft.number.value, document)
 
 
+def canonical_sha256(root: etree._Element) -> str:
+    """The SHA-256 of the document's canonical form (C14N 1.0, libxml2's: lxml's C14N 2.0 is written in Python
+    and takes seconds on a large document): the same permit re-encoded (UTF-16), with other line ends, attribute
+    order or quoting hashes alike; one with other content, or other indentation, does not."""
+    return hashlib.sha256(etree.tostring(root, method="c14n")).hexdigest()
+
+
 def _outline(draft: Draft) -> DocumentOutline:
     return DocumentOutline(
         key=draft.key,
         content_sha256=draft.content_sha256,
+        raw_sha256=draft.raw_sha256,
         importing_country=draft.importing_country.value,
         year=draft.year,
         substance_ids=tuple(dict.fromkeys(line.substance_id.value for line in draft.lines)),
@@ -154,7 +170,7 @@ def _outline(draft: Draft) -> DocumentOutline:
 
 
 def _xml_finding(exc: XmlInputError) -> Finding:
-    hint = (
+    hint = exc.fix or (
         "Fix the XML syntax at this position; the document must be well-formed XML."
         if exc.line is not None
         else "Send the document without a DOCTYPE (DTDs and entity declarations are refused) and within the "

@@ -14,7 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from gateway.documents._model import DocumentKey, PermitDocument
+from gateway.documents._model import DocumentKey, PermitDocument, PermitLine
 from gateway.documents.control import ControlTables, Estimate, Prohibition
 from gateway.documents.types import DocumentType
 
@@ -111,6 +111,11 @@ class InMemoryContext:
         self._current: dict[DocumentKey, PermitDocument] = {}
         self._cancelled: dict[DocumentKey, date] = {}
         self._by_reference: dict[tuple[DocumentType, DocumentKey], list[PermitDocument]] = defaultdict(list)
+        # per document (by identity), built when first asked: the rules ask line by line, and a 9,999-line
+        # document walked once per line is 10^8 steps
+        self._line_index: dict[int, dict[int, PermitLine]] = {}
+        self._by_referenced_line: dict[int, dict[int, Decimal]] = {}
+        self._referencing: dict[int, dict[int, list[PermitLine]]] = {}
         for document in self.documents:
             self._add(document)
         self._authorized: dict[tuple[DocumentType, str, str, int], list[tuple[DocumentKey, Decimal]]] = (
@@ -150,7 +155,7 @@ class InMemoryContext:
         self, import_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
     ) -> Decimal | None:
         document = self._current.get(import_authorization)
-        line = next((ln for ln in document.lines if ln.line_number == line_number), None) if document else None
+        line = self._line(document, line_number) if document else None
         if line is None or line.base_quantity_grams is None:
             return None
         drawn = sum(
@@ -168,17 +173,17 @@ class InMemoryContext:
         document = self._current.get(export_authorization)
         if document is None:
             return None
-        line = next((ln for ln in document.lines if ln.line_number == line_number), None)
+        line = self._line(document, line_number)
         if line is None:
             return None
         executions = self._executions(export_authorization)
-        return _reported(executions, line_number) if executions else line.base_quantity_grams
+        return self._reported(executions, line_number) if executions else line.base_quantity_grams
 
     def executed_base_grams(
         self, export_authorization: DocumentKey, line_number: int, *, excluding: DocumentKey | None = None
     ) -> Decimal:
         executions = self._executions(export_authorization)
-        return _reported([d for d in executions if d.key != excluding], line_number)
+        return self._reported([d for d in executions if d.key != excluding], line_number)
 
     def _executions(self, export_authorization: DocumentKey) -> list[PermitDocument]:
         """The ExportExecutions of an export, less the cancelled ones: those shipped nothing."""
@@ -249,12 +254,42 @@ class InMemoryContext:
         """What one EA takes from an IA line: the endorsed quantity once endorsed, else what it authorizes."""
         endorsements = self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, export_authorization.key), [])
         total = Decimal(0)
-        for line in export_authorization.lines:
-            if line.reference_line_number != ia_line:
-                continue
-            endorsed = _reported(endorsements, line.line_number) if endorsements else None
+        for line in self._lines_on(export_authorization, ia_line):
+            endorsed = self._reported(endorsements, line.line_number) if endorsements else None
             total += endorsed if endorsed is not None else line.base_quantity_grams or Decimal(0)
         return total
+
+    def _line(self, document: PermitDocument, line_number: int) -> PermitLine | None:
+        index = self._line_index.get(id(document))
+        if index is None:
+            index = self._line_index[id(document)] = {}
+            for line in document.lines:
+                index.setdefault(line.line_number, line)
+        return index.get(line_number)
+
+    def _lines_on(self, document: PermitDocument, referenced_line: int) -> list[PermitLine]:
+        """The document's lines that reference one line of the document it names."""
+        index = self._referencing.get(id(document))
+        if index is None:
+            index = self._referencing[id(document)] = defaultdict(list)
+            for line in document.lines:
+                if line.reference_line_number is not None:
+                    index[line.reference_line_number].append(line)
+        return index.get(referenced_line, [])
+
+    def _reported(self, documents: list[PermitDocument], export_line: int) -> Decimal:
+        """Base grams executions or endorsements report for one ExportAuthorization line."""
+        return sum((self._sums(d).get(export_line, Decimal(0)) for d in documents), Decimal(0))
+
+    def _sums(self, document: PermitDocument) -> dict[int, Decimal]:
+        """Base grams of a document's lines per line they reference."""
+        sums = self._by_referenced_line.get(id(document))
+        if sums is None:
+            sums = self._by_referenced_line[id(document)] = defaultdict(Decimal)
+            for line in document.lines:
+                if line.reference_line_number is not None and line.base_quantity_grams is not None:
+                    sums[line.reference_line_number] += line.base_quantity_grams
+        return sums
 
     def _closed(self, document: PermitDocument) -> bool:
         if document.document_type is EA:
@@ -263,16 +298,6 @@ class InMemoryContext:
             remaining = [self.remaining_base_grams(document.key, line.line_number) for line in document.lines]
             return all(r is not None and r <= 0 for r in remaining)
         return False
-
-
-def _reported(documents: list[PermitDocument], export_line: int) -> Decimal:
-    """Base grams executions or endorsements report for one ExportAuthorization line."""
-    return _sum(
-        line.base_quantity_grams
-        for d in documents
-        for line in d.lines
-        if line.reference_line_number == export_line
-    )
 
 
 def _sum(values: Iterable[Decimal | None]) -> Decimal:

@@ -23,7 +23,14 @@ from gateway.documents import _checks as c
 from gateway.documents import _cross as x
 from gateway.documents._engine import Check, Env, Hit
 from gateway.documents._extract import Draft
-from gateway.documents._findings import Finding, element_path, path_prefix
+from gateway.documents._findings import (
+    MAX_FINDINGS,
+    Finding,
+    element_path,
+    more_findings,
+    most_severe,
+    path_prefix,
+)
 from gateway.documents.types import DocumentType
 
 RuleSeverity = Literal["error", "warning"]
@@ -54,19 +61,25 @@ def check_document(draft: Draft, env: Env) -> tuple[Finding, ...]:
     parts = (draft,) if draft.replacement is None else (draft, draft.replacement)
     own = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs != "context"]
     cross = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs == "context"]
-    findings = _run(own, env, prefix)
-    blocked = any(f.severity == "error" for f in findings)
+    hits = _run(own, env)
+    blocked = any(rule.severity == "error" for rule, _ in hits)
     if env.context is not None and not blocked:
-        findings += _run(cross, env, prefix)
-    findings.sort(key=lambda f: f.line or 0)
+        hits += _run(cross, env)
+    hits.sort(key=lambda found: found[1].element.sourceline or 0)
+    # a finding's path walks the tree: only those a report shows get one (a 9,999-line document may hit a rule
+    # on every line)
+    findings = [_finding(rule, hit, prefix) for rule, hit in hits[:MAX_FINDINGS]]
+    if len(hits) > MAX_FINDINGS:
+        hidden = hits[MAX_FINDINGS:]
+        findings.append(more_findings(len(hidden), most_severe(rule.severity for rule, _ in hidden), "FINDINGS"))
     skipped_as_of = sorted({rule.id for _, rule in own if rule.needs == "as_of" and env.as_of is None})
     skipped_cross = sorted({rule.id for _, rule in cross}) if env.context is None or blocked else []
     return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, blocked))
 
 
-def _run(pairs: list[tuple[Draft, Rule]], env: Env, prefix: str) -> list[Finding]:
+def _run(pairs: list[tuple[Draft, Rule]], env: Env) -> list[tuple[Rule, Hit]]:
     return [
-        _finding(rule, hit, prefix)
+        (rule, hit)
         for part, rule in pairs
         if rule.needs != "as_of" or env.as_of is not None
         for hit in rule.check(part, env)
@@ -776,8 +789,10 @@ RULES: tuple[Rule, ...] = (
         basis="BR-13",
         message="line {line}: the factor {factor} for {form} could not be checked: it {why}; the "
         "document's own factor was used",
-        hint="Check the factor against the current INCB Yellow or Green List; the administrator can add a "
-        "verified row to base-factors.csv.",
+        hint="Check the factor against the current INCB Yellow or Green List. The verified factors are the "
+        "gateway's reference table base-factors.csv (gateway/documents/data/), which comes with a gateway "
+        "release: no setting replaces it in a running gateway; 'permit-gateway validate --reference DIR' checks "
+        "against a newer copy offline.",
     ),
     Rule(
         id="X-031",
@@ -798,7 +813,10 @@ RULES: tuple[Rule, ...] = (
         basis="BR-21; national law as in validity-limits.csv",
         message="valid from {valid_from} to {valid_until}: longer than the {months} months {country} allows "
         "({basis})",
-        hint="End the validity on or before {latest}, or correct validity-limits.csv if the law changed.",
+        hint="End the validity on or before {latest}. If the law changed, the gateway's reference table "
+        "validity-limits.csv (gateway/documents/data/) needs the change in a gateway release: no setting "
+        "replaces it in a running gateway; 'permit-gateway validate --reference DIR' checks against a corrected "
+        "copy offline.",
     ),
     Rule(
         id="X-022",
@@ -808,7 +826,9 @@ RULES: tuple[Rule, ...] = (
         needs="context",
         basis="BR-04",
         message="{country} already issued a different {type} numbered {number}",
-        hint="Give the document a new number; to change an issued document, send an Amendment.",
+        hint="If this is the same permit, it was changed on its way (its encoding, line ends or content differ "
+        "from the one kept): send the original bytes again. If it is a different permit, give it a new number; "
+        "to change an issued document, send an Amendment.",
     ),
     Rule(
         id="X-023",
@@ -873,7 +893,9 @@ RULES: tuple[Rule, ...] = (
         basis="1961 Art. 19; ECOSOC 1981/7; BR-10",
         message="no {year} estimate or assessment of {country} for {id} is in the estimates table, so it "
         "was not checked",
-        hint="The administrator adds the current INCB figure to estimates.csv.",
+        hint="The administrator adds the current INCB figure to estimates.csv in the folder [documents].tables "
+        "names (read when the gateway starts; format in examples/context/estimates.csv), or passes it to "
+        "'permit-gateway validate --context'.",
     ),
     Rule(
         id="X-029",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import Clock
@@ -142,12 +143,25 @@ def move_sources(document_type: DocumentType, event: PermitEvent) -> tuple[Permi
     return tuple(state for (state, e) in lifecycle(document_type) if e is event)
 
 
+_X022_HINT = (
+    "If this is the same permit, it was changed on its way (its content, or its encoding or line ends for a "
+    "permit kept before such changes were ignored): send the original bytes again. If it is a different permit, "
+    "give it a new number; to change an issued document, send an Amendment."
+)
+
+
+def _same_content(kept_sha256: str, content_sha256: str, raw_sha256: str) -> bool:
+    """Whether a kept document's hash is this document's: of its canonical form, or, for one kept before the
+    registry hashed canonical forms, of its bytes (which the same bytes sent again still match)."""
+    return kept_sha256 in {h for h in (content_sha256, raw_sha256) if h}
+
+
 class PermitRefused(PermitDocumentRejected):
     """The registry refuses a document its rules let through: another document changed what this one draws
     on between the check and the record, or the move is not in the document's lifecycle."""
 
-    def __init__(self, rule: str, message: str) -> None:
-        hint = (
+    def __init__(self, rule: str, message: str, *, hint: str | None = None) -> None:
+        hint = hint or (
             "The registry changed while the document was checked, or the document it names is no longer in "
             "a state that allows this; look the document up under /api/v1/permits and send a corrected one."
         )
@@ -369,11 +383,12 @@ class _Tx:
     async def already_recorded(self, document: PermitDocument) -> int:
         """The row id of the same document kept before; refused when the key holds other content."""
         kept = (await self.conn.execute(_KEPT_AS, _key_params([document.key]))).one()
-        if kept.content_sha256 != document.content_sha256:
+        if not _same_content(kept.content_sha256, document.content_sha256, document.raw_sha256):
             raise PermitRefused(
                 "X-022",
                 f"{document.issuing_country} already issued a different {document.document_type} numbered "
                 f"{document.number}",
+                hint=_X022_HINT,
             )
         return int(kept.id)
 
@@ -404,35 +419,13 @@ class _Tx:
             f"{event.value} move only from {allowed}",
         )
 
-    async def import_lines(self, ia_pk: int | None) -> dict[int, int]:
-        """Line number -> line id, for an ImportAuthorization's lines that have a quantity to draw on."""
-        if ia_pk is None:
-            return {}
-        query = select(_line.line_number, _line.id).where(
+    async def import_lines(self, ia_pk: int) -> dict[int, tuple[int, int]]:
+        """Line number -> (line id, remaining micrograms), for an ImportAuthorization's lines that have a
+        quantity to draw on."""
+        query = select(_line.line_number, _line.id, _line.remaining_micrograms).where(
             _line.document_pk == ia_pk, _line.remaining_micrograms.is_not(None)
         )
-        return {number: pk for number, pk in await self.conn.execute(query)}
-
-    async def redraw(self, export_line: Any, import_line: int, drawn: int, number: str) -> None:
-        """Make one export line take ``drawn`` micrograms from its import line; the database refuses to take
-        the import line's remaining quantity below zero."""
-        delta = drawn - (export_line.drawn_micrograms or 0)
-        if delta == 0:
-            return
-        result = await self.conn.execute(
-            update(permit_lines)
-            .where(_line.id == import_line, _line.remaining_micrograms >= delta)
-            .values(remaining_micrograms=_line.remaining_micrograms - delta)
-        )
-        if result.rowcount != 1:
-            raise PermitRefused(
-                "EA-009",
-                f"line {export_line.line_number}: {_grams(delta)} g more no longer fits on line "
-                f"{export_line.reference_line_number} of ImportAuthorization {number}",
-            )
-        await self.conn.execute(
-            update(permit_lines).where(_line.id == export_line.id).values(drawn_micrograms=drawn)
-        )
+        return {number: (pk, remaining) for number, pk, remaining in await self.conn.execute(query)}
 
     async def redraw_export(self, ea_pk: int, drawn: Mapping[int, int] | None) -> None:
         """Set what each line of an export draws, by line number (each line's base quantity when ``drawn``
@@ -443,13 +436,34 @@ class _Tx:
         await self.touch(ea.refers_to)
         targets = await self.import_lines(ea.refers_to)
         number = _cited(ea.cited, "import").number if "import" in ea.cited else ""
-        lines = [line for line in await self.lines(ea_pk) if line.drawn_micrograms is not None]
-        for line in sorted(lines, key=lambda line: targets.get(line.reference_line_number, 0)):
+        draws = []
+        for line in await self.lines(ea_pk):
             target = targets.get(line.reference_line_number)
-            if target is not None:
+            if line.drawn_micrograms is not None and target is not None:
                 wanted = line.base_micrograms if drawn is None else drawn.get(line.line_number, 0)
-                await self.redraw(line, target, wanted, number)
+                if wanted != line.drawn_micrograms:
+                    draws.append(_Draw(line, target[0], wanted))
+        await self.redraw(sorted(draws, key=lambda draw: draw.import_line), targets, number)
         await self.settle_import(ea.refers_to)
+
+    async def redraw(self, draws: Sequence[_Draw], targets: Mapping[int, tuple[int, int]], number: str) -> None:
+        """Make export lines take what they now draw from their import lines, in one statement for all of them.
+        The import authorization's row is locked (``touch``), so its lines hold what ``targets`` read; and the
+        database refuses to take a line's remaining quantity below zero (a CHECK) should they not."""
+        if not draws:
+            return
+        remaining = {pk: left for pk, left in targets.values()}
+        for draw in draws:
+            remaining[draw.import_line] -= draw.delta
+            if remaining[draw.import_line] < 0:
+                raise _no_longer_fits(draw, number)
+        try:
+            await self.conn.execute(_DRAW, [{"target": d.import_line, "delta": d.delta} for d in draws])
+        except IntegrityError:
+            raise PermitRefused(
+                "EA-009", f"the export draws more than is left on the lines of ImportAuthorization {number}"
+            ) from None
+        await self.conn.execute(_SET_DRAWN, [{"export_line": d.export_line.id, "drawn": d.drawn} for d in draws])
 
     async def touch(self, pk: int) -> None:
         """Mark a document changed (its quantities), which on PostgreSQL also locks its row."""
@@ -532,6 +546,28 @@ class _Tx:
         await self.redraw_export(pk, None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Draw:
+    """An export line to draw ``drawn`` micrograms from ``import_line``, the id of its import line."""
+
+    export_line: Any
+    import_line: int
+    drawn: int
+
+    @property
+    def delta(self) -> int:
+        return self.drawn - (self.export_line.drawn_micrograms or 0)
+
+
+def _no_longer_fits(draw: _Draw, number: str) -> PermitRefused:
+    line = draw.export_line
+    return PermitRefused(
+        "EA-009",
+        f"line {line.line_number}: {_grams(draw.delta)} g more no longer fits on line "
+        f"{line.reference_line_number} of ImportAuthorization {number}",
+    )
+
+
 # --- what each document type does to the document it names ----------------------------------------------
 
 
@@ -597,9 +633,34 @@ class KnownDocument:
     direction: Direction
     message_id: str
     """The message that first carried it, sent or received."""
+    by_number: Mapping[int, PermitLineRecord] = field(init=False, repr=False, compare=False)
+    drawn_by_reference: Mapping[int, Decimal] = field(init=False, repr=False, compare=False)
+    """Grams its lines draw (an export) per line of the document it names."""
+    base_by_reference: Mapping[int, Decimal] = field(init=False, repr=False, compare=False)
+    """Base grams of its lines (an execution) per line of the document it names."""
+    base_by_substance: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the rules ask per line: indexed once, a 9,999-line document is not walked once per line
+        drawn: dict[int, Decimal] = defaultdict(Decimal)
+        based: dict[int, Decimal] = defaultdict(Decimal)
+        by_substance: dict[str, Decimal] = defaultdict(Decimal)
+        for line in self.lines:
+            if line.base_grams is not None:
+                by_substance[line.substance_id] += line.base_grams
+            if line.reference_line_number is None:
+                continue
+            if line.drawn_grams is not None:
+                drawn[line.reference_line_number] += line.drawn_grams
+            if line.base_grams is not None:
+                based[line.reference_line_number] += line.base_grams
+        object.__setattr__(self, "by_number", {line.line_number: line for line in self.lines})
+        object.__setattr__(self, "drawn_by_reference", dict(drawn))
+        object.__setattr__(self, "base_by_reference", dict(based))
+        object.__setattr__(self, "base_by_substance", dict(by_substance))
 
     def line(self, line_number: int) -> PermitLineRecord | None:
-        return next((line for line in self.lines if line.line_number == line_number), None)
+        return self.by_number.get(line_number)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -647,9 +708,7 @@ class PermitContext:
         excluded = self.known.get(excluding) if excluding else None
         if excluded is None or excluded.refers_to != known.pk:
             return line.remaining_grams
-        return line.remaining_grams + _sum(
-            ln.drawn_grams for ln in excluded.lines if ln.reference_line_number == line_number
-        )
+        return line.remaining_grams + excluded.drawn_by_reference.get(line_number, Decimal(0))
 
     def exports_against(
         self, import_authorization: DocumentKey, *, excluding: DocumentKey | None = None
@@ -673,7 +732,7 @@ class PermitContext:
             return total
         if excluded.refers_to != export.pk:
             return total
-        return total - _sum(ln.base_grams for ln in excluded.lines if ln.reference_line_number == line_number)
+        return total - excluded.base_by_reference.get(line_number, Decimal(0))
 
     def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
         return self.dispatched.get(export_authorization)
@@ -703,7 +762,7 @@ class PermitContext:
             year,
         ):
             return total
-        return total - _sum(ln.base_grams for ln in excluded.lines if ln.substance_id == substance_id)
+        return total - excluded.base_by_substance.get(substance_id, Decimal(0))
 
     def estimate(self, country: str, substance_id: str, year: int) -> Estimate | None:
         return self.tables.estimate(country, substance_id, year)
@@ -737,6 +796,11 @@ class _Snapshot:
         rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
         known = {_key(row): _known(row, lines.get(row.id, [])) for row in rows}
+        for part in parts:
+            kept = known.get(part.key)
+            if kept is not None and part.raw_sha256 and kept.content_sha256 == part.raw_sha256:
+                # kept before the registry hashed canonical forms: these are the very bytes it kept
+                known[part.key] = replace(kept, content_sha256=part.content_sha256)
         named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
         authorized: dict[tuple[DocumentType, str, str, int], Decimal] = {}
         for part in parts:
@@ -851,6 +915,14 @@ _LINES_OF_DOCUMENTS = (
     .order_by(_line.document_pk, _line.line_number)
 )
 _INSERT_LINES = insert(permit_lines)
+_DRAW = (
+    update(permit_lines)
+    .where(_line.id == bindparam("target"))
+    .values(remaining_micrograms=_line.remaining_micrograms - bindparam("delta"))
+)
+_SET_DRAWN = (
+    update(permit_lines).where(_line.id == bindparam("export_line")).values(drawn_micrograms=bindparam("drawn"))
+)
 
 
 def _key(row: Any) -> DocumentKey:
@@ -865,16 +937,20 @@ def _micrograms(grams: Decimal | None, document_type: DocumentType) -> int | Non
     return int((grams * MICROGRAMS_PER_GRAM).to_integral_value(rounding=rounding))
 
 
+def _exact_text(quantity: Decimal) -> str:
+    """The quantity's exact value in plain digits, without its text's trailing zeros or exponent (``5.000`` is
+    ``5``, ``1E+3`` is ``1000``): the schema bounds the digits that are left (components.xsd QuantityValueType)
+    to fit the column, whereas ``5.`` followed by sixty zeros, a valid xs:decimal, would not."""
+    text = format(quantity, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _grams(micrograms: int) -> Decimal:
     return Decimal(micrograms) / MICROGRAMS_PER_GRAM
 
 
 def _optional_grams(micrograms: int | None) -> Decimal | None:
     return None if micrograms is None else _grams(micrograms)
-
-
-def _sum(values: Iterable[Decimal | None]) -> Decimal:
-    return sum((v for v in values if v is not None), Decimal(0))
 
 
 def _primary_reference(document: PermitDocument) -> DocumentKey | None:
@@ -969,7 +1045,7 @@ def _line_values(document_pk: int, document_type: DocumentType, line: PermitLine
         "substance_id": line.substance_id,
         "inn": line.inn,
         "pharmaceutical_form": line.pharmaceutical_form,
-        "gross_quantity": str(line.gross_quantity),
+        "gross_quantity": _exact_text(line.gross_quantity),
         "unit_code": line.unit_code,
         "base_micrograms": base,
         "reference_line_number": line.reference_line_number,
