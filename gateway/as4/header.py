@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import operator
+import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
@@ -242,10 +243,16 @@ def _text(
     return text
 
 
+_END_OF_DAY = re.compile(r"T24:00:00(?:\.0+)?(?=[Zz+-]|$)")
+
+
 def parse_timestamp(text: str) -> datetime:
+    """An xsd:dateTime, in UTC when it names no time zone; 24:00:00 is the end of its day (00:00 of the next)."""
+    start_of_day, end_of_day = _END_OF_DAY.subn("T00:00:00", text)
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(start_of_day.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment += timedelta(days=end_of_day)
+    except (ValueError, OverflowError):
         raise EbmsError(EbmsCode.INVALID_HEADER, f"eb:Timestamp {text!r} is not an xsd:dateTime") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -26,11 +26,13 @@ _ADMIN = "/api/v1/admin/"
 
 
 def bearer_token(request: web.Request) -> bytes | None:
-    """The bytes of an ``Authorization: Bearer`` credential as sent (a header that is not UTF-8 included)."""
+    """The bytes of an ``Authorization: Bearer`` credential as sent (a header that is not UTF-8 included); None
+    without one, an empty one included: no token may match it."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
+    token = given.strip()
+    if scheme.lower() != "bearer" or not token:
         return None
-    return given.strip().encode("utf-8", "surrogateescape")
+    return token.encode("utf-8", "surrogateescape")
 
 
 def bearer_matches(request: web.Request, token: SecretStr) -> bool:

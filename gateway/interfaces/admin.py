@@ -2,7 +2,8 @@
 
 Every route needs ``Authorization: Bearer <token>``: an administrator's own token (``[admin].tokens_file``,
 which names them in the audit log) or the shared one (``[admin].token_env``, with ``X-Admin-Actor`` naming
-the person); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the profile as
+the person, audited as "NAME (shared token)"; a name that tokens_file gives an administrator is refused with
+400); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the profile as
 read; ``If-None-Match: *`` to create one): 428 without it, 412 when the profile changed meanwhile. An
 invalid profile is 422 with every error as ``file:line:column field: ...``. An accepted change is active at
 once.
@@ -75,6 +76,15 @@ def admin_only(handler: Handler) -> Handler:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="permit-gateway-admin"'},
             )
+        else:
+            claimed = _claimed_actor(request)
+            if claimed.casefold() in {known.casefold() for known in named.values()}:
+                return _problem(
+                    400,
+                    f"X-Admin-Actor {claimed!r} is the name of an administrator with an own token "
+                    "([admin].tokens_file), and the shared token cannot act in that name: send that "
+                    "administrator's own token, or name yourself in X-Admin-Actor",
+                )
         return await handler(request)
 
     return guarded
@@ -109,9 +119,15 @@ def _etag(value: str) -> str:
 
 
 def _actor(request: web.Request) -> str:
-    """Who made a change: the administrator an own token names, else what X-Admin-Actor says (shared token)."""
-    who = request.get(ADMIN_NAME) or _header_text(request.headers.get("X-Admin-Actor", "admin"))
+    """Who made a change: the administrator an own token names, else what X-Admin-Actor says, marked as said by
+    a holder of the shared token (anyone with it could say it)."""
+    name = request.get(ADMIN_NAME)
+    who = name if name else f"{_claimed_actor(request)} (shared token)"
     return f"{who}@{request.remote or 'unknown'}"
+
+
+def _claimed_actor(request: web.Request) -> str:
+    return _header_text(request.headers.get("X-Admin-Actor", "admin"))
 
 
 def _header_text(value: str) -> str:
@@ -151,6 +167,8 @@ def _error(exc: ProfileError) -> web.Response:
             return _problem(412, str(exc))
         case UnknownVersion():
             return _problem(404, str(exc))
+        case BadParameter():
+            return _problem(400, str(exc))
     return _problem(409, str(exc))
 
 
@@ -353,7 +371,8 @@ async def rollback(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     editor = request.app[PROFILE_EDITOR]
     text = request.query.get("limit", "100")
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_AUDIT_ENTRIES:
+    digits = len(str(MAX_AUDIT_ENTRIES))
+    if not (text.isascii() and text.isdigit()) or len(text) > digits or not 1 <= int(text) <= MAX_AUDIT_ENTRIES:
         return _problem(400, f"limit must be a whole number from 1 to {MAX_AUDIT_ENTRIES}, not {text[:40]!r}")
     limit = int(text)
     return web.json_response({"entries": editor.audit.entries(request.query.get("profile"), limit=limit)})
@@ -382,9 +401,20 @@ async def certificates(request: web.Request) -> web.Response:
     return web.json_response({"certificates": items})
 
 
+class BadParameter(ProfileError):
+    """A query or path parameter that cannot be what it names (400)."""
+
+
+_MAX_VERSION_DIGITS = 100  # far beyond any version; shorter numbers get 404 (documented), as unknown
+
+
 def _int(value: str, name: str) -> int:
     if not (value.isascii() and value.isdigit()):  # "²" is a digit to str.isdigit, not to int()
-        raise UnknownVersion(f"{name} must be a version number such as 3, got {value!r}")
+        raise UnknownVersion(f"{name} must be a version number such as 3, got {value[:40]!r}")
+    if len(value) > _MAX_VERSION_DIGITS:  # int() of thousands of digits raises (and takes long)
+        raise BadParameter(
+            f"{name} must be a version number of at most {_MAX_VERSION_DIGITS} digits, got one of {len(value)}"
+        )
     return int(value)
 
 

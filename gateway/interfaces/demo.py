@@ -161,7 +161,10 @@ async def start_gateway(name: str, settings: Settings, clock: Clock) -> Running:
     except OSError as exc:
         await runner.cleanup()
         raise DemoFailed(
-            f"{name} gateway cannot listen on {settings.http.host}:{settings.http.port}: {exc}"
+            f"{name} gateway cannot listen on {settings.http.host}:{settings.http.port}: {exc}; stop what holds "
+            f"that port, or change the port in the endpoint of the {settings.identity.party_id} profile in "
+            f"{settings.profiles.folder} (the demo listens where the partner profiles point; 'demo --profiles DIR' "
+            "takes a copy of that folder instead)"
         ) from None
     return Running(
         name=name, settings=settings, runner=runner, url=f"http://{settings.http.host}:{settings.http.port}"

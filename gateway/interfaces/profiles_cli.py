@@ -12,11 +12,13 @@ import getpass
 import io
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import aiohttp
 import typer
+from cryptography import x509
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -35,8 +37,8 @@ from gateway.interfaces.cli_common import (
     settings_of,
 )
 from gateway.outbound.ping import PingResult, ping
-from gateway.profiles.certificates import fingerprint
-from gateway.profiles.check import check_folder
+from gateway.profiles.certificates import fingerprint, load_certificate, require_own_key_files
+from gateway.profiles.check import Ourselves, check_folder
 from gateway.profiles.editor import Precondition, ProfileEditor
 from gateway.profiles.keystore import (
     KeyInfo,
@@ -50,7 +52,7 @@ from gateway.profiles.keystore import (
 )
 from gateway.profiles.model import profile_json_schema
 from gateway.profiles.trust import Partners
-from gateway.settings import Settings
+from gateway.settings import KeySettings, Settings
 
 profiles_app = typer.Typer(help="Partner profiles: check, show, history, diff, rollback, ping, schema.")
 keys_app = typer.Typer(help="Our own keys: generate, import, list, rollover.")
@@ -89,6 +91,11 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
+        ourselves=Ourselves(
+            party_id=settings.identity.party_id,
+            party_id_type=settings.identity.party_id_type,
+            certificates=_own_certificates(settings.keys),
+        ),
     )
     for line in result.errors:
         err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -98,6 +105,35 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
         raise typer.Exit(1)
     count = len(result.partners) if result.partners is not None else 0
     console.print(f"{settings.profiles.folder}: {count} partner profile(s) OK", highlight=False, markup=False)
+
+
+def _own_certificates(keys: KeySettings) -> tuple[tuple[str, x509.Certificate], ...]:
+    """Our certificates, each with the setting it comes from; none that cannot be read (no passphrase needed)."""
+    if keys.keystore is not None:
+        try:
+            infos = list_keys(keys.keystore)
+        except GatewayError:
+            return ()
+        return tuple(
+            (f"[keys].keystore key {info.record.id}", cert)
+            for info in infos
+            for cert in (info.certificate, info.agreement_certificate)
+            if cert is not None
+        )
+    files = [("[keys].certificate", keys.certificate)]
+    for section, suite in (("edelivery_2_0", keys.edelivery_2_0), ("edelivery_2_0_ecc", keys.edelivery_2_0_ecc)):
+        if suite is not None:
+            files += [
+                (f"[keys.{section}].certificate", suite.certificate),
+                (f"[keys.{section}].agreement_certificate", suite.agreement_certificate),
+            ]
+    found = []
+    for setting, path in files:
+        try:
+            found.append((setting, load_certificate(path)))
+        except GatewayError:
+            continue
+    return tuple(found)
 
 
 @profiles_app.command("show")
@@ -207,7 +243,9 @@ def rollback_profile(
         )
         return
     console.print(
-        f"{partner}: {result.action} written as version {result.version} to {result.path}", highlight=False
+        f"{partner}: {result.action} written as version {result.version} to {result.path}",
+        highlight=False,
+        markup=False,
     )
 
 
@@ -229,6 +267,8 @@ def ping_partner(
 
 async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResult:
     clock = SystemClock()
+    if settings.keys.keystore is None:
+        require_own_key_files(settings.keys.private_key, settings.keys.certificate)
     keys = load_own_keys(settings.keys, now=clock.now())
     loaded = load_profiles_of(settings)
     partner = Partners(loaded.registry, now=clock.now()).get(partner_id)
@@ -262,10 +302,21 @@ def _print_ping(result: PingResult) -> None:
 # --- keys ------------------------------------------------------------------------------------------------
 
 
+class NewKeyStatus(StrEnum):
+    """What a new key may be: a key becomes previous or retired only by a rollover."""
+
+    CURRENT = "current"
+    NEXT = "next"
+
+
 StatusOption = Annotated[
-    KeyStatus | None,
+    NewKeyStatus | None,
     typer.Option("--status", help="current or next; default: current for the first key, else next"),
 ]
+
+
+def _status(status: NewKeyStatus | None) -> KeyStatus | None:
+    return None if status is None else KeyStatus(status.value)
 
 
 SuiteOption = Annotated[
@@ -278,10 +329,18 @@ SuiteOption = Annotated[
 ]
 
 
+NO_KEYSTORE = (
+    "the keys commands work on a keystore, and [keys] names none: set [keys].keystore to its folder (e.g. "
+    'keystore = "../var/keystore") and its passphrase with [keys].passphrase_env (an environment variable '
+    "holding it) or [keys].passphrase_file, then run the command again; the gateway then uses the keystore "
+    "instead of [keys].private_key and certificate"
+)
+
+
 def _keystore(settings: Settings) -> tuple[Path, bytes]:
     folder = settings.keys.keystore
     if folder is None:
-        raise fail("set [keys].keystore in the configuration to the keystore folder")
+        raise fail(NO_KEYSTORE)
     try:
         return folder, settings.keys.keystore_passphrase()
     except GatewayError as exc:
@@ -303,7 +362,13 @@ def generate(
     subject = subject_name(identity.party_id, identity.authority_name, identity.country)
     try:
         info = generate_key(
-            folder, passphrase, subject=subject, now=SystemClock().now(), status=status, days=days, suite=suite
+            folder,
+            passphrase,
+            subject=subject,
+            now=SystemClock().now(),
+            status=_status(status),
+            days=days,
+            suite=suite,
         )
     except GatewayError as exc:
         raise fail(str(exc)) from None
@@ -341,7 +406,7 @@ def import_(
             certificate_file=certificate,
             key_passphrase=_env_passphrase(key_passphrase_env),
             now=SystemClock().now(),
-            status=status,
+            status=_status(status),
             suite=suite,
             agreement_key_file=agreement_key,
             agreement_certificate_file=agreement_certificate,
@@ -365,7 +430,7 @@ def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Every key: status, fingerprint, subject and validity (no passphrase needed)."""
     settings = settings_of(config)
     if settings.keys.keystore is None:
-        raise fail("set [keys].keystore in the configuration to the keystore folder")
+        raise fail(NO_KEYSTORE)
     try:
         keys = list_keys(settings.keys.keystore)
     except GatewayError as exc:
@@ -406,6 +471,7 @@ def rollover_keys(config: ConfigOption = DEFAULT_CONFIG, suite: SuiteOption = Su
         f"(valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting with "
         f"{len(keystore.decryption_for(suite))} key(s). A running gateway switches within [profiles].poll_seconds.",
         highlight=False,
+        markup=False,  # "[profiles]" is a setting's name, not markup
     )
 
 
@@ -416,4 +482,5 @@ def _print_key(info: KeyInfo, verb: str) -> None:
         f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}; suite "
         f"{info.record.suite.value}",
         highlight=False,
+        markup=False,
     )

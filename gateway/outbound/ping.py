@@ -19,6 +19,7 @@ from gateway.as4 import (
     TEST_ACTION,
     TEST_SERVICE,
     EbmsError,
+    ErrorDetail,
     ErrorReceived,
     Outgoing,
     Party,
@@ -26,8 +27,12 @@ from gateway.as4 import (
     UserMessage,
     build_user_message,
     message_id_for,
+    mime,
     parse_response,
 )
+from gateway.as4._ns import EB
+from gateway.as4.envelope import read_envelope
+from gateway.as4.signals import error_detail
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.outbound.tls import ssl_context
@@ -176,13 +181,19 @@ async def _exchange(
         answer = parse_response(content_type, body, sent=sent, policy=result.partner.policy, now=clock.now())
     except EbmsError as exc:
         if not 200 <= status < 300:
-            return result(Stage.HTTP, f"HTTP {status} {reason}: {_snippet(body)}", status=status, started=started)
+            errors = _unverified_errors(content_type, body)
+            if not errors:
+                return result(
+                    Stage.HTTP, f"HTTP {status} {reason}: {_snippet(body)}", status=status, started=started
+                )
+            detail = f"HTTP {status} {reason}: {_describe(errors)} (unverified: {exc.detail})"
+            codes = tuple(e.code for e in errors)
+            return result(Stage.HTTP, detail, status=status, started=started, codes=codes)
         return result(Stage.INVALID_RECEIPT, f"{exc.code.code}: {exc.detail}", status=status, started=started)
     if isinstance(answer, ErrorReceived):
         codes = tuple(e.code for e in answer.errors)
-        described = "; ".join(
-            f"{e.code} {e.short_description or ''}: {e.detail or e.description or ''}" for e in answer.errors
-        )
+        unsigned = "" if answer.signed else " (unsigned, so unverified)"
+        described = _describe(answer.errors) + unsigned
         return result(Stage.EBMS_ERROR, described, status=status, started=started, codes=codes)
     return result(Stage.RECEIPT_OK, f"signed receipt {answer.message_id} verified", status=status, started=started)
 
@@ -201,6 +212,20 @@ def _transport_failure(exc: BaseException, endpoint: str, timeout: float) -> tup
         case TimeoutError() | aiohttp.ServerTimeoutError():
             return Stage.TIMEOUT, f"no answer from {endpoint} within {timeout:g} s"
     return Stage.CONNECT, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _describe(errors: tuple[ErrorDetail, ...]) -> str:
+    return "; ".join(f"{e.code} {e.short_description or ''}: {e.detail or e.description or ''}" for e in errors)
+
+
+def _unverified_errors(content_type: str, body: bytes) -> tuple[ErrorDetail, ...]:
+    """The eb:Error elements of an answer that did not verify (an error signal signed by another party than
+    the profile pins, as another gateway at the endpoint sends): read only to say what it reported."""
+    try:
+        root, _ = read_envelope(mime.parse(content_type, body).envelope)
+    except EbmsError:
+        return ()
+    return tuple(error_detail(element) for element in root.iter(f"{{{EB}}}Error"))
 
 
 def _snippet(body: bytes, limit: int = 200) -> str:

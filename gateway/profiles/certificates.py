@@ -80,6 +80,21 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
         ) from None
 
 
+def require_own_key_files(private_key: Path, certificate: Path) -> None:
+    """Our ``[keys].private_key`` and ``certificate`` must exist; a missing one is refused saying how to make a
+    key pair or where to put an existing one, since a fresh installation has neither."""
+    for key, path in (("private_key", private_key), ("certificate", certificate)):
+        if not path.exists():
+            raise KeyMaterialError(
+                f"{key.replace('_', ' ')} file {path} ([keys].{key}) not found. To create our key pair, set [keys].keystore "
+                '(e.g. keystore = "../var/keystore") and [keys].passphrase_env or passphrase_file (the keystore '
+                "encrypts its keys with that passphrase), then run 'permit-gateway keys generate --config "
+                "CONFIG'. To use an existing key, put it at [keys].private_key as PEM or DER (PKCS#8 or "
+                "traditional RSA, at least 2048 bits; if encrypted, set [keys].passphrase_env or passphrase_file) "
+                "and its X.509 certificate (PEM or DER) at [keys].certificate"
+            )
+
+
 def load_revocation_list(path: Path, anchor: x509.Certificate) -> x509.CertificateRevocationList:
     """Read a CRL, PEM or DER, that ``anchor`` issued and signed."""
     data = _read(path, "revocation list")

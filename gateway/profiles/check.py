@@ -2,7 +2,9 @@
 
 Errors: what a reload would refuse (every file, every field), and any enabled profile without a currently
 valid certificate for a purpose (it cannot send). Warnings: certificates that expire within the warning
-window, expired certificates beside a valid one, certificates not valid yet, disabled profiles.
+window, expired certificates beside a valid one, certificates not valid yet, disabled profiles, and a profile
+that names ourselves (our PartyId, or pins our own certificate). Naming ourselves is a warning, not an error:
+the demo and the tests run two gateways from one folder that holds both authorities' profiles.
 """
 
 from __future__ import annotations
@@ -11,11 +13,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
+
 from gateway.errors import GatewayError, ProfileError
-from gateway.profiles.certificates import Passphrase, no_passphrase
+from gateway.profiles.certificates import Passphrase, fingerprint, load_certificate, no_passphrase
 from gateway.profiles.expiry import Validity, certificate_statuses, revocation_list_warnings
-from gateway.profiles.loader import load_profile, load_profile_folder
+from gateway.profiles.loader import LoadedProfiles, load_profile, load_profile_folder
+from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ourselves:
+    """Who this gateway is ([identity], and our certificates with the setting each comes from), so that a
+    profile naming us instead of a partner is pointed out."""
+
+    party_id: str
+    party_id_type: str
+    certificates: tuple[tuple[str, x509.Certificate], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,9 +52,10 @@ def check_folder(
     warning_days: int,
     duplicate_window: timedelta | None = None,
     tls_passphrase: Passphrase = no_passphrase,
+    ourselves: Ourselves | None = None,
 ) -> FolderCheck:
     """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
-    time to live must stay under."""
+    time to live must stay under; with ``ourselves``, also a profile that names us."""
     try:
         loaded = load_profile_folder(
             folder,
@@ -73,4 +89,45 @@ def check_folder(
         if (loose := p.security.subject_warning()) is not None
     ]
     warnings += revocation_list_warnings(partners, now=now)
+    if ourselves is not None:
+        warnings += naming_ourselves(loaded, ourselves)
     return FolderCheck(errors=errors, warnings=warnings, partners=partners)
+
+
+def naming_ourselves(loaded: LoadedProfiles, ourselves: Ourselves) -> list[str]:
+    """A warning for each profile whose PartyId is ours, and for each certificate field that pins one of ours."""
+    found = []
+    for profile in loaded.registry:
+        where = f"partner {profile.id!r} ({loaded.files[profile.id]})"
+        if (profile.party_id, profile.party_id_type) == (ourselves.party_id, ourselves.party_id_type):
+            found.append(
+                f"{where}: party_id {profile.party_id!r} is our own PartyId ([identity].party_id), and a "
+                "partner profile names another authority; set party_id to the partner's PartyId, or remove the "
+                "file if it is our own profile (the demo's folder holds the profiles of both its gateways)"
+            )
+        for name, path in _certificate_fields(profile):
+            certificate = _readable(path)
+            found += [
+                f"{where}: security.{name} {path} is our own certificate ({setting}, SHA-256 "
+                f"{fingerprint(ours)[:16]}...); name the partner's certificate there: the partner's signatures "
+                "do not verify against ours, and what we encrypt for it only we could read"
+                for setting, ours in ourselves.certificates
+                if certificate is not None and certificate == ours
+            ]
+    return found
+
+
+def _certificate_fields(profile: PartnerProfile) -> list[tuple[str, Path]]:
+    security = profile.security
+    fields = [("signing_certificate", path) for path in (security.signing_certificate,) if path is not None]
+    fields += [("signing_certificates", path) for path in security.signing_certificates]
+    if security.encryption_certificate is not None:
+        fields.append(("encryption_certificate", security.encryption_certificate))
+    return fields
+
+
+def _readable(path: Path) -> x509.Certificate | None:
+    try:
+        return load_certificate(path)
+    except GatewayError:  # an unreadable certificate is reported as an error already
+        return None

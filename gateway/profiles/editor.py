@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
 from gateway.clock import Clock
@@ -40,7 +41,14 @@ from gateway.profiles.history import (
     unified_diff,
     write_text_atomically,
 )
-from gateway.profiles.loader import load_profile_folder, load_profile_text, profile_files, where
+from gateway.profiles.loader import (
+    load_profile_folder,
+    load_profile_text,
+    named_files,
+    profile_files,
+    read_yaml_text,
+    where,
+)
 from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
 from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
@@ -49,6 +57,8 @@ from gateway.profiles.watcher import FileChange, ReloadOutcome
 HISTORY_FOLDER = "profile-history"
 AUDIT_FILE = "profile-audit.jsonl"
 DISK_ACTOR = "(file on disk)"
+
+log = structlog.get_logger("gateway.profiles")
 
 
 class ProfileNotFound(UnknownVersion):
@@ -177,19 +187,44 @@ def _yaml() -> YAML:
     return yaml
 
 
+MAX_PATCH_DEPTH = 16  # as deep as a profile may be nested
+
+
 def apply_merge_patch(text: str, patch: Mapping[str, Any], *, path: Path) -> str:
+    if _depth(patch) > MAX_PATCH_DEPTH:
+        raise InvalidProfile(
+            [
+                f"{path}: the merge patch is nested more than {MAX_PATCH_DEPTH} levels deep, deeper than a "
+                "partner profile may be; send only the keys to change"
+            ]
+        )
     yaml = _yaml()
     try:
-        document = yaml.load(text)
-    except YAMLError as exc:
+        document = read_yaml_text(text, path, yaml)
+    except ProfileError as exc:
         raise InvalidProfile(
-            [f"{path}: the current file is not valid YAML, so it cannot be merged: {exc}"]
+            [
+                *str(exc).splitlines(),
+                f"{path}: the current file is not valid YAML, so it cannot be merged; replace it whole (PUT)",
+            ]
         ) from None
     if not isinstance(document, CommentedMap):
         raise InvalidProfile([f"{path}:1:1: the current file is not a mapping, so it cannot be merged"])
     out = io.StringIO()
     yaml.dump(merge_patch(document, patch), out)
     return out.getvalue()
+
+
+def _depth(value: object) -> int:
+    """How deeply JSON objects and arrays nest in ``value`` (an object of scalars: 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, Mapping) else node))
+    return deepest
 
 
 class ProfileEditor:
@@ -448,11 +483,24 @@ class ProfileEditor:
         latest version), or removed by an editor's retire, was audited by that edit and is skipped."""
         with self.history.lock():
             for change in outcome.profiles:
-                self._record_disk_change(change, outcome)
+                try:
+                    self._record_disk_change(change, outcome)
+                except Exception:  # one change that cannot be versioned must not leave the others unaudited
+                    log.exception("a profile change found on disk could not be versioned", file=str(change.path))
+                    self._audit_unversioned(change, outcome)
             if outcome.certificates:
                 files = [self._file_entry(change) for change in outcome.certificates]
                 entry = self._disk_entry(outcome, "certificates-changed-on-disk", None)
                 self.audit.append(entry | {"files": files})
+
+    def _audit_unversioned(self, change: FileChange, outcome: ReloadOutcome) -> None:
+        """The least an audit entry says of a change: the file and its hashes (no diff, no version)."""
+        action = "removed-on-disk" if change.after is None else "changed-on-disk"
+        entry = self._disk_entry(outcome, action, change.path.name) | self._file_entry(change) | {"version": None}
+        try:
+            self.audit.append(entry)
+        except Exception:
+            log.exception("a profile change found on disk could not be audited", file=str(change.path))
 
     def _record_disk_change(self, change: FileChange, outcome: ReloadOutcome) -> None:
         """The entry's before is the profile's latest version (what the last edit or change left, so entries
@@ -536,8 +584,13 @@ class ProfileEditor:
             raise InvalidProfile(str(exc).splitlines()) from None
 
     def _check(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
+        """An edit may name only files in the certificates folder, but those the file it replaces names: no
+        edit can look at other files of this host, and an operator's own choice stays editable."""
         files, passphrase = self.certificates_dir, self._tls_passphrase
-        profile = load_profile_text(text, path=path, certificates_dir=files, tls_passphrase=passphrase)
+        kept = named_files(self._current_text(path), path=path)
+        profile = load_profile_text(
+            text, path=path, certificates_dir=files, tls_passphrase=passphrase, outside_allowed=kept
+        )
         if profile.id != profile_id:
             raise InvalidProfile(
                 [
@@ -548,6 +601,13 @@ class ProfileEditor:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
         partners = self._load_folder({path: text}, now)
         return self._warnings(partners, profile, now)
+
+    @staticmethod
+    def _current_text(path: Path) -> str:
+        try:
+            return path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def _check_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> None:
         """Errors as ``InvalidProfile``: the folder as it would be with ``overrides`` (None: a file removed)."""
@@ -644,8 +704,8 @@ def _declared_id(path: Path, text: str | None) -> str | None:
     declared: object = None
     if text is not None:
         try:
-            document = _yaml().load(text)
-        except YAMLError:
+            document = read_yaml_text(text, path)
+        except ProfileError:  # any file at all: the change must still be recorded
             document = None
         declared = document.get("id") if isinstance(document, CommentedMap) else None
     if not isinstance(declared, str) or not declared:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -26,7 +26,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from gateway.errors import KeyMaterialError, ProfileError
@@ -44,6 +46,7 @@ from gateway.profiles.certificates import (
 )
 from gateway.profiles.model import FieldError, PartnerProfile, Security, SecuritySuite
 from gateway.profiles.registry import ProfileRegistry
+from gateway.profiles.trust import time_to_live_problem
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
@@ -101,8 +104,12 @@ def load_profile_text(
     now: datetime | None = None,
     tls_passphrase: Passphrase = no_passphrase,
     duplicate_window: timedelta | None = None,
+    outside_allowed: Collection[str] | None = None,
 ) -> PartnerProfile:
-    """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were."""
+    """Validate a profile not yet written to ``path`` (an edit); errors name ``path`` as if it were.
+
+    With ``outside_allowed`` (an edit), a file the profile names must be in ``certificates_dir`` unless it is
+    named by one of these values (what the file being replaced names already: its operator put it there)."""
     return _load(
         path,
         text,
@@ -110,7 +117,16 @@ def load_profile_text(
         now=now,
         tls_passphrase=tls_passphrase,
         duplicate_window=duplicate_window,
+        outside_allowed=outside_allowed,
     ).profile
+
+
+def named_files(text: str, *, path: Path) -> frozenset[str]:
+    """The file names (as written) a profile's text names for key material; none when it cannot be read."""
+    try:
+        return frozenset(ref.value for ref in _file_refs(_read_yaml(path, text)))
+    except ProfileError:
+        return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +235,17 @@ def _load(
     now: datetime | None,
     tls_passphrase: Passphrase,
     duplicate_window: timedelta | None = None,
+    outside_allowed: Collection[str] | None = None,
 ) -> _Loaded:
     document = _read_yaml(path, text)
     profile, problems = _validate(document)
-    problems += _file_problems(document, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
+    problems += _file_problems(
+        document,
+        certificates_dir=certificates_dir,
+        now=now,
+        tls_passphrase=tls_passphrase,
+        outside_allowed=outside_allowed,
+    )
     if profile is not None and duplicate_window is not None:
         problems += _time_to_live_problems(profile, duplicate_window)
     if problems or profile is None:
@@ -232,61 +255,99 @@ def _load(
 
 def _time_to_live_problems(profile: PartnerProfile, duplicate_window: timedelta) -> list[_Problem]:
     """The check ``trust.check_time_to_live`` makes, here first so that it names the line."""
-    ttl_hours = profile.reception_awareness.time_to_live_hours
-    if timedelta(hours=ttl_hours) < duplicate_window:
-        return []
-    return [
-        _Problem(
-            ("reception_awareness", "time_to_live_hours"),
-            f"time_to_live_hours = {ttl_hours:g} is not below [inbound].duplicate_window_hours = "
-            f"{duplicate_window.total_seconds() / 3600:g}; a retry within its time to live could no longer be "
-            "recognized as a duplicate. Lower the one or raise the other",
-        )
-    ]
+    problem = time_to_live_problem(profile.reception_awareness.time_to_live_hours, duplicate_window)
+    return [] if problem is None else [_Problem(("reception_awareness", "time_to_live_hours"), problem)]
 
 
 def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
-    if text is None:
-        text = _read_text(path)
+    document = read_yaml_text(_read_text(path) if text is None else text, path)
+    if not isinstance(document, CommentedMap):
+        got = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
+    return document
+
+
+def read_yaml_text(text: str, path: Path, yaml: YAML | None = None) -> Any:
+    """``text`` loaded by ``yaml`` (round-trip by default), as the profile in ``path``. Whatever the YAML
+    library raises (a date that does not exist, an integer of 5000 digits, ``!!bool maybe``) becomes a
+    ``ProfileError`` naming ``path:line:column`` when the library knows the place; no alias is allowed, nor
+    nesting deeper than a profile needs."""
+    yaml = yaml or YAML(typ="rt")
+    yaml.Constructor = _PlaceNamingConstructor
     try:
-        document = YAML(typ="rt").load(text)
+        _refuse_aliases_and_depth(text, path)
+        return yaml.load(text)
+    except ProfileError:
+        raise
     except RecursionError:
         raise ProfileError(f"{path}: nested too deeply to be a partner profile") from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ProfileError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    except YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(document, CommentedMap):
-        got = "an empty file" if document is None else f"a {type(document).__name__}"
-        raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
-    _refuse_shared_and_deep(document, path)
-    return document
+        raise ProfileError(f"{where}: not valid YAML: {_clip(str(exc.problem or exc.context), 500)}") from None
+    except Exception as exc:  # the library's own ValueError, KeyError, AssertionError: still a broken file
+        raise ProfileError(f"{path}: not valid YAML: {_clip(str(exc) or type(exc).__name__)}") from None
+
+
+class _PlaceNamingConstructor(RoundTripConstructor):
+    """A value the library fails to build (``2026-02-30``, ``!!int 0xZZ``) is reported at its own line."""
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        try:
+            return super().construct_non_recursive_object(node, tag)
+        except (MarkedYAMLError, RecursionError):
+            raise
+        except Exception as exc:
+            value = node.value if isinstance(node.value, str) else ""
+            shown = f" {_clip(value, 60)!r}" if value else ""
+            raise ConstructorError(
+                problem=f"cannot read the value{shown} as its tag or form says "
+                f"({_clip(str(exc), 120) or type(exc).__name__}); "
+                "quote it to make it text, or write a valid value",
+                problem_mark=node.start_mark,
+            ) from None
 
 
 _MAX_DEPTH = 16
+_MAX_REPORTED = 50
 
 
-def _refuse_shared_and_deep(document: CommentedMap, path: Path) -> None:
-    """An alias (*name) puts one mapping or list in several places; nested a few times, a few lines stand for
-    billions of values (a "billion laughs"), and an alias inside its own anchor makes a cycle. Profiles need
-    neither, nor more than a few levels of nesting, so both are refused before anything walks the tree."""
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if not isinstance(node, dict | list):
-            continue
-        if id(node) in seen:
-            raise ProfileError(
-                f"{path}: a YAML alias (*name) repeats a mapping or list; partner profiles do not use anchors "
-                "and aliases for them: write the value out where it is needed"
+def _refuse_aliases_and_depth(text: str, path: Path) -> None:
+    """From the parser's events, before any value is built. An alias (*name) puts one value in several places:
+    a few lines stand for megabytes (each error about it repeats it) or, nested, billions of values (a "billion
+    laughs"); profiles need none. Nor more than a few levels of nesting: the parser slows down with the square
+    of the depth, so a deep one is refused as soon as it is seen."""
+    aliases: list[str] = []
+    depth = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise ProfileError(
+                    f"{path}: nested more than {_MAX_DEPTH} levels deep; a partner profile needs a few"
+                )
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, AliasEvent):
+            mark = event.start_mark
+            aliases.append(
+                f"{path}:{mark.line + 1}:{mark.column + 1}: a YAML alias (*{_clip(str(event.anchor), 40)}) repeats "
+                "the value of an anchor; partner profiles do not use anchors and aliases: write the value out "
+                "where it is needed"
             )
-        if depth > _MAX_DEPTH:
-            raise ProfileError(f"{path}: nested more than {_MAX_DEPTH} levels deep; a partner profile needs a few")
-        seen.add(id(node))
-        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    if aliases:
+        raise ProfileError("\n".join(_capped(aliases, path)))
+
+
+def _capped(lines: list[str], path: Path) -> list[str]:
+    """At most ``_MAX_REPORTED`` lines: the rest is said in one more, so an error stays readable and small."""
+    if len(lines) <= _MAX_REPORTED:
+        return lines
+    return [*lines[:_MAX_REPORTED], f"{path}: and {len(lines) - _MAX_REPORTED} more like these"]
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _read_text(path: Path) -> str:
@@ -449,14 +510,20 @@ def _file_refs(document: CommentedMap) -> list[_FileRef]:
 
 
 def _file_problems(
-    document: CommentedMap, *, certificates_dir: Path, now: datetime | None, tls_passphrase: Passphrase
+    document: CommentedMap,
+    *,
+    certificates_dir: Path,
+    now: datetime | None,
+    tls_passphrase: Passphrase,
+    outside_allowed: Collection[str] | None,
 ) -> list[_Problem]:
     """Check the files named in the raw document, so they are reported with any other problem.
 
     With ``now``, a purpose (signing, encryption, trust anchor, TLS client) whose certificates are all invalid
     at ``now`` is a problem at each of them; one expired certificate beside a valid one is fine (a rollover).
     The TLS client key must open with ``tls_passphrase()`` (the ``[keys]`` passphrase, asked for only when the
-    key is encrypted) and match its certificate.
+    key is encrypted) and match its certificate. With ``outside_allowed``, every file must be in
+    ``certificates_dir`` but those named by one of these values.
     """
     security = document.get("security")
     security = security if isinstance(security, dict) else {}
@@ -471,7 +538,12 @@ def _file_problems(
         path = certificates_dir / ref.value
         try:
             certificate = _check_file(
-                ref, path, certificates_dir=certificates_dir, suite=suite, signing_encrypts=signing_encrypts
+                ref,
+                path,
+                certificates_dir=certificates_dir,
+                suite=suite,
+                signing_encrypts=signing_encrypts,
+                confined=outside_allowed is not None and ref.value not in outside_allowed,
             )
             if certificate is not None:
                 loaded[ref.kind] = certificate
@@ -486,6 +558,8 @@ def _file_problems(
             problems.append(_Problem(ref.loc, str(exc)))
         except KeyMaterialError as exc:
             invalid.setdefault(ref.purpose, []).append(_Problem(ref.loc, str(exc)))
+        except (OSError, ValueError) as exc:
+            problems.append(_Problem(ref.loc, f"cannot read {_clip(str(path))}: {exc}"))
     return problems + [p for purpose, found in invalid.items() if purpose not in valid for p in found]
 
 
@@ -493,19 +567,55 @@ class _Unfit(Exception):
     """A named file is missing or holds the wrong thing (as opposed to a certificate not valid now)."""
 
 
-def _check_file(
-    ref: _FileRef, path: Path, *, certificates_dir: Path, suite: SecuritySuite | None, signing_encrypts: bool
-) -> x509.Certificate | None:
-    if ref.kind == "key" and not path.resolve().is_relative_to(certificates_dir.resolve()):
+_MAX_NAME_BYTES = 255  # of one path component, as Linux and most file systems allow
+_MAX_PATH_BYTES = 4096
+
+
+def _check_path_text(ref: _FileRef) -> None:
+    """A path the system would refuse with an exception rather than an answer is refused with the reason."""
+    if "\0" in ref.value:
+        raise _Unfit(f"got {_short(ref.value, 200)}, which holds a NUL character; expected a file name")
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in ref.value.split("/")), default=0)
+    if longest > _MAX_NAME_BYTES or len(ref.value.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
         raise _Unfit(
-            f"got {ref.value!r}, which is outside {certificates_dir}; a private key a profile names must be in "
-            "that folder, so that no profile can put another key of this host (the gateway's own) to use. "
+            f"got {_short(ref.value, 200)} ({len(ref.value)} characters); a file name has at most "
+            f"{_MAX_NAME_BYTES} bytes and a path {_MAX_PATH_BYTES}: name the file relative to the certificates folder"
+        )
+
+
+def _check_file(
+    ref: _FileRef,
+    path: Path,
+    *,
+    certificates_dir: Path,
+    suite: SecuritySuite | None,
+    signing_encrypts: bool,
+    confined: bool,
+) -> x509.Certificate | None:
+    _check_path_text(ref)
+    try:
+        inside = path.resolve().is_relative_to(certificates_dir.resolve())
+        is_file = path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+        raise _Unfit(
+            f"got {_short(ref.value, 200)}, which cannot be looked up ({exc}); expected a file name"
+        ) from None
+    if ref.kind == "key" and not inside:
+        raise _Unfit(
+            f"got {_short(ref.value, 200)}, which is outside {certificates_dir}; a private key a profile names must "
+            "be in that folder, so that no profile can put another key of this host (the gateway's own) to use. "
             "Copy the TLS client key there"
         )
-    if not path.is_file():
+    if confined and not inside:
         raise _Unfit(
-            f"got {ref.value!r}, but {path} is not a file; expected {_EXPECTED_FILE[ref.kind]} there "
-            f"(relative paths resolve against {certificates_dir})"
+            f"got {_short(ref.value, 200)}, which is outside {certificates_dir}; a file an edit (the admin API, "
+            "'permit-gateway profiles') names must be in that folder, so that no edit can look at other files of "
+            "this host. Copy the file there and name it relative to the folder"
+        )
+    if not is_file:
+        raise _Unfit(
+            f"got {_short(ref.value, 200)}, but {_clip(str(path))} is not a file; expected "
+            f"{_EXPECTED_FILE[ref.kind]} there (relative paths resolve against {certificates_dir})"
         )
     try:
         if ref.kind in ("key", "crl"):
@@ -520,6 +630,8 @@ def _check_file(
             _check_ca(certificate, path)
     except KeyMaterialError as exc:
         raise _Unfit(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise _Unfit(f"cannot read {path}: {exc}; expected {_EXPECTED_FILE[ref.kind]} there") from None
     if ref.kind == "certificate":
         _check_key_usage(certificate, path, ref.purpose, signing_encrypts=signing_encrypts)
     return certificate
@@ -620,7 +732,7 @@ def _report(path: Path, document: CommentedMap, problems: Sequence[_Problem]) ->
     for problem in problems:
         line, column = _locate(document, problem.loc)
         lines.append((line, column, f"{path}:{line}:{column} {_dotted(problem.loc)}: {problem.text}"))
-    return "\n".join(text for _, _, text in sorted(lines))
+    return "\n".join(_capped([text for _, _, text in sorted(lines)], path))
 
 
 def _locate(document: CommentedMap, loc: Loc) -> tuple[int, int]:
@@ -642,7 +754,8 @@ def _locate(document: CommentedMap, loc: Loc) -> tuple[int, int]:
 
 
 def _dotted(loc: Loc) -> str:
-    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    parts = (f"[{part}]" if isinstance(part, int) else f".{_clip(str(part), 60)}" for part in loc)
+    text = "".join(parts).lstrip(".")
     return text or "(profile)"
 
 
@@ -745,7 +858,7 @@ def _admitted(
         own_use, own = named[-1]
         example = f" (its {own_use} certificate {own.name} has {certificate(own).subject.rfc4514_string()!r})"
     return (
-        f"{item.where(('security', 'subject'))} security.subject: {security.subject!r} with trust_anchor {anchor} "
+        f"{item.where(('security', 'subject'))} security.subject: {_short(security.subject, 200)} with trust_anchor {anchor} "
         f"admits the {use} certificate {path.name} ({found.subject.rfc4514_string()}) of profile "
         f"{other.profile.id!r} in {other.path}, so that partner could sign as {item.profile.id!r}; narrow the "
         f"subject to {item.profile.id!r}'s own certificates{example}"

@@ -6,8 +6,12 @@ from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import NoReturn
 
+import structlog
+
 from gateway.errors import ProfileError
 from gateway.profiles.model import PartnerProfile
+
+log = structlog.get_logger("gateway.profiles")
 
 
 class ProfileRegistry:
@@ -61,8 +65,13 @@ class ProfileRegistry:
             types = ", ".join(p.party_id_type for p in matches)
             raise ProfileError(f"PartyId {party_id!r} is used with several types ({types}); give the type")
         wanted = f"PartyId {party_id!r}" + (f" of type {party_id_type}" if party_id_type else "")
-        known = _listing({p.party_id: p for p in self._by_id.values()})
-        raise ProfileError(f"no partner profile with {wanted}; known PartyIds: {known}")
+        # the known PartyIds go to our log only: this answer may reach a sender no one has authenticated
+        log.warning("no partner profile for a PartyId", wanted=wanted, known=_listing({p.party_id for p in self}))
+        raise ProfileError(
+            f"no partner profile with {wanted}; the sender's From PartyId and its type must be exactly those of "
+            "the profile the receiving authority keeps for it: its administrator checks them with the receiving "
+            "authority's"
+        )
 
     def __contains__(self, profile_id: object) -> bool:
         return profile_id in self._by_id

@@ -40,11 +40,13 @@ class Partner:
 def partner_of(
     profile: PartnerProfile, *, now: datetime | None = None, max_age: timedelta | None = None
 ) -> Partner:
-    """Load a profile's certificates and derive its security policy (the certificates valid at ``now``).
+    """Load a profile's certificates and derive its security policy (encrypting for the certificate valid at
+    ``now``).
 
     ``max_age`` is the duplicate-detection window: a message older than it is refused (EBMS:0003), since it
-    could no longer be recognized as a duplicate. A profile whose time to live is not below it is refused
-    here (start, hot reload and every edit), so a retry within its time to live is never refused for its age.
+    could no longer be recognized as a duplicate. A profile whose time to live, with the clock skew and the
+    transit margin, is not below it is refused here (start, hot reload and every edit), so a retry within its
+    time to live is never refused for its age.
     """
     if max_age is not None:
         check_time_to_live(profile, max_age)
@@ -66,16 +68,43 @@ def partner_of(
     return Partner(profile=profile, certificates=certificates, policy=policy)
 
 
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a partner's clock may run ahead of ours: its eb:Timestamps up to this far in our future are accepted."""
+
+TRANSIT_MARGIN = timedelta(minutes=5)
+"""Time a last attempt may take from the sender's time-to-live check to the receiver's clock check: more than
+the dispatcher's lease ([outbound].lease_seconds, 2 minutes by default), within which an attempt is sent."""
+
+
 def check_time_to_live(profile: PartnerProfile, duplicate_window: timedelta) -> None:
-    """Refuse a time to live that reaches the duplicate window: the partner's clock may run ahead of ours,
-    so a last retry at exactly the window's age could already look too old."""
-    ttl_hours = profile.reception_awareness.time_to_live_hours
-    if timedelta(hours=ttl_hours) >= duplicate_window:
-        raise ConfigError(
-            f"partner {profile.id!r}: reception_awareness.time_to_live_hours = {ttl_hours:g} is not below "
-            f"[inbound].duplicate_window_hours = {duplicate_window.total_seconds() / 3600:g}; a retry within its "
-            "time to live could no longer be recognized as a duplicate. Lower the one or raise the other"
-        )
+    """Refuse a time to live that leaves no room below the duplicate window (``time_to_live_problem``)."""
+    problem = time_to_live_problem(profile.reception_awareness.time_to_live_hours, duplicate_window)
+    if problem is not None:
+        raise ConfigError(f"partner {profile.id!r}: reception_awareness.{problem}")
+
+
+def time_to_live_problem(ttl_hours: float, duplicate_window: timedelta) -> str | None:
+    """Why ``ttl_hours`` is too long for ``duplicate_window``, or None.
+
+    A last retry is sent up to the time to live after its eb:Timestamp, arrives up to ``TRANSIT_MARGIN``
+    later, at a receiver whose clock may run up to ``CLOCK_SKEW`` ahead; all of that must stay below the
+    window, or the receiver refuses the retry as too old (EBMS:0003) instead of recognizing it as a duplicate.
+    """
+    window_hours = duplicate_window.total_seconds() / 3600
+    room_hours = (CLOCK_SKEW + TRANSIT_MARGIN).total_seconds() / 3600
+    if ttl_hours + room_hours < window_hours:  # in hours: a time to live beyond timedelta's range is refused too
+        return None
+    return (
+        f"time_to_live_hours = {ttl_hours:g} is not below [inbound].duplicate_window_hours = {window_hours:g} "
+        f"less the clock skew a receiver allows ({_minutes(CLOCK_SKEW)}) and the transit margin of a last attempt "
+        f"({_minutes(TRANSIT_MARGIN)}); a retry late in its time to live could no longer be recognized as a "
+        f"duplicate. Lower time_to_live_hours below {window_hours - room_hours:g} or raise "
+        f"duplicate_window_hours above {ttl_hours + room_hours:g}"
+    )
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{span.total_seconds() / 60:g} min"
 
 
 def security_policy(
@@ -86,17 +115,20 @@ def security_policy(
     suite: SecuritySuite = SecuritySuite.EDELIVERY_AS4_1_15,
     max_payload_bytes: int | None = None,
 ) -> SecurityPolicy:
-    """The AS4 policy: the pinned certificates valid at ``now`` (all without it), the trust anchor, and the
-    most payload bytes a message may carry (the profile's ``max_payload_bytes``).
+    """The AS4 policy: every signing certificate of the profile pinned, the trust anchor, and the most payload
+    bytes a message may carry (the profile's ``max_payload_bytes``).
 
-    When no pinned certificate is valid the policy still pins them all, so a message is refused naming the
-    certificate and its validity (``Partners.usable`` refuses such a partner for sending first). A profile
+    All are pinned, whatever their validity when the policy is built: each message checks the validity of its
+    certificate at its own time, so a certificate that becomes valid during a rollover is trusted from that
+    moment, not from the next reload, and one that is not valid is refused naming its validity
+    (``Partners.usable`` refuses a partner without a valid one for sending first). A profile
     with ``trust_anchor`` also trusts certificates the anchor issued whose subject fully matches ``subject``.
     The encryption certificate is known too: a signature may name it by SubjectKeyIdentifier or IssuerSerial
     without carrying it (eDelivery AS4 1.15 signs with the key it decrypts with; Domibus sends no token), and
     it is then trusted only as the pinned certificates or the anchor would trust it.
     """
-    pinned = (certificates.signing if now is None else certificates.valid_signing(now)) or certificates.signing
+    del now  # validity is checked per message, at its time (wss.trust_certificate), not when this is built
+    pinned = certificates.signing
     anchor = certificates.trust_anchor
     return SecurityPolicy.for_suite(
         Suite(suite.value),
@@ -105,6 +137,7 @@ def security_policy(
         trust_anchors=() if anchor is None else (anchor,),
         subject_pattern=None if anchor is None else certificates.subject,
         revocation_lists=() if certificates.revocation_list is None else (certificates.revocation_list,),
+        clock_skew=CLOCK_SKEW,
         max_age=max_age,
         max_payload_bytes=max_payload_bytes,
     )
@@ -114,7 +147,7 @@ class Partners:
     """The partners we exchange with, their certificates loaded once per registry.
 
     Immutable: a reload builds a new ``Partners`` and swaps it in whole. ``changes_at`` is the next moment a
-    certificate becomes valid or expires, after which a rebuild chooses certificates again.
+    certificate becomes valid or expires, after which a rebuild chooses the encryption certificate again.
     """
 
     def __init__(

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
 from types import MappingProxyType
 from typing import Protocol
 
@@ -41,6 +43,7 @@ log = structlog.get_logger("gateway.profiles")
 
 DEFAULT_INTERVAL_SECONDS = 5.0
 SETTLE_SECONDS = 1.0
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a watched file larger than this is left out, not read whole
 WAIT_IN_POLL_SECONDS = 0.05  # a poll waits this long at most for a change to settle, else the next poll takes it
 
 Fingerprint = Mapping[str, tuple[int, int, str]]
@@ -112,14 +115,42 @@ def _snapshot(paths: Iterable[Path], *, keep: Callable[[Path], bool]) -> tuple[F
     contents: dict[str, bytes] = {}
     for path in paths:
         try:
-            stat = path.stat()
-            data = path.read_bytes()
+            read = _read_regular(path)
         except OSError:
             continue
+        if read is None:
+            continue
+        stat, data = read
         found[str(path)] = (stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest())
         if keep(path):
             contents[str(path)] = data
     return MappingProxyType(found), MappingProxyType(contents)
+
+
+def _read_regular(path: Path) -> tuple[os.stat_result, bytes] | None:
+    """A regular file's status and bytes; None (reported once) for anything else: a FIFO or a device put in
+    place of a certificate would block the read, and with it every poll and edit, or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            _left_out(path, "is not a regular file (a FIFO, a device?); replace it by the file it should be")
+            return None
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        _left_out(path, f"is larger than {MAX_FILE_BYTES} bytes, far more than a profile or certificate file")
+        return None
+    _LEFT_OUT.discard(str(path))
+    return stat, data
+
+
+_LEFT_OUT: set[str] = set()  # reported once, not at every poll
+
+
+def _left_out(path: Path, why: str) -> None:
+    if str(path) not in _LEFT_OUT:
+        _LEFT_OUT.add(str(path))
+        log.warning(f"a watched file {why}; the profile watch leaves it out meanwhile", file=str(path))
 
 
 def _sha256(fingerprint: Fingerprint, path: str) -> str | None:

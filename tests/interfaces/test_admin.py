@@ -152,7 +152,7 @@ async def test_change_takes_effect_at_once(api: Admin) -> None:
     etag = await api.etag("ch-swissmedic")
 
     async with api.client.put(
-        f"{URL}/ch-swissmedic", data=changed, headers=AUTH | {"If-Match": etag, "X-Admin-Actor": "alice"}
+        f"{URL}/ch-swissmedic", data=changed, headers=AUTH | {"If-Match": etag, "X-Admin-Actor": "bob"}
     ) as response:
         assert response.status == 200
         body = await response.json()
@@ -163,7 +163,7 @@ async def test_change_takes_effect_at_once(api: Admin) -> None:
     assert api.swapped[-1] is api.watcher.partners
     async with api.client.get("/api/v1/admin/audit?profile=ch-swissmedic", headers=AUTH) as response:
         [entry] = (await response.json())["entries"]
-    assert entry["actor"] == "alice@127.0.0.1" and entry["action"] == "put"
+    assert entry["actor"] == "bob (shared token)@127.0.0.1" and entry["action"] == "put"
     assert "+endpoint: https://moved.example/as4" in entry["diff"]
 
 
@@ -365,7 +365,7 @@ async def test_an_actor_header_in_latin_1_is_audited_with_the_change(api: Admin)
     async with api.client.get("/api/v1/admin/audit?profile=ch-swissmedic", headers=AUTH) as response:
         entries = (await response.json())["entries"]
     assert (
-        entries[-1]["actor"].startswith("José@")
+        entries[-1]["actor"].startswith("José (shared token)@")
         and "enabled: false" in (api.folder / "ch-swissmedic.yaml").read_text()
     )
 

@@ -357,16 +357,19 @@ class TestEncryptionChoice:
         assert at_now.encryption.subject.rfc4514_string().endswith("CN=CH-SWISSMEDIC")
         assert later.encryption.subject.rfc4514_string() == "CN=CH-NEW"
 
-    def test_policy_pins_the_valid_certificates_and_knows_when_to_reload(
+    def test_policy_pins_every_certificate_and_knows_when_to_reload(
         self, certs: Path, write_profile: WriteProfile
     ) -> None:
+        """Validity is checked per message, so the next certificate is trusted from its start without a reload
+        (tests/profiles/test_rollover_pinning.py); the reload at changes_at chooses the encryption certificate."""
         text = with_security("  signing_certificates: [old.pem, soon.pem, new.pem]\n")
         registry = load_profiles(write_profile(text).parent, certificates_dir=certs)
 
         partners = Partners(registry, now=NOW)
         partner = partners.get("ch-swissmedic")
 
-        assert [c.subject.rfc4514_string() for c in partner.policy.signing_certificates] == ["CN=CH-SOON"]
+        pinned = [c.subject.rfc4514_string() for c in partner.policy.signing_certificates]
+        assert pinned == ["CN=CH-OLD", "CN=CH-SOON", "CN=CH-NEW"]
         assert partners.changes_at == NOW + timedelta(days=10)
 
     def test_usable_needs_one_valid_signing_certificate(self, certs: Path, write_profile: WriteProfile) -> None:

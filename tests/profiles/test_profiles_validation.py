@@ -338,11 +338,11 @@ _LAUGHS = "l0: &a0 [ha, ha, ha, ha, ha, ha, ha, ha, ha]\n" + "".join(
     [
         (
             _LAUGHS,
-            ": a YAML alias (*name) repeats a mapping or list; partner profiles do not use anchors and aliases for "
-            "them: write the value out where it is needed",
+            ":11:10: a YAML alias (*a0) repeats the value of an anchor; partner profiles do not use anchors and "
+            "aliases: write the value out where it is needed",
         ),
         ("x: " + "[" * 20 + "]" * 20 + "\n", ": nested more than 16 levels deep; a partner profile needs a few"),
-        ("x: " + "[" * 5000 + "]" * 5000 + "\n", ": nested too deeply to be a partner profile"),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", ": nested more than 16 levels deep; a partner profile needs a few"),
     ],
     ids=["billion-laughs", "deep", "deeper-than-the-parser"],
 )
@@ -353,7 +353,8 @@ def test_a_profile_that_would_expand_or_nest_without_end_is_refused_at_once(
     minutes and all its memory, and deep nesting raised RecursionError instead of a profile error."""
     path = write_profile(MINIMAL + extra)
 
-    assert problems(path, pki) == [f"{path}{expected}"]
+    found = problems(path, pki)
+    assert found[0] == f"{path}{expected}" and len(found) <= 51  # fifty, and how many more
 
 
 def test_missing_profile_file(pki: DevPki, tmp_path: Path) -> None:

@@ -316,8 +316,9 @@ def test_a_time_to_live_reaching_the_duplicate_window_names_its_line(
     path = write_profile(MINIMAL + "reception_awareness:\n  time_to_live_hours: 500\n", name="ch-swissmedic.yaml")
     expected = (
         f"{path}:11:3 reception_awareness.time_to_live_hours: time_to_live_hours = 500 is not below "
-        "[inbound].duplicate_window_hours = 168; a retry within its time to live could no longer be recognized as "
-        "a duplicate. Lower the one or raise the other"
+        "[inbound].duplicate_window_hours = 168 less the clock skew a receiver allows (5 min) and the transit "
+        "margin of a last attempt (5 min); a retry late in its time to live could no longer be recognized as a "
+        "duplicate. Lower time_to_live_hours below 167.833 or raise duplicate_window_hours above 500.167"
     )
     window = timedelta(hours=168)
 
