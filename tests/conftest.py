@@ -164,8 +164,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
     return generate_dev_pki(tmp_path_factory.mktemp("pki"), authorities, now=datetime.now(UTC))
 
 
+def _plain_tracebacks() -> None:
+    """structlog's defaults, but tracebacks printed as the service prints them: the default renders each with
+    rich and every frame's locals, which takes seconds of the event loop per logged failure and starved the
+    gateways under test (a store outage logs a failure per job and sweep)."""
+    structlog.reset_defaults()
+    defaults = structlog.get_config()["processors"]
+    plain = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(processors=[plain if isinstance(p, structlog.dev.ConsoleRenderer) else p for p in defaults])
+
+
 @pytest.fixture(autouse=True)
 def _structlog_defaults() -> Iterator[None]:
     """Commands under test configure logging; put structlog back so no test inherits another's streams."""
+    _plain_tracebacks()
     yield
-    structlog.reset_defaults()
+    _plain_tracebacks()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import pytest
@@ -183,7 +185,16 @@ async def test_timeout(pki: DevPki, serve: Callable[[Handler], Awaitable[str]]) 
     assert result.detail.endswith("within 0.2 s")
 
 
-async def test_dns_failure(pki: DevPki) -> None:
+async def test_dns_failure(pki: DevPki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver answers at once that the name does not exist, as no real query is made (loopback only)."""
+    real = socket.getaddrinfo
+
+    def no_such_name(host: Any, *args: Any, **kw: Any) -> Any:
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
     result = await run_ping(partner_at(pki, "http://no-such-host.invalid/as4"), pki)
 
     assert result.stage is Stage.DNS
