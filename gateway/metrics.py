@@ -101,11 +101,28 @@ PULLS_SENT = Counter(
     ["partner", "outcome"],
     registry=REGISTRY,
 )
+PARTNER_HELD = Gauge(
+    "permit_gateway_partner_held",
+    "1 while messages to the partner are held unsent (suspended, or a certificate or revocation list not valid "
+    "now: the reason is in each held message's timeline and `permit-gateway profiles check`), 0 otherwise; set "
+    "at each send sweep",
+    ["partner"],
+    registry=REGISTRY,
+)
+OUTBOUND_WAITING = Gauge(
+    "permit_gateway_outbound_waiting_seconds",
+    "How long the outbound message to the partner that has been due longest has waited, due, to be sent or "
+    "pulled (0: none is due); grows while the partner is held or, with transport pull, does not pull; set at "
+    "each send sweep",
+    ["partner"],
+    registry=REGISTRY,
+)
 
 
 def count_from_zero(partners: Iterable[tuple[str, str]]) -> None:
     """Create the series the alert rules watch with ``increase()`` at 0, for each (partner id, delivery method),
-    before their first event: a series first seen at 1 shows no increase, and its first failure never alerts."""
+    before their first event: a series first seen at 1 shows no increase, and its first failure never alerts. The
+    per-partner gauges start at 0 too, so every partner is in the held and waiting rules from the start."""
     for endpoint in ("as4", "api"):
         STORE_UNAVAILABLE.labels(endpoint=endpoint)
     for partner, delivery_method in partners:
@@ -117,3 +134,5 @@ def count_from_zero(partners: Iterable[tuple[str, str]]) -> None:
             SEND_ATTEMPTS.labels(partner=partner, outcome=outcome)
         for outcome in ("delivered", "failed"):
             DELIVERY_ATTEMPTS.labels(partner=partner, method=delivery_method, outcome=outcome)
+        PARTNER_HELD.labels(partner=partner)  # a series that exists is kept as it is: a reload does not clear it
+        OUTBOUND_WAITING.labels(partner=partner)

@@ -6,6 +6,7 @@ whatever directory it is started from. Unknown keys are errors: a misspelt key m
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -125,14 +126,17 @@ def _first_line(path: Path, key: str) -> bytes:
     return lines[0].encode()
 
 
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
 def _token(env: str | None, key: str, off: str) -> SecretStr | None:
     if env is None:
         return None
-    value = os.environ.get(env)
+    value = (os.environ.get(env) or "").strip()  # as a presented token is: a secret file's newline is no part
     if not value:
         raise ConfigError(
-            f"{key} names the environment variable {env!r}, which is not set or empty; export a long random "
-            f"token or remove the key to {off}"
+            f"{key} names the environment variable {env!r}, which is not set, empty or only spaces; export a "
+            f"long random token or remove the key to {off}"
         )
     return SecretStr(value)
 
@@ -178,6 +182,12 @@ class AdminSettings(_Section):
                     f"{self.tokens_file}:{number}: expected 'NAME SHA256' (a name of letters, digits, . @ - _ and "
                     "the 64 hex digits 'permit-gateway admin token NAME' prints)"
                 )
+            if fields[1] == _EMPTY_SHA256:
+                raise ConfigError(
+                    f"{self.tokens_file}:{number}: {fields[1]} is the SHA-256 of an empty token (what 'echo -n "
+                    '"$TOKEN" | sha256sum\' prints when TOKEN is not set), which would let a request with no token '
+                    f"in as {fields[0]}; write the hash 'permit-gateway admin token {fields[0]}' prints"
+                )
             found[fields[1]] = fields[0]
         return found
 
@@ -195,6 +205,11 @@ class ApiSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite+aiosqlite:///../var/gateway.db"
+    wait_seconds: Annotated[float, Field(ge=1, le=300)] = Field(
+        default=30.0,
+        description="how long an operation waits for the database (a lock another process holds, a connection) "
+        "before it is answered 'try again' (HTTP 503 with Retry-After)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -262,6 +277,16 @@ class InboundSettings(_Section):
         default=60.0,
         description="a request to /as4 must not stall: a body up to 1 MiB must arrive within this time, a larger "
         "one must not pause this long; otherwise 408, and what arrived is dropped",
+    )
+    body_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=600.0,
+        description="a request body to /as4 must have arrived whole within this time, however steadily it comes; "
+        "otherwise 408, and what arrived is dropped (a sender trickling bytes holds no spool file longer)",
+    )
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)] = Field(
+        default=32,
+        description="AS4 requests handled on /as4 at once (each may spool up to max_message_bytes to the data "
+        "folder before its sender is known); one more is answered 503 with Retry-After before its body is read",
     )
 
     @property
@@ -339,12 +364,19 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             out[key] = _resolve(base, value)
-        elif key == "url" and isinstance(value, str) and value.startswith("sqlite+aiosqlite:///"):
-            path = value.removeprefix("sqlite+aiosqlite:///")
-            out[key] = f"sqlite+aiosqlite:///{(base / path).resolve()}" if not path.startswith("/") else value
+        elif key == "url" and isinstance(value, str):
+            out[key] = _absolute_sqlite(base, value)
         else:
             out[key] = value
     return out
+
+
+def _absolute_sqlite(base: Path, url: str) -> str:
+    prefix = "sqlite+aiosqlite:///"
+    path = url.removeprefix(prefix)
+    if not url.startswith(prefix) or not path or path.startswith(("/", ":memory:")):
+        return url
+    return f"{prefix}{(base / path).resolve()}"
 
 
 def _resolve_paths(base: Path, settings: Settings) -> Settings:
@@ -360,7 +392,9 @@ def _resolve_paths(base: Path, settings: Settings) -> Settings:
 
     fixed = fix(settings)
     assert isinstance(fixed, Settings)
-    return fixed
+    # the default URL too, not only one written in the file: it named a database beside the working directory
+    store = fixed.store.model_copy(update={"url": _absolute_sqlite(base, fixed.store.url)})
+    return fixed.model_copy(update={"store": store})
 
 
 _SECRET_KEYS = ("url", "passphrase", "token", "password", "secret")

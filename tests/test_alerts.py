@@ -4,13 +4,17 @@ is lost."""
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import promql_parser
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
 import gateway.metrics
@@ -98,3 +102,105 @@ def test_a_store_out_of_reach_alerts_on_a_quiet_node_too() -> None:
     rule = next(rule for rule in _rules() if "permit_gateway_store_up" in rule["expr"])
     assert rule["expr"].replace(" ", "") == "permit_gateway_store_up==0"
     assert rule["labels"]["severity"] == "critical" and rule["for"] == "2m"
+
+
+# --- the per-partner alerts, evaluated on the gateway's own /metrics ------------------------------------------
+
+Labels = frozenset[tuple[str, str]]
+Vector = dict[Labels, float]
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def rule_named(name: str) -> dict[str, Any]:
+    found = [rule for rule in _rules() if rule["alert"] == name]
+    assert found, f"config/alerts.yml has no alert {name}"
+    return found[0]
+
+
+def scraped(text: str | None = None) -> Vector:
+    """Every sample of an exposition (the gateway's registry, as /metrics serves it, without one given)."""
+    text = generate_latest(gateway.metrics.REGISTRY).decode() if text is None else text
+    return {
+        frozenset({("__name__", sample.name), *sample.labels.items()}): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def firing(rule: dict[str, Any], samples: Vector) -> set[Labels]:
+    """The series ``rule``'s expression gives on ``samples`` at one instant (its ``for:`` aside): the alerts it
+    fires once that long. Only what the per-partner rules use: selectors, max/min/sum by, comparisons with a
+    number, and/unless on."""
+    return set(_evaluate(promql_parser.parse(rule["expr"]), samples))
+
+
+def _evaluate(expr: Any, samples: Vector) -> Vector:
+    if isinstance(expr, promql_parser.ParenExpr):
+        return _evaluate(expr.expr, samples)
+    if isinstance(expr, promql_parser.VectorSelector):
+        wanted = {("__name__", expr.name), *((m.name, m.value) for m in expr.matchers.matchers)}
+        assert all(str(m.op) == "MatchOp.Equal" for m in expr.matchers.matchers), expr
+        return {labels: value for labels, value in samples.items() if wanted <= labels}
+    if isinstance(expr, promql_parser.AggregateExpr):
+        by = set(expr.modifier.labels) if expr.modifier is not None else set()
+        assert expr.modifier is None or str(expr.modifier.type).endswith("By"), expr
+        groups: dict[Labels, list[float]] = {}
+        for labels, value in _evaluate(expr.expr, samples).items():
+            groups.setdefault(frozenset((k, v) for k, v in labels if k in by), []).append(value)
+        combine: Callable[[Iterable[float]], float] = {"max": max, "min": min, "sum": sum}[str(expr.op)]
+        return {labels: combine(values) for labels, values in groups.items()}
+    if isinstance(expr, promql_parser.BinaryExpr):
+        op = str(expr.op)
+        if op in COMPARE:
+            assert isinstance(expr.rhs, promql_parser.NumberLiteral), expr
+            return {k: v for k, v in _evaluate(expr.lhs, samples).items() if COMPARE[op](v, expr.rhs.val)}
+        assert op in ("and", "unless"), expr
+        on = set(expr.modifier.matching.labels)
+        right = {frozenset((k, v) for k, v in labels if k in on) for labels in _evaluate(expr.rhs, samples)}
+        left = _evaluate(expr.lhs, samples)
+        keep = {k: v for k, v in left.items() if frozenset((n, x) for n, x in k if n in on) in right}
+        return keep if op == "and" else {k: v for k, v in left.items() if k not in keep}
+    raise AssertionError(f"the test's evaluator does not know {type(expr).__name__}: {expr}")
+
+
+def _partners(found: set[Labels]) -> set[str]:
+    return {dict(labels)["partner"] for labels in found}
+
+
+EXPOSED = """
+permit_gateway_partner_held{partner="ch"} 1
+permit_gateway_partner_held{partner="de"} 0
+permit_gateway_partner_held{partner="fr"} 0
+permit_gateway_outbound_waiting_seconds{partner="ch"} 7200
+permit_gateway_outbound_waiting_seconds{partner="de"} 3600
+permit_gateway_outbound_waiting_seconds{partner="fr"} 60
+"""
+
+
+def test_a_held_partner_alerts_after_30_minutes_naming_how_to_find_why() -> None:
+    rule = rule_named("PermitGatewayPartnerHeld")
+    assert rule["for"] == "30m" and "permit-gateway profiles check" in rule["annotations"]["description"]
+    assert "timeline" in rule["annotations"]["description"]
+    assert _partners(firing(rule, scraped(EXPOSED))) == {"ch"}
+
+
+def test_a_partner_not_taking_its_due_messages_alerts_once_unless_it_is_held() -> None:
+    """A pull partner that stopped pulling leaves its messages SUBMITTED, which PartnerUnreachable (RETRY_WAIT)
+    never saw; a held one alerts as held, not twice."""
+    rule = rule_named("PermitGatewayPartnerNotTakingPermits")
+    assert "transport: pull" in rule["annotations"]["description"]
+    assert _partners(firing(rule, scraped(EXPOSED))) == {"de"}
+
+
+def test_every_partner_starts_not_held_and_not_waiting() -> None:
+    gateway.metrics.count_from_zero([("zz-new-partner", "folder")])
+    samples = scraped()
+    for name in ("permit_gateway_partner_held", "permit_gateway_outbound_waiting_seconds"):
+        assert samples[frozenset({("__name__", name), ("partner", "zz-new-partner")})] == 0

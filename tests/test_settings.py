@@ -220,3 +220,19 @@ def test_a_value_error_names_the_line_the_key_is_written_on(tmp_path: Path) -> N
     assert "line 8: [http].port: Input should be greater than or equal to 1" in message, message
     assert "line 9: [http].inbound: unknown key" in message, message  # under [http], not [inbound]
     assert "line 10: [outbund]: unknown section" in message, message
+
+
+def test_the_default_store_is_beside_the_config_folder_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With [store] url left out, the database was opened at the working directory's ../var/gateway.db: two
+    authorities set up side by side shared one store, and a service started elsewhere opened an empty one."""
+    site = tmp_path / "site" / "config"
+    site.mkdir(parents=True)
+    text = (ROOT / "config" / "gateway.toml").read_text()
+    (site / "gateway.toml").write_text(re.sub(r'(?m)^url = "sqlite\+aiosqlite:///\.\./var/gateway\.db"\n', "", text))
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(site / "gateway.toml")
+    assert settings.store.url == f"sqlite+aiosqlite:///{tmp_path / 'site' / 'var' / 'gateway.db'}"

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -102,6 +103,16 @@ def shown_url(url: str) -> str:
         return "(an unreadable URL)"
 
 
+def attachment_url(record: MessageRecord, position: int | str) -> str:
+    """Where the REST API serves a supporting document of ``record``: its query names the direction and the
+    sender, so the URL names this message even when another one (another partner's) has the same MessageId."""
+    direction = "outbound" if record.direction is Direction.OUTBOUND else "inbound"
+    return (
+        f"/api/v1/messages/{quote(record.message_id, safe='@')}/attachments/{position}"
+        f"?direction={direction}&from={quote(record.from_party, safe='')}"
+    )
+
+
 def webhook_headers(record: MessageRecord) -> dict[str, str]:
     """The AS4 metadata a webhook consumer gets with the permit."""
     values = {
@@ -112,6 +123,8 @@ def webhook_headers(record: MessageRecord) -> dict[str, str]:
         "X-Permit-Document-Type": record.document_type,
         "X-Permit-Document-Number": record.document_number,
         "X-Permit-Attachments": str(len(record.attachments)) if record.attachments else None,
+        # an RFC 6570 template: {position} is 1 to X-Permit-Attachments
+        "X-Permit-Attachments-Url": attachment_url(record, "{position}") if record.attachments else None,
     }
     return {name: value for name, value in values.items() if value is not None}
 

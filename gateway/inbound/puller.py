@@ -254,7 +254,9 @@ class Puller:
             ) as response:
                 content_type = response.headers.get("Content-Type", "")
                 length = response.content_length
-                if not spool or (length is not None and length <= IN_MEMORY_BYTES):
+                if not spool:  # the answer to a receipt or error signal: empty, or a signal at most
+                    return _Answer(response.status, content_type, await _signal_answer(response, endpoint))
+                if length is not None and length <= IN_MEMORY_BYTES:
                     return _Answer(response.status, content_type, await response.read())
                 return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -278,3 +280,17 @@ class Puller:
             raise
         incoming.close()
         return _Answer(response.status, content_type, body)
+
+
+async def _signal_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes:
+    """At most ``MAX_SIGNAL_BYTES``: a partner's answer to a signal is no message, and must not fill our memory."""
+    body = bytearray()
+    while chunk := await response.content.read(_READ_CHUNK):
+        body += chunk
+        if len(body) > MAX_SIGNAL_BYTES:
+            raise PullFailed(
+                f"POST to {endpoint}: the answer to our signal is over {MAX_SIGNAL_BYTES} bytes, the largest signal "
+                "taken (an answer to a receipt is empty, or an ebMS signal); the partner's administrator checks what "
+                "its endpoint answers to a receipt"
+            )
+    return bytes(body)

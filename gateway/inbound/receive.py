@@ -160,18 +160,23 @@ class Receiver:
         keys = self._keys
         sender: list[Partner] = []
         try:
+            check_content_type(content_type)
             if isinstance(body, bytes):
                 received = self._parse(content_type, body, now, keys, sender, pulled)
             else:  # seconds of decrypting and hashing for a large one: off the event loop
                 received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender, pulled)
             return await self._accept(received, content_type, body, sender[0], keys)
         except EbmsError as exc:
-            log.warning("message refused", code=exc.code.code, detail=exc.detail, message_id=exc.ref_to_message_id)
-            EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
-            partner = sender[0] if sender else None
-            return Reception(
-                response=self._error_signal(exc, partner, keys, now, mime.soap_version_of(content_type))
-            )
+            return Reception(response=self.refuse(exc, content_type, sender[0] if sender else None))
+
+    def refuse(self, error: EbmsError, content_type: str, partner: Partner | None = None) -> Outgoing:
+        """The answer to a refused request (logged and counted): also for one refused before its body is read."""
+        log.warning(
+            "message refused", code=error.code.code, detail=error.detail, message_id=error.ref_to_message_id
+        )
+        EBMS_ERRORS_SENT.labels(code=error.code.code).inc()
+        soap_version = mime.soap_version_of(content_type) if content_type.isascii() else SoapVersion.SOAP12
+        return self._error_signal(error, partner, self._keys, self._clock.now(), soap_version)
 
     def _error_signal(
         self, error: EbmsError, partner: Partner | None, keys: OwnKeys, now: datetime, soap_version: SoapVersion
@@ -293,6 +298,7 @@ class Receiver:
             )
         payload_sha256 = hashlib.sha256(received.payloads[0].read()).hexdigest()
         sender = user_message.from_party.primary.value
+        await self._check_not_ours(user_message)
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
             return await self._duplicate(stored, _content_key(payload_sha256, received))
@@ -336,6 +342,20 @@ class Receiver:
             return Reception(response=receipt, record=record, duplicate=True)
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         return Reception(response=receipt, record=record)
+
+    async def _check_not_ours(self, user_message: UserMessage) -> None:
+        """A MessageId names one message (ebMS 3.0 section 5.2.2.1): a partner's message under the MessageId of
+        one we sent would make every lookup by that MessageId (the REST API, the national system's attachment
+        URLs) ambiguous."""
+        if await self._store.find(Direction.OUTBOUND, user_message.message_id) is None:
+            return
+        raise EbmsError(
+            EbmsCode.VALUE_INCONSISTENT,
+            f"MessageId {user_message.message_id!r} is the MessageId of a message this gateway sent; a MessageId "
+            "must be globally unique (ebMS 3.0 section 5.2.2.1): send the message under a new MessageId of the "
+            "sender's own, and name the message it answers in RefToMessageId",
+            ref_to_message_id=user_message.message_id,
+        )
 
     def _new_message(
         self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile
@@ -385,9 +405,11 @@ class Receiver:
         """Check the permit against the registry (recorded there later, with the message, in one unit of work);
         a refused one is stored REJECTED with its findings, and the sender told why."""
         try:
-            parsed = parse_document(received.payloads[0].read())
+            # in a thread: a large document must not stall the node's other traffic
+            parsed = await asyncio.to_thread(parse_document, received.payloads[0].read())
             context = await self._permits.context_for(parsed.outline)
-            document = validate_document(parsed, as_of=self._clock.now().date(), context=context)
+            as_of = self._clock.now().date()
+            document = await asyncio.to_thread(validate_document, parsed, as_of=as_of, context=context)
             self._check_sender(document, received)
             return document
         except PermitDocumentRejected as exc:
@@ -450,6 +472,21 @@ class Receiver:
         content_type, body = evidence
         response = Outgoing(message_id=stored.message_id, content_type=content_type, body=body)
         return Reception(response=response, record=stored, duplicate=True)
+
+
+def check_content_type(content_type: str) -> None:
+    """The HTTP Content-Type must be ASCII (RFC 9110 section 5.5: other octets are opaque, and MIME parameter values
+    are ASCII): one that is not cannot be parsed, nor kept with the message as evidence."""
+    if content_type.isascii():
+        return
+    shown = content_type.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:300]
+    raise EbmsError(
+        EbmsCode.MIME_INCONSISTENCY,
+        f"the HTTP Content-Type header has bytes that are not ASCII ({shown}); send a Content-Type of ASCII "
+        "characters alone (RFC 2045, RFC 9110 section 5.5): a parameter value with other characters goes "
+        "RFC 2231-encoded, or is left out",
+        envelope_unreadable=True,
+    )
 
 
 def _content_key(permit_sha256: str, received: UserMessageReceived) -> dict[str, object]:

@@ -129,7 +129,7 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
     settings = settings_of(config)
 
     async def run() -> None:
-        engine = create_engine(settings.store.url)
+        engine = create_engine(settings.store.url, wait_seconds=settings.store.wait_seconds)
         try:
             await upgrade(engine)
         finally:
@@ -139,6 +139,8 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
         asyncio.run(run())
     except STORE_ERRORS as exc:
         raise store_unusable(settings.store.url, exc) from None
+    except GatewayError as exc:  # a schema newer than ours, rows a migration cannot take: named, with the fix
+        raise fail(str(exc)) from None
     console.print(f"store at {shown_url(settings.store.url)} is up to date", markup=False)
 
 
@@ -150,7 +152,7 @@ def main() -> None:
 def admin_token(
     name: Annotated[str, typer.Argument(help="the administrator, as the audit log will name them")],
 ) -> None:
-    """A new token for one administrator: give them the token, and add the line to [admin].tokens_file."""
+    """A new token for one administrator: give them the token, and add the line to \\[admin].tokens_file."""
     if not re.fullmatch(r"[\w.@-]+", name):
         raise fail(f"{name!r} is not a usable name; use letters, digits and . @ - _")
     token = secrets.token_urlsafe(32)

@@ -359,8 +359,8 @@ async def submit_file(app: web.Application, path: Path) -> None:
         "message_id": record.message_id,
         "partner": record.partner_id,
         "attachments": record.attachments or [],
-        "submitted_before": not submitted.created,
-    } | _state(record)
+        "submitted_before": not submitted.created or submitted.supersedes is not None,
+    } | ({"supersedes": submitted.supersedes} if submitted.supersedes else {}) | _state(record)
     marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
     await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
     node.dispatch_pump.wake()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import hmac
 import os
 import socket
 import uuid
@@ -22,9 +24,11 @@ import structlog
 from aiohttp import web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import SecretStr
 
 from gateway.clock import Clock, SystemClock
 from gateway.documents import ControlTables
+from gateway.errors import ConfigError
 from gateway.faults import Faults
 from gateway.inbound.deliver import FolderDelivery
 from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, READ_TIMEOUT, RECEIVER, SIGNALS
@@ -46,6 +50,7 @@ from gateway.metrics import STORE_UNAVAILABLE, count_from_zero
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
+from gateway.profiles.certificates import require_own_key_files
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.expiry import check_expiry
 from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_own_keys
@@ -117,7 +122,7 @@ def new_node_id() -> str:
 
 async def open_store(settings: Settings, clock: Clock) -> MessageStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.store.url)
+    engine = create_engine(settings.store.url, wait_seconds=settings.store.wait_seconds)
     await upgrade(engine)
     return MessageStore(engine, clock)
 
@@ -503,8 +508,6 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         tls_passphrase=settings.keys.passphrase,
     )
     watcher.record_with(editor)  # changes made on disk are versioned and audited like the editor's own
-    app[ADMIN_TOKEN] = settings.admin.token()
-    app[ADMIN_NAMED] = settings.admin.named_tokens()
     check_certificates(node)
     scheduler = new_scheduler()
 
@@ -569,6 +572,27 @@ async def store_unavailable(
         return web.Response(status=503, text=detail, headers=headers)
 
 
+def _refuse_shared_api_and_admin_token(
+    api: SecretStr | None, admin: SecretStr | None, named: dict[str, str]
+) -> None:
+    """The national system's token must not open the admin API: whoever holds it could then edit profiles."""
+    if api is None:
+        return
+    token = api.get_secret_value()
+    if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        raise ConfigError(
+            "[api].token_env and [admin].token_env hold the same token, so the national system could edit partner "
+            "profiles; give the admin API a token of its own"
+        )
+    name = named.get(hashlib.sha256(token.encode()).hexdigest())
+    if name is not None:
+        raise ConfigError(
+            f"[api].token_env holds the token of administrator {name!r} in [admin].tokens_file, so the national "
+            f"system could edit partner profiles; give {name!r} a token of its own ('permit-gateway admin token "
+            f"{name}') or the national API another token"
+        )
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: bool = True) -> web.Application:
     """The gateway's one aiohttp application: the AS4 endpoint, the REST API and the background work."""
     app = web.Application(
@@ -576,7 +600,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: 
         middlewares=[access.national_api_access, rest.json_errors, store_unavailable],
     )
     app[SETTINGS] = settings
+    # Settings that cannot work stop the start here, before the store is opened and "gateway started" logged.
     app[API_TOKEN] = settings.api.token()
+    app[ADMIN_TOKEN] = settings.admin.token()
+    app[ADMIN_NAMED] = settings.admin.named_tokens()
+    _refuse_shared_api_and_admin_token(app[API_TOKEN], app[ADMIN_TOKEN], app[ADMIN_NAMED])
+    if settings.keys.keystore is None:
+        require_own_key_files(settings.keys.private_key, settings.keys.certificate)
     if app[API_TOKEN] is None:
         log.info(
             "the national REST API and /metrics answer only clients on this host; set [api].token_env to "

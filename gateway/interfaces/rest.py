@@ -26,7 +26,7 @@ from gateway.as4.model import MAX_MIME_TYPE_LENGTH
 from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRejected
 from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError, StoreError
-from gateway.inbound.deliver import metadata, webhook_headers
+from gateway.inbound.deliver import attachment_url, metadata, webhook_headers
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
 from gateway.interfaces import access
 from gateway.interfaces.keys import NODE
@@ -79,11 +79,13 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "last_error": record.last_error,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
-        "attachments": [
-            a.to_json() | {"url": f"{API}/messages/{quote(record.message_id, safe='@')}/attachments/{a.position}"}
-            for a in attachments_of(record.attachments)
-        ],
+        "attachments": attachments_json(record),
     }
+
+
+def attachments_json(record: MessageRecord) -> list[dict[str, Any]]:
+    """Each supporting document with the URL that serves it, which names this message alone."""
+    return [a.to_json() | {"url": attachment_url(record, a.position)} for a in attachments_of(record.attachments)]
 
 
 def event_json(event: EventRecord) -> dict[str, Any]:
@@ -238,8 +240,10 @@ async def submit_document(request: web.Request) -> web.Response:
     body = message_json(submitted.record) | {
         "warnings": [f.to_json() for f in noted if f.severity == "warning"],
         "notes": [f.to_json() for f in noted if f.severity == "info"],
-        "submitted_before": not submitted.created,
+        "submitted_before": not submitted.created or submitted.supersedes is not None,
     }
+    if submitted.supersedes is not None:
+        body["supersedes"] = submitted.supersedes
     return web.json_response(body, status=202 if submitted.created else 200)
 
 
@@ -313,6 +317,12 @@ async def _document_part(part: BodyPartReader) -> bytes:
 def _attachment_type(header: str | None, name: str) -> str:
     """The part's media type (and charset): its other parameters, a file name among them, stay out of the AS4
     MimeType, which partners and our store cap at 100 characters."""
+    if header is not None and not header.isascii():
+        shown = header.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:200]
+        raise BadSubmission(
+            f"attachment {name!r} has a Content-Type with characters that are not ASCII ({shown}); a part's "
+            "Content-Type must be ASCII (RFC 2045): send the media type alone, application/pdf say"
+        )
     found = mime.type_and_charset(header or "application/octet-stream")
     if not found:
         raise BadSubmission(f"attachment {name!r} has the Content-Type {header!r}, which is not type/subtype")
@@ -325,8 +335,10 @@ def _attachment_type(header: str | None, name: str) -> str:
 
 
 async def retry_message(request: web.Request) -> web.Response:
-    """An operator sends a FAILED message again, under its MessageId; the body may give a ``reason``."""
+    """An operator sends a FAILED message again, under its MessageId; the body may give a ``reason``. When its
+    signed bytes can no longer be delivered, a message built anew in its place (202, ``supersedes``)."""
     node = request.app[NODE]
+    message_id = request.match_info["message_id"]
     refused = _retry_limit(request).refusal(request.content_length)
     if refused is not None:
         return refused
@@ -336,14 +348,16 @@ async def retry_message(request: web.Request) -> web.Response:
         return exc.limit.too_large(str(exc))
     try:
         record = await retry_failed(
-            node.store, node.partners, node.clock, request.match_info["message_id"], reason=reason
+            node.store, node.partners, node.clock, message_id, reason=reason, rebuilder=node.submitter
         )
     except UnknownMessage as exc:
         return web.json_response({"error": str(exc)}, status=404)
     except GatewayError as exc:
         return web.json_response({"error": "cannot retry", "detail": str(exc)}, status=409)
     node.dispatch_pump.wake()
-    return web.json_response(message_json(record))
+    if record.message_id == message_id:
+        return web.json_response(message_json(record))
+    return web.json_response(message_json(record) | {"supersedes": message_id}, status=202)
 
 
 async def _retry_reason(request: web.Request) -> str:
@@ -369,12 +383,40 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": [message_json(r) for r in records]})
 
 
+async def named_message(request: web.Request) -> MessageRecord | web.Response:
+    """The one message the path's MessageId names, among those of ``?direction=`` and sent by ``?from=`` (a
+    PartyId) when given; else 404, or 409 when the MessageId names several (a partner reused it)."""
+    message_id = request.match_info["message_id"]
+    direction = _direction(request.query.get("direction"))
+    from_party = request.query.get("from")
+    found = await request.app[NODE].store.find_named(message_id, direction=direction, from_party=from_party)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        among = "".join(
+            f" {name} {request.query[name][:100]!r}" for name in ("direction", "from") if name in request.query
+        )
+        return web.json_response({"error": f"no message with MessageId {message_id!r}{among}"}, status=404)
+    choices = [f"?direction={_direction_name(r)}&from={quote(r.from_party, safe='')}" for r in found]
+    senders = "; ".join(f"{_direction_name(r)} from {r.from_party} (partner {r.partner_id})" for r in found)
+    body = {
+        "error": f"MessageId {message_id!r} names {len(found)} messages",
+        "detail": f"{senders}: a MessageId is the sender's, and a partner used one that names another message",
+        "fix": f"name the one meant with {' or '.join(choices)} (the sender's PartyId: X-Permit-From-Party of a "
+        "webhook delivery, FromParty of a SOAP one); the URLs this API and its deliveries give carry it",
+    }
+    return web.json_response(body, status=409)
+
+
+def _direction_name(record: MessageRecord) -> str:
+    return "outbound" if record.direction is Direction.OUTBOUND else "inbound"
+
+
 async def get_message(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    message_id = request.match_info["message_id"]
-    record = await node.store.find_either(message_id)
-    if record is None:
-        return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    record = await named_message(request)
+    if isinstance(record, web.Response):
+        return record
     events = [event_json(e) for e in await node.store.events(record.id)]
     return web.json_response(message_json(record) | {"events": events})
 
@@ -382,32 +424,32 @@ async def get_message(request: web.Request) -> web.Response:
 async def get_attachment(request: web.Request) -> web.StreamResponse:
     """A supporting document of a sent or received message, streamed from the payload store."""
     node = request.app[NODE]
-    message_id = request.match_info["message_id"]
+    record = await named_message(request)
+    if isinstance(record, web.Response):
+        return record
     position = request.match_info["position"]
-    for direction in (Direction.OUTBOUND, Direction.INBOUND):
-        record = await node.store.find(direction, message_id)
-        found = [a for a in attachments_of(record.attachments) if str(a.position) == position] if record else []
-        if found:
-            headers = {
-                "Content-Type": found[0].mime_type,
-                "Content-Disposition": f'attachment; filename="{found[0].filename}"',
-                "X-Permit-Attachment-Sha256": found[0].sha256,
-            }
-            return web.FileResponse(node.payloads.path(found[0].sha256), headers=headers)
-    return web.json_response({"error": f"message {message_id!r} has no attachment {position}"}, status=404)
+    found = [a for a in attachments_of(record.attachments) if str(a.position) == position]
+    if not found:
+        error = f"{_direction_name(record)} message {record.message_id!r} has no attachment {position}"
+        return web.json_response({"error": error}, status=404)
+    headers = {
+        "Content-Type": found[0].mime_type,
+        "Content-Disposition": f'attachment; filename="{found[0].filename}"',
+        "X-Permit-Attachment-Sha256": found[0].sha256,
+    }
+    return web.FileResponse(node.payloads.path(found[0].sha256), headers=headers)
 
 
 async def get_receipt(request: web.Request) -> web.Response:
     """The signed receipt kept as non-repudiation evidence: the partner's for a message we sent, ours for one we
     received; byte for byte as it crossed the wire, so anyone can verify it with the signer's certificate."""
     node = request.app[NODE]
-    message_id = request.match_info["message_id"]
-    record = await node.store.find_either(message_id)
-    if record is None:
-        return web.json_response({"error": f"no message with MessageId {message_id!r}"}, status=404)
+    record = await named_message(request)
+    if isinstance(record, web.Response):
+        return record
     kept = await node.store.get_evidence(record.id, "receipt")
     if kept is None:
-        reason = f"message {message_id!r} is {record.state.value} and has no signed receipt"
+        reason = f"message {record.message_id!r} is {record.state.value} and has no signed receipt"
         return web.json_response({"error": reason}, status=404)
     content_type, body = kept
     digest = hashlib.sha256(body).hexdigest()
@@ -418,15 +460,14 @@ async def get_wire(request: web.Request) -> web.StreamResponse:
     """The AS4 message as it crossed the wire (signed, encrypted for the receiver), streamed from its file: what
     the receipt's digests refer to."""
     node = request.app[NODE]
-    message_id = request.match_info["message_id"]
-    for direction in (Direction.OUTBOUND, Direction.INBOUND):
-        record = await node.store.find(direction, message_id)
-        if record is not None and record.wire_sha256 and record.wire_content_type:
-            headers = {"Content-Type": record.wire_content_type, "X-Permit-Wire-Sha256": record.wire_sha256}
-            return web.FileResponse(node.payloads.path(record.wire_sha256), headers=headers)
-    return web.json_response(
-        {"error": f"no message with MessageId {message_id!r} has its wire bytes kept"}, status=404
-    )
+    record = await named_message(request)
+    if isinstance(record, web.Response):
+        return record
+    if not (record.wire_sha256 and record.wire_content_type):
+        error = f"{_direction_name(record)} message {record.message_id!r} has no wire bytes kept"
+        return web.json_response({"error": error}, status=404)
+    headers = {"Content-Type": record.wire_content_type, "X-Permit-Wire-Sha256": record.wire_sha256}
+    return web.FileResponse(node.payloads.path(record.wire_sha256), headers=headers)
 
 
 @functools.cache
@@ -494,7 +535,12 @@ async def list_inbox(request: web.Request) -> web.Response:
     limit = _whole_number(request.query, "limit", 50, 500)
     records = await _pull_inbox(request).waiting(partner=request.query.get("partner"), limit=limit)
     listed = [
-        metadata(r) | {"state": r.state.value, "url": f"{API}/inbox/{quote(r.message_id, safe='@')}"}
+        metadata(r)
+        | {
+            "state": r.state.value,
+            "url": f"{API}/inbox/{quote(r.message_id, safe='@')}",
+            "attachments": attachments_json(r),
+        }
         for r in records
     ]
     return web.json_response({"messages": listed})

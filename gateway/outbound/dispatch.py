@@ -14,16 +14,36 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.as4 import EbmsCode, EbmsError, ErrorReceived, ReceiptReceived, SignedReference, parse_response
+from gateway.as4 import (
+    MAX_SIGNAL_BYTES,
+    EbmsCode,
+    EbmsError,
+    ErrorReceived,
+    ReceiptReceived,
+    SignedReference,
+    mime,
+    parse_response,
+)
+from gateway.as4._ns import EB
 from gateway.clock import Clock
 from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
-from gateway.metrics import FAILURES, SEND_ATTEMPTS, SEND_LATENCY
+from gateway.metrics import FAILURES, OUTBOUND_WAITING, PARTNER_HELD, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
-from gateway.store import Direction, Event, Evidence, IllegalTransition, MessageRecord, MessageStore, PayloadStore
+from gateway.store import (
+    Direction,
+    Event,
+    Evidence,
+    IllegalTransition,
+    MessageRecord,
+    MessageStore,
+    PayloadStore,
+    is_unavailable,
+)
 from gateway.tasks import cancel_all
+from gateway.xmlsafe import XmlInputError, parse_xml
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -35,6 +55,8 @@ JITTER = 0.1
 STREAM_ABOVE_BYTES = 1024 * 1024
 SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
 MIN_WAKE_SECONDS = 0.5  # a retry timer never fires sooner: with a clock that stands still (tests) it would spin
+SHOW_WAITING_EVERY = timedelta(seconds=10)  # the waiting-age gauge costs a query; a wake per submission need not
+_READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +129,16 @@ async def _first_of(sending: set[asyncio.Task[None]], woken: asyncio.Event) -> N
         waiter.cancel()
 
 
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 def _settled(sending: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
     """The sends still running; a send that raised (the store went away) stops its lane."""
     for task in sending:
@@ -153,6 +185,9 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._wake: Callable[[], None] = lambda: None
         self._timer: asyncio.TimerHandle | None = None
+        self._shown: set[str] = set()  # the partners this node exports the held and waiting gauges of
+        self._waiting_shown_at: datetime | None = None
+        self._held_before: dict[str, str] = {}
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -175,7 +210,9 @@ class Dispatcher:
         those whose time to live runs out meanwhile fail, saying why they were held.
         """
         held = self._held()
+        self._show_held(held)
         await self._expire_held(held)
+        await self._show_waiting()
         for lane in self._lanes.values():
             lane.woken.set()  # something may have come for it
         pulled = {p.profile.id for p in self._partners if p.profile.transport is Transport.PULL}
@@ -278,6 +315,32 @@ class Dispatcher:
         reasons = {p.profile.id: _why_held(p, self._partners, self._clock) for p in self._partners}
         return {partner_id: reason for partner_id, reason in reasons.items() if reason is not None}
 
+    def _show_held(self, held: dict[str, str]) -> None:
+        """Held messages are not claimed, so no retry or failure is counted until their time to live runs out:
+        the gauge is what alerts on a held partner, and the log says why, once, when it starts or changes."""
+        self._shown.update(p.profile.id for p in self._partners)
+        for partner_id in self._shown:
+            PARTNER_HELD.labels(partner=partner_id).set(1 if partner_id in held else 0)
+        for partner_id, why in sorted(held.items()):
+            if self._held_before.get(partner_id) != why:
+                log.warning("messages to the partner are held unsent", partner=partner_id, reason=why)
+        for partner_id in sorted(self._held_before.keys() - held.keys()):
+            log.info("messages to the partner are no longer held", partner=partner_id)
+        self._held_before = held
+
+    async def _show_waiting(self) -> None:
+        """How long each partner's longest-due message has waited: it grows for a partner with ``transport: pull``
+        that stopped pulling, whose messages wait SUBMITTED, never retried, until their time to live."""
+        now = self._clock.now()
+        if self._waiting_shown_at is not None and now - self._waiting_shown_at < SHOW_WAITING_EVERY:
+            return
+        due = dict(await self._store.waiting_partners())
+        self._shown.update(due)
+        for partner_id in self._shown:
+            since = due.get(partner_id, now)
+            OUTBOUND_WAITING.labels(partner=partner_id).set(max(round((now - since).total_seconds()), 0))
+        self._waiting_shown_at = now
+
     async def _expire_held(self, held: dict[str, str]) -> None:
         for partner_id, why in sorted(held.items()):
             reason = f"its time to live ran out while it was held unsent: {why}"
@@ -299,34 +362,49 @@ class Dispatcher:
         )
 
     async def _send(self, record: MessageRecord) -> None:
-        keeper = asyncio.create_task(self._keep_lease(record))
+        lost = asyncio.Event()
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(record, done, lost), name=f"lease {record.message_id}")
         try:
-            await self._attempt(record, keeper)
+            await self._attempt(record, lost)
         except IllegalTransition as exc:  # the attempt outlived its lease (StaleClaim), or a receipt came twice
             await self._store.note(
                 record.id, "outcome_not_applied", {"attempt": record.attempts, "reason": str(exc)}
             )
             log.warning("attempt outcome not applied", message_id=record.message_id, reason=str(exc))
         finally:
-            keeper.cancel()
+            # stopped, not cancelled: a cancel landing in a renewal's query drops the pooled connection (asyncpg)
+            done.set()
+            await keeper
 
-    async def _keep_lease(self, record: MessageRecord) -> None:
-        """Renew the lease every third of it while this node works on the message: waiting for a send slot and
-        a large upload may take longer than one lease, and a lease that ran out meanwhile would let another
-        claim send the message beside this one. Returns (the lease is lost) once the message left this claim."""
-        while True:
-            await asyncio.sleep(self._lease.total_seconds() / 3)
+    async def _keep_lease(self, record: MessageRecord, done: asyncio.Event, lost: asyncio.Event) -> None:
+        """Renew the lease every third of it until ``done``: waiting for a send slot and a large upload may take
+        longer than one lease, and a lease that ran out meanwhile would let another claim send the message beside
+        this one. Sets ``lost`` once the message left this claim. A store out of reach fails a renewal, not the
+        lease: the next one may come before it runs out."""
+        while not await _set_within(done, self._lease.total_seconds() / 3):
             try:
                 renewed = await self._store.renew_lease(
                     record.id, self._node_id, claimed=record.attempts, lease=self._lease
                 )
-            except StoreError as exc:  # the store may be back before the lease runs out
-                log.warning("lease not renewed", message_id=record.message_id, reason=str(exc))
+            except Exception as exc:
+                if not (isinstance(exc, StoreError) or is_unavailable(exc)):
+                    log.exception(
+                        "lease renewal failed; the message is left to its lease", message_id=record.message_id
+                    )
+                    lost.set()
+                    return
+                log.warning(
+                    "lease not renewed; trying again at the next renewal",
+                    message_id=record.message_id,
+                    reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                )
                 continue
             if not renewed:
+                lost.set()
                 return
 
-    async def _attempt(self, record: MessageRecord, keeper: asyncio.Task[None]) -> None:
+    async def _attempt(self, record: MessageRecord, lost: asyncio.Event) -> None:
         try:
             partner = self._partners.get(record.partner_id)
         except GatewayError as exc:  # the profile was retired: nobody to send it to
@@ -340,21 +418,30 @@ class Dispatcher:
         if why_held is not None:
             await self._hold(record, why_held)
             return
-        if record.expires_at is not None and self._clock.now() > record.expires_at:
-            reason = "its time to live ran out before it could be sent"
-            if record.attempts > 1:  # this claim counted as one
-                reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
-            await self._give_up(record, reason)
+        if (expired := self._expired(record)) is not None:
+            await self._give_up(record, expired)
             return
         async with self._posting:  # waiting here is not counted in the POST's time-out
-            if keeper.done():  # the lease ran out while waiting: the message is another claim's now
+            if lost.is_set():  # the lease ran out while waiting: the message is another claim's now
                 reason = "its lease ran out while it waited for a send slot; another claim sends it"
                 await self._store.note(
                     record.id, "attempt_abandoned", {"attempt": record.attempts, "reason": reason}
                 )
                 return
+            if (expired := self._expired(record)) is not None:  # the wait for a slot outlasted its time to live
+                await self._give_up(record, expired)
+                return
             attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
+
+    def _expired(self, record: MessageRecord) -> str | None:
+        """Why the message must not go any more (its time to live ran out), or None."""
+        if record.expires_at is None or self._clock.now() <= record.expires_at:
+            return None
+        reason = "its time to live ran out before it could be sent"
+        if record.attempts > 1:  # this claim counted as one
+            reason = EbmsCode.MISSING_RECEIPT.describe(f"{reason} again; {record.last_error or 'no receipt'}")
+        return reason
 
     async def _post(self, record: MessageRecord, partner: Partner) -> Attempt:
         assert record.wire_sha256 is not None and record.wire_content_type is not None
@@ -380,7 +467,7 @@ class Dispatcher:
                     timeout=self._timeout_for(size),
                     ssl=context or True,
                 ) as response:
-                    body = await response.read()
+                    body = await _answer_of(response, partner)
                     content_type = response.headers.get("Content-Type", "")
                     status = response.status
         except StoreError as exc:  # the signed message's file is gone or changed: sending it again cannot help
@@ -388,6 +475,11 @@ class Dispatcher:
                 f"the signed message cannot be sent: {exc}; restore the file, then `permit-gateway messages retry`"
             )
             return Attempt(receipt=None, retryable=False, reason=reason, http_status=None, latency_ms=0.0)
+        except AnswerTooLarge as exc:
+            latency = round((time.perf_counter() - started) * 1000, 1)
+            return Attempt(
+                receipt=None, retryable=True, reason=str(exc), http_status=exc.status, latency_ms=latency
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
             failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -398,7 +490,7 @@ class Dispatcher:
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
         except EbmsError as exc:
-            reason = f"HTTP {status}; {exc}"
+            reason = _unchecked_answer(status, exc, partner, content_type, body)
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
         if isinstance(answer, ErrorReceived):
             return _error_attempt(answer, status, latency)
@@ -473,9 +565,8 @@ class Dispatcher:
         )
 
     async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
-        """FAILED, with the alert; ``detail`` given: the failed attempt that made it give up counts as one."""
-        if detail is not None:
-            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
+        """FAILED, with the alert; ``detail`` given: the failed attempt that made it give up counts as one. Counted
+        once moved: a move refused (the claim outlived its lease) leaves the message to the claim that has it."""
         await self._store.move(
             record.id,
             Event.GIVE_UP,
@@ -484,6 +575,8 @@ class Dispatcher:
             lease_owner=None,
             claimed=record.attempts,
         )
+        if detail is not None:
+            SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
         alert_failed(record, reason)
 
 
@@ -494,6 +587,73 @@ def _why_held(partner: Partner, partners: Partners, clock: Clock) -> str | None:
     except GatewayError as exc:
         return str(exc)
     return None
+
+
+class AnswerTooLarge(GatewayError):
+    """The partner's answer to a message we sent is larger than any signal."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _answer_of(response: aiohttp.ClientResponse, partner: Partner) -> bytes:
+    """At most ``MAX_SIGNAL_BYTES``: the answer to a message is a receipt or an error signal, and a partner
+    that answers with more must not fill our memory for the whole time-out."""
+    body = bytearray()
+    while chunk := await response.content.read(_READ_CHUNK):
+        body += chunk
+        if len(body) > MAX_SIGNAL_BYTES:
+            raise AnswerTooLarge(
+                f"HTTP {response.status}; partner {partner.profile.id!r} answered at {partner.profile.endpoint_url} "
+                f"with more than {MAX_SIGNAL_BYTES} bytes, the largest signal taken (the answer to a message is a "
+                "receipt or an ebMS error signal); the rest was not read. The partner's administrator checks what "
+                "its endpoint answers to an AS4 message",
+                response.status,
+            )
+    return bytes(body)
+
+
+def _unchecked_answer(status: int, exc: EbmsError, partner: Partner, content_type: str, body: bytes) -> str:
+    """Why the partner's answer was not taken: our check of it failed (not the partner's check of our message),
+    what in our profile of the partner decides that check, and the error signal it may carry, unverified."""
+    reason = (
+        f"HTTP {status}; our check of partner {partner.profile.id!r}'s answer failed (the partner's answer was "
+        f"not accepted; this is not the partner refusing our message): {exc}. If the partner's signing "
+        f"certificate changed, {_trust_fix(partner)}"
+    )
+    errors = _unverified_errors(content_type, body)
+    if errors:
+        reason += f". The answer is an ebMS error signal, unverified: {errors}"
+    return reason
+
+
+def _trust_fix(partner: Partner) -> str:
+    security = partner.profile.security
+    where = f"our profile of it (the file in partner_profiles/ with id: {partner.profile.id})"
+    if security.trust_anchor is not None:
+        return (
+            f"{where} names the CA that issues it in security.trust_anchor (now {security.trust_anchor.name}) "
+            "with security.subject matching it"
+        )
+    pinned = ", ".join(p.name for p in security.pinned_certificates) or "none"
+    return f"{where} pins its current certificate in security.signing_certificate (now pinned: {pinned})"
+
+
+def _unverified_errors(content_type: str, body: bytes) -> str:
+    """The eb:Error codes and descriptions of an answer, read without checking its signature ("" if none)."""
+    try:
+        envelope = mime.parse(content_type, body).envelope
+        root = parse_xml(envelope, max_bytes=MAX_SIGNAL_BYTES, what="the partner's answer")
+    except (EbmsError, XmlInputError, ValueError):
+        return ""
+    described = []
+    for error in root.iter(f"{{{EB}}}Error"):
+        texts = ("".join(e.itertext()) for e in error.iter(f"{{{EB}}}Description", f"{{{EB}}}ErrorDetail"))
+        detail = " ".join(" ".join(texts).split())
+        shown = f"{error.get('errorCode', '?')} {error.get('shortDescription', '')}: {detail}"
+        described.append(shown[:500])
+    return "; ".join(described[:10])
 
 
 def _not_tried(reason: str) -> Attempt:

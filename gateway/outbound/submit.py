@@ -8,8 +8,9 @@ these same bytes. The registry row and the message row are one transaction (a un
 
 A document is sent once. The same document submitted again (a national system that did not hear our answer
 and tries again) is answered with the message that carries it, not sent under a new MessageId; if that message
-FAILED, it goes again under its own MessageId. The registry's unique document key decides between two
-submissions of one document racing each other.
+FAILED, it goes again under its own MessageId, or, when its signed bytes can no longer be delivered, as a message
+built anew that supersedes it (``gateway.outbound.retry`` decides, for an operator's retry too). The registry's
+unique document key decides between two submissions of one document racing each other.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.as4 import (
     DEFAULT_MPC,
     ROLE_INITIATOR,
     ROLE_RESPONDER,
+    EbmsError,
     KeyPair,
     Outgoing,
     Party,
@@ -40,13 +42,15 @@ from gateway.as4 import (
     build_user_message_streamed,
     message_id_for,
 )
+from gateway.as4.mime import MAX_ROOT_PART_BYTES
+from gateway.as4.policy import SUITES
 from gateway.clock import Clock
 from gateway.documents import DocumentKey, Finding, PermitDocument, parse_document, validate_document
-from gateway.documents.types import service_action
-from gateway.errors import GatewayError, ProfileError
+from gateway.documents.types import DocumentType, service_action
+from gateway.errors import GatewayError, ProfileError, StoreError
 from gateway.faults import NO_FAULTS, Faults
 from gateway.files import sha256_of_file
-from gateway.outbound.retry import NotRetryable, retry_failed
+from gateway.outbound.retry import BuiltWith, NotRetryable, built_with_of, latest_carrier, retry_failed
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -71,6 +75,7 @@ log = structlog.get_logger("gateway.outbound")
 
 PERMIT_MIME_TYPE = "application/xml"
 MAX_ATTACHMENTS = 100
+MIME_HEADERS_BYTES = 64 * 1024
 """The most supporting documents one submission carries, through the REST API or the outbox folder: each is an
 AS4 payload of its own, and each is an open file while the message is packed."""
 
@@ -83,6 +88,8 @@ class Submitted:
     record: MessageRecord
     findings: tuple[Finding, ...]
     created: bool
+    supersedes: str | None = None
+    """The FAILED message whose document a message built anew (``created``) carries now."""
 
 
 class AlreadySent(GatewayError):
@@ -166,17 +173,18 @@ class Submitter:
         if len(attachments) > MAX_ATTACHMENTS:
             raise TooManyAttachments(f"{len(attachments)} supporting documents were given")
         now = self._clock.now()
-        parsed = parse_document(data)
+        parsed = await asyncio.to_thread(parse_document, data)  # a large document must not stall the node
         context = await self._permits.context_for(parsed.outline)
         outline = parsed.outline
         kept = context.known.get(outline.key) if outline is not None else None
         if outline is not None and kept is not None and kept.content_sha256 == outline.content_sha256:
             return await self._submitted_before(kept, partner_id, attachments)
-        document = validate_document(parsed, as_of=now.date(), context=context)
+        document = await asyncio.to_thread(validate_document, parsed, as_of=now.date(), context=context)
         partner = choose_partner(document, self._partners, self._identity, partner_id)
         self._partners.usable(partner, now)
         _check_agreed(document, partner, len(data))
-        new = await self._packed(document, data, attachments, partner)
+        supporting = await asyncio.to_thread(self._keep_all, attachments, partner) if attachments else []
+        new = await self._packed(document.document_type, document.number, data, supporting, partner)
         detail: dict[str, object] = {
             "document_type": document.document_type.value,
             "document_number": document.number,
@@ -205,19 +213,25 @@ class Submitter:
         return Submitted(record=record, findings=document.findings, created=created)
 
     async def _packed(
-        self, document: PermitDocument, data: bytes, attachments: Sequence[NewAttachment], partner: Partner
+        self,
+        document_type: DocumentType,
+        number: str,
+        data: bytes,
+        supporting: list[Attachment],
+        partner: Partner,
+        *,
+        anew: MessageRecord | None = None,
     ) -> NewMessage:
-        """The signed and encrypted message built and its files stored: the message row to insert."""
+        """The signed and encrypted message built and its files stored: the message row to insert (built
+        ``anew`` in place of a message, in its conversation)."""
         sender = self._keys.signing_for(partner.policy.suite, partner=partner.profile.id)
-        user_message = self._user_message(document, partner)
-        if attachments:  # seconds of copying, compressing and encrypting for large ones: off the event loop
-            supporting = await asyncio.to_thread(self._keep_all, attachments, partner)
+        user_message = self._user_message(document_type, partner, anew=anew)
+        if supporting:  # seconds of copying, compressing and encrypting for large ones: off the event loop
             wire_sha256, content_type, references = await asyncio.to_thread(
                 self._pack_streamed, user_message, data, supporting, partner, sender
             )
             payload_sha256 = await self._payloads.write(data)
         else:
-            supporting = []
             outgoing = self._pack(user_message, data, partner, sender)
             payload_sha256, wire_sha256 = await self._payloads.write_all(data, outgoing.body)
             content_type, references = outgoing.content_type, _signed(outgoing.references)
@@ -232,8 +246,8 @@ class Submitter:
             to_party=partner.profile.party_id,
             service=user_message.service,
             action=user_message.action,
-            document_type=document.document_type.value,
-            document_number=document.number,
+            document_type=document_type.value,
+            document_number=number,
             payload_sha256=payload_sha256,
             payload_mime_type=PERMIT_MIME_TYPE,
             wire_sha256=wire_sha256,
@@ -246,8 +260,9 @@ class Submitter:
     async def _submitted_before(
         self, kept: KnownDocument, partner_id: str | None, attachments: Sequence[NewAttachment]
     ) -> Submitted:
-        """The message that carried this document before; a FAILED one goes again under its MessageId."""
-        record = await self._carrier(kept)
+        """The message that carries this document (the one built anew in place of the first, if one was); a
+        FAILED one goes again."""
+        record = await latest_carrier(self._store, await self._carrier(kept))
         if partner_id is not None and partner_id != record.partner_id:
             raise AlreadySent(
                 f"{_named(kept.document.key)} was sent to partner {record.partner_id!r} as message "
@@ -261,9 +276,12 @@ class Submitter:
                 f"document(s); this submission has {len(given)} and they differ. A sent permit is not sent again "
                 "with other supporting documents: submit an Amendment of it carrying them"
             )
-        if record.state is State.FAILED:
-            record = await self._resend(record)
-        return Submitted(record=record, findings=(), created=False)
+        if record.state is not State.FAILED:
+            return Submitted(record=record, findings=(), created=False)
+        again = await self._resend(record)
+        if again.message_id == record.message_id:
+            return Submitted(record=again, findings=(), created=False)
+        return Submitted(record=again, findings=(), created=True, supersedes=record.message_id)
 
     async def _carrier(self, kept: KnownDocument) -> MessageRecord:
         if kept.direction is not Direction.OUTBOUND:
@@ -289,10 +307,67 @@ class Submitter:
                 record.message_id,
                 reason="the national system submitted the same document again",
                 event=Event.RESUBMITTED,
+                rebuilder=self,
             )
         except (NotRetryable, IllegalTransition):  # another submission or an operator sent it again meanwhile
             again = await self._store.find(Direction.OUTBOUND, record.message_id)
-            return again or record
+            return await latest_carrier(self._store, again or record)
+
+    async def built_with(self, record: MessageRecord) -> BuiltWith | str:
+        """What a stored message's signed bytes were built with (``Rebuilder``), read from their envelope."""
+        if record.wire_sha256 is None or record.wire_content_type is None:
+            return "no signed bytes are stored"
+        try:
+            head = await asyncio.to_thread(self._head, record.wire_sha256)
+            return built_with_of(record.wire_content_type, head)
+        except (StoreError, OSError, ValueError, EbmsError) as exc:
+            return str(exc) or type(exc).__name__
+
+    def _head(self, sha256: str) -> bytes:
+        """Enough of the stored bytes for their envelope, the first MIME part: never a large message whole."""
+        with self._payloads.open(sha256) as wire:
+            return wire.read(MAX_ROOT_PART_BYTES + MIME_HEADERS_BYTES)
+
+    def building_with(self, record: MessageRecord, partner: Partner) -> BuiltWith:
+        """What a message carrying ``record``'s document would be built with now (``Rebuilder``)."""
+        return BuiltWith(
+            user_message=self._user_message(DocumentType(record.document_type or ""), partner, anew=record),
+            encrypted_for=partner.certificates.encryption,
+            signature_method=SUITES[partner.policy.suite].signature.value,
+        )
+
+    async def rebuild(
+        self, record: MessageRecord, partner: Partner, *, because: str, reason: str
+    ) -> MessageRecord:
+        """A new message from ``record``'s stored document and supporting documents, built under the partner's
+        current profile, superseding ``record`` (``Rebuilder``). Its MessageId follows from ``record``'s, so
+        two rebuilds racing each other make one message."""
+        self._partners.usable(partner, self._clock.now())
+        if record.document_type is None or record.document_number is None:
+            raise NotRetryable(f"message {record.message_id!r} carries no permit document to build anew")
+        data = await asyncio.to_thread(self._payloads.get, record.payload_sha256)
+        supporting = attachments_of(record.attachments)
+        new = await self._packed(
+            DocumentType(record.document_type), record.document_number, data, supporting, partner, anew=record
+        )
+        detail: dict[str, object] = {
+            "document_type": record.document_type,
+            "document_number": record.document_number,
+        }
+        why = {"reason": reason, "because": because}
+        kept = await self._store.supersede(record, new, detail=detail, why=why)
+        if kept is None or not kept[1]:
+            if new.wire_sha256:
+                await asyncio.to_thread(self._payloads.remove, new.wire_sha256, untouched_for=timedelta(0))
+            if kept is None:
+                raise NotRetryable(
+                    f"message {record.message_id!r} was sent again meanwhile; it is no longer FAILED"
+                )
+            return kept[0]
+        log.info(
+            "FAILED message built anew", message_id=new.message_id, supersedes=record.message_id, because=because
+        )
+        return kept[0]
 
     def _keep_all(self, attachments: Sequence[NewAttachment], partner: Partner) -> list[Attachment]:
         return [self._keep(a, position, partner) for position, a in enumerate(attachments, start=1)]
@@ -361,20 +436,27 @@ class Submitter:
             wire_sha256, _ = self._payloads.put_chunks(streamed.chunks())
         return wire_sha256, streamed.content_type, _signed(streamed.references)
 
-    def _user_message(self, document: PermitDocument, partner: Partner) -> UserMessage:
-        service, action = service_action(document.document_type)
+    def _user_message(
+        self, document_type: DocumentType, partner: Partner, *, anew: MessageRecord | None = None
+    ) -> UserMessage:
+        service, action = service_action(document_type)
         ours = PartyId(value=self._identity.party_id, type=self._identity.party_id_type)
         theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
         return UserMessage(
-            message_id=new_message_id(self._identity),
+            message_id=new_message_id(self._identity) if anew is None else _anew_id(self._identity, anew),
             timestamp=self._clock.now(),
             from_party=Party(party_ids=(ours,), role=partner.profile.roles.initiator or ROLE_INITIATOR),
             to_party=Party(party_ids=(theirs,), role=partner.profile.roles.responder or ROLE_RESPONDER),
             service=service,
             action=action,
-            conversation_id=str(uuid.uuid4()),
+            conversation_id=str(uuid.uuid4()) if anew is None else anew.conversation_id,
             mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
         )
+
+
+def _anew_id(identity: IdentitySettings, record: MessageRecord) -> str:
+    """The MessageId of the message built anew in place of ``record``: always the same for one ``record``."""
+    return message_id_for(identity.party_id, str(uuid.uuid5(uuid.NAMESPACE_URL, record.message_id)))
 
 
 def _check_agreed(document: PermitDocument, partner: Partner, size: int) -> None:

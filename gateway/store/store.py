@@ -8,7 +8,7 @@ unique key, and ``UPDATE ... WHERE state IN (...)`` checked by rowcount.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -228,13 +229,20 @@ def _evidence_values(pk: int, kept: Evidence, now: datetime) -> dict[str, Any]:
     }
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(wait_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # Setting the mode takes a lock without SQLite's busy handler: a node opening the file while another
+        # writes failed at once. Once a file is in WAL it stays so, and reading the mode takes no such lock.
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
 def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState) -> None:
@@ -251,12 +259,13 @@ def _rollback_if_open(dbapi_connection: Any, record: Any, reset: PoolResetState)
 
 def is_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or dropped the connection (a restart, a failover, SQLite busy past its
-    time-out): the operation did not happen or, for a drop during COMMIT, may have. Callers answer "try again",
-    which duplicate detection makes safe. asyncpg reports a refused connection as a bare ConnectionError; one
-    raised where no database code ran (aiohttp's, as a client drops its connection mid-body) is no outage."""
+    time-out, no pooled connection free within it): the operation did not happen or, for a drop during COMMIT, may
+    have. Callers answer "try again", which duplicate detection makes safe. asyncpg reports a refused connection
+    as a bare ConnectionError; one raised where no database code ran (aiohttp's, as a client drops its connection
+    mid-body) is no outage."""
     import traceback
 
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
         return True
     if isinstance(exc, ConnectionError):
         frames = traceback.walk_tb(exc.__traceback__)
@@ -265,7 +274,10 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, wait_seconds: float = 30.0) -> AsyncEngine:
+    """``wait_seconds`` bounds how long a statement waits for another process's lock (SQLite) or a connection
+    (PostgreSQL); an operation queued for a pooled connection waits twice that, as the one ahead of it may wait
+    its whole share. Past it the operation fails as unavailable: a 503 to the caller, not a 500."""
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
         if database and not database.startswith(":memory:"):
@@ -274,20 +286,22 @@ def create_engine(url: str) -> AsyncEngine:
         # far less than writers retrying in SQLite's busy handler, which sleeps up to 100 ms a try.
         engine = create_async_engine(
             url,
-            connect_args={"timeout": 30},
+            connect_args={"timeout": wait_seconds},
             pool_size=1,
             max_overflow=0,
-            pool_timeout=60,
+            pool_timeout=2 * wait_seconds,
             pool_reset_on_return=None,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(wait_seconds))
         event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
     # No overflow: connections opened past the pool and closed on return cost a server process each time. No
     # ping per checkout either (a round trip per transaction): a connection a server restart dropped fails
     # one operation, which its caller retries (the sender's retry, the next sweep), and SQLAlchemy then
     # replaces every pooled connection.
-    engine = create_async_engine(url, pool_size=20, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(
+        url, pool_size=20, max_overflow=0, pool_timeout=2 * wait_seconds, connect_args={"timeout": wait_seconds}
+    )
     event.listen(engine.sync_engine, "handle_error", _broken_protocol_is_a_disconnect)
     return engine
 
@@ -388,6 +402,24 @@ class MessageStore:
             ]
             await conn.execute(_INSERT_ATTACHMENTS, rows)
         return record, True
+
+    async def supersede(
+        self, old: MessageRecord, new: NewMessage, *, detail: dict[str, Any], why: dict[str, Any]
+    ) -> tuple[MessageRecord, bool] | None:
+        """Insert ``new``, built anew in place of the FAILED message ``old``: its ``submitted`` event (``detail``)
+        and a ``supersedes`` event naming ``old``, and on ``old`` a ``superseded`` event naming ``new`` (``old``
+        stays FAILED), in one transaction. ``created=False`` when ``new``'s MessageId was stored already; None,
+        with nothing written, when ``old`` is no longer FAILED (sent again meanwhile)."""
+        async with self._engine.begin() as conn:
+            still_failed = _UPDATE_BY_PK.where(messages.c.state == State.FAILED)
+            touched = await conn.execute(still_failed, {"pk": old.id, "updated_at": self._clock.now()})
+            if touched.rowcount != 1:  # nothing written: the UPDATE changed no row
+                return None
+            record, created = await self.add_on(conn, new, detail=detail)
+            if created:
+                await self._log(conn, record.id, "supersedes", None, why | {"supersedes": old.message_id})
+                await self._log(conn, old.id, "superseded", None, why | {"superseded_by": new.message_id})
+            return record, created
 
     async def move(
         self,
@@ -718,6 +750,22 @@ class MessageStore:
                 if found is not None:
                     return found
         return None
+
+    async def find_named(
+        self, message_id: str, *, direction: Direction | None = None, from_party: str | None = None
+    ) -> list[MessageRecord]:
+        """Every message with this MessageId, of ``direction`` and sent by ``from_party`` when given, ours first:
+        a partner may reuse a MessageId, so a caller naming a message by MessageId alone checks it names one.
+        One look-up per direction, each on the unique key's index."""
+        query = _BY_MESSAGE_ID if from_party is None else _BY_MESSAGE_ID_FROM
+        found: list[MessageRecord] = []
+        async with self._reads.connect() as conn:
+            for each in (Direction.OUTBOUND, Direction.INBOUND) if direction is None else (direction,):
+                key = {"direction": each, "message_id": message_id}
+                if from_party is not None:
+                    key["from_party"] = from_party
+                found.extend(_record(row) for row in await conn.execute(query.order_by(messages.c.id), key))
+        return found
 
     async def find_many(
         self, direction: Direction, message_ids: Sequence[str], *, batch: int = 500

@@ -52,7 +52,7 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_db_upgrade_never_prints_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sqlite = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
 
-    def on_sqlite(_url: str) -> AsyncEngine:
+    def on_sqlite(_url: str, **_options: float) -> AsyncEngine:
         return create_engine(sqlite)
 
     monkeypatch.setattr("gateway.store.create_engine", on_sqlite)
