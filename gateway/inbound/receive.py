@@ -63,6 +63,7 @@ from gateway.store import (
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.payloads import IncomingFile
 from gateway.store.unit import unit_of_work
+from gateway.tasks import on_documents_thread
 
 log = structlog.get_logger("gateway.inbound")
 SPOOL_THRESHOLD = 1024 * 1024
@@ -406,10 +407,10 @@ class Receiver:
         a refused one is stored REJECTED with its findings, and the sender told why."""
         try:
             # in a thread: a large document must not stall the node's other traffic
-            parsed = await asyncio.to_thread(parse_document, received.payloads[0].read())
+            parsed = await on_documents_thread(parse_document, received.payloads[0].read())
             context = await self._permits.context_for(parsed.outline)
             as_of = self._clock.now().date()
-            document = await asyncio.to_thread(validate_document, parsed, as_of=as_of, context=context)
+            document = await on_documents_thread(validate_document, parsed, as_of=as_of, context=context)
             self._check_sender(document, received)
             return document
         except PermitDocumentRejected as exc:

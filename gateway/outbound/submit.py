@@ -70,6 +70,7 @@ from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_fi
 from gateway.store.lifecycle import Event, IllegalTransition
 from gateway.store.permits import KnownDocument
 from gateway.store.unit import unit_of_work
+from gateway.tasks import on_documents_thread
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -173,13 +174,13 @@ class Submitter:
         if len(attachments) > MAX_ATTACHMENTS:
             raise TooManyAttachments(f"{len(attachments)} supporting documents were given")
         now = self._clock.now()
-        parsed = await asyncio.to_thread(parse_document, data)  # a large document must not stall the node
+        parsed = await on_documents_thread(parse_document, data)  # a large document must not stall the node
         context = await self._permits.context_for(parsed.outline)
         outline = parsed.outline
         kept = context.known.get(outline.key) if outline is not None else None
         if outline is not None and kept is not None and kept.content_sha256 == outline.content_sha256:
             return await self._submitted_before(kept, partner_id, attachments)
-        document = await asyncio.to_thread(validate_document, parsed, as_of=now.date(), context=context)
+        document = await on_documents_thread(validate_document, parsed, as_of=now.date(), context=context)
         partner = choose_partner(document, self._partners, self._identity, partner_id)
         self._partners.usable(partner, now)
         _check_agreed(document, partner, len(data))

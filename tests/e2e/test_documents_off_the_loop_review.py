@@ -15,6 +15,7 @@ import gateway.inbound.receive
 import gateway.outbound.submit
 from tests.e2e.conftest import Harness, example, import_exchanged, submit
 
+IA = "BE-IA-2026-0001.xml"
 PING_SECONDS = 10  # only a bound on a test that fails: a node answers /metrics in milliseconds
 
 
@@ -57,3 +58,23 @@ async def test_the_node_answers_while_a_received_document_is_checked(
     _, ch = await import_exchanged(harness, session)
     assert ch.url == url
     assert answered == [True, True], "parse and validate each ran while the receiving node answered /metrics"
+
+
+async def test_documents_submitted_at_once_before_any_schema_is_compiled_are_all_checked(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """On pool threads, the first submissions compiled the permit schema at the same time; one compile lost its
+    ds:Signature import and every submission after it was answered 500 (seen in bench/throughput.py)."""
+    import asyncio
+
+    from gateway.xmlsafe import load_schema
+
+    be = await harness.start("BE-FAMHP")
+    for round_ in range(4):  # a race: each round compiles the schema anew under sixteen submissions
+        load_schema.cache_clear()
+        documents = [
+            example(IA, today=harness.clock.now()).replace(b"BE-IA-2026-0001", f"BE-IA-2026-{n:04d}".encode())
+            for n in range(100 + 16 * round_, 116 + 16 * round_)
+        ]
+        answers = await asyncio.gather(*(submit(session, be, d) for d in documents))
+        assert [status for status, _ in answers] == [202] * len(documents), answers
