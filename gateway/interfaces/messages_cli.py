@@ -190,7 +190,9 @@ def retry(
     clock = SystemClock()
     why = f"operator (CLI): {reason}"
     try:
-        partners = Partners(load_profiles_of(settings).registry, now=clock.now())
+        partners = Partners(
+            load_profiles_of(settings).registry, now=clock.now(), max_age=settings.inbound.duplicate_window
+        )
         record = _run(settings, lambda store: retry_failed(store, partners, clock, message_id, reason=why))
     except GatewayError as exc:
         raise fail(str(exc)) from None
