@@ -95,7 +95,7 @@ def validity_within_national_limit(d: Draft, env: Env) -> Iterator[Hit]:
     limit = env.reference.validity_limit(d.issuing_country.value, d.document_type)
     if not (limit and d.valid_from and d.valid_until) or d.valid_from.value > d.valid_until.value:
         return
-    latest = add_months(d.valid_from.value, limit.max_months)
+    latest = last_day_within(d.valid_from.value, limit.max_months)
     if d.valid_until.value > latest:
         yield at(
             d.valid_until,
@@ -436,6 +436,16 @@ def add_months(day: date, months: int) -> date:
     if year > date.max.year:
         return date.max
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def last_day_within(day: date, months: int) -> date:
+    """The last day of a validity of ``months`` that begins on ``day``, both ends counted: the day before the
+    same day ``months`` later (16 Nov + 3 months: 15 Feb), or that month's last day when it has no such day
+    (31 Jan + 1 month: 28 Feb)."""
+    end = add_months(day, months)
+    if end == date.max or end.day < day.day:
+        return end
+    return end - timedelta(days=1)
 
 
 def _expected_base_grams(line: LineDraft, env: Env) -> Decimal | None:

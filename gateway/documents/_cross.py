@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from gateway.documents._checks import BASE_QUANTITY_TOLERANCE_GRAMS, FACTOR_TOLERANCE
 from gateway.documents._engine import Env, Hit, at
-from gateway.documents._extract import Draft, LineDraft, PartyDraft, ReferenceDraft
+from gateway.documents._extract import RE_EXPORT, Draft, LineDraft, PartyDraft, ReferenceDraft
 from gateway.documents._model import DocumentKey, Party, PermitDocument, PermitLine
 from gateway.documents.context import DocumentContext, DocumentStatus
 from gateway.documents.reference import Substance
-from gateway.documents.types import DocumentType
+from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
 
 _NOT_OPEN = {DocumentStatus.EXPIRED: "expired", DocumentStatus.CLOSED: "closed (used up or endorsed)"}
 OVER_RECEIPT = "overReceipt"
@@ -90,7 +90,8 @@ def import_not_prohibited(d: Draft, env: Env) -> Iterator[Hit]:
         return
     for line in d.lines:
         found = ctx.prohibition(d.importing_country.value, line.substance_id.value)
-        if found is not None:
+        # a prohibition notified ahead of time binds documents issued from the day it takes effect
+        if found is not None and (found.since is None or found.since <= d.issue_date.value):
             since = f" since {found.since}" if found.since else ""
             yield at(
                 line.substance_id,
@@ -100,6 +101,58 @@ def import_not_prohibited(d: Draft, env: Env) -> Iterator[Hit]:
                 since=since,
                 reference=found.reference,
             )
+
+
+# Rules on the document alone. They belong with the own-document checks in _checks.py, and are here only
+# because they came while that module was being changed: move them there.
+
+_SCHEDULE_I_PARTIES = frozenset({"authority", "laboratory"})
+
+
+def schedule_i_between_authorized_parties(d: Draft, env: Env) -> Iterator[Hit]:
+    """1971 Art. 7(f): Schedule I trade only between competent authorities and the parties they specially
+    authorize, which the Category laboratory stands for."""
+    lines = [line for line in d.lines if _schedule_i(line)]
+    if not lines:
+        return
+    for party in (d.importer, d.exporter):
+        if party is not None and party.category not in _SCHEDULE_I_PARTIES:
+            category = party.element.find(f"{{{PERMITS_NAMESPACE}}}Category")
+            yield Hit(
+                party.element if category is None else category,
+                {
+                    "role": party.role,
+                    "category": party.category,
+                    "lines": ", ".join(str(line.number) for line in lines),
+                    "ids": ", ".join(sorted({line.substance_id.value for line in lines})),
+                },
+            )
+
+
+def re_export_not_counted(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        found = env.reference.substance(line.substance_id.value)
+        if line.purpose == RE_EXPORT and line.base_grams is not None and found is not None and _estimated(found):
+            yield at(
+                line.base_grams,
+                line=line.number,
+                grams=line.base_grams.value,
+                id=found.id,
+                country=d.importing_country.value,
+            )
+
+
+def exported_without_import_authorization(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.import_ref is not None:
+        return
+    if d.exemption is not None:
+        yield at(d.exemption, path=f"against the letter of exemption {d.exemption.value}")
+    elif d.emergency is not None:
+        yield at(d.emergency, path=f"as an emergency delivery ({d.emergency.value})")
+
+
+def _schedule_i(line: LineDraft) -> bool:
+    return bool(line.treaty and line.schedule and (line.treaty.value, line.schedule.value) == ("1971", "I"))
 
 
 # ExportAuthorization against its ImportAuthorization
@@ -397,7 +450,13 @@ def _by_substance(d: Draft, env: Env) -> dict[str, list[LineDraft]]:
     grouped: dict[str, list[LineDraft]] = defaultdict(list)
     for line in d.lines:
         found = env.reference.substance(line.substance_id.value)
-        if found and found.id == line.substance_id.value and line.base_grams is not None and _estimated(found):
+        if (
+            found
+            and found.id == line.substance_id.value
+            and line.base_grams is not None
+            and _estimated(found)
+            and line.purpose != RE_EXPORT
+        ):
             grouped[found.id].append(line)
     return grouped
 
@@ -440,7 +499,12 @@ def _unmatched_lines(d: Draft, other: PermitDocument, env: Env, *, gross: bool) 
         match = theirs.get(line.reference_line.value)
         problem = _line_problem(line, match)
         if match is not None and not problem:
-            problem = _factor_problem(line, match, env) or (_gross_problem(line, match, env) if gross else "")
+            problem = (
+                _unit_problem(line, match, env)
+                or _factor_problem(line, match, env)
+                or _ratio_problem(line, match, env)
+                or (_gross_problems(d, line, other, match, env) if gross else "")
+            )
         if problem:
             yield at(
                 line.reference_line,
@@ -459,8 +523,13 @@ def _line_problem(line: LineDraft, match: PermitLine | None) -> str:
         return f"has {match.substance_id} on that line, not {line.substance_id.value}"
     form = line.pharmaceutical_form.value if line.pharmaceutical_form else None
     theirs = match.pharmaceutical_form
-    if line.treaty and line.treaty.value == "1971" and form and theirs and form.casefold() != theirs.casefold():
+    if line.treaty is None or line.treaty.value != "1971":
+        return ""
+    if form and theirs and form.casefold() != theirs.casefold():
         return f"authorizes it as {theirs}, not {form}"
+    name, authorized = line.preparation_name, match.preparation_name
+    if name and authorized and _normal(name) != _normal(authorized):
+        return f"authorizes preparation {authorized}, not {name}"
     return ""
 
 
@@ -489,6 +558,89 @@ def _gross_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
     return f"authorizes {match.gross_quantity} {match.unit_code} gross, less than {line.gross.value} {line.unit}"
 
 
+def _unit_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
+    """Quantities in a volume or count unit cannot be turned into grams: held to the other line's very unit,
+    they can be checked against it (its gross quantity, and the base grams it gives per unit)."""
+    if line.unit == match.unit_code or (_grams_per(line.unit, env) and _grams_per(match.unit_code, env)):
+        return ""
+    return (
+        f"authorizes it in {match.unit_code}, not {line.unit}; state the quantity in {match.unit_code}, the "
+        f"unit of that line"
+    )
+
+
+def _ratio_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
+    """For a volume or count unit, the base grams per unit the other line gives; X-007 cannot recompute the
+    base quantity of such a line, and a smaller one would let more units through the quantity checks."""
+    if _grams_per(line.unit, env) or line.base_grams is None or match.base_quantity_grams is None:
+        return ""
+    if not match.gross_quantity:
+        return ""
+    expected = line.gross.value * match.base_quantity_grams / match.gross_quantity
+    # the other line's base quantity is rounded too: its error grows with this line's share of it
+    tolerance = BASE_QUANTITY_TOLERANCE_GRAMS * (1 + line.gross.value / match.gross_quantity)
+    if abs(expected - line.base_grams.value) <= tolerance:
+        return ""
+    return (
+        f"gives {match.base_quantity_grams} g base for {match.gross_quantity} {match.unit_code}, so "
+        f"{line.gross.value} {line.unit} hold {expected.quantize(BASE_QUANTITY_TOLERANCE_GRAMS)} g, not the "
+        f"{line.base_grams.value} g of this line"
+    )
+
+
+def _gross_problems(d: Draft, line: LineDraft, ia: PermitDocument, match: PermitLine, env: Env) -> str:
+    return _gross_problem(line, match, env) or _drawn_gross_problem(d, line, ia, match, env)
+
+
+def _drawn_gross_problem(d: Draft, line: LineDraft, ia: PermitDocument, match: PermitLine, env: Env) -> str:
+    """For a volume or count unit, the units the other ExportAuthorizations already take from the import line
+    (what was endorsed, once endorsed), with what this one's lines on it take."""
+    ctx = env.context
+    if ctx is None or _grams_per(line.unit, env) or line.unit != match.unit_code:
+        return ""
+    ours = sum(
+        (o.gross.value for o in d.lines if o.reference_line and o.reference_line.value == match.line_number),
+        Decimal(0),
+    )
+    others = ctx.exports_against(ia.key, excluding=d.key)
+    before = sum((_gross_taken(ctx, key, match) for key in others), Decimal(0))
+    if before + ours <= match.gross_quantity:
+        return ""
+    return (
+        f"authorizes {match.gross_quantity} {match.unit_code} gross; {', '.join(k.number for k in others)} "
+        f"already take {before} {match.unit_code}, which leaves {max(match.gross_quantity - before, Decimal(0))}, "
+        f"less than the {ours} {line.unit} of this document's lines on it"
+    )
+
+
+def _gross_taken(ctx: DocumentContext, key: DocumentKey, ia_line: PermitLine) -> Decimal:
+    ea = ctx.find(key)
+    if ea is None:
+        return Decimal(0)
+    lines = {
+        line.line_number: line
+        for line in ea.lines
+        if line.reference_line_number == ia_line.line_number and line.unit_code == ia_line.unit_code
+    }
+    endorsed = [en for en in map(ctx.find, ctx.endorsements_of(key)) if en is not None]
+    if endorsed:
+        return sum(
+            (
+                line.gross_quantity
+                for en in endorsed
+                for line in en.lines
+                if line.reference_line_number in lines and line.unit_code == ia_line.unit_code
+            ),
+            Decimal(0),
+        )
+    return sum((line.gross_quantity for line in lines.values()), Decimal(0))
+
+
+def _grams_per(unit_code: str, env: Env) -> Decimal | None:
+    unit = env.reference.unit(unit_code)
+    return unit.grams if unit is not None else None
+
+
 def _in_grams(quantity: Decimal, unit_code: str, env: Env) -> Decimal | None:
     unit = env.reference.unit(unit_code)
     return quantity * unit.grams if unit is not None and unit.grams is not None else None
@@ -499,8 +651,8 @@ def _party_differences(ours: PartyDraft, theirs: Party) -> Iterator[tuple[str, s
         yield "Name", ours.name, theirs.name
     if ours.country.value != theirs.country:
         yield "Address/CountryCode", ours.country.value, theirs.country
-    if ours.licence and theirs.licence and _normal(ours.licence) != _normal(theirs.licence):
-        yield "NationalLicenceNumber", ours.licence, theirs.licence
+    if theirs.licence and _normal(ours.licence or "") != _normal(theirs.licence):
+        yield "NationalLicenceNumber", ours.licence or "(none)", theirs.licence
 
 
 def _normal(text: str) -> str:

@@ -31,6 +31,7 @@ _SUBJECTS = ("AmendedDocument", "CancelledDocument", "AcknowledgedDocument", "No
 _EVENT_DATES = ("DispatchDate", "DateOfReceipt", "DateOfDespatch", "ExpectedDispatchDate", "EffectiveDate")
 _ACTUAL = frozenset({DocumentType.EXPORT_EXECUTION, DocumentType.IMPORT_ENDORSEMENT})
 _TAKES_EFFECT = frozenset({DocumentType.CANCELLATION, DocumentType.EXPORT_EXECUTION})
+RE_EXPORT = "reExport"
 
 
 # Drafts live for one validation and are never changed; they are not frozen because frozen dataclasses
@@ -102,6 +103,7 @@ class LineDraft:
     base_grams: At[Decimal] | None
     reference_line: At[int] | None
     actual: bool
+    purpose: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -136,6 +138,9 @@ class Draft:
     content_sha256: str
     is_replacement: bool
     raw_sha256: str = ""
+    exemption: At[str] | None = None
+    """The DocumentNumber of an ExportAuthorization's ExemptionReference: the importing country's statement
+    that the import needs no authorization, in place of an ImportAuthorizationReference."""
 
     @property
     def key(self) -> DocumentKey:
@@ -200,6 +205,7 @@ def extract(
         content_sha256=content_sha256,
         is_replacement=version is not None,
         raw_sha256=raw_sha256,
+        exemption=_maybe(_token, _children(get(_T["ExemptionReference"])).get(_T["DocumentNumber"])),
     )
 
 
@@ -244,6 +250,8 @@ def _permit_line(line: LineDraft) -> PermitLine:
         unit_code=line.unit,
         reference_line_number=line.reference_line.value if line.reference_line else None,
         pharmaceutical_form=line.pharmaceutical_form.value if line.pharmaceutical_form else None,
+        preparation_name=line.preparation_name,
+        re_export=line.purpose == RE_EXPORT,
     )
 
 
@@ -311,6 +319,7 @@ def _line(element: etree._Element, actual: bool) -> LineDraft:
         base_grams=_maybe(_decimal, get(_T["BaseQuantityGrams"])),
         reference_line=_maybe(_integer, reference),
         actual=actual,
+        purpose=_text(get(_T["Purpose"])) or None,
     )
 
 
@@ -319,10 +328,11 @@ def _line(element: etree._Element, actual: bool) -> LineDraft:
 
 _NAMES = (
     "Address AmendedDocument AuthorityId BaseConversionFactor BaseQuantityGrams CASNumber Category Code Discrepancy "
-    "CountryCode Decision DocumentNumber DocumentType EmergencyDelivery EstimateYear ExportAuthorizationReference "
+    "CountryCode Decision DocumentNumber DocumentType EmergencyDelivery EstimateYear ExemptionReference "
+    "ExportAuthorizationReference "
     "ExportLineNumber ExportingCountry Exporter Finding Form GrossQuantity INN Importer ImportAuthorizationReference "
     "ImportLineNumber ImportingCountry IssueDate IssuingAuthority LineNumber MultipleConsignmentsAllowed Name "
-    "NationalLicenceNumber PharmaceuticalForm PreparationName Reason Replacement SaltOrBaseForm Schedule Severity "
+    "NationalLicenceNumber PharmaceuticalForm PreparationName Purpose Reason Replacement SaltOrBaseForm Schedule Severity "
     "Status SubstanceId SubstanceLine SubstanceName Treaty Consignee Validity ValidFrom ValidUntil Version"
 )
 _T = {name: _NS + name for name in (*_NAMES.split(), *_SUBJECTS, *_EVENT_DATES)}

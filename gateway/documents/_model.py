@@ -47,7 +47,9 @@ class Party:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PermitLine:
     """One substance line. ``reference_line_number`` is the ImportAuthorization line an ExportAuthorization
-    line draws on, or the ExportAuthorization line an execution or endorsement line reports on."""
+    line draws on, or the ExportAuthorization line an execution or endorsement line reports on.
+    ``preparation_name`` is None on lines without one (and on lines a store kept before it kept them);
+    ``re_export`` is True on a line whose Purpose is reExport, which counts against no estimate."""
 
     line_number: int
     substance_id: str
@@ -57,6 +59,8 @@ class PermitLine:
     unit_code: str
     reference_line_number: int | None = None
     pharmaceutical_form: str | None = None
+    preparation_name: str | None = None
+    re_export: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

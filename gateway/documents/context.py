@@ -79,7 +79,9 @@ class DocumentContext(Protocol):
 
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
-    ) -> tuple[DocumentKey, ...]: ...
+    ) -> tuple[DocumentKey, ...]:
+        """The ImportEndorsements, not cancelled, of an ExportAuthorization."""
+        ...
 
     def authorized_base_grams(
         self,
@@ -190,6 +192,12 @@ class InMemoryContext:
         executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
         return [d for d in executions if d.key not in self._cancelled]
 
+    def _endorsements(self, export_authorization: DocumentKey) -> list[PermitDocument]:
+        """The ImportEndorsements of an export, less the cancelled ones: cancelling one is how it is corrected
+        (EN-005), so it no longer closes the export nor says what it drew."""
+        endorsements = self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, export_authorization), [])
+        return [d for d in endorsements if d.key not in self._cancelled]
+
     def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
         days = [d.effective_date for d in self._executions(export_authorization)]
         return None if not days or None in days else min(day for day in days if day is not None)
@@ -197,8 +205,7 @@ class InMemoryContext:
     def endorsements_of(
         self, export_authorization: DocumentKey, *, excluding: DocumentKey | None = None
     ) -> tuple[DocumentKey, ...]:
-        endorsements = self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, export_authorization), [])
-        return tuple(d.key for d in endorsements if d.key != excluding)
+        return tuple(d.key for d in self._endorsements(export_authorization) if d.key != excluding)
 
     def authorized_base_grams(
         self,
@@ -252,7 +259,7 @@ class InMemoryContext:
 
     def _drawn(self, export_authorization: PermitDocument, ia_line: int) -> Decimal:
         """What one EA takes from an IA line: the endorsed quantity once endorsed, else what it authorizes."""
-        endorsements = self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, export_authorization.key), [])
+        endorsements = self._endorsements(export_authorization.key)
         total = Decimal(0)
         for line in self._lines_on(export_authorization, ia_line):
             endorsed = self._reported(endorsements, line.line_number) if endorsements else None
@@ -293,7 +300,7 @@ class InMemoryContext:
 
     def _closed(self, document: PermitDocument) -> bool:
         if document.document_type is EA:
-            return bool(self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, document.key)))
+            return bool(self._endorsements(document.key))
         if document.document_type is IA:
             remaining = [self.remaining_base_grams(document.key, line.line_number) for line in document.lines]
             return all(r is not None and r <= 0 for r in remaining)

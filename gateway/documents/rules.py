@@ -268,7 +268,6 @@ RULES: tuple[Rule, ...] = (
         hint="Export the rest under a new ImportAuthorization, or have the importing authority amend "
         "{number} to allow several consignments.",
     ),
-    # ExportExecution
     Rule(
         id="EA-011",
         severity="error",
@@ -279,6 +278,18 @@ RULES: tuple[Rule, ...] = (
         message="{name} {date} is before ImportAuthorization {number} becomes valid ({ia_from})",
         hint="Issue the ExportAuthorization, and start its validity, on or after {ia_from}.",
     ),
+    Rule(
+        id="EA-012",
+        severity="warning",
+        applies_to=_EA,
+        check=x.exported_without_import_authorization,
+        basis="1961 Art. 31(5); INCB emergency procedure (2020); letter of exemption (UK practice); BR-05",
+        message="the export is authorized without an ImportAuthorization, {path}; the ImportAuthorization "
+        "checks (X-023, X-024, EA-002 to EA-011) were not run",
+        hint="Check the exemption or the emergency with the importing country's competent authority, and report "
+        "an emergency delivery to INCB; when an ImportAuthorization exists, reference it instead.",
+    ),
+    # ExportExecution
     Rule(
         id="EX-001",
         severity="error",
@@ -839,7 +850,8 @@ RULES: tuple[Rule, ...] = (
         basis="1961 Art. 31(5); 1971 Art. 12(1)(c); BR-05",
         message="{type} {number} of {country} is not known to this gateway",
         hint="Check the number and issuing country; the referenced document must have been exchanged "
-        "through the gateway first.",
+        "through the gateway first. An ExportAuthorization for an emergency delivery without an "
+        "ImportAuthorization leaves ImportAuthorizationReference out and gives EmergencyDelivery and its Reason.",
     ),
     Rule(
         id="X-024",
@@ -935,5 +947,27 @@ RULES: tuple[Rule, ...] = (
         basis="1961 Art. 31(4)(b); 1971 Art. 12(1)(b) (names of the drug and the parties); BR-18",
         message="{name} is {text}: it has no letter or digit",
         hint="Write the {name} out; blanks and invisible characters name nothing.",
+    ),
+    Rule(
+        id="X-034",
+        severity="error",
+        applies_to=_AUTHORIZATIONS,
+        check=x.schedule_i_between_authorized_parties,
+        basis="1971 Art. 7(f); BR-22",
+        message="line(s) {lines} trade {ids}, a 1971 Schedule I substance, but the {role}'s Category is "
+        "{category}: Schedule I goes only between competent authorities and parties they specially authorize",
+        hint="Set the {role}'s Category to authority, or laboratory for a party the competent authority "
+        "specially authorized under 1971 Art. 7; otherwise this trade cannot be authorized.",
+    ),
+    Rule(
+        id="X-035",
+        severity="warning",
+        applies_to=_AUTHORIZATIONS,
+        check=x.re_export_not_counted,
+        basis="1961 Art. 31(1)(b) (imports limited to the estimates plus the amounts for re-export); BR-10",
+        message="line {line}: {grams} g base of {id} are for re-export (Purpose reExport), so they are not "
+        "counted against {country}'s estimate or assessment",
+        hint="Make sure the goods are re-exported: each re-export needs its own ExportAuthorization from "
+        "{country}, against the next importing country's ImportAuthorization.",
     ),
 )

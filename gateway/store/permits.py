@@ -4,8 +4,9 @@ left on each import authorization line.
 ``PermitRegistry.record`` keeps an accepted document and, in the same transaction, does what it does to the
 document it names: an ExportAuthorization draws its base quantities from its ImportAuthorization's lines, an
 ExportExecution marks it shipped, an ImportEndorsement closes it (and gives back what was not imported), an
-Amendment replaces the content of the amended document and bumps its version, a Cancellation cancels (and a
-cancelled export gives back what it drew). The database enforces all of it: the document key is unique
+Amendment replaces the content of the amended document and bumps its version, a Cancellation cancels (a
+cancelled export gives back what it drew; a cancelled endorsement reopens its export, which draws what it
+authorizes again). The database enforces all of it: the document key is unique
 (insert-or-nothing, then the content hashes are compared), a draw is ``UPDATE ... SET remaining = remaining -
 :q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps remaining at zero or more), and each state move
 is ``UPDATE ... WHERE status IN (...)`` over the table of ``LIFECYCLES``.
@@ -89,6 +90,7 @@ class PermitEvent(StrEnum):
     SHIP = "ship"
     ENDORSE_FULL = "endorse_full"
     ENDORSE_PARTIAL = "endorse_partial"
+    UNENDORSE = "unendorse"  # its endorsement was cancelled
     EXPIRE = "expire"
     CANCEL = "cancel"
 
@@ -119,6 +121,8 @@ LIFECYCLES: Mapping[DocumentType, Lifecycle] = MappingProxyType(
                 (_S.ISSUED, _E.SHIP): _S.SHIPPED,
                 **{(s, _E.ENDORSE_FULL): _S.ENDORSED_FULL for s in _AWAITING_ENDORSEMENT},
                 **{(s, _E.ENDORSE_PARTIAL): _S.ENDORSED_PARTIAL for s in _AWAITING_ENDORSEMENT},
+                (_S.ENDORSED_FULL, _E.UNENDORSE): _S.ISSUED,
+                (_S.ENDORSED_PARTIAL, _E.UNENDORSE): _S.ISSUED,
                 (_S.ISSUED, _E.EXPIRE): _S.EXPIRED_UNENDORSED,
                 (_S.SHIPPED, _E.EXPIRE): _S.EXPIRED_UNENDORSED,
                 **{(s, _E.CANCEL): _S.CANCELLED for s in _AWAITING_ENDORSEMENT},
@@ -484,6 +488,31 @@ class _Tx:
         if any(remaining < base for base, remaining in quantities):
             await self.move(ia_pk, IA, _E.USE)
 
+    async def unendorse(self, ea_pk: int, endorsement: str) -> None:
+        """Put an export whose endorsement was cancelled back where it stood before it: awaiting endorsement
+        (shipped if a live execution says so, expired if its validity has ended), drawing what it authorizes."""
+        if not await self.move(ea_pk, EA, _E.UNENDORSE):
+            return
+        shipped = select(_doc.id).where(
+            _doc.refers_to == ea_pk, _doc.document_type == EX, _doc.status != _S.CANCELLED
+        )
+        if (await self.conn.execute(shipped.limit(1))).first() is not None:
+            await self.move(ea_pk, EA, _E.SHIP)
+        ea = await self.row(ea_pk)
+        if ea.valid_until is not None and ea.valid_until < self.now.date():
+            await self.move(ea_pk, EA, _E.EXPIRE)
+        try:
+            await self.redraw_export(ea_pk, None)
+        except PermitRefused as refused:
+            ia = _cited(ea.cited, "import").number if "import" in ea.cited else "it names"
+            raise PermitRefused(
+                refused.rule,
+                f"cancelling ImportEndorsement {endorsement} gives ExportAuthorization {ea.number} back the "
+                f"quantities it authorizes, and {refused.findings[0].message}",
+                hint=f"Exports issued since took what the endorsement left on ImportAuthorization {ia}: cancel "
+                "or amend one of them first, or correct the endorsement without cancelling it.",
+            ) from None
+
     async def amend(self, pk: int, replacement: PermitDocument) -> None:
         """Replace a document's content and bump its version; the original's content hash stays."""
         row = await self.row(pk)
@@ -597,8 +626,10 @@ async def _amend(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> No
 
 
 async def _cancel(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
-    """Cancel the document; a cancelled export gives back all it drew."""
-    document_type = DocumentType((await tx.row(subject)).document_type)
+    """Cancel the document; a cancelled export gives back all it drew, a cancelled endorsement reopens its
+    export."""
+    row = await tx.row(subject)
+    document_type = DocumentType(row.document_type)
     await tx.must_move(subject, document_type, _E.CANCEL, "LIFECYCLE")
     await tx.conn.execute(
         update(permit_documents)
@@ -607,6 +638,8 @@ async def _cancel(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> N
     )
     if document_type is EA:
         await tx.redraw_export(subject, {})
+    elif document_type is EN and row.refers_to is not None:
+        await tx.unendorse(row.refers_to, row.number)
 
 
 async def _no_effect(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
@@ -823,7 +856,7 @@ class _Snapshot:
         for row in rows:
             if row.document_type == EA and row.status != _S.CANCELLED:
                 exports[subjects[row.refers_to]].append(_key(row))
-            elif row.document_type == EN:
+            elif row.document_type == EN and row.status != _S.CANCELLED:
                 endorsements[subjects[row.refers_to]].append(_key(row))
         # A cancelled execution shipped nothing.
         live = [row for row in rows if row.document_type == EX and row.status != _S.CANCELLED]
