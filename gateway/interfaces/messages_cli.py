@@ -1,13 +1,15 @@
 """``permit-gateway messages ...``: what an operator on the server needs without the REST API: list messages
-by direction and state, show one with its timeline, and send a FAILED one again. It works on the store the
+by direction and state, show one with its timeline, and send a FAILED one again (as the REST retry does: the
+same signed bytes, or a message built anew when they can no longer be delivered). It works on the store the
 configuration names, so it also works while the gateway is stopped; a running gateway sends a retried message
-at its next sweep (``[outbound].sweep_seconds``)."""
+at its next sweep (``[outbound].sweep_seconds``), unless its partner is held or pulls it."""
 
 from __future__ import annotations
 
 import asyncio
 import unicodedata
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -17,7 +19,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from gateway.clock import SystemClock
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, KeyMaterialError
 from gateway.interfaces.cli_common import (
     DEFAULT_CONFIG,
     STORE_ERRORS,
@@ -29,13 +31,18 @@ from gateway.interfaces.cli_common import (
     shown_url,
     store_unusable,
 )
-from gateway.outbound.retry import retry_failed
-from gateway.profiles.trust import Partners
+from gateway.outbound.retry import SUPERSEDES, BuiltWith, retry_failed
+from gateway.outbound.submit import Submitter
+from gateway.profiles.keystore import load_own_keys
+from gateway.profiles.model import Transport
+from gateway.profiles.trust import Partner, Partners
 from gateway.settings import Settings
 from gateway.store import (
     Direction,
     MessageRecord,
     MessageStore,
+    PayloadStore,
+    PermitRegistry,
     State,
     create_engine,
     direction_named,
@@ -90,6 +97,9 @@ def _require_sqlite_file(url: str) -> None:
 
 
 def _direction(text: str | None) -> Direction | None:
+    """``outbound`` or ``inbound``; also ``out`` or ``in``, as the tables show it."""
+    if text in (Direction.OUTBOUND.value, Direction.INBOUND.value):
+        return Direction(text)
     try:
         return direction_named(text) if text else None
     except ValueError as exc:
@@ -143,25 +153,34 @@ def list_messages(
 
 @messages_app.command("show")
 def show(
-    message_id: Annotated[str, typer.Argument(help="the MessageId")], config: ConfigOption = DEFAULT_CONFIG
+    message_id: Annotated[str, typer.Argument(help="the MessageId")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    direction: Annotated[
+        str | None, typer.Option(help="outbound (out) or inbound (in): when a MessageId names several messages")
+    ] = None,
+    from_party: Annotated[
+        str | None,
+        typer.Option("--from", help="the sender's PartyId: when a MessageId names several messages"),
+    ] = None,
 ) -> None:
     """One message: its fields and its whole timeline."""
     settings = settings_of(config)
+    wanted = _direction(direction)
 
-    async def run(store: MessageStore) -> tuple[MessageRecord, list[tuple[str, str, str, str]]] | None:
-        record = await store.find_either(message_id)
-        if record is None:
-            return None
-        events = await store.events(record.id)
-        rows = [
+    async def run(store: MessageStore) -> list[MessageRecord] | tuple[MessageRecord, list[tuple[str, ...]]]:
+        found = await store.find_named(message_id, direction=wanted, from_party=from_party)
+        if len(found) != 1:
+            return found
+        events = await store.events(found[0].id)
+        rows: list[tuple[str, ...]] = [
             (e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.state.value if e.state else "", str(e.detail))
             for e in events
         ]
-        return record, rows
+        return found[0], rows
 
     found = _run(settings, run)
-    if found is None:
-        raise fail(f"no message with MessageId {message_id!r} in {shown_url(settings.store.url)}")
+    if isinstance(found, list):
+        raise _not_one(found, message_id, wanted, from_party, settings)
     record, events = found
     heading = (
         f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
@@ -178,6 +197,36 @@ def show(
     console.print(table)
 
 
+def _not_one(
+    found: list[MessageRecord],
+    message_id: str,
+    direction: Direction | None,
+    from_party: str | None,
+    settings: Settings,
+) -> typer.Exit:
+    """The exit for a MessageId that names no message, or several (a MessageId is its sender's: a partner may
+    use one that names another message), listing them and the options that name each."""
+    if not found:
+        among = "".join(
+            f" {name} {value!r}" for name, value in (("direction", direction), ("from", from_party)) if value
+        )
+        return fail(_shown(f"no message with MessageId {message_id!r}{among} in {shown_url(settings.store.url)}"))
+    listed = "; ".join(
+        f"{_direction_name(r)} from {r.from_party} (partner {r.partner_id}, {r.state.value})" for r in found
+    )
+    options = " or ".join(f"--direction {_direction_name(r)} --from {r.from_party}" for r in found)
+    return fail(
+        _shown(
+            f"MessageId {message_id!r} names {len(found)} messages: {listed}. A MessageId is its sender's, and a "
+            f"partner used one that names another message: name the one meant with {options}"
+        )
+    )
+
+
+def _direction_name(record: MessageRecord) -> str:
+    return "outbound" if record.direction is Direction.OUTBOUND else "inbound"
+
+
 @messages_app.command("retry")
 def retry(
     message_id: Annotated[str, typer.Argument(help="the MessageId of a FAILED outbound message")],
@@ -185,7 +234,9 @@ def retry(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Send a FAILED message again under its MessageId and signed bytes, with a fresh round of attempts and time
-    to live from the partner's current profile."""
+    to live from the partner's current profile; or, when those bytes can no longer be delivered (the partner's
+    profile was corrected since it was built, or it is past the duplicate window), a message built anew from
+    its document, with a new MessageId, that supersedes it."""
     settings = settings_of(config)
     clock = SystemClock()
     why = f"operator (CLI): {reason}"
@@ -193,13 +244,98 @@ def retry(
         partners = Partners(
             load_profiles_of(settings).registry, now=clock.now(), max_age=settings.inbound.duplicate_window
         )
-        record = _run(settings, lambda store: retry_failed(store, partners, clock, message_id, reason=why))
+        record, because = _run(settings, lambda store: _retried(store, settings, partners, clock, message_id, why))
+        when = _when_it_goes(record, partners, settings, clock.now())
     except GatewayError as exc:
         raise fail(str(exc)) from None
-    console.print(
-        Text(
-            f"{record.message_id} is {record.state.value}: a running gateway sends it at its next sweep "
-            f"(within [outbound].sweep_seconds = {settings.outbound.sweep_seconds:g} s)"
-        ),
-        highlight=False,
+    if because is not None:
+        console.print(
+            Text(
+                f"{message_id} cannot be sent again as it was built: {_shown(because)}.\n{record.message_id} was "
+                f"built anew from its document and supersedes {message_id}."
+            ),
+            highlight=False,
+        )
+    console.print(Text(f"{record.message_id} is {record.state.value}: {_shown(when)}"), highlight=False)
+
+
+async def _retried(
+    store: MessageStore, settings: Settings, partners: Partners, clock: SystemClock, message_id: str, reason: str
+) -> tuple[MessageRecord, str | None]:
+    """The message retried, and why it was built anew when it was (else None)."""
+    rebuilder = _Rebuilder(lambda: _submitter(store, settings, partners, clock))
+    record = await retry_failed(store, partners, clock, message_id, reason=reason, rebuilder=rebuilder)
+    if record.message_id == message_id:
+        return record, None
+    events = [e for e in await store.events(record.id) if e.kind == SUPERSEDES]
+    return record, str(events[0].detail.get("because", "")) if events else ""
+
+
+class _Rebuilder:
+    """The ``Rebuilder`` of a retry: the node's ``Submitter``, made when first needed, so that a retry refused
+    for the message's sake (unknown, not FAILED, superseded) says so without needing our keys."""
+
+    def __init__(self, make: Callable[[], Submitter]) -> None:
+        self._make = make
+        self._made: Submitter | None = None
+
+    def _submitter(self) -> Submitter:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    async def built_with(self, record: MessageRecord) -> BuiltWith | str:
+        return await self._submitter().built_with(record)
+
+    def building_with(self, record: MessageRecord, partner: Partner) -> BuiltWith:
+        return self._submitter().building_with(record, partner)
+
+    async def rebuild(
+        self, record: MessageRecord, partner: Partner, *, because: str, reason: str
+    ) -> MessageRecord:
+        return await self._submitter().rebuild(record, partner, because=because, reason=reason)
+
+
+def _submitter(store: MessageStore, settings: Settings, partners: Partners, clock: SystemClock) -> Submitter:
+    """A ``Submitter`` as the node makes one: our keys, the payload store, the partners' profiles."""
+    try:
+        keys = load_own_keys(settings.keys, now=clock.now())
+    except (GatewayError, OSError) as exc:
+        raise KeyMaterialError(
+            f"a retry checks the stored message against the partner's current profile and builds it anew when it "
+            f"changed, signed with our keys ([keys] in the configuration), which cannot be loaded: {exc}"
+        ) from None
+    return Submitter(
+        store=store,
+        permits=PermitRegistry(store.engine, clock),  # a message built anew records no permit: no control tables
+        payloads=PayloadStore(settings.data_dir / "payloads"),
+        partners=partners,
+        identity=settings.identity,
+        keys=keys,
+        clock=clock,
+    )
+
+
+def _when_it_goes(record: MessageRecord, partners: Partners, settings: Settings, now: datetime) -> str:
+    """When a running gateway sends the retried message, as its partner's state says (as the dispatcher
+    decides): held while the partner is suspended or its certificate is not valid now, pulled by a partner
+    with ``transport: pull``, otherwise sent at the next sweep."""
+    partner = partners.get(record.partner_id)
+    try:
+        partners.usable(partner, now)  # the dispatcher's reason for holding a partner's messages unsent
+    except GatewayError as exc:
+        until = f" at {record.expires_at.isoformat()}" if record.expires_at else ""
+        return (
+            f"held unsent, {exc}; a running gateway sends it once that is put right, unless its time to live "
+            f"runs out first{until} (then it is FAILED, saying why it was held)"
+        )
+    if partner.profile.transport is Transport.PULL:
+        return (
+            f"partner {partner.profile.id!r} pulls it (transport: pull in its profile): a running gateway sends "
+            f"nothing, the message waits for the partner's next signed PullRequest on MPC "
+            f"{partner.profile.pull.mpc!r}"
+        )
+    return (
+        f"a running gateway sends it at its next sweep (within [outbound].sweep_seconds = "
+        f"{settings.outbound.sweep_seconds:g} s)"
     )

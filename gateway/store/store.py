@@ -52,7 +52,14 @@ from gateway.store.lifecycle import (
     sources,
     transition,
 )
-from gateway.store.schema import evidence, message_attachments, message_events, messages, pull_requests_answered
+from gateway.store.schema import (
+    evidence,
+    message_attachments,
+    message_events,
+    messages,
+    permit_documents,
+    pull_requests_answered,
+)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -197,6 +204,14 @@ _BY_MESSAGE_ID = select(messages).where(
 _BY_MESSAGE_ID_FROM = _BY_MESSAGE_ID.where(messages.c.from_party == bindparam("from_party"))
 # SET columns come from the parameters; a parameter named like a column is reserved for SET, hence "pk"
 _UPDATE_BY_PK = update(messages).where(messages.c.id == bindparam("pk"))
+# the document a superseded message carried is carried by its successor now: the registry names the message
+# that may still deliver it, which outlives the FAILED one under retention (failed_days < acknowledged_days)
+_CARRIED_BY_SUCCESSOR = (
+    update(permit_documents)
+    .where(permit_documents.c.direction == Direction.OUTBOUND.value)
+    .where(permit_documents.c.message_id == bindparam("old_message_id"))
+    .values(message_id=bindparam("new_message_id"))
+)
 
 
 @functools.cache
@@ -407,9 +422,10 @@ class MessageStore:
         self, old: MessageRecord, new: NewMessage, *, detail: dict[str, Any], why: dict[str, Any]
     ) -> tuple[MessageRecord, bool] | None:
         """Insert ``new``, built anew in place of the FAILED message ``old``: its ``submitted`` event (``detail``)
-        and a ``supersedes`` event naming ``old``, and on ``old`` a ``superseded`` event naming ``new`` (``old``
-        stays FAILED), in one transaction. ``created=False`` when ``new``'s MessageId was stored already; None,
-        with nothing written, when ``old`` is no longer FAILED (sent again meanwhile)."""
+        and a ``supersedes`` event naming ``old``, on ``old`` a ``superseded`` event naming ``new`` (``old`` stays
+        FAILED), and the registry's permit document that ``old`` carried now carried by ``new``, in one
+        transaction. ``created=False`` when ``new``'s MessageId was stored already; None, with nothing written,
+        when ``old`` is no longer FAILED (sent again meanwhile)."""
         async with self._engine.begin() as conn:
             still_failed = _UPDATE_BY_PK.where(messages.c.state == State.FAILED)
             touched = await conn.execute(still_failed, {"pk": old.id, "updated_at": self._clock.now()})
@@ -419,6 +435,8 @@ class MessageStore:
             if created:
                 await self._log(conn, record.id, "supersedes", None, why | {"supersedes": old.message_id})
                 await self._log(conn, old.id, "superseded", None, why | {"superseded_by": new.message_id})
+                carried = {"old_message_id": old.message_id, "new_message_id": new.message_id}
+                await conn.execute(_CARRIED_BY_SUCCESSOR, carried)
             return record, created
 
     async def move(
