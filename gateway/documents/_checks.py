@@ -13,7 +13,7 @@ from decimal import Decimal
 from lxml import etree
 
 from gateway.documents._engine import Env, Hit, at
-from gateway.documents._extract import At, Draft, LineDraft
+from gateway.documents._extract import RE_EXPORT, At, Draft, LineDraft
 from gateway.documents.reference import Substance
 from gateway.documents.types import ISSUED_BY, PERMITS_NAMESPACE, DocumentType
 
@@ -22,6 +22,9 @@ FACTOR_TOLERANCE = Decimal("0.00005")
 # An unverified row is computed from molecular weights; INCB's figure may differ in the third decimal, not more.
 UNVERIFIED_FACTOR_TOLERANCE = Decimal("0.005")
 EXPORT_DECLARATION_DAYS = 90
+_SCHEDULE_I_PARTIES = frozenset({"authority", "laboratory"})
+# 1971 schedules under an assessment; every 1961 drug is under an estimate
+_ASSESSED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
 BASE_ITSELF = Decimal(1)  # a line that names no salt is the anhydrous base: its base content is 1 by definition
 _COMPOSED = {"preparation": "preparation's composition", "rawMaterial": "raw material's assay"}
 _NAMED = tuple(
@@ -76,6 +79,26 @@ def licence_present(d: Draft, env: Env) -> Iterator[Hit]:
     for party in (d.importer, d.exporter):
         if party is not None and party.category == "enterprise" and party.licence is None:
             yield Hit(party.element, {"role": party.role})
+
+
+def schedule_i_between_authorized_parties(d: Draft, env: Env) -> Iterator[Hit]:
+    """1971 Art. 7(f): Schedule I trade only between competent authorities and the parties they specially
+    authorize, which the Category laboratory stands for."""
+    lines = [line for line in d.lines if _schedule_i(line)]
+    if not lines:
+        return
+    for party in (d.importer, d.exporter):
+        if party is not None and party.category not in _SCHEDULE_I_PARTIES:
+            category = party.element.find(f"{{{PERMITS_NAMESPACE}}}Category")
+            yield Hit(
+                party.element if category is None else category,
+                {
+                    "role": party.role,
+                    "category": party.category,
+                    "lines": ", ".join(str(line.number) for line in lines),
+                    "ids": ", ".join(sorted({line.substance_id.value for line in lines})),
+                },
+            )
 
 
 # Dates
@@ -288,7 +311,34 @@ def preparation_named(d: Draft, env: Env) -> Iterator[Hit]:
             yield Hit(line.gross.element, {"line": line.number})
 
 
+def re_export_not_counted(d: Draft, env: Env) -> Iterator[Hit]:
+    for line in d.lines:
+        found = env.reference.substance(line.substance_id.value)
+        if (
+            line.purpose == RE_EXPORT
+            and line.base_grams is not None
+            and found is not None
+            and under_estimate(found)
+        ):
+            yield at(
+                line.base_grams,
+                line=line.number,
+                grams=line.base_grams.value,
+                id=found.id,
+                country=d.importing_country.value,
+            )
+
+
 # References to other documents, as the document states them
+
+
+def exported_without_import_authorization(d: Draft, env: Env) -> Iterator[Hit]:
+    if d.import_ref is not None:
+        return
+    if d.exemption is not None:
+        yield at(d.exemption, path=f"against the letter of exemption {d.exemption.value}")
+    elif d.emergency is not None:
+        yield at(d.emergency, path=f"as an emergency delivery ({d.emergency.value})")
 
 
 def import_authorization_from_importing_country(d: Draft, env: Env) -> Iterator[Hit]:
@@ -446,6 +496,15 @@ def last_day_within(day: date, months: int) -> date:
     if end == date.max or end.day < day.day:
         return end
     return end - timedelta(days=1)
+
+
+def under_estimate(found: Substance) -> bool:
+    """Whether a substance counts against an estimate (1961) or an assessment (1971 Schedules II-IV)."""
+    return found.treaty == "1961" or any((found.treaty, s) in _ASSESSED for s in found.schedules)
+
+
+def _schedule_i(line: LineDraft) -> bool:
+    return bool(line.treaty and line.schedule and (line.treaty.value, line.schedule.value) == ("1971", "I"))
 
 
 def _expected_base_grams(line: LineDraft, env: Env) -> Decimal | None:

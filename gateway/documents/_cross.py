@@ -10,17 +10,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 
-from gateway.documents._checks import BASE_QUANTITY_TOLERANCE_GRAMS, FACTOR_TOLERANCE
+from gateway.documents._checks import BASE_QUANTITY_TOLERANCE_GRAMS, FACTOR_TOLERANCE, under_estimate
 from gateway.documents._engine import Env, Hit, at
 from gateway.documents._extract import RE_EXPORT, Draft, LineDraft, PartyDraft, ReferenceDraft
 from gateway.documents._model import DocumentKey, Party, PermitDocument, PermitLine
 from gateway.documents.context import DocumentContext, DocumentStatus
-from gateway.documents.reference import Substance
-from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
+from gateway.documents.types import DocumentType
 
 _NOT_OPEN = {DocumentStatus.EXPIRED: "expired", DocumentStatus.CLOSED: "closed (used up or endorsed)"}
 OVER_RECEIPT = "overReceipt"
-_ESTIMATED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
 
 
 # Any document type
@@ -101,58 +99,6 @@ def import_not_prohibited(d: Draft, env: Env) -> Iterator[Hit]:
                 since=since,
                 reference=found.reference,
             )
-
-
-# Rules on the document alone. They belong with the own-document checks in _checks.py, and are here only
-# because they came while that module was being changed: move them there.
-
-_SCHEDULE_I_PARTIES = frozenset({"authority", "laboratory"})
-
-
-def schedule_i_between_authorized_parties(d: Draft, env: Env) -> Iterator[Hit]:
-    """1971 Art. 7(f): Schedule I trade only between competent authorities and the parties they specially
-    authorize, which the Category laboratory stands for."""
-    lines = [line for line in d.lines if _schedule_i(line)]
-    if not lines:
-        return
-    for party in (d.importer, d.exporter):
-        if party is not None and party.category not in _SCHEDULE_I_PARTIES:
-            category = party.element.find(f"{{{PERMITS_NAMESPACE}}}Category")
-            yield Hit(
-                party.element if category is None else category,
-                {
-                    "role": party.role,
-                    "category": party.category,
-                    "lines": ", ".join(str(line.number) for line in lines),
-                    "ids": ", ".join(sorted({line.substance_id.value for line in lines})),
-                },
-            )
-
-
-def re_export_not_counted(d: Draft, env: Env) -> Iterator[Hit]:
-    for line in d.lines:
-        found = env.reference.substance(line.substance_id.value)
-        if line.purpose == RE_EXPORT and line.base_grams is not None and found is not None and _estimated(found):
-            yield at(
-                line.base_grams,
-                line=line.number,
-                grams=line.base_grams.value,
-                id=found.id,
-                country=d.importing_country.value,
-            )
-
-
-def exported_without_import_authorization(d: Draft, env: Env) -> Iterator[Hit]:
-    if d.import_ref is not None:
-        return
-    if d.exemption is not None:
-        yield at(d.exemption, path=f"against the letter of exemption {d.exemption.value}")
-    elif d.emergency is not None:
-        yield at(d.emergency, path=f"as an emergency delivery ({d.emergency.value})")
-
-
-def _schedule_i(line: LineDraft) -> bool:
-    return bool(line.treaty and line.schedule and (line.treaty.value, line.schedule.value) == ("1971", "I"))
 
 
 # ExportAuthorization against its ImportAuthorization
@@ -306,6 +252,22 @@ def endorsement_names_the_export_import(d: Draft, env: Env) -> Iterator[Hit]:
         yield at(ours.number, stated=ours.number.value, number=ea.number, known=theirs.number)
 
 
+def endorsement_names_an_import_when_the_export_did(d: Draft, env: Env) -> Iterator[Hit]:
+    """An endorsement may leave its ImportAuthorizationReference out only when the export it endorses had none
+    (an emergency delivery, or one under a letter of exemption): the schema cannot tell which it endorses."""
+    ea = _find(env, d.export_ref)
+    theirs = ea.import_authorization_ref if ea else None
+    if d.export_ref is not None and d.import_ref is None and ea is not None and theirs is not None:
+        yield at(
+            d.export_ref.number,
+            number=ea.number,
+            known=theirs.number,
+            country=theirs.issuing_country,
+            date=theirs.issue_date,
+            authority=theirs.issuing_authority,
+        )
+
+
 # Amendment and Cancellation
 
 
@@ -454,15 +416,11 @@ def _by_substance(d: Draft, env: Env) -> dict[str, list[LineDraft]]:
             found
             and found.id == line.substance_id.value
             and line.base_grams is not None
-            and _estimated(found)
+            and under_estimate(found)
             and line.purpose != RE_EXPORT
         ):
             grouped[found.id].append(line)
     return grouped
-
-
-def _estimated(found: Substance) -> bool:
-    return found.treaty == "1961" or any((found.treaty, s) in _ESTIMATED for s in found.schedules)
 
 
 def _by_reference_line(lines: tuple[LineDraft, ...]) -> dict[int, list[LineDraft]]:

@@ -93,7 +93,7 @@ class DocumentContext(Protocol):
         excluding: DocumentKey | None = None,
     ) -> Decimal:
         """Base grams of a substance on the year's documents of a type (not cancelled) for an importing
-        country: what counts against its estimate or assessment."""
+        country, less their lines for re-export: what counts against its estimate or assessment."""
         ...
 
     def estimate(self, country: str, substance_id: str, year: int) -> Estimate | None: ...
@@ -242,9 +242,10 @@ class InMemoryContext:
             self._cancelled[subject.key] = min(earlier, document.effective_date)
 
     def _count_authorized(self, key: DocumentKey, document: PermitDocument) -> None:
+        """Amounts for re-export count against no estimate (1961 Art. 31(1)(b)), on any document."""
         year = document.estimate_year or document.issue_date.year
         for line in document.lines:
-            if line.base_quantity_grams is not None:
+            if line.base_quantity_grams is not None and not line.re_export:
                 where = (document.document_type, document.importing_country, line.substance_id, year)
                 self._authorized[where].append((key, line.base_quantity_grams))
 

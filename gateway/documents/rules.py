@@ -282,7 +282,7 @@ RULES: tuple[Rule, ...] = (
         id="EA-012",
         severity="warning",
         applies_to=_EA,
-        check=x.exported_without_import_authorization,
+        check=c.exported_without_import_authorization,
         basis="1961 Art. 31(5); INCB emergency procedure (2020); letter of exemption (UK practice); BR-05",
         message="the export is authorized without an ImportAuthorization, {path}; the ImportAuthorization "
         "checks (X-023, X-024, EA-002 to EA-011) were not run",
@@ -414,6 +414,19 @@ RULES: tuple[Rule, ...] = (
         message="the endorsement names ImportAuthorization {stated}, but ExportAuthorization {number} was "
         "issued against {known}",
         hint="Reference ImportAuthorization {known}.",
+    ),
+    Rule(
+        id="EN-010",
+        severity="error",
+        applies_to=_EN,
+        check=x.endorsement_names_an_import_when_the_export_did,
+        needs="context",
+        basis=f"{_ENDORSEMENT}; 1961 Art. 31(4)(c)",
+        message="the endorsement names no ImportAuthorization, but ExportAuthorization {number} was issued "
+        "against ImportAuthorization {known} of {country}",
+        hint="Add ImportAuthorizationReference naming ImportAuthorization {known} (issued {date} by {authority}) "
+        "after ExportAuthorizationReference; only the endorsement of an export without one (an emergency delivery "
+        "or one under a letter of exemption) leaves it out.",
     ),
     Rule(
         id="EN-007",
@@ -952,7 +965,7 @@ RULES: tuple[Rule, ...] = (
         id="X-034",
         severity="error",
         applies_to=_AUTHORIZATIONS,
-        check=x.schedule_i_between_authorized_parties,
+        check=c.schedule_i_between_authorized_parties,
         basis="1971 Art. 7(f); BR-22",
         message="line(s) {lines} trade {ids}, a 1971 Schedule I substance, but the {role}'s Category is "
         "{category}: Schedule I goes only between competent authorities and parties they specially authorize",
@@ -963,7 +976,7 @@ RULES: tuple[Rule, ...] = (
         id="X-035",
         severity="warning",
         applies_to=_AUTHORIZATIONS,
-        check=x.re_export_not_counted,
+        check=c.re_export_not_counted,
         basis="1961 Art. 31(1)(b) (imports limited to the estimates plus the amounts for re-export); BR-10",
         message="line {line}: {grams} g base of {id} are for re-export (Purpose reExport), so they are not "
         "counted against {country}'s estimate or assessment",

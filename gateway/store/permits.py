@@ -672,15 +672,17 @@ class KnownDocument:
     base_by_reference: Mapping[int, Decimal] = field(init=False, repr=False, compare=False)
     """Base grams of its lines (an execution) per line of the document it names."""
     base_by_substance: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
+    """Base grams of its lines per substance, less those for re-export: what it counts against an estimate."""
 
     def __post_init__(self) -> None:
         # the rules ask per line: indexed once, a 9,999-line document is not walked once per line
         drawn: dict[int, Decimal] = defaultdict(Decimal)
         based: dict[int, Decimal] = defaultdict(Decimal)
         by_substance: dict[str, Decimal] = defaultdict(Decimal)
+        for counted in self.document.lines:
+            if counted.base_quantity_grams is not None and not counted.re_export:  # as ``authorized`` counts
+                by_substance[counted.substance_id] += counted.base_quantity_grams
         for line in self.lines:
-            if line.base_grams is not None:
-                by_substance[line.substance_id] += line.base_grams
             if line.reference_line_number is None:
                 continue
             if line.drawn_grams is not None:
@@ -699,8 +701,9 @@ class KnownDocument:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PermitContext:
     """A ``DocumentContext`` over what the registry held when it was loaded: the documents one document names
-    (and that document, if already kept), the exports, executions and endorsements against them, the year's
-    authorized quantities it counts against, and the control tables."""
+    (and that document, if already kept), the exports, executions and endorsements against them (the exports
+    against an import, and their endorsements, as documents too), the year's authorized quantities it counts
+    against, and the control tables."""
 
     tables: ControlTables
     known: Mapping[DocumentKey, KnownDocument] = field(default_factory=dict)
@@ -835,10 +838,38 @@ class _Snapshot:
                 # kept before the registry hashed canonical forms: these are the very bytes it kept
                 known[part.key] = replace(kept, content_sha256=part.content_sha256)
         named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
+        taken = await self.exports_and_endorsements(known, [row.id for row in rows if row.document_type == IA])
+        if taken:
+            named["endorsements"] = taken | named.get("endorsements", {})
         authorized: dict[tuple[DocumentType, str, str, int], Decimal] = {}
         for part in parts:
             authorized |= await self.authorized(part)
         return PermitContext(tables=self.tables, known=known, authorized=authorized, **named)
+
+    async def exports_and_endorsements(
+        self, known: dict[DocumentKey, KnownDocument], imports: Sequence[int]
+    ) -> dict[DocumentKey, tuple[DocumentKey, ...]]:
+        """Add the live exports against the imports, and their live endorsements, to ``known``; return those
+        endorsements by export. EA-008 totals the units an import line in a volume or count unit has given
+        from what each export takes (what was endorsed, once endorsed): base grams cannot tell it."""
+        if not imports:
+            return {}
+        live = _doc.status != _S.CANCELLED
+        query = select(permit_documents).where(live).order_by(_doc.id)
+        exports = list(await self.conn.execute(query.where(_doc.refers_to.in_(imports), _doc.document_type == EA)))
+        export_keys = {row.id: _key(row) for row in exports}
+        endorsements = []
+        if export_keys:
+            of_exports = query.where(_doc.refers_to.in_(list(export_keys)), _doc.document_type == EN)
+            endorsements = list(await self.conn.execute(of_exports))
+        new = [row for row in (*exports, *endorsements) if _key(row) not in known]
+        lines = await _lines_by_document(self.conn, [row.id for row in new])
+        for row in new:
+            known[_key(row)] = _known(row, lines.get(row.id, []))
+        found: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
+        for row in endorsements:
+            found[export_keys[row.refers_to]].append(_key(row))
+        return {key: tuple(keys) for key, keys in found.items()}
 
     async def named_by(self, subjects: Mapping[int, DocumentKey]) -> dict[str, Any]:
         """The exports against the imports, and the executions (what and when they shipped) and endorsements
@@ -892,6 +923,7 @@ class _Snapshot:
                 _doc.estimate_year == year,
                 _doc.status != _S.CANCELLED,
                 _line.substance_id.in_(substances),
+                _line.re_export.is_(False),
             )
             .group_by(_line.substance_id)
         )
@@ -1078,6 +1110,8 @@ def _line_values(document_pk: int, document_type: DocumentType, line: PermitLine
         "substance_id": line.substance_id,
         "inn": line.inn,
         "pharmaceutical_form": line.pharmaceutical_form,
+        "preparation_name": line.preparation_name,
+        "re_export": line.re_export,
         "gross_quantity": _exact_text(line.gross_quantity),
         "unit_code": line.unit_code,
         "base_micrograms": base,
@@ -1117,6 +1151,8 @@ def _permit_line(line: Any) -> PermitLine:
         unit_code=line.unit_code,
         reference_line_number=line.reference_line_number,
         pharmaceutical_form=line.pharmaceutical_form,
+        preparation_name=line.preparation_name,
+        re_export=line.re_export,
     )
 
 

@@ -186,6 +186,8 @@ permit_lines = Table(
     Column("substance_id", String(64), nullable=False),
     Column("inn", String(255)),
     Column("pharmaceutical_form", Text),
+    Column("preparation_name", Text),  # a 1971 preparation's name (BR-07); NULL on lines kept before 0009
+    Column("re_export", Boolean, nullable=False, default=False, server_default="0"),  # Purpose reExport
     Column("gross_quantity", String(40), nullable=False),
     Column("unit_code", String(16), nullable=False),
     Column("base_micrograms", BigInteger),

@@ -54,7 +54,6 @@ MANDATORY = [
     ("CH-EA-2026-0001.xml", "ImportLineNumber"),
     ("CH-EX-2026-0001.xml", "DispatchDate"),
     ("BE-EN-2026-0001.xml", "ExportAuthorizationReference"),
-    ("BE-EN-2026-0001.xml", "ImportAuthorizationReference"),
     ("DE-AM-2026-0009.xml", "Replacement"),
     ("DE-CA-2026-0003.xml", "EffectiveDate"),
     ("CH-ED-2026-0042.xml", "DateOfDespatch"),

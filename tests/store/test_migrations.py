@@ -55,7 +55,7 @@ async def test_db_upgrade_applies_every_later_migration_to_a_0003_store(store_ur
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0008" and indexes >= NEW_INDEXES and diff == []
+        assert revision == "0009" and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 

@@ -383,7 +383,7 @@ async def test_the_context_holds_what_the_document_names(registry: PermitRegistr
     context = await registry.context_for(parsed.outline)
     assert context.status(BE_IA, as_of=AS_OF) is DocumentStatus.OPEN
     assert context.remaining_base_grams(BE_IA, 1) == Decimal(1880)
-    assert context.remaining_base_grams(BE_IA, 1, excluding=CH_EA) == Decimal(1880), "CH_EA is not loaded"
+    assert context.remaining_base_grams(BE_IA, 1, excluding=CH_EA) == Decimal(3760), "CH_EA is loaded and left out"
     assert context.exports_against(BE_IA) == (CH_EA,)
     assert context.find(DocumentKey(IA, "BE", "BE-IA-2026-0005")) is None, "not named, not loaded"
     assert context.estimate("BE", "morphine", 2026) is not None

@@ -10,11 +10,14 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from gateway.clock import FixedClock
 from gateway.documents import ControlTables, DocumentKey, DocumentType, PermitDocument, validate_document
 from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore, PermitRegistry, State
+from gateway.store.migrate import downgrade, upgrade
 from gateway.store.retention import purge
+from gateway.store.schema import permit_documents
 from tests.store.helpers import new_message
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -91,3 +94,19 @@ async def test_a_chain_of_successors_leads_to_the_last(store: MessageStore, regi
     await store.supersede(second, new_message("third@be"), detail={}, why=WHY)
 
     assert await _carrier(registry, BE_IA) == "third@be"
+
+
+async def test_0009_hands_documents_superseded_before_it_to_the_last_successor(
+    store: MessageStore, registry: PermitRegistry
+) -> None:
+    """Stores that superseded messages before this fix named the FAILED message: 0009 follows the chain."""
+    await test_a_chain_of_successors_leads_to_the_last(store, registry)
+    await registry.record(_example("CH-EA-2026-0001.xml"), direction=Direction.INBOUND, message_id="first@be")
+    async with store.engine.begin() as conn:  # as the store kept them before this fix
+        await conn.execute(update(permit_documents).values(message_id="first@be"))
+
+    await downgrade(store.engine, "0008")
+    await upgrade(store.engine)
+
+    assert await _carrier(registry, BE_IA) == "third@be"
+    assert await _carrier(registry, CH_EA) == "first@be", "a partner's document under that MessageId: untouched"
