@@ -62,6 +62,7 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.payloads import IncomingFile
+from gateway.store.permits import Recheck
 from gateway.store.unit import unit_of_work
 from gateway.tasks import on_documents_thread
 
@@ -305,7 +306,7 @@ class Receiver:
             return await self._duplicate(stored, _content_key(payload_sha256, received))
         # payload files are written and fsynced on a worker thread, not on the event loop
         new = await asyncio.to_thread(self._new_message, received, content_type, body)
-        document = await self._validate(new, received)
+        document, recheck = await self._validate(new, received)
         receipt = self._receipt(received, partner, keys)
         then_detail: dict[str, Any] = {
             "document_type": document.document_type.value,
@@ -314,7 +315,9 @@ class Receiver:
         }
         try:
             async with unit_of_work(self._store, self._permits) as work:
-                first = await work.record_permit(document, direction=Direction.INBOUND, message_id=new.message_id)
+                first = await work.record_permit(
+                    document, direction=Direction.INBOUND, message_id=new.message_id, recheck=recheck
+                )
                 if not first:  # receipted (the sender needs it) and kept, but not delivered a second time
                     then_detail["first_message_id"] = await work.first_carrier(document)
                 record, created = await work.add(
@@ -402,9 +405,10 @@ class Receiver:
             size=size,
         )
 
-    async def _validate(self, new: NewMessage, received: UserMessageReceived) -> PermitDocument:
-        """Check the permit against the registry (recorded there later, with the message, in one unit of work);
-        a refused one is stored REJECTED with its findings, and the sender told why."""
+    async def _validate(self, new: NewMessage, received: UserMessageReceived) -> tuple[PermitDocument, Recheck]:
+        """Check the permit against the registry (recorded there later, with the message, in one unit of work,
+        which checks it again under the registry's locks); a refused one is stored REJECTED with its findings,
+        and the sender told why."""
         try:
             # in a thread: a large document must not stall the node's other traffic
             parsed = await on_documents_thread(parse_document, received.payloads[0].read())
@@ -412,7 +416,7 @@ class Receiver:
             as_of = self._clock.now().date()
             document = await on_documents_thread(validate_document, parsed, as_of=as_of, context=context)
             self._check_sender(document, received)
-            return document
+            return document, Recheck(parsed, as_of)
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
 

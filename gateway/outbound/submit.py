@@ -68,7 +68,7 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_filename
 from gateway.store.lifecycle import Event, IllegalTransition
-from gateway.store.permits import KnownDocument
+from gateway.store.permits import KnownDocument, Recheck
 from gateway.store.unit import unit_of_work
 from gateway.tasks import on_documents_thread
 
@@ -181,6 +181,7 @@ class Submitter:
         if outline is not None and kept is not None and kept.content_sha256 == outline.content_sha256:
             return await self._submitted_before(kept, partner_id, attachments)
         document = await on_documents_thread(validate_document, parsed, as_of=now.date(), context=context)
+        recheck = Recheck(parsed, now.date())
         partner = choose_partner(document, self._partners, self._identity, partner_id)
         self._partners.usable(partner, now)
         _check_agreed(document, partner, len(data))
@@ -195,7 +196,10 @@ class Submitter:
             detail["attachments"] = len(attachments)
         try:
             async with unit_of_work(self._store, self._permits) as work:
-                if not await work.record_permit(document, direction=Direction.OUTBOUND, message_id=new.message_id):
+                recorded = await work.record_permit(
+                    document, direction=Direction.OUTBOUND, message_id=new.message_id, recheck=recheck
+                )
+                if not recorded:
                     raise _KeptMeanwhile
                 record, created = await work.add(new, detail=detail)
         except _KeptMeanwhile:

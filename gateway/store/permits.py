@@ -9,7 +9,10 @@ cancelled export gives back what it drew; a cancelled endorsement reopens its ex
 authorizes again). The database enforces all of it: the document key is unique
 (insert-or-nothing, then the content hashes are compared), a draw is ``UPDATE ... SET remaining = remaining -
 :q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps remaining at zero or more), and each state move
-is ``UPDATE ... WHERE status IN (...)`` over the table of ``LIFECYCLES``.
+is ``UPDATE ... WHERE status IN (...)`` over the table of ``LIFECYCLES``. Every other rule across documents
+(one consignment, a cancelled or shortened document named, shipments, the year's estimate) is run again as the
+document is recorded (``Recheck``): after its own row is written, the estimate year and the documents it names
+locked, on what the registry holds then.
 
 ``PermitRegistry.context_for`` is the other half. The documents layer validates without I/O, so the registry
 first loads what a document's cross-document rules will ask (the ``DocumentOutline`` names it) into a
@@ -22,6 +25,7 @@ line's capacity is rounded down and a draw up, so the database and the rules agr
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +35,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,15 +49,18 @@ from gateway.documents import (
     DocumentType,
     Estimate,
     Finding,
+    ParsedDocument,
     Party,
     PermitDocument,
     PermitDocumentRejected,
     PermitLine,
     Prohibition,
+    validation_report,
 )
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
 from gateway.store.store import as_utc, insert_or_nothing, reader
+from gateway.tasks import on_documents_thread
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -173,6 +180,25 @@ class PermitRefused(PermitDocumentRejected):
         self.rule = rule
 
 
+class PermitChangedMeanwhile(PermitRefused):
+    """The document's cross-document rules, run again as it is recorded (under the registry's locks), find
+    errors its check did not: a document recorded meanwhile changed what this one names or counts against."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        meanwhile = " (found as the document was recorded: another document was recorded after it was checked)"
+        PermitDocumentRejected.__init__(self, [replace(f, message=f.message + meanwhile) for f in findings])
+        self.rule = findings[0].rule
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """How a document was checked (parsed, and on which day), so that ``record`` runs its rules again on what
+    the registry holds once the documents they ask about are locked."""
+
+    parsed: ParsedDocument
+    as_of: date | None
+
+
 # --- records --------------------------------------------------------------------------------------------
 
 
@@ -251,21 +277,35 @@ class PermitRegistry:
             return await _Snapshot(conn, self._tables).load(outline)
 
     async def record(
-        self, document: PermitDocument, *, direction: Direction, message_id: str
+        self,
+        document: PermitDocument,
+        *,
+        direction: Direction,
+        message_id: str,
+        recheck: Recheck | None = None,
     ) -> tuple[PermitRecord, bool]:
         """Keep an accepted document and apply it to the document it names; ``created=False`` when the same
         document (same key, same content) is already kept. Raises ``PermitRefused`` when the database refuses:
-        the key taken by other content (X-022), a quantity no longer there (EA-009), a move not allowed."""
+        the key taken by other content (X-022), a quantity no longer there (EA-009), a move not allowed; and,
+        given ``recheck``, when the document's cross-document rules, run again under locks on what the
+        registry now holds, find an error (``PermitChangedMeanwhile``)."""
         async with self._engine.begin() as conn:
-            tx = _Tx(conn, self._clock.now())
-            pk, created = await tx.record(document, direction, message_id)
+            tx = _Tx(conn, self._clock.now(), self._tables)
+            pk, created = await tx.record(document, direction, message_id, recheck)
             return await tx.load(pk), created
 
     async def record_on(
-        self, conn: AsyncConnection, document: PermitDocument, *, direction: Direction, message_id: str
+        self,
+        conn: AsyncConnection,
+        document: PermitDocument,
+        *,
+        direction: Direction,
+        message_id: str,
+        recheck: Recheck | None = None,
     ) -> bool:
         """``record`` inside a transaction the caller holds (a ``UnitOfWork``); True when newly kept."""
-        _, created = await _Tx(conn, self._clock.now()).record(document, direction, message_id)
+        tx = _Tx(conn, self._clock.now(), self._tables)
+        _, created = await tx.record(document, direction, message_id, recheck)
         return created
 
     async def first_carrier_on(self, conn: AsyncConnection, key: DocumentKey) -> str:
@@ -350,6 +390,7 @@ class _Tx:
 
     conn: AsyncConnection
     now: datetime
+    tables: ControlTables = field(default_factory=ControlTables)
 
     async def pk_of(self, key: DocumentKey | None) -> int | None:
         if key is None:
@@ -371,7 +412,9 @@ class _Tx:
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
         return [_record(row, lines.get(row.id, [])) for row in rows]
 
-    async def record(self, document: PermitDocument, direction: Direction, message_id: str) -> tuple[int, bool]:
+    async def record(
+        self, document: PermitDocument, direction: Direction, message_id: str, recheck: Recheck | None = None
+    ) -> tuple[int, bool]:
         """Keep the document and apply it to the one it names; its row id, and False when already kept."""
         refers_to = await self.pk_of(_primary_reference(document))
         values = _document_values(document, direction, message_id, self.now) | {"refers_to": refers_to}
@@ -380,9 +423,58 @@ class _Tx:
         if pk is None:
             return await self.already_recorded(document), False
         await self.insert_lines(pk, document.document_type, document.lines)
+        if recheck is not None and recheck.parsed.outline is not None:
+            await self.check_again(recheck, recheck.parsed.outline)
         if refers_to is not None:
             await _EFFECTS.get(document.document_type, _no_effect)(self, pk, document, refers_to)
         return pk, True
+
+    async def check_again(self, recheck: Recheck, outline: DocumentOutline) -> None:
+        """Run the document's rules again on what the registry holds once nothing they ask can change: the
+        document's check read the registry without locks, and another document recorded since may have
+        changed what it names (cancelled it, drawn on it, amended it) or the year's totals it counts against.
+
+        The document's own row is written first, so on SQLite this transaction already holds the write lock.
+        On PostgreSQL it locks the year's estimate totals and the documents this one names, in the order every
+        registry transaction takes them (estimates, then endorsements and executions, exports, imports), and
+        reads after the locks what the transactions that held them committed. The rules see this document as
+        kept, which they allow for (a document sent again): they leave it out of what it is checked against."""
+        await self.lock_estimates(outline)
+        await self.lock_named(outline)
+        context = await _Snapshot(self.conn, self.tables).load(outline)
+        report = await on_documents_thread(validation_report, recheck.parsed, as_of=recheck.as_of, context=context)
+        errors = [finding for finding in report.findings if finding.severity == "error"]
+        if errors:
+            raise PermitChangedMeanwhile(errors)
+
+    async def lock_estimates(self, outline: DocumentOutline) -> None:
+        """One lock per importing country and estimate year an authorization counts against (PostgreSQL; an
+        advisory lock for the transaction): a concurrent authorization of the same year waits for its totals."""
+        if self.conn.dialect.name != "postgresql":
+            return
+        parts = (outline, outline.replacement) if outline.replacement else (outline,)
+        counted = {
+            (part.importing_country, part.year)
+            for part in parts
+            if part.key.document_type in (IA, EA)
+            and any(self.tables.estimate(part.importing_country, s, part.year) for s in part.substance_ids)
+        }
+        for country, year in sorted(counted):
+            await self.conn.execute(_ESTIMATE_LOCK, {"key": _estimate_lock_key(country, year)})
+
+    async def lock_named(self, outline: DocumentOutline) -> None:
+        """Lock the rows of the documents the outlined document (and an amendment's replacement) names."""
+        parts = (outline, outline.replacement) if outline.replacement else (outline,)
+        keys = {key for part in parts for key in part.references} - {outline.key}
+        if not keys:
+            return
+        rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
+        for row in sorted(rows, key=lambda row: (_LOCK_ORDER.get(row.document_type, 0), row.id)):
+            await self.lock(row.id)
+
+    async def lock(self, pk: int) -> None:
+        """Lock a document's row until the transaction ends (PostgreSQL; SQLite's writer holds the file)."""
+        await self.conn.execute(_LOCK_DOCUMENT, {"pk": pk})
 
     async def already_recorded(self, document: PermitDocument) -> int:
         """The row id of the same document kept before; refused when the key holds other content."""
@@ -614,6 +706,7 @@ async def _endorse(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> 
     for line in document.lines:
         if line.reference_line_number is not None:
             endorsed[line.reference_line_number] += _micrograms(line.base_quantity_grams, EN) or 0
+    await tx.lock(subject)  # before its lines are read: an amendment of the export may be replacing them
     authorized = [line for line in await tx.lines(subject) if line.base_micrograms is not None]
     full = all(endorsed.get(line.line_number, 0) >= line.base_micrograms for line in authorized)
     await tx.must_move(subject, EA, _E.ENDORSE_FULL if full else _E.ENDORSE_PARTIAL, "EN-005")
@@ -980,6 +1073,13 @@ _LINES_OF_DOCUMENTS = (
     .order_by(_line.document_pk, _line.line_number)
 )
 _INSERT_LINES = insert(permit_lines)
+# NO KEY UPDATE, as an UPDATE takes: a plain FOR UPDATE would wait for the key-share lock that inserting a
+# document referring to the row takes, and two such inserts would deadlock.
+_LOCK_DOCUMENT = select(_doc.id).where(_doc.id == bindparam("pk")).with_for_update(key_share=True)
+_ESTIMATE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# Rows are locked in this order by every registry transaction (an endorsement or execution before its
+# export, an export before its import); other types are never locked together with those.
+_LOCK_ORDER: Mapping[str, int] = MappingProxyType({EN.value: 0, EX.value: 0, EA.value: 1, IA.value: 2})
 _DRAW = (
     update(permit_lines)
     .where(_line.id == bindparam("target"))
@@ -988,6 +1088,12 @@ _DRAW = (
 _SET_DRAWN = (
     update(permit_lines).where(_line.id == bindparam("export_line")).values(drawn_micrograms=bindparam("drawn"))
 )
+
+
+def _estimate_lock_key(country: str, year: int) -> int:
+    """The advisory lock of a country's estimate year: the same number on every node (``hash`` is not)."""
+    digest = hashlib.sha256(f"permit-gateway estimate {country} {year}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _key(row: Any) -> DocumentKey:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.documents import PermitDocument
 from gateway.store.lifecycle import Direction, Event
-from gateway.store.permits import PermitRegistry
+from gateway.store.permits import PermitRegistry, Recheck
 from gateway.store.store import Evidence, MessageRecord, MessageStore, NewMessage
 
 
@@ -27,9 +27,15 @@ class UnitOfWork:
         self._messages = messages
         self._permits = permits
 
-    async def record_permit(self, document: PermitDocument, *, direction: Direction, message_id: str) -> bool:
-        """``PermitRegistry.record`` in this unit; True when newly kept, False when the same document was."""
-        return await self._permits.record_on(self._conn, document, direction=direction, message_id=message_id)
+    async def record_permit(
+        self, document: PermitDocument, *, direction: Direction, message_id: str, recheck: Recheck | None = None
+    ) -> bool:
+        """``PermitRegistry.record`` in this unit; True when newly kept, False when the same document was. With
+        ``recheck`` (how the document was checked) its rules run again under the registry's locks, so that a
+        document recorded meanwhile by another request or node cannot make it break them."""
+        return await self._permits.record_on(
+            self._conn, document, direction=direction, message_id=message_id, recheck=recheck
+        )
 
     async def first_carrier(self, document: PermitDocument) -> str:
         """The MessageId that carried ``document`` when it was first kept (by this unit or before it)."""
