@@ -125,7 +125,7 @@ def choose_partner(
             f"sends only documents issued by its own country ({identity.country})"
         )
     if partner_id is not None:
-        return partners.get(partner_id)
+        return _named_partner(document, partners, identity, partner_id)
     country = document.counterpart_country
     found = partners.for_country(country, exclude_party=identity.party_id)
     if len(found) != 1:
@@ -135,6 +135,21 @@ def choose_partner(
             f"{names}. Add a profile for {country}'s competent authority or name the partner explicitly"
         )
     return found[0]
+
+
+def _named_partner(
+    document: PermitDocument, partners: Partners, identity: IdentitySettings, partner_id: str
+) -> Partner:
+    """A partner named in the submission; never our own profile, whose messages come back to us as a partner's
+    reuse of our MessageId and fail for good."""
+    partner = partners.get(partner_id)
+    if partner.profile.party_id == identity.party_id:
+        raise ProfileError(
+            f"partner {partner_id!r} is this gateway's own profile (PartyId {identity.party_id}); "
+            f"{document.document_type} {document.number} goes to another authority: name the profile of "
+            f"{document.counterpart_country}'s competent authority, or leave the partner out"
+        )
+    return partner
 
 
 class Submitter:

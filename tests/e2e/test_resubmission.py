@@ -192,3 +192,20 @@ async def test_concurrent_submissions_of_one_document_make_one_message(
     payloads = be.settings.data_dir / "payloads"
     kept = [p for p in payloads.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert len(kept) == 2, "the permit and the one message's wire bytes; the losers' wire files are gone"
+
+
+async def test_a_permit_addressed_to_our_own_profile_is_refused_and_can_still_go_to_its_partner(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Sent to our own /as4, it failed as a reuse of our MessageId, and the document stayed tied to it for good."""
+    be = await harness.start("BE-FAMHP")
+    ia = example(IA, today=harness.clock.now())
+
+    status, refused = await submit(session, be, ia, "?partner=be-famhp")
+
+    assert status == 409, refused
+    assert "'be-famhp' is this gateway's own profile (PartyId BE-FAMHP)" in refused["detail"]
+    assert "name the profile of CH's competent authority, or leave the partner out" in refused["detail"]
+    assert await outbound(session, be) == []
+    status, sent = await submit(session, be, ia)
+    assert status == 202 and sent["to_party"] == "CH-SWISSMEDIC", sent
