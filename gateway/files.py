@@ -7,10 +7,13 @@ A reader never sees half a file, and a write repeated after a crash replaces the
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import hashlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -18,22 +21,31 @@ from typing import BinaryIO
 _READ_BLOCK = 1 << 20
 
 
-def write_atomically(path: Path, data: bytes, *, prefix: str = ".tmp-", keep_attributes: bool = False) -> None:
-    write_chunks_atomically(path, (data,), prefix=prefix, keep_attributes=keep_attributes)
+def write_atomically(
+    path: Path, data: bytes, *, prefix: str = ".tmp-", keep_attributes: bool = False, mode: int | None = None
+) -> None:
+    write_chunks_atomically(path, (data,), prefix=prefix, keep_attributes=keep_attributes, mode=mode)
 
 
 def write_chunks_atomically(
-    path: Path, chunks: Iterable[bytes | memoryview], *, prefix: str = ".tmp-", keep_attributes: bool = False
+    path: Path,
+    chunks: Iterable[bytes | memoryview],
+    *,
+    prefix: str = ".tmp-",
+    keep_attributes: bool = False,
+    mode: int | None = None,
 ) -> None:
     """``write_atomically`` for content that arrives in pieces (large payloads never sit in memory whole).
 
-    A new file is private to this account (mode 0600). ``keep_attributes``: the file replaces one someone manages
-    (a partner profile): it keeps that file's mode and owner, and through a symlink the link's target is
-    replaced, not the link."""
+    A new file is private to this account (mode 0600) unless ``mode`` names another (``shared_mode()``: a file
+    handed to another account). ``keep_attributes``: the file replaces one someone manages (a partner profile):
+    it keeps that file's mode and owner, and through a symlink the link's target is replaced, not the link."""
     if keep_attributes and path.is_symlink():
         path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         if keep_attributes:
             _take_attributes(path, fd)
         with os.fdopen(fd, "wb") as handle:
@@ -46,6 +58,24 @@ def write_chunks_atomically(
         Path(tmp).unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
+
+
+@functools.cache
+def shared_mode() -> int:
+    """The mode ``open()`` gives a new file (0666 less the umask): for files another account reads, as the
+    national system does the permits delivered to its folder. The umask is read once, from /proc where it can
+    be: ``os.umask`` can only read it by setting it, for every thread of the process at once."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _take_attributes(path: Path, fd: int) -> None:
@@ -84,3 +114,23 @@ def sha256_of_file(file: BinaryIO) -> str:
         digest.update(block)
     file.seek(0)
     return digest.hexdigest()
+
+
+def remove_leftovers(folder: Path, prefix: str, *, older_than: float) -> list[Path]:
+    """Delete the files named ``prefix...`` in ``folder`` and its ``*.attachments`` subfolders last changed
+    more than ``older_than`` seconds ago: temporary files of writes a crash cut short. Nothing else is touched,
+    nor followed through a symlink. Returns what was deleted."""
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    folders = [folder]
+    with contextlib.suppress(FileNotFoundError):
+        folders += [f for f in folder.glob("*.attachments") if f.is_dir() and not f.is_symlink()]
+    for where in folders:
+        with contextlib.suppress(FileNotFoundError):
+            for path in where.glob(f"{glob.escape(prefix)}*"):
+                with contextlib.suppress(FileNotFoundError):
+                    found = path.lstat()
+                    if stat.S_ISREG(found.st_mode) and found.st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path)
+    return removed

@@ -7,6 +7,12 @@ Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as head
 redirect is not followed (a POST redirected becomes a GET without the permit): it is a failed delivery.
 SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
 permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
+A delivery renews its claim while it runs, and what it records is fenced on that claim (the message's attempts
+under it): an attempt that outlived its claim, which another node then took, records nothing, and a folder
+write checks the claim before each file, so it does not write the message again after the other node did.
+Folder writes run on threads of their own, ``FOLDER_WRITES_PER_PARTNER`` per partner at most: a folder on a
+mount that hangs holds up its partner only, never the threads the receive path uses. The files are readable
+as ``open()`` would make them (0666 less the umask), for a national system under its own account.
 Every push method is retried until it succeeds, always with the same MessageId, after the lease doubled at each
 failed attempt up to ``MAX_RETRY_DELAY``; from the ``ALERT_AFTER``th failure on, each one is logged as an error.
 Deliveries run side by side, each partner's messages capped at ``PER_PARTNER`` in flight, so a destination
@@ -21,12 +27,18 @@ switched to rest-pull has its waiting messages listed for pull instead of pushed
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import re
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,12 +50,21 @@ from yarl import URL
 from gateway.clock import Clock
 from gateway.errors import ProfileError, StoreError
 from gateway.faults import NO_FAULTS, Faults
-from gateway.files import write_atomically, write_chunks_atomically
+from gateway.files import remove_leftovers, shared_mode, write_atomically, write_chunks_atomically
 from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
 from gateway.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
-from gateway.store import Direction, Event, MessageRecord, MessageStore, PayloadStore, attachments_of
+from gateway.store import (
+    Direction,
+    Event,
+    IllegalTransition,
+    MessageRecord,
+    MessageStore,
+    PayloadStore,
+    attachments_of,
+    is_unavailable,
+)
 from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.inbound")
@@ -54,18 +75,54 @@ ALERT_AFTER = 10
 PER_PARTNER = 16
 """A partner's deliveries in flight at most. Its messages are claimed again once half of them have settled, in
 batches, so that their DELIVERED moves share commits."""
+FOLDER_THREADS = 32
+"""Threads writing delivery folders, apart from the event loop's default executor (which parses received AS4
+messages): a folder on a mount that hangs holds its threads for as long as it hangs."""
+FOLDER_WRITES_PER_PARTNER = 4
+"""A partner's folder writes in flight at most, well below ``FOLDER_THREADS``: one partner's hung folder never
+takes the threads another partner's deliveries need."""
+CLOSE_WAIT_SECONDS = 5.0
+"""How long ``close`` waits for folder writes it cannot cancel before handing their messages back."""
+TEMPORARY_PREFIX = ".incoming-"
+LEFTOVER_SECONDS = 3600.0
+"""A temporary file older than this in a delivery folder is what a crash left of a write: it is deleted."""
+ANSWER_SHOWN = 200
+"""Characters of a failed webhook answer's body shown in its reason."""
 
 
 class DeliveryFailed(Exception):
     """A delivery attempt that did not succeed; retried after the back-off."""
 
 
+class ClaimLost(Exception):
+    """This node's claim on the message ran out (or the node is stopping) before the delivery was written:
+    another claim delivers it, so this attempt writes nothing more."""
+
+
+@dataclass(eq=False)
+class _Claim:
+    """A delivery under this node's claim. ``claimed`` (the message's attempts under the claim) fences every
+    change this attempt makes; ``expires`` is when the claim runs out unless renewed. ``lost`` and the
+    worker's stop flag are read by the folder-writing thread before each file."""
+
+    record: MessageRecord
+    claimed: int
+    expires: datetime
+    lost: threading.Event = field(default_factory=threading.Event)
+    thread: Future[dict[str, Any]] | None = None
+
+
+def delivery_id(record: MessageRecord) -> str:
+    """The national system's idempotency key: a MessageId alone does not name one message, since two partners
+    may each send one under the same MessageId (the store keys messages by sender and MessageId too)."""
+    return hashlib.sha256(f"{record.from_party}\0{record.message_id}".encode()).hexdigest()
+
+
 def inbox_name(record: MessageRecord) -> str:
-    """``NUMBER.HASH``: the hash of sender and MessageId, so two partners' messages never share a file and a
+    """``NUMBER.HASH``: the start of the delivery id, so two partners' messages never share a file and a
     message delivered again gets the same name."""
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", record.document_number or "message")
-    key = f"{record.from_party}\0{record.message_id}".encode()
-    return f"{label}.{hashlib.sha256(key).hexdigest()[:12]}"
+    return f"{label}.{delivery_id(record)[:12]}"
 
 
 def retry_delay(failures: int, lease: timedelta = RETRY_DELAY) -> timedelta:
@@ -89,6 +146,7 @@ def metadata(record: MessageRecord) -> dict[str, Any]:
         "payload_sha256": record.payload_sha256,
         "received_at": record.created_at.isoformat(),
         "attachments": [a.to_json() for a in attachments_of(record.attachments)],
+        "delivery_id": delivery_id(record),
     }
 
 
@@ -118,6 +176,7 @@ def webhook_headers(record: MessageRecord) -> dict[str, str]:
     values = {
         "Content-Type": "application/xml",
         "X-Permit-Message-Id": record.message_id,
+        "X-Permit-Delivery-Id": delivery_id(record),  # the idempotency key: the same on every attempt
         "X-Permit-Conversation-Id": record.conversation_id,
         "X-Permit-From-Party": record.from_party,
         "X-Permit-Document-Type": record.document_type,
@@ -130,7 +189,11 @@ def webhook_headers(record: MessageRecord) -> dict[str, str]:
 
 
 class FolderDelivery:
-    """Delivers accepted inbound messages by each partner's ``delivery`` method (folder unless it says else)."""
+    """Delivers accepted inbound messages by each partner's ``delivery`` method (folder unless it says else).
+
+    Each delivery renews its claim while it runs (a folder write has no time bound), and every change it makes
+    is fenced on that claim: once the claim ran out and another claim took the message, this attempt writes no
+    more files and records nothing. Folder writes run on threads of their own, a few per partner at most."""
 
     def __init__(
         self,
@@ -153,14 +216,21 @@ class FolderDelivery:
         self._node_id = node_id
         self._profiles = profiles
         self._session = session
+        self._http_timeout = http_timeout
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
         self._soap = SoapDelivery(timeout=http_timeout)
         self._faults = faults
         self._lease = lease
         # a claim outlives the slowest push, so a message still being delivered is never claimed again
         self._claim_lease = max(lease, timedelta(seconds=http_timeout * 2))
-        self._delivering: dict[asyncio.Task[int], MessageRecord] = {}
+        self._delivering: dict[asyncio.Task[int], _Claim] = {}
         self._wake: Callable[[], None] = lambda: None
+        self._threads = ThreadPoolExecutor(max_workers=FOLDER_THREADS, thread_name_prefix="folder-delivery")
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._stopping = threading.Event()
+        self._file_mode = shared_mode()
+        self._swept: dict[Path, float] = {}
+        self._sweeps: set[asyncio.Task[None]] = set()
 
     def wake_with(self, callback: Callable[[], None]) -> None:
         """``callback`` wakes the node's delivery loop: when a partner's deliveries have room again."""
@@ -181,7 +251,8 @@ class FolderDelivery:
         A partner with half of ``PER_PARTNER`` or more in flight is left out of the claim, and no claim takes
         more than the room of the fullest partner in it, so no partner ever has more than ``PER_PARTNER`` in
         flight. Deliveries run on their own; one that settles and leaves its partner room wakes the loop."""
-        in_flight = Counter(record.partner_id for record in self._delivering.values())
+        self._sweep_folders()
+        in_flight = Counter(claim.record.partner_id for claim in self._delivering.values())
         busy = [partner for partner, count in in_flight.items() if 2 * count >= PER_PARTNER]
         limit = PER_PARTNER - max((c for p, c in in_flight.items() if p not in busy), default=0)
         batch = await self._store.claim_due(
@@ -191,12 +262,18 @@ class FolderDelivery:
             direction=Direction.INBOUND,
             exclude_partners=[*self._pulled(), *busy],
         )
-        delivering = {record.id for record in self._delivering.values()}
+        expires = self._clock.now() + self._claim_lease
+        delivering = {claim.record.id: claim for claim in self._delivering.values()}
         for record in batch:
-            if record.id not in delivering:  # claimed again when its lease ran out (a hung folder write)
-                task = asyncio.create_task(self._deliver(record), name=f"deliver {record.message_id}")
-                self._delivering[task] = record
-                task.add_done_callback(self._settled)
+            if (running := delivering.get(record.id)) is not None:
+                # claimed again while still being delivered here (its renewals failed until the lease ran out):
+                # the delivery in flight carries on under the new claim
+                running.claimed, running.expires = record.attempts, expires
+                continue
+            claim = _Claim(record, record.attempts, expires)
+            task = asyncio.create_task(self._deliver(claim), name=f"deliver {record.message_id}")
+            self._delivering[task] = claim
+            task.add_done_callback(self._settled)
         if len(batch) == limit:
             self._wake()  # more may be due
         return len(batch)
@@ -210,34 +287,67 @@ class FolderDelivery:
             await self.run_once()
             pending |= self._delivering.keys()
             if not pending:
+                await asyncio.gather(*self._sweeps)
                 return delivered
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             delivered += sum(task.result() for task in done)
 
     async def close(self) -> None:
         """Stop the deliveries in flight and give their messages back, due at once: another node, or this one
-        when it starts again, delivers them now instead of when their claims run out."""
+        when it starts again, delivers them now instead of when their claims run out.
+
+        A folder write cannot be cancelled: its thread writes no further file once stopped, and is waited for
+        up to ``CLOSE_WAIT_SECONDS``. One that completed its delivery meanwhile is recorded as delivered; one
+        still writing keeps its claim, so nobody delivers the message beside it until the claim runs out."""
+        self._stopping.set()
         delivering = dict(self._delivering)
-        await cancel_all(list(delivering))
+        await cancel_all([*delivering, *self._sweeps])
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        writing = [asyncio.wrap_future(c.thread) for c in delivering.values() if c.thread and not c.thread.done()]
+        if writing:
+            await asyncio.wait(writing, timeout=CLOSE_WAIT_SECONDS)
         self._soap.close()
-        detail = {"reason": f"node {self._node_id} stopped while delivering it"}
-        for record in (record for task, record in delivering.items() if task.cancelled()):
+        for claim in (claim for task, claim in delivering.items() if task.cancelled()):
             try:
-                due = {"next_attempt_at": self._clock.now(), "lease_owner": None}
-                await self._store.note(record.id, "delivery_interrupted", detail, **due)
+                await self._hand_back(claim)
             except StoreError as exc:  # the store may be gone too: the claims run out as after a crash
                 log.warning("deliveries in flight were not given back", reason=str(exc))
                 return
 
+    async def _hand_back(self, claim: _Claim) -> None:
+        record, thread = claim.record, claim.thread
+        if thread is not None and not thread.done():
+            log.warning(
+                "delivery still writing at shutdown: its message is left to its claim, delivered again when the "
+                "claim runs out; check the partner's delivery folder, which does not answer",
+                message_id=record.message_id,
+                partner=record.partner_id,
+                claim_expires_at=claim.expires.isoformat(),
+            )
+            return
+        if thread is not None and not thread.cancelled() and thread.exception() is None:
+            await self._delivered(claim, Delivery(), thread.result())  # written in full before the thread stopped
+            return
+        detail = {"reason": f"node {self._node_id} stopped while delivering it"}
+        await self._store.note_claimed(
+            record.id,
+            "delivery_interrupted",
+            detail,
+            owner=self._node_id,
+            claimed=claim.claimed,
+            next_attempt_at=self._clock.now(),
+            lease_owner=None,
+        )
+
     def _settled(self, task: asyncio.Task[int]) -> None:
-        record = self._delivering.pop(task)
+        record = self._delivering.pop(task).record
         if not task.cancelled() and (error := task.exception()) is not None:  # the store went away
             log.error(
                 "delivery stopped; tried again when its claim runs out",
                 message_id=record.message_id,
                 reason=f"{type(error).__name__}: {error}",
             )
-        left = sum(1 for other in self._delivering.values() if other.partner_id == record.partner_id)
+        left = sum(1 for other in self._delivering.values() if other.record.partner_id == record.partner_id)
         if 2 * left < PER_PARTNER <= 2 * (left + 1):  # its partner was left out of claims, and is no more
             self._wake()
 
@@ -250,20 +360,58 @@ class FolderDelivery:
         except ProfileError:
             return Delivery()
 
-    async def _deliver(self, record: MessageRecord) -> int:
+    async def _deliver(self, claim: _Claim) -> int:
+        record = claim.record
         setting = self.method(record)
         if setting.method is DeliveryMethod.REST_PULL:  # switched to rest-pull since the claim: give it back
-            await self._store.note(record.id, "awaiting_pull", next_attempt_at=self._clock.now(), lease_owner=None)
+            due = {"next_attempt_at": self._clock.now(), "lease_owner": None}
+            await self._store.note_claimed(
+                record.id, "awaiting_pull", {}, owner=self._node_id, claimed=claim.claimed, **due
+            )
             return 0
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_claim(claim, done), name=f"claim {record.message_id}")
         try:
-            detail = await self._push(record, setting)
-        except (OSError, StoreError, DeliveryFailed, SoapDeliveryFailed) as exc:  # StoreError: its payload file
-            await self._failed(record, setting, str(exc))
+            return await self._attempt(claim, setting)
+        finally:
+            # stopped, not cancelled: a cancel landing in a renewal's query drops the pooled connection (asyncpg)
+            done.set()
+            await keeper
+
+    async def _attempt(self, claim: _Claim, setting: Delivery) -> int:
+        record = claim.record
+        try:
+            detail = await self._push(claim, setting)
+        except ClaimLost as exc:
+            log.warning("delivery abandoned", message_id=record.message_id, reason=str(exc))
             return 0
-        attempts = record.attempts + 1
-        await self._store.move(
-            record.id, Event.DELIVER, detail=detail, lease_owner=None, attempts=attempts, last_error=None
-        )
+        except (OSError, StoreError, DeliveryFailed, SoapDeliveryFailed) as exc:  # StoreError: its payload file
+            await self._failed(claim, setting, str(exc))
+            return 0
+        return await self._delivered(claim, setting, detail)
+
+    async def _delivered(self, claim: _Claim, setting: Delivery, detail: dict[str, Any]) -> int:
+        record = claim.record
+        try:
+            await self._store.move(
+                record.id,
+                Event.DELIVER,
+                detail=detail,
+                lease_owner=None,
+                attempts=claim.claimed,
+                last_error=None,
+                claimed=claim.claimed,
+            )
+        except IllegalTransition as exc:  # StaleClaim: the claim ran out and another attempt delivered it
+            log.warning(
+                "delivered again by a stale attempt: its claim ran out before it was done, and another attempt "
+                "delivered the message too; the national system gets it twice, under the same delivery id",
+                message_id=record.message_id,
+                delivery_id=delivery_id(record),
+                reason=str(exc),
+                **detail,
+            )
+            return 0
         DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="delivered").inc()
         DELIVERY_LATENCY.labels(partner=record.partner_id).observe(
             (self._clock.now() - record.created_at).total_seconds()
@@ -271,16 +419,73 @@ class FolderDelivery:
         log.info("delivered", message_id=record.message_id, **detail)
         return 1
 
-    async def _failed(self, record: MessageRecord, setting: Delivery, reason: str) -> None:
-        """Due again after the back-off; inbound ``attempts`` counts the delivery attempts made so far."""
-        failures = record.attempts + 1
+    async def _keep_claim(self, claim: _Claim, done: asyncio.Event) -> None:
+        """Renew the claim every third of its lease until ``done``: a folder write may hang for longer than a
+        lease, and a claim that ran out meanwhile would let another node deliver the message beside this one.
+        Sets ``claim.lost`` once the message left this claim. A store out of reach fails a renewal, not the
+        claim: the next one may come before it runs out."""
+        while not await _set_within(done, self._claim_lease.total_seconds() / 3):
+            record, now = claim.record, self._clock.now()
+            try:
+                renewed = await self._store.renew_lease(
+                    record.id,
+                    self._node_id,
+                    claimed=claim.claimed,
+                    lease=self._claim_lease,
+                    direction=Direction.INBOUND,
+                )
+            except Exception as exc:
+                if not (isinstance(exc, StoreError) or is_unavailable(exc)):
+                    log.exception(
+                        "claim renewal failed; the delivery is left to its claim", message_id=record.message_id
+                    )
+                    return
+                log.warning(
+                    "claim not renewed; trying again at the next renewal",
+                    message_id=record.message_id,
+                    reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                )
+                continue
+            if not renewed:
+                claim.lost.set()
+                return
+            claim.expires = now + self._claim_lease
+
+    def _check_claim(self, claim: _Claim) -> None:
+        """Raise ``ClaimLost`` unless this attempt may still write: its claim holds (a sixth of its lease left at
+        least, a margin for the other nodes' clocks; renewed every third, it has that even after one renewal
+        failed) and the node is not stopping."""
+        if self._stopping.is_set():
+            raise ClaimLost(f"node {self._node_id} is stopping; the message is given back")
+        if claim.lost.is_set() or claim.expires - self._clock.now() < self._claim_lease / 6:
+            raise ClaimLost(
+                "its claim ran out before the delivery was written (renewals failed or came too late); another "
+                "claim delivers it"
+            )
+
+    async def _failed(self, claim: _Claim, setting: Delivery, reason: str) -> None:
+        """Due again after the back-off; inbound ``attempts`` counts the delivery attempts started so far. Not
+        recorded (nor counted) once the message left this claim: a newer attempt's outcome stands."""
+        record = claim.record
+        failures = claim.claimed
         due = self._clock.now() + retry_delay(failures, self._lease)
         detail = {"reason": reason, "attempt": failures}
-        await self._store.note(
-            record.id, "delivery_failed", detail, next_attempt_at=due, attempts=failures, last_error=reason
+        recorded = await self._store.note_claimed(
+            record.id,
+            "delivery_failed",
+            detail,
+            owner=self._node_id,
+            claimed=claim.claimed,
+            next_attempt_at=due,
+            last_error=reason,
         )
-        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="failed").inc()
         context = {"message_id": record.message_id, "partner": record.partner_id, "attempt": failures}
+        if not recorded:
+            log.warning(
+                "failure of a stale delivery attempt not recorded: its claim ran out", reason=reason, **context
+            )
+            return
+        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="failed").inc()
         if failures < ALERT_AFTER:
             log.warning("delivery failed", reason=reason, next_attempt_at=due.isoformat(), **context)
             return
@@ -293,11 +498,14 @@ class FolderDelivery:
             **context,
         )
 
-    async def _push(self, record: MessageRecord, setting: Delivery) -> dict[str, Any]:
+    async def _push(self, claim: _Claim, setting: Delivery) -> dict[str, Any]:
+        record = claim.record
         if setting.method is DeliveryMethod.WEBHOOK and setting.url is not None:
+            self._check_claim(claim)
             return await self._post(record, setting.url)
         if setting.method is DeliveryMethod.SOAP and setting.url is not None:
             data = self._payloads.get(record.payload_sha256)
+            self._check_claim(claim)
             try:
                 reference = await self._soap.deliver(setting.url, record, data)
             except SoapDeliveryFailed as exc:
@@ -305,24 +513,78 @@ class FolderDelivery:
             return {"soap": shown_url(setting.url), "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
-        return await asyncio.to_thread(self._write, record, setting.folder or self._inbox)  # fsyncs off the loop
+        return await self._in_folder_thread(
+            claim, functools.partial(self._write, claim, setting.folder or self._inbox)
+        )
 
-    def _write(self, record: MessageRecord, inbox: Path) -> dict[str, Any]:
-        """Attachments first, then the metadata, then the permit: the permit's file appearing means complete."""
+    async def _in_folder_thread(self, claim: _Claim, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``write`` on a folder-delivery thread (fsyncs off the loop), holding one of the partner's slots until
+        the thread is done, even when this task is cancelled: a thread cannot be."""
+        slots = self._slots.setdefault(claim.record.partner_id, asyncio.Semaphore(FOLDER_WRITES_PER_PARTNER))
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            thread = claim.thread = self._threads.submit(write)
+        except BaseException:
+            slots.release()
+            raise
+        thread.add_done_callback(lambda _: _call_soon(loop, slots.release))
+        return await asyncio.wrap_future(thread)
+
+    def _write(self, claim: _Claim, inbox: Path) -> dict[str, Any]:
+        """Attachments first, then the metadata, then the permit: the permit's file appearing means complete.
+        The claim is checked before each file, so an attempt whose claim ran out stops writing."""
+        record = claim.record
         name = inbox_name(record)
+        self._check_claim(claim)
         inbox.mkdir(parents=True, exist_ok=True)
         if record.attachments:
             folder = inbox / f"{name}.attachments"
             folder.mkdir(exist_ok=True)
             for attachment in attachments_of(record.attachments):
                 target = folder / f"{attachment.position}-{attachment.filename}"
-                write_chunks_atomically(target, self._payloads.chunks(attachment.sha256), prefix=".incoming-")
+                chunks = self._payloads.chunks(attachment.sha256)
+                self._check_claim(claim)
+                write_chunks_atomically(target, chunks, prefix=TEMPORARY_PREFIX, mode=self._file_mode)
         data = self._payloads.get(record.payload_sha256)
         meta = json.dumps(metadata(record), indent=2).encode()
-        write_atomically(inbox / f"{name}.json", meta, prefix=".incoming-")
-        write_atomically(inbox / f"{name}.xml", data, prefix=".incoming-")
+        self._check_claim(claim)
+        write_atomically(inbox / f"{name}.json", meta, prefix=TEMPORARY_PREFIX, mode=self._file_mode)
+        self._check_claim(claim)
+        write_atomically(inbox / f"{name}.xml", data, prefix=TEMPORARY_PREFIX, mode=self._file_mode)
         self._faults.hit("deliver.after_write")
         return {"file": f"{name}.xml"}
+
+    def _sweep_folders(self) -> None:
+        """At most hourly per delivery folder, in the background: delete the temporary files a crash left
+        there (``TEMPORARY_PREFIX``, over ``LEFTOVER_SECONDS`` old). One sweep per folder at a time, on a
+        folder-delivery thread, so a folder that hangs holds one thread and nothing else."""
+        folders = {self._inbox}
+        for profile in () if self._profiles is None else self._profiles:
+            if profile.delivery.method is DeliveryMethod.FOLDER and profile.delivery.folder is not None:
+                folders.add(profile.delivery.folder)
+        now = time.monotonic()
+        for folder in folders:
+            if now - self._swept.get(folder, -LEFTOVER_SECONDS) < LEFTOVER_SECONDS:
+                continue
+            self._swept[folder] = now
+            task = asyncio.create_task(self._sweep(folder), name=f"sweep {folder}")
+            self._sweeps.add(task)
+            task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep(self, folder: Path) -> None:
+        sweep = functools.partial(remove_leftovers, folder, TEMPORARY_PREFIX, older_than=LEFTOVER_SECONDS)
+        try:
+            removed = await asyncio.wrap_future(self._threads.submit(sweep))
+        except OSError as exc:
+            log.warning("delivery folder not swept of temporary files", folder=str(folder), reason=str(exc))
+            return
+        if removed:
+            log.info(
+                "temporary files of interrupted deliveries deleted",
+                folder=str(folder),
+                files=[str(path.relative_to(folder)) for path in removed],
+            )
 
     async def _post(self, record: MessageRecord, url: str) -> dict[str, Any]:
         if self._session is None:
@@ -333,9 +595,18 @@ class FolderDelivery:
                 url, data=data, headers=webhook_headers(record), timeout=self._timeout, allow_redirects=False
             ) as response:
                 status, location = response.status, response.headers.get("Location")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                answer = b"" if 200 <= status < 400 else await _read_start(response.content, 4 * ANSWER_SHOWN)
+        except TimeoutError:  # aiohttp's own time-outs are TimeoutErrors too, with no message
+            raise DeliveryFailed(
+                f"webhook {shown_url(url)}: no answer within {self._http_timeout:g} s "
+                "([outbound] http_timeout_seconds); check that the national system's webhook is up, or raise "
+                "the setting if it takes longer"
+            ) from None
+        except aiohttp.ClientError as exc:
             failure = str(exc).replace(url, shown_url(url))
-            raise DeliveryFailed(f"webhook {shown_url(url)}: {type(exc).__name__}: {failure}") from None
+            raise DeliveryFailed(
+                f"webhook {shown_url(url)}: {type(exc).__name__}: {failure}".rstrip(": ")
+            ) from None
         if 300 <= status < 400:
             raise DeliveryFailed(
                 f"webhook {shown_url(url)} answered HTTP {status} redirecting to "
@@ -344,5 +615,39 @@ class FolderDelivery:
                 f"partner profile {record.partner_id!r} to the final URL"
             )
         if not 200 <= status < 300:
-            raise DeliveryFailed(f"webhook {shown_url(url)} answered HTTP {status}")
+            raise DeliveryFailed(f"webhook {shown_url(url)} answered HTTP {status}: {_shown_answer(answer)}")
         return {"webhook": shown_url(url), "status": status}
+
+
+async def _read_start(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The first ``limit`` bytes of an answer's body (all of it when shorter); the rest is never read."""
+    start = b""
+    while len(start) < limit and (block := await content.read(limit - len(start))):
+        start += block
+    return start
+
+
+def _shown_answer(body: bytes) -> str:
+    """The start of an answer's body fit for a log line and the timeline: ``ANSWER_SHOWN`` characters at most,
+    control and non-ASCII characters escaped."""
+    if not body.strip():
+        return "(no body)"
+    text = body.decode("utf-8", errors="replace")
+    shown = text[:ANSWER_SHOWN].encode("unicode_escape").decode("ascii")
+    return shown + ("..." if len(text) > ANSWER_SHOWN else "")
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """``callback`` on ``loop`` from another thread; nothing once the loop is closed (the process is ending)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)

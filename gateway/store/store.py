@@ -544,7 +544,8 @@ class MessageStore:
             }
         else:  # delivery leases keep the state ACCEPTED and push next_attempt_at past the lease instead
             due = (messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now)
-            changes = {"next_attempt_at": now + lease}
+            # attempts counts the delivery attempts started: each claim its own, the fence of its outcome
+            changes = {"next_attempt_at": now + lease, "attempts": messages.c.attempts + 1}
         if partners is not None:
             due = (*due, messages.c.partner_id.in_(partners))
         if exclude_partners:
@@ -627,23 +628,56 @@ class MessageStore:
                 )
         return failed
 
-    async def renew_lease(self, pk: int, owner: str, *, claimed: int, lease: timedelta) -> bool:
-        """Extend ``owner``'s lease on a message it is still sending under the claim of attempt ``claimed``;
-        False once the message has left that claim (its lease ran out and it was taken back or claimed again)."""
+    async def renew_lease(
+        self, pk: int, owner: str, *, claimed: int, lease: timedelta, direction: Direction = Direction.OUTBOUND
+    ) -> bool:
+        """Extend ``owner``'s lease on a message it is still sending (inbound: delivering) under the claim of
+        attempt ``claimed``; False once the message has left that claim (its lease ran out and it was taken back
+        or claimed again, or it was delivered). An inbound message is due again when its lease runs out, so its
+        next attempt moves with the lease."""
         now = self._clock.now()
+        changes: dict[str, Any] = {"lease_expires_at": now + lease}
+        if direction is Direction.INBOUND:
+            changes["next_attempt_at"] = now + lease
         async with self._engine.begin() as conn:
             renewed = await conn.execute(
                 update(messages)
                 .where(
                     messages.c.id == pk,
-                    messages.c.state == State.SENDING,
+                    messages.c.direction == direction,
+                    messages.c.state == (State.SENDING if direction is Direction.OUTBOUND else State.ACCEPTED),
                     messages.c.lease_owner == owner,
                     messages.c.attempts == claimed,
                 )
-                .values(lease_expires_at=now + lease)
+                .values(**changes)
                 .returning(messages.c.id)
             )
             return renewed.first() is not None
+
+    async def note_claimed(
+        self, pk: int, kind: str, detail: dict[str, Any], *, owner: str, claimed: int, **updates: Any
+    ) -> bool:
+        """``note`` for an inbound delivery under ``owner``'s claim of attempt ``claimed``: nothing is changed
+        nor logged (False) once the message has left that claim, delivered or claimed again after its lease ran
+        out, so an attempt that outlived its claim never writes over a newer one's outcome."""
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            noted = await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id == pk,
+                    messages.c.direction == Direction.INBOUND,
+                    messages.c.state == State.ACCEPTED,
+                    messages.c.lease_owner == owner,
+                    messages.c.attempts == claimed,
+                )
+                .values(updated_at=now, **updates)
+                .returning(messages.c.id)
+            )
+            if noted.first() is None:
+                return False
+            await self._log(conn, pk, kind, None, detail)
+            return True
 
     async def recover_leases(self) -> int:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""
