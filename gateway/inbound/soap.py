@@ -5,6 +5,7 @@ WSDL is read once from our package data with a hardened zeep (no DTD, no entitie
 strict), never from the network; the binding address is the partner profile's ``delivery.url``. zeep's
 client is synchronous (requests, whose connection pool is thread-safe), so each call runs in a worker thread
 off the event loop; the simplest robust choice, as zeep's async transport would need httpx besides aiohttp.
+Each delivery URL has threads of its own, so a national service that hangs holds up only the calls made to it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ WSDL_FILE = "national-delivery.wsdl"
 BINDING = "{urn:permit-gateway:national-delivery:1}NationalDeliverySoap11"
 WSDL_LOAD_TIMEOUT = 10.0
 SOAP_THREADS = 16
-"""zeep blocks a thread per call: SOAP deliveries have threads of their own, so a national SOAP service that
-hangs holds only these, never the threads that store received messages and write delivery files."""
+"""zeep blocks a thread per call: each delivery URL has up to this many threads of its own (a partner's
+deliveries in flight, ``deliver.PER_PARTNER``), started as calls need them. A national SOAP service that hangs
+holds only its URL's, never another URL's (one pool for all let one hung endpoint hold every thread, and another
+partner's permits waited for its time-outs) nor the threads that store received messages and write files."""
 
 
 class SoapDeliveryFailed(Exception):
@@ -55,8 +58,11 @@ def hardened_settings() -> zeep.Settings:
 
 def deliver_permit_request(record: MessageRecord, document: bytes) -> dict[str, Any]:
     """The ``DeliverPermit`` body: the AS4 metadata and the document bytes (zeep encodes them base64)."""
+    from gateway.inbound.deliver import delivery_id  # deliver imports this module
+
     metadata = {
         "MessageId": record.message_id,
+        "DeliveryId": delivery_id(record),
         "ConversationId": record.conversation_id,
         "RefToMessageId": record.ref_to_message_id,
         "FromParty": record.from_party,
@@ -79,14 +85,19 @@ class SoapDelivery:
 
     def __init__(self, *, timeout: float) -> None:
         self._timeout = timeout
-        self._threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
+        self._threads: dict[str, ThreadPoolExecutor] = {}
 
     async def deliver(self, url: str, record: MessageRecord, document: bytes) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, url, record, document)
+        threads = self._threads.get(url)
+        if threads is None:
+            threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
+            self._threads[url] = threads
+        return await asyncio.get_running_loop().run_in_executor(threads, self._call, url, record, document)
 
     def close(self) -> None:
         """Calls not started are dropped (their messages are delivered again when their claims run out)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        for threads in self._threads.values():
+            threads.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, url: str, record: MessageRecord, document: bytes) -> str:
         service = _client(self._timeout).create_service(BINDING, url)  # type: ignore[no-untyped-call]

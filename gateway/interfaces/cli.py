@@ -39,6 +39,13 @@ app.add_typer(messages_app, name="messages")
 admin_app = typer.Typer(help="The admin API's credentials.")
 app.add_typer(admin_app, name="admin")
 
+SHUTDOWN_SECONDS = 10.0
+"""How long a stopping node lets HTTP requests in progress finish before it cancels them and closes its own work
+(sends, deliveries, pulls: their messages given back). aiohttp's default, 60 s, outlasted a supervisor's grace
+(Kubernetes': 30 s), and an upload under way at SIGTERM never finishes anyway, so the SIGKILL came before the
+messages were given back. This and ``node.JOBS_SHUTDOWN_SECONDS`` (10 s) leave the cleanup time within 30 s. A
+request cut off is sent again by its sender (a partner's AS4 retry, the national system's resubmission)."""
+
 
 @app.command()
 def serve(
@@ -56,7 +63,14 @@ def serve(
     except OSError as exc:
         raise _cannot_listen(host, port, config, exc) from None
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=None, loop=new_event_loop())
+        web.run_app(
+            create_app(settings),
+            host=host,
+            port=port,
+            print=None,
+            loop=new_event_loop(),
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
     except GatewayError as exc:  # what starting found wrong (keys, profiles, tokens, reference data): named
         raise fail(f"the gateway did not start: {exc}") from None
     except (DBAPIError, ConnectionError) as exc:

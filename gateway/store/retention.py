@@ -5,7 +5,7 @@ nor the file tree is ever read whole."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +17,10 @@ from gateway.store.store import MessageStore
 # A payload file written or reused this recently is kept even when no message names it yet: a submission of
 # the same bytes stores the file before the message that names it.
 FILE_GRACE = timedelta(hours=1)
+REFERENCED_CHUNK = 5000
+"""Payload files asked about in one ``referenced`` query at most: it binds three parameters per file and asyncpg
+takes at most 32,767 in one statement, while a purge batch (``[retention] batch_size`` up to 10,000 messages)
+names two files a message and its attachments besides."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +52,7 @@ async def purge(
             by_state[state] = by_state.get(state, 0) + count
             RETENTION_PURGED.labels(state=state.value).inc(count)
         if batch.files:
-            still_named = await store.referenced(batch.files)
+            still_named = await referenced(store, batch.files)
             for sha256 in sorted(batch.files - still_named):
                 if payloads.remove(sha256, untouched_for=file_grace):
                     files += 1
@@ -70,9 +74,18 @@ async def sweep_unnamed_files(
         old = await asyncio.to_thread(payloads.old_files, shard, untouched_for=file_grace)
         for start in range(0, len(old), batch_size):
             batch = old[start : start + batch_size]
-            named = await store.referenced(batch)
+            named = await referenced(store, batch)
             for sha256 in batch:
                 if sha256 not in named and payloads.remove(sha256, untouched_for=file_grace):
                     removed += 1
                     RETENTION_PURGED_FILES.inc()
     return removed
+
+
+async def referenced(store: MessageStore, sha256s: Collection[str]) -> set[str]:
+    """``store.referenced`` in chunks of ``REFERENCED_CHUNK`` files, so no batch is too large to ask about."""
+    wanted = sorted(sha256s)
+    named: set[str] = set()
+    for start in range(0, len(wanted), REFERENCED_CHUNK):
+        named |= await store.referenced(wanted[start : start + REFERENCED_CHUNK])
+    return named

@@ -1,8 +1,8 @@
 """A national IT system on loopback implementing ``national-delivery.wsdl`` with lxml, for delivery tests.
 
 It checks every request the way a strict consumer would: SOAP 1.1 envelope, the SOAPAction of the binding,
-and the Body's ``DeliverPermit`` valid against the WSDL's schema. It keeps a permit once per MessageId (the
-contract's idempotency rule) and answers as told: ``"ok"``, ``"fault"`` (a SOAP Fault, HTTP 500) or
+and the Body's ``DeliverPermit`` valid against the WSDL's schema. It keeps a permit once per DeliveryId (the
+contract's idempotency key: two partners may send permits under one MessageId) and answers as told: ``"ok"``, ``"fault"`` (a SOAP Fault, HTTP 500) or
 ``"500"`` (a plain HTTP error).
 """
 
@@ -26,7 +26,9 @@ PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True
 
 @dataclass(frozen=True)
 class Delivered:
+    delivery_id: str
     metadata: dict[str, str]
+    """Metadata but its DeliveryId, which is ``delivery_id``."""
     document: bytes
 
 
@@ -35,9 +37,18 @@ class NationalSystem:
     url: str = ""
     answers: list[str] = field(default_factory=list)
     requests: int = 0
-    stored: dict[str, Delivered] = field(default_factory=dict)
+    deliveries: dict[str, Delivered] = field(default_factory=dict)
+    """The permits kept, by DeliveryId."""
     references: dict[str, str] = field(default_factory=dict)
+    """The NationalReference given, by DeliveryId."""
     invalid: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> dict[str, Delivered]:
+        """The permits kept, by MessageId: for tests whose messages' MessageIds are unique."""
+        by_message_id = {kept.metadata["MessageId"]: kept for kept in self.deliveries.values()}
+        assert len(by_message_id) == len(self.deliveries), "permits share a MessageId: read deliveries"
+        return by_message_id
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -55,11 +66,11 @@ class NationalSystem:
         assert call is not None
         metadata = {etree.QName(e).localname: e.text or "" for e in call.find(f"{{{ND}}}Metadata")}
         document = base64.b64decode(call.findtext(f"{{{ND}}}Document") or "")
-        message_id = metadata["MessageId"]
-        if message_id not in self.references:
-            self.stored[message_id] = Delivered(metadata, document)
-            self.references[message_id] = f"NAT-{len(self.references) + 1:04d}"
-        return _answer(self.references[message_id])
+        key = metadata.pop("DeliveryId")
+        if key not in self.references:
+            self.deliveries[key] = Delivered(key, metadata, document)
+            self.references[key] = f"NAT-{len(self.references) + 1:04d}"
+        return _answer(self.references[key])
 
     def _check(self, request: web.Request, body: bytes) -> str | None:
         if request.content_type != "text/xml":
