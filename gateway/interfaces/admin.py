@@ -49,6 +49,7 @@ MAX_PROFILE_BYTES = 256 * 1024
 YAML_TYPE = "application/yaml"
 MAX_AUDIT_ENTRIES = 1000
 PENDING = frozenset({State.SUBMITTED, State.SENDING, State.RETRY_WAIT})
+UNDELIVERED = frozenset({State.RECEIVED, State.ACCEPTED})  # received from the partner, not yet delivered
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -284,12 +285,17 @@ async def retire_profile(request: web.Request) -> web.Response:
     condition = _precondition(request)
     if condition is None:
         return _precondition_required()
-    pending = await _pending_messages(request, profile_id)
-    if pending and request.query.get("force") != "true":
+    outbound, inbound = await _pending_messages(request, profile_id)
+    if (outbound or inbound) and request.query.get("force") != "true":
         return _problem(
             409,
-            f"{pending} message(s) to {profile_id!r} are still on their way and would fail without the profile; "
-            "wait until they are acknowledged or failed, or retire with ?force=true",
+            f"{outbound} message(s) to {profile_id!r} are still on their way (they would wait unsent without the "
+            f"profile and fail at their time to live), and {inbound} message(s) received from {profile_id!r} still "
+            "wait for delivery to the national system (delivered as the partner's profile says, delivery:); wait "
+            "until those to it are ACKNOWLEDGED or FAILED and those from it DELIVERED (GET /api/v1/messages?state="
+            "RETRY_WAIT, ?state=ACCEPTED), or retire with ?force=true",
+            outbound=outbound,
+            inbound=inbound,
         )
     try:
         result = await asyncio.to_thread(editor.retire, profile_id, condition=condition, actor=_actor(request))
@@ -298,16 +304,16 @@ async def retire_profile(request: web.Request) -> web.Response:
     return _written(result)
 
 
-async def _pending_messages(request: web.Request, profile_id: str) -> int:
+async def _pending_messages(request: web.Request, profile_id: str) -> tuple[int, int]:
+    """How many messages to the partner are still on their way, and how many from it wait for delivery."""
     node = request.app.get(NODE)
     if node is None:
-        return 0
+        return 0, 0
     counts = await node.store.count_by_state()
-    return sum(
-        count
-        for (direction, partner, state), count in counts.items()
-        if direction == Direction.OUTBOUND and partner == profile_id and state in PENDING
-    )
+    mine = [(direction, state, count) for (direction, partner, state), count in counts.items() if partner == profile_id]
+    outbound = sum(n for direction, state, n in mine if direction == Direction.OUTBOUND and state in PENDING)
+    inbound = sum(n for direction, state, n in mine if direction == Direction.INBOUND and state in UNDELIVERED)
+    return outbound, inbound
 
 
 @admin_only
@@ -424,16 +430,16 @@ def _optional_int(request: web.Request, name: str) -> int | None:
 
 
 routes: list[web.RouteDef] = [
-    web.get(f"{ADMIN}/profiles", list_profiles),
-    web.get(PROFILE, get_profile),
+    web.get(f"{ADMIN}/profiles", list_profiles, allow_head=False),
+    web.get(PROFILE, get_profile, allow_head=False),
     web.put(PROFILE, put_profile),
     web.patch(PROFILE, merge_profile),
     web.post(PROFILE, merge_profile),
     web.delete(PROFILE, retire_profile),
-    web.get(f"{PROFILE}/history", history),
-    web.get(f"{PROFILE}/history/{{version}}", get_version),
-    web.get(f"{PROFILE}/diff", diff),
+    web.get(f"{PROFILE}/history", history, allow_head=False),
+    web.get(f"{PROFILE}/history/{{version}}", get_version, allow_head=False),
+    web.get(f"{PROFILE}/diff", diff, allow_head=False),
     web.post(f"{PROFILE}/rollback", rollback),
-    web.get(f"{ADMIN}/audit", audit),
-    web.get(f"{ADMIN}/certificates", certificates),
+    web.get(f"{ADMIN}/audit", audit, allow_head=False),
+    web.get(f"{ADMIN}/certificates", certificates, allow_head=False),
 ]

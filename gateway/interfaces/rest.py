@@ -6,6 +6,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ MAX_DOCUMENT_BYTES = DEFAULT_MAX_BYTES
 part."""
 MAX_RETRY_BODY_BYTES = 64 * 1024
 """The largest body of POST /messages/{id}/retry, a JSON reason."""
+REASON_PATTERN = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+"""A retry's reason holds a character that is neither a control character nor white space: a regular
+expression that means the same in Python and in JSON Schema (ECMA-262), whose white space classes differ; openapi.yaml
+gives it as the reason's ``pattern``."""
+_REASON = re.compile(REASON_PATTERN)
 
 
 def message_json(record: MessageRecord) -> dict[str, Any]:
@@ -102,7 +108,11 @@ async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """The router's own 404 and 405, and aiohttp's 413 past ``client_max_size``, under /api/ as JSON naming the
-    fix, like every other answer there."""
+    fix, like every other answer there; and 400 for a NUL character in a path or query value of the national
+    API, which no stored value holds and PostgreSQL cannot even compare with one."""
+    refused = _nul_refusal(request)
+    if refused is not None:
+        return refused
     try:
         return await handler(request)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed, web.HTTPRequestEntityTooLarge) as exc:
@@ -117,6 +127,26 @@ async def json_errors(
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         error = f"no route {request.method} {request.path}"
         return web.json_response({"error": error, "fix": fix}, status=exc.status, headers=headers)
+
+
+def _nul_refusal(request: web.Request) -> web.Response | None:
+    """400 naming the first path or query value with a NUL character, on the national API (the admin API checks
+    its own parameters, after its credential)."""
+    if not request.path.startswith(f"{API}/") or request.path.startswith(f"{API}/admin/"):
+        return None
+    named = [
+        *(("path parameter", k, v) for k, v in request.match_info.items()),
+        *(("query parameter", k, v) for k, v in request.query.items()),
+    ]
+    for kind, name, value in named:
+        if "\x00" in value:
+            detail = f"{kind} {name!r} contains a NUL character (U+0000, %00 in the URL)"
+            fix = (
+                "send the value without it: no MessageId, PartyId, partner id, country or permit number holds one; "
+                f"see {API}/openapi.json for what each parameter takes"
+            )
+            return web.json_response({"error": "bad request", "detail": detail, "fix": fix}, status=400)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +239,33 @@ def expect_continue(limit: Callable[[web.Request], BodyLimit | None]) -> ExpectH
     return expect
 
 
+DOCUMENT_TYPES = ("application/xml", "text/xml", "application/*+xml", "application/octet-stream")
+"""The media types of a permit sent as the whole body (application/octet-stream: what HTTP clients send for raw
+bytes, and a body without a Content-Type); multipart/form-data carries it with supporting documents."""
+_CURL_DEFAULT = "application/x-www-form-urlencoded"  # curl --data-binary's: the bytes as sent, taken as XML
+
+
+def _unsupported_type(request: web.Request) -> web.Response | None:
+    """415 for a body that says it is something other than a permit document (JSON, text, ...)."""
+    found = request.content_type
+    if found in (*DOCUMENT_TYPES, "multipart/form-data", _CURL_DEFAULT) or found.endswith("+xml"):
+        return None
+    body = {
+        "error": "unsupported media type",
+        "detail": f"POST {API}/documents takes a permit document, and the body is {found}",
+        "fix": f"send the permit XML as the body with Content-Type {', '.join(DOCUMENT_TYPES)}, or "
+        "multipart/form-data with a 'document' part and 'attachment' parts",
+    }
+    return web.json_response(body, status=415)
+
+
 async def submit_document(request: web.Request) -> web.Response:
     """The permit XML as the body, or multipart/form-data: a ``document`` part and ``attachment`` file parts
     (supporting documents, streamed to disk as they arrive)."""
     node = request.app[NODE]
+    unsupported = _unsupported_type(request)
+    if unsupported is not None:
+        return unsupported
     limit = _documents_limit(request)
     refused = limit.refusal(request.content_length)
     if refused is not None:
@@ -229,7 +282,8 @@ async def submit_document(request: web.Request) -> web.Response:
         except BodyTooLarge as exc:
             return exc.limit.too_large(str(exc))
         except (BadSubmission, TooManyAttachments) as exc:
-            return web.json_response({"error": "bad submission", "detail": str(exc)}, status=400)
+            body = {"error": "bad submission", "detail": str(exc), "fix": SUBMISSION_FIX}
+            return web.json_response(body, status=400)
         except PermitDocumentRejected as exc:
             findings = [f.to_json() for f in exc.findings]
             return web.json_response({"error": "document rejected", "findings": findings}, status=422)
@@ -245,6 +299,12 @@ async def submit_document(request: web.Request) -> web.Response:
     if submitted.supersedes is not None:
         body["supersedes"] = submitted.supersedes
     return web.json_response(body, status=202 if submitted.created else 200)
+
+
+SUBMISSION_FIX = (
+    f"send the permit XML as the body, or multipart/form-data with exactly one 'document' part (the permit XML) "
+    f"and at most {MAX_ATTACHMENTS} 'attachment' file parts (its supporting documents); no other fields"
+)
 
 
 class BadSubmission(GatewayError):
@@ -299,7 +359,10 @@ async def _read_form(
             mime_type = _attachment_type(part.headers.get("Content-Type"), name or f"{len(attachments) + 1}")
             attachments.append(NewAttachment(filename=name, mime_type=mime_type, file=spool))
         else:
-            raise BadSubmission(f"unknown form field {part.name!r}; expected 'document' and 'attachment' parts")
+            raise BadSubmission(
+                f"unknown form field {part.name!r}; the accepted fields are 'document' (the permit XML, once) and "
+                "'attachment' (a supporting document, one file part each)"
+            )
     if data is None:
         raise BadSubmission("the form has no 'document' part: the permit XML goes in a part named 'document'")
     return data, attachments
@@ -351,9 +414,18 @@ async def retry_message(request: web.Request) -> web.Response:
             node.store, node.partners, node.clock, message_id, reason=reason, rebuilder=node.submitter
         )
     except UnknownMessage as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+        fix = (
+            f"retry a message this gateway sent: GET {API}/messages?direction=outbound&state=FAILED lists those "
+            "that can be; a received message is the partner's to send again"
+        )
+        return web.json_response({"error": str(exc), "fix": fix}, status=404)
     except GatewayError as exc:
-        return web.json_response({"error": "cannot retry", "detail": str(exc)}, status=409)
+        fix = (
+            f"only a FAILED message is retried: GET {API}/messages/{quote(message_id, safe='@')}?direction=outbound "
+            "shows its state and timeline (one on its way is retried by the gateway itself, an ACKNOWLEDGED one "
+            "was delivered); a superseded one goes on as the message that superseded it"
+        )
+        return web.json_response({"error": "cannot retry", "detail": str(exc), "fix": fix}, status=409)
     node.dispatch_pump.wake()
     if record.message_id == message_id:
         return web.json_response(message_json(record))
@@ -369,8 +441,12 @@ async def _retry_reason(request: web.Request) -> str:
     except (ValueError, RecursionError):
         raise _bad_request('the body must be JSON: {"reason": "why it is sent again"}') from None
     reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not reason.strip():
-        raise _bad_request('the body must be JSON with a "reason" string, or be left out')
+    if not isinstance(reason, str) or not _REASON.search(reason):
+        raise _bad_request(
+            'the body must be JSON with a "reason" string that holds more than white space and control '
+            "characters, or be left out",
+            'send {"reason": "why it is sent again"}, or no body for "retried by an operator"',
+        )
     return reason.strip()[:500]
 
 
@@ -396,7 +472,14 @@ async def named_message(request: web.Request) -> MessageRecord | web.Response:
         among = "".join(
             f" {name} {request.query[name][:100]!r}" for name in ("direction", "from") if name in request.query
         )
-        return web.json_response({"error": f"no message with MessageId {message_id!r}{among}"}, status=404)
+        fix = (
+            f"GET {API}/messages (?direction=, ?state=) lists the messages with their message_id; a received "
+            "message has the MessageId its sender gave it"
+        )
+        if among:
+            fix += "; leave out ?direction= and ?from= to look among all of them"
+        body = {"error": f"no message with MessageId {message_id!r}{among}", "fix": fix}
+        return web.json_response(body, status=404)
     choices = [f"?direction={_direction_name(r)}&from={quote(r.from_party, safe='')}" for r in found]
     senders = "; ".join(f"{_direction_name(r)} from {r.from_party} (partner {r.partner_id})" for r in found)
     body = {
@@ -431,7 +514,14 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     found = [a for a in attachments_of(record.attachments) if str(a.position) == position]
     if not found:
         error = f"{_direction_name(record)} message {record.message_id!r} has no attachment {position}"
-        return web.json_response({"error": error}, status=404)
+        count = len(attachments_of(record.attachments))
+        detail = f"it has {count} supporting document{'' if count == 1 else 's'}" + (
+            f", at positions 1 to {count}" if count else ""
+        )
+        fix = (
+            "use the url of one of the message's attachments (its attachments list)" if count else "none to fetch"
+        )
+        return web.json_response({"error": error, "detail": detail, "fix": fix}, status=404)
     headers = {
         "Content-Type": found[0].mime_type,
         "Content-Disposition": f'attachment; filename="{found[0].filename}"',
@@ -527,8 +617,15 @@ def _pull_inbox(request: web.Request) -> PullInbox:
     return PullInbox(store=node.store, payloads=node.payloads, profiles=node.partners.registry)
 
 
-def _not_found(exc: NotPullable) -> web.Response:
-    return web.json_response({"error": str(exc)}, status=409 if isinstance(exc, AmbiguousMessageId) else 404)
+def _not_found(exc: NotPullable, message_id: str) -> web.Response:
+    if isinstance(exc, AmbiguousMessageId):
+        return web.json_response({"error": str(exc)}, status=409)
+    fix = (
+        f"GET {API}/inbox lists what awaits pull; only the permits of partners whose profile says "
+        "'delivery.method: rest-pull' wait there (others are pushed), and one acknowledged already has left: "
+        f"GET {API}/messages/{quote(message_id, safe='@')}?direction=inbound shows its state"
+    )
+    return web.json_response({"error": str(exc), "fix": fix}, status=404)
 
 
 async def list_inbox(request: web.Request) -> web.Response:
@@ -547,10 +644,11 @@ async def list_inbox(request: web.Request) -> web.Response:
 
 
 async def fetch_inbox_message(request: web.Request) -> web.Response:
+    message_id = request.match_info["message_id"]
     try:
-        record, data = await _pull_inbox(request).fetch(request.match_info["message_id"])
+        record, data = await _pull_inbox(request).fetch(message_id)
     except NotPullable as exc:
-        return _not_found(exc)
+        return _not_found(exc, message_id)
     except StoreError as exc:  # its permit file is gone or changed on disk; the store itself answered
         detail = f"{exc}; restore the data folder from a backup, or ask the partner to send the permit again"
         return web.json_response({"error": "the permit cannot be read", "detail": detail}, status=500)
@@ -558,10 +656,11 @@ async def fetch_inbox_message(request: web.Request) -> web.Response:
 
 
 async def ack_inbox_message(request: web.Request) -> web.Response:
+    message_id = request.match_info["message_id"]
     try:
-        acked = await _pull_inbox(request).ack(request.match_info["message_id"])
+        acked = await _pull_inbox(request).ack(message_id)
     except NotPullable as exc:
-        return _not_found(exc)
+        return _not_found(exc, message_id)
     body = {"message_id": acked.record.message_id, "state": acked.record.state.value, "acknowledged": acked.moved}
     return web.json_response(body)
 
@@ -628,8 +727,10 @@ def _party_json(party: Party | None) -> dict[str, Any] | None:
     return {"name": party.name, "country": party.country, "licence": party.licence, "category": party.category}
 
 
-def _bad_request(detail: str) -> web.HTTPBadRequest:
-    body = json.dumps({"error": "bad request", "detail": detail})
+def _bad_request(
+    detail: str, fix: str = f"see {API}/openapi.json for what each parameter takes"
+) -> web.HTTPBadRequest:
+    body = json.dumps({"error": "bad request", "detail": detail, "fix": fix})
     return web.HTTPBadRequest(text=body, content_type="application/json")
 
 
@@ -651,21 +752,26 @@ def _whole_number(query: Any, name: str, default: int, maximum: int) -> int:
     text = query.get(name)
     if text is None:
         return default
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)) or int(text) > maximum:
-        raise _bad_request(f"{name} must be a whole number from 0 to {maximum}, not {text[:40]!r}")
-    return int(text)
+    digits = text.lstrip("0") or "0"  # 0500 is 500; the length check keeps int() off thousands of digits
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise _bad_request(
+            f"{name} must be a whole number from 0 to {maximum}, not {text[:40]!r}",
+            f"send ?{name}=N with N from 0 to {maximum}, or leave {name} out for {default}",
+        )
+    return int(digits)
 
 
 def _direction(text: str | None) -> Direction | None:
+    """None when ``?direction=`` is left out; an empty one is refused, as an empty ``?type=`` or ``?limit=`` is."""
     try:
-        return direction_named(text) if text else None
+        return None if text is None else direction_named(text)
     except ValueError as exc:
         raise _bad_request(f"direction {exc}") from None
 
 
 def _message_state(text: str | None) -> State | None:
     try:
-        return state_named(text) if text else None
+        return None if text is None else state_named(text)
     except ValueError as exc:
         raise _bad_request(f"state {exc}") from None
 
@@ -689,7 +795,12 @@ async def get_permit(request: web.Request) -> web.Response:
     detail = await request.app[NODE].permits.get(key)
     if detail is None:
         what = f"{key.document_type} {key.number} of {key.issuing_country}"
-        return web.json_response({"error": f"no {what} in the permit registry"}, status=404)
+        fix = (
+            f"GET {API}/permits?type={key.document_type.value}&country={quote(key.issuing_country, safe='')} lists "
+            "the registry's documents of that type and country; the number is the one the document was issued "
+            "under, and the registry holds only documents sent or received by this gateway"
+        )
+        return web.json_response({"error": f"no {what} in the permit registry", "fix": fix}, status=404)
     return web.json_response(permit_json(detail.permit) | {"against": [permit_json(r) for r in detail.against]})
 
 
@@ -706,21 +817,22 @@ async def overdue_endorsements(request: web.Request) -> web.Response:
     return web.json_response({"as_of": as_of.isoformat(), "days": days, "permits": overdue})
 
 
+# GET routes answer no HEAD (openapi.yaml describes none) but /health's, for probes that send HEAD
 routes: list[web.RouteDef] = [
     web.post(f"{API}/documents", submit_document, expect_handler=expect_continue(_documents_limit)),
-    web.get(f"{API}/messages", list_messages),
-    web.get(f"{API}/messages/{{message_id}}", get_message),
+    web.get(f"{API}/messages", list_messages, allow_head=False),
+    web.get(f"{API}/messages/{{message_id}}", get_message, allow_head=False),
     web.post(f"{API}/messages/{{message_id}}/retry", retry_message, expect_handler=expect_continue(_retry_limit)),
-    web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment),
-    web.get(f"{API}/messages/{{message_id}}/receipt", get_receipt),
-    web.get(f"{API}/messages/{{message_id}}/wire", get_wire),
-    web.get(f"{API}/inbox", list_inbox),
-    web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message),
+    web.get(f"{API}/messages/{{message_id}}/attachments/{{position:[0-9]+}}", get_attachment, allow_head=False),
+    web.get(f"{API}/messages/{{message_id}}/receipt", get_receipt, allow_head=False),
+    web.get(f"{API}/messages/{{message_id}}/wire", get_wire, allow_head=False),
+    web.get(f"{API}/inbox", list_inbox, allow_head=False),
+    web.get(f"{API}/inbox/{{message_id}}", fetch_inbox_message, allow_head=False),
     web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message, expect_handler=expect_continue(_no_body)),
-    web.get(f"{API}/openapi.json", openapi),
+    web.get(f"{API}/openapi.json", openapi, allow_head=False),
     web.get("/health", health),
-    web.get("/metrics", metrics),
-    web.get(f"{API}/permits", list_permits),
-    web.get(f"{API}/permits/overdue-endorsements", overdue_endorsements),
-    web.get(f"{API}/permits/{{type}}/{{country}}/{{number:.+}}", get_permit),
+    web.get("/metrics", metrics, allow_head=False),
+    web.get(f"{API}/permits", list_permits, allow_head=False),
+    web.get(f"{API}/permits/overdue-endorsements", overdue_endorsements, allow_head=False),
+    web.get(f"{API}/permits/{{type}}/{{country}}/{{number:.+}}", get_permit, allow_head=False),
 ]

@@ -334,6 +334,7 @@ class PartnerProfile(_Section):
         str,
         Field(
             pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+            max_length=200,  # it names the profile's file and history folder (history.MAX_PROFILE_ID_LENGTH)
             description="a lowercase slug such as 'ch-swissmedic' (letters, digits, single hyphens)",
         ),
     ]
