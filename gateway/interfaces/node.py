@@ -508,6 +508,8 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         tls_passphrase=settings.keys.passphrase,
     )
     watcher.record_with(editor)  # changes made on disk are versioned and audited like the editor's own
+    # and those made while the gateway was stopped: the files it starts with, compared with their history
+    await asyncio.to_thread(watcher.record_start)
     check_certificates(node)
     scheduler = new_scheduler()
 

@@ -39,7 +39,7 @@ from gateway.interfaces.cli_common import (
 from gateway.outbound.ping import PingResult, ping
 from gateway.profiles.certificates import fingerprint, load_certificate, require_own_key_files
 from gateway.profiles.check import Ourselves, check_folder
-from gateway.profiles.editor import Precondition, ProfileEditor
+from gateway.profiles.editor import EditConflict, Precondition, ProfileEditor, ProfileFile
 from gateway.profiles.keystore import (
     KeyInfo,
     KeyStatus,
@@ -194,7 +194,8 @@ def history(
         raise fail(str(exc)) from None
     table = Table("version", "at", "actor", "action", "sha256", "")
     for version in versions:
-        mark = "current" if current is not None and version.sha256 == current.etag else ""
+        marks = ["current"] if current is not None and version.sha256 == current.etag else []
+        mark = ", ".join(marks + (["refused"] if version.refused else []))
         actor = Text(version.actor)  # as the admin API's caller named itself: text, never markup
         table.add_row(str(version.number), version.at, actor, version.action, version.sha256[:16], mark)
     console.print(table)
@@ -202,7 +203,8 @@ def history(
         console.print(f"{partner} is retired; 'profiles rollback {partner} VERSION' brings it back", markup=False)
     elif not any(v.sha256 == current.etag for v in versions):
         console.print(
-            f"the current file {current.path} is not in the history yet (it is saved at the next edit)",
+            f"the current file {current.path} is not in the history yet (it is saved at the next edit, or when "
+            "the gateway next starts)",
             markup=False,
         )
 
@@ -229,10 +231,19 @@ def rollback_profile(
         int | None, typer.Argument(help="the version to restore; default: the previous one")
     ] = None,
     config: ConfigOption = DEFAULT_CONFIG,
+    force: Annotated[
+        bool, typer.Option("--force", help="roll back even over a change made after this command read the profile")
+    ] = False,
 ) -> None:
-    """Make an earlier version current again (validated first); a running gateway picks it up by itself."""
+    """Make an earlier version current again (validated first); a running gateway picks it up by itself. Refused
+    when the profile changes between this command's reading it and its writing, unless --force."""
+    editor = _editor(settings_of(config))
     try:
-        result = _editor(settings_of(config)).rollback(partner, version, condition=Precondition(), actor=_actor())
+        read = editor.find(partner)
+        condition = Precondition() if force else _unchanged_since(read)
+        result = editor.rollback(partner, version, condition=condition, actor=_actor())
+    except EditConflict as exc:
+        raise fail(_changed_meanwhile(editor, partner, read, exc)) from None
     except GatewayError as exc:
         raise fail(str(exc)) from None
     for warning in result.warnings:
@@ -246,6 +257,35 @@ def rollback_profile(
         f"{partner}: {result.action} written as version {result.version} to {result.path}",
         highlight=False,
         markup=False,
+    )
+
+
+def _unchanged_since(read: ProfileFile | None) -> Precondition:
+    """The profile must still be as read (a retired one still retired) when the edit takes the writers' lock."""
+    return Precondition(if_absent=True) if read is None else Precondition(if_match=read.etag)
+
+
+def _changed_meanwhile(editor: ProfileEditor, partner: str, read: ProfileFile | None, exc: EditConflict) -> str:
+    """Which change came between reading and writing, and who made it (the history's latest matching version)."""
+    try:
+        now = editor.find(partner)
+    except GatewayError:
+        return str(exc)
+    if (now.etag if now else None) == (read.etag if read else None):
+        return str(exc)  # not a change since the read: the conflict says what it is
+    if now is None:
+        newer = "it was retired meanwhile"
+    else:
+        made = [v for v in editor.history.versions(partner) if v.sha256 == now.etag]
+        newer = (
+            f"it is now version {made[-1].number} ({made[-1].action} by {made[-1].actor} at {made[-1].at})"
+            if made
+            else f"its file {now.path} was changed on disk meanwhile (not in the history yet)"
+        )
+    return (
+        f"{partner}: not rolled back: the profile changed after this command read it, and a rollback must not undo "
+        f"a change unseen; {newer}. Look at it ('permit-gateway profiles history {partner}', 'profiles diff "
+        f"{partner}') and run the rollback again, or add --force to roll back over that change"
     )
 
 

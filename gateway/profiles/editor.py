@@ -7,14 +7,15 @@ certificates load, every time to live is below the duplicate-detection window), 
 it is disabled; only then is the file replaced (atomically, keeping its mode, owner and symlink), and only if
 it still holds what the edit was based on. Writers take a file lock, so the API and the CLI never interleave.
 A running gateway also hands the editor what its watcher finds changed on disk (``watcher.record_with``,
-``record_reload``): each change becomes a version and an audit entry, unless an editor made it.
+``record_reload``), and at its start every profile file, to compare with the history (``record_start``): each
+change becomes a version and an audit entry, unless an editor made it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -296,12 +297,20 @@ class ProfileEditor:
             before, after, before_name=f"{profile_id} version {before_number}", after_name=after_name
         )
 
-    def _previous_number(self, profile_id: str) -> int:
+    def _previous_number(self, profile_id: str, *, loadable: bool = False) -> int:
+        """The latest version that differs from the current file; ``loadable`` (a rollback's default): the latest
+        such version that was not refused when found on disk (a half-written or invalid file)."""
         versions = self.versions(profile_id)
         current = self.find(profile_id)
         candidates = [v for v in versions if current is None or v.sha256 != current.etag]
+        if loadable:
+            candidates = [v for v in candidates if not v.refused]
         if not candidates:
-            raise UnknownVersion(f"profile {profile_id!r} has no earlier version than its current file")
+            refused = " that was not refused when found on disk" if loadable else ""
+            raise UnknownVersion(
+                f"profile {profile_id!r} has no earlier version{refused} than its current file; name the version "
+                "to restore (see its history)"
+            )
         return candidates[-1].number
 
     def _file(self, profile_id: str, path: Path) -> ProfileFile:
@@ -315,29 +324,32 @@ class ProfileEditor:
 
     def put(self, profile_id: str, text: str, *, condition: Precondition, actor: str) -> EditResult:
         """Replace (or create) a profile with ``text`` after validating it and the folder it would make."""
-        return self._write(profile_id, lambda _: text, condition=condition, actor=actor, action="put")
+        return self._write(profile_id, lambda _: (text, "put"), condition=condition, actor=actor)
 
     def merge(
         self, profile_id: str, patch: Mapping[str, Any], *, condition: Precondition, actor: str
     ) -> EditResult:
         """Apply a JSON merge patch to the profile's YAML, keeping its comments and key order."""
 
-        def merged(current: ProfileFile | None) -> str:
+        def merged(current: ProfileFile | None) -> tuple[str, str]:
             if current is None:
                 raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder} to merge into")
-            return apply_merge_patch(current.text, patch, path=current.path)
+            return apply_merge_patch(current.text, patch, path=current.path), "merge"
 
-        return self._write(profile_id, merged, condition=condition, actor=actor, action="merge")
+        return self._write(profile_id, merged, condition=condition, actor=actor)
 
     def rollback(
         self, profile_id: str, version: int | None = None, *, condition: Precondition, actor: str
     ) -> EditResult:
-        """Make an earlier version current again (default: the one before the current file), as a new version."""
-        number = version if version is not None else self._previous_number(profile_id)
-        text = self.history.text(profile_id, number)
-        return self._write(
-            profile_id, lambda _: text, condition=condition, actor=actor, action=f"rollback:{number}"
-        )
+        """Make an earlier version current again (default: the latest one before the current file that was not
+        refused when found on disk), as a new version. The default is chosen under the writers' lock, against
+        the file the precondition is checked on."""
+
+        def restored(_: ProfileFile | None) -> tuple[str, str]:
+            number = version if version is not None else self._previous_number(profile_id, loadable=True)
+            return self.history.text(profile_id, number), f"rollback:{number}"
+
+        return self._write(profile_id, restored, condition=condition, actor=actor)
 
     def retire(self, profile_id: str, *, condition: Precondition, actor: str) -> EditResult:
         """Take a profile out of service: its file moves into the history (a rollback brings it back). Refused
@@ -364,17 +376,17 @@ class ProfileEditor:
     def _write(
         self,
         profile_id: str,
-        make_text: Callable[[ProfileFile | None], str],
+        make_text: Callable[[ProfileFile | None], tuple[str, str]],
         *,
         condition: Precondition,
         actor: str,
-        action: str,
     ) -> EditResult:
+        """``make_text``: from the current file (None: none), under the lock, the new text and the action."""
         check_profile_id(profile_id)
         with self.history.lock():
             current = self.find(profile_id)
             condition.check(profile_id, current)
-            text = make_text(current)
+            text, action = make_text(current)
             path = current.path if current else self._new_path(profile_id)
             if current is None and path.exists():
                 raise EditConflict(
@@ -482,16 +494,37 @@ class ProfileEditor:
         and an audit entry; the certificate files changed, one entry. A file holding what an editor wrote (the
         latest version), or removed by an editor's retire, was audited by that edit and is skipped."""
         with self.history.lock():
-            for change in outcome.profiles:
-                try:
-                    self._record_disk_change(change, outcome)
-                except Exception:  # one change that cannot be versioned must not leave the others unaudited
-                    log.exception("a profile change found on disk could not be versioned", file=str(change.path))
-                    self._audit_unversioned(change, outcome)
+            self._record_disk_changes(outcome.profiles, outcome)
             if outcome.certificates:
                 files = [self._file_entry(change) for change in outcome.certificates]
                 entry = self._disk_entry(outcome, "certificates-changed-on-disk", None)
                 self.audit.append(entry | {"files": files})
+
+    def record_start(self, outcome: ReloadOutcome) -> None:
+        """What a gateway starts with (``outcome.profiles``: every profile file, each as a change from nothing),
+        compared with the history: a file that is not its profile's latest version, or a profile with a history
+        whose file is gone though no editor retired it, was changed while the gateway was stopped. Each such
+        difference is recorded as one found while running is (changed-, added- or removed-on-disk)."""
+        on_disk = {_declared_id(change.path, _text(change.after)) for change in outcome.profiles}
+        with self.history.lock():
+            self._record_disk_changes(outcome.profiles, outcome)
+            removed = []
+            for profile_id in self.history.ids():
+                latest = self.history.latest(profile_id)
+                if profile_id in on_disk or latest is None or self.history.retired(profile_id) is not None:
+                    continue
+                text = self.history.text(profile_id, latest.number).encode("utf-8")
+                path = self.folder / latest.file
+                removed.append(FileChange(path=path, before_sha256=latest.sha256, after_sha256=None, before=text))
+            self._record_disk_changes(removed, outcome)
+
+    def _record_disk_changes(self, changes: Iterable[FileChange], outcome: ReloadOutcome) -> None:
+        for change in changes:
+            try:
+                self._record_disk_change(change, outcome)
+            except Exception:  # one change that cannot be versioned must not leave the others unaudited
+                log.exception("a profile change found on disk could not be versioned", file=str(change.path))
+                self._audit_unversioned(change, outcome)
 
     def _audit_unversioned(self, change: FileChange, outcome: ReloadOutcome) -> None:
         """The least an audit entry says of a change: the file and its hashes (no diff, no version)."""
@@ -526,8 +559,13 @@ class ProfileEditor:
         version = None
         if after is not None:
             action, file, at = _disk_action(change, before), change.path.name, outcome.at
-            version = self.history.add(profile_id, after, at=at, actor=DISK_ACTOR, action=action, file=file)
+            version = self.history.add(
+                profile_id, after, at=at, actor=DISK_ACTOR, action=action, file=file, refused=not outcome.activated
+            )
         self._audit_disk_change(change, outcome, profile_id, before, version)
+        if change.after is None and before is not None and outcome.activated:
+            # audited once: neither the next start nor a copy of the same text put back may pass unaudited
+            self.history.mark_retired(profile_id, hashlib.sha256(before).hexdigest())
 
     def _audit_disk_change(
         self,

@@ -1,8 +1,9 @@
 """Every version of every profile, and an audit log of who changed what.
 
 History: ``<data_dir>/profile-history/<id>/<n>.yaml`` holds version ``n`` of a profile exactly as written,
-with ``<n>.json`` beside it (when, who, which action, which file name). Versions are numbered from 1 and
-never rewritten. ``retired`` holds the SHA-256 of the text an editor retired, until a version is added.
+with ``<n>.json`` beside it (when, who, which action, which file name, whether it was refused). Versions are
+numbered from 1 and never rewritten. ``retired`` holds the SHA-256 of the text an editor retired (or that was
+removed from disk), until a version is added.
 Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
 """
 
@@ -27,6 +28,9 @@ from gateway.errors import ProfileError
 from gateway.files import write_atomically
 
 PROFILE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+MAX_PROFILE_ID_LENGTH = 200
+"""The longest profile id an edit can store: it names a history folder and the profile's file (with '.yaml' and
+a temporary file's affixes), and a file name has at most 255 bytes."""
 RETIRED = "retired"
 
 log = structlog.get_logger("gateway.profiles")
@@ -42,6 +46,11 @@ def sha256_text(text: str) -> str:
 
 def check_profile_id(profile_id: str) -> str:
     """Refuse anything but a profile slug before it becomes part of a path."""
+    if len(profile_id) > MAX_PROFILE_ID_LENGTH:
+        raise UnknownVersion(
+            f"{profile_id[:40]!r}... ({len(profile_id)} characters) is not a profile id; a profile id has at most "
+            f"{MAX_PROFILE_ID_LENGTH} characters, a lowercase slug such as 'ch-swissmedic'"
+        )
     if not PROFILE_ID.fullmatch(profile_id):
         raise UnknownVersion(
             f"{profile_id!r} is not a profile id; expected a lowercase slug such as 'ch-swissmedic'"
@@ -71,6 +80,8 @@ class Version:
     action: str
     file: str
     sha256: str
+    refused: bool = False
+    """A change found on disk that the gateway refused to load: kept as history, never a rollback's default."""
 
 
 class ProfileHistory:
@@ -115,7 +126,17 @@ class ProfileHistory:
                 f"profile {profile_id!r} has no version {number} in {path.parent}; versions: {known}"
             ) from None
 
-    def add(self, profile_id: str, text: str, *, at: datetime, actor: str, action: str, file: str) -> Version:
+    def add(
+        self,
+        profile_id: str,
+        text: str,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        file: str,
+        refused: bool = False,
+    ) -> Version:
         folder = self.root / check_profile_id(profile_id)
         folder.mkdir(parents=True, exist_ok=True)
         latest = self.latest(profile_id)
@@ -126,6 +147,7 @@ class ProfileHistory:
             action=action,
             file=file,
             sha256=sha256_text(text),
+            refused=refused,
         )
         write_text_atomically(folder / f"{version.number}.yaml", text)
         write_text_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
@@ -133,7 +155,8 @@ class ProfileHistory:
         return version
 
     def mark_retired(self, profile_id: str, sha256: str) -> None:
-        """Note that an editor removed the file holding ``sha256``: the watcher then does not audit it again."""
+        """Note that the file holding ``sha256`` was removed (by an editor's retire, or found removed on disk and
+        audited): the watcher and the next start then do not audit it again."""
         folder = self.root / check_profile_id(profile_id)
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomically(folder / RETIRED, sha256 + "\n")
@@ -148,7 +171,8 @@ class ProfileHistory:
 
 def _read_meta(path: Path) -> Version:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return Version(**{key: data[key] for key in Version.__dataclass_fields__})
+    # a version kept before a field was added has none: it takes the field's default
+    return Version(**{key: data[key] for key in Version.__dataclass_fields__ if key in data})
 
 
 def _ends_mid_line(handle: BinaryIO) -> bool:

@@ -11,7 +11,9 @@ A change is loaded only once it has stood still for ``settle`` seconds (at most 
 file rewritten in place and caught half-written may itself be a valid profile (its last lines missing), so a
 poll that finds files changed within that time waits for the next poll, which loads them if they are unchanged.
 An explicit ``reload`` (an edit through the editor) acts at once. Every reload hands the profile files it found
-changed, and whether the change became active, to the ``ChangeRecorder`` (the editor's history and audit log).
+changed, and whether the change became active, to the ``ChangeRecorder`` (the editor's history and audit log);
+at a gateway's start, ``record_start`` hands it every profile file as found, to compare with the history, so a
+change made while the gateway was stopped is audited too.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ log = structlog.get_logger("gateway.profiles")
 DEFAULT_INTERVAL_SECONDS = 5.0
 SETTLE_SECONDS = 1.0
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a watched file larger than this is left out, not read whole
+START_REASON = "found at start"
 WAIT_IN_POLL_SECONDS = 0.05  # a poll waits this long at most for a change to settle, else the next poll takes it
 
 Fingerprint = Mapping[str, tuple[int, int, str]]
@@ -75,6 +78,8 @@ class ReloadOutcome:
 
 class ChangeRecorder(Protocol):
     def record_reload(self, outcome: ReloadOutcome) -> None: ...
+
+    def record_start(self, outcome: ReloadOutcome) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +204,35 @@ class ProfileWatcher:
     def record_with(self, recorder: ChangeRecorder) -> None:
         """Hand each change found on disk to ``recorder`` (the editor: its history and audit log)."""
         self._recorder = recorder
+
+    def record_start(self) -> None:
+        """Hand the recorder every profile file as this watcher's baseline holds it (what the gateway started
+        with), each as a change from nothing: the recorder compares them with its history, and records what
+        differs as it records a change found while running."""
+        with self._lock:
+            if self._recorder is None:
+                return
+            profiles = tuple(
+                FileChange(
+                    path=Path(path),
+                    before_sha256=None,
+                    after_sha256=_sha256(self._loaded, path),
+                    after=content,
+                )
+                for path, content in sorted(self._contents.items())
+            )
+            outcome = ReloadOutcome(
+                profiles=profiles,
+                certificates=(),
+                activated=True,
+                errors=(),
+                reason=START_REASON,
+                at=self._clock.now(),
+            )
+            try:
+                self._recorder.record_start(outcome)
+            except Exception:  # the profiles are in use whatever the audit log says: the start goes on
+                log.exception("the profiles found at start could not be compared with their history")
 
     @property
     def active(self) -> ActiveProfiles:
