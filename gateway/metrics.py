@@ -103,9 +103,9 @@ PULLS_SENT = Counter(
 )
 PARTNER_HELD = Gauge(
     "permit_gateway_partner_held",
-    "1 while messages to the partner are held unsent (suspended, or a certificate or revocation list not valid "
-    "now: the reason is in each held message's timeline and `permit-gateway profiles check`), 0 otherwise; set "
-    "at each send sweep",
+    "1 while messages to the partner are held unsent (suspended, a certificate or revocation list not valid "
+    "now, or no profile for it on this node: the reason is in the log, in each held message's timeline and "
+    "`permit-gateway profiles check`), 0 otherwise; set at each send sweep",
     ["partner"],
     registry=REGISTRY,
 )

@@ -305,8 +305,8 @@ class Receiver:
         if stored is not None:
             return await self._duplicate(stored, _content_key(payload_sha256, received))
         # payload files are written and fsynced on a worker thread, not on the event loop
-        new = await asyncio.to_thread(self._new_message, received, content_type, body)
-        document, recheck = await self._validate(new, received)
+        new = await asyncio.to_thread(self._new_message, received, content_type, body, partner)
+        document, recheck = await self._validate(new, received, partner)
         receipt = self._receipt(received, partner, keys)
         then_detail: dict[str, Any] = {
             "document_type": document.document_type.value,
@@ -362,14 +362,13 @@ class Receiver:
         )
 
     def _new_message(
-        self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile
+        self, received: UserMessageReceived, content_type: str, body: bytes | IncomingFile, partner: Partner
     ) -> NewMessage:
-        """The received message as stored; its signed wire bytes are kept as evidence of what was sent."""
+        """The received message as stored; its signed wire bytes are kept as evidence of what was sent.
+        ``partner`` is the sender as identified when the message was opened: a reload meanwhile changes nothing
+        for this message."""
         user_message = received.user_message
         payload = received.payloads[0]
-        partner = self._partners.by_party(
-            user_message.from_party.primary.value, user_message.from_party.primary.type
-        )
         document_type = document_type_for(user_message.service, user_message.action)
         return NewMessage(
             direction=Direction.INBOUND,
@@ -405,7 +404,9 @@ class Receiver:
             size=size,
         )
 
-    async def _validate(self, new: NewMessage, received: UserMessageReceived) -> tuple[PermitDocument, Recheck]:
+    async def _validate(
+        self, new: NewMessage, received: UserMessageReceived, partner: Partner
+    ) -> tuple[PermitDocument, Recheck]:
         """Check the permit against the registry (recorded there later, with the message, in one unit of work,
         which checks it again under the registry's locks); a refused one is stored REJECTED with its findings,
         and the sender told why."""
@@ -415,18 +416,17 @@ class Receiver:
             context = await self._permits.context_for(parsed.outline)
             as_of = self._clock.now().date()
             document = await on_documents_thread(validate_document, parsed, as_of=as_of, context=context)
-            self._check_sender(document, received)
+            self._check_sender(document, received, partner)
             return document, Recheck(parsed, as_of)
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
 
-    def _check_sender(self, document: PermitDocument, received: UserMessageReceived) -> None:
+    def _check_sender(self, document: PermitDocument, received: UserMessageReceived, partner: Partner) -> None:
         """A partner sends only what its own authority issued, under that document type's Action, to us."""
         user_message = received.user_message
-        sender = user_message.from_party.primary
         findings = sender_findings(
             document,
-            sender_country=self._partners.by_party(sender.value, sender.type).profile.country,
+            sender_country=partner.profile.country,
             action_type=document_type_for(user_message.service, user_message.action),
             own_country=self._identity.country,
         )

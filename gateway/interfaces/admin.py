@@ -294,8 +294,6 @@ async def retire_profile(request: web.Request) -> web.Response:
             "wait for delivery to the national system (delivered as the partner's profile says, delivery:); wait "
             "until those to it are ACKNOWLEDGED or FAILED and those from it DELIVERED (GET /api/v1/messages?state="
             "RETRY_WAIT, ?state=ACCEPTED), or retire with ?force=true",
-            outbound=outbound,
-            inbound=inbound,
         )
     try:
         result = await asyncio.to_thread(editor.retire, profile_id, condition=condition, actor=_actor(request))
@@ -310,7 +308,7 @@ async def _pending_messages(request: web.Request, profile_id: str) -> tuple[int,
     if node is None:
         return 0, 0
     counts = await node.store.count_by_state()
-    mine = [(direction, state, count) for (direction, partner, state), count in counts.items() if partner == profile_id]
+    mine = [(direction, state, n) for (direction, partner, state), n in counts.items() if partner == profile_id]
     outbound = sum(n for direction, state, n in mine if direction == Direction.OUTBOUND and state in PENDING)
     inbound = sum(n for direction, state, n in mine if direction == Direction.INBOUND and state in UNDELIVERED)
     return outbound, inbound

@@ -32,7 +32,7 @@ from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
 from gateway.interfaces import access
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY, STORE_UP
-from gateway.outbound.retry import UnknownMessage, retry_failed
+from gateway.outbound.retry import PartnerGone, UnknownMessage, retry_failed
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.store import (
     Direction,
@@ -419,6 +419,9 @@ async def retry_message(request: web.Request) -> web.Response:
             "that can be; a received message is the partner's to send again"
         )
         return web.json_response({"error": str(exc), "fix": fix}, status=404)
+    except PartnerGone as exc:
+        fix = "restore the partner's profile and retry, or submit the document again (the detail says how)"
+        return web.json_response({"error": "cannot retry", "detail": str(exc), "fix": fix}, status=409)
     except GatewayError as exc:
         fix = (
             f"only a FAILED message is retried: GET {API}/messages/{quote(message_id, safe='@')}?direction=outbound "

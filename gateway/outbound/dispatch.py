@@ -188,6 +188,7 @@ class Dispatcher:
         self._shown: set[str] = set()  # the partners this node exports the held and waiting gauges of
         self._waiting_shown_at: datetime | None = None
         self._held_before: dict[str, str] = {}
+        self._unknown: set[str] = set()  # partners with messages waiting that no profile of this node names
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -207,27 +208,34 @@ class Dispatcher:
         a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages
         to a suspended partner, or to one whose certificate is not valid now (a gap in its rollover), are held:
         not claimed, not attempted, their attempts unchanged, until the partner is enabled or its profile fixed;
-        those whose time to live runs out meanwhile fail, saying why they were held.
+        those whose time to live runs out meanwhile fail, saying why they were held. So are messages for a
+        partner no profile on this node names (retired, renamed, or not yet deployed to this node): another node
+        that has the profile may send them.
         """
         held = self._held()
-        self._show_held(held)
-        await self._expire_held(held)
         await self._show_waiting()
         for lane in self._lanes.values():
             lane.woken.set()  # something may have come for it
+        known = {p.profile.id for p in self._partners}
         pulled = {p.profile.id for p in self._partners if p.profile.transport is Transport.PULL}
-        pushed = {p.profile.id for p in self._partners} - pulled - held.keys()
-        if pushed and pushed <= self._lanes.keys():
-            return 0  # every partner has an open lane, which claims what comes due: no need to ask the store
-        waiting = await self._store.waiting_partners(exclude_partners=sorted({*pulled, *held, *self._lanes}))
-        now = self._clock.now()
-        self._wake_at(min((at for _, at in waiting if at > now), default=None))
-        # not opened meanwhile by a drain() beside the node's pump
-        opened = [p for p, at in waiting if at <= now and p not in self._lanes]
+        pushed = known - pulled - held.keys()
+        opened: list[str] = []
+        # with every partner in an open lane, which claims what comes due, the store is not asked
+        if not (pushed and pushed <= self._lanes.keys()):
+            waiting = await self._store.waiting_partners(exclude_partners=sorted({*pulled, *held, *self._lanes}))
+            self._unknown = {p for p, _ in waiting if p not in known}
+            waiting = [(p, at) for p, at in waiting if p in known]
+            now = self._clock.now()
+            self._wake_at(min((at for _, at in waiting if at > now), default=None))
+            # not opened meanwhile by a drain() beside the node's pump
+            opened = [p for p, at in waiting if at <= now and p not in self._lanes]
         for partner_id in opened:
             woken = asyncio.Event()
             task = asyncio.create_task(self._lane(partner_id, woken), name=f"send lane {partner_id}")
             self._lanes[partner_id] = _Lane(task, woken)
+        held |= {p: self._no_profile(p) for p in self._unknown - known}
+        self._show_held(held)
+        await self._expire_held(held)
         return len(opened)
 
     async def drain(self) -> int:
@@ -300,11 +308,11 @@ class Dispatcher:
 
     def _pushes_to(self, partner_id: str) -> bool:
         """False once the partner pulls or is held (a profile change, or a certificate that lapsed, while its
-        lane runs); a partner no profile names any more stays claimable, so its messages fail saying so instead
-        of waiting for ever."""
+        lane runs), or no profile names it any more: its messages wait for a node that has its profile, or fail
+        at their time to live, saying so (``run_once``)."""
         partner = next((p for p in self._partners if p.profile.id == partner_id), None)
         if partner is None:
-            return True
+            return False
         return (
             partner.profile.transport is not Transport.PULL
             and _why_held(partner, self._partners, self._clock) is None
@@ -315,10 +323,18 @@ class Dispatcher:
         reasons = {p.profile.id: _why_held(p, self._partners, self._clock) for p in self._partners}
         return {partner_id: reason for partner_id, reason in reasons.items() if reason is not None}
 
+    def _no_profile(self, partner_id: str) -> str:
+        return (
+            f"no profile for partner {partner_id!r} on this node ({self._node_id}); add the profile to this node's "
+            "profiles folder ([profiles].folder), or, if the partner was renamed or retired, retry or submit the "
+            "document again once it failed"
+        )
+
     def _show_held(self, held: dict[str, str]) -> None:
         """Held messages are not claimed, so no retry or failure is counted until their time to live runs out:
         the gauge is what alerts on a held partner, and the log says why, once, when it starts or changes."""
         self._shown.update(p.profile.id for p in self._partners)
+        self._shown.update(held)
         for partner_id in self._shown:
             PARTNER_HELD.labels(partner=partner_id).set(1 if partner_id in held else 0)
         for partner_id, why in sorted(held.items()):
@@ -335,6 +351,7 @@ class Dispatcher:
         if self._waiting_shown_at is not None and now - self._waiting_shown_at < SHOW_WAITING_EVERY:
             return
         due = dict(await self._store.waiting_partners())
+        self._unknown = due.keys() - {p.profile.id for p in self._partners}
         self._shown.update(due)
         for partner_id in self._shown:
             since = due.get(partner_id, now)
@@ -407,12 +424,8 @@ class Dispatcher:
     async def _attempt(self, record: MessageRecord, lost: asyncio.Event) -> None:
         try:
             partner = self._partners.get(record.partner_id)
-        except GatewayError as exc:  # the profile was retired: nobody to send it to
-            detail = {"reason": str(exc)}
-            await self._store.move(
-                record.id, Event.FINAL_ERROR, last_error=str(exc), detail=detail, claimed=record.attempts
-            )
-            alert_failed(record, str(exc))
+        except GatewayError:  # retired, renamed, or not on this node yet: another node may have its profile
+            await self._hold(record, self._no_profile(record.partner_id))
             return
         why_held = _why_held(partner, self._partners, self._clock)
         if why_held is not None:

@@ -50,6 +50,10 @@ class NotRetryable(GatewayError):
     """Only a FAILED message can be retried: the others are still on their way, or done."""
 
 
+class PartnerGone(NotRetryable):
+    """The FAILED message's partner has no profile now: the message itself says how to send it."""
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltWith:
     """What a message's signed bytes were built with, or would be built with now: its signed ebMS header, the
@@ -98,7 +102,7 @@ async def retry_failed(
             f"message {message_id!r} was superseded by message {newer!r}, built anew from its document: retry "
             f"{newer!r} instead (its timeline says why)"
         )
-    partner = partners.get(record.partner_id)
+    partner = _partner_of(partners, record)
     window = partners.max_age or DEFAULT_DUPLICATE_WINDOW
     because = await _why_built_anew(record, partner, window, clock.now(), rebuilder)
     if because is not None:
@@ -109,6 +113,22 @@ async def retry_failed(
             )
         return await rebuilder.rebuild(record, partner, because=because, reason=reason)
     return await _same_bytes_again(store, record, partner, window, clock.now(), reason=reason, event=event)
+
+
+def _partner_of(partners: Partners, record: MessageRecord) -> Partner:
+    """The partner ``record`` goes to: by its partner id, or, when no profile has that id any more (renamed), the
+    profile whose PartyId it is addressed to, which the retry then points it at."""
+    if record.partner_id in partners.registry:
+        return partners.get(record.partner_id)
+    try:
+        return partners.by_party(record.to_party)
+    except GatewayError:
+        raise PartnerGone(
+            f"partner {record.partner_id!r} of message {record.message_id!r} has no profile now, and no profile "
+            f"names its PartyId {record.to_party!r}: restore its profile (`permit-gateway profiles rollback "
+            f"{record.partner_id} VERSION`, or the admin API's rollback) and retry, or submit the document again "
+            "to send it to another partner"
+        ) from None
 
 
 async def latest_carrier(store: MessageStore, record: MessageRecord) -> MessageRecord:
@@ -171,10 +191,18 @@ async def _same_bytes_again(
 ) -> MessageRecord:
     ttl = timedelta(hours=partner.profile.reception_awareness.time_to_live_hours)
     until = min(now + ttl, _last_moment(record, partner, window))
+    detail: dict[str, object] = {
+        "reason": reason,
+        "failed_because": record.last_error,
+        "time_to_live_until": until.isoformat(),
+    }
+    if partner.profile.id != record.partner_id:  # its profile was renamed: same PartyId, same bytes
+        detail["partner_renamed"] = {"from": record.partner_id, "to": partner.profile.id}
     moved = await store.move(
         record.id,
         event,
-        detail={"reason": reason, "failed_because": record.last_error, "time_to_live_until": until.isoformat()},
+        detail=detail,
+        partner_id=partner.profile.id,
         attempts=0,
         next_attempt_at=now,
         expires_at=until,

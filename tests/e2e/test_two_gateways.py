@@ -32,7 +32,7 @@ from gateway.as4 import (
 )
 from gateway.interfaces import folder
 from gateway.interfaces.demo import Running, exchange, message, wait_for
-from gateway.interfaces.keys import NODE, PROFILE_WATCHER
+from gateway.interfaces.keys import NODE
 from gateway.outbound.dispatch import stored_message
 from gateway.outbound.ping import Stage, ping
 from gateway.settings import StoreSettings
@@ -386,26 +386,6 @@ async def test_a_permit_the_partner_refuses_fails_at_once_with_its_reason_and_is
     assert failed["attempts"] == 1
     assert failed["last_error"].startswith("partner answered with an error signal: EBMS:0202 DeliveryFailure")
     assert "refused by the receiving authority's checks" in failed["last_error"]
-    assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
-
-
-async def test_a_message_whose_partner_profile_was_removed_fails_with_the_alert(
-    harness: Harness, session: aiohttp.ClientSession
-) -> None:
-    be = await harness.start("BE-FAMHP")  # Switzerland is down
-    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
-        message_id = (await response.json())["message_id"]
-    await wait_for(session, be, message_id, "RETRY_WAIT")
-    failures = {"direction": "out", "partner": "ch-swissmedic"}
-    before = await metric(session, be, "permit_gateway_messages_failed_total", **failures)
-    (harness.tmp / "profiles" / "ch-swissmedic.yaml").unlink()
-    be.runner.app[PROFILE_WATCHER].reload("test")
-    harness.clock.advance(timedelta(minutes=5))
-    await be.runner.app[NODE].dispatcher.drain()
-
-    failed = await message(session, be, message_id)
-    assert failed is not None and failed["state"] == "FAILED"
-    assert "no partner profile with id 'ch-swissmedic'" in failed["last_error"]
     assert await metric(session, be, "permit_gateway_messages_failed_total", **failures) == before + 1
 
 
