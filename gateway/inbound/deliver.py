@@ -161,6 +161,14 @@ def shown_url(url: str) -> str:
         return "(an unreadable URL)"
 
 
+def _no_profile(record: MessageRecord) -> str:
+    return (
+        f"no partner profile {record.partner_id!r} on this node, so how the national system takes its permits is "
+        "not known: restore the profile (`permit-gateway profiles history` shows its versions, `profiles rollback` "
+        "brings one back) and the message is delivered by its delivery method"
+    )
+
+
 def attachment_url(record: MessageRecord, position: int | str) -> str:
     """Where the REST API serves a supporting document of ``record``: its query names the direction and the
     sender, so the URL names this message even when another one (another partner's) has the same MessageId."""
@@ -351,18 +359,22 @@ class FolderDelivery:
         if 2 * left < PER_PARTNER <= 2 * (left + 1):  # its partner was left out of claims, and is no more
             self._wake()
 
-    def method(self, record: MessageRecord) -> Delivery:
-        """The sender's delivery setting; folder when the profile is unknown (removed since)."""
+    def method(self, record: MessageRecord) -> Delivery | None:
+        """The sender's delivery setting; None when its profile is gone (removed or renamed since): where the
+        national system takes that partner's permits is then not known, and the folder may be the wrong place."""
         if self._profiles is None:
             return Delivery()
         try:
             return self._profiles.get(record.partner_id).delivery
         except ProfileError:
-            return Delivery()
+            return None
 
     async def _deliver(self, claim: _Claim) -> int:
         record = claim.record
         setting = self.method(record)
+        if setting is None:
+            await self._failed(claim, None, _no_profile(record))
+            return 0
         if setting.method is DeliveryMethod.REST_PULL:  # switched to rest-pull since the claim: give it back
             due = {"next_attempt_at": self._clock.now(), "lease_owner": None}
             await self._store.note_claimed(
@@ -463,7 +475,7 @@ class FolderDelivery:
                 "claim delivers it"
             )
 
-    async def _failed(self, claim: _Claim, setting: Delivery, reason: str) -> None:
+    async def _failed(self, claim: _Claim, setting: Delivery | None, reason: str) -> None:
         """Due again after the back-off; inbound ``attempts`` counts the delivery attempts started so far. Not
         recorded (nor counted) once the message left this claim: a newer attempt's outcome stands."""
         record = claim.record
@@ -485,7 +497,8 @@ class FolderDelivery:
                 "failure of a stale delivery attempt not recorded: its claim ran out", reason=reason, **context
             )
             return
-        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=setting.method.value, outcome="failed").inc()
+        method = setting.method.value if setting is not None else "unknown"
+        DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=method, outcome="failed").inc()
         if failures < ALERT_AFTER:
             log.warning("delivery failed", reason=reason, next_attempt_at=due.isoformat(), **context)
             return

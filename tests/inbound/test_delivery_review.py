@@ -438,3 +438,21 @@ async def test_temporary_files_a_crash_left_in_delivery_folders_are_deleted(
     assert [path for path in stale if path.exists()] == []
     assert [path for path in kept if not path.exists()] == []
     assert (inbound.inbox / ".incoming-folder").is_dir()
+
+
+async def test_a_message_whose_partner_profile_is_gone_is_not_delivered_to_the_default_folder(
+    inbound: Inbound,
+) -> None:
+    """Its profile delivered by webhook; once the profile was removed the message went to [folders].inbox and
+    was marked DELIVERED, and the national system that reads the webhook never had it."""
+    record = await inbound.accepted(1)
+    worker = inbound.worker(ProfileRegistry([]))
+
+    assert await worker.drain() == 0
+
+    held = await inbound.store.get(record.id)
+    assert held.state is State.ACCEPTED and permits(inbound.inbox) == []
+    assert held.last_error is not None
+    assert f"no partner profile {record.partner_id!r} on this node" in held.last_error
+    assert "restore the profile" in held.last_error
+    assert held.next_attempt_at is not None and held.next_attempt_at > inbound.clock.now()
