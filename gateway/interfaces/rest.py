@@ -242,13 +242,15 @@ def expect_continue(limit: Callable[[web.Request], BodyLimit | None]) -> ExpectH
 DOCUMENT_TYPES = ("application/xml", "text/xml", "application/*+xml", "application/octet-stream")
 """The media types of a permit sent as the whole body (application/octet-stream: what HTTP clients send for raw
 bytes, and a body without a Content-Type); multipart/form-data carries it with supporting documents."""
-_CURL_DEFAULT = "application/x-www-form-urlencoded"  # curl --data-binary's: the bytes as sent, taken as XML
+# what clients send raw bytes or a string as by default (curl --data-binary; .NET StringContent, aiohttp's
+# data=str): the bytes as sent, taken as XML
+_CLIENT_DEFAULTS = ("application/x-www-form-urlencoded", "text/plain")
 
 
 def _unsupported_type(request: web.Request) -> web.Response | None:
     """415 for a body that says it is something other than a permit document (JSON, text, ...)."""
     found = request.content_type
-    if found in (*DOCUMENT_TYPES, "multipart/form-data", _CURL_DEFAULT) or found.endswith("+xml"):
+    if found in (*DOCUMENT_TYPES, "multipart/form-data", *_CLIENT_DEFAULTS) or found.endswith("+xml"):
         return None
     body = {
         "error": "unsupported media type",

@@ -175,6 +175,7 @@ permit_documents = Table(
     UniqueConstraint("document_type", "issuing_country", "number"),
     Index(None, "document_type", "status", "valid_until"),
     Index(None, "importing_country", "estimate_year"),
+    Index(None, "direction", "message_id"),  # a message built anew takes over its predecessor's documents
 )
 
 permit_lines = Table(

@@ -263,13 +263,18 @@ async def test_a_body_that_is_not_a_permit_document_is_a_415_naming_the_accepted
     sqlite_gateway: Gateway,
 ) -> None:
     document = example(IA, today=sqlite_gateway.now)
-    for content_type in ("application/json", "text/plain", "image/png"):
+    for content_type in ("application/json", "text/csv", "image/png"):
         status, body, _ = await sqlite_gateway.call(
             "POST", "/api/v1/documents", "/api/v1/documents", data=document, headers={"Content-Type": content_type}
         )
         assert status == 415, (content_type, body)
         assert content_type in body["detail"] and "application/xml" in body["fix"], body
-    for content_type in ("text/xml", "application/octet-stream", "application/x-www-form-urlencoded"):
+    for content_type in (
+        "text/xml",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+    ):
         headers = {"Content-Type": content_type}
         status, body, _ = await sqlite_gateway.call(
             "POST", "/api/v1/documents", "/api/v1/documents", data=document, headers=headers

@@ -12,6 +12,8 @@ It also makes each document carried by a message built anew (one that supersedes
 message that carries it now, as the store has done since this revision: the registry named the FAILED message,
 so once the retention purge had removed that one, resubmitting the document was refused.
 
+It adds an index of the documents by their message, which that step and every supersede use.
+
 Both columns are added in place (SQLite's ADD COLUMN takes a NOT NULL column with a constant default), so no
 table is rebuilt and no row that refers to permit_lines is touched.
 
@@ -31,6 +33,7 @@ branch_labels = None
 depends_on = None
 
 
+DOCUMENTS_BY_MESSAGE = "ix_permit_documents_direction_message_id"
 _messages = sa.table("messages", sa.column("id"), sa.column("direction"), sa.column("message_id"))
 _events = sa.table("message_events", sa.column("message_pk"), sa.column("kind"), sa.column("detail", sa.JSON()))
 _documents = sa.table("permit_documents", sa.column("direction"), sa.column("message_id"))
@@ -41,6 +44,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("preparation_name", sa.Text(), nullable=True))
         # a literal, not sa.false(): Alembic rebuilds an SQLite table for a default given as an expression
         batch.add_column(sa.Column("re_export", sa.Boolean(), nullable=False, server_default="0"))
+    # before the data step, which looks documents up by their message: without it, a scan of the registry each
+    op.create_index(DOCUMENTS_BY_MESSAGE, "permit_documents", ["direction", "message_id"], unique=False)
     _carried_by_successors()
 
 
@@ -69,6 +74,7 @@ def _carried_by_successors() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(DOCUMENTS_BY_MESSAGE, table_name="permit_documents")
     with op.batch_alter_table("permit_lines") as batch:
         batch.drop_column("re_export")
         batch.drop_column("preparation_name")
