@@ -4,15 +4,20 @@ Accepted files move to ``outbox/sent/`` with a ``.json`` beside them: the Messag
 kept up to date until the partner's receipt (ACKNOWLEDGED), or FAILED with the reason, so a national system that
 only reads folders learns what became of each permit. Refused files move to the rejected folder with a
 ``.errors.txt`` beside them naming every rule broken and how to fix it.
-Writers should write ``name.xml.part`` (or any other name) and rename to ``name.xml`` when complete.
+Writers should write ``name.xml.part`` (or any other name) and rename to ``name.xml`` when complete; a file
+written in place that is not well-formed XML yet waits until it has not changed for ``SETTLE_SECONDS``.
 Supporting documents go in a folder ``name.attachments/`` beside it, written before ``name.xml`` appears; they
 travel with the permit (in file-name order, at most ``MAX_ATTACHMENTS``) and move with it.
 A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
 onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
 Several nodes may watch one outbox: a node holds a lock on each taken file while it submits it, and moves files
 out of ``.processing/`` one node at a time (``.processing.lock``), so each file is submitted and moved once.
-Only regular files are taken: a symbolic link is refused, so that nothing outside the outbox can be sent.
-Files go in the order they were written (their modification time), not by name.
+Only regular files are taken (``*.xml``, the suffix in any case): a symbolic link, anything else under that
+name, a file the gateway cannot read, and anything in the attachments folder but regular files (a folder, say) are
+refused with the reason, so that nothing outside the outbox can be sent and nothing is left out
+unsaid. Files and attachments are opened without following links and read from what was opened.
+Files go in the order they were written (their modification time), not by name: a node stops its scan at a
+file another node is submitting, as the files after it may depend on it.
 A taken file leaves ``.processing/`` by a plan written first (``name.xml.moving``): a crash part way through
 the move is finished by the next scan, so the permit is neither sent again nor left without its ``.json``. A
 rejected folder on another file system gets a copy, whole under a temporary name before the original goes.
@@ -30,8 +35,11 @@ import json
 import mimetypes
 import os
 import shutil
+import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -42,7 +50,7 @@ from gateway.files import sync_folder, write_atomically
 from gateway.interfaces.keys import NODE
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.store import Direction, MessageRecord, NewAttachment, State
-from gateway.xmlsafe import DEFAULT_MAX_BYTES
+from gateway.xmlsafe import DEFAULT_MAX_BYTES, XmlInputError, parse_xml
 
 log = structlog.get_logger("gateway.folder")
 POLL_SECONDS = 1.0
@@ -66,16 +74,29 @@ MAX_NAME_BYTES = 255 - len(".errors.txt") - len(".9999")
 the longest, ``.errors.txt`` after a counter against clashes) must fit the 255 bytes a file system allows."""
 SHORT_STEM_BYTES = 100
 """How much of a too-long name's stem the shorter name it is rejected under keeps."""
+SUBMITTING = ".submitting"
+"""Beside a taken file: which file (its inode) a submission was begun for and when, so that the ``.json`` of a
+file whose submission a crash cut short after it was stored does not say it was submitted before."""
+SETTLE_SECONDS = 2.0
+"""Where a lease cannot tell whether a taken file is still open for writing: one that is not well-formed XML and
+changed less than this ago is being written in place, and waits."""
 
 
 def _free_name(source: Path, folder: Path) -> Path:
-    """A name in ``folder`` for a permit file that neither it nor its attachments folder takes yet."""
+    """A name in ``folder`` for a permit file that nothing there takes yet: not a file, folder or link (even one
+    pointing nowhere) of that name, its attachments folder, its ``.json`` or ``.errors.txt`` (a national system
+    may archive the permit and keep watching its status), nor its state marker."""
     target = folder / source.name
     counter = 1
-    while target.exists() or _attachments(target).exists():
+    while any(map(_present, _names_of(target))):
         target = folder / f"{source.stem}.{counter}{source.suffix}"
         counter += 1
     return target
+
+
+def _names_of(target: Path) -> tuple[Path, ...]:
+    beside = (target.with_name(target.name + suffix) for suffix in (".json", ".errors.txt"))
+    return target, _attachments(target), *beside, target.parent / PENDING / (target.name + ".json")
 
 
 def _shown(name: str) -> str:
@@ -92,37 +113,57 @@ def _moving_out(outbox: Path) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _claimed(path: Path) -> Iterator[bool]:
-    """Hold a lock on a taken file while it is submitted, so that another node sharing the outbox leaves it be.
-    False when another node holds it, or it is gone or planned out (that node sent or rejected it meanwhile).
-    A symbolic link cannot be locked: it is refused, a move that ``_settle`` makes once."""
-    if path.is_symlink():
-        yield True
-        return
-    fd = _lock(path)
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _lock(path: Path) -> int | None:
+def _lock(path: Path) -> int | str | None:
+    """Open a taken file and hold a lock on it while it is submitted, so that another node sharing the outbox
+    leaves it be: its descriptor, or why it is refused unread (a symbolic link, which cannot be locked, or a file
+    the gateway cannot read: refused once, by ``_settle``). None when it is gone or planned out (another node
+    sent or rejected it meanwhile); BlockingIOError when another node holds it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno in UNREADABLE:
+            return _unreadable(path.name, exc)
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
-    except OSError:  # locked by another node, or moved away since it was opened
+    except FileNotFoundError:  # moved away since it was opened
         os.close(fd)
         return None
+    except OSError:
+        os.close(fd)
+        raise
     if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino) or _present(_journal(path)):
         os.close(fd)
         return None
     return fd
+
+
+UNREADABLE = (errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENXIO)
+"""Why an outbox file or attachment cannot be opened that is its own: rejected with the reason."""
+
+
+def _unreadable(name: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return (
+            f"{_shown(name)} is a symbolic link; the outbox takes regular files only, so that nothing outside it "
+            "can be sent. Copy the file into the outbox instead"
+        )
+    if exc.errno == errno.ENXIO:
+        return _not_regular(name, "a socket")
+    return (
+        f"the gateway's account cannot read {_shown(name)} ({os.strerror(exc.errno or 0)}): give it read "
+        "permission and drop the file in the outbox again"
+    )
+
+
+def _not_regular(name: str, kind: str) -> str:
+    return (
+        f"{_shown(name)} is {kind}, not a regular file; the outbox takes regular files only. Write the permit as "
+        "a file (name.xml.part, renamed to name.xml when complete)"
+    )
 
 
 def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path | None:
@@ -167,6 +208,8 @@ def _finish(journal: Path) -> None:
     if "marker" in plan:
         (target.parent / PENDING).mkdir(exist_ok=True)
         write_atomically(target.parent / PENDING / (target.name + ".json"), plan["marker"].encode())
+    if "from" not in plan:  # a taken file, whose submission may have begun
+        _begun(source).unlink(missing_ok=True)
     journal.unlink()
     sync_folder(journal.parent)
 
@@ -256,7 +299,7 @@ def _take(path: Path) -> None:
     are its own, as the national system names them together."""
     taken = path.parent / PROCESSING
     target = taken / path.name
-    if target.exists() or target.is_symlink() or _journal(target).exists():
+    if _present(target) or _present(_journal(target)):
         return
     taken.mkdir(exist_ok=True)
     attachments = _attachments(path)
@@ -297,74 +340,194 @@ def _too_long(name: str, moved_as: str) -> bytes:
     ).encode()
 
 
-def _refusal(path: Path) -> str | None:
-    """Why an outbox file is not read at all, or None."""
-    links = [p for p in (path, _attachments(path), *_entries(_attachments(path))) if p.is_symlink()]
-    if links:
-        return (
-            f"{links[0].name} is a symbolic link; the outbox takes regular files only, so that nothing outside it "
-            "can be sent. Copy the file into the outbox instead"
-        )
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        return f"the file is {size} bytes; a permit document may have up to {MAX_FILE_BYTES} bytes"
-    return None
-
-
-def _entries(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
-
-
 def _attachments(path: Path) -> Path:
     return path.with_suffix(".attachments")
 
 
-def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
-    folder = _attachments(path)
-    if not folder.is_dir():
-        return []
-    found = [p for p in _entries(folder) if p.is_file() and not p.name.startswith(".")]
-    if len(found) > MAX_ATTACHMENTS:  # refused before any is opened
-        raise TooManyAttachments(f"{_shown(folder.name)}/ holds {len(found)} files")
-    return [
-        NewAttachment(
-            filename=p.name,
-            mime_type=mimetypes.guess_type(p.name)[0] or "application/octet-stream",
-            file=files.enter_context(p.open("rb")),
+def _read(path: Path, fd: int) -> bytes:
+    """The permit, read from the file opened and locked (not by its name, which may name another file by now)."""
+    held = os.fstat(fd)
+    if not stat.S_ISREG(held.st_mode):
+        raise GatewayError(_not_regular(path.name, _kind(held.st_mode)))
+    if held.st_size > MAX_FILE_BYTES:
+        raise GatewayError(
+            f"the file is {held.st_size} bytes; a permit document may have up to {MAX_FILE_BYTES} bytes"
         )
-        for p in found
-    ]
+    data = bytearray()
+    while chunk := os.pread(fd, 1 << 20, len(data)):
+        data += chunk
+    return bytes(data)
 
 
-async def submit_file(app: web.Application, path: Path) -> None:
-    """Submit a taken file (under ``.processing/``, claimed) and move it to ``sent/`` or the rejected folder."""
-    node = app[NODE]
-    refused = _refusal(path)
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    return "a device or socket"
+
+
+def _unfinished(data: bytes, fd: int) -> bool:
+    """A file written in place (not renamed into the outbox when complete) may be taken half-written: one still
+    open for writing waits for a later scan (a read lease cannot be had on it). Where a lease cannot tell (a file
+    of another owner, a network file system), one that is not well-formed XML and changed less than
+    ``SETTLE_SECONDS`` ago waits."""
     try:
-        if refused is not None:
-            raise GatewayError(refused)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return _fresh_and_broken(data, fd)
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
+
+
+def _fresh_and_broken(data: bytes, fd: int) -> bool:
+    if time.time() - os.fstat(fd).st_mtime >= SETTLE_SECONDS:
+        return False
+    try:
+        parse_xml(data)
+    except XmlInputError:
+        return True
+    return False
+
+
+def _open_attachments(path: Path, files: ExitStack) -> list[NewAttachment]:
+    """The supporting documents in ``name.attachments/``, each opened without following links: anything there
+    but regular files is refused (it would be left out unsaid); a hidden file is a writer's unfinished one."""
+    folder = _attachments(path)
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise GatewayError(_unreadable(folder.name, exc)) from None
+    try:
+        names = _documents(folder, dfd)
+        return [_open_attachment(folder, dfd, name, files) for name in names]
+    finally:
+        os.close(dfd)
+
+
+def _documents(folder: Path, dfd: int) -> list[str]:
+    try:
+        with os.scandir(dfd) as entries:
+            found = {entry.name: entry.stat(follow_symlinks=False).st_mode for entry in entries}
+    except OSError as exc:
+        raise GatewayError(_unreadable(folder.name, exc)) from None
+    links = sorted(name for name, mode in found.items() if stat.S_ISLNK(mode))
+    if links:
+        raise GatewayError(_unreadable(f"{folder.name}/{links[0]}", OSError(errno.ELOOP, "")))
+    odd = sorted(name for name, mode in found.items() if not stat.S_ISREG(mode))
+    if odd:
+        raise GatewayError(_odd_attachments(folder.name, odd, found))
+    documents = sorted(name for name in found if not name.startswith("."))  # hidden: a writer's unfinished file
+    if len(documents) > MAX_ATTACHMENTS:  # refused before any is opened
+        raise TooManyAttachments(f"{_shown(folder.name)}/ holds {len(documents)} files")
+    return documents
+
+
+def _odd_attachments(folder: str, odd: list[str], found: dict[str, int]) -> str:
+    named = ", ".join(f"{_shown(name)} ({_kind(found[name])})" for name in odd)
+    return (
+        f"{_shown(folder)}/ holds {named}; supporting documents travel only as regular files directly in it, so "
+        "nothing there is left out unsaid. Put each document there as a file of its own (a folder's files one by "
+        "one, or a ZIP archive of the folder), remove the rest, and drop the permit in the outbox again"
+    )
+
+
+def _open_attachment(folder: Path, dfd: int, name: str, files: ExitStack) -> NewAttachment:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno in UNREADABLE:
+            raise GatewayError(_unreadable(f"{folder.name}/{name}", exc)) from None
+        raise
+    file = files.enter_context(os.fdopen(fd, "rb"))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # swapped since it was listed
+        raise GatewayError(_odd_attachments(folder.name, [name], {name: mode}))
+    return NewAttachment(
+        filename=name, mime_type=mimetypes.guess_type(name)[0] or "application/octet-stream", file=file
+    )
+
+
+async def submit_file(app: web.Application, path: Path, opened: int | str) -> bool:
+    """Submit a taken file (under ``.processing/``, ``opened`` and locked by ``_lock``, or why it is refused
+    unread) and move it to ``sent/`` or the rejected folder; False when it is left for a later scan (being
+    written in place)."""
+    node = app[NODE]
+    try:
+        if isinstance(opened, str):
+            raise GatewayError(opened)
+        data = await asyncio.to_thread(_read, path, opened)
+        if _unfinished(data, opened):
+            return False
+        begun = await asyncio.to_thread(_begin, path, opened, node.clock.now())
         with ExitStack() as files:
-            data = await asyncio.to_thread(path.read_bytes)
             submitted = await node.submitter.submit(data, attachments=_open_attachments(path, files))
     except GatewayError as exc:
-        errors = f"{_shown(path.name)} was not sent.\n\n{exc}\n".encode()
-        target = await asyncio.to_thread(
-            _settle, path, node.settings.folders.rejected, ".errors.txt", errors, None
-        )
-        if target is not None:
-            log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
-        return
+        await _reject(app, path, f"{_shown(path.name)} was not sent.\n\n{exc}\n".encode())
+        return True
     record = submitted.record
-    summary = {
-        "message_id": record.message_id,
-        "partner": record.partner_id,
-        "attachments": record.attachments or [],
-        "submitted_before": not submitted.created or submitted.supersedes is not None,
-    } | ({"supersedes": submitted.supersedes} if submitted.supersedes else {}) | _state(record)
+    ours = begun is not None and not submitted.created and record.created_at >= begun  # stored, then a crash
+    summary = (
+        {
+            "message_id": record.message_id,
+            "partner": record.partner_id,
+            "attachments": record.attachments or [],
+            "submitted_before": not (submitted.created or ours) or submitted.supersedes is not None,
+        }
+        | ({"supersedes": submitted.supersedes} if submitted.supersedes else {})
+        | _state(record)
+    )
     marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
-    await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
-    node.dispatch_pump.wake()
+    try:
+        await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
+    except OSError:  # a full disk, say: the plan's next step is done by the next scan, or the file goes again
+        log.exception(
+            f"outbox file submitted as {record.message_id}; its status file is written at the next scan",
+            file=_shown(path.name),
+        )
+        return True
+    finally:
+        node.dispatch_pump.wake()
     log.info("outbox file submitted", file=_shown(path.name), message_id=record.message_id)
+    return True
+
+
+async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
+    try:
+        target = await asyncio.to_thread(
+            _settle, path, app[NODE].settings.folders.rejected, ".errors.txt", errors, None
+        )
+    except OSError:
+        log.exception(
+            "outbox file rejected; it is moved to the rejected folder with the reason at the next scan",
+            file=_shown(path.name),
+        )
+        return
+    if target is not None:
+        log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
+
+
+def _begun(path: Path) -> Path:
+    return path.with_name(path.name + SUBMITTING)
+
+
+def _begin(path: Path, fd: int, now: datetime) -> datetime | None:
+    """Note that this file's submission begins (its inode, as a file of the same name later is another one);
+    when an earlier attempt on it began (and may have been stored before a crash), that attempt's time."""
+    held = os.fstat(fd)
+    inode = [held.st_dev, held.st_ino]
+    try:
+        noted = json.loads(_begun(path).read_text())
+        if noted["inode"] == inode:
+            return datetime.fromisoformat(noted["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or another file's: this attempt is the first
+    write_atomically(_begun(path), _json({"inode": inode, "at": now.isoformat()}))
+    return None
 
 
 def _state(record: MessageRecord) -> dict[str, object]:
@@ -440,10 +603,12 @@ def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
 
 
 def _by_arrival(folder: Path) -> list[Path]:
-    """The ``*.xml`` files in the order they were written (a rename keeps the time), so an amendment dropped
-    after its permit goes after it whatever their names; a file that is gone meanwhile is left out."""
+    """The ``*.xml`` entries (the suffix in any case) in the order they were written (a rename keeps the time),
+    so an amendment dropped after its permit goes after it whatever their names; one gone meanwhile is left out."""
     arrived: list[tuple[int, str, Path]] = []
-    for path in folder.glob("*.xml"):
+    for path in folder.iterdir():
+        if path.suffix.lower() != ".xml":
+            continue
         try:
             arrived.append((path.lstat().st_mtime_ns, path.name, path))
         except FileNotFoundError:
@@ -452,27 +617,36 @@ def _by_arrival(folder: Path) -> list[Path]:
 
 
 async def scan(app: web.Application) -> int:
-    """Take the files that arrived, then submit every taken file (those an outage left too, and those of a node
-    that stopped) that no other node is at work on; how many this node tried."""
+    """Take the files that arrived, then submit the taken files (those an outage left too, and those of a node
+    that stopped) in the order they were written; how many this node tried. The scan stops at a file another
+    node is submitting or one that is being written, as the files after it may depend on it (a cancellation
+    on its authorization): they go once it has."""
     folders = app[NODE].settings.folders
     outbox = folders.outbox
     await asyncio.to_thread(_take_arrived, outbox, folders.rejected)
     taken = outbox / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
-    found = _by_arrival(taken) if taken.is_dir() else []
-    files = [p for p in found if (p.is_file() or p.is_symlink()) and not _journal(p).exists()]
     tried = 0
-    for path in files:
-        with _claimed(path) as claimed:
-            if not claimed:
-                continue
+    for path in _by_arrival(taken) if taken.is_dir() else []:
+        try:
+            opened = _lock(path)
+        except BlockingIOError:  # another node is submitting it
+            break
+        except OSError:
+            log.exception("outbox file not opened; it is tried again at the next scan", file=_shown(path.name))
+            continue
+        if opened is None:  # another node sent or rejected it meanwhile
+            continue
+        try:
+            if not await submit_file(app, path, opened):
+                break
             tried += 1
-            try:
-                await submit_file(app, path)
-            except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
-                log.exception(
-                    "outbox file not submitted; it is tried again at the next scan", file=_shown(path.name)
-                )
+        except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
+            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
+            tried += 1
+        finally:
+            if isinstance(opened, int):
+                os.close(opened)
     return tried
 
 
@@ -485,8 +659,6 @@ def _take_arrived(outbox: Path, rejected: Path) -> None:
 def _take_or_reject(path: Path, rejected: Path) -> None:
     """Take one outbox file; a failure is logged and leaves the others to go."""
     try:
-        if not (path.is_file() or path.is_symlink()):
-            return
         if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
             _reject_long_name(path, rejected)
         else:
