@@ -32,7 +32,7 @@ from gateway.interfaces.cli_common import (
     store_unusable,
 )
 from gateway.outbound.retry import SUPERSEDES, BuiltWith, retry_failed
-from gateway.outbound.submit import Submitter
+from gateway.outbound.submit import Submitter, building_with_now, stored_built_with
 from gateway.profiles.keystore import load_own_keys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -263,7 +263,7 @@ async def _retried(
     store: MessageStore, settings: Settings, partners: Partners, clock: SystemClock, message_id: str, reason: str
 ) -> tuple[MessageRecord, str | None]:
     """The message retried, and why it was built anew when it was (else None)."""
-    rebuilder = _Rebuilder(lambda: _submitter(store, settings, partners, clock))
+    rebuilder = _Rebuilder(store, settings, partners, clock)
     record = await retry_failed(store, partners, clock, message_id, reason=reason, rebuilder=rebuilder)
     if record.message_id == message_id:
         return record, None
@@ -272,48 +272,50 @@ async def _retried(
 
 
 class _Rebuilder:
-    """The ``Rebuilder`` of a retry: the node's ``Submitter``, made when first needed, so that a retry refused
-    for the message's sake (unknown, not FAILED, superseded) says so without needing our keys."""
+    """The ``Rebuilder`` of a retry. Whether a message must be built anew is read from its stored bytes and the
+    partner's profile alone; our keys are loaded only to build one, so an operator's shell that cannot read
+    them (a key only the service account reads, its passphrase variable unset) still sends the same bytes
+    again, as the README promises."""
 
-    def __init__(self, make: Callable[[], Submitter]) -> None:
-        self._make = make
-        self._made: Submitter | None = None
-
-    def _submitter(self) -> Submitter:
-        if self._made is None:
-            self._made = self._make()
-        return self._made
+    def __init__(self, store: MessageStore, settings: Settings, partners: Partners, clock: SystemClock) -> None:
+        self._store = store
+        self._settings = settings
+        self._partners = partners
+        self._clock = clock
+        self._payloads = PayloadStore(settings.data_dir / "payloads")
 
     async def built_with(self, record: MessageRecord) -> BuiltWith | str:
-        return await self._submitter().built_with(record)
+        return await stored_built_with(self._payloads, record)
 
     def building_with(self, record: MessageRecord, partner: Partner) -> BuiltWith:
-        return self._submitter().building_with(record, partner)
+        return building_with_now(self._settings.identity, self._clock, record, partner)
 
     async def rebuild(
         self, record: MessageRecord, partner: Partner, *, because: str, reason: str
     ) -> MessageRecord:
-        return await self._submitter().rebuild(record, partner, because=because, reason=reason)
+        submitter = self._submitter(record, because)
+        return await submitter.rebuild(record, partner, because=because, reason=reason)
 
-
-def _submitter(store: MessageStore, settings: Settings, partners: Partners, clock: SystemClock) -> Submitter:
-    """A ``Submitter`` as the node makes one: our keys, the payload store, the partners' profiles."""
-    try:
-        keys = load_own_keys(settings.keys, now=clock.now())
-    except (GatewayError, OSError) as exc:
-        raise KeyMaterialError(
-            f"a retry checks the stored message against the partner's current profile and builds it anew when it "
-            f"changed, signed with our keys ([keys] in the configuration), which cannot be loaded: {exc}"
-        ) from None
-    return Submitter(
-        store=store,
-        permits=PermitRegistry(store.engine, clock),  # a message built anew records no permit: no control tables
-        payloads=PayloadStore(settings.data_dir / "payloads"),
-        partners=partners,
-        identity=settings.identity,
-        keys=keys,
-        clock=clock,
-    )
+    def _submitter(self, record: MessageRecord, because: str) -> Submitter:
+        """A ``Submitter`` as the node makes one: our keys, the payload store, the partners' profiles."""
+        try:
+            keys = load_own_keys(self._settings.keys, now=self._clock.now())
+        except (GatewayError, OSError) as exc:
+            raise KeyMaterialError(
+                f"{because}. A message built anew is signed with our keys ([keys] in the configuration), which "
+                f"cannot be loaded: {exc}. Run the retry where they can be (as the gateway's service account, with "
+                f"its passphrase set), or retry it through the running gateway's REST API "
+                f"(POST /api/v1/messages/{record.message_id}/retry)"
+            ) from None
+        return Submitter(
+            store=self._store,
+            permits=PermitRegistry(self._store.engine, self._clock),  # a message built anew records no permit
+            payloads=self._payloads,
+            partners=self._partners,
+            identity=self._settings.identity,
+            keys=keys,
+            clock=self._clock,
+        )
 
 
 def _when_it_goes(record: MessageRecord, partners: Partners, settings: Settings, now: datetime) -> str:

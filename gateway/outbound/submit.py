@@ -245,7 +245,7 @@ class Submitter:
         """The signed and encrypted message built and its files stored: the message row to insert (built
         ``anew`` in place of a message, in its conversation)."""
         sender = self._keys.signing_for(partner.policy.suite, partner=partner.profile.id)
-        user_message = self._user_message(document_type, partner, anew=anew)
+        user_message = _user_message(self._identity, self._clock, document_type, partner, anew=anew)
         if supporting:  # seconds of copying, compressing and encrypting for large ones: off the event loop
             wire_sha256, content_type, references = await asyncio.to_thread(
                 self._pack_streamed, user_message, data, supporting, partner, sender
@@ -335,26 +335,11 @@ class Submitter:
 
     async def built_with(self, record: MessageRecord) -> BuiltWith | str:
         """What a stored message's signed bytes were built with (``Rebuilder``), read from their envelope."""
-        if record.wire_sha256 is None or record.wire_content_type is None:
-            return "no signed bytes are stored"
-        try:
-            head = await asyncio.to_thread(self._head, record.wire_sha256)
-            return built_with_of(record.wire_content_type, head)
-        except (StoreError, OSError, ValueError, EbmsError) as exc:
-            return str(exc) or type(exc).__name__
-
-    def _head(self, sha256: str) -> bytes:
-        """Enough of the stored bytes for their envelope, the first MIME part: never a large message whole."""
-        with self._payloads.open(sha256) as wire:
-            return wire.read(MAX_ROOT_PART_BYTES + MIME_HEADERS_BYTES)
+        return await stored_built_with(self._payloads, record)
 
     def building_with(self, record: MessageRecord, partner: Partner) -> BuiltWith:
         """What a message carrying ``record``'s document would be built with now (``Rebuilder``)."""
-        return BuiltWith(
-            user_message=self._user_message(DocumentType(record.document_type or ""), partner, anew=record),
-            encrypted_for=partner.certificates.encryption,
-            signature_method=SUITES[partner.policy.suite].signature.value,
-        )
+        return building_with_now(self._identity, self._clock, record, partner)
 
     async def rebuild(
         self, record: MessageRecord, partner: Partner, *, because: str, reason: str
@@ -456,22 +441,58 @@ class Submitter:
             wire_sha256, _ = self._payloads.put_chunks(streamed.chunks())
         return wire_sha256, streamed.content_type, _signed(streamed.references)
 
-    def _user_message(
-        self, document_type: DocumentType, partner: Partner, *, anew: MessageRecord | None = None
-    ) -> UserMessage:
-        service, action = service_action(document_type)
-        ours = PartyId(value=self._identity.party_id, type=self._identity.party_id_type)
-        theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
-        return UserMessage(
-            message_id=new_message_id(self._identity) if anew is None else _anew_id(self._identity, anew),
-            timestamp=self._clock.now(),
-            from_party=Party(party_ids=(ours,), role=partner.profile.roles.initiator or ROLE_INITIATOR),
-            to_party=Party(party_ids=(theirs,), role=partner.profile.roles.responder or ROLE_RESPONDER),
-            service=service,
-            action=action,
-            conversation_id=str(uuid.uuid4()) if anew is None else anew.conversation_id,
-            mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
-        )
+
+async def stored_built_with(payloads: PayloadStore, record: MessageRecord) -> BuiltWith | str:
+    """What a stored message's signed bytes were built with, read from their envelope, or why they cannot be
+    read. Needs no keys: the messages CLI decides a retry with it where our private key cannot be read."""
+    if record.wire_sha256 is None or record.wire_content_type is None:
+        return "no signed bytes are stored"
+    try:
+        head = await asyncio.to_thread(_head, payloads, record.wire_sha256)
+        return built_with_of(record.wire_content_type, head)
+    except (StoreError, OSError, ValueError, EbmsError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def _head(payloads: PayloadStore, sha256: str) -> bytes:
+    """Enough of the stored bytes for their envelope, the first MIME part: never a large message whole."""
+    with payloads.open(sha256) as wire:
+        return wire.read(MAX_ROOT_PART_BYTES + MIME_HEADERS_BYTES)
+
+
+def building_with_now(
+    identity: IdentitySettings, clock: Clock, record: MessageRecord, partner: Partner
+) -> BuiltWith:
+    """What a message carrying ``record``'s document would be built with now. Needs no keys (see above)."""
+    document_type = DocumentType(record.document_type or "")
+    return BuiltWith(
+        user_message=_user_message(identity, clock, document_type, partner, anew=record),
+        encrypted_for=partner.certificates.encryption,
+        signature_method=SUITES[partner.policy.suite].signature.value,
+    )
+
+
+def _user_message(
+    identity: IdentitySettings,
+    clock: Clock,
+    document_type: DocumentType,
+    partner: Partner,
+    *,
+    anew: MessageRecord | None = None,
+) -> UserMessage:
+    service, action = service_action(document_type)
+    ours = PartyId(value=identity.party_id, type=identity.party_id_type)
+    theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
+    return UserMessage(
+        message_id=new_message_id(identity) if anew is None else _anew_id(identity, anew),
+        timestamp=clock.now(),
+        from_party=Party(party_ids=(ours,), role=partner.profile.roles.initiator or ROLE_INITIATOR),
+        to_party=Party(party_ids=(theirs,), role=partner.profile.roles.responder or ROLE_RESPONDER),
+        service=service,
+        action=action,
+        conversation_id=str(uuid.uuid4()) if anew is None else anew.conversation_id,
+        mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
+    )
 
 
 def _anew_id(identity: IdentitySettings, record: MessageRecord) -> str:

@@ -185,16 +185,48 @@ def test_a_message_built_before_the_partners_party_id_was_corrected_is_built_ane
     assert code == 1 and f"superseded by message {new!r}" in out
 
 
-def test_a_retry_that_needs_our_keys_names_them_and_changes_nothing(config: Path) -> None:
+@pytest.mark.parametrize(
+    "keys_unusable",
+    [
+        ("private_key = ", 'private_key = "/nowhere/be.key.pem"\n#'),  # the service account's file, not here
+        ("[keys]\n", '[keys]\npassphrase_env = "PERMIT_GATEWAY_TEST_UNSET_PASSPHRASE"\n'),  # not exported
+    ],
+    ids=["key-file-missing", "passphrase-variable-unset"],
+)
+def test_an_unchanged_message_goes_again_where_our_keys_cannot_be_loaded(
+    config: Path, keys_unusable: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deciding that the same bytes may go needs no keys: the CLI loaded them first and refused every retry in
+    an operator's shell that cannot read them (the README: keys are needed only to build a message anew)."""
+    monkeypatch.delenv("PERMIT_GATEWAY_TEST_UNSET_PASSPHRASE", raising=False)
     old = _failed_submission(config)
+    before, _, _ = _stored(config, old)
+    config.write_text(config.read_text().replace(*keys_unusable, 1))
+
+    code, out = run(config, "retry", old, "--reason", "Swissmedic fixed its endpoint")
+
+    assert code == 0, out
+    assert f"{old} is RETRY_WAIT: a running gateway sends it at its next sweep" in out
+    after, kinds, carrier = _stored(config, old)
+    assert after.state is State.RETRY_WAIT and after.wire_sha256 == before.wire_sha256
+    assert kinds[-1] == "operator_retry" and carrier == old
+
+
+def test_a_retry_that_needs_our_keys_names_them_and_changes_nothing(config: Path) -> None:
+    """Only a message that must be built anew needs our keys: the retry says why it must, and how to do it."""
+    _edit_profile(config, "party_id: CH-SWISSMEDIC", "party_id: CH-SWISSMEDC")
+    old = _failed_submission(config)
+    _edit_profile(config, "party_id: CH-SWISSMEDC", "party_id: CH-SWISSMEDIC")
     config.write_text(config.read_text().replace("private_key = ", 'private_key = "/nowhere/be.key.pem"\n#'))
 
     code, out = run(config, "retry", old, "--reason", "try")
 
     assert code == 1 and "Traceback" not in out
+    assert "the To party was CH-SWISSMEDC" in out
     assert "signed with our keys ([keys] in the configuration), which cannot be loaded" in out
-    assert "/nowhere/be.key.pem" in out
-    assert _stored(config, old)[0].state is State.FAILED
+    assert "/nowhere/be.key.pem" in out and f"POST /api/v1/messages/{old}/retry" in out
+    record, kinds, carrier = _stored(config, old)
+    assert record.state is State.FAILED and "superseded" not in kinds and carrier == old
 
 
 def _aged(config: Path, message_id: str, hours: float) -> None:
