@@ -13,7 +13,7 @@ from decimal import Decimal
 from lxml import etree
 
 from gateway.documents._engine import Env, Hit, at
-from gateway.documents._extract import RE_EXPORT, At, Draft, LineDraft
+from gateway.documents._extract import RE_EXPORT, At, Draft, LineDraft, _token
 from gateway.documents.reference import Substance
 from gateway.documents.types import ISSUED_BY, PERMITS_NAMESPACE, DocumentType
 
@@ -26,6 +26,7 @@ _SCHEDULE_I_PARTIES = frozenset({"authority", "laboratory"})
 # 1971 schedules under an assessment; every 1961 drug is under an estimate
 _ASSESSED = frozenset({("1971", "II"), ("1971", "III"), ("1971", "IV")})
 BASE_ITSELF = Decimal(1)  # a line that names no salt is the anhydrous base: its base content is 1 by definition
+_NS = f"{{{PERMITS_NAMESPACE}}}"
 _COMPOSED = {"preparation": "preparation's composition", "rawMaterial": "raw material's assay"}
 _NAMED = tuple(
     f"{{{PERMITS_NAMESPACE}}}{name}"
@@ -335,10 +336,44 @@ def re_export_not_counted(d: Draft, env: Env) -> Iterator[Hit]:
 def exported_without_import_authorization(d: Draft, env: Env) -> Iterator[Hit]:
     if d.import_ref is not None:
         return
-    if d.exemption is not None:
-        yield at(d.exemption, path=f"against the letter of exemption {d.exemption.value}")
-    elif d.emergency is not None:
-        yield at(d.emergency, path=f"as an emergency delivery ({d.emergency.value})")
+    importing = d.importing_country.value
+    if d.exemption is not None and _foreign_exemption(d) is None:  # a foreign one is EA-013's
+        what = f"letter of exemption {d.exemption.value}"
+        yield at(d.exemption, path=f"against the {what}", what=what, importing=importing)
+    elif d.exemption is None and d.emergency is not None:
+        path = f"as an emergency delivery ({d.emergency.value})"
+        yield at(d.emergency, path=path, what="emergency delivery", importing=importing)
+
+
+def exemption_from_importing_authority(d: Draft, env: Env) -> Iterator[Hit]:
+    """A letter of exemption stands in for the importing country's ImportAuthorization, and every check of
+    one is skipped on its strength: only that country's authority can issue it."""
+    foreign = _foreign_exemption(d)
+    if d.exemption is not None and foreign is not None:
+        country, authority = foreign
+        yield at(
+            country if country.value != d.importing_country.value else authority,
+            number=d.exemption.value,
+            authority=_authority(country, authority),
+            importing=d.importing_country.value,
+        )
+
+
+def _foreign_exemption(d: Draft) -> tuple[At[str], At[str]] | None:
+    """The ExemptionReference's issuing CountryCode and AuthorityId when they are not the importing
+    country's: the Draft keeps only the reference's number, whose element sits in the reference."""
+    reference = d.exemption.element.getparent() if d.exemption is not None else None
+    if reference is None:
+        return None
+    issuer = f"{_NS}IssuingAuthority/{_NS}"
+    country, authority = reference.find(f"{issuer}CountryCode"), reference.find(f"{issuer}AuthorityId")
+    if country is None or authority is None:  # the schema requires both
+        return None
+    stated = _token(country), _token(authority)
+    importing = d.importing_country.value
+    if stated[0].value == importing and stated[1].value.startswith(f"{importing}-"):
+        return None
+    return stated
 
 
 def import_authorization_from_importing_country(d: Draft, env: Env) -> Iterator[Hit]:

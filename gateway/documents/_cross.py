@@ -19,6 +19,7 @@ from gateway.documents.types import DocumentType
 
 _NOT_OPEN = {DocumentStatus.EXPIRED: "expired", DocumentStatus.CLOSED: "closed (used up or endorsed)"}
 OVER_RECEIPT = "overReceipt"
+_SIZE = {"mass": "grams per unit", "volume": "millilitres per unit", "count": "pieces per unit"}
 
 
 # Any document type
@@ -507,23 +508,30 @@ def _factor_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
 
 
 def _gross_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
-    ours = _in_grams(line.gross.value, line.unit, env)
-    theirs = _in_grams(match.gross_quantity, match.unit_code, env)
-    if (ours is None or theirs is None) and line.unit == match.unit_code:
-        ours, theirs = line.gross.value, match.gross_quantity
-    if ours is None or theirs is None or ours <= theirs:
+    ours = _in_unit_of(line.gross.value, line.unit, match.unit_code, env)
+    if ours is None or ours <= match.gross_quantity:
         return ""
     return f"authorizes {match.gross_quantity} {match.unit_code} gross, less than {line.gross.value} {line.unit}"
 
 
 def _unit_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
-    """Quantities in a volume or count unit cannot be turned into grams: held to the other line's very unit,
-    they can be checked against it (its gross quantity, and the base grams it gives per unit)."""
-    if line.unit == match.unit_code or (_grams_per(line.unit, env) and _grams_per(match.unit_code, env)):
+    """Quantities in a volume or count unit cannot be turned into grams: held to the other line's kind of
+    unit, converted where the units table gives both sizes, they can be checked against it (its gross
+    quantity, and the base grams it gives per unit)."""
+    if _in_unit_of(Decimal(1), line.unit, match.unit_code, env) is not None:
         return ""
+    ours, theirs = env.reference.unit(line.unit), env.reference.unit(match.unit_code)
+    if ours is not None and theirs is not None and ours.kind != theirs.kind:
+        why = f"{line.unit} is a {ours.kind} unit and {match.unit_code} a {theirs.kind} unit, which do not convert"
+    else:
+        unsized = [code for code, u in ((line.unit, ours), (match.unit_code, theirs)) if u is None or not u.size]
+        why = (
+            f"the units table (units.csv) gives no {_SIZE[theirs.kind] if theirs else 'size'} for "
+            f"{' or '.join(unsized)}, so {line.unit} cannot be converted into {match.unit_code}"
+        )
     return (
         f"authorizes it in {match.unit_code}, not {line.unit}; state the quantity in {match.unit_code}, the "
-        f"unit of that line"
+        f"unit of that line ({why})"
     )
 
 
@@ -532,11 +540,12 @@ def _ratio_problem(line: LineDraft, match: PermitLine, env: Env) -> str:
     base quantity of such a line, and a smaller one would let more units through the quantity checks."""
     if _grams_per(line.unit, env) or line.base_grams is None or match.base_quantity_grams is None:
         return ""
-    if not match.gross_quantity:
+    gross = _in_unit_of(line.gross.value, line.unit, match.unit_code, env)
+    if gross is None or not match.gross_quantity:
         return ""
-    expected = line.gross.value * match.base_quantity_grams / match.gross_quantity
+    expected = gross * match.base_quantity_grams / match.gross_quantity
     # the other line's base quantity is rounded too: its error grows with this line's share of it
-    tolerance = BASE_QUANTITY_TOLERANCE_GRAMS * (1 + line.gross.value / match.gross_quantity)
+    tolerance = BASE_QUANTITY_TOLERANCE_GRAMS * (1 + gross / match.gross_quantity)
     if abs(expected - line.base_grams.value) <= tolerance:
         return ""
     return (
@@ -554,49 +563,60 @@ def _drawn_gross_problem(d: Draft, line: LineDraft, ia: PermitDocument, match: P
     """For a volume or count unit, the units the other ExportAuthorizations already take from the import line
     (what was endorsed, once endorsed), with what this one's lines on it take."""
     ctx = env.context
-    if ctx is None or _grams_per(line.unit, env) or line.unit != match.unit_code:
+    if ctx is None or _grams_per(match.unit_code, env):
         return ""
     ours = sum(
-        (o.gross.value for o in d.lines if o.reference_line and o.reference_line.value == match.line_number),
+        (
+            _in_unit_of(o.gross.value, o.unit, match.unit_code, env) or Decimal(0)
+            for o in d.lines
+            if o.reference_line and o.reference_line.value == match.line_number
+        ),
         Decimal(0),
     )
     others = ctx.exports_against(ia.key, excluding=d.key)
-    before = sum((_gross_taken(ctx, key, match) for key in others), Decimal(0))
+    before = sum((_gross_taken(ctx, key, match, env) for key in others), Decimal(0))
     if before + ours <= match.gross_quantity:
         return ""
     return (
         f"authorizes {match.gross_quantity} {match.unit_code} gross; {', '.join(k.number for k in others)} "
         f"already take {before} {match.unit_code}, which leaves {max(match.gross_quantity - before, Decimal(0))}, "
-        f"less than the {ours} {line.unit} of this document's lines on it"
+        f"less than the {ours} {match.unit_code} of this document's lines on it"
     )
 
 
-def _gross_taken(ctx: DocumentContext, key: DocumentKey, ia_line: PermitLine) -> Decimal:
+def _gross_taken(ctx: DocumentContext, key: DocumentKey, ia_line: PermitLine, env: Env) -> Decimal:
+    """What one export takes from the import line, in that line's unit; lines in a unit that does not
+    convert into it were refused, or kept before units converted, and count for nothing."""
     ea = ctx.find(key)
     if ea is None:
         return Decimal(0)
-    lines = {
-        line.line_number: line
-        for line in ea.lines
-        if line.reference_line_number == ia_line.line_number and line.unit_code == ia_line.unit_code
-    }
+    lines = {line.line_number for line in ea.lines if line.reference_line_number == ia_line.line_number}
     endorsed = [en for en in map(ctx.find, ctx.endorsements_of(key)) if en is not None]
-    if endorsed:
-        return sum(
-            (
-                line.gross_quantity
-                for en in endorsed
-                for line in en.lines
-                if line.reference_line_number in lines and line.unit_code == ia_line.unit_code
-            ),
-            Decimal(0),
-        )
-    return sum((line.gross_quantity for line in lines.values()), Decimal(0))
+    taken = (
+        [line for en in endorsed for line in en.lines if line.reference_line_number in lines]
+        if endorsed
+        else [line for line in ea.lines if line.line_number in lines]
+    )
+    return sum(
+        (_in_unit_of(line.gross_quantity, line.unit_code, ia_line.unit_code, env) or Decimal(0) for line in taken),
+        Decimal(0),
+    )
 
 
 def _grams_per(unit_code: str, env: Env) -> Decimal | None:
     unit = env.reference.unit(unit_code)
     return unit.grams if unit is not None else None
+
+
+def _in_unit_of(quantity: Decimal, unit_code: str, target: str, env: Env) -> Decimal | None:
+    """``quantity`` of ``unit_code`` in units of ``target``: the same code, or a unit of the same kind when
+    the units table gives both sizes (MLT and LTR; H87 and a dozen); None when they do not convert."""
+    if unit_code == target:
+        return quantity
+    ours, theirs = env.reference.unit(unit_code), env.reference.unit(target)
+    if ours is None or theirs is None or ours.kind != theirs.kind or not ours.size or not theirs.size:
+        return None
+    return quantity * ours.size / theirs.size
 
 
 def _in_grams(quantity: Decimal, unit_code: str, env: Env) -> Decimal | None:

@@ -58,6 +58,7 @@ _NOT_ID = re.compile(r"[^a-z0-9]+")
 _CAS = re.compile(r"^\d{2,7}-\d{2}-\d$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _UNIT = re.compile(r"^[A-Z0-9]{2,3}$")
+_UNIT_SIZES = {"mass": "grams_per_unit", "volume": "millilitres_per_unit", "count": "pieces_per_unit"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,12 +85,16 @@ class Substance:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Unit:
-    """A UN/ECE Rec. 20 unit code the gateway accepts; ``grams`` is None for volume and count units."""
+    """A UN/ECE Rec. 20 unit code the gateway accepts; ``grams`` is None for volume and count units.
+
+    ``size`` is one unit in its kind's measure (grams, millilitres or pieces), so quantities of one kind in
+    different units compare; None when the table gives none (an override table without the column)."""
 
     code: str
     name: str
     kind: UnitKind
     grams: Decimal | None
+    size: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -345,11 +350,18 @@ def _units(data: bytes, source: str) -> dict[str, Unit]:
         if not _UNIT.match(code):
             raise BadValue(f"code {code!r} is not a UN/ECE Rec. 20 code (2 or 3 upper-case letters or digits)")
         kind = one_of(row, "kind", ("mass", "volume", "count"))
-        grams = decimal(row, "grams_per_unit") if kind == "mass" else None
-        if kind != "mass" and row["grams_per_unit"]:
-            raise BadValue(f"grams_per_unit must be empty for a {kind} unit")
-        return Unit(code=code, name=required(row, "name"), kind=cast(UnitKind, kind), grams=grams)
+        sizes = {}
+        for of_kind, column in _UNIT_SIZES.items():
+            if of_kind == kind and (kind == "mass" or row.get(column)):
+                sizes[of_kind] = decimal(row, column)
+            elif row.get(column):
+                raise BadValue(f"{column} must be empty for a {kind} unit")
+        grams = sizes.get("mass")
+        return Unit(
+            code=code, name=required(row, "name"), kind=cast(UnitKind, kind), grams=grams, size=sizes.get(kind)
+        )
 
+    # millilitres_per_unit and pieces_per_unit came later: an override table without them still loads
     rows = parse_table(data, source, ("code", "name", "kind", "grams_per_unit"), parse)
     return unique_index(rows, source, lambda u: u.code, "unit code")
 

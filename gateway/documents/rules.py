@@ -285,9 +285,24 @@ RULES: tuple[Rule, ...] = (
         check=c.exported_without_import_authorization,
         basis="1961 Art. 31(5); INCB emergency procedure (2020); letter of exemption (UK practice); BR-05",
         message="the export is authorized without an ImportAuthorization, {path}; the ImportAuthorization "
-        "checks (X-023, X-024, EA-002 to EA-011) were not run",
-        hint="Check the exemption or the emergency with the importing country's competent authority, and report "
-        "an emergency delivery to INCB; when an ImportAuthorization exists, reference it instead.",
+        "checks (X-023, X-024, EA-002 to EA-011) were not run, and the gateway cannot check the {what}: the "
+        "competent authority of the importing country {importing} should confirm it",
+        hint="Have the competent authority of {importing} confirm the {what} before relying on this "
+        "ExportAuthorization, and report an emergency delivery to INCB; when an ImportAuthorization exists, "
+        "reference it instead.",
+    ),
+    Rule(
+        id="EA-013",
+        severity="error",
+        applies_to=_EA,
+        check=c.exemption_from_importing_authority,
+        basis="1961 Art. 31(5); 1971 Art. 12(1)(c); letter of exemption (UK practice); BR-05",
+        message="the letter of exemption {number} in ExemptionReference was issued by {authority}, not by the "
+        "competent authority of the importing country {importing}; only that authority can say an import "
+        "needs no ImportAuthorization",
+        hint="Reference the letter of exemption of {importing}'s competent authority (IssuingAuthority with "
+        "CountryCode {importing} and its AuthorityId, {importing}-...), or the ImportAuthorization of {importing} "
+        "in ImportAuthorizationReference.",
     ),
     # ExportExecution
     Rule(
