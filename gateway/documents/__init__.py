@@ -18,6 +18,7 @@ from gateway.documents._sender import sender_findings
 from gateway.documents._validate import (
     DocumentOutline,
     ParsedDocument,
+    cross_document_findings,
     parse_document,
     validate_document,
     validation_report,
@@ -57,6 +58,7 @@ __all__ = [
     "TableInfo",
     "Unit",
     "ValidationReport",
+    "cross_document_findings",
     "is_country",
     "parse_document",
     "sender_findings",

@@ -4,6 +4,7 @@
 valid and invalid documents alike (the CLI). ``parse_document`` does the first half alone (XML, schema,
 reading the values) so that a caller whose context needs I/O can load it from the ``outline`` first and then
 run the rules on the parsed document, which both functions also accept: the bytes are parsed once.
+``cross_document_findings`` runs the cross-document rules alone on a parsed document, with a newer context.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from lxml import etree
 
 from gateway.documents._engine import Env
 from gateway.documents._extract import Draft, extract, to_document
-from gateway.documents._findings import Finding, PermitDocumentRejected
+from gateway.documents._findings import (
+    MAX_FINDINGS,
+    Finding,
+    PermitDocumentRejected,
+    more_findings,
+    most_severe,
+    path_prefix,
+)
 from gateway.documents._model import DocumentKey, PermitDocument
 from gateway.documents._report import ValidationReport
 from gateway.documents._schema import schema_findings
 from gateway.documents.context import DocumentContext
 from gateway.documents.reference import ReferenceData
-from gateway.documents.rules import check_document
+from gateway.documents.rules import _finding, check_document, rules_for
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
 from gateway.xmlsafe import TreeLimits, XmlInputError, parse_xml
 
@@ -130,6 +138,41 @@ def validation_report(
         reference_version=tables.version,
         source=source,
     )
+
+
+def cross_document_findings(
+    parsed: ParsedDocument,
+    *,
+    as_of: date | None,
+    context: DocumentContext,
+    reference: ReferenceData | None = None,
+) -> tuple[Finding, ...]:
+    """The findings of the cross-document rules alone (those that need ``context``), for a document that
+    passed its own rules and is checked again on a context that has changed since (the registry, as the
+    document is recorded), as ``validation_report`` would list them; the parse findings if it was not read.
+
+    It reads the tree already parsed and never the schema, so unlike parsing it may run off the documents
+    thread: the registry runs it inside the transaction that holds its locks, and must not queue it there
+    behind other documents' parsing."""
+    draft = parsed.draft
+    if draft is None:
+        return parsed.findings
+    env = Env(as_of, context, reference or ReferenceData.default())
+    parts = (draft,) if draft.replacement is None else (draft, draft.replacement)
+    hits = [
+        (rule, hit)
+        for part in parts
+        for rule in rules_for(part.document_type)
+        if rule.needs == "context"
+        for hit in rule.check(part, env)
+    ]
+    hits.sort(key=lambda found: found[1].element.sourceline or 0)
+    prefix = path_prefix(draft.document_type)
+    findings = [_finding(rule, hit, prefix) for rule, hit in hits[:MAX_FINDINGS]]
+    if len(hits) > MAX_FINDINGS:
+        hidden = hits[MAX_FINDINGS:]
+        findings.append(more_findings(len(hidden), most_severe(rule.severity for rule, _ in hidden), "FINDINGS"))
+    return tuple(findings)
 
 
 class _Outcome(NamedTuple):

@@ -55,12 +55,12 @@ from gateway.documents import (
     PermitDocumentRejected,
     PermitLine,
     Prohibition,
-    validation_report,
+    cross_document_findings,
 )
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
 from gateway.store.store import as_utc, insert_or_nothing, reader
-from gateway.tasks import on_documents_thread
+from gateway.tasks import on_recheck_thread
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -438,12 +438,18 @@ class _Tx:
         On PostgreSQL it locks the year's estimate totals and the documents this one names, in the order every
         registry transaction takes them (estimates, then endorsements and executions, exports, imports), and
         reads after the locks what the transactions that held them committed. The rules see this document as
-        kept, which they allow for (a document sent again): they leave it out of what it is checked against."""
+        kept, which they allow for (a document sent again): they leave it out of what it is checked against.
+
+        Only the cross-document rules run again (the document's own rules and its schema passed, and cannot
+        have changed), and not on the documents thread: this transaction must not wait behind other
+        documents' parsing with its locks held (on SQLite, the one pooled connection every store call needs)."""
         await self.lock_estimates(outline)
         await self.lock_named(outline)
         context = await _Snapshot(self.conn, self.tables).load(outline)
-        report = await on_documents_thread(validation_report, recheck.parsed, as_of=recheck.as_of, context=context)
-        errors = [finding for finding in report.findings if finding.severity == "error"]
+        findings = await on_recheck_thread(
+            cross_document_findings, recheck.parsed, as_of=recheck.as_of, context=context
+        )
+        errors = [finding for finding in findings if finding.severity == "error"]
         if errors:
             raise PermitChangedMeanwhile(errors)
 
