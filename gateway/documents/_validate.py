@@ -18,20 +18,13 @@ from lxml import etree
 
 from gateway.documents._engine import Env
 from gateway.documents._extract import Draft, extract, to_document
-from gateway.documents._findings import (
-    MAX_FINDINGS,
-    Finding,
-    PermitDocumentRejected,
-    more_findings,
-    most_severe,
-    path_prefix,
-)
+from gateway.documents._findings import Finding, PermitDocumentRejected
 from gateway.documents._model import DocumentKey, PermitDocument
 from gateway.documents._report import ValidationReport
 from gateway.documents._schema import schema_findings
 from gateway.documents.context import DocumentContext
 from gateway.documents.reference import ReferenceData
-from gateway.documents.rules import _finding, check_document, rules_for
+from gateway.documents.rules import check_cross, check_document
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
 from gateway.xmlsafe import TreeLimits, XmlInputError, parse_xml
 
@@ -157,22 +150,7 @@ def cross_document_findings(
     draft = parsed.draft
     if draft is None:
         return parsed.findings
-    env = Env(as_of, context, reference or ReferenceData.default())
-    parts = (draft,) if draft.replacement is None else (draft, draft.replacement)
-    hits = [
-        (rule, hit)
-        for part in parts
-        for rule in rules_for(part.document_type)
-        if rule.needs == "context"
-        for hit in rule.check(part, env)
-    ]
-    hits.sort(key=lambda found: found[1].element.sourceline or 0)
-    prefix = path_prefix(draft.document_type)
-    findings = [_finding(rule, hit, prefix) for rule, hit in hits[:MAX_FINDINGS]]
-    if len(hits) > MAX_FINDINGS:
-        hidden = hits[MAX_FINDINGS:]
-        findings.append(more_findings(len(hidden), most_severe(rule.severity for rule, _ in hidden), "FINDINGS"))
-    return tuple(findings)
+    return check_cross(draft, Env(as_of, context, reference or ReferenceData.default()))
 
 
 class _Outcome(NamedTuple):

@@ -65,6 +65,21 @@ def check_document(draft: Draft, env: Env) -> tuple[Finding, ...]:
     blocked = any(rule.severity == "error" for rule, _ in hits)
     if env.context is not None and not blocked:
         hits += _run(cross, env)
+    findings = _findings(hits, prefix)
+    skipped_as_of = sorted({rule.id for _, rule in own if rule.needs == "as_of" and env.as_of is None})
+    skipped_cross = sorted({rule.id for _, rule in cross}) if env.context is None or blocked else []
+    return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, blocked))
+
+
+def check_cross(draft: Draft, env: Env) -> tuple[Finding, ...]:
+    """The findings of the cross-document rules alone, in document order: for a document that passed its own
+    rules and is checked again on a context that changed since (the registry, as the document is recorded)."""
+    parts = (draft,) if draft.replacement is None else (draft, draft.replacement)
+    cross = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs == "context"]
+    return tuple(_findings(_run(cross, env), path_prefix(draft.document_type)))
+
+
+def _findings(hits: list[tuple[Rule, Hit]], prefix: str) -> list[Finding]:
     hits.sort(key=lambda found: found[1].element.sourceline or 0)
     # a finding's path walks the tree: only those a report shows get one (a 9,999-line document may hit a rule
     # on every line)
@@ -72,9 +87,7 @@ def check_document(draft: Draft, env: Env) -> tuple[Finding, ...]:
     if len(hits) > MAX_FINDINGS:
         hidden = hits[MAX_FINDINGS:]
         findings.append(more_findings(len(hidden), most_severe(rule.severity for rule, _ in hidden), "FINDINGS"))
-    skipped_as_of = sorted({rule.id for _, rule in own if rule.needs == "as_of" and env.as_of is None})
-    skipped_cross = sorted({rule.id for _, rule in cross}) if env.context is None or blocked else []
-    return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, blocked))
+    return findings
 
 
 def _run(pairs: list[tuple[Draft, Rule]], env: Env) -> list[tuple[Rule, Hit]]:
