@@ -10,11 +10,15 @@ permit and its metadata and answers with its own reference; a Fault or an HTTP e
 A delivery renews its claim while it runs, and what it records is fenced on that claim (the message's attempts
 under it): an attempt that outlived its claim, which another node then took, records nothing, and a folder
 write checks the claim before each file, so it does not write the message again after the other node did.
+Renewals stop after ``HUNG_AFTER_LEASES`` claim leases: the attempt is taken as hung (a stale mount), a failure
+is recorded and logged as an error, and any node delivers the message after the back-off.
 Folder writes run on threads of their own, ``FOLDER_WRITES_PER_PARTNER`` per partner at most: a folder on a
 mount that hangs holds up its partner only, never the threads the receive path uses. The files are readable
 as ``open()`` would make them (0666 less the umask), for a national system under its own account.
 Every push method is retried until it succeeds, always with the same MessageId, after the lease doubled at each
 failed attempt up to ``MAX_RETRY_DELAY``; from the ``ALERT_AFTER``th failure on, each one is logged as an error.
+Failures are the message's ``delivery_failed`` events, not its attempts: an attempt a stopping node gave back or
+one that lost its claim is no failure, so it neither lengthens the back-off nor brings the alert nearer.
 Deliveries run side by side, each partner's messages capped at ``PER_PARTNER`` in flight, so a destination
 that answers slowly or not at all (a webhook that hangs until the time-out) holds up only the messages of the
 partner that delivers there, never another partner's.
@@ -81,6 +85,10 @@ messages): a folder on a mount that hangs holds its threads for as long as it ha
 FOLDER_WRITES_PER_PARTNER = 4
 """A partner's folder writes in flight at most, well below ``FOLDER_THREADS``: one partner's hung folder never
 takes the threads another partner's deliveries need."""
+HUNG_AFTER_LEASES = 5
+"""Claim leases a delivery may run before it is taken as hung: its claim is no longer renewed, and the message is
+due again after the back-off of a failure, for any node, instead of held by a hung mount for as long as it hangs.
+Webhook and SOAP pushes end within half a lease (their HTTP time-out): only a folder write reaches it."""
 CLOSE_WAIT_SECONDS = 5.0
 """How long ``close`` waits for folder writes it cannot cancel before handing their messages back."""
 TEMPORARY_PREFIX = ".incoming-"
@@ -273,9 +281,10 @@ class FolderDelivery:
         expires = self._clock.now() + self._claim_lease
         delivering = {claim.record.id: claim for claim in self._delivering.values()}
         for record in batch:
-            if (running := delivering.get(record.id)) is not None:
+            if (running := delivering.get(record.id)) is not None and not running.lost.is_set():
                 # claimed again while still being delivered here (its renewals failed until the lease ran out):
-                # the delivery in flight carries on under the new claim
+                # the delivery in flight carries on under the new claim; one given up as hung writes no more, so
+                # the new claim is an attempt of its own
                 running.claimed, running.expires = record.attempts, expires
                 continue
             claim = _Claim(record, record.attempts, expires)
@@ -382,7 +391,7 @@ class FolderDelivery:
             )
             return 0
         done = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_claim(claim, done), name=f"claim {record.message_id}")
+        keeper = asyncio.create_task(self._keep_claim(claim, setting, done), name=f"claim {record.message_id}")
         try:
             return await self._attempt(claim, setting)
         finally:
@@ -398,6 +407,11 @@ class FolderDelivery:
             log.warning("delivery abandoned", message_id=record.message_id, reason=str(exc))
             return 0
         except (OSError, StoreError, DeliveryFailed, SoapDeliveryFailed) as exc:  # StoreError: its payload file
+            if claim.lost.is_set():  # given up as hung (its failure recorded then) or taken by another claim
+                log.warning(
+                    "failure of an attempt given up not recorded", message_id=record.message_id, reason=str(exc)
+                )
+                return 0
             await self._failed(claim, setting, str(exc))
             return 0
         return await self._delivered(claim, setting, detail)
@@ -431,13 +445,18 @@ class FolderDelivery:
         log.info("delivered", message_id=record.message_id, **detail)
         return 1
 
-    async def _keep_claim(self, claim: _Claim, done: asyncio.Event) -> None:
+    async def _keep_claim(self, claim: _Claim, setting: Delivery, done: asyncio.Event) -> None:
         """Renew the claim every third of its lease until ``done``: a folder write may hang for longer than a
         lease, and a claim that ran out meanwhile would let another node deliver the message beside this one.
         Sets ``claim.lost`` once the message left this claim. A store out of reach fails a renewal, not the
-        claim: the next one may come before it runs out."""
+        claim: the next one may come before it runs out. After ``HUNG_AFTER_LEASES`` leases the attempt is given
+        up as hung instead."""
+        started = self._clock.now()
         while not await _set_within(done, self._claim_lease.total_seconds() / 3):
             record, now = claim.record, self._clock.now()
+            if now - started >= self._claim_lease * HUNG_AFTER_LEASES:
+                await self._give_up(claim, setting, now - started)
+                return
             try:
                 renewed = await self._store.renew_lease(
                     record.id,
@@ -463,6 +482,38 @@ class FolderDelivery:
                 return
             claim.expires = now + self._claim_lease
 
+    async def _give_up(self, claim: _Claim, setting: Delivery, running: timedelta) -> None:
+        """A hung attempt: its thread writes no further file, and its failure makes the message due after the
+        back-off, for whichever node claims it then. When the store is out of reach the claim runs out instead."""
+        claim.lost.set()
+        seconds = running.total_seconds()
+        if setting.method is DeliveryMethod.FOLDER:
+            folder = setting.folder or self._inbox
+            limit = self._claim_lease.total_seconds() * HUNG_AFTER_LEASES
+            reason = (
+                f"folder write hung for {seconds:.0f} s on node {self._node_id} (folder {folder}); check that "
+                f"folder's file system (a stale network mount?): a delivery running over {HUNG_AFTER_LEASES} claim "
+                f"leases ({limit:g} s) is given up, and the message is delivered again after the back-off, by any node"
+            )
+        else:
+            reason = (
+                f"delivery by {setting.method.value} hung for {seconds:.0f} s on node {self._node_id}, over "
+                f"{HUNG_AFTER_LEASES} claim leases; it is given up and delivered again after the back-off"
+            )
+        try:
+            await self._failed(claim, setting, reason, hung=True)
+        except Exception as exc:
+            if not (isinstance(exc, StoreError) or is_unavailable(exc)):
+                raise
+            log.error(
+                "hung delivery given up, its failure not recorded: the store is out of reach; the message is "
+                "delivered again when its claim runs out",
+                message_id=claim.record.message_id,
+                partner=claim.record.partner_id,
+                reason=reason,
+                store_error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+            )
+
     def _check_claim(self, claim: _Claim) -> None:
         """Raise ``ClaimLost`` unless this attempt may still write: its claim holds (a sixth of its lease left at
         least, a margin for the other nodes' clocks; renewed every third, it has that even after one renewal
@@ -471,15 +522,17 @@ class FolderDelivery:
             raise ClaimLost(f"node {self._node_id} is stopping; the message is given back")
         if claim.lost.is_set() or claim.expires - self._clock.now() < self._claim_lease / 6:
             raise ClaimLost(
-                "its claim ran out before the delivery was written (renewals failed or came too late); another "
-                "claim delivers it"
+                "its claim ran out before the delivery was written (renewals failed or came too late, or the "
+                "write hung and was given up); another claim delivers it"
             )
 
-    async def _failed(self, claim: _Claim, setting: Delivery | None, reason: str) -> None:
-        """Due again after the back-off; inbound ``attempts`` counts the delivery attempts started so far. Not
-        recorded (nor counted) once the message left this claim: a newer attempt's outcome stands."""
+    async def _failed(self, claim: _Claim, setting: Delivery | None, reason: str, *, hung: bool = False) -> None:
+        """Due again after the back-off of the message's ``failures``th failure (its ``delivery_failed`` events
+        with this one: inbound ``attempts`` counts claims, the fence, which a stopping node raises too). Not
+        recorded (nor counted) once the message left this claim: a newer attempt's outcome stands. ``hung``:
+        logged as an error at once, a hung mount being something to fix."""
         record = claim.record
-        failures = claim.claimed
+        failures = await self._store.count_events(record.id, "delivery_failed") + 1
         due = self._clock.now() + retry_delay(failures, self._lease)
         detail = {"reason": reason, "attempt": failures}
         recorded = await self._store.note_claimed(
@@ -499,6 +552,15 @@ class FolderDelivery:
             return
         method = setting.method.value if setting is not None else "unknown"
         DELIVERY_ATTEMPTS.labels(partner=record.partner_id, method=method, outcome="failed").inc()
+        if hung:
+            log.error(
+                "delivery hung and given up: this node's destination does not answer; fix what reason names (it "
+                "is tried again at next_attempt_at, by any node)",
+                reason=reason,
+                next_attempt_at=due.isoformat(),
+                **context,
+            )
+            return
         if failures < ALERT_AFTER:
             log.warning("delivery failed", reason=reason, next_attempt_at=due.isoformat(), **context)
             return
@@ -520,7 +582,7 @@ class FolderDelivery:
             data = self._payloads.get(record.payload_sha256)
             self._check_claim(claim)
             try:
-                reference = await self._soap.deliver(setting.url, record, data)
+                reference = await self._soap.deliver(setting.url, record, data, setting.soap_contract)
             except SoapDeliveryFailed as exc:
                 raise DeliveryFailed(str(exc).replace(setting.url, shown_url(setting.url))) from None
             return {"soap": shown_url(setting.url), "national_reference": reference}

@@ -881,6 +881,17 @@ class MessageStore:
                 for row in await conn.execute(query)
             ]
 
+    async def count_events(self, pk: int, kind: str) -> int:
+        """How many ``kind`` events message ``pk`` has: the delivery worker counts its failures so (attempts
+        counts its claims), by the events' message index."""
+        query = (
+            select(func.count())
+            .select_from(message_events)
+            .where(message_events.c.message_pk == pk, message_events.c.kind == kind)
+        )
+        async with self._reads.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def get_evidence(self, pk: int, kind: str) -> tuple[str, bytes] | None:
         query = select(evidence.c.content_type, evidence.c.body).where(
             evidence.c.message_pk == pk, evidence.c.kind == kind
