@@ -11,6 +11,8 @@ Each delivery URL has threads of its own, so a national service that hangs holds
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -20,7 +22,9 @@ import requests
 import zeep
 import zeep.exceptions
 from zeep.transports import Transport
+from zeep.xsd import SkipValue
 
+from gateway.profiles.model import SoapContract
 from gateway.store import MessageRecord
 from gateway.xmlsafe import schema_root
 
@@ -32,6 +36,10 @@ SOAP_THREADS = 16
 deliveries in flight, ``deliver.PER_PARTNER``), started as calls need them. A national SOAP service that hangs
 holds only its URL's, never another URL's (one pool for all let one hung endpoint hold every thread, and another
 partner's permits waited for its time-outs) nor the threads that store received messages and write files."""
+REFUSED_ELEMENT = re.compile(
+    r"unexpected element|not expected|invalid child element|invalid content", re.IGNORECASE
+)
+"""How XSD validators (libxml2, Xerces/JAXB, .NET) word a Fault about an element the schema does not have."""
 
 
 class SoapDeliveryFailed(Exception):
@@ -56,13 +64,18 @@ def hardened_settings() -> zeep.Settings:
     )
 
 
-def deliver_permit_request(record: MessageRecord, document: bytes) -> dict[str, Any]:
-    """The ``DeliverPermit`` body: the AS4 metadata and the document bytes (zeep encodes them base64)."""
+def deliver_permit_request(
+    record: MessageRecord, document: bytes, contract: SoapContract = SoapContract.V1_2
+) -> dict[str, Any]:
+    """The ``DeliverPermit`` body: the AS4 metadata and the document bytes (zeep encodes them base64).
+
+    Under the 1.1 contract the body has no DeliveryId, as the 1.1 XSD has none (SkipValue: the one WSDL the
+    gateway ships, 1.2, requires it)."""
     from gateway.inbound.deliver import delivery_id  # deliver imports this module
 
     metadata = {
         "MessageId": record.message_id,
-        "DeliveryId": delivery_id(record),
+        "DeliveryId": delivery_id(record) if contract is SoapContract.V1_2 else SkipValue,
         "ConversationId": record.conversation_id,
         "RefToMessageId": record.ref_to_message_id,
         "FromParty": record.from_party,
@@ -87,24 +100,30 @@ class SoapDelivery:
         self._timeout = timeout
         self._threads: dict[str, ThreadPoolExecutor] = {}
 
-    async def deliver(self, url: str, record: MessageRecord, document: bytes) -> str:
+    async def deliver(
+        self, url: str, record: MessageRecord, document: bytes, contract: SoapContract = SoapContract.V1_2
+    ) -> str:
+        """``contract``: the partner profile's ``delivery.soap_contract``."""
         threads = self._threads.get(url)
         if threads is None:
             threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
             self._threads[url] = threads
-        return await asyncio.get_running_loop().run_in_executor(threads, self._call, url, record, document)
+        call = functools.partial(self._call, url, record, document, contract)
+        return await asyncio.get_running_loop().run_in_executor(threads, call)
 
     def close(self) -> None:
         """Calls not started are dropped (their messages are delivered again when their claims run out)."""
         for threads in self._threads.values():
             threads.shutdown(wait=False, cancel_futures=True)
 
-    def _call(self, url: str, record: MessageRecord, document: bytes) -> str:
+    def _call(self, url: str, record: MessageRecord, document: bytes, contract: SoapContract) -> str:
         service = _client(self._timeout).create_service(BINDING, url)  # type: ignore[no-untyped-call]
         try:
-            answer = service.DeliverPermit(**deliver_permit_request(record, document))
+            answer = service.DeliverPermit(**deliver_permit_request(record, document, contract))
         except zeep.exceptions.Fault as fault:
-            raise SoapDeliveryFailed(f"SOAP {url} answered with a Fault: {fault.code}: {fault.message}") from None
+            reason = f"SOAP {url} answered with a Fault: {fault.code}: {fault.message}"
+            advice = _contract_advice(fault, contract, record.partner_id)
+            raise SoapDeliveryFailed(reason.rstrip(". ") + advice if advice else reason) from None
         except zeep.exceptions.TransportError as exc:
             raise SoapDeliveryFailed(f"SOAP {url} answered HTTP {exc.status_code}") from None
         except (zeep.exceptions.Error, requests.RequestException) as exc:
@@ -117,6 +136,29 @@ class SoapDelivery:
         if not isinstance(answer, str) or not answer.strip():
             raise SoapDeliveryFailed(f"SOAP {url} answered without a NationalReference")
         return answer
+
+
+def _contract_advice(fault: zeep.exceptions.Fault, contract: SoapContract, partner_id: str) -> str:
+    """What to do when the Fault says the service is on the other contract version; empty when it does not."""
+    said = " ".join(
+        [str(fault.message or "")] + (list(fault.detail.itertext()) if fault.detail is not None else [])
+    )
+    profile = f"partner profile {partner_id!r}"
+    # under 1.2 only a refused element, so that a 1.2 service's own complaint about a DeliveryId gets no advice
+    if contract is SoapContract.V1_2 and REFUSED_ELEMENT.search(said):
+        return (
+            ". A national service built on the 1.1 contract of national-delivery.wsdl refuses Metadata/DeliveryId "
+            f'(new in 1.2): set delivery.soap_contract: "1.1" in {profile} to leave it out (the service then keys '
+            "on FromParty + MessageId), or upgrade the national service to the 1.2 WSDL "
+            "(schemas/wsdl/national-delivery.wsdl); the permit is delivered again at the next attempt"
+        )
+    if contract is SoapContract.V1_1 and "DeliveryId" in said:
+        return (
+            ". The national service wants Metadata/DeliveryId (contract 1.2 of national-delivery.wsdl), which "
+            f'delivery.soap_contract: "1.1" in {profile} leaves out: set it to "1.2" (or remove it); the permit is '
+            "delivered again at the next attempt"
+        )
+    return ""
 
 
 @cache

@@ -265,6 +265,16 @@ class DeliveryMethod(StrEnum):
     REST_PULL = "rest-pull"
 
 
+class SoapContract(StrEnum):
+    """The version of ``national-delivery.wsdl`` a national SOAP service was built on (the XSD's ``version``).
+
+    1.2 added ``Metadata/DeliveryId`` in the same namespace; a service validating against 1.1 refuses it (a
+    SOAP Fault), so the gateway leaves it out for a ``"1.1"`` service, which keys on FromParty + MessageId."""
+
+    V1_1 = "1.1"
+    V1_2 = "1.2"
+
+
 class Delivery(_Section):
     """Where documents received from the partner go: a folder (default), a webhook or SOAP URL, or REST pull."""
 
@@ -273,6 +283,14 @@ class Delivery(_Section):
         default=None, description="the inbox folder for this partner; default: [folders].inbox"
     )
     url: str | None = Field(default=None, description="the national system's URL (webhook and soap only)")
+    soap_contract: SoapContract = Field(
+        default=SoapContract.V1_2,
+        description=(
+            'the national-delivery.wsdl version the national SOAP service validates against (soap only): "1.2" '
+            'sends Metadata/DeliveryId; "1.1" leaves it out, for a service built on the 1.1 WSDL, which then '
+            "keys on FromParty + MessageId"
+        ),
+    )
 
     @model_validator(mode="after")
     def _target(self) -> Delivery:
@@ -283,7 +301,19 @@ class Delivery(_Section):
             raise ValueError(f"expected no url: delivery method {self.method.value} does not post anywhere")
         if self.folder is not None and self.method is not DeliveryMethod.FOLDER:
             raise ValueError(f"expected no folder: delivery method is {self.method.value}, not folder")
+        # the default is let through, so an effective profile (``profiles show --effective``) loads again
+        if self.soap_contract is not SoapContract.V1_2 and self.method is not DeliveryMethod.SOAP:
+            raise FieldError(
+                ("soap_contract",),
+                f"expected no soap_contract: delivery method is {self.method.value}, not soap",
+            )
         return self
+
+    @field_validator("soap_contract", mode="before")
+    @classmethod
+    def _version_as_written(cls, value: Any) -> Any:
+        # unquoted in YAML, 1.1 is read as a number
+        return str(value) if isinstance(value, float) else value
 
     @field_validator("url")
     @classmethod

@@ -4,14 +4,22 @@ It checks every request the way a strict consumer would: SOAP 1.1 envelope, the 
 and the Body's ``DeliverPermit`` valid against the WSDL's schema. It keeps a permit once per DeliveryId (the
 contract's idempotency key: two partners may send permits under one MessageId) and answers as told: ``"ok"``, ``"fault"`` (a SOAP Fault, HTTP 500) or
 ``"500"`` (a plain HTTP error).
+
+``contract="1.1"`` makes it a service built on the 1.1 WSDL: it validates against the 1.1 XSD (a fixture copied
+from git history), which has no DeliveryId, and keys on FromParty + MessageId, stored as the DeliveryId the
+gateway would compute for them (the 1.2 contract's documented equivalence).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from xml.sax.saxutils import escape
 
 from aiohttp import web
 from lxml import etree
@@ -22,6 +30,7 @@ SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 ND = "urn:permit-gateway:national-delivery:1"
 SOAP_ACTION = '"urn:permit-gateway:national-delivery:1:DeliverPermit"'
 PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
+CONTRACT_1_1_XSD = Path(__file__).parents[1] / "fixtures" / "national-delivery" / "national-delivery-1.1.xsd"
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Delivered:
 @dataclass
 class NationalSystem:
     url: str = ""
+    contract: str = "1.2"
     answers: list[str] = field(default_factory=list)
     requests: int = 0
     deliveries: dict[str, Delivered] = field(default_factory=dict)
@@ -66,7 +76,7 @@ class NationalSystem:
         assert call is not None
         metadata = {etree.QName(e).localname: e.text or "" for e in call.find(f"{{{ND}}}Metadata")}
         document = base64.b64decode(call.findtext(f"{{{ND}}}Document") or "")
-        key = metadata.pop("DeliveryId")
+        key = metadata.pop("DeliveryId") if self.contract == "1.2" else _pair_key(metadata)
         if key not in self.references:
             self.deliveries[key] = Delivered(key, metadata, document)
             self.references[key] = f"NAT-{len(self.references) + 1:04d}"
@@ -83,14 +93,23 @@ class NationalSystem:
         children = list(envelope.iterfind(f"{{{SOAP11}}}Body/*"))
         if len(children) != 1:
             return f"the Body has {len(children)} child elements, expected 1"
-        schema = _schema()
+        schema = _schema(self.contract)
         if not schema.validate(etree.ElementTree(children[0])):
-            return f"DeliverPermit is invalid against national-delivery.xsd: {schema.error_log.last_error}"
+            return (
+                f"DeliverPermit is invalid against national-delivery.xsd {self.contract}: "
+                f"{schema.error_log.last_error}"
+            )
         return None
 
 
-def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(wsdl_path().with_name("national-delivery.xsd")), PARSER))
+@cache
+def _schema(contract: str) -> etree.XMLSchema:
+    path = wsdl_path().with_name("national-delivery.xsd") if contract == "1.2" else CONTRACT_1_1_XSD
+    return etree.XMLSchema(etree.parse(str(path), PARSER))
+
+
+def _pair_key(metadata: dict[str, str]) -> str:
+    return hashlib.sha256(f"{metadata['FromParty']}\0{metadata['MessageId']}".encode()).hexdigest()
 
 
 def _envelope(content: str) -> str:
@@ -103,13 +122,14 @@ def _answer(reference: str) -> web.Response:
 
 
 def _fault(code: str, text: str) -> web.Response:
-    content = f"<soap:Fault><faultcode>{code}</faultcode><faultstring>{text}</faultstring></soap:Fault>"
+    content = f"<soap:Fault><faultcode>{code}</faultcode><faultstring>{escape(text)}</faultstring></soap:Fault>"
     return web.Response(status=500, text=_envelope(content), content_type="text/xml", charset="utf-8")
 
 
 @asynccontextmanager
-async def national_system(port: int) -> AsyncIterator[NationalSystem]:
-    system = NationalSystem(url=f"http://127.0.0.1:{port}/permit-gateway/delivery")
+async def national_system(port: int, *, contract: str = "1.2") -> AsyncIterator[NationalSystem]:
+    assert contract in ("1.1", "1.2")
+    system = NationalSystem(url=f"http://127.0.0.1:{port}/permit-gateway/delivery", contract=contract)
     app = web.Application()
     app.router.add_post("/permit-gateway/delivery", system.handle)
     runner = web.AppRunner(app, access_log=None)
