@@ -10,6 +10,7 @@ the old table and the drop would cascade to every row that refers to it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import suppress
 from importlib import resources
@@ -40,7 +41,9 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def _scripts() -> ScriptDirectory:
+    """Read once per process: the scripts ship with this code and do not change under it."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
@@ -83,10 +86,32 @@ def _apply(command: str, revision: str) -> Callable[[Connection], None]:
 
         config = alembic_config()
         config.attributes["connection"] = connection
-        _refuse_unknown(connection, _scripts())
+        scripts = _scripts()
+        _refuse_unknown(connection, scripts)
+        if command == "upgrade" and _is_empty(connection) and revision in ("head", scripts.get_current_head()):
+            _create_at_head(connection, scripts)
+            return
         getattr(commands, command)(config, revision)
 
     return run
+
+
+def _is_empty(connection: Connection) -> bool:
+    from sqlalchemy import inspect
+
+    return _current(connection) is None and not inspect(connection).get_table_names()
+
+
+def _create_at_head(connection: Connection, scripts: ScriptDirectory) -> None:
+    """A new store is created from the schema and stamped with the head, as Alembic's cookbook does it: replaying
+    every migration (SQLite rebuilds tables in batch mode) made a first start several times slower. The tests
+    hold the two ways to one schema (tests/store/test_migrations.py)."""
+    from alembic.migration import MigrationContext
+
+    from gateway.store.schema import metadata
+
+    metadata.create_all(connection, checkfirst=False)  # the store has no tables
+    MigrationContext.configure(connection).stamp(scripts, "head")
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
