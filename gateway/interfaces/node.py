@@ -24,6 +24,8 @@ import structlog
 from aiohttp import web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import SecretStr
 
 from gateway.clock import Clock, SystemClock
@@ -337,6 +339,10 @@ class StoreJobs:
             await asyncio.wait(set(self._running), timeout=timeout)
 
 
+MIDNIGHT_SECONDS = 5
+"""A date-driven daily job runs this many seconds after UTC midnight: the loop may fire a timer slightly early,
+and the job must read the new date."""
+
 SCHEDULER_DEFAULTS = {"misfire_grace_time": None, "coalesce": True}
 """A job that falls due while the loop is busy runs late, once, instead of being skipped: with APScheduler's
 default grace of 1 s, a daily job started more than a second late waited a whole day."""
@@ -353,10 +359,11 @@ def add_daily(
     *,
     retry_after: timedelta,
     first: timedelta = timedelta(0),
+    at_midnight: bool = False,
 ) -> None:
-    """``job`` after ``first`` (at once by default), then daily. A run that fails (a store briefly out of reach)
-    runs again after ``retry_after`` until one succeeds, instead of a day later; the next day counts from the
-    run that did."""
+    """``job`` after ``first`` (at once by default), then daily: every 24 h, or ``at_midnight`` just after each
+    UTC midnight (for work that follows the date). A run that fails (a store briefly out of reach) runs again
+    after ``retry_after`` until one succeeds, instead of a day later; the next day counts from the run that did."""
 
     async def run() -> None:
         try:
@@ -369,7 +376,9 @@ def add_daily(
                     scheduler.modify_job(job_id, next_run_time=datetime.now(UTC) + retry_after)
 
     first_run = datetime.now(UTC) + first
-    scheduler.add_job(run, "interval", days=1, id=job_id, name=job_id, next_run_time=first_run)
+    daily = CronTrigger(hour=0, minute=0, second=MIDNIGHT_SECONDS, timezone=UTC) if at_midnight else None
+    trigger = daily or IntervalTrigger(days=1, timezone=UTC)
+    scheduler.add_job(run, trigger, id=job_id, name=job_id, next_run_time=first_run)
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -387,7 +396,9 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.add_job(jobs.track(_recover), args=[node], id="lease-recovery", **every_sweep)
     purge = functools.partial(jobs.track(purge_old_messages), node)
     add_daily(scheduler, "retention-purge", purge, retry_after=sweep)
-    add_daily(scheduler, "permit-expiry", functools.partial(jobs.track(expire_permits), node), retry_after=sweep)
+    expiry = functools.partial(jobs.track(expire_permits), node)
+    # validity ends with a date: a permit is EXPIRED from the first minute of the next day, not up to 24 h later
+    add_daily(scheduler, "permit-expiry", expiry, retry_after=sweep, at_midnight=True)
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()

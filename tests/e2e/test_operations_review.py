@@ -322,3 +322,19 @@ async def test_messages_whose_lease_ran_out_are_logged_as_they_become_due_again(
 
     [recovered] = [e for e in logged if "outlived its lease" in e["event"]]
     assert recovered["log_level"] == "warning" and recovered["messages"] == 1
+
+
+async def test_permit_expiry_runs_at_start_and_then_just_after_each_utc_midnight(
+    harness: Harness, schedulers: list[AsyncIOScheduler]
+) -> None:
+    """Validity ends with a date: a job every 24 h from the start left a permit ISSUED for up to a day after it."""
+    await harness.start("BE-FAMHP")
+    tomorrow = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), datetime.min.time(), UTC)
+    following = tomorrow + timedelta(seconds=node_module.MIDNIGHT_SECONDS)
+    await _until(lambda: _job(schedulers, "permit-expiry").next_run_time == following)  # it ran at start
+
+    job = _job(schedulers, "permit-expiry")
+    assert job.next_run_time == following
+    assert job.trigger.get_next_fire_time(following, following + timedelta(seconds=1)) == following + timedelta(
+        days=1
+    )
