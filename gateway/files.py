@@ -44,6 +44,7 @@ def write_chunks_atomically(
         path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
+        owned_like_folder(fd, path.parent)
         if mode is not None:
             os.fchmod(fd, mode)
         if keep_attributes:
@@ -95,6 +96,33 @@ def _take_attributes(path: Path, fd: int) -> None:
     else:
         with contextlib.suppress(PermissionError):  # allowed only for a group this account is in
             os.fchown(fd, -1, old.st_gid)
+
+
+def owned_like_folder(fd: int, folder: Path) -> None:
+    """Run as root in a folder another account owns (an operator's ``sudo permit-gateway messages retry``
+    in the gateway's data folder), a new file goes to that account: left to root, with mode 0600, the gateway
+    running as its own account could not read it."""
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(folder)
+    if owner.st_uid != 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p`` whose new folders belong to the account that owns the folder above them (see
+    ``owned_like_folder``)."""
+    missing: list[Path] = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            owned_like_folder(fd, new.parent)
+        finally:
+            os.close(fd)
 
 
 def sync_folder(folder: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.errors import StoreError
-from gateway.files import sync_folder, write_atomically
+from gateway.files import make_folder, owned_like_folder, sync_folder, write_atomically
 
 CHUNK = 1 << 20
 _ASIDE = ".aside-"  # a payload file ``remove`` set aside before deleting it
@@ -58,8 +58,9 @@ class PayloadStore:
 
     def put_chunks(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
         """``put`` for content in pieces, hashed while it is written: (SHA-256, size). Memory stays flat."""
-        self._root.mkdir(parents=True, exist_ok=True)
+        make_folder(self._root)
         fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".incoming-")
+        owned_like_folder(fd, self._root)
         digest = hashlib.sha256()
         size = 0
         try:
@@ -94,18 +95,19 @@ class PayloadStore:
     def _shard(self, target: Path) -> None:
         """The two-letter folder of ``target``; a new one is made durable in the root folder too."""
         if not target.parent.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(target.parent)
             sync_folder(self._root)
 
     def incoming(self) -> IncomingFile:
         """A named file beside the payloads, hashed as it is written, that ``keep`` makes a stored payload."""
-        self._root.mkdir(parents=True, exist_ok=True)
+        make_folder(self._root)
         fd, name = tempfile.mkstemp(dir=self._root, prefix=".incoming-")
+        owned_like_folder(fd, self._root)
         return IncomingFile(self, Path(name), os.fdopen(fd, "w+b"))
 
     def spool(self) -> BinaryIO:
         """A temporary file beside the payloads (same disk), gone when closed: for packing large messages."""
-        self._root.mkdir(parents=True, exist_ok=True)
+        make_folder(self._root)
         return tempfile.TemporaryFile(dir=self._root, prefix=".spool-")
 
     def open(self, sha256: str) -> BinaryIO:
