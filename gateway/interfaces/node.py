@@ -575,9 +575,11 @@ async def store_unavailable(
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         log.warning("message store unavailable; request answered 503", path=request.path, reason=reason)
         STORE_UNAVAILABLE.labels(endpoint="api" if request.path.startswith("/api/") else "as4").inc()
+        # the database's own words stay in the log: they name hosts and statements, and the AS4 answer goes abroad
         detail = (
-            f"the message store cannot be reached ({reason}), so the request was probably not kept; send it "
-            f"again after {_RETRY_AFTER_SECONDS} s (Retry-After)"
+            "the message store cannot be reached (the database is down, restarting or too busy; the gateway's log "
+            f"has its error), so the request was probably not kept; send it again after {_RETRY_AFTER_SECONDS} s "
+            "(Retry-After)"
         )
         headers = {"Retry-After": _RETRY_AFTER_SECONDS}
         if request.path.startswith("/api/"):
