@@ -49,7 +49,7 @@ from gateway.errors import GatewayError
 from gateway.files import sync_folder, write_atomically
 from gateway.interfaces.keys import NODE
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
-from gateway.store import Direction, MessageRecord, NewAttachment, State
+from gateway.store import Direction, MessageRecord, NewAttachment, State, is_unavailable
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, XmlInputError, parse_xml
 
 log = structlog.get_logger("gateway.folder")
@@ -641,9 +641,11 @@ async def scan(app: web.Application) -> int:
             if not await submit_file(app, path, opened):
                 break
             tried += 1
-        except Exception:  # a database outage, say: the file stays taken, the next scan tries it again
+        except Exception as exc:  # a database outage, say: the file stays taken, the next scan tries it again
             log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
             tried += 1
+            if is_unavailable(exc):  # the files after it wait: one may cancel or amend it
+                break
         finally:
             if isinstance(opened, int):
                 os.close(opened)

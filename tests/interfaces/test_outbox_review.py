@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import structlog
+from sqlalchemy.exc import OperationalError
 
 from gateway.files import write_atomically
 from gateway.interfaces import folder
@@ -346,3 +347,34 @@ async def test_an_upper_case_suffix_goes_and_a_named_pipe_is_rejected(harness: H
     assert (outbox / "sent" / "IA-0001.XML.json").exists()
     assert "fifo.xml is a named pipe, not a regular file" in (rejected / "fifo.xml.errors.txt").read_text()
     assert _tree(outbox / folder.PROCESSING) == []
+
+
+async def test_a_file_that_meets_a_database_outage_holds_back_the_files_written_after_it(
+    harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Cancellation written after its ImportAuthorization went first while the database was briefly out
+    for the authorization, and was refused X-023 (the authorization it cancels not known yet)."""
+    be = await _be(harness)
+    outbox = be.settings.folders.outbox
+    (outbox / "z-ia.xml").write_bytes(example(IA, today=harness.clock.now()))
+    (outbox / "a-ca.xml").write_bytes(_cancellation(harness))
+    os.utime(outbox / "z-ia.xml", ns=(10**12, 10**12))
+    os.utime(outbox / "a-ca.xml", ns=(2 * 10**12, 2 * 10**12))
+    submitter = be.runner.app[NODE].submitter
+    real = submitter.submit
+    out = [True]
+
+    async def outage(data: bytes, **kw: Any) -> Any:  # a database restart, for the first file only
+        if out and out.pop():
+            raise OperationalError("INSERT INTO messages ...", {}, ConnectionResetError("server closed"))
+        return await real(data, **kw)
+
+    monkeypatch.setattr(submitter, "submit", outage)
+    await folder.scan(be.runner.app)
+    assert await _outbound(be) == []  # the cancellation waited
+    await folder.scan(be.runner.app)
+
+    assert _tree(be.settings.folders.rejected) == []
+    assert sorted(p.name for p in (outbox / "sent").glob("*.json")) == ["a-ca.xml.json", "z-ia.xml.json"]
+    assert len(await _outbound(be)) == 2
