@@ -38,6 +38,7 @@ from gateway.inbound.http import routes as as4_routes
 from gateway.inbound.puller import Puller
 from gateway.inbound.receive import Receiver
 from gateway.interfaces import access, admin, folder, rest
+from gateway.interfaces.control_tables import ControlTablesWatcher
 from gateway.interfaces.keys import (
     ADMIN_NAMED,
     ADMIN_TOKEN,
@@ -116,6 +117,7 @@ class Node:
     pull_server: PullServer
     puller: Puller
     pull_pump: Pump
+    tables: ControlTablesWatcher | None
 
 
 def new_node_id() -> str:
@@ -129,10 +131,10 @@ async def open_store(settings: Settings, clock: Clock) -> MessageStore:
     return MessageStore(engine, clock)
 
 
-def control_tables(settings: Settings) -> ControlTables:
-    """The administrator's control tables from ``[documents].tables``, or none."""
+def tables_watcher(settings: Settings) -> ControlTablesWatcher | None:
+    """The administrator's control tables from ``[documents].tables``, if the settings name a folder."""
     folder = settings.documents.tables
-    return ControlTables.load(folder) if folder is not None else ControlTables()
+    return ControlTablesWatcher(folder) if folder is not None else None
 
 
 def _services(settings: Settings, clock: Clock, store: MessageStore, session: aiohttp.ClientSession) -> Node:
@@ -152,7 +154,8 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
     node_id = new_node_id()
     identity = settings.identity
     faults = Faults(settings.faults.crash)
-    permits = PermitRegistry(store.engine, clock, control_tables(settings))
+    tables = tables_watcher(settings)
+    permits = PermitRegistry(store.engine, clock, tables.load() if tables else ControlTables())
     submitter = Submitter(
         store=store,
         permits=permits,
@@ -244,6 +247,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         pull_server=pull_server,
         puller=puller,
         pull_pump=Pump("pull", puller.run_once),
+        tables=tables,
     )
 
 
@@ -300,6 +304,11 @@ async def expire_permits(node: Node) -> None:
     expired = await node.permits.expire(node.clock.now().date())
     if expired:
         log.info("permit validity ended", documents=expired)
+
+
+async def _reload_tables(node: Node) -> None:
+    if node.tables is not None:
+        await node.tables.check(node.permits.use_tables)
 
 
 async def _expire_pulls(node: Node) -> None:
@@ -399,6 +408,9 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     expiry = functools.partial(jobs.track(expire_permits), node)
     # validity ends with a date: a permit is EXPIRED from the first minute of the next day, not up to 24 h later
     add_daily(scheduler, "permit-expiry", expiry, retry_after=sweep, at_midnight=True)
+    if node.tables is not None:
+        every_poll = {"trigger": "interval", "seconds": node.settings.profiles.poll_seconds}
+        scheduler.add_job(jobs.track(_reload_tables), args=[node], id="control-tables", **every_poll)
     scheduler.start()
     node.dispatch_pump.wake()
     node.delivery_pump.wake()

@@ -269,6 +269,14 @@ class PermitRegistry:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    @property
+    def tables(self) -> ControlTables:
+        return self._tables
+
+    def use_tables(self, tables: ControlTables) -> None:
+        """The administrator's new control tables: documents checked or recorded from now on use them."""
+        self._tables = tables
+
     async def context_for(self, outline: DocumentOutline | None) -> PermitContext:
         """What the cross-document rules will ask about the outlined document, loaded in one go."""
         if outline is None:
