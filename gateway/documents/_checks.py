@@ -337,7 +337,7 @@ def exported_without_import_authorization(d: Draft, env: Env) -> Iterator[Hit]:
     if d.import_ref is not None:
         return
     importing = d.importing_country.value
-    if d.exemption is not None and _foreign_exemption(d) is None:  # a foreign one is EA-013's
+    if d.exemption is not None and _foreign_exemption(d) is None and not _letter_after(d):  # EA-013's, EA-014's
         what = f"letter of exemption {d.exemption.value}"
         yield at(d.exemption, path=f"against the {what}", what=what, importing=importing)
     elif d.exemption is None and d.emergency is not None:
@@ -357,6 +357,17 @@ def exemption_from_importing_authority(d: Draft, env: Env) -> Iterator[Hit]:
             authority=_authority(country, authority),
             importing=d.importing_country.value,
         )
+
+
+def exemption_dated_before_export(d: Draft, env: Env) -> Iterator[Hit]:
+    letter, dated = d.exemption, d.exemption_date
+    if letter is not None and dated is not None and _letter_after(d):
+        yield at(dated, number=letter.value, letter_date=dated.value, ea_date=d.issue_date.value)
+
+
+def _letter_after(d: Draft) -> bool:
+    """The letter of exemption is dated after the export it is meant to allow."""
+    return d.exemption_date is not None and d.exemption_date.value > d.issue_date.value
 
 
 def _foreign_exemption(d: Draft) -> tuple[At[str], At[str]] | None:

@@ -141,6 +141,8 @@ class Draft:
     exemption: At[str] | None = None
     """The DocumentNumber of an ExportAuthorization's ExemptionReference: the importing country's statement
     that the import needs no authorization, in place of an ImportAuthorizationReference."""
+    exemption_date: At[date] | None = None
+    """That letter's IssueDate."""
 
     @property
     def key(self) -> DocumentKey:
@@ -206,6 +208,7 @@ def extract(
         is_replacement=version is not None,
         raw_sha256=raw_sha256,
         exemption=_maybe(_token, _children(get(_T["ExemptionReference"])).get(_T["DocumentNumber"])),
+        exemption_date=_maybe(_date, _children(get(_T["ExemptionReference"])).get(_T["IssueDate"])),
     )
 
 

@@ -317,6 +317,17 @@ RULES: tuple[Rule, ...] = (
         "CountryCode {importing} and its AuthorityId, {importing}-...), or the ImportAuthorization of {importing} "
         "in ImportAuthorizationReference.",
     ),
+    Rule(
+        id="EA-014",
+        severity="error",
+        applies_to=_EA,
+        check=c.exemption_dated_before_export,
+        basis="1961 Art. 31(5); 1971 Art. 12(1)(c); letter of exemption (UK practice); BR-05",
+        message="the letter of exemption {number} is dated {letter_date}, after this ExportAuthorization's issue "
+        "date {ea_date}",
+        hint="Correct the ExemptionReference's IssueDate to the letter's real date; an ExportAuthorization can only "
+        "be issued against a letter that exists.",
+    ),
     # ExportExecution
     Rule(
         id="EX-001",
