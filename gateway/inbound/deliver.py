@@ -39,7 +39,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -96,6 +96,9 @@ LEFTOVER_SECONDS = 3600.0
 """A temporary file older than this in a delivery folder is what a crash left of a write: it is deleted."""
 ANSWER_SHOWN = 200
 """Characters of a failed webhook answer's body shown in its reason."""
+FINDINGS_HEADER_BYTES = 4096
+"""The longest X-Permit-Findings-Json: common servers take 8 KiB a header line (nginx, Tomcat, Node.js for all
+of them), and the other headers need room."""
 
 
 class DeliveryFailed(Exception):
@@ -139,7 +142,8 @@ def retry_delay(failures: int, lease: timedelta = RETRY_DELAY) -> timedelta:
 
 
 def metadata(record: MessageRecord) -> dict[str, Any]:
-    """What eDelivery says the consumer must get with each message, plus what the permit is."""
+    """What eDelivery says the consumer must get with each message, plus what the permit is and the findings
+    (warnings) it was accepted with."""
     return {
         "message_id": record.message_id,
         "conversation_id": record.conversation_id,
@@ -155,6 +159,7 @@ def metadata(record: MessageRecord) -> dict[str, Any]:
         "received_at": record.created_at.isoformat(),
         "attachments": [a.to_json() for a in attachments_of(record.attachments)],
         "delivery_id": delivery_id(record),
+        "findings": list(record.findings),  # the warnings it was accepted with, for the national officer
     }
 
 
@@ -188,7 +193,7 @@ def attachment_url(record: MessageRecord, position: int | str) -> str:
 
 
 def webhook_headers(record: MessageRecord) -> dict[str, str]:
-    """The AS4 metadata a webhook consumer gets with the permit."""
+    """The AS4 metadata a webhook consumer (and a REST pull fetch) gets with the permit, and its findings."""
     values = {
         "Content-Type": "application/xml",
         "X-Permit-Message-Id": record.message_id,
@@ -200,8 +205,35 @@ def webhook_headers(record: MessageRecord) -> dict[str, str]:
         "X-Permit-Attachments": str(len(record.attachments)) if record.attachments else None,
         # an RFC 6570 template: {position} is 1 to X-Permit-Attachments
         "X-Permit-Attachments-Url": attachment_url(record, "{position}") if record.attachments else None,
+        **findings_headers(record.findings),
     }
     return {name: value for name, value in values.items() if value is not None}
+
+
+def findings_headers(findings: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``X-Permit-Findings``: the rules the permit was accepted with a warning under (``EA-012,X-027``), absent
+    when none; ``X-Permit-Findings-Json``: the findings themselves as ASCII JSON, as many as fit in
+    ``FINDINGS_HEADER_BYTES``, and ``X-Permit-Findings-Omitted`` how many did not (the folder's ``.json``, the
+    REST listing and the message's timeline have them all)."""
+    if not findings:
+        return {}
+    headers: dict[str, str] = {}
+    rules = ",".join(dict.fromkeys(f["rule"] for f in findings if f.get("severity") != "info"))
+    if rules:
+        headers["X-Permit-Findings"] = rules
+    shown = list(findings)
+    while len(text := _ascii_json(shown)) > FINDINGS_HEADER_BYTES:
+        shown.pop()
+    if shown:
+        headers["X-Permit-Findings-Json"] = text
+    if len(shown) < len(findings):
+        headers["X-Permit-Findings-Omitted"] = str(len(findings) - len(shown))
+    return headers
+
+
+def _ascii_json(value: Any) -> str:
+    """One line of ASCII JSON, fit for an HTTP header: other characters and line breaks escaped."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
 class FolderDelivery:

@@ -308,10 +308,11 @@ class Receiver:
         new = await asyncio.to_thread(self._new_message, received, content_type, body, partner)
         document, recheck = await self._validate(new, received, partner)
         receipt = self._receipt(received, partner, keys)
+        findings = [f.to_json() for f in document.findings]
         then_detail: dict[str, Any] = {
             "document_type": document.document_type.value,
             "document_number": document.number,
-            "findings": [f.to_json() for f in document.findings],
+            "findings": findings,
         }
         try:
             async with unit_of_work(self._store, self._permits) as work:
@@ -327,6 +328,7 @@ class Receiver:
                     then_detail=then_detail,
                     evidence=Evidence(kind="receipt", content_type=receipt.content_type, body=receipt.body),
                     document_number=document.number,
+                    findings=findings,  # delivered with the permit: the national officer acts on its warnings
                 )
                 if not created:  # a request with this MessageId committed meanwhile: keep nothing of this one
                     raise _StoredMeanwhile(record)

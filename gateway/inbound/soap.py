@@ -70,12 +70,13 @@ def deliver_permit_request(
     """The ``DeliverPermit`` body: the AS4 metadata and the document bytes (zeep encodes them base64).
 
     Under the 1.1 contract the body has no DeliveryId, as the 1.1 XSD has none (SkipValue: the one WSDL the
-    gateway ships, 1.2, requires it)."""
+    gateway ships, 1.3, requires it); only the 1.3 contract gets Findings, and only when there are some."""
     from gateway.inbound.deliver import delivery_id  # deliver imports this module
 
     metadata = {
         "MessageId": record.message_id,
-        "DeliveryId": delivery_id(record) if contract is SoapContract.V1_2 else SkipValue,
+        "DeliveryId": delivery_id(record) if contract is not SoapContract.V1_1 else SkipValue,
+        "Findings": _findings(record) if contract is SoapContract.V1_3 else None,
         "ConversationId": record.conversation_id,
         "RefToMessageId": record.ref_to_message_id,
         "FromParty": record.from_party,
@@ -91,6 +92,28 @@ def deliver_permit_request(
         "Attachments": len(record.attachments) if record.attachments else None,
     }
     return {"Metadata": metadata, "Document": document}
+
+
+def _findings(record: MessageRecord) -> dict[str, Any] | None:
+    """Metadata/Findings of contract 1.3; None (left out) when the permit was accepted without any."""
+    if not record.findings:
+        return None
+    return {
+        "Finding": [
+            {
+                "Rule": f["rule"],
+                "Severity": f["severity"],
+                "Text": f["text"],
+                "Message": f["message"],
+                "Hint": f.get("hint"),
+                "Basis": f.get("basis"),
+                "Path": f.get("path"),
+                "Line": f.get("line"),
+                "Column": f.get("column"),
+            }
+            for f in record.findings
+        ]
+    }
 
 
 class SoapDelivery:
@@ -144,8 +167,17 @@ def _contract_advice(fault: zeep.exceptions.Fault, contract: SoapContract, partn
         [str(fault.message or "")] + (list(fault.detail.itertext()) if fault.detail is not None else [])
     )
     profile = f"partner profile {partner_id!r}"
+    refused = REFUSED_ELEMENT.search(said) is not None
+    # a 1.2 service refuses Findings; a 1.1 one refuses DeliveryId first, which stands before them
+    if contract is SoapContract.V1_3 and refused and "DeliveryId" not in said:
+        return (
+            ". A national service built on the 1.2 contract of national-delivery.wsdl refuses Metadata/Findings "
+            f'(new in 1.3): set delivery.soap_contract: "1.2" in {profile} (or remove it) to leave them out, or '
+            "upgrade the national service to the 1.3 WSDL (schemas/wsdl/national-delivery.wsdl); the permit is "
+            "delivered again at the next attempt"
+        )
     # under 1.2 only a refused element, so that a 1.2 service's own complaint about a DeliveryId gets no advice
-    if contract is SoapContract.V1_2 and REFUSED_ELEMENT.search(said):
+    if contract is not SoapContract.V1_1 and refused:
         return (
             ". A national service built on the 1.1 contract of national-delivery.wsdl refuses Metadata/DeliveryId "
             f'(new in 1.2): set delivery.soap_contract: "1.1" in {profile} to leave it out (the service then keys '

@@ -269,10 +269,14 @@ class SoapContract(StrEnum):
     """The version of ``national-delivery.wsdl`` a national SOAP service was built on (the XSD's ``version``).
 
     1.2 added ``Metadata/DeliveryId`` in the same namespace; a service validating against 1.1 refuses it (a
-    SOAP Fault), so the gateway leaves it out for a ``"1.1"`` service, which keys on FromParty + MessageId."""
+    SOAP Fault), so the gateway leaves it out for a ``"1.1"`` service, which keys on FromParty + MessageId.
+    1.3 added the optional ``Metadata/Findings``, which a service validating against 1.2 refuses the same way:
+    it goes only to a ``"1.3"`` service. The default stays 1.2, so a profile without the setting gets what it
+    got before."""
 
     V1_1 = "1.1"
     V1_2 = "1.2"
+    V1_3 = "1.3"
 
 
 class Delivery(_Section):
@@ -286,9 +290,10 @@ class Delivery(_Section):
     soap_contract: SoapContract = Field(
         default=SoapContract.V1_2,
         description=(
-            'the national-delivery.wsdl version the national SOAP service validates against (soap only): "1.2" '
-            'sends Metadata/DeliveryId; "1.1" leaves it out, for a service built on the 1.1 WSDL, which then '
-            "keys on FromParty + MessageId"
+            'the national-delivery.wsdl version the national SOAP service validates against (soap only): "1.3" '
+            'also sends Metadata/Findings, the warnings the permit was accepted with; "1.2" sends '
+            'Metadata/DeliveryId; "1.1" leaves it out, for a service built on the 1.1 WSDL, which then keys on '
+            "FromParty + MessageId"
         ),
     )
 

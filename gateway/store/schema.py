@@ -84,6 +84,9 @@ messages = Table(
     Column("wire_content_type", Text),
     Column("signed_references", JSON),
     Column("attachments", JSON),
+    # the findings (Finding.to_json()) a received document was accepted with, for the national system; NULL for
+    # outbound messages and those received before 0010
+    Column("findings", JSON),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime()),

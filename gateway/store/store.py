@@ -119,6 +119,8 @@ class MessageRecord:
     wire_content_type: str | None
     signed_references: list[dict[str, str]] | None = field(compare=False)
     attachments: list[dict[str, Any]] | None = field(compare=False)
+    findings: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    """What the received document was accepted with (``Finding.to_json()`` each); empty when none or not kept."""
     state: State
     attempts: int
     next_attempt_at: datetime | None
@@ -174,6 +176,7 @@ def _record(row: Any) -> MessageRecord:
         values[name] = as_utc(values[name])
     values["direction"] = Direction(values["direction"])
     values["state"] = State(values["state"])
+    values["findings"] = tuple(values["findings"] or ())
     return MessageRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
 

@@ -44,8 +44,15 @@ class Inbound:
     inbox: Path
 
     async def accepted(
-        self, n: int, *, partner_id: str = "ch-swissmedic", data: bytes = PERMIT, message_id: str | None = None
+        self,
+        n: int,
+        *,
+        partner_id: str = "ch-swissmedic",
+        data: bytes = PERMIT,
+        message_id: str | None = None,
+        findings: list[dict[str, Any]] | None = None,
     ) -> MessageRecord:
+        """Stored as the receive path stores a permit accepted with ``findings`` (``Finding.to_json()`` each)."""
         new = NewMessage(
             direction=Direction.INBOUND,
             message_id=message_id or f"m-{n}@{partner_id}.test",
@@ -61,7 +68,8 @@ class Inbound:
             payload_sha256=self.payloads.put(data),
             payload_mime_type="application/xml",
         )
-        record, created = await self.store.add(new, then=Event.ACCEPT)
+        extra = {} if findings is None else {"findings": findings}
+        record, created = await self.store.add(new, then=Event.ACCEPT, **extra)
         assert created
         return record
 

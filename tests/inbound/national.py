@@ -7,7 +7,9 @@ contract's idempotency key: two partners may send permits under one MessageId) a
 
 ``contract="1.1"`` makes it a service built on the 1.1 WSDL: it validates against the 1.1 XSD (a fixture copied
 from git history), which has no DeliveryId, and keys on FromParty + MessageId, stored as the DeliveryId the
-gateway would compute for them (the 1.2 contract's documented equivalence).
+gateway would compute for them (the 1.2 contract's documented equivalence). ``contract="1.2"`` (the default)
+validates against the 1.2 XSD (a fixture copied from git history), which has no Findings; ``contract="1.3"``
+against the shipped XSD, and keeps the Findings it gets.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ ND = "urn:permit-gateway:national-delivery:1"
 SOAP_ACTION = '"urn:permit-gateway:national-delivery:1:DeliverPermit"'
 PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True)
 CONTRACT_1_1_XSD = Path(__file__).parents[1] / "fixtures" / "national-delivery" / "national-delivery-1.1.xsd"
+CONTRACT_1_2_XSD = Path(__file__).parent / "contracts" / "national-delivery-1.2.xsd"
 
 
 @dataclass(frozen=True)
 class Delivered:
     delivery_id: str
     metadata: dict[str, str]
-    """Metadata but its DeliveryId, which is ``delivery_id``."""
+    """Metadata but its DeliveryId, which is ``delivery_id``, and its Findings, which are ``findings``."""
     document: bytes
+    findings: list[dict[str, str]] | None = None
+    """Each Metadata/Findings/Finding's children by name; None when the request had no Findings."""
 
 
 @dataclass
@@ -74,11 +79,14 @@ class NationalSystem:
             return web.Response(status=500, text="internal error", content_type="text/plain")
         call = etree.fromstring(body, PARSER).find(f"{{{SOAP11}}}Body/{{{ND}}}DeliverPermit")
         assert call is not None
-        metadata = {etree.QName(e).localname: e.text or "" for e in call.find(f"{{{ND}}}Metadata")}
+        found = call.find(f"{{{ND}}}Metadata/{{{ND}}}Findings")
+        findings = None if found is None else [_children(finding) for finding in found]
+        metadata = _children(call.find(f"{{{ND}}}Metadata"))
+        metadata.pop("Findings", None)
         document = base64.b64decode(call.findtext(f"{{{ND}}}Document") or "")
-        key = metadata.pop("DeliveryId") if self.contract == "1.2" else _pair_key(metadata)
+        key = metadata.pop("DeliveryId") if self.contract != "1.1" else _pair_key(metadata)
         if key not in self.references:
-            self.deliveries[key] = Delivered(key, metadata, document)
+            self.deliveries[key] = Delivered(key, metadata, document, findings)
             self.references[key] = f"NAT-{len(self.references) + 1:04d}"
         return _answer(self.references[key])
 
@@ -104,8 +112,17 @@ class NationalSystem:
 
 @cache
 def _schema(contract: str) -> etree.XMLSchema:
-    path = wsdl_path().with_name("national-delivery.xsd") if contract == "1.2" else CONTRACT_1_1_XSD
-    return etree.XMLSchema(etree.parse(str(path), PARSER))
+    paths = {
+        "1.1": CONTRACT_1_1_XSD,
+        "1.2": CONTRACT_1_2_XSD,
+        "1.3": wsdl_path().with_name("national-delivery.xsd"),
+    }
+    return etree.XMLSchema(etree.parse(str(paths[contract]), PARSER))
+
+
+def _children(element: etree._Element | None) -> dict[str, str]:
+    assert element is not None
+    return {etree.QName(e).localname: e.text or "" for e in element}
 
 
 def _pair_key(metadata: dict[str, str]) -> str:
@@ -128,7 +145,7 @@ def _fault(code: str, text: str) -> web.Response:
 
 @asynccontextmanager
 async def national_system(port: int, *, contract: str = "1.2") -> AsyncIterator[NationalSystem]:
-    assert contract in ("1.1", "1.2")
+    assert contract in ("1.1", "1.2", "1.3")
     system = NationalSystem(url=f"http://127.0.0.1:{port}/permit-gateway/delivery", contract=contract)
     app = web.Application()
     app.router.add_post("/permit-gateway/delivery", system.handle)

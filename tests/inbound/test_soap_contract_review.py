@@ -240,7 +240,13 @@ def profile_file(tmp_path: Path) -> Callable[[str], Path]:
 
 @pytest.mark.parametrize(
     ("written", "contract"),
-    [("", SoapContract.V1_2), ('  soap_contract: "1.1"\n', SoapContract.V1_1), ("  soap_contract: 1.1\n", "1.1")],
+    [
+        ("", SoapContract.V1_2),
+        ('  soap_contract: "1.1"\n', SoapContract.V1_1),
+        ("  soap_contract: 1.1\n", "1.1"),
+        ('  soap_contract: "1.3"\n', SoapContract.V1_3),
+        ("  soap_contract: 1.3\n", "1.3"),
+    ],
 )
 def test_soap_contract_in_a_profile(
     written: str,
@@ -256,8 +262,8 @@ def test_soap_contract_in_a_profile(
     ("delivery", "expected"),
     [
         (
-            "  method: soap\n  url: https://n.example/in\n  soap_contract: 1.3\n",
-            ":13:3 delivery.soap_contract: got '1.3', expected one of: 1.1, 1.2",
+            "  method: soap\n  url: https://n.example/in\n  soap_contract: 1.4\n",
+            ":13:3 delivery.soap_contract: got '1.4', expected one of: 1.1, 1.2, 1.3",
         ),
         (
             "  method: webhook\n  url: https://n.example/in\n  soap_contract: '1.1'\n",

@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.as4 import DEFAULT_MPC
 from gateway.clock import SystemClock
 from gateway.errors import StoreError
-from gateway.store import Direction, Event, Evidence, MessageStore, State, create_engine, upgrade
+from gateway.store import Event, MessageStore, State, create_engine, upgrade
 from gateway.store.schema import evidence, message_attachments, message_events, messages, metadata
 from tests.store.helpers import new_message
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = "0009"
+HEAD = "0010"
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -49,15 +49,35 @@ async def _counts(engine: AsyncEngine) -> list[int]:
         return [(await conn.execute(select(func.count()).select_from(t))).scalar_one() for t in tables]
 
 
+async def _stored_before_0010(engine: AsyncEngine, message_id: str, direction: str = "out") -> int:
+    """A message as a store of revisions 0007 to 0009 holds it: the store's ``add`` names every column of the
+    head's schema (0010 added messages.findings), so it cannot write to an older one."""
+    state = State.SUBMITTED if direction == "out" else State.ACCEPTED
+    async with engine.begin() as conn:
+        added = await conn.execute(
+            insert(messages).values(_required(direction, message_id, state)).returning(messages.c.id)
+        )
+        return int(added.scalar_one())
+
+
 async def _received_with_receipt(engine: AsyncEngine) -> None:
     """A received message with its events, the receipt we sent as evidence, and one attachment row."""
-    store = MessageStore(engine, SystemClock())
-    inbound = new_message("in@ch", direction=Direction.INBOUND)
-    record, _ = await store.add(
-        inbound, then=Event.ACCEPT, evidence=Evidence(kind="receipt_sent", content_type="text/xml", body=b"<r/>")
-    )
+    pk = await _stored_before_0010(engine, "in@ch", "in")
+    events = [
+        {"message_pk": pk, "at": AT, "kind": "received", "state": State.RECEIVED.value, "detail": {}},
+        {"message_pk": pk, "at": AT, "kind": Event.ACCEPT.value, "state": State.ACCEPTED.value, "detail": {}},
+    ]
+    receipt = {
+        "message_pk": pk,
+        "kind": "receipt_sent",
+        "content_type": "text/xml",
+        "body": b"<r/>",
+        "created_at": AT,
+    }
     async with engine.begin() as conn:
-        await conn.execute(insert(message_attachments).values(message_pk=record.id, position=0, sha256="c" * 64))
+        await conn.execute(insert(message_events), events)
+        await conn.execute(insert(evidence).values(receipt))
+        await conn.execute(insert(message_attachments).values(message_pk=pk, position=0, sha256="c" * 64))
 
 
 async def test_a_migration_rebuilding_messages_keeps_the_rows_that_refer_to_it(store_url: str) -> None:
@@ -244,17 +264,14 @@ async def test_0008_names_the_rows_whose_state_it_cannot_take_and_changes_nothin
     engine = create_engine(store_url)
     try:
         await upgrade(engine, "0007")
-        store = MessageStore(engine, SystemClock())
-        record, _ = await store.add(new_message("m@be"))
+        pk = await _stored_before_0010(engine, "m@be")
         async with engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE messages SET state = 'Acknowledged' WHERE id = :pk"), {"pk": record.id}
-            )
+            await conn.execute(text("UPDATE messages SET state = 'Acknowledged' WHERE id = :pk"), {"pk": pk})
         with pytest.raises(StoreError) as refused:
             await upgrade(engine)
         said = str(refused.value)
         assert "messages.state may hold only the lifecycle's states" in said
-        assert f"'Acknowledged' in 1 row(s), the first id {record.id}" in said
+        assert f"'Acknowledged' in 1 row(s), the first id {pk}" in said
         assert "then run 'permit-gateway db upgrade' again" in said
         assert await _revision(engine) == "0007"
     finally:
@@ -291,7 +308,7 @@ async def test_0008_gives_messages_queued_before_0007_the_default_mpc(store_url:
     engine = create_engine(store_url)
     try:
         await upgrade(engine, "0006")
-        columns = [c for c in messages.c if c.name not in ("id", "mpc")]  # the 0006 columns
+        columns = [c for c in messages.c if c.name not in ("id", "mpc", "findings")]  # the 0006 columns
         rows = [
             ("out", "queued@be", State.SUBMITTED),
             ("out", "waiting@be", State.RETRY_WAIT),

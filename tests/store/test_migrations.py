@@ -1,6 +1,7 @@
-"""Migrations 0004 to 0007 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
+"""Migrations 0004 to 0010 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
 head, the migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file, listing and
-queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny)."""
+queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny).
+0010 gives the received messages still waiting to be delivered the findings they were accepted with."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from gateway.clock import FixedClock
 from gateway.interfaces.cli import app
 from gateway.store import Direction, MessageStore, State, create_engine, upgrade
-from gateway.store.schema import metadata
+from gateway.store.migrate import downgrade
+from gateway.store.schema import message_events, messages, metadata
 
 NEW_INDEXES = {
     "ix_messages_state_updated_at",
@@ -55,7 +57,7 @@ async def test_db_upgrade_applies_every_later_migration_to_a_0003_store(store_ur
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0009" and indexes >= NEW_INDEXES and diff == []
+        assert revision == "0010" and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 
@@ -106,3 +108,82 @@ async def test_the_queries_use_the_indexes(store: MessageStore, query: str, inde
     plans = await _plans(store.engine, work[query])
     for index in indexes:
         assert index in plans, plans
+
+
+FINDING = {
+    "rule": "EA-012",
+    "severity": "warning",
+    "message": "an emergency export without an ImportAuthorization",
+    "hint": "Confirm it.",
+    "basis": None,
+    "path": "/ea:ExportAuthorization/ea:EmergencyDelivery",
+    "line": 39,
+    "column": 3,
+    "text": "line 39, column 3 (/ea:ExportAuthorization/ea:EmergencyDelivery): [EA-012 warning] ...",
+}
+
+
+async def test_0010_gives_the_messages_waiting_for_delivery_their_findings(store_url: str) -> None:
+    """A permit accepted with a warning before the upgrade and not yet delivered is delivered with it."""
+    engine = create_engine(store_url)
+    try:
+        await upgrade(engine, "0009")
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        rows = {  # message_id: (direction, state, the accept event's detail)
+            "waiting@ch": ("in", State.ACCEPTED, {"document_number": "CH-EA-2026-0112", "findings": [FINDING]}),
+            "clean@ch": ("in", State.ACCEPTED, {"findings": []}),
+            "old@ch": ("in", State.ACCEPTED, {}),  # an accept event from before findings were logged
+            "delivered@ch": ("in", State.DELIVERED, {"findings": [FINDING]}),
+            "sent@be": ("out", State.SUBMITTED, None),
+        }
+        async with engine.begin() as conn:
+            for message_id, (direction, state, detail) in rows.items():
+                values = {
+                    "direction": direction,
+                    "message_id": message_id,
+                    "conversation_id": "c1",
+                    "partner_id": "ch-swissmedic",
+                    "from_party": "CH-SWISSMEDIC",
+                    "to_party": "BE-FAMHP",
+                    "service": "svc",
+                    "action": "ExportAuthorization",
+                    "payload_sha256": "0" * 64,
+                    "payload_mime_type": "application/xml",
+                    "state": state.value,
+                    "attempts": 0,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                added = await conn.execute(insert(messages).values(values).returning(messages.c.id))
+                if detail is not None:
+                    event = {"message_pk": added.scalar_one(), "at": at, "kind": "accept", "detail": detail}
+                    await conn.execute(insert(message_events).values(event | {"state": "ACCEPTED"}))
+
+        await upgrade(engine)
+
+        async with engine.connect() as conn:
+            revision, _, diff = await conn.run_sync(_state)
+            kept = dict((await conn.execute(select(messages.c.message_id, messages.c.findings))).all())
+        assert revision == "0010" and diff == []
+        assert kept == {
+            "waiting@ch": [FINDING],
+            "clean@ch": [],
+            "old@ch": None,
+            "delivered@ch": None,  # delivered already: its timeline has them
+            "sent@be": None,
+        }
+        store = MessageStore(engine, FixedClock(at))
+        waiting = await store.find(Direction.INBOUND, "waiting@ch")
+        old = await store.find(Direction.INBOUND, "old@ch")
+        assert waiting is not None and waiting.findings == (FINDING,)
+        assert old is not None and old.findings == ()
+        await downgrade(engine, "0009")
+        async with engine.connect() as conn:
+            assert "findings" not in {
+                c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("messages"))
+            }
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.run_sync(_state))[2] == []
+    finally:
+        await engine.dispose()

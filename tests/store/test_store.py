@@ -316,3 +316,18 @@ async def test_moments_are_stored_in_utc_whatever_their_offset_and_naive_ones_ar
     assert stored.expires_at == written_in_new_york and stored.expires_at.utcoffset() == timedelta(0)
     with pytest.raises(StatementError, match="naive datetime"):  # a programming error, not a database outage
         await store.add(replace(new_message("m2@be"), expires_at=NOW.replace(tzinfo=None)))
+
+
+async def test_an_accepted_message_keeps_its_findings(store: MessageStore) -> None:
+    """What the received document was accepted with is read back on every path that loads a message."""
+    finding = {"rule": "EA-012", "severity": "warning", "message": "confirm it", "hint": "h", "text": "[EA-012] t"}
+    inbound = new_message("warned@ch", direction=Direction.INBOUND)
+    added, _ = await store.add(inbound, then=Event.ACCEPT, findings=[finding])
+    plain, _ = await store.add(new_message("plain@be"))
+
+    assert added.findings == (finding,)
+    assert (await store.get(added.id)).findings == (finding,)
+    assert (await store.find(Direction.INBOUND, "warned@ch")) == added
+    [claimed] = await store.claim_due("node", limit=5, lease=timedelta(minutes=1), direction=Direction.INBOUND)
+    assert claimed.findings == (finding,)
+    assert plain.findings == () and (await store.get(plain.id)).findings == ()
