@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -123,6 +124,20 @@ async def _acknowledged(session: aiohttp.ClientSession, url: str) -> int:
     )
 
 
+async def _outbound(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    """Every outbound message, walking the listing's pages by their cursor."""
+    found: list[dict[str, Any]] = []
+    params = {"direction": "outbound", "limit": "500"}
+    while True:
+        async with session.get(f"{url}/api/v1/messages", params=params) as response:
+            assert response.status == 200, await response.text()
+            page = await response.json()
+        found.extend(page["messages"])
+        if page["next"] is None:
+            return found
+        params["cursor"] = page["next"]
+
+
 def _spent(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
     return after[0] - before[0], after[1] - before[1]
 
@@ -155,8 +170,7 @@ async def _drive(urls: dict[str, str], pids: dict[str, int], documents: list[byt
         while await _acknowledged(session, be_url) < before + len(ids):
             await asyncio.sleep(POLL_SECONDS)
         cpu = {party: _spent(cpu[party], _cpu_seconds(pid)) for party, pid in pids.items()}
-        async with session.get(f"{be_url}/api/v1/messages", params={"limit": "500"}) as response:
-            records = [m for m in (await response.json())["messages"] if m["message_id"] in ids]
+        records = [m for m in await _outbound(session, be_url) if m["message_id"] in ids]
     assert len(records) == len(ids) and all(m["state"] == "ACKNOWLEDGED" for m in records)
     acknowledged = [datetime.fromisoformat(m["updated_at"]) for m in records]
     latencies = [

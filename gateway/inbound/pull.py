@@ -42,10 +42,15 @@ class PullInbox:
     def pull_partners(self) -> list[str]:
         return [p.id for p in self._profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
-    async def waiting(self, *, partner: str | None = None, limit: int = 50) -> list[MessageRecord]:
-        """Received messages of rest-pull partners not yet acknowledged, oldest first."""
+    async def waiting(
+        self, *, partner: str | None = None, limit: int = 50, after: int | None = None
+    ) -> list[MessageRecord]:
+        """Received messages of rest-pull partners not yet acknowledged, oldest first; with ``after`` (the row id
+        the page before ended at), those that came after it."""
         partners = [p for p in self.pull_partners() if partner is None or p == partner]
-        return await self._store.oldest(Direction.INBOUND, State.ACCEPTED, partners=partners, limit=limit)
+        return await self._store.oldest(
+            Direction.INBOUND, State.ACCEPTED, partners=partners, limit=limit, after=after
+        )
 
     async def find(self, message_id: str) -> MessageRecord:
         """The one message of a rest-pull partner with this MessageId."""

@@ -121,13 +121,18 @@ def list_messages(
         str | None, typer.Option(help="FAILED, RETRY_WAIT, DELIVERED, ...; all when left out")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="how many, newest first")] = 50,
+    every: Annotated[
+        bool, typer.Option("--all", help="every message of the direction and state, however many (no --limit)")
+    ] = False,
 ) -> None:
     """The newest messages, with their state and, for those that went wrong, why."""
     settings = settings_of(config)
     wanted_direction, wanted_state = _direction(direction), _state(state)
 
     async def run(store: MessageStore) -> list[MessageRecord]:
-        return await store.recent(limit=limit, direction=wanted_direction, state=wanted_state)
+        if not every:
+            return await store.recent(limit=limit, direction=wanted_direction, state=wanted_state)
+        return await _every_message(store, wanted_direction, wanted_state)
 
     records = _run(settings, run)
     table = Table(title=f"{len(records)} message(s)")
@@ -149,6 +154,22 @@ def list_messages(
         )
         table.add_row(*(Text(_shown(v)) for v in values))  # partners' words, never read as markup
     console.print(table)
+
+
+_ALL_PAGE = 500
+
+
+async def _every_message(
+    store: MessageStore, direction: Direction | None, state: State | None
+) -> list[MessageRecord]:
+    """Newest first, read a page at a time by id, so messages stored meanwhile neither repeat nor push others out."""
+    found: list[MessageRecord] = []
+    while True:
+        before = found[-1].id if found else None
+        page = await store.recent(limit=_ALL_PAGE, direction=direction, state=state, before=before)
+        found.extend(page)
+        if len(page) < _ALL_PAGE:
+            return found
 
 
 @messages_app.command("show")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
 import json
@@ -456,12 +457,20 @@ async def _retry_reason(request: web.Request) -> str:
 
 
 async def list_messages(request: web.Request) -> web.Response:
+    """Newest first, ``?limit=`` at a time; ``next`` is the cursor of the page after."""
     node = request.app[NODE]
     direction = _direction(request.query.get("direction"))
     state = _message_state(request.query.get("state"))
     limit = _whole_number(request.query, "limit", 50, 500)
-    records = await node.store.recent(limit=limit, direction=direction, state=state)
-    return web.json_response({"messages": [message_json(r) for r in records]})
+    given = {"direction": _direction_text(direction), "state": state.value if state else None}
+    page = _page(request, "messages", given)
+    before = _row_id(page)
+    direction = _direction(page.filters["direction"])
+    state = _message_state(page.filters["state"])
+    records = await node.store.recent(limit=limit + 1, direction=direction, state=state, before=before)
+    shown, more = records[:limit], len(records) > limit
+    next_cursor = _next(page, more, [shown[-1].id] if shown else None)
+    return web.json_response({"messages": [message_json(r) for r in shown], "next": next_cursor})
 
 
 async def named_message(request: web.Request) -> MessageRecord | web.Response:
@@ -500,6 +509,12 @@ def _direction_name(record: MessageRecord) -> str:
     return "outbound" if record.direction is Direction.OUTBOUND else "inbound"
 
 
+def _direction_text(direction: Direction | None) -> str | None:
+    if direction is None:
+        return None
+    return "outbound" if direction is Direction.OUTBOUND else "inbound"
+
+
 async def get_message(request: web.Request) -> web.Response:
     node = request.app[NODE]
     record = await named_message(request)
@@ -532,7 +547,8 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": f'attachment; filename="{found[0].filename}"',
         "X-Permit-Attachment-Sha256": found[0].sha256,
     }
-    return web.FileResponse(node.payloads.path(found[0].sha256), headers=headers)
+    lost = await _lost_file(request, record, found[0].sha256, f"supporting document {position}")
+    return lost or web.FileResponse(node.payloads.path(found[0].sha256), headers=headers)
 
 
 async def get_receipt(request: web.Request) -> web.Response:
@@ -562,7 +578,33 @@ async def get_wire(request: web.Request) -> web.StreamResponse:
         error = f"{_direction_name(record)} message {record.message_id!r} has no wire bytes kept"
         return web.json_response({"error": error}, status=404)
     headers = {"Content-Type": record.wire_content_type, "X-Permit-Wire-Sha256": record.wire_sha256}
-    return web.FileResponse(node.payloads.path(record.wire_sha256), headers=headers)
+    lost = await _lost_file(request, record, record.wire_sha256, "AS4 message as it crossed the wire")
+    return lost or web.FileResponse(node.payloads.path(record.wire_sha256), headers=headers)
+
+
+async def _lost_file(request: web.Request, record: MessageRecord, sha256: str, what: str) -> web.Response | None:
+    """500 naming the file when the payload store no longer has it (or cannot read it), instead of
+    FileResponse's bare text/plain 404, which would say the message has no such file. Checked by opening it,
+    off the event loop: the data folder may be on a network share."""
+    path = request.app[NODE].payloads.path(sha256)
+    try:
+        await asyncio.to_thread(lambda: path.open("rb").close())
+    except OSError as exc:
+        log.error("payload file lost", message_id=record.message_id, sha256=sha256, path=str(path), error=str(exc))
+        reason = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+        detail = (
+            f"the {what} of {_direction_name(record)} message {record.message_id!r}, the file with SHA-256 "
+            f"{sha256} in the payload store ([store] data_dir, payloads/{sha256[:2]}/{sha256[2:]}), {reason}"
+        )
+        again = (
+            "ask the partner to send the message again"
+            if record.direction is Direction.INBOUND
+            else "submit the document again"
+        )
+        fix = f"restore the data folder from a backup (the file's SHA-256 tells the right one), or {again}"
+        body = {"error": "the file cannot be read", "detail": detail, "fix": fix}
+        return web.json_response(body, status=500)
+    return None
 
 
 @functools.cache
@@ -634,8 +676,13 @@ def _not_found(exc: NotPullable, message_id: str) -> web.Response:
 
 
 async def list_inbox(request: web.Request) -> web.Response:
+    """Oldest first, ``?limit=`` at a time; ``next`` is the cursor of the page after (acknowledged permits leave
+    the inbox, new ones come at its end)."""
     limit = _whole_number(request.query, "limit", 50, 500)
-    records = await _pull_inbox(request).waiting(partner=request.query.get("partner"), limit=limit)
+    page = _page(request, "inbox", {"partner": request.query.get("partner")})
+    inbox = _pull_inbox(request)
+    records = await inbox.waiting(partner=page.filters["partner"], limit=limit + 1, after=_row_id(page))
+    shown, more = records[:limit], len(records) > limit
     listed = [
         metadata(r)
         | {
@@ -643,9 +690,9 @@ async def list_inbox(request: web.Request) -> web.Response:
             "url": f"{API}/inbox/{quote(r.message_id, safe='@')}",
             "attachments": attachments_json(r),
         }
-        for r in records
+        for r in shown
     ]
-    return web.json_response({"messages": listed})
+    return web.json_response({"messages": listed, "next": _next(page, more, [shown[-1].id] if shown else None)})
 
 
 async def fetch_inbox_message(request: web.Request) -> web.Response:
@@ -722,6 +769,13 @@ def _grams(grams: Decimal | None) -> str | None:
     return None if grams is None else f"{grams:f}"
 
 
+def _permit_key(at: list[Any]) -> DocumentKey:
+    document_type, country, number = at
+    if not (isinstance(country, str) and isinstance(number, str)):
+        raise TypeError(at)
+    return DocumentKey(DocumentType(document_type), country, number)
+
+
 def _key_json(key: DocumentKey) -> dict[str, str]:
     return {"document_type": key.document_type.value, "issuing_country": key.issuing_country, "number": key.number}
 
@@ -781,16 +835,150 @@ def _message_state(text: str | None) -> State | None:
         raise _bad_request(f"state {exc}") from None
 
 
-async def list_permits(request: web.Request) -> web.Response:
-    """``?type=`` (ImportAuthorization or IA...), ``?country=`` (the issuing country), ``?status=``, ``?limit=``."""
-    query = request.query
-    records = await request.app[NODE].permits.find(
-        document_type=_document_type(query["type"]) if "type" in query else None,
-        issuing_country=query.get("country"),
-        status=_permit_state(query["status"]) if "status" in query else None,
-        limit=_whole_number(query, "limit", 100, 500),
+# --- listings in pages: a keyset cursor ------------------------------------------------------------------
+
+MAX_CURSOR_LENGTH = 2000
+# The check sum catches a cursor cut short or edited; it is no secret, as a cursor opens nothing a client could
+# not ask for with filters of its own, and every node of a store must read the cursors of the others.
+_CURSOR_SALT = b"permit-gateway listing cursor 1\x00"
+_CURSOR_CHECK_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Where a listing's request starts: its listing, its filters (the cursor's, when it came with one) and
+    the position of the last row of the page before (None: the first page)."""
+
+    listing: str
+    filters: dict[str, str | None]
+    after: list[Any] | None
+
+
+class BadCursor(GatewayError):
+    """A ``?cursor=`` this gateway did not make, or one cut short or edited."""
+
+
+def _page(request: web.Request, listing: str, given: dict[str, str | None]) -> Page:
+    """The page a listing's request asks for. With a cursor, the filters are the cursor's: a filter sent with
+    it must be the one it was made with, else the walk would go on through another listing."""
+    text = request.query.get("cursor")
+    if text is None:
+        return Page(listing, given, None)
+    try:
+        cursor = _read_cursor(text)
+    except BadCursor as exc:
+        raise _bad_request(f"cursor {exc}", _CURSOR_FIX) from None
+    if cursor.listing != listing:
+        raise _bad_request(f"the cursor is one of GET {API}/{cursor.listing}, not of {request.path}", _CURSOR_FIX)
+    if set(cursor.filters) != set(given):
+        raise _bad_request("the cursor has filters this listing does not take", _CURSOR_FIX)
+    changed = [name for name, value in given.items() if value is not None and value != cursor.filters[name]]
+    if changed:
+        asked = "&".join(f"{name}={str(given[name])[:100]}" for name in changed)
+        made = "&".join(f"{n}={v}" for n, v in cursor.filters.items() if v is not None) or "no filter"
+        raise _bad_request(
+            f"the cursor was made for ?{made}, and this request asks for ?{asked}",
+            "send the cursor with the filters of the page it came from (or none: the cursor keeps them), or start "
+            "again without cursor for the first page of the new filters",
+        )
+    return Page(listing, cursor.filters, cursor.after)
+
+
+_CURSOR_FIX = (
+    "send the 'next' of the page before unchanged as ?cursor=, or start again without cursor for the first page"
+)
+
+
+def _read_cursor(text: str) -> Page:
+    if not text or len(text) > MAX_CURSOR_LENGTH or not text.isascii():
+        raise BadCursor(f"must be 1 to {MAX_CURSOR_LENGTH} ASCII characters, as the 'next' of a listing is")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except ValueError:
+        raise BadCursor(f"{text[:40]!r} is not base64url, as the 'next' of a listing is") from None
+    check, content = raw[:_CURSOR_CHECK_BYTES], raw[_CURSOR_CHECK_BYTES:]
+    if check != _cursor_check(content):
+        raise BadCursor("does not match its check sum: it was cut short, edited or made by another program")
+    try:
+        version, listing, filters, after = json.loads(content)
+    except (ValueError, TypeError):
+        raise BadCursor("has a layout this gateway does not know") from None
+    well_formed = (
+        version == 1
+        and isinstance(listing, str)
+        and isinstance(filters, dict)
+        and all(v is None or isinstance(v, str) for v in filters.values())
+        and (after is None or isinstance(after, list))
     )
-    return web.json_response({"permits": [permit_json(r) for r in records]})
+    if not well_formed:
+        raise BadCursor("has a layout this gateway does not know (one of another version?)")
+    return Page(listing, filters, after)
+
+
+def _cursor_check(content: bytes) -> bytes:
+    return hashlib.sha256(_CURSOR_SALT + content).digest()[:_CURSOR_CHECK_BYTES]
+
+
+def _next(page: Page, more: bool, last: list[Any] | None) -> str | None:
+    """The cursor of the page after this one (None when this one is the last): it goes on after ``last``, the
+    position of this page's last row (or, for an empty page of ``?limit=0``, where this page started)."""
+    if not more:
+        return None
+    content = json.dumps([1, page.listing, page.filters, last if last is not None else page.after])
+    raw = _cursor_check(content.encode()) + content.encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _cursor_position(page: Page, read: Callable[[list[Any]], Any]) -> Any:
+    """The cursor's position as ``read`` makes it, or 400 when it is not one this listing makes."""
+    if page.after is None:
+        return None
+    try:
+        return read(page.after)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        raise _bad_request("the cursor has a position this listing does not make", _CURSOR_FIX) from None
+
+
+def _row_id(page: Page) -> int | None:
+    """The id of the last row of the page before."""
+    found: int | None = _cursor_position(page, _one_row_id)
+    return found
+
+
+def _one_row_id(at: list[Any]) -> int:
+    (row,) = at
+    if type(row) is not int or not 0 < row < 2**63:  # what a database column holds
+        raise ValueError(row)
+    return row
+
+
+def _key_position(key: DocumentKey) -> list[str]:
+    return [key.document_type.value, key.issuing_country, key.number]
+
+
+async def list_permits(request: web.Request) -> web.Response:
+    """``?type=`` (ImportAuthorization or IA...), ``?country=`` (the issuing country), ``?status=``, ``?limit=``;
+    newest first, ``next`` the cursor of the page after."""
+    query = request.query
+    limit = _whole_number(query, "limit", 100, 500)
+    given = {
+        "type": _document_type(query["type"]).value if "type" in query else None,
+        "country": query.get("country"),
+        "status": _permit_state(query["status"]).value if "status" in query else None,
+    }
+    page = _page(request, "permits", given)
+    after = _cursor_position(page, _permit_key)
+    filters = page.filters
+    records = await request.app[NODE].permits.find(
+        document_type=_document_type(filters["type"]) if filters["type"] is not None else None,
+        issuing_country=filters["country"],
+        status=_permit_state(filters["status"]) if filters["status"] is not None else None,
+        limit=limit + 1,
+        after=after,
+    )
+    shown, more = records[:limit], len(records) > limit
+    next_cursor = _next(page, more, _key_position(shown[-1].key) if shown else None)
+    return web.json_response({"permits": [permit_json(r) for r in shown], "next": next_cursor})
 
 
 async def get_permit(request: web.Request) -> web.Response:
@@ -813,13 +1001,21 @@ async def overdue_endorsements(request: web.Request) -> web.Response:
     """Export authorizations whose validity ended more than ``?days=`` (default 10) days ago, not endorsed."""
     node = request.app[NODE]
     days = _whole_number(request.query, "days", OVERDUE_DAYS, 3650)
+    limit = _whole_number(request.query, "limit", 500, 500)
+    page = _page(request, "permits/overdue-endorsements", {"days": str(days) if "days" in request.query else None})
+    after = _cursor_position(page, lambda at: (date.fromisoformat(at[0]), _permit_key(at[1:])))
+    days = int(page.filters["days"] or OVERDUE_DAYS)
     as_of = node.clock.now().date()
-    records = await node.permits.overdue_endorsements(as_of, days=days)
+    records = await node.permits.overdue_endorsements(as_of, days=days, limit=limit + 1, after=after)
+    shown, more = records[:limit], len(records) > limit
+    last = shown[-1] if shown else None
+    position = [_iso(last.valid_until), *_key_position(last.key)] if last else None
     overdue = [
         permit_json(r) | {"days_since_validity_ended": (as_of - r.valid_until).days if r.valid_until else None}
-        for r in records
+        for r in shown
     ]
-    return web.json_response({"as_of": as_of.isoformat(), "days": days, "permits": overdue})
+    body = {"as_of": as_of.isoformat(), "days": days, "permits": overdue, "next": _next(page, more, position)}
+    return web.json_response(body)
 
 
 # GET routes answer no HEAD (openapi.yaml describes none) but /health's, for probes that send HEAD

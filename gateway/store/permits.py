@@ -356,9 +356,13 @@ class PermitRegistry:
         issuing_country: str | None = None,
         status: PermitState | None = None,
         limit: int = 100,
+        after: DocumentKey | None = None,
     ) -> list[PermitRecord]:
-        """The newest documents matching every filter given."""
+        """The newest documents matching every filter given; with ``after`` (the last document of the page
+        before), those registered before it. Documents are never deleted, so ``after`` names one for good."""
         query = select(permit_documents).order_by(_doc.id.desc()).limit(limit)
+        if after is not None:
+            query = query.where(_doc.id < _PK_OF_KEY.params(_key_params([after])).scalar_subquery())
         for column, value in (
             (_doc.document_type, document_type),
             (_doc.issuing_country, issuing_country),
@@ -369,9 +373,13 @@ class PermitRegistry:
         async with self._engine.connect() as conn:
             return await _Tx(conn, self._clock.now()).records(query)
 
-    async def overdue_endorsements(self, as_of: date, *, days: int = 10, limit: int = 500) -> list[PermitRecord]:
+    async def overdue_endorsements(
+        self, as_of: date, *, days: int = 10, limit: int = 500, after: tuple[date, DocumentKey] | None = None
+    ) -> list[PermitRecord]:
         """ExportAuthorizations whose validity ended more than ``days`` days before ``as_of``, not endorsed
-        (BR-17 ENDORSEMENT_OVERDUE), the longest overdue first."""
+        (BR-17 ENDORSEMENT_OVERDUE), the longest overdue first; with ``after`` (the valid_until and key of the
+        last document of the page before), those listed after it. Its valid_until comes with it, as an amendment
+        may have moved the document since."""
         query = (
             select(permit_documents)
             .where(
@@ -382,6 +390,10 @@ class PermitRegistry:
             .order_by(_doc.valid_until, _doc.id)
             .limit(limit)
         )
+        if after is not None:
+            until, key = after
+            anchor = _PK_OF_KEY.params(_key_params([key])).scalar_subquery()
+            query = query.where(or_(_doc.valid_until > until, and_(_doc.valid_until == until, _doc.id > anchor)))
         async with self._engine.connect() as conn:
             return await _Tx(conn, self._clock.now()).records(query)
 

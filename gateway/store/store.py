@@ -837,10 +837,19 @@ class MessageStore:
         return found
 
     async def recent(
-        self, *, limit: int = 50, direction: Direction | None = None, state: State | None = None
+        self,
+        *,
+        limit: int = 50,
+        direction: Direction | None = None,
+        state: State | None = None,
+        before: int | None = None,
     ) -> list[MessageRecord]:
-        """The newest messages first, of one direction and in one state if given."""
+        """The newest messages first, of one direction and in one state if given; with ``before`` (the id of the
+        last message of the page before), those older than it: the id orders them, so a page of them stays the
+        same while new messages come."""
         query = select(messages).order_by(messages.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(messages.c.id < before)
         if direction is not None:
             query = query.where(messages.c.direction == direction)
         if state is not None:
@@ -849,9 +858,16 @@ class MessageStore:
             return [_record(row) for row in await conn.execute(query)]
 
     async def oldest(
-        self, direction: Direction, state: State, *, partners: Sequence[str], limit: int
+        self,
+        direction: Direction,
+        state: State,
+        *,
+        partners: Sequence[str],
+        limit: int,
+        after: int | None = None,
     ) -> list[MessageRecord]:
-        """Up to ``limit`` messages of these partners in ``state``, oldest first."""
+        """Up to ``limit`` messages of these partners in ``state``, oldest first; with ``after`` (the id of the
+        last message of the page before), only those newer than it."""
         query = (
             select(messages)
             .where(
@@ -860,6 +876,8 @@ class MessageStore:
             .order_by(messages.c.id)
             .limit(limit)
         )
+        if after is not None:
+            query = query.where(messages.c.id > after)
         async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
