@@ -532,6 +532,7 @@ class MimeReader:
             raise _fail(f"MIME part {self._part_index + 1} has more than {MAX_PART_HEADERS} header fields")
         headers = []
         seen: set[bytes] = set()
+        fields: dict[bytes, str] = {}  # the first value of each field, by lower-case name
         for line in lines:
             name, colon, value = line.partition(b":")
             if not colon or _FIELD_NAME.fullmatch(name) is None:
@@ -545,12 +546,14 @@ class MimeReader:
                     "a part may carry it once"
                 )
             seen.add(key)
-            headers.append((name.decode("ascii"), value.strip().decode("latin-1")))
+            text = value.strip().decode("latin-1")
+            fields.setdefault(key, text)
+            headers.append((name.decode("ascii"), text))
         started = PartStarted(self._part_index, tuple(headers))
-        repeated = _parsed(started.content_type)[2]
+        repeated = _parsed(fields.get(b"content-type", "").strip())[2]
         if repeated:
             raise _repeated_parameter(f"the Content-Type of MIME part {self._part_index + 1}", repeated)
-        encoding = (started.get("Content-Transfer-Encoding") or "binary").strip().lower()
+        encoding = fields.get(b"content-transfer-encoding", "binary").strip().lower()
         if encoding == "base64":
             self._base64 = bytearray()
         elif encoding in ("binary", "8bit", "7bit"):
