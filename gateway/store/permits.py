@@ -98,6 +98,7 @@ class PermitEvent(StrEnum):
     ENDORSE_FULL = "endorse_full"
     ENDORSE_PARTIAL = "endorse_partial"
     UNENDORSE = "unendorse"  # its endorsement was cancelled
+    UNSHIP = "unship"  # its only live ExportExecution was cancelled
     EXPIRE = "expire"
     CANCEL = "cancel"
 
@@ -126,6 +127,7 @@ LIFECYCLES: Mapping[DocumentType, Lifecycle] = MappingProxyType(
         EA: MappingProxyType(
             {
                 (_S.ISSUED, _E.SHIP): _S.SHIPPED,
+                (_S.SHIPPED, _E.UNSHIP): _S.ISSUED,
                 **{(s, _E.ENDORSE_FULL): _S.ENDORSED_FULL for s in _AWAITING_ENDORSEMENT},
                 **{(s, _E.ENDORSE_PARTIAL): _S.ENDORSED_PARTIAL for s in _AWAITING_ENDORSEMENT},
                 (_S.ENDORSED_FULL, _E.UNENDORSE): _S.ISSUED,
@@ -606,15 +608,25 @@ class _Tx:
         if any(remaining < base for base, remaining in quantities):
             await self.move(ia_pk, IA, _E.USE)
 
+    async def shipped(self, ea_pk: int) -> bool:
+        """A live ExportExecution says the export shipped."""
+        live = select(_doc.id).where(
+            _doc.refers_to == ea_pk, _doc.document_type == EX, _doc.status != _S.CANCELLED
+        )
+        return (await self.conn.execute(live.limit(1))).first() is not None
+
+    async def unship(self, ea_pk: int) -> None:
+        """An export whose executions are all cancelled did not ship: back to ISSUED, as if none was recorded (an
+        endorsed or expired one stays where it is: the endorsement or the date moved it, not the shipment)."""
+        if not await self.shipped(ea_pk):
+            await self.move(ea_pk, EA, _E.UNSHIP)
+
     async def unendorse(self, ea_pk: int, endorsement: str) -> None:
         """Put an export whose endorsement was cancelled back where it stood before it: awaiting endorsement
         (shipped if a live execution says so, expired if its validity has ended), drawing what it authorizes."""
         if not await self.move(ea_pk, EA, _E.UNENDORSE):
             return
-        shipped = select(_doc.id).where(
-            _doc.refers_to == ea_pk, _doc.document_type == EX, _doc.status != _S.CANCELLED
-        )
-        if (await self.conn.execute(shipped.limit(1))).first() is not None:
+        if await self.shipped(ea_pk):
             await self.move(ea_pk, EA, _E.SHIP)
         ea = await self.row(ea_pk)
         if ea.valid_until is not None and ea.valid_until < self.now.date():
@@ -759,6 +771,8 @@ async def _cancel(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> N
         await tx.redraw_export(subject, {})
     elif document_type is EN and row.refers_to is not None:
         await tx.unendorse(row.refers_to, row.number)
+    elif document_type is EX and row.refers_to is not None:
+        await tx.unship(row.refers_to)
 
 
 async def _no_effect(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:

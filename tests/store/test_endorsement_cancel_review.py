@@ -179,3 +179,35 @@ async def test_a_cancellation_that_the_import_can_no_longer_take_back_is_refused
     assert await standing(registry) == before, "rolled back"
     first = await registry.get(FIRST)
     assert first is not None and first.permit.status is PermitState.ISSUED
+
+
+CANCELLED_EXECUTION = (
+    CANCELLED_ENDORSEMENT.replace(b"BE-CA-2026-0907", b"CH-CA-2026-0908")
+    .replace(b"<DocumentType>ImportEndorsement</DocumentType>", b"<DocumentType>ExportExecution</DocumentType>")
+    .replace(
+        b"<DocumentNumber>BE-EN-2026-0001</DocumentNumber>", b"<DocumentNumber>CH-EX-2026-0001</DocumentNumber>"
+    )
+    .replace(
+        b"<CountryCode>BE</CountryCode><AuthorityId>BE-FAMHP</AuthorityId>",
+        b"<CountryCode>CH</CountryCode><AuthorityId>CH-SWISSMEDIC</AuthorityId>",
+    )
+    .replace(b"<AuthorityName>FAMHP</AuthorityName>", b"<AuthorityName>Swissmedic</AuthorityName>")
+    .replace(b"Wrong quantity endorsed.", b"The consignment did not leave.")
+    .replace(b"</DocumentNumber>\n    <IssueDate>2026-11-26<", b"</DocumentNumber>\n    <IssueDate>2026-11-25<")
+)
+
+
+async def test_a_cancelled_execution_leaves_its_export_as_if_it_had_not_shipped(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """An export stayed SHIPPED after its only ExportExecution was cancelled."""
+    for name in ("BE-IA-2026-0001.xml", "CH-EA-2026-0001.xml"):
+        await receive(registry, clock, xml(name))
+    before = await standing(registry)
+    await receive(registry, clock, xml("CH-EX-2026-0001.xml"))
+    assert (await standing(registry))["export"] is PermitState.SHIPPED
+
+    await receive(registry, clock, CANCELLED_EXECUTION)
+    assert await standing(registry) == before == before | {"export": PermitState.ISSUED}
+    await receive(registry, clock, xml("CH-EX-2026-0001.xml").replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002"))
+    assert (await standing(registry))["export"] is PermitState.SHIPPED
