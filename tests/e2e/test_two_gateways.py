@@ -470,30 +470,31 @@ async def test_outbox_folder_sends_and_rejects_with_the_reason_beside(
 async def test_an_outbox_file_that_fails_unexpectedly_stays_and_the_others_go(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An error that is not the document's fault (a database outage, say) escaped the scan before: the files
-    after it waited, and the watcher task died with it."""
+    """An error that is not the document's fault escaped the scan before, and the watcher task died with it.
+    A fault of the gateway's own (not an outage) leaves the file taken and lets the others go; an outage holds
+    them back (tests/interfaces/test_outbox_review.py)."""
     be = await harness.start("BE-FAMHP")
     outbox = be.settings.folders.outbox
     outbox.mkdir(parents=True, exist_ok=True)
     (outbox / "a.xml").write_bytes(b"<first/>")
     (outbox / "b.xml").write_bytes(example(IA, today=harness.clock.now()))
+    os.utime(outbox / "a.xml", ns=(10**12, 10**12))
+    os.utime(outbox / "b.xml", ns=(2 * 10**12, 2 * 10**12))
     submitter = be.runner.app[NODE].submitter
     real_submit = submitter.submit
 
-    async def outage_for_a(data: bytes, **kw: Any) -> Any:
+    async def fault_for_a(data: bytes, **kw: Any) -> Any:
         if data == b"<first/>":
-            raise OperationalError(
-                "INSERT INTO messages ...", {}, ConnectionResetError("server closed the connection")
-            )
+            raise RuntimeError("a fault of the gateway's own")
         return await real_submit(data, **kw)
 
-    monkeypatch.setattr(submitter, "submit", outage_for_a)
+    monkeypatch.setattr(submitter, "submit", fault_for_a)
     assert await folder.scan(be.runner.app) == 2
     assert (outbox / folder.PROCESSING / "a.xml").read_bytes() == b"<first/>"  # taken, tried at the next scan
     assert (outbox / "sent" / "b.xml.json").exists()
     assert not (be.settings.folders.rejected / "a.xml").exists()
 
-    monkeypatch.setattr(submitter, "submit", real_submit)  # the database is back
+    monkeypatch.setattr(submitter, "submit", real_submit)  # fixed
     assert await folder.scan(be.runner.app) == 1
     assert (be.settings.folders.rejected / "a.xml").read_bytes() == b"<first/>"
 
