@@ -21,6 +21,7 @@ import structlog
 
 from gateway.as4 import (
     MAX_SIGNAL_BYTES,
+    EbmsCode,
     EbmsError,
     ErrorReceived,
     Outgoing,
@@ -28,8 +29,11 @@ from gateway.as4 import (
     build_pull_request,
     is_empty_mpc,
     message_id_for,
+    mime,
     parse_pull_answer,
 )
+from gateway.as4.envelope import parse_envelope
+from gateway.as4.header import parse_message_info
 from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Pulled, Receiver
@@ -47,10 +51,23 @@ log = structlog.get_logger("gateway.inbound.pull")
 _READ_CHUNK = 256 * 1024
 MAX_PER_RUN = 100
 """Messages pulled from one partner in one run at most, so one busy partner cannot starve the others."""
+_HEAD_BYTES = 1024 * 1024
+"""What is read of a pulled message over the size limit, for its eb:MessageId: its first MIME part, the SOAP
+envelope, is far smaller (some 100 KiB with 100 supporting documents), and no limit is below 1 MiB."""
 
 
 class PullFailed(Exception):
     """One exchange with the partner failed; the message says how (logged, counted, retried next interval)."""
+
+
+class _TooLarge(PullFailed):
+    """The partner handed us a message over ``[inbound].max_message_bytes``; ``head`` is its start."""
+
+    def __init__(self, content_type: str, head: bytes, size: str) -> None:
+        super().__init__(f"the pulled message is {size}")
+        self.content_type = content_type
+        self.head = head
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +174,8 @@ class Puller:
         request = self._pull_request(partner)
         try:
             answer = await self._post(partner, request, spool=True)
+        except _TooLarge as exc:
+            return await self._refuse_too_large(partner, exc)
         except PullFailed as exc:
             return self._failed(partner, str(exc))
         try:
@@ -172,13 +191,12 @@ class Puller:
                 event = parse_pull_answer(
                     answer.content_type, answer.body, sent=request, policy=partner.policy, now=now
                 )
-            except EbmsError as exc:
-                return self._failed(partner, str(exc))
+            except EbmsError as exc:  # no ebMS answer in it: an HTTP error (a proxy's page) says more than 0003
+                return self._failed(partner, str(exc) if _ok(answer) else _http_error(partner, answer))
             if event is not None:
                 return self._refused(partner, event)
-        if not 200 <= answer.status < 300 or (not answer.body and answer.file is None):
-            snippet = answer.body[:500].decode("utf-8", errors="replace") or "(empty body)"
-            return self._failed(partner, f"HTTP {answer.status}: {snippet}")
+        if not _ok(answer) or (not answer.body and answer.file is None):
+            return self._failed(partner, _http_error(partner, answer))
         pulled = Pulled(partner_id=name, mpc=partner.profile.pull.mpc)
         reception = await self._receiver.receive(answer.content_type, answer.file or answer.body, pulled=pulled)
         if reception.record is not None and not reception.duplicate:
@@ -210,6 +228,24 @@ class Puller:
         PULLS_SENT.labels(partner=partner.profile.id, outcome="failed").inc()
         log.warning("partner refused our PullRequest", partner=partner.profile.id, reason=described)
         return False
+
+    async def _refuse_too_large(self, partner: Partner, exc: _TooLarge) -> bool:
+        """Tell the partner, with a signed error signal about the message, that it cannot be taken: offered
+        again, it would be refused again until it fails there as a missing receipt, nobody told why."""
+        limit = self._max_message_bytes
+        detail = (
+            f"the pulled message is {exc.size}, over the receiving gateway's limit [inbound].max_message_bytes = "
+            f"{limit}; send it with fewer or smaller supporting documents, or agree with the receiving authority "
+            "to raise its [inbound].max_message_bytes"
+        )
+        message_id = _user_message_id(exc.content_type, exc.head)
+        if message_id is None:
+            unread = "its eb:MessageId could not be read from its first MIME part, so the partner is not told"
+            return self._failed(partner, f"{detail}; {unread} (it offers the message again until it fails there)")
+        error = EbmsError(EbmsCode.PROCESSING_MODE_MISMATCH, detail, ref_to_message_id=message_id)
+        signal = self._receiver.refuse(error, exc.content_type, partner)
+        PULLS_SENT.labels(partner=partner.profile.id, outcome="message").inc()
+        return await self._send_signal(partner, signal)
 
     async def _send_signal(self, partner: Partner, signal: Outgoing) -> bool:
         """POST the receipt (or error signal) for a pulled message; False stops this run's pulls."""
@@ -258,6 +294,8 @@ class Puller:
                     return _Answer(response.status, content_type, await _signal_answer(response, endpoint))
                 if length is not None and length <= IN_MEMORY_BYTES:
                     return _Answer(response.status, content_type, await response.read())
+                if length is not None and length > self._max_message_bytes and 200 <= response.status < 300:
+                    raise _TooLarge(content_type, await _head(response), f"{length} bytes")  # the rest is not read
                 return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -265,13 +303,14 @@ class Puller:
 
     async def _spooled(self, response: aiohttp.ClientResponse, content_type: str) -> _Answer:
         incoming = self._payloads.incoming()
+        head = bytearray()
         try:
             async for chunk in response.content.iter_chunked(_READ_CHUNK):
                 if incoming.size + len(chunk) > self._max_message_bytes:
-                    raise PullFailed(
-                        f"the pulled message exceeds [inbound].max_message_bytes = {self._max_message_bytes}"
-                    )
+                    raise _TooLarge(content_type, bytes(head), f"more than {self._max_message_bytes} bytes")
                 incoming.write(chunk)
+                if len(head) < _HEAD_BYTES:
+                    head += chunk
             if incoming.size > MAX_SIGNAL_BYTES:
                 return _Answer(response.status, content_type, b"", incoming)
             body = b"".join(incoming.chunks())
@@ -280,6 +319,43 @@ class Puller:
             raise
         incoming.close()
         return _Answer(response.status, content_type, body)
+
+
+def _ok(answer: _Answer) -> bool:
+    return 200 <= answer.status < 300
+
+
+def _http_error(partner: Partner, answer: _Answer) -> str:
+    snippet = answer.body[:500].decode("utf-8", errors="replace") or "(empty body)"
+    return (
+        f"HTTP {answer.status}: {snippet} (from {partner.profile.endpoint_url}, no ebMS answer in it: the partner's "
+        "endpoint, or a proxy before it, failed; pulled again at the next interval)"
+    )
+
+
+async def _head(response: aiohttp.ClientResponse) -> bytes:
+    head = bytearray()
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        head += chunk
+        if len(head) >= _HEAD_BYTES:
+            break
+    return bytes(head)
+
+
+def _user_message_id(content_type: str, head: bytes) -> str | None:
+    """The eb:MessageId of the user message whose body starts with ``head``, read (unverified) from its first
+    MIME part; None when that part is not all there or is not a UserMessage envelope."""
+    root = bytearray()
+    try:
+        for event in mime.MimeReader(content_type).feed(head):
+            if isinstance(event, mime.PartData):
+                root += event.data
+            elif isinstance(event, mime.PartEnded):
+                incoming = parse_envelope(bytes(root))
+                return parse_message_info(incoming.unit)[0] if incoming.kind == "UserMessage" else None
+    except EbmsError:
+        return None
+    return None
 
 
 async def _signal_answer(response: aiohttp.ClientResponse, endpoint: str) -> bytes:

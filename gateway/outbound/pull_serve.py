@@ -36,7 +36,7 @@ from gateway.as4 import (
 from gateway.as4.header import format_timestamp
 from gateway.clock import Clock
 from gateway.errors import GatewayError
-from gateway.metrics import EBMS_ERRORS_SENT, FAILURES, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
+from gateway.metrics import EBMS_ERRORS_SENT, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
 from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, alert_failed, stored_message
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
@@ -104,6 +104,9 @@ class PullServer:
         self._keys = keys
         self._clock = clock
         self._node_id = node_id
+        # a lease of its own: the push loop's release_leases(node_id) at a stop must not make a message the
+        # partner holds (its receipt may be on the way) due at once; it waits for its lease like any pulled one
+        self._owner = f"{node_id}/pull"
 
     def use_partners(self, partners: Partners) -> None:
         self._partners = partners
@@ -221,20 +224,29 @@ class PullServer:
         awareness = partner.profile.reception_awareness
         lease = timedelta(seconds=awareness.receipt_timeout_seconds)
         while claimed := await self._store.claim_due(
-            self._node_id, limit=1, lease=lease, partners=[partner.profile.id], mpc=partner.profile.pull.mpc
+            self._owner, limit=1, lease=lease, partners=[partner.profile.id], mpc=partner.profile.pull.mpc
         ):
             record = claimed[0]
             now = self._clock.now()
             if record.expires_at is not None and now > record.expires_at:
-                await self._give_up(record, _expired(offers=record.attempts - 1))
+                await self._give_up_claimed(record, _expired(offers=record.attempts - 1))
             elif record.attempts > awareness.retries + 1:
                 offers = record.attempts - 1
-                await self._give_up(
+                await self._give_up_claimed(
                     record, EbmsCode.MISSING_RECEIPT.describe(f"no receipt after it was pulled {offers} times")
                 )
             else:
                 return record
         return None
+
+    async def _give_up_claimed(self, record: MessageRecord, reason: str) -> None:
+        """Give up a message just claimed; one that moved meanwhile (a late receipt acknowledged it) is left
+        as it is, and the claim goes on to the next message."""
+        try:
+            await self._give_up(record, reason)
+        except IllegalTransition:
+            moved = await self._store.get(record.id)
+            log.info("message moved while it was given up", message_id=record.message_id, state=moved.state.value)
 
     async def _give_up(self, record: MessageRecord, reason: str) -> None:
         await self._store.move(
@@ -331,28 +343,41 @@ class PullServer:
                 f"the error signal about {record.message_id!r} is not signed; only a signed one changes a message",
             )
         await self._store.note(record.id, "error_signal", {"error_codes": codes, "reason": described})
-        if record.state is not State.SENDING or not answer.is_failure:
+        if not answer.is_failure:
             return
         reason = f"partner answered the pulled message with an error signal: {described}"
+        for _ in range(2):  # once more if it moved meanwhile (its lease recovered, claimed again, a receipt)
+            try:
+                await self._apply_error(record, partner, codes, reason)
+                return
+            except IllegalTransition:
+                record = await self._store.get(record.id)
+        log.warning(
+            "error signal recorded only: the message kept moving",
+            message_id=record.message_id,
+            state=record.state.value,
+            reason=reason,
+        )
+
+    async def _apply_error(self, record: MessageRecord, partner: Partner, codes: list[str], reason: str) -> None:
+        """Also after the lease ran out (RETRY_WAIT): the partner's signed refusal is about the bytes it was
+        handed, whichever offer it answers."""
+        if record.state not in (State.SENDING, State.RETRY_WAIT):
+            return
         if not all(code in RETRYABLE_CODES for code in codes):
-            await self._store.move(record.id, Event.FINAL_ERROR, detail={"error_codes": codes}, last_error=reason)
+            detail = {"error_codes": codes}
+            await self._store.move(
+                record.id, Event.FINAL_ERROR, detail=detail, last_error=reason, lease_owner=None
+            )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
-            FAILURES.labels(direction=Direction.OUTBOUND.value, partner=record.partner_id).inc()
-            log.error("message failed", message_id=record.message_id, reason=reason)
+            alert_failed(record, reason, log)
             return
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:
             await self._give_up(record, f"refused after it was pulled {record.attempts} times; last: {reason}")
             return
         due = self._clock.now() + timedelta(seconds=awareness.retry_delay(record.attempts))
-        await self._store.move(
-            record.id,
-            Event.SEND_FAILED,
-            detail={"error_codes": codes, "next_attempt_at": due.isoformat()},
-            next_attempt_at=due,
-            lease_owner=None,
-            last_error=reason,
-        )
+        await self._retry_later(record, codes, reason, due)
         SEND_ATTEMPTS.labels(partner=partner.profile.id, outcome="retry").inc()
         log.warning(
             "pulled message refused for now; offered again later",
@@ -360,6 +385,22 @@ class PullServer:
             reason=reason,
             at=due.isoformat(),
         )
+
+    async def _retry_later(self, record: MessageRecord, codes: list[str], reason: str, due: datetime) -> None:
+        detail = {"error_codes": codes, "next_attempt_at": due.isoformat()}
+        if record.state is State.SENDING:
+            await self._store.move(
+                record.id,
+                Event.SEND_FAILED,
+                detail=detail,
+                next_attempt_at=due,
+                lease_owner=None,
+                last_error=reason,
+            )
+            return
+        # its lease ran out first and left it due at once: it waits the retry delay, as after a refusal in time.
+        # Not a move (RETRY_WAIT to RETRY_WAIT): if it is claimed meanwhile, the claim's lease decides anyway.
+        await self._store.note(record.id, "retry_delayed", detail, next_attempt_at=due)
 
 
 def _expired(*, offers: int) -> str:

@@ -56,6 +56,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.FAILED, Event.RECEIPT_OK): State.ACKNOWLEDGED,
     (State.SENDING, Event.SEND_FAILED): State.RETRY_WAIT,
     (State.SENDING, Event.FINAL_ERROR): State.FAILED,
+    # a partner's signed refusal of a pulled message that came after its lease ran out still refuses it
+    (State.RETRY_WAIT, Event.FINAL_ERROR): State.FAILED,
     (State.SENDING, Event.GIVE_UP): State.FAILED,
     (State.RETRY_WAIT, Event.GIVE_UP): State.FAILED,
     # a message waiting for a partner's PullRequest that never comes fails at its time to live unsent
