@@ -529,6 +529,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
+        folders=settings.folders,
     )
     watcher.record_with(editor)  # changes made on disk are versioned and audited like the editor's own
     # and those made while the gateway was stopped: the files it starts with, compared with their history

@@ -67,6 +67,7 @@ def _editor(settings: Settings) -> ProfileEditor:
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
+        folders=settings.folders,
     )
 
 

@@ -13,9 +13,11 @@ change becomes a version and an audit entry, unless an editor made it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,7 @@ from gateway.profiles.certificates import Passphrase, no_passphrase
 from gateway.profiles.expiry import DEFAULT_WARNING_DAYS, Validity, certificate_status
 from gateway.profiles.history import (
     PROFILE_ID,
+    AuditIndex,
     AuditLog,
     ProfileHistory,
     UnknownVersion,
@@ -54,10 +57,12 @@ from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
 from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import FileChange, ReloadOutcome
+from gateway.settings import FolderSettings
 
 HISTORY_FOLDER = "profile-history"
 AUDIT_FILE = "profile-audit.jsonl"
 DISK_ACTOR = "(file on disk)"
+FILE_ACTOR = "(file)"  # the file an edit replaced, kept as it was
 
 log = structlog.get_logger("gateway.profiles")
 
@@ -117,7 +122,12 @@ class Precondition:
             return
         if current is None:
             raise EditConflict(f"profile {profile_id!r} does not exist, so it cannot match ETag {self.if_match}")
-        wanted = self.if_match.removeprefix("W/").strip('"')
+        if self.if_match.startswith("W/"):  # RFC 9110 13.1.1: If-Match compares strongly; a weak tag never matches
+            raise EditConflict(
+                f"profile {profile_id!r}: If-Match {self.if_match} is a weak ETag, which never matches (RFC 9110 "
+                f'If-Match uses strong comparison); send the strong ETag GET answers (now "{current.etag}")'
+            )
+        wanted = self.if_match.strip('"')
         if wanted not in ("*", current.etag):
             raise EditConflict(
                 f"profile {profile_id!r} changed since it was read: its ETag is {current.etag}, not {wanted}; "
@@ -134,11 +144,44 @@ def merge_patch(document: CommentedMap, patch: Mapping[str, Any]) -> CommentedMa
             _remove_keeping_comments(document, key)
         elif isinstance(value, Mapping) and isinstance(current, CommentedMap):
             merge_patch(current, value)
-        elif isinstance(value, Mapping):
-            document[key] = merge_patch(CommentedMap(), value)
         else:
-            document[key] = value
+            _replace_keeping_comments(document, key, value)
     return document
+
+
+def _replace_keeping_comments(document: CommentedMap, key: str, value: Any) -> None:
+    """Set ``key`` to ``value``. ruamel keeps the comment lines after a block list or mapping on its last entry,
+    though they are about the next key: they move to the end of the new value."""
+    following = _following_comment(document, key)
+    document[key] = _commented(value)
+    if following:
+        entry, slot = _trailing_comment(document, key)
+        _append_comment(entry, slot, following)
+
+
+def _following_comment(document: CommentedMap, key: str) -> str:
+    """The comment lines after the block list or mapping at ``key`` (a scalar's stay with its key)."""
+    value = document.get(key)
+    if not isinstance(value, CommentedMap | CommentedSeq) or not value or value.fa.flow_style():
+        return ""
+    entry, slot = _trailing_comment(document, key)
+    return entry[slot].value.partition("\n")[2] if entry[slot] is not None else ""
+
+
+def _commented(value: Any) -> Any:
+    """JSON objects and arrays as round-trip nodes, which can hold comments; scalars as they are."""
+    if isinstance(value, Mapping):
+        return merge_patch(CommentedMap(), value)
+    if isinstance(value, list):
+        return CommentedSeq(_commented(item) for item in value)
+    return value
+
+
+def _append_comment(entry: list[Any], slot: int, lines: str) -> None:
+    if entry[slot] is None:
+        entry[slot] = CommentToken("\n" + lines, CommentMark(0), None)
+    else:
+        entry[slot].value = entry[slot].value.removesuffix("\n") + "\n" + lines
 
 
 def _remove_keeping_comments(document: CommentedMap, key: str) -> None:
@@ -163,11 +206,7 @@ def _remove_keeping_comments(document: CommentedMap, key: str) -> None:
             document.ca.comment[1] = []
         document.ca.comment[1].append(CommentToken(following, CommentMark(0), None))
         return
-    entry, slot = _trailing_comment(document, keys[index - 1])
-    if entry[slot] is None:
-        entry[slot] = CommentToken("\n" + following, CommentMark(0), None)
-    else:
-        entry[slot].value = entry[slot].value.removesuffix("\n") + "\n" + following
+    _append_comment(*_trailing_comment(document, keys[index - 1]), following)
 
 
 def _trailing_comment(node: CommentedMap | CommentedSeq, key: Any) -> tuple[list[Any], int]:
@@ -242,8 +281,13 @@ class ProfileEditor:
         warning_days: int = DEFAULT_WARNING_DAYS,
         duplicate_window: timedelta | None = None,
         tls_passphrase: Passphrase = no_passphrase,
+        folders: FolderSettings | None = None,
     ) -> None:
+        """``folders``: the gateway's [folders], to which an edit confines ``delivery.folder``; without them an
+        edit cannot set a new one."""
         self.folder = folder
+        self.data_dir = data_dir
+        self.folders = folders
         self._tls_passphrase = tls_passphrase
         self.certificates_dir = certificates_dir
         self.history = ProfileHistory(data_dir / HISTORY_FOLDER)
@@ -349,12 +393,12 @@ class ProfileEditor:
             number = version if version is not None else self._previous_number(profile_id, loadable=True)
             return self.history.text(profile_id, number), f"rollback:{number}"
 
-        return self._write(profile_id, restored, condition=condition, actor=actor)
+        return self._write(profile_id, restored, condition=condition, actor=actor, operators=True)
 
     def retire(self, profile_id: str, *, condition: Precondition, actor: str) -> EditResult:
         """Take a profile out of service: its file moves into the history (a rollback brings it back). Refused
         like any edit when the folder without it would not load (another file broken on disk)."""
-        with self.history.lock():
+        with self._locked():
             current = self.get(profile_id)
             condition.check(profile_id, current)
             now = self._clock.now()
@@ -365,7 +409,7 @@ class ProfileEditor:
             self._check_unchanged(profile_id, current, current.path)
             self._record_current(current, now)
             current.path.unlink()
-            self.history.mark_retired(profile_id, current.etag)
+            self.history.mark_retired(profile_id, current.etag, at=now, actor=actor)
             diff = unified_diff(current.text, "", before_name=str(current.path), after_name="(retired)")
             self._audit(now, actor, "retire", profile_id, current.etag, None, diff, version=None)
         active = self._on_change(f"profile {profile_id!r} retired by {actor}") if self._on_change else False
@@ -380,10 +424,13 @@ class ProfileEditor:
         *,
         condition: Precondition,
         actor: str,
+        operators: bool = False,
     ) -> EditResult:
-        """``make_text``: from the current file (None: none), under the lock, the new text and the action."""
+        """``make_text``: from the current file (None: none), under the lock, the new text and the action.
+        ``operators`` (a rollback): the files and delivery folder any version found on disk named stay allowed,
+        as the file named them when that version was current (a retired profile has no current file)."""
         check_profile_id(profile_id)
-        with self.history.lock():
+        with self._locked():
             current = self.find(profile_id)
             condition.check(profile_id, current)
             text, action = make_text(current)
@@ -395,7 +442,8 @@ class ProfileEditor:
                 )
             now = self._clock.now()
             try:  # an unchanged text too: the file on disk may be one the watcher refused
-                warnings = self._validate(profile_id, path, text, now)
+                kept = self._operators_texts(profile_id) if operators else []
+                warnings = self._validate(profile_id, path, text, now, kept)
             except InvalidProfile as exc:
                 self._refuse(profile_id, action, actor, now, exc.errors)
             if current is not None and current.text == text:
@@ -480,12 +528,86 @@ class ProfileEditor:
         if latest is None or latest.sha256 != current.etag:
             action = "found" if latest is None else "changed-on-disk"
             version = self.history.add(
-                current.id, current.text, at=now, actor="(file)", action=action, file=current.path.name
+                current.id, current.text, at=now, actor=FILE_ACTOR, action=action, file=current.path.name
             )
             if latest is not None:  # an edit made outside the editor is audited when the editor first sees it
                 before = self.history.text(current.id, latest.number)
                 diff = unified_diff(before, current.text, before_name="before", after_name="on disk")
-                self._audit(now, "(file)", action, current.id, latest.sha256, current.etag, diff, version.number)
+                self._audit(now, FILE_ACTOR, action, current.id, latest.sha256, current.etag, diff, version.number)
+
+    # --- changes left unaudited by a writer that stopped --------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The writers' lock; first, what a writer that stopped part way left unaudited is audited."""
+        with self.history.lock():
+            self._audit_unaudited()
+            yield
+
+    def _audit_unaudited(self) -> None:
+        """A writer stopped (killed, a crash) after keeping a version or retiring, before its audit entry, left a
+        change in force that the disk checks skip as an editor's: it is audited now, as the version (or the
+        retirement mark) says, marked ``recovered``. Only the last change can be missing: every writer audits
+        what was missing before it makes its own."""
+        index = self.audit.index()
+        for profile_id in self.history.ids():
+            try:
+                self._audit_missing(profile_id, index)
+            except Exception:  # one profile's history that cannot be read must not stop the others' edits
+                log.exception("an unaudited profile change could not be audited", profile=profile_id)
+
+    def _audit_missing(self, profile_id: str, index: AuditIndex) -> None:
+        latest = self.history.latest(profile_id)
+        missing = latest is not None and latest.action != "found" and not index.audited(profile_id, latest.number)
+        if latest is not None and missing:  # a "found" version is the start of a history, never a change
+            self.audit.append(self._recovered_version(profile_id, latest))
+        retired = self.history.retired(profile_id)
+        if retired is not None and (missing or not index.removal_audited(profile_id, retired)):
+            self.audit.append(self._recovered_retirement(profile_id, retired))
+
+    def _recovered_version(self, profile_id: str, version: Version) -> dict[str, Any]:
+        earlier = [v for v in self.history.versions(profile_id) if v.number < version.number]
+        before = self.history.text(profile_id, earlier[-1].number) if earlier else ""
+        after = self.history.text(profile_id, version.number)
+        names = {"before_name": f"{version.file} (before)", "after_name": f"{version.file} (after)"}
+        entry = {
+            "at": version.at,
+            "actor": version.actor,
+            "action": version.action,
+            "profile": profile_id,
+            "result": "refused" if version.refused else "ok",
+            "version": version.number,
+            "before_sha256": earlier[-1].sha256 if earlier else None,
+            "after_sha256": version.sha256,
+            "diff": unified_diff(before, after, **names),
+        }
+        return entry | self._recovered_mark()
+
+    def _recovered_retirement(self, profile_id: str, sha256: str) -> dict[str, Any]:
+        by = self.history.retired_by(profile_id)
+        kept = [v for v in self.history.versions(profile_id) if v.sha256 == sha256]
+        before = self.history.text(profile_id, kept[-1].number) if kept else ""
+        entry = {
+            "at": by.get("at") or self._clock.now().isoformat(),
+            "actor": by.get("actor") or "(unknown: the retirement was not audited)",
+            "action": "retire",
+            "profile": profile_id,
+            "result": "ok",
+            "version": None,
+            "before_sha256": sha256,
+            "after_sha256": None,
+            "diff": unified_diff(
+                before, "", before_name=kept[-1].file if kept else profile_id, after_name="(retired)"
+            ),
+        }
+        return entry | self._recovered_mark()
+
+    def _recovered_mark(self) -> dict[str, Any]:
+        return {
+            "recovered": True,
+            "recovered_at": self._clock.now().isoformat(),
+            "reason": "the change was made but its writer stopped before auditing it; audited when next found",
+        }
 
     # --- changes found on disk -------------------------------------------------------------------------
 
@@ -493,7 +615,7 @@ class ProfileEditor:
         """What the watcher found changed on disk, activated or refused: each profile file becomes a version
         and an audit entry; the certificate files changed, one entry. A file holding what an editor wrote (the
         latest version), or removed by an editor's retire, was audited by that edit and is skipped."""
-        with self.history.lock():
+        with self._locked():
             self._record_disk_changes(outcome.profiles, outcome)
             if outcome.certificates:
                 files = [self._file_entry(change) for change in outcome.certificates]
@@ -506,7 +628,7 @@ class ProfileEditor:
         whose file is gone though no editor retired it, was changed while the gateway was stopped. Each such
         difference is recorded as one found while running is (changed-, added- or removed-on-disk)."""
         on_disk = {_declared_id(change.path, _text(change.after)) for change in outcome.profiles}
-        with self.history.lock():
+        with self._locked():
             self._record_disk_changes(outcome.profiles, outcome)
             removed = []
             for profile_id in self.history.ids():
@@ -553,7 +675,7 @@ class ProfileEditor:
             before = self.history.text(profile_id, latest.number).encode("utf-8")
         elif retired is None and (found := _text(change.before)) is not None:
             self.history.add(
-                profile_id, found, at=outcome.at, actor="(file)", action="found", file=change.path.name
+                profile_id, found, at=outcome.at, actor=FILE_ACTOR, action="found", file=change.path.name
             )
             before = change.before
         version = None
@@ -612,22 +734,27 @@ class ProfileEditor:
 
     # --- validating -------------------------------------------------------------------------------------
 
-    def _validate(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
+    def _operators_texts(self, profile_id: str) -> list[str]:
+        """The versions an operator wrote on disk (found by the watcher, or replaced by an edit)."""
+        versions = self.history.versions(profile_id)
+        return [self.history.text(profile_id, v.number) for v in versions if v.actor in (DISK_ACTOR, FILE_ACTOR)]
+
+    def _validate(self, profile_id: str, path: Path, text: str, now: datetime, kept: list[str]) -> list[str]:
         """Errors as ``InvalidProfile``; returns warnings about certificates that expire soon or have expired."""
         try:
-            return self._check(profile_id, path, text, now)
+            return self._check(profile_id, path, text, now, [self._current_text(path), *kept])
         except InvalidProfile:
             raise
         except GatewayError as exc:
             raise InvalidProfile(str(exc).splitlines()) from None
 
-    def _check(self, profile_id: str, path: Path, text: str, now: datetime) -> list[str]:
-        """An edit may name only files in the certificates folder, but those the file it replaces names: no
-        edit can look at other files of this host, and an operator's own choice stays editable."""
+    def _check(self, profile_id: str, path: Path, text: str, now: datetime, kept: list[str]) -> list[str]:
+        """An edit may name only files in the certificates folder, but those the ``kept`` texts name (the file it
+        replaces): no edit can look at other files of this host, and an operator's own choice stays editable."""
         files, passphrase = self.certificates_dir, self._tls_passphrase
-        kept = named_files(self._current_text(path), path=path)
+        allowed = frozenset().union(*(named_files(known, path=path) for known in kept))
         profile = load_profile_text(
-            text, path=path, certificates_dir=files, tls_passphrase=passphrase, outside_allowed=kept
+            text, path=path, certificates_dir=files, tls_passphrase=passphrase, outside_allowed=allowed
         )
         if profile.id != profile_id:
             raise InvalidProfile(
@@ -635,10 +762,62 @@ class ProfileEditor:
                     f"{where(path, text, ('id',))} id: got {profile.id!r}, expected {profile_id!r} (the profile edited)"
                 ]
             )
+        self._check_delivery_folder(profile, path, text, kept)
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
         partners = self._load_folder({path: text}, now)
         return self._warnings(partners, profile, now)
+
+    def _check_delivery_folder(self, profile: PartnerProfile, path: Path, text: str, kept: list[str]) -> None:
+        """An edit may deliver received permits only into the inbox or a folder inside it, and never into a folder
+        the gateway reads from or keeps its own files in (an inbox inside the data folder is the inbox): else the
+        admin token would let anyone make the gateway write anywhere it can. A folder the replaced file names
+        already (one of ``kept``) stays: the operator chose it on disk."""
+        if profile.delivery.folder is None:
+            return
+        target = _resolved(profile.delivery.folder)
+        if any(target == _delivery_folder(known, path) for known in kept):
+            return
+        inbox = _resolved(self.folders.inbox) if self.folders else None
+        owner = max(
+            (f for f in self._guarded_folders() if target.is_relative_to(f[1])),
+            key=lambda f: len(f[1].parts),
+            default=None,
+        )
+        if owner is not None and owner[1] == inbox:
+            return
+        at = f"{where(path, text, ('delivery', 'folder'))} delivery.folder: got {target}"
+        if inbox is None:
+            raise InvalidProfile(
+                [
+                    f"{at}, but this editor was not told the gateway's inbox ([folders].inbox), so an edit may not "
+                    "name a new delivery folder; leave delivery.folder out (received permits go to the inbox), or "
+                    "set it in the file on disk"
+                ]
+            )
+        where_now = f"inside {owner[0]} ({owner[1]})" if owner else f"outside the inbox ([folders].inbox: {inbox})"
+        raise InvalidProfile(
+            [
+                f"{at}, which is {where_now}; an edit may deliver received permits only into the inbox or a folder "
+                "inside it, so that no edit can make the gateway write where it reads or keeps its own files. Name "
+                f"a folder inside {inbox}, or leave delivery.folder out to deliver into the inbox"
+            ]
+        )
+
+    def _guarded_folders(self) -> list[tuple[str, Path]]:
+        """The inbox, and the folders a delivery must stay out of, each with how an error names it."""
+        found = [
+            ("the partner profile folder ([profiles].folder)", self.folder),
+            ("the certificates folder ([profiles].certificates)", self.certificates_dir),
+            ("the gateway's data folder (data_dir)", self.data_dir),
+        ]
+        if self.folders is not None:
+            found += [
+                ("the inbox ([folders].inbox)", self.folders.inbox),
+                ("the outbox ([folders].outbox)", self.folders.outbox),
+                ("the rejected folder ([folders].rejected)", self.folders.rejected),
+            ]
+        return [(name, _resolved(folder)) for name, folder in found]
 
     @staticmethod
     def _current_text(path: Path) -> str:
@@ -725,6 +904,25 @@ def _text(data: bytes | None) -> str | None:
         return None if data is None else data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` absolute, without '..' and through symbolic links as far as they exist."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symbolic link loop; ValueError: a NUL
+        return Path(os.path.normpath(path.absolute()))
+
+
+def _delivery_folder(text: str, path: Path) -> Path | None:
+    """The delivery folder a profile's text names, resolved as the loader does (against its folder)."""
+    try:
+        document = read_yaml_text(text, path)
+    except ProfileError:
+        return None
+    delivery = document.get("delivery") if isinstance(document, CommentedMap) else None
+    folder = delivery.get("folder") if isinstance(delivery, CommentedMap) else None
+    return _resolved(path.parent / folder) if isinstance(folder, str) and folder and "\0" not in folder else None
 
 
 def _disk_action(change: FileChange, before: bytes | None) -> str:

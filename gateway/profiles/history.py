@@ -3,7 +3,7 @@
 History: ``<data_dir>/profile-history/<id>/<n>.yaml`` holds version ``n`` of a profile exactly as written,
 with ``<n>.json`` beside it (when, who, which action, which file name, whether it was refused). Versions are
 numbered from 1 and never rewritten. ``retired`` holds the SHA-256 of the text an editor retired (or that was
-removed from disk), until a version is added.
+removed from disk), until a version is added, and on a second line when and by whom (JSON).
 Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
 """
 
@@ -154,19 +154,36 @@ class ProfileHistory:
         (folder / RETIRED).unlink(missing_ok=True)
         return version
 
-    def mark_retired(self, profile_id: str, sha256: str) -> None:
+    def mark_retired(
+        self, profile_id: str, sha256: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> None:
         """Note that the file holding ``sha256`` was removed (by an editor's retire, or found removed on disk and
-        audited): the watcher and the next start then do not audit it again."""
+        audited): the watcher and the next start then do not audit it again. ``at`` and ``actor`` are kept to
+        audit the retirement should its writer stop before it could."""
         folder = self.root / check_profile_id(profile_id)
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(folder / RETIRED, sha256 + "\n")
+        who = "" if at is None else json.dumps({"at": at.isoformat(), "actor": actor}) + "\n"
+        write_text_atomically(folder / RETIRED, sha256 + "\n" + who)
 
     def retired(self, profile_id: str) -> str | None:
         """The SHA-256 of the text an editor retired, if that is the last thing done to the profile."""
+        lines = self._retired_lines(profile_id)
+        return lines[0].strip() if lines else None
+
+    def retired_by(self, profile_id: str) -> dict[str, Any]:
+        """When and by whom the profile was retired, as ``mark_retired`` was told (empty if it was not)."""
+        lines = self._retired_lines(profile_id)
         try:
-            return (self.root / check_profile_id(profile_id) / RETIRED).read_text(encoding="utf-8").strip()
+            found = json.loads(lines[1]) if len(lines) > 1 else {}
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def _retired_lines(self, profile_id: str) -> list[str]:
+        try:
+            return (self.root / check_profile_id(profile_id) / RETIRED).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            return None
+            return []
 
 
 def _read_meta(path: Path) -> Version:
@@ -181,6 +198,30 @@ def _ends_mid_line(handle: BinaryIO) -> bool:
         return False
     handle.seek(size - 1)
     return handle.read(1) != b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditIndex:
+    """What the audit log holds of each profile: the versions it audited, and the last entry that audited a
+    version or a removal (a retirement is audited when that entry removed the text the retirement names)."""
+
+    versions: set[tuple[str, int]]
+    last: dict[str, dict[str, Any]]
+
+    def audited(self, profile_id: str, number: int) -> bool:
+        return (profile_id, number) in self.versions
+
+    def removal_audited(self, profile_id: str, sha256: str) -> bool:
+        last = self.last.get(profile_id, {})
+        return last.get("after_sha256") is None and last.get("before_sha256") == sha256
+
+
+def _records(entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` audited a version, or a removal that took effect."""
+    if isinstance(entry.get("version"), int):
+        return True
+    removal = entry.get("before_sha256") is not None and entry.get("after_sha256") is None
+    return removal and entry.get("result") in ("ok", "activated")
 
 
 class AuditLog:
@@ -203,9 +244,24 @@ class AuditLog:
 
     def entries(self, profile_id: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
         """The latest ``limit`` entries, oldest first, for one profile or all."""
+        found = [entry for entry in self._read() if profile_id is None or entry.get("profile") == profile_id]
+        return found[-limit:]
+
+    def index(self) -> AuditIndex:
+        versions: set[tuple[str, int]] = set()
+        last: dict[str, dict[str, Any]] = {}
+        for entry in self._read():
+            profile = entry.get("profile")
+            if not isinstance(profile, str) or not _records(entry):
+                continue
+            last[profile] = entry
+            if isinstance(entry.get("version"), int):
+                versions.add((profile, entry["version"]))
+        return AuditIndex(versions=versions, last=last)
+
+    def _read(self) -> Iterator[dict[str, Any]]:
         if not self.path.is_file():
-            return []
-        found = []
+            return
         with self.path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
                 try:
@@ -213,6 +269,5 @@ class AuditLog:
                 except ValueError:  # a line a crash cut short: the entries around it still stand
                     log.warning("unreadable audit log line skipped", file=str(self.path), line=number)
                     continue
-                if profile_id is None or entry.get("profile") == profile_id:
-                    found.append(entry)
-        return found[-limit:]
+                if isinstance(entry, dict):
+                    yield entry
