@@ -118,11 +118,12 @@ def make_folder(folder: Path) -> None:
         folder = folder.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
-        fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            owned_like_folder(fd, new.parent)
-        finally:
-            os.close(fd)
+        if os.geteuid() != 0:
+            continue
+        owner = os.stat(new.parent)
+        if owner.st_uid != 0:
+            # not following links: the account could swap the new folder for a link to one of root's
+            os.chown(new, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def sync_folder(folder: Path) -> None:

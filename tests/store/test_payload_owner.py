@@ -7,10 +7,11 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.files import write_atomically
+from gateway.files import make_folder, write_atomically
 from gateway.store.payloads import PayloadStore
 from tests.conftest import missing
 
@@ -52,3 +53,24 @@ def test_a_file_root_writes_into_a_folder_root_owns_stays_roots(tmp_path: Path) 
         missing("the tests run as root (CI does)", locally="giving files away needs root: run as root to test it")
     write_atomically(tmp_path / "mine.txt", b"root's own")
     assert _owner(tmp_path / "mine.txt") == (0, 0)
+
+
+def test_a_new_folder_swapped_for_a_link_does_not_give_the_links_target_away(
+    data_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data folder's account swaps the folder root just made for a link to one of root's folders (/etc):
+    root must not hand that folder to the account."""
+    victim = tmp_path / "root-only"
+    victim.mkdir(mode=0o700)
+    real_mkdir = Path.mkdir
+
+    def racing(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        if self.parent == data_folder / "payloads":  # the account wins the race on the shard folder
+            self.rename(tmp_path / "moved-away")
+            self.symlink_to(victim)
+
+    monkeypatch.setattr(Path, "mkdir", racing)
+    make_folder(data_folder / "payloads" / "ab")
+
+    assert _owner(victim) == (0, 0)
