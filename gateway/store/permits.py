@@ -617,7 +617,9 @@ class _Tx:
 
     async def unship(self, ea_pk: int) -> None:
         """An export whose executions are all cancelled did not ship: back to ISSUED, as if none was recorded (an
-        endorsed or expired one stays where it is: the endorsement or the date moved it, not the shipment)."""
+        endorsed or expired one stays where it is: the endorsement or the date moved it, not the shipment). The
+        export is locked first: two of its executions cancelled at once on two nodes each saw the other live."""
+        await self.lock(ea_pk)
         if not await self.shipped(ea_pk):
             await self.move(ea_pk, EA, _E.UNSHIP)
 

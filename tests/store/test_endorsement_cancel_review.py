@@ -4,6 +4,7 @@ recorded, and the corrected endorsement is accepted (EN-005's own hint: cancel t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -211,3 +212,43 @@ async def test_a_cancelled_execution_leaves_its_export_as_if_it_had_not_shipped(
     assert await standing(registry) == before == before | {"export": PermitState.ISSUED}
     await receive(registry, clock, xml("CH-EX-2026-0001.xml").replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002"))
     assert (await standing(registry))["export"] is PermitState.SHIPPED
+
+
+def _half(data: bytes) -> bytes:
+    return data.replace(b'unitCode="KGM">2.5<', b'unitCode="KGM">1.25<').replace(b">1880.000<", b">940.000<")
+
+
+async def test_two_executions_cancelled_at_once_on_two_nodes_leave_the_export_unshipped(
+    pg_url: str, clock: FixedClock
+) -> None:
+    """Each transaction saw the other execution still live, so neither moved the export back (PostgreSQL)."""
+    engine = create_engine(pg_url)
+    await upgrade(engine)
+    registry = PermitRegistry(engine, clock, ControlTables.load(EXAMPLES / "context"))
+    try:
+        for data in (xml("BE-IA-2026-0001.xml"), xml("CH-EA-2026-0001.xml")):
+            await receive(registry, clock, data)
+        first = _half(xml("CH-EX-2026-0001.xml"))
+        await receive(registry, clock, first)
+        await receive(registry, clock, first.replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002"))
+        second = CANCELLED_EXECUTION.replace(b"CH-EX-2026-0001", b"CH-EX-2026-0002")
+        documents = []
+        for data in (CANCELLED_EXECUTION, second.replace(b"CH-CA-2026-0908", b"CH-CA-2026-0909")):
+            parsed = parse_document(data)
+            context = await registry.context_for(parsed.outline)
+            documents.append(validate_document(parsed, as_of=clock.now().date(), context=context))
+
+        async with engine.connect() as one, engine.connect() as two:
+            first_tx, second_tx = await one.begin(), await two.begin()
+            await registry.record_on(one, documents[0], direction=Direction.INBOUND, message_id="m-ca1")
+            waiting = asyncio.create_task(
+                registry.record_on(two, documents[1], direction=Direction.INBOUND, message_id="m-ca2")
+            )
+            await asyncio.sleep(0.5)  # the second node is at the export's lock
+            await first_tx.commit()
+            await waiting
+            await second_tx.commit()
+
+        assert (await standing(registry))["export"] is PermitState.ISSUED
+    finally:
+        await engine.dispose()
