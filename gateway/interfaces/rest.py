@@ -838,8 +838,9 @@ def _message_state(text: str | None) -> State | None:
 # --- listings in pages: a keyset cursor ------------------------------------------------------------------
 
 MAX_CURSOR_LENGTH = 2000
-# The check sum catches a cursor cut short or edited; it is no secret, as a cursor opens nothing a client could
-# not ask for with filters of its own, and every node of a store must read the cursors of the others.
+# The check sum catches a cursor cut short or edited by mistake; it is no secret and proves nothing (anyone can
+# make one), as a cursor opens nothing a client could not ask for with filters of its own: what a cursor carries
+# is checked like a query's, and every node of a store must read the cursors of the others.
 _CURSOR_SALT = b"permit-gateway listing cursor 1\x00"
 _CURSOR_CHECK_BYTES = 12
 
@@ -1004,7 +1005,7 @@ async def overdue_endorsements(request: web.Request) -> web.Response:
     limit = _whole_number(request.query, "limit", 500, 500)
     page = _page(request, "permits/overdue-endorsements", {"days": str(days) if "days" in request.query else None})
     after = _cursor_position(page, lambda at: (date.fromisoformat(at[0]), _permit_key(at[1:])))
-    days = int(page.filters["days"] or OVERDUE_DAYS)
+    days = _whole_number({"days": page.filters["days"]}, "days", OVERDUE_DAYS, 3650)  # a cursor's is checked too
     as_of = node.clock.now().date()
     records = await node.permits.overdue_endorsements(as_of, days=days, limit=limit + 1, after=after)
     shown, more = records[:limit], len(records) > limit

@@ -6,6 +6,9 @@ store is a JSON 500 naming the file and how to get it back."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +20,7 @@ import pytest
 from sqlalchemy import insert
 
 from gateway.clock import FixedClock
+from gateway.interfaces import rest
 from gateway.interfaces.demo import AUTHORITIES, gateway_settings, start_gateway, write_profiles
 from gateway.interfaces.keys import NODE
 from gateway.profiles.devpki import DevPki
@@ -315,3 +319,17 @@ async def test_a_received_message_whose_file_is_gone_names_the_partner_as_the_fi
     status, body, _ = await gateway.call("GET", path, template)
     assert status == 500 and wire in body["detail"], body
     assert "ask the partner to send the message again" in body["fix"], body
+
+
+def _minted(content: list[Any]) -> str:
+    """A cursor anyone can make: its check sum catches mistakes, it proves nothing."""
+    raw = json.dumps(content).encode()
+    check = hashlib.sha256(rest._CURSOR_SALT + raw).digest()[: rest._CURSOR_CHECK_BYTES]
+    return base64.urlsafe_b64encode(check + raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("days", ["abc", "99999999", "-5"])
+async def test_what_a_made_up_cursor_carries_is_checked_like_a_query(sqlite_gateway: Gateway, days: str) -> None:
+    cursor = _minted([1, "permits/overdue-endorsements", {"days": days}, None])
+    status, body, _ = await sqlite_gateway.call("GET", OVERDUE, OVERDUE, params={"cursor": cursor})
+    assert status == 400 and "days must be a whole number from 0 to 3650" in body["detail"], body
