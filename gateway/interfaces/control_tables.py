@@ -33,6 +33,12 @@ def fingerprint(folder: Path) -> Fingerprint:
     return tuple(found)
 
 
+_GONE = (
+    "was removed while the gateway runs, which would drop the whole table; to empty a table keep its header line "
+    "alone, to drop it restart the gateway without it"
+)
+
+
 class ControlTablesWatcher:
     """Loads the tables at start, then, polled by the node's scheduler, again whenever their files change."""
 
@@ -50,8 +56,11 @@ class ControlTablesWatcher:
         now = await asyncio.to_thread(fingerprint, self._folder)
         if now == self._seen:
             return False
+        gone = sorted({name for name, *_ in self._seen} - {name for name, *_ in now})
         self._seen = now  # a refused change is reported once, not at every poll; the next save is tried again
         try:
+            if gone:  # deleted by mistake, or by a copy made as rm then cp: an empty table would pass everything
+                raise ReferenceDataError(str(self._folder / gone[0]), None, _GONE)
             tables = await asyncio.to_thread(ControlTables.load, self._folder)
         except ReferenceDataError as exc:
             log.error(

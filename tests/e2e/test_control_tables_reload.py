@@ -77,3 +77,23 @@ async def test_a_saved_estimate_applies_to_the_next_permit_and_a_bad_one_is_refu
     _save(estimates, "BE,morphine,2026,a hundred,", "BE,morphine,2026,60000,")
     await _reloaded(be, in_use)
     assert await _errors(harness, session, be, 4) == []
+
+
+async def test_a_table_removed_while_the_gateway_runs_is_not_dropped(
+    harness: Harness, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A removed file (by mistake, or a copy made as rm then cp) read as an empty table: every estimate gone."""
+    tables = tmp_path / "tables"
+    shutil.copytree(EXAMPLES / "context", tables)
+    profiles = harness.settings("BE-FAMHP").profiles.model_copy(update={"poll_seconds": 0.1})
+    be = await harness.start("BE-FAMHP", documents=DocumentSettings(tables=tables), profiles=profiles)
+    permits = be.runner.app[NODE].permits
+    in_use = permits.tables
+    with structlog.testing.capture_logs() as logs:
+        (tables / "estimates.csv").unlink()
+        await asyncio.sleep(0.6)
+
+    assert permits.tables is in_use and permits.tables.estimates
+    [said] = [e for e in logs if e["log_level"] == "error"]
+    assert "estimates.csv: was removed while the gateway runs" in said["error"]
+    assert "keep its header line alone" in said["error"]
