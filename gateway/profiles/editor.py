@@ -122,12 +122,10 @@ class Precondition:
             return
         if current is None:
             raise EditConflict(f"profile {profile_id!r} does not exist, so it cannot match ETag {self.if_match}")
-        if self.if_match.startswith("W/"):  # RFC 9110 13.1.1: If-Match compares strongly; a weak tag never matches
-            raise EditConflict(
-                f"profile {profile_id!r}: If-Match {self.if_match} is a weak ETag, which never matches (RFC 9110 "
-                f'If-Match uses strong comparison); send the strong ETag GET answers (now "{current.etag}")'
-            )
-        wanted = self.if_match.strip('"')
+        # The ETag is the SHA-256 of the file's bytes. A proxy that compresses answers (nginx with gzip) hands it
+        # on weakened, W/"...": the same value still names the same bytes, so it is compared as the strong one
+        # (RFC 9110 would have a weak tag never match, which would lock such clients out of every edit).
+        wanted = self.if_match.removeprefix("W/").strip('"')
         if wanted not in ("*", current.etag):
             raise EditConflict(
                 f"profile {profile_id!r} changed since it was read: its ETag is {current.etag}, not {wanted}; "
