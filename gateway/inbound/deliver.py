@@ -174,6 +174,25 @@ def shown_url(url: str) -> str:
         return "(an unreadable URL)"
 
 
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (an error about ``url``) with the URL as ``shown_url`` shows it, and its query taken out wherever
+    the text names it: after the path, however a library encoded it (requests: "Max retries exceeded with url:
+    /path?query"), or alone, as written or as yarl normalised it."""
+    shown = shown_url(url)
+    text = text.replace(url, shown)
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return text
+    text = text.replace(str(parsed), shown)
+    if parsed.raw_path:
+        text = re.sub(re.escape(parsed.raw_path) + r"\?[^\s'\"()]*", f"{parsed.raw_path}?(hidden)", text)
+    written = url.partition("?")[2].partition("#")[0]
+    for query in sorted({written, parsed.raw_query_string, parsed.query_string} - {""}, key=len, reverse=True):
+        text = text.replace(query, "(hidden)")
+    return text
+
+
 def _no_profile(record: MessageRecord) -> str:
     return (
         f"no partner profile {record.partner_id!r} on this node, so how the national system takes its permits is "
@@ -616,7 +635,7 @@ class FolderDelivery:
             try:
                 reference = await self._soap.deliver(setting.url, record, data, setting.soap_contract)
             except SoapDeliveryFailed as exc:
-                raise DeliveryFailed(str(exc).replace(setting.url, shown_url(setting.url))) from None
+                raise DeliveryFailed(scrubbed(str(exc), setting.url)) from None
             return {"soap": shown_url(setting.url), "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
@@ -710,7 +729,7 @@ class FolderDelivery:
                 "the setting if it takes longer"
             ) from None
         except aiohttp.ClientError as exc:
-            failure = str(exc).replace(url, shown_url(url))
+            failure = scrubbed(str(exc), url)
             raise DeliveryFailed(
                 f"webhook {shown_url(url)}: {type(exc).__name__}: {failure}".rstrip(": ")
             ) from None

@@ -202,7 +202,10 @@ class Puller:
         if reception.record is not None and not reception.duplicate:
             self._on_accepted()
         PULLS_SENT.labels(partner=name, outcome="message").inc()
-        return await self._send_signal(partner, reception.response)
+        # a message refused before it was stored has no record: its id as it came, unverified, if it can be read
+        pulled_id = reception.record.message_id if reception.record is not None else None
+        pulled_id = pulled_id or _user_message_id(answer.content_type, answer.body)
+        return await self._send_signal(partner, reception.response, pulled_id)
 
     def _pull_request(self, partner: Partner) -> Outgoing:
         pull = PullRequest(
@@ -245,10 +248,11 @@ class Puller:
         error = EbmsError(EbmsCode.PROCESSING_MODE_MISMATCH, detail, ref_to_message_id=message_id)
         signal = self._receiver.refuse(error, exc.content_type, partner)
         PULLS_SENT.labels(partner=partner.profile.id, outcome="message").inc()
-        return await self._send_signal(partner, signal)
+        return await self._send_signal(partner, signal, message_id)
 
-    async def _send_signal(self, partner: Partner, signal: Outgoing) -> bool:
-        """POST the receipt (or error signal) for a pulled message; False stops this run's pulls."""
+    async def _send_signal(self, partner: Partner, signal: Outgoing, pulled_id: str | None) -> bool:
+        """POST the receipt (or error signal) for the pulled message ``pulled_id``; False stops this run's
+        pulls."""
         try:
             answer = await self._post(partner, signal)
         except PullFailed as exc:
@@ -256,6 +260,7 @@ class Puller:
             log.warning(
                 "receipt or error signal for a pulled message not delivered; the partner offers the message again",
                 partner=partner.profile.id,
+                message_id=pulled_id,
                 signal=signal.message_id,
                 reason=str(exc),
             )
@@ -265,6 +270,8 @@ class Puller:
             log.warning(
                 "partner refused the receipt for a pulled message",
                 partner=partner.profile.id,
+                message_id=pulled_id,
+                signal=signal.message_id,
                 http_status=answer.status,
                 answer=answer.body[:2000].decode("utf-8", errors="replace"),
             )

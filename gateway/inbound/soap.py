@@ -149,7 +149,9 @@ class SoapDelivery:
             raise SoapDeliveryFailed(reason.rstrip(". ") + advice if advice else reason) from None
         except zeep.exceptions.TransportError as exc:
             raise SoapDeliveryFailed(f"SOAP {url} answered HTTP {exc.status_code}") from None
-        except (zeep.exceptions.Error, requests.RequestException) as exc:
+        except requests.RequestException as exc:
+            raise SoapDeliveryFailed(f"SOAP {url}: {_request_failure(exc)}") from None
+        except zeep.exceptions.Error as exc:
             raise SoapDeliveryFailed(f"SOAP {url}: {type(exc).__name__}: {exc}") from None
         except Exception as exc:  # zeep reads some malformed answers (an empty Body, none) into errors of its own
             raise SoapDeliveryFailed(
@@ -159,6 +161,21 @@ class SoapDelivery:
         if not isinstance(answer, str) or not answer.strip():
             raise SoapDeliveryFailed(f"SOAP {url} answered without a NationalReference")
         return answer
+
+
+def _request_failure(exc: requests.RequestException) -> str:
+    """The exception's type and the reason under it, never requests' own text: that names the URL's path and
+    query ("Max retries exceeded with url: /deliver?api_key=..."), and a query may carry the service's credential."""
+    reason: BaseException = exc
+    while True:
+        inner = reason.args[0] if reason.args and isinstance(reason.args[0], BaseException) else None
+        inner = getattr(reason, "reason", None) if inner is None else inner
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    if reason is exc:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {type(reason).__name__}: {reason}"
 
 
 def _contract_advice(fault: zeep.exceptions.Fault, contract: SoapContract, partner_id: str) -> str:

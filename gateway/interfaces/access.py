@@ -4,7 +4,7 @@ The listener that serves them also serves ``/as4`` to partners, so they must not
 port. With ``[api].token_env`` set, every request needs ``Authorization: Bearer <token>``. Without it only
 clients on this host are answered, and a request that came through a proxy (it carries ``Forwarded`` or
 ``X-Forwarded-For``) is not taken for one: a proxy on this host would otherwise open the API to the network.
-The admin API has its own token (gateway/interfaces/admin.py); ``/health`` and ``/as4`` are open.
+The admin API has its own token (gateway/interfaces/admin.py); ``/health``, ``/ready`` and ``/as4`` are open.
 """
 
 from __future__ import annotations

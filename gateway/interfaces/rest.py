@@ -7,6 +7,7 @@ import base64
 import functools
 import hashlib
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import structlog
@@ -35,6 +36,7 @@ from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY, STORE_UP
 from gateway.outbound.retry import PartnerGone, UnknownMessage, retry_failed
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
+from gateway.profiles import KeyStatus
 from gateway.store import (
     Direction,
     EventRecord,
@@ -50,6 +52,9 @@ from gateway.store import (
     state_named,
 )
 from gateway.xmlsafe import DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from gateway.interfaces.node import Node
 
 log = structlog.get_logger("gateway.api")
 
@@ -624,6 +629,74 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "party_id": node.settings.identity.party_id, "node": node.node_id})
 
 
+READY_SECONDS = 2.0
+"""How long /ready waits for the store and for the profiles folder: a probe's own time-out is often 1-3 s."""
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness, where /health is liveness: 503 naming each check that failed and its fix while this node
+    cannot do its work (the store does not answer, our certificate expired, the profiles folder cannot be
+    listed), so a load balancer sends partners and the national system to another node meanwhile."""
+    node = request.app[NODE]
+    problems = [
+        p for p in (await _store_problem(node), _certificate_problem(node), await _profiles_problem(node)) if p
+    ]
+    for problem in problems:
+        log.warning("node not ready", **problem)
+    body = {"status": "not ready" if problems else "ready", "party_id": node.settings.identity.party_id}
+    return web.json_response(body | {"node": node.node_id, "problems": problems}, status=503 if problems else 200)
+
+
+async def _store_problem(node: Node) -> dict[str, str] | None:
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            await node.store.ping()
+    except TimeoutError:
+        error = f"the message store did not answer a trivial query within {READY_SECONDS:g} s"
+    except Exception as exc:  # the reason may name the database's host: it goes to the log, not to the network
+        log.warning("message store check failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        error = f"the message store cannot be reached ({type(exc).__name__}; the log has the reason)"
+    else:
+        return None
+    fix = "check that the database [store].url names is running and reachable from this node"
+    return {"check": "store", "error": error, "fix": fix}
+
+
+def _certificate_problem(node: Node) -> dict[str, str] | None:
+    now = node.clock.now()
+    expired = [
+        f"{purpose} (expired {cert.not_valid_after_utc:%Y-%m-%d})"
+        for purpose, cert in node.keys.own_certificates()
+        if purpose.startswith(KeyStatus.CURRENT.value) and cert.not_valid_after_utc < now
+    ]
+    if not expired:
+        return None
+    return {
+        "check": "certificate",
+        "error": f"our certificate has expired: {', '.join(expired)}; partners refuse what it signs",
+        "fix": "put a renewed certificate in place ([keys] certificate, or `permit-gateway keys generate` and "
+        "`keys rollover` with a keystore), give it to the partners, and restart the gateway",
+    }
+
+
+async def _profiles_problem(node: Node) -> dict[str, str] | None:
+    folder = node.settings.profiles.folder
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            await asyncio.to_thread(os.listdir, folder)
+    except TimeoutError:
+        error = f"the profiles folder could not be listed within {READY_SECONDS:g} s"
+    except OSError as exc:
+        error = f"the profiles folder cannot be listed: {exc.strerror or type(exc).__name__}"
+    else:
+        return None
+    log.warning("profiles folder check failed", folder=str(folder), reason=error)  # the path: to the log only
+    fix = (
+        "check that [profiles].folder exists and that the gateway's account may read it (a network share: mounted)"
+    )
+    return {"check": "profiles", "error": error, "fix": fix}
+
+
 METRICS_STORE_SECONDS = 5.0
 """How long /metrics waits for the queue depth: half Prometheus's default scrape timeout, so a store that does
 not answer (or a pool whose waiters it does not wake) shows as ``permit_gateway_store_up`` 0, not as a failed
@@ -1033,6 +1106,7 @@ routes: list[web.RouteDef] = [
     web.post(f"{API}/inbox/{{message_id}}/ack", ack_inbox_message, expect_handler=expect_continue(_no_body)),
     web.get(f"{API}/openapi.json", openapi, allow_head=False),
     web.get("/health", health),
+    web.get("/ready", ready, allow_head=False),
     web.get("/metrics", metrics, allow_head=False),
     web.get(f"{API}/permits", list_permits, allow_head=False),
     web.get(f"{API}/permits/overdue-endorsements", overdue_endorsements, allow_head=False),

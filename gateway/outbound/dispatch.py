@@ -28,7 +28,14 @@ from gateway.as4._ns import EB
 from gateway.clock import Clock
 from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
-from gateway.metrics import FAILURES, OUTBOUND_WAITING, PARTNER_HELD, SEND_ATTEMPTS, SEND_LATENCY
+from gateway.metrics import (
+    FAILURES,
+    OUTBOUND_WAITING,
+    PARTNER_HELD,
+    SEND_ATTEMPTS,
+    SEND_LATENCY,
+    count_sends_from_zero,
+)
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -336,6 +343,7 @@ class Dispatcher:
         self._shown.update(p.profile.id for p in self._partners)
         self._shown.update(held)
         for partner_id in self._shown:
+            count_sends_from_zero(partner_id)
             PARTNER_HELD.labels(partner=partner_id).set(1 if partner_id in held else 0)
         for partner_id, why in sorted(held.items()):
             if self._held_before.get(partner_id) != why:
@@ -354,6 +362,8 @@ class Dispatcher:
         self._unknown = due.keys() - {p.profile.id for p in self._partners}
         self._shown.update(due)
         for partner_id in self._shown:
+            # here, at the node's first sweep: the sweep that fails a message is too late for a scrape to see 0
+            count_sends_from_zero(partner_id)
             since = due.get(partner_id, now)
             OUTBOUND_WAITING.labels(partner=partner_id).set(max(round((now - since).total_seconds()), 0))
         self._waiting_shown_at = now
@@ -563,7 +573,6 @@ class Dispatcher:
             )
             return
         detail["next_attempt_at"] = due.isoformat()
-        SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="retry").inc()
         await self._store.move(
             record.id,
             Event.SEND_FAILED,
@@ -573,6 +582,7 @@ class Dispatcher:
             last_error=attempt.reason,
             claimed=record.attempts,
         )
+        SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="retry").inc()
         log.warning(
             "send failed, will retry", message_id=record.message_id, reason=attempt.reason, at=due.isoformat()
         )

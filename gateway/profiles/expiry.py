@@ -113,14 +113,26 @@ def check_expiry(
     """Log every certificate that needs attention and publish the days left of all of them as a metric."""
     statuses = certificate_statuses(partners, own, now=now, warning_days=warning_days)
     CERTIFICATE_EXPIRY_DAYS.clear()
+    for (owner, purpose, subject), days_left in _days_shown(statuses).items():
+        CERTIFICATE_EXPIRY_DAYS.labels(owner=owner, purpose=purpose, subject=subject).set(days_left)
     for status in statuses:
-        CERTIFICATE_EXPIRY_DAYS.labels(owner=status.owner, purpose=status.purpose, subject=status.subject).set(
-            status.days_left
-        )
         _log(status)
     for warning in revocation_list_warnings(partners, now=now):
         log.warning(warning)
     return statuses
+
+
+def _days_shown(statuses: Iterable[CertificateStatus]) -> dict[tuple[str, str, str], int]:
+    """The days left per metric series: a renewed certificate keeps its subject, so several may share one. The
+    soonest expiry among those valid now, since the renewal (not valid yet) or the expired one (logged as an
+    error) beside it must not hide that the one in use runs out; without any valid now, the soonest of all."""
+    in_use: dict[tuple[str, str, str], int] = {}
+    other: dict[tuple[str, str, str], int] = {}
+    for status in statuses:
+        key = (status.owner, status.purpose, status.subject)
+        found = in_use if status.validity in (Validity.VALID, Validity.EXPIRING) else other
+        found[key] = min(found.get(key, status.days_left), status.days_left)
+    return other | in_use
 
 
 def revocation_list_warnings(partners: Partners, *, now: datetime) -> list[str]:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     union,
@@ -880,6 +881,11 @@ class MessageStore:
             query = query.where(messages.c.id > after)
         async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
+
+    async def ping(self) -> None:
+        """One trivial query, for readiness: the database answers."""
+        async with self._reads.connect() as conn:
+            await conn.execute(select(literal(1)))
 
     async def count_by_state(self) -> dict[tuple[str, str, str], int]:
         """(direction, partner, state) -> number of messages; feeds the queue-depth metric."""
