@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,11 +37,16 @@ async def _fill(url: str) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path, pki: DevPki) -> Path:
+    return config_with(tmp_path, pki, _fill)
+
+
+def config_with(tmp_path: Path, pki: DevPki, fill: Callable[[str], Awaitable[None]]) -> Path:
+    """A gateway.toml whose SQLite store ``fill`` has put messages in."""
     folder = tmp_path / "profiles"
     folder.mkdir()
     (folder / "ch-swissmedic.yaml").write_text(profile_text("ch-swissmedic", "ch-swissmedic.crt.pem"))
     url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-    asyncio.run(_fill(url))
+    asyncio.run(fill(url))
     path = tmp_path / "gateway.toml"
     path.write_text(
         f"""data_dir = "var"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,7 @@ from gateway.clock import SystemClock
 from gateway.interfaces import messages_cli
 from gateway.profiles import DevPki
 from gateway.store import Direction, MessageStore, create_engine, upgrade
-from tests.interfaces.test_messages_cli import run
-from tests.profiles.helpers import profile_text
+from tests.interfaces.test_messages_cli import config_with, run
 from tests.store.helpers import new_message
 
 COUNT = 23
@@ -30,26 +28,7 @@ async def _fill(url: str) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path, pki: DevPki) -> Path:
-    folder = tmp_path / "profiles"
-    folder.mkdir()
-    (folder / "ch-swissmedic.yaml").write_text(profile_text("ch-swissmedic", "ch-swissmedic.crt.pem"))
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-    asyncio.run(_fill(url))
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f"""data_dir = "var"
-[identity]
-party_id = "BE-FAMHP"
-country = "BE"
-authority_name = "FAMHP"
-[store]
-url = "{url}"
-[profiles]
-folder = "profiles"
-certificates = "{pki.folder}"
-"""
-    )
-    return path
+    return config_with(tmp_path, pki, _fill)
 
 
 def test_list_all_shows_every_message_newest_first_past_a_page(

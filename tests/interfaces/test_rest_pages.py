@@ -11,7 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,13 @@ import aiohttp
 import pytest
 from sqlalchemy import insert
 
-from gateway.clock import FixedClock
 from gateway.interfaces import rest
-from gateway.interfaces.demo import AUTHORITIES, gateway_settings, start_gateway, write_profiles
 from gateway.interfaces.keys import NODE
 from gateway.profiles.devpki import DevPki
-from gateway.settings import StoreSettings
 from gateway.store import Direction, Event, MessageStore
 from gateway.store.schema import permit_documents
-from tests.conftest import free_port
 from tests.e2e.conftest import example
-from tests.interfaces.test_rest_review_api import IA, Gateway
+from tests.interfaces.test_rest_review_api import IA, Gateway, running
 from tests.store.helpers import new_message
 
 MESSAGES = "/api/v1/messages"
@@ -39,39 +35,20 @@ OVERDUE = "/api/v1/permits/overdue-endorsements"
 PULL_PARTNER = "ch-swissmedic"  # its profile says delivery.method: rest-pull
 
 
-async def _start(tmp_path: Path, pki: DevPki, store_url: str, session: aiohttp.ClientSession) -> Gateway:
-    port = free_port()
-    profiles = tmp_path / "profiles"
-    # Switzerland's endpoint answers nothing; what Switzerland sends us waits for REST pull
-    endpoints = {
-        "BE-FAMHP": f"http://127.0.0.1:{port}/as4",
-        "CH-SWISSMEDIC": f"http://127.0.0.1:{free_port()}/as4",
-    }
-    write_profiles(profiles, endpoints, extra="delivery:\n  method: rest-pull\n")
-    settings = gateway_settings(AUTHORITIES[0], pki, port=port, data_dir=tmp_path / "data", profiles=profiles)
-    settings = settings.model_copy(update={"store": StoreSettings(url=store_url)})
-    now = datetime.now(UTC)
-    return Gateway(await start_gateway("BE", settings, FixedClock(now)), session, now)
+# Switzerland's endpoint answers nothing; what Switzerland sends us waits for REST pull
+REST_PULL = "delivery:\n  method: rest-pull\n"
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path, pki: DevPki, store_url: str) -> AsyncIterator[Gateway]:
-    async with aiohttp.ClientSession() as session:
-        found = await _start(tmp_path, pki, store_url, session)
-        try:
-            yield found
-        finally:
-            await found.running.runner.cleanup()
+    async with running(tmp_path, pki, store_url, profile_extra=REST_PULL) as found:
+        yield found
 
 
 @pytest.fixture
 async def sqlite_gateway(tmp_path: Path, pki: DevPki) -> AsyncIterator[Gateway]:
-    async with aiohttp.ClientSession() as session:
-        found = await _start(tmp_path, pki, f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", session)
-        try:
-            yield found
-        finally:
-            await found.running.runner.cleanup()
+    async with running(tmp_path, pki, profile_extra=REST_PULL) as found:
+        yield found
 
 
 def _store(gateway: Gateway) -> MessageStore:

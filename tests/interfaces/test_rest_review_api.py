@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,7 +79,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 async def _start(
-    tmp_path: Path, pki: DevPki, store_url: str, session: aiohttp.ClientSession, **sections: Any
+    tmp_path: Path,
+    pki: DevPki,
+    store_url: str,
+    session: aiohttp.ClientSession,
+    *,
+    profile_extra: str = "",
+    **sections: Any,
 ) -> Gateway:
     port = free_port()
     profiles = tmp_path / "profiles"
@@ -88,31 +95,35 @@ async def _start(
         "BE-FAMHP": f"http://127.0.0.1:{port}/as4",
         "CH-SWISSMEDIC": f"http://127.0.0.1:{free_port()}/as4",
     }
-    write_profiles(profiles, endpoints)
+    write_profiles(profiles, endpoints, extra=profile_extra)
     settings = gateway_settings(AUTHORITIES[0], pki, port=port, data_dir=tmp_path / "data", profiles=profiles)
     settings = settings.model_copy(update={"store": StoreSettings(url=store_url), **sections})
     now = datetime.now(UTC)
     return Gateway(await start_gateway("BE", settings, FixedClock(now)), session, now)
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path, pki: DevPki, store_url: str) -> AsyncIterator[Gateway]:
+@asynccontextmanager
+async def running(tmp_path: Path, pki: DevPki, store_url: str | None = None, **kw: Any) -> AsyncIterator[Gateway]:
+    """Belgium's gateway on ``store_url`` (an SQLite file in ``tmp_path`` by default), for as long as the block runs."""
+    url = store_url or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     async with aiohttp.ClientSession() as session:
-        found = await _start(tmp_path, pki, store_url, session)
+        found = await _start(tmp_path, pki, url, session, **kw)
         try:
             yield found
         finally:
             await found.running.runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, pki: DevPki, store_url: str) -> AsyncIterator[Gateway]:
+    async with running(tmp_path, pki, store_url) as found:
+        yield found
 
 
 @pytest.fixture
 async def sqlite_gateway(tmp_path: Path, pki: DevPki) -> AsyncIterator[Gateway]:
-    async with aiohttp.ClientSession() as session:
-        found = await _start(tmp_path, pki, f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", session)
-        try:
-            yield found
-        finally:
-            await found.running.runner.cleanup()
+    async with running(tmp_path, pki) as found:
+        yield found
 
 
 async def test_a_nul_character_in_a_path_or_query_value_is_a_400_naming_it(gateway: Gateway) -> None:
