@@ -40,6 +40,7 @@ from gateway.interfaces.keys import ADMIN_NAME, ADMIN_NAMED, ADMIN_TOKEN, NODE, 
 from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
 from gateway.profiles.expiry import certificate_statuses
 from gateway.profiles.history import UnknownVersion
+from gateway.profiles.loader import UndecodableProfile
 from gateway.profiles.registry import ProfileRegistry
 from gateway.store import Direction, State
 
@@ -160,8 +161,12 @@ def _precondition_required() -> web.Response:
 
 
 def _error(exc: ProfileError) -> web.Response:
-    """Map the editor's errors: 404 unknown, 412 changed meanwhile, 422 invalid, 409 anything else."""
+    """Map the editor's errors: 404 unknown, 412 changed meanwhile, 422 invalid, 409 anything else (a file that
+    is not UTF-8 with where its first bad byte is)."""
     match exc:
+        case UndecodableProfile():
+            where = {"file": str(exc.path), "byte_offset": exc.byte_offset, "line": exc.line, "column": exc.column}
+            return _problem(409, str(exc), **where)
         case InvalidProfile():
             return _problem(422, "the profile is invalid; nothing was changed", errors=exc.errors)
         case EditConflict():

@@ -14,6 +14,7 @@ change becomes a version and an audit entry, unless an editor made it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -46,6 +47,8 @@ from gateway.profiles.history import (
     write_text_atomically,
 )
 from gateway.profiles.loader import (
+    UndecodableProfile,
+    is_profile_file,
     load_profile_folder,
     load_profile_text,
     named_files,
@@ -357,10 +360,29 @@ class ProfileEditor:
 
     def _file(self, profile_id: str, path: Path) -> ProfileFile:
         try:
-            text = path.read_bytes().decode("utf-8")  # as written: the ETag is the hash of these exact bytes
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+        try:
+            text = data.decode("utf-8")  # as written: the ETag is the hash of these exact bytes
+        except UnicodeDecodeError as exc:
+            raise UndecodableProfile(path, data, exc) from None
         return ProfileFile(id=profile_id, path=path, text=text)
+
+    def _undecodable(self) -> list[UndecodableProfile]:
+        """The profile files of the folder that are not UTF-8."""
+        found: list[UndecodableProfile] = []
+        for path in sorted(self.folder.iterdir()) if self.folder.is_dir() else ():
+            if not (is_profile_file(path) and path.is_file()):
+                continue
+            try:
+                data = path.read_bytes()
+                data.decode("utf-8")
+            except OSError:
+                continue  # the folder's load reports it
+            except UnicodeDecodeError as exc:
+                found.append(UndecodableProfile(path, data, exc))
+        return found
 
     # --- writing ----------------------------------------------------------------------------------------
 
@@ -410,6 +432,7 @@ class ProfileEditor:
             self.history.mark_retired(profile_id, current.etag, at=now, actor=actor)
             diff = unified_diff(current.text, "", before_name=str(current.path), after_name="(retired)")
             self._audit(now, actor, "retire", profile_id, current.etag, None, diff, version=None)
+            self.history.mark_retirement_audited(profile_id, current.etag)
         active = self._on_change(f"profile {profile_id!r} retired by {actor}") if self._on_change else False
         return EditResult(
             id=profile_id, action="retire", path=current.path, etag=None, version=None, diff=diff, active=active
@@ -499,6 +522,7 @@ class ProfileEditor:
         self._audit(
             now, actor, action, profile_id, current.etag if current else None, version.sha256, diff, version.number
         )
+        self.history.mark_audited(profile_id, version.number)
         return version
 
     @staticmethod
@@ -532,6 +556,7 @@ class ProfileEditor:
                 before = self.history.text(current.id, latest.number)
                 diff = unified_diff(before, current.text, before_name="before", after_name="on disk")
                 self._audit(now, FILE_ACTOR, action, current.id, latest.sha256, current.etag, diff, version.number)
+                self.history.mark_audited(current.id, version.number)
 
     # --- changes left unaudited by a writer that stopped --------------------------------------------------
 
@@ -546,22 +571,45 @@ class ProfileEditor:
         """A writer stopped (killed, a crash) after keeping a version or retiring, before its audit entry, left a
         change in force that the disk checks skip as an editor's: it is audited now, as the version (or the
         retirement mark) says, marked ``recovered``. Only the last change can be missing: every writer audits
-        what was missing before it makes its own."""
-        index = self.audit.index()
+        what was missing before it makes its own. A change is known audited by its marker in the history, not by
+        the log (which an operator may rotate or truncate): the log is read only for a change without one."""
+        upgrading = not self.history.markers_kept()
+        index = functools.cache(self.audit.index)
+        failed = False
         for profile_id in self.history.ids():
             try:
-                self._audit_missing(profile_id, index)
+                self._audit_missing(profile_id, index, upgrading=upgrading)
             except Exception:  # one profile's history that cannot be read must not stop the others' edits
+                failed = True
                 log.exception("an unaudited profile change could not be audited", profile=profile_id)
+        if upgrading and not failed:
+            self.history.keep_markers()
 
-    def _audit_missing(self, profile_id: str, index: AuditIndex) -> None:
+    def _audit_missing(self, profile_id: str, index: Callable[[], AuditIndex], *, upgrading: bool) -> None:
         latest = self.history.latest(profile_id)
-        missing = latest is not None and latest.action != "found" and not index.audited(profile_id, latest.number)
-        if latest is not None and missing:  # a "found" version is the start of a history, never a change
-            self.audit.append(self._recovered_version(profile_id, latest))
+        # a "found" version is the start of a history, never a change
+        if latest is not None and latest.action != "found" and not self.history.audited(profile_id, latest.number):
+            if not self._in_log(index(), (profile_id, latest.number), latest.at, upgrading=upgrading):
+                self.audit.append(self._recovered_version(profile_id, latest))
+            self.history.mark_audited(profile_id, latest.number)
         retired = self.history.retired(profile_id)
-        if retired is not None and (missing or not index.removal_audited(profile_id, retired)):
-            self.audit.append(self._recovered_retirement(profile_id, retired))
+        if retired is not None and not self.history.retirement_audited(profile_id, retired):
+            at = self.history.retired_by(profile_id).get("at")
+            if not self._in_log(index(), (profile_id, retired), at, upgrading=upgrading):
+                self.audit.append(self._recovered_retirement(profile_id, retired))
+            self.history.mark_retirement_audited(profile_id, retired)
+
+    @staticmethod
+    def _in_log(index: AuditIndex, change: tuple[str, int | str], at: object, *, upgrading: bool) -> bool:
+        """Whether a change without its marker was audited: its entry is in the log (the writer stopped after the
+        entry, before the marker), or, in a history kept before markers were, the log does not reach back to the
+        change (rotated or truncated since), so it cannot tell, and the change is taken as audited."""
+        profile_id, which = change
+        if isinstance(which, int):
+            found = index.audited(profile_id, which)
+        else:
+            found = index.removal_audited(profile_id, which)
+        return found or (upgrading and not index.covers(at if isinstance(at, str) else None))
 
     def _recovered_version(self, profile_id: str, version: Version) -> dict[str, Any]:
         earlier = [v for v in self.history.versions(profile_id) if v.number < version.number]
@@ -683,9 +731,13 @@ class ProfileEditor:
                 profile_id, after, at=at, actor=DISK_ACTOR, action=action, file=file, refused=not outcome.activated
             )
         self._audit_disk_change(change, outcome, profile_id, before, version)
+        if version is not None:
+            self.history.mark_audited(profile_id, version.number)
         if change.after is None and before is not None and outcome.activated:
             # audited once: neither the next start nor a copy of the same text put back may pass unaudited
-            self.history.mark_retired(profile_id, hashlib.sha256(before).hexdigest())
+            removed = hashlib.sha256(before).hexdigest()
+            self.history.mark_retired(profile_id, removed)
+            self.history.mark_retirement_audited(profile_id, removed)
 
     def _audit_disk_change(
         self,
@@ -764,7 +816,13 @@ class ProfileEditor:
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
         partners = self._load_folder({path: text}, now)
-        return self._warnings(partners, profile, now)
+        left_out = [
+            f"{exc} (left out of this edit's checks across profiles; the edit is written, and takes effect once "
+            "that file is fixed)"
+            for exc in self._undecodable()
+            if exc.path != path
+        ]
+        return self._warnings(partners, profile, now) + left_out
 
     def _check_delivery_folder(self, profile: PartnerProfile, path: Path, text: str, kept: list[str]) -> None:
         """An edit may deliver received permits only into the inbox or a folder inside it, and never into a folder
@@ -832,10 +890,13 @@ class ProfileEditor:
             raise InvalidProfile(str(exc).splitlines()) from None
 
     def _load_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> Partners:
+        """The folder as it would be with ``overrides``; a file that is not UTF-8 is left out (it is reported on
+        its own, and must not stop the other profiles' edits)."""
+        undecodable: dict[Path, str | None] = {exc.path: None for exc in self._undecodable()}
         loaded = load_profile_folder(
             self.folder,
             certificates_dir=self.certificates_dir,
-            overrides=overrides,
+            overrides=undecodable | dict(overrides),
             tls_passphrase=self._tls_passphrase,
             duplicate_window=self._duplicate_window,
         )

@@ -5,6 +5,11 @@ with ``<n>.json`` beside it (when, who, which action, which file name, whether i
 numbered from 1 and never rewritten. ``retired`` holds the SHA-256 of the text an editor retired (or that was
 removed from disk), until a version is added, and on a second line when and by whom (JSON).
 Audit: ``<data_dir>/profile-audit.jsonl``, one JSON object a line, with a unified diff.
+Audit markers: ``<n>.audited`` beside a version, and ``retired.audited`` (the SHA-256 it audited) beside
+``retired``, are written once the change's audit entry is on disk: a change without one was left unaudited by a
+writer that stopped, whatever became of the audit log since (rotated, moved away, truncated). ``.audit-markers``
+in the history's root says that every change since it was written has its marker (histories of earlier versions
+of the gateway have none).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ MAX_PROFILE_ID_LENGTH = 200
 """The longest profile id an edit can store: it names a history folder and the profile's file (with '.yaml' and
 a temporary file's affixes), and a file name has at most 255 bytes."""
 RETIRED = "retired"
+AUDITED = ".audited"
+MARKERS = ".audit-markers"
 
 log = structlog.get_logger("gateway.profiles")
 
@@ -152,7 +159,34 @@ class ProfileHistory:
         write_text_atomically(folder / f"{version.number}.yaml", text)
         write_text_atomically(folder / f"{version.number}.json", json.dumps(asdict(version), indent=2) + "\n")
         (folder / RETIRED).unlink(missing_ok=True)
+        (folder / (RETIRED + AUDITED)).unlink(missing_ok=True)
         return version
+
+    def mark_audited(self, profile_id: str, number: int) -> None:
+        """Version ``number``'s audit entry is on disk (written after it is)."""
+        write_text_atomically(self.root / check_profile_id(profile_id) / f"{number}{AUDITED}", "")
+
+    def audited(self, profile_id: str, number: int) -> bool:
+        return (self.root / check_profile_id(profile_id) / f"{number}{AUDITED}").is_file()
+
+    def mark_retirement_audited(self, profile_id: str, sha256: str) -> None:
+        """The retirement of the text ``sha256`` is audited (written after its entry is)."""
+        write_text_atomically(self.root / check_profile_id(profile_id) / (RETIRED + AUDITED), sha256 + "\n")
+
+    def retirement_audited(self, profile_id: str, sha256: str) -> bool:
+        try:
+            found = (self.root / check_profile_id(profile_id) / (RETIRED + AUDITED)).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return False
+        return found.strip() == sha256
+
+    def markers_kept(self) -> bool:
+        """Whether every change since this history was upgraded (or began) has its audit marker."""
+        return (self.root / MARKERS).is_file()
+
+    def keep_markers(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(self.root / MARKERS, "every change audited since has its .audited marker\n")
 
     def mark_retired(
         self, profile_id: str, sha256: str, *, at: datetime | None = None, actor: str | None = None
@@ -207,13 +241,28 @@ class AuditIndex:
 
     versions: set[tuple[str, int]]
     last: dict[str, dict[str, Any]]
+    since: datetime | None = None
+    """When the log's first entry was written (None: an empty log): it can tell only of changes since."""
 
     def audited(self, profile_id: str, number: int) -> bool:
         return (profile_id, number) in self.versions
 
+    def covers(self, at: str | None) -> bool:
+        """Whether the log reaches back to ``at`` (an ISO time), so a change made then is in it if audited."""
+        when = _time(at)
+        return when is not None and self.since is not None and self.since <= when
+
     def removal_audited(self, profile_id: str, sha256: str) -> bool:
         last = self.last.get(profile_id, {})
         return last.get("after_sha256") is None and last.get("before_sha256") == sha256
+
+
+def _time(value: object) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return found if found is None or found.tzinfo is not None else None
 
 
 def _records(entry: dict[str, Any]) -> bool:
@@ -250,14 +299,17 @@ class AuditLog:
     def index(self) -> AuditIndex:
         versions: set[tuple[str, int]] = set()
         last: dict[str, dict[str, Any]] = {}
+        since: datetime | None = None
         for entry in self._read():
+            if since is None:  # a recovered entry has the time of its change, and was written at recovered_at
+                since = _time(entry.get("recovered_at") or entry.get("at"))
             profile = entry.get("profile")
             if not isinstance(profile, str) or not _records(entry):
                 continue
             last[profile] = entry
             if isinstance(entry.get("version"), int):
                 versions.add((profile, entry["version"]))
-        return AuditIndex(versions=versions, last=last)
+        return AuditIndex(versions=versions, last=last, since=since)
 
     def _read(self) -> Iterator[dict[str, Any]]:
         if not self.path.is_file():

@@ -350,13 +350,35 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+class UndecodableProfile(ProfileError):
+    """A profile file that is not UTF-8 (saved as Latin-1, say): named with its first bad byte, the rule and the
+    fix. An edit never rewrites or removes it, and the other profiles' edits leave it out of their checks."""
+
+    def __init__(self, path: Path, data: bytes, exc: UnicodeDecodeError) -> None:
+        self.path, self.byte_offset = path, exc.start
+        good = data[: exc.start].decode("utf-8")  # everything before the first bad byte is UTF-8
+        self.line = good.count("\n") + 1
+        self.column = len(good) - (good.rfind("\n") + 1) + 1
+        super().__init__(
+            f"{path}:{self.line}:{self.column}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8: partner "
+            "profiles are UTF-8 YAML, and this file was saved in another encoding (Latin-1 or Windows-1252, "
+            "most likely). It is left as it is: it cannot be read or edited here, and the gateway does not load "
+            "the profile folder while it is there. Re-save it as UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {path} > {path}.utf8 && mv {path}.utf8 {path}"
+        )
+
+
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ProfileError(f"{path}: partner profile file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ProfileError(f"{path}: cannot read partner profile: {exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UndecodableProfile(path, data, exc) from None
 
 
 def _plain(node: Any) -> Any:

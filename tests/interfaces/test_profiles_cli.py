@@ -350,3 +350,20 @@ def test_schema_into_a_missing_folder_names_the_path(cli: Cli) -> None:
     assert result.exit_code == 1
     assert f"cannot write {target}: No such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_check_names_the_first_byte_of_a_file_that_is_not_utf8_and_how_to_resave_it(cli: Cli) -> None:
+    """A profile saved in Latin-1 was reported with Python's bare decode error ('invalid continuation byte'),
+    which says neither where nor what to do."""
+    path = cli.folder / "ch-swissmedic.yaml"
+    path.write_bytes(CH.replace("country: CH", "country: CH  # Zürich", 1).encode("latin-1"))
+
+    code, output = cli("profiles", "check")
+
+    line = CH.splitlines().index(next(x for x in CH.splitlines() if x.startswith("country: CH"))) + 1
+    flat = " ".join(output.split())
+    assert code == 1
+    assert f"{path}:{line}:" in flat
+    assert "(0xfc) is not UTF-8: partner profiles are UTF-8 YAML" in flat
+    assert f"iconv -f latin1 -t utf-8 {path}" in flat
+    assert "invalid continuation byte" not in flat
