@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -633,36 +633,75 @@ READY_SECONDS = 2.0
 """How long /ready waits for the store and for the profiles folder: a probe's own time-out is often 1-3 s."""
 
 
+@dataclass(frozen=True, slots=True)
+class NotReady:
+    """A readiness check that failed: what /ready answers, and what goes to the log only (where the database or
+    the folder is, which the network must not learn)."""
+
+    check: str
+    error: str
+    fix: str
+    private: dict[str, str] = field(default_factory=dict)
+
+    def answer(self) -> dict[str, str]:
+        return {"check": self.check, "error": self.error, "fix": self.fix}
+
+
+@dataclass
+class Readiness:
+    """The checks /ready last found failing, and how many probes in a row found each: a load balancer probes
+    every few seconds, so an outage is logged when a check starts failing (or fails for another reason) and
+    when it passes again, not at every probe."""
+
+    failing: dict[str, NotReady] = field(default_factory=dict)
+    probes: dict[str, int] = field(default_factory=dict)
+
+    def show(self, problems: list[NotReady]) -> None:
+        found = {p.check: p for p in problems}
+        for check, problem in found.items():
+            before = self.failing.get(check)
+            self.probes[check] = (0 if before is None else self.probes.get(check, 0)) + 1
+            # the public error, not the private reason: it names the cause, the reason may hold what varies
+            if before is None or before.error != problem.error:
+                log.warning("node not ready", **problem.answer(), **problem.private)
+        for check in sorted(self.failing.keys() - found.keys()):
+            log.info("node ready again", check=check, failed_probes=self.probes.pop(check, 0))
+        self.failing = found
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
 async def ready(request: web.Request) -> web.Response:
     """Readiness, where /health is liveness: 503 naming each check that failed and its fix while this node
     cannot do its work (the store does not answer, our certificate expired, the profiles folder cannot be
     listed), so a load balancer sends partners and the national system to another node meanwhile."""
     node = request.app[NODE]
-    problems = [
-        p for p in (await _store_problem(node), _certificate_problem(node), await _profiles_problem(node)) if p
-    ]
-    for problem in problems:
-        log.warning("node not ready", **problem)
+    found = (await _store_problem(node), _certificate_problem(node), await _profiles_problem(node))
+    problems = [p for p in found if p is not None]
+    request.app[READINESS].show(problems)
     body = {"status": "not ready" if problems else "ready", "party_id": node.settings.identity.party_id}
-    return web.json_response(body | {"node": node.node_id, "problems": problems}, status=503 if problems else 200)
+    answers = [p.answer() for p in problems]
+    return web.json_response(body | {"node": node.node_id, "problems": answers}, status=503 if problems else 200)
 
 
-async def _store_problem(node: Node) -> dict[str, str] | None:
+async def _store_problem(node: Node) -> NotReady | None:
+    private: dict[str, str] = {}
     try:
         async with asyncio.timeout(READY_SECONDS):
             await node.store.ping()
     except TimeoutError:
         error = f"the message store did not answer a trivial query within {READY_SECONDS:g} s"
     except Exception as exc:  # the reason may name the database's host: it goes to the log, not to the network
-        log.warning("message store check failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        private["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         error = f"the message store cannot be reached ({type(exc).__name__}; the log has the reason)"
     else:
         return None
     fix = "check that the database [store].url names is running and reachable from this node"
-    return {"check": "store", "error": error, "fix": fix}
+    return NotReady("store", error, fix, private)
 
 
-def _certificate_problem(node: Node) -> dict[str, str] | None:
+def _certificate_problem(node: Node) -> NotReady | None:
     now = node.clock.now()
     expired = [
         f"{purpose} (expired {cert.not_valid_after_utc:%Y-%m-%d})"
@@ -671,15 +710,15 @@ def _certificate_problem(node: Node) -> dict[str, str] | None:
     ]
     if not expired:
         return None
-    return {
-        "check": "certificate",
-        "error": f"our certificate has expired: {', '.join(expired)}; partners refuse what it signs",
-        "fix": "put a renewed certificate in place ([keys] certificate, or `permit-gateway keys generate` and "
+    return NotReady(
+        "certificate",
+        f"our certificate has expired: {', '.join(expired)}; partners refuse what it signs",
+        "put a renewed certificate in place ([keys] certificate, or `permit-gateway keys generate` and "
         "`keys rollover` with a keystore), give it to the partners, and restart the gateway",
-    }
+    )
 
 
-async def _profiles_problem(node: Node) -> dict[str, str] | None:
+async def _profiles_problem(node: Node) -> NotReady | None:
     folder = node.settings.profiles.folder
     try:
         async with asyncio.timeout(READY_SECONDS):
@@ -690,11 +729,10 @@ async def _profiles_problem(node: Node) -> dict[str, str] | None:
         error = f"the profiles folder cannot be listed: {exc.strerror or type(exc).__name__}"
     else:
         return None
-    log.warning("profiles folder check failed", folder=str(folder), reason=error)  # the path: to the log only
     fix = (
         "check that [profiles].folder exists and that the gateway's account may read it (a network share: mounted)"
     )
-    return {"check": "profiles", "error": error, "fix": fix}
+    return NotReady("profiles", error, fix, {"folder": str(folder)})  # the path: to the log only
 
 
 METRICS_STORE_SECONDS = 5.0

@@ -362,7 +362,8 @@ class Dispatcher:
         self._unknown = due.keys() - {p.profile.id for p in self._partners}
         self._shown.update(due)
         for partner_id in self._shown:
-            # here, at the node's first sweep: the sweep that fails a message is too late for a scrape to see 0
+            # the start made these for the partners then stored; this is for messages another node (one with the
+            # profile) stored since, seen here sweeps before their time to live runs out, so a scrape sees 0 first
             count_sends_from_zero(partner_id)
             since = due.get(partner_id, now)
             OUTBOUND_WAITING.labels(partner=partner_id).set(max(round((now - since).total_seconds()), 0))

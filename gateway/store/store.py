@@ -591,6 +591,18 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return [(str(row[0]), _when(row[1])) for row in await conn.execute(query)]
 
+    async def unfinished_outbound_partners(self) -> list[str]:
+        """Each partner with outbound messages not yet in a final state, by name: any of them may still fail."""
+        unfinished = sorted(set(State) - FINAL)  # IN, not NOT IN: the state index skips the final ones, the most
+        query = (
+            select(messages.c.partner_id)
+            .where(messages.c.direction == Direction.OUTBOUND, messages.c.state.in_(unfinished))
+            .group_by(messages.c.partner_id)
+            .order_by(messages.c.partner_id)
+        )
+        async with self._reads.connect() as conn:
+            return [str(row[0]) for row in await conn.execute(query)]
+
     async def give_up_waiting(
         self,
         *,
