@@ -55,6 +55,9 @@ MAX_GZIP_MEMBERS = 16
 GZIPOutputStream per payload); empty members inflate to nothing, so only a count stops a part made of them."""
 _INFLATE_CHUNK = 1 << 20
 BODY_CONTENT_ID = "soap-body"
+UNDECLARED_MIME_TYPE = "application/octet-stream"
+"""A received payload's type when its eb:PartInfo has no MimeType part property (optional for uncompressed
+payloads): nothing signed says more."""
 _DS_SIGNATURE, _XENC_ENCRYPTED_KEY = q(ns.DS, "Signature"), q(ns.XENC, "EncryptedKey")
 
 PolicyLookup = Callable[[UserMessage], SecurityPolicy]
@@ -253,7 +256,9 @@ def parse_request(
         user_message = parse_user_message(incoming.unit)
         try:
             policy = policy_for(user_message)
-            return _open(incoming, package, user_message, policy, keys, now, spool, max_payload_bytes)
+            return _open(
+                incoming, package, user_message, policy, keys, now, spool, spool_threshold, max_payload_bytes
+            )
         except EbmsError as exc:
             raise exc.with_ref(user_message.message_id) from None
     kind = signal_kind(incoming.unit)
@@ -323,6 +328,7 @@ def _open(
     keys: OurKeys,
     now: datetime,
     spool: Spool,
+    spool_threshold: int | None,
     max_payload_bytes: int,
 ) -> UserMessageReceived:
     _check_soap_version(incoming, package, policy)
@@ -348,7 +354,7 @@ def _open(
         expected = {"eb:Messaging": incoming.messaging, "the SOAP Body": incoming.body}
         verified = wss.check_references(authenticated, ids, expected, plain, policy)
         references, signer = verified.references, wss.fingerprint(verified.certificate)
-    payloads = _payloads(user_message, plain, incoming.body, policy, spool, max_payload_bytes)
+    payloads = _payloads(user_message, plain, incoming.body, policy, spool, spool_threshold, max_payload_bytes)
     return UserMessageReceived(
         user_message=user_message,
         payloads=payloads,
@@ -392,6 +398,7 @@ def _payloads(
     body: etree._Element,
     policy: SecurityPolicy,
     spool: Spool,
+    spool_threshold: int | None,
     max_payload_bytes: int,
 ) -> tuple[Payload, ...]:
     named: list[str] = []
@@ -427,7 +434,7 @@ def _payloads(
     for info in user_message.parts:
         allowed = budget if agreed is None else min(budget, agreed)
         try:
-            payload = _payload(info, parts, body_children, policy, spool, allowed)
+            payload = _payload(info, parts, body_children, policy, spool, spool_threshold, allowed)
         except _InflateLimit:
             if allowed == agreed:
                 raise _over_agreed(info, agreed, "more") from None
@@ -453,6 +460,7 @@ def _payload(
     body_children: list[etree._Element],
     policy: SecurityPolicy,
     spool: Spool,
+    spool_threshold: int | None,
     max_payload_bytes: int,
 ) -> Payload:
     mime_type = info.get_property(MIME_TYPE)
@@ -492,13 +500,33 @@ def _payload(
                 EbmsCode.VALUE_INCONSISTENT,
                 f"eb:PartInfo {info.href!r} is compressed but has no MimeType part property (AS4 section 3.1)",
             )
-        content = _gunzip(part.body, cid, compression, max_payload_bytes, spool)
-    declared = mime_type or mime.type_and_charset(part.content_type)  # its charset kept, a file name not
+        content = _gunzip(part.body, cid, compression, max_payload_bytes, spool, spool_threshold)
+    _check_digest_form(info, part, ns.COMPRESSION_GZIP if compression is not None else mime_type)
+    # only the signed eb:PartInfo names the type: the part's Content-Type and xenc:EncryptedData/@MimeType are
+    # outside every signature, and an attacker's text/html must not reach the national system or a browser
+    declared = mime_type or UNDECLARED_MIME_TYPE
     if content.spooled:
         assert content.file is not None
         content.file.seek(0)
         return _make_payload(info, cid, declared, b"", content.file, extra, size=content.size)
     return _make_payload(info, cid, declared, content.read(), None, extra)
+
+
+def _check_digest_form(info: PartInfo, part: MimePart, signed_type: str | None) -> None:
+    """EBMS:0003 when the part's unsigned type made the signature digest canonicalize its content (as XML, or
+    its line ends as text) while the signed MimeType (application/gzip when compressed) does not call for that:
+    the bytes delivered could then differ from the bytes signed. Octets as they are always agree."""
+    form = wss.digest_form(part.content_type)
+    if form == "octets" or signed_type is None or wss.digest_form(signed_type) == form:
+        return
+    raise EbmsError(
+        EbmsCode.VALUE_INCONSISTENT,
+        f"eb:PartInfo {info.href!r} declares {signed_type!r} (its MimeType part property, or CompressionType), "
+        f"but the part is typed {(mime.type_and_charset(part.content_type) or part.content_type)!r} (its "
+        "Content-Type, or xenc:EncryptedData/@MimeType when encrypted), which the Attachment-Content-Signature-"
+        f"Transform reads as {form} (SwA profile 1.1 section 5.4.2): send the part with the type of its "
+        "MimeType part property (application/gzip when compressed)",
+    )
 
 
 def _make_payload(
@@ -527,9 +555,12 @@ def _make_payload(
         raise EbmsError(EbmsCode.VALUE_INCONSISTENT, f"eb:PartInfo {info.href!r}: {exc}") from None
 
 
-def _gunzip(body: PartBody, cid: str, compression: str, limit: int, spool: Spool) -> PartBody:
+def _gunzip(
+    body: PartBody, cid: str, compression: str, limit: int, spool: Spool, threshold: int | None
+) -> PartBody:
     """Inflate a gzip part (up to ``MAX_GZIP_MEMBERS`` members); EBMS:0303 for bad data, too many members or
-    more than ``limit`` bytes."""
+    more than ``limit`` bytes. What inflates beyond ``threshold`` goes to a ``spool()`` file, chunk by chunk,
+    however small the part: a 64 KiB part may inflate to 64 MiB."""
     if compression != ns.COMPRESSION_GZIP:
         raise EbmsError(
             EbmsCode.DECOMPRESSION_FAILURE,
@@ -537,7 +568,14 @@ def _gunzip(body: PartBody, cid: str, compression: str, limit: int, spool: Spool
         )
     limit = max(limit, 0)  # zlib reads a max_length of 0 as "no limit": never pass it one
     if not body.spooled:
-        return PartBody.of(_gunzip_bytes(body.buffer(), cid, limit))
+        in_memory = limit if threshold is None else min(limit, max(threshold, 0))
+        try:
+            return PartBody.of(_gunzip_bytes(body.buffer(), cid, in_memory))
+        except _InflateLimit:
+            if in_memory == limit:
+                raise
+        # inflated again into the spool from the start: at most ``threshold`` bytes twice, simpler than
+        # handing the inflater and its members over
     out = spool()
     total = _inflate_members(body.chunks(), out, cid, limit)
     out.flush()

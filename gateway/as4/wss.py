@@ -187,6 +187,14 @@ def _is_xml(content_type: str) -> bool:
     return _XML_CONTENT.match(content_type.lower()) is not None
 
 
+def digest_form(content_type: str) -> str:
+    """How the Attachment-Content-Signature-Transform reads a part of ``content_type``: "xml" (exclusive
+    C14N), "text" (CRLF line ends) or "octets" (as is); see ``attachment_octets``."""
+    if _is_xml(content_type):
+        return "xml"
+    return "text" if content_type.split(";")[0].strip().lower().startswith("text/") else "octets"
+
+
 def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
     """What the Attachment-Content-Signature-Transform yields (SwA profile 1.1 section 5.4.2), in chunks.
 
@@ -194,7 +202,8 @@ def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
     anything else (``application/gzip`` in eDelivery) is the content as is.
     """
     media = part.media_type
-    if _is_xml(part.content_type):
+    form = digest_form(part.content_type)
+    if form == "xml":
         if part.size > MAX_XML_ATTACHMENT_BYTES:
             raise EbmsError(
                 EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
@@ -212,7 +221,7 @@ def attachment_octets(part: MimePart) -> Iterator[bytes | memoryview]:
             yield etree.tostring(root.getroottree(), method="c14n", exclusive=True, with_comments=False)
         except etree.C14NError as exc:
             raise _not_canonicalizable(f"attachment <{part.content_id}>", exc) from None
-    elif media.startswith("text/"):
+    elif form == "text":
         yield from _crlf(part.body.chunks())
     else:
         yield from part.body.chunks()
@@ -1431,6 +1440,8 @@ def _decrypt_one(
             f"the content key for xenc:EncryptedData {data_id!r} is {len(key)} bytes; {uri} needs {expected_length}",
         )
     body = decrypt_gcm(key, attachments[cid].body, f"attachment <{cid}>", spool=spool)
+    # no signature covers @MimeType: it only picks the digest's canonicalization (SwA 1.1 section 5.4.2), as
+    # the sender's did; the payload's type comes from the signed eb:PartInfo (msh._payload)
     mime_type = data.get("MimeType") or "application/octet-stream"
     return cid, MimePart(content_id=cid, content_type=mime_type, body=body)
 

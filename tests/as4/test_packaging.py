@@ -291,14 +291,17 @@ def test_uncompressed_parts_are_accepted_even_where_compression_is_usual(alice: 
     assert event.payloads[0].data == PERMIT
 
 
-def test_without_a_mime_type_property_a_part_keeps_its_charset_but_not_its_other_parameters(
+def test_without_a_mime_type_property_a_part_is_octets_whatever_its_unsigned_content_type_says(
     alice: KeyPair, bob: KeyPair
 ) -> None:
+    """The part's Content-Type header is not signed (the SwA transform covers the content only): without the
+    signed MimeType property the payload is delivered as octets, its long name and charset parameters ignored."""
     message = user_message(NOW, parts=(PartInfo(href="cid:t@x.test"),))
     content_type = 'text/plain; charset=windows-1252; name="Einfuhrgenehmigung-' + "x" * 90 + '.txt"'
     built_type, body = hand_built(alice, message, attachments=[("t@x.test", content_type, b"caf\xe9")])
     event = _parse(built_type, body, alice, bob, require_encryption=False)
-    assert event.payloads[0].mime_type == "text/plain; charset=windows-1252"
+    assert event.payloads[0].mime_type == "application/octet-stream"
+    assert event.payloads[0].data == b"caf\xe9"
 
 
 def test_text_and_xml_attachments_are_digested_as_the_swa_transform_says(alice: KeyPair, bob: KeyPair) -> None:
