@@ -18,6 +18,7 @@ from gateway.as4 import (
     MAX_SIGNAL_BYTES,
     EbmsCode,
     EbmsError,
+    ErrorDetail,
     ErrorReceived,
     ReceiptReceived,
     SignedReference,
@@ -25,6 +26,7 @@ from gateway.as4 import (
     parse_response,
 )
 from gateway.as4._ns import EB
+from gateway.as4.signals import error_detail
 from gateway.clock import Clock
 from gateway.errors import GatewayError, StoreError
 from gateway.faults import NO_FAULTS, Faults
@@ -64,6 +66,7 @@ SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, 
 MIN_WAKE_SECONDS = 0.5  # a retry timer never fires sooner: with a clock that stands still (tests) it would spin
 SHOW_WAITING_EVERY = timedelta(seconds=10)  # the waiting-age gauge costs a query; a wake per submission need not
 _READ_CHUNK = 64 * 1024
+UNVERIFIED = "unverified_error_signal"  # the timeline detail of an error signal not taken as the partner's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,9 @@ class Attempt:
     latency_ms: float
     error_codes: tuple[str, ...] = ()
     evidence: Evidence | None = None
+    unverified: dict[str, Any] | None = None
+    """An error signal in the answer that is not the partner's (unsigned, or its signature not verified): kept in
+    the timeline as evidence, never acted on."""
 
     def detail(self, attempt: int) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
@@ -84,6 +90,8 @@ class Attempt:
             out["reason"] = self.reason
         if self.error_codes:
             out["error_codes"] = list(self.error_codes)
+        if self.unverified is not None:
+            out[UNVERIFIED] = self.unverified
         return out
 
 
@@ -103,11 +111,61 @@ def stored_message(record: MessageRecord) -> StoredMessage:
     return StoredMessage(record.message_id, references)
 
 
-def _error_attempt(event: ErrorReceived, status: int, latency_ms: float) -> Attempt:
+def _described(errors: tuple[ErrorDetail, ...] | list[ErrorDetail]) -> str:
+    return "; ".join(f"{e.code} {e.short_description}: {e.detail or e.description or ''}" for e in errors)
+
+
+def _unverified_detail(
+    errors: tuple[ErrorDetail, ...] | list[ErrorDetail], status: int | None, *, signature: str
+) -> dict[str, Any]:
+    """The timeline's record of an error signal not taken: what it carried, its HTTP status, and its signature
+    (``none``, or why it was not verified)."""
+    return {
+        "signed": signature != "none",
+        "verified": False,
+        "signature": signature,
+        "http_status": status,
+        "summary": _described(errors)[:2000],
+        "errors": [
+            {
+                "code": e.code,
+                "severity": e.severity,
+                "short_description": e.short_description,
+                "description": (e.description or "")[:500] or None,
+                "detail": (e.detail or "")[:500] or None,
+            }
+            for e in errors[:10]
+        ],
+    }
+
+
+def _error_attempt(
+    event: ErrorReceived, status: int, latency_ms: float, *, endpoint: str = "the partner's endpoint"
+) -> Attempt:
+    """A signed (and so verified) error signal is the partner's answer: a final code fails the message. An unsigned
+    one, or a bare SOAP Fault, may come from anything that answers our POST (a proxy, a firewall, anyone on the
+    path of an http:// endpoint), so it is evidence only and the message is sent again until a receipt comes
+    or its time to live runs out, as the pull path takes only signed errors (``pull_serve``)."""
     codes = tuple(e.code for e in event.errors)
-    described = "; ".join(
-        f"{e.code} {e.short_description}: {e.detail or e.description or ''}" for e in event.errors
-    )
+    described = _described(event.errors)
+    if not event.signed:
+        form = "an ebMS error signal" if event.message_id else "a SOAP Fault carrying an ebMS error"
+        reason = (
+            f"HTTP {status}; the answer from {endpoint} is {form} without a signature, not taken as the partner's "
+            f"answer (unverified: {described}). Only an error signal signed with a certificate our profile of the "
+            "partner trusts fails a message (eDelivery AS4 signs every signal); something between us and the "
+            "partner (a proxy, a firewall) may have sent this one, so the message is sent again until a receipt "
+            "comes or its time to live runs out. If it persists, ask the partner's administrator whether its "
+            f"gateway sent it, and check what answers at {endpoint}"
+        )
+        return Attempt(
+            receipt=None,
+            retryable=True,
+            reason=reason,
+            http_status=status,
+            latency_ms=latency_ms,
+            unverified=_unverified_detail(event.errors, status, signature="none"),
+        )
     retryable = all(code in RETRYABLE_CODES for code in codes) or not event.is_failure
     return Attempt(
         receipt=None,
@@ -443,7 +501,7 @@ class Dispatcher:
             await self._hold(record, why_held)
             return
         if (expired := self._expired(record)) is not None:
-            await self._give_up(record, expired)
+            await self._give_up(record, await self._naming_unverified(record, expired))
             return
         async with self._posting:  # waiting here is not counted in the POST's time-out
             if lost.is_set():  # the lease ran out while waiting: the message is another claim's now
@@ -453,7 +511,7 @@ class Dispatcher:
                 )
                 return
             if (expired := self._expired(record)) is not None:  # the wait for a slot outlasted its time to live
-                await self._give_up(record, expired)
+                await self._give_up(record, await self._naming_unverified(record, expired))
                 return
             attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
@@ -515,9 +573,20 @@ class Dispatcher:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
         except EbmsError as exc:
             reason = _unchecked_answer(status, exc, partner, content_type, body)
-            return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
+            errors = _errors_in(content_type, body)
+            unverified = (
+                _unverified_detail(errors, status, signature=f"not verified: {exc}"[:500]) if errors else None
+            )
+            return Attempt(
+                receipt=None,
+                retryable=True,
+                reason=reason,
+                http_status=status,
+                latency_ms=latency,
+                unverified=unverified,
+            )
         if isinstance(answer, ErrorReceived):
-            return _error_attempt(answer, status, latency)
+            return _error_attempt(answer, status, latency, endpoint=partner.profile.endpoint_url)
         kept = Evidence(kind="receipt", content_type=content_type, body=body)
         return Attempt(
             receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
@@ -554,24 +623,18 @@ class Dispatcher:
             return
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:
-            await self._give_up(
-                record,
-                EbmsCode.MISSING_RECEIPT.describe(
-                    f"no receipt after {record.attempts} attempts; last: {attempt.reason}"
-                ),
-                detail,
+            why = EbmsCode.MISSING_RECEIPT.describe(
+                f"no receipt after {record.attempts} attempts; last: {attempt.reason}"
             )
+            await self._give_up(record, await self._naming_unverified(record, why, attempt), detail)
             return
         delay = awareness.retry_delay(record.attempts) * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
         due = self._clock.now() + timedelta(seconds=delay)
         if record.expires_at is not None and due > record.expires_at:
-            await self._give_up(
-                record,
-                EbmsCode.MISSING_RECEIPT.describe(
-                    f"no receipt, and the next retry would fall after its time to live; last: {attempt.reason}",
-                ),
-                detail,
+            why = EbmsCode.MISSING_RECEIPT.describe(
+                f"no receipt, and the next retry would fall after its time to live; last: {attempt.reason}"
             )
+            await self._give_up(record, await self._naming_unverified(record, why, attempt), detail)
             return
         detail["next_attempt_at"] = due.isoformat()
         await self._store.move(
@@ -586,6 +649,35 @@ class Dispatcher:
         SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="retry").inc()
         log.warning(
             "send failed, will retry", message_id=record.message_id, reason=attempt.reason, at=due.isoformat()
+        )
+
+    async def _naming_unverified(self, record: MessageRecord, reason: str, attempt: Attempt | None = None) -> str:
+        """``reason`` for a message that failed without a receipt, naming the last error signal it got that was not
+        taken (unsigned, or not verified) unless the last attempt got it: a refusal that may not be the partner's
+        is what the operator checks first."""
+        if attempt is not None and attempt.unverified is not None:
+            return reason
+        try:
+            events = await self._store.events(record.id)
+        except StoreError as exc:  # the reason is complete without it; the timeline still holds it
+            log.warning("earlier error signals not looked up", message_id=record.message_id, reason=str(exc))
+            return reason
+        found = None
+        for event in reversed(events):
+            if event.kind in (Event.OPERATOR_RETRY.value, Event.RESUBMITTED.value):
+                break  # an earlier round of attempts, already reported when it failed
+            if isinstance(event.detail.get(UNVERIFIED), dict):
+                found = event
+                break
+        if found is None or str(found.detail[UNVERIFIED].get("summary")) in reason:
+            return reason
+        detail, at = found.detail, found.at
+        unverified = detail[UNVERIFIED]
+        signature = "unsigned" if unverified.get("signature") == "none" else "its signature not verified"
+        return (
+            f"{reason}; the last error signal answered (attempt {detail.get('attempt')}, {at.isoformat()}, "
+            f"HTTP {unverified.get('http_status')}, {signature}, so not taken as the partner's answer): "
+            f"{unverified.get('summary')}"
         )
 
     async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
@@ -666,18 +758,22 @@ def _trust_fix(partner: Partner) -> str:
 
 def _unverified_errors(content_type: str, body: bytes) -> str:
     """The eb:Error codes and descriptions of an answer, read without checking its signature ("" if none)."""
+    described = []
+    for error in _errors_in(content_type, body):
+        detail = " ".join(" ".join(t for t in (error.description, error.detail) if t).split())
+        shown = f"{error.code or '?'} {error.short_description or ''}: {detail}"
+        described.append(shown[:500])
+    return "; ".join(described[:10])
+
+
+def _errors_in(content_type: str, body: bytes) -> list[ErrorDetail]:
+    """The eb:Error elements of an answer, read without checking its signature (none if it cannot be read)."""
     try:
         envelope = mime.parse(content_type, body).envelope
         root = parse_xml(envelope, max_bytes=MAX_SIGNAL_BYTES, what="the partner's answer")
     except (EbmsError, XmlInputError, ValueError):
-        return ""
-    described = []
-    for error in root.iter(f"{{{EB}}}Error"):
-        texts = ("".join(e.itertext()) for e in error.iter(f"{{{EB}}}Description", f"{{{EB}}}ErrorDetail"))
-        detail = " ".join(" ".join(texts).split())
-        shown = f"{error.get('errorCode', '?')} {error.get('shortDescription', '')}: {detail}"
-        described.append(shown[:500])
-    return "; ".join(described[:10])
+        return []
+    return [error_detail(error) for error in root.iter(f"{{{EB}}}Error")]
 
 
 def _not_tried(reason: str) -> Attempt:
