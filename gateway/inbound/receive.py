@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,10 @@ from gateway.as4 import (
     Outgoing,
     Package,
     PackageAssembler,
+    PartInfo,
+    PartyId,
     Payload,
+    Property,
     SecurityPolicy,
     SoapVersion,
     UserMessage,
@@ -114,6 +118,50 @@ def _check_pulled(user_message: UserMessage, partner: Partner, pulled: Pulled) -
             EbmsCode.PROCESSING_MODE_MISMATCH,
             f"From PartyId is partner {partner.profile.id!r} but the message was pulled from partner "
             f"{pulled.partner_id!r}; a partner's MPC serves only its own messages",
+        )
+
+
+def _type_of(value: str | None) -> str:
+    return "no type attribute" if value is None else f"type {value!r}"
+
+
+def _check_roles(user_message: UserMessage, partner: Partner) -> None:
+    """The roles are part of the agreement: the sender's is ``roles.initiator``, ours ``roles.responder``, as
+    our own messages to the partner carry them."""
+    roles = partner.profile.roles
+    for side, came, key, expected in (
+        ("From", user_message.from_party.role, "initiator", roles.initiator),
+        ("To", user_message.to_party.role, "responder", roles.responder),
+    ):
+        if came != expected:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"{side} Role is {came!r}, but the agreement with partner {partner.profile.id!r} has roles.{key} "
+                f"{expected!r}: the sender sends that role; if the partners agreed on {came!r}, the receiving "
+                f"authority sets roles.{key} to it in its profile of partner {partner.profile.id!r}",
+            )
+
+
+def _check_collaboration(user_message: UserMessage, partner: Partner) -> None:
+    """Our agreements name the Service without a type and no AgreementRef (our own messages carry neither): a
+    Service of another type is another service (ebMS 3.0 section 5.2.2.8), and an AgreementRef is a PMode
+    this gateway does not have (section 5.2.2.7)."""
+    if user_message.service_type is not None:
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            f"Service {user_message.service!r} has type {user_message.service_type!r}, but the agreement with "
+            f"partner {partner.profile.id!r} names this Service without a type, and a Service is its value and "
+            "type together (ebMS 3.0 section 5.2.2.8): the sender leaves the type attribute out of eb:Service "
+            "(its PMode's Service type empty)",
+        )
+    if user_message.agreement_ref is not None:
+        pmode = user_message.agreement_ref_pmode
+        raise EbmsError(
+            EbmsCode.PROCESSING_MODE_MISMATCH,
+            f"AgreementRef is {user_message.agreement_ref!r} ({_type_of(user_message.agreement_ref_type)}"
+            f"{'' if pmode is None else f', pmode {pmode!r}'}), but the profile of partner {partner.profile.id!r} "
+            "names no agreement, and the profile has no key for one: the sender leaves eb:AgreementRef out (its "
+            "PMode's Agreement empty), as this gateway's own messages do",
         )
 
 
@@ -263,12 +311,23 @@ class Receiver:
         return partner
 
     def _check_agreement(self, user_message: UserMessage, partner: Partner) -> None:
+        """PMode matching (ebMS 3.0 appendix D, eDelivery AS4 1.15 section 1.4.2.2): the To PartyId with its type,
+        both roles, the Service by value and type, the AgreementRef and the Action must be the agreement's."""
         recipient = user_message.to_party.primary
         if recipient.value != self._identity.party_id:
             raise EbmsError(
                 EbmsCode.PROCESSING_MODE_MISMATCH,
                 f"To PartyId is {recipient.value!r}; this gateway is {self._identity.party_id!r}",
             )
+        if recipient.type != self._identity.party_id_type:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"To PartyId {recipient.value!r} has {_type_of(recipient.type)}, but this gateway's PartyId has type "
+                f"{self._identity.party_id_type!r} ([identity] party_id_type): a PartyId is its value and type "
+                "together (ebMS 3.0 section 5.2.2.4); the sender's profile of this gateway names that type",
+            )
+        _check_roles(user_message, partner)
+        _check_collaboration(user_message, partner)
         if is_test_message(user_message):
             return
         document_type = document_type_for(user_message.service, user_message.action)
@@ -303,7 +362,7 @@ class Receiver:
         await self._check_not_ours(user_message)
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
-            return await self._duplicate(stored, _content_key(payload_sha256, received))
+            return await self._duplicate(stored, _content_key(payload_sha256, received), user_message)
         # payload files are written and fsynced on a worker thread, not on the event loop
         new = await asyncio.to_thread(self._new_message, received, content_type, body, partner)
         document, recheck = await self._validate(new, received, partner)
@@ -335,7 +394,7 @@ class Receiver:
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
         except _StoredMeanwhile as meanwhile:
-            return await self._duplicate(meanwhile.record, _content_key(payload_sha256, received))
+            return await self._duplicate(meanwhile.record, _content_key(payload_sha256, received), user_message)
         self._faults.hit("receive.before_answer")
         if not first:
             DUPLICATES.labels(partner=record.partner_id, outcome="document_resent").inc()
@@ -389,6 +448,7 @@ class Receiver:
             wire_content_type=content_type,
             signed_references=[{"uri": r.uri, "digest": r.digest_value} for r in received.references],
             attachments=[self._keep(p, n).to_json() for n, p in enumerate(received.payloads[1:], 1)] or None,
+            header_digests=header_digests(user_message),
         )
 
     def _keep(self, payload: Payload, position: int) -> Attachment:
@@ -453,9 +513,10 @@ class Receiver:
             ref_to_message_id=new.message_id,
         ) from None
 
-    async def _duplicate(self, stored: MessageRecord, content: dict[str, object]) -> Reception:
-        kept = _stored_content(stored)
-        differing = [name for name in content if content[name] != kept[name]]
+    async def _duplicate(
+        self, stored: MessageRecord, content: dict[str, object], user_message: UserMessage
+    ) -> Reception:
+        differing = _differences(content, header_digests(user_message), stored)
         if differing:
             what = f"different {', '.join(differing)}"
             reason = f"same MessageId, {what}"
@@ -496,9 +557,13 @@ def check_content_type(content_type: str) -> None:
     )
 
 
+_PAYLOADS = ("permit document", "attachments")
+
+
 def _content_key(permit_sha256: str, received: UserMessageReceived) -> dict[str, object]:
-    """What makes two messages with one MessageId the same: the header fields we keep, the permit and every
-    attachment by SHA-256. Not the Timestamp, the ids or the signature, which a sender's retry may renew."""
+    """What makes two messages with one MessageId the same, with the header's digests: the header fields kept in
+    columns, the permit and every attachment by SHA-256. Not the Timestamp, the ids or the signature, which a
+    sender's retry may renew."""
     um = received.user_message
     return {
         "ConversationId": um.conversation_id,
@@ -509,6 +574,62 @@ def _content_key(permit_sha256: str, received: UserMessageReceived) -> dict[str,
         "permit document": permit_sha256,
         "attachments": tuple(_sha256_of(p) for p in received.payloads[1:]),
     }
+
+
+def _differences(content: dict[str, object], header: dict[str, str], stored: MessageRecord) -> list[str]:
+    """What differs from the stored message, by name. A message stored before migration 0011 has no header
+    digests: it is compared on the columns alone."""
+    kept = _stored_content(stored)
+    if stored.header_digests is None:
+        return [name for name in kept if content[name] != kept[name]]
+    differing = [name for name in _PAYLOADS if content[name] != kept[name]]
+    items = list(stored.header_digests) + [name for name in header if name not in stored.header_digests]
+    return [_label(name) for name in items if header.get(name) != stored.header_digests.get(name)] + differing
+
+
+def _label(item: str) -> str:
+    if item.startswith("PartInfo "):
+        return f"{item} (its MimeType or other part properties, Schema or Description)"
+    return item
+
+
+def header_digests(user_message: UserMessage) -> dict[str, str]:
+    """The signed eb:UserMessage but its Timestamp and MessageId, one SHA-256 per item, in a canonical form that
+    ids, prefixes, whitespace and the order of properties do not change: what a retry must repeat. Payload
+    ``n`` (1 the permit) is ``PartInfo n``, by its position, not by its Content-ID."""
+    um = user_message
+    items: dict[str, object] = {
+        "RefToMessageId": um.ref_to_message_id,
+        "mpc": um.mpc,
+        "From party": _party(um.from_party.party_ids, um.from_party.role),
+        "To party": _party(um.to_party.party_ids, um.to_party.role),
+        "AgreementRef": [um.agreement_ref, um.agreement_ref_type, um.agreement_ref_pmode],
+        "Service": [um.service, um.service_type],
+        "Action": um.action,
+        "ConversationId": um.conversation_id,
+        "MessageProperties": _properties(um.properties),
+    }
+    for n, part in enumerate(um.parts, 1):
+        items[f"PartInfo {n}"] = _part(part)
+    return {name: _digest(value) for name, value in items.items()}
+
+
+def _party(party_ids: tuple[PartyId, ...], role: str) -> list[object]:
+    return [[[p.value, p.type] for p in party_ids], role]
+
+
+def _properties(properties: tuple[Property, ...]) -> list[list[str | None]]:
+    return sorted(([p.name, p.type, p.value] for p in properties), key=json.dumps)
+
+
+def _part(part: PartInfo) -> list[object]:
+    schemas = [[s.location, s.version, s.namespace] for s in part.schemas]
+    return [part.href is None, _properties(part.properties), schemas, part.description, part.description_lang]
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _stored_content(stored: MessageRecord) -> dict[str, object]:

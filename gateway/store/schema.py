@@ -87,6 +87,9 @@ messages = Table(
     # the findings (Finding.to_json()) a received document was accepted with, for the national system; NULL for
     # outbound messages and those received before 0010
     Column("findings", JSON),
+    # a received message's signed eb:UserMessage, one SHA-256 per item (header_digests() in inbound/receive.py):
+    # a resend under its MessageId must match; NULL for outbound messages and those received before 0011
+    Column("header_digests", JSON),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime()),

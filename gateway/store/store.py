@@ -95,6 +95,7 @@ class NewMessage:
     wire_content_type: str | None = None
     signed_references: list[dict[str, str]] | None = None
     attachments: list[dict[str, Any]] | None = None
+    header_digests: dict[str, str] | None = None
     expires_at: datetime | None = None
     next_attempt_at: datetime | None = None
 
@@ -122,6 +123,9 @@ class MessageRecord:
     attachments: list[dict[str, Any]] | None = field(compare=False)
     findings: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     """What the received document was accepted with (``Finding.to_json()`` each); empty when none or not kept."""
+    header_digests: dict[str, str] | None = field(default=None, compare=False)
+    """A received message's signed header, one SHA-256 per item; None for outbound ones and those stored before
+    migration 0011."""
     state: State
     attempts: int
     next_attempt_at: datetime | None

@@ -1,7 +1,8 @@
-"""Migrations 0004 to 0010 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
+"""Migrations 0004 to 0011 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
 head, the migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file, listing and
 queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny).
-0010 gives the received messages still waiting to be delivered the findings they were accepted with."""
+0010 gives the received messages still waiting to be delivered the findings they were accepted with; 0011 adds the
+received messages' header digests, NULL for those received before it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from typer.testing import CliRunner
 
 from gateway.clock import FixedClock
 from gateway.interfaces.cli import app
-from gateway.store import Direction, MessageStore, State, create_engine, upgrade
-from gateway.store.migrate import downgrade
+from gateway.store import Direction, MessageStore, NewMessage, State, create_engine, upgrade
+from gateway.store.migrate import downgrade, head_revision
 from gateway.store.schema import message_events, messages, metadata
 
 NEW_INDEXES = {
@@ -57,7 +58,7 @@ async def test_db_upgrade_applies_every_later_migration_to_a_0003_store(store_ur
         assert "is up to date" in result.output
         async with engine.connect() as conn:
             revision, indexes, diff = await conn.run_sync(_state)
-        assert revision == "0010" and indexes >= NEW_INDEXES and diff == []
+        assert revision == head_revision() and indexes >= NEW_INDEXES and diff == []
     finally:
         await engine.dispose()
 
@@ -164,7 +165,7 @@ async def test_0010_gives_the_messages_waiting_for_delivery_their_findings(store
         async with engine.connect() as conn:
             revision, _, diff = await conn.run_sync(_state)
             kept = dict((await conn.execute(select(messages.c.message_id, messages.c.findings))).all())
-        assert revision == "0010" and diff == []
+        assert revision == head_revision() and diff == []
         assert kept == {
             "waiting@ch": [FINDING],
             "clean@ch": [],
@@ -182,6 +183,74 @@ async def test_0010_gives_the_messages_waiting_for_delivery_their_findings(store
             assert "findings" not in {
                 c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("messages"))
             }
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.run_sync(_state))[2] == []
+    finally:
+        await engine.dispose()
+
+
+async def test_0011_adds_header_digests_null_for_messages_received_before_and_downgrades(store_url: str) -> None:
+    """A message received before 0011 has no header digests (its resends are compared on the columns); a new
+    one keeps them; down to 0010 the column goes and up again the schema is the head's."""
+    engine = create_engine(store_url)
+    try:
+        await upgrade(engine, "0010")
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        values = {
+            "direction": "in",
+            "message_id": "old@ch",
+            "conversation_id": "c1",
+            "partner_id": "ch-swissmedic",
+            "from_party": "CH-SWISSMEDIC",
+            "to_party": "BE-FAMHP",
+            "service": "svc",
+            "action": "ExportAuthorization",
+            "payload_sha256": "0" * 64,
+            "payload_mime_type": "application/xml",
+            "state": State.DELIVERED.value,
+            "attempts": 0,
+            "created_at": at,
+            "updated_at": at,
+        }
+        async with engine.begin() as conn:
+            await conn.execute(insert(messages).values(values))
+
+        await upgrade(engine)
+
+        async with engine.connect() as conn:
+            revision, _, diff = await conn.run_sync(_state)
+        assert revision == head_revision() == "0011" and diff == []
+        store = MessageStore(engine, FixedClock(at))
+        old = await store.find(Direction.INBOUND, "old@ch")
+        assert old is not None and old.header_digests is None
+        digests = {"MessageProperties": "a" * 64, "PartInfo 1": "b" * 64}
+        new, created = await store.add(
+            NewMessage(
+                direction=Direction.INBOUND,
+                message_id="new@ch",
+                conversation_id="c2",
+                partner_id="ch-swissmedic",
+                from_party="CH-SWISSMEDIC",
+                to_party="BE-FAMHP",
+                service="svc",
+                action="ExportAuthorization",
+                payload_sha256="1" * 64,
+                payload_mime_type="application/xml",
+                header_digests=digests,
+            )
+        )
+        assert created and new.header_digests == digests
+        found = await store.find(Direction.INBOUND, "new@ch")
+        assert found is not None and found.header_digests == digests
+
+        await downgrade(engine, "0010")
+        async with engine.connect() as conn:
+            assert "header_digests" not in {
+                c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("messages"))
+            }
+            kept = (await conn.execute(select(messages.c.message_id).order_by(messages.c.id))).scalars().all()
+        assert kept == ["old@ch", "new@ch"]
         await upgrade(engine)
         async with engine.connect() as conn:
             assert (await conn.run_sync(_state))[2] == []
