@@ -143,9 +143,8 @@ def _check_roles(user_message: UserMessage, partner: Partner) -> None:
 
 
 def _check_collaboration(user_message: UserMessage, partner: Partner) -> None:
-    """Our agreements name the Service without a type and no AgreementRef (our own messages carry neither): a
-    Service of another type is another service (ebMS 3.0 section 5.2.2.8), and an AgreementRef is a PMode
-    this gateway does not have (section 5.2.2.7)."""
+    """Our agreements name the Service without a type (our own messages carry none; a Service of another type is
+    another service, ebMS 3.0 section 5.2.2.8), and the AgreementRef the profile names, if any."""
     if user_message.service_type is not None:
         raise EbmsError(
             EbmsCode.PROCESSING_MODE_MISMATCH,
@@ -154,15 +153,31 @@ def _check_collaboration(user_message: UserMessage, partner: Partner) -> None:
             "type together (ebMS 3.0 section 5.2.2.8): the sender leaves the type attribute out of eb:Service "
             "(its PMode's Service type empty)",
         )
-    if user_message.agreement_ref is not None:
-        pmode = user_message.agreement_ref_pmode
-        raise EbmsError(
-            EbmsCode.PROCESSING_MODE_MISMATCH,
-            f"AgreementRef is {user_message.agreement_ref!r} ({_type_of(user_message.agreement_ref_type)}"
-            f"{'' if pmode is None else f', pmode {pmode!r}'}), but the profile of partner {partner.profile.id!r} "
-            "names no agreement, and the profile has no key for one: the sender leaves eb:AgreementRef out (its "
-            "PMode's Agreement empty), as this gateway's own messages do",
-        )
+    _check_agreement_ref(user_message, partner)
+
+
+def _check_agreement_ref(user_message: UserMessage, partner: Partner) -> None:
+    """The AgreementRef (value and type; its pmode attribute names the sender's PMode, not matched) is the one
+    the profile's ``agreement`` names, or absent when it names none."""
+    agreement = partner.profile.agreement
+    came = (user_message.agreement_ref, user_message.agreement_ref_type)
+    expected = (None, None) if agreement is None else (agreement.value, agreement.type)
+    if came == expected:
+        return
+    pmode = user_message.agreement_ref_pmode
+    sent = (
+        "no AgreementRef"
+        if came[0] is None
+        else f"AgreementRef {came[0]!r} ({_type_of(came[1])}{'' if pmode is None else f', pmode {pmode!r}'})"
+    )
+    wanted = "none" if agreement is None else f"{agreement.value!r} ({_type_of(agreement.type)})"
+    raise EbmsError(
+        EbmsCode.PROCESSING_MODE_MISMATCH,
+        f"the message has {sent}, but the agreement with partner {partner.profile.id!r} names {wanted} (ebMS 3.0 "
+        "section 5.2.2.7): the sender puts the agreed AgreementRef on its messages (none: leaves it out), or, if "
+        "the partners agreed on this one, the receiving authority sets agreement.value (and agreement.type) in its "
+        f"profile of partner {partner.profile.id!r}",
+    )
 
 
 class Receiver:

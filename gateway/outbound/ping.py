@@ -37,6 +37,7 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.keystore import OwnKeys
+from gateway.profiles.model import agreement_ref
 from gateway.profiles.trust import Partner
 from gateway.settings import IdentitySettings
 
@@ -75,6 +76,7 @@ def ping_message(partner: Partner, identity: IdentitySettings, clock: Clock) -> 
     """The ebMS test-service user message from us to the partner, with a fresh MessageId."""
     ours = PartyId(value=identity.party_id, type=identity.party_id_type)
     theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
+    agreement = agreement_ref(partner.profile)
     return UserMessage(
         message_id=message_id_for(identity.party_id, str(uuid.uuid4())),
         timestamp=clock.now(),
@@ -83,6 +85,9 @@ def ping_message(partner: Partner, identity: IdentitySettings, clock: Clock) -> 
         service=TEST_SERVICE,
         action=TEST_ACTION,
         conversation_id=str(uuid.uuid4()),
+        agreement_ref=agreement[0],
+        agreement_ref_type=agreement[1],
+        agreement_ref_pmode=agreement[2],
     )
 
 

@@ -52,7 +52,7 @@ from gateway.faults import NO_FAULTS, Faults
 from gateway.files import sha256_of_file
 from gateway.outbound.retry import BuiltWith, NotRetryable, built_with_of, latest_carrier, retry_failed
 from gateway.profiles.keystore import OwnKeys
-from gateway.profiles.model import Transport
+from gateway.profiles.model import Transport, agreement_ref
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import IdentitySettings
 from gateway.store import (
@@ -483,6 +483,7 @@ def _user_message(
     service, action = service_action(document_type)
     ours = PartyId(value=identity.party_id, type=identity.party_id_type)
     theirs = PartyId(value=partner.profile.party_id, type=partner.profile.party_id_type)
+    agreement = agreement_ref(partner.profile)
     return UserMessage(
         message_id=new_message_id(identity) if anew is None else _anew_id(identity, anew),
         timestamp=clock.now(),
@@ -492,6 +493,9 @@ def _user_message(
         action=action,
         conversation_id=str(uuid.uuid4()) if anew is None else anew.conversation_id,
         mpc=partner.profile.pull.mpc if partner.profile.transport is Transport.PULL else DEFAULT_MPC,
+        agreement_ref=agreement[0],
+        agreement_ref_type=agreement[1],
+        agreement_ref_pmode=agreement[2],
     )
 
 

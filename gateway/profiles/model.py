@@ -81,6 +81,19 @@ class Roles(_Section):
     )
 
 
+class Agreement(_Section):
+    """The eb:AgreementRef both sides put on their messages, when their agreement names one (a Domibus process's
+    agreement, a phase4 or Holodeck B2B PMode's AgreementRef): we send it, and refuse a message without it."""
+
+    value: str = Field(min_length=1, description="eb:AgreementRef, e.g. urn:fdc:incb.org:i2es:agreement")
+    type: str | None = Field(
+        default=None, min_length=1, description="its type attribute, when the agreement has one"
+    )
+    pmode: str | None = Field(
+        default=None, min_length=1, description="the pmode attribute we send (the partner's PMode id); not matched"
+    )
+
+
 class Security(_Section):
     """Whom we trust for the partner's signatures, and the certificate we encrypt for.
 
@@ -378,6 +391,10 @@ class PartnerProfile(_Section):
     party_id: Annotated[str, Field(min_length=1, description="the partner's ebMS PartyId")]
     party_id_type: Annotated[str, Field(min_length=1)] = PARTY_ID_TYPE_UNREGISTERED
     roles: Roles = Roles()
+    agreement: Agreement | None = Field(
+        default=None,
+        description="the eb:AgreementRef of the partners' agreement; none (the default): messages carry none",
+    )
     endpoint: str | None = Field(
         default=None,
         description="the partner's AS4 endpoint URL; only a partner that pulls (transport: pull) and that we do "
@@ -464,6 +481,12 @@ def _check_http_url(value: str) -> str:
 
 
 SCHEMA_ID = "https://permit-gateway.example/schemas/partner-profile.json"
+
+
+def agreement_ref(profile: PartnerProfile) -> tuple[str | None, str | None, str | None]:
+    """The AgreementRef, its type and pmode attribute of a UserMessage to the partner, as its profile says."""
+    agreement = profile.agreement
+    return (None, None, None) if agreement is None else (agreement.value, agreement.type, agreement.pmode)
 
 
 def profile_json_schema() -> dict[str, Any]:

@@ -56,10 +56,10 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "AgreementRef": (
         {"agreement_ref": "urn:x:unknown-agreement", "agreement_ref_pmode": "bogus"},
         [
-            "AgreementRef is 'urn:x:unknown-agreement'",
-            "pmode 'bogus'",
-            "names no agreement",
-            "leaves eb:AgreementRef out",
+            "AgreementRef 'urn:x:unknown-agreement' (no type attribute, pmode 'bogus')",
+            "partner 'be-famhp' names none",
+            "leaves it out",
+            "sets agreement.value",
         ],
     ),
 }
@@ -134,3 +134,31 @@ async def test_roles_set_in_both_profiles_are_sent_and_accepted(
     status, answer = await _post(session, ch.url, sent.content_type, sent.body)
     assert status == 400 and "EBMS:0010" in answer
     assert f"From Role is '{ROLE_INITIATOR}'" in answer and "roles.initiator 'urn:permits:roles:issuer'" in answer
+
+
+async def test_an_agreement_set_in_both_profiles_is_sent_and_required(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    """A partner whose PMode names an agreement (Domibus, phase4 and Holodeck B2B examples all do): with
+    ``agreement`` in both profiles our gateways send that AgreementRef and accept it, and a message without it,
+    or with another type, is refused naming the agreement expected."""
+    agreement = "agreement:\n  value: urn:fdc:incb.org:i2es:agreement\n  type: urn:x:types\n  pmode: permits\n"
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in harness.ports.items()}
+    write_profiles(harness.tmp / "profiles", endpoints, extra=RETRIES + agreement)
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+
+    # delivered: Switzerland requires the agreement, so Belgium sent it
+    await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)  # raises unless DELIVERED
+
+    for n, changes in enumerate(({}, {"agreement_ref": "urn:fdc:incb.org:i2es:agreement"})):
+        sent = build_user_message(
+            permit_user_message(harness, f"agreement-{n}@be-famhp.test", **changes),
+            [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
+            sender=harness.keys("BE-FAMHP"),
+            recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
+        )
+        status, answer = await _post(session, ch.url, sent.content_type, sent.body)
+        assert status == 400 and "EBMS:0010" in answer, answer[:2000]
+        assert "names 'urn:fdc:incb.org:i2es:agreement' (type 'urn:x:types')" in answer, answer[:2000]
