@@ -36,6 +36,10 @@ SOAP_THREADS = 16
 deliveries in flight, ``deliver.PER_PARTNER``), started as calls need them. A national SOAP service that hangs
 holds only its URL's, never another URL's (one pool for all let one hung endpoint hold every thread, and another
 partner's permits waited for its time-outs) nor the threads that store received messages and write files."""
+SOAP_URLS = 32
+"""Thread pools kept for this many delivery URLs, the least recently used dropped beyond (its calls in flight
+finish): an administrator who changes a partner's delivery.url again and again, or tries URLs, does not leave
+a pool of idle threads behind for each."""
 REFUSED_ELEMENT = re.compile(
     r"unexpected element|not expected|invalid child element|invalid content", re.IGNORECASE
 )
@@ -127,12 +131,19 @@ class SoapDelivery:
         self, url: str, record: MessageRecord, document: bytes, contract: SoapContract = SoapContract.V1_2
     ) -> str:
         """``contract``: the partner profile's ``delivery.soap_contract``."""
-        threads = self._threads.get(url)
-        if threads is None:
-            threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
-            self._threads[url] = threads
+        threads = self._threads_for(url)
         call = functools.partial(self._call, url, record, document, contract)
         return await asyncio.get_running_loop().run_in_executor(threads, call)
+
+    def _threads_for(self, url: str) -> ThreadPoolExecutor:
+        threads = self._threads.pop(url, None)
+        if threads is None:
+            threads = ThreadPoolExecutor(max_workers=SOAP_THREADS, thread_name_prefix="soap-delivery")
+        self._threads[url] = threads  # the most recently used last
+        while len(self._threads) > SOAP_URLS:
+            oldest = next(iter(self._threads))
+            self._threads.pop(oldest).shutdown(wait=False)  # its calls queued and in flight still run
+        return threads
 
     def close(self) -> None:
         """Calls not started are dropped (their messages are delivered again when their claims run out)."""

@@ -5,6 +5,7 @@ its URL, so another partner's service is called at once."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -139,3 +140,30 @@ async def _delivered(inbound: Inbound, record_id: int, started: float) -> float:
 async def _stop(worker: FolderDelivery, hang: Hanging) -> None:
     await worker.close()
     hang.released.set()
+
+
+def _soap_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("soap-delivery"))
+
+
+async def test_thread_pools_of_urls_no_longer_used_are_dropped(
+    inbound: Inbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each delivery URL had a pool of threads for good: an administrator trying URLs, or changing a partner's
+    delivery.url again and again, left idle threads behind for each. Beyond SOAP_URLS the least recently used
+    pool is dropped; a URL used again gets a new one."""
+    monkeypatch.setattr("gateway.inbound.soap.SOAP_URLS", 3)
+    before = _soap_threads()
+    async with national_system(free_port()) as national:
+        record = await inbound.accepted(1)
+        soap = SoapDelivery(timeout=5.0)
+        try:
+            for n in range(8):
+                assert await soap.deliver(f"{national.url}?try={n}", record, b"<ImportAuthorization/>")
+            deadline = time.monotonic() + 5
+            while _soap_threads() - before > 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert _soap_threads() - before <= 3
+            assert await soap.deliver(f"{national.url}?try=0", record, b"<ImportAuthorization/>")
+        finally:
+            soap.close()
