@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -197,6 +198,9 @@ def _b64(text: str | None, what: str, code: EbmsCode = EbmsCode.FAILED_DECRYPTIO
         raise EbmsError(code, f"{what} is not valid base64") from None
 
 
+_POSITIVE = re.compile(r"\+?[0-9]{1,9}")
+
+
 def _hkdf_params(method: etree._Element, what: str) -> tuple[bytes, bytes]:
     derivation = method.find("xenc11:KeyDerivationMethod", _NS)
     uri = derivation.get("Algorithm") if derivation is not None else None
@@ -216,7 +220,8 @@ def _hkdf_params(method: etree._Element, what: str) -> tuple[bytes, bytes]:
             f"{what}: HKDF PRF {prf_uri!r} is not allowed; expected {Prf.HMAC_SHA256.value}",
         )
     length = (params.findtext("dm:KeyLength", None, _NS) or "").strip()
-    if length and length not in (str(KEK_BYTES), str(KEK_BYTES * 8)):
+    # an xs:positiveInteger: "016" and "+16" are 16 too; 16 is bytes (as Santuario writes it), 128 bits
+    if length and (_POSITIVE.fullmatch(length) is None or int(length) not in (KEK_BYTES, KEK_BYTES * 8)):
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,
             f"{what}: HKDF KeyLength {length[:20]!r} does not fit kw-aes128 (16 bytes)",

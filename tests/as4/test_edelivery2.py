@@ -234,3 +234,20 @@ def test_an_originator_key_of_an_unknown_type_is_a_decryption_failure(
 @pytest.fixture(scope="module")
 def keys_x25519() -> tuple[KeyPair, KeyPair]:
     return ed_x_pair("BE-FAMHP"), ed_x_pair("CH-SWISSMEDIC")
+
+
+@pytest.mark.parametrize(("written", "accepted"), [("016", True), ("+16", True), ("128", True), ("32", False)])
+def test_hkdf_key_length_is_read_as_an_integer(
+    suite: Suite, keys: tuple[KeyPair, KeyPair], written: str, accepted: bool
+) -> None:
+    """KeyLength is an xs:positiveInteger: "016" and "+16" are 16 (Santuario parses it so); it was compared as
+    text and refused with EBMS:0103."""
+    alice, bob = keys
+    content_type, body, _ = send(suite, alice, bob)
+    assert body.count(b"KeyLength>16<") == 1
+    edited = body.replace(b"KeyLength>16<", f"KeyLength>{written}<".encode())
+    if accepted:
+        assert receive(suite, content_type, edited, alice, bob).payloads[0].data == PERMIT
+    else:
+        with pytest.raises(EbmsError, match="does not fit kw-aes128"):
+            receive(suite, content_type, edited, alice, bob)
