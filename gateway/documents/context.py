@@ -104,11 +104,22 @@ class DocumentContext(Protocol):
 
 
 class InMemoryContext:
-    """A ``DocumentContext`` over validated documents held in memory, and the control tables."""
+    """A ``DocumentContext`` over validated documents held in memory, and the control tables.
 
-    def __init__(self, documents: Iterable[PermitDocument] = (), tables: ControlTables | None = None) -> None:
+    ``as_of`` is the day quantities are counted on, as the registry counts them on its day: a document whose
+    Cancellation takes effect later still draws, ships, endorses and counts against its estimate until then.
+    Without it, every Cancellation counts whatever its date."""
+
+    def __init__(
+        self,
+        documents: Iterable[PermitDocument] = (),
+        tables: ControlTables | None = None,
+        *,
+        as_of: date | None = None,
+    ) -> None:
         self.documents = tuple(documents)
         self.tables = tables or ControlTables()
+        self.as_of = as_of
         self._originals: dict[DocumentKey, list[PermitDocument]] = defaultdict(list)
         self._current: dict[DocumentKey, PermitDocument] = {}
         self._cancelled: dict[DocumentKey, date] = {}
@@ -127,12 +138,12 @@ class InMemoryContext:
             for ref in (document.import_authorization_ref, document.export_authorization_ref):
                 if ref is not None:
                     self._by_reference[(document.document_type, ref.key)].append(document)
-            if key not in self._cancelled:
+            if not self._uncounted(key):
                 self._count_authorized(key, document)
 
     def without(self, document: PermitDocument) -> InMemoryContext:
         """The same context less this very document (by identity, not by key: duplicates stay)."""
-        return InMemoryContext((d for d in self.documents if d is not document), self.tables)
+        return InMemoryContext((d for d in self.documents if d is not document), self.tables, as_of=self.as_of)
 
     def find(self, key: DocumentKey) -> PermitDocument | None:
         return self._current.get(key)
@@ -190,13 +201,13 @@ class InMemoryContext:
     def _executions(self, export_authorization: DocumentKey) -> list[PermitDocument]:
         """The ExportExecutions of an export, less the cancelled ones: those shipped nothing."""
         executions = self._by_reference.get((DocumentType.EXPORT_EXECUTION, export_authorization), [])
-        return [d for d in executions if d.key not in self._cancelled]
+        return [d for d in executions if not self._uncounted(d.key)]
 
     def _endorsements(self, export_authorization: DocumentKey) -> list[PermitDocument]:
         """The ImportEndorsements of an export, less the cancelled ones: cancelling one is how it is corrected
         (EN-005), so it no longer closes the export nor says what it drew."""
         endorsements = self._by_reference.get((DocumentType.IMPORT_ENDORSEMENT, export_authorization), [])
-        return [d for d in endorsements if d.key not in self._cancelled]
+        return [d for d in endorsements if not self._uncounted(d.key)]
 
     def dispatch_date(self, export_authorization: DocumentKey) -> date | None:
         days = [d.effective_date for d in self._executions(export_authorization)]
@@ -255,8 +266,13 @@ class InMemoryContext:
         return [
             ea
             for ea in self._by_reference.get((EA, import_authorization), [])
-            if ea.key != excluding and ea.key not in self._cancelled
+            if ea.key != excluding and not self._uncounted(ea.key)
         ]
+
+    def _uncounted(self, key: DocumentKey) -> bool:
+        """Cancelled by the day quantities are counted on: one cancelled from a later day still counts."""
+        cancelled = self._cancelled.get(key)
+        return cancelled is not None and (self.as_of is None or cancelled <= self.as_of)
 
     def _drawn(self, export_authorization: PermitDocument, ia_line: int) -> Decimal:
         """What one EA takes from an IA line: the endorsed quantity once endorsed, else what it authorizes."""

@@ -301,8 +301,23 @@ async def purge_old_messages(node: Node) -> None:
 
 
 async def expire_permits(node: Node) -> None:
-    """Daily and at start: authorizations past their validity move to EXPIRED or EXPIRED_UNENDORSED."""
-    expired = await node.permits.expire(node.clock.now().date())
+    """Daily and at start: cancellations whose effective date has come take effect, then authorizations past
+    their validity move to EXPIRED or EXPIRED_UNENDORSED."""
+    today = node.clock.now().date()
+    applied = await node.permits.apply_cancellations(today)
+    if applied.cancelled:
+        cancelled = [f"{key.document_type} {key.number} of {key.issuing_country}" for key in applied.cancelled]
+        log.info("permit cancellations took effect", documents=len(cancelled), cancelled=cancelled)
+    for key, refused in applied.refused:
+        finding = refused.findings[0]
+        log.error(
+            "a permit cancellation whose date has come was refused; the daily permit job tries it again",
+            document=f"{key.document_type} {key.number} of {key.issuing_country}",
+            rule=finding.rule,
+            reason=finding.message,
+            fix=finding.hint,
+        )
+    expired = await node.permits.expire(today)
     if expired:
         log.info("permit validity ended", documents=expired)
 

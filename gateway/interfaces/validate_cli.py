@@ -136,7 +136,7 @@ def _context(paths: list[Path], day: date, reference: ReferenceData) -> Context:
             known.ignored.append(report)
         else:
             known.documents[path.resolve()] = report.document
-    known.everything = InMemoryContext(known.documents.values(), known.tables)
+    known.everything = InMemoryContext(known.documents.values(), known.tables, as_of=day)
     return known
 
 

@@ -6,10 +6,12 @@ document it names: an ExportAuthorization draws its base quantities from its Imp
 ExportExecution marks it shipped, an ImportEndorsement closes it (and gives back what was not imported), an
 Amendment replaces the content of the amended document and bumps its version, a Cancellation cancels (a
 cancelled export gives back what it drew; a cancelled endorsement reopens its export, which draws what it
-authorizes again). The database enforces all of it: the document key is unique
-(insert-or-nothing, then the content hashes are compared), a draw is ``UPDATE ... SET remaining = remaining -
-:q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps remaining at zero or more), and each state move
-is ``UPDATE ... WHERE status IN (...)`` over the table of ``LIFECYCLES``. Every other rule across documents
+authorizes again). A Cancellation effective on a later day only sets the document's ``cancelled_on``: it keeps
+its state and quantities until the daily job (``apply_cancellations``) cancels it on that day. The database
+enforces all of it: the document key is unique (insert-or-nothing, then the content hashes are compared), a draw
+is ``UPDATE ... SET remaining = remaining - :q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps
+remaining at zero or more), and each state move is ``UPDATE ... WHERE status IN (...)`` over the table of
+``LIFECYCLES``. Every other rule across documents
 (one consignment, a cancelled or shortened document named, shipments, the year's estimate) is run again as the
 document is recorded (``Recheck``): after its own row is written, the estimate year and the documents it names
 locked, on what the registry holds then.
@@ -156,6 +158,21 @@ def move_sources(document_type: DocumentType, event: PermitEvent) -> tuple[Permi
     return tuple(state for (state, e) in lifecycle(document_type) if e is event)
 
 
+def _cancellation_due(
+    document_type: DocumentType, status: PermitState, cancelled_on: date | None, as_of: date
+) -> bool:
+    """Whether a cancellation has taken effect on ``as_of`` but is still to be applied by the daily job: its date
+    has come and the document stands where a cancellation moves it from. One whose document was endorsed before
+    its date never takes effect: an endorsed export cannot be cancelled."""
+    return cancelled_on is not None and cancelled_on <= as_of and status in move_sources(document_type, _E.CANCEL)
+
+
+def _uncounted(document_type: DocumentType, status: PermitState, cancelled_on: date | None, as_of: date) -> bool:
+    """Whether a document no longer counts on ``as_of`` (what it draws, ships, endorses or authorizes): it is
+    cancelled, or its cancellation is due that day. One cancelled from a later day counts until then."""
+    return status is _S.CANCELLED or _cancellation_due(document_type, status, cancelled_on, as_of)
+
+
 _X022_HINT = (
     "If this is the same permit, it was changed on its way (its content, or its encoding or line ends for a "
     "permit kept before such changes were ignored): send the original bytes again. If it is a different permit, "
@@ -284,7 +301,7 @@ class PermitRegistry:
         if outline is None:
             return PermitContext(tables=self._tables)
         async with self._reads.connect() as conn:
-            return await _Snapshot(conn, self._tables).load(outline)
+            return await _Snapshot(conn, self._tables, self._clock.now().date()).load(outline)
 
     async def record(
         self,
@@ -340,6 +357,39 @@ class PermitRegistry:
                 )
                 moved += result.rowcount
         return moved
+
+    async def apply_cancellations(self, as_of: date) -> CancellationsApplied:
+        """Cancellations effective on ``as_of`` or before, recorded earlier, take effect: each document moves to
+        CANCELLED and gives back what it drew, shipped or endorsed, as a cancellation effective at once does,
+        each in its own transaction. A document cancelled meanwhile (another run, another node) is left alone;
+        one whose effects the registry refuses stays as it is, to be tried again at the next run."""
+        cancelled: list[DocumentKey] = []
+        refused: list[tuple[DocumentKey, PermitRefused]] = []
+        tried: set[int] = set()
+        while True:  # again: cancelling an endorsement can reopen an export whose own cancellation is due
+            async with self._reads.connect() as conn:
+                due = [
+                    row for row in await conn.execute(_DUE_CANCELLATIONS, {"as_of": as_of}) if row.id not in tried
+                ]
+            if not due:
+                return CancellationsApplied(cancelled=tuple(cancelled), refused=tuple(refused))
+            for row in due:
+                tried.add(row.id)
+                try:
+                    if await self._cancel_due(row.id, DocumentType(row.document_type)):
+                        cancelled.append(_key(row))
+                except PermitRefused as exc:
+                    refused.append((_key(row), exc))
+
+    async def _cancel_due(self, pk: int, document_type: DocumentType) -> bool:
+        """The guarded move comes first: it locks the document's row (before its export's and its import's, as
+        every registry transaction locks them), and does nothing where another transaction cancelled it."""
+        async with self._engine.begin() as conn:
+            tx = _Tx(conn, self._clock.now(), self._tables)
+            if not await tx.move(pk, document_type, _E.CANCEL):
+                return False
+            await tx.release(await tx.row(pk))
+            return True
 
     async def get(self, key: DocumentKey) -> PermitDetail | None:
         """The document under ``key`` and the documents issued against it."""
@@ -398,6 +448,15 @@ class PermitRegistry:
             query = query.where(or_(_doc.valid_until > until, and_(_doc.valid_until == until, _doc.id > anchor)))
         async with self._engine.connect() as conn:
             return await _Tx(conn, self._clock.now()).records(query)
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationsApplied:
+    """What ``apply_cancellations`` did: the documents it cancelled, and those whose cancellation the registry
+    refused (with why, and what to do)."""
+
+    cancelled: tuple[DocumentKey, ...] = ()
+    refused: tuple[tuple[DocumentKey, PermitRefused], ...] = ()
 
 
 # --- one transaction's work -----------------------------------------------------------------------------
@@ -467,7 +526,7 @@ class _Tx:
         documents' parsing with its locks held (on SQLite, the one pooled connection every store call needs)."""
         await self.lock_estimates(outline)
         await self.lock_named(outline)
-        context = await _Snapshot(self.conn, self.tables).load(outline)
+        context = await _Snapshot(self.conn, self.tables, self.now.date()).load(outline)
         findings = await on_recheck_thread(
             cross_document_findings, recheck.parsed, as_of=recheck.as_of, context=context
         )
@@ -533,15 +592,27 @@ class _Tx:
         return result.rowcount == 1
 
     async def must_move(self, pk: int, document_type: DocumentType, event: PermitEvent, rule: str) -> None:
-        if await self.move(pk, document_type, event):
-            return
-        row = await self.row(pk)
-        allowed = ", ".join(move_sources(document_type, event)) or "no state"
-        raise PermitRefused(
-            "X-025" if row.status == _S.CANCELLED else rule,
-            f"{document_type} {row.number} of {row.issuing_country} is {row.status}; it can take the "
-            f"{event.value} move only from {allowed}",
+        if not await self.move(pk, document_type, event):
+            raise _cannot_move(await self.row(pk), event, rule)
+
+    async def cancel_on(self, pk: int, effective: date) -> None:
+        """The day a document is cancelled from: the earliest of its cancellations'."""
+        await self.conn.execute(
+            update(permit_documents)
+            .where(_doc.id == pk, or_(_doc.cancelled_on.is_(None), _doc.cancelled_on > effective))
+            .values(cancelled_on=effective, updated_at=self.now)
         )
+
+    async def release(self, cancelled: Any) -> None:
+        """What cancelling a document gives back: an export all it drew; an endorsement reopens its export; an
+        execution un-ships its export."""
+        document_type = DocumentType(cancelled.document_type)
+        if document_type is EA:
+            await self.redraw_export(cancelled.id, {})
+        elif document_type is EN and cancelled.refers_to is not None:
+            await self.unendorse(cancelled.refers_to, cancelled.number)
+        elif document_type is EX and cancelled.refers_to is not None:
+            await self.unship(cancelled.refers_to)
 
     async def import_lines(self, ia_pk: int) -> dict[int, tuple[int, int]]:
         """Line number -> (line id, remaining micrograms), for an ImportAuthorization's lines that have a
@@ -720,6 +791,16 @@ class _Draw:
         return self.drawn - (self.export_line.drawn_micrograms or 0)
 
 
+def _cannot_move(row: Any, event: PermitEvent, rule: str) -> PermitRefused:
+    document_type = DocumentType(row.document_type)
+    allowed = ", ".join(move_sources(document_type, event)) or "no state"
+    return PermitRefused(
+        "X-025" if row.status == _S.CANCELLED else rule,
+        f"{document_type} {row.number} of {row.issuing_country} is {row.status}; it can take the "
+        f"{event.value} move only from {allowed}",
+    )
+
+
 def _no_longer_fits(draw: _Draw, number: str) -> PermitRefused:
     line = draw.export_line
     return PermitRefused(
@@ -759,22 +840,22 @@ async def _amend(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> No
 
 
 async def _cancel(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
-    """Cancel the document; a cancelled export gives back all it drew, a cancelled endorsement reopens its
-    export."""
+    """Cancel the document from the cancellation's effective date: at once (a cancelled export gives back all it
+    drew, a cancelled endorsement reopens its export) when that is today or earlier. One effective later only
+    records its date: the document keeps its state and what it draws, and is usable, until the daily job cancels
+    it on that day (``apply_cancellations``); until then, the cancellation must still be allowed."""
+    effective = document.effective_date or document.issue_date
+    await tx.lock(subject)
     row = await tx.row(subject)
     document_type = DocumentType(row.document_type)
+    if effective > tx.now.date():
+        if PermitState(row.status) not in move_sources(document_type, _E.CANCEL):
+            raise _cannot_move(row, _E.CANCEL, "LIFECYCLE")
+        await tx.cancel_on(subject, effective)
+        return
     await tx.must_move(subject, document_type, _E.CANCEL, "LIFECYCLE")
-    await tx.conn.execute(
-        update(permit_documents)
-        .where(_doc.id == subject)
-        .values(cancelled_on=document.effective_date or document.issue_date)
-    )
-    if document_type is EA:
-        await tx.redraw_export(subject, {})
-    elif document_type is EN and row.refers_to is not None:
-        await tx.unendorse(row.refers_to, row.number)
-    elif document_type is EX and row.refers_to is not None:
-        await tx.unship(row.refers_to)
+    await tx.cancel_on(subject, effective)
+    await tx.release(row)
 
 
 async def _no_effect(tx: _Tx, pk: int, document: PermitDocument, subject: int) -> None:
@@ -860,7 +941,7 @@ class PermitContext:
         known = self.known.get(key)
         if known is None:
             return None
-        if known.status is _S.CANCELLED and (known.cancelled_on is None or known.cancelled_on <= as_of):
+        if _cancelled(known, as_of):
             return DocumentStatus.CANCELLED
         if _closed(known):
             return DocumentStatus.CLOSED
@@ -900,6 +981,8 @@ class PermitContext:
         total = self.executed.get(export_authorization, {}).get(line_number, Decimal(0))
         export, excluded = self.known.get(export_authorization), self.known.get(excluding) if excluding else None
         if export is None or excluded is None or excluded.document.document_type is not EX:
+            return total
+        if excluded.status is _S.CANCELLED:  # not in the total: it shipped nothing
             return total
         if excluded.refers_to != export.pk:
             return total
@@ -945,6 +1028,15 @@ class PermitContext:
         return self.tables.import_authorization_required(country, treaty, schedule)
 
 
+def _cancelled(known: KnownDocument, as_of: date) -> bool:
+    """Cancelled on ``as_of``: from its cancellation's effective date, whether the daily job has applied it yet
+    or not (a document cancelled before the registry kept dates counts as cancelled on any day)."""
+    if known.cancelled_on is None:
+        return known.status is _S.CANCELLED
+    due = _cancellation_due(known.document.document_type, known.status, known.cancelled_on, as_of)
+    return due or (known.status is _S.CANCELLED and known.cancelled_on <= as_of)
+
+
 def _closed(known: KnownDocument) -> bool:
     """An export once endorsed; an import drawn to nothing on every line."""
     if known.document.document_type is EA:
@@ -956,22 +1048,26 @@ def _closed(known: KnownDocument) -> bool:
 
 @dataclass(slots=True)
 class _Snapshot:
-    """Loads a ``PermitContext`` for one outlined document (and an amendment's replacement)."""
+    """Loads a ``PermitContext`` for one outlined document (and an amendment's replacement), as on ``as_of`` (the
+    registry's day). A cancellation due that day counts as applied, though the daily job that applies it runs
+    just after midnight: its document is CANCELLED, an export draws nothing and its import has it back."""
 
     conn: AsyncConnection
     tables: ControlTables
+    as_of: date
 
     async def load(self, outline: DocumentOutline) -> PermitContext:
         parts = (outline, outline.replacement) if outline.replacement else (outline,)
         keys = {key for part in parts for key in (part.key, *part.references)}
         rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
-        known = {_key(row): _known(row, lines.get(row.id, [])) for row in rows}
+        known = {_key(row): self.settled(_known(row, lines.get(row.id, []))) for row in rows}
         for part in parts:
             kept = known.get(part.key)
             if kept is not None and part.raw_sha256 and kept.content_sha256 == part.raw_sha256:
                 # kept before the registry hashed canonical forms: these are the very bytes it kept
                 known[part.key] = replace(kept, content_sha256=part.content_sha256)
+        await self.give_back(known, {row.id: _key(row) for row in rows if row.document_type == IA})
         named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
         taken = await self.exports_and_endorsements(known, [row.id for row in rows if row.document_type == IA])
         if taken:
@@ -981,6 +1077,34 @@ class _Snapshot:
             authorized |= await self.authorized(part)
         return PermitContext(tables=self.tables, known=known, authorized=authorized, **named)
 
+    def settled(self, known: KnownDocument) -> KnownDocument:
+        """The document as it stands once a cancellation due today is applied."""
+        document_type = known.document.document_type
+        if not _cancellation_due(document_type, known.status, known.cancelled_on, self.as_of):
+            return known
+        lines = tuple(
+            replace(line, drawn_grams=None if line.drawn_grams is None else Decimal(0)) for line in known.lines
+        )
+        return replace(known, status=_S.CANCELLED, lines=lines)
+
+    async def give_back(self, known: dict[DocumentKey, KnownDocument], imports: Mapping[int, DocumentKey]) -> None:
+        """Give the imports what the exports whose cancellation is due today still draw on them."""
+        if not imports:
+            return
+        drawn: dict[int, dict[int, int]] = defaultdict(dict)
+        params = {"imports": list(imports), "as_of": self.as_of}
+        for row in await self.conn.execute(_DRAWN_BY_DUE_EXPORTS, params):
+            drawn[row.refers_to][row.reference_line_number] = int(row.drawn)
+        for pk, by_line in drawn.items():
+            ia = known[imports[pk]]
+            lines = tuple(
+                replace(line, remaining_grams=line.remaining_grams + _grams(by_line.get(line.line_number, 0)))
+                if line.remaining_grams is not None
+                else line
+                for line in ia.lines
+            )
+            known[imports[pk]] = replace(ia, lines=lines)
+
     async def exports_and_endorsements(
         self, known: dict[DocumentKey, KnownDocument], imports: Sequence[int]
     ) -> dict[DocumentKey, tuple[DocumentKey, ...]]:
@@ -989,8 +1113,7 @@ class _Snapshot:
         from what each export takes (what was endorsed, once endorsed): base grams cannot tell it."""
         if not imports:
             return {}
-        live = _doc.status != _S.CANCELLED
-        query = select(permit_documents).where(live).order_by(_doc.id)
+        query = select(permit_documents).where(_counted_on(self.as_of)).order_by(_doc.id)
         exports = list(await self.conn.execute(query.where(_doc.refers_to.in_(imports), _doc.document_type == EA)))
         export_keys = {row.id: _key(row) for row in exports}
         endorsements = []
@@ -1019,19 +1142,23 @@ class _Snapshot:
         rows = list(await self.conn.execute(query))
         exports: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
         endorsements: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
-        for row in rows:
-            if row.document_type == EA and row.status != _S.CANCELLED:
+        live = [row for row in rows if not self.uncounted(row)]
+        for row in live:
+            if row.document_type == EA:
                 exports[subjects[row.refers_to]].append(_key(row))
-            elif row.document_type == EN and row.status != _S.CANCELLED:
+            elif row.document_type == EN:
                 endorsements[subjects[row.refers_to]].append(_key(row))
         # A cancelled execution shipped nothing.
-        live = [row for row in rows if row.document_type == EX and row.status != _S.CANCELLED]
+        live = [row for row in live if row.document_type == EX]
         return {
             "exports": {key: tuple(found) for key, found in exports.items()},
             "endorsements": {key: tuple(found) for key, found in endorsements.items()},
             "executed": await self.executed({row.id: subjects[row.refers_to] for row in live}),
             "dispatched": _dispatched(live, subjects),
         }
+
+    def uncounted(self, row: Any) -> bool:
+        return _uncounted(DocumentType(row.document_type), PermitState(row.status), row.cancelled_on, self.as_of)
 
     async def executed(self, executions: Mapping[int, DocumentKey]) -> dict[DocumentKey, dict[int, Decimal]]:
         """Base grams shipped per export line, for each export that has executions."""
@@ -1056,7 +1183,7 @@ class _Snapshot:
                 _doc.document_type == document_type,
                 _doc.importing_country == country,
                 _doc.estimate_year == year,
-                _doc.status != _S.CANCELLED,
+                _counted_on(self.as_of),
                 _line.substance_id.in_(substances),
                 _line.re_export.is_(False),
             )
@@ -1115,6 +1242,41 @@ _LINES_OF_DOCUMENTS = (
     .order_by(_line.document_pk, _line.line_number)
 )
 _INSERT_LINES = insert(permit_lines)
+
+
+def _cancellable() -> ColumnElement[bool]:
+    """The documents a cancellation may move to CANCELLED: in a state their type's lifecycle moves it from."""
+    typed = [and_(_doc.document_type == t, _doc.status.in_(move_sources(t, _E.CANCEL))) for t in LIFECYCLES]
+    plain = (state for (state, event) in OTHER_LIFECYCLE if event is _E.CANCEL)
+    others = and_(_doc.document_type.not_in(list(LIFECYCLES)), _doc.status.in_(list(plain)))
+    return or_(*typed, others)
+
+
+def _counted_on(as_of: date) -> ColumnElement[bool]:
+    """``_uncounted``'s opposite in SQL: not cancelled, and no cancellation due on ``as_of``."""
+    not_due = or_(_doc.cancelled_on.is_(None), _doc.cancelled_on > as_of, ~_cancellable())
+    return and_(_doc.status != _S.CANCELLED, not_due)
+
+
+_DUE_CANCELLATIONS = (
+    select(_doc.id, _doc.document_type, _doc.issuing_country, _doc.number)
+    .where(_doc.cancelled_on <= bindparam("as_of"), _cancellable())
+    .order_by(_doc.id)
+)
+# What the exports against some imports draw where their cancellation is due, per import line.
+_DRAWN_BY_DUE_EXPORTS = (
+    select(_doc.refers_to, _line.reference_line_number, func.sum(_line.drawn_micrograms).label("drawn"))
+    .join(permit_documents, _doc.id == _line.document_pk)
+    .where(
+        _doc.refers_to.in_(bindparam("imports", expanding=True)),
+        _doc.document_type == EA,
+        _doc.status.in_(move_sources(EA, _E.CANCEL)),
+        _doc.cancelled_on <= bindparam("as_of"),
+        _line.drawn_micrograms.is_not(None),
+        _line.reference_line_number.is_not(None),
+    )
+    .group_by(_doc.refers_to, _line.reference_line_number)
+)
 # NO KEY UPDATE, as an UPDATE takes: a plain FOR UPDATE would wait for the key-share lock that inserting a
 # document referring to the row takes, and two such inserts would deadlock.
 _LOCK_DOCUMENT = select(_doc.id).where(_doc.id == bindparam("pk")).with_for_update(key_share=True)

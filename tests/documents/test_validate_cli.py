@@ -165,3 +165,50 @@ def test_the_summary_shows_file_names_and_numbers_as_they_are_never_as_markup(tm
     assert "Validation summary" in result.stdout
     assert "BE-IA-2026-0001 [draft].xml" in result.stdout
     assert "ImportAuthorization BE-IA[/b]" in result.stdout
+
+
+def _cancellation_of_ea_0001(effective: str) -> str:
+    authority = (
+        "<CountryCode>CH</CountryCode><AuthorityId>CH-SWISSMEDIC</AuthorityId>"
+        "<AuthorityName>Swissmedic, Swiss Agency for Therapeutic Products</AuthorityName>"
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Cancellation xmlns="urn:permit-gateway:cs-permits:1" schemaVersion="1.0">
+  <DocumentNumber>CH-CA-2026-0001</DocumentNumber>
+  <IssueDate>{AS_OF.isoformat()}</IssueDate>
+  <IssuingAuthority>{authority}</IssuingAuthority>
+  <ImportingCountry>BE</ImportingCountry>
+  <ExportingCountry>CH</ExportingCountry>
+  <CancelledDocument>
+    <DocumentType>ExportAuthorization</DocumentType>
+    <DocumentNumber>CH-EA-2026-0001</DocumentNumber>
+    <IssueDate>2026-11-24</IssueDate>
+    <IssuingAuthority>{authority}</IssuingAuthority>
+  </CancelledDocument>
+  <Reason>applicantRequest</Reason>
+  <EffectiveDate>{effective}</EffectiveDate>
+</Cancellation>
+"""
+
+
+def test_an_export_cancelled_from_a_later_day_still_draws_until_then(tmp_path: Path) -> None:
+    """The import's line holds two exports' worth; CH-EA-2026-0001 and -0002 take it all, and the first is
+    cancelled from 2026-12-10. A third export is refused (EA-009) before that day and fits from it: the validator
+    counted every cancellation at once."""
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(IA, context)
+    shutil.copy(EA, context)
+    text = EA.read_text(encoding="utf-8")
+    (context / "CH-EA-2026-0002.xml").write_text(text.replace("CH-EA-2026-0001", "CH-EA-2026-0002"))
+    (context / "CH-CA-2026-0001.xml").write_text(_cancellation_of_ea_0001("2026-12-10"))
+    third = tmp_path / "CH-EA-2026-0003.xml"
+    third.write_text(text.replace("CH-EA-2026-0001", "CH-EA-2026-0003"))
+
+    before = run(third, "--as-of", AS_OF.isoformat(), "--context", context, "--json")
+    after = run(third, "--as-of", "2026-12-10", "--context", context, "--json")
+
+    [early] = json.loads(before.stdout)["documents"]
+    [late] = json.loads(after.stdout)["documents"]
+    assert "EA-009" in early["rules"], early
+    assert late["valid"] and "EA-009" not in late["rules"], late
