@@ -18,7 +18,7 @@ from lxml import etree
 from gateway.as4 import _ns as ns
 from gateway.as4._ns import SoapVersion, q
 from gateway.as4.errors import EbmsCode, EbmsError
-from gateway.as4.header import new_messaging, validate_messaging
+from gateway.as4.header import new_messaging, parse_message_info, validate_messaging
 from gateway.as4.mime import MAX_ROOT_PART_BYTES
 from gateway.xmlsafe import XmlInputError, parse_xml
 
@@ -133,7 +133,10 @@ def parse_envelope(data: bytes) -> Incoming:
     header, body = split_envelope(root, soap_version)
     blocks, units = _ebms_elements(root)
     messaging = _one_messaging(blocks, header)
-    check_must_understand(header, soap_version)
+    try:
+        check_must_understand(header, soap_version)
+    except EbmsError as exc:  # checked before the ebMS header, which may still name the message refused
+        raise exc.with_ref(_readable_message_id(messaging)) from None
     validate_messaging(messaging)
     return Incoming(
         root=root,
@@ -152,7 +155,10 @@ def targets_us(block: etree._Element, soap_version: SoapVersion) -> bool:
 
 
 def check_must_understand(header: etree._Element, soap_version: SoapVersion) -> None:
+    """EBMS:0008 naming every header block addressed to us, marked mustUnderstand, that we do not process;
+    the error lists them (``not_understood``) for the env:MustUnderstand fault and its env:NotUnderstood blocks."""
     attribute = _MUST_UNDERSTAND[soap_version]
+    not_understood: list[str] = []
     for block in header.iterchildren(etree.Element):
         flag = block.get(attribute, "false").strip()
         if flag not in ("true", "1", "false", "0"):
@@ -161,11 +167,34 @@ def check_must_understand(header: etree._Element, soap_version: SoapVersion) -> 
                 f"mustUnderstand={flag!r} on header block {etree.QName(block).text} is not a boolean",
             )
         if flag in ("true", "1") and block.tag not in _UNDERSTOOD and targets_us(block, soap_version):
-            raise EbmsError(
-                EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
-                f"header block {etree.QName(block).text} is marked mustUnderstand and addressed to us, and this "
-                "gateway does not process it",
-            )
+            not_understood.append(etree.QName(block).text)
+    if not_understood:
+        names = ", ".join(not_understood)
+        blocks, it = (
+            (f"header block {names} is", "it")
+            if len(not_understood) == 1
+            else (f"header blocks {names} are", "them")
+        )
+        raise EbmsError(
+            EbmsCode.FEATURE_NOT_SUPPORTED_UNPACKAGING,
+            f"{blocks} marked mustUnderstand and addressed to us, and this gateway does not process {it} (it "
+            f"processes eb:Messaging and wsse:Security): the sender leaves {it} out, or marks {it} "
+            f'mustUnderstand="false" where the message means the same to a receiver that ignores {it}',
+            not_understood=tuple(not_understood),
+        )
+
+
+def _readable_message_id(messaging: etree._Element) -> str | None:
+    """The MessageId of the one message unit in ``messaging`` if it can be read, else None; never raises."""
+    units = [el for el in messaging.iterchildren(etree.Element) if el.tag in _UNITS]
+    if len(units) != 1:
+        return None
+    try:
+        return parse_message_info(units[0])[0]
+    except EbmsError as exc:  # a bad Timestamp or RefToMessageId after a good MessageId still names it
+        return exc.ref_to_message_id
+    except ValueError:
+        return None
 
 
 def _ebms_elements(root: etree._Element) -> tuple[list[etree._Element], list[etree._Element]]:

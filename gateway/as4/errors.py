@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from gateway.errors import GatewayError
+
+Fault = Literal["Sender", "Receiver"]
+"""Whose problem an error is, as the SOAP Fault Code says it: the sender's (do not resend unchanged) or ours."""
 
 
 class EbmsCode(Enum):
@@ -181,7 +185,14 @@ class EbmsCode(Enum):
 
 
 class EbmsError(GatewayError):
-    """Bad input from a partner, with the ebMS code to answer and a detail that names exactly what was wrong.
+    """An error to answer with an ebMS error signal: the code, and a detail that names exactly what was wrong.
+
+    ``fault`` says whose problem it is (the SOAP Fault Code and the HTTP status follow it): "Sender" for bad
+    input, "Receiver" for a failure on our side that the same message may get past later (our key missing).
+    None (the raise site does not say) leaves it to the code: ``signals.fault_of``.
+
+    ``not_understood`` names (in Clark notation) header blocks addressed to us with mustUnderstand that we do not
+    process: the SOAP Fault Code is then env:MustUnderstand (SOAP 1.2 Part 1 section 2.6).
 
     ``envelope_unreadable`` marks errors found before a SOAP envelope could be read (broken MIME, XML that is
     not well-formed, no SOAP Envelope): the answer is then a SOAP Fault carrying the ebMS error, since there
@@ -195,25 +206,35 @@ class EbmsError(GatewayError):
         *,
         ref_to_message_id: str | None = None,
         envelope_unreadable: bool = False,
+        fault: Fault | None = None,
+        not_understood: tuple[str, ...] = (),
     ) -> None:
         super().__init__(code.describe(detail))
         self.code = code
         self.detail = detail
         self.ref_to_message_id = ref_to_message_id
         self.envelope_unreadable = envelope_unreadable
+        self.fault = fault
+        self.not_understood = not_understood
 
     def with_ref(self, message_id: str | None) -> EbmsError:
         """The same error, now pointing at the message it concerns (known only after the header parsed)."""
         if self.ref_to_message_id is not None or message_id is None:
             return self
-        return EbmsError(
-            self.code, self.detail, ref_to_message_id=message_id, envelope_unreadable=self.envelope_unreadable
-        )
+        return self._copy(message_id, self.envelope_unreadable)
 
     def unreadable(self) -> EbmsError:
         """The same error, marked as found before any envelope could be read."""
         if self.envelope_unreadable:
             return self
+        return self._copy(self.ref_to_message_id, True)
+
+    def _copy(self, ref_to_message_id: str | None, envelope_unreadable: bool) -> EbmsError:
         return EbmsError(
-            self.code, self.detail, ref_to_message_id=self.ref_to_message_id, envelope_unreadable=True
+            self.code,
+            self.detail,
+            ref_to_message_id=ref_to_message_id,
+            envelope_unreadable=envelope_unreadable,
+            fault=self.fault,
+            not_understood=self.not_understood,
         )

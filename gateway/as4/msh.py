@@ -344,6 +344,7 @@ def _open(
             EbmsCode.FAILED_DECRYPTION,
             f"the receiving gateway holds no {policy.suite.value} key, the suite agreed with the sender; "
             "it cannot decrypt until its administrator adds one",
+            fault="Receiver",  # ours to fix: the same message goes through once the key is there
         )
     wss.check_encryption(security, package.attachments, policy)
     authenticated = wss.authenticate(security, ids, policy, now) if signed or policy.require_signature else None

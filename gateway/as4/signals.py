@@ -8,7 +8,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from lxml import etree
 
@@ -17,7 +17,7 @@ from gateway.as4 import mime, wss
 from gateway.as4._ns import SoapVersion, q
 from gateway.as4.algorithms import Suite
 from gateway.as4.envelope import Incoming, new_draft, parse_envelope, read_envelope
-from gateway.as4.errors import EbmsCode, EbmsError
+from gateway.as4.errors import EbmsCode, EbmsError, Fault
 from gateway.as4.events import ErrorReceived, ReceiptReceived
 from gateway.as4.header import (
     add_message_info,
@@ -30,6 +30,9 @@ from gateway.as4.mime import PartBody, chunks_of
 from gateway.as4.model import ErrorDetail, PullRequest, SignedReference, check_message_id, is_message_id
 from gateway.as4.policy import SUITES, KeyPair, SecurityPolicy
 from gateway.xmlsafe import parse_xml
+
+FaultCode = Literal["Sender", "Receiver", "MustUnderstand"]
+"""The SOAP 1.2 Fault Code of an answer (SOAP 1.1: Client, Server, MustUnderstand)."""
 
 
 class Sent(Protocol):
@@ -145,21 +148,63 @@ def build_error_signal(
     to answer, so the answer is a SOAP Fault only, carrying the eb:Error in its Detail.
     """
     check_message_id(message_id)
-    sender_fault = error.code not in (EbmsCode.OTHER, EbmsCode.DELIVERY_FAILURE)
-    # the SOAP 1.2 HTTP binding answers a Sender fault with 400; SOAP 1.1 answers every fault with 500
-    status = 400 if sender_fault and soap_version is SoapVersion.SOAP12 else 500
+    fault_code = _fault_code(error)
+    # SOAP 1.2 Part 2 section 7.5.1.2: a Sender fault is HTTP 400, every other fault (Receiver, MustUnderstand)
+    # 500; SOAP 1.1 answers every fault with 500
+    status = 400 if fault_code == "Sender" and soap_version is SoapVersion.SOAP12 else 500
     if error.envelope_unreadable:
-        return _fault_only(error, message_id, sender_fault, status, soap_version)
+        return _fault_only(error, message_id, fault_code, status, soap_version)
     draft = new_draft(soap_version)
     signal = etree.SubElement(draft.messaging, q(ns.EB, "SignalMessage"))
     ref = error.ref_to_message_id if error.ref_to_message_id and is_message_id(error.ref_to_message_id) else None
     add_message_info(signal, message_id=message_id, timestamp=now, ref_to=ref)
     signal.append(error_element(error))
-    _add_fault(draft.body, error, sender_fault, soap_version)
+    _add_not_understood(draft.header, error, soap_version)
+    _add_fault(draft.body, error, fault_code, soap_version)
     if key is not None:
         _sign_signal(draft.header, draft.messaging, draft.body, key, soap_version, suite)
     content_type, body = mime.build(draft.serialize(), [], envelope_content_type=soap_version.content_type)
     return Outgoing(message_id=message_id, content_type=content_type, body=body, http_status=status)
+
+
+def fault_of(error: EbmsError) -> Fault:
+    """Whose problem ``error`` is: what its raise site said, else the receiver's for Other and DeliveryFailure
+    (our own failures) and the sender's for every other code."""
+    if error.fault is not None:
+        return error.fault
+    return "Receiver" if error.code in (EbmsCode.OTHER, EbmsCode.DELIVERY_FAILURE) else "Sender"
+
+
+def _fault_code(error: EbmsError) -> FaultCode:
+    """The SOAP 1.2 Fault Code: MustUnderstand for header blocks we must but do not process (SOAP 1.2 Part 1
+    section 2.6), else whose problem the error is (Sender or Receiver)."""
+    return "MustUnderstand" if error.not_understood else fault_of(error)
+
+
+_SOAP11_FAULT_CODES: dict[FaultCode, str] = {
+    "Sender": "env:Client",
+    "Receiver": "env:Server",
+    "MustUnderstand": "env:MustUnderstand",
+}
+
+
+def _add_not_understood(header: etree._Element, error: EbmsError, soap_version: SoapVersion) -> None:
+    """One env:NotUnderstood header block per header block not understood (SOAP 1.2 Part 1 section 5.4.8), its
+    qname attribute a prefixed name whose namespace the block declares. SOAP 1.1 has no such block."""
+    if soap_version is not SoapVersion.SOAP12:
+        return
+    for n, name in enumerate(error.not_understood, start=1):
+        qname = etree.QName(name)
+        if qname.namespace is None:
+            etree.SubElement(header, q(ns.S12, "NotUnderstood"), {"qname": qname.localname})
+            continue
+        prefix = f"nu{n}"
+        etree.SubElement(
+            header,
+            q(ns.S12, "NotUnderstood"),
+            {"qname": f"{prefix}:{qname.localname}"},
+            nsmap={prefix: qname.namespace},
+        )
 
 
 def error_element(error: EbmsError) -> etree._Element:
@@ -181,13 +226,14 @@ def error_element(error: EbmsError) -> etree._Element:
 
 
 def _fault_only(
-    error: EbmsError, message_id: str, sender_fault: bool, status: int, soap_version: SoapVersion
+    error: EbmsError, message_id: str, fault_code: FaultCode, status: int, soap_version: SoapVersion
 ) -> Outgoing:
     soap_ns = soap_version.value
     root = etree.Element(q(soap_ns, "Envelope"), nsmap={"env": soap_ns})
-    etree.SubElement(root, q(soap_ns, "Header"))
+    header = etree.SubElement(root, q(soap_ns, "Header"))
+    _add_not_understood(header, error, soap_version)
     body = etree.SubElement(root, q(soap_ns, "Body"))
-    fault = _add_fault(body, error, sender_fault, soap_version)
+    fault = _add_fault(body, error, fault_code, soap_version)
     detail_tag = q(soap_ns, "Detail") if soap_version is SoapVersion.SOAP12 else "detail"
     etree.SubElement(fault, detail_tag).append(error_element(error))
     envelope = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
@@ -196,17 +242,17 @@ def _fault_only(
 
 
 def _add_fault(
-    body: etree._Element, error: EbmsError, sender_fault: bool, soap_version: SoapVersion
+    body: etree._Element, error: EbmsError, fault_code: FaultCode, soap_version: SoapVersion
 ) -> etree._Element:
     reason_text = f"{error.code.code} {error.code.short_description}: {error.detail}"
     if soap_version is SoapVersion.SOAP11:
         fault = etree.SubElement(body, q(ns.S11, "Fault"))
-        etree.SubElement(fault, "faultcode").text = "env:Client" if sender_fault else "env:Server"
+        etree.SubElement(fault, "faultcode").text = _SOAP11_FAULT_CODES[fault_code]
         etree.SubElement(fault, "faultstring").text = reason_text
         return fault
     fault = etree.SubElement(body, q(ns.S12, "Fault"))
     code = etree.SubElement(fault, q(ns.S12, "Code"))
-    etree.SubElement(code, q(ns.S12, "Value")).text = "env:Sender" if sender_fault else "env:Receiver"
+    etree.SubElement(code, q(ns.S12, "Value")).text = f"env:{fault_code}"
     reason = etree.SubElement(fault, q(ns.S12, "Reason"))
     text = etree.SubElement(reason, q(ns.S12, "Text"), {q(ns.XML, "lang"): "en"})
     text.text = reason_text
