@@ -630,7 +630,8 @@ def header_digests(user_message: UserMessage) -> dict[str, str]:
 
 
 def _party(party_ids: tuple[PartyId, ...], role: str) -> list[object]:
-    return [[[p.value, p.type] for p in party_ids], role]
+    # sorted: a sender may keep several PartyIds in a set, and send them in another order on a retry
+    return [sorted(([p.value, p.type] for p in party_ids), key=json.dumps), role]
 
 
 def _properties(properties: tuple[Property, ...]) -> list[list[str | None]]:

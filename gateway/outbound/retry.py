@@ -6,8 +6,8 @@ delivered, a message built anew from the stored document under the current profi
 
 Bytes that can no longer be delivered: they are past the duplicate window (the partner refuses them as too old,
 EBMS:0003), or what they were built with is not what the partner's profile says now (its PartyId, roles, MPC,
-encryption certificate or security suite were corrected after the message was built: the same bytes would
-fail again however often they were sent). What they were built with is read from the stored bytes themselves.
+AgreementRef, encryption certificate or security suite were corrected after the message was built: the same
+bytes would fail again however often they were sent). What they were built with is read from the stored bytes themselves.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ def changes(stored: BuiltWith, now: BuiltWith) -> list[str]:
             ("the Service", was.service, will.service, "the document type"),
             ("the Action", was.action, will.action, "the document type"),
             ("the MPC", was.mpc, will.mpc, "transport, pull.mpc"),
+            ("the AgreementRef", _agreement(was), _agreement(will), "agreement"),
             ("the signature algorithm", stored.signature_method, now.signature_method, "security.suite"),
         )
         if before != after
@@ -244,7 +245,20 @@ def changes(stored: BuiltWith, now: BuiltWith) -> list[str]:
     return found
 
 
+def _agreement(message: UserMessage) -> str | None:
+    if message.agreement_ref is None:
+        return None
+    extra = [
+        f"{name} {value}"
+        for name, value in (("type", message.agreement_ref_type), ("pmode", message.agreement_ref_pmode))
+        if value
+    ]
+    return message.agreement_ref + (f" ({', '.join(extra)})" if extra else "")
+
+
 def shown(value: object) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, Party):
         ids = ", ".join(f"{p.value} (type {p.type})" if p.type else p.value for p in value.party_ids)
         return f"{ids} as {value.role}"

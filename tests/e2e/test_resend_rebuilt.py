@@ -238,3 +238,29 @@ async def test_a_file_dropped_again_after_the_profile_was_fixed_reports_the_mess
     summary = json.loads((outbox / "sent" / "ia.xml.json").read_text())
     assert (summary["submitted_before"], summary["supersedes"]) == (True, old)
     await _superseded(session, be, ch, old, summary["message_id"])
+
+
+async def test_an_operator_retry_after_the_agreement_was_set_goes_built_anew(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """Switzerland's profile of Belgium names an agreement, Belgium's of Switzerland none: the partner refuses with
+    EBMS:0010, the operator sets ``agreement`` as it says, and the retry must carry the AgreementRef (the stored
+    bytes have none: sent again they failed the same way however often)."""
+    agreement = "agreement:\n  value: urn:fdc:incb.org:i2es:agreement\n"
+    profile = _own_profiles(harness, lambda text: text)
+    switzerlands_profile_of_belgium = harness.tmp / "profiles" / "be-famhp.yaml"
+    switzerlands_profile_of_belgium.write_text(switzerlands_profile_of_belgium.read_text() + agreement)
+    be = await harness.start(BE)
+    ch = await harness.start(CH)
+    _, first = await submit(session, be, example(IA, today=harness.clock.now()))
+    old = first["message_id"]
+    failed = await wait_for(session, be, old, "FAILED")
+    assert "EBMS:0010" in failed["last_error"] and "no AgreementRef" in failed["last_error"]
+    _fixed(be, profile, lambda text: text + agreement)
+
+    status, retried = await _retry(session, be, old)
+
+    assert (status, retried["supersedes"]) == (202, old), retried
+    await _superseded(session, be, ch, old, retried["message_id"])
+    because = _events((await message(session, be, old)) or {}, "superseded")[0]["detail"]["because"]
+    assert "the AgreementRef was none and is now 'urn:fdc:incb.org:i2es:agreement' (agreement)" in because

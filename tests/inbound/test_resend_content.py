@@ -7,6 +7,7 @@ A message stored before migration 0011 (no header digests) is compared on its co
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +15,14 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
-from gateway.as4 import Payload, Property, build_user_message
+from gateway.as4 import Party, PartyId, Payload, Property, UserMessage, build_user_message
+from gateway.inbound.receive import header_digests
 from gateway.interfaces.demo import Running
 from gateway.interfaces.keys import NODE
 from gateway.settings import StoreSettings
 from gateway.store import Direction, State, create_engine
 from gateway.store.schema import messages
+from tests.conftest import NOW
 from tests.e2e.conftest import (  # noqa: F401 - the two-gateway fixtures
     UNREGISTERED,
     Harness,
@@ -150,3 +153,30 @@ async def test_a_message_stored_before_the_header_digests_is_compared_on_its_col
     changed[1] = Payload(content_id="scan@be", mime_type="application/pdf", data=b"%PDF-1.4 another scan")
     status, answer = await _post(session, ch, _message(harness, mid, late=120, payloads=changed))
     assert status == 400 and "different content (different attachments)" in _text(answer), _text(answer)[:1500]
+
+
+def test_the_header_digests_do_not_change_with_the_order_of_party_ids_or_properties() -> None:
+    """A sender that keeps several PartyIds or properties in a set may send them in another order on a retry:
+    the same message, the same digests. Another PartyId is another message."""
+    ids = (PartyId(value="BE-FAMHP", type="urn:x:a"), PartyId(value="0208:0123456789", type="urn:x:b"))
+    props = (Property(name="originalSender", value="s"), Property(name="finalRecipient", value="r"))
+    first = UserMessage(
+        message_id="m@x",
+        timestamp=NOW,
+        from_party=Party(party_ids=ids, role="urn:r:i"),
+        to_party=Party(party_ids=(PartyId(value="CH-SWISSMEDIC", type="urn:x:a"),), role="urn:r:r"),
+        service="urn:s",
+        action="ImportAuthorization",
+        conversation_id="c",
+        properties=props,
+    )
+    again = replace(
+        first,
+        timestamp=NOW + timedelta(minutes=5),
+        from_party=Party(party_ids=ids[::-1], role="urn:r:i"),
+        properties=props[::-1],
+    )
+    other = replace(first, from_party=Party(party_ids=(ids[0],), role="urn:r:i"))
+
+    assert header_digests(again) == header_digests(first)
+    assert header_digests(other)["From party"] != header_digests(first)["From party"]
