@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -224,13 +225,15 @@ class Receiver:
         now = self._clock.now()
         keys = self._keys
         sender: list[Partner] = []
+        mismatch: list[EbmsError] = []
+        parse = functools.partial(self._parse, sender=sender, mismatch=mismatch, pulled=pulled)
         try:
             check_content_type(content_type)
             if isinstance(body, bytes):
-                received = self._parse(content_type, body, now, keys, sender, pulled)
+                received = parse(content_type, body, now, keys)
             else:  # seconds of decrypting and hashing for a large one: off the event loop
-                received = await asyncio.to_thread(self._parse, content_type, body, now, keys, sender, pulled)
-            return await self._accept(received, content_type, body, sender[0], keys)
+                received = await asyncio.to_thread(parse, content_type, body, now, keys)
+            return await self._accept(received, content_type, body, sender[0], keys, mismatch)
         except EbmsError as exc:
             return Reception(response=self.refuse(exc, content_type, sender[0] if sender else None))
 
@@ -276,14 +279,17 @@ class Receiver:
         body: bytes | IncomingFile,
         now: datetime,
         keys: OwnKeys,
+        *,
         sender: list[Partner],
+        mismatch: list[EbmsError],
         pulled: Pulled | None = None,
     ) -> UserMessageReceived:
-        """Open the message with our keys of the suite agreed with its sender; ``sender`` gets that partner."""
+        """Open the message with our keys of the suite agreed with its sender; ``sender`` gets that partner, and
+        ``mismatch`` what of the agreement the message does not match but a resend of a stored one may."""
         return parse_incoming(
             content_type,
             body if isinstance(body, bytes) else self._assemble(content_type, body),
-            policy_for=functools.partial(self._policy_for, found=sender, pulled=pulled),
+            policy_for=functools.partial(self._policy_for, found=sender, mismatch=mismatch, pulled=pulled),
             keys=keys.decryption,
             now=now,
             spool=self._payloads.spool,
@@ -307,13 +313,24 @@ class Receiver:
         return assembler.close()
 
     def _policy_for(
-        self, user_message: UserMessage, *, found: list[Partner], pulled: Pulled | None = None
+        self,
+        user_message: UserMessage,
+        *,
+        found: list[Partner],
+        mismatch: list[EbmsError],
+        pulled: Pulled | None = None,
     ) -> SecurityPolicy:
         partner = self._partner(user_message)
         found.append(partner)
         if pulled is not None:
             _check_pulled(user_message, partner, pulled)
         self._check_agreement(user_message, partner)
+        try:  # checked after the duplicate lookup: a resend of a message accepted before the profile changed
+            self._check_party_id_type(user_message)
+            _check_roles(user_message, partner)
+            _check_collaboration(user_message, partner)
+        except EbmsError as exc:
+            mismatch.append(exc)
         return partner.policy
 
     def _partner(self, user_message: UserMessage) -> Partner:
@@ -334,15 +351,6 @@ class Receiver:
                 EbmsCode.PROCESSING_MODE_MISMATCH,
                 f"To PartyId is {recipient.value!r}; this gateway is {self._identity.party_id!r}",
             )
-        if recipient.type != self._identity.party_id_type:
-            raise EbmsError(
-                EbmsCode.PROCESSING_MODE_MISMATCH,
-                f"To PartyId {recipient.value!r} has {_type_of(recipient.type)}, but this gateway's PartyId has type "
-                f"{self._identity.party_id_type!r} ([identity] party_id_type): a PartyId is its value and type "
-                "together (ebMS 3.0 section 5.2.2.4); the sender's profile of this gateway names that type",
-            )
-        _check_roles(user_message, partner)
-        _check_collaboration(user_message, partner)
         if is_test_message(user_message):
             return
         document_type = document_type_for(user_message.service, user_message.action)
@@ -353,6 +361,16 @@ class Receiver:
                 f"{partner.profile.id!r} (documents.receive: {', '.join(partner.profile.documents.receive)})",
             )
 
+    def _check_party_id_type(self, user_message: UserMessage) -> None:
+        recipient = user_message.to_party.primary
+        if recipient.type != self._identity.party_id_type:
+            raise EbmsError(
+                EbmsCode.PROCESSING_MODE_MISMATCH,
+                f"To PartyId {recipient.value!r} has {_type_of(recipient.type)}, but this gateway's PartyId has type "
+                f"{self._identity.party_id_type!r} ([identity] party_id_type): a PartyId is its value and type "
+                "together (ebMS 3.0 section 5.2.2.4); the sender's profile of this gateway names that type",
+            )
+
     async def _accept(
         self,
         received: UserMessageReceived,
@@ -360,10 +378,15 @@ class Receiver:
         body: bytes | IncomingFile,
         partner: Partner,
         keys: OwnKeys,
+        mismatch: Sequence[EbmsError] = (),
     ) -> Reception:
         """The message and its receipt are stored in one transaction before the receipt is sent: a crash
-        leaves either nothing (the sender's retry starts over) or both (the retry gets the same receipt)."""
+        leaves either nothing (the sender's retry starts over) or both (the retry gets the same receipt). A
+        message that does not match the agreement (``mismatch``) is refused, unless it is the resend of one
+        accepted before the agreement changed: that gets its stored receipt."""
         user_message = received.user_message
+        if mismatch and (is_test_message(user_message) or not received.payloads):
+            raise mismatch[0].with_ref(user_message.message_id)
         if is_test_message(user_message):
             log.info("test message receipted", message_id=user_message.message_id)
             return Reception(response=self._receipt(received, partner, keys))
@@ -378,6 +401,8 @@ class Receiver:
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
             return await self._duplicate(stored, _content_key(payload_sha256, received), user_message)
+        if mismatch:
+            raise mismatch[0].with_ref(user_message.message_id)
         # payload files are written and fsynced on a worker thread, not on the event loop
         new = await asyncio.to_thread(self._new_message, received, content_type, body, partner)
         document, recheck = await self._validate(new, received, partner)

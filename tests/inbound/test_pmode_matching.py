@@ -13,7 +13,7 @@ import pytest
 
 from gateway.as4 import ROLE_INITIATOR, ROLE_RESPONDER, Party, PartyId, Payload, build_user_message
 from gateway.interfaces.demo import exchange, write_profiles
-from gateway.interfaces.keys import NODE
+from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from gateway.store import Direction
 from tests.e2e.conftest import (  # noqa: F401 - the two-gateway fixtures
     RETRIES,
@@ -162,3 +162,37 @@ async def test_an_agreement_set_in_both_profiles_is_sent_and_required(
         status, answer = await _post(session, ch.url, sent.content_type, sent.body)
         assert status == 400 and "EBMS:0010" in answer, answer[:2000]
         assert "names 'urn:fdc:incb.org:i2es:agreement' (type 'urn:x:types')" in answer, answer[:2000]
+
+
+async def test_a_resend_of_a_message_accepted_before_the_agreement_changed_gets_its_receipt(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    """The partners agree on an AgreementRef after Switzerland accepted a message whose receipt Belgium never got:
+    Belgium's resend of those very bytes gets the stored receipt (it was refused with EBMS:0010, and Belgium
+    failed a message Switzerland had delivered); a new message without the AgreementRef is refused."""
+    ch = await harness.start("CH-SWISSMEDIC")
+    sent = build_user_message(
+        permit_user_message(harness, "before-the-agreement@be-famhp.test"),
+        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
+        sender=harness.keys("BE-FAMHP"),
+        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
+    )
+    status, first = await _post(session, ch.url, sent.content_type, sent.body)
+    assert status == 200 and "Receipt" in first, first[:2000]
+    profile = harness.tmp / "profiles" / "be-famhp.yaml"
+    profile.write_text(profile.read_text() + "agreement:\n  value: urn:fdc:incb.org:i2es:agreement\n")
+    assert ch.runner.app[PROFILE_WATCHER].reload("test: the partners agreed on an AgreementRef")
+
+    status, again = await _post(session, ch.url, sent.content_type, sent.body)
+
+    assert (status, again) == (200, first)
+    new = build_user_message(
+        permit_user_message(harness, "after-the-agreement@be-famhp.test"),
+        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
+        sender=harness.keys("BE-FAMHP"),
+        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
+    )
+    status, answer = await _post(session, ch.url, new.content_type, new.body)
+    assert status == 400 and "EBMS:0010" in answer and "no AgreementRef" in answer, answer[:2000]
+    assert "after-the-agreement@be-famhp.test" in answer  # RefToMessageId
