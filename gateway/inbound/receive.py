@@ -126,20 +126,26 @@ def _type_of(value: str | None) -> str:
     return "no type attribute" if value is None else f"type {value!r}"
 
 
-def _check_roles(user_message: UserMessage, partner: Partner) -> None:
+def _check_roles(user_message: UserMessage, partner: Partner, *, pulled: bool = False) -> None:
     """The roles are part of the agreement: the sender's is ``roles.initiator``, ours ``roles.responder``, as
-    our own messages to the partner carry them."""
+    our own messages to the partner carry them. A message we pulled may carry them the other way round: in
+    One-Way/Pull the PMode's Initiator is the party that pulls (ebMS 3.0 appendix D), and Domibus and Holodeck
+    B2B give the message it pulls the responder's role as its From."""
     roles = partner.profile.roles
-    for side, came, key, expected in (
+    came = (user_message.from_party.role, user_message.to_party.role)
+    if pulled and came == (roles.responder, roles.initiator):
+        return
+    for side, came_role, key, expected in (
         ("From", user_message.from_party.role, "initiator", roles.initiator),
         ("To", user_message.to_party.role, "responder", roles.responder),
     ):
-        if came != expected:
+        if came_role != expected:
             raise EbmsError(
                 EbmsCode.PROCESSING_MODE_MISMATCH,
-                f"{side} Role is {came!r}, but the agreement with partner {partner.profile.id!r} has roles.{key} "
-                f"{expected!r}: the sender sends that role; if the partners agreed on {came!r}, the receiving "
-                f"authority sets roles.{key} to it in its profile of partner {partner.profile.id!r}",
+                f"{side} Role is {came_role!r}, but the agreement with partner {partner.profile.id!r} has "
+                f"roles.{key} {expected!r}{' (or, pulled, the two the other way round)' if pulled else ''}: the "
+                f"sender sends that role; if the partners agreed on {came_role!r}, the receiving authority sets "
+                f"roles.{key} to it in its profile of partner {partner.profile.id!r}",
             )
 
 
@@ -327,7 +333,7 @@ class Receiver:
         self._check_agreement(user_message, partner)
         try:  # checked after the duplicate lookup: a resend of a message accepted before the profile changed
             self._check_party_id_type(user_message)
-            _check_roles(user_message, partner)
+            _check_roles(user_message, partner, pulled=pulled is not None)
             _check_collaboration(user_message, partner)
         except EbmsError as exc:
             mismatch.append(exc)
