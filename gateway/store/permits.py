@@ -7,7 +7,8 @@ ExportExecution marks it shipped, an ImportEndorsement closes it (and gives back
 Amendment replaces the content of the amended document and bumps its version, a Cancellation cancels (a
 cancelled export gives back what it drew; a cancelled endorsement reopens its export, which draws what it
 authorizes again). A Cancellation effective on a later day only sets the document's ``cancelled_on``: it keeps
-its state and quantities until the daily job (``apply_cancellations``) cancels it on that day. The database
+its state and quantities until the daily job (``apply_cancellations``) cancels it on that day, or a document
+recorded that day before the job has run, whose effects meet it, does so first. The database
 enforces all of it: the document key is unique (insert-or-nothing, then the content hashes are compared), a draw
 is ``UPDATE ... SET remaining = remaining - :q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps
 remaining at zero or more), and each state move is ``UPDATE ... WHERE status IN (...)`` over the table of
@@ -385,11 +386,7 @@ class PermitRegistry:
         """The guarded move comes first: it locks the document's row (before its export's and its import's, as
         every registry transaction locks them), and does nothing where another transaction cancelled it."""
         async with self._engine.begin() as conn:
-            tx = _Tx(conn, self._clock.now(), self._tables)
-            if not await tx.move(pk, document_type, _E.CANCEL):
-                return False
-            await tx.release(await tx.row(pk))
-            return True
+            return await _Tx(conn, self._clock.now(), self._tables).cancel_due(pk, document_type)
 
     async def get(self, key: DocumentKey) -> PermitDetail | None:
         """The document under ``key`` and the documents issued against it."""
@@ -496,7 +493,15 @@ class _Tx:
     async def record(
         self, document: PermitDocument, direction: Direction, message_id: str, recheck: Recheck | None = None
     ) -> tuple[int, bool]:
-        """Keep the document and apply it to the one it names; its row id, and False when already kept."""
+        """Keep the document and apply it to the one it names; its row id, and False when already kept.
+
+        The document's own row is written first, so on SQLite this transaction already holds the write lock.
+        On PostgreSQL it then locks the year's estimate totals (given ``recheck``) and the documents this one
+        names or whose quantities its effects count on, in the order every registry transaction takes them
+        (estimates, then endorsements and executions, exports, imports). Cancellations due today among those
+        are applied first, as the daily job would (the rules already count them as applied from 00:00, and
+        the job skips a document cancelled meanwhile); one the registry refuses is left to the job, and a
+        refusal of this document's effects then names it."""
         refers_to = await self.pk_of(_primary_reference(document))
         values = _document_values(document, direction, message_id, self.now) | {"refers_to": refers_to}
         insert_document = insert_or_nothing(self.conn.dialect.name, permit_documents, (_doc.id,))
@@ -504,10 +509,19 @@ class _Tx:
         if pk is None:
             return await self.already_recorded(document), False
         await self.insert_lines(pk, document.document_type, document.lines)
-        if recheck is not None and recheck.parsed.outline is not None:
-            await self.check_again(recheck, recheck.parsed.outline)
+        outline = recheck.parsed.outline if recheck is not None else None
+        if outline is not None:
+            await self.lock_estimates(outline)
+        held_back = await self.apply_due(await self.lock_named(document))
+        if recheck is not None and outline is not None:
+            await self.check_again(recheck, outline)
         if refers_to is not None:
-            await _EFFECTS.get(document.document_type, _no_effect)(self, pk, document, refers_to)
+            try:
+                await _EFFECTS.get(document.document_type, _no_effect)(self, pk, document, refers_to)
+            except PermitRefused as refused:
+                if held_back:
+                    raise _held_back_by(refused, held_back) from None
+                raise
         return pk, True
 
     async def check_again(self, recheck: Recheck, outline: DocumentOutline) -> None:
@@ -515,17 +529,13 @@ class _Tx:
         document's check read the registry without locks, and another document recorded since may have
         changed what it names (cancelled it, drawn on it, amended it) or the year's totals it counts against.
 
-        The document's own row is written first, so on SQLite this transaction already holds the write lock.
-        On PostgreSQL it locks the year's estimate totals and the documents this one names, in the order every
-        registry transaction takes them (estimates, then endorsements and executions, exports, imports), and
-        reads after the locks what the transactions that held them committed. The rules see this document as
-        kept, which they allow for (a document sent again): they leave it out of what it is checked against.
+        ``record`` has locked what the rules ask (``lock_estimates``, ``lock_named``), so the snapshot read here
+        holds what the transactions that held those locks committed. The rules see this document as kept,
+        which they allow for (a document sent again): they leave it out of what it is checked against.
 
         Only the cross-document rules run again (the document's own rules and its schema passed, and cannot
         have changed), and not on the documents thread: this transaction must not wait behind other
         documents' parsing with its locks held (on SQLite, the one pooled connection every store call needs)."""
-        await self.lock_estimates(outline)
-        await self.lock_named(outline)
         context = await _Snapshot(self.conn, self.tables, self.now.date()).load(outline)
         findings = await on_recheck_thread(
             cross_document_findings, recheck.parsed, as_of=recheck.as_of, context=context
@@ -549,15 +559,57 @@ class _Tx:
         for country, year in sorted(counted):
             await self.conn.execute(_ESTIMATE_LOCK, {"key": _estimate_lock_key(country, year)})
 
-    async def lock_named(self, outline: DocumentOutline) -> None:
-        """Lock the rows of the documents the outlined document (and an amendment's replacement) names."""
-        parts = (outline, outline.replacement) if outline.replacement else (outline,)
-        keys = {key for part in parts for key in part.references} - {outline.key}
+    async def lock_named(self, document: PermitDocument) -> list[Any]:
+        """Lock the rows of the documents this one (and an amendment's replacement) names, and find the
+        documents whose cancellation is due today and whose effects the document's own could meet: those
+        named, the endorsements and executions of the exports named (or of the export a named endorsement or
+        execution is of), and the exports drawing on the imports named (or on those exports' imports). Where
+        there are any, they are locked too, with the exports and imports their cancellation changes, all in
+        the one lock order. Returns them in that order (an endorsement before its export: cancelling it can
+        reopen an export whose own cancellation is due)."""
+        keys = _named_keys(document)
         if not keys:
-            return
-        rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
-        for row in sorted(rows, key=lambda row: (_LOCK_ORDER.get(row.document_type, 0), row.id)):
-            await self.lock(row.id)
+            return []
+        named = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
+        subjects = [row.refers_to for row in named if row.document_type in (EN, EX) and row.refers_to is not None]
+        exports = [row for row in named if row.document_type == EA]
+        if subjects:
+            exports += list(await self.conn.execute(_EXPORTS_BY_PK, {"pks": subjects}))
+        imports = {row.id for row in named if row.document_type == IA}
+        imports |= {row.refers_to for row in exports if row.refers_to is not None}
+        params = {
+            "as_of": self.now.date(),
+            "documents": sorted({row.id for row in (*named, *exports)} | imports),
+            "exports": sorted({row.id for row in exports}),
+            "imports": sorted(imports),
+        }
+        due = list(await self.conn.execute(_DUE_AMONG, params))
+        locked = {row.id: str(row.document_type) for row in named}
+        if due:
+            locked |= {pk: IA.value for pk in imports} | {row.id: row.document_type for row in (*exports, *due)}
+        for pk in sorted(locked, key=lambda pk: (_LOCK_ORDER.get(locked[pk], 0), pk)):
+            await self.lock(pk)
+        return sorted(due, key=lambda row: (_LOCK_ORDER.get(row.document_type, 0), row.id))
+
+    async def apply_due(self, due: Sequence[Any]) -> list[tuple[Any, PermitRefused]]:
+        """Apply these due cancellations, each as the daily job does; those the registry refuses (a cancelled
+        endorsement's export no longer fits on its import) are undone and returned, with why."""
+        held_back: list[tuple[Any, PermitRefused]] = []
+        for row in due:
+            try:
+                async with self.conn.begin_nested():
+                    await self.cancel_due(row.id, DocumentType(row.document_type))
+            except PermitRefused as refused:
+                held_back.append((row, refused))
+        return held_back
+
+    async def cancel_due(self, pk: int, document_type: DocumentType) -> bool:
+        """Apply a cancellation that has taken effect: the guarded move to CANCELLED, then what it gives back;
+        False (nothing done) where the document is already cancelled or cannot be."""
+        if not await self.move(pk, document_type, _E.CANCEL):
+            return False
+        await self.release(await self.row(pk))
+        return True
 
     async def lock(self, pk: int) -> None:
         """Lock a document's row until the transaction ends (PostgreSQL; SQLite's writer holds the file)."""
@@ -799,6 +851,22 @@ def _cannot_move(row: Any, event: PermitEvent, rule: str) -> PermitRefused:
         f"{document_type} {row.number} of {row.issuing_country} is {row.status}; it can take the "
         f"{event.value} move only from {allowed}",
     )
+
+
+def _held_back_by(refused: PermitRefused, held_back: Sequence[tuple[Any, PermitRefused]]) -> PermitRefused:
+    """The refusal of a document's effects, whose hint names the due cancellations the registry could not
+    apply before them (the rules counted them as applied): not a race, so sending it again alone does not help."""
+    pending = " ".join(
+        f"{row.document_type} {row.number} of {row.issuing_country} is cancelled from {row.cancelled_on}, but "
+        f"its cancellation could not be applied ({why.rule}: {why.findings[0].message}). {why.findings[0].hint}"
+        for row, why in held_back
+    )
+    hint = (
+        f"{pending} The rules count that cancellation as applied, but the registry still holds the document as it "
+        "stood before it, and this document does not fit on that: do that first, then send this document again "
+        "(the cancellation is applied before it)."
+    )
+    return PermitRefused(refused.rule, refused.findings[0].message, hint=hint)
 
 
 def _no_longer_fits(draw: _Draw, number: str) -> PermitRefused:
@@ -1277,6 +1345,26 @@ _DRAWN_BY_DUE_EXPORTS = (
     )
     .group_by(_doc.refers_to, _line.reference_line_number)
 )
+# The documents whose cancellation is due among those a new document names or meets: the named ones (an
+# export still endorsed is taken too, as cancelling its endorsement first reopens it), the cancellable
+# endorsements and executions of some exports, and the cancellable exports drawing on some imports.
+_DUE_AMONG = select(_doc.id, _doc.document_type, _doc.issuing_country, _doc.number, _doc.cancelled_on).where(
+    _doc.cancelled_on <= bindparam("as_of"),
+    _doc.status != _S.CANCELLED,
+    or_(
+        _doc.id.in_(bindparam("documents", expanding=True)),
+        and_(
+            _cancellable(),
+            or_(
+                and_(_doc.refers_to.in_(bindparam("exports", expanding=True)), _doc.document_type.in_((EN, EX))),
+                and_(_doc.refers_to.in_(bindparam("imports", expanding=True)), _doc.document_type == EA),
+            ),
+        ),
+    ),
+)
+_EXPORTS_BY_PK = select(_doc.id, _doc.document_type, _doc.refers_to).where(
+    _doc.id.in_(bindparam("pks", expanding=True)), _doc.document_type == EA
+)
 # NO KEY UPDATE, as an UPDATE takes: a plain FOR UPDATE would wait for the key-share lock that inserting a
 # document referring to the row takes, and two such inserts would deadlock.
 _LOCK_DOCUMENT = select(_doc.id).where(_doc.id == bindparam("pk")).with_for_update(key_share=True)
@@ -1326,6 +1414,13 @@ def _grams(micrograms: int) -> Decimal:
 
 def _optional_grams(micrograms: int | None) -> Decimal | None:
     return None if micrograms is None else _grams(micrograms)
+
+
+def _named_keys(document: PermitDocument) -> set[DocumentKey]:
+    """The documents this one, and an amendment's replacement, names."""
+    parts = (document, document.replacement) if document.replacement else (document,)
+    refs = (ref for p in parts for ref in (p.import_authorization_ref, p.export_authorization_ref, p.subject_ref))
+    return {ref.key for ref in refs if ref is not None} - {document.key}
 
 
 def _primary_reference(document: PermitDocument) -> DocumentKey | None:

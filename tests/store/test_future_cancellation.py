@@ -24,6 +24,7 @@ from gateway.documents import (
     PermitDocument,
     PermitDocumentRejected,
     parse_document,
+    validate_document,
     validation_report,
 )
 from gateway.interfaces.node import Node, expire_permits
@@ -36,10 +37,23 @@ from gateway.store import (
     create_engine,
     upgrade,
 )
-from tests.store.test_permits import AS_OF, BE_IA, CH_EA, EXAMPLES, example, export, reference, tables
+from gateway.store.permits import CancellationsApplied, Recheck
+from tests.store.test_permits import (
+    AS_OF,
+    BE_IA,
+    CH_EA,
+    EXAMPLES,
+    endorsement,
+    example,
+    export,
+    reference,
+    tables,
+)
 
 EX, EN = DocumentType.EXPORT_EXECUTION, DocumentType.IMPORT_ENDORSEMENT
 IN_30_DAYS = AS_OF + timedelta(days=30)
+# NOW is noon on AS_OF: this is 00:00:30 on IN_30_DAYS, the daily job not run yet.
+JUST_AFTER_MIDNIGHT = IN_30_DAYS - AS_OF - timedelta(hours=12) + timedelta(seconds=30)
 FIRST_EX = DocumentKey(EX, "CH", "CH-EX-2026-0001")
 FIRST_EN = DocumentKey(EN, "BE", "BE-EN-2026-0001")
 
@@ -86,6 +100,17 @@ async def run_the_daily_job(registry: PermitRegistry, clock: FixedClock) -> list
 def renumbered_export(number: str) -> bytes:
     """CH-EA-2026-0001 (1880 g on line 1 of BE-IA-2026-0001) under another number."""
     return (EXAMPLES / "valid" / "CH-EA-2026-0001.xml").read_bytes().replace(b"CH-EA-2026-0001", number.encode())
+
+
+async def checked_and_recorded(registry: PermitRegistry, data: bytes, as_of: date) -> PermitRecord:
+    """Check a document on ``as_of`` as a submission does, then record it with its rules run again."""
+    parsed = parse_document(data)
+    document = validate_document(data, as_of=as_of, context=await registry.context_for(parsed.outline))
+    record, created = await registry.record(
+        document, direction=Direction.OUTBOUND, message_id=f"m-{document.number}", recheck=Recheck(parsed, as_of)
+    )
+    assert created
+    return record
 
 
 async def rule_errors(registry: PermitRegistry, data: bytes, as_of: date) -> list[str]:
@@ -237,3 +262,87 @@ async def test_a_future_cancellation_of_an_endorsed_export_is_refused_at_once(re
         await keep(registry, cancellation("CH-CA-2026-0001", CH_EA, IN_30_DAYS))
     assert isinstance(refused.value, PermitRefused) and refused.value.rule == "LIFECYCLE"
     assert (await permit(registry, CH_EA)).cancelled_on is None
+
+
+async def test_a_new_export_applies_a_due_cancellation_before_the_daily_job_does(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """The review's case: at 00:00:30 on the day EA1's cancellation takes effect, the job not run yet, the rules
+    give its 3760 g back to the import, and a new export taking 1880 g of them passes them. The registry applies
+    the due cancellation in the new export's transaction (EA1 CANCELLED, its draw given back) before drawing,
+    rather than refusing the export with EA-009 and a hint blaming a race; the job later has nothing to do."""
+    ia, everything = example("BE-IA-2026-0001.xml"), export("CH-EA-2026-0002", "3760")
+    await keep(registry, ia, everything, cancellation("CH-CA-2026-0001", everything.key, IN_30_DAYS))
+    clock.advance(JUST_AFTER_MIDNIGHT)
+    new = renumbered_export("CH-EA-2026-0004")
+    assert await rule_errors(registry, new, IN_30_DAYS) == []
+
+    recorded = await checked_and_recorded(registry, new, IN_30_DAYS)
+    assert recorded.status is PermitState.ISSUED and [line.drawn_grams for line in recorded.lines] == [1880]
+    cancelled = await permit(registry, everything.key)
+    assert cancelled.status is PermitState.CANCELLED and cancelled.cancelled_on == IN_30_DAYS
+    assert [line.drawn_grams for line in cancelled.lines] == [0]
+    drawn = await permit(registry, BE_IA)
+    assert drawn.status is PermitState.PARTIALLY_USED
+    assert [line.remaining_grams for line in drawn.lines] == [3760 - 1880, 1474], "given back, then drawn"
+
+    logs = await run_the_daily_job(registry, clock)
+    assert not [e for e in logs if "cancellation" in str(e["event"])], "nothing left for the job"
+    assert (await registry.apply_cancellations(IN_30_DAYS)) == CancellationsApplied()
+    assert [line.remaining_grams for line in (await permit(registry, BE_IA)).lines] == [3760 - 1880, 1474]
+
+
+async def test_a_new_endorsement_applies_the_due_cancellation_of_the_one_it_replaces(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """EN1's cancellation is due, the job not run yet: the rules count EN1 as cancelled and pass a new
+    endorsement of the same export. Its transaction cancels EN1 first (which reopens the export, shipped), so
+    the export can be endorsed again, rather than refused as already endorsed (EN-005)."""
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    await keep(registry, example("CH-EX-2026-0001.xml"), example("BE-EN-2026-0001.xml"))
+    await keep(registry, cancellation("BE-CA-2026-0001", FIRST_EN, IN_30_DAYS))
+    clock.advance(JUST_AFTER_MIDNIGHT)
+    again = (
+        (EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes().replace(b"BE-EN-2026-0001", b"BE-EN-2026-0002")
+    )
+    await checked_and_recorded(registry, again, IN_30_DAYS)
+    assert (await permit(registry, FIRST_EN)).status is PermitState.CANCELLED
+    assert (await permit(registry, CH_EA)).status is PermitState.ENDORSED_FULL
+    assert [line.remaining_grams for line in (await permit(registry, BE_IA)).lines] == [3760 - 1880, 1474]
+    assert (await registry.apply_cancellations(IN_30_DAYS)) == CancellationsApplied()
+
+
+async def test_a_due_cancellation_the_registry_cannot_apply_is_named_in_the_refusal(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """EN1 endorsed 1000 of EA1's 1880 g; EA2 took the 2760 g that left on the import line; EN1 is cancelled from
+    30 days on. On that day the rules count EN1 as cancelled and pass a new endorsement of EA1, but applying
+    EN1's cancellation would reopen EA1, which would draw its 1880 g again: they no longer fit, so it is left
+    (the job refuses it too), EA1 stays endorsed, and the new endorsement is refused. The refusal's hint names
+    EN1's pending cancellation, its date, why it cannot be applied and what to do; not a race."""
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    await keep(registry, example("CH-EX-2026-0001.xml"), endorsement("BE-EN-2026-0001", "1000"))
+    await keep(registry, export("CH-EA-2026-0002", "2760"))
+    await keep(registry, cancellation("BE-CA-2026-0001", FIRST_EN, IN_30_DAYS))
+    assert [line.remaining_grams for line in (await permit(registry, BE_IA)).lines] == [0, 1474]
+    clock.advance(JUST_AFTER_MIDNIGHT)
+    again = (
+        (EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes().replace(b"BE-EN-2026-0001", b"BE-EN-2026-0002")
+    )
+    assert await rule_errors(registry, again, IN_30_DAYS) == []
+
+    with pytest.raises(PermitRefused) as refused:
+        await checked_and_recorded(registry, again, IN_30_DAYS)
+    finding = refused.value.findings[0]
+    assert refused.value.rule == "EN-005" and "ENDORSED_PARTIAL" in finding.message
+    assert finding.hint is not None
+    assert f"ImportEndorsement BE-EN-2026-0001 of BE is cancelled from {IN_30_DAYS}" in finding.hint
+    assert "no longer fits on line 1 of ImportAuthorization BE-IA-2026-0001" in finding.hint, "why"
+    assert "cancel or amend one of them first" in finding.hint, "the fix"
+    assert "The registry changed while the document was checked" not in finding.hint
+    assert (await registry.get(DocumentKey(EN, "BE", "BE-EN-2026-0002"))) is None
+    assert (await permit(registry, FIRST_EN)).status is PermitState.ISSUED, "its cancellation undone"
+    assert (await permit(registry, CH_EA)).status is PermitState.ENDORSED_PARTIAL
+    assert [line.remaining_grams for line in (await permit(registry, BE_IA)).lines] == [0, 1474]
+    applied = await registry.apply_cancellations(IN_30_DAYS)
+    assert applied.cancelled == () and [key for key, _ in applied.refused] == [FIRST_EN]
