@@ -365,22 +365,22 @@ class PermitRegistry:
         each in its own transaction. A document cancelled meanwhile (another run, another node) is left alone;
         one whose effects the registry refuses stays as it is, to be tried again at the next run."""
         cancelled: list[DocumentKey] = []
-        refused: list[tuple[DocumentKey, PermitRefused]] = []
-        tried: set[int] = set()
-        while True:  # again: cancelling an endorsement can reopen an export whose own cancellation is due
+        refused: dict[int, tuple[DocumentKey, PermitRefused]] = {}
+        while True:  # again while one applies: cancelling an endorsement can reopen an export whose own
+            # cancellation is due, and what an export gives back can make a refused endorsement's fit
             async with self._reads.connect() as conn:
-                due = [
-                    row for row in await conn.execute(_DUE_CANCELLATIONS, {"as_of": as_of}) if row.id not in tried
-                ]
-            if not due:
-                return CancellationsApplied(cancelled=tuple(cancelled), refused=tuple(refused))
+                due = list(await conn.execute(_DUE_CANCELLATIONS, {"as_of": as_of}))
+            applied = False
             for row in due:
-                tried.add(row.id)
                 try:
                     if await self._cancel_due(row.id, DocumentType(row.document_type)):
                         cancelled.append(_key(row))
+                        refused.pop(row.id, None)
+                        applied = True
                 except PermitRefused as exc:
-                    refused.append((_key(row), exc))
+                    refused[row.id] = (_key(row), exc)
+            if not applied:
+                return CancellationsApplied(cancelled=tuple(cancelled), refused=tuple(refused.values()))
 
     async def _cancel_due(self, pk: int, document_type: DocumentType) -> bool:
         """The guarded move comes first: it locks the document's row (before its export's and its import's, as
@@ -512,7 +512,7 @@ class _Tx:
         outline = recheck.parsed.outline if recheck is not None else None
         if outline is not None:
             await self.lock_estimates(outline)
-        held_back = await self.apply_due(await self.lock_named(document))
+        applied, held_back = await self.apply_due(await self.lock_named(document))
         if recheck is not None and outline is not None:
             await self.check_again(recheck, outline)
         if refers_to is not None:
@@ -521,6 +521,8 @@ class _Tx:
             except PermitRefused as refused:
                 if held_back:
                     raise _held_back_by(refused, held_back) from None
+                if any(row.id == refers_to for row in applied):
+                    raise _cancelled_today(refused, next(row for row in applied if row.id == refers_to)) from None
                 raise
         return pk, True
 
@@ -591,17 +593,25 @@ class _Tx:
             await self.lock(pk)
         return sorted(due, key=lambda row: (_LOCK_ORDER.get(row.document_type, 0), row.id))
 
-    async def apply_due(self, due: Sequence[Any]) -> list[tuple[Any, PermitRefused]]:
-        """Apply these due cancellations, each as the daily job does; those the registry refuses (a cancelled
-        endorsement's export no longer fits on its import) are undone and returned, with why."""
-        held_back: list[tuple[Any, PermitRefused]] = []
-        for row in due:
-            try:
-                async with self.conn.begin_nested():
-                    await self.cancel_due(row.id, DocumentType(row.document_type))
-            except PermitRefused as refused:
-                held_back.append((row, refused))
-        return held_back
+    async def apply_due(self, due: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, PermitRefused]]]:
+        """Apply these due cancellations, each as the daily job does: those applied, and those the registry
+        refuses (a cancelled endorsement's export no longer fits on its import), undone, with why. A refused
+        one is tried again after a pass that applied another: what that gave back may make it fit."""
+        applied: list[Any] = []
+        waiting = list(due)
+        while waiting:
+            held_back: list[tuple[Any, PermitRefused]] = []
+            for row in waiting:
+                try:
+                    async with self.conn.begin_nested():
+                        if await self.cancel_due(row.id, DocumentType(row.document_type)):
+                            applied.append(row)
+                except PermitRefused as refused:
+                    held_back.append((row, refused))
+            if len(held_back) == len(waiting):  # nothing applied in this pass: nothing more will
+                return applied, held_back
+            waiting = [row for row, _ in held_back]
+        return applied, []
 
     async def cancel_due(self, pk: int, document_type: DocumentType) -> bool:
         """Apply a cancellation that has taken effect: the guarded move to CANCELLED, then what it gives back;
@@ -865,6 +875,17 @@ def _held_back_by(refused: PermitRefused, held_back: Sequence[tuple[Any, PermitR
         f"{pending} The rules count that cancellation as applied, but the registry still holds the document as it "
         "stood before it, and this document does not fit on that: do that first, then send this document again "
         "(the cancellation is applied before it)."
+    )
+    return PermitRefused(refused.rule, refused.findings[0].message, hint=hint)
+
+
+def _cancelled_today(refused: PermitRefused, row: Any) -> PermitRefused:
+    """The refusal of a document whose subject's own cancellation took effect today, as it was recorded (the
+    cancellation of an endorsement due the same day reopened an export whose cancellation is due): not a race."""
+    hint = (
+        f"{row.document_type} {row.number} of {row.issuing_country} is cancelled from {row.cancelled_on}, and that "
+        "cancellation took effect as this document was recorded (the cancellations of what stood in its way are "
+        "due today too): this document cannot apply to it; issue it against a document in force instead."
     )
     return PermitRefused(refused.rule, refused.findings[0].message, hint=hint)
 

@@ -346,3 +346,66 @@ async def test_a_due_cancellation_the_registry_cannot_apply_is_named_in_the_refu
     assert [line.remaining_grams for line in (await permit(registry, BE_IA)).lines] == [0, 1474]
     applied = await registry.apply_cancellations(IN_30_DAYS)
     assert applied.cancelled == () and [key for key, _ in applied.refused] == [FIRST_EN]
+
+
+async def test_a_due_endorsement_cancellation_that_fits_once_a_due_export_is_cancelled_applies(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """EN1's cancellation reopens EA1, which fits on the import only once EA2's cancellation, due the same day,
+    gave its 2760 g back. Applied in lock order (endorsements before exports), EN1 was refused and held back and
+    the new endorsement refused; they are applied until nothing more applies, by a record and by the job."""
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    await keep(registry, example("CH-EX-2026-0001.xml"), endorsement("BE-EN-2026-0001", "1000"))
+    ea2 = export("CH-EA-2026-0002", "2760")
+    await keep(registry, ea2)
+    await keep(registry, cancellation("BE-CA-2026-0001", FIRST_EN, IN_30_DAYS))
+    await keep(registry, cancellation("CH-CA-2026-0001", ea2.key, IN_30_DAYS))
+    clock.advance(JUST_AFTER_MIDNIGHT)
+    again = (
+        (EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes().replace(b"BE-EN-2026-0001", b"BE-EN-2026-0002")
+    )
+    assert await rule_errors(registry, again, IN_30_DAYS) == []
+
+    await checked_and_recorded(registry, again, IN_30_DAYS)
+
+    assert (await permit(registry, FIRST_EN)).status is PermitState.CANCELLED
+    assert (await permit(registry, ea2.key)).status is PermitState.CANCELLED
+    assert (await registry.apply_cancellations(IN_30_DAYS)) == CancellationsApplied()
+
+
+async def test_the_daily_job_applies_until_nothing_more_applies(registry: PermitRegistry, clock: FixedClock) -> None:
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    await keep(registry, example("CH-EX-2026-0001.xml"), endorsement("BE-EN-2026-0001", "1000"))
+    ea2 = export("CH-EA-2026-0002", "2760")
+    await keep(registry, ea2)
+    await keep(registry, cancellation("BE-CA-2026-0001", FIRST_EN, IN_30_DAYS))
+    await keep(registry, cancellation("CH-CA-2026-0001", ea2.key, IN_30_DAYS))
+    clock.advance(JUST_AFTER_MIDNIGHT)
+
+    applied = await registry.apply_cancellations(IN_30_DAYS)
+
+    assert set(applied.cancelled) == {FIRST_EN, ea2.key} and applied.refused == ()
+
+
+async def test_a_document_for_an_export_whose_cancellation_took_effect_as_it_was_recorded_says_so(
+    registry: PermitRegistry, clock: FixedClock
+) -> None:
+    """EA1 cancelled from day D, endorsed before D by EN1, whose cancellation is due on D too: recording a new
+    endorsement of EA1 on D cancels EN1, which reopens EA1, whose own cancellation then takes effect. The new
+    endorsement is refused; its hint says why, not that the registry changed while it was checked."""
+    await keep(registry, example("BE-IA-2026-0001.xml"), example("CH-EA-2026-0001.xml"))
+    await keep(registry, example("CH-EX-2026-0001.xml"))
+    await keep(registry, cancellation("CH-CA-2026-0001", CH_EA, IN_30_DAYS))
+    await keep(registry, example("BE-EN-2026-0001.xml"))
+    await keep(registry, cancellation("BE-CA-2026-0001", FIRST_EN, IN_30_DAYS))
+    clock.advance(JUST_AFTER_MIDNIGHT)
+    again = (
+        (EXAMPLES / "valid" / "BE-EN-2026-0001.xml").read_bytes().replace(b"BE-EN-2026-0001", b"BE-EN-2026-0002")
+    )
+
+    with pytest.raises(PermitRefused) as refused:
+        await checked_and_recorded(registry, again, IN_30_DAYS)
+
+    hint = refused.value.findings[0].hint or ""
+    assert f"ExportAuthorization CH-EA-2026-0001 of CH is cancelled from {IN_30_DAYS}" in hint, hint
+    assert "took effect as this document was recorded" in hint and "registry changed" not in hint
