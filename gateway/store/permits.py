@@ -876,7 +876,7 @@ def _held_back_by(refused: PermitRefused, held_back: Sequence[tuple[Any, PermitR
         "stood before it, and this document does not fit on that: do that first, then send this document again "
         "(the cancellation is applied before it)."
     )
-    return PermitRefused(refused.rule, refused.findings[0].message, hint=hint)
+    return _with_hint(refused, hint)
 
 
 def _cancelled_today(refused: PermitRefused, row: Any) -> PermitRefused:
@@ -887,6 +887,10 @@ def _cancelled_today(refused: PermitRefused, row: Any) -> PermitRefused:
         "cancellation took effect as this document was recorded (the cancellations of what stood in its way are "
         "due today too): this document cannot apply to it; issue it against a document in force instead."
     )
+    return _with_hint(refused, hint)
+
+
+def _with_hint(refused: PermitRefused, hint: str) -> PermitRefused:
     return PermitRefused(refused.rule, refused.findings[0].message, hint=hint)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.as4 import ROLE_INITIATOR, ROLE_RESPONDER, Party, PartyId, Payload, build_user_message
+from gateway.as4 import ROLE_INITIATOR, ROLE_RESPONDER, Outgoing, Party, PartyId, Payload, build_user_message
 from gateway.interfaces.demo import exchange, write_profiles
 from gateway.interfaces.keys import NODE, PROFILE_WATCHER
 from gateway.store import Direction
@@ -65,6 +65,16 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 }
 
 
+def _sent(harness: Harness, message_id: str, **changes: Any) -> Outgoing:  # noqa: F811
+    """A permit message from Belgium to Switzerland, with ``changes`` to its header."""
+    return build_user_message(
+        permit_user_message(harness, message_id, **changes),
+        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
+        sender=harness.keys("BE-FAMHP"),
+        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
+    )
+
+
 async def _post(client: aiohttp.ClientSession, url: str, content_type: str, body: bytes) -> tuple[int, str]:
     async with client.post(f"{url}/as4", data=body, headers={"Content-Type": content_type}) as response:
         return response.status, html.unescape((await response.read()).decode())
@@ -79,12 +89,7 @@ async def test_a_message_outside_the_agreement_is_refused_naming_the_field_and_t
     changes, expected = CASES[case]
     ch = await harness.start("CH-SWISSMEDIC")
     message_id = f"pmode-{case.replace(' ', '-').lower()}@be-famhp.test"
-    sent = build_user_message(
-        permit_user_message(harness, message_id, **changes),
-        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-        sender=harness.keys("BE-FAMHP"),
-        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-    )
+    sent = _sent(harness, message_id, **changes)
 
     status, answer = await _post(session, ch.url, sent.content_type, sent.body)
 
@@ -99,12 +104,7 @@ async def test_the_agreed_message_is_receipted(
     session: aiohttp.ClientSession,  # noqa: F811
 ) -> None:
     ch = await harness.start("CH-SWISSMEDIC")
-    sent = build_user_message(
-        permit_user_message(harness, "agreed@be-famhp.test"),
-        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-        sender=harness.keys("BE-FAMHP"),
-        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-    )
+    sent = _sent(harness, "agreed@be-famhp.test")
 
     status, answer = await _post(session, ch.url, sent.content_type, sent.body)
 
@@ -125,12 +125,7 @@ async def test_roles_set_in_both_profiles_are_sent_and_accepted(
 
     await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)  # raises unless DELIVERED
 
-    sent = build_user_message(
-        permit_user_message(harness, "default-roles@be-famhp.test"),
-        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-        sender=harness.keys("BE-FAMHP"),
-        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-    )
+    sent = _sent(harness, "default-roles@be-famhp.test")
     status, answer = await _post(session, ch.url, sent.content_type, sent.body)
     assert status == 400 and "EBMS:0010" in answer
     assert f"From Role is '{ROLE_INITIATOR}'" in answer and "roles.initiator 'urn:permits:roles:issuer'" in answer
@@ -153,12 +148,7 @@ async def test_an_agreement_set_in_both_profiles_is_sent_and_required(
     await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)  # raises unless DELIVERED
 
     for n, changes in enumerate(({}, {"agreement_ref": "urn:fdc:incb.org:i2es:agreement"})):
-        sent = build_user_message(
-            permit_user_message(harness, f"agreement-{n}@be-famhp.test", **changes),
-            [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-            sender=harness.keys("BE-FAMHP"),
-            recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-        )
+        sent = _sent(harness, f"agreement-{n}@be-famhp.test", **changes)
         status, answer = await _post(session, ch.url, sent.content_type, sent.body)
         assert status == 400 and "EBMS:0010" in answer, answer[:2000]
         assert "names 'urn:fdc:incb.org:i2es:agreement' (type 'urn:x:types')" in answer, answer[:2000]
@@ -172,12 +162,7 @@ async def test_a_resend_of_a_message_accepted_before_the_agreement_changed_gets_
     Belgium's resend of those very bytes gets the stored receipt (it was refused with EBMS:0010, and Belgium
     failed a message Switzerland had delivered); a new message without the AgreementRef is refused."""
     ch = await harness.start("CH-SWISSMEDIC")
-    sent = build_user_message(
-        permit_user_message(harness, "before-the-agreement@be-famhp.test"),
-        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-        sender=harness.keys("BE-FAMHP"),
-        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-    )
+    sent = _sent(harness, "before-the-agreement@be-famhp.test")
     status, first = await _post(session, ch.url, sent.content_type, sent.body)
     assert status == 200 and "Receipt" in first, first[:2000]
     profile = harness.tmp / "profiles" / "be-famhp.yaml"
@@ -187,12 +172,7 @@ async def test_a_resend_of_a_message_accepted_before_the_agreement_changed_gets_
     status, again = await _post(session, ch.url, sent.content_type, sent.body)
 
     assert (status, again) == (200, first)
-    new = build_user_message(
-        permit_user_message(harness, "after-the-agreement@be-famhp.test"),
-        [Payload(content_id="p@be", mime_type="application/xml", data=example(IA, today=harness.clock.now()))],
-        sender=harness.keys("BE-FAMHP"),
-        recipient_certificate=harness.keys("CH-SWISSMEDIC").certificate,
-    )
+    new = _sent(harness, "after-the-agreement@be-famhp.test")
     status, answer = await _post(session, ch.url, new.content_type, new.body)
     assert status == 400 and "EBMS:0010" in answer and "no AgreementRef" in answer, answer[:2000]
     assert "after-the-agreement@be-famhp.test" in answer  # RefToMessageId
