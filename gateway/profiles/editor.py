@@ -815,11 +815,11 @@ class ProfileEditor:
         self._check_delivery_folder(profile, path, text, kept)
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
-        partners = self._load_folder({path: text}, now)
+        partners, undecodable = self._load_folder({path: text}, now)
         left_out = [
             f"{exc} (left out of this edit's checks across profiles; the edit is written, and takes effect once "
             "that file is fixed)"
-            for exc in self._undecodable()
+            for exc in undecodable
             if exc.path != path
         ]
         return self._warnings(partners, profile, now) + left_out
@@ -889,18 +889,20 @@ class ProfileEditor:
         except GatewayError as exc:
             raise InvalidProfile(str(exc).splitlines()) from None
 
-    def _load_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> Partners:
-        """The folder as it would be with ``overrides``; a file that is not UTF-8 is left out (it is reported on
-        its own, and must not stop the other profiles' edits)."""
-        undecodable: dict[Path, str | None] = {exc.path: None for exc in self._undecodable()}
+    def _load_folder(
+        self, overrides: Mapping[Path, str | None], now: datetime
+    ) -> tuple[Partners, list[UndecodableProfile]]:
+        """The folder as it would be with ``overrides``, and the files that are not UTF-8: those are left out
+        (each is reported on its own, and must not stop the other profiles' edits)."""
+        undecodable = self._undecodable()
         loaded = load_profile_folder(
             self.folder,
             certificates_dir=self.certificates_dir,
-            overrides=undecodable | dict(overrides),
+            overrides={exc.path: None for exc in undecodable} | dict(overrides),
             tls_passphrase=self._tls_passphrase,
             duplicate_window=self._duplicate_window,
         )
-        return Partners(loaded.registry, now=now, max_age=self._duplicate_window)
+        return Partners(loaded.registry, now=now, max_age=self._duplicate_window), undecodable
 
     def _warnings(self, partners: Partners, profile: PartnerProfile, now: datetime) -> list[str]:
         partner = partners.get(profile.id)
