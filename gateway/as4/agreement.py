@@ -33,7 +33,8 @@ Choices:
 * HKDF salt: fresh random bytes as long as the derived key (WSS4J's default), base64 in ``Salt``. No
   ``Info`` is sent (WSS4J default); a received ``Info`` is read as base64, as Santuario reads it (*: RFC 9231
   types it hexBinary). ``KeyLength`` is written in bytes (16) as Santuario does; 16 or 128 (bits) is accepted
-  on receipt (*), anything else is refused.
+  on receipt (*), anything else is refused. A ``PRF`` left out is HMAC-SHA256, Santuario's default; we always
+  write it.
 * The ephemeral key (*): P-256 as ``ds:KeyValue/dsig11:ECKeyValue`` (NamedCurve ``urn:oid:1.2.840.10045.3.1.7``,
   uncompressed point); X25519 as ``dsig11:DEREncodedKeyValue`` (SubjectPublicKeyInfo DER). On receipt either
   form is accepted for either key type, directly in OriginatorKeyInfo or inside ``ds:KeyValue``.
@@ -213,7 +214,8 @@ def _hkdf_params(method: etree._Element, what: str) -> tuple[bytes, bytes]:
     if params is None:
         raise EbmsError(EbmsCode.POLICY_NONCOMPLIANCE, f"{what}: xenc11:KeyDerivationMethod has no HKDFParams")
     prf = params.find("dm:PRF", _NS)
-    prf_uri = prf.get("Algorithm") if prf is not None else None
+    # no PRF at all is HMAC-SHA256, as Santuario (HKDFParamsImpl) reads it; a PRF without Algorithm is malformed
+    prf_uri = prf.get("Algorithm") if prf is not None else Prf.HMAC_SHA256.value
     if prf_uri != Prf.HMAC_SHA256:
         raise EbmsError(
             EbmsCode.POLICY_NONCOMPLIANCE,

@@ -67,10 +67,19 @@ class ErrorReceived:
     errors: tuple[ErrorDetail, ...]
     signed: bool
     evidence: bytes = field(repr=False)
+    fault: str | None = None
+    """The Code of the SOAP Fault in its Body by its SOAP 1.2 name (SOAP 1.1's Server is Receiver), or None. It
+    is under the signature of a signed signal, as the Body is."""
 
     @property
     def is_failure(self) -> bool:
         return any(e.severity == "failure" for e in self.errors)
+
+    @property
+    def receiver_fault(self) -> bool:
+        """The SOAP Fault says the problem is on the partner's side (SOAP 1.2 Part 1 section 5.4.6): it may go
+        away, so the same message may be sent again."""
+        return self.fault == "Receiver"
 
 
 Event = UserMessageReceived | PullRequestReceived | ReceiptReceived | ErrorReceived

@@ -88,11 +88,12 @@ def _sub(parent: etree._Element, local: str, text: str | None = None, **attrs: s
 
 
 def format_timestamp(moment: datetime) -> str:
-    """xsd:dateTime in UTC with ``Z``: milliseconds, or microseconds when the value has them."""
+    """xsd:dateTime in UTC with ``Z``, to the millisecond (cut, not rounded, so never later than ``moment``): what
+    phase4, Domibus and Holodeck write, and read back, in eb:Timestamp."""
     if moment.tzinfo is None:
         raise ValueError("a Timestamp needs a time zone")
     utc = moment.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="milliseconds" if utc.microsecond % 1000 == 0 else "microseconds") + "Z"
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def new_messaging(parent: etree._Element, *, wsu_id: str, soap_ns: str = S12) -> etree._Element:

@@ -363,7 +363,28 @@ def _fault_error(envelope: bytes, evidence: bytes) -> ErrorReceived | None:
         errors=errors,
         signed=False,
         evidence=evidence,
+        fault=fault_code_of(soap_body, soap_version),
     )
+
+
+_SOAP11_FAULTS = {"Client": "Sender", "Server": "Receiver"}
+
+
+def fault_code_of(body: etree._Element | None, soap_version: SoapVersion) -> str | None:
+    """The Code of the SOAP Fault in ``body`` by its SOAP 1.2 name (SOAP 1.1's Client and Server as Sender and
+    Receiver), or None: no Fault, or a Code that is not a SOAP envelope one."""
+    fault = body.find(q(soap_version.value, "Fault")) if body is not None else None
+    if fault is None:
+        return None
+    if soap_version is SoapVersion.SOAP12:
+        value = fault.find(f"{q(ns.S12, 'Code')}/{q(ns.S12, 'Value')}")
+    else:
+        value = fault.find("faultcode")
+    text = (value.text or "").strip() if value is not None else ""
+    prefix, _, local = text.rpartition(":")
+    if value is None or value.nsmap.get(prefix or None) != soap_version.value:
+        return None
+    return _SOAP11_FAULTS.get(local, local) if soap_version is SoapVersion.SOAP11 else local
 
 
 def verify_signal(incoming: Incoming, policy: SecurityPolicy, now: datetime) -> wss.Verified:
@@ -440,7 +461,12 @@ def _error_received(
         verify_signal(incoming, policy, now)
     errors = tuple(error_detail(el) for el in incoming.unit.findall(q(ns.EB, "Error")))
     return ErrorReceived(
-        message_id=message_id, ref_to_message_id=ref_to, errors=errors, signed=signed, evidence=evidence
+        message_id=message_id,
+        ref_to_message_id=ref_to,
+        errors=errors,
+        signed=signed,
+        evidence=evidence,
+        fault=fault_code_of(incoming.body, incoming.soap_version),
     )
 
 

@@ -60,6 +60,10 @@ log = structlog.get_logger("gateway.outbound")
 # EBMS:0202 DeliveryFailure is final: the partner could not deliver "in spite of resending efforts" (ebMS 3.0
 # core, 6.7.2), and a receiving Permit Gateway answers with it a permit its checks refused.
 RETRYABLE_CODES = frozenset({"EBMS:0004", "EBMS:0005", "EBMS:0201", "EBMS:0301", "EBMS:0302"})
+# A final code in a SOAP Receiver fault is retried (the partner says the problem is its own), but DeliveryFailure
+# stays final: the partner already resent in vain, and a receiving Permit Gateway refuses a permit with it in a
+# Receiver fault.
+FINAL_IN_ANY_FAULT = frozenset({"EBMS:0202"})
 JITTER = 0.1
 STREAM_ABOVE_BYTES = 1024 * 1024
 SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
@@ -67,6 +71,7 @@ MIN_WAKE_SECONDS = 0.5  # a retry timer never fires sooner: with a clock that st
 SHOW_WAITING_EVERY = timedelta(seconds=10)  # the waiting-age gauge costs a query; a wake per submission need not
 _READ_CHUNK = 64 * 1024
 UNVERIFIED = "unverified_error_signal"  # the timeline detail of an error signal not taken as the partner's
+RECEIVER_FAULT = "receiver_fault_error_signal"  # the timeline detail of a partner's error in a Receiver fault
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +88,9 @@ class Attempt:
     unverified: dict[str, Any] | None = None
     """An error signal in the answer that is not the partner's (unsigned, or its signature not verified): kept in
     the timeline as evidence, never acted on."""
+    receiver_fault: dict[str, Any] | None = None
+    """The partner's signed error signal in a SOAP Receiver fault, whose final codes were retried: kept in the
+    timeline, and named by the failure at the time to live."""
 
     def detail(self, attempt: int) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
@@ -92,6 +100,8 @@ class Attempt:
             out["error_codes"] = list(self.error_codes)
         if self.unverified is not None:
             out[UNVERIFIED] = self.unverified
+        if self.receiver_fault is not None:
+            out[RECEIVER_FAULT] = self.receiver_fault
         return out
 
 
@@ -120,10 +130,14 @@ def _unverified_detail(
 ) -> dict[str, Any]:
     """The timeline's record of an error signal not taken: what it carried, its HTTP status, and its signature
     (``none``, or why it was not verified)."""
+    return {"signed": signature != "none", "verified": False, "signature": signature} | _signal_detail(
+        errors, status
+    )
+
+
+def _signal_detail(errors: tuple[ErrorDetail, ...] | list[ErrorDetail], status: int | None) -> dict[str, Any]:
+    """What an error signal carried, for the timeline, and the HTTP status it came with."""
     return {
-        "signed": signature != "none",
-        "verified": False,
-        "signature": signature,
         "http_status": status,
         "summary": _described(errors)[:2000],
         "errors": [
@@ -167,6 +181,8 @@ def _error_attempt(
             unverified=_unverified_detail(event.errors, status, signature="none"),
         )
     retryable = all(code in RETRYABLE_CODES for code in codes) or not event.is_failure
+    if not retryable and event.receiver_fault and FINAL_IN_ANY_FAULT.isdisjoint(codes):
+        return _receiver_fault_attempt(event, status, latency_ms, endpoint)
     return Attempt(
         receipt=None,
         retryable=retryable,
@@ -174,6 +190,29 @@ def _error_attempt(
         http_status=status,
         latency_ms=latency_ms,
         error_codes=codes,
+    )
+
+
+def _receiver_fault_attempt(event: ErrorReceived, status: int, latency_ms: float, endpoint: str) -> Attempt:
+    """A signed error in a SOAP Receiver (1.1: Server) fault is the partner saying the problem is its own and may
+    go away (SOAP 1.2 Part 1, 5.4.6), as a decryption key not yet installed does: retried until the time to
+    live, whatever its code but DeliveryFailure."""
+    codes = tuple(e.code for e in event.errors)
+    reason = (
+        f"HTTP {status}; the partner answered from {endpoint} with a signed error signal in a SOAP Receiver fault "
+        f"(the problem is on its side and may go away, SOAP 1.2 Part 1 section 5.4.6): {_described(event.errors)}. "
+        "The message is sent again until a receipt comes or its time to live runs out; if it persists, ask the "
+        f"partner's administrator to fix what {', '.join(codes)} names on their gateway"
+    )
+    return Attempt(
+        receipt=None,
+        retryable=True,
+        reason=reason,
+        http_status=status,
+        latency_ms=latency_ms,
+        error_codes=codes,
+        receiver_fault={"fault": event.fault, "signed": True, "verified": True}
+        | _signal_detail(event.errors, status),
     )
 
 
@@ -501,7 +540,7 @@ class Dispatcher:
             await self._hold(record, why_held)
             return
         if (expired := self._expired(record)) is not None:
-            await self._give_up(record, await self._naming_unverified(record, expired))
+            await self._give_up(record, await self._naming_last_error_signal(record, expired))
             return
         async with self._posting:  # waiting here is not counted in the POST's time-out
             if lost.is_set():  # the lease ran out while waiting: the message is another claim's now
@@ -511,7 +550,7 @@ class Dispatcher:
                 )
                 return
             if (expired := self._expired(record)) is not None:  # the wait for a slot outlasted its time to live
-                await self._give_up(record, await self._naming_unverified(record, expired))
+                await self._give_up(record, await self._naming_last_error_signal(record, expired))
                 return
             attempt = await self._post(record, partner)
         await self._settle(record, partner, attempt)
@@ -626,7 +665,7 @@ class Dispatcher:
             why = EbmsCode.MISSING_RECEIPT.describe(
                 f"no receipt after {record.attempts} attempts; last: {attempt.reason}"
             )
-            await self._give_up(record, await self._naming_unverified(record, why, attempt), detail)
+            await self._give_up(record, await self._naming_last_error_signal(record, why, attempt), detail)
             return
         delay = awareness.retry_delay(record.attempts) * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
         due = self._clock.now() + timedelta(seconds=delay)
@@ -634,7 +673,7 @@ class Dispatcher:
             why = EbmsCode.MISSING_RECEIPT.describe(
                 f"no receipt, and the next retry would fall after its time to live; last: {attempt.reason}"
             )
-            await self._give_up(record, await self._naming_unverified(record, why, attempt), detail)
+            await self._give_up(record, await self._naming_last_error_signal(record, why, attempt), detail)
             return
         detail["next_attempt_at"] = due.isoformat()
         await self._store.move(
@@ -651,11 +690,14 @@ class Dispatcher:
             "send failed, will retry", message_id=record.message_id, reason=attempt.reason, at=due.isoformat()
         )
 
-    async def _naming_unverified(self, record: MessageRecord, reason: str, attempt: Attempt | None = None) -> str:
+    async def _naming_last_error_signal(
+        self, record: MessageRecord, reason: str, attempt: Attempt | None = None
+    ) -> str:
         """``reason`` for a message that failed without a receipt, naming the last error signal it got that was not
-        taken (unsigned, or not verified) unless the last attempt got it: a refusal that may not be the partner's
-        is what the operator checks first."""
-        if attempt is not None and attempt.unverified is not None:
+        taken (unsigned, or not verified) or was retried (a Receiver fault) unless the last attempt got it: a
+        refusal that may not be the partner's, or a problem the partner may still have, is what the operator
+        checks first."""
+        if attempt is not None and (attempt.unverified is not None or attempt.receiver_fault is not None):
             return reason
         try:
             events = await self._store.events(record.id)
@@ -666,18 +708,24 @@ class Dispatcher:
         for event in reversed(events):
             if event.kind in (Event.OPERATOR_RETRY.value, Event.RESUBMITTED.value):
                 break  # an earlier round of attempts, already reported when it failed
-            if isinstance(event.detail.get(UNVERIFIED), dict):
+            if any(isinstance(event.detail.get(key), dict) for key in (UNVERIFIED, RECEIVER_FAULT)):
                 found = event
                 break
-        if found is None or str(found.detail[UNVERIFIED].get("summary")) in reason:
+        if found is None:
             return reason
         detail, at = found.detail, found.at
-        unverified = detail[UNVERIFIED]
-        signature = "unsigned" if unverified.get("signature") == "none" else "its signature not verified"
+        unverified = isinstance(detail.get(UNVERIFIED), dict)
+        signal: dict[str, Any] = detail[UNVERIFIED] if unverified else detail[RECEIVER_FAULT]
+        if str(signal.get("summary")) in reason:
+            return reason
+        if unverified:
+            signature = "unsigned" if signal.get("signature") == "none" else "its signature not verified"
+            how = f"{signature}, so not taken as the partner's answer"
+        else:
+            how = f"signed by the partner, in a SOAP {signal.get('fault')} fault, so retried"
         return (
             f"{reason}; the last error signal answered (attempt {detail.get('attempt')}, {at.isoformat()}, "
-            f"HTTP {unverified.get('http_status')}, {signature}, so not taken as the partner's answer): "
-            f"{unverified.get('summary')}"
+            f"HTTP {signal.get('http_status')}, {how}): {signal.get('summary')}"
         )
 
     async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
