@@ -4,8 +4,9 @@ the one the registry runs a document's cross-document rules on again as it recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,6 +22,35 @@ async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_to_end(work: Awaitable[T]) -> T:
+    """Await ``work`` in a task that cancelling the caller does not cut short: the caller's cancellation takes
+    effect once ``work`` has ended, with its result dropped.
+
+    For database transactions: one cancelled mid-statement makes SQLAlchemy close its aiosqlite connection
+    with the statement still open, and SQLite then keeps that connection's transaction, and the write lock,
+    until the statement is garbage-collected: every other writer of the node waited 30 s on a stopping node."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller is gone, and asyncio would log it as never retrieved
+        raise
+
+
+def to_end(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``method``, each call run to its end even when its caller is cancelled (see ``run_to_end``)."""
+
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_to_end(method(*args, **kwargs))
+
+    return run
 
 
 async def on_documents_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -20,6 +20,7 @@ from gateway.documents.types import DocumentType
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
+EN = DocumentType.IMPORT_ENDORSEMENT
 
 
 class DocumentStatus(StrEnum):
@@ -108,7 +109,11 @@ class InMemoryContext:
 
     ``as_of`` is the day quantities are counted on, as the registry counts them on its day: a document whose
     Cancellation takes effect later still draws, ships, endorses and counts against its estimate until then.
-    Without it, every Cancellation counts whatever its date."""
+    Without it, every Cancellation counts whatever its date.
+
+    As in the registry, an endorsed ExportAuthorization cannot be cancelled: one endorsed before its
+    Cancellation's date is cancelled only once each such endorsement is (its cancellation reopens the export),
+    from the latest of their dates, and never while one of them stands."""
 
     def __init__(
         self,
@@ -123,6 +128,7 @@ class InMemoryContext:
         self._originals: dict[DocumentKey, list[PermitDocument]] = defaultdict(list)
         self._current: dict[DocumentKey, PermitDocument] = {}
         self._cancelled: dict[DocumentKey, date] = {}
+        self._cancelled_from: dict[DocumentKey, date | None] = {}
         self._by_reference: dict[tuple[DocumentType, DocumentKey], list[PermitDocument]] = defaultdict(list)
         # per document (by identity), built when first asked: the rules ask line by line, and a 9,999-line
         # document walked once per line is 10^8 steps
@@ -134,10 +140,11 @@ class InMemoryContext:
         self._authorized: dict[tuple[DocumentType, str, str, int], list[tuple[DocumentKey, Decimal]]] = (
             defaultdict(list)
         )
-        for key, document in self._current.items():
+        for document in self._current.values():
             for ref in (document.import_authorization_ref, document.export_authorization_ref):
                 if ref is not None:
                     self._by_reference[(document.document_type, ref.key)].append(document)
+        for key, document in self._current.items():  # an export's cancellation asks for its endorsements
             if not self._uncounted(key):
                 self._count_authorized(key, document)
 
@@ -155,7 +162,7 @@ class InMemoryContext:
         document = self._current.get(key)
         if document is None:
             return None
-        cancelled = self._cancelled.get(key)
+        cancelled = self._cancellation(key)
         if cancelled is not None and cancelled <= as_of:
             return DocumentStatus.CANCELLED
         if self._closed(document):
@@ -271,8 +278,21 @@ class InMemoryContext:
 
     def _uncounted(self, key: DocumentKey) -> bool:
         """Cancelled by the day quantities are counted on: one cancelled from a later day still counts."""
-        cancelled = self._cancelled.get(key)
+        cancelled = self._cancellation(key)
         return cancelled is not None and (self.as_of is None or cancelled <= self.as_of)
+
+    def _cancellation(self, key: DocumentKey) -> date | None:
+        """The day a document is cancelled from. An export's endorsements issued before its Cancellation's date
+        are cancelled first: from the latest of their dates and its own; never while one of them stands."""
+        if key in self._cancelled_from:
+            return self._cancelled_from[key]
+        cancelled = self._cancelled.get(key)
+        if cancelled is not None and key.document_type is EA:
+            endorsed = self._by_reference.get((EN, key), [])
+            holding = [self._cancelled.get(en.key) for en in endorsed if en.issue_date < cancelled]
+            cancelled = None if None in holding else max([cancelled, *(d for d in holding if d is not None)])
+        self._cancelled_from[key] = cancelled
+        return cancelled
 
     def _drawn(self, export_authorization: PermitDocument, ia_line: int) -> Decimal:
         """What one EA takes from an IA line: the endorsed quantity once endorsed, else what it authorizes."""

@@ -66,6 +66,7 @@ from gateway.store import (
     MessageRecord,
     MessageStore,
     PayloadStore,
+    State,
     attachments_of,
     is_unavailable,
 )
@@ -373,7 +374,9 @@ class FolderDelivery:
         self._threads.shutdown(wait=False, cancel_futures=True)
         writing = [asyncio.wrap_future(c.thread) for c in delivering.values() if c.thread and not c.thread.done()]
         if writing:
-            await asyncio.wait(writing, timeout=CLOSE_WAIT_SECONDS)
+            written, _ = await asyncio.wait(writing, timeout=CLOSE_WAIT_SECONDS)
+            for future in written:
+                future.exception()  # a write the stop cut short ends in ClaimLost: expected, and said below
         self._soap.close()
         for claim in (claim for task, claim in delivering.items() if task.cancelled()):
             try:
@@ -394,6 +397,9 @@ class FolderDelivery:
             )
             return
         if thread is not None and not thread.cancelled() and thread.exception() is None:
+            current = await self._store.get(record.id)
+            if current.state is State.DELIVERED and current.attempts == claim.claimed:
+                return  # the stop came as its delivery was being recorded, which went through
             await self._delivered(claim, Delivery(), thread.result())  # written in full before the thread stopped
             return
         detail = {"reason": f"node {self._node_id} stopped while delivering it"}

@@ -63,11 +63,15 @@ from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
 from gateway.settings import MAX_CONNECTIONS, Settings
 from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, is_unavailable, upgrade
 from gateway.store.retention import purge as retention_purge
+from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.node")
 
 PULL_TICK_SECONDS = 1.0
 """How often the puller looks for partners whose ``pull.interval_seconds`` has passed."""
+
+PUMP_STOP_SECONDS = 5.0
+"""How long a stopping node waits for a pump's run under way (a claim, lanes and deliveries started; no sending)."""
 
 
 class Pump:
@@ -77,8 +81,15 @@ class Pump:
         self.name = name
         self._work = work
         self._event = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
+        self._event.set()
+
+    def stop(self) -> None:
+        """End ``run`` once the work under way has ended: a run cut short may have claimed messages it did not
+        yet hand to anything that gives them back at shutdown."""
+        self._stopping = True
         self._event.set()
 
     async def wake_on_loop(self) -> None:
@@ -90,6 +101,8 @@ class Pump:
         while True:
             await self._event.wait()
             self._event.clear()
+            if self._stopping:
+                return
             try:
                 await self._work()
             except Exception:
@@ -317,6 +330,28 @@ async def expire_permits(node: Node) -> None:
             reason=finding.message,
             fix=finding.hint,
         )
+    for held in applied.held:
+        export = f"{held.export.document_type} {held.export.number} of {held.export.issuing_country}"
+        endorsed_by = [
+            f"{key.document_type} {key.number} of {key.issuing_country}"
+            + (f" (cancelled from {day})" if day is not None else "")
+            for key, day in held.endorsements
+        ]
+        log.warning(
+            "a permit cancellation whose date has come cannot take effect: the export was endorsed before it",
+            document=export,
+            cancelled_on=held.cancelled_on.isoformat(),
+            endorsed_by=endorsed_by,
+            rule="LIFECYCLE",
+            reason=f"{export} is cancelled from {held.cancelled_on}, but {', '.join(endorsed_by)} endorsed it "
+            "before that date, and an endorsed ExportAuthorization cannot be cancelled (PERMITS-NOTES 4.4): the "
+            "goods it authorized were received under it. The registry keeps it endorsed; this job warns of it at "
+            "each run.",
+            fix="If the endorsement is right, the export was used before its cancellation's date: tell the export's "
+            "issuer that the cancellation has no effect. If the endorsement was issued in error, ask the importing "
+            "authority to cancel it: the export's cancellation then takes effect, from the day the endorsement's "
+            "does.",
+        )
     expired = await node.permits.expire(today)
     if expired:
         log.info("permit validity ended", documents=expired)
@@ -437,9 +472,10 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         scheduler.pause()
         await jobs.finish(timeout=JOBS_SHUTDOWN_SECONDS)
         scheduler.shutdown(wait=False)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for pump in pumps:
+            pump.stop()
+        _, running = await asyncio.wait(tasks, timeout=PUMP_STOP_SECONDS)
+        await cancel_all(running)
         await node.dispatcher.close()
         await node.delivery.close()
         await node.puller.close()

@@ -8,7 +8,11 @@ Amendment replaces the content of the amended document and bumps its version, a 
 cancelled export gives back what it drew; a cancelled endorsement reopens its export, which draws what it
 authorizes again). A Cancellation effective on a later day only sets the document's ``cancelled_on``: it keeps
 its state and quantities until the daily job (``apply_cancellations``) cancels it on that day, or a document
-recorded that day before the job has run, whose effects meet it, does so first. The database
+recorded that day before the job has run, whose effects meet it, does so first (``record_on`` says which, for
+its caller to log). An endorsed export cannot be cancelled: a later-dated cancellation of an export endorsed
+before that date is held while the endorsement stands, and takes effect once the endorsement is cancelled (its
+cancellation first, then the export's: the rules follow the same chain); the daily job warns of each one held
+(``CancellationsApplied.held``). The database
 enforces all of it: the document key is unique (insert-or-nothing, then the content hashes are compared), a draw
 is ``UPDATE ... SET remaining = remaining - :q WHERE remaining >= :q`` checked by rowcount (and a CHECK keeps
 remaining at zero or more), and each state move is ``UPDATE ... WHERE status IN (...)`` over the table of
@@ -63,7 +67,7 @@ from gateway.documents import (
 from gateway.store.lifecycle import Direction
 from gateway.store.schema import permit_documents, permit_lines
 from gateway.store.store import as_utc, insert_or_nothing, reader
-from gateway.tasks import on_recheck_thread
+from gateway.tasks import on_recheck_thread, to_end
 
 IA = DocumentType.IMPORT_AUTHORIZATION
 EA = DocumentType.EXPORT_AUTHORIZATION
@@ -108,6 +112,7 @@ class PermitEvent(StrEnum):
 
 _S, _E = PermitState, PermitEvent
 _AWAITING_ENDORSEMENT = (_S.ISSUED, _S.SHIPPED, _S.EXPIRED_UNENDORSED)
+_ENDORSED = (_S.ENDORSED_FULL, _S.ENDORSED_PARTIAL)
 
 Lifecycle = Mapping[tuple[PermitState, PermitEvent], PermitState]
 
@@ -168,10 +173,27 @@ def _cancellation_due(
     return cancelled_on is not None and cancelled_on <= as_of and status in move_sources(document_type, _E.CANCEL)
 
 
-def _uncounted(document_type: DocumentType, status: PermitState, cancelled_on: date | None, as_of: date) -> bool:
+def _uncounted(
+    document_type: DocumentType,
+    status: PermitState,
+    cancelled_on: date | None,
+    as_of: date,
+    chained_on: date | None = None,
+) -> bool:
     """Whether a document no longer counts on ``as_of`` (what it draws, ships, endorses or authorizes): it is
-    cancelled, or its cancellation is due that day. One cancelled from a later day counts until then."""
-    return status is _S.CANCELLED or _cancellation_due(document_type, status, cancelled_on, as_of)
+    cancelled, or its cancellation is due that day, directly or (``chained_on``, an export endorsed before its
+    cancellation's date) once its endorsement's is. One cancelled from a later day counts until then."""
+    due = _cancellation_due(document_type, status, cancelled_on, as_of)
+    return status is _S.CANCELLED or due or (chained_on is not None and chained_on <= as_of)
+
+
+def _chained_on(cancelled_on: date, endorsements: Sequence[date | None]) -> date | None:
+    """The day the cancellation of an export endorsed before its date takes effect: its endorsements (those not
+    cancelled) are cancelled first, which reopens it, so the latest of its date and theirs. None while one of
+    them has no cancellation: an endorsed export cannot be cancelled."""
+    if not endorsements or None in endorsements:
+        return None
+    return max(cancelled_on, *(day for day in endorsements if day is not None))
 
 
 _X022_HINT = (
@@ -238,7 +260,10 @@ class PermitLineRecord:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PermitRecord:
     """A document in the registry; ``version`` and the content are the current ones, ``content_sha256`` the
-    original's (what a duplicate is compared with); ``refers_to`` is the document it draws on or is about."""
+    original's (what a duplicate is compared with); ``refers_to`` is the document it draws on or is about.
+    ``cancelled_on`` is the day it is (or will be) cancelled from; an endorsed export, which a cancellation
+    cannot move, has none: ``cancellation_held`` is then the date of the cancellation it holds, which takes
+    effect only if its endorsement is cancelled."""
 
     key: DocumentKey
     version: int
@@ -258,6 +283,7 @@ class PermitRecord:
     lines: tuple[PermitLineRecord, ...]
     created_at: datetime
     updated_at: datetime
+    cancellation_held: date | None = None
 
     @property
     def document_type(self) -> DocumentType:
@@ -304,6 +330,7 @@ class PermitRegistry:
         async with self._reads.connect() as conn:
             return await _Snapshot(conn, self._tables, self._clock.now().date()).load(outline)
 
+    @to_end
     async def record(
         self,
         document: PermitDocument,
@@ -319,8 +346,8 @@ class PermitRegistry:
         registry now holds, find an error (``PermitChangedMeanwhile``)."""
         async with self._engine.begin() as conn:
             tx = _Tx(conn, self._clock.now(), self._tables)
-            pk, created = await tx.record(document, direction, message_id, recheck)
-            return await tx.load(pk), created
+            pk, recorded = await tx.record(document, direction, message_id, recheck)
+            return await tx.load(pk), recorded.created
 
     async def record_on(
         self,
@@ -330,17 +357,19 @@ class PermitRegistry:
         direction: Direction,
         message_id: str,
         recheck: Recheck | None = None,
-    ) -> bool:
-        """``record`` inside a transaction the caller holds (a ``UnitOfWork``); True when newly kept."""
+    ) -> Recorded:
+        """``record`` inside a transaction the caller holds (a ``UnitOfWork``): whether newly kept, and the due
+        cancellations it applied first (the daily job's work, for the caller to log once committed)."""
         tx = _Tx(conn, self._clock.now(), self._tables)
-        _, created = await tx.record(document, direction, message_id, recheck)
-        return created
+        _, recorded = await tx.record(document, direction, message_id, recheck)
+        return recorded
 
     async def first_carrier_on(self, conn: AsyncConnection, key: DocumentKey) -> str:
         """The MessageId that carried the kept document ``key`` when it was first kept."""
         message_id: str = (await conn.execute(_KEPT_AS, _key_params([key]))).one().message_id
         return message_id
 
+    @to_end
     async def expire(self, as_of: date) -> int:
         """Authorizations whose validity ended before ``as_of`` move to EXPIRED / EXPIRED_UNENDORSED."""
         now = self._clock.now()
@@ -363,7 +392,9 @@ class PermitRegistry:
         """Cancellations effective on ``as_of`` or before, recorded earlier, take effect: each document moves to
         CANCELLED and gives back what it drew, shipped or endorsed, as a cancellation effective at once does,
         each in its own transaction. A document cancelled meanwhile (another run, another node) is left alone;
-        one whose effects the registry refuses stays as it is, to be tried again at the next run."""
+        one whose effects the registry refuses stays as it is, to be tried again at the next run. An export endorsed
+        before its cancellation's date cannot be cancelled: it is held (``held``) while its endorsement stands,
+        and cancelled by the run after its endorsement's cancellation takes effect."""
         cancelled: list[DocumentKey] = []
         refused: dict[int, tuple[DocumentKey, PermitRefused]] = {}
         while True:  # again while one applies: cancelling an endorsement can reopen an export whose own
@@ -380,8 +411,22 @@ class PermitRegistry:
                 except PermitRefused as exc:
                     refused[row.id] = (_key(row), exc)
             if not applied:
-                return CancellationsApplied(cancelled=tuple(cancelled), refused=tuple(refused.values()))
+                held = await self.held_by_endorsements(as_of)
+                return CancellationsApplied(cancelled=tuple(cancelled), refused=tuple(refused.values()), held=held)
 
+    async def held_by_endorsements(self, as_of: date) -> tuple[HeldCancellation, ...]:
+        """The endorsed exports whose cancellation's date has come by ``as_of``, each with what holds it."""
+        async with self._reads.connect() as conn:
+            exports = list(await conn.execute(_HELD_BY_ENDORSEMENTS, {"as_of": as_of}))
+            if not exports:
+                return ()
+            standing = await conn.execute(_STANDING_ENDORSEMENTS, {"pks": [row.id for row in exports]})
+            endorsements: dict[int, list[tuple[DocumentKey, date | None]]] = defaultdict(list)
+            for row in standing:
+                endorsements[row.refers_to].append((_key(row), row.cancelled_on))
+        return tuple(HeldCancellation(_key(row), row.cancelled_on, tuple(endorsements[row.id])) for row in exports)
+
+    @to_end
     async def _cancel_due(self, pk: int, document_type: DocumentType) -> bool:
         """The guarded move comes first: it locks the document's row (before its export's and its import's, as
         every registry transaction locks them), and does nothing where another transaction cancelled it."""
@@ -448,12 +493,38 @@ class PermitRegistry:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldCancellation:
+    """An export endorsed before its cancellation's date (``cancelled_on``): an endorsed export cannot be
+    cancelled, so the cancellation waits on its endorsements, each with the day it is cancelled from (None: it
+    stands, and the export's cancellation never takes effect unless it is cancelled)."""
+
+    export: DocumentKey
+    cancelled_on: date
+    endorsements: tuple[tuple[DocumentKey, date | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CancellationsApplied:
-    """What ``apply_cancellations`` did: the documents it cancelled, and those whose cancellation the registry
-    refused (with why, and what to do)."""
+    """What ``apply_cancellations`` did: the documents it cancelled, those whose cancellation the registry
+    refused (with why, and what to do), and the endorsed exports whose cancellation their endorsement holds."""
 
     cancelled: tuple[DocumentKey, ...] = ()
     refused: tuple[tuple[DocumentKey, PermitRefused], ...] = ()
+    held: tuple[HeldCancellation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What ``record_on`` did: whether the document was newly kept, and the due cancellations it applied first
+    (those of the documents it names or meets, as the daily job would have)."""
+
+    created: bool
+    cancelled: tuple[DocumentKey, ...] = ()
+
+
+def document_name(key: DocumentKey) -> str:
+    """How logs and messages name a document: "ExportAuthorization CH-EA-2026-0001 of CH"."""
+    return f"{key.document_type} {key.number} of {key.issuing_country}"
 
 
 # --- one transaction's work -----------------------------------------------------------------------------
@@ -492,8 +563,9 @@ class _Tx:
 
     async def record(
         self, document: PermitDocument, direction: Direction, message_id: str, recheck: Recheck | None = None
-    ) -> tuple[int, bool]:
-        """Keep the document and apply it to the one it names; its row id, and False when already kept.
+    ) -> tuple[int, Recorded]:
+        """Keep the document and apply it to the one it names; its row id, and what was done (not created when
+        already kept).
 
         The document's own row is written first, so on SQLite this transaction already holds the write lock.
         On PostgreSQL it then locks the year's estimate totals (given ``recheck``) and the documents this one
@@ -501,18 +573,20 @@ class _Tx:
         (estimates, then endorsements and executions, exports, imports). Cancellations due today among those
         are applied first, as the daily job would (the rules already count them as applied from 00:00, and
         the job skips a document cancelled meanwhile); one the registry refuses is left to the job, and a
-        refusal of this document's effects then names it."""
+        refusal of this document's effects then names it. One its effects make applicable (the export a
+        cancelled endorsement reopens) is applied after them."""
         refers_to = await self.pk_of(_primary_reference(document))
         values = _document_values(document, direction, message_id, self.now) | {"refers_to": refers_to}
         insert_document = insert_or_nothing(self.conn.dialect.name, permit_documents, (_doc.id,))
         pk = (await self.conn.execute(insert_document, values)).scalar()
         if pk is None:
-            return await self.already_recorded(document), False
+            return await self.already_recorded(document), Recorded(created=False)
         await self.insert_lines(pk, document.document_type, document.lines)
         outline = recheck.parsed.outline if recheck is not None else None
         if outline is not None:
             await self.lock_estimates(outline)
-        applied, held_back = await self.apply_due(await self.lock_named(document))
+        due = await self.lock_named(document)
+        applied, held_back = await self.apply_due(due)
         if recheck is not None and outline is not None:
             await self.check_again(recheck, outline)
         if refers_to is not None:
@@ -524,7 +598,9 @@ class _Tx:
                 if any(row.id == refers_to for row in applied):
                     raise _cancelled_today(refused, next(row for row in applied if row.id == refers_to)) from None
                 raise
-        return pk, True
+            done = {row.id for row in applied} | {row.id for row, _ in held_back}
+            applied += (await self.apply_due([row for row in due if row.id not in done]))[0]
+        return pk, Recorded(created=True, cancelled=tuple(_key(row) for row in applied))
 
     async def check_again(self, recheck: Recheck, outline: DocumentOutline) -> None:
         """Run the document's rules again on what the registry holds once nothing they ask can change: the
@@ -567,8 +643,10 @@ class _Tx:
         named, the endorsements and executions of the exports named (or of the export a named endorsement or
         execution is of), and the exports drawing on the imports named (or on those exports' imports). Where
         there are any, they are locked too, with the exports and imports their cancellation changes, all in
-        the one lock order. Returns them in that order (an endorsement before its export: cancelling it can
-        reopen an export whose own cancellation is due)."""
+        the one lock order. An endorsed export drawing on an import named, whose cancellation's date has come,
+        counts as named: cancelling its endorsement, if due, reopens it, and its cancellation then applies.
+        Returns them in that order (an endorsement before its export: cancelling it can reopen an export whose
+        own cancellation is due)."""
         keys = _named_keys(document)
         if not keys:
             return []
@@ -579,6 +657,9 @@ class _Tx:
             exports += list(await self.conn.execute(_EXPORTS_BY_PK, {"pks": subjects}))
         imports = {row.id for row in named if row.document_type == IA}
         imports |= {row.refers_to for row in exports if row.refers_to is not None}
+        if imports:
+            held = {"imports": sorted(imports), "as_of": self.now.date()}
+            exports += list(await self.conn.execute(_ENDORSED_DUE_EXPORTS, held))
         params = {
             "as_of": self.now.date(),
             "documents": sorted({row.id for row in (*named, *exports)} | imports),
@@ -975,6 +1056,9 @@ class KnownDocument:
     direction: Direction
     message_id: str
     """The message that first carried it, sent or received."""
+    chained_on: date | None = None
+    """An export endorsed before its cancellation's date: the day that cancellation takes effect, once its
+    endorsement's has (``_chained_on``)."""
     by_number: Mapping[int, PermitLineRecord] = field(init=False, repr=False, compare=False)
     drawn_by_reference: Mapping[int, Decimal] = field(init=False, repr=False, compare=False)
     """Grams its lines draw (an export) per line of the document it names."""
@@ -1127,7 +1211,8 @@ def _cancelled(known: KnownDocument, as_of: date) -> bool:
     if known.cancelled_on is None:
         return known.status is _S.CANCELLED
     due = _cancellation_due(known.document.document_type, known.status, known.cancelled_on, as_of)
-    return due or (known.status is _S.CANCELLED and known.cancelled_on <= as_of)
+    chained = known.chained_on is not None and known.chained_on <= as_of
+    return due or chained or (known.status is _S.CANCELLED and known.cancelled_on <= as_of)
 
 
 def _closed(known: KnownDocument) -> bool:
@@ -1143,7 +1228,9 @@ def _closed(known: KnownDocument) -> bool:
 class _Snapshot:
     """Loads a ``PermitContext`` for one outlined document (and an amendment's replacement), as on ``as_of`` (the
     registry's day). A cancellation due that day counts as applied, though the daily job that applies it runs
-    just after midnight: its document is CANCELLED, an export draws nothing and its import has it back."""
+    just after midnight: its document is CANCELLED, an export draws nothing and its import has it back. So does
+    the cancellation of an export endorsed before its date once its endorsement's is due, as the registry
+    applies them one after the other (``_chained_on``)."""
 
     conn: AsyncConnection
     tables: ControlTables
@@ -1154,7 +1241,8 @@ class _Snapshot:
         keys = {key for part in parts for key in (part.key, *part.references)}
         rows = list(await self.conn.execute(_documents_with_keys(len(keys)), _key_params(keys)))
         lines = await _lines_by_document(self.conn, [row.id for row in rows])
-        known = {_key(row): self.settled(_known(row, lines.get(row.id, []))) for row in rows}
+        chained = await self.chained(rows)
+        known = {_key(row): self.settled(_known(row, lines.get(row.id, []), chained.get(row.id))) for row in rows}
         for part in parts:
             kept = known.get(part.key)
             if kept is not None and part.raw_sha256 and kept.content_sha256 == part.raw_sha256:
@@ -1173,7 +1261,8 @@ class _Snapshot:
     def settled(self, known: KnownDocument) -> KnownDocument:
         """The document as it stands once a cancellation due today is applied."""
         document_type = known.document.document_type
-        if not _cancellation_due(document_type, known.status, known.cancelled_on, self.as_of):
+        chained = known.chained_on is not None and known.chained_on <= self.as_of
+        if not (chained or _cancellation_due(document_type, known.status, known.cancelled_on, self.as_of)):
             return known
         lines = tuple(
             replace(line, drawn_grams=None if line.drawn_grams is None else Decimal(0)) for line in known.lines
@@ -1235,7 +1324,8 @@ class _Snapshot:
         rows = list(await self.conn.execute(query))
         exports: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
         endorsements: dict[DocumentKey, list[DocumentKey]] = defaultdict(list)
-        live = [row for row in rows if not self.uncounted(row)]
+        chained = await self.chained(rows)
+        live = [row for row in rows if not self.uncounted(row, chained.get(row.id))]
         for row in live:
             if row.document_type == EA:
                 exports[subjects[row.refers_to]].append(_key(row))
@@ -1250,8 +1340,21 @@ class _Snapshot:
             "dispatched": _dispatched(live, subjects),
         }
 
-    def uncounted(self, row: Any) -> bool:
-        return _uncounted(DocumentType(row.document_type), PermitState(row.status), row.cancelled_on, self.as_of)
+    def uncounted(self, row: Any, chained_on: date | None) -> bool:
+        document_type, status = DocumentType(row.document_type), PermitState(row.status)
+        return _uncounted(document_type, status, row.cancelled_on, self.as_of, chained_on)
+
+    async def chained(self, rows: Sequence[Any]) -> dict[int, date]:
+        """For the endorsed exports among ``rows`` that have a cancellation, the day it takes effect once their
+        endorsements' cancellations have (those whose endorsement stands are left out)."""
+        held = {row.id: row.cancelled_on for row in rows if row.status in _ENDORSED and row.cancelled_on}
+        if not held:
+            return {}
+        endorsements: dict[int, list[date | None]] = defaultdict(list)
+        for row in await self.conn.execute(_STANDING_ENDORSEMENTS, {"pks": list(held)}):
+            endorsements[row.refers_to].append(row.cancelled_on)
+        found = {pk: _chained_on(cancelled_on, endorsements[pk]) for pk, cancelled_on in held.items()}
+        return {pk: day for pk, day in found.items() if day is not None}
 
     async def executed(self, executions: Mapping[int, DocumentKey]) -> dict[DocumentKey, dict[int, Decimal]]:
         """Base grams shipped per export line, for each export that has executions."""
@@ -1345,26 +1448,51 @@ def _cancellable() -> ColumnElement[bool]:
     return or_(*typed, others)
 
 
+_endorsement = permit_documents.alias("endorsement")
+
+
+def _chained(as_of: Any) -> ColumnElement[bool]:
+    """An export endorsed before its cancellation's date whose cancellation takes effect by ``as_of`` (a date or
+    a bound parameter), once its endorsements' have: ``_chained_on`` in SQL."""
+    standing = and_(
+        _endorsement.c.refers_to == _doc.id,
+        _endorsement.c.document_type == EN,
+        _endorsement.c.status != _S.CANCELLED,
+    )
+    stays = or_(_endorsement.c.cancelled_on.is_(None), _endorsement.c.cancelled_on > as_of)
+    return and_(
+        _doc.document_type == EA,
+        _doc.status.in_(_ENDORSED),
+        _doc.cancelled_on <= as_of,
+        select(_endorsement.c.id).where(standing).exists(),
+        ~select(_endorsement.c.id).where(standing, stays).exists(),
+    )
+
+
 def _counted_on(as_of: date) -> ColumnElement[bool]:
-    """``_uncounted``'s opposite in SQL: not cancelled, and no cancellation due on ``as_of``."""
+    """``_uncounted``'s opposite in SQL: not cancelled, and no cancellation due on ``as_of`` (chained or not)."""
     not_due = or_(_doc.cancelled_on.is_(None), _doc.cancelled_on > as_of, ~_cancellable())
-    return and_(_doc.status != _S.CANCELLED, not_due)
+    return and_(_doc.status != _S.CANCELLED, not_due, ~_chained(as_of))
 
 
+# The oldest first; in the order of ix_permit_documents_cancelled_on (which holds the row id), so that the
+# daily job reads a range of it rather than the whole table.
 _DUE_CANCELLATIONS = (
     select(_doc.id, _doc.document_type, _doc.issuing_country, _doc.number)
     .where(_doc.cancelled_on <= bindparam("as_of"), _cancellable())
-    .order_by(_doc.id)
+    .order_by(_doc.cancelled_on, _doc.id)
 )
-# What the exports against some imports draw where their cancellation is due, per import line.
+# What the exports against some imports draw where their cancellation is due (chained or not), per import line.
 _DRAWN_BY_DUE_EXPORTS = (
     select(_doc.refers_to, _line.reference_line_number, func.sum(_line.drawn_micrograms).label("drawn"))
     .join(permit_documents, _doc.id == _line.document_pk)
     .where(
         _doc.refers_to.in_(bindparam("imports", expanding=True)),
         _doc.document_type == EA,
-        _doc.status.in_(move_sources(EA, _E.CANCEL)),
-        _doc.cancelled_on <= bindparam("as_of"),
+        or_(
+            and_(_doc.status.in_(move_sources(EA, _E.CANCEL)), _doc.cancelled_on <= bindparam("as_of")),
+            _chained(bindparam("as_of")),
+        ),
         _line.drawn_micrograms.is_not(None),
         _line.reference_line_number.is_not(None),
     )
@@ -1389,6 +1517,28 @@ _DUE_AMONG = select(_doc.id, _doc.document_type, _doc.issuing_country, _doc.numb
 )
 _EXPORTS_BY_PK = select(_doc.id, _doc.document_type, _doc.refers_to).where(
     _doc.id.in_(bindparam("pks", expanding=True)), _doc.document_type == EA
+)
+# The endorsed exports against some imports whose cancellation's date has come: cancelling their endorsements,
+# if due, reopens them, and their own cancellation then takes effect.
+_ENDORSED_DUE_EXPORTS = select(_doc.id, _doc.document_type, _doc.refers_to).where(
+    _doc.refers_to.in_(bindparam("imports", expanding=True)),
+    _doc.document_type == EA,
+    _doc.status.in_(_ENDORSED),
+    _doc.cancelled_on <= bindparam("as_of"),
+)
+# The endorsements of some exports that are not cancelled, with the day they are cancelled from, if any.
+_STANDING_ENDORSEMENTS = select(
+    _doc.id, _doc.document_type, _doc.issuing_country, _doc.number, _doc.refers_to, _doc.cancelled_on
+).where(
+    _doc.refers_to.in_(bindparam("pks", expanding=True)),
+    _doc.document_type == EN,
+    _doc.status != _S.CANCELLED,
+)
+# The endorsed exports whose cancellation's date has come: their endorsements hold it.
+_HELD_BY_ENDORSEMENTS = (
+    select(_doc.id, _doc.document_type, _doc.issuing_country, _doc.number, _doc.cancelled_on)
+    .where(_doc.cancelled_on <= bindparam("as_of"), _doc.document_type == EA, _doc.status.in_(_ENDORSED))
+    .order_by(_doc.cancelled_on, _doc.id)
 )
 # NO KEY UPDATE, as an UPDATE takes: a plain FOR UPDATE would wait for the key-share lock that inserting a
 # document referring to the row takes, and two such inserts would deadlock.
@@ -1588,6 +1738,7 @@ def _permit_line(line: Any) -> PermitLine:
 
 def _record(row: Any, lines: Sequence[Any]) -> PermitRecord:
     primary = next((_cited(row.cited, role) for role in reversed(_ROLES) if role in row.cited), None)
+    held = row.status in _ENDORSED and row.cancelled_on is not None
     return PermitRecord(
         key=_key(row),
         version=row.version,
@@ -1600,13 +1751,14 @@ def _record(row: Any, lines: Sequence[Any]) -> PermitRecord:
         importer=_party(row.importer),
         exporter=_party(row.exporter),
         refers_to=primary.key if primary else None,
-        cancelled_on=row.cancelled_on,
+        cancelled_on=None if held else row.cancelled_on,
         content_sha256=row.content_sha256,
         direction=Direction(row.direction),
         message_id=row.message_id,
         lines=tuple(_line_record(line) for line in lines),
         created_at=as_utc(row.created_at) or row.created_at,
         updated_at=as_utc(row.updated_at) or row.updated_at,
+        cancellation_held=row.cancelled_on if held else None,
     )
 
 
@@ -1638,7 +1790,7 @@ def _document(row: Any, lines: Sequence[Any]) -> PermitDocument:
     )
 
 
-def _known(row: Any, lines: Sequence[Any]) -> KnownDocument:
+def _known(row: Any, lines: Sequence[Any], chained_on: date | None = None) -> KnownDocument:
     return KnownDocument(
         pk=row.id,
         document=_document(row, lines),
@@ -1649,4 +1801,5 @@ def _known(row: Any, lines: Sequence[Any]) -> KnownDocument:
         lines=tuple(_line_record(line) for line in lines),
         direction=Direction(row.direction),
         message_id=row.message_id,
+        chained_on=chained_on,
     )

@@ -182,6 +182,7 @@ permit_documents = Table(
     Index(None, "document_type", "status", "valid_until"),
     Index(None, "importing_country", "estimate_year"),
     Index(None, "direction", "message_id"),  # a message built anew takes over its predecessor's documents
+    Index(None, "cancelled_on"),  # the daily job's due cancellations: a range of dates, not the whole table
 )
 
 permit_lines = Table(

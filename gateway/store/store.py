@@ -61,6 +61,7 @@ from gateway.store.schema import (
     permit_documents,
     pull_requests_answered,
 )
+from gateway.tasks import to_end
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -366,6 +367,7 @@ class MessageStore:
 
     # --- writing ---------------------------------------------------------------------------------------
 
+    @to_end
     async def add(
         self,
         new: NewMessage,
@@ -426,6 +428,7 @@ class MessageStore:
             await conn.execute(_INSERT_ATTACHMENTS, rows)
         return record, True
 
+    @to_end
     async def supersede(
         self, old: MessageRecord, new: NewMessage, *, detail: dict[str, Any], why: dict[str, Any]
     ) -> tuple[MessageRecord, bool] | None:
@@ -506,6 +509,7 @@ class MessageStore:
             )
         return IllegalTransition(current.state, move.event, current.message_id)
 
+    @to_end
     async def note(self, pk: int, kind: str, detail: dict[str, Any] | None = None, **updates: Any) -> None:
         """Append an event that does not change the state (an attempt, a delivery try, an operator note)."""
         async with self._engine.begin() as conn:
@@ -513,6 +517,7 @@ class MessageStore:
                 await conn.execute(_UPDATE_BY_PK, {"pk": pk, "updated_at": self._clock.now(), **updates})
             await self._log(conn, pk, kind, None, detail or {})
 
+    @to_end
     async def claim_due(
         self,
         owner: str,
@@ -607,6 +612,7 @@ class MessageStore:
         async with self._reads.connect() as conn:
             return [str(row[0]) for row in await conn.execute(query)]
 
+    @to_end
     async def give_up_waiting(
         self,
         *,
@@ -648,6 +654,7 @@ class MessageStore:
                 )
         return failed
 
+    @to_end
     async def renew_lease(
         self, pk: int, owner: str, *, claimed: int, lease: timedelta, direction: Direction = Direction.OUTBOUND
     ) -> bool:
@@ -674,6 +681,7 @@ class MessageStore:
             )
             return renewed.first() is not None
 
+    @to_end
     async def note_claimed(
         self, pk: int, kind: str, detail: dict[str, Any], *, owner: str, claimed: int, **updates: Any
     ) -> bool:
@@ -713,6 +721,7 @@ class MessageStore:
         except (SQLAlchemyError, OSError) as exc:  # at shutdown the database may be gone already
             raise StoreError(f"the messages node {owner} was sending could not be given back: {exc}") from exc
 
+    @to_end
     async def _back_to_retry(self, which: ColumnElement[bool], detail: dict[str, Any]) -> int:
         now = self._clock.now()
         async with self._engine.begin() as conn:
@@ -731,6 +740,7 @@ class MessageStore:
                 await conn.execute(_INSERT_EVENTS, logged)
             return len(moved)
 
+    @to_end
     async def first_answer(self, message_id: str, partner_id: str, *, fresh_until: datetime) -> bool:
         """Record that PullRequest ``message_id`` is answered now: False if some node answered it already.
 
@@ -744,6 +754,7 @@ class MessageStore:
             inserted = await conn.execute(insert_or_nothing(conn.dialect.name, table, (table.c.message_id,)), row)
             return inserted.first() is not None
 
+    @to_end
     async def purge_batch(self, older_than: Mapping[State, datetime], *, limit: int) -> PurgedBatch:
         """Delete up to ``limit`` messages in a final state whose last move is before that state's cutoff.
 

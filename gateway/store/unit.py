@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.documents import PermitDocument
+from gateway.documents import DocumentKey, PermitDocument
 from gateway.store.lifecycle import Direction, Event
 from gateway.store.permits import PermitRegistry, Recheck
 from gateway.store.store import Evidence, MessageRecord, MessageStore, NewMessage
@@ -26,6 +26,9 @@ class UnitOfWork:
         self._conn = conn
         self._messages = messages
         self._permits = permits
+        self.cancelled: tuple[DocumentKey, ...] = ()
+        """The due cancellations recording permits applied first (the daily job's work): once the unit is
+        committed, its caller logs them."""
 
     async def record_permit(
         self, document: PermitDocument, *, direction: Direction, message_id: str, recheck: Recheck | None = None
@@ -33,9 +36,11 @@ class UnitOfWork:
         """``PermitRegistry.record`` in this unit; True when newly kept, False when the same document was. With
         ``recheck`` (how the document was checked) its rules run again under the registry's locks, so that a
         document recorded meanwhile by another request or node cannot make it break them."""
-        return await self._permits.record_on(
+        recorded = await self._permits.record_on(
             self._conn, document, direction=direction, message_id=message_id, recheck=recheck
         )
+        self.cancelled += recorded.cancelled
+        return recorded.created
 
     async def first_carrier(self, document: PermitDocument) -> str:
         """The MessageId that carried ``document`` when it was first kept (by this unit or before it)."""

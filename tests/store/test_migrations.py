@@ -1,8 +1,9 @@
-"""Migrations 0004 to 0011 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
+"""Migrations 0004 to 0012 on SQLite and PostgreSQL: ``permit-gateway db upgrade`` brings a 0003 store to the
 head, the migrated schema is exactly ``schema.metadata``, and the store's purge, payload-file, listing and
 queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny).
 0010 gives the received messages still waiting to be delivered the findings they were accepted with; 0011 adds the
-received messages' header digests, NULL for those received before it."""
+received messages' header digests, NULL for those received before it; 0012 indexes permit_documents.cancelled_on
+for the daily permit job's due cancellations."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from gateway.clock import FixedClock
 from gateway.interfaces.cli import app
-from gateway.store import Direction, MessageStore, NewMessage, State, create_engine, upgrade
+from gateway.store import Direction, MessageStore, NewMessage, PermitRegistry, State, create_engine, upgrade
 from gateway.store.migrate import downgrade, head_revision
 from gateway.store.schema import message_events, messages, metadata
 
@@ -220,7 +221,7 @@ async def test_0011_adds_header_digests_null_for_messages_received_before_and_do
 
         async with engine.connect() as conn:
             revision, _, diff = await conn.run_sync(_state)
-        assert revision == head_revision() == "0011" and diff == []
+        assert revision == head_revision() and diff == []
         store = MessageStore(engine, FixedClock(at))
         old = await store.find(Direction.INBOUND, "old@ch")
         assert old is not None and old.header_digests is None
@@ -251,6 +252,43 @@ async def test_0011_adds_header_digests_null_for_messages_received_before_and_do
             }
             kept = (await conn.execute(select(messages.c.message_id).order_by(messages.c.id))).scalars().all()
         assert kept == ["old@ch", "new@ch"]
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.run_sync(_state))[2] == []
+    finally:
+        await engine.dispose()
+
+
+DUE_INDEX = "ix_permit_documents_cancelled_on"
+
+
+def _permit_indexes(connection: Any) -> set[str]:
+    return {ix["name"] for ix in inspect(connection).get_indexes("permit_documents") if ix["name"]}
+
+
+async def test_0012_indexes_the_due_cancellations_and_downgrades(store_url: str) -> None:
+    """Up from 0011 the daily job's due-cancellation query reads the index (asked with EXPLAIN); down to 0011 the
+    index goes, and up again the schema is the head's."""
+    engine = create_engine(store_url)
+    clock = FixedClock(datetime(2026, 11, 26, 12, tzinfo=UTC))
+    try:
+        await upgrade(engine, "0011")
+        async with engine.connect() as conn:
+            assert DUE_INDEX not in await conn.run_sync(_permit_indexes)
+
+        await upgrade(engine)
+
+        async with engine.connect() as conn:
+            revision, _, diff = await conn.run_sync(_state)
+            assert DUE_INDEX in await conn.run_sync(_permit_indexes)
+        assert revision == head_revision() == "0012" and diff == []
+        registry = PermitRegistry(engine, clock)
+        plans = await _plans(engine, lambda: registry.apply_cancellations(clock.now().date()))
+        assert DUE_INDEX in plans, plans
+
+        await downgrade(engine, "0011")
+        async with engine.connect() as conn:
+            assert DUE_INDEX not in await conn.run_sync(_permit_indexes)
         await upgrade(engine)
         async with engine.connect() as conn:
             assert (await conn.run_sync(_state))[2] == []
