@@ -12,9 +12,11 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -32,7 +34,12 @@ class _Section(BaseModel):
 class IdentitySettings(_Section):
     party_id: Annotated[str, Field(min_length=1, description="our ebMS PartyId, e.g. BE-FAMHP")]
     party_id_type: str = PARTY_ID_TYPE_UNREGISTERED
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country code")]
+    country: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Z]{2}$", description="an ISO 3166-1 alpha-2 country code, two capital letters such as BE"
+        ),
+    ]
     authority_name: Annotated[str, Field(min_length=1)]
 
 
@@ -94,6 +101,7 @@ class KeySettings(_Section):
             return _first_line(self.passphrase_file, "[keys].passphrase_file")
         if self.passphrase_env is None:
             return None
+        _check_variable_name(self.passphrase_env, "[keys].passphrase_env", "passphrase")
         value = os.environ.get(self.passphrase_env)
         if not value:
             raise ConfigError(
@@ -129,9 +137,24 @@ def _first_line(path: Path, key: str) -> bytes:
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_variable_name(env: str, key: str, secret: str) -> None:
+    """An ``*_env`` key that holds no variable name most likely holds the secret itself: never repeated."""
+    if not _VARIABLE_NAME.fullmatch(env):
+        raise ConfigError(
+            f"{key} must name an environment variable (letters, digits and _, not starting with a digit), and "
+            f"what it holds is no such name: it looks like the {secret} itself, which is not shown here. Put the "
+            f"variable's name there, export the {secret} in that variable, and, if the file was shared, change "
+            f"the {secret}"
+        )
+
+
 def _token(env: str | None, key: str, off: str) -> SecretStr | None:
     if env is None:
         return None
+    _check_variable_name(env, key, "token")
     value = (os.environ.get(env) or "").strip()  # as a presented token is: a secret file's newline is no part
     if not value:
         raise ConfigError(
@@ -332,7 +355,9 @@ class FaultSettings(_Section):
 class Settings(_Section):
     identity: IdentitySettings
     http: HttpSettings = HttpSettings()
-    data_dir: Path = Path("../var")
+    data_dir: Path = Field(
+        default=Path("../var"), description="the folder of the gateway's payload files and other state"
+    )
     keys: KeySettings = KeySettings()
     store: StoreSettings = StoreSettings()
     profiles: ProfileSettings = ProfileSettings()
@@ -407,17 +432,86 @@ def _describe(error: Any, text: str | None = None) -> str:
 
 
 def _where(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"])
-    section, _, key = loc.rpartition(".")
-    where = f"[{section}].{key}" if section else (f"[{key}]" if key else "configuration")
+    loc = tuple(str(part) for part in error["loc"])
+    key = loc[-1] if loc else ""
     got = error.get("input")
+    where = _place(loc, section=isinstance(got, dict) or _is_section(loc))
     # a value may be a secret (a store URL with its password, a passphrase put in the wrong place): not echoed
     secret = any(word in key.lower() for word in _SECRET_KEYS) or isinstance(got, dict)
     if error["type"] == "extra_forbidden":
         known = ", ".join(_known_keys(error["loc"][:-1]))
-        return f"{where}: unknown {'section' if not section else 'key'}; expected one of: {known}"
-    got_text = "" if error["type"] == "missing" or secret else f" (got {got!r})"
-    return f"{where}: {error['msg']}{got_text}"
+        kind = "key" if len(loc) > 1 else "section" if where.startswith("[") else "top-level key"
+        return f"{where}: unknown {kind}; expected one of: {known}"
+    field = _field(loc)
+    description = field.description if field is not None else None
+    message = _plain_message(error, description)
+    got_text = "" if error["type"] == "missing" or secret else f" (got {_shown(got)})"
+    about = f"; {key}: {description}" if description and description not in message else ""
+    return f"{where}: {message}{got_text}{about}"
+
+
+def _place(loc: tuple[str, ...], *, section: bool) -> str:
+    """``[store].url``; a section alone as ``[store]``, and a key outside any section (``data_dir``) as itself."""
+    if not loc:
+        return "configuration"
+    if len(loc) == 1:
+        return f"[{loc[0]}]" if section else loc[0]
+    return f"[{'.'.join(loc[:-1])}].{loc[-1]}"
+
+
+def _is_section(loc: tuple[str, ...]) -> bool:
+    field = _field(loc)
+    annotation = _without_none(field.annotation) if field is not None else None
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _field(loc: tuple[str, ...]) -> FieldInfo | None:
+    """The pydantic field at ``loc``, or None when ``loc`` names none (an unknown key, an item of a table)."""
+    model: Any = Settings
+    field = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _without_none(field.annotation)
+    return field
+
+
+def _without_none(annotation: Any) -> Any:
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+_PLAIN = {
+    "path_type": "expected a path, as text in quotes",
+    "string_type": "expected text, in quotes",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected a section (a [table] of keys)",
+    "model_type": "expected a section (a [table] of keys)",
+    "model_attributes_type": "expected a section (a [table] of keys)",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+}
+"""pydantic's wording where it names Python types (``<class 'pathlib.Path'>``, ``instance of KeySettings``)."""
+
+
+def _plain_message(error: Any, description: str | None) -> str:
+    kind, message = str(error["type"]), str(error["msg"])
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind == "string_pattern_mismatch":
+        return f"expected {description}" if description else "is not written in the form this key takes"
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _shown(value: object) -> str:
+    """A value as it is written in TOML (``true``, not Python's ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:

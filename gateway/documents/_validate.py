@@ -26,7 +26,7 @@ from gateway.documents.context import DocumentContext
 from gateway.documents.reference import ReferenceData
 from gateway.documents.rules import check_cross, check_document
 from gateway.documents.types import PERMITS_NAMESPACE, DocumentType
-from gateway.xmlsafe import TreeLimits, XmlInputError, parse_xml
+from gateway.xmlsafe import DEFAULT_MAX_BYTES, TreeLimits, XmlInputError, parse_xml
 
 _BY_ROOT = {t.value: t for t in DocumentType}
 _KNOWN_TYPES = ", ".join(_BY_ROOT)
@@ -75,7 +75,7 @@ def parse_document(data: bytes) -> ParsedDocument:
         # The envelope keeps them (its parser is another): AS4 signs the payload's bytes, not this tree.
         root = parse_xml(data, what="permit document", limits=PERMIT_LIMITS, remove_pis=True)
     except XmlInputError as exc:
-        return ParsedDocument(findings=(_xml_finding(exc),))
+        return ParsedDocument(findings=(_xml_finding(exc, data),))
     qname = etree.QName(root)
     document_type = _BY_ROOT.get(qname.localname)
     if document_type is None or qname.namespace != PERMITS_NAMESPACE:
@@ -190,14 +190,40 @@ def _outline(draft: Draft) -> DocumentOutline:
     )
 
 
-def _xml_finding(exc: XmlInputError) -> Finding:
-    hint = exc.fix or (
-        "Fix the XML syntax at this position; the document must be well-formed XML."
-        if exc.line is not None
-        else "Send the document without a DOCTYPE (DTDs and entity declarations are refused) and within the "
-        "size limit."
+_EMPTY_HINT = (
+    "Send the whole permit XML: an empty body or file is usually an upload or a copy that failed or was not "
+    "finished."
+)
+
+
+def _xml_finding(exc: XmlInputError, data: bytes) -> Finding:
+    """The finding of a document the XML parser refused; a line and column only where the parser has a place
+    (libxml2 says line 0 where it has none)."""
+    if not data.strip():  # where the white space ends is no place to fix
+        spaces = f" ({len(data)} bytes of white space)" if data else ""
+        return Finding(rule="XML", severity="error", message=f"permit document is empty{spaces}", hint=_EMPTY_HINT)
+    placed = bool(exc.line)
+    return Finding(
+        rule="XML",
+        severity="error",
+        message=exc.reason,
+        line=exc.line if placed else None,
+        column=(exc.column or None) if placed else None,
+        hint=_xml_hint(exc, len(data), placed),
     )
-    return Finding(rule="XML", severity="error", message=exc.reason, line=exc.line, column=exc.column, hint=hint)
+
+
+def _xml_hint(exc: XmlInputError, size: int, placed: bool) -> str:
+    if exc.fix:
+        return exc.fix
+    if size > DEFAULT_MAX_BYTES:
+        return (
+            f"Send a permit document of at most {DEFAULT_MAX_BYTES // (1024 * 1024)} MiB ({DEFAULT_MAX_BYTES} "
+            "bytes); scans and other supporting documents go as attachments, not inside the XML."
+        )
+    if "DOCTYPE" in exc.reason:
+        return "Send the document without a DOCTYPE: DTDs and entity declarations are refused."
+    return f"Fix the XML syntax{' at this position' if placed else ''}; the document must be well-formed XML."
 
 
 def _root_finding(root: etree._Element) -> Finding:

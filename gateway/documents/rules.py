@@ -62,13 +62,14 @@ def check_document(draft: Draft, env: Env) -> tuple[Finding, ...]:
     own = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs != "context"]
     cross = [(part, rule) for part in parts for rule in rules_for(part.document_type) if rule.needs == "context"]
     hits = _run(own, env)
-    blocked = any(rule.severity == "error" for rule, _ in hits)
+    errors = sorted({rule.id for rule, _ in hits if rule.severity == "error"})
+    blocked = bool(errors)
     if env.context is not None and not blocked:
         hits += _run(cross, env)
     findings = _findings(hits, prefix)
     skipped_as_of = sorted({rule.id for _, rule in own if rule.needs == "as_of" and env.as_of is None})
     skipped_cross = sorted({rule.id for _, rule in cross}) if env.context is None or blocked else []
-    return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, blocked))
+    return (*findings, *_skipped_notes(skipped_cross, skipped_as_of, errors))
 
 
 def check_cross(draft: Draft, env: Env) -> tuple[Finding, ...]:
@@ -116,15 +117,16 @@ def _finding(rule: Rule, hit: Hit, prefix: str) -> Finding:
     )
 
 
-def _skipped_notes(cross: list[str], as_of: list[str], blocked: bool) -> Iterable[Finding]:
+def _skipped_notes(cross: list[str], as_of: list[str], errors: list[str]) -> Iterable[Finding]:
+    """``errors``: the rules the document broke, which keep the cross-document rules from running."""
     if cross:
-        why = "the document already has errors" if blocked else "no document context was given"
+        why = f"the document has errors ({', '.join(errors)})" if errors else "no document context was given"
         yield Finding(
             rule="CONTEXT",
             severity="info",
-            message=f"the cross-document rules were not run, because {why}: {', '.join(cross)}",
-            hint="Correct the errors first."
-            if blocked
+            message=f"the cross-document rules were not run, because {why}; rules not run: {', '.join(cross)}",
+            hint="Correct the errors first; the rules not run are checked then."
+            if errors
             else "Validate with the documents the gateway has sent and received (the store; on the command "
             "line, --context FOLDER) to run them.",
         )

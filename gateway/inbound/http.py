@@ -13,9 +13,12 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
+from aiohttp.http_exceptions import ContentEncodingError
 
-from gateway.as4 import MAX_SIGNAL_BYTES, EbmsError, Outgoing, SignalPeek, peek_signal
+from gateway.as4 import MAX_SIGNAL_BYTES, EbmsCode, EbmsError, Outgoing, SignalPeek, peek_signal
+from gateway.errors import GatewayError
 from gateway.inbound.receive import Receiver, check_content_type
 from gateway.interfaces.keys import SETTINGS
 from gateway.outbound.pull_serve import StoredAnswer
@@ -34,6 +37,73 @@ _READ_CHUNK = 256 * 1024
 BUSY_RETRY_AFTER_SECONDS = 10
 _HANDLING: weakref.WeakKeyDictionary[web.Application, int] = weakref.WeakKeyDictionary()
 """Requests each application is handling on /as4: a count per gateway, not per process (tests run two)."""
+
+
+DECODED_ENCODINGS = frozenset(
+    {"gzip", "deflate"} | ({"br"} if HAS_BROTLI else set()) | ({"zstd"} if HAS_ZSTD else set())
+)
+"""The Content-Encodings aiohttp undoes before a handler reads the body (br and zstd only with their libraries)."""
+ENCODING_FIX = (
+    "send the body uncompressed (no Content-Encoding header) or as valid gzip with Content-Encoding: gzip"
+)
+
+
+class UnreadableBody(GatewayError):
+    """A request body that cannot be read as sent: 415 for a Content-Encoding this gateway does not decode, 400 for
+    a body that is not what its Content-Encoding says (or whose HTTP framing is broken)."""
+
+    def __init__(self, status: int, detail: str, fix: str) -> None:
+        super().__init__(f"{detail}; {fix}")
+        self.status, self.detail, self.fix = status, detail, fix
+
+    def json_response(self) -> web.Response:
+        """The REST and admin APIs' answer: a JSON problem naming the header and the fix."""
+        error = "unsupported content encoding" if self.status == 415 else "request body cannot be decoded"
+        response = web.json_response({"error": error, "detail": self.detail, "fix": self.fix}, status=self.status)
+        response.force_close()  # the rest of the body is not read: the connection cannot carry another request
+        return response
+
+
+def check_content_encoding(request: web.Request) -> None:
+    """UnreadableBody (415) before the body is read, for a Content-Encoding aiohttp passes through undecoded
+    (``compress``, ``x-gzip``, a list such as ``gzip, gzip``): its bytes would be taken for the document itself."""
+    found = request.headers.get(hdrs.CONTENT_ENCODING)
+    if (
+        found is None
+        or found.lower() in ("", "identity")
+        or (found.isascii() and found.lower() in DECODED_ENCODINGS)
+    ):
+        return
+    shown = found.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:100]
+    raise UnreadableBody(
+        415,
+        f"the request body has Content-Encoding: {shown}, which this gateway does not decode (it decodes "
+        f"{', '.join(sorted(DECODED_ENCODINGS))})",
+        ENCODING_FIX,
+    )
+
+
+async def read_chunk(request: web.Request, size: int) -> bytes:
+    """The next at most ``size`` bytes of the decoded body (b"" at its end). A body that cannot be decoded raises
+    UnreadableBody instead of aiohttp's RequestPayloadError, which would answer 500 with a traceback."""
+    try:
+        return await request.content.read(size)
+    except web.RequestPayloadError as exc:
+        raise unreadable_body(request, exc) from None
+
+
+def unreadable_body(request: web.Request, exc: web.RequestPayloadError) -> UnreadableBody:
+    """What to answer for the body aiohttp could not read (``read_chunk``'s error; a multipart reader's too)."""
+    # else aiohttp reads on what is left after the answer, and logs that read's error with a traceback
+    request.content.feed_eof()
+    if isinstance(exc.__cause__, ContentEncodingError):
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+        detail = f"the request body cannot be decoded as its Content-Encoding: {encoding} says (it is not valid {encoding})"
+        return UnreadableBody(400, detail, ENCODING_FIX)
+    reason = str(exc).replace("\n", " ").strip()
+    return UnreadableBody(
+        400, f"the request body cannot be read ({reason})", "send the request again, its body whole as announced"
+    )
 
 
 async def as4_endpoint(request: web.Request) -> web.StreamResponse:
@@ -64,14 +134,34 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     content_type = request.headers.get("Content-Type", "")
-    try:
+    try:  # before the body is read: nothing in it can be parsed under these headers
         check_content_type(content_type)
-    except EbmsError as exc:  # before the body is read: nothing in it can be parsed under this header
-        response = _response(request.app[RECEIVER].refuse(exc, content_type))
-        response.force_close()
-        return response
+        check_content_encoding(request)
+    except EbmsError as exc:
+        return _refused(request, content_type, exc)
+    except UnreadableBody as exc:
+        return _refused(request, content_type, _as_ebms(exc))
+    try:
+        return await _answer(request, content_type, limit)
+    except UnreadableBody as exc:
+        return _refused(request, content_type, _as_ebms(exc))
+
+
+def _as_ebms(exc: UnreadableBody) -> EbmsError:
+    """Refused as a broken MIME body is: the sender's AS4 stack reads the error signal, not a JSON problem."""
+    return EbmsError(EbmsCode.MIME_INCONSISTENCY, str(exc), envelope_unreadable=True)
+
+
+def _refused(request: web.Request, content_type: str, error: EbmsError) -> web.StreamResponse:
+    """A request refused unread, or read only in part: the connection cannot carry another one."""
+    response = _response(request.app[RECEIVER].refuse(error, content_type))
+    response.force_close()
+    return response
+
+
+async def _answer(request: web.Request, content_type: str, limit: int) -> web.StreamResponse:
     if request.content_length is not None and request.content_length <= IN_MEMORY_BYTES:
-        body = await _small_body(request)
+        body = await _small_body(request, limit)
         peeked = _peek(content_type, body)
         if peeked is not None:
             return _response(await request.app[SIGNALS](content_type, body, peeked))
@@ -113,12 +203,18 @@ def _response(answer: Outgoing | StoredAnswer) -> web.StreamResponse:
     return web.Response(status=answer.http_status, body=answer.body, headers={"Content-Type": answer.content_type})
 
 
-async def _small_body(request: web.Request) -> bytes:
-    """A body of at most ``IN_MEMORY_BYTES``, which must arrive whole within the read time-out."""
+async def _small_body(request: web.Request, limit: int) -> bytes:
+    """A body of at most ``IN_MEMORY_BYTES`` as sent, which must arrive whole within the read time-out; decoded
+    (a Content-Encoding) it may be larger, up to ``limit``."""
     seconds = request.app[READ_TIMEOUT]
+    body = bytearray()
     try:
         async with asyncio.timeout(seconds):
-            return await request.read()
+            while chunk := await read_chunk(request, _READ_CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            return bytes(body)
     except TimeoutError:
         raise _stalled(
             f"the {request.content_length}-byte request body did not arrive within {seconds:g} s"
@@ -149,7 +245,7 @@ async def _spool(request: web.Request, incoming: IncomingFile, limit: int) -> In
     while True:
         try:
             async with asyncio.timeout(seconds):
-                chunk = await request.content.read(_READ_CHUNK)
+                chunk = await read_chunk(request, _READ_CHUNK)
         except TimeoutError:
             raise _stalled(
                 f"the request body stalled after {incoming.size} bytes: none for {seconds:g} s"

@@ -5,7 +5,8 @@ which names them in the audit log) or the shared one (``[admin].token_env``, wit
 the person, audited as "NAME (shared token)"; a name that tokens_file gives an administrator is refused with
 400); without it the answer is 401. Writes need ``If-Match: "<etag>"`` (the ETag of the profile as
 read; ``If-None-Match: *`` to create one): 428 without it, 412 when the profile changed meanwhile. An
-invalid profile is 422 with every error as ``file:line:column field: ...``. An accepted change is active at
+invalid profile is 422 with every error and its place: ``in the edited NAME.yaml (not saved), line L column C
+field: ...`` in the text sent, ``file:line:column`` in another profile file on disk. An accepted change is active at
 once.
 
     GET    /api/v1/admin/profiles                         list (with retired ids and the last refusal)
@@ -35,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ProfileError
+from gateway.inbound.http import UnreadableBody, check_content_encoding, read_chunk
 from gateway.interfaces.access import bearer_matches, bearer_token
 from gateway.interfaces.keys import ADMIN_NAME, ADMIN_NAMED, ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
 from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
@@ -103,9 +105,11 @@ def _named(request: web.Request, named: dict[str, str]) -> str | None:
 
 
 async def _body(request: web.Request) -> bytes | None:
-    """The whole body, or None when it is longer than a profile may be."""
+    """The whole body, or None when it is longer than a profile may be; UnreadableBody for one that cannot be
+    decoded."""
+    check_content_encoding(request)
     data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
+    while chunk := await read_chunk(request, 64 * 1024):
         data += chunk
         if len(data) > MAX_PROFILE_BYTES:
             return None
@@ -245,7 +249,10 @@ async def put_profile(request: web.Request) -> web.Response:
     condition = _precondition(request)
     if condition is None:
         return _precondition_required()
-    body = await _body(request)
+    try:
+        body = await _body(request)
+    except UnreadableBody as exc:
+        return exc.json_response()
     if body is None:
         return _too_large()
     try:
@@ -264,7 +271,10 @@ async def merge_profile(request: web.Request) -> web.Response:
     condition = _precondition(request)
     if condition is None:
         return _precondition_required()
-    body = await _body(request)
+    try:
+        body = await _body(request)
+    except UnreadableBody as exc:
+        return exc.json_response()
     if body is None:
         return _too_large()
     try:

@@ -28,6 +28,7 @@ name, its original name and the reason beside it; one file the outbox cannot tak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -37,18 +38,21 @@ import os
 import shutil
 import stat
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from gateway.errors import GatewayError
-from gateway.files import sync_folder, write_atomically
-from gateway.interfaces.keys import NODE
+from gateway.errors import ConfigError, GatewayError
+from gateway.files import shared_mode, sync_folder, write_atomically
+from gateway.interfaces.keys import NODE, SETTINGS
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
+from gateway.settings import FolderSettings
 from gateway.store import Direction, MessageRecord, NewAttachment, State, is_unavailable
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, XmlInputError, parse_xml
 
@@ -204,10 +208,12 @@ def _finish(journal: Path) -> None:
     _carry(_attachments(source), _attachments(target))
     _carry(source, target)  # a refused symbolic link moves as the link it is
     sync_folder(target.parent)
-    write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode())
+    # readable by the account that dropped the file, as the file itself is: why it was refused, what became of it
+    write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode(), mode=shared_mode())
     if "marker" in plan:
         (target.parent / PENDING).mkdir(exist_ok=True)
-        write_atomically(target.parent / PENDING / (target.name + ".json"), plan["marker"].encode())
+        marker = target.parent / PENDING / (target.name + ".json")
+        write_atomically(marker, plan["marker"].encode(), mode=shared_mode())
     if "from" not in plan:  # a taken file, whose submission may have begun
         _begun(source).unlink(missing_ok=True)
     journal.unlink()
@@ -484,16 +490,44 @@ async def submit_file(app: web.Application, path: Path, opened: int | str) -> bo
     marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
     try:
         await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
-    except OSError:  # a full disk, say: the plan's next step is done by the next scan, or the file goes again
-        log.exception(
+    except (
+        OSError
+    ) as exc:  # a full disk, say: the plan's next step is done by the next scan, or the file goes again
+        _unmoved(
+            app,
+            path,
+            exc,
             f"outbox file submitted as {record.message_id}; its status file is written at the next scan",
-            file=_shown(path.name),
         )
         return True
     finally:
         node.dispatch_pump.wake()
+    _MOVE_FAILED.get(app, set()).discard(path.name)
     log.info("outbox file submitted", file=_shown(path.name), message_id=record.message_id)
     return True
+
+
+_MOVE_FAILED: weakref.WeakKeyDictionary[web.Application, set[str]] = weakref.WeakKeyDictionary()
+"""The taken files each application could not move out of ``.processing/``: logged once each, not every scan."""
+
+
+def _unmoved(app: web.Application, path: Path, exc: OSError, what: str, reason: bytes | None = None) -> None:
+    """Log once per file why a taken file cannot be moved (with its reason for a refused one, which has nowhere
+    else to go meanwhile); the move is tried again at every scan."""
+    failed = _MOVE_FAILED.setdefault(app, set())
+    if path.name in failed:
+        return
+    failed.add(path.name)
+    folders = app[NODE].settings.folders
+    problems = [str(p) for p in map(unusable_folder, outbox_folders(folders)) if p is not None]
+    fix = problems[0] if problems else "free the disk or fix the folder's permissions; nothing else is needed"
+    log.error(
+        what,
+        file=_shown(path.name),
+        error=f"{type(exc).__name__}: {exc}",
+        **({"reason": reason.decode(errors="replace").strip()} if reason is not None else {}),
+        fix=fix,
+    )
 
 
 async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
@@ -501,12 +535,14 @@ async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
         target = await asyncio.to_thread(
             _settle, path, app[NODE].settings.folders.rejected, ".errors.txt", errors, None
         )
-    except OSError:
-        log.exception(
-            "outbox file rejected; it is moved to the rejected folder with the reason at the next scan",
-            file=_shown(path.name),
+    except OSError as exc:
+        what = (
+            f"outbox file rejected, but it cannot be moved to the rejected folder with its reason; it stays in the "
+            f"outbox's {PROCESSING}/ folder, and the move is tried again at each scan"
         )
+        _unmoved(app, path, exc, what, errors)
         return
+    _MOVE_FAILED.get(app, set()).discard(path.name)
     if target is not None:
         log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
 
@@ -595,11 +631,11 @@ def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
             summary.update(_state(record))
             if record.state is not State.FAILED:
                 summary.pop("to_send_again", None)
-            write_atomically(status, _json(summary))
+            write_atomically(status, _json(summary), mode=shared_mode())
         if record is None or record.state is State.ACKNOWLEDGED or not status.exists():
             marker.unlink(missing_ok=True)
         else:
-            write_atomically(marker, _marker(record))
+            write_atomically(marker, _marker(record), mode=shared_mode())
 
 
 def _by_arrival(folder: Path) -> list[Path]:
@@ -685,8 +721,87 @@ async def _watch(app: web.Application) -> None:
 
 
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[NODE].settings.folders.outbox.mkdir(parents=True, exist_ok=True)
     task = asyncio.create_task(_watch(app), name="outbox-watcher")
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+# --- the folders the outbox writes to: checked before the gateway starts, and by /ready --------------------
+
+WATCHED: web.AppKey[bool] = web.AppKey("outbox_watched", bool)
+"""Set when this application watches the outbox: /ready then checks its folders."""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderProblem:
+    """A folder the outbox needs that cannot be one: the setting, its path, what is wrong and the fix."""
+
+    key: str
+    path: Path
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.what}: {self.path}; fix: {self.fix}"
+
+
+def outbox_folders(folders: FolderSettings) -> list[tuple[str, Path]]:
+    """The folders the outbox writes to, each with the setting that names it."""
+    return [
+        ("[folders].outbox", folders.outbox),
+        ("[folders].outbox's sent/ folder", folders.outbox / "sent"),
+        ("[folders].rejected", folders.rejected),
+    ]
+
+
+def unusable_folder(named: tuple[str, Path]) -> FolderProblem | None:
+    """Why a folder the outbox writes to cannot serve; None for a folder, or a path that can be made one."""
+    key, path = named
+    set_it = (
+        f"move that file away: the gateway keeps the permits it sent, and their status, in {path.name}/ inside the "
+        "outbox"
+        if key.endswith("sent/ folder")
+        else f"set {key} in the configuration to a folder (it is created when missing), or move that file away"
+    )
+    try:
+        found = path.stat()
+    except FileNotFoundError:  # made when first used
+        return None
+    except NotADirectoryError:
+        blocker = _file_above(path)
+        return FolderProblem(key, path, f"goes through {blocker}, a file, not a folder", set_it)
+    except OSError as exc:
+        fix = "give the gateway's account access to it and to the folders above it"
+        return FolderProblem(key, path, f"cannot be looked at ({exc.strerror})", fix)
+    if not stat.S_ISDIR(found.st_mode):
+        return FolderProblem(key, path, "names a file, not a folder", set_it)
+    if not os.access(path, os.W_OK | os.X_OK):
+        fix = "give the gateway's account write permission on it"
+        return FolderProblem(key, path, "is a folder the gateway's account cannot write in", fix)
+    return None
+
+
+def _file_above(path: Path) -> Path:
+    """The first part of ``path`` that is not a folder (``path`` holds one: its ``stat`` said so)."""
+    return next((part for part in reversed(path.parents) if part.exists() and not part.is_dir()), path)
+
+
+def make_outbox_folders(folders: FolderSettings) -> None:
+    """Create the outbox's folders, or stop the start with ConfigError naming the setting, the path and the fix."""
+    for key, path in outbox_folders(folders):
+        with contextlib.suppress(OSError):  # what is wrong is told below, with the setting that names it
+            path.mkdir(parents=True, exist_ok=True)
+        problem = unusable_folder((key, path))
+        if problem is None and not path.is_dir():
+            problem = FolderProblem(key, path, "cannot be created", "create it, writable by the gateway's account")
+        if problem is not None:
+            raise ConfigError(f"the outbox cannot work: {problem}")
+
+
+async def folders_ctx(app: web.Application) -> AsyncIterator[None]:
+    """First of the start: a folder the outbox cannot use stops it before anything runs (nor is "gateway
+    started" logged)."""
+    await asyncio.to_thread(make_outbox_folders, app[SETTINGS].folders)
+    app[WATCHED] = True
+    yield

@@ -702,6 +702,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: 
         )
     app[CLOCK] = clock or SystemClock()
     app[rest.READINESS] = rest.Readiness()
+    if watch_outbox:  # first: an outbox folder that cannot work stops the start before anything runs
+        app.cleanup_ctx.append(folder.folders_ctx)
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_profiles_ctx)
     app.cleanup_ctx.append(_background_ctx)

@@ -30,8 +30,9 @@ from gateway.documents import DocumentKey, DocumentType, Party, PermitDocumentRe
 from gateway.documents.types import RULE_PREFIX
 from gateway.errors import GatewayError, StoreError
 from gateway.inbound.deliver import attachment_url, metadata, webhook_headers
+from gateway.inbound.http import UnreadableBody, check_content_encoding, read_chunk, unreadable_body
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
-from gateway.interfaces import access
+from gateway.interfaces import access, folder
 from gateway.interfaces.keys import NODE
 from gateway.metrics import QUEUE_DEPTH, REGISTRY, STORE_UP
 from gateway.outbound.retry import PartnerGone, UnknownMessage, retry_failed
@@ -280,6 +281,7 @@ async def submit_document(request: web.Request) -> web.Response:
         return refused
     with ExitStack() as files:
         try:
+            check_content_encoding(request)
             if request.content_type == "multipart/form-data":
                 data, attachments = await _form(request, files, limit)
             else:
@@ -289,6 +291,8 @@ async def submit_document(request: web.Request) -> web.Response:
             )
         except BodyTooLarge as exc:
             return exc.limit.too_large(str(exc))
+        except UnreadableBody as exc:
+            return exc.json_response()
         except (BadSubmission, TooManyAttachments) as exc:
             body = {"error": "bad submission", "detail": str(exc), "fix": SUBMISSION_FIX}
             return web.json_response(body, status=400)
@@ -322,7 +326,7 @@ class BadSubmission(GatewayError):
 async def _body(request: web.Request, limit: BodyLimit) -> bytes:
     """The whole body, refused as soon as it is past ``limit`` (one sent without a Content-Length)."""
     body = bytearray()
-    while chunk := await request.content.read(_UPLOAD_CHUNK):
+    while chunk := await read_chunk(request, _UPLOAD_CHUNK):
         body += chunk
         if len(body) > limit.size:
             raise BodyTooLarge("the request body is larger", limit)
@@ -334,6 +338,8 @@ async def _form(request: web.Request, files: ExitStack, limit: BodyLimit) -> tup
         return await _read_form(request, files, limit)
     except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart reader on a malformed body
         raise BadSubmission(f"the multipart/form-data body cannot be read: {exc}") from None
+    except web.RequestPayloadError as exc:  # a Content-Encoding that does not decode
+        raise unreadable_body(request, exc) from None
 
 
 async def _read_form(
@@ -417,6 +423,8 @@ async def retry_message(request: web.Request) -> web.Response:
         reason = await _retry_reason(request)
     except BodyTooLarge as exc:
         return exc.limit.too_large(str(exc))
+    except UnreadableBody as exc:
+        return exc.json_response()
     try:
         record = await retry_failed(
             node.store, node.partners, node.clock, message_id, reason=reason, rebuilder=node.submitter
@@ -446,6 +454,7 @@ async def retry_message(request: web.Request) -> web.Response:
 async def _retry_reason(request: web.Request) -> str:
     if not request.can_read_body:
         return "retried by an operator"
+    check_content_encoding(request)
     text = await _body(request, _retry_limit(request))
     try:
         body = json.loads(text)
@@ -677,7 +686,12 @@ async def ready(request: web.Request) -> web.Response:
     cannot do its work (the store does not answer, our certificate expired, the profiles folder cannot be
     listed), so a load balancer sends partners and the national system to another node meanwhile."""
     node = request.app[NODE]
-    found = (await _store_problem(node), _certificate_problem(node), await _profiles_problem(node))
+    found = (
+        await _store_problem(node),
+        _certificate_problem(node),
+        await _profiles_problem(node),
+        await _folders_problem(request.app),
+    )
     problems = [p for p in found if p is not None]
     request.app[READINESS].show(problems)
     body = {"status": "not ready" if problems else "ready", "party_id": node.settings.identity.party_id}
@@ -733,6 +747,26 @@ async def _profiles_problem(node: Node) -> NotReady | None:
         "check that [profiles].folder exists and that the gateway's account may read it (a network share: mounted)"
     )
     return NotReady("profiles", error, fix, {"folder": str(folder)})  # the path: to the log only
+
+
+async def _folders_problem(app: web.Application) -> NotReady | None:
+    """The folders the outbox writes to, on a node that watches it: a rejected permit that cannot be moved to
+    the rejected folder stays unseen, its reason nowhere the national system looks."""
+    if not app.get(folder.WATCHED, False):
+        return None
+    named = folder.outbox_folders(app[NODE].settings.folders)
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            found = await asyncio.to_thread(
+                lambda: [p for p in map(folder.unusable_folder, named) if p is not None]
+            )
+    except TimeoutError:
+        error = f"the outbox's folders could not be looked at within {READY_SECONDS:g} s"
+        return NotReady("folders", error, "check that the outbox's file system (a network share: mounted) answers")
+    if not found:
+        return None
+    first = found[0]
+    return NotReady("folders", f"{first.key} {first.what}", first.fix, {"folder": str(first.path)})
 
 
 METRICS_STORE_SECONDS = 5.0
@@ -853,6 +887,7 @@ def permit_json(record: PermitRecord) -> dict[str, Any]:
         "exporter": _party_json(record.exporter),
         "refers_to": _key_json(refers_to) if refers_to else None,
         "cancelled_on": _iso(record.cancelled_on),
+        "cancellation_held": _iso(record.cancellation_held),
         "content_sha256": record.content_sha256,
         "lines": [permit_line_json(line) for line in record.lines],
         "created_at": record.created_at.isoformat(),

@@ -128,13 +128,36 @@ def choose_partner(
         return _named_partner(document, partners, identity, partner_id)
     country = document.counterpart_country
     found = partners.for_country(country, exclude_party=identity.party_id)
-    if len(found) != 1:
-        names = ", ".join(p.profile.id for p in found) or "none"
+    enabled = [p for p in found if p.profile.enabled]
+    if len(found) == 1:
+        return found[0]
+    if len(enabled) == 1:  # the others suspended: how the outbox folder, which names no partner, chooses
+        return enabled[0]
+    goes = f"{document.document_type} {document.number} goes to {country} ({_counterpart_role(document)})"
+    if not found:
         raise ProfileError(
-            f"{document.document_type} {document.number} goes to {country}; partner profiles for {country}: "
-            f"{names}. Add a profile for {country}'s competent authority or name the partner explicitly"
+            f"{goes}, and there is no partner profile for {country}: add the profile of {country}'s competent "
+            "authority to the partner profile folder (partner_profiles/README.md), then submit the document again"
         )
-    return found[0]
+    raise ProfileError(f"{goes}, {_several(country, found)}")
+
+
+def _counterpart_role(document: PermitDocument) -> str:
+    exporting = document.issuing_country == document.importing_country
+    return "its exporting country" if exporting else "its importing country"
+
+
+def _several(country: str, found: Sequence[Partner]) -> str:
+    """Why a document that names no partner cannot go when several profiles are for its country, and how a REST
+    client and the outbox folder (which cannot name one) each make it go."""
+    listed = ", ".join(p.profile.id + ("" if p.profile.enabled else " (suspended)") for p in found)
+    named = " or ".join(f"?partner={p.profile.id}" for p in found)
+    return (
+        f"and {len(found)} partner profiles are for {country}: {listed}; the gateway does not choose between "
+        f"them. Through the REST API, name the partner: POST /api/v1/documents{named}. The outbox folder "
+        f"cannot name a partner: leave one profile for {country} enabled, suspend the others (enabled: false "
+        "in their profiles) or retire them, and drop the file in the outbox again"
+    )
 
 
 def _named_partner(
@@ -148,6 +171,16 @@ def _named_partner(
             f"partner {partner_id!r} is this gateway's own profile (PartyId {identity.party_id}); "
             f"{document.document_type} {document.number} goes to another authority: name the profile of "
             f"{document.counterpart_country}'s competent authority, or leave the partner out"
+        )
+    country, counterpart = partner.profile.country, document.counterpart_country
+    if country != counterpart:  # the permit's trade data would go to an authority that is no party to the trade
+        others = [p.profile.id for p in partners.for_country(counterpart, exclude_party=identity.party_id)]
+        instead = f" ({', '.join(others)})" if others else " (there is none yet: add one)"
+        raise ProfileError(
+            f"partner {partner_id!r} is an authority of {country}, and {document.document_type} "
+            f"{document.number} goes to {counterpart} ({_counterpart_role(document)}): a permit goes only to the "
+            f"other country of its trade. Name the profile of {counterpart}'s competent authority{instead} or "
+            f"leave the partner out; if the trade is with {country}, correct the document's country instead"
         )
     return partner
 

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -466,7 +467,8 @@ class ProfileEditor:
                 kept = self._operators_texts(profile_id) if operators else []
                 warnings = self._validate(profile_id, path, text, now, kept)
             except InvalidProfile as exc:
-                self._refuse(profile_id, action, actor, now, exc.errors)
+                unsaved = current is None or current.text != text
+                self._refuse(profile_id, action, actor, now, _in_edit(exc.errors, path) if unsaved else exc.errors)
             if current is not None and current.text == text:
                 latest = self.history.latest(profile_id)
                 return EditResult(
@@ -957,6 +959,18 @@ class ProfileEditor:
                 "diff": diff,
             }
         )
+
+
+def _in_edit(errors: list[str], path: Path) -> list[str]:
+    """The errors found in an edit's text, which was not written: their places are lines of that text, not of
+    the file on disk, and are named so (other files' errors keep their ``file:line:column``)."""
+    at = re.compile(rf"^{re.escape(str(path))}(?::(\d+):(\d+))?(?=[: ])")
+
+    def edited(found: re.Match[str]) -> str:
+        where = f", line {found[1]} column {found[2]}" if found[1] else ""
+        return f"in the edited {path.name} (not saved){where}"
+
+    return [at.sub(edited, error, count=1) for error in errors]
 
 
 def _text(data: bytes | None) -> str | None:

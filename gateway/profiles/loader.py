@@ -197,7 +197,9 @@ def load_profile_folder(
 
 
 def is_profile_file(path: Path) -> bool:
-    return path.suffix in PROFILE_SUFFIXES and not path.name.startswith(".")
+    """A profile file by its name: ``*.yaml`` or ``*.yml``, the suffix in any case (``de-bfarm.YAML`` too: an
+    administrator's file is never left out unsaid), and not hidden (an editor's swap or temporary file)."""
+    return path.suffix.lower() in PROFILE_SUFFIXES and not path.name.startswith(".")
 
 
 def profile_files(folder: Path) -> dict[str, Path]:
@@ -262,9 +264,22 @@ def _time_to_live_problems(profile: PartnerProfile, duplicate_window: timedelta)
 def _read_yaml(path: Path, text: str | None = None) -> CommentedMap:
     document = read_yaml_text(_read_text(path) if text is None else text, path)
     if not isinstance(document, CommentedMap):
-        got = "an empty file" if document is None else f"a {type(document).__name__}"
+        got = "an empty file" if document is None else _kind(document)
         raise ProfileError(f"{path}:1:1: got {got}, expected a mapping of profile keys (id, party_id, ...)")
     return document
+
+
+def _kind(value: Any) -> str:
+    """What a YAML document holds, in the words of the file rather than the YAML library's types."""
+    if isinstance(value, list):
+        return "a list (lines starting with '- ')"
+    if isinstance(value, bool | ScalarBoolean):
+        return "true or false alone"
+    if isinstance(value, int | float):
+        return "a number alone"
+    if isinstance(value, str):
+        return "text alone"
+    return "a single value"
 
 
 def read_yaml_text(text: str, path: Path, yaml: YAML | None = None) -> Any:

@@ -115,7 +115,8 @@ def test_cross_document_rules_wait_for_the_document_to_be_right_in_itself(
     findings = rejected(data, as_of, context).findings
     assert rules(findings, "error") == ["EA-001", "X-005"]  # and not X-023 for the unknown BE-IA-2026-0099
     (note,) = [f for f in findings if f.severity == "info"]
-    assert note.rule == "CONTEXT" and "already has errors" in note.message
+    assert note.rule == "CONTEXT"
+    assert "because the document has errors (EA-001, X-005); rules not run: EA-005," in note.message
 
 
 def test_examples_are_current_on_their_as_of_date(as_of: date) -> None:

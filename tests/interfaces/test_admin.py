@@ -194,8 +194,9 @@ async def test_breaking_change_is_refused_with_file_line_column(api: Admin) -> N
     path = api.folder / "ch-swissmedic.yaml"
     assert body["error"] == "the profile is invalid; nothing was changed"
     assert body["errors"] == [
-        f"{path}:2:1 party_id: required key is missing",
-        f"{path}:4:1 country: got 'Schweiz', expected an ISO 3166-1 alpha-2 country code",
+        "in the edited ch-swissmedic.yaml (not saved), line 2 column 1 party_id: required key is missing",
+        "in the edited ch-swissmedic.yaml (not saved), line 4 column 1 country: got 'Schweiz', expected an ISO 3166-1 "
+        "alpha-2 country code",
     ]
     assert path.read_text() == CH
     assert api.swapped == []
@@ -286,7 +287,7 @@ async def test_break_fix_and_roll_back_through_the_api(api: Admin) -> None:
     assert bad.status == 422
     [error] = (await bad.json())["errors"]
     assert error.startswith(
-        f"{api.folder / 'ch-swissmedic.yaml'}:11:1 retries: unknown key; expected one of: id, "
+        "in the edited ch-swissmedic.yaml (not saved), line 11 column 1 retries: unknown key; expected one of: id, "
     )
     fixed = v2 + "reception_awareness:\n  retries: 3\n"
     response = await api.client.put(f"{URL}/ch-swissmedic", data=fixed, headers=AUTH | {"If-Match": etag})

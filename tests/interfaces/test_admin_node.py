@@ -206,7 +206,7 @@ async def test_edit_with_a_time_to_live_not_below_the_duplicate_window_is_refuse
 
     assert refused.status == 422
     [error] = (await refused.json())["errors"]
-    assert "ch-swissmedic.yaml:12:3 reception_awareness.time_to_live_hours: time_to_live_hours = 720 is not below" in error
+    assert "in the edited ch-swissmedic.yaml (not saved), line 12 column 3 reception_awareness.time_to_live_hours: time_to_live_hours = 720 is not below" in error
     assert "[inbound].duplicate_window_hours = 720" in error
     assert (gateway.folder / "ch-swissmedic.yaml").read_text() == CH
     assert gateway.node.partners is before

@@ -67,7 +67,7 @@ async def test_a_put_with_a_value_the_yaml_library_cannot_build_is_422_and_audit
         async with api.client.put(f"{URL}/ch-swissmedic", data=body, headers=AUTH | {"If-Match": etag}) as r:
             assert r.status == 422, await r.text()
             [error] = (await r.json())["errors"]
-        assert error.startswith(f"{api.folder / 'ch-swissmedic.yaml'}:3:17: not valid YAML: cannot read the value")
+        assert error.startswith("in the edited ch-swissmedic.yaml (not saved), line 3 column 17: not valid YAML: cannot read the value")
     entries = await _audit(api)
     assert [(e["action"], e["result"]) for e in entries] == [("put", "refused")] * 3
     assert (api.folder / "ch-swissmedic.yaml").read_text() == CH
@@ -127,7 +127,7 @@ async def test_a_certificate_path_an_edit_names_is_confined_and_checked(
         assert response.status == 422
         [error] = (await response.json())["errors"]
 
-    assert error.startswith(f"{api.folder / 'ch-swissmedic.yaml'}:10:3 security.signing_certificate: got ")
+    assert error.startswith("in the edited ch-swissmedic.yaml (not saved), line 10 column 3 security.signing_certificate: got ")
     assert expected in error and "X.509" not in error
 
 

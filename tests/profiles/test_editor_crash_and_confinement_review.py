@@ -200,7 +200,7 @@ def test_an_edit_cannot_deliver_outside_the_inbox(gateway: Gateway, target: str,
     with pytest.raises(InvalidProfile) as refused:
         _deliver_to(gateway.editor, target.format(var=var, pki=pki))
     [error] = refused.value.errors
-    assert error.startswith(f"{gateway.folder / 'ch-swissmedic.yaml'}:")
+    assert error.startswith("in the edited ch-swissmedic.yaml (not saved), line ")
     assert " delivery.folder: got " in error and named.format(var=var) in error
     assert f"Name a folder inside {var / 'inbox'}, or leave delivery.folder out" in error
     assert (gateway.folder / "ch-swissmedic.yaml").read_text() == CH

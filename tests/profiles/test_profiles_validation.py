@@ -319,7 +319,12 @@ def test_certificate_key_unfit_for_suite(pki: DevPki, write_profile: WriteProfil
         ("id: [ch\n", ":2:1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
         ("id: a\nid: b\n", ':2:1: not valid YAML: found duplicate key "id" with value "b" (original value: "a")'),
         ("", ":1:1: got an empty file, expected a mapping of profile keys (id, party_id, ...)"),
-        ("- id: a\n", ":1:1: got a CommentedSeq, expected a mapping of profile keys (id, party_id, ...)"),
+        (
+            "- id: a\n",
+            ":1:1: got a list (lines starting with '- '), expected a mapping of profile keys (id, party_id, ...)",
+        ),
+        ("ch-swissmedic\n", ":1:1: got text alone, expected a mapping of profile keys (id, party_id, ...)"),
+        ("5\n", ":1:1: got a number alone, expected a mapping of profile keys (id, party_id, ...)"),
     ],
 )
 def test_not_a_profile_document(text: str, expected: str, pki: DevPki, write_profile: WriteProfile) -> None:

@@ -184,7 +184,7 @@ def test_an_edit_may_name_files_only_in_the_certificates_folder(pki: DevPki, tmp
             editor.put("ch-swissmedic", CH.replace("ch-swissmedic.crt.pem", named), condition=ANY, actor="t")
         [error] = caught.value.errors
         assert error.startswith(
-            f"{folder / 'ch-swissmedic.yaml'}:10:3 security.signing_certificate: got {named!r}, which is outside "
+            f"in the edited ch-swissmedic.yaml (not saved), line 10 column 3 security.signing_certificate: got {named!r}, which is outside "
             f"{pki.folder}; a file an edit (the admin API, 'permit-gateway profiles') names must be in that folder"
         )
 
