@@ -7,9 +7,9 @@ Webhook: the permit is POSTed to the profile's URL with the AS4 metadata as head
 redirect is not followed (a POST redirected becomes a GET without the permit): it is a failed delivery.
 SOAP: the national system's ``DeliverPermit`` operation (``schemas/wsdl/national-delivery.wsdl``) gets the
 permit and its metadata and answers with its own reference; a Fault or an HTTP error means "try again".
-A delivery renews its claim while it runs, and what it records is fenced on that claim (the message's attempts
-under it): an attempt that outlived its claim, which another node then took, records nothing, and a folder
-write checks the claim before each file, so it does not write the message again after the other node did.
+A delivery renews its claim while it runs, and what it records is fenced on that claim (its number, the
+message's ``claim_seq``): an attempt that outlived its claim, which another node then took, records nothing, and a
+folder write checks the claim before each file, so it does not write the message again after the other node did.
 Renewals stop after ``HUNG_AFTER_LEASES`` claim leases: the attempt is taken as hung (a stale mount), a failure
 is recorded and logged as an error, and any node delivers the message after the back-off.
 Folder writes run on threads of their own, ``FOLDER_WRITES_PER_PARTNER`` per partner at most: a folder on a
@@ -113,8 +113,8 @@ class ClaimLost(Exception):
 
 @dataclass(eq=False)
 class _Claim:
-    """A delivery under this node's claim. ``claimed`` (the message's attempts under the claim) fences every
-    change this attempt makes; ``expires`` is when the claim runs out unless renewed. ``lost`` and the
+    """A delivery under this node's claim. ``claimed`` (the claim's number, the message's ``claim_seq``) fences
+    every change this attempt makes; ``expires`` is when the claim runs out unless renewed. ``lost`` and the
     worker's stop flag are read by the folder-writing thread before each file."""
 
     record: MessageRecord
@@ -337,9 +337,9 @@ class FolderDelivery:
                 # claimed again while still being delivered here (its renewals failed until the lease ran out):
                 # the delivery in flight carries on under the new claim; one given up as hung writes no more, so
                 # the new claim is an attempt of its own
-                running.claimed, running.expires = record.attempts, expires
+                running.claimed, running.expires = record.claim_seq, expires
                 continue
-            claim = _Claim(record, record.attempts, expires)
+            claim = _Claim(record, record.claim_seq, expires)
             task = asyncio.create_task(self._deliver(claim), name=f"deliver {record.message_id}")
             self._delivering[task] = claim
             task.add_done_callback(self._settled)
@@ -398,7 +398,7 @@ class FolderDelivery:
             return
         if thread is not None and not thread.cancelled() and thread.exception() is None:
             current = await self._store.get(record.id)
-            if current.state is State.DELIVERED and current.attempts == claim.claimed:
+            if current.state is State.DELIVERED and current.claim_seq == claim.claimed:
                 return  # the stop came as its delivery was being recorded, which went through
             await self._delivered(claim, Delivery(), thread.result())  # written in full before the thread stopped
             return
@@ -481,7 +481,6 @@ class FolderDelivery:
                 Event.DELIVER,
                 detail=detail,
                 lease_owner=None,
-                attempts=claim.claimed,
                 last_error=None,
                 claimed=claim.claimed,
             )
@@ -585,7 +584,7 @@ class FolderDelivery:
 
     async def _failed(self, claim: _Claim, setting: Delivery | None, reason: str, *, hung: bool = False) -> None:
         """Due again after the back-off of the message's ``failures``th failure (its ``delivery_failed`` events
-        with this one: inbound ``attempts`` counts claims, the fence, which a stopping node raises too). Not
+        with this one: inbound ``attempts`` counts claims, which a stopping node raises too). Not
         recorded (nor counted) once the message left this claim: a newer attempt's outcome stands. ``hung``:
         logged as an error at once, a hung mount being something to fix."""
         record = claim.record

@@ -181,7 +181,7 @@ def _error_attempt(
             unverified=_unverified_detail(event.errors, status, signature="none"),
         )
     retryable = all(code in RETRYABLE_CODES for code in codes) or not event.is_failure
-    if not retryable and event.receiver_fault and FINAL_IN_ANY_FAULT.isdisjoint(codes):
+    if not retryable and retried_in_fault(event):
         return _receiver_fault_attempt(event, status, latency_ms, endpoint)
     return Attempt(
         receipt=None,
@@ -191,6 +191,17 @@ def _error_attempt(
         latency_ms=latency_ms,
         error_codes=codes,
     )
+
+
+def retried_in_fault(event: ErrorReceived) -> bool:
+    """A signed error signal whose final codes are retried all the same: it came in a SOAP Receiver fault (the
+    partner says the problem is its own) and names no code final in any fault (DeliveryFailure)."""
+    return event.receiver_fault and FINAL_IN_ANY_FAULT.isdisjoint(e.code for e in event.errors)
+
+
+def receiver_fault_detail(event: ErrorReceived, status: int | None) -> dict[str, Any]:
+    """The timeline's record of a signed error in a Receiver fault that was retried (``RECEIVER_FAULT``)."""
+    return {"fault": event.fault, "signed": True, "verified": True} | _signal_detail(event.errors, status)
 
 
 def _receiver_fault_attempt(event: ErrorReceived, status: int, latency_ms: float, endpoint: str) -> Attempt:
@@ -211,8 +222,7 @@ def _receiver_fault_attempt(event: ErrorReceived, status: int, latency_ms: float
         http_status=status,
         latency_ms=latency_ms,
         error_codes=codes,
-        receiver_fault={"fault": event.fault, "signed": True, "verified": True}
-        | _signal_detail(event.errors, status),
+        receiver_fault=receiver_fault_detail(event, status),
     )
 
 
@@ -483,7 +493,7 @@ class Dispatcher:
             next_attempt_at=self._clock.now(),
             lease_owner=None,
             last_error=f"not sent: {why}; it waits unsent until the profile is fixed or its time to live runs out",
-            claimed=record.attempts,
+            claimed=record.claim_seq,
         )
 
     async def _send(self, record: MessageRecord) -> None:
@@ -510,7 +520,7 @@ class Dispatcher:
         while not await _set_within(done, self._lease.total_seconds() / 3):
             try:
                 renewed = await self._store.renew_lease(
-                    record.id, self._node_id, claimed=record.attempts, lease=self._lease
+                    record.id, self._node_id, claimed=record.claim_seq, lease=self._lease
                 )
             except Exception as exc:
                 if not (isinstance(exc, StoreError) or is_unavailable(exc)):
@@ -655,7 +665,7 @@ class Dispatcher:
             return
         if not attempt.retryable:
             await self._store.move(
-                record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason, claimed=record.attempts
+                record.id, Event.FINAL_ERROR, detail=detail, last_error=attempt.reason, claimed=record.claim_seq
             )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
             alert_failed(record, attempt.reason)
@@ -683,7 +693,7 @@ class Dispatcher:
             next_attempt_at=due,
             lease_owner=None,
             last_error=attempt.reason,
-            claimed=record.attempts,
+            claimed=record.claim_seq,
         )
         SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="retry").inc()
         log.warning(
@@ -737,7 +747,7 @@ class Dispatcher:
             detail=(detail or {}) | {"reason": reason},
             last_error=reason,
             lease_owner=None,
-            claimed=record.attempts,
+            claimed=record.claim_seq,
         )
         if detail is not None:
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()

@@ -37,7 +37,15 @@ from gateway.as4.header import format_timestamp
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.metrics import EBMS_ERRORS_SENT, PULLS_SERVED, SEND_ATTEMPTS, SEND_LATENCY
-from gateway.outbound.dispatch import RETRYABLE_CODES, STREAM_ABOVE_BYTES, alert_failed, stored_message
+from gateway.outbound.dispatch import (
+    RECEIVER_FAULT,
+    RETRYABLE_CODES,
+    STREAM_ABOVE_BYTES,
+    alert_failed,
+    receiver_fault_detail,
+    retried_in_fault,
+    stored_message,
+)
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -51,6 +59,7 @@ from gateway.store import (
     MessageStore,
     PayloadStore,
     State,
+    is_unavailable,
 )
 
 log = structlog.get_logger("gateway.outbound.pull")
@@ -129,16 +138,29 @@ class PullServer:
             log.warning(
                 "signal refused", kind=peeked.kind, code=exc.code.code, detail=exc.detail, ref=peeked.message_id
             )
-            EBMS_ERRORS_SENT.labels(code=exc.code.code).inc()
-            suite, key = self._keys.answering(asking.partner.policy.suite if asking.partner else None)
-            return build_error_signal(
-                exc.with_ref(peeked.message_id),
-                key=key,
-                message_id=self._new_id(),
-                now=self._clock.now(),
-                suite=suite,
-                soap_version=mime.soap_version_of(content_type),
+            return self._refusal(exc, content_type, peeked, asking)
+        except Exception as exc:
+            if is_unavailable(exc):  # the store is out of reach: 503 with Retry-After, and the partner tries again
+                raise
+            log.exception("signal not handled: a fault of this gateway", kind=peeked.kind, ref=peeked.message_id)
+            error = EbmsError(
+                EbmsCode.OTHER,
+                f"the gateway could not handle this {peeked.kind} ({type(exc).__name__}, logged on its side); "
+                "send it again later, and if it persists ask the gateway's operator to look at the log",
             )
+            return self._refusal(error, content_type, peeked, asking)
+
+    def _refusal(self, error: EbmsError, content_type: str, peeked: SignalPeek, asking: _Asking) -> Outgoing:
+        EBMS_ERRORS_SENT.labels(code=error.code.code).inc()
+        suite, key = self._keys.answering(asking.partner.policy.suite if asking.partner else None)
+        return build_error_signal(
+            error.with_ref(peeked.message_id),
+            key=key,
+            message_id=self._new_id(),
+            now=self._clock.now(),
+            suite=suite,
+            soap_version=mime.soap_version_of(content_type),
+        )
 
     # --- PullRequests ------------------------------------------------------------------------------------
 
@@ -243,14 +265,21 @@ class PullServer:
         """Give up a message just claimed; one that moved meanwhile (a late receipt acknowledged it) is left
         as it is, and the claim goes on to the next message."""
         try:
-            await self._give_up(record, reason)
+            await self._give_up(record, reason, claimed=record.claim_seq)
         except IllegalTransition:
             moved = await self._store.get(record.id)
             log.info("message moved while it was given up", message_id=record.message_id, state=moved.state.value)
 
-    async def _give_up(self, record: MessageRecord, reason: str) -> None:
+    async def _give_up(self, record: MessageRecord, reason: str, *, claimed: int | None = None) -> None:
+        """``claimed``: the claim (its ``claim_seq``) that gives up; None for an error signal's, which is about
+        the bytes handed out, whichever offer it answers."""
         await self._store.move(
-            record.id, Event.GIVE_UP, detail={"reason": reason}, last_error=reason, lease_owner=None
+            record.id,
+            Event.GIVE_UP,
+            detail={"reason": reason},
+            last_error=reason,
+            lease_owner=None,
+            claimed=claimed,
         )
         alert_failed(record, reason, log)
 
@@ -342,13 +371,23 @@ class PullServer:
                 EbmsCode.POLICY_NONCOMPLIANCE,
                 f"the error signal about {record.message_id!r} is not signed; only a signed one changes a message",
             )
-        await self._store.note(record.id, "error_signal", {"error_codes": codes, "reason": described})
+        noted: dict[str, object] = {"error_codes": codes, "reason": described}
+        in_fault = answer.is_failure and retried_in_fault(answer)
+        if in_fault:
+            noted[RECEIVER_FAULT] = receiver_fault_detail(answer, None)
+        await self._store.note(record.id, "error_signal", noted)
         if not answer.is_failure:
             return
         reason = f"partner answered the pulled message with an error signal: {described}"
+        if in_fault:
+            reason = (
+                "partner answered the pulled message with a signed error signal in a SOAP Receiver fault (the "
+                f"problem is on its side and may go away, SOAP 1.2 Part 1 section 5.4.6), so it is offered again: "
+                f"{described}"
+            )
         for _ in range(2):  # once more if it moved meanwhile (its lease recovered, claimed again, a receipt)
             try:
-                await self._apply_error(record, partner, codes, reason)
+                await self._apply_error(record, partner, codes, reason, in_fault=in_fault)
                 return
             except IllegalTransition:
                 record = await self._store.get(record.id)
@@ -359,18 +398,23 @@ class PullServer:
             reason=reason,
         )
 
-    async def _apply_error(self, record: MessageRecord, partner: Partner, codes: list[str], reason: str) -> None:
+    async def _apply_error(
+        self, record: MessageRecord, partner: Partner, codes: list[str], reason: str, *, in_fault: bool
+    ) -> None:
         """Also after the lease ran out (RETRY_WAIT): the partner's signed refusal is about the bytes it was
-        handed, whichever offer it answers."""
+        handed, whichever offer it answers. ``in_fault``: a Receiver fault's, retried whatever its codes."""
         if record.state not in (State.SENDING, State.RETRY_WAIT):
             return
-        if not all(code in RETRYABLE_CODES for code in codes):
+        if not in_fault and not all(code in RETRYABLE_CODES for code in codes):
             detail = {"error_codes": codes}
             await self._store.move(
                 record.id, Event.FINAL_ERROR, detail=detail, last_error=reason, lease_owner=None
             )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
             alert_failed(record, reason, log)
+            return
+        if record.attempts == 0:  # sent again (an operator's retry, a resubmission) and not offered since
+            await self._not_delayed(record, codes)
             return
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:
@@ -401,6 +445,16 @@ class PullServer:
         # its lease ran out first and left it due at once: it waits the retry delay, as after a refusal in time.
         # Not a move (RETRY_WAIT to RETRY_WAIT): if it is claimed meanwhile, the claim's lease decides anyway.
         await self._store.note(record.id, "retry_delayed", detail, next_attempt_at=due)
+
+    async def _not_delayed(self, record: MessageRecord, codes: list[str]) -> None:
+        """A retryable refusal of an offer made before the message was sent again: the new round has made no
+        offer yet, so there is nothing to delay (and no retry delay for attempt 0); it stays due."""
+        why = (
+            "the error signal answers an offer made before the message was sent again (an operator's retry or a "
+            "resubmission); it stays due and goes with the partner's next PullRequest"
+        )
+        await self._store.note(record.id, "retry_not_delayed", {"error_codes": codes, "reason": why})
+        log.info("late error signal for an earlier offer; not delayed", message_id=record.message_id, codes=codes)
 
 
 def _expired(*, offers: int) -> str:

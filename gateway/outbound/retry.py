@@ -32,6 +32,7 @@ from gateway.errors import GatewayError
 from gateway.profiles.trust import Partner, Partners
 from gateway.settings import InboundSettings
 from gateway.store import Direction, Event, MessageRecord, MessageStore, State
+from gateway.store.lifecycle import Superseded
 
 log = structlog.get_logger("gateway.outbound")
 
@@ -98,10 +99,7 @@ async def retry_failed(
         raise NotRetryable(f"message {message_id!r} is {record.state.value}; only a FAILED message can be retried")
     newer = await superseded_by(store, record)
     if newer is not None:
-        raise NotRetryable(
-            f"message {message_id!r} was superseded by message {newer!r}, built anew from its document: retry "
-            f"{newer!r} instead (its timeline says why)"
-        )
+        raise _superseded(message_id, newer)
     partner = _partner_of(partners, record)
     window = partners.max_age or DEFAULT_DUPLICATE_WINDOW
     because = await _why_built_anew(record, partner, window, clock.now(), rebuilder)
@@ -113,6 +111,13 @@ async def retry_failed(
             )
         return await rebuilder.rebuild(record, partner, because=because, reason=reason)
     return await _same_bytes_again(store, record, partner, window, clock.now(), reason=reason, event=event)
+
+
+def _superseded(message_id: str, newer: str) -> NotRetryable:
+    return NotRetryable(
+        f"message {message_id!r} was superseded by message {newer!r}, built anew from its document: retry "
+        f"{newer!r} instead (its timeline says why)"
+    )
 
 
 def _partner_of(partners: Partners, record: MessageRecord) -> Partner:
@@ -198,17 +203,20 @@ async def _same_bytes_again(
     }
     if partner.profile.id != record.partner_id:  # its profile was renamed: same PartyId, same bytes
         detail["partner_renamed"] = {"from": record.partner_id, "to": partner.profile.id}
-    moved = await store.move(
-        record.id,
-        event,
-        detail=detail,
-        partner_id=partner.profile.id,
-        attempts=0,
-        next_attempt_at=now,
-        expires_at=until,
-        last_error=None,
-        lease_owner=None,
-    )
+    try:  # attempts start again; claim_seq, the fence of each claim's outcome, goes on
+        moved = await store.move(
+            record.id,
+            event,
+            detail=detail,
+            partner_id=partner.profile.id,
+            attempts=0,
+            next_attempt_at=now,
+            expires_at=until,
+            last_error=None,
+            lease_owner=None,
+        )
+    except Superseded as exc:  # built anew by a retry that committed after this one looked
+        raise _superseded(record.message_id, exc.successor) from None
     log.info("FAILED message sent again", message_id=record.message_id, by=event.value, reason=reason)
     return moved
 

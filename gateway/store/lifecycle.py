@@ -111,16 +111,44 @@ class IllegalTransition(StoreError):
 
 class StaleClaim(IllegalTransition):
     """The outcome of an attempt whose claim the message has left: its lease ran out while it was being sent,
-    and it was taken back or claimed again. The outcome is not applied, so it never overwrites a newer one."""
+    and it was taken back, claimed again or sent again by an operator. The outcome is not applied, so it never
+    overwrites a newer one. Claims are numbered over the message's life (``claim_seq``), never reset, so an
+    operator's retry, which starts the attempts again from 0, cannot make an old claim's number come round."""
 
-    def __init__(self, state: State, event: Event, message_id: str, *, claimed: int, attempts: int) -> None:
+    def __init__(
+        self, state: State, event: Event, message_id: str, *, claimed: int, current: int, attempts: int
+    ) -> None:
         StoreError.__init__(
             self,
             f"message {message_id!r} left the claim of attempt {claimed} while it was being sent (its lease ran "
-            f"out): it is {state.value} at attempt {attempts}, and that attempt's {event.value} is not applied",
+            f"out, or it was sent again since): it is {state.value} at attempt {current}, and that attempt's "
+            f"{event.value} is not applied. Attempts are counted here over the message's life, operator retries "
+            f"included (it is at attempt {attempts} of its current round); the newer attempt's outcome stands, "
+            "nothing needs doing",
         )
         self.state = state
         self.event = event
+
+
+SENT_AGAIN = frozenset({Event.OPERATOR_RETRY, Event.RESUBMITTED})
+"""The events that send a FAILED message again under its MessageId: refused once a message built anew
+superseded it, which carries its document now."""
+
+
+class Superseded(IllegalTransition):
+    """A FAILED message superseded by one built anew is not sent again: the document would go out under two
+    MessageIds."""
+
+    def __init__(self, event: Event, message_id: str, successor: str) -> None:
+        StoreError.__init__(
+            self,
+            f"message {message_id!r} was superseded by message {successor!r}, built anew from its document, so it "
+            f"is not sent again ({event.value} refused: the document would go out under two MessageIds); retry "
+            f"{successor!r} instead (its timeline says why it was built anew)",
+        )
+        self.state = State.FAILED
+        self.event = event
+        self.successor = successor
 
 
 def transition(state: State, event: Event) -> State:

@@ -91,12 +91,18 @@ messages = Table(
     # a resend under its MessageId must match; NULL for outbound messages and those received before 0011
     Column("header_digests", JSON),
     Column("state", String(20), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # this round's; an operator's retry starts it at 0
+    # every claim's number, never reset (0013): the fence of a claim's outcomes, which attempts was until an
+    # operator's retry made its numbers come round again and an old claim's outcome land on a new one
+    Column("claim_seq", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime()),
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UtcDateTime()),
     Column("expires_at", UtcDateTime()),
     Column("last_error", Text),
+    # the MessageId of the message built anew in a FAILED one's place (0013): set by the move that supersedes
+    # it, so the database refuses to send it again (the superseded event in its timeline says why)
+    Column("superseded_by", String(255)),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("direction", "message_id", "from_party"),

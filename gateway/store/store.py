@@ -45,11 +45,13 @@ from gateway.store.group import GroupCommit
 from gateway.store.lifecycle import (
     FINAL,
     INITIAL,
+    SENT_AGAIN,
     Direction,
     Event,
     IllegalTransition,
     StaleClaim,
     State,
+    Superseded,
     sources,
     transition,
 )
@@ -129,11 +131,17 @@ class MessageRecord:
     migration 0011."""
     state: State
     attempts: int
+    """This round's attempts: an operator's retry or a resubmission starts them again from 0."""
+    claim_seq: int = 0
+    """The number of the message's last claim, counted over its life and never reset: what a claim's outcomes
+    are fenced on (``claimed``)."""
     next_attempt_at: datetime | None
     lease_owner: str | None
     lease_expires_at: datetime | None
     expires_at: datetime | None
     last_error: str | None
+    superseded_by: str | None = None
+    """The MessageId of the message built anew in this FAILED one's place, which carries its document now."""
     created_at: datetime
     updated_at: datetime
 
@@ -213,6 +221,11 @@ _BY_MESSAGE_ID = select(messages).where(
 _BY_MESSAGE_ID_FROM = _BY_MESSAGE_ID.where(messages.c.from_party == bindparam("from_party"))
 # SET columns come from the parameters; a parameter named like a column is reserved for SET, hence "pk"
 _UPDATE_BY_PK = update(messages).where(messages.c.id == bindparam("pk"))
+# a rebuild racing another builds the same MessageId (it follows from the old one's): both may supersede
+_STILL_FAILED = _UPDATE_BY_PK.where(
+    messages.c.state == State.FAILED,
+    or_(messages.c.superseded_by.is_(None), messages.c.superseded_by == bindparam("successor")),
+)
 # the document a superseded message carried is carried by its successor now: the registry names the message
 # that may still deliver it, which outlives the FAILED one under retention (failed_days < acknowledged_days)
 _CARRIED_BY_SUCCESSOR = (
@@ -226,10 +239,15 @@ _CARRIED_BY_SUCCESSOR = (
 @functools.cache
 def _move_statement(event: Event, fenced: bool) -> Update:
     """``UPDATE messages SET ... WHERE id = :pk AND state IN (<the states event moves from>) RETURNING *``;
-    ``fenced``: also ``AND attempts = :claimed``, the message still in the claim that asks for the move."""
+    ``fenced``: also ``AND claim_seq = :claimed``, the message still in the claim that asks for the move (not
+    ``attempts``, which an operator's retry starts again, so an old claim's number would come round). Sending a
+    FAILED message again also needs it not superseded: checked on the row, so a supersede committed after the
+    caller looked wins on every database."""
     statement = _UPDATE_BY_PK.where(messages.c.state.in_(sources(event)))
     if fenced:
-        statement = statement.where(messages.c.attempts == bindparam("claimed"))
+        statement = statement.where(messages.c.claim_seq == bindparam("claimed"))
+    if event in SENT_AGAIN:  # a new round: no claim of an earlier one may settle it
+        statement = statement.where(messages.c.superseded_by.is_(None)).values(claim_seq=messages.c.claim_seq + 1)
     return statement.returning(*messages.c)
 
 
@@ -436,10 +454,13 @@ class MessageStore:
         and a ``supersedes`` event naming ``old``, on ``old`` a ``superseded`` event naming ``new`` (``old`` stays
         FAILED), and the registry's permit document that ``old`` carried now carried by ``new``, in one
         transaction. ``created=False`` when ``new``'s MessageId was stored already; None, with nothing written,
-        when ``old`` is no longer FAILED (sent again meanwhile)."""
+        when ``old`` is no longer FAILED (sent again meanwhile). ``old`` records its successor (``superseded_by``)
+        in the same conditional update, so a retry of ``old`` racing this one is refused by the database."""
         async with self._engine.begin() as conn:
-            still_failed = _UPDATE_BY_PK.where(messages.c.state == State.FAILED)
-            touched = await conn.execute(still_failed, {"pk": old.id, "updated_at": self._clock.now()})
+            successor = {"superseded_by": new.message_id, "successor": new.message_id}
+            touched = await conn.execute(
+                _STILL_FAILED, {"pk": old.id, "updated_at": self._clock.now()} | successor
+            )
             if touched.rowcount != 1:  # nothing written: the UPDATE changed no row
                 return None
             record, created = await self.add_on(conn, new, detail=detail)
@@ -463,8 +484,9 @@ class MessageStore:
         """Apply a lifecycle event; the database refuses it unless the message is in a state that allows it.
 
         ``evidence`` (a receipt) is kept in the same transaction as the move it justifies. ``claimed``: the
-        message's attempts when the caller claimed it; the move is refused (``StaleClaim``) once the message
-        has left that claim, so an attempt that outlived its lease cannot overwrite a newer attempt's outcome.
+        ``claim_seq`` of the caller's claim; the move is refused (``StaleClaim``) once the message has left that
+        claim, so an attempt that outlived its lease cannot overwrite a newer attempt's outcome. Sending a FAILED
+        message again is refused (``Superseded``) once a message built anew superseded it.
         Moves requested while another commits go together in the next transaction (group commit); this
         returns after it.
         """
@@ -503,10 +525,17 @@ class MessageStore:
             current = await self._get(conn, move.pk)
         except StoreError as exc:
             return exc
-        if move.claimed is not None and (current.attempts != move.claimed or current.state is not State.SENDING):
+        if move.claimed is not None and (current.claim_seq != move.claimed or current.state is not State.SENDING):
             return StaleClaim(
-                current.state, move.event, current.message_id, claimed=move.claimed, attempts=current.attempts
+                current.state,
+                move.event,
+                current.message_id,
+                claimed=move.claimed,
+                current=current.claim_seq,
+                attempts=current.attempts,
             )
+        if move.event in SENT_AGAIN and current.state is State.FAILED and current.superseded_by is not None:
+            return Superseded(move.event, current.message_id, current.superseded_by)
         return IllegalTransition(current.state, move.event, current.message_id)
 
     @to_end
@@ -551,14 +580,12 @@ class MessageStore:
                 messages.c.state.in_(sources(Event.CLAIM)),
                 messages.c.next_attempt_at <= now,
             )
-            changes: dict[str, Any] = {
-                "state": State.SENDING,
-                "attempts": messages.c.attempts + 1,
-            }
+            changes: dict[str, Any] = {"state": State.SENDING}
         else:  # delivery leases keep the state ACCEPTED and push next_attempt_at past the lease instead
             due = (messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now)
-            # attempts counts the delivery attempts started: each claim its own, the fence of its outcome
-            changes = {"next_attempt_at": now + lease, "attempts": messages.c.attempts + 1}
+            changes = {"next_attempt_at": now + lease}
+        # each claim its number, the fence of its outcomes (claimed=); attempts counts the round's attempts
+        changes |= {"attempts": messages.c.attempts + 1, "claim_seq": messages.c.claim_seq + 1}
         if partners is not None:
             due = (*due, messages.c.partner_id.in_(partners))
         if exclude_partners:
@@ -658,10 +685,10 @@ class MessageStore:
     async def renew_lease(
         self, pk: int, owner: str, *, claimed: int, lease: timedelta, direction: Direction = Direction.OUTBOUND
     ) -> bool:
-        """Extend ``owner``'s lease on a message it is still sending (inbound: delivering) under the claim of
-        attempt ``claimed``; False once the message has left that claim (its lease ran out and it was taken back
-        or claimed again, or it was delivered). An inbound message is due again when its lease runs out, so its
-        next attempt moves with the lease."""
+        """Extend ``owner``'s lease on a message it is still sending (inbound: delivering) under its claim
+        ``claimed`` (the claim's ``claim_seq``); False once the message has left that claim (its lease ran out
+        and it was taken back or claimed again, or it was delivered). An inbound message is due again when its
+        lease runs out, so its next attempt moves with the lease."""
         now = self._clock.now()
         changes: dict[str, Any] = {"lease_expires_at": now + lease}
         if direction is Direction.INBOUND:
@@ -674,7 +701,7 @@ class MessageStore:
                     messages.c.direction == direction,
                     messages.c.state == (State.SENDING if direction is Direction.OUTBOUND else State.ACCEPTED),
                     messages.c.lease_owner == owner,
-                    messages.c.attempts == claimed,
+                    messages.c.claim_seq == claimed,
                 )
                 .values(**changes)
                 .returning(messages.c.id)
@@ -685,9 +712,9 @@ class MessageStore:
     async def note_claimed(
         self, pk: int, kind: str, detail: dict[str, Any], *, owner: str, claimed: int, **updates: Any
     ) -> bool:
-        """``note`` for an inbound delivery under ``owner``'s claim of attempt ``claimed``: nothing is changed
-        nor logged (False) once the message has left that claim, delivered or claimed again after its lease ran
-        out, so an attempt that outlived its claim never writes over a newer one's outcome."""
+        """``note`` for an inbound delivery under ``owner``'s claim ``claimed`` (its ``claim_seq``): nothing is
+        changed nor logged (False) once the message has left that claim, delivered or claimed again after its
+        lease ran out, so an attempt that outlived its claim never writes over a newer one's outcome."""
         now = self._clock.now()
         async with self._engine.begin() as conn:
             noted = await conn.execute(
@@ -697,7 +724,7 @@ class MessageStore:
                     messages.c.direction == Direction.INBOUND,
                     messages.c.state == State.ACCEPTED,
                     messages.c.lease_owner == owner,
-                    messages.c.attempts == claimed,
+                    messages.c.claim_seq == claimed,
                 )
                 .values(updated_at=now, **updates)
                 .returning(messages.c.id)

@@ -3,13 +3,14 @@ head, the migrated schema is exactly ``schema.metadata``, and the store's purge,
 queue-depth queries use the indexes they add (asked with EXPLAIN; PostgreSQL with sequential scans discouraged, as its tables are tiny).
 0010 gives the received messages still waiting to be delivered the findings they were accepted with; 0011 adds the
 received messages' header digests, NULL for those received before it; 0012 indexes permit_documents.cancelled_on
-for the daily permit job's due cancellations."""
+for the daily permit job's due cancellations; 0013 numbers messages' claims (claim_seq, from the attempts of those
+still claimable) and records the message that superseded a FAILED one (superseded_by, from its timeline)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from typer.testing import CliRunner
 
 from gateway.clock import FixedClock
 from gateway.interfaces.cli import app
-from gateway.store import Direction, MessageStore, NewMessage, PermitRegistry, State, create_engine, upgrade
+from gateway.store import Direction, Event, MessageStore, NewMessage, PermitRegistry, State, create_engine, upgrade
+from gateway.store.lifecycle import Superseded
 from gateway.store.migrate import downgrade, head_revision
 from gateway.store.schema import message_events, messages, metadata
 
@@ -281,7 +283,7 @@ async def test_0012_indexes_the_due_cancellations_and_downgrades(store_url: str)
         async with engine.connect() as conn:
             revision, _, diff = await conn.run_sync(_state)
             assert DUE_INDEX in await conn.run_sync(_permit_indexes)
-        assert revision == head_revision() == "0012" and diff == []
+        assert revision == head_revision() and diff == []
         registry = PermitRegistry(engine, clock)
         plans = await _plans(engine, lambda: registry.apply_cancellations(clock.now().date()))
         assert DUE_INDEX in plans, plans
@@ -289,6 +291,81 @@ async def test_0012_indexes_the_due_cancellations_and_downgrades(store_url: str)
         await downgrade(engine, "0011")
         async with engine.connect() as conn:
             assert DUE_INDEX not in await conn.run_sync(_permit_indexes)
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.run_sync(_state))[2] == []
+    finally:
+        await engine.dispose()
+
+
+def _message_columns(connection: Any) -> set[str]:
+    return {c["name"] for c in inspect(connection).get_columns("messages")}
+
+
+async def test_0013_numbers_claims_and_records_successors_and_downgrades(store_url: str) -> None:
+    """Up from 0012 a message that may still be claimed numbers its claims from its attempts (a final one from 0,
+    as it is never claimed again), and a message superseded before gets its successor from its timeline, so the
+    database refuses to send it again; down to 0012 both columns go, the messages stay, and up again the schema
+    is the head's."""
+    engine = create_engine(store_url)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        await upgrade(engine, "0012")
+        common = {
+            "direction": "out",
+            "conversation_id": "c1",
+            "partner_id": "ch-swissmedic",
+            "from_party": "BE-FAMHP",
+            "to_party": "CH-SWISSMEDIC",
+            "service": "svc",
+            "action": "ImportAuthorization",
+            "payload_sha256": "0" * 64,
+            "payload_mime_type": "application/xml",
+            "next_attempt_at": at,
+            "created_at": at,
+            "updated_at": at,
+        }
+        rows = [
+            ("sending@be", State.SENDING, 2),
+            ("done@be", State.ACKNOWLEDGED, 3),
+            ("old@be", State.FAILED, 1),
+            ("new@be", State.SUBMITTED, 0),
+        ]
+        async with engine.begin() as conn:
+            for message_id, state, attempts in rows:
+                values = common | {"message_id": message_id, "state": state.value, "attempts": attempts}
+                await conn.execute(insert(messages).values(values))
+            old_pk = (
+                await conn.execute(select(messages.c.id).where(messages.c.message_id == "old@be"))
+            ).scalar_one()
+            superseded = {"reason": "profile fixed", "superseded_by": "new@be"}
+            event_row = {"message_pk": old_pk, "at": at, "kind": "superseded", "state": None, "detail": superseded}
+            await conn.execute(insert(message_events).values(event_row))
+
+        await upgrade(engine)
+
+        async with engine.connect() as conn:
+            revision, _, diff = await conn.run_sync(_state)
+        assert revision == head_revision() == "0013" and diff == []
+        store = MessageStore(engine, FixedClock(at))
+        found = {m: await store.find(Direction.OUTBOUND, m) for m, _, _ in rows}
+        numbered = {m: (r.claim_seq, r.superseded_by) for m, r in found.items() if r is not None}
+        assert numbered == {
+            "sending@be": (2, None),
+            "done@be": (0, None),
+            "old@be": (1, "new@be"),
+            "new@be": (0, None),
+        }
+        with pytest.raises(Superseded, match="'old@be' was superseded by message 'new@be'"):
+            await store.move(old_pk, Event.OPERATOR_RETRY, attempts=0, next_attempt_at=at)
+        (claimed,) = await store.claim_due("node", limit=1, lease=timedelta(minutes=1))
+        assert (claimed.message_id, claimed.attempts, claimed.claim_seq) == ("new@be", 1, 1)
+
+        await downgrade(engine, "0012")
+        async with engine.connect() as conn:
+            assert not {"claim_seq", "superseded_by"} & await conn.run_sync(_message_columns)
+            kept = (await conn.execute(select(messages.c.message_id).order_by(messages.c.id))).scalars().all()
+        assert kept == [m for m, _, _ in rows]
         await upgrade(engine)
         async with engine.connect() as conn:
             assert (await conn.run_sync(_state))[2] == []
