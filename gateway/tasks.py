@@ -10,6 +10,10 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
+import structlog
+
+log = structlog.get_logger("gateway.tasks")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -38,8 +42,9 @@ async def run_to_end(work: Awaitable[T]) -> T:
         while not task.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller is gone, and asyncio would log it as never retrieved
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # the caller that would have handled it is gone: said here, once
+            log.error("work went on after its caller was cancelled, and failed", reason=repr(error), exc_info=error)
         raise
 
 

@@ -160,7 +160,9 @@ def _refused(request: web.Request, content_type: str, error: EbmsError) -> web.S
 
 
 async def _answer(request: web.Request, content_type: str, limit: int) -> web.StreamResponse:
-    if request.content_length is not None and request.content_length <= IN_MEMORY_BYTES:
+    # compressed, a small body may decode to far more: only one sent as it is stays in memory
+    small = request.content_length is not None and request.content_length <= IN_MEMORY_BYTES
+    if small and "Content-Encoding" not in request.headers:
         body = await _small_body(request, limit)
         peeked = _peek(content_type, body)
         if peeked is not None:
@@ -204,8 +206,8 @@ def _response(answer: Outgoing | StoredAnswer) -> web.StreamResponse:
 
 
 async def _small_body(request: web.Request, limit: int) -> bytes:
-    """A body of at most ``IN_MEMORY_BYTES`` as sent, which must arrive whole within the read time-out; decoded
-    (a Content-Encoding) it may be larger, up to ``limit``."""
+    """A body of at most ``IN_MEMORY_BYTES``, sent without a Content-Encoding, which must arrive whole within the
+    read time-out."""
     seconds = request.app[READ_TIMEOUT]
     body = bytearray()
     try:

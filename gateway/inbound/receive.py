@@ -67,8 +67,8 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.payloads import IncomingFile
-from gateway.store.permits import Recheck, document_name
-from gateway.store.unit import UnitOfWork, unit_of_work
+from gateway.store.permits import Recheck
+from gateway.store.unit import unit_of_work
 from gateway.tasks import on_documents_thread, run_to_end
 
 log = structlog.get_logger("gateway.inbound")
@@ -420,7 +420,7 @@ class Receiver:
             "findings": findings,
         }
 
-        async def keep() -> tuple[UnitOfWork, bool, MessageRecord]:
+        async def keep() -> tuple[bool, MessageRecord]:
             async with unit_of_work(self._store, self._permits) as work:
                 first = await work.record_permit(
                     document, direction=Direction.INBOUND, message_id=new.message_id, recheck=recheck
@@ -438,23 +438,16 @@ class Receiver:
                 )
                 if not created:  # a request with this MessageId committed meanwhile: keep nothing of this one
                     raise _StoredMeanwhile(record)
-            return work, first, record
+            if work.cancelled:  # committed; said here, where a request cut short still gets to
+                log.info("permit cancellations took effect", **work.cancellations_said(document, new.message_id))
+            return first, record
 
         try:
-            work, first, record = await run_to_end(keep())  # a request cut short does not cut its transaction
+            first, record = await run_to_end(keep())  # a request cut short does not cut its transaction
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
         except _StoredMeanwhile as meanwhile:
             return await self._duplicate(meanwhile.record, _content_key(payload_sha256, received), user_message)
-        if work.cancelled:  # committed: the daily job's work, done as the document was recorded
-            cancelled = [document_name(key) for key in work.cancelled]
-            log.info(
-                "permit cancellations took effect",
-                documents=len(cancelled),
-                cancelled=cancelled,
-                recorded=document_name(document.key),
-                message_id=new.message_id,
-            )
         self._faults.hit("receive.before_answer")
         if not first:
             DUPLICATES.labels(partner=record.partner_id, outcome="document_resent").inc()

@@ -68,8 +68,8 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_filename
 from gateway.store.lifecycle import Event, IllegalTransition
-from gateway.store.permits import KnownDocument, Recheck, document_name
-from gateway.store.unit import UnitOfWork, unit_of_work
+from gateway.store.permits import KnownDocument, Recheck
+from gateway.store.unit import unit_of_work
 from gateway.tasks import on_documents_thread, run_to_end
 
 log = structlog.get_logger("gateway.outbound")
@@ -243,7 +243,7 @@ class Submitter:
         if attachments:
             detail["attachments"] = len(attachments)
 
-        async def keep() -> tuple[UnitOfWork, MessageRecord, bool]:
+        async def keep() -> tuple[MessageRecord, bool]:
             async with unit_of_work(self._store, self._permits) as work:
                 recorded = await work.record_permit(
                     document, direction=Direction.OUTBOUND, message_id=new.message_id, recheck=recheck
@@ -251,24 +251,17 @@ class Submitter:
                 if not recorded:
                     raise _KeptMeanwhile
                 record, created = await work.add(new, detail=detail)
-            return work, record, created
+            if work.cancelled:  # committed; said here, where a request cut short still gets to
+                log.info("permit cancellations took effect", **work.cancellations_said(document, new.message_id))
+            return record, created
 
         try:
-            work, record, created = await run_to_end(keep())  # a request cut short does not cut its transaction
+            record, created = await run_to_end(keep())  # a request cut short does not cut its transaction
         except _KeptMeanwhile:
             if new.wire_sha256:  # signed under this submission's own MessageId: nothing else can name it
                 await asyncio.to_thread(self._payloads.remove, new.wire_sha256, untouched_for=timedelta(0))
             context = await self._permits.context_for(outline)
             return await self._submitted_before(context.known[document.key], partner_id, attachments)
-        if work.cancelled:  # committed: the daily job's work, done as the document was recorded
-            cancelled = [document_name(key) for key in work.cancelled]
-            log.info(
-                "permit cancellations took effect",
-                documents=len(cancelled),
-                cancelled=cancelled,
-                recorded=document_name(document.key),
-                message_id=new.message_id,
-            )
         self._faults.hit("submit.before_answer")
         if created:
             log.info(

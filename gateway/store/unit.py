@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.documents import DocumentKey, PermitDocument
 from gateway.store.lifecycle import Direction, Event
-from gateway.store.permits import PermitRegistry, Recheck
+from gateway.store.permits import PermitRegistry, Recheck, document_name
 from gateway.store.store import Evidence, MessageRecord, MessageStore, NewMessage
 
 
@@ -41,6 +41,17 @@ class UnitOfWork:
         )
         self.cancelled += recorded.cancelled
         return recorded.created
+
+    def cancellations_said(self, recorded: PermitDocument, message_id: str) -> dict[str, Any]:
+        """What its caller logs of ``cancelled`` once the unit is committed: the daily job's fields, and the
+        document and message whose recording applied them."""
+        names = [document_name(key) for key in self.cancelled]
+        return {
+            "documents": len(names),
+            "cancelled": names,
+            "recorded": document_name(recorded.key),
+            "message_id": message_id,
+        }
 
     async def first_carrier(self, document: PermitDocument) -> str:
         """The MessageId that carried ``document`` when it was first kept (by this unit or before it)."""

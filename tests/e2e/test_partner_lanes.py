@@ -67,8 +67,13 @@ def add_silent_profile(harness: Harness, endpoint: str) -> None:
     )
 
 
-def numbered(harness: Harness, n: int) -> bytes:
-    return example(IA, today=harness.clock.now()).replace(b"BE-IA-2026-0001", f"BE-IA-2026-{n:04d}".encode())
+def numbered(harness: Harness, n: int, exporter: str = "DE") -> bytes:
+    """An import from Germany (the silent partner's country) unless ``exporter`` says otherwise: a permit goes
+    only to its trade's other country."""
+    document = example(IA, today=harness.clock.now()).replace(b"BE-IA-2026-0001", f"BE-IA-2026-{n:04d}".encode())
+    return document.replace(b"<ExportingCountry>CH<", f"<ExportingCountry>{exporter}<".encode()).replace(
+        b"<CountryCode>CH<", f"<CountryCode>{exporter}<".encode()
+    )
 
 
 async def test_a_partner_that_never_answers_holds_up_only_its_own_messages(
@@ -177,7 +182,7 @@ async def test_a_message_whose_signed_file_is_gone_fails_saying_so_and_its_lane_
     be = await harness.start("BE-FAMHP")
     ids = []
     for n in (1, 2):
-        status, body = await submit(session, be, numbered(harness, n))
+        status, body = await submit(session, be, numbered(harness, n, exporter="CH"))
         assert status == 202, body
         ids.append(body["message_id"])
         await wait_for(session, be, body["message_id"], "RETRY_WAIT")  # Switzerland is not up yet

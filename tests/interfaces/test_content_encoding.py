@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -123,3 +124,20 @@ async def test_an_admin_patch_or_put_that_is_not_gzip_is_a_400(
         assert "send the body uncompressed" in body["fix"]
     assert (api.folder / "ch-swissmedic.yaml").read_text() == CH
     _no_server_error(caplog)
+
+
+async def test_a_small_compressed_as4_body_is_spooled_not_inflated_in_memory(harness: Harness) -> None:  # noqa: F811
+    """130 KB of gzip on the wire that decodes to 64 MiB: kept in memory because of its size as sent, it took
+    twice the decoded size, from a sender not yet known."""
+    be = await harness.start("BE-FAMHP")
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), 9)
+    content_type = 'multipart/related; type="application/soap+xml"; boundary=b'
+    tracemalloc.start()
+    try:
+        status, text = await _post(f"{be.url}/as4", bomb, "gzip", content_type)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert len(bomb) < 1024 * 1024 and status in (400, 413), text
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"

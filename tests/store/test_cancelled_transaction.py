@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from structlog.testing import capture_logs
 
 from gateway.clock import FixedClock
 from gateway.store import MessageStore, State, create_engine, upgrade
@@ -79,3 +80,23 @@ async def test_run_to_end_finishes_the_work_then_passes_the_cancellation_on() ->
         await caller
     assert ended == ["work"]
 
+
+
+async def test_what_the_work_raised_after_its_caller_was_cancelled_is_logged() -> None:
+    finish = asyncio.Event()
+
+    async def work() -> None:
+        await finish.wait()
+        raise RuntimeError("the commit failed")
+
+    caller = asyncio.create_task(run_to_end(work()))
+    await asyncio.sleep(0)
+    caller.cancel()
+    await asyncio.sleep(0)
+    with capture_logs() as logs:
+        finish.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+    [said] = logs
+    assert said["log_level"] == "error" and "the commit failed" in said["reason"]
