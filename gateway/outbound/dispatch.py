@@ -226,6 +226,28 @@ def _receiver_fault_attempt(event: ErrorReceived, status: int, latency_ms: float
     )
 
 
+def _connection_failure(exc: aiohttp.ClientError | TimeoutError, timeout: float) -> str:
+    """What went wrong on the way to the partner, in an operator's words, and where to look."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return (
+            f"no answer within the time-out ([outbound] http_timeout_seconds = {timeout:g} s, more for a large "
+            "message); the partner may be down or slow: it is asked again"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"the TLS handshake failed ({exc}); check the partner's server certificate and the profile's tls"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error.strerror or str(exc.os_error) or "refused"
+        return (
+            f"cannot connect ({cause}); check that the endpoint is up and reachable from this host (its address "
+            "and port, DNS, firewalls) and that the profile's endpoint is right"
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the partner closed the connection before answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the answer broke off part way ({exc})"
+    return str(exc) or type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class _Lane:
     """One partner's send loop, and how to tell it that messages may have come for it."""
@@ -613,8 +635,9 @@ class Dispatcher:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            reason = EbmsCode.CONNECTION_FAILURE.describe(f"{partner.profile.endpoint_url}: {failure}")
+            reason = EbmsCode.CONNECTION_FAILURE.describe(
+                f"{partner.profile.endpoint_url}: {_connection_failure(exc, self._http_timeout)}"
+            )
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._faults.hit("send.after_post")

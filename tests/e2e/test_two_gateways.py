@@ -402,7 +402,8 @@ async def test_partner_down_then_back_gets_the_message_with_the_same_id(
             and "is RETRY_WAIT and has no signed receipt" in (await response.json())["error"]
         )
     endpoint = f"http://127.0.0.1:{harness.ports['CH-SWISSMEDIC']}/as4"
-    assert waiting["last_error"].startswith(f"EBMS:0005 ConnectionFailure: {endpoint}: ClientConnectorError")
+    assert waiting["last_error"].startswith(f"EBMS:0005 ConnectionFailure: {endpoint}: cannot connect (")
+    assert "Error" not in waiting["last_error"] and "check that the endpoint is up" in waiting["last_error"]
     ch = await harness.start("CH-SWISSMEDIC")
     harness.clock.advance(timedelta(seconds=80))
     be.runner.app[NODE].dispatch_pump.wake()
