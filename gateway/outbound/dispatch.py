@@ -756,10 +756,9 @@ class Dispatcher:
             how = f"{signature}, so not taken as the partner's answer"
         else:
             how = f"signed by the partner, in a SOAP {signal.get('fault')} fault, so retried"
-        return (
-            f"{reason}; the last error signal answered (attempt {detail.get('attempt')}, {at.isoformat()}, "
-            f"HTTP {signal.get('http_status')}, {how}): {signal.get('summary')}"
-        )
+        status = signal.get("http_status")  # none for a pulled message's signal, which came as a request
+        when = [f"attempt {detail.get('attempt')}", at.isoformat(), *([] if status is None else [f"HTTP {status}"])]
+        return f"{reason}; the last error signal answered ({', '.join([*when, how])}): {signal.get('summary')}"
 
     async def _give_up(self, record: MessageRecord, reason: str, detail: dict[str, Any] | None = None) -> None:
         """FAILED, with the alert; ``detail`` given: the failed attempt that made it give up counts as one. Counted
