@@ -70,7 +70,7 @@ from gateway.store import (
     attachments_of,
     is_unavailable,
 )
-from gateway.tasks import cancel_all
+from gateway.tasks import cancel_all, run_to_end
 
 log = structlog.get_logger("gateway.inbound")
 RETRY_DELAY = timedelta(seconds=30)
@@ -314,6 +314,11 @@ class FolderDelivery:
         return [p.id for p in profiles if p.delivery.method is DeliveryMethod.REST_PULL]
 
     async def run_once(self) -> int:
+        """``_start_due``, to its end even when the node stops meanwhile: a claim cut off before its deliveries
+        started would be handed back by nobody, its messages waiting for the claim to run out."""
+        return await run_to_end(self._start_due())
+
+    async def _start_due(self) -> int:
         """Start delivering the due messages of every partner with room; returns how many were started.
 
         A partner with half of ``PER_PARTNER`` or more in flight is left out of the claim, and no claim takes
