@@ -39,6 +39,7 @@ from gateway.as4 import (
 from gateway.as4.envelope import MAX_ENVELOPE_BYTES
 from gateway.clock import Clock
 from gateway.documents import (
+    ParsedDocument,
     PermitDocument,
     PermitDocumentRejected,
     parse_document,
@@ -185,6 +186,11 @@ def _check_agreement_ref(user_message: UserMessage, partner: Partner) -> None:
         "the partners agreed on this one, the receiving authority sets agreement.value (and agreement.type) in its "
         f"profile of partner {partner.profile.id!r}",
     )
+
+
+def _parse_first(received: UserMessageReceived) -> ParsedDocument:
+    """The permit document, the first payload: read (from its spool file) and parsed off the event loop."""
+    return parse_document(received.payloads[0].read())
 
 
 class Receiver:
@@ -401,12 +407,12 @@ class Receiver:
                 EbmsCode.VALUE_INCONSISTENT,
                 "a permit message carries the permit document as its first payload; this one has no payload",
             )
-        payload_sha256 = hashlib.sha256(received.payloads[0].read()).hexdigest()
+        payload_sha256 = await asyncio.to_thread(_sha256_of, received.payloads[0])  # up to the permit size limit
         sender = user_message.from_party.primary.value
         await self._check_not_ours(user_message)
         stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
         if stored is not None:
-            return await self._duplicate(stored, _content_key(payload_sha256, received), user_message)
+            return await self._duplicate(stored, await _content_key_off_loop(payload_sha256, received), user_message)
         if mismatch:
             raise mismatch[0].with_ref(user_message.message_id)
         # payload files are written and fsynced on a worker thread, not on the event loop
@@ -447,7 +453,7 @@ class Receiver:
         except PermitDocumentRejected as exc:
             await self._refuse(new, received, exc)
         except _StoredMeanwhile as meanwhile:
-            return await self._duplicate(meanwhile.record, _content_key(payload_sha256, received), user_message)
+            return await self._duplicate(meanwhile.record, await _content_key_off_loop(payload_sha256, received), user_message)
         self._faults.hit("receive.before_answer")
         if not first:
             DUPLICATES.labels(partner=record.partner_id, outcome="document_resent").inc()
@@ -527,7 +533,7 @@ class Receiver:
         and the sender told why."""
         try:
             # in a thread: a large document must not stall the node's other traffic
-            parsed = await on_documents_thread(parse_document, received.payloads[0].read())
+            parsed = await on_documents_thread(_parse_first, received)
             context = await self._permits.context_for(parsed.outline)
             as_of = self._clock.now().date()
             document = await on_documents_thread(validate_document, parsed, as_of=as_of, context=context)
@@ -611,6 +617,11 @@ def check_content_type(content_type: str) -> None:
 
 
 _PAYLOADS = ("permit document", "attachments")
+
+
+async def _content_key_off_loop(permit_sha256: str, received: UserMessageReceived) -> dict[str, object]:
+    """``_content_key`` on a worker thread: a resent message's attachments (up to 1 GiB) are hashed again."""
+    return await asyncio.to_thread(_content_key, permit_sha256, received)
 
 
 def _content_key(permit_sha256: str, received: UserMessageReceived) -> dict[str, object]:
