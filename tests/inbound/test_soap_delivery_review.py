@@ -124,7 +124,8 @@ async def test_a_hanging_national_service_does_not_hold_up_another_partners(inbo
             assert await worker.run_once() == 1
             took = await _delivered(inbound, healthy.id, started)
 
-            assert took < 2.0, f"the healthy partner's permit waited {took:.1f} s for the hanging service's calls"
+            # held up, it would wait for the hanging calls' 4 s time-out; the margin is for a loaded CI machine
+            assert took < 3.5, f"the healthy partner's permit waited {took:.1f} s for the hanging service's calls"
             assert hang.most == PER_PARTNER  # every call of the hanging partner is held there meanwhile
         finally:
             await _stop(worker, hang)
