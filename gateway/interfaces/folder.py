@@ -53,7 +53,7 @@ from gateway.files import shared_mode, sync_folder, write_atomically
 from gateway.interfaces.keys import NODE, SETTINGS
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.settings import FolderSettings
-from gateway.store import Direction, MessageRecord, NewAttachment, State, is_unavailable
+from gateway.store import Direction, MessageRecord, MessageStore, NewAttachment, State, is_unavailable
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, XmlInputError, parse_xml
 
 log = structlog.get_logger("gateway.folder")
@@ -575,7 +575,8 @@ def _state(record: MessageRecord) -> dict[str, object]:
     }
     if record.state is State.FAILED:
         state["to_send_again"] = (
-            "drop the same file in the outbox again (it goes under the same MessageId), or "
+            "drop the same file in the outbox again (it goes under the same MessageId, or built anew under a new "
+            "one that supersedes it, if the partner's profile changed), or "
             f"POST /api/v1/messages/{record.message_id}/retry"
         )
     return state
@@ -589,21 +590,47 @@ def _json(data: dict[str, object]) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
+Followed = tuple[MessageRecord | None, str | None]
+"""The message a sent file's document is carried by now (None once purged), and the MessageId of the one it was
+built anew in place of, if it was."""
+
+
 async def report(app: web.Application) -> int:
-    """Write each sent file's new state beside it (ACKNOWLEDGED, FAILED with the reason, a retry); returns how
-    many changed. A FAILED message stays watched: a retry may still bring its receipt."""
+    """Write each sent file's new state beside it (ACKNOWLEDGED, FAILED with the reason, a retry, the message
+    built anew in its place); returns how many changed. A FAILED message stays watched: a retry may still bring
+    its receipt, or build it anew under a new MessageId, which the file then follows."""
     node = app[NODE]
     pending = node.settings.folders.outbox / "sent" / PENDING
     markers = await asyncio.to_thread(_markers, pending)
     if not markers:
         return 0
-    records = await node.store.find_many(
-        Direction.OUTBOUND, sorted({str(m["message_id"]) for m in markers.values()})
-    )
-    found = {path: records.get(str(marker["message_id"])) for path, marker in markers.items()}
-    changed = {path: record for path, record in found.items() if _moved(markers[path], record)}
+    tracked = sorted({str(m["message_id"]) for m in markers.values()})
+    records = await _with_successors(node.store, await node.store.find_many(Direction.OUTBOUND, tracked))
+    found = {path: _followed(records.get(str(marker["message_id"])), records) for path, marker in markers.items()}
+    changed = {path: now for path, now in found.items() if _moved(markers[path], now[0])}
     await asyncio.to_thread(_rewrite, changed)
     return len(changed)
+
+
+async def _with_successors(store: MessageStore, records: dict[str, MessageRecord]) -> dict[str, MessageRecord]:
+    """``records`` and the messages built anew in place of the superseded ones, theirs too, to the last."""
+    found = dict(records)
+    wanted = {r.superseded_by for r in records.values() if r.superseded_by} - found.keys()
+    while wanted:
+        more = await store.find_many(Direction.OUTBOUND, sorted(wanted))
+        found.update(more)
+        wanted = {r.superseded_by for r in more.values() if r.superseded_by} - found.keys()
+    return found
+
+
+def _followed(record: MessageRecord | None, records: dict[str, MessageRecord]) -> Followed:
+    supersedes = None
+    seen: set[str] = set()  # a successor may be a message stored before (``supersede``): never loop
+    while record is not None and record.superseded_by is not None and record.message_id not in seen:
+        seen.add(record.message_id)
+        supersedes = record.message_id
+        record = records.get(record.superseded_by)
+    return record, supersedes
 
 
 def _markers(pending: Path) -> dict[Path, dict[str, object]]:
@@ -620,15 +647,18 @@ def _markers(pending: Path) -> dict[Path, dict[str, object]]:
 def _moved(marker: dict[str, object], record: MessageRecord | None) -> bool:
     if record is None:  # purged by retention: nothing more will happen to it
         return True
-    return (marker.get("state"), marker.get("attempts")) != (record.state.value, record.attempts)
+    noted = (marker.get("message_id"), marker.get("state"), marker.get("attempts"))
+    return noted != (record.message_id, record.state.value, record.attempts)
 
 
-def _rewrite(changed: dict[Path, MessageRecord | None]) -> None:
-    for marker, record in changed.items():
+def _rewrite(changed: dict[Path, Followed]) -> None:
+    for marker, (record, supersedes) in changed.items():
         status = marker.parent.parent / marker.name
         if record is not None and status.exists():
             summary = json.loads(status.read_text())
-            summary.update(_state(record))
+            summary.update(_state(record) | {"message_id": record.message_id})
+            if supersedes is not None:
+                summary["supersedes"] = supersedes
             if record.state is not State.FAILED:
                 summary.pop("to_send_again", None)
             write_atomically(status, _json(summary), mode=shared_mode())
