@@ -5,8 +5,8 @@ would grow older than the partner's duplicate-detection window); or, when those 
 delivered, a message built anew from the stored document under the current profile, which supersedes it.
 
 Bytes that can no longer be delivered: they are past the duplicate window (the partner refuses them as too old,
-EBMS:0003), or what they were built with is not what the partner's profile says now (its PartyId, roles, MPC,
-AgreementRef, encryption certificate or security suite were corrected after the message was built: the same
+EBMS:0003), or what they were built with is not what the partner's profile says now (its PartyId, roles,
+Service/Action, MPC, AgreementRef, encryption certificate or security suite were corrected after the message was built: the same
 bytes would fail again however often they were sent). What they were built with is read from the stored bytes themselves.
 """
 
