@@ -405,16 +405,17 @@ class PullServer:
         handed, whichever offer it answers. ``in_fault``: a Receiver fault's, retried whatever its codes."""
         if record.state not in (State.SENDING, State.RETRY_WAIT):
             return
-        if not in_fault and not all(code in RETRYABLE_CODES for code in codes):
+        final = not in_fault and not all(code in RETRYABLE_CODES for code in codes)
+        if record.attempts == 0:  # sent again (an operator's retry, a resubmission) and not offered since
+            await self._not_applied(record, codes, final=final)
+            return
+        if final:
             detail = {"error_codes": codes}
             await self._store.move(
                 record.id, Event.FINAL_ERROR, detail=detail, last_error=reason, lease_owner=None
             )
             SEND_ATTEMPTS.labels(partner=record.partner_id, outcome="failed").inc()
             alert_failed(record, reason, log)
-            return
-        if record.attempts == 0:  # sent again (an operator's retry, a resubmission) and not offered since
-            await self._not_delayed(record, codes)
             return
         awareness = partner.profile.reception_awareness
         if record.attempts > awareness.retries:
@@ -446,15 +447,17 @@ class PullServer:
         # Not a move (RETRY_WAIT to RETRY_WAIT): if it is claimed meanwhile, the claim's lease decides anyway.
         await self._store.note(record.id, "retry_delayed", detail, next_attempt_at=due)
 
-    async def _not_delayed(self, record: MessageRecord, codes: list[str]) -> None:
-        """A retryable refusal of an offer made before the message was sent again: the new round has made no
-        offer yet, so there is nothing to delay (and no retry delay for attempt 0); it stays due."""
+    async def _not_applied(self, record: MessageRecord, codes: list[str], *, final: bool) -> None:
+        """A refusal of an offer made before the message was sent again: the new round has made no offer yet, so
+        there is nothing to delay, and a final refusal of the earlier bytes does not undo the operator's decision
+        to send them again; it stays due. Kept in the timeline."""
         why = (
             "the error signal answers an offer made before the message was sent again (an operator's retry or a "
             "resubmission); it stays due and goes with the partner's next PullRequest"
         )
-        await self._store.note(record.id, "retry_not_delayed", {"error_codes": codes, "reason": why})
-        log.info("late error signal for an earlier offer; not delayed", message_id=record.message_id, codes=codes)
+        kind = "refusal_not_applied" if final else "retry_not_delayed"
+        await self._store.note(record.id, kind, {"error_codes": codes, "reason": why})
+        log.info("late error signal for an earlier offer; not applied", message_id=record.message_id, codes=codes)
 
 
 def _expired(*, offers: int) -> str:

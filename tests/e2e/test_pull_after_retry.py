@@ -72,6 +72,29 @@ async def test_a_retryable_error_for_an_offer_before_an_operator_retry_leaves_th
     assert await offered(session, be, harness, 2), "due at once, as the operator's retry left it"
 
 
+async def test_a_final_error_for_an_offer_before_an_operator_retry_does_not_undo_the_retry(
+    pull_harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """The operator sent a refused message again; the partner's refusal of an earlier offer, sent again late,
+    answers bytes offered before that decision: kept in the timeline, not applied, the message still due."""
+    harness = pull_harness
+    be = await harness.start(BE)
+    message_id = await _submitted(session, be, harness)
+    assert await offered(session, be, harness, 1)
+    refusal = EbmsError(EbmsCode.VALUE_INCONSISTENT, "not agreed yet", ref_to_message_id=message_id)
+    assert await _signal(session, be, harness, refusal, 1) == (200, "", b"")
+    async with session.post(f"{be.url}/api/v1/messages/{message_id}/retry", json={"reason": "agreed"}) as answer:
+        assert answer.status == 200, await answer.text()
+    retried = await _record(be, message_id)
+
+    assert await _signal(session, be, harness, refusal, 2) == (200, "", b"")  # the same refusal, late
+
+    after = await _record(be, message_id)
+    assert (after.state, after.attempts, after.next_attempt_at) == (State.RETRY_WAIT, 0, retried.next_attempt_at)
+    assert (await _kinds(be, after))[-2:] == ["error_signal", "refusal_not_applied"]
+    assert await offered(session, be, harness, 2), "due at once, as the operator's retry left it"
+
+
 async def _refused_in_fault(
     session: aiohttp.ClientSession, be: Running, harness: Harness, code: EbmsCode, fault: Fault
 ) -> MessageRecord:
