@@ -47,7 +47,9 @@ async def _retried(session: aiohttp.ClientSession, be: Running, message_id: str)
 
 
 async def test_the_json_of_a_failed_outbox_file_follows_the_messages_built_anew_in_its_place_to_acknowledged(
-    harness: Harness, session: aiohttp.ClientSession, store_url: str
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
+    harness: Harness,
+    session: aiohttp.ClientSession,
 ) -> None:
     """Two mistyped PartyIds, each fixed by an operator's retry that builds the message anew: the ``.json`` names
     the last message, the one it superseded, and ACKNOWLEDGED, and nothing of it is watched any longer."""
