@@ -6,8 +6,9 @@ delivered, a message built anew from the stored document under the current profi
 
 Bytes that can no longer be delivered: they are past the duplicate window (the partner refuses them as too old,
 EBMS:0003), or what they were built with is not what the partner's profile says now (its PartyId, roles,
-Service/Action, MPC, AgreementRef, encryption certificate or security suite were corrected after the message was built: the same
-bytes would fail again however often they were sent). What they were built with is read from the stored bytes themselves.
+Service/Action, MPC, AgreementRef, encryption certificate or security suite were corrected after the message was
+built: the same bytes would fail again however often they were sent). What they were built with is read from the
+stored bytes themselves.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ log = structlog.get_logger("gateway.outbound")
 
 # a Partners built without a window (the messages CLI) still must not send past the gateways' usual one
 DEFAULT_DUPLICATE_WINDOW = InboundSettings().duplicate_window
-SUPERSEDED = "superseded"  # on the old message: a new one, built anew, carries its document now
 SUPERSEDES = "supersedes"  # on the new message: the one it replaces
 MAX_SUPERSEDED = 100  # a chain of messages built anew is followed this far, no further
 
@@ -97,9 +97,8 @@ async def retry_failed(
         raise UnknownMessage(f"no outbound message has MessageId {message_id!r}")
     if record.state is not State.FAILED:
         raise NotRetryable(f"message {message_id!r} is {record.state.value}; only a FAILED message can be retried")
-    newer = await superseded_by(store, record)
-    if newer is not None:
-        raise _superseded(message_id, newer)
+    if record.superseded_by is not None:
+        raise _superseded(message_id, record.superseded_by)
     partner = _partner_of(partners, record)
     window = partners.max_age or DEFAULT_DUPLICATE_WINDOW
     because = await _why_built_anew(record, partner, window, clock.now(), rebuilder)
@@ -139,22 +138,12 @@ def _partner_of(partners: Partners, record: MessageRecord) -> Partner:
 async def latest_carrier(store: MessageStore, record: MessageRecord) -> MessageRecord:
     """``record``, or the message that superseded it (and so on): the one carrying its document now."""
     for _ in range(MAX_SUPERSEDED):
-        newer = await superseded_by(store, record)
+        newer = record.superseded_by
         found = await store.find(Direction.OUTBOUND, newer) if newer is not None else None
         if found is None:
             return record
         record = found
     return record
-
-
-async def superseded_by(store: MessageStore, record: MessageRecord) -> str | None:
-    """The MessageId of the message built anew in ``record``'s place, if one was."""
-    if record.state is not State.FAILED:
-        return None
-    for event in await store.events(record.id):
-        if event.kind == SUPERSEDED:
-            return str(event.detail["superseded_by"])
-    return None
 
 
 async def _why_built_anew(
@@ -203,7 +192,7 @@ async def _same_bytes_again(
     }
     if partner.profile.id != record.partner_id:  # its profile was renamed: same PartyId, same bytes
         detail["partner_renamed"] = {"from": record.partner_id, "to": partner.profile.id}
-    try:  # attempts start again; claim_seq, the fence of each claim's outcome, goes on
+    try:  # attempts start again; the store moves claim_seq on, so no claim of the round before can settle it
         moved = await store.move(
             record.id,
             event,

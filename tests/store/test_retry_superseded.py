@@ -15,7 +15,7 @@ import pytest
 from gateway.clock import FixedClock
 from gateway.outbound.retry import NotRetryable, retry_failed
 from gateway.profiles.model import ReceptionAwareness
-from gateway.store import Direction, Event, EventRecord, IllegalTransition, MessageRecord, MessageStore, State
+from gateway.store import Direction, Event, IllegalTransition, MessageRecord, MessageStore, State
 from tests.conftest import NOW
 from tests.store.helpers import new_message
 
@@ -44,22 +44,22 @@ async def test_a_retry_racing_a_rebuild_is_refused_naming_the_successor(
     store: MessageStore, clock: FixedClock, event: Event
 ) -> None:
     old = await _failed(store, "old@be")
-    looked = store.events
+    looked = store.find
 
-    async def rebuilt_after_the_look(pk: int) -> list[EventRecord]:
-        found = await looked(pk)  # the retry reads "not superseded" ...
-        if pk == old.id and await store.find(Direction.OUTBOUND, "new@be") is None:
+    async def rebuilt_after_the_look(direction: Direction, message_id: str) -> MessageRecord | None:
+        found = await looked(direction, message_id)  # the retry reads "not superseded" ...
+        if message_id == "old@be" and await looked(Direction.OUTBOUND, "new@be") is None:
             # ... and another node's retry builds it anew before this one moves it
             assert await store.supersede(old, new_message("new@be"), detail={}, why=WHY) is not None
         return found
 
-    store.events = rebuilt_after_the_look  # type: ignore[method-assign]
+    store.find = rebuilt_after_the_look  # type: ignore[method-assign,assignment]
     partners: Any = _Partners()
     with pytest.raises(
         NotRetryable, match=r"'old@be' was superseded by message 'new@be'.* retry 'new@be' instead"
     ):
         await retry_failed(store, partners, clock, "old@be", reason="cli retry", event=event)
-    store.events = looked  # type: ignore[method-assign]
+    store.find = looked  # type: ignore[method-assign]
 
     after = await store.get(old.id)
     assert (after.state, after.superseded_by, after.attempts) == (State.FAILED, "new@be", 1)
