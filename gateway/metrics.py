@@ -118,6 +118,14 @@ OUTBOUND_WAITING = Gauge(
     registry=REGISTRY,
 )
 
+CLOCK_OFFSET = Gauge(
+    "permit_gateway_clock_offset_seconds",
+    "How far this node's clock runs ahead of the database server's (negative: behind), measured at start and at "
+    "each lease-recovery sweep on PostgreSQL (0 on SQLite, whose only clock is the host's); nodes whose clocks "
+    "differ by more than a lease take over each other's sends while they run",
+    registry=REGISTRY,
+)
+
 
 def count_from_zero(partners: Iterable[tuple[str, str]]) -> None:
     """Create the series the alert rules watch with ``increase()`` at 0, for each (partner id, delivery method),

@@ -49,7 +49,7 @@ from gateway.interfaces.keys import (
     PROFILE_WATCHER,
     SETTINGS,
 )
-from gateway.metrics import STORE_UNAVAILABLE, count_from_zero, count_sends_from_zero
+from gateway.metrics import CLOCK_OFFSET, STORE_UNAVAILABLE, count_from_zero, count_sends_from_zero
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
@@ -131,6 +131,7 @@ class Node:
     puller: Puller
     pull_pump: Pump
     tables: ControlTablesWatcher | None
+    clock_off: bool = False
 
 
 def new_node_id() -> str:
@@ -279,6 +280,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SIGNALS] = node.pull_server.answer
         count_partners_from_zero(node.partners)
         await count_unfinished_from_zero(store)
+        await check_clock(node)
         log.info(
             "gateway started",
             party=settings.identity.party_id,
@@ -291,7 +293,43 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+CLOCK_OFFSET_BOUND = timedelta(seconds=10)
+"""The most a node's clock may differ from the database server's before the node says so (or a quarter lease)."""
+
+
+async def check_clock(node: Node) -> None:
+    """Compare this node's clock with the database server's (PostgreSQL), export the offset, and say when it
+    goes past the bound and when it comes back. Leases are written and compared on each node's own clock: a
+    node whose clock runs a lease ahead of another's takes over that node's sends while they run."""
+    offset = await node.store.clock_offset()
+    if offset is None:
+        return
+    CLOCK_OFFSET.set(offset.total_seconds())
+    lease = timedelta(seconds=node.settings.outbound.lease_seconds)
+    bound = min(CLOCK_OFFSET_BOUND, lease / 4)
+    off = abs(offset) > bound
+    if off and not node.clock_off:
+        log.error(
+            f"this node's clock is {abs(offset.total_seconds()):.1f} s "
+            f"{'ahead of' if offset > timedelta(0) else 'behind'} the database server's; nodes sharing the "
+            f"database compare leases on their own clocks, and one whose clock runs more than a lease "
+            f"({lease.total_seconds():g} s, [outbound].lease_seconds) ahead of another's takes over that node's "
+            f"sends while they run: synchronize the clocks of every node and of the database server (NTP)",
+            node=node.node_id,
+            offset_seconds=round(offset.total_seconds(), 3),
+            bound_seconds=bound.total_seconds(),
+        )
+    elif node.clock_off and not off:
+        log.info(
+            "this node's clock agrees with the database server's again",
+            node=node.node_id,
+            offset_seconds=round(offset.total_seconds(), 3),
+        )
+    node.clock_off = off
+
+
 async def _recover(node: Node) -> None:
+    await check_clock(node)
     recovered = await node.store.recover_leases()
     if recovered:
         log.warning(

@@ -738,6 +738,19 @@ class MessageStore:
         """Messages whose sender died mid-send go back to RETRY_WAIT, due at once."""
         return await self._back_to_retry(messages.c.lease_expires_at < self._clock.now(), {})
 
+    async def clock_offset(self) -> timedelta | None:
+        """How far this node's clock runs ahead of the database server's (negative: behind), or None on SQLite,
+        whose only clock is this host's. Leases are written and compared on each node's own clock, so nodes
+        whose clocks differ by more than a lease take over each other's live sends; the database's clock is
+        the one reference they all share."""
+        if not self._skip_locked:
+            return None
+        async with self._reads.connect() as conn:
+            before = self._clock.now()
+            server: datetime = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
+            after = self._clock.now()
+        return before + (after - before) / 2 - server
+
     async def release_leases(self, owner: str) -> int:
         """A node that stops gives back what it was sending, due at once: another node (or its own restart)
         sends it again now instead of when the lease runs out. The partner's duplicate detection makes a resend
