@@ -131,15 +131,45 @@ def choose_partner(
     enabled = [p for p in found if p.profile.enabled]
     if len(found) == 1:
         return found[0]
+    goes = f"{document.document_type} {document.number} goes to {country} ({_counterpart_role(document)})"
+    referenced = referenced_authorities(document)
+    answered = [p for p in enabled if p.profile.party_id in referenced]
+    if len(answered) == 1:  # it refers to a document of that authority: it answers that one
+        return answered[0]
     if len(enabled) == 1:  # the others suspended: how the outbox folder, which names no partner, chooses
         return enabled[0]
-    goes = f"{document.document_type} {document.number} goes to {country} ({_counterpart_role(document)})"
     if not found:
         raise ProfileError(
             f"{goes}, and there is no partner profile for {country}: add the profile of {country}'s competent "
             "authority to the partner profile folder (partner_profiles/README.md), then submit the document again"
         )
+    if referenced:
+        raise ProfileError(_unmatched(goes, found, referenced))
     raise ProfileError(f"{goes}, {_several(country, found)}")
+
+
+def referenced_authorities(document: PermitDocument) -> tuple[str, ...]:
+    """The AuthorityIds of the counterpart country's documents this one refers to (an ExportAuthorization's
+    ImportAuthorization, an endorsement's ExportAuthorization, the document an acknowledgement is about): the
+    authority it answers, and so the partner it goes to."""
+    refs = (document.import_authorization_ref, document.export_authorization_ref, document.subject_ref)
+    country = document.counterpart_country
+    found = (ref.issuing_authority for ref in refs if ref is not None and ref.issuing_country == country)
+    return tuple(dict.fromkeys(found))
+
+
+def _unmatched(goes: str, found: Sequence[Partner], referenced: tuple[str, ...]) -> str:
+    """Why a document that refers to an authority's document cannot go: no enabled profile, or more than one,
+    has that authority's party_id among the several for its country."""
+    listed = ", ".join(
+        f"{p.profile.id} ({p.profile.party_id}{'' if p.profile.enabled else ', suspended'})" for p in found
+    )
+    return (
+        f"{goes}, to the authority whose document it refers to ({' and '.join(referenced)}), and not exactly "
+        f"one enabled profile of the {len(found)} for that country has that party_id: {listed}. Correct the "
+        "AuthorityId in the document's reference, or the party_id of that authority's profile (or enable it); "
+        "through the REST API you may also name the partner: POST /api/v1/documents?partner=PROFILE_ID"
+    )
 
 
 def _counterpart_role(document: PermitDocument) -> str:
@@ -154,9 +184,10 @@ def _several(country: str, found: Sequence[Partner]) -> str:
     named = " or ".join(f"?partner={p.profile.id}" for p in found)
     return (
         f"and {len(found)} partner profiles are for {country}: {listed}; the gateway does not choose between "
-        f"them. Through the REST API, name the partner: POST /api/v1/documents{named}. The outbox folder "
-        f"cannot name a partner: leave one profile for {country} enabled, suspend the others (enabled: false "
-        "in their profiles) or retire them, and drop the file in the outbox again"
+        f"them (it does for a document that refers to one of their documents: it goes to the authority that "
+        f"issued that one). Through the REST API, name the partner: POST /api/v1/documents{named}. The outbox "
+        f"folder cannot name a partner: leave one profile for {country} enabled, suspend the others (enabled: "
+        "false in their profiles) or retire them, and drop the file in the outbox again"
     )
 
 
