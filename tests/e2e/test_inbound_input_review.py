@@ -164,7 +164,9 @@ async def test_a_message_id_that_names_several_messages_is_answered_409_naming_t
 
 
 async def test_the_query_picks_the_message_and_the_urls_handed_out_carry_it(
-    harness: Harness, session: aiohttp.ClientSession, store_url: str
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
+    harness: Harness,
+    session: aiohttp.ClientSession,
 ) -> None:
     ch = await harness.start("CH-SWISSMEDIC", store=StoreSettings(url=store_url))
     _ours, _belgian, german = await _stored_three(ch)

@@ -54,7 +54,9 @@ def _reload(be: Running, why: str) -> None:
 
 
 async def test_a_node_without_the_partners_profile_leaves_its_messages_to_a_node_with_it(
-    harness: Harness, session: aiohttp.ClientSession, pg_url: str
+    pg_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
+    harness: Harness,
+    session: aiohttp.ClientSession,
 ) -> None:
     """Two nodes on one PostgreSQL; node B does not have Switzerland's profile yet (a rolling deployment)."""
     folder_b = harness.tmp / "profiles-b"

@@ -178,7 +178,9 @@ async def test_the_json_beside_a_sent_outbox_file_follows_its_message_to_failed_
 
 
 async def test_concurrent_submissions_of_one_document_make_one_message(
-    harness: Harness, session: aiohttp.ClientSession, store_url: str
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
+    harness: Harness,
+    session: aiohttp.ClientSession,
 ) -> None:
     """All pass the early check at once; the registry's unique document key lets one of them through."""
     be = await harness.start("BE-FAMHP", store=StoreSettings(url=store_url))

@@ -268,7 +268,9 @@ async def test_a_permit_resent_under_a_new_message_id_is_receipted_and_not_deliv
 
 
 async def test_one_permit_arriving_at_once_under_several_message_ids_is_delivered_once(
-    harness: Harness, session: aiohttp.ClientSession, store_url: str
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
+    harness: Harness,
+    session: aiohttp.ClientSession,
 ) -> None:
     """The registry's unique document key decides which one is delivered; the others wait for it to commit and
     are kept DUPLICATE, each with its signed receipt."""

@@ -98,9 +98,9 @@ CHANGES: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("change", list(CHANGES))
 async def test_the_same_message_id_with_other_signed_header_content_is_refused_naming_it(
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
     harness: Harness,  # noqa: F811
     session: aiohttp.ClientSession,  # noqa: F811
-    store_url: str,
     change: str,
 ) -> None:
     ch = await harness.start("CH-SWISSMEDIC", store=StoreSettings(url=store_url))
@@ -131,9 +131,9 @@ async def test_the_same_message_id_with_other_signed_header_content_is_refused_n
 
 
 async def test_a_message_stored_before_the_header_digests_is_compared_on_its_columns(
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
     harness: Harness,  # noqa: F811
     session: aiohttp.ClientSession,  # noqa: F811
-    store_url: str,
 ) -> None:
     ch = await harness.start("CH-SWISSMEDIC", store=StoreSettings(url=store_url))
     mid = "before-0011@be-famhp.test"

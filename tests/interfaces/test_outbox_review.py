@@ -78,8 +78,8 @@ def _cancellation(harness: Harness) -> bytes:  # noqa: F811
 
 
 async def test_with_two_nodes_a_cancellation_waits_for_the_authorization_written_before_it(
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
     harness: Harness,  # noqa: F811
-    store_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Node B skipped the ImportAuthorization node A was submitting and submitted the Cancellation written after
@@ -255,8 +255,8 @@ class Crash(BaseException):
 
 
 async def test_a_file_whose_submission_a_crash_cut_short_after_storing_is_not_submitted_before(
+    store_url: str,  # first: its PostgreSQL database is dropped after the harness stopped the gateways
     harness: Harness,  # noqa: F811
-    store_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     be = await _be(harness, store_url)
