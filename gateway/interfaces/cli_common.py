@@ -18,8 +18,10 @@ from gateway.settings import Settings, load_settings
 STORE_ERRORS = (DBAPIError, OSError)
 """What opening or querying a store raises when it is unreachable, refuses us or lacks its tables."""
 
-console = Console(width=max(Console().width, 132))
-err = Console(stderr=True)
+# soft wrap: a line longer than the terminal (a path, a token, a profile's own text) is printed whole, never
+# broken where a reader or a pipe would take the break for part of it
+console = Console(width=max(Console().width, 132), soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the gateway configuration file")]
 DEFAULT_CONFIG = Path("config/gateway.toml")

@@ -32,8 +32,8 @@ from gateway.documents.control import CONTROL_TABLES
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 PROGRESS_FROM = 10
 
-out = Console(width=max(Console().width, 132), highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(width=max(Console().width, 132), highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class UsageError(Exception):

@@ -150,6 +150,26 @@ def test_show_and_show_effective(cli: Cli) -> None:
     assert code == 1 and "no partner profile with id 'xx-none'" in output
 
 
+def test_show_prints_long_lines_whole(cli: Cli) -> None:
+    """A profile shown is the file as written, and the effective one's header one comment line: rich broke lines
+    longer than its width (132 columns here), so a long comment, URL or path came out as two lines, the second
+    no longer a comment, and a profile saved from `profiles show` was not the one shown."""
+    note = "# " + "the partner's operations desk asked for this endpoint in its letter of 2026-11-02; " * 3 + "\n"
+    text = note + CH
+    (cli.folder / "ch-swissmedic.yaml").write_text(text)
+    deep = cli.folder.parent / ("a-long-folder-name-" * 8) / "profiles"
+    deep.parent.mkdir()
+    cli.folder.rename(deep)
+    cli.config.write_text(cli.config.read_text().replace('folder = "profiles"', f'folder = "{deep}"'))
+
+    code, output = cli("profiles", "show", "ch-swissmedic")
+    assert code == 0 and output == text
+
+    code, output = cli("profiles", "show", "--effective", "ch-swissmedic")
+    assert code == 0
+    assert output.startswith(f"# effective profile 'ch-swissmedic' from {deep / 'ch-swissmedic.yaml'}\n"), output
+
+
 def test_schema(cli: Cli, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["profiles", "schema"])
     assert json.loads(result.output) == profile_json_schema()
