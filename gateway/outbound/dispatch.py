@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -641,6 +642,9 @@ class Dispatcher:
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._faults.hit("send.after_post")
+        if status >= 300 and not _ebms_content_type(content_type):
+            reason = _not_ebms_answer(status, partner, content_type, body)
+            return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
         except EbmsError as exc:
@@ -822,6 +826,44 @@ def _unchecked_answer(status: int, exc: EbmsError, partner: Partner, content_typ
     if errors:
         reason += f". The answer is an ebMS error signal, unverified: {errors}"
     return reason
+
+
+_EBMS_CONTENT_TYPES = ("application/soap+xml", "text/xml", "multipart/related")
+_HTTP_HINTS = {
+    401: "something in front of the partner's gateway (a proxy or firewall) asks for credentials or a client "
+    "certificate: ask the partner's administrator what it expects (our profile's tls section names our client "
+    "certificate)",
+    404: "nothing takes AS4 messages at that URL: check the endpoint in {where} with the partner's administrator",
+    413: "something in front of the partner's gateway refuses the message's size: the partner's administrator "
+    "raises that limit",
+}
+_HTTP_HINTS |= {403: _HTTP_HINTS[401], 407: _HTTP_HINTS[401], 405: _HTTP_HINTS[404]}
+
+
+def _ebms_content_type(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in _EBMS_CONTENT_TYPES
+
+
+def _not_ebms_answer(status: int, partner: Partner, content_type: str, body: bytes) -> str:
+    """An HTTP error that carries no ebMS signal: the partner's gateway or a proxy in front of it answered, not
+    its AS4 handler. Said as such, with the answer's first words, not as a receipt that failed our checks."""
+    try:
+        phrase = f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    text = " ".join(body[:400].decode("utf-8", "replace").split())
+    shown = "".join(c if c.isprintable() else "?" for c in text)[:200]
+    where = f"our profile of the partner (the file in partner_profiles/ with id: {partner.profile.id})"
+    default = (
+        "the partner's gateway, or a proxy in front of it, cannot take messages now; sent again on schedule"
+        if status >= 500
+        else "ask the partner's administrator what its endpoint answers to an AS4 message"
+    )
+    hint = _HTTP_HINTS.get(status, default).format(where=where)
+    return (
+        f"HTTP {status}{phrase} from the endpoint of partner {partner.profile.id!r} "
+        f"({partner.profile.endpoint_url}), not an ebMS answer ({content_type or 'no Content-Type'}: {shown or 'empty body'!s}); {hint}"
+    )
 
 
 def _trust_fix(partner: Partner) -> str:
