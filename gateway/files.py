@@ -7,6 +7,7 @@ A reader never sees half a file, and a write repeated after a crash replaces the
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import hashlib
@@ -19,6 +20,24 @@ from pathlib import Path
 from typing import BinaryIO
 
 _READ_BLOCK = 1 << 20
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """``exc`` (or what it wraps) says a file system is full or over quota: a payload or spool file that could not
+    be written, or SQLite's "database or disk is full". Nothing was kept; the same request succeeds once there is
+    space again."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, OSError) and found.errno in _FULL:
+            return True
+        if getattr(found, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        found = getattr(found, "orig", None) or found.__cause__ or found.__context__
+    return False
 
 
 def write_atomically(

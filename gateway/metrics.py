@@ -118,6 +118,20 @@ OUTBOUND_WAITING = Gauge(
     registry=REGISTRY,
 )
 
+DISK_FULL = Counter(
+    "permit_gateway_disk_full",
+    "Requests answered 503 because a disk was full (a payload, spool or SQLite file could not be written), by "
+    "endpoint: as4 or api",
+    ["endpoint"],
+    registry=REGISTRY,
+)
+DATA_FREE_BYTES = Gauge(
+    "permit_gateway_data_free_bytes",
+    "Bytes free to the gateway on the file system of its data folder (payloads, spooled messages, the SQLite "
+    "database by default), read at each scrape (no sample until the folder could be read)",
+    ["folder"],
+    registry=REGISTRY,
+)
 CLOCK_OFFSET = Gauge(
     "permit_gateway_clock_offset_seconds",
     "How far this node's clock runs ahead of the database server's (negative: behind), measured at start and at "
@@ -133,6 +147,7 @@ def count_from_zero(partners: Iterable[tuple[str, str]]) -> None:
     per-partner gauges start at 0 too, so every partner is in the held and waiting rules from the start."""
     for endpoint in ("as4", "api"):
         STORE_UNAVAILABLE.labels(endpoint=endpoint)
+        DISK_FULL.labels(endpoint=endpoint)
     for partner, delivery_method in partners:
         for direction in ("out", "in"):
             FAILURES.labels(direction=direction, partner=partner)

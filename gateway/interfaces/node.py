@@ -32,6 +32,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.documents import ControlTables
 from gateway.errors import ConfigError
 from gateway.faults import Faults
+from gateway.files import is_disk_full
 from gateway.inbound.deliver import FolderDelivery
 from gateway.inbound.http import MAX_MESSAGE_BYTES, ON_ACCEPTED, PAYLOADS, READ_TIMEOUT, RECEIVER, SIGNALS
 from gateway.inbound.http import routes as as4_routes
@@ -49,7 +50,7 @@ from gateway.interfaces.keys import (
     PROFILE_WATCHER,
     SETTINGS,
 )
-from gateway.metrics import CLOCK_OFFSET, STORE_UNAVAILABLE, count_from_zero, count_sends_from_zero
+from gateway.metrics import CLOCK_OFFSET, DISK_FULL, STORE_UNAVAILABLE, count_from_zero, count_sends_from_zero
 from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
@@ -681,6 +682,8 @@ async def store_unavailable(
     try:
         return await handler(request)
     except Exception as exc:
+        if is_disk_full(exc):
+            return _disk_full(request, exc)
         if not is_unavailable(exc):
             raise
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -696,6 +699,28 @@ async def store_unavailable(
         if request.path.startswith("/api/"):
             return web.json_response({"error": "store unavailable", "detail": detail}, status=503, headers=headers)
         return web.Response(status=503, text=detail, headers=headers)
+
+
+def _disk_full(request: web.Request, exc: Exception) -> web.Response:
+    """503 with Retry-After for a request that could not be kept because a disk is full: the submitter and the
+    partner's AS4 sender try again (the same MessageId), and succeed once an operator has made space."""
+    data_dir = request.app[NODE].settings.data_dir
+    log.error(
+        "a disk is full: the request was not kept and was answered 503; make space on the file system of the "
+        "data folder (or of the SQLite database, [store].url): the sender tries again",
+        path=request.path,
+        data_dir=str(data_dir),
+        reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+    )
+    DISK_FULL.labels(endpoint="api" if request.path.startswith("/api/") else "as4").inc()
+    detail = (
+        "the gateway's disk is full, so the request was not kept; its operator has been told (the log names the "
+        f"folder); send it again after {_RETRY_AFTER_SECONDS} s (Retry-After)"
+    )
+    headers = {"Retry-After": _RETRY_AFTER_SECONDS}
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": "disk full", "detail": detail}, status=503, headers=headers)
+    return web.Response(status=503, text=detail, headers=headers)
 
 
 def _refuse_shared_api_and_admin_token(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from gateway.inbound.http import UnreadableBody, check_content_encoding, read_ch
 from gateway.inbound.pull import AmbiguousMessageId, NotPullable, PullInbox
 from gateway.interfaces import access, folder
 from gateway.interfaces.keys import NODE
-from gateway.metrics import QUEUE_DEPTH, REGISTRY, STORE_UP
+from gateway.metrics import DATA_FREE_BYTES, QUEUE_DEPTH, REGISTRY, STORE_UP
 from gateway.outbound.retry import PartnerGone, UnknownMessage, retry_failed
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.profiles import KeyStatus
@@ -793,6 +795,12 @@ async def metrics(request: web.Request) -> web.Response:
         QUEUE_DEPTH.clear()
         for (direction, partner, state), count in depth.items():
             QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
+    # off the loop, bounded: the data folder of several nodes is a network share, which can hang; a folder gone
+    # or hung is /ready's to report
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(METRICS_STORE_SECONDS):
+            usage = await asyncio.to_thread(shutil.disk_usage, request.app[NODE].settings.data_dir)
+        DATA_FREE_BYTES.labels(folder="data").set(usage.free)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -1,0 +1,125 @@
+"""A full disk is a moment to try again, not an internal error: a submission or a partner's message that could not
+be kept is answered 503 with Retry-After (the partner's AS4 sender retries under the same MessageId), the log
+names the data folder, and once there is space the same request succeeds. Before, both were a bare 500.
+
+The SQLite database is made full for real (``PRAGMA max_page_count``: SQLite's own "database or disk is full");
+a payload file that cannot be written is injected (ENOSPC from the write), as a full file system cannot be made
+without mounting one."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from pathlib import Path
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from gateway.interfaces.demo import Running
+from gateway.interfaces.keys import NODE
+from gateway.store import Direction, MessageRecord, State
+from tests.e2e.conftest import Harness, example, harness, session, submit  # noqa: F401
+from tests.e2e.test_two_gateways import metric
+
+IA = "BE-IA-2026-0001.xml"
+FULL = "a disk is full: the request was not kept and was answered 503"
+
+
+async def _fill_database(gateway: Running) -> int:
+    """Let the gateway's SQLite database grow no further (its one pooled connection); the page limit it had."""
+    async with gateway.runner.app[NODE].store.engine.connect() as conn:
+        limit = (await conn.exec_driver_sql("PRAGMA max_page_count")).scalar_one()
+        pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
+        await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+    return int(limit)
+
+
+async def _make_space(gateway: Running, limit: int) -> None:
+    async with gateway.runner.app[NODE].store.engine.connect() as conn:
+        await conn.exec_driver_sql(f"PRAGMA max_page_count = {limit}")
+
+
+async def test_a_submission_while_the_database_disk_is_full_is_a_503_and_goes_once_there_is_space(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    limit = await _fill_database(be)
+    ia = example(IA, today=harness.clock.now())
+
+    with capture_logs() as logs:
+        async with session.post(f"{be.url}/api/v1/documents", data=ia) as response:
+            status, retry_after, body = response.status, response.headers.get("Retry-After"), await response.json()
+
+    assert (status, retry_after, body["error"]) == (503, "2", "disk full"), body
+    assert body["detail"].startswith("the gateway's disk is full, so the request was not kept"), body
+    assert "database or disk is full" not in body["detail"]  # SQLite's words are for the log
+    said = [e for e in logs if e["event"].startswith(FULL)]
+    assert len(said) == 1 and said[0]["log_level"] == "error", logs
+    assert said[0]["data_dir"] == str(be.settings.data_dir)
+    assert "database or disk is full" in said[0]["reason"]
+    assert await metric(session, be, "permit_gateway_disk_full_total", endpoint="api") == 1
+
+    await _make_space(be, limit)
+    status, sent = await submit(session, be, ia)
+    assert status == 202, sent
+
+
+async def test_a_payload_file_that_cannot_be_written_is_a_503_naming_the_disk(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    be = await harness.start("BE-FAMHP")
+
+    def no_space(path: Path, data: bytes, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("gateway.store.payloads.write_atomically", no_space)
+    async with session.post(f"{be.url}/api/v1/documents", data=example(IA, today=harness.clock.now())) as response:
+        status, body = response.status, await response.json()
+    assert (status, body["error"]) == (503, "disk full"), body
+    assert await be.runner.app[NODE].store.recent(limit=5, direction=Direction.OUTBOUND, state=None) == []
+
+    monkeypatch.undo()
+    status, sent = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, sent
+
+
+async def _state(gateway: Running, message_id: str, wanted: State) -> MessageRecord:
+    """The message once it is in ``wanted`` (within 10 s)."""
+    store = gateway.runner.app[NODE].store
+    for _ in range(200):
+        record = await store.find(Direction.OUTBOUND, message_id)
+        if record is not None and record.state is wanted:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{message_id} is not {wanted}: {await store.find(Direction.OUTBOUND, message_id)}")
+
+
+async def test_a_partners_message_while_the_disk_is_full_is_retried_and_delivered_once_there_is_space(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    limit = await _fill_database(ch)
+
+    status, sent = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, sent
+
+    waiting = await _state(be, sent["message_id"], State.RETRY_WAIT)
+    reason = waiting.last_error or ""
+    assert reason.startswith("HTTP 503 Service Unavailable from the endpoint of partner 'ch-swissmedic'"), reason
+    assert "not an ebMS answer (text/plain; charset=utf-8: the gateway's disk is full" in reason, reason
+    assert "cannot take messages now; sent again on schedule" in reason, reason
+    assert await metric(session, ch, "permit_gateway_disk_full_total", endpoint="as4") >= 1
+
+    await _make_space(ch, limit)
+    assert waiting.next_attempt_at is not None
+    harness.clock.advance(waiting.next_attempt_at - harness.clock.now())
+    be.runner.app[NODE].dispatch_pump.wake()
+    await _state(be, sent["message_id"], State.ACKNOWLEDGED)
+    received = await ch.runner.app[NODE].store.recent(limit=5, direction=Direction.INBOUND, state=None)
+    assert [r.message_id for r in received] == [sent["message_id"]]
