@@ -49,7 +49,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import ConfigError, GatewayError
-from gateway.files import shared_mode, sync_folder, write_atomically
+from gateway.files import is_disk_full, shared_mode, sync_folder, write_atomically
 from gateway.interfaces.keys import NODE, SETTINGS
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
 from gateway.settings import FolderSettings
@@ -708,8 +708,16 @@ async def scan(app: web.Application) -> int:
                 break
             tried += 1
         except Exception as exc:  # a database outage, say: the file stays taken, the next scan tries it again
-            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
             tried += 1
+            if is_disk_full(exc):
+                log.error(
+                    "outbox file not submitted: a disk is full (the data folder's, or the SQLite database's); it "
+                    "and the files after it are tried again at the next scan: make space",
+                    file=_shown(path.name),
+                    reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                )
+                break
+            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
             if is_unavailable(exc):  # the files after it wait: one may cancel or amend it
                 break
         finally:

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from gateway.interfaces import folder
 from gateway.interfaces.demo import Running
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction, MessageRecord, State
@@ -123,3 +124,30 @@ async def test_a_partners_message_while_the_disk_is_full_is_retried_and_delivere
     await _state(be, sent["message_id"], State.ACKNOWLEDGED)
     received = await ch.runner.app[NODE].store.recent(limit=5, direction=Direction.INBOUND, state=None)
     assert [r.message_id for r in received] == [sent["message_id"]]
+
+
+async def test_outbox_files_wait_in_order_while_the_disk_is_full_and_go_once_there_is_space(
+    harness: Harness,  # noqa: F811
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    outbox = be.settings.folders.outbox
+    outbox.mkdir(parents=True, exist_ok=True)
+    ia = example(IA, today=harness.clock.now())
+    (outbox / "a.xml").write_bytes(ia)
+    (outbox / "b.xml").write_bytes(ia.replace(b"BE-IA-2026-0001<", b"BE-IA-2026-0002<"))
+    limit = await _fill_database(be)
+
+    with capture_logs() as logs:
+        await folder.scan(be.runner.app)
+
+    said = [e for e in logs if e["event"].startswith("outbox file not submitted: a disk is full")]
+    assert [e["file"] for e in said] == ["a.xml"], logs  # b.xml waits behind it: it may cancel or amend it
+    assert not any(e.get("exc_info") for e in logs), logs
+    assert sorted(p.name for p in (outbox / folder.PROCESSING).glob("*.xml")) == ["a.xml", "b.xml"]
+    assert not be.settings.folders.rejected.exists() or not any(be.settings.folders.rejected.iterdir())
+
+    await _make_space(be, limit)
+    await folder.scan(be.runner.app)
+    assert sorted(p.name for p in (outbox / "sent").glob("*.xml")) == ["a.xml", "b.xml"]
+    sent = await be.runner.app[NODE].store.recent(limit=5, direction=Direction.OUTBOUND, state=None)
+    assert len(sent) == 2
