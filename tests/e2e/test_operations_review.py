@@ -108,9 +108,10 @@ async def test_the_series_the_alerts_watch_exist_at_zero_from_the_start_and_afte
 
 @pytest.fixture
 async def outage(harness: Harness, store_outage: StoreOutage) -> tuple[Running, Callable[[], Awaitable[None]]]:
-    """BE's gateway (fast sweeps), and a way to take its SQLite database away (``store_outage.restore``)."""
+    """BE's gateway (fast sweeps), and a way to take its SQLite database away (``store_outage.restore``). A short
+    ``wait_seconds``: a checkout waiting behind a failing connect waits out the pool's time-out (twice it)."""
     store_outage.gateway = await harness.start(
-        "BE-FAMHP", store=StoreSettings(url=store_outage.url), outbound=FAST
+        "BE-FAMHP", store=StoreSettings(url=store_outage.url, wait_seconds=2), outbound=FAST
     )
     return store_outage.gateway, store_outage.cut
 
@@ -242,10 +243,10 @@ def _job(schedulers: list[AsyncIOScheduler], job_id: str) -> Any:
     return next(job for s in schedulers for job in s.get_jobs() if job.id == job_id)
 
 
-OUTAGE_SECONDS = 75.0
+OUTAGE_SECONDS = 30.0
 """How long a test waits for a job during an outage: with one pooled SQLite connection, a checkout that starts
-while another task's connect is failing waits out the pool's 60 s timeout (SQLAlchemy wakes no waiter on a
-failed connect)."""
+while another task's connect is failing waits out the pool's time-out (SQLAlchemy wakes no waiter on a failed
+connect): 4 s with the ``outage`` fixture's ``wait_seconds``."""
 
 
 async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
