@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import secrets
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from gateway.interfaces.cli_common import (
     STORE_ERRORS,
     ConfigOption,
     console,
+    err,
     fail,
     settings_of,
     shown_url,
@@ -160,6 +162,44 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 def main() -> None:
     app()
+
+
+@db_app.command("backup")
+def db_backup(
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="a new (or empty) folder for this backup")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Copy the message store (SQLite: a consistent copy, while the gateway runs) and the payload files it names,
+    each checked against its SHA-256, into FOLDER. PostgreSQL: back the database up with pg_dump; the payload
+    files are copied here all the same."""
+    from gateway.clock import SystemClock
+    from gateway.store.backup import BackupError, backup
+
+    settings = settings_of(config)
+    try:
+        report = backup(
+            settings.store.url, settings.data_dir / "payloads", folder.resolve(), now=SystemClock().now()
+        )
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        raise fail(f"no backup made in {folder}: {exc}") from None
+    if report.database is None:
+        err.print(
+            "note: the store is PostgreSQL: back the database up with its own tools first (pg_dump "
+            "--format=custom --file=FOLDER/gateway.dump, then this command): a payload file is written before "
+            "the commit that names it, so the files copied after the dump are every one it names",
+            markup=False,
+        )
+    for damaged in report.damaged:
+        err.print(
+            f"warning: payload {damaged} no longer matches its SHA-256 (a damaged file): not copied",
+            markup=False,
+        )
+    console.print(
+        f"backup in {report.folder}: "
+        + (f"message store {report.database.name}, " if report.database else "")
+        + f"{report.payloads} payload files ({report.payload_bytes:,} bytes)",
+        markup=False,
+    )
 
 
 @admin_app.command("token")
