@@ -45,7 +45,14 @@ from gateway.as4 import (
 from gateway.as4.mime import MAX_ROOT_PART_BYTES
 from gateway.as4.policy import SUITES
 from gateway.clock import Clock
-from gateway.documents import DocumentKey, Finding, PermitDocument, parse_document, validate_document
+from gateway.documents import (
+    DocumentKey,
+    DocumentReference,
+    Finding,
+    PermitDocument,
+    parse_document,
+    validate_document,
+)
 from gateway.documents.types import DocumentType, service_action
 from gateway.errors import GatewayError, ProfileError, StoreError
 from gateway.faults import NO_FAULTS, Faults
@@ -68,7 +75,7 @@ from gateway.store import (
 )
 from gateway.store.attachments import FILENAME_PROPERTY, attachments_of, safe_filename
 from gateway.store.lifecycle import Event, IllegalTransition
-from gateway.store.permits import KnownDocument, Recheck
+from gateway.store.permits import KnownDocument, PermitContext, Recheck
 from gateway.store.unit import unit_of_work
 from gateway.tasks import on_documents_thread, run_to_end
 
@@ -117,8 +124,16 @@ def new_message_id(identity: IdentitySettings) -> str:
 
 
 def choose_partner(
-    document: PermitDocument, partners: Partners, identity: IdentitySettings, partner_id: str | None
+    document: PermitDocument,
+    partners: Partners,
+    identity: IdentitySettings,
+    partner_id: str | None,
+    *,
+    sent_to: Sequence[str] = (),
 ) -> Partner:
+    """The partner a document goes to: the one named; else the one profile of its counterpart country; else,
+    of several, the one of the authority whose document it refers to, or the one our document it refers to went
+    to (``sent_to``, profile ids: an amendment goes where its subject went); else the one enabled."""
     if document.issuing_country != identity.country:
         raise ProfileError(
             f"{document.document_type} {document.number} was issued by {document.issuing_country}; this gateway "
@@ -128,23 +143,20 @@ def choose_partner(
         return _named_partner(document, partners, identity, partner_id)
     country = document.counterpart_country
     found = partners.for_country(country, exclude_party=identity.party_id)
-    enabled = [p for p in found if p.profile.enabled]
-    if len(found) == 1:
-        return found[0]
     goes = f"{document.document_type} {document.number} goes to {country} ({_counterpart_role(document)})"
-    referenced = referenced_authorities(document)
-    answered = [p for p in enabled if p.profile.party_id in referenced]
-    if len(answered) == 1:  # it refers to a document of that authority: it answers that one
-        return answered[0]
-    if len(enabled) == 1:  # the others suspended: how the outbox folder, which names no partner, chooses
-        return enabled[0]
     if not found:
         raise ProfileError(
             f"{goes}, and there is no partner profile for {country}: add the profile of {country}'s competent "
             "authority to the partner profile folder (partner_profiles/README.md), then submit the document again"
         )
-    if referenced:
-        raise ProfileError(_unmatched(goes, found, referenced))
+    if len(found) == 1:
+        return found[0]
+    referenced = referenced_authorities(document)
+    if referenced or sent_to:
+        return _answered(goes, found, referenced, sent_to)
+    enabled = [p for p in found if p.profile.enabled]
+    if len(enabled) == 1:  # the others suspended: how the outbox folder, which names no partner, chooses
+        return enabled[0]
     raise ProfileError(f"{goes}, {_several(country, found)}")
 
 
@@ -152,23 +164,42 @@ def referenced_authorities(document: PermitDocument) -> tuple[str, ...]:
     """The AuthorityIds of the counterpart country's documents this one refers to (an ExportAuthorization's
     ImportAuthorization, an endorsement's ExportAuthorization, the document an acknowledgement is about): the
     authority it answers, and so the partner it goes to."""
-    refs = (document.import_authorization_ref, document.export_authorization_ref, document.subject_ref)
     country = document.counterpart_country
-    found = (ref.issuing_authority for ref in refs if ref is not None and ref.issuing_country == country)
+    found = (ref.issuing_authority for ref in _references(document) if ref.issuing_country == country)
     return tuple(dict.fromkeys(found))
 
 
-def _unmatched(goes: str, found: Sequence[Partner], referenced: tuple[str, ...]) -> str:
-    """Why a document that refers to an authority's document cannot go: no enabled profile, or more than one,
-    has that authority's party_id among the several for its country."""
+def _references(document: PermitDocument) -> tuple[DocumentReference, ...]:
+    refs = (document.import_authorization_ref, document.export_authorization_ref, document.subject_ref)
+    return tuple(ref for ref in refs if ref is not None)
+
+
+def _answered(goes: str, found: Sequence[Partner], referenced: tuple[str, ...], sent_to: Sequence[str]) -> Partner:
+    """Of several profiles for the counterpart country, the one of the authority the document answers, else
+    the one our document it refers to went to. A suspended one is returned too: its messages are held, never
+    sent to another authority instead."""
+    for matching in (
+        [p for p in found if p.profile.party_id in referenced],
+        [p for p in found if p.profile.id in sent_to],
+    ):
+        if len(matching) == 1:
+            return matching[0]
+    raise ProfileError(_unmatched(goes, found, referenced, sent_to))
+
+
+def _unmatched(goes: str, found: Sequence[Partner], referenced: tuple[str, ...], sent_to: Sequence[str]) -> str:
+    """Why a document that refers to another cannot go: not exactly one of the several profiles for its country
+    is that of the authority it refers to, or of the partner our document it refers to went to."""
     listed = ", ".join(
         f"{p.profile.id} ({p.profile.party_id}{'' if p.profile.enabled else ', suspended'})" for p in found
     )
+    to = [f"the authority whose document it refers to ({' and '.join(referenced)})"] if referenced else []
+    to += [f"the partner our document it refers to went to ({' and '.join(sent_to)})"] if sent_to else []
     return (
-        f"{goes}, to the authority whose document it refers to ({' and '.join(referenced)}), and not exactly "
-        f"one enabled profile of the {len(found)} for that country has that party_id: {listed}. Correct the "
-        "AuthorityId in the document's reference, or the party_id of that authority's profile (or enable it); "
-        "through the REST API you may also name the partner: POST /api/v1/documents?partner=PROFILE_ID"
+        f"{goes}, to {' or '.join(to)}, and not exactly one of the {len(found)} profiles for that country is "
+        f"that one: {listed}. Correct the AuthorityId in the document's reference, or the party_id of that "
+        "authority's profile (or restore the profile our document went to); through the REST API you may also "
+        "name the partner: POST /api/v1/documents?partner=PROFILE_ID"
     )
 
 
@@ -245,6 +276,19 @@ class Submitter:
         """Sign new messages with ``keys`` (after a rollover); stored messages keep their signatures."""
         self._keys = keys
 
+    async def _sent_to(self, document: PermitDocument, context: PermitContext) -> tuple[str, ...]:
+        """The partners (profile ids) our own documents this one refers to went to: an amendment, a
+        cancellation or an execution goes where its subject went."""
+        found = []
+        for ref in _references(document):
+            known = context.known.get(ref.key) if ref.issuing_country == self._identity.country else None
+            if known is None or known.direction is not Direction.OUTBOUND:
+                continue
+            record = await self._store.find(Direction.OUTBOUND, known.message_id)
+            if record is not None:
+                found.append(record.partner_id)
+        return tuple(dict.fromkeys(found))
+
     async def submit(
         self, data: bytes, *, partner_id: str | None = None, attachments: Sequence[NewAttachment] = ()
     ) -> Submitted:
@@ -261,7 +305,8 @@ class Submitter:
             return await self._submitted_before(kept, partner_id, attachments)
         document = await on_documents_thread(validate_document, parsed, as_of=now.date(), context=context)
         recheck = Recheck(parsed, now.date())
-        partner = choose_partner(document, self._partners, self._identity, partner_id)
+        sent_to = await self._sent_to(document, context) if partner_id is None else ()
+        partner = choose_partner(document, self._partners, self._identity, partner_id, sent_to=sent_to)
         self._partners.usable(partner, now)
         _check_agreed(document, partner, len(data))
         supporting = await asyncio.to_thread(self._keep_all, attachments, partner) if attachments else []

@@ -6,6 +6,7 @@ no partner."""
 from __future__ import annotations
 
 import json
+import re
 
 import aiohttp
 
@@ -81,19 +82,60 @@ async def test_the_outbox_sends_a_document_answering_one_of_several_authorities_
     assert not (be.settings.folders.rejected / "ak.xml.errors.txt").exists()
 
 
-async def test_with_the_answered_authoritys_profile_suspended_the_one_enabled_profile_takes_it(
+async def test_a_document_answering_an_authority_whose_profile_is_suspended_is_held_not_redirected(
     harness: Harness,  # noqa: F811
     session: aiohttp.ClientSession,  # noqa: F811
 ) -> None:
-    """What the refusal of a document naming no partner tells an outbox user to do (suspend the others) still
-    holds when the document answers an authority whose profile was suspended (replaced by another id)."""
+    """Before, it went to the one enabled profile of the country: another authority than the one it answers."""
     _profile(harness, "ch-alt", "CH-ALT", "CH", "DE-BFARM", "enabled: false\n")
     be = await harness.start("BE-FAMHP")
     await _trade_so_far(harness, session, be, "CH-ALT")
 
-    status, sent = await submit(session, be, _acknowledgement(harness, "CH-ALT"))
+    status, refused = await submit(session, be, _acknowledgement(harness, "CH-ALT"))
 
-    assert (status, sent["to_party"]) == (202, "CH-SWISSMEDIC"), sent
+    assert status == 409, refused
+    assert "ch-alt" in refused["detail"] and "suspended" in refused["detail"], refused
+    assert await _outbound_parties(harness) == ["CH-SWISSMEDIC"]  # the ImportAuthorization only
+
+
+def _cancellation_of_the_import(harness: Harness) -> bytes:  # noqa: F811
+    """Belgium's cancellation of its ImportAuthorization BE-IA-2026-0001 (a document of its own)."""
+    ia = example(IA, today=harness.clock.now()).decode()
+    issued = re.search(r"<IssueDate>([0-9-]+)</IssueDate>", ia)
+    assert issued is not None
+    today = harness.clock.now().date().isoformat()
+    authority = (
+        "<CountryCode>BE</CountryCode><AuthorityId>BE-FAMHP</AuthorityId>"
+        "<AuthorityName>Federal Agency for Medicines and Health Products</AuthorityName>"
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Cancellation xmlns="urn:permit-gateway:cs-permits:1" schemaVersion="1.0">'
+        f"<DocumentNumber>BE-CA-2026-0001</DocumentNumber><IssueDate>{today}</IssueDate>"
+        f"<IssuingAuthority>{authority}</IssuingAuthority>"
+        "<ImportingCountry>BE</ImportingCountry><ExportingCountry>CH</ExportingCountry>"
+        "<CancelledDocument><DocumentType>ImportAuthorization</DocumentType>"
+        f"<DocumentNumber>BE-IA-2026-0001</DocumentNumber><IssueDate>{issued.group(1)}</IssueDate>"
+        f"<IssuingAuthority>{authority}</IssuingAuthority></CancelledDocument>"
+        f"<Reason>applicantRequest</Reason><EffectiveDate>{today}</EffectiveDate>"
+        "</Cancellation>"
+    ).encode()
+
+
+async def test_a_cancellation_of_our_document_goes_where_that_document_went(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    """It refers to no Swiss document; of the two Swiss profiles it goes to the one our ImportAuthorization went
+    to. Before, it was refused (REST) or rejected (the outbox) as if it named no partner."""
+    _profile(harness, "ch-alt", "CH-ALT", "CH", "DE-BFARM")
+    be = await harness.start("BE-FAMHP")
+    status, sent = await submit(session, be, example(IA, today=harness.clock.now()), "?partner=ch-alt")
+    assert (status, sent["to_party"]) == (202, "CH-ALT"), sent
+
+    status, cancelled = await submit(session, be, _cancellation_of_the_import(harness))
+
+    assert (status, cancelled["to_party"]) == (202, "CH-ALT"), cancelled
 
 
 async def test_a_reference_to_an_authority_without_a_profile_names_it_and_the_profiles(
