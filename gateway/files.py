@@ -22,12 +22,13 @@ from typing import BinaryIO
 _READ_BLOCK = 1 << 20
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
 
 
 def is_disk_full(exc: BaseException) -> bool:
     """``exc`` (or what it wraps) says a file system is full or over quota: a payload or spool file that could not
-    be written, or SQLite's "database or disk is full". Nothing was kept; the same request succeeds once there is
-    space again."""
+    be written, SQLite's "database or disk is full", or the PostgreSQL server's disk_full (SQLSTATE 53100). Nothing
+    was kept; the same request succeeds once there is space again."""
     seen: set[int] = set()
     found: BaseException | None = exc
     while found is not None and id(found) not in seen:
@@ -36,7 +37,11 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if getattr(found, "sqlite_errorcode", None) == _SQLITE_FULL:
             return True
-        found = getattr(found, "orig", None) or found.__cause__ or found.__context__
+        if _PG_DISK_FULL in (getattr(found, "sqlstate", None), getattr(found, "pgcode", None)):
+            return True
+        # what a handler re-raised "from None" is its own error, whatever it caught on the way
+        context = None if found.__suppress_context__ else found.__context__
+        found = getattr(found, "orig", None) or found.__cause__ or context
     return False
 
 

@@ -49,7 +49,7 @@ from gateway.documents import (
 from gateway.documents.types import document_type_for
 from gateway.errors import GatewayError
 from gateway.faults import NO_FAULTS, Faults
-from gateway.files import sha256_of_file
+from gateway.files import is_disk_full, sha256_of_file
 from gateway.metrics import DUPLICATES, EBMS_ERRORS_SENT, FAILURES
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
@@ -65,6 +65,7 @@ from gateway.store import (
     PayloadStore,
     PermitRegistry,
     attachments_of,
+    is_unavailable,
 )
 from gateway.store.attachments import FILENAME_PROPERTY, safe_filename
 from gateway.store.payloads import IncomingFile
@@ -579,7 +580,7 @@ class Receiver:
         if differing:
             what = f"different {', '.join(differing)}"
             reason = f"same MessageId, {what}"
-            await self._store.note(stored.id, "duplicate_refused", {"reason": reason})
+            await self._note(stored, "duplicate_refused", {"reason": reason})
             DUPLICATES.labels(partner=stored.partner_id, outcome="refused").inc()
             raise EbmsError(
                 EbmsCode.VALUE_INCONSISTENT,
@@ -594,11 +595,27 @@ class Receiver:
                 f"MessageId {stored.message_id!r} was received before and refused ({stored.last_error})",
                 ref_to_message_id=stored.message_id,
             )
-        await self._store.note(stored.id, "duplicate", {"answer": "original receipt"})
+        await self._note(stored, "duplicate", {"answer": "original receipt"})
         DUPLICATES.labels(partner=stored.partner_id, outcome="receipt_resent").inc()
         content_type, body = evidence
         response = Outgoing(message_id=stored.message_id, content_type=content_type, body=body)
         return Reception(response=response, record=stored, duplicate=True)
+
+    async def _note(self, stored: MessageRecord, kind: str, detail: dict[str, object]) -> None:
+        """A duplicate's line in the timeline, best effort: the answer (the stored receipt, or the refusal) needs
+        only reads, and a full disk or a database failing over must not turn it into "not kept" for a message
+        that was kept and receipted."""
+        try:
+            await self._store.note(stored.id, kind, detail)
+        except Exception as exc:
+            if not (is_disk_full(exc) or is_unavailable(exc)):
+                raise
+            log.warning(
+                "a duplicate could not be noted in the message's timeline; answered all the same",
+                message_id=stored.message_id,
+                kind=kind,
+                reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+            )
 
 
 def check_content_type(content_type: str) -> None:

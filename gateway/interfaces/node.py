@@ -681,6 +681,8 @@ async def store_unavailable(
     that was kept after all gets its stored receipt)."""
     try:
         return await handler(request)
+    except web.HTTPException:
+        raise
     except Exception as exc:
         if is_disk_full(exc):
             return _disk_full(request, exc)
@@ -706,8 +708,8 @@ def _disk_full(request: web.Request, exc: Exception) -> web.Response:
     partner's AS4 sender try again (the same MessageId), and succeed once an operator has made space."""
     data_dir = request.app[NODE].settings.data_dir
     log.error(
-        "a disk is full: the request was not kept and was answered 503; make space on the file system of the "
-        "data folder (or of the SQLite database, [store].url): the sender tries again",
+        "a disk is full: the request was not kept and was answered 503; make space on the file system the reason "
+        "names (the data folder's, the SQLite database's, or the PostgreSQL server's): the sender tries again",
         path=request.path,
         data_dir=str(data_dir),
         reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -795,13 +795,32 @@ async def metrics(request: web.Request) -> web.Response:
         QUEUE_DEPTH.clear()
         for (direction, partner, state), count in depth.items():
             QUEUE_DEPTH.labels(direction=direction, partner=partner, state=state).set(count)
-    # off the loop, bounded: the data folder of several nodes is a network share, which can hang; a folder gone
-    # or hung is /ready's to report
-    with contextlib.suppress(OSError, TimeoutError):
-        async with asyncio.timeout(METRICS_STORE_SECONDS):
-            usage = await asyncio.to_thread(shutil.disk_usage, request.app[NODE].settings.data_dir)
-        DATA_FREE_BYTES.labels(folder="data").set(usage.free)
+    await _read_free_space(request.app)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_FREE_SPACE_READS: weakref.WeakKeyDictionary[web.Application, asyncio.Future[Any]] = weakref.WeakKeyDictionary()
+"""Each application's read of its data folder's free space, while it runs."""
+
+
+async def _read_free_space(app: web.Application) -> None:
+    """The data folder's free space, read off the loop and bounded: the data folder of several nodes is a network
+    share, which can hang. A read still hanging from an earlier scrape is not started again (each would hold a
+    worker thread for good); meanwhile, and for a folder gone, the series is left out: /ready reports those."""
+    pending = _FREE_SPACE_READS.get(app)
+    if pending is not None and not pending.done():
+        DATA_FREE_BYTES.clear()
+        return
+    reading = asyncio.ensure_future(asyncio.to_thread(shutil.disk_usage, app[NODE].settings.data_dir))
+    reading.add_done_callback(lambda done: done.cancelled() or done.exception())
+    _FREE_SPACE_READS[app] = reading
+    try:
+        async with asyncio.timeout(METRICS_STORE_SECONDS):
+            usage = await asyncio.shield(reading)
+    except (OSError, TimeoutError):
+        DATA_FREE_BYTES.clear()
+        return
+    DATA_FREE_BYTES.labels(folder="data").set(usage.free)
 
 
 def _store_down(reason: str) -> None:

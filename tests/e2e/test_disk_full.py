@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
+import threading
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
 from gateway.interfaces import folder
@@ -151,3 +154,81 @@ async def test_outbox_files_wait_in_order_while_the_disk_is_full_and_go_once_the
     assert sorted(p.name for p in (outbox / "sent").glob("*.xml")) == ["a.xml", "b.xml"]
     sent = await be.runner.app[NODE].store.recent(limit=5, direction=Direction.OUTBOUND, state=None)
     assert len(sent) == 2
+
+
+async def _fill_every_page(gateway: Running) -> None:
+    """``_fill_database``, and the free room inside its pages too: tiny rows until even a timeline note fails."""
+    async with gateway.runner.app[NODE].store.engine.connect() as conn:
+        await conn.exec_driver_sql("CREATE TABLE filler (b BLOB)")
+        await conn.commit()
+    await _fill_database(gateway)
+    statements = (
+        "INSERT INTO filler VALUES (randomblob(40))",
+        "INSERT INTO message_events (message_pk, at, kind, state, detail) "
+        "SELECT message_pk, at, 'filler', NULL, '{}' FROM message_events LIMIT 1",
+    )
+    async with gateway.runner.app[NODE].store.engine.connect() as conn:
+        for statement in statements:
+            with pytest.raises(OperationalError, match="database or disk is full"):
+                for _ in range(100_000):
+                    await conn.exec_driver_sql(statement)
+                    await conn.commit()
+            await conn.rollback()
+
+
+async def test_a_retry_of_a_kept_message_gets_its_stored_receipt_while_the_disk_is_full(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    """Its receipt was lost on the way: the partner sends it again. Answering needs only reads; before, the
+    duplicate's timeline note failed and the answer was 503 "not kept" for a message kept and receipted."""
+    be = await harness.start("BE-FAMHP")
+    ch = await harness.start("CH-SWISSMEDIC")
+    status, sent = await submit(session, be, example(IA, today=harness.clock.now()))
+    assert status == 202, sent
+    record = await _state(be, sent["message_id"], State.ACKNOWLEDGED)
+    assert record.wire_sha256 is not None and record.wire_content_type is not None
+    wire = be.runner.app[NODE].payloads.get(record.wire_sha256)
+    await _fill_every_page(ch)
+
+    with capture_logs() as logs:
+        headers = {"Content-Type": record.wire_content_type}
+        async with session.post(f"{ch.url}/as4", data=wire, headers=headers) as response:
+            status, body = response.status, await response.read()
+
+    assert status == 200 and b"Receipt" in body, body[:300]
+    assert any(e["event"].startswith("a duplicate could not be noted") for e in logs), logs
+    assert not any(e["event"].startswith(FULL) for e in logs), logs
+
+
+async def _free_space_series(session: aiohttp.ClientSession, gateway: Running) -> list[str]:  # noqa: F811
+    async with session.get(f"{gateway.url}/metrics") as response:
+        assert response.status == 200
+        return [s for s in (await response.text()).splitlines() if s.startswith("permit_gateway_data_free_bytes{")]
+
+
+async def test_the_free_space_is_exported_and_a_hung_data_share_holds_one_thread_at_most(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    be = await harness.start("BE-FAMHP")
+    [series] = await _free_space_series(session, be)
+    assert series.startswith('permit_gateway_data_free_bytes{folder="data"} ') and float(series.split()[1]) > 0
+
+    release, calls, real = threading.Event(), [], shutil.disk_usage
+
+    def hung(path: Path) -> object:  # a network share that stopped answering
+        calls.append(path)
+        release.wait(30)
+        return real(path)
+
+    monkeypatch.setattr("gateway.interfaces.rest.shutil.disk_usage", hung)
+    try:
+        for _ in range(3):
+            assert await _free_space_series(session, be) == []  # not the last value read, as if it were now
+        assert len(calls) == 1, "a read still hanging is not started again"
+    finally:
+        release.set()
+    await asyncio.sleep(0.2)
+    assert len(await _free_space_series(session, be)) == 1
