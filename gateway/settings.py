@@ -569,7 +569,43 @@ def settings_from_dict(
         lines = [f"{source}: invalid configuration"]
         lines += [f"  {_describe(err, text)}" for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
-    return _resolve_paths(base, settings)
+    resolved = _resolve_paths(base, settings)
+    clashes = folder_clashes(resolved)
+    if clashes:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *(f"  {c}" for c in clashes)]))
+    return resolved
+
+
+_EXCHANGE_FOLDERS = (
+    ("[folders].inbox", "received permits are delivered there"),
+    ("[folders].outbox", "every permit found there is sent"),
+    ("[folders].rejected", "refused outbox files are moved there"),
+)
+
+
+def folder_clashes(settings: Settings) -> list[str]:
+    """The national system's folders that are one folder with each other or with a folder the gateway keeps its
+    own files in: a permit received into the outbox would be sent on (or refused there and lost to the inbox)."""
+    named = {
+        "[folders].inbox": settings.folders.inbox,
+        "[folders].outbox": settings.folders.outbox,
+        "[folders].rejected": settings.folders.rejected,
+        "data_dir": settings.data_dir,
+        "[profiles].folder": settings.profiles.folder,
+        "[profiles].certificates": settings.profiles.certificates,
+    }
+    if settings.keys.keystore is not None:
+        named["[keys].keystore"] = settings.keys.keystore
+    real = {key: os.path.realpath(path) for key, path in named.items()}
+    clashes = []
+    for index, (key, does) in enumerate(_EXCHANGE_FOLDERS):
+        others = list(named)[index + 1 :]
+        for other in (o for o in others if real[o] == real[key]):
+            clashes.append(
+                f"{key} and {other} are the same folder ({named[key]}), but {does}: give each its own folder "
+                "(the defaults are var/inbox, var/outbox and var/rejected beside the data folder's files)"
+            )
+    return clashes
 
 
 def load_settings(path: Path) -> Settings:
@@ -579,6 +615,11 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: configuration file not found (pass --config PATH)")
     try:
         text = path.read_text(encoding="utf-8")
+        if text.startswith("\ufeff"):
+            raise ConfigError(
+                f"{path}: the file starts with a byte-order mark (an editor's UTF-8 'with BOM'), which TOML does "
+                "not allow; save it as UTF-8 without one"
+            )
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None

@@ -104,3 +104,26 @@ def test_an_env_key_naming_an_unset_variable_still_names_it(monkeypatch: pytest.
         ConfigError, match="names the environment variable 'PERMIT_GATEWAY_UNSET', which is not set"
     ):
         ApiSettings(token_env="PERMIT_GATEWAY_UNSET").token()
+
+
+def test_the_national_systems_folders_must_be_folders_of_their_own(tmp_path: Path) -> None:
+    """With the inbox and the outbox one folder, every received permit was taken as a document to send and
+    refused into the rejected folder: delivered, receipted, and never in the national system's inbox."""
+    config = tmp_path / "gateway.toml"
+    identity = '[identity]\nparty_id = "AT-BASG"\ncountry = "AT"\nauthority_name = "BASG"\n'
+    config.write_text(f'data_dir = "var"\n{identity}[folders]\ninbox = "exchange"\noutbox = "exchange/"\n')
+    with pytest.raises(ConfigError) as same:
+        load_settings(config)
+    assert "[folders].inbox and [folders].outbox are the same folder" in str(same.value)
+    assert "received permits are delivered there: give each its own folder" in str(same.value)
+
+    config.write_text(f'data_dir = "var"\n{identity}[folders]\nrejected = "var"\n')
+    with pytest.raises(ConfigError, match=r"\[folders\].rejected and data_dir are the same folder"):
+        load_settings(config)
+
+
+def test_a_configuration_saved_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_bytes(b'\xef\xbb\xbf[identity]\nparty_id = "AT-BASG"\ncountry = "AT"\nauthority_name = "BASG"\n')
+    with pytest.raises(ConfigError, match=r"starts with a byte-order mark .* save it as UTF-8 without one"):
+        load_settings(config)

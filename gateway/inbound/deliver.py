@@ -35,11 +35,12 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -276,8 +277,10 @@ class FolderDelivery:
         http_timeout: float = 30.0,
         lease: timedelta = RETRY_DELAY,
         faults: Faults = NO_FAULTS,
+        not_for_delivery: Mapping[str, Path] | None = None,
     ) -> None:
         self._store = store
+        self._not_for_delivery = {os.path.realpath(p): name for name, p in (not_for_delivery or {}).items()}
         self._payloads = payloads
         self._inbox = inbox
         self._clock = clock
@@ -649,6 +652,7 @@ class FolderDelivery:
             return {"soap": shown_url(setting.url), "national_reference": reference}
         if setting.method is not DeliveryMethod.FOLDER:
             raise DeliveryFailed(f"delivery method {setting.method.value} is not supported yet")
+        self._check_folder(record.partner_id, setting.folder)
         return await self._in_folder_thread(
             claim, functools.partial(self._write, claim, setting.folder or self._inbox)
         )
@@ -666,6 +670,20 @@ class FolderDelivery:
             raise
         thread.add_done_callback(lambda _: _call_soon(loop, slots.release))
         return await asyncio.wrap_future(thread)
+
+    def _check_folder(self, partner_id: str, folder: Path | None) -> None:
+        """A profile's delivery folder (written on disk, where no edit rule applied) may not be a folder the
+        gateway reads from or keeps its own files in: a permit delivered into the outbox would be sent on, or
+        refused there and never reach the national system. The delivery waits, and is retried, until it is fixed."""
+        if folder is None:
+            return
+        name = self._not_for_delivery.get(os.path.realpath(folder))
+        if name is not None:
+            raise DeliveryFailed(
+                f"the delivery folder of partner {partner_id!r} ({folder}) is {name}, where received permits "
+                f"must not go; set delivery.folder in that profile to the inbox or a folder inside it, or leave "
+                "it out (received permits then go to the inbox)"
+            )
 
     def _write(self, claim: _Claim, inbox: Path) -> dict[str, Any]:
         """Attachments first, then the metadata, then the permit: the permit's file appearing means complete.

@@ -226,6 +226,13 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         http_timeout=settings.outbound.http_timeout_seconds,
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
+        not_for_delivery={
+            "the outbox ([folders].outbox)": settings.folders.outbox,
+            "the rejected folder ([folders].rejected)": settings.folders.rejected,
+            "the gateway's data folder (data_dir)": settings.data_dir,
+            "the partner profile folder ([profiles].folder)": settings.profiles.folder,
+            "the certificates folder ([profiles].certificates)": settings.profiles.certificates,
+        },
     )
     delivery_pump = Pump("delivery", delivery.run_once)
     delivery.wake_with(delivery_pump.wake)

@@ -255,3 +255,21 @@ async def test_a_partner_switched_to_rest_pull_has_its_messages_listed_not_pushe
     await asyncio.sleep(0.3)  # a push would have happened by now
     assert len(hook.received) == 1
     assert (await message(session, ch, message_id) or {})["state"] == "ACCEPTED"
+
+
+async def test_a_delivery_folder_that_is_the_outbox_holds_the_permit_saying_so_instead_of_losing_it(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A profile written on disk named Switzerland's outbox as its delivery folder: the permit was delivered
+    there, taken as a document to send, refused ("received from a partner") into the rejected folder, and never
+    reached the national system, though the message said DELIVERED."""
+    outbox = harness.settings("CH-SWISSMEDIC").folders.outbox
+    ch, message_id, _ = await _send(harness, session, f"delivery:\n  folder: {outbox}\n")
+
+    failed = await _wait_event(session, ch, message_id, "delivery_failed")
+
+    assert failed["state"] == "ACCEPTED"
+    reason = next(e for e in failed["events"] if e["kind"] == "delivery_failed")["detail"]["reason"]
+    assert f"the delivery folder of partner 'be-famhp' ({outbox}) is the outbox ([folders].outbox)" in reason
+    assert "set delivery.folder in that profile to the inbox or a folder inside it" in reason
+    assert not outbox.exists() or not list(outbox.glob("*.xml"))
