@@ -55,6 +55,7 @@ from gateway.outbound.dispatch import Dispatcher
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
 from gateway.profiles.certificates import require_own_key_files
+from gateway.profiles.check import is_own_endpoint
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.expiry import check_expiry
 from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_own_keys
@@ -287,6 +288,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ON_ACCEPTED] = node.delivery_pump.wake
         app[SIGNALS] = node.pull_server.answer
         count_partners_from_zero(node.partners)
+        warn_own_endpoints(settings, node.partners)
         await count_unfinished_from_zero(store)
         await check_clock(node)
         log.info(
@@ -543,9 +545,29 @@ def warn_missing_suite_keys(partners: Partners, keys: OwnKeys) -> None:
             )
 
 
+def own_endpoints(settings: Settings) -> tuple[str, ...]:
+    """This gateway's AS4 endpoint URLs: where partners reach it, and where it listens."""
+    return (settings.http.as4_url(), f"http://{settings.http.host}:{settings.http.port}/as4")
+
+
+def warn_own_endpoints(settings: Settings, partners: Partners) -> None:
+    """A partner whose endpoint is this gateway (a port typed wrong): what we send it comes back to us."""
+    for partner in partners:
+        endpoint = partner.profile.endpoint
+        ours = partner.profile.party_id == settings.identity.party_id  # our own profile, as in the demo's folder
+        if not ours and is_own_endpoint(endpoint, own_endpoints(settings)):
+            log.warning(
+                "a partner's endpoint is this gateway's own AS4 endpoint: what we send it comes back to us and is "
+                "refused as from an unknown partner; set endpoint in its profile to the URL its administrator gives",
+                partner=partner.profile.id,
+                endpoint=endpoint,
+            )
+
+
 def use_partners(node: Node, partners: Partners) -> None:
     """Swap a new profile set into every service; a message in flight keeps the ``Partner`` it holds."""
     warn_missing_suite_keys(partners, node.keys)
+    warn_own_endpoints(node.settings, partners)
     node.submitter.use_partners(partners)
     node.dispatcher.use_partners(partners)
     node.receiver.use_partners(partners)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -31,6 +32,8 @@ class Ourselves:
     party_id: str
     party_id_type: str
     certificates: tuple[tuple[str, x509.Certificate], ...] = ()
+    endpoints: tuple[str, ...] = ()
+    """Our own AS4 endpoint URLs (``[http]``: public_url, and http://HOST:PORT/as4)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +108,13 @@ def naming_ourselves(loaded: LoadedProfiles, ourselves: Ourselves) -> list[str]:
                 "partner profile names another authority; set party_id to the partner's PartyId, or remove the "
                 "file if it is our own profile (the demo's folder holds the profiles of both its gateways)"
             )
+        ours = (profile.party_id, profile.party_id_type) == (ourselves.party_id, ourselves.party_id_type)
+        if not ours and is_own_endpoint(profile.endpoint, ourselves.endpoints):
+            found.append(
+                f"{where}: endpoint {profile.endpoint} is this gateway's own AS4 endpoint ([http] host and "
+                "port, or public_url): what we send the partner would come back to us, and be refused as from an "
+                "unknown partner naming our own PartyId; set endpoint to the URL the partner's administrator gives"
+            )
         for name, path in _certificate_fields(profile):
             certificate = _readable(path)
             found += [
@@ -115,6 +125,23 @@ def naming_ourselves(loaded: LoadedProfiles, ourselves: Ourselves) -> list[str]:
                 if certificate is not None and certificate == ours
             ]
     return found
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}  # noqa: S104  # names compared, not bound
+
+
+def is_own_endpoint(url: str | None, ours: tuple[str, ...]) -> bool:
+    """``url`` is one of ``ours`` (scheme, port and path alike; the loopback names and the any-address one host)."""
+    if url is None:
+        return False
+    return _endpoint_key(url) in {_endpoint_key(own) for own in ours}
+
+
+def _endpoint_key(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.scheme, "loopback" if host in _LOOPBACK else host, port, parts.path.rstrip("/"))
 
 
 def _certificate_fields(profile: PartnerProfile) -> list[tuple[str, Path]]:

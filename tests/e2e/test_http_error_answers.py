@@ -9,10 +9,12 @@ import asyncio
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
+from gateway.interfaces.demo import write_profiles
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction, State
-from tests.e2e.conftest import Harness, example, harness, session, submit  # noqa: F401
+from tests.e2e.conftest import RETRIES, Harness, example, harness, session, submit  # noqa: F401
 
 IA = "BE-IA-2026-0001.xml"
 ANSWERS = {
@@ -60,3 +62,16 @@ async def test_an_http_error_without_an_ebms_signal_is_named_as_such_and_retried
     assert " ".join(text.split())[:40] in reason, reason
     assert hint in reason, reason
     assert "our check" not in reason and "signing certificate" not in reason, reason
+
+
+async def test_a_partner_endpoint_that_is_this_gateway_is_named_at_start(harness: Harness) -> None:  # noqa: F811
+    """A port typed wrong: our messages to the partner came back to us, refused as from an unknown partner, and
+    the send log advised pinning the partner's current certificate (which would have been ours)."""
+    own = f"http://127.0.0.1:{harness.ports['BE-FAMHP']}/as4"
+    write_profiles(harness.tmp / "profiles", {"BE-FAMHP": own, "CH-SWISSMEDIC": own}, extra=RETRIES)
+
+    with capture_logs() as logs:
+        await harness.start("BE-FAMHP")
+
+    said = [e for e in logs if e["event"].startswith("a partner's endpoint is this gateway's own AS4 endpoint")]
+    assert [(e["partner"], e["endpoint"]) for e in said] == [("ch-swissmedic", own)], logs
