@@ -296,11 +296,14 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             party=settings.identity.party_id,
             node=node.node_id,
             partners=len(node.partners.registry),
+            listening=f"http://{settings.http.host}:{settings.http.port}",
+            as4_url=settings.http.as4_url(),
         )
         yield
     finally:
         await session.close()
         await store.close()
+    log.info("gateway stopped", party=settings.identity.party_id, node=node.node_id)
 
 
 CLOCK_OFFSET_BOUND = timedelta(seconds=10)
