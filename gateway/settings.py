@@ -53,6 +53,10 @@ class HttpSettings(_Section):
     def as4_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}/as4"
 
+    def own_as4_urls(self) -> tuple[str, ...]:
+        """Where partners reach this gateway, and where it listens: a partner endpoint that is one is ours."""
+        return (self.as4_url(), f"http://{self.host}:{self.port}/as4")
+
 
 class SuiteKeyFiles(_Section):
     """Our keys of an eDelivery AS4 2.0 suite (EXPERIMENTAL) as files: it signs with one key, and partners

@@ -548,17 +548,12 @@ def warn_missing_suite_keys(partners: Partners, keys: OwnKeys) -> None:
             )
 
 
-def own_endpoints(settings: Settings) -> tuple[str, ...]:
-    """This gateway's AS4 endpoint URLs: where partners reach it, and where it listens."""
-    return (settings.http.as4_url(), f"http://{settings.http.host}:{settings.http.port}/as4")
-
-
 def warn_own_endpoints(settings: Settings, partners: Partners) -> None:
     """A partner whose endpoint is this gateway (a port typed wrong): what we send it comes back to us."""
     for partner in partners:
         endpoint = partner.profile.endpoint
         ours = partner.profile.party_id == settings.identity.party_id  # our own profile, as in the demo's folder
-        if not ours and is_own_endpoint(endpoint, own_endpoints(settings)):
+        if not ours and is_own_endpoint(endpoint, settings.http.own_as4_urls()):
             log.warning(
                 "a partner's endpoint is this gateway's own AS4 endpoint: what we send it comes back to us and is "
                 "refused as from an unknown partner; set endpoint in its profile to the URL its administrator gives",

@@ -19,6 +19,7 @@ from typing import Annotated
 import aiohttp
 import typer
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -50,6 +51,7 @@ from gateway.profiles.keystore import (
     rollover,
     subject_name,
 )
+from gateway.profiles.loader import PROFILE_SUFFIXES, is_profile_file
 from gateway.profiles.model import profile_json_schema
 from gateway.profiles.trust import Partners
 from gateway.settings import KeySettings, Settings
@@ -96,16 +98,89 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
             party_id=settings.identity.party_id,
             party_id_type=settings.identity.party_id_type,
             certificates=_own_certificates(settings.keys),
+            endpoints=settings.http.own_as4_urls(),
         ),
     )
+    folder = settings.profiles.folder
     for line in result.errors:
         err.print(f"[bold red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
-    for line in result.warnings:
+    for line in [*result.warnings, *_not_loaded(folder, settings.profiles.certificates)]:
         err.print(f"[yellow]warning[/] {escape(line)}", highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
-    count = len(result.partners) if result.partners is not None else 0
-    console.print(f"{settings.profiles.folder}: {count} partner profile(s) OK", highlight=False, markup=False)
+    ids = [profile.id for profile in result.partners.registry] if result.partners is not None else []
+    if not ids:
+        raise fail(
+            f"{folder} ([profiles].folder) holds no partner profile, so the gateway would know no partner: put one "
+            f"file per partner authority, named NAME.yaml, directly in {folder} (partner_profiles/README.md "
+            "describes its keys; 'permit-gateway profiles schema' gives editors a JSON Schema)"
+        )
+    console.print(f"{folder}: {len(ids)} partner profile(s) OK: {', '.join(ids)}", highlight=False, markup=False)
+
+
+# Subfolders the gateway keeps beside the profiles on purpose: the certificates, and the shipped examples
+# (documentation, never loaded).
+_KEPT_SUBFOLDERS = ("certs", "examples")
+
+
+def _not_loaded(folder: Path, certificates: Path) -> list[str]:
+    """A warning for each entry of ``folder`` that looks like a profile but that the loader leaves out: a name
+    with ``.yaml`` inside but not at its end (``be-famhp.yaml.txt``, as Notepad saves), or a subfolder of
+    profile files; hidden entries and the subfolders kept there on purpose are not profiles."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []  # a folder that cannot be read is the loader's error already
+    found = []
+    for entry in entries:
+        if entry.name.startswith(".") or is_profile_file(entry):
+            continue
+        if entry.is_dir():
+            found += _subfolder_not_loaded(folder, entry, certificates)
+        elif (stem := _profile_name_inside(entry.name)) is not None:
+            found.append(_misnamed(folder, entry, stem))
+    return found
+
+
+def _profile_name_inside(name: str) -> str | None:
+    """``be-famhp.yaml`` of ``be-famhp.yaml.txt``: the name up to a profile suffix inside it, if any."""
+    lowered = name.lower()
+    ends = [lowered.find(s) + len(s) for s in PROFILE_SUFFIXES if s in lowered]
+    return name[: min(ends)] if ends else None
+
+
+def _misnamed(folder: Path, entry: Path, name: str) -> str:
+    taken = (
+        f"; {folder / name} exists already, so remove {entry.name} if it is an old copy"
+        if (folder / name).exists()
+        else ""
+    )
+    return (
+        f"{entry} is not loaded: a partner profile's file name ends in .yaml or .yml; rename it to {name}"
+        f"{taken} (an editor that adds .txt: save with the file type 'All files')"
+    )
+
+
+def _subfolder_not_loaded(folder: Path, subfolder: Path, certificates: Path) -> list[str]:
+    if subfolder.name in _KEPT_SUBFOLDERS or _same_folder(subfolder, certificates):
+        return []
+    try:
+        inside = sorted(p.name for p in subfolder.iterdir() if is_profile_file(p) and p.is_file())
+    except OSError:
+        return []
+    if not inside:
+        return []
+    return [
+        f"{subfolder}{os.sep} holds {len(inside)} profile file(s) ({', '.join(inside)}) that are not loaded: "
+        f"partner profiles are read only from {folder} itself, not from its subfolders; move them up into {folder}"
+    ]
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    try:
+        return one.resolve() == other.resolve()
+    except OSError:
+        return False
 
 
 def _own_certificates(keys: KeySettings) -> tuple[tuple[str, x509.Certificate], ...]:
@@ -416,6 +491,7 @@ def generate(
     _print_key(info, "generated")
     for csr in sorted(folder.glob(f"{info.record.id}*.csr.pem")):
         console.print(f"CSR for your CA: {csr}", highlight=False, markup=False)
+    _print_next_steps(folder, info)
 
 
 @keys_app.command("import")
@@ -453,8 +529,57 @@ def import_(
             agreement_certificate_file=agreement_certificate,
         )
     except GatewayError as exc:
-        raise fail(str(exc)) from None
+        raise fail(_import_refusal(str(exc), key_passphrase_env)) from None
     _print_key(info, "imported")
+    _warn_if_not_ours(info, settings.identity.party_id, folder)
+    _print_next_steps(folder, info)
+
+
+_ENCRYPTED_KEY_REFUSAL = "is encrypted and needs a passphrase"
+
+
+def _import_refusal(message: str, key_passphrase_env: str | None) -> str:
+    """The import's error, naming the option that gives an encrypted key's passphrase when none was given."""
+    if key_passphrase_env is not None or _ENCRYPTED_KEY_REFUSAL not in message:
+        return message
+    return (
+        f"{message}: put the passphrase in an environment variable and name that variable with "
+        "--key-passphrase-env (e.g. 'export IMPORT_PASS=...' and --key-passphrase-env IMPORT_PASS); it is "
+        "used only to read the key, which the keystore stores encrypted with its own passphrase"
+    )
+
+
+def _warn_if_not_ours(info: KeyInfo, party_id: str, folder: Path) -> None:
+    """Partners see the certificate's CN as whose key it is: ours carry our PartyId ([identity].party_id)."""
+    names = [str(a.value) for a in info.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if any(name.casefold() == party_id.casefold() for name in names):
+        return
+    looks = f"it looks like {names[0]}'s certificate" if names else "its subject has no CN naming whose key it is"
+    warning = (
+        f" the imported certificate {info.subject!r} does not name our PartyId {party_id!r} ([identity].party_id): "
+        f"{looks}. If it is not our key, do not give it to partners: set the status of key {info.record.id} to "
+        f"'retired' in {folder / 'keystore.json'} and import ours"
+    )
+    err.print(Text.assemble(("warning", "yellow"), warning), highlight=False, soft_wrap=True)
+
+
+def _print_next_steps(folder: Path, info: KeyInfo) -> None:
+    """A next key signs only after 'keys rollover'; partners must have pinned its certificate by then."""
+    if info.record.status is not KeyStatus.NEXT:
+        return
+    option = "" if info.record.suite is Suite.EDELIVERY_1_15 else f" --suite {info.record.suite.value}"
+    console.print(
+        f"Give its certificate {_certificate_files(folder, info.record.id)} to every partner before 'permit-gateway "
+        f"keys rollover{option}': each pins it in its profile of us beside the current one, and refuses our "
+        "messages signed with it (EBMS:0101) until then",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _certificate_files(folder: Path, key_id: str) -> str:
+    """The certificate files of a keystore key (a 2.0 key also has its agreement certificate)."""
+    return " and ".join(str(path) for path in sorted(folder.glob(f"{key_id}*.crt.pem")))
 
 
 def _env_passphrase(variable: str | None) -> bytes | None:
@@ -509,10 +634,26 @@ def rollover_keys(config: ConfigOption = DEFAULT_CONFIG, suite: SuiteOption = Su
     signing = keystore.signing_for(suite).certificate
     console.print(
         f"rolled over {suite.value}: now signing with {signing.subject.rfc4514_string()} "
-        f"(valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting with "
-        f"{len(keystore.decryption_for(suite))} key(s). A running gateway switches within [profiles].poll_seconds.",
+        f"(SHA-256 {fingerprint(signing)[:16]}..., valid until {signing.not_valid_after_utc:%Y-%m-%d}); decrypting "
+        f"with {len(keystore.decryption_for(suite))} key(s). A running gateway switches within "
+        "[profiles].poll_seconds.",
         highlight=False,
         markup=False,  # "[profiles]" is a setting's name, not markup
+    )
+    console.print(_pin_now(folder, suite), highlight=False, markup=False)
+
+
+def _pin_now(folder: Path, suite: Suite) -> str:
+    """Which certificate partners must pin from now on, and what a partner that pinned only the old one does."""
+    by_status = {i.record.status: i for i in list_keys(folder) if i.record.suite is suite}
+    current = by_status[KeyStatus.CURRENT]
+    previous = by_status.get(KeyStatus.PREVIOUS)
+    old = f" (SHA-256 {previous.fingerprint[:16]}...)" if previous is not None else ""
+    return (
+        f"Partners must pin {_certificate_files(folder, current.record.id)} in their profile of us; they should "
+        "have been given it before this rollover, when the key was added as next. A partner that pinned only "
+        f"the previous certificate{old} refuses every message we sign from now on (EBMS:0101) until it pins this "
+        "one."
     )
 
 
