@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+import re
+
 from lxml import etree
 
 from gateway.documents._findings import (
@@ -19,6 +22,7 @@ _FACET_RANGE = (
     "within 10^12 (a million tonnes in grams), line numbers up to 9999 and versions up to 999."
 )
 _FACET_LENGTH = "Shorten the value, or fill it in, to the length the message allows."
+_DATATYPE = "SCHEMAV_CVC_DATATYPE_VALID_1_2_1"
 _FACET_DIGITS = "Round the value to the number of digits the message allows."
 _HINTS = {
     "SCHEMAV_ELEMENT_CONTENT": "Add the element the message says is expected here, or remove or move the "
@@ -28,7 +32,7 @@ _HINTS = {
     "SCHEMAV_CVC_COMPLEX_TYPE_3_2_2": "Remove the attribute; {schema} does not define it on this element.",
     "SCHEMAV_CVC_COMPLEX_TYPE_4": "Add the required attribute the message names (on the root element: "
     'schemaVersion="1.0").',
-    "SCHEMAV_CVC_DATATYPE_VALID_1_2_1": "Write the value in its type's format: dates as YYYY-MM-DD, numbers "
+    _DATATYPE: "Write the value in its type's format: dates as YYYY-MM-DD, numbers "
     "with a dot as decimal separator, booleans as true or false.",
     "SCHEMAV_CVC_PATTERN_VALID": "Write the value in the form the pattern shows: countries as two upper-case "
     "letters (BE), authority ids like BE-FAMHP, substance ids like morphine, "
@@ -109,7 +113,51 @@ def _finding(entry: etree._LogEntry, root: etree._Element, prefix: str, document
         line=entry.line or None,
         column=entry.column or None,
         path=_path(entry.path, root, prefix),
-        hint=_HINTS.get(entry.type_name, _DEFAULT_HINT).format(schema=schema),
+        hint=_hint(entry, schema),
+    )
+
+
+_DATE_VALUE = re.compile(r"'([0-9]{4})-([0-9]{2})-([0-9]{2})' is not a valid value of the atomic type")
+# English whatever the locale (calendar.month_name follows LC_TIME), as every other finding is
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+
+def _hint(entry: etree._LogEntry, schema: str) -> str:
+    if entry.type_name == _DATATYPE and (day := _impossible_day(entry.message)) is not None:
+        return day
+    return _HINTS.get(entry.type_name, _DEFAULT_HINT).format(schema=schema)
+
+
+def _impossible_day(message: str) -> str | None:
+    """For a value written YYYY-MM-DD that names no day (2026-02-30), what is wrong: the form is right."""
+    found = _DATE_VALUE.search(message)
+    if found is None:
+        return None
+    year, month, day = (int(part) for part in found.groups())
+    value = "-".join(found.groups())
+    if not 1 <= month <= 12:
+        return f"{value} is not a day of the calendar: months run from 01 to 12. Correct the date (YYYY-MM-DD)."
+    if year == 0:
+        return f"{value} is not a day of the calendar: there is no year 0000. Correct the date (YYYY-MM-DD)."
+    length = calendar.monthrange(year, month)[1]
+    if 1 <= day <= length:
+        return None
+    return (
+        f"{value} is not a day of the calendar ({_MONTHS[month - 1]} {year} has {length} days). Correct the date "
+        "(YYYY-MM-DD)."
     )
 
 

@@ -960,7 +960,8 @@ RULES: tuple[Rule, ...] = (
         message="no {year} estimate or assessment of {country} for {id} is in the estimates table, so it "
         "was not checked",
         hint="The administrator adds the current INCB figure to estimates.csv in the folder [documents].tables "
-        "names (read when the gateway starts; format in examples/context/estimates.csv), or passes it to "
+        "names (a running gateway re-reads it within [profiles].poll_seconds of a saved change, no restart; "
+        "format in examples/context/estimates.csv), or passes it to "
         "'permit-gateway validate --context'.",
     ),
     Rule(
