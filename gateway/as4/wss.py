@@ -1377,9 +1377,13 @@ def _our_key(key_info: etree._Element | None, keys: Sequence[KeyPair], ids: dict
             return key.private_key
         if key.agreement_certificate is not None and key.agreement_certificate == cert:
             return key.agreement_key
+    # An old and a renewed certificate may share the subject: only the fingerprints tell them apart.
+    ours = ", ".join(f"{fingerprint(c)[:16]}..." for c in candidates)
     raise EbmsError(
         EbmsCode.FAILED_DECRYPTION,
-        f"the payload is encrypted for {cert.subject.rfc4514_string()!r}, which is not one of our current keys",
+        f"the payload is encrypted for {_describe(cert)}, which is not one of our current keys (the certificates "
+        f"we decrypt with have SHA-256 {ours}); the sender must encrypt for our current certificate, as pinned "
+        "in its profile of us",
     )
 
 
