@@ -7,6 +7,7 @@ at its next sweep (``[outbound].sweep_seconds``), unless its partner is held or 
 from __future__ import annotations
 
 import asyncio
+import json
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ from gateway.interfaces.cli_common import (
     shown_url,
     store_unusable,
 )
+from gateway.interfaces.rest import message_json
 from gateway.outbound.retry import SUPERSEDES, BuiltWith, retry_failed
 from gateway.outbound.submit import Submitter, building_with_now, stored_built_with
 from gateway.profiles.keystore import load_own_keys
@@ -124,6 +126,9 @@ def list_messages(
     every: Annotated[
         bool, typer.Option("--all", help="every message of the direction and state, however many (no --limit)")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object per line, as GET /api/v1/messages gives it: whole MessageIds and errors")
+    ] = False,
 ) -> None:
     """The newest messages, with their state and, for those that went wrong, why."""
     settings = settings_of(config)
@@ -135,6 +140,10 @@ def list_messages(
         return await _every_message(store, wanted_direction, wanted_state)
 
     records = _run(settings, run)
+    if as_json:
+        for r in records:
+            typer.echo(json.dumps(message_json(r), ensure_ascii=False))  # as the REST API gives it
+        return
     table = Table(title=f"{len(records)} message(s)")
     for column in ("MessageId", "dir", "partner", "document", "state", "attempts", "updated (UTC)", "last error"):
         table.add_column(column, overflow="fold")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -88,6 +89,16 @@ def test_list_filters_by_direction_and_state_and_shows_why(config: Path) -> None
     assert "EBMS:0301" in out and "1 message(s)" in out
     code, out = run(config, "list")
     assert code == 0 and all(m in out for m in ("failed@be", "waiting@be", "in@ch"))
+
+
+def test_list_json_gives_whole_message_ids_a_line_each(config: Path) -> None:
+    """The table folds a long MessageId over several lines, which a copy takes with the breaks."""
+    code, out = run(config, "list", "--json", "--direction", "outbound")
+    assert code == 0, out
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert {m["message_id"] for m in listed} == {"failed@be", "waiting@be"}
+    failed = next(m for m in listed if m["message_id"] == "failed@be")
+    assert failed["state"] == "FAILED" and failed["direction"] == "outbound" and "EBMS:0301" in failed["last_error"]
 
 
 def test_list_refuses_an_unknown_state_or_direction_naming_the_choices(config: Path) -> None:
