@@ -56,6 +56,19 @@ def load_certificate_bundle(path: Path) -> tuple[x509.Certificate, ...]:
         raise KeyMaterialError(f"CA bundle {path} holds no PEM certificates; expected one or more") from None
 
 
+def _not_a_key(data: bytes) -> str:
+    """Why a private key file did not load, as far as its content tells."""
+    if b"-----BEGIN CERTIFICATE-----" in data and b"PRIVATE KEY-----" not in data:
+        return (
+            "it holds a certificate, not a private key; name the key file (the one whose PEM starts with "
+            "-----BEGIN PRIVATE KEY----- or -----BEGIN ENCRYPTED PRIVATE KEY-----), and the certificate where the "
+            "configuration asks for a certificate"
+        )
+    if b"ENCRYPTED PRIVATE KEY-----" in data:
+        return "wrong passphrase (the key is encrypted; check the passphrase the configuration names)"
+    return "wrong passphrase, or not a PEM/DER private key"
+
+
 def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
     """Read a private key, PEM or DER (PKCS#8 or traditional), decrypting it with ``passphrase`` if given."""
     data = _read(path, "private key")
@@ -70,9 +83,7 @@ def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKeyTypes:
         )
         raise KeyMaterialError(f"private key file {path} {needs}") from None
     except (ValueError, InternalError):  # OpenSSL's own error for some damaged encrypted keys
-        raise KeyMaterialError(
-            f"private key file {path} cannot be loaded: wrong passphrase, or not a PEM/DER private key"
-        ) from None
+        raise KeyMaterialError(f"private key file {path} cannot be loaded: {_not_a_key(data)}") from None
     except UnsupportedAlgorithm as exc:
         raise KeyMaterialError(
             f"private key file {path} holds a key of a type the gateway cannot use ({exc}); eDelivery AS4 uses RSA "

@@ -132,6 +132,14 @@ def test_private_key_plain_encrypted_and_der(pki: DevPki, tmp_path: Path) -> Non
         load_private_key(tmp_path / "none.pem", None)
 
 
+def test_a_certificate_named_as_the_private_key_is_said_to_be_one(pki: DevPki) -> None:
+    """The walkthrough's newcomer swapped the two files: "wrong passphrase, or not a PEM/DER private key" did not
+    say which, though the file is plainly a certificate."""
+    certificate = pki.files_for("BE-FAMHP").certificate
+    with pytest.raises(KeyMaterialError, match="it holds a certificate, not a private key; name the key file"):
+        load_private_key(certificate, None)
+
+
 def test_check_certificate_over_its_lifetime(pki: DevPki) -> None:
     certificate = load_certificate(pki.files_for("BE-FAMHP").certificate)
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
