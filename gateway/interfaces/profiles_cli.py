@@ -48,6 +48,7 @@ from gateway.profiles.keystore import (
     import_key,
     list_keys,
     load_own_keys,
+    retire,
     rollover,
     subject_name,
 )
@@ -557,8 +558,13 @@ def _warn_if_not_ours(info: KeyInfo, party_id: str, folder: Path) -> None:
     looks = f"it looks like {names[0]}'s certificate" if names else "its subject has no CN naming whose key it is"
     warning = (
         f" the imported certificate {info.subject!r} does not name our PartyId {party_id!r} ([identity].party_id): "
-        f"{looks}. If it is not our key, do not give it to partners: set the status of key {info.record.id} to "
-        f"'retired' in {folder / 'keystore.json'} and import ours"
+        f"{looks}. If it is not our key, do not give it to partners: "
+        + (
+            f"'permit-gateway keys retire {info.record.id}', then import ours"
+            if info.record.status is not KeyStatus.CURRENT
+            else f"it is the keystore's current key: import ours as next, 'keys rollover', then 'keys retire "
+            f"{info.record.id}' (or, if the keystore holds nothing else, remove {folder} and import ours)"
+        )
     )
     err.print(Text.assemble(("warning", "yellow"), warning), highlight=False, soft_wrap=True)
 
@@ -619,6 +625,35 @@ def list_(config: ConfigOption = DEFAULT_CONFIG) -> None:
                 str((cert.not_valid_after_utc - now).days),
             )
     console.print(table)
+
+
+@keys_app.command("retire")
+def retire_key(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="the key's id, as 'keys list' shows it")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Retire a key that is not current: a next key added by mistake, or a previous one no partner encrypts for
+    any more. It stays on disk and is no longer loaded."""
+    settings = settings_of(config)
+    if settings.keys.keystore is None:
+        raise fail(NO_KEYSTORE)
+    try:
+        was = retire(settings.keys.keystore, key_id)
+    except GatewayError as exc:
+        raise fail(str(exc)) from None
+    if was.status is KeyStatus.RETIRED:
+        console.print(f"key {key_id} was retired already; nothing changed", highlight=False, markup=False)
+        return
+    after = {
+        KeyStatus.NEXT: "the next rollover needs a new next key ('keys generate' or 'keys import')",
+        KeyStatus.PREVIOUS: "a message a partner still encrypts for it can no longer be decrypted",
+    }[was.status]
+    console.print(
+        f"retired key {key_id} (was {was.status.value}, suite {was.suite.value}): {after}. A running gateway "
+        "drops it within [profiles].poll_seconds.",
+        highlight=False,
+        markup=False,
+    )
 
 
 @keys_app.command("rollover")

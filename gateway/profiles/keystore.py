@@ -554,6 +554,26 @@ def rollover(folder: Path, passphrase: bytes, *, now: datetime, suite: Suite = D
     return keystore
 
 
+def retire(folder: Path, key_id: str) -> KeyRecord:
+    """Retire a key that is not current (a next key imported by mistake, a previous one no partner encrypts for
+    any more): kept on disk, no longer loaded. Returns the record as it was."""
+    with _locked(folder) as records:
+        found = next((r for r in records if r.id == key_id), None)
+        if found is None:
+            known = ", ".join(f"{r.id} ({r.status.value})" for r in records) or "none"
+            raise KeyMaterialError(f"keystore {folder} has no key {key_id!r}; its keys: {known} ('keys list')")
+        if found.status is KeyStatus.CURRENT:
+            raise KeyMaterialError(
+                f"key {key_id} is the current {found.suite.value} key, which signs what we send; add a next key "
+                "and 'keys rollover' first, then retire this one once no partner encrypts for it"
+            )
+        if found.status is not KeyStatus.RETIRED:
+            updated = [dataclasses.replace(r, status=KeyStatus.RETIRED) if r.id == key_id else r for r in records]
+            _write_index(folder, updated)
+            log.info("key retired", key=key_id, was=found.status.value, suite=found.suite.value)
+    return found
+
+
 def subject_name(party_id: str, authority_name: str, country: str) -> x509.Name:
     return x509.Name(
         [

@@ -131,5 +131,30 @@ def test_import_warns_of_a_certificate_of_another_authority(cli: Cli) -> None:  
         "([identity].party_id): it looks like BE-FAMHP's certificate" in text
     )
     assert (
-        f"set the status of key {info.record.id} to 'retired' in {cli.tmp / 'keystore' / 'keystore.json'}" in text
+        f"it is the keystore's current key: import ours as next, 'keys rollover', then 'keys retire "
+        f"{info.record.id}' (or, if the keystore holds nothing else, remove {cli.tmp / 'keystore'} and import ours)"
+        in text
     )
+
+
+def test_retire_takes_a_next_key_out_and_refuses_the_current_one(cli: Cli) -> None:  # noqa: F811
+    """Undoing a wrong import meant editing keystore.json by hand."""
+    assert cli("keys", "generate")[0] == 0
+    assert cli("keys", "generate")[0] == 0  # the next key
+    by_status = {i.record.status.value: i.record.id for i in list_keys(cli.tmp / "keystore")}
+
+    code, output = cli("keys", "retire", by_status["next"])
+    assert code == 0, output
+    assert f"retired key {by_status['next']} (was next" in " ".join(output.split())
+    assert {i.record.id: i.record.status.value for i in list_keys(cli.tmp / "keystore")} == {
+        by_status["current"]: "current",
+        by_status["next"]: "retired",
+    }
+    code, output = cli("keys", "retire", by_status["next"])
+    assert code == 0 and "was retired already; nothing changed" in output
+
+    code, output = cli("keys", "retire", by_status["current"])
+    assert code == 1 and "is the current edelivery-as4-1.15 key, which signs what we send" in " ".join(output.split())
+    code, output = cli("keys", "retire", "no-such-key")
+    text = " ".join(output.split())
+    assert code == 1 and "has no key 'no-such-key'; its keys:" in text and by_status["current"] in text
