@@ -210,7 +210,8 @@ def show(
 
     found = _run(settings, run)
     if isinstance(found, list):
-        raise _not_one(found, message_id, wanted, from_party, settings)
+        near = _run(settings, lambda store: store.ids_starting_with(message_id)) if not found else []
+        raise _not_one(found, message_id, wanted, from_party, settings, near)
     record, events = found
     heading = (
         f"{record.message_id}  {record.direction.value}  partner {record.partner_id}  "
@@ -233,6 +234,7 @@ def _not_one(
     direction: Direction | None,
     from_party: str | None,
     settings: Settings,
+    near: list[str] | None = None,
 ) -> typer.Exit:
     """The exit for a MessageId that names no message, or several (a MessageId is its sender's: a partner may
     use one that names another message), listing them and the options that name each."""
@@ -240,7 +242,10 @@ def _not_one(
         among = "".join(
             f" {name} {value!r}" for name, value in (("direction", direction), ("from", from_party)) if value
         )
-        return fail(_shown(f"no message with MessageId {message_id!r}{among} in {shown_url(settings.store.url)}"))
+        starting = f"; MessageIds that start so: {', '.join(near)}" if near else ""
+        return fail(
+            _shown(f"no message with MessageId {message_id!r}{among} in {shown_url(settings.store.url)}{starting}")
+        )
     listed = "; ".join(
         f"{_direction_name(r)} from {r.from_party} (partner {r.partner_id}, {r.state.value})" for r in found
     )

@@ -864,6 +864,18 @@ class MessageStore:
             rows = await conn.execute(query, {"direction": direction, "message_id": message_id})
             return [_record(row) for row in rows]
 
+    async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """MessageIds that start with ``prefix`` (one a terminal cut short), newest first: for suggestions."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            select(messages.c.message_id)
+            .where(messages.c.message_id.like(f"{escaped}%", escape="\\"))
+            .order_by(messages.c.id.desc())
+            .limit(limit)
+        )
+        async with self._reads.connect() as conn:
+            return list(dict.fromkeys((await conn.execute(query)).scalars()))
+
     async def find_either(self, message_id: str) -> MessageRecord | None:
         """The message with this MessageId, the one we sent before one we received (the REST API and the CLI
         name messages by MessageId alone)."""

@@ -101,6 +101,13 @@ def test_list_json_gives_whole_message_ids_a_line_each(config: Path) -> None:
     assert failed["state"] == "FAILED" and failed["direction"] == "outbound" and "EBMS:0301" in failed["last_error"]
 
 
+def test_show_of_a_cut_short_message_id_names_the_ones_that_start_so(config: Path) -> None:
+    """A MessageId copied from the folded table lost its end: "no message" left the operator to guess."""
+    code, out = run(config, "show", "fail")
+    text = " ".join(out.split())
+    assert code == 1 and "no message with MessageId 'fail'" in text and "MessageIds that start so: failed@be" in text
+
+
 def test_list_refuses_an_unknown_state_or_direction_naming_the_choices(config: Path) -> None:
     code, out = run(config, "list", "--state", "LOST")
     assert code == 2 and "FAILED" in out and "'LOST'" in out

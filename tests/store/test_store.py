@@ -331,3 +331,15 @@ async def test_an_accepted_message_keeps_its_findings(store: MessageStore) -> No
     [claimed] = await store.claim_due("node", limit=5, lease=timedelta(minutes=1), direction=Direction.INBOUND)
     assert claimed.findings == (finding,)
     assert plain.findings == () and (await store.get(plain.id)).findings == ()
+
+
+async def test_ids_starting_with_a_prefix_are_found_newest_first_and_like_wildcards_are_literal(
+    store: MessageStore,
+) -> None:
+    for message_id in ("3f0c2a4e-1@be.test", "3f0c2a4e-2@be.test", "3f0d-other@be.test", "50%_off@be.test"):
+        await store.add(new_message(message_id))
+
+    assert await store.ids_starting_with("3f0c2a4e") == ["3f0c2a4e-2@be.test", "3f0c2a4e-1@be.test"]
+    assert await store.ids_starting_with("50%_") == ["50%_off@be.test"]
+    assert await store.ids_starting_with("%") == []
+    assert await store.ids_starting_with("3f0_") == []
