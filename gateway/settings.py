@@ -51,11 +51,16 @@ class HttpSettings(_Section):
     )
 
     def as4_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}/as4"
+        return self.public_url or f"{self.listening()}/as4"
 
     def own_as4_urls(self) -> tuple[str, ...]:
         """Where partners reach this gateway, and where it listens: a partner endpoint that is one is ours."""
-        return (self.as4_url(), f"http://{self.host}:{self.port}/as4")
+        return (self.as4_url(), f"{self.listening()}/as4")
+
+    def listening(self) -> str:
+        """``http://HOST:PORT``, an IPv6 host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class SuiteKeyFiles(_Section):
@@ -608,6 +613,13 @@ def folder_clashes(settings: Settings) -> list[str]:
             clashes.append(
                 f"{key} and {other} are the same folder ({named[key]}), but {does}: give each its own folder "
                 "(the defaults are var/inbox, var/outbox and var/rejected beside the data folder's files)"
+            )
+    outbox = Path(real["[folders].outbox"])
+    for key in ("[folders].inbox", "[folders].rejected"):
+        if real[key] != str(outbox) and Path(real[key]).is_relative_to(outbox):
+            clashes.append(
+                f"{key} ({named[key]}) is inside [folders].outbox ({named['[folders].outbox']}), whose sent/ and "
+                ".processing/ folders the gateway keeps for itself: put it beside the outbox, not in it"
             )
     return clashes
 

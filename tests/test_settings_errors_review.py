@@ -121,6 +121,10 @@ def test_the_national_systems_folders_must_be_folders_of_their_own(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"\[folders\].rejected and data_dir are the same folder"):
         load_settings(config)
 
+    config.write_text(f'data_dir = "var"\n{identity}[folders]\noutbox = "out"\ninbox = "out/sent"\n')
+    with pytest.raises(ConfigError, match=r"\[folders\].inbox \(.*\) is inside \[folders\].outbox"):
+        load_settings(config)
+
 
 def test_a_configuration_saved_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"

@@ -278,9 +278,11 @@ class FolderDelivery:
         lease: timedelta = RETRY_DELAY,
         faults: Faults = NO_FAULTS,
         not_for_delivery: Mapping[str, Path] | None = None,
+        inside_not_for_delivery: Path | None = None,
     ) -> None:
         self._store = store
         self._not_for_delivery = {os.path.realpath(p): name for name, p in (not_for_delivery or {}).items()}
+        self._outbox = Path(os.path.realpath(inside_not_for_delivery)) if inside_not_for_delivery else None
         self._payloads = payloads
         self._inbox = inbox
         self._clock = clock
@@ -677,7 +679,10 @@ class FolderDelivery:
         refused there and never reach the national system. The delivery waits, and is retried, until it is fixed."""
         if folder is None:
             return
-        name = self._not_for_delivery.get(os.path.realpath(folder))
+        real = os.path.realpath(folder)
+        name = self._not_for_delivery.get(real)
+        if name is None and self._outbox is not None and Path(real).is_relative_to(self._outbox):
+            name = f"inside the outbox ({self._outbox}: its sent/ and .processing/ are the gateway's own)"
         if name is not None:
             raise DeliveryFailed(
                 f"the delivery folder of partner {partner_id!r} ({folder}) is {name}, where received permits "

@@ -233,7 +233,9 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
             "the gateway's data folder (data_dir)": settings.data_dir,
             "the partner profile folder ([profiles].folder)": settings.profiles.folder,
             "the certificates folder ([profiles].certificates)": settings.profiles.certificates,
-        },
+        }
+        | ({"the keystore ([keys].keystore)": settings.keys.keystore} if settings.keys.keystore else {}),
+        inside_not_for_delivery=settings.folders.outbox,
     )
     delivery_pump = Pump("delivery", delivery.run_once)
     delivery.wake_with(delivery_pump.wake)
@@ -296,7 +298,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             party=settings.identity.party_id,
             node=node.node_id,
             partners=len(node.partners.registry),
-            listening=f"http://{settings.http.host}:{settings.http.port}",
+            listening=settings.http.listening(),
             as4_url=settings.http.as4_url(),
         )
         yield

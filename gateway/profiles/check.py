@@ -134,7 +134,10 @@ def is_own_endpoint(url: str | None, ours: tuple[str, ...]) -> bool:
     """``url`` is one of ``ours`` (scheme, port and path alike; the loopback names and the any-address one host)."""
     if url is None:
         return False
-    return _endpoint_key(url) in {_endpoint_key(own) for own in ours}
+    try:
+        return _endpoint_key(url) in {_endpoint_key(own) for own in ours}
+    except ValueError:  # a URL urllib cannot read (a port that is no number): not known to be ours
+        return False
 
 
 def _endpoint_key(url: str) -> tuple[str, str, int | None, str]:

@@ -557,6 +557,10 @@ def rollover(folder: Path, passphrase: bytes, *, now: datetime, suite: Suite = D
 def retire(folder: Path, key_id: str) -> KeyRecord:
     """Retire a key that is not current (a next key imported by mistake, a previous one no partner encrypts for
     any more): kept on disk, no longer loaded. Returns the record as it was."""
+    if not (folder / INDEX).is_file():
+        raise KeyMaterialError(
+            f"no keystore at {folder} ([keys].keystore); 'keys generate' or 'keys import' creates one"
+        )
     with _locked(folder) as records:
         found = next((r for r in records if r.id == key_id), None)
         if found is None:

@@ -257,19 +257,23 @@ async def test_a_partner_switched_to_rest_pull_has_its_messages_listed_not_pushe
     assert (await message(session, ch, message_id) or {})["state"] == "ACCEPTED"
 
 
+@pytest.mark.parametrize(
+    ("inside", "named"), [("", "is the outbox ([folders].outbox)"), (".processing", "is inside")]
+)
 async def test_a_delivery_folder_that_is_the_outbox_holds_the_permit_saying_so_instead_of_losing_it(
-    harness: Harness, session: aiohttp.ClientSession
+    harness: Harness, session: aiohttp.ClientSession, inside: str, named: str
 ) -> None:
     """A profile written on disk named Switzerland's outbox as its delivery folder: the permit was delivered
     there, taken as a document to send, refused ("received from a partner") into the rejected folder, and never
-    reached the national system, though the message said DELIVERED."""
+    reached the national system, though the message said DELIVERED. Its .processing/ is submitted the same way."""
     outbox = harness.settings("CH-SWISSMEDIC").folders.outbox
-    ch, message_id, _ = await _send(harness, session, f"delivery:\n  folder: {outbox}\n")
+    folder = outbox / inside if inside else outbox
+    ch, message_id, _ = await _send(harness, session, f"delivery:\n  folder: {folder}\n")
 
     failed = await _wait_event(session, ch, message_id, "delivery_failed")
 
     assert failed["state"] == "ACCEPTED"
     reason = next(e for e in failed["events"] if e["kind"] == "delivery_failed")["detail"]["reason"]
-    assert f"the delivery folder of partner 'be-famhp' ({outbox}) is the outbox ([folders].outbox)" in reason
+    assert f"the delivery folder of partner 'be-famhp' ({folder}) {named}" in reason, reason
     assert "set delivery.folder in that profile to the inbox or a folder inside it" in reason
-    assert not outbox.exists() or not list(outbox.glob("*.xml"))
+    assert not folder.exists() or not list(folder.glob("*.xml"))

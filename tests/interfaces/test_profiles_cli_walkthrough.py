@@ -158,3 +158,9 @@ def test_retire_takes_a_next_key_out_and_refuses_the_current_one(cli: Cli) -> No
     code, output = cli("keys", "retire", "no-such-key")
     text = " ".join(output.split())
     assert code == 1 and "has no key 'no-such-key'; its keys:" in text and by_status["current"] in text
+
+
+def test_retire_on_a_keystore_that_does_not_exist_says_so_and_makes_none(cli: Cli) -> None:  # noqa: F811
+    code, output = cli("keys", "retire", "abc")
+    assert code == 1 and "no keystore at" in output and "creates one" in output, output
+    assert not (cli.tmp / "keystore").exists()

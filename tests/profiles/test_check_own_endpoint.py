@@ -61,3 +61,18 @@ def test_another_port_or_host_is_not_ours(pki: DevPki, tmp_path: Path) -> None:
     result = check_folder(tmp_path, certificates_dir=pki.folder, now=NOW, warning_days=30, ourselves=ourselves)
 
     assert not [w for w in result.warnings if "own AS4 endpoint" in w], result.warnings
+
+
+def test_an_ipv6_or_unreadable_address_neither_crashes_nor_matches_wrongly() -> None:
+    """With [http].host = "::" our own URL was http://:::8480/as4, which urllib cannot read: the start, each
+    reload and `profiles check` failed on the warning's check."""
+    from gateway.profiles.check import is_own_endpoint
+    from gateway.settings import HttpSettings
+
+    ours = HttpSettings(host="::", port=8480).own_as4_urls()
+    assert ours == ("http://[::]:8480/as4", "http://[::]:8480/as4")
+    assert is_own_endpoint("http://[::1]:8480/as4", ours)
+    assert not is_own_endpoint("http://[::1]:8481/as4", ours)
+    typo = HttpSettings(public_url="https://gw.example.be:8443 /as4").own_as4_urls()
+    assert not is_own_endpoint("https://gw.example.be:8443/as4", typo)
+    assert not is_own_endpoint("http://127.0.0.1:port/as4", ours)
