@@ -705,9 +705,9 @@ _RETRY_AFTER_SECONDS = "2"
 async def store_unavailable(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """503 with Retry-After while the database is out of reach (a restart, a failover), instead of a bare 500:
-    the submitter tries again, and so does the partner's AS4 sender, whose retry keeps its MessageId (a message
-    that was kept after all gets its stored receipt)."""
+    """503 with Retry-After while the database is out of reach (a restart, a failover) or a disk is full, instead
+    of a bare 500: the submitter tries again, and so does the partner's AS4 sender, whose retry keeps its
+    MessageId (a message that was kept after all gets its stored receipt)."""
     try:
         return await handler(request)
     except web.HTTPException:
@@ -715,43 +715,57 @@ async def store_unavailable(
     except Exception as exc:
         if is_disk_full(exc):
             return _disk_full(request, exc)
-        if not is_unavailable(exc):
-            raise
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        log.warning("message store unavailable; request answered 503", path=request.path, reason=reason)
-        STORE_UNAVAILABLE.labels(endpoint="api" if request.path.startswith("/api/") else "as4").inc()
-        # the database's own words stay in the log: they name hosts and statements, and the AS4 answer goes abroad
-        detail = (
-            "the message store cannot be reached (the database is down, restarting or too busy; the gateway's log "
-            f"has its error), so the request was probably not kept; send it again after {_RETRY_AFTER_SECONDS} s "
-            "(Retry-After)"
-        )
-        headers = {"Retry-After": _RETRY_AFTER_SECONDS}
-        if request.path.startswith("/api/"):
-            return web.json_response({"error": "store unavailable", "detail": detail}, status=503, headers=headers)
-        return web.Response(status=503, text=detail, headers=headers)
+        if is_unavailable(exc):
+            return _store_unreachable(request, exc)
+        raise
+
+
+def _store_unreachable(request: web.Request, exc: Exception) -> web.Response:
+    log.warning("message store unavailable; request answered 503", path=request.path, reason=_reason(exc))
+    STORE_UNAVAILABLE.labels(endpoint=_endpoint(request)).inc()
+    # the database's own words stay in the log: they name hosts and statements, and the AS4 answer goes abroad
+    return _try_again(
+        request,
+        "store unavailable",
+        "the message store cannot be reached (the database is down, restarting or too busy; the gateway's log "
+        "has its error), so the request was probably not kept",
+    )
 
 
 def _disk_full(request: web.Request, exc: Exception) -> web.Response:
-    """503 with Retry-After for a request that could not be kept because a disk is full: the submitter and the
-    partner's AS4 sender try again (the same MessageId), and succeed once an operator has made space."""
-    data_dir = request.app[NODE].settings.data_dir
+    """A request that could not be kept because a disk is full: the submitter and the partner's AS4 sender try
+    again (the same MessageId), and succeed once an operator has made space."""
     log.error(
         "a disk is full: the request was not kept and was answered 503; make space on the file system the reason "
         "names (the data folder's, the SQLite database's, or the PostgreSQL server's): the sender tries again",
         path=request.path,
-        data_dir=str(data_dir),
-        reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+        data_dir=str(request.app[NODE].settings.data_dir),
+        reason=_reason(exc),
     )
-    DISK_FULL.labels(endpoint="api" if request.path.startswith("/api/") else "as4").inc()
-    detail = (
+    DISK_FULL.labels(endpoint=_endpoint(request)).inc()
+    return _try_again(
+        request,
+        "disk full",
         "the gateway's disk is full, so the request was not kept; its operator has been told (the log names the "
-        f"folder); send it again after {_RETRY_AFTER_SECONDS} s (Retry-After)"
+        "folder)",
     )
+
+
+def _try_again(request: web.Request, error: str, why: str) -> web.Response:
+    """503 with Retry-After: JSON for the REST API, plain text for an AS4 sender."""
+    detail = f"{why}; send it again after {_RETRY_AFTER_SECONDS} s (Retry-After)"
     headers = {"Retry-After": _RETRY_AFTER_SECONDS}
-    if request.path.startswith("/api/"):
-        return web.json_response({"error": "disk full", "detail": detail}, status=503, headers=headers)
+    if _endpoint(request) == "api":
+        return web.json_response({"error": error, "detail": detail}, status=503, headers=headers)
     return web.Response(status=503, text=detail, headers=headers)
+
+
+def _endpoint(request: web.Request) -> str:
+    return "api" if request.path.startswith("/api/") else "as4"
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def _refuse_shared_api_and_admin_token(
