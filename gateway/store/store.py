@@ -41,6 +41,7 @@ from sqlalchemy.pool import PoolResetState
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
+from gateway.store import node_lock
 from gateway.store.group import GroupCommit
 from gateway.store.lifecycle import (
     FINAL,
@@ -369,19 +370,26 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 class MessageStore:
     """Messages, their append-only event log, and the evidence (receipts) kept for non-repudiation."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, serving: bool = False) -> None:
+        """``serving``: a node serves from this store (not a command that opens it briefly). On an SQLite file it
+        marks the file as served until ``close`` and warns if another live node marks it already."""
         self._engine = engine
         self._clock = clock
         self._skip_locked = engine.dialect.name == "postgresql"
         self._reads = reader(engine)
         self._moves: GroupCommit[_Move, MessageRecord] = GroupCommit(engine, self._apply_moves)
+        self._node_lock = node_lock.hold(engine.url) if serving else None
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        try:
+            await self._engine.dispose()
+        finally:
+            node_lock.release(self._node_lock)
+            self._node_lock = None
 
     # --- writing ---------------------------------------------------------------------------------------
 
@@ -866,10 +874,11 @@ class MessageStore:
 
     async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
         """MessageIds that start with ``prefix`` (one a terminal cut short), newest first: for suggestions."""
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        # Not LIKE: SQLite's ignores ASCII case and PostgreSQL's does not, and MessageIds are case-sensitive.
+        # Comparing the leading characters is case-sensitive on both and reads no character as a wildcard.
         query = (
             select(messages.c.message_id)
-            .where(messages.c.message_id.like(f"{escaped}%", escape="\\"))
+            .where(func.substr(messages.c.message_id, 1, len(prefix)) == prefix)
             .order_by(messages.c.id.desc())
             .limit(limit)
         )
