@@ -23,12 +23,26 @@ the move is finished by the next scan, so the permit is neither sent again nor l
 rejected folder on another file system gets a copy, whole under a temporary name before the original goes.
 A file whose name is too long for the names derived from it goes straight to the rejected folder under a shorter
 name, its original name and the reason beside it; one file the outbox cannot take never holds up the others.
+
+A file in the outbox itself goes to the partner its document names (its counterpart country's one profile, or
+of several the authority it answers). A file in a partner subfolder, ``outbox/<profile id>/name.xml``, goes to
+that partner, as a REST submission with ``?partner=<profile id>`` does: the way to send to a country with several
+competent authorities. A partner subfolder is a mini-outbox, with its own ``.processing/`` and ``sent/`` and all
+of the above; every subfolder of the outbox is one except ``sent/``, hidden ones, ``*.attachments`` and ``*.xml``
+folders (taken as files, and refused), and links (nothing outside the outbox is sent). Only files directly in it
+are taken. A file in a subfolder that names no profile is refused, naming the profile ids; a profile whose id is
+``sent`` has no subfolder (``outbox/sent/`` keeps the sent files): its documents go through the REST API.
+A refused file's ``.errors.txt`` names the subfolder it came from. Order: within one folder, files go in the
+order they were written; the outbox itself is scanned first, then the partner subfolders by name, with no order
+between folders: drop a document that refers to another (an amendment, a cancellation) in the same folder as
+it, or once the other's ``.json`` is in ``sent/``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -52,6 +66,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.files import is_disk_full, shared_mode, sync_folder, write_atomically
 from gateway.interfaces.keys import NODE, SETTINGS
 from gateway.outbound.submit import MAX_ATTACHMENTS, TooManyAttachments
+from gateway.profiles.trust import Partners
 from gateway.settings import FolderSettings
 from gateway.store import Direction, MessageRecord, MessageStore, NewAttachment, State, is_unavailable
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, XmlInputError, parse_xml
@@ -81,6 +96,9 @@ SHORT_STEM_BYTES = 100
 SUBMITTING = ".submitting"
 """Beside a taken file: which file (its inode) a submission was begun for and when, so that the ``.json`` of a
 file whose submission a crash cut short after it was stored does not say it was submitted before."""
+SENT = "sent"
+"""In the outbox and in each partner subfolder: the files sent, each with its status ``.json``; never a partner
+subfolder, so a profile whose id is ``sent`` has none."""
 SETTLE_SECONDS = 2.0
 """Where a lease cannot tell whether a taken file is still open for writing: one that is not well-formed XML and
 changed less than this ago is being written in place, and waits."""
@@ -314,7 +332,7 @@ def _take(path: Path) -> None:
     path.replace(target)
 
 
-def _reject_long_name(path: Path, rejected: Path) -> None:
+def _reject_long_name(path: Path, rejected: Path, outbox: Path) -> None:
     """Move an outbox file whose name is too long to the rejected folder under a shorter name, with the reason
     beside it. Its plan is kept in ``.processing/`` under the shorter name, as its own would not fit."""
     short = _short_name(path)
@@ -325,8 +343,10 @@ def _reject_long_name(path: Path, rejected: Path) -> None:
         journal.parent.mkdir(exist_ok=True)
         rejected.mkdir(parents=True, exist_ok=True)
         target = _free_name(rejected / short, rejected)
-        _move(path, target, journal, ".errors.txt", _too_long(path.name, target.name), None)
-    log.warning("outbox file rejected: name too long", file=_shown(path.name), moved_to=_shown(str(target)))
+        _move(path, target, journal, ".errors.txt", _too_long(path, outbox, target.name), None)
+    log.warning(
+        "outbox file rejected: name too long", file=_dropped_as(path, outbox), moved_to=_shown(str(target))
+    )
 
 
 def _short_name(path: Path) -> str:
@@ -336,11 +356,11 @@ def _short_name(path: Path) -> str:
     return f"{os.fsdecode(stem)}~{hashlib.sha256(name).hexdigest()[:12]}{path.suffix}"
 
 
-def _too_long(name: str, moved_as: str) -> bytes:
-    size = len(os.fsencode(name))
+def _too_long(path: Path, outbox: Path, moved_as: str) -> bytes:
+    size = len(os.fsencode(path.name))
     return (
-        f"{_shown(name)} was not sent.\n\nThe file name is {size} bytes long; an outbox file name may have up to "
-        f"{MAX_NAME_BYTES} bytes, so that the names the gateway writes beside it (.attachments, .errors.txt, "
+        f"{_dropped_as(path, outbox)} was not sent.\n\nThe file name is {size} bytes long; an outbox file name "
+        f"may have up to {MAX_NAME_BYTES} bytes, so that the names the gateway writes beside it (.attachments, .errors.txt, "
         f".json) fit the 255 bytes a file system allows. The file was moved here as {_shown(moved_as)}. "
         "Give it a shorter name and drop it in the outbox again.\n"
     ).encode()
@@ -348,6 +368,80 @@ def _too_long(name: str, moved_as: str) -> bytes:
 
 def _attachments(path: Path) -> Path:
     return path.with_suffix(".attachments")
+
+
+def partner_folders(outbox: Path) -> list[Path]:
+    """The outbox's partner subfolders, by name: its subfolders but ``sent/``, hidden ones (``.processing/``),
+    attachments folders and ``*.xml`` ones (taken as files, and refused). A link is none: what it points to is
+    outside the outbox."""
+    try:
+        entries = sorted(outbox.iterdir()) if outbox.is_dir() else []
+    except FileNotFoundError:
+        return []
+    named = [path for path in entries if _is_partner_name(path)]
+    for link in (path for path in named if path.is_symlink() and path.is_dir() and str(path) not in _LINKS_TOLD):
+        _LINKS_TOLD.add(str(link))
+        log.warning(
+            "a symbolic link in the outbox is no partner subfolder: the outbox sends nothing from outside it; its "
+            "files stay where they are. Make it a folder of its own and move the files into it",
+            link=_shown(str(link)),
+        )
+    return [path for path in named if path.is_dir() and not path.is_symlink()]
+
+
+_LINKS_TOLD: set[str] = set()
+"""The links in an outbox already logged as no partner subfolder: once each, not every scan."""
+
+
+def _is_partner_name(path: Path) -> bool:
+    name = path.name
+    return not (
+        name.startswith(".") or name == SENT or name.endswith(".attachments") or path.suffix.lower() == ".xml"
+    )
+
+
+def _folder_of(path: Path, outbox: Path) -> Path:
+    """The folder a file was dropped in (the outbox or a partner subfolder), whether it is taken yet or not."""
+    if path.parent in (outbox, outbox / PROCESSING):
+        return outbox
+    return path.parent.parent if path.parent.name == PROCESSING else path.parent
+
+
+def _partner_of(path: Path, outbox: Path) -> str | None:
+    """The profile id a file's partner subfolder names; None for a file dropped in the outbox itself."""
+    folder = _folder_of(path, outbox)
+    return None if folder == outbox else folder.name
+
+
+def _dropped_as(path: Path, outbox: Path) -> str:
+    """A file's name as the national system dropped it: after its partner subfolder's, if it was in one."""
+    partner = _partner_of(path, outbox)
+    return _shown(path.name) if partner is None else f"{_shown(partner)}/{_shown(path.name)}"
+
+
+def _no_such_partner(folder: str, partners: Partners, own_party: str) -> str | None:
+    """Why a partner subfolder names no partner (None when it does): the ids it may have, and the fix. Our own
+    profile's is refused by the submission, as ``?partner=`` naming it is."""
+    if any(p.profile.id == folder for p in partners):
+        return None
+    ids = sorted(p.profile.id for p in partners if p.profile.party_id != own_party)
+    usable = [i for i in ids if i != SENT]
+    near = difflib.get_close_matches(folder.lower(), usable, n=1)
+    sent = (
+        f"; the profile {SENT} has none, as {SENT}/ keeps the sent files: submit its documents through the REST "
+        f"API, POST /api/v1/documents?partner={SENT}"
+        if SENT in ids
+        else ""
+    )
+    return (
+        f"the outbox's subfolder {_shown(folder)}/ names no partner: no partner profile has the id "
+        f"{_shown(folder)!r}. A file in a subfolder of the outbox goes to the partner whose profile id is the "
+        f"subfolder's name, and the profile ids are: {', '.join(usable) or 'none yet'}{sent}. Rename the "
+        f"folder to the profile id of the partner its files are for"
+        + (f" (did you mean {near[0]}?)" if near else "")
+        + ", or use the outbox itself, where the gateway chooses the partner from the document, and drop the file "
+        "there again"
+    )
 
 
 def _read(path: Path, fd: int) -> bytes:
@@ -461,19 +555,25 @@ def _open_attachment(folder: Path, dfd: int, name: str, files: ExitStack) -> New
 async def submit_file(app: web.Application, path: Path, opened: int | str) -> bool:
     """Submit a taken file (under ``.processing/``, ``opened`` and locked by ``_lock``, or why it is refused
     unread) and move it to ``sent/`` or the rejected folder; False when it is left for a later scan (being
-    written in place)."""
+    written in place). A file of a partner subfolder goes to that partner, as ``?partner=`` makes a REST
+    submission go."""
     node = app[NODE]
+    outbox = node.settings.folders.outbox
+    partner_id = _partner_of(path, outbox)
     try:
         if isinstance(opened, str):
             raise GatewayError(opened)
         data = await asyncio.to_thread(_read, path, opened)
         if _unfinished(data, opened):
             return False
+        if partner_id is not None and (unknown := _no_such_partner(partner_id, node.partners, _own(app))):
+            raise GatewayError(unknown)
         begun = await asyncio.to_thread(_begin, path, opened, node.clock.now())
         with ExitStack() as files:
-            submitted = await node.submitter.submit(data, attachments=_open_attachments(path, files))
+            attachments = _open_attachments(path, files)
+            submitted = await node.submitter.submit(data, partner_id=partner_id, attachments=attachments)
     except GatewayError as exc:
-        await _reject(app, path, f"{_shown(path.name)} was not sent.\n\n{exc}\n".encode())
+        await _reject(app, path, f"{_dropped_as(path, outbox)} was not sent.\n\n{exc}\n".encode())
         return True
     record = submitted.record
     ours = begun is not None and not submitted.created and record.created_at >= begun  # stored, then a crash
@@ -489,7 +589,7 @@ async def submit_file(app: web.Application, path: Path, opened: int | str) -> bo
     )
     marker = _marker(record) if record.state is not State.ACKNOWLEDGED else None
     try:
-        await asyncio.to_thread(_settle, path, path.parent.parent / "sent", ".json", _json(summary), marker)
+        await asyncio.to_thread(_settle, path, path.parent.parent / SENT, ".json", _json(summary), marker)
     except (
         OSError
     ) as exc:  # a full disk, say: the plan's next step is done by the next scan, or the file goes again
@@ -502,9 +602,13 @@ async def submit_file(app: web.Application, path: Path, opened: int | str) -> bo
         return True
     finally:
         node.dispatch_pump.wake()
-    _MOVE_FAILED.get(app, set()).discard(path.name)
-    log.info("outbox file submitted", file=_shown(path.name), message_id=record.message_id)
+    _MOVE_FAILED.get(app, set()).discard(str(path))
+    log.info("outbox file submitted", file=_dropped_as(path, outbox), message_id=record.message_id)
     return True
+
+
+def _own(app: web.Application) -> str:
+    return app[NODE].settings.identity.party_id
 
 
 _MOVE_FAILED: weakref.WeakKeyDictionary[web.Application, set[str]] = weakref.WeakKeyDictionary()
@@ -515,15 +619,18 @@ def _unmoved(app: web.Application, path: Path, exc: OSError, what: str, reason: 
     """Log once per file why a taken file cannot be moved (with its reason for a refused one, which has nowhere
     else to go meanwhile); the move is tried again at every scan."""
     failed = _MOVE_FAILED.setdefault(app, set())
-    if path.name in failed:
+    if str(path) in failed:
         return
-    failed.add(path.name)
+    failed.add(str(path))
     folders = app[NODE].settings.folders
-    problems = [str(p) for p in map(unusable_folder, outbox_folders(folders)) if p is not None]
+    named = outbox_folders(folders)
+    if (partner := _partner_of(path, folders.outbox)) is not None:
+        named.append((f"the outbox's {partner}/{SENT}/ folder", _folder_of(path, folders.outbox) / SENT))
+    problems = [str(p) for p in map(unusable_folder, named) if p is not None]
     fix = problems[0] if problems else "free the disk or fix the folder's permissions; nothing else is needed"
     log.error(
         what,
-        file=_shown(path.name),
+        file=_dropped_as(path, folders.outbox),
         error=f"{type(exc).__name__}: {exc}",
         **({"reason": reason.decode(errors="replace").strip()} if reason is not None else {}),
         fix=fix,
@@ -531,10 +638,9 @@ def _unmoved(app: web.Application, path: Path, exc: OSError, what: str, reason: 
 
 
 async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
+    folders = app[NODE].settings.folders
     try:
-        target = await asyncio.to_thread(
-            _settle, path, app[NODE].settings.folders.rejected, ".errors.txt", errors, None
-        )
+        target = await asyncio.to_thread(_settle, path, folders.rejected, ".errors.txt", errors, None)
     except OSError as exc:
         what = (
             f"outbox file rejected, but it cannot be moved to the rejected folder with its reason; it stays in the "
@@ -542,9 +648,9 @@ async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
         )
         _unmoved(app, path, exc, what, errors)
         return
-    _MOVE_FAILED.get(app, set()).discard(path.name)
+    _MOVE_FAILED.get(app, set()).discard(str(path))
     if target is not None:
-        log.warning("outbox file rejected", file=_shown(path.name), moved_to=_shown(str(target)))
+        log.warning("outbox file rejected", file=_dropped_as(path, folders.outbox), moved_to=_shown(str(target)))
 
 
 def _begun(path: Path) -> Path:
@@ -600,8 +706,7 @@ async def report(app: web.Application) -> int:
     built anew in its place); returns how many changed. A FAILED message stays watched: a retry may still bring
     its receipt, or build it anew under a new MessageId, which the file then follows."""
     node = app[NODE]
-    pending = node.settings.folders.outbox / "sent" / PENDING
-    markers = await asyncio.to_thread(_markers, pending)
+    markers = await asyncio.to_thread(_all_markers, node.settings.folders.outbox)
     if not markers:
         return 0
     tracked = sorted({str(m["message_id"]) for m in markers.values()})
@@ -631,6 +736,14 @@ def _followed(record: MessageRecord | None, records: dict[str, MessageRecord]) -
         supersedes = record.message_id
         record = records.get(record.superseded_by)
     return record, supersedes
+
+
+def _all_markers(outbox: Path) -> dict[Path, dict[str, object]]:
+    """The state markers of the files sent from the outbox and from each partner subfolder."""
+    found: dict[Path, dict[str, object]] = {}
+    for folder in [outbox, *partner_folders(outbox)]:
+        found |= _markers(folder / SENT / PENDING)
+    return found
 
 
 def _markers(pending: Path) -> dict[Path, dict[str, object]]:
@@ -683,14 +796,35 @@ def _by_arrival(folder: Path) -> list[Path]:
 
 
 async def scan(app: web.Application) -> int:
-    """Take the files that arrived, then submit the taken files (those an outage left too, and those of a node
-    that stopped) in the order they were written; how many this node tried. The scan stops at a file another
-    node is submitting or one that is being written, as the files after it may depend on it (a cancellation
-    on its authorization): they go once it has."""
+    """Scan the outbox, then each partner subfolder (by name); how many files this node tried. A full disk or
+    a store outage ends the whole scan."""
     folders = app[NODE].settings.folders
-    outbox = folders.outbox
-    await asyncio.to_thread(_take_arrived, outbox, folders.rejected)
-    taken = outbox / PROCESSING
+    tried, halted = await _scan_folder(app, folders.outbox)
+    for folder in [] if halted else await asyncio.to_thread(partner_folders, folders.outbox):
+        try:
+            done, halted = await _scan_folder(app, folder)
+        except OSError:  # one partner subfolder the gateway cannot use holds up no other
+            log.exception(
+                "outbox partner subfolder not scanned; it is tried again at the next scan: give the gateway's "
+                "account read and write permission on it",
+                folder=_shown(str(folder)),
+            )
+            continue
+        tried += done
+        if halted:
+            break
+    return tried
+
+
+async def _scan_folder(app: web.Application, folder: Path) -> tuple[int, bool]:
+    """Take the files that arrived in one folder (the outbox or a partner subfolder), then submit its taken files
+    (those an outage left too, and those of a node that stopped) in the order they were written: how many this
+    node tried, and whether the scan of the other folders must wait too (a full disk, a store outage). The
+    folder's scan stops at a file another node is submitting or one that is being written, as the files after
+    it may depend on it (a cancellation on its authorization): they go once it has."""
+    folders = app[NODE].settings.folders
+    await asyncio.to_thread(_take_arrived, folder, folders.rejected, folders.outbox)
+    taken = folder / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
     tried = 0
     for path in _by_arrival(taken) if taken.is_dir() else []:
@@ -699,7 +833,10 @@ async def scan(app: web.Application) -> int:
         except BlockingIOError:  # another node is submitting it
             break
         except OSError:
-            log.exception("outbox file not opened; it is tried again at the next scan", file=_shown(path.name))
+            log.exception(
+                "outbox file not opened; it is tried again at the next scan",
+                file=_dropped_as(path, folders.outbox),
+            )
             continue
         if opened is None:  # another node sent or rejected it meanwhile
             continue
@@ -713,36 +850,39 @@ async def scan(app: web.Application) -> int:
                 log.error(
                     "outbox file not submitted: a disk is full (the data folder's, or the SQLite database's); it "
                     "and the files after it are tried again at the next scan: make space",
-                    file=_shown(path.name),
+                    file=_dropped_as(path, folders.outbox),
                     reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
                 )
-                break
-            log.exception("outbox file not submitted; it is tried again at the next scan", file=_shown(path.name))
+                return tried, True
+            log.exception(
+                "outbox file not submitted; it is tried again at the next scan",
+                file=_dropped_as(path, folders.outbox),
+            )
             if is_unavailable(exc):  # the files after it wait: one may cancel or amend it
-                break
+                return tried, True
         finally:
             if isinstance(opened, int):
                 os.close(opened)
-    return tried
+    return tried, False
 
 
-def _take_arrived(outbox: Path, rejected: Path) -> None:
-    for path in _by_arrival(outbox):
+def _take_arrived(folder: Path, rejected: Path, outbox: Path) -> None:
+    for path in _by_arrival(folder):
         if not path.name.startswith("."):
-            _take_or_reject(path, rejected)
+            _take_or_reject(path, rejected, outbox)
 
 
-def _take_or_reject(path: Path, rejected: Path) -> None:
-    """Take one outbox file; a failure is logged and leaves the others to go."""
+def _take_or_reject(path: Path, rejected: Path, outbox: Path) -> None:
+    """Take one file of the outbox or of a partner subfolder; a failure is logged and leaves the others to go."""
     try:
         if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
-            _reject_long_name(path, rejected)
+            _reject_long_name(path, rejected, outbox)
         else:
             _take(path)
     except FileNotFoundError:  # another node sharing the outbox took it first
         return
     except OSError:
-        log.exception("outbox file not taken; it is tried again at the next scan", file=_shown(path.name))
+        log.exception("outbox file not taken; it is tried again at the next scan", file=_dropped_as(path, outbox))
 
 
 async def _watch(app: web.Application) -> None:
@@ -788,7 +928,7 @@ def outbox_folders(folders: FolderSettings) -> list[tuple[str, Path]]:
     """The folders the outbox writes to, each with the setting that names it."""
     return [
         ("[folders].outbox", folders.outbox),
-        ("[folders].outbox's sent/ folder", folders.outbox / "sent"),
+        (f"[folders].outbox's {SENT}/ folder", folders.outbox / SENT),
         ("[folders].rejected", folders.rejected),
     ]
 

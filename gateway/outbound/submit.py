@@ -210,15 +210,20 @@ def _counterpart_role(document: PermitDocument) -> str:
 
 def _several(country: str, found: Sequence[Partner]) -> str:
     """Why a document that names no partner cannot go when several profiles are for its country, and how a REST
-    client and the outbox folder (which cannot name one) each make it go."""
+    client and the outbox folder (through a partner subfolder, ``gateway.interfaces.folder``) each name one."""
     listed = ", ".join(p.profile.id + ("" if p.profile.enabled else " (suspended)") for p in found)
     named = " or ".join(f"?partner={p.profile.id}" for p in found)
+    folders = " or ".join(f"outbox/{p.profile.id}/" for p in found if p.profile.id != "sent")
+    sent = (  # outbox/sent/ keeps the sent files: a profile of that id has no subfolder
+        " (the profile sent has none, as outbox/sent/ keeps the sent files: name it through the REST API)"
+        if any(p.profile.id == "sent" for p in found)
+        else ""
+    )
     return (
         f"and {len(found)} partner profiles are for {country}: {listed}; the gateway does not choose between "
         f"them (it does for a document that refers to one of their documents: it goes to the authority that "
-        f"issued that one). Through the REST API, name the partner: POST /api/v1/documents{named}. The outbox "
-        f"folder cannot name a partner: leave one profile for {country} enabled, suspend the others (enabled: "
-        "false in their profiles) or retire them, and drop the file in the outbox again"
+        f"issued that one). Through the outbox folder, drop the file in the subfolder named after the partner's "
+        f"profile id: {folders}{sent}. Through the REST API, name the partner: POST /api/v1/documents{named}"
     )
 
 

@@ -50,7 +50,7 @@ async def test_two_profiles_for_the_country_name_the_rest_parameter_and_what_the
     detail = refused["detail"]
     assert "goes to CH (its exporting country), and 2 partner profiles are for CH: ch-alt, ch-swissmedic" in detail
     assert "name the partner: POST /api/v1/documents?partner=ch-alt or ?partner=ch-swissmedic" in detail
-    assert "The outbox folder cannot name a partner" in detail and "enabled: false" in detail
+    assert "drop the file in the subfolder named after the partner's profile id: outbox/ch-alt/ or outbox/ch-swissmedic/" in detail
     assert "Add a profile" not in detail and "add the profile" not in detail
     assert await _outbound_parties(harness) == []
     status, sent = await submit(session, be, ia, "?partner=ch-swissmedic")
@@ -70,7 +70,7 @@ async def test_the_outbox_rejects_a_file_it_cannot_route_saying_how_to_make_it_g
 
     reason = (be.settings.folders.rejected / "ia.xml.errors.txt").read_text()
     assert "2 partner profiles are for CH: ch-alt, ch-swissmedic" in reason, reason
-    assert "The outbox folder cannot name a partner: leave one profile for CH enabled" in reason, reason
+    assert "outbox/ch-alt/ or outbox/ch-swissmedic/" in reason, reason
     assert (be.settings.folders.rejected / "ia.xml").is_file()
 
 
