@@ -6,7 +6,9 @@ whatever directory it is started from. Unknown keys are errors: a misspelt key m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -14,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -274,6 +277,10 @@ class FolderSettings(_Section):
     rejected: Path = Path("../var/rejected")
 
 
+DIRECT_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The default of ``[outbound].no_proxy``: loopback partners (a test setup, a gateway beside its proxy)."""
+
+
 class OutboundSettings(_Section):
     sweep_seconds: Annotated[float, Field(gt=0)] = 30.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
@@ -290,6 +297,107 @@ class OutboundSettings(_Section):
         description="messages sent at once to all partners together; a send waiting for its turn does not count "
         "against its HTTP time-out",
     )
+    proxy: str | None = Field(
+        default=None,
+        description="the HTTP proxy every request to a partner goes through, as http://HOST:PORT (an https:// "
+        "partner is tunnelled with CONNECT, its TLS kept end to end); unset: partners are reached directly",
+    )
+    proxy_user: str | None = Field(
+        default=None, description="user name the proxy asks for (HTTP Basic), with proxy_password_env"
+    )
+    proxy_password_env: str | None = Field(
+        default=None, description="environment variable holding the password of proxy_user"
+    )
+    no_proxy: tuple[str, ...] = Field(
+        default=DIRECT_HOSTS,
+        description="partner hosts reached directly, not through the proxy: a host name, '.example.org' for "
+        "that domain and every name under it, or an IP address; the list replaces the default (loopback), "
+        "nothing else bypasses the proxy",
+    )
+
+    @field_validator("proxy")
+    @classmethod
+    def _plain_http_proxy(cls, value: str | None) -> str | None:
+        return None if value is None else _proxy_url(value)
+
+    @field_validator("proxy_user")
+    @classmethod
+    def _basic_auth_user(cls, value: str | None) -> str | None:
+        if value is not None and (":" in value or not value.isprintable() or not value.strip()):
+            raise ValueError("expected the proxy's user name: printable, not empty, without ':' (HTTP Basic)")
+        return value
+
+    @field_validator("no_proxy")
+    @classmethod
+    def _direct_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_direct_host(entry) for entry in value)
+
+    @model_validator(mode="after")
+    def _proxy_credentials_together(self) -> OutboundSettings:
+        if (self.proxy_user is None) != (self.proxy_password_env is None):
+            raise ValueError(
+                "set proxy_user and proxy_password_env together (the proxy's user name, and the environment "
+                "variable holding its password), or neither"
+            )
+        if self.proxy_user is not None and self.proxy is None:
+            raise ValueError('proxy_user is set but proxy is not: set proxy = "http://HOST:PORT" or remove it')
+        return self
+
+    def proxy_password(self) -> str | None:
+        """The proxy's password, from the environment variable ``proxy_password_env`` names."""
+        if self.proxy_password_env is None:
+            return None
+        _check_variable_name(self.proxy_password_env, "[outbound].proxy_password_env", "password")
+        value = os.environ.get(self.proxy_password_env)
+        if not value:
+            raise ConfigError(
+                f"[outbound].proxy_password_env names the environment variable {self.proxy_password_env!r}, "
+                "which is not set or empty; export the proxy's password in it, or remove proxy_user and "
+                "proxy_password_env if the proxy asks for none"
+            )
+        return value
+
+
+def _proxy_url(value: str) -> str:
+    """``http://HOST:PORT`` as written, or why not: the proxy's password never goes in the URL (it would be
+    logged with it), and the gateway speaks plain HTTP to the proxy."""
+    form = 'expected http://HOST:PORT with the port written and nothing after it, e.g. "http://proxy.example:3128"'
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(form) from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "the proxy URL holds credentials (USER:PASSWORD@), which would be shown wherever the URL is: write "
+            'proxy = "http://HOST:PORT", the user name in proxy_user, and the password in an environment '
+            "variable named by proxy_password_env"
+        )
+    if parts.scheme.lower() != "http":
+        raise ValueError(
+            "expected http://HOST:PORT: the gateway speaks plain HTTP to the proxy, which tunnels https:// partners "
+            "(CONNECT) with their TLS kept end to end; an https:// or other proxy scheme is not supported"
+        )
+    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(form)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"http://{host}:{port}"
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+
+
+def _direct_host(entry: str) -> str:
+    """A ``no_proxy`` entry, lower case; an IP address in its usual form."""
+    text = entry.strip().lower()
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text.strip("[]")))
+    if not _HOST_NAME.fullmatch(text) or text == ".":
+        raise ValueError(
+            f"no_proxy entry {entry!r} is not a host name, '.domain' or an IP address (no scheme, port, path or "
+            "wildcard: '.example.org' covers every name under example.org)"
+        )
+    return text.rstrip(".")
 
 
 class InboundSettings(_Section):
@@ -431,7 +539,7 @@ def _resolve_paths(base: Path, settings: Settings) -> Settings:
     return fixed.model_copy(update={"store": store})
 
 
-_SECRET_KEYS = ("url", "passphrase", "token", "password", "secret")
+_SECRET_KEYS = ("url", "passphrase", "token", "password", "secret", "proxy")
 
 
 def _describe(error: Any, text: str | None = None) -> str:

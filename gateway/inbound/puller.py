@@ -38,6 +38,7 @@ from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Pulled, Receiver
 from gateway.metrics import PULLS_SENT
+from gateway.outbound.proxy import NO_PROXY, ProxySettings
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
@@ -98,6 +99,7 @@ class Puller:
         http_timeout: float,
         on_accepted: Callable[[], None],
         tls_passphrase: bytes | None = None,
+        proxy: ProxySettings = NO_PROXY,
     ) -> None:
         self._receiver = receiver
         self._payloads = payloads
@@ -111,6 +113,7 @@ class Puller:
         self._pull_timeout = aiohttp.ClientTimeout(total=None, sock_connect=http_timeout, sock_read=http_timeout)
         self._on_accepted = on_accepted
         self._tls = TlsContexts(tls_passphrase)
+        self._proxy = proxy
         self._next_pull: dict[str, float] = {}
         self._draining: dict[str, asyncio.Task[int]] = {}
 
@@ -287,14 +290,20 @@ class Puller:
             context = self._tls.get(partner.profile.tls)
         except TlsSettingsError as exc:
             raise PullFailed(str(exc)) from None
+        route = self._proxy.route(endpoint)
+        proxy = route.proxy
         try:
             async with self._session.post(
                 endpoint,
                 data=outgoing.body,
-                headers={"Content-Type": outgoing.content_type},
+                headers={"Content-Type": outgoing.content_type, **route.headers},
                 timeout=timeout,
                 ssl=context or True,
+                proxy=proxy,
+                proxy_headers=route.proxy_headers,
             ) as response:
+                if proxy is not None and self._proxy.answered_for_partner(endpoint, response.status):
+                    raise PullFailed(self._proxy.refused(response.status, answering=f"to our POST to {endpoint}"))
                 content_type = response.headers.get("Content-Type", "")
                 length = response.content_length
                 if not spool:  # the answer to a receipt or error signal: empty, or a signal at most
@@ -305,8 +314,11 @@ class Puller:
                     raise _TooLarge(content_type, await _head(response), f"{length} bytes")  # the rest is not read
                 return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if proxy is not None and (problem := self._proxy.problem(exc, self._timeout.total or 0)) is not None:
+                raise PullFailed(f"POST to {endpoint} not sent: {problem}") from None
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise PullFailed(f"POST to {endpoint}: {reason}") from None
+            through = self._proxy.through(exc) if proxy is not None else ""
+            raise PullFailed(f"POST to {endpoint}: {reason}{through}") from None
 
     async def _spooled(self, response: aiohttp.ClientResponse, content_type: str) -> _Answer:
         incoming = self._payloads.incoming()

@@ -52,6 +52,7 @@ from gateway.interfaces.keys import (
 )
 from gateway.metrics import CLOCK_OFFSET, DISK_FULL, STORE_UNAVAILABLE, count_from_zero, count_sends_from_zero
 from gateway.outbound.dispatch import Dispatcher
+from gateway.outbound.proxy import ProxySettings, proxy_settings
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
 from gateway.profiles.certificates import require_own_key_files
@@ -69,6 +70,8 @@ from gateway.tasks import cancel_all
 
 log = structlog.get_logger("gateway.node")
 
+PROXY = web.AppKey("outbound_proxy", ProxySettings)
+"""The proxy to partners, built once from the settings before the start goes on (its password read then)."""
 PULL_TICK_SECONDS = 1.0
 """How often the puller looks for partners whose ``pull.interval_seconds`` has passed."""
 
@@ -144,7 +147,7 @@ async def open_store(settings: Settings, clock: Clock) -> MessageStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.store.url, wait_seconds=settings.store.wait_seconds)
     await upgrade(engine)
-    return MessageStore(engine, clock)
+    return MessageStore(engine, clock, serving=True)
 
 
 def tables_watcher(settings: Settings) -> ControlTablesWatcher | None:
@@ -153,7 +156,13 @@ def tables_watcher(settings: Settings) -> ControlTablesWatcher | None:
     return ControlTablesWatcher(folder) if folder is not None else None
 
 
-def _services(settings: Settings, clock: Clock, store: MessageStore, session: aiohttp.ClientSession) -> Node:
+def _services(
+    settings: Settings,
+    clock: Clock,
+    store: MessageStore,
+    session: aiohttp.ClientSession,
+    proxy: ProxySettings,
+) -> Node:
     now: datetime = clock.now()
     keys = load_own_keys(settings.keys, now=now)
     partners = Partners(
@@ -195,6 +204,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         tls_passphrase=settings.keys.passphrase(),
         per_partner=settings.outbound.max_in_flight_per_partner,
         max_in_flight=settings.outbound.max_in_flight,
+        proxy=proxy,
     )
     receiver = Receiver(
         store=store,
@@ -253,6 +263,7 @@ def _services(settings: Settings, clock: Clock, store: MessageStore, session: ai
         http_timeout=settings.outbound.http_timeout_seconds,
         on_accepted=delivery_pump.wake,
         tls_passphrase=settings.keys.passphrase(),
+        proxy=proxy,
     )
     return Node(
         settings=settings,
@@ -281,7 +292,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(settings, clock)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
     try:
-        node = _services(settings, clock, store, session)
+        node = _services(settings, clock, store, session, app[PROXY])
         app[NODE] = node
         app[RECEIVER] = node.receiver
         app[PAYLOADS] = node.payloads
@@ -300,12 +311,22 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             partners=len(node.partners.registry),
             listening=settings.http.listening(),
             as4_url=settings.http.as4_url(),
+            outbound_proxy=_proxy_in_use(app[PROXY]),
         )
         yield
     finally:
         await session.close()
         await store.close()
     log.info("gateway stopped", party=settings.identity.party_id, node=node.node_id)
+
+
+def _proxy_in_use(proxy: ProxySettings) -> str:
+    """The proxy to partners for the start's log line: its address, user and bypass list, never the password."""
+    if proxy.url is None:
+        return "none (partners are reached directly)"
+    user = f" as {proxy.user}" if proxy.user is not None else ""
+    direct = f"partners at {', '.join(proxy.direct)} reached directly" if proxy.direct else "for every partner"
+    return f"{proxy.url}{user}; {direct}"
 
 
 CLOCK_OFFSET_BOUND = timedelta(seconds=10)
@@ -801,6 +822,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, watch_outbox: 
     app[ADMIN_TOKEN] = settings.admin.token()
     app[ADMIN_NAMED] = settings.admin.named_tokens()
     _refuse_shared_api_and_admin_token(app[API_TOKEN], app[ADMIN_TOKEN], app[ADMIN_NAMED])
+    app[PROXY] = proxy_settings(settings.outbound)
     if settings.keys.keystore is None:
         require_own_key_files(settings.keys.private_key, settings.keys.certificate)
     if app[API_TOKEN] is None:

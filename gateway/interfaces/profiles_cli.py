@@ -38,6 +38,7 @@ from gateway.interfaces.cli_common import (
     settings_of,
 )
 from gateway.outbound.ping import PingResult, ping
+from gateway.outbound.proxy import proxy_settings
 from gateway.profiles.certificates import fingerprint, load_certificate, require_own_key_files
 from gateway.profiles.check import Ourselves, check_folder
 from gateway.profiles.editor import EditConflict, Precondition, ProfileEditor, ProfileFile
@@ -389,6 +390,7 @@ async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResu
     keys = load_own_keys(settings.keys, now=clock.now())
     loaded = load_profiles_of(settings)
     partner = Partners(loaded.registry, now=clock.now()).get(partner_id)
+    proxy = proxy_settings(settings.outbound)
     async with aiohttp.ClientSession() as session:
         return await ping(
             partner,
@@ -398,6 +400,7 @@ async def _ping(settings: Settings, partner_id: str, timeout: float) -> PingResu
             clock=clock,
             timeout=timeout,
             tls_passphrase=settings.keys.passphrase(),
+            proxy=proxy,
         )
 
 

@@ -39,6 +39,7 @@ from gateway.metrics import (
     SEND_LATENCY,
     count_sends_from_zero,
 )
+from gateway.outbound.proxy import NO_PROXY, ProxySettings
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -92,6 +93,8 @@ class Attempt:
     receiver_fault: dict[str, Any] | None = None
     """The partner's signed error signal in a SOAP Receiver fault, whose final codes were retried: kept in the
     timeline, and named by the failure at the time to live."""
+    proxy_problem: str | None = None
+    """``HOST:PORT`` of the outbound proxy when it, not the partner, failed the attempt."""
 
     def detail(self, attempt: int) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
@@ -103,6 +106,8 @@ class Attempt:
             out[UNVERIFIED] = self.unverified
         if self.receiver_fault is not None:
             out[RECEIVER_FAULT] = self.receiver_fault
+        if self.proxy_problem is not None:
+            out["proxy_problem"] = self.proxy_problem
         return out
 
 
@@ -306,6 +311,7 @@ class Dispatcher:
         max_in_flight: int,
         faults: Faults = NO_FAULTS,
         tls_passphrase: bytes | None = None,
+        proxy: ProxySettings = NO_PROXY,
     ) -> None:
         self._store = store
         self._payloads = payloads
@@ -317,6 +323,7 @@ class Dispatcher:
         self._lease = max(lease, timedelta(seconds=http_timeout * 2))
         self._faults = faults
         self._tls = TlsContexts(tls_passphrase)
+        self._proxy = proxy
         self._per_partner = per_partner
         self._posting = asyncio.Semaphore(max_in_flight)
         self._lanes: dict[str, _Lane] = {}
@@ -605,6 +612,9 @@ class Dispatcher:
             context = self._tls.get(partner.profile.tls)
         except TlsSettingsError as exc:
             return _not_tried(str(exc))
+        endpoint = partner.profile.endpoint_url
+        route = self._proxy.route(endpoint)
+        proxy = route.proxy
         try:
             size = self._payloads.size(record.wire_sha256)
             with ExitStack() as files:
@@ -615,11 +625,13 @@ class Dispatcher:
                     else (files.enter_context(self._payloads.open(record.wire_sha256)))
                 )
                 async with self._session.post(
-                    partner.profile.endpoint_url,
+                    endpoint,
                     data=wire,
-                    headers={"Content-Type": record.wire_content_type},
+                    headers={"Content-Type": record.wire_content_type, **route.headers},
                     timeout=self._timeout_for(size),
                     ssl=context or True,
+                    proxy=proxy,
+                    proxy_headers=route.proxy_headers,
                 ) as response:
                     body = await _answer_of(response, partner)
                     content_type = response.headers.get("Content-Type", "")
@@ -636,14 +648,22 @@ class Dispatcher:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            reason = EbmsCode.CONNECTION_FAILURE.describe(
-                f"{partner.profile.endpoint_url}: {_connection_failure(exc, self._http_timeout)}"
-            )
+            if proxy is not None and (problem := self._proxy.problem(exc, self._http_timeout)) is not None:
+                return self._proxy_attempt(record, endpoint, problem, getattr(exc, "status", None), latency)
+            failure = _connection_failure(exc, self._http_timeout)
+            if proxy is not None:
+                failure += self._proxy.through(exc)
+            reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint}: {failure}")
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._faults.hit("send.after_post")
+        if proxy is not None and self._proxy.answered_for_partner(endpoint, status):
+            problem = self._proxy.refused(status, answering=f"to our POST to {endpoint}")
+            return self._proxy_attempt(record, endpoint, problem, status, latency)
         if status >= 300 and not _ebms_content_type(content_type):
             reason = _not_ebms_answer(status, partner, content_type, body)
+            if proxy is not None:
+                reason += f" (sent through the outbound proxy {self._proxy.shown}, which may have answered for it)"
             return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
         try:
             answer = parse_response(content_type, body, sent=sent, policy=partner.policy, now=self._clock.now())
@@ -666,6 +686,27 @@ class Dispatcher:
         kept = Evidence(kind="receipt", content_type=content_type, body=body)
         return Attempt(
             receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
+        )
+
+    def _proxy_attempt(
+        self, record: MessageRecord, endpoint: str, problem: str, status: int | None, latency: float
+    ) -> Attempt:
+        """The proxy failed the attempt, not the partner: said so, and retried as any transport failure."""
+        log.warning(
+            "outbound proxy problem",
+            proxy=self._proxy.shown,
+            message_id=record.message_id,
+            partner=record.partner_id,
+            reason=problem,
+        )
+        reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint} not reached: {problem}")
+        return Attempt(
+            receipt=None,
+            retryable=True,
+            reason=reason,
+            http_status=status,
+            latency_ms=latency,
+            proxy_problem=self._proxy.shown,
         )
 
     def _timeout_for(self, size: int) -> aiohttp.ClientTimeout:

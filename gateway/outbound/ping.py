@@ -35,6 +35,7 @@ from gateway.as4.envelope import read_envelope
 from gateway.as4.signals import error_detail
 from gateway.clock import Clock
 from gateway.errors import GatewayError
+from gateway.outbound.proxy import NO_PROXY, ProxySettings
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import agreement_ref
@@ -46,6 +47,7 @@ class Stage(StrEnum):
     """Where a ping stopped; ``RECEIPT_OK`` is success."""
 
     PROFILE = "profile"
+    PROXY = "proxy"
     DNS = "dns"
     TLS = "tls"
     CONNECT = "connect"
@@ -100,6 +102,7 @@ async def ping(
     clock: Clock,
     timeout: float = 30.0,
     tls_passphrase: bytes | None = None,
+    proxy: ProxySettings = NO_PROXY,
 ) -> PingResult:
     """Send one test message to ``partner`` under its profile's security suite (signed with our key of that
     suite) and report the receipt's round trip or exactly what failed."""
@@ -121,7 +124,9 @@ async def ping(
         compress=False,
         suite=suite,
     )
-    return await _exchange(result, sent, session=session, clock=clock, timeout=timeout, context=context)
+    return await _exchange(
+        result, sent, session=session, clock=clock, timeout=timeout, context=context, proxy=proxy
+    )
 
 
 class _Result:
@@ -165,23 +170,33 @@ async def _exchange(
     clock: Clock,
     timeout: float,
     context: ssl.SSLContext | None,
+    proxy: ProxySettings,
 ) -> PingResult:
     endpoint = result.partner.profile.endpoint_url
+    route = proxy.route(endpoint)
+    via = route.proxy
     started = time.perf_counter()
     try:
         async with session.post(
             endpoint,
             data=sent.body,
-            headers={"Content-Type": sent.content_type},
+            headers={"Content-Type": sent.content_type, **route.headers},
             timeout=aiohttp.ClientTimeout(total=timeout),
             ssl=context if context is not None else True,
+            proxy=via,
+            proxy_headers=route.proxy_headers,
         ) as response:
             body = await response.read()
             status, reason = response.status, response.reason or ""
             content_type = response.headers.get("Content-Type", "")
     except (aiohttp.ClientError, TimeoutError) as exc:
+        if via is not None and (problem := proxy.problem(exc, timeout)) is not None:
+            return result(Stage.PROXY, problem, status=getattr(exc, "status", None), started=started)
         stage, detail = _transport_failure(exc, endpoint, timeout)
-        return result(stage, detail, started=started)
+        return result(stage, detail + (proxy.through(exc) if via is not None else ""), started=started)
+    if via is not None and proxy.answered_for_partner(endpoint, status):
+        detail = proxy.refused(status, reason, f"to our POST to {endpoint}")
+        return result(Stage.PROXY, detail, status=status, started=started)
     try:
         answer = parse_response(content_type, body, sent=sent, policy=result.partner.policy, now=clock.now())
     except EbmsError as exc:

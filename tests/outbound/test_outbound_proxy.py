@@ -1,0 +1,397 @@
+"""Requests to partners go through the configured outbound HTTP proxy (``[outbound] proxy``): sends, pulls and
+pings, an https:// partner tunnelled with CONNECT. A proxy that refuses us is named as the problem, with the fix,
+never taken for the partner being down; the message waits for its retry."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from gateway.errors import ConfigError
+from gateway.interfaces.demo import exchange, wait_for
+from gateway.interfaces.keys import NODE
+from gateway.interfaces.node import create_app
+from gateway.interfaces.profiles_cli import _ping
+from gateway.outbound.ping import Stage, ping
+from gateway.outbound.proxy import ProxySettings, proxy_settings
+from gateway.profiles.devpki import DevPki
+from gateway.settings import OutboundSettings, settings_from_dict
+from tests.conftest import free_port
+from tests.e2e.conftest import Harness, example, harness, session, submit  # noqa: F401 - the two-gateway fixtures
+from tests.e2e.test_mutual_tls import TlsFront
+from tests.e2e.test_pull import BE, CH, pull_harness  # noqa: F401 - a fixture
+
+IA = "BE-IA-2026-0001.xml"
+PASSWORD_ENV = "TEST_OUTBOUND_PROXY_PASSWORD"
+
+
+@dataclass
+class ForwardProxy:
+    """A small forward proxy on loopback: absolute-form requests forwarded, CONNECT tunnelled, and with
+    ``credentials`` anything without that Proxy-Authorization answered 407. Records what came through it."""
+
+    credentials: str | None = None
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    """(method, target) of each request, refused ones too."""
+    authorizations: list[str | None] = field(default_factory=list)
+    server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._one(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.seen.append((method, target))
+        self.authorizations.append(headers.get("proxy-authorization"))
+        expected = f"Basic {base64.b64encode(self.credentials.encode()).decode()}" if self.credentials else None
+        if expected is not None and headers.get("proxy-authorization") != expected:
+            writer.write(
+                b'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\n'
+                b"Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nwho are you?"
+            )
+            await writer.drain()
+            return
+        if method == "CONNECT":
+            host, port = target.rsplit(":", 1)
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        url = target.removeprefix("http://")
+        authority, _, path = url.partition("/")
+        host, port = authority.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        kept = [line for line in lines if line and not line.lower().startswith(("proxy-", "connection:"))]
+        forwarded = "".join(f"{line}\r\n" for line in kept)
+        up_writer.write(
+            f"{method} /{path} HTTP/1.1\r\n{forwarded}Connection: close\r\n\r\n".encode("latin-1") + body
+        )
+        await up_writer.drain()
+        await _pipe(up_reader, writer)
+        up_writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.write_eof()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    running = ForwardProxy()
+    await running.start()
+    yield running
+    await running.close()
+
+
+def outbound(proxy: str | None, **keys: object) -> OutboundSettings:
+    """The test gateways' [outbound], with the proxy; partners run on loopback, so no_proxy is emptied."""
+    return OutboundSettings.model_validate(
+        {"sweep_seconds": 5.0, "http_timeout_seconds": 10.0, "proxy": proxy, "no_proxy": []} | keys
+    )
+
+
+def ch_endpoint(gateways: Harness) -> str:
+    return f"http://127.0.0.1:{gateways.ports['CH-SWISSMEDIC']}/as4"
+
+
+async def test_a_permit_to_an_http_partner_goes_through_the_proxy_and_is_acknowledged(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+) -> None:
+    be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url))
+    ch = await harness.start("CH-SWISSMEDIC")
+    done = await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)
+    assert ("POST", ch_endpoint(harness)) in proxy.seen
+    assert proxy.authorizations == [None] * len(proxy.seen)
+    assert done.message_id
+
+
+async def test_proxy_credentials_are_sent_from_the_environment_variable(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy.credentials = "gateway:s3cret pass"
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret pass")
+    settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+    be = await harness.start("BE-FAMHP", outbound=settings)
+    ch = await harness.start("CH-SWISSMEDIC")
+    await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)
+    assert ("POST", ch_endpoint(harness)) in proxy.seen
+    assert set(proxy.authorizations) == {f"Basic {base64.b64encode(b'gateway:s3cret pass').decode()}"}
+
+
+async def test_a_wrong_proxy_password_is_named_as_the_proxy_and_the_message_waits_for_its_retry(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy.credentials = "gateway:right"
+    monkeypatch.setenv(PASSWORD_ENV, "wrong-password")
+    settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+    be = await harness.start("BE-FAMHP", outbound=settings)
+    ch = await harness.start("CH-SWISSMEDIC")
+    with capture_logs() as logs:
+        _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+        waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    error = waiting["last_error"]
+    assert f"the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 407" in error, error
+    assert "proxy_user" in error and "proxy_password_env" in error
+    assert "wrong-password" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["proxy_problem"] == f"127.0.0.1:{proxy.port}"
+    assert "407" in failed["detail"]["reason"]
+    [logged] = [e for e in logs if e["event"] == "outbound proxy problem"]
+    assert logged["proxy"] == f"127.0.0.1:{proxy.port}" and "407" in logged["reason"]
+    assert not any("wrong-password" in str(e) for e in logs)
+    assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
+
+
+async def test_a_proxy_that_is_down_is_named_not_the_partner(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    port = free_port()  # nothing listens there
+    be = await harness.start("BE-FAMHP", outbound=outbound(f"http://127.0.0.1:{port}"))
+    await harness.start("CH-SWISSMEDIC")
+    _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    error = waiting["last_error"]
+    assert f"cannot connect to the outbound proxy 127.0.0.1:{port}" in error, error
+    assert "[outbound] proxy" in error
+    assert "check that the endpoint is up" not in error  # not the partner's wording
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["proxy_problem"] == f"127.0.0.1:{port}"
+
+
+async def test_a_host_in_no_proxy_is_reached_directly(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+) -> None:
+    be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url, no_proxy=["127.0.0.1"]))
+    ch = await harness.start("CH-SWISSMEDIC")
+    await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)
+    assert proxy.seen == []
+
+
+async def test_pulling_from_a_partner_goes_through_the_proxy(
+    pull_harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+) -> None:
+    """Switzerland pulls Belgium's permit (PullRequest, then the receipt) through its proxy."""
+    be = await pull_harness.start(BE)
+    ch = await pull_harness.start(CH, outbound=outbound(proxy.url))
+    submitted = await submit(session, be, example(IA, today=pull_harness.clock.now()))
+    await wait_for(session, ch, submitted[1]["message_id"], "DELIVERED")
+    await wait_for(session, be, submitted[1]["message_id"], "ACKNOWLEDGED")
+    be_endpoint = f"http://127.0.0.1:{pull_harness.ports[BE]}/as4"
+    assert proxy.seen.count(("POST", be_endpoint)) >= 2  # the PullRequest, and the receipt for what came
+
+
+def test_no_proxy_matches_names_domains_and_addresses_and_nothing_else() -> None:
+    settings = OutboundSettings(
+        proxy="http://proxy.example:3128",
+        no_proxy=(".Internal.example.", "as4.partner.example", "::1", "10.0.0.5"),
+    )
+    proxy = proxy_settings(settings)
+    through = "http://proxy.example:3128"
+    assert proxy.route("https://as4.internal.example/as4").proxy is None
+    assert proxy.route("https://internal.example/as4").proxy is None
+    assert proxy.route("https://notinternal.example/as4").proxy == through
+    assert proxy.route("https://AS4.partner.example:8443/as4").proxy is None
+    assert proxy.route("https://x.as4.partner.example/as4").proxy == through
+    assert proxy.route("http://[0:0::1]:8480/as4").proxy is None
+    assert proxy.route("http://10.0.0.5/as4").proxy is None
+    assert proxy.route("http://127.0.0.1:8480/as4").proxy == through, "loopback bypasses only when listed"
+    assert proxy_settings(OutboundSettings()).route("http://as4.partner.example/as4").proxy is None
+    assert OutboundSettings().no_proxy == ("localhost", "127.0.0.1", "::1")
+
+
+async def test_an_https_partner_is_tunnelled_with_connect_keeping_the_profile_tls(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    pki: DevPki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The credentials go on the CONNECT, to the proxy; TLS to the partner is end to end, with the profile's
+    tls.ca_bundle (the proxy sees only ciphertext after the CONNECT)."""
+    proxy.credentials = "gateway:right"
+    monkeypatch.setenv(PASSWORD_ENV, "right")
+    settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+    front, runner, endpoint = await _tls_front(harness, pki, tmp_path)
+    try:
+        be = await harness.start("BE-FAMHP", outbound=settings)
+        ch = await harness.start("CH-SWISSMEDIC")
+        await exchange(session, be, ch, example(IA, today=harness.clock.now()), IA)
+    finally:
+        await runner.cleanup()
+    assert {method for method, _ in proxy.seen} == {"CONNECT"}
+    assert ("CONNECT", endpoint.removeprefix("https://").removesuffix("/as4")) in proxy.seen
+    assert set(proxy.authorizations) == {aiohttp.encode_basic_auth("gateway", "right")}
+    assert front.clients, "the partner's TLS front answered through the tunnel"
+
+
+async def test_ping_through_a_proxy_that_refuses_connect_names_the_proxy_and_407(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    pki: DevPki,
+    tmp_path: Path,
+) -> None:
+    proxy.credentials = "gateway:right"
+    front, runner, _ = await _tls_front(harness, pki, tmp_path)
+    try:
+        be = await harness.start("BE-FAMHP")
+        node = be.runner.app[NODE]
+        result = await ping(
+            node.partners.get("ch-swissmedic"),
+            identity=node.settings.identity,
+            keys=node.keys,
+            session=session,
+            clock=harness.clock,
+            proxy=ProxySettings(url=proxy.url, authorization=aiohttp.encode_basic_auth("gateway", "pw-not-shown")),
+        )
+    finally:
+        await runner.cleanup()
+    assert result.stage is Stage.PROXY, result.detail
+    assert f"the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 407" in result.detail
+    assert "to CONNECT" in result.detail and "proxy_password_env" in result.detail
+    assert "pw-not-shown" not in result.detail
+    assert [method for method, _ in proxy.seen] == ["CONNECT"]
+    assert proxy.authorizations == [aiohttp.encode_basic_auth("gateway", "pw-not-shown")]
+    assert front.clients == []
+
+
+async def test_profiles_ping_uses_the_configured_proxy(
+    harness: Harness,  # noqa: F811
+    proxy: ForwardProxy,
+) -> None:
+    await harness.start("CH-SWISSMEDIC")
+    settings = harness.settings("BE-FAMHP", outbound=outbound(proxy.url))
+    result = await _ping(settings, "ch-swissmedic", 10.0)
+    assert result.stage is Stage.RECEIPT_OK, result.detail
+    assert proxy.seen == [("POST", ch_endpoint(harness))]
+
+
+async def test_the_started_log_names_the_proxy_without_its_password(
+    harness: Harness,  # noqa: F811
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "hunter2-secret")
+    settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+    with capture_logs() as logs:
+        await harness.start("BE-FAMHP", outbound=settings)
+    [started] = [e for e in logs if e["event"] == "gateway started"]
+    assert started["outbound_proxy"].startswith(f"{proxy.url} as gateway")
+    assert "hunter2-secret" not in str(started)
+
+
+def test_a_missing_proxy_password_variable_stops_the_start_naming_it(
+    harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    settings = harness.settings(
+        "BE-FAMHP",
+        outbound=outbound("http://proxy.example:3128", proxy_user="gateway", proxy_password_env=PASSWORD_ENV),
+    )
+    with pytest.raises(ConfigError) as raised:
+        create_app(settings, watch_outbox=False)
+    assert f"[outbound].proxy_password_env names the environment variable {PASSWORD_ENV!r}" in str(raised.value)
+    assert "not set" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("keys", "said"),
+    [
+        ({"proxy": "https://proxy.example:3128"}, "expected http://HOST:PORT: the gateway speaks plain HTTP"),
+        ({"proxy": "socks5://proxy.example:1080"}, "an https:// or other proxy scheme is not supported"),
+        ({"proxy": "http://proxy.example:3128/path"}, "with the port written and nothing after it"),
+        ({"proxy": "http://proxy.example"}, "with the port written and nothing after it"),
+        ({"proxy": "http://alice:topsecret@proxy.example:3128"}, "proxy_user, and the password in an environment"),
+        ({"proxy": "http://proxy.example:3128", "proxy_user": "alice"}, "set proxy_user and proxy_password_env"),
+        ({"proxy_user": "alice", "proxy_password_env": "X"}, "proxy_user is set but proxy is not"),
+        ({"proxy": "http://proxy.example:3128", "no_proxy": ["http://a.example"]}, "no_proxy entry"),
+    ],
+)
+def test_proxy_configuration_mistakes_name_the_key_and_the_fix(
+    tmp_path: Path, keys: dict[str, object], said: str
+) -> None:
+    data = {
+        "identity": {"party_id": "BE-FAMHP", "country": "BE", "authority_name": "FAMHP"},
+        "outbound": keys,
+    }
+    with pytest.raises(ConfigError) as raised:
+        settings_from_dict(data, base=tmp_path)
+    message = str(raised.value)
+    assert "[outbound]" in message and said in message, message
+    assert "topsecret" not in message
+
+
+async def _tls_front(gateways: Harness, pki: DevPki, tmp_path: Path) -> tuple[TlsFront, web.AppRunner, str]:
+    """An HTTPS front (the dev CA's certificate for 127.0.0.1) for Switzerland's gateway, which Belgium's
+    profile of it names with the dev CA as its tls.ca_bundle."""
+    port = free_port()
+    front = TlsFront(pki, tmp_path, f"http://127.0.0.1:{gateways.ports['CH-SWISSMEDIC']}")
+    front.context.verify_mode = ssl.CERT_NONE  # server TLS is what is tested here, not a client certificate
+    app = web.Application()
+    app.router.add_post("/as4", front.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=front.context).start()
+    endpoint = f"https://127.0.0.1:{port}/as4"
+    profile = gateways.tmp / "profiles" / "ch-swissmedic.yaml"
+    text = profile.read_text().replace(ch_endpoint(gateways), endpoint)
+    profile.write_text(f"{text}tls:\n  ca_bundle: {pki.ca_certificate}\n")
+    return front, runner, endpoint
