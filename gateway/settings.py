@@ -12,6 +12,8 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import UnionType
@@ -693,41 +695,106 @@ def settings_from_dict(
     return resolved
 
 
-_EXCHANGE_FOLDERS = (
-    ("[folders].inbox", "received permits are delivered there"),
-    ("[folders].outbox", "every permit found there is sent"),
-    ("[folders].rejected", "refused outbox files are moved there"),
-)
+INBOX_KEY = "[folders].inbox"
+
+
+@dataclass(frozen=True)
+class GuardedFolder:
+    """A folder of the exchange with the national system or of the gateway's own files, each received permits
+    must stay out of but the inbox: its configuration key, how an error names it, and where it is."""
+
+    key: str
+    label: str
+    path: Path
+
+
+def guard_table(
+    *,
+    folders: FolderSettings | None,
+    data_dir: Path,
+    profiles: Path,
+    certificates: Path,
+    keystore: Path | None = None,
+) -> tuple[GuardedFolder, ...]:
+    """The guarded folders, the exchange folders first (without ``folders``: none, and so no inbox)."""
+    exchange = (
+        ()
+        if folders is None
+        else (
+            GuardedFolder(INBOX_KEY, "the inbox ([folders].inbox)", folders.inbox),
+            GuardedFolder("[folders].outbox", "the outbox ([folders].outbox)", folders.outbox),
+            GuardedFolder("[folders].rejected", "the rejected folder ([folders].rejected)", folders.rejected),
+        )
+    )
+    own = (
+        GuardedFolder("data_dir", "the gateway's data folder (data_dir)", data_dir),
+        GuardedFolder("[profiles].folder", "the partner profile folder ([profiles].folder)", profiles),
+        GuardedFolder(
+            "[profiles].certificates", "the certificates folder ([profiles].certificates)", certificates
+        ),
+    )
+    keys = (
+        () if keystore is None else (GuardedFolder("[keys].keystore", "the keystore ([keys].keystore)", keystore),)
+    )
+    return exchange + own + keys
+
+
+def guarded_folders(settings: Settings) -> tuple[GuardedFolder, ...]:
+    """The folders received permits must stay out of, and the inbox they go to, of this configuration."""
+    return guard_table(
+        folders=settings.folders,
+        data_dir=settings.data_dir,
+        profiles=settings.profiles.folder,
+        certificates=settings.profiles.certificates,
+        keystore=settings.keys.keystore,
+    )
+
+
+def real_path(path: Path) -> Path:
+    """``path`` absolute, without '..' and through symbolic links as far as they exist."""
+    try:
+        return Path(os.path.realpath(path))
+    except ValueError:  # a NUL in the path: nothing on disk is named so
+        return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def guarding(target: Path, guarded: Iterable[GuardedFolder]) -> GuardedFolder | None:
+    """The deepest guarded folder that is ``target`` or holds it, or None. Deepest, because the folders nest: a
+    folder in the inbox is the inbox's even when the inbox is in the data folder, and one in a keystore placed in
+    the inbox is the keystore's."""
+    real = real_path(target)
+    holding = [g for g in guarded if real.is_relative_to(real_path(g.path))]
+    return max(holding, key=lambda g: len(real_path(g.path).parts), default=None)
+
+
+_EXCHANGE_DOES = {
+    INBOX_KEY: "received permits are delivered there",
+    "[folders].outbox": "every permit found there is sent",
+    "[folders].rejected": "refused outbox files are moved there",
+}
 
 
 def folder_clashes(settings: Settings) -> list[str]:
     """The national system's folders that are one folder with each other or with a folder the gateway keeps its
     own files in: a permit received into the outbox would be sent on (or refused there and lost to the inbox)."""
-    named = {
-        "[folders].inbox": settings.folders.inbox,
-        "[folders].outbox": settings.folders.outbox,
-        "[folders].rejected": settings.folders.rejected,
-        "data_dir": settings.data_dir,
-        "[profiles].folder": settings.profiles.folder,
-        "[profiles].certificates": settings.profiles.certificates,
-    }
-    if settings.keys.keystore is not None:
-        named["[keys].keystore"] = settings.keys.keystore
-    real = {key: os.path.realpath(path) for key, path in named.items()}
+    table = guarded_folders(settings)
+    real = {g.key: real_path(g.path) for g in table}
     clashes = []
-    for index, (key, does) in enumerate(_EXCHANGE_FOLDERS):
-        others = list(named)[index + 1 :]
-        for other in (o for o in others if real[o] == real[key]):
+    for index, folder in enumerate(table):
+        does = _EXCHANGE_DOES.get(folder.key)
+        if does is None:
+            continue
+        for other in (o for o in table[index + 1 :] if real[o.key] == real[folder.key]):
             clashes.append(
-                f"{key} and {other} are the same folder ({named[key]}), but {does}: give each its own folder "
-                "(the defaults are var/inbox, var/outbox and var/rejected beside the data folder's files)"
+                f"{folder.key} and {other.key} are the same folder ({folder.path}), but {does}: give each its own "
+                "folder (the defaults are var/inbox, var/outbox and var/rejected beside the data folder's files)"
             )
-    outbox = Path(real["[folders].outbox"])
-    for key in ("[folders].inbox", "[folders].rejected"):
-        if real[key] != str(outbox) and Path(real[key]).is_relative_to(outbox):
+    outbox = real["[folders].outbox"]
+    for folder in (g for g in table if g.key in (INBOX_KEY, "[folders].rejected")):
+        if real[folder.key] != outbox and real[folder.key].is_relative_to(outbox):
             clashes.append(
-                f"{key} ({named[key]}) is inside [folders].outbox ({named['[folders].outbox']}), whose sent/ and "
-                ".processing/ folders the gateway keeps for itself: put it beside the outbox, not in it"
+                f"{folder.key} ({folder.path}) is inside [folders].outbox ({settings.folders.outbox}), whose sent/ "
+                "and .processing/ folders the gateway keeps for itself: put it beside the outbox, not in it"
             )
     return clashes
 

@@ -35,12 +35,11 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,6 +59,7 @@ from gateway.inbound.soap import SoapDelivery, SoapDeliveryFailed
 from gateway.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY
 from gateway.profiles import ProfileRegistry
 from gateway.profiles.model import Delivery, DeliveryMethod
+from gateway.settings import INBOX_KEY, GuardedFolder, guarding, real_path
 from gateway.store import (
     Direction,
     Event,
@@ -277,12 +277,12 @@ class FolderDelivery:
         http_timeout: float = 30.0,
         lease: timedelta = RETRY_DELAY,
         faults: Faults = NO_FAULTS,
-        not_for_delivery: Mapping[str, Path] | None = None,
-        inside_not_for_delivery: Path | None = None,
+        guarded: Sequence[GuardedFolder] = (),
     ) -> None:
+        """``guarded``: the inbox and the folders a profile's delivery folder must stay out of
+        (``gateway.settings.guarded_folders``)."""
         self._store = store
-        self._not_for_delivery = {os.path.realpath(p): name for name, p in (not_for_delivery or {}).items()}
-        self._outbox = Path(os.path.realpath(inside_not_for_delivery)) if inside_not_for_delivery else None
+        self._guarded = tuple(guarded)
         self._payloads = payloads
         self._inbox = inbox
         self._clock = clock
@@ -675,20 +675,22 @@ class FolderDelivery:
 
     def _check_folder(self, partner_id: str, folder: Path | None) -> None:
         """A profile's delivery folder (written on disk, where no edit rule applied) may not be a folder the
-        gateway reads from or keeps its own files in: a permit delivered into the outbox would be sent on, or
-        refused there and never reach the national system. The delivery waits, and is retried, until it is fixed."""
+        gateway reads from or keeps its own files in, nor inside one but the inbox: a permit delivered into the
+        outbox would be sent on, or refused there and never reach the national system, and one delivered into the
+        keystore or the profile folder would land among the gateway's keys or profiles. The delivery waits, and is
+        retried, until it is fixed. A folder outside all of them is the operator's choice, made on disk."""
         if folder is None:
             return
-        real = os.path.realpath(folder)
-        name = self._not_for_delivery.get(real)
-        if name is None and self._outbox is not None and Path(real).is_relative_to(self._outbox):
-            name = f"inside the outbox ({self._outbox}: its sent/ and .processing/ are the gateway's own)"
-        if name is not None:
-            raise DeliveryFailed(
-                f"the delivery folder of partner {partner_id!r} ({folder}) is {name}, where received permits "
-                f"must not go; set delivery.folder in that profile to the inbox or a folder inside it, or leave "
-                "it out (received permits then go to the inbox)"
-            )
+        owner = guarding(folder, self._guarded)
+        if owner is None or owner.key == INBOX_KEY:
+            return
+        held = real_path(owner.path)
+        name = owner.label if real_path(folder) == held else f"inside {owner.label} ({held})"
+        raise DeliveryFailed(
+            f"the delivery folder of partner {partner_id!r} ({folder}) is {name}, where received permits must not "
+            "go; set delivery.folder in that profile to the inbox or a folder inside it, or leave it out (received "
+            "permits then go to the inbox)"
+        )
 
     def _write(self, claim: _Claim, inbox: Path) -> dict[str, Any]:
         """Attachments first, then the metadata, then the permit: the permit's file appearing means complete.

@@ -63,7 +63,7 @@ from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_o
 from gateway.profiles.loader import load_profiles, profile_files
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
-from gateway.settings import MAX_CONNECTIONS, Settings
+from gateway.settings import MAX_CONNECTIONS, Settings, guarded_folders
 from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, is_unavailable, upgrade
 from gateway.store.retention import purge as retention_purge
 from gateway.tasks import cancel_all
@@ -237,15 +237,7 @@ def _services(
         http_timeout=settings.outbound.http_timeout_seconds,
         lease=timedelta(seconds=settings.outbound.lease_seconds),
         faults=faults,
-        not_for_delivery={
-            "the outbox ([folders].outbox)": settings.folders.outbox,
-            "the rejected folder ([folders].rejected)": settings.folders.rejected,
-            "the gateway's data folder (data_dir)": settings.data_dir,
-            "the partner profile folder ([profiles].folder)": settings.profiles.folder,
-            "the certificates folder ([profiles].certificates)": settings.profiles.certificates,
-        }
-        | ({"the keystore ([keys].keystore)": settings.keys.keystore} if settings.keys.keystore else {}),
-        inside_not_for_delivery=settings.folders.outbox,
+        guarded=guarded_folders(settings),
     )
     delivery_pump = Pump("delivery", delivery.run_once)
     delivery.wake_with(delivery_pump.wake)
@@ -678,7 +670,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
-        folders=settings.folders,
+        guarded=guarded_folders(settings),
     )
     watcher.record_with(editor)  # changes made on disk are versioned and audited like the editor's own
     # and those made while the gateway was stopped: the files it starts with, compared with their history

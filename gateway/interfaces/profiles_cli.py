@@ -56,7 +56,7 @@ from gateway.profiles.keystore import (
 from gateway.profiles.loader import PROFILE_SUFFIXES, is_profile_file
 from gateway.profiles.model import profile_json_schema
 from gateway.profiles.trust import Partners
-from gateway.settings import KeySettings, Settings
+from gateway.settings import KeySettings, Settings, guarded_folders
 
 profiles_app = typer.Typer(help="Partner profiles: check, show, history, diff, rollback, ping, schema.")
 keys_app = typer.Typer(help="Our own keys: generate, import, list, rollover.")
@@ -71,7 +71,7 @@ def _editor(settings: Settings) -> ProfileEditor:
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,
-        folders=settings.folders,
+        guarded=guarded_folders(settings),
     )
 
 

@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,7 +61,7 @@ from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS
 from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
 from gateway.profiles.watcher import FileChange, ReloadOutcome
-from gateway.settings import FolderSettings
+from gateway.settings import INBOX_KEY, FolderSettings, GuardedFolder, guard_table, guarding, real_path
 
 HISTORY_FOLDER = "profile-history"
 AUDIT_FILE = "profile-audit.jsonl"
@@ -283,13 +283,20 @@ class ProfileEditor:
         warning_days: int = DEFAULT_WARNING_DAYS,
         duplicate_window: timedelta | None = None,
         tls_passphrase: Passphrase = no_passphrase,
+        guarded: Sequence[GuardedFolder] | None = None,
         folders: FolderSettings | None = None,
     ) -> None:
-        """``folders``: the gateway's [folders], to which an edit confines ``delivery.folder``; without them an
-        edit cannot set a new one."""
+        """``guarded``: the gateway's inbox, to which an edit confines ``delivery.folder``, and the folders it
+        must stay out of (``gateway.settings.guarded_folders``). Without them, the table of ``folders`` (the
+        gateway's [folders]) and this editor's own folders, which knows no keystore; without either, no inbox,
+        and an edit cannot set a new delivery folder."""
         self.folder = folder
         self.data_dir = data_dir
-        self.folders = folders
+        self.guarded = tuple(
+            guard_table(folders=folders, data_dir=data_dir, profiles=folder, certificates=certificates_dir)
+            if guarded is None
+            else guarded
+        )
         self._tls_passphrase = tls_passphrase
         self.certificates_dir = certificates_dir
         self.history = ProfileHistory(data_dir / HISTORY_FOLDER)
@@ -836,13 +843,9 @@ class ProfileEditor:
         target = _resolved(profile.delivery.folder)
         if any(target == _delivery_folder(known, path) for known in kept):
             return
-        inbox = _resolved(self.folders.inbox) if self.folders else None
-        owner = max(
-            (f for f in self._guarded_folders() if target.is_relative_to(f[1])),
-            key=lambda f: len(f[1].parts),
-            default=None,
-        )
-        if owner is not None and owner[1] == inbox:
+        inbox = next((real_path(f.path) for f in self.guarded if f.key == INBOX_KEY), None)
+        owner = guarding(target, self.guarded)
+        if owner is not None and owner.key == INBOX_KEY:
             return
         at = f"{where(path, text, ('delivery', 'folder'))} delivery.folder: got {target}"
         if inbox is None:
@@ -853,7 +856,11 @@ class ProfileEditor:
                     "set it in the file on disk"
                 ]
             )
-        where_now = f"inside {owner[0]} ({owner[1]})" if owner else f"outside the inbox ([folders].inbox: {inbox})"
+        where_now = (
+            f"inside {owner.label} ({real_path(owner.path)})"
+            if owner
+            else f"outside the inbox ([folders].inbox: {inbox})"
+        )
         raise InvalidProfile(
             [
                 f"{at}, which is {where_now}; an edit may deliver received permits only into the inbox or a folder "
@@ -861,21 +868,6 @@ class ProfileEditor:
                 f"a folder inside {inbox}, or leave delivery.folder out to deliver into the inbox"
             ]
         )
-
-    def _guarded_folders(self) -> list[tuple[str, Path]]:
-        """The inbox, and the folders a delivery must stay out of, each with how an error names it."""
-        found = [
-            ("the partner profile folder ([profiles].folder)", self.folder),
-            ("the certificates folder ([profiles].certificates)", self.certificates_dir),
-            ("the gateway's data folder (data_dir)", self.data_dir),
-        ]
-        if self.folders is not None:
-            found += [
-                ("the inbox ([folders].inbox)", self.folders.inbox),
-                ("the outbox ([folders].outbox)", self.folders.outbox),
-                ("the rejected folder ([folders].rejected)", self.folders.rejected),
-            ]
-        return [(name, _resolved(folder)) for name, folder in found]
 
     @staticmethod
     def _current_text(path: Path) -> str:
