@@ -109,6 +109,7 @@ class Puller:
         self._keys = keys
         self._clock = clock
         self._session = session
+        self._http_timeout = http_timeout
         self._timeout = aiohttp.ClientTimeout(total=http_timeout)
         self._pull_timeout = aiohttp.ClientTimeout(total=None, sock_connect=http_timeout, sock_read=http_timeout)
         self._on_accepted = on_accepted
@@ -285,7 +286,7 @@ class Puller:
         """POST ``outgoing``; with ``spool`` a large answer (a pulled message) is written to the data folder as
         it arrives, under the same size limit as a pushed one, with a time limit per read instead of in all."""
         endpoint = partner.profile.endpoint_url
-        timeout = self._pull_timeout if spool else self._timeout
+        timeout = self._proxy.timeout(endpoint, self._pull_timeout if spool else self._timeout, self._http_timeout)
         try:
             context = self._tls.get(partner.profile.tls)
         except TlsSettingsError as exc:
@@ -314,7 +315,7 @@ class Puller:
                     raise _TooLarge(content_type, await _head(response), f"{length} bytes")  # the rest is not read
                 return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if proxy is not None and (problem := self._proxy.problem(exc, self._timeout.total or 0)) is not None:
+            if proxy is not None and (problem := self._proxy.problem(exc, self._http_timeout)) is not None:
                 raise PullFailed(f"POST to {endpoint} not sent: {problem}") from None
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             through = self._proxy.through(exc) if proxy is not None else ""

@@ -628,7 +628,7 @@ class Dispatcher:
                     endpoint,
                     data=wire,
                     headers={"Content-Type": record.wire_content_type, **route.headers},
-                    timeout=self._timeout_for(size),
+                    timeout=self._proxy.timeout(endpoint, self._timeout_for(size), self._http_timeout),
                     ssl=context or True,
                     proxy=proxy,
                     proxy_headers=route.proxy_headers,

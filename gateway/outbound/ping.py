@@ -181,7 +181,7 @@ async def _exchange(
             endpoint,
             data=sent.body,
             headers={"Content-Type": sent.content_type, **route.headers},
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=proxy.timeout(endpoint, aiohttp.ClientTimeout(total=timeout), timeout),
             ssl=context if context is not None else True,
             proxy=via,
             proxy_headers=route.proxy_headers,

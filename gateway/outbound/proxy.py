@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -16,6 +17,9 @@ import aiohttp
 
 from gateway.settings import OutboundSettings
 
+CONNECT_MARGIN_SECONDS = 0.25
+"""How much later than the connection's own limit a request's whole limit ends, at the least, when it goes
+through the proxy: enough that the connection's fires first, and the time-out is told as the proxy's."""
 FIX = "check [outbound] proxy, proxy_user and proxy_password_env (and no_proxy for partners reached directly)"
 
 
@@ -65,6 +69,23 @@ class ProxySettings:
         with contextlib.suppress(ValueError):  # an IP address in its usual form, as no_proxy has it
             host = str(ipaddress.ip_address(host))
         return any(host == entry or _under(host, entry) for entry in self.direct)
+
+    def timeout(self, url: str, timeout: aiohttp.ClientTimeout, seconds: float) -> aiohttp.ClientTimeout:
+        """``timeout`` for a request to ``url``; through the proxy, with the connection (to the proxy, its CONNECT
+        and the TLS handshake through the tunnel) limited to ``seconds`` on its own. Without that a proxy that
+        takes the connection and never answers the CONNECT runs out the whole request's limit, or for ever
+        when the request has only limits per read, and reads as a partner that is slow. aiohttp's rounding of
+        limits to whole seconds is off, as it could make the two limits fire at once."""
+        if self.route(url).proxy is None:
+            return timeout
+        total = None if timeout.total is None else max(timeout.total, seconds + CONNECT_MARGIN_SECONDS)
+        return aiohttp.ClientTimeout(
+            total=total,
+            connect=seconds,
+            sock_read=timeout.sock_read,
+            sock_connect=timeout.sock_connect,
+            ceil_threshold=math.inf,
+        )
 
     def problem(self, exc: BaseException, timeout: float) -> str | None:
         """What went wrong with the proxy when a request through it raised ``exc``, or None if it is not

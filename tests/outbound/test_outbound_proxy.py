@@ -8,16 +8,20 @@ import asyncio
 import base64
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
 from gateway.errors import ConfigError
+from gateway.interfaces.cli import app as cli
 from gateway.interfaces.demo import exchange, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.interfaces.node import create_app
@@ -29,7 +33,7 @@ from gateway.settings import OutboundSettings, settings_from_dict
 from tests.conftest import free_port
 from tests.e2e.conftest import Harness, example, harness, session, submit  # noqa: F401 - the two-gateway fixtures
 from tests.e2e.test_mutual_tls import TlsFront
-from tests.e2e.test_pull import BE, CH, pull_harness  # noqa: F401 - a fixture
+from tests.e2e.test_pull import BE, CH, pull_harness, write_ch_view  # noqa: F401 - a fixture
 
 IA = "BE-IA-2026-0001.xml"
 PASSWORD_ENV = "TEST_OUTBOUND_PROXY_PASSWORD"
@@ -41,6 +45,8 @@ class ForwardProxy:
     ``credentials`` anything without that Proxy-Authorization answered 407. Records what came through it."""
 
     credentials: str | None = None
+    connect_refused: bytes | None = None
+    """An answer to every CONNECT (``HTTP/1.1 403 Forbidden``: a proxy rule), instead of the tunnel."""
     seen: list[tuple[str, str]] = field(default_factory=list)
     """(method, target) of each request, refused ones too."""
     authorizations: list[str | None] = field(default_factory=list)
@@ -88,6 +94,10 @@ class ForwardProxy:
             )
             await writer.drain()
             return
+        if method == "CONNECT" and self.connect_refused is not None:
+            writer.write(self.connect_refused + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            return
         if method == "CONNECT":
             host, port = target.rsplit(":", 1)
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
@@ -116,6 +126,47 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     with contextlib.suppress(OSError):
         writer.write_eof()
+
+
+@dataclass
+class SilentProxy:
+    """A proxy that takes the connection and reads what comes (the CONNECT) but never answers."""
+
+    connections: int = 0
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentProxy]:
+    running = SilentProxy()
+    await running.start()
+    yield running
+    await running.close()
 
 
 @pytest.fixture
@@ -395,3 +446,218 @@ async def _tls_front(gateways: Harness, pki: DevPki, tmp_path: Path) -> tuple[Tl
     text = profile.read_text().replace(ch_endpoint(gateways), endpoint)
     profile.write_text(f"{text}tls:\n  ca_bundle: {pki.ca_certificate}\n")
     return front, runner, endpoint
+
+
+FAST = 0.5
+"""[outbound] http_timeout_seconds of the tests where a proxy never answers: the time-out is waited for."""
+
+
+async def test_a_proxy_that_takes_the_connection_and_never_answers_the_connect_is_named_not_the_partner(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    silent: SilentProxy,
+    pki: DevPki,
+    tmp_path: Path,
+) -> None:
+    """Before, the request's whole time-out ran out inside the CONNECT and the attempt read as a partner that is
+    down or slow, the proxy a mere maybe."""
+    front, runner, _ = await _tls_front(harness, pki, tmp_path)
+    try:
+        be = await harness.start(
+            "BE-FAMHP", outbound=outbound(f"http://127.0.0.1:{silent.port}", http_timeout_seconds=FAST)
+        )
+        with capture_logs() as logs:
+            _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+            waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    finally:
+        await runner.cleanup()
+    error = waiting["last_error"]
+    assert (
+        f"the outbound proxy 127.0.0.1:{silent.port} did not open the connection within the time-out ([outbound] "
+        f"http_timeout_seconds = {FAST:g} s); is it up and reachable?" in error
+    ), error
+    assert "the partner may be down or slow" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["proxy_problem"] == f"127.0.0.1:{silent.port}"
+    [logged] = [e for e in logs if e["event"] == "outbound proxy problem"]
+    assert logged["proxy"] == f"127.0.0.1:{silent.port}"
+    assert silent.connections == 1 and front.clients == []
+
+
+async def test_a_ping_through_a_proxy_that_never_answers_the_connect_names_the_proxy(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    silent: SilentProxy,
+    pki: DevPki,
+    tmp_path: Path,
+) -> None:
+    """Before, the ping's whole time-out ran out inside the CONNECT: 'the proxy or the partner is down or slow'."""
+    front, runner, _ = await _tls_front(harness, pki, tmp_path)
+    try:
+        be = await harness.start("BE-FAMHP")
+        node = be.runner.app[NODE]
+        result = await ping(
+            node.partners.get("ch-swissmedic"),
+            identity=node.settings.identity,
+            keys=node.keys,
+            session=session,
+            clock=harness.clock,
+            timeout=FAST,
+            proxy=ProxySettings(url=f"http://127.0.0.1:{silent.port}"),
+        )
+    finally:
+        await runner.cleanup()
+    assert result.stage is Stage.PROXY, result.detail
+    assert f"the outbound proxy 127.0.0.1:{silent.port} did not open the connection" in result.detail
+    assert silent.connections == 1 and front.clients == []
+
+
+async def test_a_pull_through_a_proxy_that_never_answers_the_connect_fails_naming_the_proxy_and_pulls_again(
+    pull_harness: Harness,  # noqa: F811
+    silent: SilentProxy,
+) -> None:
+    """Before, a PullRequest (time-outs per read, none in all) waited for the CONNECT's answer for ever, and the
+    partner was never pulled from again."""
+    endpoint = f"https://127.0.0.1:{free_port()}/as4"
+    write_ch_view(pull_harness, endpoint)
+    with capture_logs() as logs:
+        await pull_harness.start(
+            CH, outbound=outbound(f"http://127.0.0.1:{silent.port}", http_timeout_seconds=FAST)
+        )
+        failed = await _logged(logs, "pull failed", count=2)
+    assert {e["partner"] for e in failed} == {"be-famhp"}
+    reason = failed[0]["reason"]
+    assert reason.startswith(f"POST to {endpoint} not sent: the outbound proxy 127.0.0.1:{silent.port} did not ")
+    assert f"http_timeout_seconds = {FAST:g} s" in reason, reason
+    assert silent.connections >= 2
+
+
+async def test_a_connect_refused_by_a_proxy_rule_is_named_as_the_proxy_refusing_the_tunnel_and_retried(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    pki: DevPki,
+    tmp_path: Path,
+) -> None:
+    proxy.connect_refused = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain"
+    front, runner, endpoint = await _tls_front(harness, pki, tmp_path)
+    try:
+        be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url))
+        _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+        waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    finally:
+        await runner.cleanup()
+    error = waiting["last_error"]
+    assert (
+        f"{endpoint} not reached: the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 403 Forbidden to CONNECT: "
+        "it would not open a tunnel to the partner (a proxy rule may not allow its host or port); check [outbound] "
+        "proxy" in error
+    ), error
+    assert "407" not in error and "proxy_user" in error  # the fix names the settings, not missing credentials
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert (failed["detail"]["proxy_problem"], failed["detail"]["http_status"]) == (f"127.0.0.1:{proxy.port}", 403)
+    assert [method for method, _ in proxy.seen] == ["CONNECT"] and front.clients == []
+
+
+async def test_a_407_while_pulling_names_the_proxy_and_the_next_pull_works_once_the_credentials_are_right(
+    pull_harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is lost meanwhile: the partner keeps the message, and the gateway keeps pulling."""
+    proxy.credentials = "gateway:the-new-one"
+    monkeypatch.setenv(PASSWORD_ENV, "pull-pw-6120")
+    be = await pull_harness.start(BE)
+    submitted = await submit(session, be, example(IA, today=pull_harness.clock.now()))
+    message_id = submitted[1]["message_id"]
+    settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+    with capture_logs() as logs:
+        ch = await pull_harness.start(CH, outbound=settings)
+        [failed] = await _logged(logs, "pull failed")
+    be_endpoint = f"http://127.0.0.1:{pull_harness.ports[BE]}/as4"
+    assert failed["partner"] == "be-famhp"
+    assert failed["reason"].startswith(
+        f"the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 407 to our POST to {be_endpoint}: it needs "
+        "credentials, or refused ours"
+    ), failed
+    assert "proxy_password_env" in failed["reason"] and "pull-pw-6120" not in str(logs)
+    assert ("POST", be_endpoint) in proxy.seen
+    assert not ch.inbox.exists() or list(ch.inbox.iterdir()) == []
+
+    proxy.credentials = "gateway:pull-pw-6120"  # the proxy's administrator gives the gateway's account this one
+    await wait_for(session, ch, message_id, "DELIVERED")
+    await wait_for(session, be, message_id, "ACKNOWLEDGED")
+
+
+async def test_the_proxy_password_shows_nowhere_a_failed_attempt_is_told(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    pki: DevPki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not in the timeline, the last error, the log, the REST message JSON, 'messages show' or a configuration
+    error; neither as written nor as its Proxy-Authorization (base64). The partner is https://, so the proxy's
+    407 comes on the CONNECT, whose aiohttp error holds the request's headers."""
+    secret = "Canary-Proxy-Pw-93817"
+    encoded = aiohttp.encode_basic_auth("gateway", secret).split()[1]
+    proxy.credentials = "gateway:another"
+    monkeypatch.setenv(PASSWORD_ENV, secret)
+    _, runner, _ = await _tls_front(harness, pki, tmp_path)
+    try:
+        with capture_logs() as logs:
+            be = await harness.start(
+                "BE-FAMHP", outbound=outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+            )
+            _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+            waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    finally:
+        await runner.cleanup()
+    error = waiting["last_error"]
+    assert "answered HTTP 407 Proxy Authentication Required to CONNECT" in error, error
+    assert set(proxy.authorizations) == {f"Basic {encoded}"}, "the password was sent, to the proxy only"
+    async with session.get(f"{be.url}/api/v1/messages/{body['message_id']}") as answer:
+        rest = await answer.text()
+    async with session.get(f"{be.url}/api/v1/messages?direction=outbound") as answer:
+        listed = await answer.text()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'data_dir = "{be.settings.data_dir}"\n[identity]\nparty_id = "BE-FAMHP"\ncountry = "BE"\n'
+        f'authority_name = "FAMHP"\n[store]\nurl = "{be.settings.store.url}"\n[profiles]\n'
+        f'folder = "{be.settings.profiles.folder}"\ncertificates = "{pki.folder}"\n[outbound]\n'
+        f'proxy = "{proxy.url}"\nproxy_user = "gateway"\nproxy_password_env = "{PASSWORD_ENV}"\n'
+    )
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["messages", "show", body["message_id"], "--config", str(config)]
+    )
+    assert shown.exit_code == 0 and "Proxy Authentication Required to CONNECT" in shown.output, shown.output
+    with pytest.raises(ConfigError) as mistaken:  # the password written into the proxy's URL by mistake
+        settings_from_dict(
+            {
+                "identity": {"party_id": "BE-FAMHP", "country": "BE", "authority_name": "FAMHP"},
+                "outbound": {"proxy": f"http://gateway:{secret}@proxy.example:3128"},
+            },
+            base=tmp_path,
+        )
+    told = {
+        "timeline and last error (REST)": rest,
+        "message list (REST)": listed,
+        "log": repr(logs),
+        "messages show": shown.output,
+        "configuration error": str(mistaken.value),
+    }
+    for where, text in told.items():
+        assert secret not in text and encoded not in text, where
+
+
+async def _logged(logs: list[dict[str, Any]], event: str, count: int = 1, seconds: float = 15.0) -> list[Any]:
+    """The first ``count`` log entries of ``event``, waited for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [e for e in logs if e["event"] == event]
+        if len(found) >= count:
+            return found[:count]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} {event!r} logged in {seconds:g} s: {logs}")
