@@ -81,6 +81,9 @@ PROCESSING = ".processing"
 """Under the outbox: the files taken for submission and not yet moved to ``sent/`` or the rejected folder."""
 MOVING = ".moving"
 """Beside a taken file: the plan of its move out of ``.processing/``, until the move is done."""
+REFUSING = ".unknown-partner"
+"""In the name of the plan of a move, kept in the outbox's ``.processing/``, of a file refused from a subfolder
+that names no partner."""
 MOVES_LOCK = ".processing.lock"
 """In the outbox: locked by the node moving files out of ``.processing/`` (an outbox shared by several nodes)."""
 COPIED = ".copied"
@@ -624,9 +627,9 @@ def _unmoved(app: web.Application, path: Path, exc: OSError, what: str, reason: 
     failed.add(str(path))
     folders = app[NODE].settings.folders
     named = outbox_folders(folders)
-    if (partner := _partner_of(path, folders.outbox)) is not None:
-        named.append((f"the outbox's {partner}/{SENT}/ folder", _folder_of(path, folders.outbox) / SENT))
-    problems = [str(p) for p in map(unusable_folder, named) if p is not None]
+    if (partner := _partner_of(path, folders.outbox)) is not None:  # its own sent/, not another partner's
+        named.insert(0, (f"the outbox's {partner}/{SENT}/ folder", _folder_of(path, folders.outbox) / SENT))
+    problems = [str(p) for p in (unusable_folder(n, partners=False) for n in named) if p is not None]
     fix = problems[0] if problems else "free the disk or fix the folder's permissions; nothing else is needed"
     log.error(
         what,
@@ -822,8 +825,21 @@ async def _scan_folder(app: web.Application, folder: Path) -> tuple[int, bool]:
     node tried, and whether the scan of the other folders must wait too (a full disk, a store outage). The
     folder's scan stops at a file another node is submitting or one that is being written, as the files after
     it may depend on it (a cancellation on its authorization): they go once it has."""
+    node = app[NODE]
+    folders = node.settings.folders
+    unknown = None if folder == folders.outbox else _no_such_partner(folder.name, node.partners, _own(app))
+    if unknown is None:
+        await asyncio.to_thread(_take_arrived, folder, folders.rejected, folders.outbox)
+        return await _submit_taken(app, folder)
+    refused = await asyncio.to_thread(_refuse_arrived, folder, folders.rejected, folders.outbox, unknown)
+    tried, halted = await _submit_taken(app, folder)  # taken before its profile went, or by an older version
+    await asyncio.to_thread(_tidy, folder)
+    return refused + tried, halted
+
+
+async def _submit_taken(app: web.Application, folder: Path) -> tuple[int, bool]:
+    """Submit the taken files of one folder in the order they were written; as ``_scan_folder``."""
     folders = app[NODE].settings.folders
-    await asyncio.to_thread(_take_arrived, folder, folders.rejected, folders.outbox)
     taken = folder / PROCESSING
     await asyncio.to_thread(_finish_all, taken)
     tried = 0
@@ -864,6 +880,59 @@ async def _scan_folder(app: web.Application, folder: Path) -> tuple[int, bool]:
             if isinstance(opened, int):
                 os.close(opened)
     return tried, False
+
+
+def _refuse_arrived(folder: Path, rejected: Path, outbox: Path, reason: str) -> int:
+    """Move each file that arrived in a subfolder naming no partner straight to the rejected folder, untaken and
+    unread, ``reason`` beside it: the gateway makes nothing of its own in a folder that is no partner's (a typo,
+    a folder of the national system's). How many were refused."""
+    refused = 0
+    for path in _by_arrival(folder):
+        if path.name.startswith("."):
+            continue
+        try:
+            refused += _refuse_unknown(path, rejected, outbox, reason)
+        except FileNotFoundError:  # another node sharing the outbox moved it first
+            continue
+        except OSError:
+            log.exception(
+                "outbox file not refused; it is tried again at the next scan", file=_dropped_as(path, outbox)
+            )
+    return refused
+
+
+def _refuse_unknown(path: Path, rejected: Path, outbox: Path, reason: str) -> bool:
+    """Move one file of a subfolder naming no partner, and its attachments folder, to the rejected folder. The
+    plan is kept in the outbox's own ``.processing/`` (under a name of its own, derived from the subfolder's and
+    the file's), so a crash part way is finished by the outbox's next scan and the file is never lost."""
+    digest = hashlib.sha256(os.fsencode(f"{path.parent.name}/{path.name}")).hexdigest()[:16]
+    journal = outbox / PROCESSING / f"{digest}{REFUSING}{MOVING}"
+    with _moving_out(outbox):
+        if _present(journal) or not _present(path):  # a crash cut the move short, or another node moved it
+            return False
+        journal.parent.mkdir(exist_ok=True)
+        rejected.mkdir(parents=True, exist_ok=True)
+        fits = len(os.fsencode(path.name)) <= MAX_NAME_BYTES
+        target = _free_name(rejected / (path.name if fits else _short_name(path)), rejected)
+        renamed = (
+            "" if fits else f"\nIts name being too long to keep, it was moved here as {_shown(target.name)}\n"
+        )
+        text = f"{_dropped_as(path, outbox)} was not sent.\n\n{reason}\n{renamed}".encode()
+        _move(path, target, journal, ".errors.txt", text, None)
+    log.warning("outbox file rejected", file=_dropped_as(path, outbox), moved_to=_shown(str(target)))
+    return True
+
+
+def _tidy(folder: Path) -> None:
+    """Remove from a subfolder naming no partner the ``.processing/`` (once empty) and its lock that taking its
+    files made (an older version took them before refusing them; a profile removed after they were taken)."""
+    taken, lock = folder / PROCESSING, folder / MOVES_LOCK
+    if not _present(taken) and not _present(lock):
+        return
+    with _moving_out(folder), contextlib.suppress(OSError):  # not empty: its files go first
+        taken.rmdir()
+    if not _present(taken):
+        lock.unlink(missing_ok=True)
 
 
 def _take_arrived(folder: Path, rejected: Path, outbox: Path) -> None:
@@ -924,21 +993,28 @@ class FolderProblem:
         return f"{self.key} {self.what}: {self.path}; fix: {self.fix}"
 
 
+OUTBOX_KEY = "[folders].outbox"
+
+
 def outbox_folders(folders: FolderSettings) -> list[tuple[str, Path]]:
     """The folders the outbox writes to, each with the setting that names it."""
     return [
-        ("[folders].outbox", folders.outbox),
+        (OUTBOX_KEY, folders.outbox),
         (f"[folders].outbox's {SENT}/ folder", folders.outbox / SENT),
         ("[folders].rejected", folders.rejected),
     ]
 
 
-def unusable_folder(named: tuple[str, Path]) -> FolderProblem | None:
-    """Why a folder the outbox writes to cannot serve; None for a folder, or a path that can be made one."""
+def unusable_folder(named: tuple[str, Path], *, partners: bool = True) -> FolderProblem | None:
+    """Why a folder the outbox writes to cannot serve; None for a folder, or a path that can be made one. For
+    the outbox itself, with ``partners``, the ``sent/`` folder of each partner subfolder that has one too: a
+    permit sent from there that cannot be moved to it stays in ``.processing/``, its status written nowhere, as
+    for the outbox's own ``sent/`` (/ready names it; the start stops only for the outbox's own folders)."""
     key, path = named
+    inside = "the outbox" if key.startswith("[folders]") else "that partner subfolder"
     set_it = (
-        f"move that file away: the gateway keeps the permits it sent, and their status, in {path.name}/ inside the "
-        "outbox"
+        f"move that file away: the gateway keeps the permits it sent, and their status, in {path.name}/ inside "
+        f"{inside}"
         if key.endswith("sent/ folder")
         else f"set {key} in the configuration to a folder (it is created when missing), or move that file away"
     )
@@ -957,6 +1033,16 @@ def unusable_folder(named: tuple[str, Path]) -> FolderProblem | None:
     if not os.access(path, os.W_OK | os.X_OK):
         fix = "give the gateway's account write permission on it"
         return FolderProblem(key, path, "is a folder the gateway's account cannot write in", fix)
+    return _unusable_partner_sent(path) if partners and key == OUTBOX_KEY else None
+
+
+def _unusable_partner_sent(outbox: Path) -> FolderProblem | None:
+    """The first partner subfolder's ``sent/`` that is there but cannot serve (a file, a folder the gateway's
+    account cannot write in); a partner subfolder without one yet has it made when its first file is sent."""
+    for partner in partner_folders(outbox):
+        named = (f"the outbox's {partner.name}/{SENT}/ folder", partner / SENT)
+        if _present(named[1]) and (problem := unusable_folder(named)) is not None:
+            return problem
     return None
 
 
@@ -970,7 +1056,7 @@ def make_outbox_folders(folders: FolderSettings) -> None:
     for key, path in outbox_folders(folders):
         with contextlib.suppress(OSError):  # what is wrong is told below, with the setting that names it
             path.mkdir(parents=True, exist_ok=True)
-        problem = unusable_folder((key, path))
+        problem = unusable_folder((key, path), partners=False)
         if problem is None and not path.is_dir():
             problem = FolderProblem(key, path, "cannot be created", "create it, writable by the gateway's account")
         if problem is not None:

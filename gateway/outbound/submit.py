@@ -195,11 +195,18 @@ def _unmatched(goes: str, found: Sequence[Partner], referenced: tuple[str, ...],
     )
     to = [f"the authority whose document it refers to ({' and '.join(referenced)})"] if referenced else []
     to += [f"the partner our document it refers to went to ({' and '.join(sent_to)})"] if sent_to else []
+    folders = " or ".join(f"outbox/{p.profile.id}/" for p in found if p.profile.id != "sent")
+    sent = (  # outbox/sent/ keeps the sent files: a profile of that id has no subfolder
+        " (the profile sent has none, as outbox/sent/ keeps the sent files: name it through the REST API)"
+        if any(p.profile.id == "sent" for p in found)
+        else ""
+    )
     return (
         f"{goes}, to {' or '.join(to)}, and not exactly one of the {len(found)} profiles for that country is "
         f"that one: {listed}. Correct the AuthorityId in the document's reference, or the party_id of that "
-        "authority's profile (or restore the profile our document went to); through the REST API you may also "
-        "name the partner: POST /api/v1/documents?partner=PROFILE_ID"
+        "authority's profile (or restore the profile our document went to); or name the partner: through the "
+        f"outbox folder, drop the file in the subfolder named after the partner's profile id: {folders}{sent}; "
+        "through the REST API, POST /api/v1/documents?partner=PROFILE_ID"
     )
 
 

@@ -17,6 +17,7 @@ from gateway.interfaces.demo import Running, wait_for
 from gateway.interfaces.keys import NODE
 from gateway.store import Direction
 from tests.e2e.conftest import Harness, example, harness, session, submit  # noqa: F401
+from tests.interfaces.test_outbox_folders import _settings, _started, shared  # noqa: F401 - a fixture
 from tests.interfaces.test_partner_choice_review import _outbound_parties, _profile
 
 IA = "BE-IA-2026-0001.xml"
@@ -120,7 +121,7 @@ async def test_a_subfolder_that_names_no_profile_is_refused_naming_the_ids_witho
     )
     assert (rejected / "ia.xml.errors.txt").read_text().startswith("ia.xml was not sent.")
     assert await _outbound_parties(harness) == []
-    assert list((outbox / "ch-swismedic" / folder.PROCESSING).iterdir()) == []
+    assert list((outbox / "ch-swismedic").iterdir()) == [], "nothing of the gateway's is made in it"
 
 
 async def test_our_own_profiles_subfolder_is_refused_as_the_rest_parameter_naming_it_is(
@@ -268,3 +269,95 @@ async def test_a_partner_subfolder_the_gateway_cannot_read_holds_up_no_other(
         json.loads((outbox / "ch-swissmedic" / "sent" / "ia.xml.json").read_text())["partner"] == "ch-swissmedic"
     )
     assert (outbox / "ch-alt" / "ia.xml").is_file()
+
+
+async def test_a_file_refused_from_a_subfolder_naming_no_partner_survives_a_crash_part_way_through_its_move(
+    harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It goes straight to the rejected folder, untaken; its move's plan, in the outbox's own .processing/, is
+    finished by the next scan after a crash between the plan and the move: the file is never lost, and the
+    subfolder is left as the national system made it."""
+    be, outbox = await _belgium_with_two_swiss_profiles(harness)
+    rejected = be.settings.folders.rejected
+    (outbox / "ch-swismedic" / "ia.attachments").mkdir(parents=True)
+    (outbox / "ch-swismedic" / "ia.attachments" / "scan.pdf").write_bytes(b"%PDF-1.7 the paper original")
+    _dropped(outbox, "ch-swismedic/ia.xml", _numbered(harness, 1))
+    finish = folder._finish
+
+    def crash(journal: Path) -> None:
+        raise OSError(5, "Input/output error (the node stops here)")
+
+    monkeypatch.setattr(folder, "_finish", crash)
+    await folder.scan(be.runner.app)
+    [plan] = (outbox / folder.PROCESSING).glob(f"*{folder.MOVING}")
+    assert (outbox / "ch-swismedic" / "ia.xml").is_file(), "not moved yet: the plan was written, nothing else"
+
+    monkeypatch.setattr(folder, "_finish", finish)
+    await folder.scan(be.runner.app)
+
+    assert not plan.exists()
+    assert b"BE-IA-2026-0001" in (rejected / "ia.xml").read_bytes()
+    assert (rejected / "ia.attachments" / "scan.pdf").read_bytes() == b"%PDF-1.7 the paper original"
+    reason = (rejected / "ia.xml.errors.txt").read_text()
+    assert reason.startswith("ch-swismedic/ia.xml was not sent.\n\nthe outbox's subfolder ch-swismedic/ names no ")
+    assert list((outbox / "ch-swismedic").iterdir()) == []
+    assert sorted(p.name for p in rejected.iterdir()) == ["ia.attachments", "ia.xml", "ia.xml.errors.txt"]
+    assert await _outbound_parties(harness) == []
+
+
+async def test_files_taken_in_a_subfolder_whose_profile_went_are_refused_and_its_gateway_folders_removed(
+    harness: Harness,  # noqa: F811
+) -> None:
+    """Taken while the profile was there (or by an earlier version, which took before refusing): refused at the
+    next scan, and the emptied .processing/ and its lock go."""
+    be, outbox = await _belgium_with_two_swiss_profiles(harness)
+    _dropped(outbox, f"ch-gone/{folder.PROCESSING}/ia.xml", _numbered(harness, 1))
+    (outbox / "ch-gone" / folder.MOVES_LOCK).touch()
+    _dropped(outbox, "ch-gone/later.xml", _numbered(harness, 2))
+
+    await folder.scan(be.runner.app)
+
+    rejected = be.settings.folders.rejected
+    for name in ("ia.xml", "later.xml"):
+        assert (rejected / f"{name}.errors.txt").read_text().startswith(f"ch-gone/{name} was not sent."), name
+    assert list((outbox / "ch-gone").iterdir()) == []
+    assert await _outbound_parties(harness) == []
+
+
+@pytest.mark.parametrize("broken", ["a file", "not writable"])
+async def test_a_partner_subfolders_sent_folder_that_cannot_serve_fails_ready_naming_it(
+    harness: Harness,  # noqa: F811
+    shared: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+) -> None:
+    """Its permits would be sent and stay in its .processing/, their status written nowhere, as for the
+    outbox's own sent/. The tests run as root, whom permissions do not stop: 'not writable' is os.access's
+    answer, as it would be without them."""
+    settings = _settings(harness, shared)
+    sent = settings.folders.outbox / "ch-swissmedic" / "sent"
+    runner = await _started(settings)
+    try:
+        url = f"http://{settings.http.host}:{settings.http.port}/ready"
+        sent.mkdir(parents=True)
+        (settings.folders.outbox / "ch-unknown" / "sent").mkdir(parents=True)
+        async with aiohttp.ClientSession() as session, session.get(url) as answer:
+            assert answer.status == 200, await answer.text()
+        if broken == "a file":
+            sent.rmdir()
+            sent.write_text("a file where ch-swissmedic's sent folder was")
+            what, fix = "names a file, not a folder", "move that file away: the gateway keeps the permits it sent"
+        else:
+            access = os.access
+            monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != sent and access(path, mode))
+            what, fix = "is a folder the gateway's account cannot write in", "give the gateway's account write"
+        async with aiohttp.ClientSession() as session, session.get(url) as answer:
+            body = await answer.json()
+        assert answer.status == 503, body
+        [problem] = body["problems"]
+        assert problem["check"] == "folders"
+        assert problem["error"] == f"the outbox's ch-swissmedic/sent/ folder {what}", problem
+        assert problem["fix"].startswith(fix), problem
+    finally:
+        await runner.cleanup()
