@@ -8,12 +8,15 @@ unique key, and ``UPDATE ... WHERE state IN (...)`` checked by rowcount.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import (
     ColumnElement,
     Insert,
@@ -30,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
+from sqlalchemy.sql import Subquery
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
@@ -65,6 +70,8 @@ from gateway.store.schema import (
     pull_requests_answered,
 )
 from gateway.tasks import to_end
+
+log = structlog.get_logger("gateway.store")
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -220,6 +227,14 @@ _BY_MESSAGE_ID = select(messages).where(
     messages.c.direction == bindparam("direction"), messages.c.message_id == bindparam("message_id")
 )
 _BY_MESSAGE_ID_FROM = _BY_MESSAGE_ID.where(messages.c.from_party == bindparam("from_party"))
+
+
+def _by_id(records: Iterable[MessageRecord]) -> list[MessageRecord]:
+    """The few messages one MessageId names, sorted here: an ORDER BY id let SQLite without statistics walk
+    ix_messages_direction_id through a whole direction instead of looking the MessageId up on the unique key."""
+    return sorted(records, key=lambda record: record.id)
+
+
 # SET columns come from the parameters; a parameter named like a column is reserved for SET, hence "pk"
 _UPDATE_BY_PK = update(messages).where(messages.c.id == bindparam("pk"))
 # a rebuild racing another builds the same MessageId (it follows from the old one's): both may supersede
@@ -272,6 +287,10 @@ def _evidence_values(pk: int, kept: Evidence, now: datetime) -> dict[str, Any]:
     }
 
 
+ANALYSIS_LIMIT = 2000
+"""Rows of each index SQLite's ANALYZE (and PRAGMA optimize) samples: a few milliseconds at any size."""
+
+
 def _sqlite_pragmas(wait_seconds: float) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -283,6 +302,12 @@ def _sqlite_pragmas(wait_seconds: float) -> Callable[[Any, Any], None]:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        # Without statistics SQLite served ORDER BY id from ix_messages_direction_id and read every message of a
+        # direction (150 ms and more at 300,000). The limit samples each index instead of reading it whole, as
+        # SQLite 3.46 does on its own; optimize is what SQLite advises for a long-lived connection as it opens.
+        cursor.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+        with suppress(sqlite3.OperationalError):  # busy: statistics are a hint, the daily job gathers them again
+            cursor.execute("PRAGMA optimize=0x10002")
         cursor.close()
 
     return on_connect
@@ -808,17 +833,23 @@ class MessageStore:
 
         One ``DELETE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` per call (PostgreSQL skips rows other
         nodes hold locked); events and evidence go with their message (ON DELETE CASCADE). Callers loop until
-        a batch comes back empty, so the table is never read whole.
+        a batch comes back short, so the table is never read whole.
+
+        Each state's due messages are a range of ix_messages_state_updated_at, read oldest first up to ``limit``
+        each: one query over all of them ordered by id made PostgreSQL walk pk_messages and filter every row
+        when few were due (200-350 ms a batch at 300,000 messages).
         """
         if any(state not in FINAL for state in older_than):
             raise StoreError(f"only final states are purged, not {sorted(set(older_than) - FINAL)}")
         if not older_than:
             return PurgedBatch(by_state={}, files=frozenset())
-        old = or_(*(and_(messages.c.state == s, messages.c.updated_at < as_utc(c)) for s, c in older_than.items()))
-        chosen: Select[Any] = select(messages.c.id).where(old).order_by(messages.c.id).limit(limit)
-        if self._skip_locked:
-            chosen = chosen.with_for_update(skip_locked=True)
-        picked = chosen.cte("picked").prefix_with("MATERIALIZED")
+        # checked again on each picked row, never a way to the rows: state || '' is on no index, so SQLite looks
+        # the picked ids up instead of reading every due message through the OR of state_updated_at ranges
+        unindexed = messages.c.state.concat("")
+        old = or_(*(and_(unindexed == s, messages.c.updated_at < as_utc(c)) for s, c in older_than.items()))
+        picked = (
+            union_all(*(select(each.c.id) for each in self._due(older_than, limit))).limit(limit).cte("picked")
+        ).prefix_with("MATERIALIZED")
         purge = (
             delete(messages)
             .where(messages.c.id.in_(select(picked.c.id)), old)
@@ -833,6 +864,40 @@ class MessageStore:
                 files.update(sha for sha in (row.payload_sha256, row.wire_sha256) if sha)
                 files.update(a["sha256"] for a in row.attachments or [])
         return PurgedBatch(by_state=by_state, files=frozenset(files))
+
+    def _due(self, older_than: Mapping[State, datetime], limit: int) -> list[Subquery]:
+        """Per state, up to ``limit`` messages last moved before its cutoff, oldest first (a subquery each:
+        neither database takes a LIMIT or, on PostgreSQL, FOR UPDATE on a member of a UNION)."""
+        due: list[Subquery] = []
+        for n, (state, cutoff) in enumerate(sorted(older_than.items())):
+            chosen: Select[Any] = (
+                select(messages.c.id)
+                .where(messages.c.state == state, messages.c.updated_at < as_utc(cutoff))
+                .order_by(messages.c.updated_at)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                chosen = chosen.with_for_update(skip_locked=True)
+            due.append(chosen.subquery(f"due_{n}"))
+        return due
+
+    async def refresh_statistics(self) -> None:
+        """Bring SQLite's planner statistics up to date (the daily retention job, after its purge): without
+        them SQLite chose indexes that read a whole direction. PRAGMA optimize refreshes statistics an ANALYZE
+        gathered once, but before SQLite 3.46 never gathers the first, so a store without any is analyzed (each
+        index sampled: ``ANALYSIS_LIMIT``, set as the connection opens). PostgreSQL's autovacuum keeps its own."""
+        if self._engine.dialect.name != "sqlite":
+            return
+        try:
+            async with self._engine.connect() as conn:
+                found = await conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                await conn.exec_driver_sql("PRAGMA optimize=0x10002" if found.first() else "ANALYZE")
+                await conn.commit()
+        except (DBAPIError, OSError) as exc:  # a full disk, a lock held: only speed is lost, and tried again tomorrow
+            log.warning(
+                "SQLite planner statistics not refreshed; the daily job tries again",
+                reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+            )
 
     async def referenced(self, sha256s: Iterable[str]) -> set[str]:
         """Which of these payload files some message still names (as its payload, wire bytes or attachment)."""
@@ -867,10 +932,9 @@ class MessageStore:
 
     async def find_all(self, direction: Direction, message_id: str) -> list[MessageRecord]:
         """Every message of ``direction`` with this MessageId, whoever sent it (the key includes the sender)."""
-        query = _BY_MESSAGE_ID.order_by(messages.c.id)
         async with self._reads.connect() as conn:
-            rows = await conn.execute(query, {"direction": direction, "message_id": message_id})
-            return [_record(row) for row in rows]
+            rows = await conn.execute(_BY_MESSAGE_ID, {"direction": direction, "message_id": message_id})
+            return _by_id(_record(row) for row in rows)
 
     async def ids_starting_with(self, prefix: str, *, limit: int = 10) -> list[str]:
         """MessageIds that start with ``prefix`` (one a terminal cut short), newest first: for suggestions."""
@@ -908,7 +972,7 @@ class MessageStore:
                 key = {"direction": each, "message_id": message_id}
                 if from_party is not None:
                     key["from_party"] = from_party
-                found.extend(_record(row) for row in await conn.execute(query.order_by(messages.c.id), key))
+                found.extend(_by_id(_record(row) for row in await conn.execute(query, key)))
         return found
 
     async def find_many(
@@ -966,7 +1030,9 @@ class MessageStore:
             .limit(limit)
         )
         if after is not None:
-            query = query.where(messages.c.id > after)
+            # id + 0: a range on id let SQLite without statistics take ix_messages_direction_id (direction, id) for
+            # ix_messages_direction_state_id, by the order the indexes were made in, and read the whole direction
+            query = query.where(messages.c.id + 0 > after)
         async with self._reads.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
