@@ -56,7 +56,7 @@ from gateway.outbound.proxy import ProxySettings, proxy_settings
 from gateway.outbound.pull_serve import PullServer
 from gateway.outbound.submit import Submitter
 from gateway.profiles.certificates import require_own_key_files
-from gateway.profiles.check import is_own_endpoint
+from gateway.profiles.check import is_own_endpoint, warn_refused_delivery_folders
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.expiry import check_expiry
 from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_own_keys
@@ -294,6 +294,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SIGNALS] = node.pull_server.answer
         count_partners_from_zero(node.partners)
         warn_own_endpoints(settings, node.partners)
+        warn_refused_delivery_folders(node.partners, guarded_folders(settings), settings.profiles.folder)
         await count_unfinished_from_zero(store)
         await check_clock(node)
         log.info(
@@ -581,6 +582,7 @@ def use_partners(node: Node, partners: Partners) -> None:
     """Swap a new profile set into every service; a message in flight keeps the ``Partner`` it holds."""
     warn_missing_suite_keys(partners, node.keys)
     warn_own_endpoints(node.settings, partners)
+    warn_refused_delivery_folders(partners, guarded_folders(node.settings), node.settings.profiles.folder)
     node.submitter.use_partners(partners)
     node.dispatcher.use_partners(partners)
     node.receiver.use_partners(partners)

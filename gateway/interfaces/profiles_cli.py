@@ -102,6 +102,7 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
             certificates=_own_certificates(settings.keys),
             endpoints=settings.http.own_as4_urls(),
         ),
+        guarded=guarded_folders(settings),
     )
     folder = settings.profiles.folder
     for line in result.errors:

@@ -4,24 +4,31 @@ Errors: what a reload would refuse (every file, every field), and any enabled pr
 valid certificate for a purpose (it cannot send). Warnings: certificates that expire within the warning
 window, expired certificates beside a valid one, certificates not valid yet, disabled profiles, and a profile
 that names ourselves (our PartyId, or pins our own certificate). Naming ourselves is a warning, not an error:
-the demo and the tests run two gateways from one folder that holds both authorities' profiles.
+the demo and the tests run two gateways from one folder that holds both authorities' profiles. A delivery folder
+the delivery refuses (inside a guarded folder other than through the inbox) is an error: a profile on disk was
+never under the edit rule, and every permit received from that partner would wait, retried, until it is fixed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import structlog
 from cryptography import x509
 
 from gateway.errors import GatewayError, ProfileError
 from gateway.profiles.certificates import Passphrase, fingerprint, load_certificate, no_passphrase
 from gateway.profiles.expiry import Validity, certificate_statuses, revocation_list_warnings
-from gateway.profiles.loader import LoadedProfiles, load_profile, load_profile_folder
+from gateway.profiles.loader import LoadedProfiles, load_profile, load_profile_folder, profile_files
 from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
+from gateway.settings import INBOX_KEY, GuardedFolder, guarding, real_path
+
+log = structlog.get_logger("gateway.profiles")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,9 +63,11 @@ def check_folder(
     duplicate_window: timedelta | None = None,
     tls_passphrase: Passphrase = no_passphrase,
     ourselves: Ourselves | None = None,
+    guarded: Sequence[GuardedFolder] = (),
 ) -> FolderCheck:
     """What a reload would say of the folder; ``duplicate_window`` is ``[inbound]``'s, which every partner's
-    time to live must stay under; with ``ourselves``, also a profile that names us."""
+    time to live must stay under; with ``ourselves``, also a profile that names us; with ``guarded``
+    (``gateway.settings.guarded_folders``), also a delivery folder the delivery would refuse."""
     try:
         loaded = load_profile_folder(
             folder,
@@ -76,6 +85,11 @@ def check_folder(
                 load_profile(path, certificates_dir=certificates_dir, now=now, tls_passphrase=tls_passphrase)
             except ProfileError as exc:
                 errors += str(exc).splitlines()
+    errors += [
+        f"partner {p.id!r} ({loaded.files[p.id]}): {problem}"
+        for p in loaded.registry
+        if (problem := delivery_folder_problem(p.delivery.folder, guarded)) is not None
+    ]
     warnings = [
         status.describe()
         for status in certificate_statuses(partners, now=now, warning_days=warning_days)
@@ -125,6 +139,64 @@ def naming_ourselves(loaded: LoadedProfiles, ourselves: Ourselves) -> list[str]:
                 if certificate is not None and certificate == ours
             ]
     return found
+
+
+def refusing_folder(folder: Path | None, guarded: Sequence[GuardedFolder]) -> GuardedFolder | None:
+    """The guarded folder that makes the delivery refuse ``folder`` (as ``FolderDelivery`` does): the deepest
+    one holding it, unless that is the inbox; None for no delivery folder or one the delivery takes."""
+    if folder is None:
+        return None
+    owner = guarding(folder, guarded)
+    return None if owner is None or owner.key == INBOX_KEY else owner
+
+
+def delivery_folder_problem(folder: Path | None, guarded: Sequence[GuardedFolder]) -> str | None:
+    """What is wrong with a profile's ``delivery.folder`` that the delivery refuses, with the rule and the fix."""
+    owner = refusing_folder(folder, guarded)
+    if folder is None or owner is None:
+        return None
+    held = real_path(owner.path)
+    place = owner.label if real_path(folder) == held else f"inside {owner.label} ({held})"
+    return (
+        f"delivery.folder {folder} is {place}; received permits go only to the inbox or a folder inside it, "
+        "never into another of the gateway's folders (data folder, profiles, certificates, keystore, outbox, "
+        "rejected), so every delivery from this partner fails and is retried until it is fixed: "
+        f"{_DELIVERY_FOLDER_FIX}"
+    )
+
+
+_DELIVERY_FOLDER_FIX = (
+    "set delivery.folder in the profile to the inbox ([folders].inbox) or a folder inside it, or leave it out "
+    "(received permits then go to the inbox)"
+)
+
+
+def warn_refused_delivery_folders(partners: Partners, guarded: Sequence[GuardedFolder], folder: Path) -> None:
+    """A warning for each profile (of the profile ``folder``) whose delivery folder the delivery refuses: one
+    written on disk, where no edit rule applied, whose deliveries fail, retried, until it is fixed."""
+    refused = [
+        (p.profile, owner) for p in partners if (owner := refusing_folder(p.profile.delivery.folder, guarded))
+    ]
+    if not refused:
+        return
+    files = _files_of(folder)  # read only when there is something to say: the start should not pay for it
+    for profile, owner in refused:
+        log.warning(
+            "a partner's delivery folder is inside one of the gateway's own folders, where received permits must "
+            "not go: every delivery from it fails and is retried until the profile is fixed",
+            partner=profile.id,
+            file=str(files[profile.id]) if profile.id in files else None,
+            delivery_folder=str(profile.delivery.folder),
+            inside=f"{owner.label} ({real_path(owner.path)})",
+            fix=_DELIVERY_FOLDER_FIX,
+        )
+
+
+def _files_of(folder: Path) -> Mapping[str, Path]:
+    try:
+        return profile_files(folder)
+    except OSError:  # the folder went away since the load: the warning names no file
+        return {}
 
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}  # noqa: S104  # names compared, not bound
