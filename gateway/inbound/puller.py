@@ -38,7 +38,7 @@ from gateway.clock import Clock
 from gateway.inbound.http import IN_MEMORY_BYTES
 from gateway.inbound.receive import Pulled, Receiver
 from gateway.metrics import PULLS_SENT
-from gateway.outbound.proxy import NO_PROXY, ProxySettings
+from gateway.outbound.proxy import NO_PROXY, ProxySettings, redirected
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.trust import Partner, Partners
@@ -302,9 +302,13 @@ class Puller:
                 ssl=context or True,
                 proxy=proxy,
                 proxy_headers=route.proxy_headers,
+                allow_redirects=False,
             ) as response:
                 if proxy is not None and self._proxy.answered_for_partner(endpoint, response.status):
                     raise PullFailed(self._proxy.refused(response.status, answering=f"to our POST to {endpoint}"))
+                if 300 <= response.status < 400:
+                    location = response.headers.get("Location")
+                    raise PullFailed(redirected(response.status, location, endpoint, partner.profile.id))
                 content_type = response.headers.get("Content-Type", "")
                 length = response.content_length
                 if not spool:  # the answer to a receipt or error signal: empty, or a signal at most
@@ -315,7 +319,8 @@ class Puller:
                     raise _TooLarge(content_type, await _head(response), f"{length} bytes")  # the rest is not read
                 return await self._spooled(response, content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            if proxy is not None and (problem := self._proxy.problem(exc, self._http_timeout)) is not None:
+            problem = self._proxy.problem(exc, self._http_timeout, endpoint) if proxy is not None else None
+            if problem is not None:
                 raise PullFailed(f"POST to {endpoint} not sent: {problem}") from None
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             through = self._proxy.through(exc) if proxy is not None else ""

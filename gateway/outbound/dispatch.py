@@ -39,7 +39,7 @@ from gateway.metrics import (
     SEND_LATENCY,
     count_sends_from_zero,
 )
-from gateway.outbound.proxy import NO_PROXY, ProxySettings
+from gateway.outbound.proxy import NO_PROXY, ProxySettings, redirected
 from gateway.outbound.tls import TlsContexts, TlsSettingsError
 from gateway.profiles.model import Transport
 from gateway.profiles.trust import Partner, Partners
@@ -632,10 +632,12 @@ class Dispatcher:
                     ssl=context or True,
                     proxy=proxy,
                     proxy_headers=route.proxy_headers,
+                    allow_redirects=False,
                 ) as response:
                     body = await _answer_of(response, partner)
                     content_type = response.headers.get("Content-Type", "")
                     status = response.status
+                    location = response.headers.get("Location")
         except StoreError as exc:  # the signed message's file is gone or changed: sending it again cannot help
             reason = (
                 f"the signed message cannot be sent: {exc}; restore the file, then `permit-gateway messages retry`"
@@ -648,7 +650,8 @@ class Dispatcher:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            if proxy is not None and (problem := self._proxy.problem(exc, self._http_timeout)) is not None:
+            problem = self._proxy.problem(exc, self._http_timeout, endpoint) if proxy is not None else None
+            if problem is not None:
                 return self._proxy_attempt(record, endpoint, problem, getattr(exc, "status", None), latency)
             failure = _connection_failure(exc, self._http_timeout)
             if proxy is not None:
@@ -660,6 +663,11 @@ class Dispatcher:
         if proxy is not None and self._proxy.answered_for_partner(endpoint, status):
             problem = self._proxy.refused(status, answering=f"to our POST to {endpoint}")
             return self._proxy_attempt(record, endpoint, problem, status, latency)
+        if 300 <= status < 400:
+            reason = redirected(status, location, endpoint, partner.profile.id)
+            if proxy is not None:
+                reason += f" (sent through the outbound proxy {self._proxy.shown}, which may have answered for it)"
+            return Attempt(receipt=None, retryable=True, reason=reason, http_status=status, latency_ms=latency)
         if status >= 300 and not _ebms_content_type(content_type):
             reason = _not_ebms_answer(status, partner, content_type, body)
             if proxy is not None:

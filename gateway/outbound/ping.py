@@ -35,7 +35,7 @@ from gateway.as4.envelope import read_envelope
 from gateway.as4.signals import error_detail
 from gateway.clock import Clock
 from gateway.errors import GatewayError
-from gateway.outbound.proxy import NO_PROXY, ProxySettings
+from gateway.outbound.proxy import NO_PROXY, ProxySettings, redirected
 from gateway.outbound.tls import ssl_context
 from gateway.profiles.keystore import OwnKeys
 from gateway.profiles.model import agreement_ref
@@ -185,18 +185,23 @@ async def _exchange(
             ssl=context if context is not None else True,
             proxy=via,
             proxy_headers=route.proxy_headers,
+            allow_redirects=False,
         ) as response:
             body = await response.read()
             status, reason = response.status, response.reason or ""
             content_type = response.headers.get("Content-Type", "")
+            location = response.headers.get("Location")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        if via is not None and (problem := proxy.problem(exc, timeout)) is not None:
+        if via is not None and (problem := proxy.problem(exc, timeout, endpoint)) is not None:
             return result(Stage.PROXY, problem, status=getattr(exc, "status", None), started=started)
         stage, detail = _transport_failure(exc, endpoint, timeout)
         return result(stage, detail + (proxy.through(exc) if via is not None else ""), started=started)
     if via is not None and proxy.answered_for_partner(endpoint, status):
         detail = proxy.refused(status, reason, f"to our POST to {endpoint}")
         return result(Stage.PROXY, detail, status=status, started=started)
+    if 300 <= status < 400:
+        detail = redirected(status, location, endpoint, result.partner.profile.id)
+        return result(Stage.HTTP, detail, status=status, started=started)
     try:
         answer = parse_response(content_type, body, sent=sent, policy=result.partner.policy, now=clock.now())
     except EbmsError as exc:

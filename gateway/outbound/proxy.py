@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,8 +21,30 @@ from gateway.settings import OutboundSettings
 
 CONNECT_MARGIN_SECONDS = 0.25
 """How much later than the connection's own limit a request's whole limit ends, at the least, when it goes
-through the proxy: enough that the connection's fires first, and the time-out is told as the proxy's."""
+through the proxy: enough that the connection's fires first, and the time-out is told as the connection's (the
+proxy's, or the partner's TLS handshake through its tunnel)."""
 FIX = "check [outbound] proxy, proxy_user and proxy_password_env (and no_proxy for partners reached directly)"
+UNREACHED = (502, 503, 504)
+"""A proxy's answers to a CONNECT when it could not reach the partner (squid: ERR_CONNECT_FAIL, a time-out)."""
+
+
+class Waited(Enum):
+    """What the connection phase of a request through the proxy waited for when its limit ran out."""
+
+    POOL = "a free connection of this gateway's pool: neither the proxy nor the partner was asked"
+    PROXY = "the proxy: the TCP connection to it, or its answer to the CONNECT"
+    TUNNEL = "the partner's TLS handshake, through the tunnel the proxy opened"
+    UNKNOWN = "the proxy's tunnel or the partner's TLS handshake through it: aiohttp's frames named neither"
+
+
+_WAITED_IN = {
+    "_wait_for_available_connection": Waited.POOL,
+    "_start_tls_connection": Waited.TUNNEL,
+    "_wrap_existing_connection": Waited.TUNNEL,
+    "_create_proxy_connection": Waited.PROXY,
+}
+"""aiohttp's connector functions a time-out interrupts, the most telling first: its TraceConfig has no hook on the
+CONNECT (and trace configs are fixed when the session is made), so the frames are what tell the phases apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +98,8 @@ class ProxySettings:
         """``timeout`` for a request to ``url``; through the proxy, with the connection (to the proxy, its CONNECT
         and the TLS handshake through the tunnel) limited to ``seconds`` on its own. Without that a proxy that
         takes the connection and never answers the CONNECT runs out the whole request's limit, or for ever
-        when the request has only limits per read, and reads as a partner that is slow. aiohttp's rounding of
+        when the request has only limits per read, and reads as a partner that is slow. aiohttp's limit counts
+        the wait for a pooled connection too: ``waited`` tells which phase ran out. aiohttp's rounding of
         limits to whole seconds is off, as it could make the two limits fire at once."""
         if self.route(url).proxy is None:
             return timeout
@@ -87,26 +112,60 @@ class ProxySettings:
             ceil_threshold=math.inf,
         )
 
-    def problem(self, exc: BaseException, timeout: float) -> str | None:
-        """What went wrong with the proxy when a request through it raised ``exc``, or None if it is not
-        about the proxy."""
+    def problem(self, exc: BaseException, timeout: float, url: str) -> str | None:
+        """What went wrong with the proxy when a request to ``url`` through it raised ``exc``, or None if it is
+        not about the proxy."""
         if self.url is None:
             return None
-        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):  # only the proxy's host is looked up here
+            cause = exc.os_error.strerror or str(exc.os_error)
+            return (
+                f"the outbound proxy's host {urlsplit(self.url).hostname} cannot be resolved ({cause}); check the "
+                f"host name in [outbound] proxy (now {self.shown}) and this host's DNS"
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError) and self._at_proxy(exc):
             cause = exc.os_error.strerror or str(exc.os_error) or "refused"
             return f"cannot connect to the outbound proxy {self.shown} ({cause}); is it up and reachable? {FIX}"
         if isinstance(exc, aiohttp.ClientHttpProxyError):
-            return self.refused(exc.status, exc.message, "to CONNECT")
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # the connection is the proxy's (and its CONNECT)
+            partner = urlsplit(url)  # a CONNECT tunnels only https://
+            return self.refused(exc.status, exc.message, "to CONNECT", f"{partner.hostname}:{partner.port or 443}")
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return self._timed_out(waited(exc), timeout)
+        return None
+
+    def _at_proxy(self, exc: aiohttp.ClientConnectorError) -> bool:
+        """A connection error on the way to the proxy: aiohttp's own for it, or any at its HOST:PORT but TLS
+        (the TLS handshake is the partner's)."""
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+            return True
+        parts = urlsplit(self.url)
+        return not isinstance(exc, aiohttp.ClientSSLError) and (exc.host, exc.port) == (parts.hostname, parts.port)
+
+    def _timed_out(self, phase: Waited, timeout: float) -> str | None:
+        limit = f"within the time-out ([outbound] http_timeout_seconds = {timeout:g} s)"
+        if phase is Waited.PROXY:
+            return f"the outbound proxy {self.shown} did not open the connection {limit}; is it up and reachable? {FIX}"
+        if phase is Waited.UNKNOWN:
             return (
-                f"the outbound proxy {self.shown} did not open the connection within the time-out ([outbound] "
-                f"http_timeout_seconds = {timeout:g} s); is it up and reachable? {FIX}"
+                f"the outbound proxy {self.shown} did not open the tunnel, or the partner did not complete its TLS "
+                f"handshake through it, {limit}; if every partner times out, {FIX}"
             )
         return None
 
     def through(self, exc: BaseException) -> str:
         """What to add to a transport failure of a request that went through the proxy: a time-out may be the
-        proxy's as well as the partner's."""
+        proxy's as well as the partner's, unless the tunnel was up or the proxy was never asked."""
+        if isinstance(exc, aiohttp.ConnectionTimeoutError) and (phase := waited(exc)) is not Waited.PROXY:
+            if phase is Waited.TUNNEL:
+                return (
+                    f" (the partner's TLS handshake did not complete in time, through the outbound proxy {self.shown} "
+                    "which opened the tunnel: the partner is down or slow, not the proxy)"
+                )
+            if phase is Waited.POOL:
+                return (
+                    f" (not sent: no connection of this gateway's pool came free in time, all busy with other "
+                    f"requests; neither the outbound proxy {self.shown} nor the partner was asked)"
+                )
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             return (
                 f" (sent through the outbound proxy {self.shown}: the proxy or the partner is down or slow; if every "
@@ -114,9 +173,16 @@ class ProxySettings:
             )
         return f" (sent through the outbound proxy {self.shown})"
 
-    def refused(self, status: int, reason: str = "", answering: str = "") -> str:
-        """The proxy answered ``status`` instead of passing the request on."""
+    def refused(self, status: int, reason: str = "", answering: str = "", partner: str = "") -> str:
+        """The proxy answered ``status`` instead of passing the request on (to ``partner``, its HOST:PORT)."""
         what = f"HTTP {status}{f' {reason}' if reason else ''}{f' {answering}' if answering else ''}"
+        if status in UNREACHED:
+            return (
+                f"the outbound proxy {self.shown} answered {what}: it could not reach the partner's "
+                f"{partner or 'host and port'} (the partner's endpoint or the route to it may be down); it is tried "
+                "again: if it lasts, ask the partner's administrator whether its endpoint is up, and the proxy's "
+                "whether the proxy can reach it"
+            )
         if status == 407:
             cause = (
                 "it needs credentials, or refused ours: set proxy_user and, in the environment variable "
@@ -137,6 +203,39 @@ def _under(host: str, entry: str) -> bool:
 
 
 NO_PROXY = ProxySettings()
+
+
+def waited(exc: aiohttp.ConnectionTimeoutError) -> Waited:
+    """What the connection phase was waiting for when its limit ran out, read from the aiohttp functions the
+    time-out interrupted (in the chain of causes of ``exc``)."""
+    names = {frame.tb_frame.f_code.co_name for cause in _causes(exc) for frame in _frames(cause)}
+    return next((phase for name, phase in _WAITED_IN.items() if name in names), Waited.UNKNOWN)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def _frames(exc: BaseException) -> Iterator[TracebackType]:
+    frame = exc.__traceback__
+    while frame is not None:
+        yield frame
+        frame = frame.tb_next
+
+
+def redirected(status: int, location: str | None, endpoint: str, profile_id: str) -> str:
+    """A partner's endpoint answered a redirect: not followed, since the proxy (or not) is chosen for the
+    endpoint, and a redirected POST may lose its body."""
+    return (
+        f"the partner's endpoint {endpoint} answered HTTP {status} to {location or '(no Location header)'}: "
+        f"redirects are not followed; update endpoint in our profile of the partner (the file in partner_profiles/ "
+        f"with id: {profile_id}) to the URL the partner's administrator confirms"
+    )
 
 
 def proxy_settings(outbound: OutboundSettings) -> ProxySettings:

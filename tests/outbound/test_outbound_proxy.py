@@ -24,7 +24,7 @@ from gateway.errors import ConfigError
 from gateway.interfaces.cli import app as cli
 from gateway.interfaces.demo import exchange, wait_for
 from gateway.interfaces.keys import NODE
-from gateway.interfaces.node import create_app
+from gateway.interfaces.node import PROXY, create_app
 from gateway.interfaces.profiles_cli import _ping
 from gateway.outbound.ping import Stage, ping
 from gateway.outbound.proxy import ProxySettings, proxy_settings
@@ -661,3 +661,236 @@ async def _logged(logs: list[dict[str, Any]], event: str, count: int = 1, second
             return found[:count]
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} {event!r} logged in {seconds:g} s: {logs}")
+
+
+async def _partner_at(gateways: Harness, endpoint: str, pki: DevPki) -> None:
+    """Belgium's profile of Switzerland names ``endpoint``, trusting the dev CA for its TLS."""
+    profile = gateways.tmp / "profiles" / "ch-swissmedic.yaml"
+    text = profile.read_text().replace(ch_endpoint(gateways), endpoint)
+    profile.write_text(f"{text}tls:\n  ca_bundle: {pki.ca_certificate}\n")
+
+
+async def test_a_partner_whose_tls_handshake_hangs_behind_a_working_proxy_is_told_as_the_partner(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    silent: SilentProxy,
+    pki: DevPki,
+) -> None:
+    """The proxy answers the CONNECT and tunnels; the partner takes the TCP connection and never does TLS. Before,
+    the connection's own limit ran out in the handshake and read as 'the outbound proxy did not open the
+    connection'."""
+    endpoint = f"https://127.0.0.1:{silent.port}/as4"  # the silent server as the partner
+    await _partner_at(harness, endpoint, pki)
+    be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url, http_timeout_seconds=FAST))
+    node = be.runner.app[NODE]
+    result = await ping(
+        node.partners.get("ch-swissmedic"),
+        identity=node.settings.identity,
+        keys=node.keys,
+        session=session,
+        clock=harness.clock,
+        timeout=FAST,
+        proxy=ProxySettings(url=proxy.url),
+    )
+    assert result.stage is Stage.TIMEOUT, result.detail
+    assert f"through the outbound proxy 127.0.0.1:{proxy.port} which opened the tunnel" in result.detail
+    assert "the partner is down or slow, not the proxy" in result.detail and "did not open" not in result.detail
+    assert proxy.seen == [("CONNECT", f"127.0.0.1:{silent.port}")] and silent.connections == 1
+
+    _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    error = waiting["last_error"]
+    assert f"{endpoint}: no answer within the time-out" in error, error
+    assert "which opened the tunnel" in error and "not reached" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert "proxy_problem" not in failed["detail"]
+
+
+async def test_waiting_for_a_pooled_connection_is_not_told_as_the_proxy(proxy: ForwardProxy) -> None:
+    """aiohttp's connection limit counts the wait for a free connection of the pool: a request that waited
+    there past it never reached the proxy (here the pool holds one, taken by a partner that is slow)."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(FAST * 3)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/as4", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    settings = ProxySettings(url=proxy.url)
+    url = f"http://127.0.0.1:{port}/as4"
+
+    async def post(pool: aiohttp.ClientSession) -> BaseException | int:
+        try:
+            timeout = settings.timeout(url, aiohttp.ClientTimeout(total=FAST * 10), FAST)
+            async with pool.post(url, data=b"x", proxy=settings.route(url).proxy, timeout=timeout) as answer:
+                return answer.status
+        except aiohttp.ClientError as exc:
+            return exc
+
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as pool:
+            first, second = await asyncio.gather(post(pool), post(pool))
+    finally:
+        await runner.cleanup()
+    assert first == 200
+    assert isinstance(second, aiohttp.ConnectionTimeoutError), second
+    assert settings.problem(second, FAST, url) is None, settings.problem(second, FAST, url)
+    told = settings.through(second)
+    assert "no connection of this gateway's pool came free in time" in told, told
+    assert f"neither the outbound proxy 127.0.0.1:{proxy.port} nor the partner was asked" in told
+    assert len(proxy.seen) == 1
+
+
+async def test_a_proxy_host_name_that_does_not_resolve_is_named_as_the_proxy(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    pki: DevPki,
+) -> None:
+    """Before, the proxy's name not resolving read as the partner's: 'cannot connect ... check that the endpoint
+    is up ... (DNS)' when sending, stage 'dns' of the partner's host when pinging."""
+    unknown = "http://no-such-proxy.invalid:3128"
+    front, runner, endpoint = await _tls_front(harness, pki, harness.tmp)
+    try:
+        be = await harness.start("BE-FAMHP", outbound=outbound(unknown))
+        _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+        waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+        node = be.runner.app[NODE]
+        result = await ping(
+            node.partners.get("ch-swissmedic"),
+            identity=node.settings.identity,
+            keys=node.keys,
+            session=session,
+            clock=harness.clock,
+            timeout=5.0,
+            proxy=ProxySettings(url=unknown),
+        )
+    finally:
+        await runner.cleanup()
+    error = waiting["last_error"]
+    said = "the outbound proxy's host no-such-proxy.invalid cannot be resolved"
+    assert f"{endpoint} not reached: {said}" in error, error
+    assert "[outbound] proxy (now no-such-proxy.invalid:3128)" in error
+    assert "check that the endpoint is up" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["proxy_problem"] == "no-such-proxy.invalid:3128"
+    assert result.stage is Stage.PROXY and said in result.detail, result.detail
+    assert front.clients == []
+
+
+async def test_a_connect_answered_503_by_a_proxy_that_cannot_reach_the_partner_names_the_partner_host(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    pki: DevPki,
+) -> None:
+    """What squid answers when the partner refuses the connection (ERR_CONNECT_FAIL): before, told as a proxy
+    rule that may not allow the partner's host or port."""
+    proxy.connect_refused = b"HTTP/1.1 503 Service Unavailable\r\nX-Squid-Error: ERR_CONNECT_FAIL 111"
+    down = free_port()
+    endpoint = f"https://127.0.0.1:{down}/as4"
+    await _partner_at(harness, endpoint, pki)
+    be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url))
+    _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+    waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    error = waiting["last_error"]
+    assert (
+        f"{endpoint} not reached: the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 503 Service Unavailable "
+        f"to CONNECT: it could not reach the partner's 127.0.0.1:{down} (the partner's endpoint or the route to it "
+        "may be down)" in error
+    ), error
+    assert "proxy rule" not in error and "proxy_password_env" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["http_status"] == 503
+
+
+async def _moved(new_endpoint: str) -> tuple[web.AppRunner, str]:
+    """An http:// endpoint that answers every POST with a 308 to ``new_endpoint``."""
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPPermanentRedirect(new_endpoint)
+
+    app = web.Application()
+    app.router.add_post("/as4", moved)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/as4"
+
+
+async def test_a_partner_redirecting_to_https_through_an_authenticating_proxy_is_told_as_a_moved_endpoint(
+    harness: Harness,  # noqa: F811
+    session: aiohttp.ClientSession,  # noqa: F811
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partner moved to https and its old http:// endpoint answers 308. Before, the redirect was followed
+    with the proxy's credentials left on the first request, and the CONNECT's 407 read as wrong credentials."""
+    proxy.credentials = "gateway:right"
+    monkeypatch.setenv(PASSWORD_ENV, "right")
+    new_endpoint = f"https://127.0.0.1:{free_port()}/as4"
+    runner, old_endpoint = await _moved(new_endpoint)
+    profile = harness.tmp / "profiles" / "ch-swissmedic.yaml"
+    profile.write_text(profile.read_text().replace(ch_endpoint(harness), old_endpoint))
+    try:
+        settings = outbound(proxy.url, proxy_user="gateway", proxy_password_env=PASSWORD_ENV)
+        be = await harness.start("BE-FAMHP", outbound=settings)
+        _, body = await submit(session, be, example(IA, today=harness.clock.now()))
+        waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+        node = be.runner.app[NODE]
+        result = await ping(
+            node.partners.get("ch-swissmedic"),
+            identity=node.settings.identity,
+            keys=node.keys,
+            session=session,
+            clock=harness.clock,
+            timeout=5.0,
+            proxy=be.runner.app[PROXY],
+        )
+    finally:
+        await runner.cleanup()
+    said = f"the partner's endpoint {old_endpoint} answered HTTP 308 to {new_endpoint}: redirects are not followed"
+    error = waiting["last_error"]
+    assert said in error and "update endpoint in our profile of the partner" in error, error
+    assert "ch-swissmedic" in error and "needs credentials" not in error
+    [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
+    assert failed["detail"]["http_status"] == 308 and "proxy_problem" not in failed["detail"]
+    assert result.stage is Stage.HTTP and result.http_status == 308, result.detail
+    assert said in result.detail and "needs credentials" not in result.detail
+    assert {method for method, _ in proxy.seen} == {"POST"}, "the redirect is not followed: no CONNECT"
+
+
+async def test_a_pull_from_a_partner_whose_endpoint_redirects_names_the_redirect(
+    pull_harness: Harness,  # noqa: F811
+    proxy: ForwardProxy,
+) -> None:
+    new_endpoint = f"https://127.0.0.1:{free_port()}/as4"
+    runner, old_endpoint = await _moved(new_endpoint)
+    write_ch_view(pull_harness, old_endpoint)
+    try:
+        with capture_logs() as logs:
+            await pull_harness.start(CH, outbound=outbound(proxy.url))
+            [failed] = await _logged(logs, "pull failed")
+    finally:
+        await runner.cleanup()
+    assert failed["reason"].startswith(
+        f"the partner's endpoint {old_endpoint} answered HTTP 308 to {new_endpoint}: redirects are not followed; "
+        "update endpoint in our profile of the partner (the file in partner_profiles/ with id: be-famhp)"
+    ), failed
+    assert {method for method, _ in proxy.seen} == {"POST"}
+
+
+def test_a_connection_time_out_whose_phase_cannot_be_told_names_both_the_proxy_and_the_partner() -> None:
+    """Should aiohttp's connector change so that its frames no longer tell the phases apart, neither the proxy
+    nor the partner is blamed alone."""
+    settings = ProxySettings(url="http://proxy.example:3128")
+    told = settings.problem(aiohttp.ConnectionTimeoutError("Connection timeout"), 2.0, "https://as4.example/as4")
+    assert told is not None and told.startswith(
+        "the outbound proxy proxy.example:3128 did not open the tunnel, or the partner did not complete its TLS "
+        "handshake through it, within the time-out ([outbound] http_timeout_seconds = 2 s)"
+    ), told
