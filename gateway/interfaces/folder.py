@@ -11,7 +11,9 @@ travel with the permit (in file-name order, at most ``MAX_ATTACHMENTS``) and mov
 A file is taken by renaming it into ``outbox/.processing/`` before it is read: a file the national system renames
 onto the same name meanwhile is a new document, and one a crash or an outage left there goes at the next scan.
 Several nodes may watch one outbox: a node holds a lock on each taken file while it submits it, and moves files
-out of ``.processing/`` one node at a time (``.processing.lock``), so each file is submitted and moved once.
+out of ``.processing/`` one node at a time (``.processing.lock``), so each file is submitted and moved once; and
+as the outbox and its partner subfolders share the rejected folder, files go into it one at a time, from whichever
+folder (the outbox's ``.rejecting.lock``), so that no two get the same name there.
 Only regular files are taken (``*.xml``, the suffix in any case): a symbolic link, anything else under that
 name, a file the gateway cannot read, and anything in the attachments folder but regular files (a folder, say) are
 refused with the reason, so that nothing outside the outbox can be sent and nothing is left out
@@ -49,6 +51,7 @@ import hashlib
 import json
 import mimetypes
 import os
+import secrets
 import shutil
 import stat
 import time
@@ -85,7 +88,11 @@ REFUSING = ".unknown-partner"
 """In the name of the plan of a move, kept in the outbox's ``.processing/``, of a file refused from a subfolder
 that names no partner."""
 MOVES_LOCK = ".processing.lock"
-"""In the outbox: locked by the node moving files out of ``.processing/`` (an outbox shared by several nodes)."""
+"""In the outbox and each partner subfolder: locked by the node moving files out of its ``.processing/`` (an
+outbox shared by several nodes)."""
+REJECTING_LOCK = ".rejecting.lock"
+"""In the outbox: locked by the node moving a file into the rejected folder, which the outbox and all its partner
+subfolders share, from choosing the file's name there to the end of the move (``_rejecting``)."""
 COPIED = ".copied"
 """A whole copy of a file or folder moved to another file system, under a hidden name in the target's folder,
 until it takes the target's name."""
@@ -130,10 +137,25 @@ def _shown(name: str) -> str:
 
 
 @contextmanager
-def _moving_out(outbox: Path) -> Iterator[None]:
-    """Only one node at a time moves files out of ``.processing/`` or finishes a plan there: another node finds
-    a file moved or still in place, never half-moved, and never carries out the same plan beside it."""
-    with (outbox / MOVES_LOCK).open("a") as lock:
+def _moving_out(folder: Path) -> Iterator[None]:
+    """Only one node at a time moves files out of a folder's ``.processing/`` or finishes a plan there: another
+    node finds a file moved or still in place, never half-moved, and never carries out the same plan beside it."""
+    with _locked(folder / MOVES_LOCK):
+        yield
+
+
+@contextmanager
+def _rejecting(outbox: Path) -> Iterator[None]:
+    """Only one node at a time moves a file into the rejected folder, from whichever folder of the outbox: two
+    moves never choose the same free name there (the second would find the first's file in its place). Always
+    taken last, inside a folder's ``_moving_out``, so that no two nodes wait for each other."""
+    with _locked(outbox / REJECTING_LOCK):
+        yield
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -191,43 +213,59 @@ def _not_regular(name: str, kind: str) -> str:
     )
 
 
-def _settle(source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None) -> Path | None:
+def _settle(
+    source: Path, folder: Path, beside: str, text: bytes, marker: bytes | None, rejecting: Path | None = None
+) -> Path | None:
     """Move a taken permit file (and its attachments folder) into ``folder`` and write ``text`` beside it under
     the suffix ``beside`` (and, for a sent file, its state ``marker``). Two renames and a write are not one
     step, so the plan is written first: a crash part way is finished by the next scan (``_finish``) instead
     of sending the permit again without its attachments, or leaving it without the file that says what
-    became of it. None when another node moved it first."""
-    with _moving_out(source.parent.parent):
+    became of it. ``rejecting``: the outbox, for a move into the rejected folder it shares with every partner
+    subfolder (``_rejecting``). None when another node moved it first."""
+    with ExitStack() as held:
+        held.enter_context(_moving_out(source.parent.parent))
+        if rejecting is not None:
+            held.enter_context(_rejecting(rejecting))
         if not _present(source) or _present(_journal(source)):
             return None
         folder.mkdir(parents=True, exist_ok=True)
         target = _free_name(source, folder)
-        _move(source, target, _journal(source), beside, text, marker)
-        return target
+        return target if _move(source, target, _journal(source), beside, text, marker) else None
 
 
-def _move(source: Path, target: Path, journal: Path, beside: str, text: bytes, marker: bytes | None) -> None:
-    """Write the plan of a move to ``journal`` and carry it out."""
+def _move(source: Path, target: Path, journal: Path, beside: str, text: bytes, marker: bytes | None) -> bool:
+    """Write the plan of a move to ``journal`` and carry it out; False when the file went elsewhere meanwhile."""
     plan: dict[str, object] = {"file": source.name, "target": str(target), "beside": beside, "text": text.decode()}
+    plan["copy"] = secrets.token_hex(8)  # names this move's copies on another file system: no other move's
     if source.parent != journal.parent:
         plan["from"] = str(source.parent)
     if marker is not None:
         plan["marker"] = marker.decode()
     write_atomically(journal, _json(plan))
-    _finish(journal)
+    return _finish(journal)
 
 
 def _journal(source: Path) -> Path:
     return source.with_name(source.name + MOVING)
 
 
-def _finish(journal: Path) -> None:
-    """Carry out a written plan; each step is skipped when a crash left it done."""
+def _finish(journal: Path) -> bool:
+    """Carry out a written plan; each step is skipped when a crash left it done. False when the file went
+    elsewhere before it was moved (another node sharing the outbox took it): nothing is written about it."""
     plan = json.loads(journal.read_text())
     source, target = Path(plan.get("from", journal.parent)) / plan["file"], Path(plan["target"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    _carry(_attachments(source), _attachments(target))
-    _carry(source, target)  # a refused symbolic link moves as the link it is
+    if _clashes(source, target, plan):
+        target = _replanned(journal, plan, target)
+    folder_copy, file_copy = _copies(plan)
+    _carry(_attachments(source), _attachments(target), folder_copy)
+    _carry(source, target, file_copy)  # a refused symbolic link moves as the link it is
+    if not _present(target):
+        _drop(journal, source, plan)
+        log.warning(
+            "outbox file gone before it was moved; nothing written about it", file=str(source), plan=str(journal)
+        )
+        return False
     sync_folder(target.parent)
     # readable by the account that dropped the file, as the file itself is: why it was refused, what became of it
     write_atomically(target.with_name(target.name + plan["beside"]), plan["text"].encode(), mode=shared_mode())
@@ -235,21 +273,65 @@ def _finish(journal: Path) -> None:
         (target.parent / PENDING).mkdir(exist_ok=True)
         marker = target.parent / PENDING / (target.name + ".json")
         write_atomically(marker, plan["marker"].encode(), mode=shared_mode())
+    _drop(journal, source, plan)
+    return True
+
+
+def _drop(journal: Path, source: Path, plan: dict[str, str]) -> None:
     if "from" not in plan:  # a taken file, whose submission may have begun
         _begun(source).unlink(missing_ok=True)
     journal.unlink()
     sync_folder(journal.parent)
 
 
-def _carry(source: Path, target: Path) -> None:
+def _clashes(source: Path, target: Path, plan: dict[str, str]) -> bool:
+    """Whether another file took this plan's target (or its attachments folder's) while the plan was left undone
+    by a crash: the name was free when it was chosen, and the move that took it could not see the plan."""
+    pairs = ((_attachments(source), _attachments(target)), (source, target))
+    return any(
+        _present(there) and (_present(here) or _present(copy))
+        for (here, there), copy in zip(pairs, _copies(plan), strict=True)
+    )
+
+
+def _replanned(journal: Path, plan: dict[str, str], target: Path) -> Path:
+    """Give a plan whose target another file took the next free name (the callers hold the folder's locks)."""
+    folder_copy, file_copy = _copies(plan)
+    moved = _free_name(target, target.parent)
+    plan |= {"target": str(moved), "folder_copy": folder_copy.name, "file_copy": file_copy.name}
+    write_atomically(journal, _json(dict(plan)))
+    log.warning(
+        "outbox file's planned name taken meanwhile; moved under another", planned=str(target), to=str(moved)
+    )
+    return moved
+
+
+def _copies(plan: dict[str, str]) -> tuple[Path, Path]:
+    """The hidden names, beside the target, of the copies of a file's attachments folder and of the file when
+    they go to another file system: this move's own (the plan's random ``copy``), so that a copy another move
+    left there is never taken for this one's. A plan of an earlier version named them after its target."""
+    folder = Path(plan["target"]).parent
+    if "file_copy" in plan:
+        return folder / plan["folder_copy"], folder / plan["file_copy"]
+    if "copy" in plan:
+        return folder / f".{plan['copy']}.attachments{COPIED}", folder / f".{plan['copy']}{COPIED}"
+    target = Path(plan["target"])
+    return _copied(_attachments(target)), _copied(target)
+
+
+def _carry(source: Path, target: Path, copied: Path) -> None:
     """Move ``source`` to ``target`` unless a crash left that done. A rename cannot cross file systems (a
-    rejected folder on another disk): there the copy is made whole under a hidden name beside the target
-    before the source goes and the copy takes the target's name, so a crash at any step is finished by calling
-    this again, and the source is never lost nor sent again."""
-    copied = _copied(target)
+    rejected folder on another disk): there the copy is made whole under the hidden name ``copied`` beside the
+    target before the source goes and the copy takes the target's name, so a crash at any step is finished by
+    calling this again, and the source is never lost nor sent again. A target that is another file's while the
+    source is still there is never overwritten nor taken for the source's."""
     if not _present(copied):
-        if not _present(source) or _present(target):
+        if not _present(source):
             return
+        if _present(target):
+            raise FileExistsError(
+                errno.EEXIST, f"{_shown(source.name)} not moved: another file is in its place", str(target)
+            )
         try:
             source.replace(target)
             return
@@ -263,7 +345,7 @@ def _carry(source: Path, target: Path) -> None:
 
 
 def _copied(target: Path) -> Path:
-    """A name beside ``target`` for its copy, short whatever the target's length."""
+    """The name an earlier version gave beside ``target`` to its copy."""
     digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
     return target.with_name(f".{digest}{COPIED}")
 
@@ -307,10 +389,11 @@ def _present(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _finish_all(taken: Path) -> None:
-    if not taken.is_dir():
+def _finish_all(taken: Path, outbox: Path) -> None:
+    """Finish the plans a crash left in a folder's ``.processing/``; one may be a move into the rejected folder."""
+    if not taken.is_dir() or not any(taken.glob(f"*{MOVING}")):
         return
-    with _moving_out(taken.parent):
+    with _moving_out(taken.parent), _rejecting(outbox):
         for journal in sorted(taken.glob(f"*{MOVING}")):
             try:
                 _finish(journal)
@@ -340,13 +423,14 @@ def _reject_long_name(path: Path, rejected: Path, outbox: Path) -> None:
     beside it. Its plan is kept in ``.processing/`` under the shorter name, as its own would not fit."""
     short = _short_name(path)
     journal = path.parent / PROCESSING / (short + MOVING)
-    with _moving_out(path.parent):
+    with _moving_out(path.parent), _rejecting(outbox):
         if _present(journal) or not _present(path):  # a crash cut the move short (``_finish_all`` ends it),
             return  # or another node moved it
         journal.parent.mkdir(exist_ok=True)
         rejected.mkdir(parents=True, exist_ok=True)
         target = _free_name(rejected / short, rejected)
-        _move(path, target, journal, ".errors.txt", _too_long(path, outbox, target.name), None)
+        if not _move(path, target, journal, ".errors.txt", _too_long(path, outbox, target.name), None):
+            return
     log.warning(
         "outbox file rejected: name too long", file=_dropped_as(path, outbox), moved_to=_shown(str(target))
     )
@@ -569,9 +653,13 @@ async def submit_file(app: web.Application, path: Path, opened: int | str) -> bo
         data = await asyncio.to_thread(_read, path, opened)
         if _unfinished(data, opened):
             return False
-        if partner_id is not None and (unknown := _no_such_partner(partner_id, node.partners, _own(app))):
+        begun = await asyncio.to_thread(_begun_before, path, opened, partner_id)
+        if begun is not None:  # it may have been stored: the store answers it, for the partner it was sent to
+            partner_id = begun[1]  # whatever its subfolder is called now
+        elif partner_id is not None and (unknown := _no_such_partner(partner_id, node.partners, _own(app))):
             raise GatewayError(unknown)
-        begun = await asyncio.to_thread(_begin, path, opened, node.clock.now())
+        else:
+            await asyncio.to_thread(_begin, path, opened, node.clock.now(), partner_id)
         with ExitStack() as files:
             attachments = _open_attachments(path, files)
             submitted = await node.submitter.submit(data, partner_id=partner_id, attachments=attachments)
@@ -579,7 +667,7 @@ async def submit_file(app: web.Application, path: Path, opened: int | str) -> bo
         await _reject(app, path, f"{_dropped_as(path, outbox)} was not sent.\n\n{exc}\n".encode())
         return True
     record = submitted.record
-    ours = begun is not None and not submitted.created and record.created_at >= begun  # stored, then a crash
+    ours = begun is not None and not submitted.created and record.created_at >= begun[0]  # stored, then a crash
     summary = (
         {
             "message_id": record.message_id,
@@ -643,7 +731,9 @@ def _unmoved(app: web.Application, path: Path, exc: OSError, what: str, reason: 
 async def _reject(app: web.Application, path: Path, errors: bytes) -> None:
     folders = app[NODE].settings.folders
     try:
-        target = await asyncio.to_thread(_settle, path, folders.rejected, ".errors.txt", errors, None)
+        target = await asyncio.to_thread(
+            _settle, path, folders.rejected, ".errors.txt", errors, None, folders.outbox
+        )
     except OSError as exc:
         what = (
             f"outbox file rejected, but it cannot be moved to the rejected folder with its reason; it stays in the "
@@ -660,18 +750,26 @@ def _begun(path: Path) -> Path:
     return path.with_name(path.name + SUBMITTING)
 
 
-def _begin(path: Path, fd: int, now: datetime) -> datetime | None:
-    """Note that this file's submission begins (its inode, as a file of the same name later is another one);
-    when an earlier attempt on it began (and may have been stored before a crash), that attempt's time."""
+def _begin(path: Path, fd: int, now: datetime, partner_id: str | None) -> None:
+    """Note that this file's submission begins (its inode, as a file of the same name later is another one),
+    and for which partner (its subfolder may be renamed, or its profile removed, before it is moved)."""
     held = os.fstat(fd)
-    inode = [held.st_dev, held.st_ino]
+    noted: dict[str, object] = {"inode": [held.st_dev, held.st_ino], "at": now.isoformat(), "partner": partner_id}
+    write_atomically(_begun(path), _json(noted))
+
+
+def _begun_before(path: Path, fd: int, folder_partner: str | None) -> tuple[datetime, str | None] | None:
+    """When an earlier attempt on this file began (and may have been stored before a crash or an unmovable
+    file), and the partner it named; None for a first attempt. A note of an earlier version names no partner:
+    its folder's (``folder_partner``), as then."""
+    held = os.fstat(fd)
     try:
         noted = json.loads(_begun(path).read_text())
-        if noted["inode"] == inode:
-            return datetime.fromisoformat(noted["at"])
-    except (OSError, ValueError, KeyError, TypeError):
+        if noted["inode"] == [held.st_dev, held.st_ino]:
+            partner = noted.get("partner", folder_partner)
+            return datetime.fromisoformat(noted["at"]), None if partner is None else str(partner)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # none yet, or another file's: this attempt is the first
-    write_atomically(_begun(path), _json({"inode": inode, "at": now.isoformat()}))
     return None
 
 
@@ -745,7 +843,10 @@ def _all_markers(outbox: Path) -> dict[Path, dict[str, object]]:
     """The state markers of the files sent from the outbox and from each partner subfolder."""
     found: dict[Path, dict[str, object]] = {}
     for folder in [outbox, *partner_folders(outbox)]:
-        found |= _markers(folder / SENT / PENDING)
+        try:
+            found |= _markers(folder / SENT / PENDING)
+        except OSError as exc:  # one folder the gateway cannot read holds up no other's
+            _told_once(folder / SENT / PENDING, exc, "give the gateway's account read and write permission on it")
     return found
 
 
@@ -753,11 +854,33 @@ def _markers(pending: Path) -> dict[Path, dict[str, object]]:
     found: dict[Path, dict[str, object]] = {}
     for path in sorted(pending.glob("*.json")) if pending.is_dir() else ():
         try:
-            found[path] = json.loads(path.read_text())
+            marker = json.loads(path.read_text())
+            if not isinstance(marker, dict) or not isinstance(marker.get("message_id"), str):
+                raise ValueError("not a state marker of the gateway's")
+            found[path] = marker
         except (OSError, ValueError):
             log.warning("unreadable outbox state marker; removed", marker=str(path))
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                _told_once(path, exc, "remove it; the file it follows is then no longer updated")
     return found
+
+
+_REPORT_TOLD: set[str] = set()
+"""The outbox files whose status could not be updated, each logged once, not at every report."""
+
+
+def _told_once(path: Path, exc: Exception, fix: str) -> None:
+    if str(path) in _REPORT_TOLD:
+        return
+    _REPORT_TOLD.add(str(path))
+    log.error(
+        "outbox status not updated for this file (the others are; it is tried again at every report)",
+        file=_shown(str(path)),
+        error=f"{type(exc).__name__}: {exc}",
+        fix=fix,
+    )
 
 
 def _moved(marker: dict[str, object], record: MessageRecord | None) -> bool:
@@ -768,20 +891,35 @@ def _moved(marker: dict[str, object], record: MessageRecord | None) -> bool:
 
 
 def _rewrite(changed: dict[Path, Followed]) -> None:
+    """Write each file's new state; one that cannot be written (damaged, unreadable) holds up no other."""
     for marker, (record, supersedes) in changed.items():
         status = marker.parent.parent / marker.name
-        if record is not None and status.exists():
-            summary = json.loads(status.read_text())
-            summary.update(_state(record) | {"message_id": record.message_id})
-            if supersedes is not None:
-                summary["supersedes"] = supersedes
-            if record.state is not State.FAILED:
-                summary.pop("to_send_again", None)
-            write_atomically(status, _json(summary), mode=shared_mode())
-        if record is None or record.state is State.ACKNOWLEDGED or not status.exists():
-            marker.unlink(missing_ok=True)
+        try:
+            _rewrite_one(marker, status, record, supersedes)
+        except (OSError, ValueError) as exc:
+            fix = "make it the JSON the gateway wrote again, or remove it (then it is no longer updated)"
+            if record is not None:
+                fix += f"; the message's state is at GET /api/v1/messages/{record.message_id}"
+            _told_once(status, exc, fix)
         else:
-            write_atomically(marker, _marker(record), mode=shared_mode())
+            _REPORT_TOLD.discard(str(status))
+
+
+def _rewrite_one(marker: Path, status: Path, record: MessageRecord | None, supersedes: str | None) -> None:
+    if record is not None and status.exists():
+        summary = json.loads(status.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("not the JSON object the gateway wrote")
+        summary.update(_state(record) | {"message_id": record.message_id})
+        if supersedes is not None:
+            summary["supersedes"] = supersedes
+        if record.state is not State.FAILED:
+            summary.pop("to_send_again", None)
+        write_atomically(status, _json(summary), mode=shared_mode())
+    if record is None or record.state is State.ACKNOWLEDGED or not status.exists():
+        marker.unlink(missing_ok=True)
+    else:
+        write_atomically(marker, _marker(record), mode=shared_mode())
 
 
 def _by_arrival(folder: Path) -> list[Path]:
@@ -841,7 +979,7 @@ async def _submit_taken(app: web.Application, folder: Path) -> tuple[int, bool]:
     """Submit the taken files of one folder in the order they were written; as ``_scan_folder``."""
     folders = app[NODE].settings.folders
     taken = folder / PROCESSING
-    await asyncio.to_thread(_finish_all, taken)
+    await asyncio.to_thread(_finish_all, taken, folders.outbox)
     tried = 0
     for path in _by_arrival(taken) if taken.is_dir() else []:
         try:
@@ -907,7 +1045,7 @@ def _refuse_unknown(path: Path, rejected: Path, outbox: Path, reason: str) -> bo
     the file's), so a crash part way is finished by the outbox's next scan and the file is never lost."""
     digest = hashlib.sha256(os.fsencode(f"{path.parent.name}/{path.name}")).hexdigest()[:16]
     journal = outbox / PROCESSING / f"{digest}{REFUSING}{MOVING}"
-    with _moving_out(outbox):
+    with _moving_out(outbox), _rejecting(outbox):
         if _present(journal) or not _present(path):  # a crash cut the move short, or another node moved it
             return False
         journal.parent.mkdir(exist_ok=True)
@@ -918,21 +1056,19 @@ def _refuse_unknown(path: Path, rejected: Path, outbox: Path, reason: str) -> bo
             "" if fits else f"\nIts name being too long to keep, it was moved here as {_shown(target.name)}\n"
         )
         text = f"{_dropped_as(path, outbox)} was not sent.\n\n{reason}\n{renamed}".encode()
-        _move(path, target, journal, ".errors.txt", text, None)
+        if not _move(path, target, journal, ".errors.txt", text, None):  # another node took it meanwhile
+            return False
     log.warning("outbox file rejected", file=_dropped_as(path, outbox), moved_to=_shown(str(target)))
     return True
 
 
 def _tidy(folder: Path) -> None:
-    """Remove from a subfolder naming no partner the ``.processing/`` (once empty) and its lock that taking its
-    files made (an older version took them before refusing them; a profile removed after they were taken)."""
-    taken, lock = folder / PROCESSING, folder / MOVES_LOCK
-    if not _present(taken) and not _present(lock):
-        return
-    with _moving_out(folder), contextlib.suppress(OSError):  # not empty: its files go first
-        taken.rmdir()
-    if not _present(taken):
-        lock.unlink(missing_ok=True)
+    """Remove from a subfolder naming no partner the ``.processing/`` (once empty) that taking its files made (an
+    older version took them before refusing them; a profile removed after they were taken). Its lock stays: a
+    node that has it open (one whose profiles still name the subfolder) would hold a lock on a removed file
+    while the next node made a new one, and both would move files out of it at once."""
+    with contextlib.suppress(OSError):  # not there, or not empty: its files go first
+        (folder / PROCESSING).rmdir()
 
 
 def _take_arrived(folder: Path, rejected: Path, outbox: Path) -> None:
