@@ -112,6 +112,7 @@ messages = Table(
     Index(None, "wire_sha256"),
     Index(None, "direction", "id"),  # the REST listing: newest first in one direction
     Index(None, "direction", "state", "id"),  # the listing by state, the pull inbox's oldest first (0014)
+    Index(None, "state", "id"),  # the listing by state in either direction, newest first (0015)
     Index(None, "direction", "partner_id", "state"),  # the queue-depth metric counts from this index alone
     CheckConstraint(_KNOWN_STATE, name="ck_messages_state"),
 )

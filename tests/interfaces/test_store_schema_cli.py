@@ -18,7 +18,7 @@ from gateway.store import MessageStore, create_engine, upgrade
 from tests.conftest import free_port
 from tests.store.helpers import new_message
 
-HEAD = "0014"
+HEAD = "0015"
 COMMANDS = [("list",), ("show", "m@be"), ("retry", "m@be", "--reason", "fixed")]
 
 

@@ -29,7 +29,7 @@ from gateway.store.schema import evidence, message_attachments, message_events, 
 from tests.store.helpers import new_message
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = "0014"
+HEAD = "0015"
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 

@@ -346,7 +346,7 @@ async def test_0013_numbers_claims_and_records_successors_and_downgrades(store_u
 
         async with engine.connect() as conn:
             revision, _, diff = await conn.run_sync(_state)
-        assert revision == head_revision() == "0014" and diff == []
+        assert revision == head_revision() == "0015" and diff == []
         store = MessageStore(engine, FixedClock(at))
         found = {m: await store.find(Direction.OUTBOUND, m) for m, _, _ in rows}
         numbered = {m: (r.claim_seq, r.superseded_by) for m, r in found.items() if r is not None}
