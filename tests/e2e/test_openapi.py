@@ -23,6 +23,7 @@ from gateway.interfaces.demo import Running, submit, wait_for, write_profiles
 from gateway.interfaces.rest import openapi_document
 from gateway.settings import AdminSettings
 from gateway.store import PermitState, State
+from tests.conftest import free_port
 from tests.e2e.conftest import RETRIES, Harness, example
 
 SPEC = openapi_document()
@@ -204,12 +205,9 @@ lenient where it costs nothing: a state in lower case, an empty filter)."""
 ADMIN_TOKEN = "admin-token-for-the-fuzzer"
 
 
-@pytest.mark.usefixtures("rest_pull")
-@pytest.mark.parametrize("routes", ["national", "admin"])
-async def test_generated_requests_get_no_server_error_and_only_documented_answers(
-    harness: Harness, session: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, routes: str
-) -> None:
-    monkeypatch.setenv("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+async def _fuzz(session: aiohttp.ClientSession, harness: Harness, folder: Path, routes: str) -> str:
+    """Schemathesis run against ``routes`` of Belgium's gateway, one permit exchanged first: its output, or a
+    failure with it."""
     be = await harness.start("BE-FAMHP", admin=AdminSettings(token_env="TEST_ADMIN_TOKEN"))
     await harness.start("CH-SWISSMEDIC")
     sent = await submit(session, be, example(IA, today=harness.clock.now()))  # data for the routes to find
@@ -227,12 +225,46 @@ async def test_generated_requests_get_no_server_error_and_only_documented_answer
         "--max-examples=25",
         "--seed=20261127",
         "--no-shrink",
-        f"--report-dir={tmp_path}",
+        f"--report-dir={folder}",
     ]
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=folder
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     text = output.decode(errors="replace")
-    assert process.returncode == 0, text[-6000:]
-    assert "generated" in text and "failures" not in text.split("SUMMARY")[-1].lower().replace("0 failures", "")
+    assert process.returncode == 0, f"{routes} routes: {text[-6000:]}"
+    summary = text.split("SUMMARY")[-1].lower().replace("0 failures", "")
+    assert "generated" in text and "failures" not in summary, f"{routes} routes: {text[-6000:]}"
+    return text
+
+
+def _own_harness(harness: Harness, folder: Path) -> Harness:
+    """Gateways of their own (ports, data, profiles) beside ``harness``'s, with the same PKI and clock."""
+    ports = {party: free_port() for party in harness.ports}
+    (folder / "profiles").mkdir(parents=True)
+    endpoints = {party: f"http://127.0.0.1:{port}/as4" for party, port in ports.items()}
+    write_profiles(folder / "profiles", endpoints, extra=RETRIES + "delivery:\n  method: rest-pull\n")
+    return Harness(tmp=folder, pki=harness.pki, clock=harness.clock, ports=ports, running={})
+
+
+@pytest.mark.usefixtures("rest_pull")
+async def test_generated_requests_get_no_server_error_and_only_documented_answers(
+    harness: Harness, session: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The national and the admin routes each fuzzed against gateways of their own (the admin run changes
+    profiles), at the same time: each schemathesis process keeps a core busy generating."""
+    monkeypatch.setenv("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+    admin_harness = _own_harness(harness, tmp_path / "admin")
+    (tmp_path / "national").mkdir()
+    try:
+        runs = await asyncio.gather(  # both to their end: no schemathesis left running after the test
+            _fuzz(session, harness, tmp_path / "national", "national"),
+            _fuzz(session, admin_harness, tmp_path / "admin", "admin"),
+            return_exceptions=True,
+        )
+        for run in runs:
+            if isinstance(run, BaseException):
+                raise run
+    finally:
+        for party_id in list(admin_harness.running):
+            await admin_harness.stop(party_id)

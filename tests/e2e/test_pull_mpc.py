@@ -7,9 +7,11 @@ import asyncio
 from datetime import timedelta
 
 import aiohttp
+import pytest
 
+from gateway.interfaces import node
 from gateway.interfaces.demo import message, submit, wait_for
-from tests.e2e.conftest import Harness, example
+from tests.e2e.conftest import Harness, example, metric
 
 MPC = "urn:permit-gateway:mpc:be-to-ch"
 BE, CH = "BE-FAMHP", "CH-SWISSMEDIC"
@@ -25,8 +27,10 @@ def profile(party: str, stem: str, name: str, rest: str) -> str:
 
 
 async def test_a_message_queued_for_push_is_not_pulled_on_the_mpc_its_partner_pulls_now(
-    harness: Harness, session: aiohttp.ClientSession
+    harness: Harness, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Switzerland pulls when its interval is up, not at the next tick of a second
+    monkeypatch.setattr(node, "PULL_TICK_SECONDS", 0.1)
     be_folder, ch_folder = harness.tmp / "be-profiles", harness.tmp / "ch-profiles"
     be_folder.mkdir()
     ch_folder.mkdir()
@@ -48,7 +52,10 @@ async def test_a_message_queued_for_push_is_not_pulled_on_the_mpc_its_partner_pu
     await harness.start(CH)
     newer = await submit(session, be, example(IA, today=harness.clock.now()).replace(b"0001", b"0002"))
     await wait_for(session, be, newer["message_id"], "ACKNOWLEDGED")  # signed for the MPC Switzerland pulls
-    await asyncio.sleep(2.5)  # more PullRequests
+    empty = await metric(session, be, "permit_gateway_pulls_served_total", outcome="empty")
+    async with asyncio.timeout(10):  # more PullRequests, each of which the queued message could have answered
+        while await metric(session, be, "permit_gateway_pulls_served_total", outcome="empty") < empty + 2:
+            await asyncio.sleep(0.05)
 
     waiting = await message(session, be, queued)
     assert waiting is not None and waiting["state"] == "RETRY_WAIT", waiting
