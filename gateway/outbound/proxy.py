@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -208,7 +208,7 @@ NO_PROXY = ProxySettings()
 def waited(exc: aiohttp.ConnectionTimeoutError) -> Waited:
     """What the connection phase was waiting for when its limit ran out, read from the aiohttp functions the
     time-out interrupted (in the chain of causes of ``exc``)."""
-    names = {frame.tb_frame.f_code.co_name for cause in _causes(exc) for frame in _frames(cause)}
+    names = {frame.f_code.co_name for cause in _causes(exc) for frame, _ in traceback.walk_tb(cause.__traceback__)}
     return next((phase for name, phase in _WAITED_IN.items() if name in names), Waited.UNKNOWN)
 
 
@@ -219,13 +219,6 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(cause))
         yield cause
         cause = cause.__cause__ or cause.__context__
-
-
-def _frames(exc: BaseException) -> Iterator[TracebackType]:
-    frame = exc.__traceback__
-    while frame is not None:
-        yield frame
-        frame = frame.tb_next
 
 
 def redirected(status: int, location: str | None, endpoint: str, profile_id: str) -> str:
