@@ -651,8 +651,12 @@ class Dispatcher:
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
             problem = self._proxy.problem(exc, self._http_timeout, endpoint) if proxy is not None else None
-            if problem is not None:
+            if problem is not None and not self._proxy.partner_unreached(exc):
                 return self._proxy_attempt(record, endpoint, problem, getattr(exc, "status", None), latency)
+            if problem is not None:
+                reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint} not reached: {problem}")
+                unreached = getattr(exc, "status", None)
+                return Attempt(receipt=None, retryable=True, reason=reason, http_status=unreached, latency_ms=latency)
             failure = _connection_failure(exc, self._http_timeout)
             if proxy is not None:
                 failure += self._proxy.through(exc)

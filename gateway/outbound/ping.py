@@ -193,7 +193,8 @@ async def _exchange(
             location = response.headers.get("Location")
     except (aiohttp.ClientError, TimeoutError) as exc:
         if via is not None and (problem := proxy.problem(exc, timeout, endpoint)) is not None:
-            return result(Stage.PROXY, problem, status=getattr(exc, "status", None), started=started)
+            stage = Stage.CONNECT if proxy.partner_unreached(exc) else Stage.PROXY
+            return result(stage, problem, status=getattr(exc, "status", None), started=started)
         stage, detail = _transport_failure(exc, endpoint, timeout)
         return result(stage, detail + (proxy.through(exc) if via is not None else ""), started=started)
     if via is not None and proxy.answered_for_partner(endpoint, status):

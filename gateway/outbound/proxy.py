@@ -133,6 +133,13 @@ class ProxySettings:
             return self._timed_out(waited(exc), timeout)
         return None
 
+    @staticmethod
+    def partner_unreached(exc: BaseException) -> bool:
+        """Whether the proxy answered the CONNECT that it could not reach the partner (``UNREACHED``): the
+        partner's endpoint or the route to it is down, not the proxy, so the failure is not tagged as the
+        proxy's."""
+        return isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status in UNREACHED
+
     def _at_proxy(self, exc: aiohttp.ClientConnectorError) -> bool:
         """A connection error on the way to the proxy: aiohttp's own for it, or any at its HOST:PORT but TLS
         (the TLS handshake is the partner's)."""

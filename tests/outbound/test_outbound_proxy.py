@@ -789,7 +789,8 @@ async def test_a_connect_answered_503_by_a_proxy_that_cannot_reach_the_partner_n
     pki: DevPki,
 ) -> None:
     """What squid answers when the partner refuses the connection (ERR_CONNECT_FAIL): before, told as a proxy
-    rule that may not allow the partner's host or port."""
+    rule that may not allow the partner's host or port; then, told right but tagged ``proxy_problem`` (and a ping
+    stopped at stage 'proxy'), which sent operators to their proxy settings for a partner that is down."""
     proxy.connect_refused = b"HTTP/1.1 503 Service Unavailable\r\nX-Squid-Error: ERR_CONNECT_FAIL 111"
     down = free_port()
     endpoint = f"https://127.0.0.1:{down}/as4"
@@ -797,6 +798,17 @@ async def test_a_connect_answered_503_by_a_proxy_that_cannot_reach_the_partner_n
     be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url))
     _, body = await submit(session, be, example(IA, today=harness.clock.now()))
     waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
+    node = be.runner.app[NODE]
+    result = await ping(
+        node.partners.get("ch-swissmedic"),
+        identity=node.settings.identity,
+        keys=node.keys,
+        session=session,
+        clock=harness.clock,
+        timeout=5.0,
+        proxy=ProxySettings(url=proxy.url),
+    )
+    assert result.stage is Stage.CONNECT and f"the partner's 127.0.0.1:{down}" in result.detail, result
     error = waiting["last_error"]
     assert (
         f"{endpoint} not reached: the outbound proxy 127.0.0.1:{proxy.port} answered HTTP 503 Service Unavailable "
@@ -805,7 +817,7 @@ async def test_a_connect_answered_503_by_a_proxy_that_cannot_reach_the_partner_n
     ), error
     assert "proxy rule" not in error and "proxy_password_env" not in error
     [failed] = [e for e in waiting["events"] if e["kind"] == "send_failed"]
-    assert failed["detail"]["http_status"] == 503
+    assert failed["detail"]["http_status"] == 503 and "proxy_problem" not in failed["detail"]
 
 
 async def _moved(new_endpoint: str) -> tuple[web.AppRunner, str]:
