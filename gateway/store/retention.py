@@ -52,6 +52,7 @@ async def purge(
     limit = store.purge_batch_limit(batch_size)
     by_state: dict[State, int] = {}
     files = payloads.remove_leftovers(untouched_for=file_grace)
+    await store.refresh_statistics(only_if_none=True)
     while True:
         batch = await store.purge_batch(cutoffs, limit=limit)
         for state, count in batch.by_state.items():

@@ -894,17 +894,23 @@ class MessageStore:
             due.append(chosen.subquery(f"due_{n}"))
         return due
 
-    async def refresh_statistics(self) -> None:
+    async def refresh_statistics(self, *, only_if_none: bool = False) -> None:
         """Bring SQLite's planner statistics up to date (the daily retention job, after its purge): without
         them SQLite chose indexes that read a whole direction. PRAGMA optimize refreshes statistics an ANALYZE
         gathered once, but before SQLite 3.46 never gathers the first, so a store without any is analyzed (each
-        index sampled: ``ANALYSIS_LIMIT``, set as the connection opens). PostgreSQL's autovacuum keeps its own."""
+        index sampled: ``ANALYSIS_LIMIT``, set as the connection opens). ``only_if_none``: only that first
+        ANALYZE (before the purge: a store upgraded with a year of messages and no statistics purged its first
+        batches at seconds each). PostgreSQL's autovacuum keeps its own."""
         if self._engine.dialect.name != "sqlite":
             return
         try:
             async with self._engine.connect() as conn:
-                found = await conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
-                await conn.exec_driver_sql("PRAGMA optimize=0x10002" if found.first() else "ANALYZE")
+                found = (
+                    await conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                ).first()
+                if found and only_if_none:
+                    return
+                await conn.exec_driver_sql("PRAGMA optimize=0x10002" if found else "ANALYZE")
                 await conn.commit()
         except (DBAPIError, OSError) as exc:  # a full disk, a lock held: only speed is lost, and tried again tomorrow
             log.warning(

@@ -220,13 +220,38 @@ async def test_the_daily_retention_job_gathers_sqlite_statistics(tmp_path: Path,
         payloads = PayloadStore(tmp_path / "payloads")
         await purge(store, payloads, keep, now=clock.now())
         first = await _analyzed_rows(store)
-        assert first == await _count(store) < 40  # analyzed after the purge
+        assert await _count(store) < 40 and first == 40  # analyzed before the purge, which took out one message
 
         async with engine.begin() as conn:
             await conn.execute(insert(messages), _rows(clock, N)[40:])
         await filled_reads(store)
         await purge(store, payloads, {State.ACKNOWLEDGED: timedelta(days=3650)}, now=clock.now())
         assert await _analyzed_rows(store) > 10 * first  # sampled: an estimate of the rows
+    finally:
+        await engine.dispose()
+
+
+async def test_a_store_without_statistics_is_analyzed_before_the_purge_deletes(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """A store upgraded with a year of messages and never analyzed: its first purge batches took seconds each
+    (1.2 s per 500 at 300,000 messages) until the statistics gathered at the end of that purge."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    statements: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        statements.append("DELETE" if "DELETE FROM" in statement.upper() else statement.split(None, 1)[0].upper())
+
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(insert(messages), _rows(clock, 400))
+            await conn.exec_driver_sql("DROP TABLE IF EXISTS sqlite_stat1")
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        keep = {State.ACKNOWLEDGED: timedelta(days=30)}
+        await purge(MessageStore(engine, clock), PayloadStore(tmp_path / "payloads"), keep, now=clock.now())
+        assert "DELETE" in statements, statements
+        assert "ANALYZE" in statements[: statements.index("DELETE")], statements
     finally:
         await engine.dispose()
 
