@@ -588,7 +588,7 @@ class _Tx:
         due = await self.lock_named(document)
         applied, held_back = await self.apply_due(due)
         if recheck is not None and outline is not None:
-            await self.check_again(recheck, outline)
+            await self.check_again(recheck, outline, fresh=pk)
         if refers_to is not None:
             try:
                 await _EFFECTS.get(document.document_type, _no_effect)(self, pk, document, refers_to)
@@ -602,7 +602,7 @@ class _Tx:
             applied += (await self.apply_due([row for row in due if row.id not in done]))[0]
         return pk, Recorded(created=True, cancelled=tuple(_key(row) for row in applied))
 
-    async def check_again(self, recheck: Recheck, outline: DocumentOutline) -> None:
+    async def check_again(self, recheck: Recheck, outline: DocumentOutline, *, fresh: int | None = None) -> None:
         """Run the document's rules again on what the registry holds once nothing they ask can change: the
         document's check read the registry without locks, and another document recorded since may have
         changed what it names (cancelled it, drawn on it, amended it) or the year's totals it counts against.
@@ -614,7 +614,7 @@ class _Tx:
         Only the cross-document rules run again (the document's own rules and its schema passed, and cannot
         have changed), and not on the documents thread: this transaction must not wait behind other
         documents' parsing with its locks held (on SQLite, the one pooled connection every store call needs)."""
-        context = await _Snapshot(self.conn, self.tables, self.now.date()).load(outline)
+        context = await _Snapshot(self.conn, self.tables, self.now.date(), fresh=fresh).load(outline)
         findings = await on_recheck_thread(
             cross_document_findings, recheck.parsed, as_of=recheck.as_of, context=context
         )
@@ -1235,6 +1235,10 @@ class _Snapshot:
     conn: AsyncConnection
     tables: ControlTables
     as_of: date
+    fresh: int | None = None
+    """The row of a document this transaction has just inserted (``check_again``): no other row can name it yet
+    (its id is new, and uncommitted for every other transaction), so the reads of what names a document, which
+    would find nothing for it, leave it out."""
 
     async def load(self, outline: DocumentOutline) -> PermitContext:
         parts = (outline, outline.replacement) if outline.replacement else (outline,)
@@ -1248,9 +1252,10 @@ class _Snapshot:
             if kept is not None and part.raw_sha256 and kept.content_sha256 == part.raw_sha256:
                 # kept before the registry hashed canonical forms: these are the very bytes it kept
                 known[part.key] = replace(kept, content_sha256=part.content_sha256)
-        await self.give_back(known, {row.id: _key(row) for row in rows if row.document_type == IA})
-        named = await self.named_by({row.id: _key(row) for row in rows if row.document_type in (IA, EA)})
-        taken = await self.exports_and_endorsements(known, [row.id for row in rows if row.document_type == IA])
+        older = [row for row in rows if row.id != self.fresh]
+        await self.give_back(known, {row.id: _key(row) for row in older if row.document_type == IA})
+        named = await self.named_by({row.id: _key(row) for row in older if row.document_type in (IA, EA)})
+        taken = await self.exports_and_endorsements(known, [row.id for row in older if row.document_type == IA])
         if taken:
             named["endorsements"] = taken | named.get("endorsements", {})
         authorized: dict[tuple[DocumentType, str, str, int], Decimal] = {}
