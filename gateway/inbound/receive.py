@@ -410,8 +410,8 @@ class Receiver:
             )
         payload_sha256 = await asyncio.to_thread(_sha256_of, received.payloads[0])  # up to the permit size limit
         sender = user_message.from_party.primary.value
-        await self._check_not_ours(user_message)
-        stored = await self._store.find(Direction.INBOUND, user_message.message_id, sender)
+        sent, stored = await self._store.find_sent_and_received(user_message.message_id, sender)
+        self._check_not_ours(user_message, sent)
         if stored is not None:
             return await self._duplicate(stored, await _content_key_off_loop(payload_sha256, received), user_message)
         if mismatch:
@@ -468,11 +468,11 @@ class Receiver:
         log.info("message accepted", message_id=user_message.message_id, document=document.number)
         return Reception(response=receipt, record=record)
 
-    async def _check_not_ours(self, user_message: UserMessage) -> None:
+    def _check_not_ours(self, user_message: UserMessage, sent: MessageRecord | None) -> None:
         """A MessageId names one message (ebMS 3.0 section 5.2.2.1): a partner's message under the MessageId of
-        one we sent would make every lookup by that MessageId (the REST API, the national system's attachment
-        URLs) ambiguous."""
-        if await self._store.find(Direction.OUTBOUND, user_message.message_id) is None:
+        one we sent (``sent``, the message we sent under it, if any) would make every lookup by that MessageId
+        (the REST API, the national system's attachment URLs) ambiguous."""
+        if sent is None:
             return
         raise EbmsError(
             EbmsCode.VALUE_INCONSISTENT,

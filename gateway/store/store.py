@@ -227,6 +227,18 @@ _BY_MESSAGE_ID = select(messages).where(
     messages.c.direction == bindparam("direction"), messages.c.message_id == bindparam("message_id")
 )
 _BY_MESSAGE_ID_FROM = _BY_MESSAGE_ID.where(messages.c.from_party == bindparam("from_party"))
+# The message sent under a MessageId and the one received under it from a sender: each part looks its row up on the
+# unique key, as ``_BY_MESSAGE_ID`` and ``_BY_MESSAGE_ID_FROM`` do.
+_SENT_AND_RECEIVED = union_all(
+    select(messages).where(
+        messages.c.direction == Direction.OUTBOUND, messages.c.message_id == bindparam("message_id")
+    ),
+    select(messages).where(
+        messages.c.direction == Direction.INBOUND,
+        messages.c.message_id == bindparam("message_id"),
+        messages.c.from_party == bindparam("from_party"),
+    ),
+)
 
 
 def _by_id(records: Iterable[MessageRecord]) -> list[MessageRecord]:
@@ -948,6 +960,18 @@ class MessageStore:
     ) -> MessageRecord | None:
         async with self._reads.connect() as conn:
             return await self._find(conn, direction, message_id, from_party)
+
+    async def find_sent_and_received(
+        self, message_id: str, from_party: str
+    ) -> tuple[MessageRecord | None, MessageRecord | None]:
+        """``find(OUTBOUND, message_id)`` and ``find(INBOUND, message_id, from_party)`` in one read: what a
+        received message's MessageId names already, a message we sent and the same sender's message."""
+        async with self._reads.connect() as conn:
+            rows = await conn.execute(_SENT_AND_RECEIVED, {"message_id": message_id, "from_party": from_party})
+            found = [_record(row) for row in rows]
+        sent = next((r for r in found if r.direction is Direction.OUTBOUND), None)
+        received = next((r for r in found if r.direction is Direction.INBOUND), None)
+        return sent, received
 
     async def find_all(self, direction: Direction, message_id: str) -> list[MessageRecord]:
         """Every message of ``direction`` with this MessageId, whoever sent it (the key includes the sender)."""
