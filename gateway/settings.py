@@ -345,6 +345,19 @@ class OutboundSettings(_Section):
             raise ValueError('proxy_user is set but proxy is not: set proxy = "http://HOST:PORT" or remove it')
         return self
 
+    @model_validator(mode="after")
+    def _per_partner_within_total(self) -> OutboundSettings:
+        # only when set: the default (16) above a lowered max_in_flight is capped at it by the send loop
+        if "max_in_flight_per_partner" in self.model_fields_set and self.max_in_flight_per_partner > self.max_in_flight:
+            raise ValueError(
+                f"[outbound].max_in_flight_per_partner = {self.max_in_flight_per_partner} is more than "
+                f"[outbound].max_in_flight = {self.max_in_flight}, the messages sent at once to all partners "
+                "together: one partner that takes requests and never answers could hold every send slot until its "
+                f"HTTP time-out. Lower max_in_flight_per_partner to at most {self.max_in_flight}, or raise "
+                f"max_in_flight (at most {MAX_CONNECTIONS // 2})"
+            )
+        return self
+
     def proxy_password(self) -> str | None:
         """The proxy's password, from the environment variable ``proxy_password_env`` names."""
         if self.proxy_password_env is None:

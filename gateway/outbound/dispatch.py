@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -70,6 +70,9 @@ JITTER = 0.1
 STREAM_ABOVE_BYTES = 1024 * 1024
 SLOWEST_BYTES_PER_SECOND = 4 * 1024 * 1024  # upload and the partner's decrypt, verify and store
 MIN_WAKE_SECONDS = 0.5  # a retry timer never fires sooner: with a clock that stands still (tests) it would spin
+# A partner's lane starts with this many messages in flight (TCP's slow start): a partner that takes requests and
+# never answers holds few of the node's send slots until its time-outs show it, however many messages it has due.
+FIRST_WINDOW = 2
 SHOW_WAITING_EVERY = timedelta(seconds=10)  # the waiting-age gauge costs a query; a wake per submission need not
 _READ_CHUNK = 64 * 1024
 UNVERIFIED = "unverified_error_signal"  # the timeline detail of an error signal not taken as the partner's
@@ -95,6 +98,8 @@ class Attempt:
     timeline, and named by the failure at the time to live."""
     proxy_problem: str | None = None
     """``HOST:PORT`` of the outbound proxy when it, not the partner, failed the attempt."""
+    unanswered: bool = False
+    """No answer came: the connection failed or the time-out ran out. The partner's lane falls back to one."""
 
     def detail(self, attempt: int) -> dict[str, Any]:
         out: dict[str, Any] = {"attempt": attempt, "http_status": self.http_status, "latency_ms": self.latency_ms}
@@ -324,8 +329,9 @@ class Dispatcher:
         self._faults = faults
         self._tls = TlsContexts(tls_passphrase)
         self._proxy = proxy
-        self._per_partner = per_partner
+        self._per_partner = min(per_partner, max_in_flight)
         self._posting = asyncio.Semaphore(max_in_flight)
+        self._windows: dict[str, int] = {}  # per partner, as set by the outcomes of its sends (``_window``)
         self._lanes: dict[str, _Lane] = {}
         self._wake: Callable[[], None] = lambda: None
         self._timer: asyncio.TimerHandle | None = None
@@ -346,9 +352,11 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Open a lane for every partner with messages due and no lane yet; returns how many were opened.
 
-        A lane keeps up to ``per_partner`` of its partner's messages in flight, claiming more whenever half of
-        them have settled, until none is due. Lanes run side by side, so a partner that answers slowly, or not
-        at all until the HTTP time-out, holds up only its own messages and never another partner's. Messages for
+        A lane keeps up to its window of its partner's messages in flight (``_window``: 2 at first, one more
+        per receipt up to ``per_partner``, one after an attempt that got no answer), claiming more whenever half
+        of its window is free, until none is due. Lanes run side by side, so a partner that answers slowly, or
+        not at all until the HTTP time-out, holds up only its own messages: with its window down to one, it
+        holds one of the node's ``max_in_flight`` send slots, not ``per_partner`` of them. Messages for
         a partner with ``transport: pull`` wait for its PullRequests instead (``outbound.pull_serve``). Messages
         to a suspended partner, or to one whose certificate is not valid now (a gap in its rollover), are held:
         not claimed, not attempted, their attempts unchanged, until the partner is enabled or its profile fixed;
@@ -422,11 +430,13 @@ class Dispatcher:
         sent = 0
         try:
             while True:
-                room = self._per_partner - len(sending)
-                # claim when half the lane is free, new messages too: claiming one at a time as they come or
-                # as sends settle costs a statement each, and the receiver commits them one by one
+                window = self._window(partner_id)
+                room = window - len(sending)
+                # claim when half the window is free, new messages too: claiming one at a time as they come or
+                # as sends settle costs a statement each, and the receiver commits them one by one. Never more
+                # than the window: a message claimed beyond it would wait, leased, behind its partner's sends
                 woken.clear()
-                if 2 * room >= self._per_partner and self._pushes_to(partner_id):
+                if 2 * room >= window and self._pushes_to(partner_id):
                     batch = await self._store.claim_due(
                         self._node_id, limit=room, lease=self._lease, partners=[partner_id]
                     )
@@ -447,8 +457,24 @@ class Dispatcher:
         finally:
             if (lane := self._lanes.get(partner_id)) is not None and lane.task is asyncio.current_task():
                 del self._lanes[partner_id]
+        # nothing was due: the next lane starts small again (TCP after an idle spell), so a partner that was fast
+        # and is black-holed meanwhile holds few send slots until its first time-outs
+        self._windows[partner_id] = min(self._window(partner_id), FIRST_WINDOW)
         self._wake()
         return sent
+
+    def _window(self, partner_id: str) -> int:
+        """How many of the partner's messages may be in flight: ``FIRST_WINDOW`` at first and after a spell with
+        nothing due, one more after each receipt up to ``per_partner`` (so doubling each round trip), and one
+        after an attempt that got no answer until a receipt comes. Other answers (an HTTP error, an error signal)
+        leave it as it is."""
+        return self._windows.get(partner_id, min(FIRST_WINDOW, self._per_partner))
+
+    def _adjust_window(self, partner_id: str, attempt: Attempt) -> None:
+        if attempt.unanswered:
+            self._windows[partner_id] = 1
+        elif attempt.receipt is not None:
+            self._windows[partner_id] = min(self._window(partner_id) + 1, self._per_partner)
 
     def _pushes_to(self, partner_id: str) -> bool:
         """False once the partner pulls or is held (a profile change, or a certificate that lapsed, while its
@@ -593,6 +619,7 @@ class Dispatcher:
                 await self._give_up(record, await self._naming_last_error_signal(record, expired))
                 return
             attempt = await self._post(record, partner)
+        self._adjust_window(record.partner_id, attempt)
         await self._settle(record, partner, attempt)
 
     def _expired(self, record: MessageRecord) -> str | None:
@@ -650,18 +677,8 @@ class Dispatcher:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             latency = round((time.perf_counter() - started) * 1000, 1)
-            problem = self._proxy.problem(exc, self._http_timeout, endpoint) if proxy is not None else None
-            if problem is not None and not self._proxy.partner_unreached(exc):
-                return self._proxy_attempt(record, endpoint, problem, getattr(exc, "status", None), latency)
-            if problem is not None:
-                reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint} not reached: {problem}")
-                unreached = getattr(exc, "status", None)
-                return Attempt(receipt=None, retryable=True, reason=reason, http_status=unreached, latency_ms=latency)
-            failure = _connection_failure(exc, self._http_timeout)
-            if proxy is not None:
-                failure += self._proxy.through(exc)
-            reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint}: {failure}")
-            return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
+            unanswered = self._unanswered(record, endpoint, exc, latency, proxied=proxy is not None)
+            return replace(unanswered, unanswered=True)
         latency = round((time.perf_counter() - started) * 1000, 1)
         self._faults.hit("send.after_post")
         if proxy is not None and self._proxy.answered_for_partner(endpoint, status):
@@ -699,6 +716,29 @@ class Dispatcher:
         return Attempt(
             receipt=answer, retryable=False, reason="", http_status=status, latency_ms=latency, evidence=kept
         )
+
+    def _unanswered(
+        self,
+        record: MessageRecord,
+        endpoint: str,
+        exc: aiohttp.ClientError | TimeoutError,
+        latency: float,
+        *,
+        proxied: bool,
+    ) -> Attempt:
+        """The attempt that got no answer: a connection or TLS failure, or the time-out, the proxy's or ours."""
+        problem = self._proxy.problem(exc, self._http_timeout, endpoint) if proxied else None
+        if problem is not None and not self._proxy.partner_unreached(exc):
+            return self._proxy_attempt(record, endpoint, problem, getattr(exc, "status", None), latency)
+        if problem is not None:
+            reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint} not reached: {problem}")
+            unreached = getattr(exc, "status", None)
+            return Attempt(receipt=None, retryable=True, reason=reason, http_status=unreached, latency_ms=latency)
+        failure = _connection_failure(exc, self._http_timeout)
+        if proxied:
+            failure += self._proxy.through(exc)
+        reason = EbmsCode.CONNECTION_FAILURE.describe(f"{endpoint}: {failure}")
+        return Attempt(receipt=None, retryable=True, reason=reason, http_status=None, latency_ms=latency)
 
     def _proxy_attempt(
         self, record: MessageRecord, endpoint: str, problem: str, status: int | None, latency: float
