@@ -60,9 +60,8 @@ from gateway.profiles.check import is_own_endpoint, warn_refused_delivery_folder
 from gateway.profiles.editor import ProfileEditor
 from gateway.profiles.expiry import check_expiry
 from gateway.profiles.keystore import Keystore, KeystoreWatcher, OwnKeys, load_own_keys
-from gateway.profiles.loader import load_profiles, profile_files
 from gateway.profiles.trust import Partners
-from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher
+from gateway.profiles.watcher import ActiveProfiles, ProfileWatcher, load_at_start
 from gateway.settings import MAX_CONNECTIONS, Settings, guarded_folders
 from gateway.store import MessageStore, PayloadStore, PermitRegistry, State, create_engine, is_unavailable, upgrade
 from gateway.store.retention import purge as retention_purge
@@ -136,6 +135,7 @@ class Node:
     puller: Puller
     pull_pump: Pump
     tables: ControlTablesWatcher | None
+    profiles_at_start: ActiveProfiles
     clock_off: bool = False
 
 
@@ -165,15 +165,14 @@ def _services(
 ) -> Node:
     now: datetime = clock.now()
     keys = load_own_keys(settings.keys, now=now)
-    partners = Partners(
-        load_profiles(
-            settings.profiles.folder,
-            certificates_dir=settings.profiles.certificates,
-            tls_passphrase=settings.keys.passphrase,
-        ),
+    started = load_at_start(  # a broken file leaves its partner out, not every partner
+        settings.profiles.folder,
+        certificates_dir=settings.profiles.certificates,
         now=now,
         max_age=settings.inbound.duplicate_window,
+        tls_passphrase=settings.keys.passphrase,
     )
+    partners = started.partners
     warn_missing_suite_keys(partners, keys)
     payloads = PayloadStore(settings.data_dir / "payloads")
     node_id = new_node_id()
@@ -276,6 +275,7 @@ def _services(
         puller=puller,
         pull_pump=Pump("pull", puller.run_once),
         tables=tables,
+        profiles_at_start=started,
     )
 
 
@@ -305,6 +305,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             listening=settings.http.listening(),
             as4_url=settings.http.as4_url(),
             outbound_proxy=_proxy_in_use(app[PROXY]),
+            held_back=[str(held.path) for held in node.profiles_at_start.held_back],
         )
         yield
     finally:
@@ -650,9 +651,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
     """The profile watcher, the profile editor behind the admin API, the keystore watcher, the expiry job."""
     node, settings = app[NODE], app[SETTINGS]
     folder, certificates = settings.profiles.folder, settings.profiles.certificates
-    active = ActiveProfiles(
-        partners=node.partners, files=profile_files(folder), since=node.clock.now(), reason="start"
-    )
+    active = node.profiles_at_start
     watcher = ProfileWatcher(
         folder,
         certificates_dir=certificates,

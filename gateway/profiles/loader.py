@@ -2,7 +2,9 @@
 
 The round-trip loader keeps the position of every key, so a pydantic error location such as
 ``('security', 'suite')`` becomes ``be-famhp.yaml:9:3 security.suite``. All problems of a file are reported
-at once; a folder is loaded whole or not at all, so a reload can validate first and then swap.
+at once. A folder is loaded whole or not at all, or (with ``keep``: the gateway's start and reload) with each file
+that has problems of its own held back, its last accepted version in its place, so that one broken file among
+many stops no other partner; problems between files still refuse the whole set.
 """
 
 from __future__ import annotations
@@ -62,10 +64,12 @@ class _Problem:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     path: Path
-    document: CommentedMap
+    document: CommentedMap | None  # None: a held-back file's last accepted version, its text no longer on disk
     profile: PartnerProfile
 
     def where(self, loc: Loc) -> str:
+        if self.document is None:
+            return f"{self.path} (its last accepted version)"
         line, column = _locate(self.document, loc)
         return f"{self.path}:{line}:{column}"
 
@@ -130,11 +134,22 @@ def named_files(text: str, *, path: Path) -> frozenset[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldBack:
+    """A profile file left out of a load for problems of its own (``errors``): ``kept`` names the profile whose
+    last accepted version from that file stays in the set instead, None when there is none (a new file)."""
+
+    path: Path
+    errors: tuple[str, ...]
+    kept: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadedProfiles:
-    """A valid profile folder: the registry, and the file each profile came from."""
+    """A valid profile folder: the registry, the file each profile came from, and the files held back."""
 
     registry: ProfileRegistry
     files: Mapping[str, Path]
+    held_back: tuple[HeldBack, ...] = ()
 
 
 def load_profiles(
@@ -163,17 +178,23 @@ def load_profile_folder(
     overrides: Mapping[Path, str | None] | None = None,
     tls_passphrase: Passphrase = no_passphrase,
     duplicate_window: timedelta | None = None,
+    keep: Mapping[Path, PartnerProfile] | None = None,
 ) -> LoadedProfiles:
-    """Load a folder whole or not at all; ``overrides`` puts text in place of a file (None: as if removed).
+    """Load a folder; ``overrides`` puts text in place of a file (None: as if removed).
 
-    Every problem of every file is reported at once, then the problems across files (ids, PartyIds, a
-    certificate one profile pins that another's trust anchor and subject admit).
+    Without ``keep``, whole or not at all (``profiles check``, an edit's validation): every problem of every
+    file is reported at once, then the problems across files (ids, PartyIds, a certificate one profile pins that
+    another's trust anchor and subject admit). With ``keep`` (the last accepted profile of each file: what a
+    reload replaces, none at a start), a file with problems of its own is held back and its kept profile, if
+    any, stands in for it; the problems across files are then checked on that set and still refuse it whole,
+    and so does a set in which every file was held back.
     """
     if not folder.is_dir():
         raise ProfileError(f"{folder}: partner profile folder not found; create it or fix [profiles].folder")
     changes = dict(overrides or {})
     loaded: list[_Loaded] = []
     errors: list[str] = []
+    held: list[HeldBack] = []
     for path in _profile_files(folder, changes):
         try:
             text = changes.get(path)
@@ -189,11 +210,19 @@ def load_profile_folder(
             )
         except ProfileError as exc:
             errors.append(str(exc))
-    errors += _duplicates(loaded)
-    if errors:
-        raise ProfileError("\n".join(errors))
+            kept = None if keep is None else keep.get(path)
+            held.append(HeldBack(path, tuple(str(exc).splitlines()), None if kept is None else kept.id))
+            if kept is not None:
+                loaded.append(_Loaded(path, None, kept))
+    if keep is None or not loaded:  # whole or not at all; or every file held back with nothing to keep
+        errors += _duplicates(loaded)
+        if errors:
+            raise ProfileError("\n".join(errors))
+    elif cross := _kept_files_gone(loaded) or _duplicates(loaded):  # gone first: the checks read the files
+        raise ProfileError("\n".join(errors + cross))
     registry = ProfileRegistry(item.profile for item in loaded)
-    return LoadedProfiles(registry=registry, files=MappingProxyType({i.profile.id: i.path for i in loaded}))
+    files = MappingProxyType({i.profile.id: i.path for i in loaded})
+    return LoadedProfiles(registry=registry, files=files, held_back=tuple(held))
 
 
 def is_profile_file(path: Path) -> bool:
@@ -377,8 +406,8 @@ class UndecodableProfile(ProfileError):
         super().__init__(
             f"{path}:{self.line}:{self.column}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8: partner "
             "profiles are UTF-8 YAML, and this file was saved in another encoding (Latin-1 or Windows-1252, "
-            "most likely). It is left as it is: it cannot be read or edited here, and the gateway does not load "
-            "the profile folder while it is there. Re-save it as UTF-8, e.g. "
+            "most likely). It is left as it is: it cannot be read or edited here, and the gateway leaves this "
+            "profile out (its last accepted version stays active) while it is there. Re-save it as UTF-8, e.g. "
             f"iconv -f latin1 -t utf-8 {path} > {path}.utf8 && mv {path}.utf8 {path}"
         )
 
@@ -794,6 +823,33 @@ def _dotted(loc: Loc) -> str:
     parts = (f"[{part}]" if isinstance(part, int) else f".{_clip(str(part), 60)}" for part in loc)
     text = "".join(parts).lstrip(".")
     return text or "(profile)"
+
+
+def _kept_files_gone(loaded: Sequence[_Loaded]) -> list[str]:
+    """A held-back file's last accepted version stands in for it only while the key material it names is still
+    in regular files: its certificates are loaded again with the set, and a FIFO put in place of one would block
+    that read (a missing or unreadable one refuses the set when it is loaded)."""
+    errors: list[str] = []
+    for item in loaded:
+        if item.document is not None:
+            continue
+        security, tls = item.profile.security, item.profile.tls
+        named = (
+            *security.pinned_certificates,
+            *security.encryption_candidates,
+            security.trust_anchor,
+            security.revocation_list,
+            tls.ca_bundle,
+            tls.client_certificate,
+            tls.client_key,
+        )
+        errors += [
+            f"{item.where(())}: {path} is no longer a file, so the profile {item.profile.id!r} cannot be kept at "
+            "that version; put the file back, or fix the profile file: until then the whole change is refused"
+            for path in named
+            if path is not None and not path.is_file()
+        ]
+    return errors
 
 
 def _duplicates(loaded: Sequence[_Loaded]) -> list[str]:

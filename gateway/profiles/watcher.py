@@ -1,11 +1,16 @@
-"""Hot reload: the profile folder is polled; a valid change is swapped in whole, an invalid one is refused.
+"""Hot reload: the profile folder is polled; a valid change is swapped in, an invalid file is held back.
 
 Every ``interval`` seconds the watcher fingerprints the profile files and the certificate files the active
-profiles name (modification time, size and SHA-256). When the fingerprint changes it loads the whole folder
-into a new ``Partners``; only when that succeeds does it call ``on_reload``, which swaps the reference in each
-service. A message in flight keeps the ``Partner`` it already holds, so none is lost. A refused change
-leaves the previous set active, is logged with every error and counted in
-``permit_gateway_profile_reload_total{result="refused"}``; it is tried again only once the files change again.
+profiles name (modification time, size and SHA-256). When the fingerprint changes it loads the folder into a
+new ``Partners``; only when that succeeds does it call ``on_reload``, which swaps the reference in each
+service. A message in flight keeps the ``Partner`` it already holds, so none is lost. A file with problems of
+its own is held back: its last accepted version stays active (a new file is not loaded), the log names it with
+its errors, and the other files' changes take effect (``permit_gateway_profile_reload_total{result="partial"}``,
+``permit_gateway_profiles_held_back``). A change that is only such files, or one that brings a conflict between
+files (an id or PartyId twice), is refused: the previous set stays active, the log has every error and
+``permit_gateway_profile_reload_total{result="refused"}`` counts it; it is tried again only once the files change
+again. At a start, a file with problems of its own leaves its partner out (``load_at_start``), loudly, rather
+than every partner.
 
 A change is loaded only once it has stood still for ``settle`` seconds (at most 1 s, at most one interval): a
 file rewritten in place and caught half-written may itself be a valid profile (its last lines missing), so a
@@ -37,8 +42,9 @@ import structlog
 from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.profiles.certificates import Passphrase, no_passphrase
-from gateway.profiles.loader import is_profile_file, load_profile_folder
-from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS, PROFILES_ACTIVE
+from gateway.profiles.loader import HeldBack, is_profile_file, load_profile_folder
+from gateway.profiles.metrics import PROFILE_LAST_REFUSAL, PROFILE_RELOADS, PROFILES_ACTIVE, PROFILES_HELD_BACK
+from gateway.profiles.model import PartnerProfile
 from gateway.profiles.trust import Partners
 
 log = structlog.get_logger("gateway.profiles")
@@ -84,12 +90,14 @@ class ChangeRecorder(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActiveProfiles:
-    """The profile set in use: the partners, the file of each profile, when and why it became active."""
+    """The profile set in use: the partners, the file of each profile, when and why it became active, and the
+    files held back for problems of their own (each profile kept at its last accepted version, or left out)."""
 
     partners: Partners
     files: Mapping[str, Path]
     since: datetime
     reason: str
+    held_back: tuple[HeldBack, ...] = ()
 
 
 def load_partners(
@@ -100,13 +108,63 @@ def load_partners(
     reason: str,
     max_age: timedelta | None = None,
     tls_passphrase: Passphrase = no_passphrase,
+    keep: Mapping[Path, PartnerProfile] | None = None,
 ) -> ActiveProfiles:
-    """Load and check a whole folder into a new active set; raises ``GatewayError`` naming every problem."""
+    """Load and check a folder into a new active set, a file with problems of its own held back (``keep``: the
+    last accepted profile of each file, which stays in its place); raises ``GatewayError`` naming every problem
+    when files conflict or every file is held back with nothing to keep."""
     loaded = load_profile_folder(
-        folder, certificates_dir=certificates_dir, tls_passphrase=tls_passphrase, duplicate_window=max_age
+        folder,
+        certificates_dir=certificates_dir,
+        tls_passphrase=tls_passphrase,
+        duplicate_window=max_age,
+        keep={} if keep is None else keep,
     )
     partners = Partners(loaded.registry, now=now, max_age=max_age)
-    return ActiveProfiles(partners=partners, files=loaded.files, since=now, reason=reason)
+    return ActiveProfiles(
+        partners=partners, files=loaded.files, since=now, reason=reason, held_back=loaded.held_back
+    )
+
+
+HELD_BACK_FIX = (
+    "correct the file as its errors say ('permit-gateway profiles check' lists them) or put its last good version "
+    "back ('permit-gateway profiles history' and 'rollback'); it is loaded at the next poll once it is valid"
+)
+
+
+def load_at_start(
+    folder: Path,
+    *,
+    certificates_dir: Path,
+    now: datetime,
+    max_age: timedelta | None = None,
+    tls_passphrase: Passphrase = no_passphrase,
+) -> ActiveProfiles:
+    """The profiles a gateway starts with. A file with problems of its own leaves only its partner out, logged
+    as an error with its errors and the fix, so that one broken file among many does not stop every partner;
+    a conflict between files, or a folder whose every file is broken, still stops the start."""
+    active = load_partners(
+        folder,
+        certificates_dir=certificates_dir,
+        now=now,
+        reason="start",
+        max_age=max_age,
+        tls_passphrase=tls_passphrase,
+    )
+    for held in active.held_back:
+        log.error(
+            "partner profile file left out at start: the gateway starts without it; until it is fixed, messages "
+            "to its partner wait unsent and its partner's messages are refused as from an unknown partner",
+            file=str(held.path),
+            errors=list(held.errors),
+            fix=HELD_BACK_FIX,
+        )
+    PROFILES_HELD_BACK.set(len(active.held_back))
+    return active
+
+
+def _errors_of(held_back: Iterable[HeldBack]) -> str | None:
+    return "\n".join(line for held in held_back for line in held.errors) or None
 
 
 def fingerprint(paths: Iterable[Path]) -> Fingerprint:
@@ -185,14 +243,11 @@ class ProfileWatcher:
         self._on_reload = on_reload
         self._interval = interval
         self._lock = threading.RLock()  # poll and reload run in worker threads, an admin edit's reload too
-        self._active = active or load_partners(
-            folder,
-            certificates_dir=certificates_dir,
-            now=clock.now(),
-            reason="start",
-            tls_passphrase=tls_passphrase,
+        self._active = active or load_at_start(
+            folder, certificates_dir=certificates_dir, now=clock.now(), tls_passphrase=tls_passphrase
         )
-        self._last_error: str | None = None
+        # a file held back at start makes the watch look at the certificates folder too, as a refusal does
+        self._last_error: str | None = _errors_of(self._active.held_back)
         self._seen, self._contents = self._snapshot()
         self._loaded = self._seen  # the files as the last load found them, to tell what the next one changes
         self._pending: Fingerprint | None = None
@@ -200,6 +255,7 @@ class ProfileWatcher:
         self._recorder = recorder
         self._boundary_tried: datetime | None = None
         PROFILES_ACTIVE.set(len(self._active.partners))
+        PROFILES_HELD_BACK.set(len(self._active.held_back))
 
     def record_with(self, recorder: ChangeRecorder) -> None:
         """Hand each change found on disk to ``recorder`` (the editor: its history and audit log)."""
@@ -221,15 +277,23 @@ class ProfileWatcher:
                 )
                 for path, content in sorted(self._contents.items())
             )
+            at = self._clock.now()
             outcome = ReloadOutcome(
-                profiles=profiles,
-                certificates=(),
-                activated=True,
-                errors=(),
-                reason=START_REASON,
-                at=self._clock.now(),
+                profiles=profiles, certificates=(), activated=True, errors=(), reason=START_REASON, at=at
             )
             try:
+                # a file held back goes first as refused: it is then that file's latest version, not an active one
+                for held, change in self._held_back_changes(profiles):
+                    self._recorder.record_reload(
+                        ReloadOutcome(
+                            profiles=(change,),
+                            certificates=(),
+                            activated=False,
+                            errors=held.errors,
+                            reason=START_REASON,
+                            at=at,
+                        )
+                    )
                 self._recorder.record_start(outcome)
             except Exception:  # the profiles are in use whatever the audit log says: the start goes on
                 log.exception("the profiles found at start could not be compared with their history")
@@ -248,7 +312,8 @@ class ProfileWatcher:
 
     @property
     def last_error(self) -> str | None:
-        """The errors of the last refused change, until a change is accepted."""
+        """The errors of the last refused change, or of the files the active set holds back, until a change is
+        accepted whole."""
         return self._last_error
 
     def _watched_files(self) -> list[Path]:
@@ -338,6 +403,7 @@ class ProfileWatcher:
                     reason=reason,
                     max_age=self._active.partners.max_age,  # the duplicate window stays as started
                     tls_passphrase=self._tls_passphrase,
+                    keep=self._last_accepted(),
                 )
                 if found_on_disk and not active.partners and self._active.partners:
                     raise GatewayError(
@@ -345,30 +411,45 @@ class ProfileWatcher:
                         f"partner would be dropped and their queued messages fail. Retire partners with "
                         "'permit-gateway profiles' or the admin API instead, or restart the gateway to start empty"
                     )
+                if active.held_back and self._only_held_back_changed(before, contents, active.held_back):
+                    PROFILES_HELD_BACK.set(len(active.held_back))
+                    raise GatewayError(_errors_of(active.held_back) or "")  # nothing else to take effect
             except GatewayError as exc:
                 self._refused(str(exc), reason, now)
                 self._record(before, contents, activated=False, errors=str(exc), reason=reason, now=now)
                 self._seen = self._loaded_since(before)
                 return False
             self._activate(active)
-            self._record(before, contents, activated=True, errors="", reason=reason, now=now)
+            self._record(
+                before, contents, activated=True, errors="", reason=reason, now=now, held_back=active.held_back
+            )
             self._seen = self._loaded_since(before)
             return True
 
-    def _record(
-        self,
-        found: Fingerprint,
-        contents: Mapping[str, bytes],
-        *,
-        activated: bool,
-        errors: str,
-        reason: str,
-        now: datetime,
-    ) -> None:
-        """Hand the files changed since the last load to the recorder; an edit the editor made is among them
-        (the editor knows its own and skips them), a change made by hand as well."""
-        loaded, self._loaded = self._loaded, found
-        before, self._contents = self._contents, contents
+    def _last_accepted(self) -> dict[Path, PartnerProfile]:
+        """The profile each file holds in the active set: what a file held back keeps."""
+        registry = self._active.partners.registry
+        return {path: registry.get(pid) for pid, path in self._active.files.items() if pid in registry}
+
+    def _only_held_back_changed(
+        self, found: Fingerprint, contents: Mapping[str, bytes], held_back: Iterable[HeldBack]
+    ) -> bool:
+        """True when files changed since the last load and every one is a profile file held back: the new set
+        would be the active one, so the change is refused as a whole, as it always was. A reload with nothing
+        changed on disk (a certificate's validity began or ended) goes ahead."""
+        profiles, certificates = self._changes(found, contents)
+        held = {held.path for held in held_back}
+        return bool(profiles) and not certificates and all(change.path in held for change in profiles)
+
+    def _held_back_changes(self, changes: Iterable[FileChange]) -> list[tuple[HeldBack, FileChange]]:
+        held = {held.path: held for held in self._active.held_back}
+        return [(held[change.path], change) for change in changes if change.path in held]
+
+    def _changes(
+        self, found: Fingerprint, contents: Mapping[str, bytes]
+    ) -> tuple[tuple[FileChange, ...], tuple[FileChange, ...]]:
+        """The profile files and the certificate files changed since the last load."""
+        loaded, before = self._loaded, self._contents
         profiles = tuple(
             FileChange(
                 path=Path(path),
@@ -389,20 +470,56 @@ class ProfileWatcher:
             and _sha256(loaded, path) != _sha256(found, path)
             and (path in found or not Path(path).exists())
         )
+        return profiles, certificates
+
+    def _record(
+        self,
+        found: Fingerprint,
+        contents: Mapping[str, bytes],
+        *,
+        activated: bool,
+        errors: str,
+        reason: str,
+        now: datetime,
+        held_back: tuple[HeldBack, ...] = (),
+    ) -> None:
+        """Hand the files changed since the last load to the recorder; an edit the editor made is among them
+        (the editor knows its own and skips them), a change made by hand as well. In a set that became active,
+        a file held back is handed on its own, as refused with its errors."""
+        profiles, certificates = self._changes(found, contents)
+        self._loaded, self._contents = found, contents
         if self._recorder is None or not (profiles or certificates):
             return
-        outcome = ReloadOutcome(
-            profiles=profiles,
-            certificates=certificates,
-            activated=activated,
-            errors=tuple(errors.splitlines()),
-            reason=reason,
-            at=now,
-        )
-        try:
-            self._recorder.record_reload(outcome)
-        except Exception:  # the change is in force (or refused) whatever the audit log says: it must not stop
-            log.exception("a profile change could not be recorded in the history and audit log", reason=reason)
+        held = {item.path: item for item in held_back} if activated else {}
+        outcomes = [
+            ReloadOutcome(
+                profiles=tuple(change for change in profiles if change.path not in held),
+                certificates=certificates,
+                activated=activated,
+                errors=tuple(errors.splitlines()),
+                reason=reason,
+                at=now,
+            )
+        ]
+        outcomes += [
+            ReloadOutcome(
+                profiles=(change,),
+                certificates=(),
+                activated=False,
+                errors=held[change.path].errors,
+                reason=reason,
+                at=now,
+            )
+            for change in profiles
+            if change.path in held
+        ]
+        for outcome in outcomes:
+            if not (outcome.profiles or outcome.certificates):
+                continue
+            try:
+                self._recorder.record_reload(outcome)
+            except Exception:  # the change is in force (or refused) whatever the audit log says: it must not stop
+                log.exception("a profile change could not be recorded in the history and audit log", reason=reason)
 
     def _loaded_since(self, before: Fingerprint) -> Fingerprint:
         """What a load that began at ``before`` saw: files watched only now (a certificate a profile names for
@@ -418,18 +535,33 @@ class ProfileWatcher:
         return MappingProxyType(kept | gone)
 
     def _activate(self, active: ActiveProfiles) -> None:
+        previous = self._active.partners.registry
         before = set(self._active.files)
         self._active = active
-        self._last_error = None
+        self._last_error = _errors_of(active.held_back)
         self._on_reload(active.partners)
-        PROFILE_RELOADS.labels(result="ok").inc()
+        PROFILE_RELOADS.labels(result="partial" if active.held_back else "ok").inc()
         PROFILES_ACTIVE.set(len(active.partners))
+        PROFILES_HELD_BACK.set(len(active.held_back))
+        if active.held_back:
+            PROFILE_LAST_REFUSAL.set(active.since.timestamp())
+        for held in active.held_back:
+            kept = "its last accepted version stays active" if held.kept else "it is not loaded (a new file)"
+            log.error(
+                f"partner profile file held back: {kept}; the other files' changes took effect",
+                file=str(held.path),
+                profile=held.kept,
+                errors=list(held.errors),
+                fix=HELD_BACK_FIX,
+            )
         log.info(
             "partner profiles reloaded",
             reason=active.reason,
             partners=len(active.partners),
             added=sorted(set(active.files) - before),
             removed=sorted(before - set(active.files)),
+            changed=sorted(p.id for p in active.partners.registry if p.id in previous and previous.get(p.id) != p),
+            held_back=[str(held.path) for held in active.held_back],
         )
 
     def _refused(self, error: str, reason: str, now: datetime) -> None:

@@ -79,10 +79,24 @@ def test_start_loads_the_folder(harness: Harness) -> None:
     assert harness.swapped == []
 
 
-def test_start_refuses_a_broken_folder(tmp_path: Path, harness: Harness) -> None:
+def test_start_refuses_a_folder_whose_every_file_is_broken(tmp_path: Path, harness: Harness) -> None:
+    harness.write("be-famhp.yaml", "id: [")
     harness.write("ch-swissmedic.yaml", "id: [")
     with pytest.raises(ProfileError, match="not valid YAML"):
         ProfileWatcher(harness.folder, certificates_dir=harness.certificates, clock=harness.clock, on_reload=print)
+
+
+def test_start_leaves_out_only_the_broken_file(tmp_path: Path, harness: Harness) -> None:
+    harness.write("ch-swissmedic.yaml", "id: [")
+    with capture_logs() as logs:
+        watcher = ProfileWatcher(
+            harness.folder, certificates_dir=harness.certificates, clock=harness.clock, on_reload=print
+        )
+    assert [p.profile.id for p in watcher.partners] == ["be-famhp"]
+    [entry] = [e for e in logs if e["log_level"] == "error"]
+    assert entry["file"] == str(harness.folder / "ch-swissmedic.yaml")
+    assert "not valid YAML" in entry["errors"][0]
+    assert "not valid YAML" in (watcher.last_error or "")
 
 
 def test_valid_change_takes_effect(harness: Harness) -> None:
