@@ -39,9 +39,16 @@ from gateway.errors import ProfileError
 from gateway.inbound.http import UnreadableBody, check_content_encoding, read_chunk
 from gateway.interfaces.access import bearer_matches, bearer_token
 from gateway.interfaces.keys import ADMIN_NAME, ADMIN_NAMED, ADMIN_TOKEN, NODE, PROFILE_EDITOR, PROFILE_WATCHER
-from gateway.profiles.editor import EditConflict, EditResult, InvalidProfile, Precondition, ProfileEditor
+from gateway.profiles.editor import (
+    EditConflict,
+    EditResult,
+    InvalidProfile,
+    Precondition,
+    ProfileEditor,
+    ProfileFile,
+)
 from gateway.profiles.expiry import certificate_statuses
-from gateway.profiles.history import UnknownVersion
+from gateway.profiles.history import UnknownVersion, Version
 from gateway.profiles.loader import UndecodableProfile
 from gateway.profiles.registry import ProfileRegistry
 from gateway.store import Direction, State
@@ -201,7 +208,7 @@ def _editor(request: web.Request) -> tuple[ProfileEditor, str]:
     return request.app[PROFILE_EDITOR], request.match_info["profile_id"]
 
 
-def _listed(editor: ProfileEditor, registry: ProfileRegistry, profile_id: str, path: Path) -> dict[str, Any]:
+def _listed(registry: ProfileRegistry, profile_id: str, path: Path) -> dict[str, Any]:
     """One profile of the list; a file that cannot be read is listed with the reason, so it can be found."""
     active = registry.get(profile_id) if profile_id in registry else None
     item: dict[str, Any] = {
@@ -213,20 +220,27 @@ def _listed(editor: ProfileEditor, registry: ProfileRegistry, profile_id: str, p
         "endpoint": active.endpoint if active else None,
     }
     try:
-        item["etag"] = editor.get(profile_id).etag
+        item["etag"] = ProfileEditor.read(profile_id, path).etag
     except ProfileError as exc:
         item["error"] = str(exc)
     return item
 
 
+def _listing(editor: ProfileEditor, registry: ProfileRegistry) -> tuple[list[dict[str, Any]], list[str]]:
+    """The profiles and the retired ids from one pass over the folder (in a worker thread: reading 200 files must
+    not hold up /as4 and /health on the event loop)."""
+    files = editor.files()
+    items = [_listed(registry, profile_id, path) for profile_id, path in sorted(files.items())]
+    return items, editor.retired(files)
+
+
 @admin_only
 async def list_profiles(request: web.Request) -> web.Response:
     editor, watcher = request.app[PROFILE_EDITOR], request.app[PROFILE_WATCHER]
-    registry = watcher.partners.registry
-    items = [_listed(editor, registry, profile_id, path) for profile_id, path in sorted(editor.files().items())]
+    items, retired = await asyncio.to_thread(_listing, editor, watcher.partners.registry)
     body = {
         "profiles": items,
-        "retired": editor.retired(),
+        "retired": retired,
         "active_since": watcher.active.since.isoformat(),
         "last_refusal": watcher.last_error.splitlines() if watcher.last_error else None,
     }
@@ -237,7 +251,7 @@ async def list_profiles(request: web.Request) -> web.Response:
 async def get_profile(request: web.Request) -> web.Response:
     editor, profile_id = _editor(request)
     try:
-        found = editor.get(profile_id)
+        found = await asyncio.to_thread(editor.get, profile_id)
     except ProfileError as exc:
         return _error(exc)
     return web.Response(text=found.text, content_type=YAML_TYPE, headers={"ETag": _etag(found.etag)})
@@ -333,8 +347,7 @@ async def _pending_messages(request: web.Request, profile_id: str) -> tuple[int,
 async def history(request: web.Request) -> web.Response:
     editor, profile_id = _editor(request)
     try:
-        versions = editor.versions(profile_id)
-        current = editor.find(profile_id)
+        versions, current = await asyncio.to_thread(_versions, editor, profile_id)
     except ProfileError as exc:
         return _error(exc)
     items = [
@@ -351,11 +364,17 @@ async def history(request: web.Request) -> web.Response:
     return web.json_response({"id": profile_id, "retired": current is None, "versions": items})
 
 
+def _versions(editor: ProfileEditor, profile_id: str) -> tuple[list[Version], ProfileFile | None]:
+    files = editor.files()
+    return editor.versions(profile_id, files), editor.find(profile_id, files)
+
+
 @admin_only
 async def get_version(request: web.Request) -> web.Response:
     editor, profile_id = _editor(request)
     try:
-        text = editor.history.text(profile_id, _int(request.match_info["version"], "version"))
+        version = _int(request.match_info["version"], "version")
+        text = await asyncio.to_thread(editor.history.text, profile_id, version)
     except ProfileError as exc:
         return _error(exc)
     return web.Response(text=text, content_type=YAML_TYPE)
@@ -365,7 +384,8 @@ async def get_version(request: web.Request) -> web.Response:
 async def diff(request: web.Request) -> web.Response:
     editor, profile_id = _editor(request)
     try:
-        text = editor.diff(profile_id, _optional_int(request, "from"), _optional_int(request, "to"))
+        numbers = _optional_int(request, "from"), _optional_int(request, "to")
+        text = await asyncio.to_thread(editor.diff, profile_id, *numbers)
     except ProfileError as exc:
         return _error(exc)
     return web.Response(text=text, content_type="text/x-diff")
@@ -394,7 +414,8 @@ async def audit(request: web.Request) -> web.Response:
     if not (text.isascii() and text.isdigit()) or len(text) > digits or not 1 <= int(text) <= MAX_AUDIT_ENTRIES:
         return _problem(400, f"limit must be a whole number from 1 to {MAX_AUDIT_ENTRIES}, not {text[:40]!r}")
     limit = int(text)
-    return web.json_response({"entries": editor.audit.entries(request.query.get("profile"), limit=limit)})
+    entries = await asyncio.to_thread(editor.audit.entries, request.query.get("profile"), limit=limit)
+    return web.json_response({"entries": entries})
 
 
 @admin_only
@@ -402,8 +423,8 @@ async def certificates(request: web.Request) -> web.Response:
     watcher, editor = request.app[PROFILE_WATCHER], request.app[PROFILE_EDITOR]
     node = request.app.get(NODE)
     own = node.keys.own_certificates() if node is not None else []
-    statuses = certificate_statuses(
-        watcher.partners, own, now=watcher.clock.now(), warning_days=editor.warning_days
+    statuses = await asyncio.to_thread(
+        certificate_statuses, watcher.partners, own, now=watcher.clock.now(), warning_days=editor.warning_days
     )
     items = [
         {

@@ -5,8 +5,10 @@ the files, so a running gateway picks a CLI change up through its watcher, and a
 ``on_change``. An edit is validated as the whole folder would be after it (ids and PartyIds stay unique,
 certificates load, every time to live is below the duplicate-detection window), and the edited profile must have a currently valid certificate for each purpose unless
 it is disabled; only then is the file replaced (atomically, keeping its mode, owner and symlink), and only if
-it still holds what the edit was based on. Writers take a file lock, so the API and the CLI never interleave.
-A running gateway also hands the editor what its watcher finds changed on disk (``watcher.record_with``,
+it still holds what the edit was based on. Only problems in the edited file, or across profiles that the edit
+makes, refuse it: another file invalid on disk before is left out of the checks and named in the warnings (the
+gateway keeps its last accepted version meanwhile), so a broken file never stops an urgent edit of another.
+Writers take a file lock, so the API and the CLI never interleave. A running gateway also hands the editor what its watcher finds changed on disk (``watcher.record_with``,
 ``record_reload``), and at its start every profile file, to compare with the history (``record_start``): each
 change becomes a version and an audit entry, unless an editor made it.
 """
@@ -305,24 +307,48 @@ class ProfileEditor:
         self._on_change = on_change
         self.warning_days = warning_days
         self._duplicate_window = duplicate_window
+        self._declared_ids: dict[bytes, str | None] = {}  # by the SHA-256 of a profile file's bytes
 
     # --- reading ----------------------------------------------------------------------------------------
 
     def profiles(self) -> list[ProfileFile]:
-        return [self._file(profile_id, path) for profile_id, path in sorted(self.files().items())]
+        return [self.read(profile_id, path) for profile_id, path in sorted(self.files().items())]
 
     def files(self) -> dict[str, Path]:
-        """Each profile's file by id, without reading any whole (one that cannot be read is still named)."""
-        return profile_files(self.folder)
+        """Each profile's file by the id it declares (its stem when it declares none it can read), as
+        ``loader.profile_files`` finds them; one that cannot be read is still named. A file whose bytes were
+        seen before is not parsed again: the id is kept by the SHA-256 of the bytes, so a request that needs the
+        ids of 200 profiles parses only the files changed since the last one (each parse takes milliseconds)."""
+        found: dict[str, Path] = {}
+        seen: dict[bytes, str | None] = {}
+        for path in self._paths():
+            try:
+                data = path.read_bytes()
+            except OSError:
+                found.setdefault(path.stem, path)
+                continue
+            digest = hashlib.sha256(data).digest()
+            declared = self._declared_ids[digest] if digest in self._declared_ids else _declared_in(data, path)
+            seen[digest] = declared
+            found.setdefault(declared or path.stem, path)
+        self._declared_ids = seen  # only the files there now: the cache never outgrows the folder
+        return found
 
-    def retired(self) -> list[str]:
-        """Ids with a history but no file: retired profiles that can be rolled back."""
-        current = profile_files(self.folder)
+    def _paths(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(path for path in self.folder.iterdir() if is_profile_file(path) and path.is_file())
+
+    def retired(self, files: Mapping[str, Path] | None = None) -> list[str]:
+        """Ids with a history but no file: retired profiles that can be rolled back. ``files``: ``files()``
+        when the caller has it already."""
+        current = self.files() if files is None else files
         return [profile_id for profile_id in self.history.ids() if profile_id not in current]
 
-    def find(self, profile_id: str) -> ProfileFile | None:
-        path = profile_files(self.folder).get(check_profile_id(profile_id))
-        return None if path is None else self._file(profile_id, path)
+    def find(self, profile_id: str, files: Mapping[str, Path] | None = None) -> ProfileFile | None:
+        """``files``: ``files()`` when the caller has it already (a listing: one pass over the folder)."""
+        path = (self.files() if files is None else files).get(check_profile_id(profile_id))
+        return None if path is None else self.read(profile_id, path)
 
     def get(self, profile_id: str) -> ProfileFile:
         found = self.find(profile_id)
@@ -331,18 +357,19 @@ class ProfileEditor:
             raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder}{hint}")
         return found
 
-    def versions(self, profile_id: str) -> list[Version]:
+    def versions(self, profile_id: str, files: Mapping[str, Path] | None = None) -> list[Version]:
         versions = self.history.versions(profile_id)
-        if not versions and self.find(profile_id) is None:
+        if not versions and self.find(profile_id, files) is None:
             raise ProfileNotFound(f"no partner profile {profile_id!r} in {self.folder} and no history of it")
         return versions
 
     def diff(self, profile_id: str, version: int | None = None, to: int | None = None) -> str:
         """Unified diff from ``version`` (default: the one before the latest) to ``to`` (default: the file)."""
-        before_number = version if version is not None else self._previous_number(profile_id)
+        files = self.files()
+        before_number = version if version is not None else self._previous_number(profile_id, files=files)
         before = self.history.text(profile_id, before_number)
         if to is None:
-            current = self.find(profile_id)
+            current = self.find(profile_id, files)
             after, after_name = (current.text, str(current.path)) if current else ("", "(retired)")
         else:
             after, after_name = self.history.text(profile_id, to), f"{profile_id} version {to}"
@@ -350,11 +377,14 @@ class ProfileEditor:
             before, after, before_name=f"{profile_id} version {before_number}", after_name=after_name
         )
 
-    def _previous_number(self, profile_id: str, *, loadable: bool = False) -> int:
+    def _previous_number(
+        self, profile_id: str, *, loadable: bool = False, files: Mapping[str, Path] | None = None
+    ) -> int:
         """The latest version that differs from the current file; ``loadable`` (a rollback's default): the latest
         such version that was not refused when found on disk (a half-written or invalid file)."""
-        versions = self.versions(profile_id)
-        current = self.find(profile_id)
+        files = self.files() if files is None else files
+        versions = self.versions(profile_id, files)
+        current = self.find(profile_id, files)
         candidates = [v for v in versions if current is None or v.sha256 != current.etag]
         if loadable:
             candidates = [v for v in candidates if not v.refused]
@@ -366,7 +396,9 @@ class ProfileEditor:
             )
         return candidates[-1].number
 
-    def _file(self, profile_id: str, path: Path) -> ProfileFile:
+    @staticmethod
+    def read(profile_id: str, path: Path) -> ProfileFile:
+        """The profile file at ``path`` (found by ``files()``), as its bytes are: no YAML is parsed."""
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -425,7 +457,7 @@ class ProfileEditor:
 
     def retire(self, profile_id: str, *, condition: Precondition, actor: str) -> EditResult:
         """Take a profile out of service: its file moves into the history (a rollback brings it back). Refused
-        like any edit when the folder without it would not load (another file broken on disk)."""
+        when the folder without it would not load (another file broken on disk), unlike an edit."""
         with self._locked():
             current = self.get(profile_id)
             condition.check(profile_id, current)
@@ -824,14 +856,8 @@ class ProfileEditor:
         self._check_delivery_folder(profile, path, text, kept)
         if profile.enabled:
             load_profile_text(text, path=path, certificates_dir=files, now=now, tls_passphrase=passphrase)
-        partners, undecodable = self._load_folder({path: text}, now)
-        left_out = [
-            f"{exc} (left out of this edit's checks across profiles; the edit is written, and takes effect once "
-            "that file is fixed)"
-            for exc in undecodable
-            if exc.path != path
-        ]
-        return self._warnings(partners, profile, now) + left_out
+        partners, elsewhere = self._load_folder({path: text}, now)
+        return self._warnings(partners, profile, now) + elsewhere
 
     def _check_delivery_folder(self, profile: PartnerProfile, path: Path, text: str, kept: list[str]) -> None:
         """An edit may deliver received permits only into the inbox or a folder inside it, and never into a folder
@@ -877,26 +903,74 @@ class ProfileEditor:
             return ""
 
     def _check_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> None:
-        """Errors as ``InvalidProfile``: the folder as it would be with ``overrides`` (None: a file removed)."""
+        """Errors as ``InvalidProfile``: the folder as it would be with ``overrides`` (None: a file removed), the
+        files that are not UTF-8 left out. Stricter than an edit's check: a retirement is refused while another
+        file is invalid on disk."""
+        left_out: dict[Path, str | None] = {exc.path: None for exc in self._undecodable()}
         try:
-            self._load_folder(overrides, now)
+            self._partners(left_out | dict(overrides), now)
         except GatewayError as exc:
             raise InvalidProfile(str(exc).splitlines()) from None
 
-    def _load_folder(
-        self, overrides: Mapping[Path, str | None], now: datetime
-    ) -> tuple[Partners, list[UndecodableProfile]]:
-        """The folder as it would be with ``overrides``, and the files that are not UTF-8: those are left out
-        (each is reported on its own, and must not stop the other profiles' edits)."""
-        undecodable = self._undecodable()
+    def _load_folder(self, overrides: Mapping[Path, str | None], now: datetime) -> tuple[Partners, list[str]]:
+        """The folder as it would be with ``overrides``, and a warning for each other file left out of it: one
+        that is not UTF-8, and one that was invalid on disk before this change already. Those do not stop the
+        change (the gateway keeps the last accepted version of such a file while the others' changes apply);
+        a problem in a changed file, or one across profiles that the change makes, is a ``GatewayError``."""
+        undecodable = [exc for exc in self._undecodable() if exc.path not in overrides]
+        base: dict[Path, str | None] = {exc.path: None for exc in undecodable}
+        warnings = [
+            f"{exc} (left out of this edit's checks across profiles; the edit is written, and the gateway keeps "
+            "that profile's last accepted version until the file is fixed)"
+            for exc in undecodable
+        ]
+        try:
+            return self._partners(base | dict(overrides), now), warnings
+        except GatewayError as exc:
+            invalid = self._invalid_before(str(exc).splitlines(), base, overrides)
+        partners = self._partners(base | {path: None for path in invalid} | dict(overrides), now)
+        for path, problems in invalid.items():
+            log.warning(
+                "a profile change was checked without another profile file, invalid on disk before it",
+                file=str(path),
+                problems=problems,
+            )
+        return partners, warnings + [_invalid_elsewhere(path, problems) for path, problems in invalid.items()]
+
+    def _partners(self, overrides: Mapping[Path, str | None], now: datetime) -> Partners:
         loaded = load_profile_folder(
             self.folder,
             certificates_dir=self.certificates_dir,
-            overrides={exc.path: None for exc in undecodable} | dict(overrides),
+            overrides=overrides,
             tls_passphrase=self._tls_passphrase,
             duplicate_window=self._duplicate_window,
         )
-        return Partners(loaded.registry, now=now, max_age=self._duplicate_window), undecodable
+        return Partners(loaded.registry, now=now, max_age=self._duplicate_window)
+
+    def _invalid_before(
+        self, errors: list[str], base: Mapping[Path, str | None], overrides: Mapping[Path, str | None]
+    ) -> dict[Path, list[str]]:
+        """The other files whose problems in ``errors`` (the folder's, with the change) were there without the
+        change, each with those problems; ``ProfileError`` with the rest, which the change makes: a problem
+        in a changed file, or naming one (a PartyId it shares with another profile), is never left out."""
+        try:
+            self._partners(base, self._clock.now())
+            before: set[str] = set()
+        except GatewayError as exc:
+            before = set(str(exc).splitlines())
+        changed = [str(path) for path in overrides]
+        others = [path for path in self._paths() if path not in overrides and path not in base]
+        invalid: dict[Path, list[str]] = {}
+        made: list[str] = []
+        for error in errors:
+            owner = next((path for path in others if error.startswith(f"{path}:")), None)
+            if owner is None or error not in before or any(name in error for name in changed):
+                made.append(error)
+            else:
+                invalid.setdefault(owner, []).append(error)
+        if made:
+            raise ProfileError("\n".join(made))
+        return invalid
 
     def _warnings(self, partners: Partners, profile: PartnerProfile, now: datetime) -> list[str]:
         partner = partners.get(profile.id)
@@ -1000,6 +1074,26 @@ def _disk_action(change: FileChange, before: bytes | None) -> str:
 
 def _shown(data: bytes | None) -> str:
     return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _invalid_elsewhere(path: Path, problems: list[str]) -> str:
+    return (
+        f"{path}: another profile file, invalid on disk before this edit, which it does not stop: the edit is "
+        "written, that file is left out of its checks across profiles, and the gateway keeps that profile's last "
+        "accepted version until the file is fixed (GET and PUT it through the admin API, or edit it on disk). "
+        f"Its problems: {' | '.join(problems)}"
+    )
+
+
+def _declared_in(data: bytes, path: Path) -> str | None:
+    """The id a profile file's bytes declare, as ``loader.profile_files`` reads it; None when it declares none
+    that can be read."""
+    try:
+        document = read_yaml_text(data.decode("utf-8"), path)
+    except (UnicodeDecodeError, ProfileError):
+        return None
+    declared = document.get("id") if isinstance(document, CommentedMap) else None
+    return declared if isinstance(declared, str) and declared else None
 
 
 def _declared_id(path: Path, text: str | None) -> str | None:

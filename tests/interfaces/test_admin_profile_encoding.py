@@ -50,11 +50,11 @@ async def test_another_profiles_edits_work_beside_a_file_that_is_not_utf8(api: A
     async with api.client.put(f"{URL}/ch-swissmedic", data=changed, headers=AUTH | {"If-Match": etag}) as response:
         assert response.status == 200, await response.text()
         body = await response.json()
-    # written, versioned and audited; active once the file is fixed (the gateway refuses the folder until then)
-    assert body["version"] == 2 and body["active"] is False
+    # written, versioned, audited and active: the broken file keeps its last accepted version meanwhile
+    assert body["version"] == 2 and body["active"] is True
     [warning] = [w for w in body["warnings"] if str(broken) in w]
     _says_what_and_how(warning, broken)
-    assert "takes effect once that file is fixed" in warning
+    assert "keeps that profile's last accepted version until the file is fixed" in warning
     assert (api.folder / "ch-swissmedic.yaml").read_text() == changed
     broken.write_bytes(LATIN1.decode("latin-1").encode("utf-8"))  # the fix the error names
     assert api.watcher.reload("fixed", found_on_disk=True) is True
