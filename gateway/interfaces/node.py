@@ -668,6 +668,7 @@ async def _profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         data_dir=settings.data_dir,
         clock=node.clock,
         on_change=watcher.reload,
+        kept=watcher.last_accepted,
         warning_days=settings.keys.expiry_warning_days,
         duplicate_window=settings.inbound.duplicate_window,
         tls_passphrase=settings.keys.passphrase,

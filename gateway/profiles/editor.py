@@ -287,8 +287,11 @@ class ProfileEditor:
         tls_passphrase: Passphrase = no_passphrase,
         guarded: Sequence[GuardedFolder] | None = None,
         folders: FolderSettings | None = None,
+        kept: Callable[[], Mapping[Path, PartnerProfile]] | None = None,
     ) -> None:
-        """``guarded``: the gateway's inbox, to which an edit confines ``delivery.folder``, and the folders it
+        """``kept``: the running gateway's last accepted profile of each file (``ProfileWatcher.last_accepted``),
+        which it keeps active for a file broken on disk: an edit is checked across profiles against those, as
+        the gateway will load it. ``guarded``: the gateway's inbox, to which an edit confines ``delivery.folder``, and the folders it
         must stay out of (``gateway.settings.guarded_folders``). Without them, the table of ``folders`` (the
         gateway's [folders]) and this editor's own folders, which knows no keystore; without either, no inbox,
         and an edit cannot set a new delivery folder."""
@@ -305,6 +308,7 @@ class ProfileEditor:
         self.audit = AuditLog(data_dir / AUDIT_FILE)
         self._clock = clock
         self._on_change = on_change
+        self._kept = kept
         self.warning_days = warning_days
         self._duplicate_window = duplicate_window
         self._declared_ids: dict[bytes, str | None] = {}  # by the SHA-256 of a profile file's bytes
@@ -321,6 +325,7 @@ class ProfileEditor:
         ids of 200 profiles parses only the files changed since the last one (each parse takes milliseconds)."""
         found: dict[str, Path] = {}
         seen: dict[bytes, str | None] = {}
+        known = self._declared_ids  # read once: another request's thread may replace it meanwhile
         for path in self._paths():
             try:
                 data = path.read_bytes()
@@ -328,7 +333,7 @@ class ProfileEditor:
                 found.setdefault(path.stem, path)
                 continue
             digest = hashlib.sha256(data).digest()
-            declared = self._declared_ids[digest] if digest in self._declared_ids else _declared_in(data, path)
+            declared = known[digest] if digest in known else _declared_in(data, path)
             seen[digest] = declared
             found.setdefault(declared or path.stem, path)
         self._declared_ids = seen  # only the files there now: the cache never outgrows the folder
@@ -928,7 +933,7 @@ class ProfileEditor:
             return self._partners(base | dict(overrides), now), warnings
         except GatewayError as exc:
             invalid = self._invalid_before(str(exc).splitlines(), base, overrides)
-        partners = self._partners(base | {path: None for path in invalid} | dict(overrides), now)
+        partners = self._with_kept(base, overrides, invalid, now)
         for path, problems in invalid.items():
             log.warning(
                 "a profile change was checked without another profile file, invalid on disk before it",
@@ -937,13 +942,34 @@ class ProfileEditor:
             )
         return partners, warnings + [_invalid_elsewhere(path, problems) for path, problems in invalid.items()]
 
-    def _partners(self, overrides: Mapping[Path, str | None], now: datetime) -> Partners:
+    def _with_kept(
+        self, base: Mapping[Path, str | None], overrides: Mapping[Path, str | None], invalid: Iterable[Path],
+        now: datetime,
+    ) -> Partners:
+        """The folder with the change, each of the ``invalid`` files as the gateway will hold it: its last
+        accepted version (``kept``), or left out (none accepted, or no running gateway to ask). A PartyId or id
+        the change shares with such a kept version refuses the change here, as the gateway's reload would."""
+        changed = {**base, **overrides}
+        if self._kept is None:
+            return self._partners({**changed, **{path: None for path in invalid}, **overrides}, now)
+        held = set(invalid)
+        kept = {path: profile for path, profile in self._kept().items() if path in held}
+        return self._partners(changed, now, keep=kept)
+
+    def _partners(
+        self,
+        overrides: Mapping[Path, str | None],
+        now: datetime,
+        *,
+        keep: Mapping[Path, PartnerProfile] | None = None,
+    ) -> Partners:
         loaded = load_profile_folder(
             self.folder,
             certificates_dir=self.certificates_dir,
             overrides=overrides,
             tls_passphrase=self._tls_passphrase,
             duplicate_window=self._duplicate_window,
+            keep=keep,
         )
         return Partners(loaded.registry, now=now, max_age=self._duplicate_window)
 

@@ -403,7 +403,7 @@ class ProfileWatcher:
                     reason=reason,
                     max_age=self._active.partners.max_age,  # the duplicate window stays as started
                     tls_passphrase=self._tls_passphrase,
-                    keep=self._last_accepted(),
+                    keep=self.last_accepted(),
                 )
                 if found_on_disk and not active.partners and self._active.partners:
                     raise GatewayError(
@@ -426,7 +426,7 @@ class ProfileWatcher:
             self._seen = self._loaded_since(before)
             return True
 
-    def _last_accepted(self) -> dict[Path, PartnerProfile]:
+    def last_accepted(self) -> dict[Path, PartnerProfile]:
         """The profile each file holds in the active set: what a file held back keeps."""
         registry = self._active.partners.registry
         return {path: registry.get(pid) for pid, path in self._active.files.items() if pid in registry}

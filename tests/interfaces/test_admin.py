@@ -78,7 +78,12 @@ async def api(tmp_path: Path, pki: DevPki) -> AsyncIterator[Admin]:
     swapped: list[Partners] = []
     watcher = ProfileWatcher(folder, certificates_dir=pki.folder, clock=clock, on_reload=swapped.append)
     editor = ProfileEditor(
-        folder, certificates_dir=pki.folder, data_dir=tmp_path / "data", clock=clock, on_change=watcher.reload
+        folder,
+        certificates_dir=pki.folder,
+        data_dir=tmp_path / "data",
+        clock=clock,
+        on_change=watcher.reload,
+        kept=watcher.last_accepted,  # as the node wires them
     )
     async with TestClient(TestServer(admin_app(editor, watcher, TOKEN), host="127.0.0.1")) as client:
         yield Admin(client, folder, clock, watcher, swapped)

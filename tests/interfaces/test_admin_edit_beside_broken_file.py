@@ -95,3 +95,34 @@ async def test_an_edit_duplicating_another_profiles_party_id_is_refused_beside_a
     async with api.client.get("/api/v1/admin/audit?profile=be-famhp", headers=AUTH) as response:
         entry = (await response.json())["entries"][-1]
     assert (entry["action"], entry["result"]) == ("merge", "refused")
+
+
+async def test_an_edit_taking_the_party_id_a_broken_files_kept_version_holds_is_refused_and_later_edits_work(
+    api: Admin,  # noqa: F811
+) -> None:
+    """Found by the review: the edit was checked without the broken file, written and answered 200, and the
+    gateway, which keeps that file's last accepted version, refused it and, the conflict then on disk, every
+    later change too: an urgent suspension of a third partner was written and audited but never took effect."""
+    (api.folder / "de-bfarm.yaml").write_text(DE)
+    assert api.watcher.reload("de-bfarm added", found_on_disk=True) is True
+    broken = _break_de(api)  # its last accepted version, PartyId DE-BFARM, stays active
+    etag = await api.etag("be-famhp")
+
+    async with api.client.patch(
+        f"{URL}/be-famhp", json={"party_id": "DE-BFARM"}, headers=AUTH | {"If-Match": etag}
+    ) as response:
+        assert response.status == 422, await response.text()
+        errors = (await response.json())["errors"]
+    assert any("'DE-BFARM'" in e and "is already the PartyId of profile" in e for e in errors), errors
+    assert (api.folder / "be-famhp.yaml").read_text() == BE
+
+    etag = await api.etag("ch-swissmedic")
+    async with api.client.patch(
+        f"{URL}/ch-swissmedic", json={"enabled": False}, headers=AUTH | {"If-Match": etag}
+    ) as response:
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    assert body["active"] is True
+    assert api.watcher.partners.get("ch-swissmedic").profile.enabled is False
+    assert api.watcher.partners.get("de-bfarm").profile.party_id == "DE-BFARM"  # the kept version
+    assert broken.read_text() == BROKEN
