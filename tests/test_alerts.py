@@ -204,3 +204,12 @@ def test_every_partner_starts_not_held_and_not_waiting() -> None:
     samples = scraped()
     for name in ("permit_gateway_partner_held", "permit_gateway_outbound_waiting_seconds"):
         assert samples[frozenset({("__name__", name), ("partner", "zz-new-partner")})] == 0
+
+
+def test_a_profile_file_held_back_alerts_until_it_is_fixed() -> None:
+    """A file held back at start or in a partial reload moves no 'refused' counter (found by the review: nothing
+    alerted while a broken edit left a partner's old certificate trusted, or left the partner out)."""
+    rule = rule_named("PermitGatewayProfileHeldBack")
+    held = "permit_gateway_profiles_held_back 1\n"
+    assert firing(rule, scraped(held)) and not firing(rule, scraped(held.replace(" 1", " 0")))
+    assert "NOT taken effect" in rule["annotations"]["description"]
