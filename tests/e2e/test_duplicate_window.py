@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from gateway.as4 import ErrorReceived, Outgoing, SecurityPolicy, parse_response
-from gateway.errors import ConfigError
+from gateway.errors import ProfileError
 from gateway.settings import InboundSettings
 from tests.e2e.conftest import Harness, example
 from tests.e2e.test_two_gateways import IA, _error_code, _forged_user_message, _post_as4
@@ -51,8 +51,11 @@ async def test_a_message_older_than_the_window_is_refused_naming_both_times(
 
 
 async def test_a_time_to_live_longer_than_the_window_stops_the_start(harness: Harness) -> None:
-    with pytest.raises(ConfigError) as caught:
+    # every profile's time to live too long: each file is held back, and a start with none left stops (one such
+    # file alone would leave only its partner out)
+    with pytest.raises(ProfileError) as caught:
         await harness.start("CH-SWISSMEDIC", inbound=InboundSettings(duplicate_window_hours=48))
     message = str(caught.value)
     assert "time_to_live_hours = 72" in message and "duplicate_window_hours = 48" in message
-    assert "'be-famhp'" in message or "'ch-swissmedic'" in message
+    assert "be-famhp.yaml:8:1 reception_awareness.time_to_live_hours" in message  # the file, line and field
+    assert "ch-swissmedic.yaml:8:1 reception_awareness.time_to_live_hours" in message
