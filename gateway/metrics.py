@@ -109,6 +109,14 @@ PARTNER_HELD = Gauge(
     ["partner"],
     registry=REGISTRY,
 )
+SEND_WINDOW = Gauge(
+    "permit_gateway_send_window",
+    "How many of the partner's messages this node may have in flight now: 2 at first, one more per receipt up "
+    "to [outbound].max_in_flight_per_partner, 1 after a POST that got no answer (the partner or the route to it "
+    "is down or black-holed) until a receipt comes",
+    ["partner"],
+    registry=REGISTRY,
+)
 OUTBOUND_WAITING = Gauge(
     "permit_gateway_outbound_waiting_seconds",
     "How long the outbound message to the partner that has been due longest has waited, due, to be sent or "

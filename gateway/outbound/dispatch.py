@@ -37,6 +37,7 @@ from gateway.metrics import (
     PARTNER_HELD,
     SEND_ATTEMPTS,
     SEND_LATENCY,
+    SEND_WINDOW,
     count_sends_from_zero,
 )
 from gateway.outbound.proxy import NO_PROXY, ProxySettings, redirected
@@ -459,7 +460,7 @@ class Dispatcher:
                 del self._lanes[partner_id]
         # nothing was due: the next lane starts small again (TCP after an idle spell), so a partner that was fast
         # and is black-holed meanwhile holds few send slots until its first time-outs
-        self._windows[partner_id] = min(self._window(partner_id), FIRST_WINDOW)
+        self._set_window(partner_id, min(self._window(partner_id), FIRST_WINDOW))
         self._wake()
         return sent
 
@@ -472,9 +473,13 @@ class Dispatcher:
 
     def _adjust_window(self, partner_id: str, attempt: Attempt) -> None:
         if attempt.unanswered:
-            self._windows[partner_id] = 1
+            self._set_window(partner_id, 1)
         elif attempt.receipt is not None:
-            self._windows[partner_id] = min(self._window(partner_id) + 1, self._per_partner)
+            self._set_window(partner_id, min(self._window(partner_id) + 1, self._per_partner))
+
+    def _set_window(self, partner_id: str, window: int) -> None:
+        self._windows[partner_id] = window
+        SEND_WINDOW.labels(partner=partner_id).set(window)
 
     def _pushes_to(self, partner_id: str) -> bool:
         """False once the partner pulls or is held (a profile change, or a certificate that lapsed, while its

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.clock import FixedClock
 from gateway.errors import ConfigError
+from gateway.metrics import SEND_WINDOW
 from gateway.outbound.dispatch import Attempt, Dispatcher
 from gateway.profiles.model import Transport
 from gateway.settings import load_settings
@@ -103,8 +104,10 @@ async def test_a_lane_starts_with_two_doubles_per_round_of_receipts_and_falls_ba
         answer(3, RECEIPT)
         await _open_settles_at(posts, PER_PARTNER)
 
+        assert SEND_WINDOW.labels(partner="ch-swissmedic")._value.get() == PER_PARTNER  # what /metrics shows
         answer(1, NO_ANSWER)  # a time-out: down to one, and no new claim while the other seven are out
         await _open_settles_at(posts, PER_PARTNER - 1)
+        assert SEND_WINDOW.labels(partner="ch-swissmedic")._value.get() == 1
         answer(PER_PARTNER - 1, RETRYABLE)  # answered, but no receipt: the window stays at one
         await _open_settles_at(posts, 1)
         answer(1, RETRYABLE)
@@ -123,6 +126,7 @@ async def test_a_lane_starts_with_two_doubles_per_round_of_receipts_and_falls_ba
         assert not dispatcher._lanes and len(posts.started) == 30, posts.started
         assert posts.most_open == PER_PARTNER
         assert dispatcher._window("ch-swissmedic") == 2, "the lane ended grown; the next one starts small again"
+        assert SEND_WINDOW.labels(partner="ch-swissmedic")._value.get() == 2  # what /metrics shows
     finally:
         for n in range(answered, len(posts.started)):
             posts.answer(n, RETRYABLE)
