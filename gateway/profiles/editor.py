@@ -949,12 +949,11 @@ class ProfileEditor:
         """The folder with the change, each of the ``invalid`` files as the gateway will hold it: its last
         accepted version (``kept``), or left out (none accepted, or no running gateway to ask). A PartyId or id
         the change shares with such a kept version refuses the change here, as the gateway's reload would."""
-        changed = {**base, **overrides}
         if self._kept is None:
-            return self._partners({**changed, **{path: None for path in invalid}, **overrides}, now)
+            return self._partners({**base, **dict.fromkeys(invalid), **overrides}, now)
         held = set(invalid)
         kept = {path: profile for path, profile in self._kept().items() if path in held}
-        return self._partners(changed, now, keep=kept)
+        return self._partners({**base, **overrides}, now, keep=kept)
 
     def _partners(
         self,

@@ -177,6 +177,22 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
     await running.close()
 
 
+async def _ping_ch(
+    be: Any, client: aiohttp.ClientSession, two: Harness, proxy: ProxySettings, timeout: float = 30.0
+) -> Any:
+    """``profiles ping ch-swissmedic`` from Belgium's running gateway, through ``proxy``."""
+    node = be.runner.app[NODE]
+    return await ping(
+        node.partners.get("ch-swissmedic"),
+        identity=node.settings.identity,
+        keys=node.keys,
+        session=client,
+        clock=two.clock,
+        timeout=timeout,
+        proxy=proxy,
+    )
+
+
 def outbound(proxy: str | None, **keys: object) -> OutboundSettings:
     """The test gateways' [outbound], with the proxy; partners run on loopback, so no_proxy is emptied."""
     return OutboundSettings.model_validate(
@@ -343,15 +359,8 @@ async def test_ping_through_a_proxy_that_refuses_connect_names_the_proxy_and_407
     front, runner, _ = await _tls_front(harness, pki, tmp_path)
     try:
         be = await harness.start("BE-FAMHP")
-        node = be.runner.app[NODE]
-        result = await ping(
-            node.partners.get("ch-swissmedic"),
-            identity=node.settings.identity,
-            keys=node.keys,
-            session=session,
-            clock=harness.clock,
-            proxy=ProxySettings(url=proxy.url, authorization=aiohttp.encode_basic_auth("gateway", "pw-not-shown")),
-        )
+        credentials = aiohttp.encode_basic_auth("gateway", "pw-not-shown")
+        result = await _ping_ch(be, session, harness, ProxySettings(url=proxy.url, authorization=credentials))
     finally:
         await runner.cleanup()
     assert result.stage is Stage.PROXY, result.detail
@@ -495,16 +504,8 @@ async def test_a_ping_through_a_proxy_that_never_answers_the_connect_names_the_p
     front, runner, _ = await _tls_front(harness, pki, tmp_path)
     try:
         be = await harness.start("BE-FAMHP")
-        node = be.runner.app[NODE]
-        result = await ping(
-            node.partners.get("ch-swissmedic"),
-            identity=node.settings.identity,
-            keys=node.keys,
-            session=session,
-            clock=harness.clock,
-            timeout=FAST,
-            proxy=ProxySettings(url=f"http://127.0.0.1:{silent.port}"),
-        )
+        silent_proxy = ProxySettings(url=f"http://127.0.0.1:{silent.port}")
+        result = await _ping_ch(be, session, harness, silent_proxy, timeout=FAST)
     finally:
         await runner.cleanup()
     assert result.stage is Stage.PROXY, result.detail
@@ -683,16 +684,7 @@ async def test_a_partner_whose_tls_handshake_hangs_behind_a_working_proxy_is_tol
     endpoint = f"https://127.0.0.1:{silent.port}/as4"  # the silent server as the partner
     await _partner_at(harness, endpoint, pki)
     be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url, http_timeout_seconds=FAST))
-    node = be.runner.app[NODE]
-    result = await ping(
-        node.partners.get("ch-swissmedic"),
-        identity=node.settings.identity,
-        keys=node.keys,
-        session=session,
-        clock=harness.clock,
-        timeout=FAST,
-        proxy=ProxySettings(url=proxy.url),
-    )
+    result = await _ping_ch(be, session, harness, ProxySettings(url=proxy.url), timeout=FAST)
     assert result.stage is Stage.TIMEOUT, result.detail
     assert f"through the outbound proxy 127.0.0.1:{proxy.port} which opened the tunnel" in result.detail
     assert "the partner is down or slow, not the proxy" in result.detail and "did not open" not in result.detail
@@ -759,16 +751,7 @@ async def test_a_proxy_host_name_that_does_not_resolve_is_named_as_the_proxy(
         be = await harness.start("BE-FAMHP", outbound=outbound(unknown))
         _, body = await submit(session, be, example(IA, today=harness.clock.now()))
         waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
-        node = be.runner.app[NODE]
-        result = await ping(
-            node.partners.get("ch-swissmedic"),
-            identity=node.settings.identity,
-            keys=node.keys,
-            session=session,
-            clock=harness.clock,
-            timeout=5.0,
-            proxy=ProxySettings(url=unknown),
-        )
+        result = await _ping_ch(be, session, harness, ProxySettings(url=unknown), timeout=5.0)
     finally:
         await runner.cleanup()
     error = waiting["last_error"]
@@ -798,16 +781,7 @@ async def test_a_connect_answered_503_by_a_proxy_that_cannot_reach_the_partner_n
     be = await harness.start("BE-FAMHP", outbound=outbound(proxy.url))
     _, body = await submit(session, be, example(IA, today=harness.clock.now()))
     waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
-    node = be.runner.app[NODE]
-    result = await ping(
-        node.partners.get("ch-swissmedic"),
-        identity=node.settings.identity,
-        keys=node.keys,
-        session=session,
-        clock=harness.clock,
-        timeout=5.0,
-        proxy=ProxySettings(url=proxy.url),
-    )
+    result = await _ping_ch(be, session, harness, ProxySettings(url=proxy.url), timeout=5.0)
     assert result.stage is Stage.CONNECT and f"the partner's 127.0.0.1:{down}" in result.detail, result
     error = waiting["last_error"]
     assert (
@@ -854,16 +828,7 @@ async def test_a_partner_redirecting_to_https_through_an_authenticating_proxy_is
         be = await harness.start("BE-FAMHP", outbound=settings)
         _, body = await submit(session, be, example(IA, today=harness.clock.now()))
         waiting = await wait_for(session, be, body["message_id"], "RETRY_WAIT")
-        node = be.runner.app[NODE]
-        result = await ping(
-            node.partners.get("ch-swissmedic"),
-            identity=node.settings.identity,
-            keys=node.keys,
-            session=session,
-            clock=harness.clock,
-            timeout=5.0,
-            proxy=be.runner.app[PROXY],
-        )
+        result = await _ping_ch(be, session, harness, be.runner.app[PROXY], timeout=5.0)
     finally:
         await runner.cleanup()
     said = f"the partner's endpoint {old_endpoint} answered HTTP 308 to {new_endpoint}: redirects are not followed"
